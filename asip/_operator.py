@@ -1,0 +1,150 @@
+"""What users subclass and what they hold: `Operator`, `STOP`, and the per-operator `Context`."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from asip._exceptions import MessageError
+from asip._wire import Message, encode_message, pack_payload
+
+if TYPE_CHECKING:
+    from asip._task import OperatorSpec
+    from asip._worker_plugin import ChannelPlugin
+
+__all__ = ["STOP", "Context", "Operator"]
+
+
+class _Stop:
+    """Sentinel returned from `Operator.step` to finish the stage early."""
+
+    _instance = None
+
+    def __new__(cls) -> _Stop:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "asip.STOP"
+
+    def __reduce__(self) -> str:
+        return "STOP"
+
+
+STOP = _Stop()
+
+
+class Operator:
+    """One long-running worker of a stage, bound to one data partition.
+
+    Subclass it and override the hooks; all three run on the operator's own thread
+    on the worker that holds its partition. Put hyperparameters in ``__init__`` and
+    pass an instance to `Stage` as a template: each partition gets its own copy.
+
+    Numba kernels called from ``step`` must be compiled with ``nogil=True``, or the
+    worker's event loop (which delivers messages) stalls behind them.
+    """
+
+    def setup(self, ctx: Context, partition: Any) -> None:
+        """Once per incarnation, before the first step: keep the partition, build state.
+
+        ``ctx.incarnation > 0`` means this is a restart: pull the current model from
+        peers' messages rather than starting from scratch.
+        """
+
+    def step(self, ctx: Context) -> Any:
+        """One unit of local work (keep it short: the stop flag is checked between steps).
+
+        Return `asip.STOP` to finish the whole stage early.
+        """
+        return STOP
+
+    def result(self, ctx: Context) -> dict:
+        """A payload-like dict sent back to the driver once the operator stops."""
+        return {}
+
+
+class Context:
+    """The operator's view of the stage: who it is, the clock, and the channel."""
+
+    def __init__(self, plugin: ChannelPlugin, spec: OperatorSpec, index: int, incarnation: int):
+        self._plugin = plugin
+        self._spec = spec
+        self.index = index
+        self.n_partitions = spec.n_partitions
+        self.incarnation = incarnation
+        self.run_id = spec.run_id
+        self._t0: float | None = None
+        self._seq = 0
+        self._last_report = -float("inf")
+        self._pending_report: dict | None = None
+
+    def __repr__(self) -> str:
+        return (f"<asip.Context run={self.run_id} partition={self.index}/{self.n_partitions} "
+                f"incarnation={self.incarnation}>")
+
+    # ------------------------------------------------------------------ clock and stop
+    def _start(self, elapsed: float) -> None:
+        self._t0 = time.monotonic() - elapsed
+
+    @property
+    def started(self) -> bool:
+        """True once the whole gang has started (``elapsed`` runs from then)."""
+        return self._t0 is not None
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the gang started (0 during setup of the first incarnation)."""
+        return 0.0 if self._t0 is None else time.monotonic() - self._t0
+
+    @property
+    def stopping(self) -> bool:
+        """True once the stage is stopping: finish the current step and return."""
+        return self._plugin.stop.is_set() or self.elapsed >= self._spec.max_time
+
+    # ------------------------------------------------------------------ channel
+    def push(self, payload: dict, to: int | None = None) -> None:
+        """Send ``payload`` to every peer (``to=None``) or to partition ``to``; never blocks.
+
+        ``payload`` is a flat ``dict[str, ndarray | int | float | str | bool]``; arrays
+        are copied, so the caller may change them afterwards. Raises `MessageError`
+        for a payload that can't travel, and ValueError for a bad ``to``.
+        """
+        if to is not None:
+            if not isinstance(to, int) or isinstance(to, bool) or not 0 <= to < self.n_partitions:
+                raise ValueError(f"to must be a partition index in [0, {self.n_partitions}), got {to!r}")
+            if to == self.index:
+                raise ValueError("an operator cannot push to itself")
+        try:
+            encoded = encode_message(payload, run_id=self.run_id, sender=self.index,
+                                     incarnation=self.incarnation, seq=self._seq,
+                                     limits=self._spec.settings.limits)
+        except MessageError:
+            self._plugin.count(self.index, "refused")
+            raise
+        self._seq += 1
+        self._plugin.push(self.index, encoded, to)
+
+    def poll(self, timeout: float = 0.0) -> list[Message]:
+        """Every message that arrived since the last poll, oldest first (maybe none).
+
+        With ``timeout=0`` this never blocks; otherwise it waits up to ``timeout`` s
+        for something to arrive (and returns at once when the stage stops).
+        """
+        return self._plugin.poll(self.index, timeout)
+
+    # ------------------------------------------------------------------ trace
+    def report(self, **metrics: Any) -> None:
+        """Record numbers (or small arrays) in the driver's trace, rate-limited, latest wins."""
+        self._pending_report = metrics
+        if time.monotonic() - self._last_report >= self._spec.settings.report_interval:
+            self._flush_report()
+
+    def _flush_report(self) -> None:
+        if self._pending_report is None:
+            return
+        packed = pack_payload(self._pending_report, self._spec.settings.limits)
+        self._pending_report = None
+        self._last_report = time.monotonic()
+        self._plugin.report([self.elapsed, self.index, self.incarnation, packed])

@@ -1,0 +1,168 @@
+"""Fault injection that is real: dead processes, raised errors, sleeping operators, lost messages.
+
+Pass fault objects to ``Stage(faults=...)`` (or an estimator's ``faults=``). Times
+(``at``) are seconds since the gang started. Kill faults hit one incarnation (the
+first by default), so the restarted operator runs on.
+
+>>> faults = (KillWorker(partition=1, at=2.0), Straggler(partition=0, sleep=2.0, every=1.0))
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from asip._exceptions import AsipError
+
+__all__ = [
+    "DelayMessages",
+    "DropMessages",
+    "Fault",
+    "InjectedFault",
+    "KillOperator",
+    "KillWorker",
+    "Straggler",
+]
+
+
+class InjectedFault(AsipError):
+    """Raised inside an operator by `KillOperator`: a deliberate, injected failure."""
+
+
+def _check_partition(partition: Any, allow_none: bool = False) -> None:
+    if partition is None and allow_none:
+        return
+    if not isinstance(partition, int) or isinstance(partition, bool) or partition < 0:
+        raise ValueError(f"partition must be a non-negative int, got {partition!r}")
+
+
+def _check_nonnegative(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+
+
+class Fault:
+    """Base class: a fault applies to the operators of some partitions."""
+
+    partition: int | None
+
+    def applies_to(self, index: int) -> bool:
+        return self.partition is None or self.partition == index
+
+
+@dataclass(frozen=True)
+class KillOperator(Fault):
+    """At ``at`` s the operator of ``partition`` raises `InjectedFault` (its task fails)."""
+
+    partition: int
+    at: float
+    incarnation: int = 0
+
+    def __post_init__(self) -> None:
+        _check_partition(self.partition)
+        _check_nonnegative("at", self.at)
+
+
+@dataclass(frozen=True)
+class KillWorker(Fault):
+    """At ``at`` s the worker process hosting ``partition`` gets SIGKILL; its nanny restarts it.
+
+    Every operator on that worker dies with it, as in a real machine failure.
+    """
+
+    partition: int
+    at: float
+    incarnation: int = 0
+
+    def __post_init__(self) -> None:
+        _check_partition(self.partition)
+        _check_nonnegative("at", self.at)
+
+
+@dataclass(frozen=True)
+class Straggler(Fault):
+    """The operator of ``partition`` sleeps ``sleep`` s, re-armed ``every`` s after waking.
+
+    The ASIP paper's setting is ``sleep=2.0, every=1.0``: stalled 2 s out of every 3 s.
+    """
+
+    partition: int
+    sleep: float = 2.0
+    every: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_partition(self.partition)
+        _check_nonnegative("sleep", self.sleep)
+        _check_nonnegative("every", self.every)
+
+
+@dataclass(frozen=True)
+class DelayMessages(Fault):
+    """Every message pushed (by ``partition``, or by all when None) arrives ``ms`` later."""
+
+    ms: float
+    partition: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_nonnegative("ms", self.ms)
+        _check_partition(self.partition, allow_none=True)
+
+
+@dataclass(frozen=True)
+class DropMessages(Fault):
+    """Each copy of a pushed message (by ``partition``, or all) is lost with probability ``p``."""
+
+    p: float
+    partition: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.p, (int, float)) or not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"p must be a probability in [0, 1], got {self.p!r}")
+        _check_partition(self.partition, allow_none=True)
+
+
+def validate_faults(faults: Any, n_partitions: int) -> tuple[Fault, ...]:
+    """Check a ``faults=`` argument against the stage; raises ValueError naming the problem."""
+    if isinstance(faults, Fault):
+        faults = (faults,)
+    try:
+        faults = tuple(faults)
+    except TypeError:
+        raise ValueError(f"faults must be a sequence of asip.faults objects, got {faults!r}") from None
+    for fault in faults:
+        if not isinstance(fault, Fault):
+            raise ValueError(f"{fault!r} is not an asip.faults object")
+        if fault.partition is not None and fault.partition >= n_partitions:
+            raise ValueError(
+                f"{fault!r} names partition {fault.partition}, but the stage has {n_partitions}"
+            )
+    return faults
+
+
+class StepFaults:
+    """Carries out the step-level faults of one operator incarnation, between steps."""
+
+    def __init__(self, faults: tuple, index: int, incarnation: int, stop: threading.Event):
+        mine = [f for f in faults if f.applies_to(index)]
+        self._kills = [f for f in mine if isinstance(f, (KillOperator, KillWorker))
+                       and f.incarnation == incarnation]
+        self._stragglers = [f for f in mine if isinstance(f, Straggler)]
+        self._next_nap = [0.0 for _ in self._stragglers]
+        self._stop = stop
+        self.active = bool(self._kills or self._stragglers)
+
+    def before_step(self, elapsed: float) -> None:
+        for fault in self._kills:
+            if elapsed >= fault.at:
+                if isinstance(fault, KillWorker):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                raise InjectedFault(f"{fault!r} fired at {elapsed:.2f} s")
+        now = time.monotonic()
+        for k, fault in enumerate(self._stragglers):
+            if now >= self._next_nap[k]:
+                self._stop.wait(fault.sleep)  # wakes early if the stage stops
+                self._next_nap[k] = time.monotonic() + fault.every

@@ -1,0 +1,38 @@
+"""Shared cluster fixtures: real LocalClusters with worker processes and nannies."""
+
+from __future__ import annotations
+
+import pytest
+from distributed import Client, LocalCluster
+
+
+def _local_cluster(n_workers: int, threads_per_worker: int) -> LocalCluster:
+    return LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=threads_per_worker,
+        processes=True,  # nannies by default: a killed worker is restarted
+        dashboard_address=None,
+        silence_logs=40,
+    )
+
+
+@pytest.fixture(scope="session")
+def cluster_2x1():
+    """Two worker processes with one thread each: the project's reference machine."""
+    with _local_cluster(2, 1) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def client(cluster_2x1):
+    """A client on the shared 2x1 cluster; waits until both workers are back after kills."""
+    with Client(cluster_2x1) as c:
+        c.wait_for_workers(2, timeout=30)
+        yield c
+
+
+@pytest.fixture
+def fresh_cluster():
+    """A private 2x1 cluster for tests that kill processes or change cluster state."""
+    with _local_cluster(2, 1) as cluster, Client(cluster) as c:
+        yield c
