@@ -50,6 +50,9 @@ class DirectoryPlugin(SchedulerPlugin):
             scheduler.handlers[op_name(kind, self.run_id)] = getattr(self, f"_h_{kind}")
 
     async def close(self) -> None:
+        self._h_close()
+
+    def _remove_handlers(self) -> None:
         for kind in ("register", "ready", "report", "poll", "stop", "close", "failed"):
             self.scheduler.handlers.pop(op_name(kind, self.run_id), None)
 
@@ -125,7 +128,12 @@ class DirectoryPlugin(SchedulerPlugin):
             self._broadcast("stop", reason=reason)
 
     def _h_close(self) -> None:
+        """The stage is over: stop broadcasting and remove this run's handlers.
+
+        (``unregister_scheduler_plugin`` does not call ``close``, so the driver calls this.)
+        """
         self.closed = True
+        self._remove_handlers()
 
     def remove_worker(self, scheduler: Any, worker: str, **kwargs: Any) -> None:
         for index, (address, incarnation) in self.entries.items():

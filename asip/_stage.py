@@ -323,7 +323,8 @@ class _Run:
 
     def _failed(self, index: int, future: Any) -> None:
         error = future.exception() if future.status == "error" else None
-        del self.futures[index]
+        future.release()  # nothing may keep the failed task alive on the scheduler
+        del self.futures[index], future
         if self.stopped_by is not None:
             logger.info("asip: partition %d ended with %r while stopping", index, error)
             return

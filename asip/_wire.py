@@ -3,8 +3,9 @@
 Only this module knows bytes. A message travels as a list ``[header, buf0, buf1, ...]``:
 ``header`` is msgpack bytes (envelope, scalar values, array descriptions) and each
 ``buf`` is the raw C-ordered bytes of one array, inline ``bytes`` when small or a
-distributed ``Serialized`` frame when large (zero-copy on the socket). Nothing here
-ever unpickles: a receiver that gets anything else counts and drops it.
+separate distributed frame (serializer family ``asip-raw``) when large, so it is
+zero-copy on the socket. Nothing here ever unpickles: a receiver that gets anything
+else counts and drops it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 import numpy as np
-from distributed.protocol.serialize import Serialized
+from distributed.protocol.serialize import Serialized, register_serialization_family
 
 from asip._exceptions import MessageError
 
@@ -34,6 +35,22 @@ WIRE_VERSION = 1
 _ALLOWED_KINDS = "biufc"  # bool, signed/unsigned int, float, complex: never object/structured
 _SCALAR_TYPES = (bool, int, float, str)
 _RAW_FRAME_HEADER = {"serializer": "asip-raw"}
+
+
+def _raw_dumps(x: Any) -> tuple[dict, list]:
+    return dict(_RAW_FRAME_HEADER), [memoryview(x).cast("B")]
+
+
+def _raw_loads(header: dict, frames: list) -> memoryview:
+    """Raw array bytes stay raw bytes: this family never interprets, let alone unpickles."""
+    if len(frames) == 1:
+        return memoryview(frames[0]).cast("B")
+    return memoryview(b"".join(bytes(f) for f in frames))
+
+
+# Large array buffers travel as distributed frames tagged "asip-raw"; receivers turn
+# them back into plain memoryviews with no other deserializer involved.
+register_serialization_family("asip-raw", _raw_dumps, _raw_loads)
 
 
 class Limits(NamedTuple):
@@ -151,10 +168,7 @@ def _buffer(part: Any) -> memoryview:
     if isinstance(part, (bytes, bytearray, memoryview)):
         return memoryview(part).cast("B") if isinstance(part, memoryview) else memoryview(part)
     if isinstance(part, Serialized) and part.header.get("serializer") == "asip-raw":
-        frames = part.frames
-        if len(frames) == 1:
-            return memoryview(frames[0]).cast("B")
-        return memoryview(b"".join(bytes(f) for f in frames))
+        return _raw_loads(part.header, part.frames)
     raise MessageError(f"array buffer is a {type(part).__name__}, not raw bytes")
 
 

@@ -3,8 +3,8 @@
 Only this module knows sockets and the event loop. Operators on the same worker
 deliver in memory, straight from the pushing thread. Messages for other workers go
 into an outbox that the event loop drains into one persistent distributed comm per
-peer worker (connected in the background, batched per write), the way the P2P shuffle
-talks worker to worker. A dead or slow peer never blocks an operator: its queue is
+peer worker (connected in the background), one fire-and-forget ``asip_deliver``
+handler call per batch, the way the P2P shuffle talks worker to worker. A dead or slow peer never blocks an operator: its queue is
 bounded (oldest dropped, counted) and connects time out after
 ``asip.channel.connect-timeout``.
 """
@@ -89,6 +89,7 @@ class _PeerLink:
 
     async def _run(self) -> None:
         plugin = self.plugin
+        deliver = op_name("deliver", plugin.run_id)
         while not self.closed:
             try:
                 self.comm = await connect(
@@ -96,10 +97,6 @@ class _PeerLink:
                     timeout=plugin.settings.connect_timeout,
                     name="asip-channel",
                     **plugin.worker.connection_args,
-                )
-                await self.comm.write(
-                    {"op": op_name("stream", plugin.run_id), "reply": False,
-                     "origin": plugin.worker.address}
                 )
             except Exception as exc:  # unreachable or dead peer: drop, wait, retry
                 logger.debug("asip: connect to %s failed: %s", self.address, exc)
@@ -115,7 +112,8 @@ class _PeerLink:
                         continue
                     batch = [item for _, item in self.queue]
                     self.queue.clear()
-                    await self.comm.write(batch)
+                    # one fire-and-forget handler call per batch on a persistent comm
+                    await self.comm.write({"op": deliver, "reply": False, "batch": batch})
             except (CommClosedError, OSError) as exc:
                 logger.debug("asip: link to %s broke: %s", self.address, exc)
                 self._drop_queue()
@@ -152,7 +150,6 @@ class ChannelPlugin(WorkerPlugin):
         self.message_faults: dict[int, _MessageFaults] = {}
         self.directory: dict[int, tuple[str, int]] = {}
         self.links: dict[str, _PeerLink] = {}
-        self.incoming: set = set()
         self.outbox: deque[tuple[str, int, list]] = deque()
         self.reports: deque[list] = deque()
         self.undeliverable = 0
@@ -162,7 +159,7 @@ class ChannelPlugin(WorkerPlugin):
         self.closed = False
         self._flush_scheduled = False
         self._handlers = {
-            op_name("stream", self.run_id): self._handle_stream,
+            op_name("deliver", self.run_id): self._handle_deliver,
             op_name("control", self.run_id): self._handle_control,
         }
         worker.handlers.update(self._handlers)
@@ -178,8 +175,6 @@ class ChannelPlugin(WorkerPlugin):
         self._reporter.cancel()
         for link in self.links.values():
             link.close()
-        for comm in list(self.incoming):
-            comm.abort()
         for mailbox in list(self.mailboxes.values()):
             mailbox.close()
         self.links.clear()
@@ -255,10 +250,11 @@ class ChannelPlugin(WorkerPlugin):
                 stats.dropped_injected += 1
                 continue
             stats.sent += 1
-            self.outbox.append((addr, sender, item))
-        if faults.delay:
-            self.loop.add_callback(self._later, faults.delay, self._flush)
-        elif not self._flush_scheduled:
+            if faults.delay:
+                self.loop.add_callback(self._later, faults.delay, self._send_later, addr, sender, item)
+            else:
+                self.outbox.append((addr, sender, item))
+        if self.outbox and not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.add_callback(self._flush)
 
@@ -280,8 +276,15 @@ class ChannelPlugin(WorkerPlugin):
                                  n_partitions=self.n_partitions, limits=self.settings.limits)
         mailbox.put(message, encoded.nbytes)
 
+    def _send_later(self, addr: str, sender: int, item: list) -> None:
+        self.outbox.append((addr, sender, item))
+        self._flush()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self.closed:
+            self.outbox.clear()
+            return
         while self.outbox:
             addr, sender, item = self.outbox.popleft()
             link = self.links.get(addr)
@@ -289,22 +292,13 @@ class ChannelPlugin(WorkerPlugin):
                 link = self.links[addr] = _PeerLink(self, addr)
             link.enqueue(sender, item)
 
-    async def _handle_stream(self, comm: Any, origin: str | None = None) -> None:
-        """Read batches from one peer worker; never unpickle (raw frames stay raw)."""
-        comm.deserialize = False
-        self.incoming.add(comm)
-        try:
-            while not self.closed:
-                batch = await comm.read()
-                if not isinstance(batch, (list, tuple)):
-                    self.undeliverable += 1
-                    continue
-                for entry in batch:
-                    self._receive(entry)
-        except (CommClosedError, OSError):
-            pass
-        finally:
-            self.incoming.discard(comm)
+    def _handle_deliver(self, batch: Any) -> None:
+        """A batch of messages from a peer worker (raw frames arrive as plain memoryviews)."""
+        if not isinstance(batch, (list, tuple)):
+            self.undeliverable += 1
+            return
+        for entry in batch:
+            self._receive(entry)
 
     def _receive(self, entry: Any) -> None:
         to = entry[0] if isinstance(entry, (list, tuple)) and entry else None

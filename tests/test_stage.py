@@ -1,0 +1,255 @@
+"""The runtime on a real multi-process LocalCluster: delivery, gang, stop, restarts, cleanup."""
+
+from __future__ import annotations
+
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from distributed import wait
+
+import asip
+from asip.faults import DelayMessages, DropMessages, KillOperator, KillWorker, Straggler
+from runtime_operators import BadPush, Gossip, PollTimer, SlowSetup, StopsEarly
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def asip_leftovers(client) -> dict:
+    """Everything asip could leave behind on the scheduler and the workers."""
+
+    def on_scheduler(dask_scheduler):
+        return {
+            "tasks": [str(k) for k in dask_scheduler.tasks if "asip" in str(k)],
+            "plugins": [p for p in dask_scheduler.plugins if "asip" in p],
+            "handlers": [h for h in dask_scheduler.handlers if h.startswith("asip")],
+            "worker_plugins": [p for p in dask_scheduler.worker_plugins if "asip" in p],
+        }
+
+    def on_worker(dask_worker):
+        return [p for p in dask_worker.plugins if "asip" in p] + [
+            h for h in dask_worker.handlers if h.startswith("asip")
+        ]
+
+    out = {k: v for k, v in client.run_on_scheduler(on_scheduler).items() if v}
+    workers = {w: v for w, v in client.run(on_worker).items() if v}
+    if workers:
+        out["workers"] = workers
+    return out
+
+
+def assert_clean(client, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (left := asip_leftovers(client)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"asip left things behind: {left}"
+
+
+def data(n_rows=400, n_parts=2, seed=0):
+    return da.random.RandomState(seed).random_sample((n_rows, 3), chunks=(n_rows // n_parts, 3))
+
+
+def by_worker(res):
+    return [r["worker"] for r in res.results]
+
+
+def test_broadcast_reaches_every_peer_across_and_within_workers(client):
+    res = asip.Stage(Gossip(), data(n_parts=4), client=client, max_time=1.5,
+                     oversubscribe=True).run()
+    assert res.stopped_by == "max_time"
+    workers = by_worker(res)
+    assert len(set(workers)) == 2, "placement should spread 4 operators over both workers"
+    assert any(workers.count(w) > 1 for w in workers), "some operators must share a worker"
+    for i, r in enumerate(res.results):
+        assert list(r["senders"]) == [j for j in range(4) if j != i]
+        assert r["bad_values"] == 0 and all(r["counts"] > 0)
+    total = res.stats["total"]
+    assert total["delivered"] > 0 and total["malformed"] == 0
+    assert len(res.trace) > 0 and {e.partition for e in res.trace} == {0, 1, 2, 3}
+    assert_clean(client)
+
+
+def test_point_to_point_only_reaches_the_destination(client):
+    res = asip.Stage(Gossip(to=0), data(n_rows=300, n_parts=3), client=client, max_time=1.0,
+                     oversubscribe=True).run()
+    assert list(res.results[0]["senders"]) == [1, 2]
+    assert list(res.results[1]["senders"]) == [] and list(res.results[2]["senders"]) == []
+    assert_clean(client)
+
+
+def test_operators_run_where_their_partition_lives(client):
+    X = data(n_parts=2).persist()
+    wait(X)
+    holders = client.who_has(X)
+    res = asip.Stage(Gossip(), X, client=client, max_time=0.5).run()
+    keys = [k[0] if isinstance(k, list) else k for k in X.__dask_keys__()]
+    for i, key in enumerate(keys):
+        assert res.results[i]["worker"] in holders[key]
+    assert_clean(client)
+
+
+def test_poll_never_blocks_and_waits_only_when_asked(client):
+    res = asip.Stage(PollTimer(), data(), client=client, max_time=1.0).run()
+    for r in res.results:
+        assert r["worst"] < 0.5  # a blocking poll would wait for the whole second
+        assert 0.15 <= r["waited"] < 1.0
+    assert_clean(client)
+
+
+def test_tuple_data_arrives_as_tuple_with_aligned_rows(client):
+    X, y = data(n_parts=2), da.arange(400, chunks=200)
+    res = asip.Stage(Gossip(), (X, y), client=client, max_time=0.3).run()
+    assert [r["rows"] for r in res.results] == [200, 200]
+    assert_clean(client)
+
+
+def test_list_of_delayed_partitions(client):
+    parts = [dask.delayed(np.full)((5 + i, 2), float(i)) for i in range(2)]
+    res = asip.Stage(Gossip(), parts, client=client, max_time=0.3).run()
+    assert [r["rows"] for r in res.results] == [5, 6]
+    assert [r["first_value"] for r in res.results] == [0.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "bad, fragment",
+    [
+        (lambda: data().rechunk((200, 1)), "chunked along columns"),
+        (lambda: (data(), da.arange(400, chunks=100)), "chunked identically"),
+        (lambda: np.zeros((10, 2)), "expected a dask array"),
+        (lambda: [], "empty list"),
+    ],
+)
+def test_bad_data_is_a_clear_error(client, bad, fragment):
+    with pytest.raises(asip.AsipError, match=fragment):
+        asip.Stage(Gossip(), bad(), client=client, max_time=0.3).run()
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(TypeError, match="asip.Operator"):
+        asip.Stage(object, data())
+    with pytest.raises(ValueError, match="max_time"):
+        asip.Stage(Gossip, data(), max_time=0)
+    with pytest.raises(ValueError, match="partition"):
+        KillWorker(partition=-1, at=1.0)
+    with pytest.raises(ValueError, match="probability"):
+        DropMessages(p=2.0)
+
+
+def test_gang_larger_than_cluster_fails_fast_with_numbers(client):
+    t = time.monotonic()
+    with pytest.raises(asip.GangSchedulingError, match=r"needs 3 operator slots.*2 threads"):
+        asip.Stage(Gossip(), data(n_rows=300, n_parts=3), client=client, max_time=1.0).run()
+    assert time.monotonic() - t < 10
+    assert_clean(client)
+
+
+def test_gang_that_never_completes_times_out_naming_the_missing(client):
+    with dask.config.set({"asip.gang.start-timeout": "1s"}):
+        with pytest.raises(asip.GangSchedulingError, match=r"still in setup: \[1\]"):
+            asip.Stage(SlowSetup(4.0), data(), client=client, max_time=1.0).run()
+    assert_clean(client)
+
+
+@pytest.mark.parametrize("kind", ["object", "nested", "oversize", "key"])
+def test_malformed_payloads_are_refused_on_the_sender(client, kind):
+    with dask.config.set({"asip.channel.max-message-bytes": "1 MiB"}):
+        res = asip.Stage(BadPush(kind), data(), client=client, max_time=5.0).run()
+    fragment = {"object": "dtype object", "nested": "no nesting", "oversize": "max-message-bytes",
+                "key": "keys must be str"}[kind]
+    assert fragment in res.results[0]["error"]
+    assert res.stats["total"]["refused"] >= 1
+    assert_clean(client)
+
+
+def test_stop_from_one_operator_stops_all_promptly(client):
+    t = time.monotonic()
+    res = asip.Stage(StopsEarly(0.3), data(), client=client, max_time=60.0).run()
+    assert time.monotonic() - t < 15
+    assert res.stopped_by == "STOP from partition 0"
+    assert all(r is not None for r in res.results)
+    assert_clean(client)
+
+
+def test_max_steps_bounds_each_operator(client):
+    res = asip.Stage(Gossip(), data(), client=client, max_time=60.0, max_steps=25).run()
+    assert res.steps == [25, 25] and res.stopped_by == "max_steps"
+
+
+def test_injected_drops_and_delays_are_real(client):
+    res = asip.Stage(Gossip(), data(), client=client, max_time=0.5,
+                     faults=[DropMessages(p=1.0)]).run()
+    assert res.stats["total"]["delivered"] == 0
+    assert res.stats["total"]["dropped_injected"] == res.stats["total"]["pushed"] > 0
+    res = asip.Stage(Gossip(), data(), client=client, max_time=1.0,
+                     faults=[DelayMessages(ms=300)]).run()
+    # every message was held back 300 ms, the cross-worker ones included
+    assert all(0.29 <= r["min_latency"] < 1.0 for r in res.results)
+    assert_clean(client)
+
+
+def test_a_straggler_slows_only_itself(client):
+    res = asip.Stage(Gossip(), data(), client=client, max_time=3.0,
+                     faults=[Straggler(partition=0, sleep=1.0, every=0.5)]).run()
+    def longest_silence(partition):
+        times = [0.0] + [e.time for e in res.trace if e.partition == partition] + [3.0]
+        return max(np.diff(times))
+
+    assert longest_silence(0) >= 0.9  # it slept a whole second between steps
+    assert longest_silence(1) < 0.5  # its peer kept stepping (and reporting) meanwhile
+    assert all(r["counts"].sum() > 0 for r in res.results)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("fault", [KillOperator, KillWorker])
+def test_a_killed_operator_restarts_on_reloaded_data_and_the_stage_completes(fresh_cluster, fault):
+    client = fresh_cluster
+    X = data(n_parts=2, seed=7)
+    expected_first = [float(b[0, 0]) for b in (X.blocks[0].compute(), X.blocks[1].compute())]
+    pids = set(client.run(lambda: __import__("os").getpid()).values())
+    res = asip.Stage(Gossip(), X, client=client, max_time=4.0,
+                     faults=[fault(partition=1, at=1.0)]).run()
+    assert res.stopped_by == "max_time"
+    assert [(r.partition, r.incarnation) for r in res.restarts] == [(1, 1)]
+    restart = res.restarts[0]
+    assert 0.9 <= restart.time < 4.0
+    assert ("lost" in restart.cause) if fault is KillWorker else ("InjectedFault" in restart.cause)
+    assert res.results[1]["incarnation"] == 1
+    assert [r["first_value"] for r in res.results] == expected_first  # recomputed identically
+    # the restarted operator rejoined: it heard from its peer, and its peer heard from it
+    assert res.results[1]["counts"].sum() > 0
+    late = [e for e in res.trace if e.partition == 1 and e.incarnation == 1]
+    assert late and max(e.time for e in late) > 3.0
+    client.wait_for_workers(2, timeout=30)
+    survivors = set(client.run(lambda: __import__("os").getpid()).values()) & pids
+    assert len(survivors) == (1 if fault is KillWorker else 2)  # a killed worker is a dead process
+    assert_clean(client)
+
+
+@pytest.mark.timeout(120)
+def test_max_restarts_exhausted_is_a_clear_error(fresh_cluster):
+    client = fresh_cluster
+    with pytest.raises(asip.OperatorFailedError, match=r"partition 0 failed.*max_restarts=0"):
+        asip.Stage(Gossip(), data(), client=client, max_time=5.0, max_restarts=0,
+                   faults=[KillOperator(partition=0, at=0.2)]).run()
+    assert_clean(client)
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_stops_everything_and_keeps_the_partial_result(client):
+    calls = []
+
+    def interrupt(entries):
+        calls.append(len(entries))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    stage = asip.Stage(Gossip(), data(), client=client, max_time=60.0, on_trace=interrupt)
+    t = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        stage.run()
+    assert time.monotonic() - t < 20
+    assert stage.result is not None and stage.result.stopped_by == "interrupted"
+    assert all(r is not None for r in stage.result.results)
+    assert_clean(client)
