@@ -42,7 +42,7 @@ class DirectoryPlugin(SchedulerPlugin):
         self.stopped: str | None = None
         self.closed = False
         self.restarts: list[list] = []  # [index, incarnation, cause, time since go]
-        self.lost: dict[int, str] = {}  # index -> why its last incarnation ended
+        self.lost: dict[int, str] = {}  # index -> why its last incarnation ended (until re-registered)
         self.reports: list[list] = []  # [stage elapsed, index, incarnation, packed metrics]
         self.last_seen: dict[int, float] = {}
         self._background: set[asyncio.Task] = set()
@@ -119,7 +119,8 @@ class DirectoryPlugin(SchedulerPlugin):
             "restarts": self.restarts,
             "reports": self.reports[cursor:],
             "cursor": len(self.reports),
-            "silence": {i: time() - t for i, t in self.last_seen.items()},
+            "silence": [[i, time() - t] for i, t in self.last_seen.items()],
+            "lost": sorted(self.lost),
         }
 
     def _h_stop(self, reason: str) -> None:

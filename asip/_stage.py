@@ -168,6 +168,7 @@ class _Run:
         self.timings: dict[str, float] = {}
         self.elapsed = 0.0
         self.installed = False
+        self.lost_since: dict[int, float] = {}
 
     # ------------------------------------------------------------------ control RPCs
     def _rpc(self, kind: str, **kwargs: Any) -> Any:
@@ -291,13 +292,22 @@ class _Run:
                 return
             if self.stopped_by is None and elapsed >= stage.max_time + 0.05:
                 self._stop("max_time")
-            if self.stop_at is not None and time.monotonic() > self.stop_at + grace:
-                self._raise_unresponsive(grace)
+            if self.stop_at is not None:
+                self._cancel_lost()
+                if time.monotonic() > self.stop_at + grace:
+                    self._raise_unresponsive(grace)
+            else:
+                self._check_lost()
             time.sleep(self.interval)
 
     def _poll_directory(self) -> None:
         state = self._rpc("poll", cursor=self.cursor)
         self.cursor = state["cursor"]
+        now = time.monotonic()
+        for index in state["lost"]:
+            self.lost_since.setdefault(index, now)
+        for index in [i for i in self.lost_since if i not in state["lost"]]:
+            del self.lost_since[index]
         known = len(self.restarts)
         for index, incarnation, cause, t in state["restarts"][known:]:
             self.restarts.append(Restart(index, incarnation, cause, t))
@@ -309,6 +319,26 @@ class _Run:
             self.trace.extend(new)
             if self.stage.on_trace is not None:
                 self.stage.on_trace(new)
+
+    def _cancel_lost(self) -> None:
+        """While stopping: an operator lost with its worker and not back has nothing to return."""
+        lost = [i for i in self.lost_since if i in self.futures]
+        if lost:
+            self.client.cancel([self.futures.pop(i) for i in lost], force=True)
+
+    def _check_lost(self) -> None:
+        """An operator lost with its worker must be back within the gang start timeout."""
+        limit = _config.seconds("gang.start-timeout")
+        for index, since in self.lost_since.items():
+            if time.monotonic() - since > limit and index in self.futures:
+                state = self._describe_tasks([index]).get(index, "unknown")
+                self._stop(f"partition {index} failed")
+                raise OperatorFailedError(
+                    f"partition {index} was lost with its worker and did not restart within "
+                    f"{limit:g} s (asip.gang.start-timeout); its task is {state!r}. If that is "
+                    "'no-worker' or 'waiting', its data cannot be recomputed: was it pinned to "
+                    "the dead worker (workers=[...] without allow_other_workers) or scattered?"
+                )
 
     def _collect(self, index: int, future: Any) -> None:
         summary = msgpack.unpackb(future.result(), raw=False)
