@@ -131,3 +131,77 @@ class BadPush(asip.Operator):
 
     def result(self, ctx):
         return {"error": self.error}
+
+
+class Saboteur(asip.Operator):
+    """Partition 0 writes hostile items straight onto partition 1's channel, then one good one.
+
+    Partition 1 must count and drop every hostile item, never execute the pickle, and
+    still receive the good message and run on.
+    """
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def setup(self, ctx, partition):
+        self.sent = False
+        self.good = 0
+
+    def step(self, ctx):
+        if ctx.index == 0 and not self.sent:
+            self._attack(ctx)
+            self.sent = True
+        for msg in ctx.poll(timeout=0.01):
+            if msg.payload.get("good"):
+                self.good += 1
+
+    def _attack(self, ctx):
+        import pickle
+
+        import msgpack
+        from distributed.comm import connect
+        from distributed.utils import sync
+
+        from asip._wire import Limits, encode_message, wire_item
+
+        marker = self.marker
+
+        class Exploit:
+            def __reduce__(self):
+                return (open, (marker, "w"))
+
+        limits = Limits(1 << 20, 16, 1024)
+        good = encode_message({"good": True, "v": np.ones(3)}, run_id=ctx.run_id, sender=0,
+                              incarnation=0, seq=0, limits=limits)
+        good_item = [1, *wire_item(good, limits)]
+        other_run = encode_message({"v": np.ones(3)}, run_id="someone-else", sender=0,
+                                   incarnation=0, seq=0, limits=limits)
+        bad_shape = msgpack.packb([1, ctx.run_id, 0, 0, 1, 0.0, {}, [["v", "<f8", [1000]]]])
+        object_dtype = msgpack.packb([1, ctx.run_id, 0, 0, 1, 0.0, {}, [["v", "|O", [1]]]])
+        hostile = [
+            [1, pickle.dumps(Exploit())],  # a pickle where msgpack is expected
+            [1, good.header, pickle.dumps(Exploit())],  # a pickle where raw bytes are expected
+            [1, b"\x00garbage\xff"],
+            [1, *wire_item(other_run, limits)],  # another run's message
+            [1, bad_shape, b"\x00" * 24],  # shape and buffer disagree
+            [1, object_dtype, b"\x00" * 8],
+            [7, *wire_item(good, limits)],  # no such partition
+            "not a list",
+        ]
+        plugin = ctx._plugin
+        address = plugin.directory[1][0]
+        op = f"asip_deliver_{ctx.run_id}"
+
+        async def send():
+            comm = await connect(address, **plugin.worker.connection_args)
+            await comm.write({"op": op, "reply": False, "batch": hostile})
+            await comm.write({"op": op, "reply": False, "batch": [good_item]})
+            await comm.write({"op": op, "reply": False, "batch": "not even a list"})
+            await comm.close()
+
+        sync(plugin.loop, send)
+
+    def result(self, ctx):
+        import os
+
+        return {"good": self.good, "exploited": os.path.exists(self.marker)}

@@ -253,3 +253,16 @@ def test_ctrl_c_stops_everything_and_keeps_the_partial_result(client):
     assert stage.result is not None and stage.result.stopped_by == "interrupted"
     assert all(r is not None for r in stage.result.results)
     assert_clean(client)
+
+
+def test_hostile_messages_are_counted_and_dropped_never_executed(client, tmp_path):
+    from runtime_operators import Saboteur
+
+    marker = str(tmp_path / "pwned")
+    res = asip.Stage(Saboteur(marker), data(), client=client, max_time=1.5).run()
+    assert res.stopped_by == "max_time"  # nobody crashed
+    assert res.results[1]["good"] == 1  # the good message after the hostile ones arrived
+    assert not res.results[1]["exploited"]
+    assert res.stats["operators"][1]["malformed"] >= 6
+    assert res.stats["operators"][1]["delivered"] == 1
+    assert_clean(client)
