@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -169,6 +170,7 @@ class _Run:
         self.elapsed = 0.0
         self.installed = False
         self.lost_since: dict[int, float] = {}
+        self.hung: set[str] = set()
 
     # ------------------------------------------------------------------ control RPCs
     def _rpc(self, kind: str, **kwargs: Any) -> Any:
@@ -313,12 +315,41 @@ class _Run:
             self.restarts.append(Restart(index, incarnation, cause, t))
             if incarnation > self.stage.max_restarts:
                 self._give_up(index, incarnation, cause)
+        self._check_silence(state)
         new = [TraceEntry(t, i, inc, unpack_payload(packed))
                for t, i, inc, packed in state["reports"]]
         if new:
             self.trace.extend(new)
             if self.stage.on_trace is not None:
                 self.stage.on_trace(new)
+
+    def _check_silence(self, state: dict) -> None:
+        """A worker whose channel plugin stopped beating is hung: have its nanny restart it.
+
+        Distributed itself would wait ``worker-ttl`` (minutes); the stage restarts the
+        worker after ``asip.stage.peer-silence-timeout`` and its operators rejoin.
+        """
+        limit = _config.seconds("stage.peer-silence-timeout")
+        if limit <= 0 or self.stop_at is not None:
+            return
+        where = {i: addr for i, addr, _ in state["registered"]}
+        for index, quiet in state["silence"]:
+            addr = where.get(index)
+            if quiet < limit or index not in self.futures or addr in self.hung:
+                continue
+            self.hung.add(addr)
+            cause = f"worker {addr} silent for {quiet:.1f} s (hung); restarted by its nanny"
+            for other, other_addr in where.items():
+                if other_addr == addr:
+                    self._rpc("failed", index=other, cause=cause)
+            logger.warning("asip: %s", cause)
+            threading.Thread(target=self._restart_worker, args=(addr,), daemon=True).start()
+
+    def _restart_worker(self, addr: str) -> None:
+        try:
+            self.client.restart_workers([addr], timeout=10, raise_for_error=False)
+        except Exception:
+            logger.warning("asip: could not restart hung worker %s", addr, exc_info=True)
 
     def _cancel_lost(self) -> None:
         """While stopping: an operator lost with its worker and not back has nothing to return."""

@@ -22,6 +22,7 @@ __all__ = [
     "DelayMessages",
     "DropMessages",
     "Fault",
+    "HangWorker",
     "InjectedFault",
     "KillOperator",
     "KillWorker",
@@ -72,6 +73,23 @@ class KillWorker(Fault):
     """At ``at`` s the worker process hosting ``partition`` gets SIGKILL; its nanny restarts it.
 
     Every operator on that worker dies with it, as in a real machine failure.
+    """
+
+    partition: int
+    at: float
+    incarnation: int = 0
+
+    def __post_init__(self) -> None:
+        _check_partition(self.partition)
+        _check_nonnegative("at", self.at)
+
+
+@dataclass(frozen=True)
+class HangWorker(Fault):
+    """At ``at`` s the worker process hosting ``partition`` freezes (SIGSTOP): alive but silent.
+
+    Only the stage's peer-silence timeout (``asip.stage.peer-silence-timeout``) notices;
+    it has the worker's nanny restart it.
     """
 
     partition: int
@@ -148,7 +166,7 @@ class StepFaults:
 
     def __init__(self, faults: tuple, index: int, incarnation: int, stop: threading.Event):
         mine = [f for f in faults if f.applies_to(index)]
-        self._kills = [f for f in mine if isinstance(f, (KillOperator, KillWorker))
+        self._kills = [f for f in mine if isinstance(f, (KillOperator, KillWorker, HangWorker))
                        and f.incarnation == incarnation]
         self._stragglers = [f for f in mine if isinstance(f, Straggler)]
         self._next_nap = [0.0 for _ in self._stragglers]
@@ -160,6 +178,8 @@ class StepFaults:
             if elapsed >= fault.at:
                 if isinstance(fault, KillWorker):
                     os.kill(os.getpid(), signal.SIGKILL)
+                if isinstance(fault, HangWorker):
+                    os.kill(os.getpid(), signal.SIGSTOP)  # the whole process stops here
                 raise InjectedFault(f"{fault!r} fired at {elapsed:.2f} s")
         now = time.monotonic()
         for k, fault in enumerate(self._stragglers):
