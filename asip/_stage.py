@@ -171,6 +171,7 @@ class _Run:
         self.installed = False
         self.lost_since: dict[int, float] = {}
         self.hung: set[str] = set()
+        self.silence: dict[int, float] = {}
 
     # ------------------------------------------------------------------ control RPCs
     def _rpc(self, kind: str, **kwargs: Any) -> Any:
@@ -315,6 +316,7 @@ class _Run:
             self.restarts.append(Restart(index, incarnation, cause, t))
             if incarnation > self.stage.max_restarts:
                 self._give_up(index, incarnation, cause)
+        self.silence = dict(state["silence"])
         self._check_silence(state)
         new = [TraceEntry(t, i, inc, unpack_payload(packed))
                for t, i, inc, packed in state["reports"]]
@@ -352,10 +354,18 @@ class _Run:
             logger.warning("asip: could not restart hung worker %s", addr, exc_info=True)
 
     def _cancel_lost(self) -> None:
-        """While stopping: an operator lost with its worker and not back has nothing to return."""
-        lost = [i for i in self.lost_since if i in self.futures]
-        if lost:
-            self.client.cancel([self.futures.pop(i) for i in lost], force=True)
+        """While stopping: operators lost with their worker, or silent, have nothing to return.
+
+        A lost one is not back yet; a silent one sits on a hung or unreachable worker
+        (a cut network link): neither can answer the stop, so waiting for them would
+        only hold up the others' results.
+        """
+        limit = _config.seconds("stage.peer-silence-timeout")
+        silent = {i for i, quiet in self.silence.items() if limit > 0 and quiet >= limit}
+        gone = [i for i in self.futures if i in self.lost_since or i in silent]
+        if gone:
+            logger.warning("asip: partitions %s are lost or silent and return no result", gone)
+            self.client.cancel([self.futures.pop(i) for i in gone], force=True)
 
     def _check_lost(self) -> None:
         """An operator lost with its worker must be back within the gang start timeout."""

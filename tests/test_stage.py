@@ -158,7 +158,8 @@ def test_malformed_payloads_are_refused_on_the_sender(client, kind):
         res = asip.Stage(BadPush(kind), data(), client=client, max_time=5.0).run()
     fragment = {"object": "dtype object", "nested": "no nesting", "oversize": "max-message-bytes",
                 "key": "keys must be str"}[kind]
-    assert fragment in res.results[0]["error"]
+    # whoever stepped first refused its payload (its STOP may stop the other before it steps)
+    assert any(fragment in r["error"] for r in res.results)
     assert res.stats["total"]["refused"] >= 1
     assert_clean(client)
 
