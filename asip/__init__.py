@@ -11,6 +11,7 @@ from __future__ import annotations
 from asip import _config  # noqa: F401  (registers the asip.* dask.config defaults)
 from asip import faults
 from asip._channel import ChannelStats
+from asip._checkpoint import Checkpoint, load_checkpoint
 from asip._client import connect
 from asip._exceptions import (
     AsipError,
@@ -29,6 +30,7 @@ __all__ = [
     "STOP",
     "AsipError",
     "ChannelStats",
+    "Checkpoint",
     "Context",
     "GangSchedulingError",
     "Message",
@@ -42,4 +44,5 @@ __all__ = [
     "TraceEntry",
     "connect",
     "faults",
+    "load_checkpoint",
 ]

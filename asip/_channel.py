@@ -8,13 +8,17 @@ the newest information. Nothing here ever blocks the event loop.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
 
 from asip._wire import Message
 
-__all__ = ["ChannelStats", "Mailbox"]
+__all__ = ["ChannelStats", "Mailbox", "MessageSchema"]
 
 
 @dataclass
@@ -30,6 +34,7 @@ class ChannelStats:
     dropped_overflow: int = 0  # queue or mailbox full: oldest dropped
     dropped_injected: int = 0  # DropMessages fault
     malformed: int = 0  # received items that failed validation
+    rejected: int = 0  # well-formed messages that broke this operator's ctx.expect() schema
     refused: int = 0  # push() calls rejected with MessageError on the sender
     polls: int = 0
 
@@ -46,6 +51,68 @@ class ChannelStats:
         return out
 
 
+class MessageSchema:
+    """What an operator accepts: keys, types or (dtype, shape), and finiteness.
+
+    ``fields`` maps each required key to ``int``, ``float``, ``bool``, ``str`` or a
+    ``(dtype, shape)`` pair whose shape may hold ``None`` for any length; ``optional``
+    likewise for keys that may be absent. Any other key, a wrong type, dtype or shape,
+    or (with ``finite``) a NaN/inf anywhere rejects the whole message, so a poisoned
+    update never reaches the model.
+    """
+
+    def __init__(self, fields: dict[str, Any], optional: dict[str, Any] | None = None,
+                 finite: bool = True):
+        self.required = {k: self._spec(k, v) for k, v in fields.items()}
+        self.optional = {k: self._spec(k, v) for k, v in (optional or {}).items()}
+        self.finite = finite
+
+    @staticmethod
+    def _spec(key: str, spec: Any) -> Any:
+        if spec in (int, float, bool, str):
+            return spec
+        if isinstance(spec, tuple) and len(spec) == 2:
+            dtype, shape = np.dtype(spec[0]), tuple(spec[1])
+            if not all(s is None or (isinstance(s, int) and s >= 0) for s in shape):
+                raise ValueError(f"schema for {key!r}: shape entries must be ints or None")
+            return (dtype, shape)
+        raise ValueError(
+            f"schema for {key!r} must be int, float, bool, str or a (dtype, shape) pair, "
+            f"got {spec!r}"
+        )
+
+    def violation(self, payload: dict) -> str | None:
+        """Why ``payload`` breaks the schema, or None if it fits."""
+        missing = self.required.keys() - payload.keys()
+        if missing:
+            return f"missing keys {sorted(missing)}"
+        for key, value in payload.items():
+            spec = self.required.get(key, self.optional.get(key))
+            if spec is None:
+                return f"unexpected key {key!r}"
+            if isinstance(spec, tuple):
+                dtype, shape = spec
+                if not isinstance(value, np.ndarray) or value.dtype != dtype:
+                    return f"{key!r} is not a {dtype} array"
+                if len(value.shape) != len(shape) or any(
+                    s is not None and s != v for s, v in zip(shape, value.shape)
+                ):
+                    return f"{key!r} has shape {value.shape}, expected {shape}"
+                if self.finite and value.dtype.kind in "fc" and not np.isfinite(value).all():
+                    return f"{key!r} has NaN or inf"
+            elif spec is float:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    return f"{key!r} is not a number"
+                if self.finite and not math.isfinite(value):
+                    return f"{key!r} is NaN or inf"
+            elif spec is int:
+                if isinstance(value, bool) or not isinstance(value, int):
+                    return f"{key!r} is not an int"
+            elif not isinstance(value, spec):
+                return f"{key!r} is not a {spec.__name__}"
+        return None
+
+
 class Mailbox:
     """Bounded FIFO of received messages for one operator; ``poll`` never blocks by default."""
 
@@ -55,9 +122,14 @@ class Mailbox:
         self._cond = threading.Condition(threading.Lock())
         self.stats = stats
         self.closed = False
+        self.schema: MessageSchema | None = None
 
     def put(self, message: Message, nbytes: int) -> None:
         """Add a message (from the event loop or a same-worker operator thread)."""
+        schema = self.schema
+        if schema is not None and schema.violation(message.payload) is not None:
+            self.stats.rejected += 1
+            return
         with self._cond:
             if self.closed:
                 return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from asip._channel import MessageSchema
 from asip._exceptions import MessageError
 from asip._wire import Message, encode_message, pack_payload
 
@@ -125,6 +126,19 @@ class Context:
             raise
         self._seq += 1
         self._plugin.push(self.index, encoded, to)
+
+    def expect(self, fields: dict[str, Any], optional: dict[str, Any] | None = None,
+               finite: bool = True) -> None:
+        """Accept only messages that fit this schema; the rest are counted as ``rejected``.
+
+        ``fields`` maps required keys to ``int``/``float``/``bool``/``str`` or a
+        ``(dtype, shape)`` pair (``None`` in a shape matches any length); ``optional``
+        likewise. With ``finite`` (default), a NaN or inf anywhere rejects the message,
+        so a poisoned update never reaches the model. Call it in ``setup``.
+
+        >>> ctx.expect({"w": ("float64", (n_features,)), "t": int})  # doctest: +SKIP
+        """
+        self._plugin.mailboxes[self.index].schema = MessageSchema(fields, optional, finite)
 
     def poll(self, timeout: float = 0.0) -> list[Message]:
         """Every message that arrived since the last poll, oldest first (maybe none).

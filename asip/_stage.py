@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -14,6 +15,7 @@ from distributed import Client, default_client
 
 from asip import _config
 from asip._channel import ChannelStats
+from asip._checkpoint import write_checkpoint
 from asip._data import partitions_of
 from asip._directory import DirectoryPlugin, op_name
 from asip._exceptions import AsipError, OperatorFailedError, StageTimeoutError
@@ -95,6 +97,10 @@ class Stage:
     on_trace : callable, optional
         Called on the driver with each batch of new `TraceEntry`; an exception in it
         stops the stage (cleanly) and is re-raised.
+    checkpoint : path, optional
+        Every ``checkpoint_every`` seconds, and once more when the stage ends (also on
+        Ctrl-C or an error), write each partition's latest report to this file
+        atomically; `asip.load_checkpoint` reads it back to warm-start a new stage.
 
     Examples
     --------
@@ -113,6 +119,8 @@ class Stage:
         faults: Any = (),
         oversubscribe: bool = False,
         on_trace: Callable[[list[TraceEntry]], None] | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: float = 5.0,
     ):
         _validate_operator(operator)
         if not isinstance(max_time, (int, float)) or not max_time > 0:
@@ -130,6 +138,10 @@ class Stage:
         self.faults = faults
         self.oversubscribe = oversubscribe
         self.on_trace = on_trace
+        if not isinstance(checkpoint_every, (int, float)) or checkpoint_every <= 0:
+            raise ValueError(f"checkpoint_every must be positive seconds, got {checkpoint_every!r}")
+        self.checkpoint = checkpoint
+        self.checkpoint_every = float(checkpoint_every)
         self.result: StageResult | None = None
 
     # ------------------------------------------------------------------ public
@@ -172,6 +184,8 @@ class _Run:
         self.lost_since: dict[int, float] = {}
         self.hung: set[str] = set()
         self.silence: dict[int, float] = {}
+        self.latest: dict[int, tuple] = {}  # partition -> (time, incarnation, packed report)
+        self.checkpointed_at = time.monotonic()
 
     # ------------------------------------------------------------------ control RPCs
     def _rpc(self, kind: str, **kwargs: Any) -> Any:
@@ -223,6 +237,12 @@ class _Run:
             raise
         finally:
             t_down = time.monotonic()
+            if stage.checkpoint is not None and self.installed:
+                try:
+                    self._poll_directory()  # the very latest reports
+                except Exception:
+                    logger.debug("asip: final poll failed", exc_info=True)
+                self._write_checkpoint()
             self._teardown()
             self.timings["teardown"] = time.monotonic() - t_down
         if self.stopped_by is None:  # every operator ended by itself: report why
@@ -301,6 +321,10 @@ class _Run:
                     self._raise_unresponsive(grace)
             else:
                 self._check_lost()
+            if stage.checkpoint is not None and (
+                time.monotonic() - self.checkpointed_at >= stage.checkpoint_every
+            ):
+                self._write_checkpoint()
             time.sleep(self.interval)
 
     def _poll_directory(self) -> None:
@@ -318,12 +342,19 @@ class _Run:
                 self._give_up(index, incarnation, cause)
         self.silence = dict(state["silence"])
         self._check_silence(state)
+        for t, i, inc, packed in state["reports"]:
+            self.latest[i] = (t, inc, packed)
         new = [TraceEntry(t, i, inc, unpack_payload(packed))
                for t, i, inc, packed in state["reports"]]
         if new:
             self.trace.extend(new)
             if self.stage.on_trace is not None:
                 self.stage.on_trace(new)
+
+    def _write_checkpoint(self) -> None:
+        self.checkpointed_at = time.monotonic()
+        if self.latest:
+            write_checkpoint(self.stage.checkpoint, self.run_id, self.latest)
 
     def _check_silence(self, state: dict) -> None:
         """A worker whose channel plugin stopped beating is hung: have its nanny restart it.

@@ -205,3 +205,53 @@ class Saboteur(asip.Operator):
         import os
 
         return {"good": self.good, "exploited": os.path.exists(self.marker)}
+
+
+class Validated(asip.Operator):
+    """Partition 1 expects {"w": float64[3], "t": int}; partition 0 sends good and poisoned updates."""
+
+    def setup(self, ctx, partition):
+        ctx.expect({"w": ("float64", (3,)), "t": int}, optional={"note": str})
+        self.sent = False
+        self.received: list = []
+        self.model = np.zeros(3)
+
+    def step(self, ctx):
+        if ctx.index == 0 and not self.sent:
+            good = np.ones(3)
+            for payload in (
+                {"w": good, "t": 1},
+                {"w": np.array([1.0, np.nan, 0.0]), "t": 2},  # NaN
+                {"w": np.array([np.inf, 0.0, 0.0]), "t": 3},  # inf
+                {"w": np.ones(4), "t": 4},  # wrong shape
+                {"w": np.ones(3, dtype=np.float32), "t": 5},  # wrong dtype
+                {"w": good, "t": 6, "extra": 1},  # unexpected key
+                {"w": good},  # missing key
+                {"w": good, "t": 1.5},  # wrong type
+                {"w": good, "t": 9, "note": "fine"},
+            ):
+                ctx.push(payload, to=1)
+            self.sent = True
+        for msg in ctx.poll(timeout=0.01):
+            self.received.append(msg.payload["t"])
+            self.model += msg.payload["w"]
+
+    def result(self, ctx):
+        return {"received": np.array(self.received, dtype=np.int64), "model": self.model}
+
+
+class Reporter(asip.Operator):
+    """Reports a model that grows with time: w = elapsed * (index + 1); can start from a value."""
+
+    def __init__(self, start: dict | None = None):
+        self.start = start or {}
+
+    def setup(self, ctx, partition):
+        self.offset = float(self.start.get(ctx.index, 0.0))
+
+    def step(self, ctx):
+        time.sleep(0.01)
+        ctx.report(w=np.full(2, self.offset + ctx.elapsed * (ctx.index + 1)))
+
+    def result(self, ctx):
+        return {"offset": self.offset}

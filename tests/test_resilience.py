@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dask
+import numpy as np
 import dask.array as da
 import pytest
 from distributed import Client, LocalCluster
@@ -60,3 +61,46 @@ def test_the_channel_runs_on_a_tls_secured_cluster():
         assert all(r["worker"].startswith("tls://") for r in res.results)
         assert res.stats["total"]["delivered"] > 0
         assert_clean(client)
+
+
+@pytest.mark.timeout(60)
+def test_schema_rejects_poisoned_and_misshapen_updates(client):
+    from runtime_operators import Validated
+
+    res = asip.Stage(Validated(), data(), client=client, max_time=1.0).run()
+    assert sorted(res.results[1]["received"]) == [1, 9]
+    assert np.isfinite(res.results[1]["model"]).all()
+    assert res.stats["operators"][1]["rejected"] == 7
+    assert_clean(client)
+
+
+@pytest.mark.timeout(60)
+def test_checkpoint_is_written_atomically_and_warm_starts_a_new_stage(client, tmp_path):
+    from runtime_operators import Reporter
+
+    path = tmp_path / "model.ckpt"
+    seen = []
+
+    def interrupt(entries):
+        seen.extend(entries)
+        if max(e.time for e in seen) > 1.0:
+            raise KeyboardInterrupt  # the driver dies mid-run: the latest model is saved
+
+    stage = asip.Stage(Reporter(), data(), client=client, max_time=30.0, checkpoint=path,
+                       checkpoint_every=0.2, on_trace=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        stage.run()
+    assert [p.name for p in tmp_path.iterdir()] == ["model.ckpt"]  # no temp files left
+    ckpt = asip.load_checkpoint(path)
+    assert sorted(ckpt.latest) == [0, 1] and ckpt.time >= 1.0
+    last = {i: max((e for e in stage.result.trace if e.partition == i), key=lambda e: e.time)
+            for i in (0, 1)}
+    for i in (0, 1):  # the checkpoint holds the newest report of each partition
+        np.testing.assert_allclose(ckpt.latest[i]["w"], last[i].metrics["w"])
+    start = {i: float(ckpt.latest[i]["w"][0]) for i in (0, 1)}
+    res = asip.Stage(Reporter(start), data(), client=client, max_time=0.3).run()
+    assert [r["offset"] for r in res.results] == [start[0], start[1]]
+    with pytest.raises(asip.AsipError, match="not an asip checkpoint"):
+        (tmp_path / "junk").write_bytes(b"\x00\x01junk")
+        asip.load_checkpoint(tmp_path / "junk")
+    assert_clean(client)
