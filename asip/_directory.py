@@ -64,13 +64,25 @@ class DirectoryPlugin(SchedulerPlugin):
         return [[i, addr, inc] for i, (addr, inc) in sorted(self.entries.items())]
 
     def _broadcast(self, kind: str, **fields: Any) -> None:
-        """Tell every worker's channel plugin (fire and forget, off the handler)."""
+        """Tell every worker's channel plugin (fire and forget, off the handler).
+
+        Pooled RPCs per worker; a worker that just died is skipped quietly (the
+        directory is re-sent whenever an operator registers anyway).
+        """
         if self.closed:
             return
-        msg = {"op": op_name("control", self.run_id), "kind": kind, **fields}
-        task = asyncio.ensure_future(self.scheduler.broadcast(msg=msg, on_error="ignore"))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        control = op_name("control", self.run_id)
+
+        async def send(addr: str) -> None:
+            try:
+                await getattr(self.scheduler.rpc(addr), control)(kind=kind, **fields)
+            except Exception as exc:
+                logger.debug("asip: control %s to %s failed: %s", kind, addr, exc)
+
+        for addr in list(self.scheduler.workers):
+            task = asyncio.ensure_future(send(addr))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     # ------------------------------------------------------------------ handlers
     def _h_register(self, index: int, address: str) -> dict:

@@ -239,7 +239,7 @@ class _Run:
             t_down = time.monotonic()
             if stage.checkpoint is not None and self.installed:
                 try:
-                    self._poll_directory()  # the very latest reports
+                    self._poll_directory(notify=False)  # the very latest reports
                 except Exception:
                     logger.debug("asip: final poll failed", exc_info=True)
                 self._write_checkpoint()
@@ -327,7 +327,7 @@ class _Run:
                 self._write_checkpoint()
             time.sleep(self.interval)
 
-    def _poll_directory(self) -> None:
+    def _poll_directory(self, notify: bool = True) -> None:
         state = self._rpc("poll", cursor=self.cursor)
         self.cursor = state["cursor"]
         now = time.monotonic()
@@ -348,7 +348,7 @@ class _Run:
                for t, i, inc, packed in state["reports"]]
         if new:
             self.trace.extend(new)
-            if self.stage.on_trace is not None:
+            if notify and self.stage.on_trace is not None:
                 self.stage.on_trace(new)
 
     def _write_checkpoint(self) -> None:

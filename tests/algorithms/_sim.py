@@ -1,8 +1,10 @@
 """A single-process, round-robin stand-in for the runtime, for testing algorithm math without a cluster.
 
 It calls each partition's ``local_step`` in turn and delivers pushed payloads to
-the peers' next inbox. It has no threads, no clock skew and no failures: the
-cluster tests cover those; this layer checks that the math converges.
+the peers' next inbox. Optional faults: each copy of a message is dropped with
+probability ``drop``, and ``restart={partition: round}`` re-runs ``init`` for
+that partition with incarnation 1 at that round (its state is lost, as after a
+real failure). The cluster tests cover real threads, clocks and processes.
 """
 
 from __future__ import annotations
@@ -27,9 +29,14 @@ def split_rows(X, y, n_parts):
     return [(X[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def simulate(solver, problem, parts, params=None, max_time=1.0, max_rounds=10**9):
+def simulate(solver, problem, parts, params=None, max_time=1.0, max_rounds=10**9, drop=0.0,
+             restart=None, seed=0):
+    """Run ``solver``; returns ``(combined model, snapshots, rounds, done)``."""
     algo = get_algorithm(solver)
     params = algo.merge(params)
+    rng = np.random.default_rng(seed)
+    restart = dict(restart or {})
+    incarnation = [0] * len(parts)
     datas = [local_data(Xb, yb, problem, i) for i, (Xb, yb) in enumerate(parts)]
     states = [algo.init(problem, d, params) for d in datas]
     boxes = [[] for _ in parts]
@@ -38,14 +45,19 @@ def simulate(solver, problem, parts, params=None, max_time=1.0, max_rounds=10**9
     done = False
     while not done and time.monotonic() - t0 < max_time and rounds < max_rounds:
         rounds += 1
-        for i, d in enumerate(datas):
+        for i, (Xb, yb) in enumerate(parts):
+            if restart.get(i) == rounds:
+                incarnation[i] += 1
+                datas[i] = local_data(Xb, yb, problem, i, incarnation[i])
+                states[i] = algo.init(problem, datas[i], params)
+                boxes[i] = []
             inbox, boxes[i] = boxes[i], []
-            out = algo.local_step(states[i], d, inbox, time.monotonic() - t0)
+            out = algo.local_step(states[i], datas[i], inbox, time.monotonic() - t0)
             states[i] = out.state
             for o in out.outbox:
                 for j in range(len(parts)):
-                    if j != i and (o.to is None or o.to == j):
-                        boxes[j].append(Msg(i, 0, o.payload))
+                    if j != i and (o.to is None or o.to == j) and rng.random() >= drop:
+                        boxes[j].append(Msg(i, incarnation[i], o.payload))
             done = done or out.done
     snaps = [algo.snapshot(s) for s in states]
-    return algo.combine(problem, snaps), snaps, rounds
+    return algo.combine(problem, snaps), snaps, rounds, done
