@@ -110,14 +110,20 @@ class DirectoryPlugin(SchedulerPlugin):
             self.go_time = time()
             self._broadcast("go")
 
-    def _h_report(self, reports: list, alive: list) -> None:
-        """A worker's batch of operator reports ([elapsed, index, incarnation, packed])."""
+    def _h_report(self, reports: list, alive: list) -> dict:
+        """A worker's beat: its operators' reports ([elapsed, index, incarnation, packed]).
+
+        The reply carries the directory, start and stop state, so a worker that missed
+        a broadcast catches up within one report interval.
+        """
         now = time()
         for index in alive:
             self.last_seen[index] = now
         for entry in reports:
             if len(self.reports) < _MAX_REPORTS:
                 self.reports.append(entry)
+        return {"directory": self._directory(), "started": self.go_time is not None,
+                "stopped": self.stopped}
 
     def _h_failed(self, index: int, cause: str) -> None:
         """The driver saw an incarnation fail (its error): the next one records this cause."""

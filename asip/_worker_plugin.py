@@ -369,7 +369,8 @@ class ChannelPlugin(WorkerPlugin):
             logger.debug("asip: %s to the scheduler failed", kind, exc_info=True)
 
     async def _report_loop(self) -> None:
-        """Send queued reports and a liveness beat for local operators, a few times a second."""
+        """A few times a second: send queued reports and a beat for the local operators,
+        and catch up on the directory, start and stop (in case a broadcast was missed)."""
         while not self.closed:
             await asyncio.sleep(self.settings.report_interval)
             if not self.reports and not self.mailboxes:
@@ -377,4 +378,15 @@ class ChannelPlugin(WorkerPlugin):
             reports = []
             while self.reports:
                 reports.append(self.reports.popleft())
-            await self._fire("report", reports=reports, alive=list(self.mailboxes))
+            try:
+                state = await self._rpc("report", reports=reports, alive=list(self.mailboxes))
+            except Exception:  # the scheduler side may already be gone at teardown
+                logger.debug("asip: report to the scheduler failed", exc_info=True)
+                continue
+            if not isinstance(state, dict) or self.closed:
+                continue
+            self._apply_directory(state["directory"])
+            if state["started"]:
+                self.go.set()
+            if state["stopped"]:
+                self._set_stopped(state["stopped"])
