@@ -371,7 +371,7 @@ class _Run:
             if quiet < limit or index not in self.futures or addr in self.hung:
                 continue
             self.hung.add(addr)
-            cause = f"worker {addr} silent for {quiet:.1f} s (hung); restarted by its nanny"
+            cause = f"worker {addr} silent for {quiet:.1f} s (hung); asked its nanny to restart it"
             for other, other_addr in where.items():
                 if other_addr == addr:
                     self._rpc("failed", index=other, cause=cause)
@@ -379,10 +379,16 @@ class _Run:
             threading.Thread(target=self._restart_worker, args=(addr,), daemon=True).start()
 
     def _restart_worker(self, addr: str) -> None:
+        """Ask the hung worker's nanny to restart it (without waiting for a replacement)."""
         try:
-            self.client.restart_workers([addr], timeout=10, raise_for_error=False)
-        except Exception:
-            logger.warning("asip: could not restart hung worker %s", addr, exc_info=True)
+            outcome = self.client.sync(
+                self.client.scheduler.restart_workers, workers=[addr], timeout=10,
+                wait_for_workers=False, on_error="return",
+                stimulus_id=f"asip-hung-worker-{time.time()}",
+            )
+            logger.info("asip: restart of hung worker %s: %s", addr, outcome)
+        except Exception as exc:
+            logger.warning("asip: could not restart hung worker %s: %r", addr, exc)
 
     def _cancel_lost(self) -> None:
         """While stopping: operators lost with their worker, or silent, have nothing to return.
@@ -492,14 +498,17 @@ class _Run:
             self._rpc("close")
         except Exception:
             logger.debug("asip: close RPC failed", exc_info=True)
-        for unregister, name in (
-            (self.client.unregister_worker_plugin, plugin_name(self.run_id)),
-            (self.client.unregister_scheduler_plugin, f"asip-directory-{self.run_id}"),
+        # The scheduler forgets a worker plugin at once, then tells every worker; a hung
+        # or unreachable one must not hold the driver for the 30 s connect timeout.
+        limit = _config.seconds("channel.connect-timeout") * 2
+        for handler, name in (
+            (self.client.scheduler.unregister_worker_plugin, plugin_name(self.run_id)),
+            (self.client.scheduler.unregister_scheduler_plugin, f"asip-directory-{self.run_id}"),
         ):
             try:
-                unregister(name)
-            except Exception:
-                logger.warning("asip: could not unregister plugin %s", name, exc_info=True)
+                self.client.sync(handler, name=name, callback_timeout=limit)
+            except Exception as exc:
+                logger.warning("asip: unregistering plugin %s: %r", name, exc)
         self.installed = False
 
 

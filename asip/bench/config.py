@@ -1,0 +1,179 @@
+"""What to run: the three profiles and the command-line options that override them.
+
+``--quick`` is what CI runs (< 2 minutes on 2 cores: small synthetic data,
+sub-second budgets, every solver once); the default profile is the paper's
+matrix (every shared dataset + synthetic, every task, budgets 2/5/10 s);
+``--full`` adds the 30 s budget, both fault tasks, and larger scaling and
+crossover sweeps.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from asip.algorithms import SOLVERS as ASIP_SOLVERS
+
+from . import peers_daskglm
+from .data import TASKS, shared_datasets
+
+__all__ = ["BenchConfig", "build_parser", "config_from_args", "expand_solvers"]
+
+ASYNC_SOLVERS = ("asip-sgd", "asip-hogwild", "asip-admm")
+GROUPS = {
+    "asip": tuple(ASIP_SOLVERS),
+    "sklearn": ("sklearn",),
+    "dask-glm": tuple(f"dask-glm:{s}" for s in peers_daskglm.SOLVERS),
+}
+
+
+@dataclass
+class BenchConfig:
+    """Everything one benchmark run does (see `build_parser` for the meaning of each field)."""
+
+    profile: str = "standard"
+    datasets: list = field(default_factory=list)
+    tasks: list = field(default_factory=lambda: list(TASKS))
+    solvers: list = field(default_factory=list)
+    budgets: list = field(default_factory=lambda: [2.0, 5.0, 10.0])
+    workers: int = 2
+    threads_per_worker: int = 1
+    partitions: int | None = None
+    scheduler: str | None = None
+    faults: list = field(default_factory=lambda: ["straggler", "kill"])
+    fault_tasks: list = field(default_factory=lambda: ["hinge-l2"])
+    fault_budget: float = 10.0
+    scaling_partitions: list = field(default_factory=lambda: [2, 4, 8, 16])
+    scaling_factors: list = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    scaling_rows: int = 50_000
+    scaling_budget: float = 3.0
+    scaling_solvers: list = field(default_factory=lambda: ["asip-sgd", "asip-admm"])
+    crossover_sizes: list = field(default_factory=lambda: [10_000, 30_000, 100_000, 300_000,
+                                                          1_000_000])
+    crossover_task: str = "log_loss-l2"
+    crossover_budget: float = 10.0
+    crossover_solvers: list = field(default_factory=lambda: ["asip-sgd", "asip-admm", "gd"])
+    fixed_cost_repeats: int = 5
+    sklearn_candidates: int | None = None  # None: all candidates; 1: the best-known one
+    out: Path = Path("bench-results")
+    progress: bool = True
+    seed: int = 0
+    sections: list = field(default_factory=lambda: ["matrix", "faults", "crossover",
+                                                   "fixed-cost", "scaling"])
+
+    @property
+    def max_budget(self) -> float:
+        return max(self.budgets)
+
+
+def _standard() -> BenchConfig:
+    return BenchConfig(datasets=shared_datasets() + ["synthetic-logistic:100000",
+                                                     "synthetic-regression:100000"],
+                       solvers=expand_solvers(["all"]))
+
+
+def _quick() -> BenchConfig:
+    return BenchConfig(
+        profile="quick", datasets=["synthetic-logistic:4000", "synthetic-regression:4000"],
+        tasks=["log_loss-l2", "hinge-l2", "squared-l1"], solvers=expand_solvers(["all"]),
+        budgets=[0.5, 1.0], fault_tasks=["log_loss-l2"], fault_budget=1.0,
+        scaling_partitions=[2, 4], scaling_factors=[1, 2], scaling_rows=2_000,
+        scaling_budget=0.5, scaling_solvers=["asip-sgd"], crossover_sizes=[1_000, 4_000],
+        crossover_budget=1.0, crossover_solvers=["asip-sgd", "asip-admm"],
+        fixed_cost_repeats=3, sklearn_candidates=1)
+
+
+def _full() -> BenchConfig:
+    return replace(_standard(), profile="full", budgets=[2.0, 5.0, 10.0, 30.0],
+                   fault_tasks=["hinge-l2", "log_loss-l1"], scaling_rows=100_000,
+                   crossover_sizes=[10_000, 30_000, 100_000, 300_000, 1_000_000, 2_000_000])
+
+
+PROFILES = {"quick": _quick, "standard": _standard, "full": _full}
+
+
+def expand_solvers(names: list[str]) -> list[str]:
+    """Solver names and groups (``asip``, ``sklearn``, ``dask-glm``, ``all``) to solver names."""
+    out: list[str] = []
+    for name in names:
+        if name == "all":
+            group = GROUPS["asip"] + GROUPS["sklearn"] + GROUPS["dask-glm"]
+        elif name in GROUPS:
+            group = GROUPS[name]
+        elif name in ASIP_SOLVERS or name in GROUPS["dask-glm"] or name.startswith("sklearn"):
+            group = (name,)
+        else:
+            valid = sorted(set(ASIP_SOLVERS) | set(GROUPS["dask-glm"]) | set(GROUPS) | {"all"})
+            raise ValueError(f"unknown solver {name!r}; valid names are {valid}")
+        out.extend(s for s in group if s not in out)
+    return out
+
+
+def _csv(kind):
+    def parse(text: str) -> list:
+        return [kind(x) for x in text.replace(",", " ").split() if x]
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="asip bench", description="Benchmark asip's solvers against the published ASIP "
+        "results, scikit-learn (one core) and dask-glm (same cluster).")
+    prof = p.add_mutually_exclusive_group()
+    prof.add_argument("--quick", action="store_const", const="quick", dest="profile",
+                      help="the CI profile: < 2 minutes, tiny synthetic data")
+    prof.add_argument("--full", action="store_const", const="full", dest="profile",
+                      help="add the 30 s budget and larger scaling/crossover sweeps")
+    p.add_argument("--datasets", type=_csv(str), help="name[:rows], comma separated "
+                   f"(shared: {', '.join(shared_datasets())}; synthetic-logistic:N, "
+                   "synthetic-regression:N)")
+    p.add_argument("--tasks", type=_csv(str), help=f"task[@alpha], from {', '.join(TASKS)}")
+    p.add_argument("--solvers", type=_csv(str), help="solver names or groups: asip, sklearn, "
+                   "dask-glm, all, or single names (asip-sgd, dask-glm:lbfgs, sklearn:lbfgs)")
+    p.add_argument("--budgets", type=_csv(float), help="seconds, e.g. 2,5,10")
+    p.add_argument("--workers", type=int, help="worker processes of the local cluster")
+    p.add_argument("--threads-per-worker", type=int)
+    p.add_argument("--partitions", type=int, help="data partitions (default: worker threads)")
+    p.add_argument("--scheduler", help="use this cluster (tcp://host:8786) instead of a local one")
+    p.add_argument("--faults", type=_csv(str), help="straggler,kill or none")
+    p.add_argument("--fault-tasks", type=_csv(str))
+    p.add_argument("--fault-budget", type=float)
+    p.add_argument("--sections", type=_csv(str),
+                   help="matrix,faults,crossover,fixed-cost,scaling (default: all)")
+    p.add_argument("--scaling-partitions", type=_csv(int))
+    p.add_argument("--scaling-factors", type=_csv(int))
+    p.add_argument("--scaling-rows", type=int)
+    p.add_argument("--crossover-sizes", type=_csv(int))
+    p.add_argument("--crossover-task")
+    p.add_argument("--out", type=Path, help="output directory (JSON + PNG)")
+    p.add_argument("--no-progress", action="store_false", dest="progress", default=None,
+                   help="no live display")
+    p.add_argument("--seed", type=int)
+    return p
+
+
+def config_from_args(argv: list[str] | None = None) -> BenchConfig:
+    args = build_parser().parse_args(argv)
+    cfg = PROFILES[args.profile or "standard"]()
+    for key in ("datasets", "tasks", "budgets", "workers", "threads_per_worker", "partitions",
+                "scheduler", "fault_tasks", "fault_budget", "sections", "scaling_partitions",
+                "scaling_factors", "scaling_rows", "crossover_sizes", "crossover_task", "out",
+                "progress", "seed"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(cfg, key, value)
+    if args.solvers is not None:
+        cfg.solvers = expand_solvers(args.solvers)
+    if args.faults is not None:
+        cfg.faults = [f for f in args.faults if f != "none"]
+        bad = set(cfg.faults) - {"straggler", "kill"}
+        if bad:
+            raise SystemExit(f"asip bench: unknown faults {sorted(bad)}; use straggler, kill, none")
+    bad = set(cfg.sections) - {"matrix", "faults", "crossover", "fixed-cost", "scaling"}
+    if bad:
+        raise SystemExit(f"asip bench: unknown sections {sorted(bad)}")
+    if not cfg.budgets or min(cfg.budgets) <= 0:
+        raise SystemExit("asip bench: budgets must be positive seconds")
+    cfg.budgets = sorted(cfg.budgets)
+    return cfg

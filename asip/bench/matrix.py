@@ -1,0 +1,181 @@
+"""The paper's matrix and its fault runs: every dataset x task x solver, one at a time, on one cluster.
+
+Each solver runs once per dataset x task for the largest budget; its
+suboptimality at the smaller budgets is read from its trace (asip's solvers
+do not schedule by ``max_time``, so a shorter run would follow the same
+path). Runs are strictly sequential so that no two share the machine. Fault
+runs (``Straggler(partition=0, sleep=2.0, every=1.0)``, the paper's setting,
+and ``KillOperator(partition=0, at=budget/3)``) use the fault budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+import numpy as np
+
+from asip.algorithms import AsipClassifier
+from asip.faults import KillOperator, Straggler
+
+from . import peers_daskglm, peers_sklearn
+from .data import ClusterData, DataUnavailable, Task, compute_reference, load_dataset, parse_task
+from .records import Run
+from .runner import LiveObjective, run_asip
+
+__all__ = ["Session", "run_matrix", "warm_up"]
+
+logger = logging.getLogger(__name__)
+
+STRAGGLER_SOLVERS = ("asip-sgd", "asip-hogwild", "asip-admm", "gd", "admm")
+KILL_SOLVERS = ("asip-sgd", "asip-hogwild", "asip-admm")
+
+
+class Session:
+    """The state of one benchmark: config, client, display, references, runs and notes."""
+
+    def __init__(self, cfg, client, progress, on_section_done=None):
+        self.cfg = cfg
+        self.client = client
+        self.progress = progress
+        self.runs: list[Run] = []
+        self.references: dict[str, dict] = {}
+        self.notes: list[str] = []
+        self.sections: dict[str, dict] = {}
+        self.on_section_done = on_section_done or (lambda: None)
+
+    @property
+    def n_partitions(self) -> int:
+        if self.cfg.partitions:
+            return self.cfg.partitions
+        return max(1, sum(self.client.nthreads().values()))
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+        self.progress.note(message)
+
+    def reference(self, data, task: Task) -> dict:
+        key = f"{data.name} / {task.key}"
+        if key not in self.references:
+            with self.progress.run("f*", key):
+                self.references[key] = compute_reference(data, task)
+        return self.references[key]
+
+    def guarded(self, run_fn, fallback: Run) -> Run:
+        """Run ``run_fn()``; an exception becomes an ``error`` run with the message (and is logged)."""
+        try:
+            run = run_fn()
+        except Exception as exc:  # one failing run must not end the benchmark
+            logger.debug("run failed:\n%s", traceback.format_exc())
+            fallback.status, fallback.note = "error", f"{type(exc).__name__}: {exc}"
+            self.note(f"{fallback.dataset} / {fallback.task} / {fallback.solver}: "
+                      f"{fallback.note}")
+            run = fallback
+        self.runs.append(run)
+        return run
+
+
+def warm_up(session: Session, solvers: list[str] | None = None) -> None:
+    """Load the asip solvers' kernels in the workers once (dense and CSR), so no run pays JIT."""
+    import scipy.sparse as sp
+
+    from asip.algorithms import make_logistic
+
+    asip_solvers = [s for s in (solvers or session.cfg.solvers)
+                    if not s.startswith(("sklearn", "dask-glm"))]
+    ds = make_logistic(2_000, 20, random_state=1)
+    with session.progress.run("warm-up", f"{len(asip_solvers)} solvers, dense and CSR"):
+        for X in (ds.X, sp.csr_matrix(ds.X)):
+            for solver in asip_solvers:
+                try:
+                    AsipClassifier(solver=solver, max_time=0.3, alpha=0.1,
+                                   n_partitions=session.n_partitions).fit(X, ds.y)
+                except Exception as exc:
+                    logger.debug("warm-up of %s failed: %s", solver, exc)
+
+
+def _solver_jobs(session: Session, task: Task) -> list[tuple[str, str]]:
+    """``(family, name)`` for every requested solver on ``task``."""
+    jobs = []
+    for s in session.cfg.solvers:
+        if s == "sklearn":
+            jobs += [("sklearn", c) for c in peers_sklearn.candidates_for(
+                task, session.cfg.sklearn_candidates)]
+        elif s.startswith("sklearn:"):
+            name = s.split(":", 1)[1]
+            if name in peers_sklearn.candidates_for(task):
+                jobs.append(("sklearn", name))
+        elif s.startswith("dask-glm:"):
+            jobs.append(("dask-glm", s.split(":", 1)[1]))
+        else:
+            jobs.append(("asip", s))
+    return jobs
+
+
+def run_one(session: Session, cdata: ClusterData, task: Task, family: str, name: str,
+            budget: float, ref: dict, kind: str = "matrix", faults=()) -> Run:
+    data = cdata.data
+    label = f"{data.name} / {task.key} / {name if family != 'dask-glm' else 'dask-glm:' + name}"
+    if faults:
+        label += f" [{kind}]"
+    f_star = ref["f_star"]
+    solver = name if family == "asip" else f"{family}:{name}"
+    fallback = Run(data.name, task.key, solver, family, kind=kind, budget=budget, f_star=f_star,
+                   n_rows=data.n, faults=[repr(f) for f in faults])
+    with session.progress.run(kind, label, budget, f_star) as job:
+        live = LiveObjective(data, task, job.report)
+        if family == "asip":
+            fn = lambda: run_asip(cdata, task, name, budget, faults=faults, live=live,  # noqa: E731
+                                  seed=session.cfg.seed, kind=kind)
+        elif family == "sklearn":
+            fn = lambda: peers_sklearn.run_sklearn(data, task, name, budget, f_star,  # noqa: E731
+                                                   live=live, kind=kind)
+        else:
+            fn = lambda: peers_daskglm.run_dask_glm(cdata, task, name, budget, f_star,  # noqa: E731
+                                                    live=live, kind=kind)
+        run = session.guarded(fn, fallback)
+        run.f_star = f_star
+    if run.status == "skipped":
+        session.note(f"{label}: skipped ({run.note})")
+    return run
+
+
+def run_matrix(session: Session, sections: list[str]) -> None:
+    """Every dataset x task x solver (``"matrix"``) and the fault runs (``"faults"``)."""
+    cfg = session.cfg
+    tasks = [parse_task(t) for t in cfg.tasks]
+    fault_tasks = [parse_task(t) for t in cfg.fault_tasks]
+    for spec in cfg.datasets:
+        try:
+            with session.progress.run("data", f"load {spec}"):
+                data = load_dataset(spec, cfg.seed)
+        except DataUnavailable as exc:
+            session.note(f"skipped dataset {spec}: {exc}")
+            continue
+        cdata = ClusterData(session.client, data, session.n_partitions)
+        try:
+            if "matrix" in sections:
+                for task in data.tasks(tasks):
+                    ref = session.reference(data, task)
+                    for family, name in _solver_jobs(session, task):
+                        run_one(session, cdata, task, family, name, cfg.max_budget, ref)
+                    session.on_section_done()
+            if "faults" in sections and cfg.faults:
+                for task in data.tasks(fault_tasks):
+                    _fault_runs(session, cdata, task)
+                session.on_section_done()
+        finally:
+            cdata.close()
+
+
+def _fault_runs(session: Session, cdata: ClusterData, task: Task) -> None:
+    cfg = session.cfg
+    ref = session.reference(cdata.data, task)
+    budget = cfg.fault_budget
+    for kind in cfg.faults:
+        names = STRAGGLER_SOLVERS if kind == "straggler" else KILL_SOLVERS
+        faults = ((Straggler(partition=0, sleep=2.0, every=1.0),) if kind == "straggler"
+                  else (KillOperator(partition=0, at=float(np.round(budget / 3, 3))),))
+        for name in names:
+            if name in cfg.solvers:
+                run_one(session, cdata, task, "asip", name, budget, ref, kind=kind, faults=faults)
