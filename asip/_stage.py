@@ -494,22 +494,25 @@ class _Run:
         self.futures.clear()
         if not self.installed:
             return
+        # Workers first (their beats stop), then the scheduler side. The scheduler forgets
+        # a worker plugin at once, then tells every worker; a hung or unreachable one
+        # must not hold the driver for the 30 s connect timeout.
+        limit = _config.seconds("channel.connect-timeout") * 2
+        self._unregister(self.client.scheduler.unregister_worker_plugin,
+                         plugin_name(self.run_id), limit)
         try:
             self._rpc("close")
         except Exception:
             logger.debug("asip: close RPC failed", exc_info=True)
-        # The scheduler forgets a worker plugin at once, then tells every worker; a hung
-        # or unreachable one must not hold the driver for the 30 s connect timeout.
-        limit = _config.seconds("channel.connect-timeout") * 2
-        for handler, name in (
-            (self.client.scheduler.unregister_worker_plugin, plugin_name(self.run_id)),
-            (self.client.scheduler.unregister_scheduler_plugin, f"asip-directory-{self.run_id}"),
-        ):
-            try:
-                self.client.sync(handler, name=name, callback_timeout=limit)
-            except Exception as exc:
-                logger.warning("asip: unregistering plugin %s: %r", name, exc)
+        self._unregister(self.client.scheduler.unregister_scheduler_plugin,
+                         f"asip-directory-{self.run_id}", limit)
         self.installed = False
+
+    def _unregister(self, handler: Any, name: str, limit: float) -> None:
+        try:
+            self.client.sync(handler, name=name, callback_timeout=limit)
+        except Exception as exc:
+            logger.warning("asip: unregistering plugin %s: %r", name, exc)
 
 
 def _default_client() -> Client:

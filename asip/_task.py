@@ -81,6 +81,7 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
                 reason = "max_steps"
                 break
         ctx._flush_report()
+        plugin.flush_reports()
         result = operator.result(ctx)
         packed = pack_payload(result if result is not None else {}, spec.settings.limits)
     finally:

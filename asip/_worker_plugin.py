@@ -369,24 +369,33 @@ class ChannelPlugin(WorkerPlugin):
             logger.debug("asip: %s to the scheduler failed", kind, exc_info=True)
 
     async def _report_loop(self) -> None:
-        """A few times a second: send queued reports and a beat for the local operators,
-        and catch up on the directory, start and stop (in case a broadcast was missed)."""
+        """A few times a second: beat for the local operators (see `_beat`)."""
         while not self.closed:
             await asyncio.sleep(self.settings.report_interval)
-            if not self.reports and not self.mailboxes:
-                continue
-            reports = []
-            while self.reports:
-                reports.append(self.reports.popleft())
-            try:
-                state = await self._rpc("report", reports=reports, alive=list(self.mailboxes))
-            except Exception:  # the scheduler side may already be gone at teardown
-                logger.debug("asip: report to the scheduler failed", exc_info=True)
-                continue
-            if not isinstance(state, dict) or self.closed:
-                continue
-            self._apply_directory(state["directory"])
-            if state["started"]:
-                self.go.set()
-            if state["stopped"]:
-                self._set_stopped(state["stopped"])
+            if self.reports or self.mailboxes:
+                await self._beat()
+
+    async def _beat(self) -> None:
+        """Send queued reports and a liveness beat for the local operators, and catch up
+        on the directory, start and stop (in case a broadcast was missed)."""
+        reports = []
+        while self.reports:
+            reports.append(self.reports.popleft())
+        try:
+            state = await self._rpc("report", reports=reports, alive=list(self.mailboxes))
+        except Exception:  # the scheduler side may already be gone at teardown
+            logger.debug("asip: report to the scheduler failed", exc_info=True)
+            return
+        if not isinstance(state, dict) or self.closed:
+            return
+        self._apply_directory(state["directory"])
+        if state["started"]:
+            self.go.set()
+        if state["stopped"]:
+            self._set_stopped(state["stopped"])
+
+    def flush_reports(self) -> None:
+        """From an operator thread that is about to return: deliver its last reports now,
+        so they reach the driver before its result does."""
+        if self.reports and not self.closed:
+            sync(self.loop, self._beat)

@@ -23,9 +23,9 @@ PROBLEMS = {
     "squared-l1": (make_regression(1500, 20, n_zero=5, random_state=1), "squared_error", "l1",
                    5e-2),
 }
-#: relative suboptimality each solver must reach within 400 rounds here (averaging is inconsistent:
+#: relative suboptimality each solver must reach within 1 s here (averaging is inconsistent:
 #: it converges to the mean of local optima, not to the optimum)
-BOUNDS = {"asip-sgd": 1e-3, "asip-hogwild": 1e-3, "asip-admm": 1e-6, "gd": 1e-8, "admm": 1e-7,
+BOUNDS = {"asip-sgd": 1e-3, "asip-hogwild": 1e-3, "asip-admm": 1e-4, "gd": 1e-8, "admm": 1e-7,
           "averaging": 1e-2, "saga": 1e-8}
 _LOSS = {"log_loss": K.LOGISTIC, "squared_error": K.SQUARED}
 _PEN = {"l2": K.L2, "l1": K.L1}
@@ -51,8 +51,7 @@ def test_solver_converges(solver, name):
     r0 = rel(ds, obj, ref, np.zeros(problem.p))
     assert BOUNDS[solver] < r0 / 10  # the bound says something
     w, snaps, rounds, _ = simulate(solver, problem, parts, {"seed": 0} if "seed" in
-                                   get_algorithm(solver).defaults else None, max_time=5.0,
-                                   max_rounds=400)
+                                   get_algorithm(solver).defaults else None, max_time=1.0)
     assert rel(ds, obj, ref, w) <= BOUNDS[solver]
 
 
@@ -60,8 +59,7 @@ def test_solver_converges(solver, name):
 def test_barrier_and_token_protocols_survive_dropped_messages(solver):
     ds, parts, problem, obj, ref = setup("log_loss-l2")
     params = {"resend_after": 0.005}
-    w, snaps, rounds, done = simulate(solver, problem, parts, params, max_time=5.0, drop=0.3,
-                                      max_rounds=3000)
+    w, snaps, rounds, done = simulate(solver, problem, parts, params, max_time=3.0, drop=0.3)
     assert rel(ds, obj, ref, w) <= BOUNDS[solver]
     if solver == "gd":  # every operator holds the very same model
         for s in snaps[1:]:
@@ -73,9 +71,11 @@ def test_barrier_and_token_protocols_survive_dropped_messages(solver):
                                     "saga"])
 def test_restarted_operator_rejoins(solver):
     ds, parts, problem, obj, ref = setup("log_loss-l2")
-    params = {"rejoin_wait": 0.05} if "rejoin_wait" in get_algorithm(solver).defaults else {}
-    w, snaps, rounds, _ = simulate(solver, problem, parts, params, max_time=5.0,
-                                   max_rounds=600, restart={1: 8})
+    defaults = get_algorithm(solver).defaults
+    params = {k: v for k, v in {"rejoin_wait": 0.05, "resend_after": 0.005}.items()
+              if k in defaults}
+    w, snaps, rounds, _ = simulate(solver, problem, parts, params, max_time=3.0,
+                                   restart={1: 8})
     assert rounds > 8
     assert rel(ds, obj, ref, w) <= 10 * BOUNDS[solver]
 

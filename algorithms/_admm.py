@@ -1,0 +1,137 @@
+"""``admm``: synchronous consensus ADMM with one all-reduce barrier per iteration.
+
+Round ``k`` on every operator (see `_admm_core` for the three updates)::
+
+    x_i^k = argmin f_i(x) + (rho/2) ||x - (z^{k-1} - y_i^{k-1}/rho)||^2    (SDCA, warm-started)
+    push (x_i^k, y_i^{k-1}); wait for all N                               (`_barrier.Barrier`)
+    z^k   = prox_{R/(N rho)}(mean_j x_j^k + mean_j y_j^{k-1} / rho)        (identical everywhere)
+    y_i^k = y_i^{k-1} + rho (x_i^k - z^k)
+
+This is the BSP ADMM of the ASIP paper (and of dask-glm), with the driver
+reduce replaced by an all-reduce over the channel. It stops after
+``max_iter`` rounds or when both the primal residual ``sqrt(mean ||x_j - z||^2)``
+and the change ``||z^k - z^{k-1}||`` are below ``tol * ||z||`` -- the same
+numbers on every operator, so all stop together. A restarted operator joins
+at its peers' round with their ``z`` and a zero dual (ADMM converges from any
+dual; the lost dual is a perturbation, not an error).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import numpy as np
+
+from ._admm_core import LocalSolver, default_rho, local_solve, new_local_solver, z_update
+from ._barrier import Barrier
+from ._base import Algorithm, LocalData, Outgoing, Problem, StepOutput, latest_of
+
+__all__ = ["ADMMState", "ALGORITHM", "init", "local_step"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "rho": None,
+    "local_epochs": 3,
+    "tol": 1e-6,
+    "max_iter": None,
+    "resend_after": 0.1,
+    "rejoin_wait": 0.5,
+    "poll_wait": 0.02,
+    "seed": None,
+}
+
+
+class ADMMState(NamedTuple):
+    problem: Problem
+    params: dict
+    rho: float
+    solver: LocalSolver
+    barrier: Barrier
+    mem: dict  # k, x, y, z, own, prev_own, phase, started
+
+
+def init(problem: Problem, data: LocalData, params: dict) -> ADMMState:
+    rho = params["rho"] if params["rho"] is not None else default_rho(problem)
+    seed = params["seed"]
+    seed = (0 if seed is None else seed) * 1_000_003 + data.index * 7919 + data.incarnation
+    p = problem.p
+    mem = {"k": 0, "x": np.zeros(p), "y": np.zeros(p), "z": np.zeros(p), "own": None,
+           "prev_own": None, "phase": "run" if data.incarnation == 0 else "rejoin",
+           "started": None}
+    return ADMMState(problem, params, float(rho), new_local_solver(problem, data, seed),
+                     Barrier(data.index, data.n_partitions), mem)
+
+
+def _x_step(state: ADMMState, data: LocalData, epochs: int) -> dict:
+    mem = state.mem
+    v = mem["z"] - mem["y"] / state.rho
+    mem["x"] = local_solve(state.solver, state.problem, data, v, state.rho, epochs)
+    return {"x": mem["x"], "y": mem["y"].copy(), "z": mem["z"].copy()}
+
+
+def _push(state: ADMMState, now: float) -> tuple:
+    mem = state.mem
+    msg = Barrier.message(mem["k"], mem["own"], mem["prev_own"])
+    state.barrier.sent(msg, now)
+    return (Outgoing(msg),)
+
+
+def local_step(state: ADMMState, data: LocalData, inbox, now: float) -> StepOutput:
+    """Wait for round ``k``; when complete, do the z and y updates and the next x step."""
+    mem, params, bar, pb = state.mem, state.params, state.barrier, state.problem
+    bar.absorb(inbox)
+    if mem["started"] is None:
+        mem["started"] = now
+    if mem["phase"] == "rejoin":
+        if len(bar.latest) < data.n_partitions - 1 and now - mem["started"] < params["rejoin_wait"]:
+            return StepOutput(state, wait=params["poll_wait"])
+        joined = bar.join_round()
+        if joined is not None:
+            mem["k"], fields = joined
+            mem["z"] = np.array(fields["z"])
+        mem["phase"] = "run"
+        mem["own"] = _x_step(state, data, 4 * params["local_epochs"])
+        return StepOutput(state, _push(state, now))
+    if mem["own"] is None:
+        mem["own"] = _x_step(state, data, params["local_epochs"])
+        return StepOutput(state, _push(state, now))
+    k = mem["k"]
+    if not bar.complete(k):
+        out = _push(state, now) if bar.should_resend(now, params["resend_after"]) else ()
+        return StepOutput(state, out, wait=params["poll_wait"])
+    parts = bar.gather(k, mem["own"])
+    xs = np.array([c["x"] for c in parts])
+    ys = np.array([c["y"] for c in parts])
+    z_old = mem["z"]
+    z = z_update(pb, xs.mean(axis=0), ys.mean(axis=0), state.rho, data.n_partitions)
+    r = float(np.sqrt(np.mean(np.sum((xs - z) ** 2, axis=1))))
+    dz = float(np.linalg.norm(z - z_old))
+    scale = max(float(np.linalg.norm(z)), 1e-12)
+    done = k > 0 and r <= params["tol"] * scale and dz <= params["tol"] * scale
+    if params["max_iter"] is not None and k + 1 >= params["max_iter"]:
+        done = True
+    mem["z"] = z
+    mem["y"] = mem["y"] + state.rho * (mem["x"] - z)
+    mem["k"] = k + 1
+    bar.prune(k + 1)
+    if done:
+        return StepOutput(state, done=True)
+    mem["prev_own"] = mem["own"]
+    mem["own"] = _x_step(state, data, params["local_epochs"])
+    return StepOutput(state, _push(state, now), wait=params["poll_wait"])
+
+
+def snapshot(state: ADMMState) -> dict:
+    """The consensus variable of the last completed round."""
+    return {"w": state.mem["z"].copy(), "k": int(state.mem["k"])}
+
+
+def combine(problem: Problem, snapshots: list) -> np.ndarray:
+    s = latest_of(snapshots, "k")
+    return np.zeros(problem.p) if s is None else np.asarray(s["w"], dtype=np.float64)
+
+
+ALGORITHM = Algorithm("admm", init, local_step, snapshot, combine, DEFAULTS,
+                      deterministic=True, uses_tol=True)

@@ -1,0 +1,166 @@
+"""ASIP-HOGWILD: asynchronous SGD by broadcasting update deltas, without lost updates.
+
+Every operator keeps a replica ``x`` of one shared model and takes proximal
+mini-batch SGD steps on its own rows::
+
+    x <- prox_{eta R}(x - eta * w_i * g),     w_i = N n_i / n
+
+(``g`` a mini-batch mean loss gradient; the weight ``w_i`` makes the mixture of
+all operators' gradients an unbiased estimate of the global one). Each step is
+also added to cumulative totals ``S += eta w_i g`` and ``P += eta``. Every
+``push_period`` (10 ms, as in the ASIP code) an operator pushes its *cumulative*
+``(S, P, count)`` and its replica ``x``; a receiver applies the difference to
+what it last applied from that sender::
+
+    x <- prox_{(P_j - P_seen) R}(x - (S_j - S_seen))
+
+The ASIP authors' code pushed a copy of an accumulator and then zeroed it on a
+different thread, losing the gradients added in between, and lost any message
+the network dropped. Cumulative totals fix both: nothing is reset, a dropped
+message is covered by the next one, and an out-of-order one (older count) is
+ignored. A restarted operator (incarnation > 0) adopts the first replica it
+hears and skips the history already inside it.
+
+Step size (``T`` = steps taken by all operators together):
+``eta = eta0 / (1 + eta0 mu T)`` with l2 (``mu = alpha``: the classic ``1/(mu T)``
+schedule for strongly convex problems), ``eta0 / sqrt(1 + T / tau)`` with l1,
+``tau`` one pass over the data. ``eta0`` defaults to
+``1 / (N * w_i * curvature * max ||[a_i, 1]||^2)``: ``1/L_max`` for one stream of
+updates, divided by the ``N`` streams every replica receives.
+The output is the mean over operators of each one's ``T``-weighted average
+iterate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _kernels as K
+from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput, mean_of
+
+__all__ = ["ALGORITHM", "HogwildState", "init", "local_step"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "batch_size": 10,
+    "push_period": 0.01,
+    "step_time": 0.002,
+    "eta0": None,
+    "average": True,
+    "rejoin_wait": 0.1,
+    "seed": None,
+}
+
+
+class HogwildState(NamedTuple):
+    x: np.ndarray
+    S: np.ndarray  # cumulative displacement of own steps
+    P: np.ndarray  # float64[1], cumulative step length
+    count: np.ndarray  # int64[1], own steps
+    xsum: np.ndarray
+    wsum: np.ndarray
+    rng: np.ndarray
+    peers: dict  # sender -> [incarnation, S_seen, P_seen, count_seen]
+    weight: float
+    eta0: float
+    tau: float
+    problem: Problem
+    params: dict
+    chunk: AdaptiveCount
+    clock: dict
+
+
+def init(problem: Problem, data: LocalData, params: dict) -> HogwildState:
+    p = problem.p
+    weight = problem.n_partitions * data.n / problem.n_total
+    curv = problem.curvature if problem.curvature is not None else 1.0
+    eta0 = params["eta0"]
+    if eta0 is None:
+        eta0 = 1.0 / (problem.n_partitions * weight * curv * (problem.sq_max + problem.fit_intercept) + 1e-12)
+    seed = params["seed"]
+    seed = None if seed is None else seed * 1_000_003 + data.index * 7919 + data.incarnation
+    return HogwildState(
+        x=np.zeros(p), S=np.zeros(p), P=np.zeros(1), count=np.zeros(1, dtype=np.int64),
+        xsum=np.zeros(p), wsum=np.zeros(1), rng=K.make_rng(seed), peers={}, weight=weight,
+        eta0=float(eta0), tau=max(problem.n_total / params["batch_size"], 1.0), problem=problem,
+        params=params, chunk=AdaptiveCount(params["step_time"]),
+        clock={"pushed": -np.inf, "started": None,
+               "mode": "normal" if data.incarnation == 0 else "rejoining"},
+    )
+
+
+def _absorb(state: HogwildState, inbox) -> None:
+    pb = state.problem
+    clock = state.clock
+    for msg in inbox:
+        pl = msg.payload
+        if "S" not in pl:
+            continue
+        S_j, P_j, c_j = pl["S"], float(pl["P"]), int(pl["count"])
+        seen = state.peers.get(msg.sender)
+        if clock["mode"] == "rejoining":
+            # a restarted operator takes over a live replica, the sender's history included
+            state.x[:] = pl["x"]
+            clock["mode"] = "adopted"
+            state.peers[msg.sender] = [msg.incarnation, np.array(S_j), P_j, c_j]
+            continue
+        if seen is None or msg.incarnation > seen[0]:
+            if seen is None and clock["mode"] == "adopted":
+                # first news of this peer after adopting a replica: its past is inside it
+                state.peers[msg.sender] = [msg.incarnation, np.array(S_j), P_j, c_j]
+                continue
+            seen = state.peers[msg.sender] = [msg.incarnation, np.zeros_like(state.x), 0.0, 0]
+        if msg.incarnation < seen[0] or c_j <= seen[3]:
+            continue  # stale or out of order: a newer total was applied already
+        np.subtract(state.x, S_j - seen[1], out=state.x)
+        K.prox_inplace(state.x, pb.n_features, pb.penalty, pb.alpha, P_j - seen[2])
+        seen[1][:] = S_j
+        seen[2], seen[3] = P_j, c_j
+
+
+def local_step(state: HogwildState, data: LocalData, inbox, now: float) -> StepOutput:
+    """Apply peers' new updates, take a time slice of SGD steps, push totals every ``push_period``."""
+    params = state.params
+    clock = state.clock
+    if clock["started"] is None:
+        clock["started"] = now
+    _absorb(state, inbox)
+    if clock["mode"] == "rejoining":
+        if data.n_partitions > 1 and now - clock["started"] < params["rejoin_wait"]:
+            return StepOutput(state, wait=0.02)  # wait briefly for a live replica
+        clock["mode"] = "normal"
+    pb = state.problem
+    T_peers = float(sum(pe[3] for pe in state.peers.values()))
+    t0 = time.perf_counter()
+    K.sgd_steps(data.X, data.y, pb.loss, pb.fit_intercept, state.chunk.count,
+                params["batch_size"], state.rng, state.weight, state.x, state.S, state.P,
+                state.count, T_peers, state.eta0, pb.mu, state.tau, pb.penalty, pb.alpha,
+                state.xsum, state.wsum)
+    state.chunk.update(time.perf_counter() - t0)
+    out = ()
+    if now - clock["pushed"] >= params["push_period"]:
+        clock["pushed"] = now
+        out = (Outgoing({"S": state.S, "P": float(state.P[0]), "count": int(state.count[0]),
+                         "x": state.x}),)
+    return StepOutput(state, out)
+
+
+def snapshot(state: HogwildState) -> dict:
+    if state.params["average"] and state.wsum[0] > 0:
+        w = state.xsum / state.wsum[0]
+    else:
+        w = state.x.copy()
+    return {"w": w, "t": int(state.count[0])}
+
+
+def combine(problem: Problem, snapshots: list) -> np.ndarray:
+    w = mean_of(snapshots, "w")
+    return np.zeros(problem.p) if w is None else w
+
+
+ALGORITHM = Algorithm("asip-hogwild", init, local_step, snapshot, combine, DEFAULTS)

@@ -1,0 +1,89 @@
+"""An all-reduce barrier over the sideways channel, for the synchronous baselines (``gd``, ``admm``).
+
+Round ``k``: every operator pushes its contribution for ``k`` to all peers and
+waits (polling with a timeout) until it holds all ``N`` contributions; then
+each reduces them *in partition order*, so every operator computes bit-for-bit
+the same result. No scheduler round trip, one reduction per round.
+
+Robustness without acknowledgements:
+
+* a peer can be at most one round ahead (it needs our round-``k`` message to
+  leave ``k``), so every message carries the sender's contribution for ``k``
+  *and* ``k - 1`` (fields prefixed ``c_`` and ``p_``); a dropped message is
+  made good by the next round's, or by a re-push of the current one after
+  ``resend_after`` seconds of waiting;
+* duplicates are harmless (contributions are keyed by round and sender);
+* a restarted operator joins at the lowest round its peers are at
+  (`join_round`), reading what it needs from their messages.
+"""
+
+from __future__ import annotations
+
+import logging
+
+__all__ = ["Barrier"]
+
+logger = logging.getLogger(__name__)
+
+
+class Barrier:
+    """Contributions received, by round and sender, plus each peer's latest round."""
+
+    def __init__(self, index: int, n_partitions: int):
+        self.index = index
+        self.n = n_partitions
+        self.table: dict[int, dict[int, dict]] = {}
+        self.latest: dict[int, tuple[int, dict]] = {}  # sender -> (round, its current fields)
+        self.pushed_at = -float("inf")
+        self.last_message: dict | None = None
+
+    @staticmethod
+    def message(k: int, current: dict, previous: dict | None) -> dict:
+        """A flat payload carrying round ``k``'s contribution and round ``k-1``'s."""
+        out = {"k": int(k), "has_prev": previous is not None}
+        out.update({f"c_{key}": v for key, v in current.items()})
+        if previous is not None:
+            out.update({f"p_{key}": v for key, v in previous.items()})
+        return out
+
+    def absorb(self, inbox) -> None:
+        for msg in inbox:
+            pl = msg.payload
+            if "k" not in pl:
+                continue
+            k = int(pl["k"])
+            cur = {key[2:]: v for key, v in pl.items() if key.startswith("c_")}
+            self.table.setdefault(k, {})[msg.sender] = cur
+            if pl.get("has_prev"):
+                prev = {key[2:]: v for key, v in pl.items() if key.startswith("p_")}
+                self.table.setdefault(k - 1, {}).setdefault(msg.sender, prev)
+            if msg.sender not in self.latest or k >= self.latest[msg.sender][0]:
+                self.latest[msg.sender] = (k, cur)
+
+    def complete(self, k: int) -> bool:
+        """Whether every peer's contribution for round ``k`` is here."""
+        got = self.table.get(k, {})
+        return all(j in got for j in range(self.n) if j != self.index)
+
+    def gather(self, k: int, own: dict) -> list[dict]:
+        """All ``N`` contributions for round ``k`` in partition order (own included)."""
+        got = self.table.get(k, {})
+        return [own if j == self.index else got[j] for j in range(self.n)]
+
+    def prune(self, k: int) -> None:
+        """Forget rounds older than ``k - 1`` (``k - 1`` may still be asked for by a rejoiner)."""
+        for old in [r for r in self.table if r < k - 1]:
+            del self.table[old]
+
+    def join_round(self) -> tuple[int, dict] | None:
+        """For a restarted operator: the lowest round a peer is at and that peer's fields."""
+        if not self.latest:
+            return None
+        return min(self.latest.values(), key=lambda kv: kv[0])
+
+    def should_resend(self, now: float, resend_after: float) -> bool:
+        return self.last_message is not None and now - self.pushed_at >= resend_after
+
+    def sent(self, message: dict, now: float) -> None:
+        self.last_message = message
+        self.pushed_at = now

@@ -1,0 +1,571 @@
+"""scikit-learn estimators that fit linear models with asip's solvers on a Dask cluster.
+
+`AsipClassifier` (logistic or hinge loss, labels of any two values) and
+`AsipRegressor` (least squares) minimize the objective of `_objectives`::
+
+    f(w) = (1/n) sum_i loss(y_i (a_i^T w + b)) + R(w),   R = (alpha/2)||w||^2 or alpha ||w||_1
+
+with the solver named by ``solver=``. The estimators only translate: user data
+into partitions and a `asip.Stage` of `SolverOperator` (or the driver-side loop
+of ``admm-async``), and the stage's result into fitted attributes. The Dask
+client is looked up at fit time -- ``distributed.default_client()``, else an
+embedded ``asip.connect()`` cluster created once per process -- never passed
+as a parameter (``clone`` deep-copies parameters).
+
+Data placement: a dask array is used as it is chunked (one partition per row
+chunk; ``n_partitions`` rechunks it); numpy and scipy.sparse input is split
+into ``n_partitions`` contiguous row blocks, by default one per worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _kernels as K
+from ._base import Problem
+from ._objectives import PENALTIES, Objective, get_loss, get_penalty
+from ._solvers import ASYNC_DRIVER_SOLVERS, RUNTIME_SOLVERS, SOLVERS, get_algorithm
+
+__all__ = ["AsipClassifier", "AsipRegressor"]
+
+logger = logging.getLogger(__name__)
+
+_LOSS_CODE = {"log_loss": K.LOGISTIC, "hinge": K.HINGE, "squared_error": K.SQUARED}
+_PENALTY_CODE = {"l2": K.L2, "l1": K.L1}
+_MAX_TRACE_POINTS = 100
+_embedded_client = None
+
+
+def _client():
+    """The default distributed client, else an embedded asip cluster (made once, then reused)."""
+    global _embedded_client
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:
+        pass
+    if _embedded_client is None or _embedded_client.status != "running":
+        import asip
+
+        logger.info("no dask client found: starting an embedded cluster with asip.connect()")
+        _embedded_client = asip.connect()
+    return _embedded_client
+
+
+def _is_dask(a) -> bool:
+    try:
+        import dask.array as da
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(a, da.Array)
+
+
+def _seed(random_state) -> int | None:
+    if random_state is None:
+        return None
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31))
+    raise ValueError(f"random_state must be None, an int or a numpy RandomState, got "
+                     f"{random_state!r}")
+
+
+class _AsipLinearModel(BaseEstimator):
+    """Shared fit/predict machinery; see `AsipClassifier` and `AsipRegressor`."""
+
+    _valid_losses: tuple[str, ...] = ()
+
+    def __init__(self, *, loss, penalty="l2", alpha=1e-4, solver="asip-sgd", max_time=10.0,
+                 max_iter=None, tol=1e-6, n_partitions=None, fit_intercept=False, faults=(),
+                 random_state=None, verbose=0, solver_params=None):
+        self.loss = loss
+        self.penalty = penalty
+        self.alpha = alpha
+        self.solver = solver
+        self.max_time = max_time
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_partitions = n_partitions
+        self.fit_intercept = fit_intercept
+        self.faults = faults
+        self.random_state = random_state
+        self.verbose = verbose
+        self.solver_params = solver_params
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self) -> Objective:
+        if self.loss not in self._valid_losses:
+            raise ValueError(f"unknown loss {self.loss!r} for {type(self).__name__}; valid "
+                             f"losses are {list(self._valid_losses)}")
+        if self.penalty not in PENALTIES:
+            raise ValueError(f"unknown penalty {self.penalty!r}; valid penalties are "
+                             f"{sorted(PENALTIES)}")
+        if (not isinstance(self.alpha, numbers.Real) or isinstance(self.alpha, bool)
+                or not np.isfinite(self.alpha) or self.alpha < 0):
+            raise ValueError(f"alpha must be a non-negative finite number, got {self.alpha!r}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"unknown solver {self.solver!r}; valid solvers are {list(SOLVERS)}")
+        if (not isinstance(self.max_time, numbers.Real) or isinstance(self.max_time, bool)
+                or not self.max_time > 0):
+            raise ValueError(f"max_time must be a positive number of seconds, got "
+                             f"{self.max_time!r}")
+        if self.max_iter is not None and (not isinstance(self.max_iter, numbers.Integral)
+                                          or self.max_iter < 1):
+            raise ValueError(f"max_iter must be None or a positive int, got {self.max_iter!r}")
+        if self.tol is not None and (not isinstance(self.tol, numbers.Real) or self.tol < 0):
+            raise ValueError(f"tol must be None or a non-negative number, got {self.tol!r}")
+        if self.n_partitions is not None and (not isinstance(self.n_partitions, numbers.Integral)
+                                              or self.n_partitions < 1):
+            raise ValueError(f"n_partitions must be None or a positive int, got "
+                             f"{self.n_partitions!r}")
+        if self.solver_params is not None and not isinstance(self.solver_params, dict):
+            raise ValueError(f"solver_params must be None or a dict, got {self.solver_params!r}")
+        if self.solver in ASYNC_DRIVER_SOLVERS and self.faults:
+            raise ValueError(f"solver {self.solver!r} runs on the driver with distributed's "
+                             "as_completed, not as an asip stage, so faults cannot be injected; "
+                             f"use one of {sorted(RUNTIME_SOLVERS)}")
+        return Objective(get_loss(self.loss), get_penalty(self.penalty, self.alpha),
+                         bool(self.fit_intercept))
+
+    def _solver_params(self, seed: int | None) -> dict:
+        """The solver's hyperparameters: ``solver_params`` plus tol, max_iter and the seed."""
+        from ._admm_async import ASYNC_DEFAULTS
+
+        defaults = (ASYNC_DEFAULTS if self.solver in ASYNC_DRIVER_SOLVERS
+                    else get_algorithm(self.solver).defaults)
+        params = dict(self.solver_params or {})
+        unknown = set(params) - set(defaults)
+        if unknown:
+            raise ValueError(f"unknown solver_params {sorted(unknown)} for solver "
+                             f"{self.solver!r}; valid ones are {sorted(defaults)}")
+        if "tol" in defaults and self.tol is not None:
+            params.setdefault("tol", float(self.tol))
+        if "max_iter" in defaults and self.max_iter is not None:
+            params.setdefault("max_iter", int(self.max_iter))
+        if "seed" in defaults and seed is not None:
+            params.setdefault("seed", seed)
+        out = dict(defaults)
+        out.update(params)
+        return out
+
+    def _encode_y(self, y):  # overridden by the classifier
+        return np.asarray(y, dtype=np.float64)
+
+    # ------------------------------------------------------------------ data
+    def _prepare_memory(self, X, y, client):
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64,
+                             y_numeric=not self._classifier, multi_output=False)
+        y = self._encode_y(y)
+        n = X.shape[0]
+        n_parts = self.n_partitions or max(sum(client.nthreads().values()), 1)
+        if self.n_partitions is not None and self.n_partitions > n:
+            raise ValueError(f"n_partitions={self.n_partitions} but X has only {n} rows: every "
+                             "partition needs at least one row")
+        n_parts = min(n_parts, n)
+        bounds = np.linspace(0, n, n_parts + 1).astype(int)
+        parts = [(X[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        sq = np.asarray(X.multiply(X).sum(axis=1)).ravel() if sp.issparse(X) else np.einsum(
+            "ij,ij->i", X, X)
+        sizes = tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:]))
+        import dask
+
+        data = [dask.delayed(tuple)([Xb, yb]) for Xb, yb in parts]
+        return data, sizes, float(sq.mean()), float(sq.max()), (X, y)
+
+    def _prepare_dask(self, X, y, client):
+        import dask
+        import dask.array as da
+
+        if X.ndim != 2:
+            raise ValueError(f"expected a 2-D dask array for X, got {X.ndim} dimensions")
+        if len(X.chunks[1]) != 1:
+            raise ValueError(f"X is chunked along columns ({X.numblocks} blocks); asip partitions "
+                             "by rows only: rechunk with X.rechunk({1: -1}) first")
+        if any(np.isnan(c) for c in X.chunks[0]):
+            raise ValueError("X has unknown chunk sizes; call X.compute_chunk_sizes() first")
+        if _is_dask(y):
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = y[:, 0]
+            if y.ndim != 1:
+                raise ValueError(f"y must be 1-D, got shape {y.shape}")
+            if y.shape[0] != X.shape[0]:
+                raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
+            if y.chunks[0] != X.chunks[0]:
+                raise ValueError(f"the row chunks of X {X.chunks[0]} and y {y.chunks[0]} do not "
+                                 "line up; rechunk y with y.rechunk({0: X.chunks[0]})")
+        else:
+            y = np.asarray(y).ravel()
+            if y.shape[0] != X.shape[0]:
+                raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
+            y = da.from_array(y, chunks=(X.chunks[0],))
+        if self.n_partitions is not None and self.n_partitions != X.numblocks[0]:
+            if self.n_partitions > X.shape[0]:
+                raise ValueError(f"n_partitions={self.n_partitions} but X has only "
+                                 f"{X.shape[0]} rows")
+            rows = int(np.ceil(X.shape[0] / self.n_partitions))
+            X, y = X.rechunk({0: rows, 1: -1}), y.rechunk({0: rows})
+        if any(c == 0 for c in X.chunks[0]):
+            empty = [i for i, c in enumerate(X.chunks[0]) if c == 0]
+            raise ValueError(f"X has empty row chunks {empty}: every partition needs at least "
+                             "one row")
+        X = X.astype(np.float64)
+        sq = (X * X).sum(axis=1)
+        checks = [da.isfinite(X).all(), sq.mean(), sq.max()]
+        if self._classifier:
+            checks.append(da.unique(y))
+        else:
+            checks.append(da.isfinite(y.astype(np.float64)).all())
+        out = dask.compute(*checks)
+        if not out[0]:
+            raise ValueError("Input X contains NaN or infinity.")
+        self.n_features_in_ = X.shape[1]
+        if self._classifier:
+            labels = np.asarray(out[3])
+            self._set_classes(labels)
+            y = da.where(y == self.classes_[1], 1.0, -1.0)
+        else:
+            if not out[3]:
+                raise ValueError("Input y contains NaN or infinity.")
+            y = y.astype(np.float64)
+        sizes = tuple(int(c) for c in X.chunks[0])
+        return (X, y), sizes, float(out[1]), float(out[2]), (X, y)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y):
+        """Fit the model with the chosen solver on the current Dask cluster.
+
+        Parameters
+        ----------
+        X : ndarray, scipy.sparse matrix or dask array of shape (n_samples, n_features)
+            A dask array must be chunked along rows only; each row chunk is a partition.
+        y : ndarray or dask array of shape (n_samples,)
+
+        Returns
+        -------
+        self
+        """
+        objective = self._check_params()
+        import asip
+
+        from ._operator import SolverOperator
+
+        client = _client()
+        if _is_dask(X):
+            data, sizes, sq_mean, sq_max, evaluation = self._prepare_dask(X, y, client)
+        else:
+            if _is_dask(y):
+                y = y.compute()
+            data, sizes, sq_mean, sq_max, evaluation = self._prepare_memory(X, y, client)
+        problem = Problem(_LOSS_CODE[self.loss], _PENALTY_CODE[self.penalty], float(self.alpha),
+                          bool(self.fit_intercept), int(self.n_features_in_), sizes, sq_mean,
+                          sq_max)
+        params = self._solver_params(_seed(self.random_state))
+        if self.verbose:
+            logger.info("%s: solver=%s on %d partitions of %s rows, max_time=%s",
+                        type(self).__name__, self.solver, len(sizes), sizes, self.max_time)
+        if self.solver in ASYNC_DRIVER_SOLVERS:
+            w, snapshots_over_time, n_iter, stopped_by = self._fit_driver(client, data, problem,
+                                                                          params)
+            self.restarts_ = []
+        else:
+            stage = asip.Stage(SolverOperator(self.solver, problem, params), data, client=client,
+                               max_time=float(self.max_time), faults=self.faults)
+            res = stage.run()
+            algo = get_algorithm(self.solver)
+            w = algo.combine(problem, res.results)
+            snapshots_over_time = _combined_over_time(algo, problem, res.trace)
+            # the final model closes the trace (reports sent just before a STOP can be lost)
+            snapshots_over_time.append((float(res.elapsed), w))
+            n_iter = _n_iter(res.results)
+            stopped_by = res.stopped_by
+            self.restarts_ = list(res.restarts)
+        self.stopped_by_ = stopped_by
+        self.n_iter_ = int(n_iter)
+        self._set_model(np.asarray(w, dtype=np.float64), problem)
+        self.trace_ = _evaluate_trace(objective, snapshots_over_time, *evaluation)
+        self._warn_budget(stopped_by)
+        return self
+
+    def _fit_driver(self, client, data, problem, params):
+        from ._admm_async import run_admm_async
+
+        if isinstance(data, tuple):  # dask arrays: one delayed (X_block, y_block) per chunk
+            import dask
+
+            Xd = data[0].to_delayed().ravel()
+            yd = data[1].to_delayed().ravel()
+            data = [dask.delayed(tuple)([xb, yb]) for xb, yb in zip(Xd, yd)]
+        parts = client.compute(data)
+        try:
+            res = run_admm_async(client, parts, problem, params, float(self.max_time),
+                                 batched=self.solver == "admm-async-batched")
+        finally:
+            for f in parts:
+                f.release()
+        return res.w, res.trace, res.n_iter, res.stopped_by
+
+    def _warn_budget(self, stopped_by: str) -> None:
+        """ConvergenceWarning when a solver with a stopping test ran out of time or iterations."""
+        max_iter_hit = self.max_iter is not None and self.n_iter_ >= self.max_iter
+        algo_uses_tol = (self.solver in RUNTIME_SOLVERS
+                         and get_algorithm(self.solver).uses_tol)
+        if stopped_by in ("max_time", "max_steps", "max_iter") or max_iter_hit:
+            if algo_uses_tol or max_iter_hit:
+                warnings.warn(
+                    f"{type(self).__name__}(solver={self.solver!r}) stopped by its budget "
+                    f"({stopped_by}, max_time={self.max_time}, max_iter={self.max_iter}) before "
+                    f"meeting tol={self.tol}; increase max_time or max_iter",
+                    ConvergenceWarning, stacklevel=3)
+
+    def _set_model(self, w: np.ndarray, problem: Problem) -> None:
+        coef = w[: problem.n_features]
+        b = float(w[-1]) if problem.fit_intercept else 0.0
+        self._coef = coef
+        self._intercept = b
+
+    # ------------------------------------------------------------------ predict
+    def _decision(self, X):
+        check_is_fitted(self)
+        if _is_dask(X):
+            return X.astype(np.float64).dot(self._coef) + self._intercept
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
+        return np.asarray(X @ self._coef).ravel() + self._intercept
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        deterministic = (self.solver in RUNTIME_SOLVERS
+                         and get_algorithm(self.solver).deterministic)
+        tags.non_deterministic = not deterministic
+        return tags
+
+
+def _n_iter(results: list) -> int:
+    best = 0
+    for r in results:
+        if r:
+            for key in ("k", "t", "h"):
+                if key in r:
+                    best = max(best, int(r[key]))
+    return best
+
+
+def _combined_over_time(algo, problem: Problem, trace: list) -> list:
+    """(time, combined model) after each report, from the latest snapshot of every partition."""
+    latest: list = [None] * problem.n_partitions
+    out = []
+    for entry in sorted(trace, key=lambda e: e.time):
+        if not entry.metrics or not 0 <= entry.partition < problem.n_partitions:
+            continue
+        latest[entry.partition] = entry.metrics
+        if any(s is not None for s in latest):
+            out.append((float(entry.time), algo.combine(problem, latest)))
+    return out
+
+
+def _evaluate_trace(objective: Objective, points: list, X, y) -> np.ndarray:
+    """``[[time, f(w)], ...]`` for up to 100 evenly spread points, with one pass over the data."""
+    if not points:
+        return np.empty((0, 2))
+    if len(points) > _MAX_TRACE_POINTS:
+        keep = np.unique(np.linspace(0, len(points) - 1, _MAX_TRACE_POINTS).astype(int))
+        points = [points[i] for i in keep]
+    times = np.array([t for t, _ in points])
+    W = np.column_stack([np.asarray(w, dtype=np.float64) for _, w in points])
+    if _is_dask(X):
+        import dask
+
+        coefs = W[: X.shape[1]]
+        M = X.dot(coefs)
+        if objective.fit_intercept:
+            M = M + W[-1][None, :]
+        loss = objective.loss
+        losses = M.map_blocks(lambda m, yb: loss.value(m, yb), y[:, None],
+                              dtype=np.float64).mean(axis=0)
+        (losses,) = dask.compute(losses)
+        pens = np.array([objective.penalty.value(coefs[:, k]) for k in range(W.shape[1])])
+        values = losses + pens
+    else:
+        values = objective.values(W, X, y)
+    return np.column_stack([times, values])
+
+
+class AsipClassifier(ClassifierMixin, _AsipLinearModel):
+    """A binary linear classifier (logistic regression or linear SVM) fitted with asip.
+
+    Minimizes ``(1/n) sum_i loss(y_i (a_i^T w + b)) + R(w)`` with labels mapped
+    to {-1, +1} (``classes_[1]`` is +1), the loss ``log(1 + exp(-m))``
+    (``"log_loss"``) or ``max(0, 1 - m)`` (``"hinge"``), and
+    ``R = (alpha/2)||w||^2`` or ``alpha ||w||_1`` -- ``SGDClassifier``'s scaling.
+
+    Parameters
+    ----------
+    loss : {"log_loss", "hinge"}
+    penalty : {"l2", "l1"}
+    alpha : float
+        Regularization strength (>= 0).
+    solver : str
+        ``"asip-sgd"`` (asynchronous dual averaging, the default), ``"asip-hogwild"``,
+        ``"asip-admm"``, or the baselines ``"gd"``, ``"admm"``, ``"averaging"``,
+        ``"admm-async"``, ``"admm-async-batched"``, ``"saga"``.
+    max_time : float
+        Seconds the solver runs (the stage's time budget).
+    max_iter : int, optional
+        The solver's own iteration budget (rounds for gd/admm, ring passes for
+        saga, local iterations for averaging, z updates for admm-async); the
+        stochastic solvers run on time only.
+    tol : float, optional
+        Stopping tolerance of the solvers that have a test (gd, admm, saga,
+        averaging); asynchronous stochastic solvers run for the whole budget.
+    n_partitions : int, optional
+        Row blocks numpy/scipy input is split into (default: one per worker
+        thread); rechunks a dask array when given.
+    fit_intercept : bool
+        Fit an unpenalized intercept.
+    faults : sequence of asip.faults objects
+        Faults injected into the stage (fault-tolerance experiments).
+    random_state : int, RandomState or None
+        Seeds the solvers' sampling.
+    verbose : int
+        Log the setup at INFO level when > 0.
+    solver_params : dict, optional
+        Hyperparameters of the solver (e.g. ``{"rho": 0.1}`` for ADMM,
+        ``{"batch_size": 32}`` for the SGDs); unknown keys raise ValueError
+        listing the valid ones.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (1, n_features)
+    intercept_ : ndarray of shape (1,)
+    classes_ : ndarray of shape (2,)
+    n_features_in_ : int
+    n_iter_ : int
+        The solver's iteration counter at the end (see ``max_iter``).
+    trace_ : ndarray of shape (k, 2)
+        ``[seconds, objective]`` after reports during the fit (up to 100 rows).
+    restarts_ : list
+        Operator restarts during the fit (``asip.Restart`` tuples).
+    stopped_by_ : str
+        Why the solver stopped ("max_time", "STOP from partition 0", ...).
+
+    Examples
+    --------
+    >>> from asip.algorithms import AsipClassifier            # doctest: +SKIP
+    >>> clf = AsipClassifier(alpha=1e-3, max_time=2.0).fit(X, y)  # doctest: +SKIP
+    """
+
+    _classifier = True
+    _valid_losses = ("log_loss", "hinge")
+
+    def __init__(self, loss="log_loss", penalty="l2", alpha=1e-4, solver="asip-sgd",
+                 max_time=10.0, max_iter=None, tol=1e-6, n_partitions=None,
+                 fit_intercept=False, faults=(), random_state=None, verbose=0,
+                 solver_params=None):
+        super().__init__(loss=loss, penalty=penalty, alpha=alpha, solver=solver,
+                         max_time=max_time, max_iter=max_iter, tol=tol,
+                         n_partitions=n_partitions, fit_intercept=fit_intercept, faults=faults,
+                         random_state=random_state, verbose=verbose,
+                         solver_params=solver_params)
+
+    def _set_classes(self, labels) -> None:
+        labels = np.unique(labels)
+        if len(labels) < 2:
+            raise ValueError(f"AsipClassifier needs samples of 2 classes, but the data contains "
+                             f"only one class: {labels.tolist()}")
+        if len(labels) > 2:
+            raise ValueError(f"Only binary classification is supported: AsipClassifier got y "
+                             f"with {len(labels)} classes {labels.tolist()[:10]}; fit one model "
+                             "per class (e.g. sklearn.multiclass.OneVsRestClassifier) for "
+                             "multiclass problems")
+        self.classes_ = labels
+
+    def _encode_y(self, y):
+        check_classification_targets(y)
+        self._set_classes(y)
+        return np.where(y == self.classes_[1], 1.0, -1.0)
+
+    def _set_model(self, w, problem):
+        super()._set_model(w, problem)
+        self.coef_ = self._coef.reshape(1, -1)
+        self.intercept_ = np.array([self._intercept])
+
+    def decision_function(self, X):
+        """``a^T w + b`` per sample: positive means ``classes_[1]``."""
+        return self._decision(X)
+
+    def predict(self, X):
+        """The class of each sample."""
+        d = self.decision_function(X)
+        if _is_dask(d):
+            import dask.array as da
+
+            return da.where(d > 0, self.classes_[1], self.classes_[0])
+        return self.classes_[(d > 0).astype(int)]
+
+    @available_if(lambda self: self.loss == "log_loss")
+    def predict_proba(self, X):
+        """Class probabilities ``[P(classes_[0]), P(classes_[1])]`` of the logistic model."""
+        from scipy.special import expit
+
+        d = self.decision_function(X)
+        if _is_dask(d):
+            import dask.array as da
+
+            p1 = d.map_blocks(expit)
+            return da.stack([1 - p1, p1], axis=1)
+        p1 = expit(d)
+        return np.column_stack([1 - p1, p1])
+
+    @available_if(lambda self: self.loss == "log_loss")
+    def predict_log_proba(self, X):
+        """Logarithm of `predict_proba`."""
+        return np.log(self.predict_proba(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+
+class AsipRegressor(RegressorMixin, _AsipLinearModel):
+    """A least-squares linear regressor (ridge or lasso) fitted with asip.
+
+    Minimizes ``(1/(2n)) ||y - A w - b||^2 + R(w)`` (scikit-learn ``Lasso``'s
+    scaling for l1). Parameters and attributes as `AsipClassifier`, except
+    ``loss`` (only ``"squared_error"``), ``coef_`` of shape (n_features,) and
+    a float ``intercept_``.
+    """
+
+    _classifier = False
+    _valid_losses = ("squared_error",)
+
+    def __init__(self, loss="squared_error", penalty="l2", alpha=1e-4, solver="asip-sgd",
+                 max_time=10.0, max_iter=None, tol=1e-6, n_partitions=None,
+                 fit_intercept=False, faults=(), random_state=None, verbose=0,
+                 solver_params=None):
+        super().__init__(loss=loss, penalty=penalty, alpha=alpha, solver=solver,
+                         max_time=max_time, max_iter=max_iter, tol=tol,
+                         n_partitions=n_partitions, fit_intercept=fit_intercept, faults=faults,
+                         random_state=random_state, verbose=verbose,
+                         solver_params=solver_params)
+
+    def _set_model(self, w, problem):
+        super()._set_model(w, problem)
+        self.coef_ = self._coef.copy()
+        self.intercept_ = float(self._intercept)
+
+    def predict(self, X):
+        """``a^T w + b`` per sample."""
+        return self._decision(X)

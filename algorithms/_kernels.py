@@ -1,0 +1,564 @@
+"""Numba kernels for the hot loops, for dense arrays and CSR matrices alike.
+
+A *kernel matrix* is either a C-contiguous ``float64`` 2-D array or a CSR triple
+``(data, indices, indptr)`` (``float64``, ``int64``, ``int64``); build one with
+`as_kernel_matrix`. Every kernel takes either: numba compiles one
+specialization per form, and the row primitives (`row_dot`, `row_axpy`) pick the
+dense or sparse loop at compile time, so sparse data stays sparse and a sparse
+row costs O(nnz) work.
+
+Every kernel is ``@njit(nogil=True, cache=True)``: it releases the GIL so the
+worker's event loop keeps delivering messages while an operator computes (a
+kernel that holds the GIL delays delivery by 100-1000 ms), and it is cached on
+disk so worker processes do not recompile.
+
+Conventions shared by all kernels:
+
+* a model vector ``w`` has ``p = n_features + fit_intercept`` entries, the
+  intercept last; ``fit_intercept`` treats it as a feature that is always 1;
+* losses are dispatched on an integer code (`LOGISTIC`, `HINGE`, `SQUARED`, the
+  ``code`` of `asip.algorithms._objectives.Loss`) and penalties likewise
+  (`L2`, `L1`); the intercept is never penalized;
+* randomness comes from an explicit xorshift64* state (`make_rng`), a
+  ``uint64`` array of length 1 that the kernel advances in place, so results
+  do not depend on which thread runs a kernel;
+* gradients are *sums* over the rows used; callers scale them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit, types
+from numba.extending import overload
+
+__all__ = [
+    "HINGE",
+    "L1",
+    "L2",
+    "LOGISTIC",
+    "SQUARED",
+    "as_kernel_matrix",
+    "batch_grad",
+    "loss_grad",
+    "loss_sum",
+    "make_rng",
+    "margins",
+    "n_rows",
+    "power_sqnorm",
+    "prox_inplace",
+    "rda_steps",
+    "row_sqnorms",
+    "saga_steps",
+    "sdca_steps",
+    "sgd_steps",
+]
+
+logger = logging.getLogger(__name__)
+
+LOGISTIC, HINGE, SQUARED = 0, 1, 2
+L2, L1 = 0, 1
+
+_JIT = {"nogil": True, "cache": True}
+
+
+# ---------------------------------------------------------------------- data form
+def as_kernel_matrix(X):
+    """``X`` in the form kernels take: a C-contiguous float64 array, or a CSR triple.
+
+    Any scipy.sparse matrix or array becomes ``(data, indices, indptr)`` of a CSR
+    matrix (not densified); anything else becomes a dense 2-D float64 array.
+    """
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float64)
+        return (
+            np.ascontiguousarray(X.data, dtype=np.float64),
+            np.ascontiguousarray(X.indices, dtype=np.int64),
+            np.ascontiguousarray(X.indptr, dtype=np.int64),
+        )
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {X.shape}")
+    return X
+
+
+def make_rng(seed: int | None) -> np.ndarray:
+    """A fresh xorshift64* state from ``seed`` (splitmix64-scrambled; never zero)."""
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
+    z = (int(seed) + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    z ^= z >> 31
+    return np.array([z or 0x2545F4914F6CDD1D], dtype=np.uint64)
+
+
+# ---------------------------------------------------------------------- row primitives
+def n_rows(X):
+    """Number of rows of a kernel matrix (works in Python and in kernels)."""
+    if isinstance(X, tuple):
+        return len(X[2]) - 1
+    return X.shape[0]
+
+
+def row_dot(X, i, w):  # pragma: no cover - replaced by the overload inside kernels
+    """``a_i^T w[:n_features]``."""
+    raise NotImplementedError
+
+
+def row_axpy(X, i, a, out):  # pragma: no cover
+    """``out[:n_features] += a * a_i``."""
+    raise NotImplementedError
+
+
+def row_nnz_sqnorm(X, i):  # pragma: no cover
+    """``||a_i||^2``."""
+    raise NotImplementedError
+
+
+@overload(n_rows, jit_options=_JIT)
+def _ov_n_rows(X):
+    if isinstance(X, types.Array):
+        return lambda X: X.shape[0]
+    return lambda X: len(X[2]) - 1
+
+
+@overload(row_dot, jit_options=_JIT)
+def _ov_row_dot(X, i, w):
+    if isinstance(X, types.Array):
+
+        def dense(X, i, w):
+            s = 0.0
+            for j in range(X.shape[1]):
+                s += X[i, j] * w[j]
+            return s
+
+        return dense
+
+    def csr(X, i, w):
+        data, indices, indptr = X
+        s = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            s += data[k] * w[indices[k]]
+        return s
+
+    return csr
+
+
+@overload(row_axpy, jit_options=_JIT)
+def _ov_row_axpy(X, i, a, out):
+    if isinstance(X, types.Array):
+
+        def dense(X, i, a, out):
+            for j in range(X.shape[1]):
+                out[j] += a * X[i, j]
+
+        return dense
+
+    def csr(X, i, a, out):
+        data, indices, indptr = X
+        for k in range(indptr[i], indptr[i + 1]):
+            out[indices[k]] += a * data[k]
+
+    return csr
+
+
+@overload(row_nnz_sqnorm, jit_options=_JIT)
+def _ov_row_sqnorm(X, i):
+    if isinstance(X, types.Array):
+
+        def dense(X, i):
+            s = 0.0
+            for j in range(X.shape[1]):
+                s += X[i, j] * X[i, j]
+            return s
+
+        return dense
+
+    def csr(X, i):
+        data, indices, indptr = X
+        s = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            s += data[k] * data[k]
+        return s
+
+    return csr
+
+
+# ---------------------------------------------------------------------- scalar math
+@njit(**_JIT)
+def _margin(X, i, w, fit_intercept):
+    m = row_dot(X, i, w)
+    if fit_intercept:
+        m += w[w.shape[0] - 1]
+    return m
+
+
+@njit(**_JIT)
+def _phi(loss, m, y):
+    """Per-sample loss value (stable logistic)."""
+    if loss == LOGISTIC:
+        z = -y * m
+        if z > 0:
+            return z + math.log1p(math.exp(-z))
+        return math.log1p(math.exp(z))
+    if loss == HINGE:
+        return max(0.0, 1.0 - y * m)
+    return 0.5 * (m - y) * (m - y)
+
+
+@njit(**_JIT)
+def _dphi(loss, m, y):
+    """d phi / d m (a subgradient for hinge: -y where y m < 1, else 0)."""
+    if loss == LOGISTIC:
+        z = y * m
+        if z > 0:
+            e = math.exp(-z)
+            return -y * e / (1.0 + e)
+        return -y / (1.0 + math.exp(z))
+    if loss == HINGE:
+        return -y if y * m < 1.0 else 0.0
+    return m - y
+
+
+@njit(**_JIT)
+def _next_u64(rng):
+    x = rng[0]
+    x ^= x >> np.uint64(12)
+    x ^= x << np.uint64(25)
+    x ^= x >> np.uint64(27)
+    rng[0] = x
+    return x * np.uint64(0x2545F4914F6CDD1D)
+
+
+@njit(**_JIT)
+def _randint(rng, n):
+    return np.int64((_next_u64(rng) >> np.uint64(11)) % np.uint64(n))
+
+
+@njit(**_JIT)
+def prox_inplace(w, n_coef, pen, alpha, step):
+    """Apply ``prox_{step R}`` to ``w[:n_coef]`` in place (the intercept is left alone)."""
+    t = step * alpha
+    if t <= 0.0:
+        return
+    if pen == L2:
+        s = 1.0 / (1.0 + t)
+        for j in range(n_coef):
+            w[j] *= s
+    else:
+        for j in range(n_coef):
+            v = w[j]
+            if v > t:
+                w[j] = v - t
+            elif v < -t:
+                w[j] = v + t
+            else:
+                w[j] = 0.0
+
+
+# ---------------------------------------------------------------------- full passes
+@njit(**_JIT)
+def margins(X, w, fit_intercept):
+    """``A w + b`` for every row."""
+    n = n_rows(X)
+    out = np.empty(n)
+    for i in range(n):
+        out[i] = _margin(X, i, w, fit_intercept)
+    return out
+
+
+@njit(**_JIT)
+def loss_sum(X, y, w, loss, fit_intercept):
+    """``sum_i phi(a_i^T w + b, y_i)``."""
+    s = 0.0
+    for i in range(n_rows(X)):
+        s += _phi(loss, _margin(X, i, w, fit_intercept), y[i])
+    return s
+
+
+@njit(**_JIT)
+def loss_grad(X, y, w, loss, fit_intercept, grad):
+    """Overwrite ``grad`` with ``sum_i phi'(m_i) [a_i, 1]`` and return ``sum_i phi(m_i)``."""
+    grad[:] = 0.0
+    s = 0.0
+    p = w.shape[0]
+    for i in range(n_rows(X)):
+        m = _margin(X, i, w, fit_intercept)
+        s += _phi(loss, m, y[i])
+        d = _dphi(loss, m, y[i])
+        if d != 0.0:
+            row_axpy(X, i, d, grad)
+            if fit_intercept:
+                grad[p - 1] += d
+    return s
+
+
+@njit(**_JIT)
+def batch_grad(X, y, w, idx, loss, fit_intercept, grad):
+    """Overwrite ``grad`` with ``sum_{i in idx} phi'(m_i) [a_i, 1]`` (rows may repeat)."""
+    grad[:] = 0.0
+    p = w.shape[0]
+    for k in range(idx.shape[0]):
+        i = idx[k]
+        d = _dphi(loss, _margin(X, i, w, fit_intercept), y[i])
+        if d != 0.0:
+            row_axpy(X, i, d, grad)
+            if fit_intercept:
+                grad[p - 1] += d
+
+
+@njit(**_JIT)
+def row_sqnorms(X):
+    """``||a_i||^2`` for every row."""
+    n = n_rows(X)
+    out = np.empty(n)
+    for i in range(n):
+        out[i] = row_nnz_sqnorm(X, i)
+    return out
+
+
+@njit(**_JIT)
+def power_sqnorm(X, n_coef, fit_intercept, n_iter, rng):
+    """Estimate ``||[A, 1]||_2^2`` (largest eigenvalue of the Gram matrix) by power iteration.
+
+    Converges from below; ``n_iter`` of 30-50 is within a few percent, which is
+    all a ``1/L`` step needs (gradient descent is stable for steps up to ``2/L``).
+    """
+    p = n_coef + (1 if fit_intercept else 0)
+    v = np.empty(p)
+    for j in range(p):
+        v[j] = 1.0 + (_next_u64(rng) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    nv = math.sqrt(np.sum(v * v))
+    v /= nv
+    lam = 0.0
+    n = n_rows(X)
+    u = np.empty(p)
+    for _ in range(n_iter):
+        u[:] = 0.0
+        for i in range(n):
+            m = _margin(X, i, v, fit_intercept)
+            row_axpy(X, i, m, u)
+            if fit_intercept:
+                u[p - 1] += m
+        lam = math.sqrt(np.sum(u * u))
+        if lam == 0.0:
+            return 0.0
+        v = u / lam
+    return lam
+
+
+# ---------------------------------------------------------------------- stochastic loops
+@njit(**_JIT)
+def _rda_point(G, t, share, C, T, n_coef, pen, alpha, beta0, gamma, x):
+    """The regularized dual-averaging point for the averaged gradient ``share*G/t + C``."""
+    h = (beta0 + gamma * math.sqrt(T)) / T  # weight of the prox term (1/2)||x||^2
+    inv_t = share / t
+    p = x.shape[0]
+    for j in range(p):
+        g = G[j] * inv_t + C[j]
+        if j >= n_coef:  # intercept: unpenalized
+            x[j] = -g / h
+        elif pen == L2:
+            x[j] = -g / (alpha + h)
+        else:
+            if g > alpha:
+                x[j] = -(g - alpha) / h
+            elif g < -alpha:
+                x[j] = -(g + alpha) / h
+            else:
+                x[j] = 0.0
+
+
+@njit(**_JIT)
+def rda_steps(X, y, loss, fit_intercept, n_steps, batch, rng, G, t, share, C, T_peers,
+              pen, alpha, beta0, gamma, x, xsum, wsum):
+    """Regularized dual averaging (Xiao 2010) on mini-batches, ``n_steps`` times.
+
+    The dual is this operator's running sum ``G`` of mini-batch mean loss
+    gradients over ``t[0]`` steps; the averaged gradient the primal point uses is
+    ``gbar = share * G / t + C`` (``C`` carries the peers' share). Each step:
+
+    1. draw ``batch`` rows uniformly with replacement, ``G += mean phi'(m) [a, 1]``
+       evaluated at the current ``x``; ``t += 1``;
+    2. ``x = argmin <gbar, x> + R(x) + (beta_T / T) ||x||^2 / 2`` in closed form,
+       ``beta_T = beta0 + gamma sqrt(T)``, ``T = t + T_peers``
+       (l1: a soft threshold of ``gbar`` at ``alpha``: exact zeros);
+    3. ``xsum += T x``, ``wsum += T`` (iterate averaging with weights growing like T).
+    """
+    p = x.shape[0]
+    n_coef = p - (1 if fit_intercept else 0)
+    n = n_rows(X)
+    scale = 1.0 / batch
+    idx = np.empty(batch, dtype=np.int64)
+    dv = np.empty(batch)
+    for _ in range(n_steps):
+        for k in range(batch):
+            idx[k] = _randint(rng, n)
+        for k in range(batch):
+            i = idx[k]
+            dv[k] = _dphi(loss, _margin(X, i, x, fit_intercept), y[i]) * scale
+        for k in range(batch):
+            if dv[k] != 0.0:
+                row_axpy(X, idx[k], dv[k], G)
+                if fit_intercept:
+                    G[p - 1] += dv[k]
+        t[0] += 1
+        T = t[0] + T_peers
+        _rda_point(G, t[0], share, C, T, n_coef, pen, alpha, beta0, gamma, x)
+        for j in range(p):
+            xsum[j] += T * x[j]
+        wsum[0] += T
+
+
+@njit(**_JIT)
+def sgd_steps(X, y, loss, fit_intercept, n_steps, batch, rng, weight, x, S, P, count,
+              T_peers, eta0, mu, tau, pen, alpha, xsum, wsum):
+    """Proximal mini-batch SGD that also records every displacement it makes.
+
+    Each step draws ``batch`` rows uniformly with replacement, takes
+    ``g = weight * mean phi'(m) [a, 1]`` at the current ``x``, then
+
+    ``x <- prox_{eta R}(x - eta g)``, ``S += eta g``, ``P += eta``, ``count += 1``,
+
+    with ``eta = eta0 / (1 + eta0 mu T)`` when ``mu > 0`` (strongly convex: the
+    ``1/(mu T)`` schedule) and ``eta = eta0 / sqrt(1 + T / tau)`` otherwise,
+    ``T = count + T_peers``. ``S`` and ``P`` are cumulative, so a peer that
+    applies the difference between two of them applies exactly these updates,
+    none lost or doubled. ``xsum``/``wsum`` keep a T-weighted iterate average.
+    """
+    p = x.shape[0]
+    n_coef = p - (1 if fit_intercept else 0)
+    n = n_rows(X)
+    idx = np.empty(batch, dtype=np.int64)
+    dv = np.empty(batch)
+    for _ in range(n_steps):
+        T = count[0] + T_peers
+        if mu > 0.0:
+            eta = eta0 / (1.0 + eta0 * mu * T)
+        else:
+            eta = eta0 / math.sqrt(1.0 + T / tau)
+        c = eta * weight / batch
+        for k in range(batch):
+            idx[k] = _randint(rng, n)
+        for k in range(batch):
+            i = idx[k]
+            dv[k] = _dphi(loss, _margin(X, i, x, fit_intercept), y[i]) * c
+        for k in range(batch):
+            if dv[k] != 0.0:
+                row_axpy(X, idx[k], -dv[k], x)
+                row_axpy(X, idx[k], dv[k], S)
+                if fit_intercept:
+                    x[p - 1] -= dv[k]
+                    S[p - 1] += dv[k]
+        prox_inplace(x, n_coef, pen, alpha, eta)
+        P[0] += eta
+        count[0] += 1
+        Tn = T + 1.0
+        for j in range(p):
+            xsum[j] += Tn * x[j]
+        wsum[0] += Tn
+
+
+@njit(**_JIT)
+def saga_steps(X, y, loss, fit_intercept, n_steps, rng, w, mem, gbar, n_total, step, pen, alpha):
+    """``n_steps`` proximal SAGA steps (Defazio, Bach & Lacoste-Julien 2014) on local rows.
+
+    ``mem[i]`` is the remembered ``phi'`` of local row ``i`` and ``gbar`` the
+    remembered *global* average gradient ``(1/n_total) sum_all mem_i [a_i, 1]``.
+    A step draws a local row ``i``, sets ``d = phi'(m_i)``, and
+
+    ``w <- prox_{step R}(w - step ((d - mem_i) [a_i, 1] + gbar))``,
+    ``gbar += (d - mem_i) [a_i, 1] / n_total``, ``mem_i = d``.
+    """
+    p = w.shape[0]
+    n_coef = p - (1 if fit_intercept else 0)
+    n = n_rows(X)
+    inv_n = 1.0 / n_total
+    for _ in range(n_steps):
+        i = _randint(rng, n)
+        d = _dphi(loss, _margin(X, i, w, fit_intercept), y[i])
+        delta = d - mem[i]
+        for j in range(p):
+            w[j] -= step * gbar[j]
+        if delta != 0.0:
+            row_axpy(X, i, -step * delta, w)
+            row_axpy(X, i, delta * inv_n, gbar)
+            if fit_intercept:
+                w[p - 1] -= step * delta
+                gbar[p - 1] += delta * inv_n
+            mem[i] = d
+        prox_inplace(w, n_coef, pen, alpha, step)
+
+
+@njit(**_JIT)
+def _logistic_dual_root(beta, ym, q):
+    """Solve ``log((1-b)/b) - ym - q (b - beta) = 0`` for ``b`` in (0, 1) (safeguarded Newton)."""
+    lo, hi = 0.0, 1.0
+    b = beta if 1e-12 < beta < 1.0 - 1e-12 else 0.5
+    for _ in range(50):
+        F = math.log((1.0 - b) / b) - ym - q * (b - beta)
+        if F > 0.0:
+            lo = b
+        else:
+            hi = b
+        Fp = -1.0 / (b * (1.0 - b)) - q
+        nb = b - F / Fp
+        if not (lo < nb < hi):
+            nb = 0.5 * (lo + hi)
+        if abs(nb - b) <= 1e-13 * max(1.0, b):
+            return nb
+        b = nb
+    return b
+
+
+@njit(**_JIT)
+def sdca_steps(X, y, loss, fit_intercept, n_epochs, rng, dual, x, c_over_rho, sqn):
+    """Stochastic dual coordinate ascent (Shalev-Shwartz & Zhang 2013) for a proximal local problem.
+
+    Solves ``min_x c sum_i phi(a_i^T x + b, y_i) + (rho/2) ||x - v||^2`` through its
+    dual: ``x = v + (c/rho) sum_i dual_i [a_i, 1]`` with ``dual_i = -phi'(m_i)`` at
+    the optimum. ``x`` must enter equal to ``v + (c/rho) sum dual_i [a_i, 1]``
+    (a warm start: keep ``dual`` and ``x - v`` between calls); both are
+    updated in place. ``sqn[i] = ||[a_i, 1]||^2``. Each of ``n_epochs`` passes
+    visits the rows in a fresh random order and maximizes the dual exactly in
+    one coordinate: closed form for hinge (a clipped step) and squared loss,
+    a safeguarded Newton root for logistic.
+    """
+    p = x.shape[0]
+    n = n_rows(X)
+    order = np.arange(n)
+    for _ in range(n_epochs):
+        for k in range(n - 1, 0, -1):  # Fisher-Yates
+            r = _randint(rng, k + 1)
+            tmp = order[k]
+            order[k] = order[r]
+            order[r] = tmp
+        for k in range(n):
+            i = order[k]
+            q = c_over_rho * sqn[i]  # 0 for an empty row: its dual still has an optimum
+            m = _margin(X, i, x, fit_intercept)
+            yi = y[i]
+            a = dual[i]
+            if loss == HINGE:
+                beta = yi * a
+                if q > 0.0:
+                    nb = min(1.0, max(0.0, beta + (1.0 - yi * m) / q))
+                else:
+                    nb = 1.0 if yi * m < 1.0 else 0.0
+                delta = yi * (nb - beta)
+            elif loss == SQUARED:
+                delta = (yi - m - a) / (1.0 + q)
+            else:
+                beta = yi * a
+                nb = _logistic_dual_root(beta, yi * m, q)
+                delta = yi * (nb - beta)
+            if delta != 0.0:
+                dual[i] = a + delta
+                s = c_over_rho * delta
+                row_axpy(X, i, s, x)
+                if fit_intercept:
+                    x[p - 1] += s

@@ -1,0 +1,87 @@
+"""The one adapter between the math and the runtime: a generic `asip.Operator` for any algorithm.
+
+`SolverOperator` is the only class in `asip.algorithms` that subclasses
+`asip.Operator`. It holds the algorithm's name, the `Problem` and the
+hyperparameters (so a template instance pickles to every partition), and on
+each ``step`` it does exactly this::
+
+    inbox = ctx.poll(wait)                               # what peers pushed (maybe nothing)
+    out = algo.local_step(state, data, inbox, ctx.elapsed)
+    for o in out.outbox: ctx.push(o.payload, to=o.to)   # never blocks
+    ctx.report(**algo.snapshot(state))                   # every ``report_every`` s
+    return asip.STOP if out.done else None
+
+``wait`` is what the algorithm asked for (barrier algorithms block on ``poll``
+for their peers; asynchronous ones never wait). Time, stopping, restarts and
+faults are the runtime's business; a restarted operator simply runs
+``setup`` again with ``ctx.incarnation > 0``, which every algorithm's ``init``
+and ``local_step`` treat as "rejoin from the peers".
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asip
+
+from ._base import Problem, local_data
+from ._solvers import get_algorithm
+
+__all__ = ["SolverOperator"]
+
+logger = logging.getLogger(__name__)
+
+
+class SolverOperator(asip.Operator):
+    """Runs the algorithm ``solver`` on one partition ``(X_block, y_block)``.
+
+    Parameters
+    ----------
+    solver : str
+        A name from `asip.algorithms._solvers.RUNTIME_SOLVERS`.
+    problem : Problem
+    params : dict
+        The algorithm's hyperparameters (merged with its defaults).
+    report_every : float
+        Seconds between snapshots sent with ``ctx.report`` (the runtime rate-limits
+        reports too; this avoids building snapshots nobody sees).
+    """
+
+    def __init__(self, solver: str, problem: Problem, params: dict | None = None,
+                 report_every: float = 0.05):
+        algo = get_algorithm(solver)
+        self.solver = solver
+        self.problem = problem
+        self.params = algo.merge(params)
+        self.report_every = float(report_every)
+        self._state: Any = None
+
+    def setup(self, ctx, partition) -> None:
+        X, y = partition
+        self._algo = get_algorithm(self.solver)
+        self._data = local_data(X, y, self.problem, ctx.index, ctx.incarnation)
+        self._state = self._algo.init(self.problem, self._data, self.params)
+        self._wait = 0.0
+        self._reported = -float("inf")
+        logger.debug("partition %d (incarnation %d): %s on %d rows", ctx.index,
+                     ctx.incarnation, self.solver, self._data.n)
+
+    def step(self, ctx):
+        inbox = ctx.poll(self._wait) if self._data.n_partitions > 1 else ()
+        now = ctx.elapsed
+        out = self._algo.local_step(self._state, self._data, inbox, now)
+        self._state, self._wait = out.state, out.wait
+        for o in out.outbox:
+            ctx.push(o.payload, to=o.to)
+        if out.done or now - self._reported >= self.report_every:
+            self._reported = now
+            ctx.report(**self._algo.snapshot(self._state))
+        if out.done:
+            return asip.STOP
+        return None
+
+    def result(self, ctx) -> dict:
+        if self._state is None:
+            return {}
+        return self._algo.snapshot(self._state)

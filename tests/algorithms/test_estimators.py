@@ -1,0 +1,188 @@
+"""AsipClassifier / AsipRegressor through a real client: sklearn's checks, inputs, errors, faults."""
+
+from __future__ import annotations
+
+import warnings
+
+import dask.array as da
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import asip
+from asip.algorithms import (AsipClassifier, AsipRegressor, Objective, get_loss, get_penalty,
+                             make_logistic, make_regression, reference_optimum,
+                             relative_suboptimality)
+
+# ------------------------------------------------------------------ scikit-learn's checks
+CHECKED = [
+    # gd with an iteration budget is deterministic: same data, same iterations, same model
+    AsipClassifier(solver="gd", alpha=1e-3, max_iter=200, max_time=5.0),
+    AsipRegressor(solver="gd", alpha=1e-3, max_iter=200, max_time=5.0),
+    # the default asynchronous solver, tagged non_deterministic
+    AsipClassifier(alpha=1e-3, max_time=0.3),
+]
+
+
+def expected_failures(estimator) -> dict:
+    if estimator.__sklearn_tags__().non_deterministic:
+        why = ("asynchronous solver: the model depends on thread timing and message arrival "
+               "even with a fixed seed, so two fits differ slightly")
+        return {"check_fit_idempotent": why, "check_supervised_y_2d": why}
+    return {}
+
+
+@pytest.mark.timeout(60)
+@parametrize_with_checks(CHECKED, expected_failed_checks=expected_failures)
+def test_sklearn_compatible(estimator, check, client):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+# ------------------------------------------------------------------ inputs
+def logistic_data(n=1000, d=10, seed=0):
+    ds = make_logistic(n, d, n_zero=2, random_state=seed)
+    return ds.X, ds.y
+
+
+def rel(loss, penalty, alpha, X, y, coef, fi=False, intercept=0.0):
+    obj = Objective(get_loss(loss), get_penalty(penalty, alpha), fi)
+    ref = reference_optimum(obj, X, y)
+    w = np.append(np.ravel(coef), intercept) if fi else np.ravel(coef)
+    return float(relative_suboptimality(obj.value(w, X, y), ref.f_star))
+
+
+@pytest.mark.timeout(60)
+def test_dask_sparse_and_numpy_inputs_agree(client):
+    X, y = logistic_data()
+    kw = dict(solver="gd", alpha=1e-2, max_iter=50, tol=0.0, max_time=10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = AsipClassifier(**kw).fit(X, y)
+        b = AsipClassifier(**kw).fit(sp.csr_matrix(X), y)
+        c = AsipClassifier(**kw).fit(da.from_array(X, chunks=(500, 10)),
+                                     da.from_array(y, chunks=500))
+    np.testing.assert_allclose(b.coef_, a.coef_, rtol=1e-10)
+    np.testing.assert_allclose(c.coef_, a.coef_, rtol=1e-10)
+    assert a.n_iter_ == b.n_iter_ == c.n_iter_ == 50
+    # dask in, dask out; same predictions
+    pred = c.predict(da.from_array(X, chunks=(500, 10)))
+    assert isinstance(pred, da.Array)
+    np.testing.assert_array_equal(pred.compute(), a.predict(X))
+    # trace: objective values on the same objective, falling from f(0)
+    assert c.trace_[0, 1] >= c.trace_[-1, 1]
+    np.testing.assert_allclose(c.trace_[-1, 1], a.trace_[-1, 1], rtol=1e-8)
+
+
+@pytest.mark.timeout(60)
+def test_string_labels_proba_and_intercept(client):
+    X, y = logistic_data(800, 6, seed=1)
+    X = X + 0.5  # an offset the intercept has to absorb
+    labels = np.where(y > 0, "spam", "ham")
+    clf = AsipClassifier(solver="saga", alpha=1e-3, fit_intercept=True, max_time=2.0)
+    clf.fit(X, labels)
+    assert list(clf.classes_) == ["ham", "spam"]
+    assert clf.coef_.shape == (1, 6) and clf.intercept_.shape == (1,)
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(clf.predict(X), np.where(proba[:, 1] > 0.5, "spam", "ham"))
+    assert clf.score(X, labels) == pytest.approx(np.mean(clf.predict(X) == labels))
+    assert rel("log_loss", "l2", 1e-3, X, y, clf.coef_, True, clf.intercept_[0]) < 1e-6
+    hinge = AsipClassifier(loss="hinge", solver="gd", max_time=0.3)
+    assert not hasattr(hinge, "predict_proba")
+
+
+@pytest.mark.timeout(60)
+def test_convergence_warning_when_the_budget_ends_first(client):
+    X, y = logistic_data()
+    with pytest.warns(ConvergenceWarning, match="before meeting tol"):
+        AsipClassifier(solver="gd", alpha=1e-4, max_iter=3, max_time=5.0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # converged: no warning
+        AsipClassifier(solver="gd", alpha=1e-1, tol=1e-3, max_time=10.0).fit(X, y)
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.timeout(60)
+def test_bad_input_gives_clear_errors(client):
+    X, y = logistic_data(100, 4)
+    clf = AsipClassifier(solver="gd", max_time=0.5)
+    Xnan = X.copy()
+    Xnan[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        clf.fit(Xnan, y)
+    with pytest.raises(ValueError, match="inf"):
+        AsipRegressor(solver="gd", max_time=0.5).fit(X, np.where(y > 0, np.inf, 0.0))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        clf.fit(X, y[:-1])
+    with pytest.raises(ValueError, match="Only binary classification is supported"):
+        clf.fit(X, np.arange(100) % 3)
+    with pytest.raises(ValueError, match="only one class"):
+        clf.fit(X, np.ones(100))
+    with pytest.raises(ValueError, match="Unknown label type"):
+        clf.fit(X, np.linspace(0, 1, 100))
+    with pytest.raises(ValueError, match="n_partitions=200 but X has only 100 rows"):
+        AsipClassifier(solver="gd", n_partitions=200).fit(X, y)
+    for params, msg in [
+        (dict(solver="sgd"), r"unknown solver 'sgd'; valid solvers are \[.*'asip-sgd'"),
+        (dict(loss="squared_error"), r"valid losses are \['log_loss', 'hinge'\]"),
+        (dict(penalty="elasticnet"), r"valid penalties are \['l1', 'l2'\]"),
+        (dict(alpha=-1.0), "alpha must be a non-negative"),
+        (dict(max_time=0), "max_time must be a positive"),
+        (dict(solver="gd", solver_params={"eta": 1}), r"unknown solver_params \['eta'\]"),
+        (dict(solver="admm-async", faults=(asip.faults.KillOperator(0, 1.0),)),
+         "faults cannot be injected"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            AsipClassifier(**params).fit(X, y)
+
+
+@pytest.mark.timeout(60)
+def test_bad_dask_input_gives_clear_errors(client):
+    X, y = logistic_data(100, 4)
+    clf = AsipClassifier(solver="gd", max_time=0.5)
+    with pytest.raises(ValueError, match="chunked along columns"):
+        clf.fit(da.from_array(X, chunks=(50, 2)), da.from_array(y, chunks=50))
+    with pytest.raises(ValueError, match="do not line up"):
+        clf.fit(da.from_array(X, chunks=(50, 4)), da.from_array(y, chunks=40))
+    with pytest.raises(ValueError, match="empty row chunks"):
+        clf.fit(da.from_array(X, chunks=((50, 0, 50), (4,))),
+                da.from_array(y, chunks=((50, 0, 50),)))
+    Xnan = X.copy()
+    Xnan[0, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        clf.fit(da.from_array(Xnan, chunks=(50, 4)), da.from_array(y, chunks=50))
+    with pytest.raises(ValueError, match="Only binary classification"):
+        clf.fit(da.from_array(X, chunks=(50, 4)), da.from_array(np.arange(100) % 3, chunks=50))
+
+
+# ------------------------------------------------------------------ faults
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("solver,bound", [("asip-sgd", 1e-3), ("asip-hogwild", 1e-3),
+                                          ("asip-admm", 1e-4), ("gd", 1e-6), ("admm", 1e-5),
+                                          ("saga", 1e-6)])
+def test_killed_operator_restarts_and_the_fit_still_converges(client, solver, bound):
+    ds = make_logistic(3000, 20, n_zero=3, random_state=2)
+    # tol=0: the deterministic solvers run the whole budget, through the failure
+    clf = AsipClassifier(solver=solver, alpha=1e-2, max_time=2.5, tol=0.0, random_state=0,
+                         faults=(asip.faults.KillOperator(partition=1, at=0.3),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(ds.X, ds.y)
+    assert [(r.partition, r.incarnation) for r in clf.restarts_] == [(1, 1)]
+    assert rel("log_loss", "l2", 1e-2, ds.X, ds.y, clf.coef_) <= bound
+
+
+@pytest.mark.timeout(120)
+def test_killed_worker_does_not_stop_the_barrier(fresh_cluster):
+    ds = make_regression(3000, 20, random_state=3)
+    reg = AsipRegressor(solver="gd", alpha=1e-2, max_time=6.0, tol=0.0,
+                        faults=(asip.faults.KillWorker(partition=0, at=0.5),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(ds.X, ds.y)
+    assert any(r.partition == 0 for r in reg.restarts_)
+    assert rel("squared_error", "l2", 1e-2, ds.X, ds.y, reg.coef_) <= 1e-8
