@@ -56,8 +56,8 @@ class Fault:
 
 
 @dataclass(frozen=True)
-class KillOperator(Fault):
-    """At ``at`` s the operator of ``partition`` raises `InjectedFault` (its task fails)."""
+class _TimedFault(Fault):
+    """A one-shot fault: fires at ``at`` s in incarnation ``incarnation`` of ``partition``."""
 
     partition: int
     at: float
@@ -69,36 +69,25 @@ class KillOperator(Fault):
 
 
 @dataclass(frozen=True)
-class KillWorker(Fault):
+class KillOperator(_TimedFault):
+    """At ``at`` s the operator of ``partition`` raises `InjectedFault` (its task fails)."""
+
+
+@dataclass(frozen=True)
+class KillWorker(_TimedFault):
     """At ``at`` s the worker process hosting ``partition`` gets SIGKILL; its nanny restarts it.
 
     Every operator on that worker dies with it, as in a real machine failure.
     """
 
-    partition: int
-    at: float
-    incarnation: int = 0
-
-    def __post_init__(self) -> None:
-        _check_partition(self.partition)
-        _check_nonnegative("at", self.at)
-
 
 @dataclass(frozen=True)
-class HangWorker(Fault):
+class HangWorker(_TimedFault):
     """At ``at`` s the worker process hosting ``partition`` freezes (SIGSTOP): alive but silent.
 
     Only the stage's peer-silence timeout (``asip.stage.peer-silence-timeout``) notices;
     it has the worker's nanny restart it.
     """
-
-    partition: int
-    at: float
-    incarnation: int = 0
-
-    def __post_init__(self) -> None:
-        _check_partition(self.partition)
-        _check_nonnegative("at", self.at)
 
 
 @dataclass(frozen=True)
@@ -166,7 +155,7 @@ class StepFaults:
 
     def __init__(self, faults: tuple, index: int, incarnation: int, stop: threading.Event):
         mine = [f for f in faults if f.applies_to(index)]
-        self._kills = [f for f in mine if isinstance(f, (KillOperator, KillWorker, HangWorker))
+        self._kills = [f for f in mine if isinstance(f, _TimedFault)
                        and f.incarnation == incarnation]
         self._stragglers = [f for f in mine if isinstance(f, Straggler)]
         self._next_nap = [0.0 for _ in self._stragglers]
