@@ -4,7 +4,9 @@ One command runs the paper's matrix (datasets x tasks x solvers, budgets
 2/5/10 s), the straggler and kill-one-operator runs, the crossover against
 scikit-learn on one core, the fixed cost per fit and the scaling study, on a
 local cluster (or ``--scheduler``), then prints tables and writes
-``results.json`` (every trace, every number) and PNG plots to ``--out``.
+``results.json`` (every trace, every number), ``headline.md`` (the targets
+and time-to-1e-3 tables in Markdown, with the machine) and PNG plots to
+``--out``.
 
 Modules, one job each: `config` (profiles, options), `data` (datasets,
 tasks, f*, placement), `runner` (asip via its estimators), `peers_sklearn`,
@@ -23,6 +25,11 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark described by ``argv`` (see ``asip bench --help``); returns 0."""
+    import importlib.util
+
+    for needed in ("rich", "matplotlib"):
+        if importlib.util.find_spec(needed) is None:
+            raise SystemExit(f"asip bench needs {needed}: pip install 'asip[bench]'")
     from .session import run_bench
 
     return run_bench(argv)

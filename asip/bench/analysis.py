@@ -1,4 +1,4 @@
-"""From runs to the numbers the issue asks for: suboptimality tables, paper ratios, time to target, targets.
+"""From runs to the issue's numbers: suboptimality, paper ratios, time to target, targets.
 
 Conventions, stated once:
 
@@ -209,7 +209,7 @@ def targets(summary: dict) -> list[dict]:
     """The issue's targets, each with its measurement and, where missed, by how much."""
     out = []
     for pr in summary.get("paper_ratios", []):
-        if pr["target"] is None:
+        if pr["target"] is None or not pr["n_pairs"]:
             continue
         out.append(_target(f"{pr['name']} (geo. mean, {pr['n_pairs']} pairs, {pr['budget']:g} s)",
                            f">= {pr['target']:g}x", pr["measured"], pr["met"],
@@ -249,8 +249,10 @@ def targets(summary: dict) -> list[dict]:
 
 
 def _target(name, target, measured, met, shortfall, unit) -> dict:
-    text = f"{measured:.3g}{unit}" if isinstance(measured, float) and math.isfinite(
-        measured) else str(measured)
+    if isinstance(measured, float):
+        text = f"{measured:.3g}{unit}" if math.isfinite(measured) else "-"
+    else:
+        text = str(measured)
     short = None
     if met is False and shortfall is not None:
         short = (f"{shortfall:.3g}x short" if math.isfinite(shortfall) else "not reached")

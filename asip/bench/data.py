@@ -1,4 +1,4 @@
-"""The benchmark matrix's rows: datasets, tasks, their reference optima, and their place on the cluster.
+"""The matrix's rows: datasets, tasks, their reference optima, and their place on the cluster.
 
 A *dataset spec* is ``name`` or ``name:rows`` -- a shared LIBSVM set (``a9a``,
 ``ijcnn1``, ``skin_nonskin``, ``reuters``, ``abalone``; ``:rows`` takes a seeded
@@ -43,6 +43,7 @@ __all__ = [
     "BenchData",
     "ClusterData",
     "DataUnavailable",
+    "ReferenceTimeout",
     "Task",
     "compute_reference",
     "load_dataset",
@@ -136,7 +137,7 @@ class BenchData:
 
 
 def load_dataset(spec: str, seed: int = 0) -> BenchData:
-    """Load ``name[:rows]``; raises `DataUnavailable` for a missing shared file, ValueError if unknown."""
+    """Load ``name[:rows]``; `DataUnavailable` for a missing shared file, ValueError if unknown."""
     name, _, rows = spec.partition(":")
     n = int(float(rows)) if rows else None
     t0 = time.perf_counter()
@@ -157,10 +158,50 @@ def load_dataset(spec: str, seed: int = 0) -> BenchData:
                      time.perf_counter() - t0)
 
 
-def compute_reference(data: BenchData, task: Task) -> dict:
-    """``f*`` of ``task`` on ``data`` (`asip.algorithms.reference_optimum`, cached on disk)."""
+class ReferenceTimeout(TimeoutError):
+    """The reference optimum took longer than the allowed time (its process was ended)."""
+
+
+def _reference_child(conn, objective, X, y) -> None:
+    try:
+        ref = reference_optimum(objective, X, y)
+        conn.send(("ok", ref))
+    except BaseException as exc:  # reported to the parent, which raises it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def compute_reference(data: BenchData, task: Task, timeout: float | None = None) -> dict:
+    """``f*`` of ``task`` on ``data`` (`asip.algorithms.reference_optimum`, cached on disk).
+
+    With ``timeout`` the solve runs in a child process that is ended after
+    ``timeout`` seconds (`ReferenceTimeout`): an exact LP or dual QP on a large
+    set can take far longer than the benchmark itself.
+    """
     t0 = time.perf_counter()
-    ref = reference_optimum(task.objective(data.n), data.X, data.y)
+    objective = task.objective(data.n)
+    if timeout is None:
+        ref = reference_optimum(objective, data.X, data.y)
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_reference_child, args=(child, objective, data.X, data.y),
+                           daemon=True)
+        proc.start()
+        child.close()
+        try:
+            if not parent.poll(timeout):
+                raise ReferenceTimeout(f"f* of {data.name} / {task.key} took over {timeout:g} s")
+            status, ref = parent.recv()
+        finally:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+        if status != "ok":
+            raise RuntimeError(f"f* of {data.name} / {task.key} failed: {ref}")
     return {"f_star": float(ref.f_star), "gap": float(ref.gap), "method": ref.method,
             "relative_precision": float(ref.relative_precision),
             "seconds": time.perf_counter() - t0}

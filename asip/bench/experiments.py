@@ -43,6 +43,8 @@ def run_crossover(session: Session) -> dict:
         with session.progress.run("crossover", f"make synthetic-logistic:{n}"):
             data = load_dataset(f"synthetic-logistic:{n}", cfg.seed)
         ref = session.reference(data, task)
+        if ref is None:
+            continue
         cdata = ClusterData(session.client, data, session.n_partitions)
         try:
             asip_runs = [run_one(session, cdata, task, "asip", s, cfg.crossover_budget, ref,
@@ -117,7 +119,7 @@ def run_scaling(session: Session) -> dict:
     task = parse_task("log_loss-l2")
     threads = sum(session.client.nthreads().values())
     rows = []
-    warm_up(session, cfg.scaling_solvers)
+    warm_up(session, cfg.scaling_solvers, sparse=False)
     for factor in cfg.scaling_factors:
         n = cfg.scaling_rows * factor
         with session.progress.run("scaling", f"make synthetic-logistic:{n}"):

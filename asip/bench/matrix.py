@@ -1,4 +1,4 @@
-"""The paper's matrix and its fault runs: every dataset x task x solver, one at a time, on one cluster.
+"""The paper's matrix and its fault runs: every dataset x task x solver, one at a time.
 
 Each solver runs once per dataset x task for the largest budget; its
 suboptimality at the smaller budgets is read from its trace (asip's solvers
@@ -51,18 +51,26 @@ class Session:
         return max(1, sum(self.client.nthreads().values()))
 
     def note(self, message: str) -> None:
-        self.notes.append(message)
-        self.progress.note(message)
+        """Say it once (printed above the live display, kept for the JSON and the report)."""
+        if message not in self.notes:
+            self.notes.append(message)
+            self.progress.note(message)
 
-    def reference(self, data, task: Task) -> dict:
+    def reference(self, data, task: Task) -> dict | None:
+        """``f*`` of ``task`` on ``data`` once per benchmark (None, with a note, if it failed)."""
         key = f"{data.name} / {task.key}"
         if key not in self.references:
             with self.progress.run("f*", key):
-                self.references[key] = compute_reference(data, task)
+                try:
+                    self.references[key] = compute_reference(data, task,
+                                                              self.cfg.reference_timeout)
+                except Exception as exc:
+                    self.references[key] = None
+                    self.note(f"skipped {key}: no reference optimum ({exc})")
         return self.references[key]
 
     def guarded(self, run_fn, fallback: Run) -> Run:
-        """Run ``run_fn()``; an exception becomes an ``error`` run with the message (and is logged)."""
+        """Run ``run_fn()``; an exception becomes an ``error`` run carrying its message."""
         try:
             run = run_fn()
         except Exception as exc:  # one failing run must not end the benchmark
@@ -75,8 +83,8 @@ class Session:
         return run
 
 
-def warm_up(session: Session, solvers: list[str] | None = None) -> None:
-    """Load the asip solvers' kernels in the workers once (dense and CSR), so no run pays JIT."""
+def warm_up(session: Session, solvers: list[str] | None = None, sparse: bool = True) -> None:
+    """Load the asip solvers' kernels in the workers once (dense, and CSR if ``sparse``)."""
     import scipy.sparse as sp
 
     from asip.algorithms import make_logistic
@@ -84,8 +92,9 @@ def warm_up(session: Session, solvers: list[str] | None = None) -> None:
     asip_solvers = [s for s in (solvers or session.cfg.solvers)
                     if not s.startswith(("sklearn", "dask-glm"))]
     ds = make_logistic(2_000, 20, random_state=1)
-    with session.progress.run("warm-up", f"{len(asip_solvers)} solvers, dense and CSR"):
-        for X in (ds.X, sp.csr_matrix(ds.X)):
+    kinds = (ds.X, sp.csr_matrix(ds.X)) if sparse else (ds.X,)
+    with session.progress.run("warm-up", f"{len(asip_solvers)} solvers"):
+        for X in kinds:
             for solver in asip_solvers:
                 try:
                     AsipClassifier(solver=solver, max_time=0.3, alpha=0.1,
@@ -135,8 +144,12 @@ def run_one(session: Session, cdata: ClusterData, task: Task, family: str, name:
                                                     live=live, kind=kind)
         run = session.guarded(fn, fallback)
         run.f_star = f_star
+        if run.trace:  # the display ends on the exact final value
+            job.report(min(f for _, f in run.trace) if run.independent else run.trace[-1][1])
     if run.status == "skipped":
         session.note(f"{label}: skipped ({run.note})")
+    elif family != "asip" and run.note:
+        session.note(f"{task.key} / {solver}: {run.note}")
     return run
 
 
@@ -157,6 +170,8 @@ def run_matrix(session: Session, sections: list[str]) -> None:
             if "matrix" in sections:
                 for task in data.tasks(tasks):
                     ref = session.reference(data, task)
+                    if ref is None:
+                        continue
                     for family, name in _solver_jobs(session, task):
                         run_one(session, cdata, task, family, name, cfg.max_budget, ref)
                     session.on_section_done()
@@ -171,6 +186,8 @@ def run_matrix(session: Session, sections: list[str]) -> None:
 def _fault_runs(session: Session, cdata: ClusterData, task: Task) -> None:
     cfg = session.cfg
     ref = session.reference(cdata.data, task)
+    if ref is None:
+        return
     budget = cfg.fault_budget
     for kind in cfg.faults:
         names = STRAGGLER_SOLVERS if kind == "straggler" else KILL_SOLVERS

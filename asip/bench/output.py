@@ -1,4 +1,4 @@
-"""``results.json``: the machine, the config, every reference, every run with its trace, the summary.
+"""``results.json`` (machine, config, references, every run and trace, summary), headline.md.
 
 Written after every dataset and study (``complete: false``) and once more at
 the end, atomically, so an interrupted benchmark keeps what it measured.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["machine", "write_json"]
+__all__ = ["machine", "write_json", "write_markdown"]
 
 
 def _clean(obj):
@@ -70,5 +70,42 @@ def write_json(path: Path, payload: dict) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
     with os.fdopen(fd, "w") as fh:
         json.dump(_clean(payload), fh, indent=1, allow_nan=False)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+    return path
+
+
+def _fmt(v, spec: str = ".2g") -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+def write_markdown(path: Path, summary: dict, meta: dict, profile: str) -> Path:
+    """``headline.md``: the headline tables in Markdown, with the machine, for the README."""
+    v = meta.get("versions", {})
+    lines = [f"Measured with `asip bench{'' if profile == 'standard' else ' --' + profile}` on "
+             f"{meta.get('platform')} ({meta.get('cpu_count')} cores; load average "
+             f"{_fmt((meta.get('loadavg') or [None])[0], '.1f')} at start), {meta.get('time')}; "
+             f"asip {v.get('asip')}, dask {v.get('dask')}, scikit-learn {v.get('scikit-learn')}, "
+             f"dask-glm {v.get('dask-glm')}.", "",
+             "| target | wanted | measured | verdict |", "|---|---|---|---|"]
+    for t in summary.get("targets", []):
+        verdict = "-" if t["met"] is None else ("met" if t["met"] else
+                                                f"missed ({t['shortfall'] or '?'})")
+        lines.append(f"| {t['name']} | {t['target']} | {t['measured']} | {verdict} |")
+    lines += ["", "| dataset / task | asip best to 1e-3 | dask-glm best | sklearn best (1 core) |",
+              "|---|---|---|---|"]
+    for row in summary.get("time_to_target", []):
+        c = row["targets"].get(1e-3) or row["targets"].get("0.001")
+        if not c:
+            continue
+
+        def cell(fam):
+            if not c[fam]["ran"]:
+                return "n/a"
+            s = c[fam]["seconds"]
+            return (f"{s:.3g} s ({c[fam]['solver']})" if s is not None and math.isfinite(s)
+                    else f"> {c[fam]['budget']:g} s")
+        lines.append(f"| {row['dataset']} / {row['task']} | {cell('asip')} | {cell('dask-glm')} "
+                     f"| {cell('sklearn')} |")
+    path.write_text("\n".join(lines) + "\n")
     return path

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 
 import numpy as np
 
@@ -119,19 +120,23 @@ def _patched(solver: str, record):
 
 def run_dask_glm(cdata: ClusterData, task: Task, solver: str, budget: float,
                  f_star: float | None, live=None, kind: str = "matrix") -> Run:
-    """Run dask-glm's ``solver`` for at most ``budget`` s; its iterates scored by asip's objective."""
+    """Run dask-glm's ``solver`` for at most ``budget`` s; iterates scored by asip's objective."""
     data = cdata.data
     run = Run(data.name, task.key, f"dask-glm:{solver}", "dask-glm", kind=kind,
               budget=float(budget), f_star=f_star, n_rows=data.n,
               n_partitions=cdata.n_partitions)
-    reason = unsupported(solver, task)
+    try:
+        import dask_glm.algorithms as A
+    except ImportError:
+        A = None
+    reason = ("dask-glm is not installed (pip install 'asip[bench]')" if A is None
+              else unsupported(solver, task))
     if reason is None:
         pair = cdata.dask_glm_input(task)
         reason = None if pair is not None else cdata.dask_glm_note
     if reason:
         run.status, run.note = "skipped", reason
         return run
-    import dask_glm.algorithms as A
     from dask_glm.families import Logistic, Normal
 
     X, y = pair
@@ -152,7 +157,8 @@ def run_dask_glm(cdata: ClusterData, task: Task, solver: str, budget: float,
         kwargs.update(max_iter=1_000_000, tol=1e-16)
         run.note = "dask-glm's gradient_descent takes no regularizer: unregularized loss"
     stopped = "converged"
-    with _patched(solver, rec):
+    with _patched(solver, rec), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dask-glm's deprecated dask/scipy options
         try:
             beta = getattr(A, solver)(X, y, **kwargs)
             rec.points.append((time.perf_counter() - rec.t0, np.asarray(beta)))

@@ -1,7 +1,9 @@
 """PNG plots (matplotlib, Agg): relative suboptimality vs wall time, one panel per dataset x task.
 
 asip's solvers are solid lines, dask-glm's dashed, scikit-learn's dotted with
-markers (each marker one independent fit; the line is the best so far).
+markers (each marker one independent fit; the line is the best so far); in
+the fault plots the line style is the fault (none solid, straggler dashed,
+kill dotted). A solver has the same color in every figure.
 Values at or below zero (within f*'s precision) are drawn at `REL_FLOOR`.
 """
 
@@ -17,6 +19,8 @@ from .records import REL_FLOOR, Run
 __all__ = ["write_plots"]
 
 _STYLE = {"asip": "-", "dask-glm": "--", "sklearn": ":"}
+_FAULT_STYLE = {"matrix": "-", "straggler": "--", "kill": ":"}
+_COLORS: dict = {}
 
 
 def _safe(name: str) -> str:
@@ -37,17 +41,35 @@ def _curve(run: Run) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
-def _panel(ax, runs: list[Run], budgets: list[float], title: str, label=None) -> None:
+def _color(label: str):
+    """The same color for the same label in every panel and figure."""
     import matplotlib.pyplot as plt
 
-    label = label or (lambda r: r.solver)
     colors = plt.get_cmap("tab20").colors
-    for i, run in enumerate(sorted(runs, key=lambda r: (r.family, r.solver, r.kind))):
+    if label not in _COLORS:
+        _COLORS[label] = colors[len(_COLORS) % len(colors)]
+    return _COLORS[label]
+
+
+def _family_style(run: Run) -> tuple[str, str, str]:
+    """(label, color key, line style): color by solver, line style by family."""
+    return run.solver, run.solver, _STYLE.get(run.family, "-")
+
+
+def _fault_style(run: Run) -> tuple[str, str, str]:
+    """Color by solver, line style by fault."""
+    kind = "no fault" if run.kind == "matrix" else run.kind
+    return f"{run.solver} [{kind}]", run.solver, _FAULT_STYLE.get(run.kind, "-")
+
+
+def _panel(ax, runs: list[Run], budgets: list[float], title: str, style=_family_style) -> None:
+    for run in sorted(runs, key=lambda r: (r.family, r.solver, r.kind)):
         xs, ys = _curve(run)
         if not xs:
             continue
-        ax.plot(xs, ys, _STYLE.get(run.family, "-"), color=colors[i % len(colors)],
-                marker="." if run.independent else None, lw=1.4, label=label(run))
+        label, key, ls = style(run)
+        ax.plot(xs, ys, ls, color=_color(key), marker="." if run.independent else None, lw=1.4,
+                label=label)
     for b in budgets:
         ax.axvline(b, color="0.85", lw=0.8, zorder=0)
     ax.set_yscale("log")
@@ -62,7 +84,8 @@ def _grid(n: int):
 
     cols = min(3, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols + 2.2, 3.8 * rows), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat[n:]:
         ax.axis("off")
     return fig, list(axes.flat)
@@ -71,7 +94,8 @@ def _grid(n: int):
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -84,16 +108,20 @@ def _by_dataset(runs: list[Run]) -> dict:
     return by_ds
 
 
-def _figures(groups: dict, budgets: list[float], out: Path, prefix: str, label=None,
+def _figures(groups: dict, budgets: list[float], out: Path, prefix: str, style=_family_style,
              xmax: float | None = None) -> list[Path]:
     paths = []
     for ds, tasks in groups.items():
         fig, axes = _grid(len(tasks))
         for ax, (task, rs) in zip(axes, sorted(tasks.items())):
-            _panel(ax, rs, budgets, f"{ds} / {task}", label)
+            _panel(ax, rs, budgets, f"{ds} / {task}", style)
             if xmax is not None:
                 ax.set_xlim(0, xmax)
-        axes[0].legend(fontsize=7, loc="upper right")
+        handles: dict = {}
+        for ax in axes:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+        fig.legend(list(handles.values()), list(handles), fontsize=7, loc="outside right upper")
         paths.append(_save(fig, out / f"{prefix}-{_safe(ds)}.png"))
     return paths
 
@@ -111,8 +139,7 @@ def plot_faults(runs: list[Run], budget: float, out: Path) -> list[Path]:
     clean = [r for r in runs if r.kind == "matrix" and r.ok and (r.dataset, r.task, r.solver)
              in keys]
     return _figures(_by_dataset(faulty + clean), [budget], out, "faults",
-                    label=lambda r: f"{r.solver} [{'no fault' if r.kind == 'matrix' else r.kind}]",
-                    xmax=budget * 1.05)
+                    style=_fault_style, xmax=budget * 1.05)
 
 
 def plot_scaling(scaling: dict | None, out: Path) -> list[Path]:

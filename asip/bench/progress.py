@@ -41,7 +41,8 @@ class Job:
 
     @property
     def rel(self) -> float | None:
-        if self.objective is None or not self.f_star:
+        """Relative suboptimality of the latest value (None when unknown or from a sample)."""
+        if self.objective is None or not self.f_star or not self.exact:
             return None
         return (self.objective - self.f_star) / abs(self.f_star)
 
@@ -100,7 +101,7 @@ class Progress:
             budget = f" / {job.budget:g} s budget" if job.budget else ""
             obj = "-" if job.objective is None else f"{job.objective:.6g}"
             if job.objective is not None and not job.exact:
-                obj += " (on a 20k-row sample)"
+                obj += " (on a row sample)"
             table.add_row(job.section, job.label)
             table.add_row("elapsed", f"{elapsed:.1f} s{budget}")
             table.add_row("objective", f"{obj}   rel. subopt {fmt_rel(job.rel)}")

@@ -1,4 +1,4 @@
-"""The closing tables (rich): suboptimality, paper ratios, time to target, faults, channel, studies, targets."""
+"""The closing tables (rich): suboptimality, ratios, time to target, faults, channel, targets."""
 
 from __future__ import annotations
 
@@ -47,6 +47,8 @@ def subopt_tables(console: Console, subopt: dict) -> None:
 
 
 def ratio_table(console: Console, ratios: list[dict]) -> None:
+    if not any(r["n_pairs"] for r in ratios):
+        return
     table = Table(title="the ASIP paper's ratios, measured here (suboptimality of the baseline / "
                   "of the ASIP solver)", title_justify="left")
     for col in ("ratio", "budget", "pairs", "measured (geo. mean)", "published", "verdict"):
@@ -70,6 +72,8 @@ def _verdict(r: dict) -> str:
 
 
 def ttt_table(console: Console, rows: list[dict]) -> None:
+    if not rows:
+        return
     table = Table(title="time to relative suboptimality (from the call; ratio = peer / asip, "
                   ">1: asip sooner)", title_justify="left")
     for col in ("dataset / task", "target", "asip best", "dask-glm best", "ratio",

@@ -1,4 +1,4 @@
-"""Run one of asip's solvers through its estimator, as a user would, and keep everything it measured.
+"""Run one of asip's solvers through its estimator, as a user would, and keep what it measured.
 
 The clock of an asip run starts when ``fit`` is called, with the data already
 where it lives (persisted dask arrays on the cluster, or CSR in memory): a
@@ -28,18 +28,25 @@ __all__ = ["LiveObjective", "data_passes", "run_asip"]
 
 logger = logging.getLogger(__name__)
 
-#: the live display evaluates the objective on at most this many rows
-_LIVE_ROWS = 20_000
+#: the live display evaluates the objective on a row sample above this many matrix entries
+_LIVE_ENTRIES = 5_000_000
 
 
 class LiveObjective:
-    """Evaluates models for the live display on (a sample of) the canonical data; never raises."""
+    """Evaluates models for the live display on (a sample of) the canonical data; never raises.
 
-    def __init__(self, data: BenchData, task: Task, report):
+    Also the estimators' ``callback(seconds, w)``: it evaluates at most every
+    ``interval`` seconds and never asks the fit to stop.
+    """
+
+    def __init__(self, data: BenchData, task: Task, report, interval: float = 0.5):
         self.report = report
+        self.interval = interval
+        self._last = -float("inf")
         self.objective = task.objective(data.n)
-        if data.n > _LIVE_ROWS:
-            rows = np.random.default_rng(0).choice(data.n, _LIVE_ROWS, replace=False)
+        if data.n * data.d > _LIVE_ENTRIES:
+            rows = np.random.default_rng(0).choice(data.n, _LIVE_ENTRIES // data.d,
+                                                   replace=False)
             self.X, self.y, self.exact = data.X[rows], data.y[rows], False
         else:
             self.X, self.y, self.exact = data.X, data.y, True
@@ -51,9 +58,12 @@ class LiveObjective:
         except Exception as exc:  # display only
             logger.debug("live objective failed: %s", exc)
 
-    def from_snapshots(self, solver: str, problem, latest: dict) -> None:
-        algo = get_algorithm(solver)
-        self(algo.combine(problem, [latest.get(i) for i in range(problem.n_partitions)]))
+    def callback(self, seconds: float, w) -> bool:
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self(w)
+        return False
 
 
 def data_passes(solver: str, results: list, sizes: list[int]) -> float | None:
@@ -63,8 +73,7 @@ def data_passes(solver: str, results: list, sizes: list[int]) -> float | None:
     n = float(sum(sizes))
     if solver in ("asip-sgd", "asip-hogwild"):
         b = get_algorithm(solver).defaults["batch_size"]
-        key = "t"
-        return sum(int(r.get(key, 0)) * b for r in results) / n
+        return sum(int(r.get("t", 0)) * b for r in results) / n
     if solver == "asip-admm":
         e = get_algorithm(solver).defaults["local_epochs"]
         return sum(int(r.get("k", 0)) * e * s for r, s in zip(results, sizes)) / n
@@ -80,20 +89,21 @@ def run_asip(cdata: ClusterData, task: Task, solver: str, budget: float, *, faul
     data = cdata.data
     X, y = cdata.asip_input()
     Est = AsipRegressor if task.regression else AsipClassifier
+    stage_solver = solver not in ASYNC_DRIVER_SOLVERS  # the driver-side ones take no callback
     est = Est(loss=task.loss, penalty=task.penalty, alpha=task.alpha_for(data.n), solver=solver,
               max_time=float(budget), n_partitions=cdata.n_partitions, faults=tuple(faults),
-              random_state=seed, solver_params=solver_params)
+              random_state=seed, solver_params=solver_params,
+              callback=live.callback if live is not None and stage_solver else None)
     run = Run(data.name, task.key, solver, "asip", kind=kind, budget=float(budget),
               n_rows=data.n, n_partitions=cdata.n_partitions, faults=[repr(f) for f in faults])
-    hook = live.from_snapshots if live is not None else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # budget-ended ConvergenceWarnings are expected here
-        with capture_stages(hook) as cap:
+        with capture_stages() as cap:
             t0 = time.perf_counter()
             est.fit(X, y)
             run.fit_seconds = time.perf_counter() - t0
     result = getattr(est, "stage_result_", None) or (cap.results[-1] if cap.results else None)
-    if result is not None and solver not in ASYNC_DRIVER_SOLVERS:
+    if result is not None and stage_solver:
         started = cap.run_started[-1] - t0 if cap.run_started else 0.0
         run.offset = started + result.timings.get("data", 0.0) + result.timings.get("launch", 0.0)
         run.timings = {k: float(v) for k, v in result.timings.items()}
@@ -109,9 +119,15 @@ def run_asip(cdata: ClusterData, task: Task, solver: str, budget: float, *, faul
         run.note = "clock starts at its driver loop (input checks excluded)"
     run.trace = [[run.offset + float(t), float(f)] for t, f in np.asarray(est.trace_)
                  if math.isfinite(f)]
+    if result is not None and stage_solver:
+        # trace_ is built from rate-limited reports and can miss the model fit() returned
+        # (a solver that stops early): add it at the stage's end
+        t_end = run.offset + float(result.elapsed)
+        if not run.trace or run.trace[-1][0] < t_end - 1e-6:
+            w = np.asarray(est.coef_, dtype=np.float64).ravel()
+            run.trace.append([t_end, float(task.objective(data.n).value(w, data.X, data.y))])
+            run.extra["final_point_added"] = True
     run.extra["n_iter"] = int(est.n_iter_)
-    if live is not None and run.trace:
-        live.report(run.trace[-1][1], True)
     return run
 
 

@@ -14,7 +14,7 @@ from .analysis import summarize, targets
 from .config import BenchConfig, config_from_args
 from .experiments import run_crossover, run_fixed_cost, run_scaling
 from .matrix import Session, run_matrix, warm_up
-from .output import machine, write_json
+from .output import machine, write_json, write_markdown
 from .plots import write_plots
 from .progress import Progress
 from .report import print_report
@@ -35,7 +35,8 @@ def cluster(cfg: BenchConfig, threads_per_worker: int | None = None):
         return
     with LocalCluster(n_workers=cfg.workers,
                       threads_per_worker=threads_per_worker or cfg.threads_per_worker,
-                      processes=True, dashboard_address=None, silence_logs=logging.ERROR) as lc, \
+                      processes=True, dashboard_address=":0", silence_logs=logging.ERROR,
+                      env={"PYTHONWARNINGS": "ignore"}) as lc, \
             Client(lc) as client:
         client.wait_for_workers(cfg.workers, timeout=60)
         yield client
@@ -46,14 +47,64 @@ def _payload(cfg, session: Session | None, meta: dict, summary: dict | None,
     return {"complete": complete, "machine": meta, "config": dataclasses.asdict(cfg),
             "references": session.references if session else {},
             "runs": [r.as_dict() for r in session.runs] if session else [],
-            "summary": summary or {}, "notes": session.notes if session else []}
+            "summary": summary or (dict(session.sections) if session else {}),
+            "notes": session.notes if session else []}
+
+
+def _finish(console, cfg, runs, sections, notes) -> dict:
+    """Summary, plots, JSON and tables from finished runs."""
+    summary = summarize(runs, cfg.budgets, cfg.fault_budget)
+    summary.update(sections)
+    summary["targets"] = targets(summary)
+    summary["plots"] = [str(p) for p in write_plots(runs, summary, cfg.budgets,
+                                                    cfg.fault_budget, cfg.out)]
+    print_report(console, summary, notes)
+    return summary
+
+
+def replot(console, cfg: BenchConfig, path) -> int:
+    """Tables and plots again from a ``results.json`` (``--from-json``); runs nothing."""
+    import json
+
+    from .records import Run
+
+    payload = json.loads(path.read_text())
+    names = {f.name for f in dataclasses.fields(Run)}
+    runs = [Run(**{k: v for k, v in r.items() if k in names}) for r in payload["runs"]]
+    saved = payload.get("config", {})
+    cfg.budgets = saved.get("budgets", cfg.budgets)
+    cfg.fault_budget = saved.get("fault_budget", cfg.fault_budget)
+    sections = {k: v for k, v in payload.get("summary", {}).items()
+                if k in ("crossover", "fixed_cost", "scaling")}
+    _finish(console, cfg, runs, sections, payload.get("notes", []))
+    return 0
+
+
+@contextlib.contextmanager
+def _quiet_logs(names=("distributed", "asip")):
+    """Their warnings would break the live display; restored afterwards."""
+    saved = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)
 
 
 def run_bench(argv: list[str] | None = None) -> int:
     cfg = config_from_args(argv)
-    for name in ("distributed", "asip"):  # their warnings would break the live display
-        logging.getLogger(name).setLevel(logging.ERROR)
+    with _quiet_logs():
+        return _run(cfg)
+
+
+def _run(cfg: BenchConfig) -> int:
     console = Console()
+    if not console.is_terminal:  # logs and CI: wide enough for the tables
+        console = Console(width=160)
+    if cfg.from_json is not None:
+        return replot(console, cfg, cfg.from_json)
     cfg.out.mkdir(parents=True, exist_ok=True)
     json_path = cfg.out / "results.json"
     meta = machine()
@@ -62,15 +113,37 @@ def run_bench(argv: list[str] | None = None) -> int:
                   f"{len(cfg.tasks)} tasks, {len(cfg.solvers)} solvers, budgets "
                   f"{', '.join(f'{b:g}' for b in cfg.budgets)} s, {cfg.workers} workers x "
                   f"{cfg.threads_per_worker} threads; output in {cfg.out}/")
-    session = None
-    with Progress(console, cfg.progress) as progress:
-        def checkpoint():
-            write_json(json_path, _payload(cfg, session, meta, None, False))
+    state: dict = {"session": None}
 
+    def checkpoint():
+        write_json(json_path, _payload(cfg, state["session"], meta, None, False))
+
+    try:
+        session = _sections(cfg, console, state, checkpoint)
+    except KeyboardInterrupt:
+        checkpoint()
+        console.print(f"[red]interrupted[/]: what was measured so far is in {json_path}")
+        return 130
+    meta["loadavg_end"] = machine()["loadavg"]
+    meta["seconds"] = time.monotonic() - t0
+    summary = _finish(console, cfg, session.runs, session.sections, session.notes)
+    write_json(json_path, _payload(cfg, session, meta, summary, True))
+    write_markdown(cfg.out / "headline.md", summary, meta, cfg.profile)
+    console.print(f"wrote {json_path}, headline.md and {len(summary['plots'])} plots in "
+                  f"{meta['seconds']:.0f} s (load average {meta['loadavg']} at start, "
+                  f"{meta['loadavg_end']} at end: timings are only as quiet as the machine)")
+    return 0
+
+
+def _sections(cfg: BenchConfig, console, state: dict, checkpoint) -> Session:
+    """Every requested section, each on the cluster it needs."""
+    with Progress(console, cfg.progress) as progress:
         with cluster(cfg) as client:
-            session = Session(cfg, client, progress, on_section_done=checkpoint)
+            session = state["session"] = Session(cfg, client, progress,
+                                                 on_section_done=checkpoint)
             if {"matrix", "faults"} & set(cfg.sections):
-                warm_up(session)
+                sparse = any(not d.startswith("synthetic") for d in cfg.datasets)
+                warm_up(session, sparse=sparse)
                 run_matrix(session, cfg.sections)
             if "crossover" in cfg.sections:
                 session.sections["crossover"] = run_crossover(session)
@@ -82,16 +155,4 @@ def run_bench(argv: list[str] | None = None) -> int:
                 scaling = Session(cfg, client, progress, on_section_done=checkpoint)
                 scaling.runs, scaling.notes = session.runs, session.notes
                 session.sections["scaling"] = run_scaling(scaling)
-    summary = summarize(session.runs, cfg.budgets, cfg.fault_budget)
-    summary.update(session.sections)
-    summary["targets"] = targets(summary)
-    meta["loadavg_end"] = machine()["loadavg"]
-    meta["seconds"] = time.monotonic() - t0
-    summary["plots"] = [str(p) for p in write_plots(session.runs, summary, cfg.budgets,
-                                                    cfg.fault_budget, cfg.out)]
-    write_json(json_path, _payload(cfg, session, meta, summary, True))
-    print_report(console, summary, session.notes)
-    console.print(f"wrote {json_path} and {len(summary['plots'])} plots in "
-                  f"{meta['seconds']:.0f} s (load average {meta['loadavg']} at start, "
-                  f"{meta['loadavg_end']} at end: timings are only as quiet as the machine)")
-    return 0
+    return session
