@@ -14,7 +14,7 @@ The estimators are the front door; the rest is the math they are built from:
 
 from __future__ import annotations
 
-from ._base import Algorithm, Problem, StepOutput
+from ._base import Algorithm, Problem, Start, StepOutput
 from ._datasets import DataUnavailable, data_dir, load_libsvm, make_logistic, make_regression
 from ._estimators import AsipClassifier, AsipRegressor
 from ._objectives import Objective, get_loss, get_penalty, relative_suboptimality
@@ -32,6 +32,7 @@ __all__ = [
     "Problem",
     "Reference",
     "SolverOperator",
+    "Start",
     "StepOutput",
     "data_dir",
     "get_algorithm",

@@ -25,7 +25,7 @@ import numpy as np
 
 from ._admm_core import LocalSolver, default_rho, local_solve, new_local_solver, z_update
 from ._barrier import Barrier
-from ._base import Algorithm, LocalData, Outgoing, Problem, StepOutput, latest_of
+from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput, latest_of
 
 __all__ = ["ADMMState", "ALGORITHM", "init", "local_step"]
 
@@ -123,6 +123,19 @@ def local_step(state: ADMMState, data: LocalData, inbox, now: float) -> StepOutp
     return StepOutput(state, _push(state, now), wait=params["poll_wait"])
 
 
+def schema(problem: Problem) -> tuple[dict, dict]:
+    """Barrier messages: this round's and the last round's ``(x_i, y_i, z)``."""
+    vec = ("float64", (problem.p,))
+    return Barrier.schema({"x": vec, "y": vec, "z": vec})
+
+
+def resume(state: ADMMState, data: LocalData, start: Start) -> ADMMState:
+    """Start from consensus at the saved model (``x_i = z``, zero dual)."""
+    state.mem["z"] = np.array(start.w, dtype=np.float64)
+    state.mem["x"] = state.mem["z"].copy()
+    return state
+
+
 def snapshot(state: ADMMState) -> dict:
     """The consensus variable of the last completed round."""
     return {"w": state.mem["z"].copy(), "k": int(state.mem["k"])}
@@ -134,4 +147,4 @@ def combine(problem: Problem, snapshots: list) -> np.ndarray:
 
 
 ALGORITHM = Algorithm("admm", init, local_step, snapshot, combine, DEFAULTS,
-                      deterministic=True, uses_tol=True)
+                      deterministic=True, uses_tol=True, schema=schema, resume=resume)

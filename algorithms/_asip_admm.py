@@ -23,8 +23,16 @@ pushes an operator runs hundreds of rounds against frozen peers (measured:
 1e-2 relative suboptimality after 1 s on a9a, against 1e-12 with 10 ms).
 Pass ``push_period=0.1`` to reproduce the paper's setting.
 
-A restarted operator (incarnation > 0) waits up to ``rejoin_wait`` for the
-peers' states, sets ``z_i`` from them, ``x_i = z_i`` and ``y_i = 0``, and goes on.
+A restarted operator (incarnation > 0) gets its lost state back from its
+peers, as in ASIP-SGD: it announces itself with ``k = 0``; a peer that knew an
+older incarnation keeps using that one's last ``(x_j, y_j)`` and echoes it back
+(``echo=True``); the restarted operator takes it up, redoes the dual step with
+the ``z`` of the current states, and goes on from there, once it has the echo
+and a state from every peer (or after ``rejoin_wait``). If nobody remembers it,
+it starts from ``x_i = z_i`` (from the peers) and ``y_i = 0``, which costs a
+long detour: the duals are most of what ADMM has learnt (measured on 4
+partitions of a9a: 1.5x the fault-free suboptimality 1.4 s after the restart,
+1.1x with the echo).
 The output (`combine`) applies the ``z`` step once to the mean of all
 operators' final ``(x_i, y_i)``.
 """
@@ -37,7 +45,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._admm_core import LocalSolver, default_rho, local_solve, new_local_solver, z_update
-from ._base import Algorithm, LocalData, Outgoing, Problem, StepOutput
+from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput
 
 __all__ = ["ALGORITHM", "AsyncADMMState", "init", "local_step"]
 
@@ -67,22 +75,34 @@ def init(problem: Problem, data: LocalData, params: dict) -> AsyncADMMState:
     seed = (0 if seed is None else seed) * 1_000_003 + data.index * 7919 + data.incarnation
     p = problem.p
     mem = {"x": np.zeros(p), "y": np.zeros(p), "y_used": np.zeros(p), "z": np.zeros(p), "k": 0,
-           "pushed": -np.inf, "started": None,
+           "pushed": -np.inf, "started": None, "merged": False,
            "phase": "run" if data.incarnation == 0 else "rejoin"}
     return AsyncADMMState(problem, params, float(rho), new_local_solver(problem, data, seed),
                           {}, mem)
 
 
-def _absorb(state: AsyncADMMState, inbox) -> None:
+def _absorb(state: AsyncADMMState, inbox) -> tuple:
+    """Keep the latest state per sender; returns the echoes owed to peers that restarted."""
+    mem, echoes = state.mem, []
     for msg in inbox:
         pl = msg.payload
         if "x" not in pl:
             continue
-        key = (msg.incarnation, int(pl["k"]))
+        k = int(pl["k"])
+        if pl.get("echo"):  # our own state from before our restart, as a peer last saw it
+            if mem["phase"] == "rejoin" and not mem["merged"] and k > 0:
+                mem["merged"] = True
+                mem["x"], mem["y_used"], mem["k"] = np.array(pl["x"]), np.array(pl["y"]), k
+            continue
         old = state.table.get(msg.sender)
-        if old is None or key >= old[:2]:
-            state.table[msg.sender] = (msg.incarnation, int(pl["k"]), np.array(pl["x"]),
-                                       np.array(pl["y"]))
+        if old is not None and msg.incarnation > old[0] and k < old[1]:
+            # a restarted peer without its state yet: keep using the old one and send it back
+            echoes.append(Outgoing({"x": old[2], "y": old[3], "k": old[1], "echo": True},
+                                   to=msg.sender))
+            continue
+        if k > 0 and (old is None or (msg.incarnation, k) >= old[:2]):
+            state.table[msg.sender] = (msg.incarnation, k, np.array(pl["x"]), np.array(pl["y"]))
+    return tuple(echoes)
 
 
 def _z(state: AsyncADMMState, data: LocalData, include_self: bool) -> np.ndarray:
@@ -98,13 +118,25 @@ def _z(state: AsyncADMMState, data: LocalData, include_self: bool) -> np.ndarray
 def local_step(state: AsyncADMMState, data: LocalData, inbox, now: float) -> StepOutput:
     """One inexact local solve, a local z step from the latest states, a dual step, maybe a push."""
     mem, params = state.mem, state.params
-    _absorb(state, inbox)
+    echoes = _absorb(state, inbox)
     if mem["started"] is None:
         mem["started"] = now
+    waiting = now - mem["started"] < params["rejoin_wait"] and data.n_partitions > 1
+    if mem["phase"] == "resume":
+        # a warm start from every operator's saved (x, y, z): a z step before the peers'
+        # states are in would be a local one (a jump of y_i/rho); push ours, wait for theirs
+        if len(state.table) < data.n_partitions - 1 and waiting:
+            return StepOutput(state, echoes + _push_state(state, now), wait=0.02)
+        mem["phase"] = "run"
     if mem["phase"] == "rejoin":
-        if not state.table and data.n_partitions > 1 and now - mem["started"] < params["rejoin_wait"]:
-            return StepOutput(state, wait=0.02)
-        if state.table:
+        # a restart: wait for our old state (echoed) and a state from every peer
+        if not (mem["merged"] and len(state.table) >= data.n_partitions - 1) and waiting:
+            return StepOutput(state, echoes + _push_state(state, now), wait=0.02)
+        if mem["merged"]:  # redo the dual step of the saved round with today's z
+            mem["y"] = mem["y_used"]
+            mem["z"] = _z(state, data, include_self=True)
+            mem["y"] = mem["y_used"] + state.rho * (mem["x"] - mem["z"])
+        elif state.table:
             mem["z"] = _z(state, data, include_self=False)
             mem["x"] = mem["z"].copy()
         mem["phase"] = "run"
@@ -116,11 +148,42 @@ def local_step(state: AsyncADMMState, data: LocalData, inbox, now: float) -> Ste
     mem["y_used"] = mem["y"]
     mem["y"] = mem["y"] + state.rho * (mem["x"] - mem["z"])
     mem["k"] += 1
-    out = ()
-    if now - mem["pushed"] >= params["push_period"]:
-        mem["pushed"] = now
-        out = (Outgoing({"x": mem["x"], "y": mem["y_used"], "k": mem["k"]}),)
-    return StepOutput(state, out)
+    return StepOutput(state, echoes + _push_state(state, now))
+
+
+def _push_state(state: AsyncADMMState, now: float) -> tuple:
+    """``(x_i, y_i, k)`` if ``push_period`` has passed (``k = 0`` announces a restart)."""
+    mem = state.mem
+    if now - mem["pushed"] < state.params["push_period"]:
+        return ()
+    mem["pushed"] = now
+    return (Outgoing({"x": mem["x"], "y": mem["y_used"], "k": mem["k"]}),)
+
+
+def schema(problem: Problem) -> tuple[dict, dict]:
+    """An operator's latest ``(x_i, y_i)`` and its round ``k``."""
+    vec = ("float64", (problem.p,))
+    return {"x": vec, "y": vec, "k": int}, {"echo": bool}
+
+
+def resume(state: AsyncADMMState, data: LocalData, start: Start) -> AsyncADMMState:
+    """Continue from this partition's saved ``(x_i, y_i, z_i)``, else from consensus at ``start.w``.
+
+    A snapshot holds the dual its ``x_i`` step used; the dual step after it is redone here,
+    so the next round is the one the saved run would have taken.
+    """
+    mem, p = state.mem, state.problem.p
+    own = start.own(data.index)
+    if own is not None and all(np.shape(own.get(key)) == (p,) for key in ("x", "y", "z")):
+        mem["x"], mem["z"] = np.array(own["x"], dtype=np.float64), np.array(own["z"], dtype=np.float64)
+        mem["y_used"] = np.array(own["y"], dtype=np.float64)
+        mem["y"] = mem["y_used"] + float(own.get("rho", state.rho)) * (mem["x"] - mem["z"])
+        mem["k"] = int(own.get("k", 0))
+        mem["phase"] = "resume" if data.n_partitions > 1 else "run"
+    else:
+        mem["z"] = np.array(start.w, dtype=np.float64)
+        mem["x"] = mem["z"].copy()
+    return state
 
 
 def snapshot(state: AsyncADMMState) -> dict:
@@ -139,4 +202,5 @@ def combine(problem: Problem, snapshots: list) -> np.ndarray:
     return z_update(problem, xbar, ybar, float(got[0]["rho"]), problem.n_partitions)
 
 
-ALGORITHM = Algorithm("asip-admm", init, local_step, snapshot, combine, DEFAULTS)
+ALGORITHM = Algorithm("asip-admm", init, local_step, snapshot, combine, DEFAULTS, schema=schema,
+                      resume=resume)

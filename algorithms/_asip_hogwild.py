@@ -40,7 +40,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _kernels as K
-from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput, mean_of
+from ._base import (AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, Start, StepOutput,
+                    mean_of, resume_average)
 
 __all__ = ["ALGORITHM", "HogwildState", "init", "local_step"]
 
@@ -150,6 +151,25 @@ def local_step(state: HogwildState, data: LocalData, inbox, now: float) -> StepO
     return StepOutput(state, out)
 
 
+def schema(problem: Problem) -> tuple[dict, dict]:
+    """Cumulative totals ``(S, P, count)`` and the replica ``x``."""
+    vec = ("float64", (problem.p,))
+    return {"S": vec, "P": float, "count": int, "x": vec}, {}
+
+
+def resume(state: HogwildState, data: LocalData, start: Start) -> HogwildState:
+    """The replica starts at the saved model, the step count (and so the step size) where it was.
+
+    The iterate average goes on from the saved one with the weight it had (as in ASIP-SGD).
+    """
+    state.x[:] = start.w
+    own = start.own(data.index)
+    if own is not None and "t" in own and start.total("t") > 0:
+        state.count[0] = int(own["t"])
+        resume_average(state.xsum, state.wsum, own, state.x, 0.5 * own["t"] * start.total("t"))
+    return state
+
+
 def snapshot(state: HogwildState) -> dict:
     if state.params["average"] and state.wsum[0] > 0:
         w = state.xsum / state.wsum[0]
@@ -163,4 +183,5 @@ def combine(problem: Problem, snapshots: list) -> np.ndarray:
     return np.zeros(problem.p) if w is None else w
 
 
-ALGORITHM = Algorithm("asip-hogwild", init, local_step, snapshot, combine, DEFAULTS)
+ALGORITHM = Algorithm("asip-hogwild", init, local_step, snapshot, combine, DEFAULTS,
+                      schema=schema, resume=resume)

@@ -18,7 +18,16 @@ Every ``push_period`` (10 ms, as in the ASIP code) an operator pushes its *full*
 dual ``(gbar_i, t_i)``; receivers keep the latest per sender. A dropped message
 is therefore harmless (the next one supersedes it), and a restarted operator
 (incarnation > 0) starts with an empty dual but immediately adopts the peers'
-duals, so its first point is already the network's current one.
+duals, so its first point is already the network's current one. Its own lost
+dual comes back too: the restarted operator announces itself with ``t = 0``; a
+peer that knew an older incarnation keeps using that one's last dual and echoes
+it back (``echo=True``), and the restarted operator takes no step before it has
+that echo and a dual from every peer (or ``rejoin_wait`` has passed). Without
+this the restarted dual is an average of a few mini-batches for a while, and
+the points computed from it -- or without a peer's dual -- enter every
+operator's iterate average with the full weight ``T`` of a late iterate
+(measured on 4 partitions of a9a: 10-100x the suboptimality of the same run
+without the restart; with the echo, within 2x).
 
 Output: each operator's time-average of its iterates with weights growing like
 ``T`` (polynomial-decay averaging, which removes SGD noise without dragging in
@@ -49,7 +58,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _kernels as K
-from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput, mean_of
+from ._base import (AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, Start, StepOutput,
+                    mean_of, resume_average)
 
 __all__ = ["ALGORITHM", "RDAState", "combine", "init", "local_step", "snapshot"]
 
@@ -62,7 +72,7 @@ DEFAULTS = {
     "beta0": None,
     "gamma": None,
     "average": True,
-    "rejoin_wait": 0.1,
+    "rejoin_wait": 0.3,
     "seed": None,
 }
 
@@ -103,31 +113,61 @@ def init(problem: Problem, data: LocalData, params: dict) -> RDAState:
         wsum=np.zeros(1), rng=K.make_rng(seed), peers={},
         share=problem.sizes[data.index] / problem.n_total, beta0=float(max(beta0, 1e-12)),
         gamma=float(gamma), problem=problem, params=params, chunk=AdaptiveCount(params["step_time"]),
-        clock={"pushed": -np.inf, "started": None},
+        clock={"pushed": -np.inf, "started": None,
+               "rejoining": data.incarnation > 0 and data.n_partitions > 1,
+               "merged": data.incarnation == 0},
     )
 
 
-def _absorb(state: RDAState, inbox) -> None:
+def _absorb(state: RDAState, inbox) -> list:
+    """Keep the latest dual per sender; returns the echoes owed to peers that restarted."""
+    echoes = []
     for msg in inbox:
         pl = msg.payload
         if "gbar" not in pl:
             continue
-        key = (msg.incarnation, int(pl["t"]))
+        t_j = int(pl["t"])
+        if pl.get("echo"):  # our own dual from before our restart, as a peer last saw it
+            if not state.clock["merged"] and t_j > 0:
+                # add the lost history to what this incarnation has gathered; the iterates
+                # averaged so far were computed without it: drop them
+                state.clock["merged"] = True
+                state.G[:] += np.asarray(pl["gbar"]) * t_j
+                state.t[0] += t_j
+                state.xsum[:] = 0.0
+                state.wsum[0] = 0.0
+            continue
         old = state.peers.get(msg.sender)
-        if old is None or key >= (old[0], old[1]):
-            state.peers[msg.sender] = (msg.incarnation, int(pl["t"]), np.array(pl["gbar"]),
+        if old is not None and msg.incarnation > old[0] and t_j < old[1]:
+            # a restarted peer without its dual yet: keep using the old one and send it back
+            echoes.append(Outgoing({"gbar": old[2], "t": old[1], "share": old[3], "echo": True},
+                                   to=msg.sender))
+            continue
+        if t_j > 0 and (old is None or (msg.incarnation, t_j) >= (old[0], old[1])):
+            state.peers[msg.sender] = (msg.incarnation, t_j, np.array(pl["gbar"]),
                                        float(pl["share"]))
+    return echoes
 
 
 def local_step(state: RDAState, data: LocalData, inbox, now: float) -> StepOutput:
     """Absorb peers' duals, take a time slice of RDA steps, push the dual every ``push_period``."""
-    _absorb(state, inbox)
+    echoes = tuple(_absorb(state, inbox))
     params = state.params
-    if state.clock["started"] is None:
-        state.clock["started"] = now
-    if (data.incarnation > 0 and not state.peers and data.n_partitions > 1
-            and now - state.clock["started"] < params["rejoin_wait"]):
-        return StepOutput(state, wait=0.02)  # a restart: wait briefly for the peers' duals
+    clock = state.clock
+    if clock["started"] is None:
+        clock["started"] = now
+    if clock["rejoining"]:
+        complete = clock["merged"] and len(state.peers) >= data.n_partitions - 1
+        if not complete and now - clock["started"] < params["rejoin_wait"]:
+            # a restart: wait (up to rejoin_wait) for our old dual, echoed by a peer, and for
+            # a dual from every peer -- an iterate computed without them is far off, and the
+            # average would give it the full weight of a late iterate. Until the echo comes,
+            # announce the new incarnation with t = 0 (peers keep our old dual and echo it)
+            if now - clock["pushed"] >= params["push_period"]:
+                clock["pushed"] = now
+                echoes += (_dual_message(state),)
+            return StepOutput(state, echoes, wait=0.02)
+        clock["rejoining"] = False
     W = state.share + sum(pe[3] for pe in state.peers.values())
     C = np.zeros_like(state.G)
     T_peers = 0.0
@@ -141,12 +181,51 @@ def local_step(state: RDAState, data: LocalData, inbox, now: float) -> StepOutpu
                 state.rng, state.G, state.t, state.share / W, C, T_peers, pb.penalty,
                 pb.alpha, state.beta0, state.gamma, state.x, state.xsum, state.wsum)
     state.chunk.update(time.perf_counter() - t0)
-    out = ()
-    if now - state.clock["pushed"] >= params["push_period"]:
-        state.clock["pushed"] = now
-        out = (Outgoing({"gbar": state.G / state.t[0], "t": int(state.t[0]),
-                         "share": state.share}),)
+    out = echoes
+    if now - clock["pushed"] >= params["push_period"]:
+        clock["pushed"] = now
+        out += (_dual_message(state),)
     return StepOutput(state, out)
+
+
+def _dual_message(state: RDAState) -> Outgoing:
+    t = int(state.t[0])
+    gbar = state.G / t if t > 0 else np.zeros_like(state.G)
+    return Outgoing({"gbar": gbar, "t": t, "share": state.share})
+
+
+def schema(problem: Problem) -> tuple[dict, dict]:
+    """The dual ``(gbar, t, share)``; ``echo`` marks a dual sent back to a restarted peer."""
+    return {"gbar": ("float64", (problem.p,)), "t": int, "share": float}, {"echo": bool}
+
+
+def resume(state: RDAState, data: LocalData, start: Start) -> RDAState:
+    """Start at the saved model: a dual whose RDA point is ``start.w``, with the saved step counts.
+
+    Every operator takes the same averaged gradient ``g`` (so the network average is ``g``
+    whatever the shares), solved from the closed form of the RDA point at ``T`` = the saved
+    total steps (one pass over the data if unknown). The iterate average goes on from the
+    saved one (this partition's, else the model) with the weight it had, ``sum T ~ t T / 2``.
+    """
+    pb, params = state.problem, state.params
+    w0 = np.asarray(start.w, dtype=np.float64)
+    own = start.own(data.index)
+    T0, t0 = start.total("t"), int(own["t"]) if own is not None and "t" in own else 0
+    if T0 <= 0 or t0 <= 0:
+        T0 = max(pb.n_total // params["batch_size"], 1)
+        t0 = max(data.n // params["batch_size"], 1)
+    h = (state.beta0 + state.gamma * np.sqrt(T0)) / T0
+    g = -h * w0
+    coef = slice(0, pb.n_features)
+    if pb.penalty == K.L2:
+        g[coef] -= pb.alpha * w0[coef]
+    else:
+        g[coef] -= pb.alpha * np.sign(w0[coef])
+    state.G[:] = t0 * g
+    state.t[0] = t0
+    state.x[:] = w0
+    resume_average(state.xsum, state.wsum, own, w0, 0.5 * t0 * T0)
+    return state
 
 
 def snapshot(state: RDAState) -> dict:
@@ -164,4 +243,5 @@ def combine(problem: Problem, snapshots: list) -> np.ndarray:
     return np.zeros(problem.p) if w is None else w
 
 
-ALGORITHM = Algorithm("asip-sgd", init, local_step, snapshot, combine, DEFAULTS)
+ALGORITHM = Algorithm("asip-sgd", init, local_step, snapshot, combine, DEFAULTS, schema=schema,
+                      resume=resume)

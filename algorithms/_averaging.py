@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._admm_core import LocalSolver, local_solve, new_local_solver, z_update
-from ._base import Algorithm, LocalData, Outgoing, Problem, StepOutput, mean_of
+from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput, mean_of
 
 __all__ = ["ALGORITHM", "AveragingState", "init", "local_step"]
 
@@ -78,6 +78,18 @@ def local_step(state: AveragingState, data: LocalData, inbox, now: float) -> Ste
     return StepOutput(state)
 
 
+def schema(problem: Problem) -> tuple[dict, dict]:
+    """The only message is ``{"done": True}``."""
+    return {"done": bool}, {}
+
+
+def resume(state: AveragingState, data: LocalData, start: Start) -> AveragingState:
+    """Start the local solve at the saved model."""
+    state.mem["z"] = np.array(start.w, dtype=np.float64)
+    state.mem["x"] = state.mem["z"].copy()
+    return state
+
+
 def snapshot(state: AveragingState) -> dict:
     return {"w": state.mem["z"].copy(), "k": int(state.mem["k"])}
 
@@ -88,4 +100,4 @@ def combine(problem: Problem, snapshots: list) -> np.ndarray:
 
 
 ALGORITHM = Algorithm("averaging", init, local_step, snapshot, combine, DEFAULTS,
-                      deterministic=True)
+                      deterministic=True, schema=schema, resume=resume)

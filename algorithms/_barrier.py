@@ -46,6 +46,13 @@ class Barrier:
             out.update({f"p_{key}": v for key, v in previous.items()})
         return out
 
+    @staticmethod
+    def schema(contribution: dict) -> tuple[dict, dict]:
+        """The message schema for contributions of these fields (key -> type or (dtype, shape))."""
+        required = {"k": int, "has_prev": bool}
+        required.update({f"c_{key}": v for key, v in contribution.items()})
+        return required, {f"p_{key}": v for key, v in contribution.items()}
+
     def absorb(self, inbox) -> None:
         for msg in inbox:
             pl = msg.payload

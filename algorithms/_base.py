@@ -6,9 +6,11 @@ pairs): a small named bundle of functions that the generic operator
 owns the loop, the messages, the clock and failures::
 
     state = init(problem, data, params)
+    state = resume(state, data, start)                  # optional: warm start (`Start`)
     state, out = local_step(state, data, inbox, now)   # repeated by the runtime
     snapshot(state) -> dict                             # reported and returned
     combine(problem, [snapshot or None per partition]) -> model vector
+    schema(problem) -> (required, optional)             # what a peer's message may hold
 
 ``local_step`` gets the messages that arrived since the last call (objects with
 ``sender``, ``incarnation`` and ``payload``; `asip.Message` in production) and
@@ -16,6 +18,13 @@ returns a `StepOutput`: what to push, how long the runtime may block on the next
 poll (barrier algorithms wait for peers), and whether the algorithm is done.
 State is a NamedTuple whose arrays ``local_step`` may update in place (numba
 kernels work in place); callers treat the state passed in as consumed.
+
+``schema`` describes the payloads the algorithm pushes -- keys mapped to
+``int``/``float``/``bool``/``str`` or ``("float64", shape)`` -- so that the
+runtime can reject a message of the wrong shape, dtype or with a NaN/inf
+before it reaches ``local_step`` (plain data: algorithms import nothing from
+the runtime). ``resume`` starts a fresh state from a saved model: the combined
+model and, when the partitioning matches, every partition's last snapshot.
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ import numpy as np
 
 from . import _kernels as K
 
-__all__ = ["Algorithm", "LocalData", "Outgoing", "Problem", "StepOutput", "local_data", "make_problem"]
+__all__ = ["Algorithm", "LocalData", "Outgoing", "Problem", "Start", "StepOutput", "local_data",
+           "make_problem"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +144,23 @@ class StepOutput(NamedTuple):
     done: bool = False  # converged or out of iterations: stop the stage
 
 
+class Start(NamedTuple):
+    """Where a warm-started fit begins: a saved model and the snapshots it was combined from."""
+
+    w: np.ndarray  # the combined model vector (length ``problem.p``)
+    snapshots: tuple | None = None  # per partition (snapshot dict or None), if the count matches
+
+    def own(self, index: int) -> dict | None:
+        """Partition ``index``'s saved snapshot, if there is one."""
+        if self.snapshots is None or not 0 <= index < len(self.snapshots):
+            return None
+        return self.snapshots[index]
+
+    def total(self, key: str) -> int:
+        """Sum of an integer counter (e.g. steps ``"t"``) over the saved snapshots."""
+        return int(sum(int(s[key]) for s in self.snapshots or () if s is not None and key in s))
+
+
 class Algorithm(NamedTuple):
     """A solver as a bundle of pure functions (see the module docstring)."""
 
@@ -145,6 +172,8 @@ class Algorithm(NamedTuple):
     defaults: dict  # hyperparameters and their defaults
     deterministic: bool = False  # same result for the same data and seed (barrier solvers)
     uses_tol: bool = False  # honours the estimator's ``tol`` as a stopping test
+    schema: Callable[[Problem], tuple[dict, dict]] | None = None  # message fields (see above)
+    resume: Callable[[Any, LocalData, Start], Any] | None = None  # warm start from a `Start`
 
     def merge(self, params: dict | None) -> dict:
         """The defaults updated by ``params``; raises ValueError naming unknown keys."""
@@ -171,6 +200,15 @@ def mean_of(snapshots: list, key: str) -> np.ndarray | None:
     if not vals:
         return None
     return np.mean(vals, axis=0)
+
+
+def resume_average(xsum: np.ndarray, wsum: np.ndarray, own: dict | None, w0: np.ndarray,
+                   weight: float) -> None:
+    """Restart an iterate average ``xsum / wsum`` at the saved one (``own["w"]``, else ``w0``)."""
+    avg = own.get("w") if own is not None else None
+    avg = w0 if avg is None or np.shape(avg) != w0.shape else np.asarray(avg, dtype=np.float64)
+    xsum[:] = weight * avg
+    wsum[0] = weight
 
 
 def latest_of(snapshots: list, clock: str) -> dict | None:

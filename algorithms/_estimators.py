@@ -15,12 +15,22 @@ as a parameter (``clone`` deep-copies parameters).
 Data placement: a dask array is used as it is chunked (one partition per row
 chunk; ``n_partitions`` rechunks it); numpy and scipy.sparse input is split
 into ``n_partitions`` contiguous row blocks, by default one per worker thread.
+
+A fit cut short -- Ctrl-C, an exception raised in ``callback``, a stage that
+fails -- stops every operator and leaves the cluster clean (the stage does
+that); the estimator then keeps the model so far (``coef_``, ``trace_``, ...,
+``stopped_by_`` saying why), warns, and re-raises. ``checkpoint=path`` also
+has the stage save every partition's latest state to ``path`` every
+``checkpoint_every`` seconds and at the end (atomically), and
+``warm_start=True`` starts the next fit from that file, or from the previous
+fit when there is no file.
 """
 
 from __future__ import annotations
 
 import logging
 import numbers
+import os
 import warnings
 
 import numpy as np
@@ -32,7 +42,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kernels as K
-from ._base import Problem
+from ._base import Problem, Start, mean_of
 from ._objectives import PENALTIES, Objective, get_loss, get_penalty
 from ._solvers import ASYNC_DRIVER_SOLVERS, RUNTIME_SOLVERS, SOLVERS, get_algorithm
 
@@ -43,7 +53,12 @@ logger = logging.getLogger(__name__)
 _LOSS_CODE = {"log_loss": K.LOGISTIC, "hinge": K.HINGE, "squared_error": K.SQUARED}
 _PENALTY_CODE = {"l2": K.L2, "l1": K.L1}
 _MAX_TRACE_POINTS = 100
+_STAGE_ONLY = ("faults", "callback", "checkpoint", "warm_start")  # options a stage provides
 _embedded_client = None
+
+
+class _StopFit(Exception):
+    """Raised in the stage's trace hook when ``callback`` returns True: a requested early stop."""
 
 
 def _client():
@@ -89,7 +104,8 @@ class _AsipLinearModel(BaseEstimator):
 
     def __init__(self, *, loss, penalty="l2", alpha=1e-4, solver="asip-sgd", max_time=10.0,
                  max_iter=None, tol=1e-6, n_partitions=None, fit_intercept=False, faults=(),
-                 random_state=None, verbose=0, solver_params=None):
+                 random_state=None, verbose=0, solver_params=None, callback=None,
+                 checkpoint=None, checkpoint_every=5.0, warm_start=False):
         self.loss = loss
         self.penalty = penalty
         self.alpha = alpha
@@ -103,6 +119,10 @@ class _AsipLinearModel(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.solver_params = solver_params
+        self.callback = callback
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.warm_start = warm_start
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> Objective:
@@ -132,10 +152,29 @@ class _AsipLinearModel(BaseEstimator):
                              f"{self.n_partitions!r}")
         if self.solver_params is not None and not isinstance(self.solver_params, dict):
             raise ValueError(f"solver_params must be None or a dict, got {self.solver_params!r}")
-        if self.solver in ASYNC_DRIVER_SOLVERS and self.faults:
-            raise ValueError(f"solver {self.solver!r} runs on the driver with distributed's "
-                             "as_completed, not as an asip stage, so faults cannot be injected; "
-                             f"use one of {sorted(RUNTIME_SOLVERS)}")
+        if self.callback is not None and not callable(self.callback):
+            raise ValueError(f"callback must be None or a callable, got {self.callback!r}")
+        if self.checkpoint is not None:
+            if not isinstance(self.checkpoint, (str, os.PathLike)):
+                raise ValueError(f"checkpoint must be None or a file path, got "
+                                 f"{self.checkpoint!r}")
+            folder = os.path.dirname(os.path.abspath(self.checkpoint))
+            if not os.path.isdir(folder):
+                raise ValueError(f"checkpoint {os.fspath(self.checkpoint)!r}: the directory "
+                                 f"{folder!r} does not exist")
+        if (not isinstance(self.checkpoint_every, numbers.Real)
+                or isinstance(self.checkpoint_every, bool) or not self.checkpoint_every > 0):
+            raise ValueError(f"checkpoint_every must be a positive number of seconds, got "
+                             f"{self.checkpoint_every!r}")
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise ValueError(f"warm_start must be a bool, got {self.warm_start!r}")
+        if self.solver in ASYNC_DRIVER_SOLVERS:
+            used = [name for name in _STAGE_ONLY if getattr(self, name)]
+            if used:
+                what = "faults cannot be injected" if "faults" in used else f"{used} need a stage"
+                raise ValueError(f"solver {self.solver!r} runs on the driver with distributed's "
+                                 f"as_completed, not as an asip stage, so {what}; use one of "
+                                 f"{sorted(RUNTIME_SOLVERS)}")
         return Objective(get_loss(self.loss), get_penalty(self.penalty, self.alpha),
                          bool(self.fit_intercept))
 
@@ -279,24 +318,117 @@ class _AsipLinearModel(BaseEstimator):
             w, snapshots_over_time, n_iter, stopped_by = self._fit_driver(client, data, problem,
                                                                           params)
             self.restarts_ = []
-        else:
-            stage = asip.Stage(SolverOperator(self.solver, problem, params), data, client=client,
-                               max_time=float(self.max_time), faults=self.faults)
+            self._finish(problem, w, snapshots_over_time, n_iter, stopped_by, objective,
+                         evaluation, None)
+            self._warn_budget(stopped_by)
+            return self
+        algo = get_algorithm(self.solver)
+        start = self._warm_start_from(algo, problem) if self.warm_start else None
+        seen: list = []  # every report, for the model so far if the stage is cut short
+        stage = asip.Stage(SolverOperator(self.solver, problem, params, start=start), data,
+                           client=client, max_time=float(self.max_time), faults=self.faults,
+                           on_trace=self._trace_hook(algo, problem, seen),
+                           checkpoint=self.checkpoint,
+                           checkpoint_every=float(self.checkpoint_every))
+        try:
             res = stage.run()
-            algo = get_algorithm(self.solver)
-            w = algo.combine(problem, res.results)
-            snapshots_over_time = _combined_over_time(algo, problem, res.trace)
-            # the final model closes the trace (reports sent just before a STOP can be lost)
-            snapshots_over_time.append((float(res.elapsed), w))
-            n_iter = _n_iter(res.results)
-            stopped_by = res.stopped_by
-            self.restarts_ = list(res.restarts)
+        except BaseException as exc:
+            # The stage has stopped every operator and cleaned up; keep the model so far.
+            # (The stage keeps its partial result on Ctrl-C only; otherwise the reports.)
+            _release_stage_frames(exc.__traceback__)
+            partial = stage.result
+            snapshots = _latest_snapshots(problem, partial.trace if partial else seen)
+            for i, r in enumerate(partial.results if partial else ()):
+                if r:
+                    snapshots[i] = r
+            if not any(snapshots):
+                raise  # the stage never got going: nothing to keep
+            stopped = isinstance(exc, _StopFit)
+            stopped_by = "callback" if stopped else (
+                partial.stopped_by if partial else f"error: {type(exc).__name__}")
+            try:
+                self._finish_stage(algo, problem, snapshots, partial.trace if partial else seen,
+                                   None, stopped_by, objective, evaluation)
+                self.restarts_ = list(partial.restarts) if partial else []
+            except Exception:  # never hide why the fit ended behind a second error
+                logger.exception("%s: could not keep the model of the interrupted fit",
+                                 type(self).__name__)
+                raise exc
+            if stopped:
+                return self
+            where = f"; it is also saved in {os.fspath(self.checkpoint)!r}" if self.checkpoint \
+                else ""
+            warnings.warn(f"{type(self).__name__}.fit was interrupted by {exc!r} after "
+                          f"{self.trace_[-1, 0]:.2f} s: coef_ holds the model so far{where}",
+                          UserWarning, stacklevel=2)
+            raise
+        self.restarts_ = list(res.restarts)
+        self._finish_stage(algo, problem, list(res.results), res.trace, float(res.elapsed),
+                           res.stopped_by, objective, evaluation)
+        self._warn_budget(res.stopped_by)
+        return self
+
+    def _finish_stage(self, algo, problem, snapshots, trace, elapsed, stopped_by, objective,
+                      evaluation) -> None:
+        w = algo.combine(problem, snapshots)
+        snapshots_over_time = _combined_over_time(algo, problem, trace)
+        if elapsed is None:  # cut short: the stage's clock stopped at the last report
+            elapsed = max((float(e.time) for e in trace), default=0.0)
+        # the final model closes the trace (reports sent just before a STOP can be lost)
+        snapshots_over_time.append((float(elapsed), w))
+        self._finish(problem, w, snapshots_over_time, _n_iter(snapshots), stopped_by, objective,
+                     evaluation, tuple(snapshots))
+
+    def _finish(self, problem, w, snapshots_over_time, n_iter, stopped_by, objective, evaluation,
+                snapshots) -> None:
         self.stopped_by_ = stopped_by
         self.n_iter_ = int(n_iter)
         self._set_model(np.asarray(w, dtype=np.float64), problem)
         self.trace_ = _evaluate_trace(objective, snapshots_over_time, *evaluation)
-        self._warn_budget(stopped_by)
-        return self
+        # what warm_start=True starts the next fit from (when there is no checkpoint file)
+        self._warm = Start(np.array(w, dtype=np.float64), snapshots)
+
+    def _trace_hook(self, algo, problem, seen: list):
+        """The stage's ``on_trace``: keep every report, and call ``callback`` with the model."""
+        latest: list = [None] * problem.n_partitions
+        clock = [0.0]  # the newest report time: reports of different operators interleave
+
+        def on_trace(entries) -> None:
+            seen.extend(entries)
+            if self.callback is None:
+                return
+            for e in entries:
+                if e.metrics and 0 <= e.partition < problem.n_partitions:
+                    latest[e.partition] = e.metrics
+                clock[0] = max(clock[0], float(e.time))
+            if self.callback(clock[0], algo.combine(problem, latest)):
+                raise _StopFit()
+
+        return on_trace
+
+    def _warm_start_from(self, algo, problem) -> Start | None:
+        """The checkpoint file if there is one, else the previous fit, else None (a cold start)."""
+        if self.checkpoint is not None and os.path.exists(self.checkpoint):
+            import asip
+
+            saved = asip.load_checkpoint(self.checkpoint).latest
+            source = f"checkpoint {os.fspath(self.checkpoint)!r}"
+            snapshots = ([saved.get(i) for i in range(problem.n_partitions)]
+                         if set(saved) <= set(range(problem.n_partitions)) else None)
+            w = _model_of(algo, problem, list(saved.values()))
+        elif getattr(self, "_warm", None) is not None:
+            source = "the previous fit"
+            snapshots, w = self._warm.snapshots, self._warm.w
+            if snapshots is not None and len(snapshots) != problem.n_partitions:
+                snapshots = None
+        else:
+            return None
+        if w is None or w.shape != (problem.p,) or not np.all(np.isfinite(w)):
+            size = "no model" if w is None else f"a model of shape {w.shape}"
+            raise ValueError(f"cannot warm-start from {source}: it holds {size}, but this fit "
+                             f"needs {problem.p} finite values ({problem.n_features} features"
+                             f"{' + intercept' if problem.fit_intercept else ''})")
+        return Start(w, None if snapshots is None else tuple(snapshots))
 
     def _fit_driver(self, client, data, problem, params):
         from ._admm_async import run_admm_async
@@ -360,6 +492,47 @@ def _n_iter(results: list) -> int:
                 if key in r:
                     best = max(best, int(r[key]))
     return best
+
+
+def _release_stage_frames(tb) -> None:
+    """Clear the stage's own frames in a traceback: they hold Dask futures (loop variables).
+
+    Otherwise an operator task stays on the scheduler for as long as the exception is
+    kept -- by pytest, or by IPython's ``sys.last_value`` until the next error.
+    """
+    from asip import _stage
+
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == _stage.__file__:
+            try:
+                tb.tb_frame.clear()
+            except RuntimeError:  # a frame still executing (none is, once the stage raised)
+                pass
+        tb = tb.tb_next
+
+
+def _latest_snapshots(problem: Problem, trace: list) -> list:
+    """The last reported snapshot of every partition (None where there is none)."""
+    latest: list = [None] * problem.n_partitions
+    for entry in sorted(trace, key=lambda e: e.time):
+        if entry.metrics and 0 <= entry.partition < problem.n_partitions:
+            latest[entry.partition] = entry.metrics
+    return latest
+
+
+def _model_of(algo, problem: Problem, snapshots: list) -> np.ndarray | None:
+    """The model saved snapshots combine to; another solver's snapshots by their ``w``/``z``."""
+    try:
+        return np.asarray(algo.combine(problem, snapshots), dtype=np.float64)
+    except (KeyError, TypeError, ValueError, IndexError):
+        for key in ("w", "z"):
+            try:
+                w = mean_of(snapshots, key)
+            except ValueError:  # shapes differ
+                w = None
+            if w is not None:
+                return w
+    return None
 
 
 def _combined_over_time(algo, problem: Problem, trace: list) -> list:
@@ -444,6 +617,21 @@ class AsipClassifier(ClassifierMixin, _AsipLinearModel):
         Hyperparameters of the solver (e.g. ``{"rho": 0.1}`` for ADMM,
         ``{"batch_size": 32}`` for the SGDs); unknown keys raise ValueError
         listing the valid ones.
+    callback : callable, optional
+        ``callback(seconds, w)`` is called on the driver as reports arrive, with the
+        current combined model ``w`` (coefficients, then the intercept if fitted).
+        Returning True stops the fit early (``stopped_by_ == "callback"``); raising
+        stops every operator, keeps the model so far in ``coef_`` (with a warning)
+        and re-raises -- as Ctrl-C does.
+    checkpoint : str or path, optional
+        File where the stage saves every partition's latest state, every
+        ``checkpoint_every`` seconds and when the fit ends (also on Ctrl-C or an
+        error), atomically; ``asip.load_checkpoint`` reads it.
+    checkpoint_every : float
+        Seconds between checkpoints.
+    warm_start : bool
+        Start from the ``checkpoint`` file when it exists, else from the previous
+        fit of this estimator (else from zero). The runtime solvers only.
 
     Attributes
     ----------
@@ -458,7 +646,8 @@ class AsipClassifier(ClassifierMixin, _AsipLinearModel):
     restarts_ : list
         Operator restarts during the fit (``asip.Restart`` tuples).
     stopped_by_ : str
-        Why the solver stopped ("max_time", "STOP from partition 0", ...).
+        Why the solver stopped ("max_time", "STOP from partition 0", "callback",
+        "interrupted", ...).
 
     Examples
     --------
@@ -472,12 +661,15 @@ class AsipClassifier(ClassifierMixin, _AsipLinearModel):
     def __init__(self, loss="log_loss", penalty="l2", alpha=1e-4, solver="asip-sgd",
                  max_time=10.0, max_iter=None, tol=1e-6, n_partitions=None,
                  fit_intercept=False, faults=(), random_state=None, verbose=0,
-                 solver_params=None):
+                 solver_params=None, callback=None, checkpoint=None, checkpoint_every=5.0,
+                 warm_start=False):
         super().__init__(loss=loss, penalty=penalty, alpha=alpha, solver=solver,
                          max_time=max_time, max_iter=max_iter, tol=tol,
                          n_partitions=n_partitions, fit_intercept=fit_intercept, faults=faults,
                          random_state=random_state, verbose=verbose,
-                         solver_params=solver_params)
+                         solver_params=solver_params, callback=callback,
+                         checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                         warm_start=warm_start)
 
     def _set_classes(self, labels) -> None:
         labels = np.unique(labels)
@@ -554,12 +746,15 @@ class AsipRegressor(RegressorMixin, _AsipLinearModel):
     def __init__(self, loss="squared_error", penalty="l2", alpha=1e-4, solver="asip-sgd",
                  max_time=10.0, max_iter=None, tol=1e-6, n_partitions=None,
                  fit_intercept=False, faults=(), random_state=None, verbose=0,
-                 solver_params=None):
+                 solver_params=None, callback=None, checkpoint=None, checkpoint_every=5.0,
+                 warm_start=False):
         super().__init__(loss=loss, penalty=penalty, alpha=alpha, solver=solver,
                          max_time=max_time, max_iter=max_iter, tol=tol,
                          n_partitions=n_partitions, fit_intercept=fit_intercept, faults=faults,
                          random_state=random_state, verbose=verbose,
-                         solver_params=solver_params)
+                         solver_params=solver_params, callback=callback,
+                         checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                         warm_start=warm_start)
 
     def _set_model(self, w, problem):
         super()._set_model(w, problem)

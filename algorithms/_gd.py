@@ -39,7 +39,7 @@ import numpy as np
 
 from . import _kernels as K
 from ._barrier import Barrier
-from ._base import Algorithm, LocalData, Outgoing, Problem, StepOutput, latest_of
+from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput, latest_of
 
 __all__ = ["ALGORITHM", "GDState", "init", "local_step"]
 
@@ -154,6 +154,18 @@ def local_step(state: GDState, data: LocalData, inbox, now: float) -> StepOutput
     return StepOutput(state, _push(state, now), wait=params["poll_wait"])
 
 
+def schema(problem: Problem) -> tuple[dict, dict]:
+    """Barrier messages: this round's and the last round's contributions (`_contribution`)."""
+    vec = ("float64", (problem.p,))
+    return Barrier.schema({"g": vec, "f": float, "w": vec, "sq": float, "sqsum": float})
+
+
+def resume(state: GDState, data: LocalData, start: Start) -> GDState:
+    """Start the iteration at the saved model."""
+    state.mem["w"] = np.array(start.w, dtype=np.float64)
+    return state
+
+
 def snapshot(state: GDState) -> dict:
     """The current iterate (smooth losses: monotone) or the best one seen (hinge)."""
     mem = state.mem
@@ -169,4 +181,4 @@ def combine(problem: Problem, snapshots: list) -> np.ndarray:
 
 
 ALGORITHM = Algorithm("gd", init, local_step, snapshot, combine, DEFAULTS,
-                      deterministic=True, uses_tol=True)
+                      deterministic=True, uses_tol=True, schema=schema, resume=resume)

@@ -16,6 +16,13 @@ for their peers; asynchronous ones never wait). Time, stopping, restarts and
 faults are the runtime's business; a restarted operator simply runs
 ``setup`` again with ``ctx.incarnation > 0``, which every algorithm's ``init``
 and ``local_step`` treat as "rejoin from the peers".
+
+In ``setup`` the operator declares the algorithm's message schema with
+``ctx.expect``: a peer's message with a missing or unknown key, the wrong
+dtype or shape, or a NaN/inf is rejected by the runtime (counted as
+``rejected`` in the stage's stats) and never reaches ``local_step``. A warm
+start (``start``, a `Start`) is applied to the first incarnation only; a
+restarted one rejoins from its peers as usual.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import Any
 
 import asip
 
-from ._base import Problem, local_data
+from ._base import Problem, Start, local_data
 from ._solvers import get_algorithm
 
 __all__ = ["SolverOperator"]
@@ -47,22 +54,35 @@ class SolverOperator(asip.Operator):
     report_every : float
         Seconds between snapshots sent with ``ctx.report`` (the runtime rate-limits
         reports too; this avoids building snapshots nobody sees).
+    start : Start, optional
+        Warm start: the saved model (and per-partition snapshots) to begin from.
     """
 
     def __init__(self, solver: str, problem: Problem, params: dict | None = None,
-                 report_every: float = 0.05):
+                 report_every: float = 0.05, start: Start | None = None):
         algo = get_algorithm(solver)
         self.solver = solver
         self.problem = problem
         self.params = algo.merge(params)
         self.report_every = float(report_every)
+        if start is not None:
+            if algo.resume is None:
+                raise ValueError(f"solver {solver!r} cannot warm-start")
+            if getattr(start.w, "shape", None) != (problem.p,):
+                raise ValueError(f"start.w must be a model vector of shape ({problem.p},), got "
+                                 f"{getattr(start.w, 'shape', type(start.w).__name__)}")
+        self.start = start
         self._state: Any = None
 
     def setup(self, ctx, partition) -> None:
         X, y = partition
         self._algo = get_algorithm(self.solver)
         self._data = local_data(X, y, self.problem, ctx.index, ctx.incarnation)
+        if self._algo.schema is not None:
+            ctx.expect(*self._algo.schema(self.problem))
         self._state = self._algo.init(self.problem, self._data, self.params)
+        if self.start is not None and ctx.incarnation == 0:
+            self._state = self._algo.resume(self._state, self._data, self.start)
         self._warm_up()
         self._wait = 0.0
         self._reported = -float("inf")

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _kernels as K
-from ._base import Algorithm, LocalData, Outgoing, Problem, StepOutput, latest_of
+from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput, latest_of
 
 __all__ = ["ALGORITHM", "SagaState", "init", "local_step"]
 
@@ -69,7 +69,7 @@ def _absorb(state: SagaState, data: LocalData, inbox) -> list:
     ring, out = state.ring, []
     for msg in inbox:
         pl = msg.payload
-        if "h" in pl:
+        if "h" in pl and "w" in pl and "S" in pl:  # the token (all three, or it is not one)
             h = int(pl["h"])
             out.append(Outgoing({"ack": h}, to=msg.sender))
             if h > ring["max_hop"]:
@@ -137,6 +137,20 @@ def local_step(state: SagaState, data: LocalData, inbox, now: float) -> StepOutp
     return StepOutput(state, tuple(out), done=done)
 
 
+def schema(problem: Problem) -> tuple[dict, dict]:
+    """The token ``(w, S, h, stop)``, an ``ack`` or a ``hello``: every key optional."""
+    return {}, {"w": ("float64", (problem.p,)),
+                "S": ("float64", (problem.n_partitions, problem.p)),
+                "h": int, "stop": bool, "ack": int, "hello": bool}
+
+
+def resume(state: SagaState, data: LocalData, start: Start) -> SagaState:
+    """The token starts at the saved model (the gradient memory starts empty, as usual)."""
+    if state.ring["token"] is not None:
+        state.ring["token"]["w"] = np.array(start.w, dtype=np.float64)
+    return state
+
+
 def snapshot(state: SagaState) -> dict:
     tok = state.ring["token"]
     if tok is None:
@@ -150,4 +164,5 @@ def combine(problem: Problem, snapshots: list) -> np.ndarray:
     return np.zeros(problem.p) if s is None else np.asarray(s["w"], dtype=np.float64)
 
 
-ALGORITHM = Algorithm("saga", init, local_step, snapshot, combine, DEFAULTS, uses_tol=True)
+ALGORITHM = Algorithm("saga", init, local_step, snapshot, combine, DEFAULTS, uses_tol=True,
+                      schema=schema, resume=resume)

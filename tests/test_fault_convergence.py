@@ -1,0 +1,143 @@
+"""Statistical fault tolerance through the estimators: kill 1 of 4 operators, the fit still converges.
+
+For ASIP-SGD and ASIP-ADMM on a real multi-process cluster (2 worker processes
+x 2 threads, 4 partitions), each fit runs ``BUDGET`` seconds; a fault at 30% of
+the budget either raises in the operator of partition 1 (`KillOperator`) or
+SIGKILLs the worker process that hosts it (`KillWorker`, taking the other
+operator on that worker down too, and the data it held). The fit must return,
+show the restart (incarnation 1) in ``restarts_``, have recomputed the lost data
+(KillWorker), and end within 2x the relative suboptimality of the same fit
+without the fault.
+
+Robustness on a shared 2-core machine: the problems are chosen so that the
+fault-free results are stable (a9a, 8,000 rows: ASIP-SGD with ``alpha=0.1``,
+the ASIP paper's l2 setting, ends near 3e-7 and ASIP-ADMM with ``alpha=1e-3``
+near 4e-3 after 2 s, both within about +-30% run to run, with or without two
+CPU-bound processes beside them), the three scenarios are interleaved round by
+round so that load drifts hit them alike, and medians of 3 fits are compared.
+Before the rejoin fix in ``_asip_sgd`` (the restarted operator gets its old dual
+back) this test failed: KillOperator cost ASIP-SGD 10-100x.
+
+Why not a smaller ``alpha`` for ASIP-SGD: its dual averaging steps ``1/(alpha T)``
+on peers' duals that are a push period old, and is unstable until ``T`` (all
+operators' steps) exceeds about ``L * D / alpha`` (``D`` steps taken network-wide
+during one staleness window): on this machine ~0.4 s with ``alpha=1e-2`` and
+~4 s with ``1e-3``. Inside that window any run -- faulted or not -- may swing
+10-100x, and a 2x comparison would test the noise. (With ``alpha=3e-2`` the
+fault-free median moved between 5e-7 and 1.1e-6 with the machine's load, enough
+to fail a 2x test now and then.)
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import Counter
+
+import dask
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+
+from asip.algorithms import (AsipClassifier, DataUnavailable, Objective, get_loss, get_penalty,
+                             load_libsvm, reference_optimum, relative_suboptimality)
+from asip.faults import KillOperator, KillWorker
+from test_stage import assert_clean
+
+BUDGET = 2.0
+ROUNDS = 3
+#: solver -> l2 alpha on a9a (8,000 rows) where the fault-free run is stable at BUDGET
+ALPHA = {"asip-sgd": 1e-1, "asip-admm": 1e-3}
+FAULTS = {"KillOperator": KillOperator, "KillWorker": KillWorker}
+
+
+@pytest.fixture(scope="module")
+def cluster_2x2():
+    """A private cluster of 2 worker processes x 2 threads: 4 operators, 2 per process.
+
+    distributed's SpecCluster closes a worker's nanny for good when no worker of that
+    name is back ``lost-worker-timeout`` (15 s) after *any* earlier removal -- a timer
+    that a second kill of the same worker within 15 s trips while the nanny is still
+    restarting it. Repeated kills are the point here, so the timer is set out of reach.
+    """
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "1h"}), \
+            LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
+                         dashboard_address=None, silence_logs=50) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def a9a():
+    try:
+        return load_libsvm("a9a", n_samples=8000)
+    except DataUnavailable as exc:
+        pytest.skip(f"shared LIBSVM data not available: {exc}")
+
+
+def transitions_to_memory(client) -> Counter:
+    """How often each data partition (``tuple-...`` key) reached memory, per the scheduler's log."""
+
+    def count(dask_scheduler):
+        return Counter(str(key) for key, _, finish, *_ in dask_scheduler.transition_log
+                       if finish == "memory" and str(key).startswith("tuple-"))
+
+    return client.run_on_scheduler(count)
+
+
+def fit(client, ds, solver, alpha, fault):
+    client.wait_for_workers(2, timeout=60)
+    faults = () if fault is None else (FAULTS[fault](partition=1, at=0.3 * BUDGET),)
+    clf = AsipClassifier(alpha=alpha, solver=solver, max_time=BUDGET, n_partitions=4,
+                         random_state=0, faults=faults)
+    before = transitions_to_memory(client)
+    t0 = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(ds.X, ds.y)
+    wall = time.monotonic() - t0
+    after = transitions_to_memory(client)
+    recomputed = {k for k, n in after.items() if k not in before and n >= 2}
+    return clf, wall, recomputed
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("solver", list(ALPHA))
+def test_killing_one_of_four_operators_costs_at_most_2x(cluster_2x2, a9a, solver):
+    client = cluster_2x2
+    alpha = ALPHA[solver]
+    objective = Objective(get_loss("log_loss"), get_penalty("l2", alpha))
+    f_star = reference_optimum(objective, a9a.X, a9a.y).f_star
+    subopt: dict = {None: [], "KillOperator": [], "KillWorker": []}
+    with client.as_current():
+        for _ in range(ROUNDS):
+            for fault in subopt:
+                clf, wall, recomputed = fit(client, a9a, solver, alpha, fault)
+                subopt[fault].append(float(relative_suboptimality(
+                    objective.value(clf.coef_.ravel(), a9a.X, a9a.y), f_star)))
+                assert clf.stopped_by_ == "max_time"
+                assert wall < BUDGET + 20, f"{fault}: the fit took {wall:.1f} s"
+                restarted = {(r.partition, r.incarnation) for r in clf.restarts_}
+                if fault is None:
+                    assert not restarted and not recomputed
+                elif fault == "KillOperator":
+                    # only that operator died; its data was still there
+                    assert restarted == {(1, 1)}, clf.restarts_
+                    assert all("InjectedFault" in r.cause for r in clf.restarts_)
+                else:
+                    # the worker died with both its operators and the partitions it held;
+                    # each operator came back once, on data recomputed from the graph
+                    assert (1, 1) in restarted and len(restarted) == 2, clf.restarts_
+                    assert all("lost" in r.cause for r in clf.restarts_)
+                    assert len(recomputed) >= 1, "no data partition was recomputed"
+    medians = {k: float(np.median(v)) for k, v in subopt.items()}
+    print(f"\n{solver} (alpha={alpha:g}, {BUDGET:g} s, medians of {ROUNDS}): "
+          + ", ".join(f"{k or 'no fault'} {medians[k]:.2e} {['%.1e' % r for r in v]}"
+                      for k, v in subopt.items()))
+    assert 1e-8 < medians[None] < 1e-1, "the problem must be in a band where 2x means something"
+    for fault in FAULTS:
+        assert medians[fault] <= 2.0 * medians[None], (
+            f"{solver} with {fault}: median suboptimality {medians[fault]:.2e} > 2x the "
+            f"fault-free {medians[None]:.2e}")
+    client.wait_for_workers(2, timeout=60)
+    assert_clean(client)

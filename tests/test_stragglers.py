@@ -1,0 +1,70 @@
+"""A straggler (the ASIP paper's setting) stalls the barrier solvers, not the asynchronous ones.
+
+``Straggler(partition=0, sleep=2.0, every=1.0)``: the operator of partition 0
+sleeps 2 s, runs 1 s, sleeps 2 s, ... from the start. On the shared 2-worker
+cluster, for each solver, one fit without and one with the straggler:
+
+* ``gd`` / ``admm`` finish a round only when every partition has contributed, so
+  with the straggler they complete far fewer rounds, and while it sleeps the
+  model does not move at all (the trace stays at ``f(0)`` for the first 2 s);
+* ``asip-sgd`` / ``asip-admm`` never wait: the other operator keeps stepping (as
+  many steps as without the straggler, or more, as it gets the CPU to itself) and
+  the objective falls while partition 0 sleeps.
+
+The objective ratios at 5 s and 10 s are in ``benchmarks/faults.py``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from asip.algorithms import AsipClassifier, Objective, get_loss, get_penalty, make_logistic
+from asip.faults import Straggler
+from test_stage import assert_clean
+
+BUDGET = 2.5
+ALPHA = 1e-2
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_logistic(4000, 20, random_state=0)
+
+
+def fit(ds, solver, faults):
+    clf = AsipClassifier(alpha=ALPHA, solver=solver, max_time=BUDGET, tol=0.0, random_state=0,
+                         faults=faults)
+    t0 = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: the budget ends gd/admm
+        clf.fit(ds.X, ds.y)
+    return clf, time.monotonic() - t0
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("solver,asynchronous", [("asip-sgd", True), ("asip-admm", True),
+                                                 ("gd", False), ("admm", False)])
+def test_straggler_stalls_only_the_barrier(client, data, solver, asynchronous):
+    f0 = Objective(get_loss("log_loss"), get_penalty("l2", ALPHA)).value(
+        np.zeros(data.X.shape[1]), data.X, data.y)
+    calm, _ = fit(data, solver, ())
+    slow, wall = fit(data, solver, (Straggler(partition=0, sleep=2.0, every=1.0),))
+    assert slow.stopped_by_ == "max_time" and not slow.restarts_
+    assert wall < BUDGET + 5  # a sleeping operator does not hold up the stop
+    ratio = slow.n_iter_ / calm.n_iter_
+    asleep = slow.trace_[slow.trace_[:, 0] < 1.8, 1]  # partition 0 sleeps until 2 s
+    print(f"\n{solver}: iterations {calm.n_iter_} -> {slow.n_iter_} with the straggler "
+          f"({ratio:.2f}x); objective while it sleeps: {asleep.min() if len(asleep) else None} "
+          f"(f(0) = {f0:.4f})")
+    assert len(asleep) >= 3, "reports must keep coming while partition 0 sleeps"
+    if asynchronous:
+        assert ratio > 0.6, f"{solver} slowed down by the straggler: {ratio:.2f}x the steps"
+        assert asleep.min() < f0 - 0.5 * (f0 - calm.trace_[-1, 1]), "no progress while it slept"
+    else:
+        assert ratio < 0.5, f"{solver} did not stall at the barrier: {ratio:.2f}x the rounds"
+        np.testing.assert_allclose(asleep, f0, rtol=1e-12)  # not a single round completed
+    assert_clean(client)
