@@ -25,7 +25,8 @@ import numpy as np
 
 from ._admm_core import LocalSolver, default_rho, local_solve, new_local_solver, z_update
 from ._barrier import Barrier
-from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput, latest_of
+from ._barrier import push_own as _push
+from ._base import Algorithm, LocalData, Problem, Start, StepOutput, latest_of
 
 __all__ = ["ADMMState", "ALGORITHM", "init", "local_step"]
 
@@ -69,13 +70,6 @@ def _x_step(state: ADMMState, data: LocalData, epochs: int) -> dict:
     v = mem["z"] - mem["y"] / state.rho
     mem["x"] = local_solve(state.solver, state.problem, data, v, state.rho, epochs)
     return {"x": mem["x"], "y": mem["y"].copy(), "z": mem["z"].copy()}
-
-
-def _push(state: ADMMState, now: float) -> tuple:
-    mem = state.mem
-    msg = Barrier.message(mem["k"], mem["own"], mem["prev_own"])
-    state.barrier.sent(msg, now)
-    return (Outgoing(msg),)
 
 
 def local_step(state: ADMMState, data: LocalData, inbox, now: float) -> StepOutput:

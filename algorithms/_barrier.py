@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["Barrier"]
+from ._base import Outgoing
+
+__all__ = ["Barrier", "push_own"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,3 +96,15 @@ class Barrier:
     def sent(self, message: dict, now: float) -> None:
         self.last_message = message
         self.pushed_at = now
+
+
+def push_own(state, now: float) -> tuple:
+    """Push this partition's contribution to its current round (with the previous one).
+
+    ``state`` is a barrier solver's state: ``state.mem`` holds ``k``, ``own`` and
+    ``prev_own``, and ``state.barrier`` is its `Barrier`.
+    """
+    mem = state.mem
+    msg = Barrier.message(mem["k"], mem["own"], mem["prev_own"])
+    state.barrier.sent(msg, now)
+    return (Outgoing(msg),)

@@ -39,7 +39,8 @@ import numpy as np
 
 from . import _kernels as K
 from ._barrier import Barrier
-from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput, latest_of
+from ._barrier import push_own as _push
+from ._base import Algorithm, LocalData, Problem, Start, StepOutput, latest_of
 
 __all__ = ["ALGORITHM", "GDState", "init", "local_step"]
 
@@ -84,13 +85,6 @@ def _contribution(state: GDState, data: LocalData, w: np.ndarray) -> dict:
     f = K.loss_grad(data.X, data.y, w, pb.loss, pb.fit_intercept, state.grad)
     return {"g": state.grad.copy(), "f": float(f), "w": w.copy(), "sq": state.sq,
             "sqsum": state.sqsum}
-
-
-def _push(state: GDState, now: float) -> tuple:
-    mem = state.mem
-    msg = Barrier.message(mem["k"], mem["own"], mem["prev_own"])
-    state.barrier.sent(msg, now)
-    return (Outgoing(msg),)
 
 
 def local_step(state: GDState, data: LocalData, inbox, now: float) -> StepOutput:
