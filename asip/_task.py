@@ -71,6 +71,8 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
                 break
             if faults.active:
                 faults.before_step(ctx.elapsed)
+                if plugin.stop.is_set() or ctx.elapsed >= spec.max_time:
+                    continue  # a straggler's nap outlasted the stage: no extra step
             outcome = operator.step(ctx)
             steps += 1
             if outcome is STOP:
