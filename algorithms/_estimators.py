@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import numbers
 import os
+import time
 import warnings
 
 import numpy as np
@@ -295,6 +296,7 @@ class _AsipLinearModel(BaseEstimator):
         -------
         self
         """
+        t_fit = time.perf_counter()
         objective = self._check_params()
         import asip
 
@@ -314,12 +316,16 @@ class _AsipLinearModel(BaseEstimator):
         if self.verbose:
             logger.info("%s: solver=%s on %d partitions of %s rows, max_time=%s",
                         type(self).__name__, self.solver, len(sizes), sizes, self.max_time)
+        clock = _FitClock(t_fit)
         if self.solver in ASYNC_DRIVER_SOLVERS:
             w, snapshots_over_time, n_iter, stopped_by = self._fit_driver(client, data, problem,
                                                                           params)
+            clock.solved()
             self.restarts_ = []
+            self.stage_result_ = None
             self._finish(problem, w, snapshots_over_time, n_iter, stopped_by, objective,
                          evaluation, None)
+            self.fit_timings_ = clock.timings()
             self._warn_budget(stopped_by)
             return self
         algo = get_algorithm(self.solver)
@@ -334,9 +340,11 @@ class _AsipLinearModel(BaseEstimator):
             res = stage.run()
         except BaseException as exc:
             # The stage has stopped every operator and cleaned up; keep the model so far.
-            # (The stage keeps its partial result on Ctrl-C only; otherwise the reports.)
+            # (The stage keeps its partial result once its gang started; else the reports.)
             _release_stage_frames(exc.__traceback__)
+            clock.solved()
             partial = stage.result
+            self.stage_result_ = partial
             snapshots = _latest_snapshots(problem, partial.trace if partial else seen)
             for i, r in enumerate(partial.results if partial else ()):
                 if r:
@@ -350,6 +358,7 @@ class _AsipLinearModel(BaseEstimator):
                 self._finish_stage(algo, problem, snapshots, partial.trace if partial else seen,
                                    None, stopped_by, objective, evaluation)
                 self.restarts_ = list(partial.restarts) if partial else []
+                self.fit_timings_ = clock.timings()
             except Exception:  # never hide why the fit ended behind a second error
                 logger.exception("%s: could not keep the model of the interrupted fit",
                                  type(self).__name__)
@@ -362,9 +371,12 @@ class _AsipLinearModel(BaseEstimator):
                           f"{self.trace_[-1, 0]:.2f} s: coef_ holds the model so far{where}",
                           UserWarning, stacklevel=2)
             raise
+        clock.solved()
         self.restarts_ = list(res.restarts)
+        self.stage_result_ = res
         self._finish_stage(algo, problem, list(res.results), res.trace, float(res.elapsed),
                            res.stopped_by, objective, evaluation)
+        self.fit_timings_ = clock.timings()
         self._warn_budget(res.stopped_by)
         return self
 
@@ -492,6 +504,24 @@ def _n_iter(results: list) -> int:
                 if key in r:
                     best = max(best, int(r[key]))
     return best
+
+
+class _FitClock:
+    """Where a fit's wall time went: input checks and data placement, the solver, the model."""
+
+    def __init__(self, t_fit: float):
+        self._t_fit = t_fit
+        self._t_solve = time.perf_counter()
+        self._t_solved: float | None = None
+
+    def solved(self) -> None:
+        self._t_solved = time.perf_counter()
+
+    def timings(self) -> dict[str, float]:
+        now = time.perf_counter()
+        solved = now if self._t_solved is None else self._t_solved
+        return {"prepare": self._t_solve - self._t_fit, "solve": solved - self._t_solve,
+                "finish": now - solved}
 
 
 def _release_stage_frames(tb) -> None:
@@ -645,6 +675,13 @@ class AsipClassifier(ClassifierMixin, _AsipLinearModel):
         ``[seconds, objective]`` after reports during the fit (up to 100 rows).
     restarts_ : list
         Operator restarts during the fit (``asip.Restart`` tuples).
+    stage_result_ : asip.StageResult or None
+        The fit's stage: per-operator results, trace, restarts, channel statistics
+        (messages, drops, staleness) and data/launch/teardown timings; partial if the
+        fit was interrupted; None for the driver-side solvers (``admm-async*``).
+    fit_timings_ : dict
+        Seconds spent in ``fit``: ``prepare`` (input checks, placing the data),
+        ``solve`` (the stage or driver loop) and ``finish`` (model, trace evaluation).
     stopped_by_ : str
         Why the solver stopped ("max_time", "STOP from partition 0", "callback",
         "interrupted", ...).

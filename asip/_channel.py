@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, fields
 from typing import Any
@@ -37,6 +38,11 @@ class ChannelStats:
     rejected: int = 0  # well-formed messages that broke this operator's ctx.expect() schema
     refused: int = 0  # push() calls rejected with MessageError on the sender
     polls: int = 0
+    consumed: int = 0  # messages handed to the operator by poll()
+    # Staleness: how old a message is when poll() hands it over (receiver's clock minus the
+    # sender's at push; across hosts this includes their clock skew, clamped at 0).
+    age_us_total: int = 0
+    age_us_max: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -47,8 +53,17 @@ class ChannelStats:
         out = {f.name: 0 for f in fields(ChannelStats)}
         for s in stats:
             for key, value in s.items():
-                out[key] = out.get(key, 0) + value
+                if key.endswith("_max"):
+                    out[key] = max(out.get(key, 0), value)
+                else:
+                    out[key] = out.get(key, 0) + value
         return out
+
+    @staticmethod
+    def mean_age_ms(stats: dict[str, int]) -> float:
+        """Mean age of the messages polled, in ms (NaN if none were)."""
+        consumed = stats.get("consumed", 0)
+        return stats.get("age_us_total", 0) / consumed / 1e3 if consumed else math.nan
 
 
 class MessageSchema:
@@ -124,6 +139,16 @@ class Mailbox:
         self.closed = False
         self.schema: MessageSchema | None = None
 
+    def set_schema(self, schema: MessageSchema | None) -> None:
+        """Validate from now on, and also what already waits here (arrived during setup)."""
+        with self._cond:
+            self.schema = schema
+            if schema is None:
+                return
+            kept = [m for m in self._messages if schema.violation(m.payload) is None]
+            self.stats.rejected += len(self._messages) - len(kept)
+            self._messages = deque(kept)
+
     def put(self, message: Message, nbytes: int) -> None:
         """Add a message (from the event loop or a same-worker operator thread)."""
         schema = self.schema
@@ -149,7 +174,13 @@ class Mailbox:
                 self._cond.wait(timeout)
             out = list(self._messages)
             self._messages.clear()
-            return out
+        if out:
+            now = time.time()
+            ages = [max(0, int((now - m.sent_at) * 1e6)) for m in out]
+            self.stats.consumed += len(out)
+            self.stats.age_us_total += sum(ages)
+            self.stats.age_us_max = max(self.stats.age_us_max, max(ages))
+        return out
 
     def wake(self) -> None:
         """Wake a waiting ``poll`` (used when the stage stops)."""

@@ -138,7 +138,7 @@ class Context:
 
         >>> ctx.expect({"w": ("float64", (n_features,)), "t": int})  # doctest: +SKIP
         """
-        self._plugin.mailboxes[self.index].schema = MessageSchema(fields, optional, finite)
+        self._plugin.mailboxes[self.index].set_schema(MessageSchema(fields, optional, finite))
 
     def poll(self, timeout: float = 0.0) -> list[Message]:
         """Every message that arrived since the last poll, oldest first (maybe none).

@@ -148,14 +148,17 @@ class Stage:
     def run(self) -> StageResult:
         """Run the stage to the end and return its `StageResult`.
 
-        On Ctrl-C every operator is stopped and the cluster left clean; the partial
-        result is kept in ``stage.result`` and KeyboardInterrupt is re-raised.
+        On Ctrl-C, or an error once the gang has started (an operator out of restarts,
+        an exception in ``on_trace``), every operator is stopped and the cluster left
+        clean; the partial result is kept in ``stage.result`` and the exception re-raised.
         """
         run = _Run(self)
         try:
             self.result = run.execute()
-        except KeyboardInterrupt:
-            self.result = run.partial_result("interrupted")
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt) or run.go_at is not None:
+                self.result = run.partial_result(
+                    "interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {exc!r}")
             raise
         return self.result
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import dask
 import pytest
 from distributed import Client, LocalCluster
+
+# A LocalCluster closes a nanny for good when its worker is gone for this long under its
+# name (distributed's default 15 s). Fault tests kill workers repeatedly on 2 loaded cores,
+# where one restart can take that long: keep the nanny, since the nanny restarts it.
+dask.config.set({"distributed.deploy.lost-worker-timeout": "120s"})
 
 
 def _local_cluster(n_workers: int, threads_per_worker: int) -> LocalCluster:

@@ -84,7 +84,7 @@ def test_ctrl_c_keeps_the_model_and_the_checkpoint_warm_starts_the_next_fit(clie
     assert wall < 20, f"the interrupted fit took {wall:.1f} s"  # not its 60 s budget
     assert_clean(client)  # every operator stopped, every plugin and handler gone
     # the model so far is the estimator's, fitted
-    assert clf.stopped_by_ == "interrupted"
+    assert clf.stopped_by_ == "interrupted" == clf.stage_result_.stopped_by
     r_int = rel(clf.coef_)
     assert np.all(np.isfinite(clf.coef_)) and r_int < r0 / 20, (r_int, r0)
     assert clf.trace_[-1, 0] >= 1.0 and clf.n_iter_ > 0

@@ -31,7 +31,6 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from unittest import mock
 
 import dask
 import dask.array as da
@@ -190,30 +189,17 @@ def objective(w: np.ndarray, X: np.ndarray, y01: np.ndarray) -> float:
 
 
 def run_asip_sgd(X: da.Array, y: da.Array) -> tuple[np.ndarray, asip.StageResult]:
-    """Fit ASIP-SGD on the default client; return its coefficients and the stage's result.
-
-    The estimator runs one `asip.Stage`; a spy subclass keeps a handle on it so the
-    test can read the per-partition trace, results and restarts.
-    """
+    """Fit ASIP-SGD on the default client; return its coefficients and the stage's result."""
     from sklearn.exceptions import ConvergenceWarning
 
     from asip.algorithms import AsipClassifier
 
-    stages: list[asip.Stage] = []
-
-    class SpyStage(asip.Stage):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            stages.append(self)
-
     clf = AsipClassifier(solver="asip-sgd", alpha=ALPHA, max_time=MAX_TIME, random_state=0)
-    with mock.patch.object(asip, "Stage", SpyStage), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, y)
     assert list(clf.classes_) == [0, 1]
-    assert len(stages) == 1 and stages[0].result is not None, (
-        "AsipClassifier no longer runs its stage through asip.Stage: update run_asip_sgd")
-    return clf.coef_.ravel(), stages[0].result
+    return clf.coef_.ravel(), clf.stage_result_
 
 
 # ---------------------------------------------------------------------- the cut

@@ -67,6 +67,11 @@ def test_broadcast_reaches_every_peer_across_and_within_workers(client):
         assert r["bad_values"] == 0 and all(r["counts"] > 0)
     total = res.stats["total"]
     assert total["delivered"] > 0 and total["malformed"] == 0
+    # Staleness is measured on what poll() handed over: ages are positive, the max is a
+    # max over operators (not a sum), and every mean lies below it.
+    assert 0 < total["consumed"] <= total["delivered"]
+    assert total["age_us_max"] == max(s["age_us_max"] for s in res.stats["operators"])
+    assert 0 < asip.ChannelStats.mean_age_ms(total) <= total["age_us_max"] / 1e3
     assert len(res.trace) > 0 and {e.partition for e in res.trace} == {0, 1, 2, 3}
     assert_clean(client)
 
@@ -231,9 +236,13 @@ def test_a_killed_operator_restarts_on_reloaded_data_and_the_stage_completes(fre
 @pytest.mark.timeout(120)
 def test_max_restarts_exhausted_is_a_clear_error(fresh_cluster):
     client = fresh_cluster
+    stage = asip.Stage(Gossip(), data(), client=client, max_time=5.0, max_restarts=0,
+                       faults=[KillOperator(partition=0, at=0.2)])
     with pytest.raises(asip.OperatorFailedError, match=r"partition 0 failed.*max_restarts=0"):
-        asip.Stage(Gossip(), data(), client=client, max_time=5.0, max_restarts=0,
-                   faults=[KillOperator(partition=0, at=0.2)]).run()
+        stage.run()
+    # what the surviving operator did is kept
+    assert stage.result is not None and stage.result.stopped_by == "partition 0 failed"
+    assert stage.result.results[0] is None and stage.result.results[1] is not None
     assert_clean(client)
 
 

@@ -175,7 +175,9 @@ def channel_summary(runs: list[Run]) -> list[dict]:
                     "messages": s.get("delivered", 0), "sent": s.get("sent", 0),
                     "bytes": s.get("delivered_bytes", 0), "drops": drops,
                     "malformed": s.get("malformed", 0), "rejected": s.get("rejected", 0),
-                    "msgs_per_s": s.get("delivered", 0) / elapsed, "restarts": r.restarts})
+                    "msgs_per_s": s.get("delivered", 0) / elapsed, "restarts": r.restarts,
+                    "consumed": s.get("consumed", 0), "age_us_total": s.get("age_us_total", 0),
+                    "age_max_ms": s.get("age_us_max", 0) / 1e3})
     return out
 
 

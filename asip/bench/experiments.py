@@ -23,7 +23,6 @@ import warnings
 from asip.algorithms import AsipClassifier, make_logistic
 
 from . import peers_sklearn
-from .capture import capture_stages
 from .data import BenchData, ClusterData, load_dataset, parse_task
 from .matrix import Session, run_one, warm_up
 from .runner import run_asip
@@ -89,18 +88,18 @@ def run_fixed_cost(session: Session) -> dict:
         X, y = cdata.asip_input()
         for i in range(cfg.fixed_cost_repeats):
             with session.progress.run("fixed", f"one-round gd fit #{i + 1}"), \
-                    capture_stages() as cap, warnings.catch_warnings():
+                    warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 t0 = time.perf_counter()
-                AsipClassifier(solver="gd", max_iter=1, max_time=10.0, alpha=0.1,
-                               n_partitions=cdata.n_partitions).fit(X, y)
+                est = AsipClassifier(solver="gd", max_iter=1, max_time=10.0, alpha=0.1,
+                                     n_partitions=cdata.n_partitions).fit(X, y)
                 wall = time.perf_counter() - t0
-            res = cap.results[-1]
+            res = est.stage_result_
             samples.append({"launch": res.timings.get("launch", math.nan),
                             "teardown": res.timings.get("teardown", math.nan),
                             "data": res.timings.get("data", math.nan),
                             "stage_elapsed": res.elapsed, "fit_wall": wall,
-                            "before_stage": cap.run_started[-1] - t0})
+                            "before_stage": est.fit_timings_["prepare"]})
     finally:
         cdata.close()
     med = {k: statistics.median(s[k] for s in samples) for k in samples[0]} if samples else {}

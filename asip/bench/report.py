@@ -117,19 +117,28 @@ def channel_table(console: Console, channel: list[dict]) -> None:
     for c in channel:
         a = agg[(c["solver"], c["kind"])]
         a["runs"] += 1
-        for k in ("messages", "bytes", "drops", "malformed", "rejected", "msgs_per_s", "restarts"):
-            a[k] += c[k]
+        for k in ("messages", "bytes", "drops", "malformed", "rejected", "msgs_per_s", "restarts",
+                  "consumed", "age_us_total"):
+            a[k] += c.get(k, 0)
+        a["age_max_ms"] = max(a["age_max_ms"], c.get("age_max_ms", 0.0))
     table = Table(title="channel statistics, summed over runs (per run in the JSON)",
                   title_justify="left")
     for col in ("solver", "runs", "kind", "messages", "MB", "drops", "malformed+rejected",
-                "mean msgs/s", "restarts"):
+                "mean msgs/s", "age mean/max ms", "restarts"):
         table.add_column(col, justify="right")
     for (solver, kind), a in sorted(agg.items()):
         table.add_row(solver, str(int(a["runs"])), kind, f"{int(a['messages']):,}",
                       f"{a['bytes'] / 1e6:.1f}", f"{int(a['drops']):,}",
                       f"{int(a['malformed'] + a['rejected'])}",
-                      f"{a['msgs_per_s'] / a['runs']:,.0f}", str(int(a["restarts"])))
+                      f"{a['msgs_per_s'] / a['runs']:,.0f}", _fmt_age(a), str(int(a["restarts"])))
     console.print(table)
+
+
+def _fmt_age(a: dict) -> str:
+    """Staleness: mean and max age of a message when its receiver polled it."""
+    if not a["consumed"]:
+        return "-"
+    return f"{a['age_us_total'] / a['consumed'] / 1e3:.2f} / {a['age_max_ms']:.1f}"
 
 
 def scaling_table(console: Console, scaling: dict | None) -> None:

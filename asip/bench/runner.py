@@ -20,7 +20,6 @@ import numpy as np
 from asip.algorithms import AsipClassifier, AsipRegressor, get_algorithm
 from asip.algorithms._solvers import ASYNC_DRIVER_SOLVERS
 
-from .capture import capture_stages
 from .data import BenchData, ClusterData, Task
 from .records import Run
 
@@ -98,13 +97,12 @@ def run_asip(cdata: ClusterData, task: Task, solver: str, budget: float, *, faul
               n_rows=data.n, n_partitions=cdata.n_partitions, faults=[repr(f) for f in faults])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # budget-ended ConvergenceWarnings are expected here
-        with capture_stages() as cap:
-            t0 = time.perf_counter()
-            est.fit(X, y)
-            run.fit_seconds = time.perf_counter() - t0
-    result = getattr(est, "stage_result_", None) or (cap.results[-1] if cap.results else None)
+        t0 = time.perf_counter()
+        est.fit(X, y)
+        run.fit_seconds = time.perf_counter() - t0
+    result = est.stage_result_
     if result is not None and stage_solver:
-        started = cap.run_started[-1] - t0 if cap.run_started else 0.0
+        started = est.fit_timings_["prepare"]
         run.offset = started + result.timings.get("data", 0.0) + result.timings.get("launch", 0.0)
         run.timings = {k: float(v) for k, v in result.timings.items()}
         run.timings["before_stage"] = started

@@ -174,6 +174,13 @@ def test_killed_operator_restarts_and_the_fit_still_converges(client, solver, bo
         clf.fit(ds.X, ds.y)
     assert [(r.partition, r.incarnation) for r in clf.restarts_] == [(1, 1)]
     assert rel("log_loss", "l2", 1e-2, ds.X, ds.y, clf.coef_) <= bound
+    # the stage behind the fit is the estimator's to inspect
+    res = clf.stage_result_
+    assert isinstance(res, asip.StageResult) and res.restarts == clf.restarts_
+    assert res.stopped_by == clf.stopped_by_ and len(res.results) == 2
+    assert res.stats["total"]["consumed"] > 0 and res.timings["launch"] > 0
+    assert set(clf.fit_timings_) == {"prepare", "solve", "finish"}
+    assert clf.fit_timings_["solve"] >= res.elapsed > 2.0
 
 
 @pytest.mark.timeout(120)
