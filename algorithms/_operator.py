@@ -31,6 +31,9 @@ import copy
 import logging
 from typing import Any
 
+import dask.config
+from dask.utils import parse_timedelta
+
 import asip
 
 from ._base import Problem, Start, local_data
@@ -51,19 +54,22 @@ class SolverOperator(asip.Operator):
     problem : Problem
     params : dict
         The algorithm's hyperparameters (merged with its defaults).
-    report_every : float
+    report_every : float, optional
         Seconds between snapshots sent with ``ctx.report`` (the runtime rate-limits
-        reports too; this avoids building snapshots nobody sees).
+        reports too; this avoids building snapshots nobody sees). Default: half of
+        ``asip.trace.report-interval`` as configured on the driver.
     start : Start, optional
         Warm start: the saved model (and per-partition snapshots) to begin from.
     """
 
     def __init__(self, solver: str, problem: Problem, params: dict | None = None,
-                 report_every: float = 0.05, start: Start | None = None):
+                 report_every: float | None = None, start: Start | None = None):
         algo = get_algorithm(solver)
         self.solver = solver
         self.problem = problem
         self.params = algo.merge(params)
+        if report_every is None:
+            report_every = parse_timedelta(dask.config.get("asip.trace.report-interval")) / 2
         self.report_every = float(report_every)
         if start is not None:
             if algo.resume is None:

@@ -37,6 +37,7 @@ FIXED_COST_TARGET = 0.3
 def run_crossover(session: Session) -> dict:
     cfg = session.cfg
     task = parse_task(cfg.crossover_task)
+    warm_up(session, cfg.crossover_solvers, sparse=False)  # timed like sklearn: kernels loaded
     rows = []
     for n in cfg.crossover_sizes:
         with session.progress.run("crossover", f"make synthetic-logistic:{n}"):

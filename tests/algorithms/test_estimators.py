@@ -155,6 +155,19 @@ def test_bad_dask_input_gives_clear_errors(client):
     Xnan[0, 0] = np.inf
     with pytest.raises(ValueError, match="NaN or infinity"):
         clf.fit(da.from_array(Xnan, chunks=(50, 4)), da.from_array(y, chunks=50))
+    Xbig = X.copy()
+    Xbig[60, 1] = 1e200  # finite, but its square is not
+    with pytest.raises(ValueError, match="overflow"):
+        clf.fit(da.from_array(Xbig, chunks=(50, 4)), da.from_array(y, chunks=50))
+    with pytest.raises(ValueError, match="overflow"):
+        clf.fit(Xbig, y)
+    # sparse dask blocks take the same checks
+    import scipy.sparse as sp
+    Xs = da.from_array(X, chunks=(50, 4)).map_blocks(sp.csr_matrix, meta=sp.csr_matrix((0, 4)))
+    Xs_nan = da.from_array(Xnan, chunks=(50, 4)).map_blocks(sp.csr_matrix,
+                                                             meta=sp.csr_matrix((0, 4)))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        clf.fit(Xs_nan, da.from_array(y, chunks=50))
     with pytest.raises(ValueError, match="Only binary classification"):
         clf.fit(da.from_array(X, chunks=(50, 4)), da.from_array(np.arange(100) % 3, chunks=50))
 
