@@ -26,6 +26,7 @@ import numpy as np
 from ._admm_core import LocalSolver, default_rho, local_solve, new_local_solver, z_update
 from ._barrier import Barrier
 from ._barrier import push_own as _push
+from ._barrier import rejoin
 from ._base import Algorithm, LocalData, Problem, Start, StepOutput, latest_of
 
 __all__ = ["ADMMState", "ALGORITHM", "init", "local_step"]
@@ -79,13 +80,8 @@ def local_step(state: ADMMState, data: LocalData, inbox, now: float) -> StepOutp
     if mem["started"] is None:
         mem["started"] = now
     if mem["phase"] == "rejoin":
-        if len(bar.latest) < data.n_partitions - 1 and now - mem["started"] < params["rejoin_wait"]:
+        if rejoin(state, data.n_partitions, now, "z"):
             return StepOutput(state, wait=params["poll_wait"])
-        joined = bar.join_round()
-        if joined is not None:
-            mem["k"], fields = joined
-            mem["z"] = np.array(fields["z"])
-        mem["phase"] = "run"
         mem["own"] = _x_step(state, data, 4 * params["local_epochs"])
         return StepOutput(state, _push(state, now))
     if mem["own"] is None:

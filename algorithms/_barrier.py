@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from ._base import Outgoing
 
-__all__ = ["Barrier", "push_own"]
+__all__ = ["Barrier", "push_own", "rejoin"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,3 +110,22 @@ def push_own(state, now: float) -> tuple:
     msg = Barrier.message(mem["k"], mem["own"], mem["prev_own"])
     state.barrier.sent(msg, now)
     return (Outgoing(msg),)
+
+
+def rejoin(state, n_partitions: int, now: float, model_key: str) -> bool:
+    """A restarted barrier solver's first steps: True while it should keep waiting.
+
+    It waits (up to ``params["rejoin_wait"]`` s from its first step,
+    ``mem["started"]``) to hear from every peer, then takes the lowest round they are
+    at and that peer's model (``model_key``, e.g. ``"w"`` or ``"z"``) and goes back to
+    ``phase = "run"``.
+    """
+    mem, bar = state.mem, state.barrier
+    if len(bar.latest) < n_partitions - 1 and now - mem["started"] < state.params["rejoin_wait"]:
+        return True
+    joined = bar.join_round()
+    if joined is not None:
+        mem["k"], fields = joined
+        mem[model_key] = np.array(fields[model_key])
+    mem["phase"] = "run"
+    return False

@@ -345,7 +345,6 @@ class _AsipLinearModel(BaseEstimator):
         except BaseException as exc:
             # The stage has stopped every operator and cleaned up; keep the model so far.
             # (The stage keeps its partial result once its gang started; else the reports.)
-            _release_stage_frames(exc.__traceback__)
             clock.solved()
             partial = stage.result
             self.stage_result_ = partial
@@ -549,23 +548,6 @@ class _FitClock:
                 "finish": now - solved}
 
 
-def _release_stage_frames(tb) -> None:
-    """Clear the stage's own frames in a traceback: they hold Dask futures (loop variables).
-
-    Otherwise an operator task stays on the scheduler for as long as the exception is
-    kept -- by pytest, or by IPython's ``sys.last_value`` until the next error.
-    """
-    from asip import _stage
-
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == _stage.__file__:
-            try:
-                tb.tb_frame.clear()
-            except RuntimeError:  # a frame still executing (none is, once the stage raised)
-                pass
-        tb = tb.tb_next
-
-
 def _latest_snapshots(problem: Problem, trace: list) -> list:
     """The last reported snapshot of every partition (None where there is none)."""
     latest: list = [None] * problem.n_partitions
@@ -603,6 +585,19 @@ def _combined_over_time(algo, problem: Problem, trace: list) -> list:
     return out
 
 
+def _block_loss_sums(objective: Objective, W: np.ndarray, X, y, rows: int = 20_000):
+    """``sum_i phi(a_i^T w_k + b_k, y_i)`` for every column ``k`` of ``W`` on one block,
+    a slice of rows at a time so the margins never take more than ``rows x k`` floats."""
+    coefs, y = W[: X.shape[1]], np.asarray(y, dtype=np.float64)
+    out = np.zeros(W.shape[1])
+    for a in range(0, X.shape[0], rows):
+        M = np.asarray(X[a:a + rows] @ coefs)
+        if objective.fit_intercept:
+            M = M + W[-1][None, :]
+        out += objective.loss.value(M, y[a:a + rows, None]).sum(axis=0)
+    return out
+
+
 def _spread(times: np.ndarray, k: int) -> np.ndarray:
     """Indices of at most ``k`` of the sorted ``times``: half evenly spread, half evenly in
     log time, so the trace reads well on linear and log time axes and the early progress
@@ -627,16 +622,13 @@ def _evaluate_trace(objective: Objective, points: list, X, y) -> np.ndarray:
     if _is_dask(X):
         import dask
 
+        # one task per block where it lives, summed here (no reduction tree across workers)
+        part = dask.delayed(_block_loss_sums, pure=True)
+        sums = dask.compute(*[part(objective, W, xb, yb) for xb, yb in
+                              zip(X.to_delayed().ravel(), y.to_delayed().ravel())])
         coefs = W[: X.shape[1]]
-        M = X.dot(coefs)
-        if objective.fit_intercept:
-            M = M + W[-1][None, :]
-        loss = objective.loss
-        losses = M.map_blocks(lambda m, yb: loss.value(m, yb), y[:, None],
-                              dtype=np.float64).mean(axis=0)
-        (losses,) = dask.compute(losses)
         pens = np.array([objective.penalty.value(coefs[:, k]) for k in range(W.shape[1])])
-        values = losses + pens
+        values = np.sum(sums, axis=0) / X.shape[0] + pens
     else:
         values = objective.values(W, X, y)
     return np.column_stack([times, values])

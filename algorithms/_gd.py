@@ -40,6 +40,7 @@ import numpy as np
 from . import _kernels as K
 from ._barrier import Barrier
 from ._barrier import push_own as _push
+from ._barrier import rejoin
 from ._base import Algorithm, LocalData, Problem, Start, StepOutput, latest_of
 
 __all__ = ["ALGORITHM", "GDState", "init", "local_step"]
@@ -94,13 +95,8 @@ def local_step(state: GDState, data: LocalData, inbox, now: float) -> StepOutput
     if mem["started"] is None:
         mem["started"] = now
     if mem["phase"] == "rejoin":
-        if len(bar.latest) < data.n_partitions - 1 and now - mem["started"] < params["rejoin_wait"]:
+        if rejoin(state, data.n_partitions, now, "w"):
             return StepOutput(state, wait=params["poll_wait"])
-        joined = bar.join_round()
-        if joined is not None:
-            mem["k"], fields = joined
-            mem["w"] = np.array(fields["w"])
-        mem["phase"] = "run"
     if mem["own"] is None:  # first contribution of this incarnation
         mem["own"] = _contribution(state, data, mem["w"])
         return StepOutput(state, _push(state, now))

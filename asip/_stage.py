@@ -159,8 +159,23 @@ class Stage:
             if isinstance(exc, KeyboardInterrupt) or run.go_at is not None:
                 self.result = run.partial_result(
                     "interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {exc!r}")
+            run.futures.clear()  # this frame stays in the traceback: hold no operator task
+            _release_frames(exc.__traceback__)
             raise
         return self.result
+
+
+def _release_frames(tb) -> None:
+    """Clear this module's finished frames in a traceback: they hold Dask futures (loop
+    variables), which would keep operator tasks on the scheduler for as long as the
+    exception is kept -- by pytest, or by IPython's ``sys.last_value``."""
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == __file__:
+            try:
+                tb.tb_frame.clear()
+            except RuntimeError:  # still executing: Stage.run itself
+                pass
+        tb = tb.tb_next
 
 
 class _Run:

@@ -4,8 +4,11 @@ Conventions, stated once:
 
 * the "10 s" of the paper ratios is the largest budget <= 10 s of the run
   (the quick profile's largest budget);
-* a ratio of suboptimalities clamps both at `REL_FLOOR` (1e-10): below it the
-  reference's own precision dominates, and ratios would only measure noise;
+* a ratio of suboptimalities clamps both at a floor, `REL_FLOOR` (1e-10) or twice
+  the reference's certified relative precision if larger: below it the reference's
+  own precision dominates, and ratios would only measure noise. A pair with *both*
+  solvers at the floor (both reached f*) carries no ratio: it is counted apart
+  (``n_at_floor``) and left out of the geometric mean;
 * a family's *best* is its solver with the smallest value (suboptimality at a
   budget, or time to a target); scikit-learn's best is over its candidates;
 * a time-to-target ratio is ``peer time / asip time``: above 1, asip is faster.
@@ -33,8 +36,8 @@ def geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else math.nan
 
 
-def _floor(r: float) -> float:
-    return max(r, REL_FLOOR) if math.isfinite(r) else r
+def _floor(r: float, precision: float = 0.0) -> float:
+    return max(r, REL_FLOOR, 2.0 * precision) if math.isfinite(r) else r
 
 
 def ratio_budget(budgets: list[float]) -> float:
@@ -84,8 +87,12 @@ def _pairwise(idx: dict, a: str, b: str, budget: float, tasks) -> list[dict]:
         if task not in tasks or a not in by_solver or b not in by_solver:
             continue
         ra, rb = by_solver[a].rel_at(budget), by_solver[b].rel_at(budget)
-        ratio = _floor(rb) / _floor(ra) if math.isfinite(ra) and math.isfinite(rb) else math.nan
-        pairs.append({"dataset": ds, "task": task, a: ra, b: rb, "ratio": ratio})
+        prec = max(by_solver[a].f_star_precision, by_solver[b].f_star_precision)
+        fa, fb = _floor(ra, prec), _floor(rb, prec)
+        at_floor = fa == fb == _floor(0.0, prec)  # both reached f*: no ratio to read
+        ratio = fb / fa if math.isfinite(ra) and math.isfinite(rb) and not at_floor else math.nan
+        pairs.append({"dataset": ds, "task": task, a: ra, b: rb, "ratio": ratio,
+                      "at_floor": at_floor})
     return pairs
 
 
@@ -104,9 +111,10 @@ def paper_ratios(runs: list[Run], budgets: list[float], fault_budget: float) -> 
         tasks = PAPER_TASKS if kind == "matrix" else {r.task for r in runs if r.kind == kind}
         pairs = _pairwise(_index(runs, kind), a, b, budget, tasks)
         measured = geomean([p["ratio"] for p in pairs])
+        n_floor = sum(p["at_floor"] for p in pairs)
         out.append({"name": name, "budget": budget, "published": published, "target": target,
-                    "measured": measured, "pairs": pairs, "n_pairs": len(pairs),
-                    **_verdict(measured, target)})
+                    "measured": measured, "pairs": pairs, "n_pairs": len(pairs) - n_floor,
+                    "n_at_floor": n_floor, **_verdict(measured, target)})
     return out
 
 
@@ -213,7 +221,10 @@ def targets(summary: dict) -> list[dict]:
     for pr in summary.get("paper_ratios", []):
         if pr["target"] is None or not pr["n_pairs"]:
             continue
-        out.append(_target(f"{pr['name']} (geo. mean, {pr['n_pairs']} pairs, {pr['budget']:g} s)",
+        floor = f"; {pr['n_at_floor']} more with both at f*" if pr.get("n_at_floor") else ""
+        plural = "pair" if pr["n_pairs"] == 1 else "pairs"
+        out.append(_target(f"{pr['name']} (geo. mean, {pr['n_pairs']} {plural}{floor}, "
+                           f"{pr['budget']:g} s)",
                            f">= {pr['target']:g}x", pr["measured"], pr["met"],
                            pr["shortfall"], "x"))
     ratios = []

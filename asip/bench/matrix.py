@@ -144,6 +144,7 @@ def run_one(session: Session, cdata: ClusterData, task: Task, family: str, name:
                                                     live=live, kind=kind)
         run = session.guarded(fn, fallback)
         run.f_star = f_star
+        run.f_star_precision = float(ref.get("relative_precision", 0.0))
         if run.trace:  # the display ends on the exact final value
             job.report(min(f for _, f in run.trace) if run.independent else run.trace[-1][1])
     if run.status == "skipped":

@@ -82,7 +82,8 @@ def _fmt(v, spec: str = ".2g") -> str:
 def write_markdown(path: Path, summary: dict, meta: dict, profile: str) -> Path:
     """``headline.md``: the headline tables in Markdown, with the machine, for the README."""
     v = meta.get("versions", {})
-    lines = [f"Measured with `asip bench{'' if profile == 'standard' else ' --' + profile}` on "
+    command = meta.get("command") or f"asip bench{'' if profile == 'standard' else ' --' + profile}"
+    lines = [f"Measured with `{command}` on "
              f"{meta.get('platform')} ({meta.get('cpu_count')} cores; load average "
              f"{_fmt((meta.get('loadavg') or [None])[0], '.1f')} at start), {meta.get('time')}; "
              f"asip {v.get('asip')}, dask {v.get('dask')}, scikit-learn {v.get('scikit-learn')}, "

@@ -37,6 +37,7 @@ class Run:
     trace: list = field(default_factory=list)  # [[seconds, objective], ...]
     independent: bool = False  # trace points are separate fits (scikit-learn)
     f_star: float | None = None
+    f_star_precision: float = 0.0  # the reference's certified relative precision
     fit_seconds: float | None = None  # wall time of the whole call, evaluation excluded
     offset: float = 0.0  # seconds added to the solver's own clock (asip: input checks + launch)
     n_rows: int = 0

@@ -55,7 +55,9 @@ def ratio_table(console: Console, ratios: list[dict]) -> None:
         table.add_column(col)
     for r in ratios:
         m = r["measured"]
-        table.add_row(r["name"], f"{r['budget']:g} s", str(r["n_pairs"]),
+        pairs = str(r["n_pairs"]) + (f" (+{r['n_at_floor']} both at f*)"
+                                     if r.get("n_at_floor") else "")
+        table.add_row(r["name"], f"{r['budget']:g} s", pairs,
                       f"{m:.3g}x" if math.isfinite(m) else "-", r["published"], _verdict(r))
     console.print(table)
 

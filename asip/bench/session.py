@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import sys
 import time
 
 from rich.console import Console
@@ -35,7 +36,9 @@ def cluster(cfg: BenchConfig, threads_per_worker: int | None = None):
         return
     with LocalCluster(n_workers=cfg.workers,
                       threads_per_worker=threads_per_worker or cfg.threads_per_worker,
-                      processes=True, dashboard_address=":0", silence_logs=logging.ERROR,
+                      processes=True, dashboard_address=":0",
+                      # injected kills log "Compute Failed" errors; the runs record failures
+                      silence_logs=logging.CRITICAL,
                       env={"PYTHONWARNINGS": "ignore"}) as lc, \
             Client(lc) as client:
         client.wait_for_workers(cfg.workers, timeout=60)
@@ -71,12 +74,19 @@ def replot(console, cfg: BenchConfig, path) -> int:
     payload = json.loads(path.read_text())
     names = {f.name for f in dataclasses.fields(Run)}
     runs = [Run(**{k: v for k, v in r.items() if k in names}) for r in payload["runs"]]
+    refs = payload.get("references", {})
+    for r in runs:  # JSON written before runs carried it: take it from the references
+        if not r.f_star_precision:
+            r.f_star_precision = float(refs.get(f"{r.dataset} / {r.task}", {}).get(
+                "relative_precision", 0.0))
     saved = payload.get("config", {})
     cfg.budgets = saved.get("budgets", cfg.budgets)
     cfg.fault_budget = saved.get("fault_budget", cfg.fault_budget)
     sections = {k: v for k, v in payload.get("summary", {}).items()
                 if k in ("crossover", "fixed_cost", "scaling")}
-    _finish(console, cfg, runs, sections, payload.get("notes", []))
+    summary = _finish(console, cfg, runs, sections, payload.get("notes", []))
+    write_markdown(cfg.out / "headline.md", summary, payload.get("machine", {}),
+                   saved.get("profile", cfg.profile))
     return 0
 
 
@@ -102,11 +112,12 @@ def run_bench(argv: list[str] | None = None) -> int:
     import dask
 
     cfg = config_from_args(argv)
+    command = " ".join(["asip bench", *(sys.argv[1:] if argv is None else argv)])
     with _quiet_logs(), dask.config.set({"asip.trace.report-interval": TRACE_INTERVAL}):
-        return _run(cfg)
+        return _run(cfg, command)
 
 
-def _run(cfg: BenchConfig) -> int:
+def _run(cfg: BenchConfig, command: str = "asip bench") -> int:
     console = Console()
     if not console.is_terminal:  # logs and CI: wide enough for the tables
         console = Console(width=160)
@@ -115,6 +126,7 @@ def _run(cfg: BenchConfig) -> int:
     cfg.out.mkdir(parents=True, exist_ok=True)
     json_path = cfg.out / "results.json"
     meta = machine()
+    meta["command"] = command
     t0 = time.monotonic()
     console.print(f"[bold]asip bench[/] ({cfg.profile}): {len(cfg.datasets)} datasets, "
                   f"{len(cfg.tasks)} tasks, {len(cfg.solvers)} solvers, budgets "

@@ -206,3 +206,21 @@ def test_killed_worker_does_not_stop_the_barrier(fresh_cluster):
         reg.fit(ds.X, ds.y)
     assert any(r.partition == 0 for r in reg.restarts_)
     assert rel("squared_error", "l2", 1e-2, ds.X, ds.y, reg.coef_) <= 1e-8
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+def test_trace_on_dask_blocks_equals_the_in_memory_trace(fit_intercept):
+    from asip.algorithms._estimators import _evaluate_trace
+    from asip.algorithms._objectives import Objective, get_loss, get_penalty
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(5003, 7)), np.sign(rng.normal(size=5003))
+    obj = Objective(get_loss("log_loss"), get_penalty("l1", 0.01), fit_intercept)
+    points = [(0.1 * i, rng.normal(size=7 + fit_intercept)) for i in range(150)]
+    in_memory = _evaluate_trace(obj, points, X, y)
+    blocks = _evaluate_trace(obj, points, da.from_array(X, chunks=(1000, 7)),
+                             da.from_array(y, chunks=1000))
+    assert len(in_memory) <= 100 and in_memory[0, 0] == 0.0 and in_memory[-1, 0] == 14.9
+    np.testing.assert_allclose(blocks, in_memory, rtol=1e-12)
+    direct = [obj.value(w, X, y) for t, w in points if t in set(in_memory[:, 0])]
+    np.testing.assert_allclose(in_memory[:, 1], direct, rtol=1e-12)
