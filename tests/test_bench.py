@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -124,7 +125,10 @@ def test_quick_profile_end_to_end(tmp_path):
     payload = json.loads((out / "results.json").read_text())
     assert payload["complete"]
     runs = payload["runs"]
-    traced = {r["solver"] for r in runs if r["status"] == "ok" and r["trace"]}
+    # a peer call that never returns is cut off and recorded, not waited for (asip's never)
+    hung = [r for r in runs if r["status"] == "hung"]
+    assert all(r["family"] == "dask-glm" for r in hung), hung
+    traced = {r["solver"] for r in runs if r["status"] in ("ok", "hung") and r["trace"]}
     for solver in payload["config"]["solvers"]:
         if solver == "sklearn":
             assert any(s.startswith("sklearn:") for s in traced)
@@ -155,3 +159,14 @@ def test_cli_dispatch(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bench", "--help"])
     assert exc.value.code == 0
+
+
+def test_a_peer_call_that_never_returns_is_cut_off():
+    from asip.bench.peers_daskglm import _call_with_watchdog
+
+    assert _call_with_watchdog(lambda: 42, 5.0) == {"value": 42}
+    err = _call_with_watchdog(lambda: 1 / 0, 5.0)["error"]
+    assert isinstance(err, ZeroDivisionError)
+    t0 = time.monotonic()
+    assert _call_with_watchdog(lambda: time.sleep(3.0), 0.2) == {"hung": True}
+    assert time.monotonic() - t0 < 2.0

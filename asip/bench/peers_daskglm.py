@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import warnings
 
@@ -118,6 +119,26 @@ def _patched(solver: str, record):
         yield
 
 
+HANG_GRACE = 60.0  # seconds past the budget before a dask-glm run counts as hung
+
+
+def _call_with_watchdog(fn, timeout: float) -> dict:
+    """``{"value": ...}``, ``{"error": exc}``, or ``{"hung": True}`` if ``fn`` has not
+    returned after ``timeout`` s (it runs on a daemon thread, left to finish or die)."""
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed to the caller, re-raised there
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="dask-glm-run", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return {"hung": True} if thread.is_alive() else outcome
+
+
 def run_dask_glm(cdata: ClusterData, task: Task, solver: str, budget: float,
                  f_star: float | None, live=None, kind: str = "matrix") -> Run:
     """Run dask-glm's ``solver`` for at most ``budget`` s; iterates scored by asip's objective."""
@@ -159,11 +180,20 @@ def run_dask_glm(cdata: ClusterData, task: Task, solver: str, budget: float,
     stopped = "converged"
     with _patched(solver, rec), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # dask-glm's deprecated dask/scipy options
-        try:
-            beta = getattr(A, solver)(X, y, **kwargs)
-            rec.points.append((time.perf_counter() - rec.t0, np.asarray(beta)))
-        except _BudgetReached:
-            stopped = "budget"
+        outcome = _call_with_watchdog(lambda: getattr(A, solver)(X, y, **kwargs),
+                                      budget + HANG_GRACE)
+    if "hung" in outcome:
+        # one dask compute that never returned must not stall the whole benchmark: keep
+        # what was recorded, say so, and go on (the thread ends when the cluster closes)
+        run.status, stopped = "hung", "hung"
+        run.note = (f"dask-glm's {solver} did not return {budget + HANG_GRACE:g} s after it "
+                    "started (a dask compute never finished); its iterates so far are kept")
+    elif isinstance(outcome.get("error"), _BudgetReached):
+        stopped = "budget"
+    elif "error" in outcome:
+        raise outcome["error"]
+    else:
+        rec.points.append((time.perf_counter() - rec.t0, np.asarray(outcome["value"])))
     run.fit_seconds = time.perf_counter() - rec.t0
     run.extra["stopped_by"] = stopped
     run.extra["iterates"] = len(rec.points)

@@ -32,7 +32,7 @@ class Run:
     family: str  # "asip", "sklearn" or "dask-glm"
     kind: str = "matrix"  # matrix | straggler | kill | scaling | crossover | fixed-cost
     budget: float = 0.0
-    status: str = "ok"  # ok | skipped | error
+    status: str = "ok"  # ok | skipped | error | hung (a peer call that never returned)
     note: str = ""
     trace: list = field(default_factory=list)  # [[seconds, objective], ...]
     independent: bool = False  # trace points are separate fits (scikit-learn)
