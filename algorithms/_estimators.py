@@ -272,19 +272,17 @@ class _AsipLinearModel(BaseEstimator):
         if not stats[:, 0].all():
             raise ValueError("Input X contains NaN or infinity.")
         y_outs = outs[len(x_blocks):]
-        y_out = np.unique(np.concatenate(y_outs)) if self._classifier else all(y_outs)
-        out = (True, stats[:, 1].sum() / X.shape[0], stats[:, 2].max(), y_out)
         self.n_features_in_ = X.shape[1]
         if self._classifier:
-            labels = np.asarray(out[3])
-            self._set_classes(labels)
+            self._set_classes(np.unique(np.concatenate(y_outs)))
             y = da.where(y == self.classes_[1], 1.0, -1.0)
         else:
-            if not out[3]:
+            if not all(y_outs):
                 raise ValueError("Input y contains NaN or infinity.")
             y = y.astype(np.float64)
         sizes = tuple(int(c) for c in X.chunks[0])
-        return (X, y), sizes, *_row_norm_scale(out[1], out[2]), (X, y)
+        scale = _row_norm_scale(stats[:, 1].sum() / X.shape[0], stats[:, 2].max())
+        return (X, y), sizes, *scale, (X, y)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y):

@@ -170,6 +170,10 @@ def test_bad_dask_input_gives_clear_errors(client):
         clf.fit(Xs_nan, da.from_array(y, chunks=50))
     with pytest.raises(ValueError, match="Only binary classification"):
         clf.fit(da.from_array(X, chunks=(50, 4)), da.from_array(np.arange(100) % 3, chunks=50))
+    y_nan = np.where(np.arange(100) == 70, np.nan, 1.0)
+    with pytest.raises(ValueError, match="y contains NaN"):
+        AsipRegressor(solver="gd", max_time=0.5).fit(da.from_array(X, chunks=(50, 4)),
+                                                     da.from_array(y_nan, chunks=50))
 
 
 # ------------------------------------------------------------------ faults
