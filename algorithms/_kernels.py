@@ -377,13 +377,18 @@ def power_sqnorm(X, n_coef, fit_intercept, n_iter, rng):
 
 # ---------------------------------------------------------------------- stochastic loops
 @njit(**_JIT)
-def _rda_point(G, t, share, C, T, n_coef, pen, alpha, beta0, gamma, x):
-    """The regularized dual-averaging point for the averaged gradient ``share*G/t + C``."""
-    h = (beta0 + gamma * math.sqrt(T)) / T  # weight of the prox term (1/2)||x||^2
+def _rda_point(G, t, share, C, T, n_coef, pen, alpha, beta0, gamma, damp, anchor, x):
+    """The regularized dual-averaging point for the averaged gradient ``share*G/t + C``.
+
+    ``damp > 0`` adds ``(damp/2) ||x - anchor||^2`` to the RDA objective: a prox
+    term around a recent iterate that lowers the gain on (stale) gradients
+    without the bias a larger prox weight around 0 would add.
+    """
+    h = (beta0 + gamma * math.sqrt(T)) / T + damp  # weight of the prox terms (1/2)||x||^2
     inv_t = share / t
     p = x.shape[0]
     for j in range(p):
-        g = G[j] * inv_t + C[j]
+        g = G[j] * inv_t + C[j] - damp * anchor[j]
         if j >= n_coef:  # intercept: unpenalized
             x[j] = -g / h
         elif pen == L2:
@@ -399,7 +404,7 @@ def _rda_point(G, t, share, C, T, n_coef, pen, alpha, beta0, gamma, x):
 
 @njit(**_JIT)
 def rda_steps(X, y, loss, fit_intercept, n_steps, batch, rng, G, t, share, C, T_peers,
-              pen, alpha, beta0, gamma, x, xsum, wsum):
+              pen, alpha, beta0, gamma, damp, anchor, x, xsum, wsum):
     """Regularized dual averaging (Xiao 2010) on mini-batches, ``n_steps`` times.
 
     The dual is this operator's running sum ``G`` of mini-batch mean loss
@@ -408,7 +413,8 @@ def rda_steps(X, y, loss, fit_intercept, n_steps, batch, rng, G, t, share, C, T_
 
     1. draw ``batch`` rows uniformly with replacement, ``G += mean phi'(m) [a, 1]``
        evaluated at the current ``x``; ``t += 1``;
-    2. ``x = argmin <gbar, x> + R(x) + (beta_T / T) ||x||^2 / 2`` in closed form,
+    2. ``x = argmin <gbar, x> + R(x) + (beta_T / T) ||x||^2 / 2
+       + (damp / 2) ||x - anchor||^2`` in closed form,
        ``beta_T = beta0 + gamma sqrt(T)``, ``T = t + T_peers``
        (l1: a soft threshold of ``gbar`` at ``alpha``: exact zeros);
     3. ``xsum += T x``, ``wsum += T`` (iterate averaging with weights growing like T).
@@ -432,7 +438,7 @@ def rda_steps(X, y, loss, fit_intercept, n_steps, batch, rng, G, t, share, C, T_
                     G[p - 1] += dv[k]
         t[0] += 1
         T = t[0] + T_peers
-        _rda_point(G, t[0], share, C, T, n_coef, pen, alpha, beta0, gamma, x)
+        _rda_point(G, t[0], share, C, T, n_coef, pen, alpha, beta0, gamma, damp, anchor, x)
         for j in range(p):
             xsum[j] += T * x[j]
         wsum[0] += T

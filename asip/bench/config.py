@@ -18,10 +18,14 @@ from asip.algorithms import SOLVERS as ASIP_SOLVERS
 from . import peers_daskglm
 from .data import TASKS, shared_datasets
 
-__all__ = ["BenchConfig", "build_parser", "config_from_args", "expand_solvers"]
+__all__ = ["SOLVER_VARIANTS", "BenchConfig", "build_parser", "config_from_args", "expand_solvers"]
+
+#: asip solvers run with other settings under a name of their own: the ASIP paper's baseline,
+#: full-batch GD with MLlib's step 0.1/sqrt(t), beside ``gd``'s principled 1/L step
+SOLVER_VARIANTS = {"gd-mllib": ("gd", {"schedule": "invsqrt", "eta0": 0.1})}
 
 GROUPS = {
-    "asip": tuple(ASIP_SOLVERS),
+    "asip": tuple(ASIP_SOLVERS) + tuple(SOLVER_VARIANTS),
     "sklearn": ("sklearn",),
     "dask-glm": tuple(f"dask-glm:{s}" for s in peers_daskglm.SOLVERS),
 }
@@ -104,10 +108,10 @@ def expand_solvers(names: list[str]) -> list[str]:
             group = GROUPS["asip"] + GROUPS["sklearn"] + GROUPS["dask-glm"]
         elif name in GROUPS:
             group = GROUPS[name]
-        elif name in ASIP_SOLVERS or name in GROUPS["dask-glm"] or name.startswith("sklearn"):
+        elif name in GROUPS["asip"] or name in GROUPS["dask-glm"] or name.startswith("sklearn"):
             group = (name,)
         else:
-            valid = sorted(set(ASIP_SOLVERS) | set(GROUPS["dask-glm"]) | set(GROUPS) | {"all"})
+            valid = sorted(set(GROUPS["asip"]) | set(GROUPS["dask-glm"]) | set(GROUPS) | {"all"})
             raise ValueError(f"unknown solver {name!r}; valid names are {valid}")
         out.extend(s for s in group if s not in out)
     return out

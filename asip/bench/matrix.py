@@ -89,8 +89,9 @@ def warm_up(session: Session, solvers: list[str] | None = None, sparse: bool = T
 
     from asip.algorithms import make_logistic
 
-    asip_solvers = [s for s in (solvers or session.cfg.solvers)
-                    if not s.startswith(("sklearn", "dask-glm"))]
+    from asip.algorithms import SOLVERS
+
+    asip_solvers = [s for s in (solvers or session.cfg.solvers) if s in SOLVERS]
     ds = make_logistic(2_000, 20, random_state=1)
     kinds = (ds.X, sp.csr_matrix(ds.X)) if sparse else (ds.X,)
     with session.progress.run("warm-up", f"{len(asip_solvers)} solvers"):

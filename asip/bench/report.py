@@ -8,9 +8,8 @@ from collections import defaultdict
 from rich.console import Console
 from rich.table import Table
 
-from asip.algorithms import SOLVERS
-
 from .analysis import TARGETS_TTT
+from .config import GROUPS
 from .progress import fmt_rel
 
 __all__ = ["print_report"]
@@ -31,7 +30,7 @@ def subopt_tables(console: Console, subopt: dict) -> None:
     for budget, rows in subopt.items():
         if not rows:
             continue
-        present = [s for s in SOLVERS if any(s in r for r in rows.values())]
+        present = [s for s in GROUPS["asip"] if any(s in r for r in rows.values())]
         table = Table(title=f"relative suboptimality at {budget:g} s", title_justify="left")
         table.add_column("dataset / task")
         for s in present + ["dask-glm best", "sklearn best"]:

@@ -20,6 +20,7 @@ import numpy as np
 from asip.algorithms import AsipClassifier, AsipRegressor, get_algorithm
 from asip.algorithms._solvers import ASYNC_DRIVER_SOLVERS
 
+from .config import SOLVER_VARIANTS
 from .data import BenchData, ClusterData, Task
 from .records import Run
 
@@ -84,12 +85,17 @@ def data_passes(solver: str, results: list, sizes: list[int]) -> float | None:
 def run_asip(cdata: ClusterData, task: Task, solver: str, budget: float, *, faults=(),
              live: LiveObjective | None = None, seed: int = 0, kind: str = "matrix",
              solver_params: dict | None = None) -> Run:
-    """Fit ``solver`` for ``budget`` seconds and return its `Run` (trace on asip's objective)."""
+    """Fit ``solver`` (or a `SOLVER_VARIANTS` name) for ``budget`` seconds.
+
+    Returns its `Run`, traced on asip's objective.
+    """
     data = cdata.data
     X, y = cdata.asip_input()
     Est = AsipRegressor if task.regression else AsipClassifier
-    stage_solver = solver not in ASYNC_DRIVER_SOLVERS  # the driver-side ones take no callback
-    est = Est(loss=task.loss, penalty=task.penalty, alpha=task.alpha_for(data.n), solver=solver,
+    base, variant_params = SOLVER_VARIANTS.get(solver, (solver, {}))
+    solver_params = {**variant_params, **(solver_params or {})} or None
+    stage_solver = base not in ASYNC_DRIVER_SOLVERS  # the driver-side ones take no callback
+    est = Est(loss=task.loss, penalty=task.penalty, alpha=task.alpha_for(data.n), solver=base,
               max_time=float(budget), n_partitions=cdata.n_partitions, faults=tuple(faults),
               random_state=seed, solver_params=solver_params,
               callback=live.callback if live is not None and stage_solver else None)
@@ -109,7 +115,7 @@ def run_asip(cdata: ClusterData, task: Task, solver: str, budget: float, *, faul
         run.timings["elapsed"] = float(result.elapsed)
         run.stats = dict(result.stats["total"])
         run.restarts = len(result.restarts)
-        passes = data_passes(solver, result.results, _sizes(cdata))
+        passes = data_passes(base, result.results, _sizes(cdata))
         run.extra.update(stopped_by=result.stopped_by, steps=list(result.steps),
                          data_passes=passes)
         run.extra["restart_times"] = [float(r.time) for r in result.restarts]

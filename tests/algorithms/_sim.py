@@ -22,6 +22,7 @@ class Msg(NamedTuple):
     sender: int
     incarnation: int
     payload: dict
+    sent_at: float  # time.time() at the push, as on the channel
 
 
 def split_rows(X, y, n_parts):
@@ -57,7 +58,7 @@ def simulate(solver, problem, parts, params=None, max_time=1.0, max_rounds=10**9
             for o in out.outbox:
                 for j in range(len(parts)):
                     if j != i and (o.to is None or o.to == j) and rng.random() >= drop:
-                        boxes[j].append(Msg(i, incarnation[i], o.payload))
+                        boxes[j].append(Msg(i, incarnation[i], o.payload, time.time()))
             done = done or out.done
     snaps = [algo.snapshot(s) for s in states]
     return algo.combine(problem, snaps), snaps, rounds, done

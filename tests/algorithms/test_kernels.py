@@ -132,9 +132,9 @@ def test_rng_matches_python_and_is_reproducible():
     assert int(a[0]) == py.x
 
 
-def _rda_point(G, t, share, C, T, n_coef, pen, alpha, beta0, gamma):
-    h = (beta0 + gamma * np.sqrt(T)) / T
-    g = share * G / t + C
+def _rda_point(G, t, share, C, T, n_coef, pen, alpha, beta0, gamma, damp, anchor):
+    h = (beta0 + gamma * np.sqrt(T)) / T + damp
+    g = share * G / t + C - damp * anchor
     x = np.empty_like(g)
     x[n_coef:] = -g[n_coef:] / h
     if pen == K.L2:
@@ -152,12 +152,13 @@ def test_rda_steps_match_numpy(kind, fi, loss, pen):
     A = aug(X, fi)
     p, n, batch, steps = A.shape[1], X.shape[0], 4, 25
     C = np.random.default_rng(2).standard_normal(p) * 0.1
-    args = dict(share=0.6, T_peers=17.0, alpha=0.05, beta0=2.0, gamma=0.5)
+    args = dict(share=0.6, T_peers=17.0, alpha=0.05, beta0=2.0, gamma=0.5, damp=0.3)
+    anchor = np.random.default_rng(3).standard_normal(p) * 0.1
     rng = K.make_rng(7)
     py = PyRng(rng)
     G, t, x, xsum, wsum = np.zeros(p), np.zeros(1, np.int64), np.zeros(p), np.zeros(p), np.zeros(1)
     K.rda_steps(Xk, y, loss, fi, steps, batch, rng, G, t, args["share"], C, args["T_peers"], pen,
-                args["alpha"], args["beta0"], args["gamma"], x, xsum, wsum)
+                args["alpha"], args["beta0"], args["gamma"], args["damp"], anchor, x, xsum, wsum)
     G2, x2, xs2, ws2 = np.zeros(p), np.zeros(p), np.zeros(p), 0.0
     for step in range(1, steps + 1):
         idx = [py.randint(n) for _ in range(batch)]
@@ -165,7 +166,7 @@ def test_rda_steps_match_numpy(kind, fi, loss, pen):
         G2 += A[idx].T @ dv
         T = step + args["T_peers"]
         x2 = _rda_point(G2, step, args["share"], C, T, X.shape[1], pen, args["alpha"],
-                        args["beta0"], args["gamma"])
+                        args["beta0"], args["gamma"], args["damp"], anchor)
         xs2 += T * x2
         ws2 += T
     assert t[0] == steps

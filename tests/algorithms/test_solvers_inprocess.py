@@ -107,7 +107,8 @@ def test_hogwild_applies_every_update_once():
         o = algo.local_step(states[0], datas[0], [], float(k))
         out.extend(o.outbox)
     rng = np.random.default_rng(0)
-    kept = [Msg(0, 0, o.payload) for o in out if rng.random() < 0.5] + [Msg(0, 0, out[-1].payload)]
+    kept = [Msg(0, 0, o.payload, 0.0) for o in out if rng.random() < 0.5]
+    kept.append(Msg(0, 0, out[-1].payload, 0.0))
     states[1].x[:] = 0.0
     from asip.algorithms._asip_hogwild import _absorb
 
