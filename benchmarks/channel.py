@@ -189,6 +189,10 @@ def main() -> None:
         for size, label in ((100, "100 floats"), (100_000, "100k floats")):
             iters = args.iterations if size == 100 else max(args.iterations // 5, 20)
             res = asip.Stage(PingPong(size, iters), X, client=client, max_time=120).run()
+            if res.results[0] is None or not len(res.results[0]["rtts"]):
+                raise RuntimeError(f"ping-pong ({label}) measured nothing: stopped by "
+                                   f"{res.stopped_by}, restarts {res.restarts}, "
+                                   f"stats {res.stats['total']}")
             asip_ow = res.results[0]["rtts"] / 2
             floor_ow = np.array(client.submit(_floor_pingpong, b, size, iters, workers=[a],
                                               pure=False).result()) / 2
