@@ -389,7 +389,7 @@ class _Run:
             if quiet < limit or index not in self.futures or addr in self.hung:
                 continue
             self.hung.add(addr)
-            cause = f"worker {addr} silent for {quiet:.1f} s (hung); asked its nanny to restart it"
+            cause = f"worker {addr} silent for {quiet:.1f} s (hung); asked its nanny to replace it"
             for other, other_addr in where.items():
                 if other_addr == addr:
                     self._rpc("failed", index=other, cause=cause)
@@ -397,8 +397,20 @@ class _Run:
             threading.Thread(target=self._restart_worker, args=(addr,), daemon=True).start()
 
     def _restart_worker(self, addr: str) -> None:
-        """Ask the hung worker's nanny to restart it (without waiting for a replacement)."""
+        """Have the hung worker's nanny SIGKILL it at once; the nanny then starts a new one.
+
+        A nanny restart would first give the frozen process 4 s to close itself; it is
+        known silent already, so ``asip.stage.hung-worker-kill-timeout`` is all it gets.
+        Without a nanny, fall back to the scheduler's ``restart_workers``.
+        """
         try:
+            nanny = self.client.scheduler_info(n_workers=-1)["workers"].get(addr, {}).get("nanny")
+            if nanny:
+                timeout = _config.seconds("stage.hung-worker-kill-timeout")
+                self.client.sync(self.client.rpc(nanny).kill, timeout=timeout,
+                                 reason="asip-hung-worker")
+                logger.info("asip: hung worker %s killed by its nanny %s", addr, nanny)
+                return
             outcome = self.client.sync(
                 self.client.scheduler.restart_workers, workers=[addr], timeout=10,
                 wait_for_workers=False, on_error="return",

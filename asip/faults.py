@@ -86,7 +86,8 @@ class HangWorker(_TimedFault):
     """At ``at`` s the worker process hosting ``partition`` freezes (SIGSTOP): alive but silent.
 
     Only the stage's peer-silence timeout (``asip.stage.peer-silence-timeout``) notices;
-    it has the worker's nanny restart it.
+    it has the worker's nanny kill it (``asip.stage.hung-worker-kill-timeout``) and
+    start a new one, where the lost operators restart.
     """
 
 
