@@ -1,6 +1,7 @@
 """Fault benchmark: every fault x solver -> final suboptimality with and without it, rejoin, drops.
 
 Run:  python benchmarks/faults.py [--budget 5] [--quick] [--data a9a|synthetic]
+          [--solvers asip-sgd ...] [--faults none Straggler ...] [--solver-param KEY=VALUE]
 
 On a LocalCluster of ``--workers`` processes x ``--threads`` threads (default
 2 x 2, ``--partitions`` 4: two operators per process), each solver (ASIP-SGD,
@@ -74,10 +75,11 @@ def load(name: str, n_samples: int | None):
     return make_logistic(n_samples or 20_000, 100, random_state=0)
 
 
-def run_one(client, solver, problem, parts, faults, budget, n_workers):
+def run_one(client, solver, problem, parts, faults, budget, n_workers, overrides=None):
     client.wait_for_workers(n_workers, timeout=120)
     algo = get_algorithm(solver)
     params = {"seed": 0} if "seed" in algo.defaults else {}
+    params.update({k: v for k, v in (overrides or {}).items() if k in algo.defaults})
     if algo.uses_tol:
         params["tol"] = 0.0  # the barrier solvers run the whole budget, through the fault
     data = [dask.delayed(tuple)([Xb, yb]) for Xb, yb in parts]
@@ -135,7 +137,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3,
                         help="fits per cell; the table shows the median one")
     parser.add_argument("--quick", action="store_true", help="2 s budget, 8,000 rows")
+    parser.add_argument("--solver-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a solver parameter (a number), for the solvers that have it")
     args = parser.parse_args()
+    overrides = {}
+    for item in args.solver_param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--solver-param takes KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            parser.error(f"--solver-param {key}: {value!r} is not a number")
     if args.quick:
         args.budget, args.n_samples, args.repeats = 2.0, args.n_samples or 8000, 1
         args.straggler_times = [2.5, 5.0]
@@ -171,7 +184,7 @@ def main() -> None:
                 for _ in range(args.repeats):
                     try:
                         res, w, wall = run_one(client, solver, problem, parts, faults,
-                                               args.budget, args.workers)
+                                               args.budget, args.workers, overrides)
                     except asip.AsipError as exc:
                         print(f"  {fault:<20}{solver:<10} {type(exc).__name__}: {exc}")
                         continue
@@ -202,7 +215,7 @@ def main() -> None:
         at: dict[str, list] = {}
         for solver in sorted({s for pair in PAIRS for s in pair} & set(args.solvers)):
             res, w, _ = run_one(client, solver, problem, parts, FAULTS["Straggler"](t_end),
-                                t_end, args.workers)
+                                t_end, args.workers, overrides)
             over_time = _combined_over_time(get_algorithm(solver), problem, res.trace)
             over_time.append((res.elapsed, w))
             at[solver] = [rel(next(w for t, w in reversed(over_time) if t <= limit))
