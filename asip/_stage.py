@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -397,28 +398,35 @@ class _Run:
             threading.Thread(target=self._restart_worker, args=(addr,), daemon=True).start()
 
     def _restart_worker(self, addr: str) -> None:
-        """Have the hung worker's nanny SIGKILL it at once; the nanny then starts a new one.
-
-        A nanny restart would first give the frozen process 4 s to close itself; it is
-        known silent already, so ``asip.stage.hung-worker-kill-timeout`` is all it gets.
-        Without a nanny, fall back to the scheduler's ``restart_workers``.
-        """
+        """Have the hung worker's nanny SIGKILL it at once; the nanny then starts a new one."""
         try:
-            nanny = self.client.scheduler_info(n_workers=-1)["workers"].get(addr, {}).get("nanny")
-            if nanny:
-                timeout = _config.seconds("stage.hung-worker-kill-timeout")
-                self.client.sync(self.client.rpc(nanny).kill, timeout=timeout,
-                                 reason="asip-hung-worker")
-                logger.info("asip: hung worker %s killed by its nanny %s", addr, nanny)
-                return
-            outcome = self.client.sync(
-                self.client.scheduler.restart_workers, workers=[addr], timeout=10,
-                wait_for_workers=False, on_error="return",
-                stimulus_id=f"asip-hung-worker-{time.time()}",
-            )
-            logger.info("asip: restart of hung worker %s: %s", addr, outcome)
+            outcome = self.client.sync(self._kill_hung_worker, addr)
+            logger.info("asip: hung worker %s: %s", addr, outcome)
         except Exception as exc:
             logger.warning("asip: could not restart hung worker %s: %r", addr, exc)
+
+    async def _kill_hung_worker(self, addr: str) -> str:
+        """The scheduler's ``restart_workers``, with a short grace for a known-silent process.
+
+        That call asks the nanny to ``kill`` its worker with a 4 s grace to close by itself
+        (a frozen process never does); here the grace is
+        ``asip.stage.hung-worker-kill-timeout``. As there, a worker whose nanny can't be
+        reached within 10 s (a cut link), or that has none, is removed from the scheduler,
+        so Dask recomputes its partitions and its operators restart elsewhere.
+        """
+        stimulus_id = f"asip-hung-worker-{time.time()}"
+        grace = _config.seconds("stage.hung-worker-kill-timeout")
+        try:
+            replies = await asyncio.wait_for(self.client.scheduler.broadcast(
+                workers=[addr], nanny=True, on_error="return",
+                msg={"op": "kill", "timeout": grace, "reason": stimulus_id},
+            ), 10.0)
+        except asyncio.TimeoutError:
+            replies = {addr: "timed out"}
+        if replies and all(r is None for r in replies.values()):  # Nanny.kill returns None
+            return "killed by its nanny, which starts a new one"
+        await self.client.scheduler.unregister(address=addr, stimulus_id=stimulus_id)
+        return f"removed from the scheduler ({replies or 'no nanny'})"
 
     def _cancel_lost(self) -> None:
         """While stopping: operators lost with their worker, or silent, have nothing to return.
