@@ -87,11 +87,15 @@ def warm_up(session: Session, solvers: list[str] | None = None, sparse: bool = T
     """Load the asip solvers' kernels in the workers once (dense, and CSR if ``sparse``)."""
     import scipy.sparse as sp
 
-    from asip.algorithms import make_logistic
+    from asip.algorithms import SOLVERS, make_logistic
 
-    from asip.algorithms import SOLVERS
+    from .config import SOLVER_VARIANTS
 
-    asip_solvers = [s for s in (solvers or session.cfg.solvers) if s in SOLVERS]
+    asip_solvers = []  # a variant warms up its base solver's kernels
+    for s in solvers or session.cfg.solvers:
+        base = SOLVER_VARIANTS.get(s, (s,))[0]
+        if base in SOLVERS and base not in asip_solvers:
+            asip_solvers.append(base)
     ds = make_logistic(2_000, 20, random_state=1)
     kinds = (ds.X, sp.csr_matrix(ds.X)) if sparse else (ds.X,)
     with session.progress.run("warm-up", f"{len(asip_solvers)} solvers"):
