@@ -101,14 +101,15 @@ class RDAState(NamedTuple):
     xsum: np.ndarray  # T-weighted sum of iterates
     wsum: np.ndarray  # float64[1], total weight
     rng: np.ndarray
-    peers: dict  # sender -> (incarnation, t_j, gbar_j, share_j, latency_j)
+    peers: dict  # sender -> (incarnation, t_j, gbar_j, share_j, latency_j in [0, 10] s)
     share: float  # n_i / n
     beta0: float
     gamma: float
     problem: Problem
     params: dict
     chunk: AdaptiveCount
-    clock: dict  # "pushed": time of the last push, "started": first step time
+    clock: dict  # "pushed": time of the last push, "started": first step time; the
+    # staleness damping's "stepping_since", "own_steps", "t_anchor", "anchored"
 
 
 def init(problem: Problem, data: LocalData, params: dict) -> RDAState:
@@ -124,13 +125,15 @@ def init(problem: Problem, data: LocalData, params: dict) -> RDAState:
     seed = params["seed"]
     seed = None if seed is None else seed * 1_000_003 + data.index * 7919 + data.incarnation
     return RDAState(
-        G=np.zeros(p), t=np.zeros(1, dtype=np.int64), x=np.zeros(p), anchor=np.zeros(p), xsum=np.zeros(p),
+        G=np.zeros(p), t=np.zeros(1, dtype=np.int64), x=np.zeros(p), anchor=np.zeros(p),
+        xsum=np.zeros(p),
         wsum=np.zeros(1), rng=K.make_rng(seed), peers={},
         share=problem.sizes[data.index] / problem.n_total, beta0=float(max(beta0, 1e-12)),
         gamma=float(gamma), problem=problem, params=params, chunk=AdaptiveCount(params["step_time"]),
         clock={"pushed": -np.inf, "started": None,
                "rejoining": data.incarnation > 0 and data.n_partitions > 1,
-               "merged": data.incarnation == 0},
+               "merged": data.incarnation == 0,
+               "stepping_since": None, "own_steps": 0, "t_anchor": 0, "anchored": False},
     )
 
 
@@ -161,7 +164,7 @@ def _absorb(state: RDAState, inbox) -> list:
             continue
         if t_j > 0 and (old is None or (msg.incarnation, t_j) >= (old[0], old[1])):
             state.peers[msg.sender] = (msg.incarnation, t_j, np.array(pl["gbar"]),
-                                       float(pl["share"]), max(wall - msg.sent_at, 0.0))
+                                       float(pl["share"]), min(max(wall - msg.sent_at, 0.0), 10.0))
     return echoes
 
 
@@ -191,7 +194,7 @@ def local_step(state: RDAState, data: LocalData, inbox, now: float) -> StepOutpu
     for _, t_j, gbar_j, s_j, latency_j in state.peers.values():
         C += (s_j / W) * gbar_j
         T_peers += t_j
-        latency += min(latency_j, 10.0)
+        latency += latency_j
     damp = _staleness_damping(state, state.t[0] + T_peers, latency, now)
     n_steps = state.chunk.count
     t0 = time.perf_counter()
@@ -201,8 +204,7 @@ def local_step(state: RDAState, data: LocalData, inbox, now: float) -> StepOutpu
                 pb.alpha, state.beta0, state.gamma, damp, state.anchor, state.x, state.xsum,
                 state.wsum)
     state.chunk.update(time.perf_counter() - t0)
-    if "own_steps" in clock:
-        clock["own_steps"] += n_steps
+    clock["own_steps"] += n_steps
     out = echoes
     if now - clock["pushed"] >= params["push_period"]:
         clock["pushed"] = now
@@ -226,7 +228,7 @@ def _staleness_damping(state: RDAState, T: float, age: float, now: float) -> flo
     c = params["staleness_damping"]
     if c <= 0 or T <= 0:
         return 0.0
-    since = clock.get("stepping_since")
+    since = clock["stepping_since"]
     if since is None:  # x is not yet a point of the duals (a fresh or restarted operator)
         clock.update(stepping_since=now, own_steps=0, t_anchor=int(state.t[0]), anchored=False)
         return 0.0
