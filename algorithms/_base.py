@@ -104,6 +104,7 @@ class LocalData(NamedTuple):
     index: int
     n_partitions: int
     incarnation: int
+    sw: np.ndarray | None = None  # per-row weights (mean 1 over all rows), None: unweighted
 
 
 def make_problem(loss: int, penalty: int, alpha: float, fit_intercept: bool, parts) -> Problem:
@@ -115,8 +116,9 @@ def make_problem(loss: int, penalty: int, alpha: float, fit_intercept: bool, par
                    sizes, float(allsq.mean()), float(allsq.max()))
 
 
-def local_data(X, y, problem: Problem, index: int = 0, incarnation: int = 0) -> LocalData:
-    """Wrap a partition ``(X_block, y_block)`` for the kernels."""
+def local_data(X, y, problem: Problem, index: int = 0, incarnation: int = 0,
+               sw=None) -> LocalData:
+    """Wrap a partition ``(X_block, y_block)`` (and its row weights ``sw``) for the kernels."""
     Xk = K.as_kernel_matrix(X)
     yk = np.ascontiguousarray(np.asarray(y, dtype=np.float64).ravel())
     n = K.n_rows(Xk)
@@ -125,7 +127,11 @@ def local_data(X, y, problem: Problem, index: int = 0, incarnation: int = 0) -> 
     if n == 0:
         raise ValueError(f"partition {index} is empty; every partition needs at least one row")
     sqn = K.row_sqnorms(Xk) + (1.0 if problem.fit_intercept else 0.0)
-    return LocalData(Xk, yk, n, sqn, index, problem.n_partitions, incarnation)
+    if sw is not None:
+        sw = np.ascontiguousarray(np.asarray(sw, dtype=np.float64).ravel())
+        if len(sw) != n:
+            raise ValueError(f"partition {index}: X has {n} rows but sample_weight has {len(sw)}")
+    return LocalData(Xk, yk, n, sqn, index, problem.n_partitions, incarnation, sw)
 
 
 class Outgoing(NamedTuple):
@@ -174,6 +180,7 @@ class Algorithm(NamedTuple):
     uses_tol: bool = False  # honours the estimator's ``tol`` as a stopping test
     schema: Callable[[Problem], tuple[dict, dict]] | None = None  # message fields (see above)
     resume: Callable[[Any, LocalData, Start], Any] | None = None  # warm start from a `Start`
+    sample_weight: bool = False  # reads ``LocalData.sw`` (per-row weights in the loss sum)
 
     def merge(self, params: dict | None) -> dict:
         """The defaults updated by ``params``; raises ValueError naming unknown keys."""

@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _kernels as K
+from . import _weights as W
 from ._barrier import Barrier
 from ._barrier import push_own as _push
 from ._barrier import rejoin
@@ -78,12 +79,13 @@ def init(problem: Problem, data: LocalData, params: dict) -> GDState:
            "G": None, "best_f": np.inf, "best_w": np.zeros(problem.p), "gm0": None,
            "phase": "run" if data.incarnation == 0 else "rejoin", "started": None}
     return GDState(problem, params, Barrier(data.index, data.n_partitions),
-                   np.zeros(problem.p), float(sq) * 1.02, float(np.sum(data.sqn)), mem)
+                   np.zeros(problem.p), float(sq) * 1.02 * W.max_weight(data),
+                   float(np.sum(data.sqn)), mem)
 
 
 def _contribution(state: GDState, data: LocalData, w: np.ndarray) -> dict:
     pb = state.problem
-    f = K.loss_grad(data.X, data.y, w, pb.loss, pb.fit_intercept, state.grad)
+    f = W.loss_grad(data, w, pb.loss, pb.fit_intercept, state.grad)  # row weights, if any
     return {"g": state.grad.copy(), "f": float(f), "w": w.copy(), "sq": state.sq,
             "sqsum": state.sqsum}
 
@@ -171,4 +173,5 @@ def combine(problem: Problem, snapshots: list) -> np.ndarray:
 
 
 ALGORITHM = Algorithm("gd", init, local_step, snapshot, combine, DEFAULTS,
-                      deterministic=True, uses_tol=True, schema=schema, resume=resume)
+                      deterministic=True, uses_tol=True, schema=schema, resume=resume,
+                      sample_weight=True)

@@ -8,7 +8,7 @@ each ``step`` it does exactly this::
     inbox = ctx.poll(wait)                               # what peers pushed (maybe nothing)
     out = algo.local_step(state, data, inbox, ctx.elapsed)
     for o in out.outbox: ctx.push(o.payload, to=o.to)   # never blocks
-    ctx.report(**algo.snapshot(state))                   # every ``report_every`` s
+    ctx.report(**metrics(algo.snapshot(state)))          # every ``report_every`` s
     return asip.STOP if out.done else None
 
 ``wait`` is what the algorithm asked for (barrier algorithms block on ``poll``
@@ -23,29 +23,65 @@ dtype or shape, or a NaN/inf is rejected by the runtime (counted as
 ``rejected`` in the stage's stats) and never reaches ``local_step``. A warm
 start (``start``, a `Start`) is applied to the first incarnation only; a
 restarted one rejoins from its peers as usual.
+
+Several tasks in one stage (``n_tasks > 1``: one-vs-rest multiclass): the
+operator holds one algorithm state per task, on the same rows with the labels
+``y == task`` as +1 and the rest as -1 (``y`` holds class indices), tags every
+message it pushes with ``"task"`` and hands each state only its own task's
+messages. The stage stops when every task is done. Snapshots and results stack
+the tasks' values along a leading axis (`_model.stack_tasks`).
+
+Reports carry metrics, not models, unless the model is small: scalars (the
+algorithm's counters, a duality gap where it has one, the messages this operator
+pushed and received) always; the snapshot's arrays only while they total at most
+``asip.trace.model-bytes`` (default 64 KiB, i.e. 8,192 float64s) or when
+``report_models=True`` (the estimator's ``callback`` and ``checkpoint`` need the
+model in every report). The final model always comes from ``result()``. So a
+wide model never streams through the scheduler.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 import dask.config
-from dask.utils import parse_timedelta
+import numpy as np
+from dask.utils import parse_bytes, parse_timedelta
 
 import asip
 
 from ._base import Problem, Start, local_data
+from ._model import MODEL_FLAG, stack_tasks
 from ._solvers import get_algorithm
 
 __all__ = ["SolverOperator"]
 
 logger = logging.getLogger(__name__)
 
+#: report the model while the snapshot's arrays take at most this many bytes
+MODEL_BYTES_KEY = "asip.trace.model-bytes"
+MODEL_BYTES_DEFAULT = "64 KiB"
+
+
+class _TaskMessage(NamedTuple):
+    """A peer's message as one task's state sees it: the payload without its task tag."""
+
+    sender: int
+    incarnation: int
+    payload: dict
+    sent_at: float
+
+
+def model_bytes_budget() -> int:
+    """``asip.trace.model-bytes`` as configured here (bytes)."""
+    value = dask.config.get(MODEL_BYTES_KEY, default=MODEL_BYTES_DEFAULT)
+    return int(parse_bytes(value) if isinstance(value, str) else value)
+
 
 class SolverOperator(asip.Operator):
-    """Runs the algorithm ``solver`` on one partition ``(X_block, y_block)``.
+    """Runs the algorithm ``solver`` on one partition ``(X_block, y_block[, w_block])``.
 
     Parameters
     ----------
@@ -58,12 +94,20 @@ class SolverOperator(asip.Operator):
         Seconds between snapshots sent with ``ctx.report`` (the runtime rate-limits
         reports too; this avoids building snapshots nobody sees). Default: half of
         ``asip.trace.report-interval`` as configured on the driver.
-    start : Start, optional
-        Warm start: the saved model (and per-partition snapshots) to begin from.
+    start : Start or sequence of Start, optional
+        Warm start: the saved model (and per-partition snapshots) to begin from; one
+        per task when ``n_tasks > 1``.
+    n_tasks : int
+        Problems solved side by side on the same rows (one-vs-rest: one per class).
+    report_models : bool, optional
+        Put the model in every report (True), never (False), or while its arrays fit
+        in ``asip.trace.model-bytes`` (None, the default).
     """
 
     def __init__(self, solver: str, problem: Problem, params: dict | None = None,
-                 report_every: float | None = None, start: Start | None = None):
+                 report_every: float | None = None,
+                 start: Start | Sequence[Start] | None = None, n_tasks: int = 1,
+                 report_models: bool | None = None):
         algo = get_algorithm(solver)
         self.solver = solver
         self.problem = problem
@@ -71,29 +115,55 @@ class SolverOperator(asip.Operator):
         if report_every is None:
             report_every = parse_timedelta(dask.config.get("asip.trace.report-interval")) / 2
         self.report_every = float(report_every)
+        if not isinstance(n_tasks, int) or n_tasks < 1:
+            raise ValueError(f"n_tasks must be a positive int, got {n_tasks!r}")
+        self.n_tasks = n_tasks
+        starts = None
         if start is not None:
+            starts = (start,) if isinstance(start, Start) else tuple(start)
+            if len(starts) != n_tasks:
+                raise ValueError(f"start holds {len(starts)} models for {n_tasks} tasks")
             if algo.resume is None:
                 raise ValueError(f"solver {solver!r} cannot warm-start")
-            if getattr(start.w, "shape", None) != (problem.p,):
-                raise ValueError(f"start.w must be a model vector of shape ({problem.p},), got "
-                                 f"{getattr(start.w, 'shape', type(start.w).__name__)}")
-        self.start = start
-        self._state: Any = None
+            for s in starts:
+                if getattr(s.w, "shape", None) != (problem.p,):
+                    raise ValueError(f"start.w must be a model vector of shape ({problem.p},), "
+                                     f"got {getattr(s.w, 'shape', type(s.w).__name__)}")
+        self.start = starts
+        self.model_bytes = (None if report_models is None
+                            else (float("inf") if report_models else -1.0))
+        if self.model_bytes is None:
+            self.model_bytes = float(model_bytes_budget())
+        self._states: list = []
 
     def setup(self, ctx, partition) -> None:
-        X, y = partition
-        self._algo = get_algorithm(self.solver)
-        self._data = local_data(X, y, self.problem, ctx.index, ctx.incarnation)
-        if self._algo.schema is not None:
-            ctx.expect(*self._algo.schema(self.problem))
-        self._state = self._algo.init(self.problem, self._data, self.params)
+        X, y, *rest = partition
+        sw = rest[0] if rest else None
+        self._algo = algo = get_algorithm(self.solver)
+        if sw is not None and not algo.sample_weight:
+            raise NotImplementedError(f"solver {self.solver!r} does not support sample weights")
+        base = local_data(X, y, self.problem, ctx.index, ctx.incarnation, sw)
+        if self.n_tasks == 1:
+            self._datas = [base]
+        else:
+            self._datas = [base._replace(y=np.where(base.y == t, 1.0, -1.0))
+                           for t in range(self.n_tasks)]
+        if algo.schema is not None:
+            required, optional = algo.schema(self.problem)
+            if self.n_tasks > 1:
+                required = dict(required, task=int)
+            ctx.expect(required, optional)
+        self._states = [algo.init(self.problem, d, self.params) for d in self._datas]
         if self.start is not None and ctx.incarnation == 0:
-            self._state = self._algo.resume(self._state, self._data, self.start)
+            self._states = [algo.resume(s, d, st)
+                            for s, d, st in zip(self._states, self._datas, self.start)]
         self._warm_up()
+        self._done = [False] * self.n_tasks
         self._wait = 0.0
         self._reported = -float("inf")
-        logger.debug("partition %d (incarnation %d): %s on %d rows", ctx.index,
-                     ctx.incarnation, self.solver, self._data.n)
+        self._pushed = self._received = 0
+        logger.debug("partition %d (incarnation %d): %s on %d rows, %d task(s)", ctx.index,
+                     ctx.incarnation, self.solver, base.n, self.n_tasks)
 
     def _warm_up(self) -> None:
         """Compile (or load from numba's cache) the kernels before the gang's clock starts.
@@ -102,23 +172,63 @@ class SolverOperator(asip.Operator):
         kind of data (dense after sparse, say) would otherwise spend its time budget
         in the JIT compiler.
         """
-        self._algo.local_step(copy.deepcopy(self._state), self._data, (), 0.0)
+        self._algo.local_step(copy.deepcopy(self._states[0]), self._datas[0], (), 0.0)
 
     def step(self, ctx):
-        inbox = ctx.poll(self._wait) if self._data.n_partitions > 1 else ()
+        inbox = ctx.poll(self._wait) if self.problem.n_partitions > 1 else ()
+        self._received += len(inbox)
         now = ctx.elapsed
-        out = self._algo.local_step(self._state, self._data, inbox, now)
-        self._state, self._wait = out.state, out.wait
-        for o in out.outbox:
-            ctx.push(o.payload, to=o.to)
-        if out.done or now - self._reported >= self.report_every:
+        if self.n_tasks == 1:
+            boxes = [inbox]
+        else:
+            boxes = [[] for _ in range(self.n_tasks)]
+            for m in inbox:
+                payload = dict(m.payload)
+                task = payload.pop("task")
+                if 0 <= task < self.n_tasks:
+                    boxes[task].append(_TaskMessage(m.sender, m.incarnation, payload,
+                                                    m.sent_at))
+        wait = None
+        for t in range(self.n_tasks):
+            if self._done[t]:
+                continue
+            out = self._algo.local_step(self._states[t], self._datas[t], boxes[t], now)
+            self._states[t] = out.state
+            for o in out.outbox:
+                ctx.push(o.payload if self.n_tasks == 1 else dict(o.payload, task=t), to=o.to)
+            self._pushed += len(out.outbox)
+            self._done[t] = bool(out.done)
+            wait = out.wait if wait is None else min(wait, out.wait)
+        self._wait = wait or 0.0
+        done = all(self._done)
+        if done or now - self._reported >= self.report_every:
             self._reported = now
-            ctx.report(**self._algo.snapshot(self._state))
-        if out.done:
+            ctx.report(**self._report(self._snapshot()))
+        if done:
             return asip.STOP
         return None
 
+    def _snapshot(self) -> dict:
+        return stack_tasks([self._algo.snapshot(s) for s in self._states])
+
+    def _report(self, snap: dict) -> dict:
+        """The snapshot's scalars, plus its arrays while they fit the model budget."""
+        size = sum(v.nbytes for v in snap.values() if isinstance(v, np.ndarray))
+        with_model = size <= self.model_bytes
+        if not with_model:
+            per_task = (self.n_tasks,) if self.n_tasks > 1 else ()
+            snap = {k: v for k, v in snap.items()
+                    if not isinstance(v, np.ndarray) or v.shape == per_task}
+        snap[MODEL_FLAG] = int(with_model)
+        snap["msgs_out"] = self._pushed
+        snap["msgs_in"] = self._received
+        return snap
+
     def result(self, ctx) -> dict:
-        if self._state is None:
+        if not self._states:
             return {}
-        return self._algo.snapshot(self._state)
+        snap = self._snapshot()
+        snap[MODEL_FLAG] = 1
+        snap["msgs_out"] = self._pushed
+        snap["msgs_in"] = self._received
+        return snap

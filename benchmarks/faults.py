@@ -47,7 +47,7 @@ from asip.algorithms import (DataUnavailable, Objective, SolverOperator, get_alg
                              relative_suboptimality)
 from asip.algorithms import _kernels as K
 from asip.algorithms._base import make_problem
-from asip.algorithms._estimators import _combined_over_time
+from asip.algorithms._model import combined_over_time as _combined_over_time
 from asip.faults import (DelayMessages, DropMessages, HangWorker, KillOperator, KillWorker,
                          Straggler)
 

@@ -77,7 +77,7 @@ def main() -> None:
                 base, params = VARIANTS.get(solver, (solver, None))
                 clf = AsipClassifier(loss=loss, penalty=pen, alpha=alpha, solver=base,
                                      max_time=args.budget, random_state=0,
-                                     solver_params=params)
+                                     solver_params=params, fit_intercept=False)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     clf.fit(ds.X, ds.y)

@@ -33,7 +33,7 @@ def main() -> None:
         print(f"cluster: {len(client.nthreads())} worker processes")
         for solver in ("asip-sgd", "asip-admm", "gd"):
             model = AsipClassifier(loss="log_loss", penalty="l2", alpha=alpha, solver=solver,
-                                   max_time=3.0, random_state=0).fit(X, y)
+                                   max_time=3.0, random_state=0, fit_intercept=False).fit(X, y)
             w = model.coef_.ravel()
             gap = relative_suboptimality(objective.value(w, X, y), f_star)
             print(f"{solver:>10}: relative suboptimality {gap:.2e}, training accuracy "

@@ -22,10 +22,17 @@ import numpy as np
 import pytest
 
 import asip
-from asip.algorithms import (AsipClassifier, DataUnavailable, Objective, get_algorithm, get_loss,
+from asip.algorithms import AsipClassifier as _Classifier
+from asip.algorithms import (DataUnavailable, Objective, get_algorithm, get_loss,
                              get_penalty, load_libsvm, reference_optimum, relative_suboptimality)
-from asip.algorithms._estimators import _model_of
+from asip.algorithms._model import model_of as _model_of
 from test_stage import assert_clean
+
+def AsipClassifier(**params):
+    """The estimator on this file's problem, which has no intercept (as its reference)."""
+    params.setdefault("fit_intercept", False)
+    return _Classifier(**params)
+
 
 ALPHA = {"asip-sgd": 3e-2, "asip-admm": 1e-3, "gd": 1e-3}
 

@@ -90,7 +90,7 @@ def fit(client, ds, solver, alpha, fault):
     client.wait_for_workers(2, timeout=60)
     faults = () if fault is None else (FAULTS[fault](partition=1, at=0.3 * BUDGET),)
     clf = AsipClassifier(alpha=alpha, solver=solver, max_time=BUDGET, n_partitions=4,
-                         random_state=0, faults=faults)
+                         random_state=0, faults=faults, fit_intercept=False)
     before = transitions_to_memory(client)
     t0 = time.monotonic()
     with warnings.catch_warnings():
@@ -167,7 +167,7 @@ def test_asip_sgd_stays_stable_under_channel_delay(cluster_2x2):
         for delay in (0.0, 50.0):
             cluster_2x2.wait_for_workers(2, timeout=60)
             clf = AsipClassifier(alpha=alpha, solver="asip-sgd", max_time=BUDGET, n_partitions=4,
-                                 random_state=0,
+                                 random_state=0, fit_intercept=False,
                                  faults=(DelayMessages(delay),) if delay else ()).fit(ds.X, ds.y)
             assert clf.stopped_by_ == "max_time"
             out[delay] = float(relative_suboptimality(

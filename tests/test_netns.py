@@ -194,7 +194,8 @@ def run_asip_sgd(X: da.Array, y: da.Array) -> tuple[np.ndarray, asip.StageResult
 
     from asip.algorithms import AsipClassifier
 
-    clf = AsipClassifier(solver="asip-sgd", alpha=ALPHA, max_time=MAX_TIME, random_state=0)
+    clf = AsipClassifier(solver="asip-sgd", alpha=ALPHA, max_time=MAX_TIME, random_state=0,
+                         fit_intercept=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, y)

@@ -37,7 +37,7 @@ def data():
 
 def fit(ds, solver, faults):
     clf = AsipClassifier(alpha=ALPHA, solver=solver, max_time=BUDGET, tol=0.0, random_state=0,
-                         faults=faults)
+                         faults=faults, fit_intercept=False)
     t0 = time.monotonic()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning: the budget ends gd/admm

@@ -97,7 +97,7 @@ def run_asip(cdata: ClusterData, task: Task, solver: str, budget: float, *, faul
     stage_solver = base not in ASYNC_DRIVER_SOLVERS  # the driver-side ones take no callback
     est = Est(loss=task.loss, penalty=task.penalty, alpha=task.alpha_for(data.n), solver=base,
               max_time=float(budget), n_partitions=cdata.n_partitions, faults=tuple(faults),
-              random_state=seed, solver_params=solver_params,
+              random_state=seed, solver_params=solver_params, fit_intercept=False,
               callback=live.callback if live is not None and stage_solver else None)
     run = Run(data.name, task.key, solver, "asip", kind=kind, budget=float(budget),
               n_rows=data.n, n_partitions=cdata.n_partitions, faults=[repr(f) for f in faults])

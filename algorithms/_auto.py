@@ -1,0 +1,60 @@
+"""``solver="auto"``: the one place that picks a solver for a loss, penalty and data shape.
+
+`choose_solver` walks a preference list for the problem and returns the first
+solver that is registered and can do what the fit needs (sample weights). The
+lists put solvers with a certified stopping test (``uses_tol``) first, so that a
+default ``fit()`` ends when ``tol`` is met and ``max_time`` is only a cap.
+``"asip-cocoa"`` (CoCoA+ with a duality-gap stop) leads the l2 lists and is
+used as soon as it is in the registry (and can do what the fit needs); until
+then the next entry is taken. Pointing l1 at it is adding its name to those lists.
+"""
+
+from __future__ import annotations
+
+import logging
+
+__all__ = ["PREFERENCES", "choose_solver"]
+
+logger = logging.getLogger(__name__)
+
+#: (loss kind, penalty) -> solvers in order of preference (see the module docstring)
+PREFERENCES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("smooth", "l2"): ("asip-cocoa", "gd", "admm", "saga", "asip-sgd"),
+    ("smooth", "l1"): ("gd", "saga", "admm", "asip-sgd"),
+    ("hinge", "l2"): ("asip-cocoa", "admm", "asip-admm", "asip-sgd"),
+    ("hinge", "l1"): ("admm", "asip-admm", "asip-sgd"),
+}
+
+
+def choose_solver(loss: str, penalty: str, n: int, d: int, sparse: bool,
+                  sample_weight: bool = False, registry: dict | None = None) -> str:
+    """The solver ``solver="auto"`` uses for this problem.
+
+    Parameters
+    ----------
+    loss, penalty : str
+        As the estimator's parameters (``"log_loss"``, ``"hinge"``, ``"squared_error"``;
+        ``"l2"``, ``"l1"``).
+    n, d : int
+        Rows and features of the training data.
+    sparse : bool
+        Whether ``X`` is sparse.
+    sample_weight : bool
+        Whether the fit has row weights (only solvers that read them qualify).
+    registry : dict, optional
+        Solver name -> `Algorithm` (default: the runtime registry).
+    """
+    if registry is None:
+        from ._solvers import RUNTIME_SOLVERS as registry
+    kind = "hinge" if loss == "hinge" else "smooth"
+    prefs = PREFERENCES[(kind, penalty)]
+    for name in prefs:
+        algo = registry.get(name)
+        if algo is None or (sample_weight and not getattr(algo, "sample_weight", False)):
+            continue
+        logger.debug("solver='auto': %s for %s-%s on %d x %d%s", name, loss, penalty, n, d,
+                     " sparse" if sparse else "")
+        return name
+    need = " with sample weights" if sample_weight else ""
+    raise NotImplementedError(f"solver='auto' found no solver for {loss}-{penalty}{need} among "
+                              f"{sorted(registry)}; the ones tried were {list(prefs)}")

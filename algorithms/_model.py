@@ -1,0 +1,192 @@
+"""The model and its trace: combining the operators' snapshots, and evaluating ``trace_``.
+
+One job: turn what a fit's operators reported and returned into the fitted
+model and the ``[seconds, objective]`` trace. A fit has ``n_tasks`` models (one
+per class for one-vs-rest multiclass, else 1); an operator's snapshot stacks
+the per-task snapshots along a leading axis when ``n_tasks > 1``
+(`stack_tasks` / `split_tasks`).
+
+Reports carry metrics (scalars) always and the model only while it is small
+(see `asip.algorithms._operator`), so ``trace_`` is evaluated at the reports
+that carry a model -- every report for small models, a few for large ones --
+plus the final model (from the operators' results), which always closes it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ._base import Problem, mean_of
+
+__all__ = ["MODEL_FLAG", "combine_tasks", "combined_over_time", "evaluate_trace",
+           "latest_snapshots", "model_of", "n_iter_of", "split_tasks", "stack_tasks"]
+
+logger = logging.getLogger(__name__)
+
+MAX_TRACE_POINTS = 100
+#: report key saying whether the report carries the model (1) or metrics only (0)
+MODEL_FLAG = "has_model"
+
+
+def stack_tasks(snapshots: list[dict]) -> dict:
+    """One snapshot from the per-task ones: every value stacked along a new leading axis."""
+    if len(snapshots) == 1:
+        return dict(snapshots[0])
+    keys = set(snapshots[0]).intersection(*snapshots[1:])
+    return {k: np.stack([np.asarray(s[k]) for s in snapshots]) for k in sorted(keys)}
+
+
+def split_tasks(snapshot: dict | None, n_tasks: int) -> list:
+    """Inverse of `stack_tasks` (``[snapshot]`` for one task); ``None`` stays ``None``."""
+    if snapshot is None:
+        return [None] * n_tasks
+    if n_tasks == 1:
+        return [snapshot]
+    out: list = [{} for _ in range(n_tasks)]
+    for key, value in snapshot.items():
+        stacked = isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == n_tasks
+        for t in range(n_tasks):
+            v = value[t] if stacked else value
+            out[t][key] = v.item() if isinstance(v, np.ndarray) and v.ndim == 0 else v
+    return out
+
+
+def has_model(metrics: dict | None) -> bool:
+    """Whether a report (or result) carries the model, not only scalar metrics."""
+    return bool(metrics) and bool(metrics.get(MODEL_FLAG, 1))
+
+
+def combine_tasks(algo, problem: Problem, snapshots: list, n_tasks: int) -> np.ndarray:
+    """The combined model: shape ``(p,)`` for one task, ``(n_tasks, p)`` for several."""
+    per_task = [split_tasks(s, n_tasks) for s in snapshots]
+    models = [np.asarray(algo.combine(problem, [s[t] for s in per_task]), dtype=np.float64)
+              for t in range(n_tasks)]
+    return models[0] if n_tasks == 1 else np.stack(models)
+
+
+def latest_snapshots(problem: Problem, trace: list) -> list:
+    """The last reported snapshot carrying a model, per partition (None where there is none)."""
+    latest: list = [None] * problem.n_partitions
+    for entry in sorted(trace, key=lambda e: e.time):
+        if has_model(entry.metrics) and 0 <= entry.partition < problem.n_partitions:
+            latest[entry.partition] = entry.metrics
+    return latest
+
+
+def model_of(algo, problem: Problem, snapshots: list, n_tasks: int = 1) -> np.ndarray | None:
+    """The model saved snapshots combine to; another solver's snapshots by their ``w``/``z``."""
+    try:
+        return combine_tasks(algo, problem, snapshots, n_tasks)
+    except (KeyError, TypeError, ValueError, IndexError):
+        if n_tasks != 1:
+            return None
+        for key in ("w", "z"):
+            try:
+                w = mean_of(snapshots, key)
+            except ValueError:  # shapes differ
+                w = None
+            if w is not None:
+                return w
+    return None
+
+
+def combined_over_time(algo, problem: Problem, trace: list, n_tasks: int = 1) -> list:
+    """(time, combined model) after each report that carries a model."""
+    latest: list = [None] * problem.n_partitions
+    out = []
+    for entry in sorted(trace, key=lambda e: e.time):
+        if not has_model(entry.metrics) or not 0 <= entry.partition < problem.n_partitions:
+            continue
+        latest[entry.partition] = entry.metrics
+        out.append((float(entry.time), combine_tasks(algo, problem, latest, n_tasks)))
+    return out
+
+
+def n_iter_of(results: list) -> int:
+    """The largest iteration counter (``k``, ``t`` or ``h``) among the partitions' results."""
+    best = 0
+    for r in results:
+        if r:
+            for key in ("k", "t", "h"):
+                if key in r:
+                    best = max(best, int(np.max(r[key])))
+    return best
+
+
+def gap_of(results: list) -> float | None:
+    """The certified duality gap the operators reported (the largest), or None without one."""
+    gaps = [float(np.max(r["gap"])) for r in results if r and "gap" in r]
+    return max(gaps) if gaps else None
+
+
+def task_labels(y: np.ndarray, task: int, n_tasks: int) -> np.ndarray:
+    """{-1, +1} labels of one task: ``y`` itself for one task, class ``task`` vs rest else."""
+    if n_tasks == 1:
+        return y
+    return np.where(y == task, 1.0, -1.0)
+
+
+def _block_loss_sums(objective, W: np.ndarray, X, y, sw, rows: int = 20_000):
+    """``sum_t sum_i s_i phi(a_i^T w_tk + b_tk, y_ti)`` for each point ``k`` of ``W`` of shape
+    ``(n_tasks, p, k)`` on one block, a slice of rows at a time (bounded memory)."""
+    n_tasks = W.shape[0]
+    y = np.asarray(y, dtype=np.float64)
+    sw = None if sw is None else np.asarray(sw, dtype=np.float64)
+    out = np.zeros(W.shape[2])
+    d = X.shape[1]
+    for t in range(n_tasks):
+        yt = task_labels(y, t, n_tasks)
+        for a in range(0, X.shape[0], rows):
+            M = np.asarray(X[a:a + rows] @ W[t, :d])
+            if objective.fit_intercept:
+                M = M + W[t, -1][None, :]
+            vals = objective.loss.value(M, yt[a:a + rows, None])
+            if sw is not None:
+                vals = vals * sw[a:a + rows, None]
+            out += vals.sum(axis=0)
+    return out
+
+
+def _spread(times: np.ndarray, k: int) -> np.ndarray:
+    """Indices of at most ``k`` of the sorted ``times``: half evenly spread, half evenly in
+    log time, so the trace reads well on linear and log time axes and the early progress
+    (where time-to-target is decided) is not thinned away. Keeps the first and last."""
+    n = len(times)
+    even = np.linspace(0, n - 1, k // 2 - 1).astype(int)
+    t0 = max(float(times[0]), 1e-3)
+    marks = np.geomspace(t0, max(float(times[-1]), t0), k - k // 2 - 1)
+    logs = np.clip(np.searchsorted(times, marks), 0, n - 1)
+    return np.unique(np.concatenate([[0, n - 1], even, logs]))
+
+
+def evaluate_trace(objective, points: list, X, y, sw=None) -> np.ndarray:
+    """``[[time, f(w)], ...]`` for up to 100 of the points, with one pass over the data.
+
+    A point's model is ``(p,)`` or ``(n_tasks, p)``; with several tasks ``f`` is the sum
+    of the tasks' objectives (what the one-vs-rest fit minimizes)."""
+    if not points:
+        return np.empty((0, 2))
+    if len(points) > MAX_TRACE_POINTS:
+        points = [points[i] for i in _spread(np.array([t for t, _ in points]),
+                                             MAX_TRACE_POINTS)]
+    times = np.array([t for t, _ in points])
+    W = np.stack([np.atleast_2d(np.asarray(w, dtype=np.float64)) for _, w in points], axis=2)
+    from ._inputs import is_dask
+
+    if is_dask(X):
+        import dask
+
+        # one task per block where it lives, summed here (no reduction tree across workers)
+        part = dask.delayed(_block_loss_sums, pure=True)
+        sw_blocks = [None] * X.numblocks[0] if sw is None else sw.to_delayed().ravel()
+        sums = dask.compute(*[part(objective, W, xb, yb, wb) for xb, yb, wb in
+                              zip(X.to_delayed().ravel(), y.to_delayed().ravel(), sw_blocks)])
+        losses = np.sum(sums, axis=0)
+    else:
+        losses = _block_loss_sums(objective, W, X, y, sw)
+    d = X.shape[1]
+    pens = np.array([sum(objective.penalty.value(W[t, :d, k]) for t in range(W.shape[0]))
+                     for k in range(W.shape[2])])
+    return np.column_stack([times, losses / X.shape[0] + pens])
