@@ -18,11 +18,19 @@ from asip.algorithms import SOLVERS as ASIP_SOLVERS
 from . import peers_daskglm
 from .data import TASKS, shared_datasets
 
-__all__ = ["SOLVER_VARIANTS", "BenchConfig", "build_parser", "config_from_args", "expand_solvers"]
+__all__ = ["SOLVER_VARIANTS", "BenchConfig", "build_parser", "config_from_args", "expand_solvers",
+           "is_asynchronous"]
 
 #: asip solvers run with other settings under a name of their own: the ASIP paper's baseline,
 #: full-batch GD with MLlib's step 0.1/sqrt(t), beside ``gd``'s principled 1/L step
 SOLVER_VARIANTS = {"gd-mllib": ("gd", {"schedule": "invsqrt", "eta0": 0.1})}
+
+
+
+def is_asynchronous(solver: str) -> bool:
+    """asip's asynchronous solvers are the ``asip-*`` ones (no barrier, no driver loop)."""
+    return solver.startswith("asip-")
+
 
 GROUPS = {
     "asip": tuple(ASIP_SOLVERS) + tuple(SOLVER_VARIANTS),
@@ -40,6 +48,7 @@ class BenchConfig:
     tasks: list = field(default_factory=lambda: list(TASKS))
     solvers: list = field(default_factory=list)
     budgets: list = field(default_factory=lambda: [2.0, 5.0, 10.0])
+    ttt_targets: list = field(default_factory=lambda: [1e-3, 1e-6])  # timed suboptimalities
     workers: int = 2
     threads_per_worker: int = 1
     partitions: int | None = None
@@ -139,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solvers", type=_csv(str), help="solver names or groups: asip, sklearn, "
                    "dask-glm, all, or single names (asip-sgd, dask-glm:lbfgs, sklearn:lbfgs)")
     p.add_argument("--budgets", type=_csv(float), help="seconds, e.g. 2,5,10")
+    p.add_argument("--ttt-targets", type=_csv(float), help="relative suboptimalities to time "
+                   "each solver to (default 1e-3,1e-6)")
     p.add_argument("--workers", type=int, help="worker processes of the local cluster")
     p.add_argument("--threads-per-worker", type=int)
     p.add_argument("--partitions", type=int, help="data partitions (default: worker threads)")
@@ -167,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(argv: list[str] | None = None) -> BenchConfig:
     args = build_parser().parse_args(argv)
     cfg = PROFILES[args.profile or "standard"]()
-    for key in ("datasets", "tasks", "budgets", "workers", "threads_per_worker", "partitions",
+    for key in ("datasets", "tasks", "budgets", "ttt_targets", "workers", "threads_per_worker",
+                "partitions",
                 "scheduler", "fault_tasks", "fault_budget", "sections", "scaling_partitions",
                 "scaling_factors", "scaling_rows", "crossover_sizes", "crossover_task", "out",
                 "progress", "seed", "from_json", "reference_timeout"):
@@ -187,4 +199,7 @@ def config_from_args(argv: list[str] | None = None) -> BenchConfig:
     if not cfg.budgets or min(cfg.budgets) <= 0:
         raise SystemExit("asip bench: budgets must be positive seconds")
     cfg.budgets = sorted(cfg.budgets)
+    if not cfg.ttt_targets or not all(0 < t < 1 for t in cfg.ttt_targets):
+        raise SystemExit("asip bench: --ttt-targets must be relative suboptimalities in (0, 1)")
+    cfg.ttt_targets = sorted(cfg.ttt_targets, reverse=True)
     return cfg

@@ -56,7 +56,7 @@ def _payload(cfg, session: Session | None, meta: dict, summary: dict | None,
 
 def _finish(console, cfg, runs, sections, notes) -> dict:
     """Summary, plots, JSON and tables from finished runs."""
-    summary = summarize(runs, cfg.budgets, cfg.fault_budget)
+    summary = summarize(runs, cfg.budgets, cfg.fault_budget, cfg.ttt_targets)
     summary.update(sections)
     summary["targets"] = targets(summary)
     summary["plots"] = [str(p) for p in write_plots(runs, summary, cfg.budgets,
@@ -82,6 +82,7 @@ def replot(console, cfg: BenchConfig, path) -> int:
     saved = payload.get("config", {})
     cfg.budgets = saved.get("budgets", cfg.budgets)
     cfg.fault_budget = saved.get("fault_budget", cfg.fault_budget)
+    cfg.ttt_targets = saved.get("ttt_targets", cfg.ttt_targets)
     sections = {k: v for k, v in payload.get("summary", {}).items()
                 if k in ("crossover", "fixed_cost", "scaling")}
     summary = _finish(console, cfg, runs, sections, payload.get("notes", []))
