@@ -180,6 +180,31 @@ def test_time_to_target_goals_keep_bounds():
     assert gd_mean["measured"] == ">= 2.83x" and gd_mean["met"] is None
 
 
+def test_straggler_and_l1_goals():
+    """Under the straggler asip's async best is timed against the faster synchronous solver."""
+    from asip_bench.analysis import summarize, targets
+
+    runs = [_ttt_run("a9a", "asip-admm", "asip", [(1.0, 1e-2), (2.0, 5e-4)]),
+            _ttt_run("a9a", "gd", "asip", [(1.0, 1e-2), (9.0, 1e-3)]),
+            _ttt_run("a9a", "admm", "asip", [(1.0, 1e-2), (5.0, 1e-3)]),
+            _ttt_run("a9a", "asip-sgd", "asip", [(1.0, 1e-3), (4.9, 5e-5)], task="log_loss-l1"),
+            _ttt_run("a9a", "asip-sgd", "asip", [(1.0, 1e-2), (4.9, 2e-3)], task="hinge-l1")]
+    for r in runs[:3]:
+        r.kind = "straggler"
+    summary = summarize(runs, [2.0, 5.0, 10.0], 10.0)
+    (row,) = summary["time_to_target_straggler"]
+    cell = row["targets"][1e-3]
+    assert cell["sync best"]["solver"] == "admm"
+    assert cell["ratios"]["sync best"] == {"value": pytest.approx(2.5), "bound": "="}
+    rows = {t["name"].split(" (")[0]: t for t in targets(summary)}
+    straggler = rows["asip async best vs sync best under the straggler, time to 1e-3, every pair"]
+    assert straggler["met"] is False and straggler["shortfall"] == "1.2x short"
+    l1 = rows["asip async best on log_loss-l1 at 5 s"]
+    assert l1["met"] is True and l1["measured"] == "5e-05"
+    hinge = rows["asip async best on hinge-l1 at 5 s"]
+    assert hinge["met"] is False and hinge["shortfall"] == "2x short"
+
+
 def test_options():
     assert config.expand_solvers(["dask-glm", "asip-sgd"])[-1] == "asip-sgd"
     with pytest.raises(ValueError, match="valid names"):

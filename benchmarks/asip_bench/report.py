@@ -97,13 +97,13 @@ def ttt_solver_table(console: Console, rows: list[dict]) -> None:
     console.print(table)
 
 
-def ttt_table(console: Console, rows: list[dict]) -> None:
+def ttt_table(console: Console, rows: list[dict], where: str = "") -> None:
     """asip's best asynchronous solver against gd, admm and the peers' best, time to target."""
     if not rows:
         return
-    table = Table(title="time to target: asip's best asynchronous solver vs the others (ratio = "
-                  "their time / asip's, > 1: asip sooner; >= / <=: a bound, one side never got "
-                  "there)", title_justify="left")
+    table = Table(title=f"time to target{where}: asip's best asynchronous solver vs the others "
+                  "(ratio = their time / asip's, > 1: asip sooner; >= / <=: a bound, one side "
+                  "never got there)", title_justify="left")
     for col in ("dataset / task", "target", "asip async best", "gd", "admm", "dask-glm best",
                 "sklearn best (1 core)"):
         table.add_column(col)
@@ -225,6 +225,7 @@ def print_report(console: Console, summary: dict, notes: list[str]) -> None:
     subopt_tables(console, summary.get("subopt", {}))
     ttt_solver_table(console, summary.get("time_to_target", []))
     ttt_table(console, summary.get("time_to_target", []))
+    ttt_table(console, summary.get("time_to_target_straggler", []), " under the straggler")
     ratio_table(console, summary.get("paper_ratios", []))
     fault_table(console, summary.get("faults", []))
     channel_table(console, summary.get("channel", []))
