@@ -29,9 +29,11 @@ html_theme_options = {"description": "asynchronous distributed optimization on D
                       "fixed_sidebar": True}
 html_static_path: list[str] = []
 
-# API pages for modules that may be absent in a checkout (asip.testing arrives with the pytest
-# plugin): documented when importable, left out otherwise, so the build never warns about them
-OPTIONAL_API = {"asip.testing": "Testing kit: ``asip.testing``"}
+# API sections for modules that may be absent in a checkout (they arrive with the dashboard page
+# and the pytest plugin): documented when importable, left out otherwise, so that the build
+# never warns about them
+OPTIONAL_API = {"asip.dashboard": "Dashboard page: ``asip.dashboard``",
+                "asip.testing": "Testing kit: ``asip.testing``"}
 
 
 def _optional_api(app, docname, source) -> None:
