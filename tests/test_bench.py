@@ -137,7 +137,7 @@ def test_time_to_target_per_solver_and_ratios():
 
 
 def test_time_to_target_when_asip_never_gets_there():
-    from asip_bench.analysis import time_to_target
+    from asip_bench.analysis import describe, time_to_target
 
     runs = [_ttt_run("a", "asip-sgd", "asip", [(1.0, 1e-2), (10.5, 1e-4)]),
             _ttt_run("a", "gd", "asip", [(1.0, 1e-2), (2.1, 1e-7)]),
@@ -147,6 +147,11 @@ def test_time_to_target_when_asip_never_gets_there():
     assert cell["ratios"]["gd"] == {"value": pytest.approx(2.1 / 10.5), "bound": "<="}
     # neither side reached it: no ratio at all
     assert cell["ratios"]["admm"]["bound"] is None and math.isnan(cell["ratios"]["admm"]["value"])
+    # a run that stopped itself was watched only until it stopped
+    runs[2].extra["stopped_by"] = "STOP from partition 0"
+    (row,) = time_to_target(runs, (1e-6,))
+    assert row["solvers"]["admm"]["horizon"] == 9.0
+    assert describe(row["targets"][1e-6]["admm"]) == "not reached (stopped at 9 s)"
     assert not cell["dask-glm best"]["ran"] and math.isnan(cell["ratios"]["dask-glm best"]["value"])
     # a reference certified only to 1e-5 cannot time 1e-6: no reading
     for r in runs:

@@ -49,6 +49,9 @@ class BenchConfig:
     solvers: list = field(default_factory=list)
     budgets: list = field(default_factory=lambda: [2.0, 5.0, 10.0])
     ttt_targets: list = field(default_factory=lambda: [1e-3, 1e-6])  # timed suboptimalities
+    # the asip estimators' tol in the matrix and fault runs: 0 stops no solver before its budget,
+    # so every trace covers the budget and a time to target is never cut short by a stop test
+    tol: float | None = 0.0
     workers: int = 2
     threads_per_worker: int = 1
     partitions: int | None = None
@@ -154,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budgets", type=_csv(float), help="seconds, e.g. 2,5,10")
     p.add_argument("--ttt-targets", type=_csv(float), help="relative suboptimalities to time "
                    "each solver to (default 1e-3,1e-6)")
+    p.add_argument("--tol", type=float, help="tol of asip's estimators in the matrix and fault "
+                   "runs (default 0: every solver runs its whole budget; -1: the estimator's "
+                   "default, its own stopping test)")
     p.add_argument("--workers", type=int, help="worker processes of the local cluster")
     p.add_argument("--threads-per-worker", type=int)
     p.add_argument("--partitions", type=int, help="data partitions (default: worker threads)")
@@ -182,8 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(argv: list[str] | None = None) -> BenchConfig:
     args = build_parser().parse_args(argv)
     cfg = PROFILES[args.profile or "standard"]()
-    for key in ("datasets", "tasks", "budgets", "ttt_targets", "workers", "threads_per_worker",
-                "partitions",
+    for key in ("datasets", "tasks", "budgets", "ttt_targets", "tol", "workers",
+                "threads_per_worker", "partitions",
                 "scheduler", "fault_tasks", "fault_budget", "sections", "scaling_partitions",
                 "scaling_factors", "scaling_rows", "crossover_sizes", "crossover_task", "out",
                 "progress", "seed", "from_json", "reference_timeout"):
@@ -203,6 +209,8 @@ def config_from_args(argv: list[str] | None = None) -> BenchConfig:
     if not cfg.budgets or min(cfg.budgets) <= 0:
         raise SystemExit("asip bench: budgets must be positive seconds")
     cfg.budgets = sorted(cfg.budgets)
+    if cfg.tol is not None and cfg.tol < 0:
+        cfg.tol = None  # the estimators' default
     if not cfg.ttt_targets or not all(0 < t < 1 for t in cfg.ttt_targets):
         raise SystemExit("asip bench: --ttt-targets must be relative suboptimalities in (0, 1)")
     cfg.ttt_targets = sorted(cfg.ttt_targets, reverse=True)

@@ -140,7 +140,7 @@ def run_one(session: Session, cdata: ClusterData, task: Task, family: str, name:
         live = LiveObjective(data, task, job.report)
         if family == "asip":
             fn = lambda: run_asip(cdata, task, name, budget, faults=faults, live=live,  # noqa: E731
-                                  seed=session.cfg.seed, kind=kind)
+                                  seed=session.cfg.seed, kind=kind, tol=session.cfg.tol)
         elif family == "sklearn":
             fn = lambda: peers_sklearn.run_sklearn(data, task, name, budget, f_star,  # noqa: E731
                                                    live=live, kind=kind)
