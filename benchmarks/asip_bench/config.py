@@ -3,7 +3,7 @@
 ``--quick`` is what CI runs (< 2 minutes on 2 cores: small synthetic data,
 sub-second budgets, every solver once); the default profile is the paper's
 matrix (every shared dataset + synthetic, every task, budgets 2/5/10 s);
-``--full`` adds the 30 s budget, both fault tasks, and larger scaling and
+``--full`` adds the 30 s budget, an l1 fault task, and larger scaling and
 crossover sweeps.
 """
 
@@ -24,7 +24,6 @@ __all__ = ["SOLVER_VARIANTS", "BenchConfig", "build_parser", "config_from_args",
 #: asip solvers run with other settings under a name of their own: the ASIP paper's baseline,
 #: full-batch GD with MLlib's step 0.1/sqrt(t), beside ``gd``'s principled 1/L step
 SOLVER_VARIANTS = {"gd-mllib": ("gd", {"schedule": "invsqrt", "eta0": 0.1})}
-
 
 
 def is_asynchronous(solver: str) -> bool:
@@ -86,9 +85,9 @@ class BenchConfig:
 
 def _standard() -> BenchConfig:
     # synthetic logistic stays at 20k rows in the matrix: its hinge-l1 reference is an exact LP
-    # (about 2 min at 20k rows, over 10 min at 100k); the studies below scale it to millions
-    # the straggler also runs on l2 problems that do not saturate within 10 s (issue 12: time
-    # to 1e-3 under the straggler is what tells the solvers apart there)
+    # (about 2 min at 20k rows, over 10 min at 100k); the studies below scale it to millions.
+    # The straggler also runs on l2 problems that do not saturate within 10 s (issue 12: there,
+    # time to 1e-3 under the straggler is what tells the solvers apart)
     return BenchConfig(datasets=shared_datasets() + ["synthetic-logistic:20000",
                                                      "synthetic-regression:100000"],
                        solvers=expand_solvers(["all"]),
@@ -189,10 +188,10 @@ def config_from_args(argv: list[str] | None = None) -> BenchConfig:
     args = build_parser().parse_args(argv)
     cfg = PROFILES[args.profile or "standard"]()
     for key in ("datasets", "tasks", "budgets", "ttt_targets", "tol", "workers",
-                "threads_per_worker", "partitions",
-                "scheduler", "fault_tasks", "fault_budget", "sections", "scaling_partitions",
-                "scaling_factors", "scaling_rows", "crossover_sizes", "crossover_task", "out",
-                "progress", "seed", "from_json", "reference_timeout"):
+                "threads_per_worker", "partitions", "scheduler", "fault_tasks", "fault_budget",
+                "sections", "scaling_partitions", "scaling_factors", "scaling_rows",
+                "crossover_sizes", "crossover_task", "out", "progress", "seed", "from_json",
+                "reference_timeout"):
         value = getattr(args, key)
         if value is not None:
             setattr(cfg, key, value)
