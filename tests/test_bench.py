@@ -152,6 +152,9 @@ def test_time_to_target_when_asip_never_gets_there():
     (row,) = time_to_target(runs, (1e-6,))
     assert row["solvers"]["admm"]["horizon"] == 9.0
     assert describe(row["targets"][1e-6]["admm"]) == "not reached (stopped at 9 s)"
+    runs[2].extra["stopped_by"] = "budget"  # dask-glm's word for "cut off at the budget"
+    (row,) = time_to_target(runs, (1e-6,))
+    assert describe(row["targets"][1e-6]["admm"]) == "not reached (> 10 s)"
     assert not cell["dask-glm best"]["ran"] and math.isnan(cell["ratios"]["dask-glm best"]["value"])
     # a reference certified only to 1e-5 cannot time 1e-6: no reading
     for r in runs:

@@ -151,8 +151,8 @@ def _verdict(measured: float, target: float | None, higher_is_better: bool = Tru
 
 
 def _stopped_early(r: Run) -> bool:
-    """Did asip's solver stop itself (its stopping test, STOP) before the budget ran out?"""
-    return r.extra.get("stopped_by") not in (None, "max_time")
+    """Did the solver stop itself (a stopping test, STOP, convergence) before its budget?"""
+    return r.extra.get("stopped_by") not in (None, "max_time", "budget")
 
 
 def _horizon(r: Run) -> float:
