@@ -245,6 +245,7 @@ def test_quick_profile_end_to_end(tmp_path):
         else:
             assert solver in traced, f"no trace for {solver}"
     assert not [r for r in runs if r["status"] == "error"]
+    assert all(set(r["time_to"]) == {"1e-3", "1e-6"} for r in runs)  # each run's own reading
     kinds = {r["kind"] for r in runs}
     assert {"matrix", "straggler", "kill", "crossover", "scaling"} <= kinds
     summary = payload["summary"]

@@ -11,7 +11,7 @@ import time
 
 from rich.console import Console
 
-from .analysis import summarize, targets
+from .analysis import fmt_target, summarize, targets
 from .config import BenchConfig, config_from_args
 from .experiments import run_crossover, run_fixed_cost, run_scaling
 from .matrix import Session, run_matrix, warm_up
@@ -45,11 +45,16 @@ def cluster(cfg: BenchConfig, threads_per_worker: int | None = None):
         yield client
 
 
+def _record(run, ttt_targets) -> dict:
+    """A run for the JSON, with its time to each target (null: not reached)."""
+    return {**run.as_dict(), "time_to": {fmt_target(t): run.time_to(t) for t in ttt_targets}}
+
+
 def _payload(cfg, session: Session | None, meta: dict, summary: dict | None,
              complete: bool) -> dict:
     return {"complete": complete, "machine": meta, "config": dataclasses.asdict(cfg),
             "references": session.references if session else {},
-            "runs": [r.as_dict() for r in session.runs] if session else [],
+            "runs": [_record(r, cfg.ttt_targets) for r in session.runs] if session else [],
             "summary": summary or (dict(session.sections) if session else {}),
             "notes": session.notes if session else []}
 
