@@ -102,7 +102,7 @@ def warm_up(session: Session, solvers: list[str] | None = None, sparse: bool = T
         for X in kinds:
             for solver in asip_solvers:
                 try:
-                    AsipClassifier(solver=solver, max_time=0.3, alpha=0.1,
+                    AsipClassifier(solver=solver, max_time=0.3, alpha=0.1, fit_intercept=False,
                                    n_partitions=session.n_partitions).fit(X, ds.y)
                 except Exception as exc:
                     logger.debug("warm-up of %s failed: %s", solver, exc)
