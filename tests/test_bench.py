@@ -301,3 +301,20 @@ def test_the_runtime_imports_no_benchmark_code():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_documented_commands_parse():
+    """Every ``asip bench ...`` command in the README and the docs is one asip bench accepts."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    texts = [root / "README.md", *sorted((root / "docs").rglob("*.rst"))]
+    pattern = re.compile(r"^\s*asip bench([^#`\n]*)|``?asip bench([^`]*)``?", re.M)
+    commands = [m.group(1) if m.group(1) is not None else m.group(2)
+                for p in texts if p.exists() for m in pattern.finditer(p.read_text())]
+    assert len(commands) >= 8
+    for command in (c for c in commands if "--help" not in c):
+        cfg = config.config_from_args(shlex.split(command))
+        assert cfg.budgets and cfg.ttt_targets, command
