@@ -93,8 +93,8 @@ def run_fixed_cost(session: Session) -> dict:
                 warnings.simplefilter("ignore")
                 t0 = time.perf_counter()
                 est = AsipClassifier(solver="gd", max_iter=1, max_time=10.0, alpha=0.1,
-                                     n_partitions=cdata.n_partitions,
-                                     fit_intercept=False).fit(X, y)
+                                     fit_intercept=False,
+                                     n_partitions=cdata.n_partitions).fit(X, y)
                 wall = time.perf_counter() - t0
             res = est.stage_result_
             samples.append({"launch": res.timings.get("launch", math.nan),
