@@ -210,3 +210,31 @@ def test_cli_scheduler_with_preload_serves_the_page(cli_cluster):
     summary = _wait_for(link, lambda s: sum(r[2] == "running" for r in _rows(s).values()) == 2)
     assert {r[0] for r in _rows(summary).values()} <= set(cli_cluster.scheduler_info()["workers"])
     stage.join()
+
+
+def test_plugin_mounts_the_page_on_a_running_dashboard(monkeypatch):
+    """A scheduler started before asip.dashboard was imported (no preload) gets the page
+    from the scheduler plugin that asip.connect(address) registers; installing twice is
+    harmless, and a scheduler without a dashboard is left alone."""
+    import asyncio
+
+    from distributed import Scheduler
+    from distributed.dashboard import scheduler as distributed_pages
+    from tornado.httpclient import AsyncHTTPClient
+
+    from asip import dashboard
+
+    monkeypatch.delitem(distributed_pages.applications, dashboard.PATH)
+
+    async def go() -> str:
+        async with Scheduler(host="127.0.0.1", port=0, dashboard_address="127.0.0.1:0") as s:
+            assert not dashboard._served(s)
+            await dashboard.DashboardPlugin().start(s)  # what register_plugin runs
+            n_apps = len(s.http_application.applications)
+            assert dashboard.install(s) and len(s.http_application.applications) == n_apps
+            reply = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{s.http_server.port}/asip")
+        async with Scheduler(host="127.0.0.1", port=0, dashboard=False) as bare:
+            assert not dashboard.install(bare)
+        return reply.body.decode()
+
+    assert "No asip stage is running" in _summary(asyncio.run(go()))
