@@ -7,8 +7,8 @@ in any project the fixtures are there without a ``conftest.py``:
     A session-wide ``LocalCluster`` with worker processes and nannies (a killed worker
     comes back); for the session ``distributed.deploy.lost-worker-timeout`` is raised,
     so repeated kills never shrink it, and ``asip.gang.start-timeout`` too, for fresh
-    workers on a busy CI machine (`TEST_CONFIG`). Size it with the ini options ``asip_workers`` (default 2)
-    and ``asip_threads_per_worker`` (default 1).
+    workers on a busy CI machine (`TEST_CONFIG`). Size it with the ini options
+    ``asip_workers`` (default 2) and ``asip_threads_per_worker`` (default 1).
 ``asip_client``
     A `distributed.Client` on it that first waits until every worker is back.
 

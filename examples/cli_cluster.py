@@ -7,7 +7,7 @@ by address. With ``--tls`` every connection is TLS, with a throw-away certificat
 from ``distributed.Security.temporary()`` written to files for the CLIs; asip's
 channel between operators uses the same (encrypted) comms.
 
-Run:  python examples/cli_cluster.py [--tls]
+Run:  python examples/cli_cluster.py [--tls] [--max-time 1.5]
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def cli_cluster(n_workers: int = 2, security=None, timeout: float = 60.0):
                 proc.kill()
 
 
-def main(tls: bool = False) -> None:
+def main(tls: bool = False, max_time: float = 1.5) -> None:
     security = None
     if tls:
         from distributed import Security
@@ -84,7 +84,7 @@ def main(tls: bool = False) -> None:
             print(f"cluster at {address}; watch it at {client.dashboard_link.rsplit('/', 1)[0]}"
                   "/asip")
             for solver in ("asip-sgd", "asip-admm"):
-                model = AsipClassifier(alpha=1e-3, solver=solver, max_time=1.5,
+                model = AsipClassifier(alpha=1e-3, solver=solver, max_time=max_time,
                                        random_state=0).fit(data.X, data.y)
                 print(f"{solver:>10}: training accuracy {model.score(data.X, data.y):.3f}, "
                       f"final objective {model.trace_[-1, 1]:.5f}, stopped by "
@@ -95,4 +95,6 @@ def main(tls: bool = False) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tls", action="store_true", help="TLS everywhere (Security.temporary)")
-    main(parser.parse_args().tls)
+    parser.add_argument("--max-time", type=float, default=1.5, help="seconds per solver")
+    args = parser.parse_args()
+    main(args.tls, args.max_time)

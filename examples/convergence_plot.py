@@ -6,6 +6,7 @@ objective) pairs, dense early. Against the certified optimum f* of the same prob
 Saves a PNG (matplotlib, no display needed).
 
 Run:  python examples/convergence_plot.py [--out convergence.png] [--max-time 2]
+      [--solvers asip-sgd,asip-admm,gd]
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty,  
 SOLVERS = ("asip-sgd", "asip-admm", "gd")
 
 
-def main(out: str = "convergence.png", max_time: float = 2.0) -> None:
+def main(out: str = "convergence.png", max_time: float = 2.0, solvers=SOLVERS) -> None:
     data = make_logistic(n_samples=20_000, n_features=50)
     alpha = 1e-3
     objective = Objective(get_loss("log_loss"), get_penalty("l2", alpha), False)
     f_star = reference_optimum(objective, data.X, data.y).f_star
     fig, ax = plt.subplots(figsize=(7, 4.5))
     with asip.connect(n_workers=2) as client:
-        for solver in SOLVERS:
+        for solver in solvers:
             model = AsipClassifier(alpha=alpha, solver=solver, max_time=max_time,
                                    fit_intercept=False, random_state=0).fit(data.X, data.y)
             t, f = model.trace_[:, 0], model.trace_[:, 1]
@@ -54,5 +55,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="convergence.png", help="PNG file to write")
     parser.add_argument("--max-time", type=float, default=2.0, help="seconds per solver")
+    parser.add_argument("--solvers", default=",".join(SOLVERS), help="comma-separated")
     args = parser.parse_args()
-    main(args.out, args.max_time)
+    main(args.out, args.max_time, args.solvers.split(","))

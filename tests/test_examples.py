@@ -29,16 +29,16 @@ def test_pagerank_matches_power_iteration():
 
 
 def test_convergence_plot_saves_a_png(tmp_path):
-    out = run_example("convergence_plot.py", "--out", "conv.png", "--max-time", "1",
-                      cwd=tmp_path)
+    out = run_example("convergence_plot.py", "--out", "conv.png", "--max-time", "0.7",
+                      "--solvers", "asip-sgd,gd", cwd=tmp_path)
     png = (tmp_path / "conv.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    assert all(f"{s:>10}:" in out for s in ("asip-sgd", "asip-admm", "gd"))
+    assert all(f"{s:>10}:" in out for s in ("asip-sgd", "gd"))
 
 
 def test_cli_cluster_with_tls():
     pytest.importorskip("cryptography")
-    out = run_example("cli_cluster.py", "--tls")
+    out = run_example("cli_cluster.py", "--tls", "--max-time", "1")
     assert "cluster at tls://" in out and "/asip" in out
     for solver in ("asip-sgd", "asip-admm"):
         line = next(line for line in out.splitlines() if line.strip().startswith(solver))
