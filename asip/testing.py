@@ -22,8 +22,9 @@ factor of a fault-free run's. They return what they ran, for further checks.
 ...                       faults=[KillWorker(partition=1, at=1.0)])
 ...     assert res.results[1]["rows"] == 100
 
-Kept light: pytest loads this module in every run of a project that has asip
-installed, so asip, dask and numpy are imported only when a fixture or helper is used.
+pytest loads this module in every run of a project that has asip installed (which
+imports asip and distributed, as a test of dask code does anyway); the cluster
+starts only when a test asks for ``asip_cluster`` or ``asip_client``.
 """
 
 from __future__ import annotations
