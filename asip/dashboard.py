@@ -36,6 +36,7 @@ _REFRESH_EVERY = 0.5  # s: the monitor samples at most this often, however many 
 _WORKER_TIMEOUT = 2.0  # s: a hung worker must not stall the page for longer
 _MAX_POINTS = 2000  # per metric and partition; older points are thinned out
 _ENDED_KEPT = 10  # ended stages remembered for their empty-state line
+_SILENT_AFTER = 1.0  # s without a beat from its worker: shown as "silent" (hung?)
 
 try:  # the dashboard needs bokeh (distributed's own optional dependency)
     from distributed.dashboard import scheduler as _dashboard
@@ -214,7 +215,7 @@ class StageMonitor:
         view.add_reports(state["reports"])
         view.elapsed = state["elapsed"] or 0.0
         view.stopped = state["stopped"]
-        ready = {i for i, _ in state["ready"]}
+        ready = {(i, inc) for i, inc in state["ready"]}
         lost = set(state["lost"])
         silence = dict(state["silence"])
         view.state = ("stopping" if state["stopped"] else
@@ -230,7 +231,8 @@ class StageMonitor:
             row.silent_s = float(silence.get(index, 0.0))
             row.state = ("lost" if index in lost else
                          view.state if view.state == "stopping" else
-                         "running" if index in ready else "starting")
+                         "starting" if (index, incarnation) not in ready else
+                         "silent" if row.silent_s >= _SILENT_AFTER else "running")
 
     async def _ensure_worker_plugin(self) -> None:
         if self._plugin_installed:
@@ -261,6 +263,10 @@ class StageMonitor:
         return out
 
     def _apply_counters(self, view: StageView, counters: dict[int, dict], now: float) -> None:
+        for index in view.rows.keys() - counters.keys():  # gone with its worker, or silent
+            row = view.rows[index]
+            row.steps_per_s = row.msgs_out_per_s = row.msgs_in_per_s = 0.0
+            row.bytes_out_per_s = row.bytes_in_per_s = 0.0
         for index, c in counters.items():
             row = view.rows.get(index)
             if row is None:
@@ -412,7 +418,8 @@ def _live_table(view: StageView) -> str:
     head = "".join(f"<th>{html.escape(t)}</th>" for _, t in _COLUMNS)
     body = []
     for row in sorted(view.rows.values(), key=lambda r: r.partition):
-        cls = "lost" if row.state == "lost" else "restarted" if row.incarnation else ""
+        cls = ("lost" if row.state in ("lost", "silent") else
+               "restarted" if row.incarnation else "")
         cells = "".join(f"<td>{html.escape(_fmt(getattr(row, k)))}</td>" for k, _ in _COLUMNS)
         body.append(f'<tr class="{cls}">{cells}</tr>')
     return f'{_STYLE}<table class="asip-live"><tr>{head}</tr>{"".join(body)}</table>'
