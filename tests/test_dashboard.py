@@ -109,7 +109,7 @@ def test_connect_serves_the_page_and_empty_states(dash_client):
 
 def test_page_shows_operators_rates_metrics_and_a_kill(dash_client):
     link = page_link(dash_client.dashboard_link)
-    stage = _Background(dash_client, max_time=10.0, faults=[KillOperator(1, at=2.0)])
+    stage = _Background(dash_client, max_time=8.0, faults=[KillOperator(1, at=2.0)])
     summary = _wait_for(link, lambda s: [r[2] for r in _rows(s).values()] == ["running"] * 2)
     assert all(r[0].startswith("tcp://") and r[1] == "0" for r in _rows(summary).values())
 
@@ -155,7 +155,7 @@ def test_browser_sees_rows_and_a_worker_kill(dash_client):
         # the page is open before the stage starts and must pick it up by itself
         assert "No asip stage is running" in browser.wait_for_text(
             lambda t: "No asip stage" in t)
-        stage = _Background(dash_client, max_time=9.0, faults=[KillWorker(1, at=2.0)])
+        stage = _Background(dash_client, max_time=6.0, faults=[KillWorker(1, at=2.0)])
         text = browser.wait_for_text(lambda t: "restarted as incarnation 1" in t
                                      and t.count("tcp://") >= 2 and "steps/s" in t,
                                      timeout=45)
