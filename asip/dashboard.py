@@ -239,9 +239,12 @@ class StageMonitor:
             return
         from distributed.protocol.pickle import dumps
 
-        await self.scheduler.register_worker_plugin(
-            None, dumps(_StatsPlugin()), name=_StatsPlugin.name, idempotent=True)
-        self._plugin_installed = True
+        self._plugin_installed = True  # the scheduler keeps it for every worker from now on
+        try:
+            await self.scheduler.register_worker_plugin(
+                None, dumps(_StatsPlugin()), name=_StatsPlugin.name, idempotent=True)
+        except Exception as exc:  # a worker that died meanwhile; its successor gets it
+            logger.debug("asip dashboard: stats plugin not on every worker: %r", exc)
 
     async def _counters(self) -> dict[str, dict[int, dict]]:
         """Channel counters of every running operator, from all workers at once."""
