@@ -33,7 +33,7 @@ __all__ = ["DashboardPlugin", "StageMonitor", "dask_setup", "install", "page_lin
 
 PATH = "/asip"
 _REFRESH_EVERY = 0.5  # s: the monitor samples at most this often, however many pages are open
-_WORKER_TIMEOUT = 2.0  # s: a hung worker must not stall the page for longer
+_WORKER_TIMEOUT = 5.0  # s: a hung worker must not stall the page for longer
 _MAX_POINTS = 2000  # per metric and partition; older points are thinned out
 _ENDED_KEPT = 10  # ended stages remembered for their empty-state line
 _SILENT_AFTER = 1.0  # s without a beat from its worker: shown as "silent" (hung?)
@@ -266,10 +266,11 @@ class StageMonitor:
         return out
 
     def _apply_counters(self, view: StageView, counters: dict[int, dict], now: float) -> None:
-        for index in view.rows.keys() - counters.keys():  # gone with its worker, or silent
-            row = view.rows[index]
-            row.steps_per_s = row.msgs_out_per_s = row.msgs_in_per_s = 0.0
-            row.bytes_out_per_s = row.bytes_in_per_s = 0.0
+        for index in view.rows.keys() - counters.keys():  # no reply from its worker in time:
+            row = view.rows[index]  # keep the last rates (see "silent s"), unless it is gone
+            if row.state == "lost":
+                row.steps_per_s = row.msgs_out_per_s = row.msgs_in_per_s = 0.0
+                row.bytes_out_per_s = row.bytes_in_per_s = 0.0
         for index, c in counters.items():
             row = view.rows.get(index)
             if row is None:
