@@ -8,7 +8,11 @@ counted ``sigma`` times, ``sigma = K`` partitions: the safe "adding" aggregation
 Ma et al. 2015), then pushes its *cumulative* ``u_k`` with a sequence number. A
 receiver replaces the sender's last total, so a lost or reordered message costs
 nothing and no delta is applied twice. There is no barrier. A step is at most one
-pass (``step_time`` s, default 1 ms): short rounds keep the views fresh.
+pass (``step_time`` s, default 1 ms): short rounds keep the views fresh. An
+operator that has run ``max_ahead`` passes without news from any peer waits for
+one (re-pushing its total): further steps against the same stale totals are
+block-cyclic ascent, which zig-zags (measured under load, 3,000 x 20
+least squares split 7:3: 13.7 s to a 1e-6 gap without the limit, 1.2 s with it).
 
 Certified stop. Partition 0 leads: every ``cert_period`` s (and no more often than
 four times its own certificate pass) it announces its view as ``wbar`` with a
@@ -59,6 +63,7 @@ DEFAULTS = {
     # at least 4x the leader's own certificate pass (their cost stays under ~20%)
     "tol": 1e-6,  # stop when the relative duality gap is below this
     "max_iter": None,  # passes over a partition's rows
+    "max_ahead": 0.5,  # passes an operator runs on without news from any peer, then it waits
     "rejoin_wait": 0.3,
     "seed": None,
 }
@@ -103,6 +108,7 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
         peers={}, problem=problem, params=params, sigma=sigma,
         scale=1.0 / (problem.alpha * problem.n_total), chunk=AdaptiveCount(params["step_time"]),
         clock={"steps": 0, "seq": 0, "started": None, "answer": None, "answered": None,
+               "ahead": 0,
                "rejoining": data.incarnation > 0 and data.n_partitions > 1},
         cert={"ver": 0, "wbar": None, "sums": {}, "at": -np.inf, "best_dual": -np.inf,
               "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},
@@ -112,6 +118,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
 def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
     """Keep every peer's latest total; note certificate requests and answers."""
     cert, clock = state.cert, state.clock
+    if inbox:
+        clock["ahead"] = 0
     for msg in inbox:
         pl = msg.payload
         key = (msg.incarnation, int(pl["seq"]))
@@ -152,13 +160,23 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
             # restarted: announce the zero total (peers drop the old one) and wait for theirs
             return StepOutput(state, (_message(state, data),), wait=0.02)
         clock["rejoining"] = False
-    state.w[:] = _view(state)
-    n_steps = min(state.chunk.count, data.n)  # at most one pass between pushes: fresh views
-    t0 = time.perf_counter()
-    cocoa_steps(data.X, data.y, pb.loss, pb.fit_intercept, n_steps, state.rng, state.order,
-                state.cursor, state.dual, data.sqn, state.scale, state.sigma, state.w, state.u)
-    state.chunk.update(time.perf_counter() - t0)
-    clock["steps"] += n_steps
+    wait = 0.0
+    if data.n_partitions > 1 and clock["ahead"] >= params["max_ahead"] * data.n:
+        # far ahead of the news: more steps against the same stale totals only polish this
+        # block (block-cyclic ascent, which zig-zags); wait for a peer instead -- on a loaded
+        # machine that also hands the core to it. The total goes out again all the same: a
+        # peer in the same spot (its news lost) must not wait for us forever
+        wait = 0.005
+    else:
+        state.w[:] = _view(state)
+        n_steps = min(state.chunk.count, data.n)  # at most one pass between pushes: fresh views
+        t0 = time.perf_counter()
+        cocoa_steps(data.X, data.y, pb.loss, pb.fit_intercept, n_steps, state.rng, state.order,
+                    state.cursor, state.dual, data.sqn, state.scale, state.sigma, state.w,
+                    state.u)
+        state.chunk.update(time.perf_counter() - t0)
+        clock["steps"] += n_steps
+        clock["ahead"] += n_steps
     out = _message(state, data)
     done = False
     if data.index == LEADER:
@@ -166,7 +184,7 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
     mi = params["max_iter"]
     if mi is not None and clock["steps"] >= mi * data.n:
         done = True
-    return StepOutput(state, (out,), done=done)
+    return StepOutput(state, (out,), wait=wait, done=done)
 
 
 def _message(state: CocoaState, data: LocalData) -> Outgoing:
