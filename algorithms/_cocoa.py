@@ -63,7 +63,7 @@ DEFAULTS = {
     # at least 4x the leader's own certificate pass (their cost stays under ~20%)
     "tol": 1e-6,  # stop when the relative duality gap is below this
     "max_iter": None,  # passes over a partition's rows
-    "max_ahead": 0.5,  # passes an operator runs on without news from any peer, then it waits
+    "max_ahead": 0.25,  # passes an operator runs on without news from any peer, then it waits
     "rejoin_wait": 0.3,
     "seed": None,
 }
@@ -88,18 +88,24 @@ class CocoaState(NamedTuple):
     cert: dict  # the leader's certificate state (see `_certify`)
 
 
-def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
-    """Zero duals (so ``u = 0``), a fresh pass order."""
+def validate(problem: Problem, params: dict) -> None:
+    """Raise ValueError for what asip-cocoa cannot solve (checked on the driver, before launch)."""
     if problem.penalty != K.L2:
         raise ValueError("solver 'asip-cocoa' supports penalty='l2' only (its dual needs a "
                          "strongly convex penalty); for l1 use 'saga', 'gd' or 'asip-admm'")
     if not problem.alpha > 0:
         raise ValueError(f"solver 'asip-cocoa' needs alpha > 0, got {problem.alpha}")
+    if params["sigma"] is not None and not params["sigma"] > 0:
+        raise ValueError(f"sigma must be positive (or None: the number of partitions), got "
+                         f"{params['sigma']!r}")
+
+
+def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
+    """Zero duals (so ``u = 0``), a fresh pass order."""
+    validate(problem, params)
     p = problem.p
     sigma = params["sigma"]
     sigma = float(problem.n_partitions if sigma is None else sigma)
-    if not sigma > 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
     seed = params["seed"]
     seed = None if seed is None else seed * 1_000_003 + data.index * 7919 + data.incarnation
     return CocoaState(
@@ -270,4 +276,4 @@ def combine(problem: Problem, snapshots: list) -> np.ndarray:
 
 
 ALGORITHM = Algorithm("asip-cocoa", init, local_step, snapshot, combine, DEFAULTS,
-                      uses_tol=True, schema=schema)
+                      uses_tol=True, schema=schema, validate=validate)
