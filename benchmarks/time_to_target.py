@@ -26,13 +26,13 @@ from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty, l
 
 #: task -> (loss, alpha); alpha None means 1/n
 TASKS = {"log_loss-l2@1e-4": ("log_loss", 1e-4), "log_loss-l2@1/n": ("log_loss", None),
-         "hinge-l2@1e-4": ("hinge", 1e-4), "hinge-l2@0.1": ("hinge", 0.1)}
+         "hinge-l2@0.1": ("hinge", 0.1), "hinge-l2@1e-4": ("hinge", 1e-4)}
 TARGETS = (1e-3, 1e-6)
 
 
 def load(name: str):
     if name == "synthetic":
-        return make_logistic(50_000, 100, random_state=0)
+        return make_logistic(20_000, 100, random_state=0)
     return load_libsvm(name)
 
 
@@ -62,7 +62,7 @@ def fmt(t: float, budget: float) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["a9a", "synthetic"])
-    ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS)[:3], choices=list(TASKS))
     ap.add_argument("--solvers", nargs="+", default=["asip-cocoa", "gd", "admm"])
     ap.add_argument("--budget", type=float, default=10.0, help="seconds per fit")
     ap.add_argument("--tol", type=float, default=1e-6, help="asip-cocoa's certified stop")
