@@ -252,9 +252,9 @@ def schema(problem: Problem) -> tuple[dict, dict]:
 
 
 def snapshot(state: CocoaState) -> dict:
-    """Own total, the view, passes ``t``; the leader adds the latest gap (and the certified model)."""
-    snap = {"u": state.u.copy(), "w": _view(state), "t": int(state.clock["steps"]
-                                                            // max(len(state.dual), 1))}
+    """Own total, view and passes ``t``; the leader adds the latest gap and the certified model."""
+    passes = int(state.clock["steps"] // max(len(state.dual), 1))
+    snap = {"u": state.u.copy(), "w": _view(state), "t": passes}
     cert = state.cert
     if np.isfinite(cert["gap"]):
         snap.update(gap=float(cert["gap"]), rel_gap=float(cert["rel_gap"]),

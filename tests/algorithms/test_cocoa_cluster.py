@@ -40,12 +40,13 @@ def test_certified_stop_on_unequal_chunks(client, loss):
     X = da.from_array(ds.X, chunks=((2100, 900), (20,)))  # 7:3, as dask chunks data
     y = da.from_array(ds.y, chunks=((2100, 900),))
     Est = AsipRegressor if loss == "squared_error" else AsipClassifier
-    est = _fit(Est, X, y, loss)
+    tol = 1e-5 if loss == "hinge" else 1e-6  # hinge is not smooth: its gap closes as O(1/t)
+    est = _fit(Est, X, y, loss, tol=tol)
     r, ref = _rel(ds.X, ds.y, loss, est.coef_.ravel())
     print(f"{loss}: {r:.2e} after {est.stage_result_.elapsed:.2f} s, {est.stopped_by_}")
     assert est.stopped_by_ == "STOP from partition 0"  # certified, not the 30 s budget
     gap = est.stage_result_.results[0]["rel_gap"]
-    assert gap <= 1e-6
+    assert gap <= tol
     assert r <= max(gap, 0.0) + ref.relative_precision + 1e-12
 
 

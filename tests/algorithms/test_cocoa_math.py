@@ -1,4 +1,4 @@
-"""asip-cocoa's math without a cluster: its kernels against plain numpy, the duality gap, the protocol.
+"""asip-cocoa's math without a cluster: kernels against plain numpy, the duality gap, the protocol.
 
 The protocol tests drive the algorithm with the round-robin stand-in (`_sim`):
 convergence to the reference optimum for each loss, a certified stop whose gap
