@@ -19,6 +19,7 @@ from asip.algorithms import _certificate as C
 from asip.algorithms import _kernels as K
 from asip.algorithms._base import make_problem
 from asip.algorithms._objectives import Hinge, Logistic, Squared
+from asip.algorithms._reference import duality_gap
 from asip.algorithms._sdca_kernels import cocoa_steps, conjugate_sum
 
 MASK = (1 << 64) - 1
@@ -127,30 +128,40 @@ def test_conjugate_sum_matches_loss_objects(loss):
 
 
 @pytest.mark.parametrize("kind", ["dense", "csr"])
+@pytest.mark.parametrize("fi", [False, True])
 @pytest.mark.parametrize("pen", ["l2", "l1"])
 @pytest.mark.parametrize("loss", list(LOSSES))
-def test_gap_from_parts_matches_numpy_and_bounds_suboptimality(kind, pen, loss):
+def test_gap_from_parts_matches_numpy_and_bounds_suboptimality(kind, fi, pen, loss):
     X, _, y = make_data(kind, loss, n=120, d=6, seed=4)
+    if fi:  # an offset, so the intercept matters and the free duals are unbalanced
+        y = y + 0.7 if loss == K.SQUARED else np.where(np.arange(120) % 3 == 0, -1.0, 1.0)
     Xs = sp.csr_matrix(X) if kind == "csr" else X
     alpha = 0.05
-    obj = Objective(get_loss(NAMES[loss]), get_penalty(pen, alpha), False)
+    obj = Objective(get_loss(NAMES[loss]), get_penalty(pen, alpha), fi)
     ref = reference_optimum(obj, X, y, cache=False)
     rng = np.random.default_rng(0)
-    for w in (np.zeros(6), ref.w + 0.05 * rng.standard_normal(6), ref.w):
-        parts = [C.certificate_parts(Xs[a:b], y[a:b], w, loss, False)
+    p = 6 + fi
+    for w in (np.zeros(p), ref.w + 0.05 * rng.standard_normal(p), ref.w):
+        parts = [C.certificate_parts(Xs[a:b], y[a:b], w, loss, fi)
                  for a, b in ((0, 50), (50, 51), (51, 120))]  # unequal, one of a single row
         primal, dual, gap = C.gap_from_parts(parts, w, alpha, K.L2 if pen == "l2" else K.L1)
         assert primal == pytest.approx(obj.value(w, X, y), rel=1e-12)
-        # numpy: the free dual point a = -phi'(Xw), D(a) as in the notes
-        a = C.dual_point(loss, X @ w, y)
-        conj = LOSSES[loss].conjugate(-a, y).mean()
-        v = X.T @ a / len(y)
-        if pen == "l2":
-            d_np = -conj - 0.5 / alpha * v @ v
-        else:
-            theta = min(1.0, alpha / np.abs(v).max())
-            d_np = -theta * conj
-        assert dual == pytest.approx(d_np, rel=1e-10, abs=1e-12)
+        if fi:  # the same construction as the reference's certificate, in parts
+            expect = duality_gap(obj, X, y, w)
+            if loss == K.LOGISTIC or (loss == K.SQUARED and pen == "l1"):
+                # the parts bound rescaled conjugates by convexity: never tighter
+                assert gap >= expect - 1e-12
+            else:
+                assert gap == pytest.approx(expect, rel=1e-9, abs=1e-12)
+        else:  # numpy: the free dual point a = -phi'(Xw), D(a) as in the notes
+            a = C.dual_point(loss, X @ w, y)
+            conj = LOSSES[loss].conjugate(-a, y).mean()
+            v = X.T @ a / len(y)
+            if pen == "l2":
+                d_np = -conj - 0.5 / alpha * v @ v
+            else:
+                d_np = -min(1.0, alpha / np.abs(v).max()) * conj
+            assert dual == pytest.approx(d_np, rel=1e-10, abs=1e-12)
         # weak duality: the gap bounds the true suboptimality (to the reference's precision)
         assert gap >= primal - ref.f_star - ref.gap - 1e-12
         assert dual <= ref.f_star + 1e-12
