@@ -76,12 +76,13 @@ def dual_point(loss: int, margins: np.ndarray, y: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown loss code {loss!r}")
 
 
-def certificate_parts(X, y, w, loss: int, fit_intercept: bool,
-                      dual: np.ndarray | None = None) -> GapParts:
+def certificate_parts(X, y, w, loss: int, fit_intercept: bool, dual: np.ndarray | None = None,
+                      penalized_intercept: bool = False) -> GapParts:
     """A partition's `GapParts` at model ``w`` and duals ``dual`` (default: `dual_point` of ``w``).
 
     ``X`` is a kernel matrix (`_kernels.as_kernel_matrix`) or anything it accepts.
-    One pass over the rows.
+    Two passes over the rows. ``penalized_intercept``: certify the problem whose
+    intercept is a constant feature penalized like the others (asip-cocoa's).
     """
     Xk = K.as_kernel_matrix(X) if not isinstance(X, tuple) else X
     y = np.ascontiguousarray(y, dtype=np.float64)
@@ -95,6 +96,8 @@ def certificate_parts(X, y, w, loss: int, fit_intercept: bool,
                      float(conjugate_sum(loss, y, a)), g)
     if not fit_intercept:
         return parts
+    if penalized_intercept:
+        return parts._replace(g=np.append(g, a.sum()))
     side_g = np.zeros(d)
     if loss == K.SQUARED:
         _weighted_rows(Xk, np.ones_like(a), side_g)
@@ -112,7 +115,8 @@ def gap_from_parts(parts, w: np.ndarray, alpha: float,
     """``(P(w), D(a), P(w) - D(a))`` from every partition's parts (``loss_sum`` at ``w``).
 
     ``w`` is the model vector the parts were computed at (the intercept last when
-    the parts carry one); the penalty applies to its features only.
+    the parts carry one); the penalty applies to the first ``len(g)`` entries: the
+    features, and a penalized intercept.
     """
     w = np.asarray(w, dtype=np.float64)
     parts = list(parts)
@@ -152,7 +156,7 @@ def _weighted_rows(Xk, a, out) -> None:
     """``out += sum_i a_i x_i`` over the features."""
     if isinstance(Xk, tuple):
         data, indices, indptr = Xk
-        counts = np.diff(indptr)
-        np.add.at(out, indices, data * np.repeat(a, counts))
+        out += np.bincount(indices, weights=data * np.repeat(a, np.diff(indptr)),
+                           minlength=out.shape[0])
     else:
         out += a @ Xk

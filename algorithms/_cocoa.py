@@ -48,7 +48,8 @@ import numpy as np
 
 from . import _kernels as K
 from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput
-from ._sdca_kernels import cocoa_steps, conjugate_sum
+from ._certificate import GapParts, certificate_parts, gap_from_parts
+from ._sdca_kernels import cocoa_steps
 
 __all__ = ["ALGORITHM", "CocoaState", "combine", "init", "local_step", "snapshot"]
 
@@ -116,7 +117,7 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
         clock={"steps": 0, "seq": 0, "started": None, "answer": None, "answered": None,
                "ahead": 0,
                "rejoining": data.incarnation > 0 and data.n_partitions > 1},
-        cert={"ver": 0, "wbar": None, "sums": {}, "at": -np.inf, "best_dual": -np.inf,
+        cert={"ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
               "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},
     )
 
@@ -131,11 +132,7 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
         key = (msg.incarnation, int(pl["seq"]))
         old = state.peers.get(msg.sender)
         if old is None or key > (old[0], old[1]):
-            pair = old[3] if old is not None and old[0] == msg.incarnation else None
-            u = np.array(pl["u"])
-            if "c" in pl:  # u and c of the same duals: one term of a dual value
-                pair = (u, float(pl["c"]))
-            state.peers[msg.sender] = [msg.incarnation, key[1], u, pair]
+            state.peers[msg.sender] = [msg.incarnation, key[1], np.array(pl["u"])]
         if "wbar" in pl and msg.sender == LEADER:  # a certificate round: answer at that model
             req = (msg.incarnation, int(pl["ver"]))
             if clock["answered"] is None or req > clock["answered"]:
@@ -143,7 +140,7 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
                 clock["answer"] = (req, np.array(pl["wbar"]))
         if "lsum" in pl and data.index == LEADER and int(pl["linc"]) == data.incarnation \
                 and int(pl["lver"]) == cert["ver"]:
-            cert["sums"][msg.sender] = float(pl["lsum"])
+            cert["answers"][msg.sender] = _parts_of(state, msg.sender, pl)
 
 
 def _view(state: CocoaState) -> np.ndarray:
@@ -194,38 +191,46 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
 
 
 def _message(state: CocoaState, data: LocalData) -> Outgoing:
-    """The own total ``u``; with a certificate answer owed, also the loss sum at the asked
-    model and the conjugate sum ``c`` of the duals ``u`` comes from (a pass each, so only then)."""
+    """The own total; with a certificate answer owed, also this partition's `GapParts`: the
+    loss sum at the asked model and the dual sums of the duals ``u`` comes from (two passes,
+    so only then)."""
     clock, pb = state.clock, state.problem
     clock["seq"] += 1
     payload = {"u": state.u.copy(), "seq": clock["seq"]}
     if clock["answer"] is not None and data.index != LEADER:
         (inc, ver), wbar = clock["answer"]
         clock["answer"] = None
-        payload.update(linc=inc, lver=ver, c=float(conjugate_sum(pb.loss, data.y, state.dual)),
-                       lsum=float(K.loss_sum(data.X, data.y, wbar, pb.loss, pb.fit_intercept)))
+        parts = _parts(state, data, wbar)
+        payload.update(linc=inc, lver=ver, c=parts.conj_sum, lsum=parts.loss_sum)
     return Outgoing(payload)
 
 
-def _dual_value(state: CocoaState, data: LocalData) -> float:
-    """``D(a)`` from the own duals and each peer's latest ``(u_j, c_j)`` pair; ``-inf`` until
-    every peer has sent one. Any mix of partitions' duals is feasible, so this is a valid bound."""
-    pairs = [e[3] for e in state.peers.values() if e[3] is not None]
-    if len(pairs) < data.n_partitions - 1:
-        return -np.inf
+def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray) -> GapParts:
+    """This partition's `GapParts` at ``wbar`` and its current duals (the intercept, if any,
+    as a penalized constant feature)."""
     pb = state.problem
-    c = float(conjugate_sum(pb.loss, data.y, state.dual)) + sum(cj for _, cj in pairs)
-    v = state.u + sum(uj for uj, _ in pairs)
-    return -c / pb.n_total - 0.5 * pb.alpha * float(v @ v)
+    return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept, state.dual,
+                             penalized_intercept=True)
+
+
+def _parts_of(state: CocoaState, sender: int, pl: dict) -> GapParts:
+    """A peer's answer as `GapParts` (its ``g`` is ``alpha n`` times its pushed total)."""
+    pb = state.problem
+    g = np.asarray(pl["u"]) * (pb.alpha * pb.n_total)
+    return GapParts(pb.sizes[sender], float(pl["lsum"]), float(pl["c"]), g)
 
 
 def _certify(state: CocoaState, data: LocalData, payload: dict, now: float) -> bool:
     """The leader's round: close the open certificate, open a new one; True when certified."""
     cert, pb, params = state.cert, state.problem, state.params
     wbar = cert["wbar"]
-    if wbar is not None and len(cert["sums"]) == data.n_partitions:
-        cert["best_dual"] = max(cert["best_dual"], _dual_value(state, data))
-        primal = sum(cert["sums"].values()) / pb.n_total + 0.5 * pb.alpha * float(wbar @ wbar)
+    if wbar is not None and len(cert["answers"]) == data.n_partitions - 1:
+        t0 = time.perf_counter()
+        own = _parts(state, data, wbar)
+        cert["cost"] = time.perf_counter() - t0
+        primal, dual, _ = gap_from_parts([own, *cert["answers"].values()], wbar, pb.alpha)
+        # any mix of the partitions' duals is feasible: every such D is a valid bound
+        cert["best_dual"] = max(cert["best_dual"], dual)
         gap = primal - cert["best_dual"]
         cert.update(primal=primal, gap=gap, rel_gap=gap / max(abs(primal), 1e-300), wbar=None)
         if cert["rel_gap"] <= params["tol"]:
@@ -234,12 +239,8 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float) -> b
     period = max(params["cert_period"], 4.0 * cert.get("cost", 0.0))
     stale = now - cert["at"] >= 10 * period + 0.5  # an answer was lost
     if (cert["wbar"] is None or stale) and now - cert["at"] >= period:
-        t0 = time.perf_counter()
         wbar = _view(state)
-        cert.update(ver=cert["ver"] + 1, wbar=wbar, at=now,
-                    sums={LEADER: float(K.loss_sum(data.X, data.y, wbar, pb.loss,
-                                                   pb.fit_intercept))})
-        cert["cost"] = 2.0 * (time.perf_counter() - t0)  # the loss pass, and the dual one
+        cert.update(ver=cert["ver"] + 1, wbar=wbar, at=now, answers={})
         payload.update(wbar=wbar, ver=cert["ver"])
     return False
 
