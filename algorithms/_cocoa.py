@@ -237,7 +237,7 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float) -> b
             cert["certified"] = wbar
             return True
     period = max(params["cert_period"], 4.0 * cert.get("cost", 0.0))
-    stale = now - cert["at"] >= 10 * period + 0.5  # an answer was lost
+    stale = now - cert["at"] >= 5 * period + 0.1  # an answer was lost: ask again
     if (cert["wbar"] is None or stale) and now - cert["at"] >= period:
         wbar = _view(state)
         cert.update(ver=cert["ver"] + 1, wbar=wbar, at=now, answers={})
