@@ -63,3 +63,16 @@ def test_csr_input_and_intercept(client):
     r, _ = _rel(Xs, ds.y, "log_loss", w, fit_intercept=True)
     assert est.stopped_by_ == "STOP from partition 0"
     assert 0 <= r <= 0.5 * ALPHA * float(est.intercept_[0]) ** 2 / 0.6 + 1e-6
+
+
+def test_restarted_operator_rejoins_and_the_gap_stays_valid(client):
+    """A killed operator restarts from zero duals; its new total replaces the old one."""
+    from asip.faults import KillOperator
+
+    ds = make_logistic(3000, 20, random_state=7)
+    est = _fit(AsipClassifier, ds.X, ds.y, "log_loss", n_partitions=2,
+               faults=(KillOperator(1, at=0.05),))
+    r, ref = _rel(ds.X, ds.y, "log_loss", est.coef_.ravel())
+    assert est.restarts_ and est.stopped_by_ == "STOP from partition 0"
+    gap = est.stage_result_.results[0]["rel_gap"]
+    assert r <= max(gap, 0.0) + ref.relative_precision + 1e-12 and gap <= 1e-6
