@@ -91,7 +91,6 @@ def run_asip(cdata: ClusterData, task: Task, solver: str, budget: float, *, faul
     estimator (None: its default); 0 lets no solver stop before its budget.
     """
     data = cdata.data
-    X, y = cdata.asip_input()
     Est = AsipRegressor if task.regression else AsipClassifier
     base, variant_params = SOLVER_VARIANTS.get(solver, (solver, {}))
     solver_params = {**variant_params, **(solver_params or {})} or None
@@ -109,6 +108,7 @@ def run_asip(cdata: ClusterData, task: Task, solver: str, budget: float, *, faul
     if refused:  # e.g. asip-cocoa on an l1 task: not run, as dask-glm without the loss
         run.status, run.note = "skipped", refused
         return run
+    X, y = cdata.asip_input()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # budget-ended ConvergenceWarnings are expected here
         t0 = time.perf_counter()

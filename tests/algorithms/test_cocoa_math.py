@@ -216,3 +216,15 @@ def test_l1_and_bad_input_are_refused_clearly():
         simulate("asip-cocoa", problem._replace(penalty=K.L1), parts, max_rounds=1)
     with pytest.raises(ValueError, match="sigma must be positive"):
         simulate("asip-cocoa", problem, parts, {"sigma": 0.0}, max_rounds=1)
+
+
+def test_bench_records_a_refused_task_as_skipped():
+    """``asip bench`` runs every solver on every task: asip-cocoa on l1 is skipped, not an error."""
+    bench = pytest.importorskip("asip_bench.runner")
+    from asip_bench.data import ClusterData, load_dataset, parse_task
+
+    data = load_dataset("synthetic-regression:400")
+    run = bench.run_asip(ClusterData(None, data, 2), parse_task("squared-l1"), "asip-cocoa", 1.0)
+    assert run.status == "skipped" and "penalty='l2' only" in run.note
+    assert bench._refuses("asip-cocoa", parse_task("log_loss-l2"), data, None) is None
+    assert bench._refuses("asip-sgd", parse_task("squared-l1"), data, None) is None
