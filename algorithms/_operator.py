@@ -73,6 +73,8 @@ class SolverOperator(asip.Operator):
         self.solver = solver
         self.problem = problem
         self.params = algo.merge(params)
+        if algo.validate is not None:  # a problem the solver cannot take fails here, not on workers
+            algo.validate(problem, self.params)
         if report_every is None:
             report_every = parse_timedelta(dask.config.get("asip.trace.report-interval")) / 2
         self.report_every = float(report_every)
