@@ -27,7 +27,8 @@ PREFERENCES: dict[tuple[str, str], tuple[str, ...]] = {
 
 
 def choose_solver(loss: str, penalty: str, n: int, d: int, sparse: bool,
-                  sample_weight: bool = False, registry: dict | None = None) -> str:
+                  sample_weight: bool = False, registry: dict | None = None,
+                  problem=None) -> str:
     """The solver ``solver="auto"`` uses for this problem.
 
     Parameters
@@ -43,6 +44,8 @@ def choose_solver(loss: str, penalty: str, n: int, d: int, sparse: bool,
         Whether the fit has row weights (only solvers that read them qualify).
     registry : dict, optional
         Solver name -> `Algorithm` (default: the runtime registry).
+    problem : Problem, optional
+        When given, a solver whose ``validate`` refuses it (e.g. alpha = 0) is skipped.
     """
     if registry is None:
         from ._solvers import RUNTIME_SOLVERS as registry
@@ -52,6 +55,12 @@ def choose_solver(loss: str, penalty: str, n: int, d: int, sparse: bool,
         algo = registry.get(name)
         if algo is None or (sample_weight and not getattr(algo, "sample_weight", False)):
             continue
+        check = getattr(algo, "validate", None)
+        if problem is not None and check is not None:
+            try:
+                check(problem, dict(algo.defaults))
+            except ValueError:
+                continue
         logger.debug("solver='auto': %s for %s-%s on %d x %d%s", name, loss, penalty, n, d,
                      " sparse" if sparse else "")
         return name

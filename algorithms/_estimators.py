@@ -158,12 +158,13 @@ class _AsipLinearModel(BaseEstimator):
         return Objective(get_loss(self.loss), get_penalty(self.penalty, self.alpha),
                          bool(self.fit_intercept))
 
-    def _resolve_solver(self, prep, n_tasks: int) -> str:
+    def _resolve_solver(self, prep, problem: Problem, n_tasks: int) -> str:
         """The solver this fit runs (``"auto"`` resolved), checked against the fit's needs."""
         weighted = prep.sw is not None
         if self.solver == "auto":
             return choose_solver(self.loss, self.penalty, sum(prep.sizes),
-                                 int(self.n_features_in_), prep.sparse, weighted)
+                                 int(self.n_features_in_), prep.sparse, weighted,
+                                 problem=problem)
         solver = self.solver
         if weighted and (is_driver_solver(solver) or not get_algorithm(solver).sample_weight):
             able = sorted(n for n, a in RUNTIME_SOLVERS.items() if a.sample_weight)
@@ -219,11 +220,11 @@ class _AsipLinearModel(BaseEstimator):
         t_client = time.perf_counter()
         prep = prepare(self, X, y, sample_weight, client)
         n_tasks = len(self.classes_) if self._classifier and len(self.classes_) > 2 else 1
-        solver = self._resolve_solver(prep, n_tasks)
-        self.solver_ = solver
         problem = Problem(_LOSS_CODE[self.loss], _PENALTY_CODE[self.penalty], float(self.alpha),
                           bool(self.fit_intercept), int(self.n_features_in_), prep.sizes,
                           prep.sq_mean, prep.sq_max)
+        solver = self._resolve_solver(prep, problem, n_tasks)
+        self.solver_ = solver
         params = self._solver_params(solver, _seed(self.random_state))
         if self.verbose:
             logger.info("%s: solver=%s on %d partitions of %s rows, %d task(s), max_time=%s",

@@ -185,6 +185,10 @@ def test_auto_picks_a_certified_solver_and_prefers_cocoa_when_registered():
     assert RUNTIME_SOLVERS[choose_solver("log_loss", "l2", 10, 2, False, True)].sample_weight
     registry = dict(RUNTIME_SOLVERS, **{"asip-cocoa": RUNTIME_SOLVERS["gd"]})
     assert choose_solver("log_loss", "l2", 1000, 10, True, registry=registry) == "asip-cocoa"
+    if "asip-cocoa" in RUNTIME_SOLVERS:  # a solver that refuses the problem is passed over
+        from asip.algorithms._base import Problem
+        no_alpha = Problem(0, 0, 0.0, True, 10, (500, 500))
+        assert choose_solver("log_loss", "l2", 1000, 10, False, problem=no_alpha) != "asip-cocoa"
     with pytest.raises(NotImplementedError, match="no solver for hinge-l2 with sample weights"):
         choose_solver("hinge", "l2", 10, 2, False, True, registry={})
 
