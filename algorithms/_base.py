@@ -35,14 +35,12 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from . import _kernels as K
+from ._losses import CURVATURE
 
 __all__ = ["Algorithm", "LocalData", "Outgoing", "Problem", "Start", "StepOutput", "local_data",
            "make_problem"]
 
 logger = logging.getLogger(__name__)
-
-_CURVATURE = {K.LOGISTIC: 0.25, K.HINGE: None, K.SQUARED: 1.0}
-
 
 class Problem(NamedTuple):
     """What is minimized, and how the data is spread (the same for every partition).
@@ -80,7 +78,7 @@ class Problem(NamedTuple):
     @property
     def curvature(self) -> float | None:
         """Bound on the loss's second derivative in the margin; None for hinge."""
-        return _CURVATURE[self.loss]
+        return CURVATURE[self.loss]
 
     @property
     def mu(self) -> float:

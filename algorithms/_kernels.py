@@ -17,7 +17,9 @@ Conventions shared by all kernels:
 * a model vector ``w`` has ``p = n_features + fit_intercept`` entries, the
   intercept last; ``fit_intercept`` treats it as a feature that is always 1;
 * losses are dispatched on an integer code (`LOGISTIC`, `HINGE`, `SQUARED`, the
-  ``code`` of `asip.algorithms._objectives.Loss`) and penalties likewise
+  ``code`` of `asip.algorithms._objectives.Loss`); their value, derivative and
+  conjugate are the scalar functions of `_losses`, never rewritten here;
+  penalties are dispatched likewise
   (`L2`, `L1`); the intercept is never penalized;
 * randomness comes from an explicit xorshift64* state (`make_rng`), a
   ``uint64`` array of length 1 that the kernel advances in place, so results
@@ -34,6 +36,8 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, types
 from numba.extending import overload
+
+from . import _losses as _L
 
 __all__ = [
     "HINGE",
@@ -59,7 +63,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LOGISTIC, HINGE, SQUARED = 0, 1, 2
+LOGISTIC, HINGE, SQUARED = _L.LOGISTIC, _L.HINGE, _L.SQUARED
 L2, L1 = 0, 1
 
 _JIT = {"nogil": True, "cache": True}
@@ -197,31 +201,8 @@ def _margin(X, i, w, fit_intercept):
     return m
 
 
-@njit(**_JIT)
-def _phi(loss, m, y):
-    """Per-sample loss value (stable logistic)."""
-    if loss == LOGISTIC:
-        z = -y * m
-        if z > 0:
-            return z + math.log1p(math.exp(-z))
-        return math.log1p(math.exp(z))
-    if loss == HINGE:
-        return max(0.0, 1.0 - y * m)
-    return 0.5 * (m - y) * (m - y)
-
-
-@njit(**_JIT)
-def _dphi(loss, m, y):
-    """d phi / d m (a subgradient for hinge: -y where y m < 1, else 0)."""
-    if loss == LOGISTIC:
-        z = y * m
-        if z > 0:
-            e = math.exp(-z)
-            return -y * e / (1.0 + e)
-        return -y / (1.0 + math.exp(z))
-    if loss == HINGE:
-        return -y if y * m < 1.0 else 0.0
-    return m - y
+_phi = _L.value  # the loss math lives in `_losses`, shared with the numpy objective
+_dphi = _L.deriv
 
 
 @njit(**_JIT)
