@@ -24,9 +24,12 @@ hears and skips the history already inside it.
 Step size (``T`` = steps taken by all operators together):
 ``eta = eta0 / (1 + eta0 mu T)`` with l2 (``mu = alpha``: the classic ``1/(mu T)``
 schedule for strongly convex problems), ``eta0 / sqrt(1 + T / tau)`` with l1,
-``tau`` one pass over the data. ``eta0`` defaults to
-``1 / (N * w_i * curvature * max ||[a_i, 1]||^2)``: ``1/L_max`` for one stream of
-updates, divided by the ``N`` streams every replica receives.
+``tau`` one pass over the data. ``eta0`` is the same on every operator -- the
+weight ``w_i`` in the step is what makes the mixture unbiased, so ``eta0`` must
+not depend on ``i`` -- and defaults to
+``1 / (N * max_i w_i * curvature * max ||[a_i, 1]||^2)``: ``1/L_max`` for one
+stream of updates from the largest partition, divided by the ``N`` streams every
+replica receives.
 The output is the mean over operators of each one's ``T``-weighted average
 iterate.
 """
@@ -82,7 +85,12 @@ def init(problem: Problem, data: LocalData, params: dict) -> HogwildState:
     curv = problem.curvature if problem.curvature is not None else 1.0
     eta0 = params["eta0"]
     if eta0 is None:
-        eta0 = 1.0 / (problem.n_partitions * weight * curv * (problem.sq_max + problem.fit_intercept) + 1e-12)
+        # the same eta0 on every partition: the kernel scales each step by its own weight,
+        # so the mixture of all operators' steps follows the global gradient (an eta0 that
+        # divided by this partition's weight cancelled it: a wrong fixed point whenever the
+        # partitions differ in size)
+        w_max = problem.n_partitions * max(problem.sizes) / problem.n_total
+        eta0 = 1.0 / (problem.n_partitions * w_max * curv * (problem.sq_max + problem.fit_intercept) + 1e-12)
     seed = params["seed"]
     seed = None if seed is None else seed * 1_000_003 + data.index * 7919 + data.incarnation
     return HogwildState(
