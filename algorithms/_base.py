@@ -85,6 +85,13 @@ class Problem(NamedTuple):
         """Strong convexity of the penalty (alpha for l2, 0 for l1)."""
         return self.alpha if self.penalty == K.L2 else 0.0
 
+    def penalty_value(self, w: np.ndarray) -> float:
+        """``R(w)`` of a model vector (the intercept is never penalized)."""
+        coef = np.asarray(w, dtype=np.float64)[: self.n_features]
+        if self.penalty == K.L2:
+            return 0.5 * self.alpha * float(coef @ coef)
+        return self.alpha * float(np.abs(coef).sum())
+
     def prox(self, w: np.ndarray, step: float) -> np.ndarray:
         """``prox_{step R}`` of a model vector, as a new array (intercept untouched)."""
         out = np.array(w, dtype=np.float64)

@@ -40,3 +40,33 @@ def test_hogwild_uses_one_eta0_so_unequal_partitions_keep_their_weight():
     w, *_ = simulate("asip-hogwild", problem, parts, {"seed": 0}, max_time=1.5)
     r = float(relative_suboptimality(obj.value(w, X, y), ref.f_star))
     assert r <= 5e-4, r
+
+
+def test_gd_spends_no_data_passes_in_setup_and_converges_by_backtracking(monkeypatch):
+    """Data passes per partition until gd's own stopping test fires: < 50 in all (the power
+    iteration alone took 50), with every operator ending on the identical model."""
+    from asip.algorithms import _gd
+
+    passes = [0]
+    real_grad, real_power = K.loss_grad, K.power_sqnorm
+
+    def counting_grad(*args):
+        passes[0] += 1
+        return real_grad(*args)
+
+    def counting_power(X, n_coef, fi, n_iter, rng):
+        passes[0] += n_iter
+        return real_power(X, n_coef, fi, n_iter, rng)
+
+    monkeypatch.setattr(_gd.K, "loss_grad", counting_grad)
+    monkeypatch.setattr(_gd.K, "power_sqnorm", counting_power, raising=False)
+    ds = make_logistic(1500, 20, n_zero=3, random_state=1)
+    parts = [(ds.X[i::3], ds.y[i::3]) for i in range(3)]
+    problem = make_problem(K.LOGISTIC, K.L2, 1e-2, True, parts)
+    obj = Objective(get_loss("log_loss"), get_penalty("l2", 1e-2), True)
+    ref = reference_optimum(obj, ds.X, ds.y)
+    w, snaps, _, done = simulate("gd", problem, parts, {"tol": 1e-6}, max_time=30.0)
+    assert done
+    assert passes[0] / 3 < 50, passes[0] / 3
+    assert float(relative_suboptimality(obj.value(w, ds.X, ds.y), ref.f_star)) <= 1e-9
+    assert all(np.array_equal(s["w"], snaps[0]["w"]) for s in snaps)
