@@ -33,7 +33,7 @@ pushes an operator runs hundreds of rounds against frozen peers (measured:
 Pass ``push_period=0.1`` to reproduce the paper's setting.
 
 A restarted operator (incarnation > 0) gets its lost state back from its
-peers, as in ASIP-SGD: it announces itself with ``k = 0``; a peer that knew an
+peers by the echo/rejoin protocol the asynchronous solvers share (`_rejoin`): it announces itself with ``k = 0``; a peer that knew an
 older incarnation keeps using that one's last ``(x_j, y_j)`` and echoes it back
 (``echo=True``); the restarted operator takes it up, redoes the dual step with
 the ``z`` of the current states, and goes on from there, once it has the echo
@@ -55,6 +55,7 @@ import numpy as np
 
 from ._admm_core import LocalSolver, default_rho, local_solve, new_local_solver, z_update
 from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput
+from ._rejoin import PeerStates
 
 __all__ = ["ALGORITHM", "AsyncADMMState", "init", "local_step"]
 
@@ -76,7 +77,7 @@ class AsyncADMMState(NamedTuple):
     params: dict
     rho: float
     solver: LocalSolver
-    table: dict  # sender -> (incarnation, round, x_j, y_j)
+    table: PeerStates  # latest (x_j, y_j) per peer and its round k_j (`_rejoin`)
     mem: dict  # x, y, z, k, pushed, started, phase
 
 
@@ -89,39 +90,27 @@ def init(problem: Problem, data: LocalData, params: dict) -> AsyncADMMState:
     seed = (0 if seed is None else seed) * 1_000_003 + data.index * 7919 + data.incarnation
     p = problem.p
     mem = {"x": np.zeros(p), "y": np.zeros(p), "y_used": np.zeros(p), "z": np.zeros(p), "k": 0,
-           "pushed": -np.inf, "started": None, "merged": False,
+           "pushed": -np.inf, "started": None,
            "phase": "run" if data.incarnation == 0 else "rejoin"}
     return AsyncADMMState(problem, params, float(rho), new_local_solver(problem, data, seed),
-                          {}, mem)
+                          PeerStates(("x", "y"), "k", expecting=data.incarnation > 0), mem)
 
 
 def _absorb(state: AsyncADMMState, inbox) -> tuple:
-    """Keep the latest state per sender; returns the echoes owed to peers that restarted."""
-    mem, echoes = state.mem, []
-    for msg in inbox:
-        pl = msg.payload
-        if "x" not in pl:
-            continue
-        k = int(pl["k"])
-        if pl.get("echo"):  # our own state from before our restart, as a peer last saw it
-            if mem["phase"] == "rejoin" and not mem["merged"] and k > 0:
-                mem["merged"] = True
-                mem["x"], mem["y_used"], mem["k"] = np.array(pl["x"]), np.array(pl["y"]), k
-            continue
-        old = state.table.get(msg.sender)
-        if old is not None and msg.incarnation > old[0] and k < old[1]:
-            # a restarted peer without its state yet: keep using the old one and send it back
-            echoes.append(Outgoing({"x": old[2], "y": old[3], "k": old[1], "echo": True},
-                                   to=msg.sender))
-            continue
-        if k > 0 and (old is None or (msg.incarnation, k) >= old[:2]):
-            state.table[msg.sender] = (msg.incarnation, k, np.array(pl["x"]), np.array(pl["y"]))
-    return tuple(echoes)
+    """Keep the latest state per sender (`_rejoin.PeerStates`); returns the echoes owed to peers.
+
+    A restarted operator takes the first echo of its own state up as its saved round.
+    """
+    echoes, own = state.table.absorb(inbox)
+    mem = state.mem
+    if own is not None and mem["phase"] == "rejoin":
+        mem["x"], mem["y_used"], mem["k"] = own["x"], own["y"], int(own["k"])
+    return echoes
 
 
 def _z(state: AsyncADMMState, data: LocalData, include_self: bool) -> np.ndarray:
-    xs = [e[2] for e in state.table.values()]
-    ys = [e[3] for e in state.table.values()]
+    xs = [pe.state["x"] for pe in state.table.values()]
+    ys = [pe.state["y"] for pe in state.table.values()]
     if include_self:
         xs.append(state.mem["x"])
         ys.append(state.mem["y"])
@@ -142,11 +131,13 @@ def local_step(state: AsyncADMMState, data: LocalData, inbox, now: float) -> Ste
         if len(state.table) < data.n_partitions - 1 and waiting:
             return StepOutput(state, echoes + _push_state(state, now), wait=0.02)
         mem["phase"] = "run"
+        state.table.stop_expecting()
     if mem["phase"] == "rejoin":
         # a restart: wait for our old state (echoed) and a state from every peer
-        if not (mem["merged"] and len(state.table) >= data.n_partitions - 1) and waiting:
+        if not state.table.ready(data.n_partitions) and waiting:
             return StepOutput(state, echoes + _push_state(state, now), wait=0.02)
-        if mem["merged"]:  # redo the dual step of the saved round with today's z
+        state.table.stop_expecting()  # a late echo must not overwrite a running state
+        if state.table.recovered:  # redo the dual step of the saved round with today's z
             mem["y"] = mem["y_used"]
             mem["z"] = _z(state, data, include_self=True)
             mem["y"] = mem["y_used"] + state.rho * (mem["x"] - mem["z"])
