@@ -32,6 +32,10 @@ stream of updates from the largest partition, divided by the ``N`` streams every
 replica receives.
 The output is the mean over operators of each one's ``T``-weighted average
 iterate.
+
+On sparse (CSR) data a step costs O(nnz of its rows), not O(d):
+`_kernels.sgd_steps_lazy` keeps the l2 shrink as a scale and applies the l1
+soft thresholds and the iterate average just in time.
 """
 
 from __future__ import annotations
@@ -146,7 +150,9 @@ def local_step(state: HogwildState, data: LocalData, inbox, now: float) -> StepO
     pb = state.problem
     T_peers = float(sum(pe[3] for pe in state.peers.values()))
     t0 = time.perf_counter()
-    K.sgd_steps(data.X, data.y, pb.loss, pb.fit_intercept, state.chunk.count,
+    # CSR data: O(nnz of the rows) per step (lazy prox and average); dense: the plain loop
+    steps = K.sgd_steps_lazy if isinstance(data.X, tuple) else K.sgd_steps
+    steps(data.X, data.y, pb.loss, pb.fit_intercept, state.chunk.count,
                 params["batch_size"], state.rng, state.weight, state.x, state.S, state.P,
                 state.count, T_peers, state.eta0, pb.mu, state.tau, pb.penalty, pb.alpha,
                 state.xsum, state.wsum)

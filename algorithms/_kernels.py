@@ -59,6 +59,7 @@ __all__ = [
     "saga_steps",
     "sdca_steps",
     "sgd_steps",
+    "sgd_steps_lazy",
 ]
 
 logger = logging.getLogger(__name__)
@@ -477,6 +478,138 @@ def sgd_steps(X, y, loss, fit_intercept, n_steps, batch, rng, weight, x, S, P, c
         for j in range(p):
             xsum[j] += Tn * x[j]
         wsum[0] += Tn
+
+
+@njit(**_JIT)
+def _soft_sum(v, a, t, lam, W, LW):
+    """``sum_{tau=a+1..t} W_tau' * soft(v, lam_tau - lam_a)`` from prefix sums (``W_tau'`` the weights).
+
+    The soft threshold of an untouched coordinate grows by ``lam_tau - lam_a``;
+    its magnitude ``|v| - (lam_tau - lam_a)`` is positive up to the last
+    ``tau*`` found by bisection, zero after.
+    """
+    av = abs(v)
+    if av == 0.0 or t <= a:
+        return 0.0
+    lo, hi = a, t  # lam[lo] - lam[a] < av always; find the largest such index
+    if lam[hi] - lam[a] < av:
+        lo = hi
+    else:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if lam[mid] - lam[a] < av:
+                lo = mid
+            else:
+                hi = mid
+    total = (av + lam[a]) * (W[lo] - W[a]) - (LW[lo] - LW[a])
+    return total if v > 0 else -total
+
+
+@njit(**_JIT)
+def sgd_steps_lazy(X, y, loss, fit_intercept, n_steps, batch, rng, weight, x, S, P, count,
+                   T_peers, eta0, mu, tau, pen, alpha, xsum, wsum):
+    """`sgd_steps` for a CSR matrix at O(nnz of the rows) per step instead of O(d).
+
+    The same iterates (up to rounding) by just-in-time updates: with l2 the
+    coefficients are kept as ``x = s * u`` and the prox is a change of the scalar
+    ``s`` (folded back into ``u`` -- O(d) -- each time it has shrunk 1000-fold,
+    rare with the ``1/(mu T)`` steps); with l1 every coordinate remembers the
+    step it was last brought up to date and the soft thresholds it missed since
+    are applied at once when a row next reads it (consecutive soft thresholds
+    compose into one at their sum). The ``T``-weighted iterate average is kept
+    lazily too, from per-step prefix sums. Coordinates are made current and
+    ``x`` is written back at the end of the call: O(d) once per call.
+    """
+    data, indices, indptr = X
+    p = x.shape[0]
+    n_coef = p - (1 if fit_intercept else 0)
+    n = len(indptr) - 1
+    last = np.zeros(n_coef, dtype=np.int64)  # step up to which coordinate j's average is current
+    W = np.zeros(n_steps + 1)  # prefix sums of the averaging weights Tn
+    cum = np.zeros(n_steps + 1)  # l2: prefix sums of Tn * s_t;  l1: lam_t (threshold so far)
+    LW = np.zeros(n_steps + 1)  # l1: prefix sums of Tn * lam_t
+    u = x[:n_coef].copy()  # l2: x = s * u;  l1: the value as of step last_j (before its thresholds)
+    s = 1.0
+    idx = np.empty(batch, dtype=np.int64)
+    dv = np.empty(batch)
+    for t in range(1, n_steps + 1):
+        T = count[0] + T_peers
+        if mu > 0.0:
+            eta = eta0 / (1.0 + eta0 * mu * T)
+        else:
+            eta = eta0 / math.sqrt(1.0 + T / tau)
+        c = eta * weight / batch
+        for k in range(batch):
+            idx[k] = _randint(rng, n)
+        # bring the rows' coordinates up to step t - 1, then take all margins at that point
+        for k in range(batch):
+            i = idx[k]
+            for q in range(indptr[i], indptr[i + 1]):
+                j = indices[q]
+                a = last[j]
+                if a < t - 1:
+                    if pen == L2:
+                        xsum[j] += u[j] * (cum[t - 1] - cum[a])
+                    else:
+                        xsum[j] += _soft_sum(u[j], a, t - 1, cum, W, LW)
+                        th = cum[t - 1] - cum[a]
+                        v = u[j]
+                        u[j] = v - th if v > th else (v + th if v < -th else 0.0)
+                    last[j] = t - 1
+        for k in range(batch):
+            i = idx[k]
+            m = 0.0
+            for q in range(indptr[i], indptr[i + 1]):
+                m += data[q] * u[indices[q]]
+            if pen == L2:
+                m *= s
+            if fit_intercept:
+                m += x[p - 1]
+            dv[k] = _dphi(loss, m, y[i]) * c
+        for k in range(batch):
+            d = dv[k]
+            if d != 0.0:
+                i = idx[k]
+                g = d / s if pen == L2 else d
+                for q in range(indptr[i], indptr[i + 1]):
+                    j = indices[q]
+                    u[j] -= g * data[q]
+                    S[j] += d * data[q]
+                if fit_intercept:
+                    x[p - 1] -= d
+                    S[p - 1] += d
+        Tn = T + 1.0
+        W[t] = W[t - 1] + Tn
+        if pen == L2:
+            s /= 1.0 + eta * alpha
+            cum[t] = cum[t - 1] + Tn * s
+            if s < 1e-3:
+                # rescale: make every coordinate current, fold s into u. Often enough that the
+                # prefix sums of Tn * s keep their precision (their differences are what count)
+                for j in range(n_coef):
+                    xsum[j] += u[j] * (cum[t] - cum[last[j]])
+                    u[j] *= s
+                    last[j] = t
+                s = 1.0
+                cum[t] = 0.0  # every coordinate is current at t: earlier entries are not read
+        else:
+            cum[t] = cum[t - 1] + eta * alpha
+            LW[t] = LW[t - 1] + Tn * cum[t]
+        if fit_intercept:
+            xsum[p - 1] += Tn * x[p - 1]
+        wsum[0] += Tn
+        P[0] += eta
+        count[0] += 1
+    for j in range(n_coef):  # make every coordinate current and write x back
+        a = last[j]
+        if pen == L2:
+            xsum[j] += u[j] * (cum[n_steps] - cum[a])
+            x[j] = s * u[j]
+        else:
+            xsum[j] += _soft_sum(u[j], a, n_steps, cum, W, LW)
+            th = cum[n_steps] - cum[a]
+            v = u[j]
+            x[j] = v - th if v > th else (v + th if v < -th else 0.0)
 
 
 @njit(**_JIT)

@@ -296,3 +296,32 @@ def test_sdca_steps_match_numpy_and_solve_the_local_problem(kind, fi, loss):
     dual_obj = -c * conj.sum() - c * (A @ v) @ dual - 0.5 * rho * np.sum((x - v) ** 2)
     gap = primal - dual_obj
     assert -1e-12 <= gap <= 1e-9 * max(1.0, abs(primal))
+
+
+@pytest.mark.parametrize("fi", [False, True])
+@pytest.mark.parametrize("loss,pen,mu,alpha,steps", [
+    (K.LOGISTIC, K.L2, 0.05, 0.05, 60), (K.SQUARED, K.L1, 0.0, 0.05, 60),
+    (K.HINGE, K.L1, 0.0, 0.5, 200),  # thresholds that zero coordinates between their reads
+    (K.SQUARED, K.L2, 0.0, 5.0, 400),  # the l2 scale shrinks 1000-fold many times: rescaled
+])
+def test_lazy_sgd_steps_equal_the_dense_kernel_on_csr(fi, loss, pen, mu, alpha, steps):
+    """O(nnz) steps (scale for l2, just-in-time soft thresholds for l1) give the same iterates,
+    totals and iterate average as the O(d) kernel on the same rows and random draws."""
+    X, Xk, y = make_data("csr", loss, n=60, d=40, seed=3)
+    p, batch = X.shape[1] + fi, 3
+    weight, eta0, tau, T_peers = 1.3, 0.5, 9.0, 5.0
+    x0 = np.random.default_rng(5).standard_normal(p) * 0.3
+    outs = []
+    for kernel in (K.sgd_steps, K.sgd_steps_lazy):
+        x, S, P, cnt = x0.copy(), np.zeros(p), np.zeros(1), np.zeros(1, np.int64)
+        xsum, wsum = np.zeros(p), np.zeros(1)
+        kernel(Xk, y, loss, fi, steps, batch, K.make_rng(3), weight, x, S, P, cnt, T_peers,
+               eta0, mu, tau, pen, alpha, xsum, wsum)
+        outs.append((x, S, P, cnt, xsum / wsum[0]))
+    (x, S, P, c, avg), (x2, S2, P2, c2, avg2) = outs
+    np.testing.assert_allclose(x2, x, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(S2, S, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(avg2, avg, rtol=1e-9, atol=1e-12)
+    assert P2[0] == pytest.approx(P[0], rel=1e-14) and c2[0] == c[0] == steps
+    if pen == K.L1 and alpha == 0.5:
+        assert np.sum(x2 == 0.0) >= 5  # the thresholds did zero coordinates
