@@ -325,3 +325,32 @@ def test_lazy_sgd_steps_equal_the_dense_kernel_on_csr(fi, loss, pen, mu, alpha, 
     assert P2[0] == pytest.approx(P[0], rel=1e-14) and c2[0] == c[0] == steps
     if pen == K.L1 and alpha == 0.5:
         assert np.sum(x2 == 0.0) >= 5  # the thresholds did zero coordinates
+
+
+@pytest.mark.parametrize("fi", [False, True])
+@pytest.mark.parametrize("loss,pen,damp", [(K.LOGISTIC, K.L2, 0.3), (K.HINGE, K.L1, 0.0),
+                                           (K.SQUARED, K.L1, 0.3), (K.LOGISTIC, K.L1, 0.0)])
+def test_lazy_rda_steps_equal_the_dense_kernel_on_csr(fi, loss, pen, damp):
+    """O(nnz) RDA steps (points computed when read, averages from prefix sums) give the same
+    dual, point and iterate average as the O(d) kernel, across two calls (a warm start)."""
+    X, Xk, y = make_data("csr", loss, n=60, d=40, seed=4)
+    p, batch = X.shape[1] + fi, 3
+    C = np.random.default_rng(2).standard_normal(p) * 0.05
+    anchor = np.random.default_rng(3).standard_normal(p) * 0.1
+    gamma = 0.5 if pen == K.L1 else 0.0
+    outs = []
+    for kernel in (K.rda_steps, K.rda_steps_lazy):
+        G, t, x = np.zeros(p), np.zeros(1, np.int64), np.zeros(p)
+        xsum, wsum = np.zeros(p), np.zeros(1)
+        rng = K.make_rng(7)
+        for steps, share, cc in ((40, 0.6, C), (70, 0.5, 0.5 * C)):
+            kernel(Xk, y, loss, fi, steps, batch, rng, G, t, share, cc, 17.0, pen, 0.02, 2.0,
+                   gamma, damp, anchor, x, xsum, wsum)
+        outs.append((G, t, x, xsum / wsum[0]))
+    (G, t, x, avg), (G2, t2, x2, avg2) = outs
+    assert t2[0] == t[0] == 110
+    np.testing.assert_allclose(G2, G, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(x2, x, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(avg2, avg, rtol=1e-9, atol=1e-12)
+    if pen == K.L1:
+        assert np.sum(x2[: X.shape[1]] == 0.0) >= 1
