@@ -354,3 +354,24 @@ def test_lazy_rda_steps_equal_the_dense_kernel_on_csr(fi, loss, pen, damp):
     np.testing.assert_allclose(avg2, avg, rtol=1e-9, atol=1e-12)
     if pen == K.L1:
         assert np.sum(x2[: X.shape[1]] == 0.0) >= 1
+
+
+@pytest.mark.parametrize("fi", [False, True])
+@pytest.mark.parametrize("loss,pen,alpha", [(K.LOGISTIC, K.L1, 0.02), (K.SQUARED, K.L2, 0.05),
+                                            (K.HINGE, K.L1, 0.3), (K.SQUARED, K.L1, 0.5)])
+def test_lazy_saga_steps_equal_the_dense_kernel_on_csr(fi, loss, pen, alpha):
+    """O(nnz) SAGA steps (missed steps of a coefficient applied in closed form when read) give
+    the same model, memory and averaged gradient as the O(d) kernel."""
+    X, Xk, y = make_data("csr", loss, n=60, d=40, seed=6)
+    p, steps, n_total, step = X.shape[1] + fi, 300, 100.0, 0.05
+    w0 = np.random.default_rng(8).standard_normal(p) * 0.3
+    g0 = np.random.default_rng(4).standard_normal(p) * 0.5  # large: coefficients cross zero
+    outs = []
+    for kernel in (K.saga_steps, K.saga_steps_lazy):
+        w, mem, gbar = w0.copy(), np.zeros(X.shape[0]), g0.copy()
+        kernel(Xk, y, loss, fi, steps, K.make_rng(11), w, mem, gbar, n_total, step, pen, alpha)
+        outs.append((w, mem, gbar))
+    for lazy, dense in zip(outs[1], outs[0]):
+        np.testing.assert_allclose(lazy, dense, rtol=1e-9, atol=1e-12)
+    if pen == K.L1:
+        assert np.sum(outs[1][0][: X.shape[1]] == 0.0) >= 1
