@@ -33,7 +33,8 @@ pushes an operator runs hundreds of rounds against frozen peers (measured:
 Pass ``push_period=0.1`` to reproduce the paper's setting.
 
 A restarted operator (incarnation > 0) gets its lost state back from its
-peers by the echo/rejoin protocol the asynchronous solvers share (`_rejoin`): it announces itself with ``k = 0``; a peer that knew an
+peers by the echo/rejoin protocol the asynchronous solvers share (`_rejoin`):
+it announces itself with ``k = 0``; a peer that knew an
 older incarnation keeps using that one's last ``(x_j, y_j)`` and echoes it back
 (``echo=True``); the restarted operator takes it up, redoes the dual step with
 the ``z`` of the current states, and goes on from there, once it has the echo

@@ -48,7 +48,7 @@ import numpy as np
 
 from . import _kernels as K
 from ._base import (AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, Start, StepOutput,
-                    mean_of, resume_average)
+                    mean_of, resume_average, slice_target)
 
 __all__ = ["ALGORITHM", "HogwildState", "init", "local_step"]
 
@@ -101,7 +101,7 @@ def init(problem: Problem, data: LocalData, params: dict) -> HogwildState:
         x=np.zeros(p), S=np.zeros(p), P=np.zeros(1), count=np.zeros(1, dtype=np.int64),
         xsum=np.zeros(p), wsum=np.zeros(1), rng=K.make_rng(seed), peers={}, weight=weight,
         eta0=float(eta0), tau=max(problem.n_total / params["batch_size"], 1.0), problem=problem,
-        params=params, chunk=AdaptiveCount(params["step_time"]),
+        params=params, chunk=AdaptiveCount(slice_target(params["step_time"], data, p)),
         clock={"pushed": -np.inf, "started": None,
                "mode": "normal" if data.incarnation == 0 else "rejoining"},
     )

@@ -77,7 +77,7 @@ import numpy as np
 
 from . import _kernels as K
 from ._base import (AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, Start, StepOutput,
-                    mean_of, resume_average)
+                    mean_of, resume_average, slice_target)
 from ._rejoin import PeerStates
 
 __all__ = ["ALGORITHM", "RDAState", "combine", "init", "local_step", "snapshot"]
@@ -137,7 +137,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> RDAState:
         wsum=np.zeros(1), rng=K.make_rng(seed),
         peers=PeerStates(("gbar", "share"), "t", expecting=data.incarnation > 0),
         share=problem.sizes[data.index] / problem.n_total, beta0=float(max(beta0, 1e-12)),
-        gamma=float(gamma), problem=problem, params=params, chunk=AdaptiveCount(params["step_time"]),
+        gamma=float(gamma), problem=problem, params=params,
+        chunk=AdaptiveCount(slice_target(params["step_time"], data, p)),
         clock={"pushed": -np.inf, "started": None,
                "rejoining": data.incarnation > 0 and data.n_partitions > 1,
                "stepping_since": None, "own_steps": 0, "t_anchor": 0, "anchored": False},

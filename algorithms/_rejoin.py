@@ -1,4 +1,4 @@
-"""The echo/rejoin protocol every asynchronous solver shares: latest state per peer, and a restart's lost state back.
+"""The echo/rejoin protocol the asynchronous solvers share: latest state per peer, lost state back.
 
 Asynchronous operators push their *state* (not increments) with a clock that
 only grows -- ASIP-SGD its dual ``(gbar, t)``, ASIP-ADMM its ``(x, y, k)`` -- so

@@ -131,3 +131,21 @@ def test_every_solver_fits_an_unpenalized_intercept_like_sklearn(solver):
     assert r <= INTERCEPT_BOUNDS[solver], f"{solver}: {r:.2e}, intercept {w[-1]:.3f} vs {w_sk[-1]:.3f}"
     r0 = float(relative_suboptimality(obj.value(np.append(w[:-1], 0.0), X, y), f_sk))
     assert r0 > 10 * INTERCEPT_BOUNDS[solver]  # without its intercept the model is far off
+
+
+def test_wide_sparse_data_gets_a_longer_time_slice():
+    """O(nnz) steps pay O(p) once per kernel call: the slice grows with p on CSR data only."""
+    import scipy.sparse as sp
+
+    from asip.algorithms._base import slice_target
+
+    X = sp.random(50, 2_000_000, density=1e-5, format="csr", random_state=0)
+    y = np.ones(50)
+    problem = make_problem(K.LOGISTIC, K.L2, 1e-2, False, [(X, y)])
+    sparse = local_data(X, y, problem)
+    assert slice_target(0.002, sparse, problem.p) == pytest.approx(0.04)
+    dense = local_data(np.zeros((3, 4)), np.ones(3), make_problem(K.LOGISTIC, K.L2, 1e-2, False,
+                                                                  [(np.zeros((3, 4)), np.ones(3))]))
+    assert slice_target(0.002, dense, 4) == 0.002
+    state = get_algorithm("asip-hogwild").init(problem, sparse, get_algorithm("asip-hogwild").merge({}))
+    assert state.chunk.target == pytest.approx(0.04)
