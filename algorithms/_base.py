@@ -179,6 +179,7 @@ class Algorithm(NamedTuple):
     uses_tol: bool = False  # honours the estimator's ``tol`` as a stopping test
     schema: Callable[[Problem], tuple[dict, dict]] | None = None  # message fields (see above)
     resume: Callable[[Any, LocalData, Start], Any] | None = None  # warm start from a `Start`
+    validate: Callable[[Problem, dict], None] | None = None  # raises ValueError, on the driver
 
     def merge(self, params: dict | None) -> dict:
         """The defaults updated by ``params``; raises ValueError naming unknown keys."""

@@ -26,6 +26,7 @@ __all__ = ["ChannelStats", "Mailbox", "MessageSchema"]
 class ChannelStats:
     """Counters for one operator's side of the channel (one incarnation)."""
 
+    steps: int = 0  # operator steps taken
     pushed: int = 0  # push() calls that passed validation
     pushed_bytes: int = 0
     sent: int = 0  # copies handed to peers (a broadcast counts once per peer worker)

@@ -141,6 +141,12 @@ class DirectoryPlugin(SchedulerPlugin):
             "lost": sorted(self.lost),
         }
 
+    def dashboard_state(self, cursor: int = 0) -> dict:
+        """Read-only view for the ``/asip`` dashboard page (on the scheduler's event loop):
+        what the driver's poll gets, plus the stage's size and stop state."""
+        return {**self._h_poll(cursor), "n_partitions": self.n_partitions,
+                "stopped": self.stopped, "closed": self.closed}
+
     def _h_stop(self, reason: str) -> None:
         if self.stopped is None:
             self.stopped = reason

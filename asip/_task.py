@@ -75,6 +75,7 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
                     continue  # a straggler's nap outlasted the stage: no extra step
             outcome = operator.step(ctx)
             steps += 1
+            plugin.count(index, "steps")  # live, for the dashboard
             if outcome is STOP:
                 reason = "STOP"
                 plugin.loop.add_callback(plugin._fire, "stop", reason=f"STOP from partition {index}")
