@@ -15,7 +15,9 @@ import math
 
 from numba import njit
 
-from ._kernels import (HINGE, LOGISTIC, SQUARED, _logistic_dual_root, _margin, _randint, n_rows,
+from . import _losses as _L
+
+from ._kernels import (HINGE, SQUARED, _logistic_dual_root, _margin, _randint, n_rows,
                        row_axpy)
 
 __all__ = ["cocoa_steps", "conjugate_sum"]
@@ -83,21 +85,13 @@ def cocoa_steps(X, y, loss, fit_intercept, n_steps, rng, order, cursor, dual, sq
 @njit(**_JIT)
 def conjugate_sum(loss, y, dual):
     """``sum_i phi_i*(-a_i)``: hinge ``-b``, logistic ``b log b + (1-b) log(1-b)`` (``b = y a``),
-    squared ``a^2/2 - a y``; ``inf`` when a dual is outside its domain (``b`` not in [0, 1])."""
+    squared ``a^2/2 - a y``; ``inf`` when a dual is outside its domain (``b`` not in [0, 1]).
+
+    The conjugate itself is `_losses.conjugate`, the one definition the kernels share."""
     s = 0.0
     for i in range(dual.shape[0]):
-        a = dual[i]
-        if loss == SQUARED:
-            s += 0.5 * a * a - a * y[i]
-            continue
-        b = y[i] * a
-        if b < -1e-12 or b > 1.0 + 1e-12:
+        c = _L.conjugate(loss, -dual[i], y[i])
+        if c == math.inf:
             return math.inf
-        if loss == HINGE:
-            s -= b
-        elif loss == LOGISTIC:
-            if b > 0.0:
-                s += b * math.log(b)
-            if b < 1.0:
-                s += (1.0 - b) * math.log(1.0 - b)
+        s += c
     return s
