@@ -27,7 +27,7 @@ from asip.algorithms._operator import SolverOperator
 from asip.algorithms._progress import FitProgress
 from asip.algorithms._solvers import RUNTIME_SOLVERS
 
-GD = dict(solver="gd", alpha=1e-1, tol=1e-8, max_time=30.0)
+GD = dict(solver="gd", alpha=1e-1, tol=1e-6, max_time=30.0)
 
 
 def quiet(est, *args, **kw):
