@@ -23,7 +23,7 @@ from asip._exceptions import AsipError, OperatorFailedError, StageTimeoutError
 from asip._gang import check_slots, plan_placement, wait_for_gang
 from asip._operator import Operator
 from asip._task import OperatorSpec, run_operator
-from asip._wire import Limits, unpack_payload
+from asip._wire import unpack_payload
 from asip._worker_plugin import ChannelPlugin, ChannelSettings, plugin_name
 from asip.faults import validate_faults
 
@@ -220,13 +220,8 @@ class _Run:
         nthreads = self.client.nthreads()
         check_slots(self.n, nthreads, stage.oversubscribe)
         self.nthreads = nthreads
-        limits = Limits(_config.nbytes("channel.max-message-bytes"),
-                        _config.integer("channel.max-keys"), _config.nbytes("channel.inline-bytes"))
-        settings = ChannelSettings(
-            limits, _config.integer("channel.mailbox-size"), _config.integer("channel.peer-queue-size"),
-            _config.seconds("channel.connect-timeout"), _config.seconds("channel.reconnect-delay"),
-            _config.seconds("trace.report-interval"),
-        )
+        settings = ChannelSettings.from_config()
+        limits = settings.limits
         self.spec = OperatorSpec(self.run_id, self.n, stage.operator, parts.tuple_data,
                                  stage.max_time, stage.max_steps, faults, settings,
                                  plugin_name(self.run_id))

@@ -87,7 +87,7 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
         result = operator.result(ctx)
         packed = pack_payload(result if result is not None else {}, spec.settings.limits)
     finally:
-        stats = plugin.unregister(index)
+        stats = plugin.unregister(index, incarnation)
     return msgpack.packb(
         {"index": index, "incarnation": incarnation, "steps": steps, "reason": reason,
          "elapsed": ctx.elapsed, "stats": stats, "result": packed},

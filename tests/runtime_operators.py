@@ -176,8 +176,8 @@ class Saboteur(asip.Operator):
         good_item = [1, *wire_item(good, limits)]
         other_run = encode_message({"v": np.ones(3)}, run_id="someone-else", sender=0,
                                    incarnation=0, seq=0, limits=limits)
-        bad_shape = msgpack.packb([1, ctx.run_id, 0, 0, 1, 0.0, {}, [["v", "<f8", [1000]]]])
-        object_dtype = msgpack.packb([1, ctx.run_id, 0, 0, 1, 0.0, {}, [["v", "|O", [1]]]])
+        bad_shape = msgpack.packb([2, ctx.run_id, 0, 0, 1, 0.0, {}, [["v", "<f8", [1000]]], None])
+        object_dtype = msgpack.packb([2, ctx.run_id, 0, 0, 1, 0.0, {}, [["v", "|O", [1]]], None])
         hostile = [
             [1, pickle.dumps(Exploit())],  # a pickle where msgpack is expected
             [1, good.header, pickle.dumps(Exploit())],  # a pickle where raw bytes are expected

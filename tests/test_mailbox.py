@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from asip._channel import ChannelStats, Mailbox, MessageSchema
+from asip._channel import MESSAGE_OVERHEAD, ChannelStats, Mailbox, MessageSchema
 from asip._wire import Message
 
 
@@ -16,7 +16,7 @@ def message(t: int, w=None, age: float = 0.0) -> Message:
 
 
 def test_a_full_mailbox_drops_the_oldest_and_counts_it():
-    box = Mailbox(capacity=3, stats=ChannelStats())
+    box = Mailbox(3 * (10 + MESSAGE_OVERHEAD), stats=ChannelStats())  # room for 3 such messages
     for t in range(5):
         box.put(message(t), nbytes=10)
     assert [m.payload["t"] for m in box.poll()] == [2, 3, 4]
@@ -26,7 +26,7 @@ def test_a_full_mailbox_drops_the_oldest_and_counts_it():
 
 def test_a_schema_set_late_also_screens_messages_already_waiting():
     # a restarted operator registers (peers start sending) before its setup calls expect()
-    box = Mailbox(capacity=10, stats=ChannelStats())
+    box = Mailbox(1 << 20, stats=ChannelStats())
     box.put(message(1), nbytes=10)
     box.put(message(2, w=np.array([1.0, np.nan, 0.0])), nbytes=10)
     box.put(message(3, w=np.ones(4)), nbytes=10)
@@ -38,7 +38,7 @@ def test_a_schema_set_late_also_screens_messages_already_waiting():
 
 
 def test_poll_measures_how_stale_each_message_is():
-    box = Mailbox(capacity=10, stats=ChannelStats())
+    box = Mailbox(1 << 20, stats=ChannelStats())
     box.put(message(1, age=0.5), nbytes=10)
     box.put(message(2, age=0.1), nbytes=10)
     assert box.stats.consumed == 0  # delivered is not consumed: only poll() hands over

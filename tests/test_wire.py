@@ -116,7 +116,7 @@ def test_wrong_run_unknown_sender_and_object_dtype_headers_are_rejected():
         decode_message(local_item(enc), run_id="r1", n_partitions=2, limits=LIMITS)
     with pytest.raises(MessageError, match="unknown sender"):
         decode_message(local_item(enc), run_id="other", n_partitions=1, limits=LIMITS)
-    header = msgpack.packb([1, "r1", 0, 0, 0, 0.0, {}, [["a", "|O", [1]]]])
+    header = msgpack.packb([2, "r1", 0, 0, 0, 0.0, {}, [["a", "|O", [1]]], None])
     with pytest.raises(MessageError, match="can't travel"):
         decode_message([header, b"\x00" * 8], run_id="r1", n_partitions=2, limits=LIMITS)
 
@@ -130,7 +130,7 @@ def test_a_pickle_payload_is_never_executed(tmp_path):
             return (open, (str(marker), "w"))
 
     evil = pickle.dumps(Exploit())
-    for item in ([evil], [_good_item()[0], evil], [msgpack.packb([1, "r1", 0, 0, 0.0, 0, {}, []]), evil]):
+    for item in ([evil], [_good_item()[0], evil], [msgpack.packb([2, "r1", 0, 0, 0.0, 0, {}, [], None]), evil]):
         with pytest.raises(MessageError):
             decode_message(item, run_id="r1", n_partitions=2, limits=LIMITS)
     with pytest.raises(MessageError):
