@@ -85,6 +85,7 @@ class Context:
         self._seq = 0
         self._last_report = -float("inf")
         self._pending_report: dict | None = None
+        self._last_entry: list | None = None  # the newest report sent (travels with the result)
         self._ep = plugin.endpoint(index, incarnation)
         self._rng = random.Random()
 
@@ -212,7 +213,11 @@ class Context:
 
     # ------------------------------------------------------------------ trace
     def report(self, **metrics: Any) -> None:
-        """Record numbers (or small arrays) in the driver's trace, rate-limited, latest wins."""
+        """Record numbers (or small arrays) in the driver's trace, rate-limited, latest wins.
+
+        Reports are metrics, not models: one larger than ``asip.trace.max-report-bytes``
+        raises `MessageError` (models stay with the operators; return them from ``result``).
+        """
         self._pending_report = metrics
         if time.monotonic() - self._last_report >= self._spec.settings.report_interval:
             self._flush_report()
@@ -222,5 +227,11 @@ class Context:
             return
         packed = pack_payload(self._pending_report, self._spec.settings.limits)
         self._pending_report = None
+        cap = getattr(self._spec, "max_report_bytes", None)
+        if cap is not None and len(packed) > cap:
+            raise MessageError(
+                f"a report of {len(packed):,} bytes is over asip.trace.max-report-bytes "
+                f"({cap:,}): report metrics (numbers, small arrays), not models")
         self._last_report = time.monotonic()
-        self._plugin.report([self.elapsed, self.index, self.incarnation, packed])
+        self._last_entry = [self.elapsed, self.index, self.incarnation, packed]
+        self._plugin.report(self._last_entry)
