@@ -20,7 +20,8 @@ import logging
 import random
 import threading
 import time
-from collections import defaultdict, deque
+import itertools
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 from distributed.utils import sync
@@ -118,9 +119,11 @@ class DataPlane:
         self.closed = False
         # the one hand-over point from operator threads
         self._lock = threading.Lock()
-        self._outbox: deque[tuple[Endpoint, Encoded, tuple | None]] = deque()
+        # key -> (endpoint, encoded, targets); latest= pushes conflate on (endpoint, slot, targets)
+        self._outbox: OrderedDict[Any, tuple[Endpoint, Encoded, tuple | None]] = OrderedDict()
         self._outbox_bytes = 0
-        self._outbox_dropped: dict[Endpoint, int] = defaultdict(int)
+        self._outbox_dropped: dict[Endpoint, list[int]] = defaultdict(lambda: [0, 0])
+        self._fifo = itertools.count()
         self._scheduled = False
 
     # ------------------------------------------------------------------ endpoints (loop)
@@ -199,14 +202,18 @@ class DataPlane:
         pushes are dropped and counted against their senders.
         """
         size = encoded.nbytes + MESSAGE_OVERHEAD
+        key = next(self._fifo) if encoded.slot is None else (ep, encoded.slot, targets)
         with self._lock:
-            self._outbox.append((ep, encoded, targets))
+            old = self._outbox.pop(key, None)
+            if old is not None:  # a newer latest= push replaces one the loop has not taken yet
+                self._outbox_bytes -= old[1].nbytes + MESSAGE_OVERHEAD
+                self._outbox_dropped[ep][1] += 1
+            self._outbox[key] = (ep, encoded, targets)
             self._outbox_bytes += size
             while self._outbox_bytes > self.settings.outbox_bytes and len(self._outbox) > 1:
-                old_ep, old, old_targets = self._outbox.popleft()
-                self._outbox_bytes -= old.nbytes + MESSAGE_OVERHEAD
-                self._outbox_dropped[old_ep] += (
-                    len(old_targets) if old_targets is not None else 1)
+                _, (old_ep, old_enc, _) = self._outbox.popitem(last=False)
+                self._outbox_bytes -= old_enc.nbytes + MESSAGE_OVERHEAD
+                self._outbox_dropped[old_ep][0] += 1
             wake = not self._scheduled
             self._scheduled = True
         if wake:
@@ -216,17 +223,19 @@ class DataPlane:
     def _drain(self) -> None:
         """Take everything from the outbox: deliver locally, hand the rest to peer links."""
         with self._lock:
-            items, self._outbox = self._outbox, deque()
-            dropped, self._outbox_dropped = self._outbox_dropped, defaultdict(int)
+            items, self._outbox = self._outbox, OrderedDict()
+            dropped, self._outbox_dropped = self._outbox_dropped, defaultdict(lambda: [0, 0])
             self._outbox_bytes = 0
             self._scheduled = False
-        for ep, n in dropped.items():
-            ep.stats.sent += n
-            ep.stats.dropped_overflow += n
+        for ep, (overflow, conflated) in dropped.items():
+            # a push dropped before routing counts once, whatever its fan-out would have been
+            ep.stats.sent += overflow + conflated
+            ep.stats.dropped_overflow += overflow
+            ep.stats.conflated += conflated
         if not items or self.closed:
             return
         touched: set[PeerLink] = set()
-        for ep, encoded, targets in items:
+        for ep, encoded, targets in items.values():
             try:
                 self._route(ep, encoded, targets, touched)
             except Exception:  # noqa: BLE001 - never lose the rest of the outbox
