@@ -34,9 +34,13 @@ MESSAGE_OVERHEAD = 256  # bytes charged per queued message on top of its payload
 
 
 def _bucket(age_us: int) -> int:
+    """Histogram bucket of an age in µs: 1 + 4 * log2(age), from the top three bits."""
     if age_us < 1:
         return 0
-    return min(_AGE_BUCKETS - 1, int(_PER_OCTAVE * math.log2(age_us)) + 1)
+    n = age_us.bit_length()
+    if n < 3:
+        return 1 + (n - 1) * _PER_OCTAVE
+    return min(_AGE_BUCKETS - 1, 1 + (n - 1) * _PER_OCTAVE + ((age_us >> (n - 3)) & 3))
 
 
 def _bucket_ms(b: int) -> float:
@@ -245,12 +249,15 @@ class Mailbox:
             if schema is not None and schema.violation(message.payload) is not None:
                 stats.rejected += 1
                 return True
-            slot = getattr(message, "slot", None)
-            key = (message.sender, slot) if slot is not None else next(self._fifo)
-            old = self._messages.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
-                stats.conflated += 1
+            slot = message.slot
+            if slot is None:
+                key: Any = next(self._fifo)
+            else:
+                key = (message.sender, slot)
+                old = self._messages.pop(key, None)
+                if old is not None:
+                    self._bytes -= old[1]
+                    stats.conflated += 1
             size = nbytes + MESSAGE_OVERHEAD
             while self._messages and self._bytes + size > self._capacity:
                 _, (_, dropped) = self._messages.popitem(last=False)

@@ -86,8 +86,8 @@ class PeerLink:
     def enqueue(self, stats: ChannelStats, item: list, nbytes: int, copies: int,
                 slot: Any = None) -> None:
         """Queue one wire item for this peer (``copies`` receivers), dropping at the edge."""
-        loop_time = asyncio.get_running_loop().time()
-        if self.closed or (self.comm is None and loop_time < self.retry_at):
+        if self.closed or (self.comm is None and self.retry_at
+                           and asyncio.get_running_loop().time() < self.retry_at):
             stats.dropped_no_route += copies  # peer unreachable a moment ago: don't queue
             return
         key = slot if slot is not None else next(self._fifo)
