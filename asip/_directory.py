@@ -19,6 +19,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.protocol.pickle import dumps
+from distributed.protocol.serialize import Serialized, deserialize
 
 logger = logging.getLogger(__name__)
 
@@ -307,7 +308,10 @@ class DirectoryPlugin(SchedulerPlugin):
             return None
         reply = await asyncio.wait_for(
             self.scheduler.rpc(ws.nanny).run(function=dumps(process_sample)), 5.0)
-        return reply.get("result") if isinstance(reply, dict) else None
+        result = reply.get("result") if isinstance(reply, dict) else None
+        if isinstance(result, Serialized):  # the scheduler's RPCs leave results serialized
+            result = deserialize(result.header, result.frames)
+        return result
 
     async def _judge(self, addr: str, quiet: float) -> None:
         """Busy (its process uses CPU: a flood, a GIL-holding task) or hung (stopped, idle,
@@ -334,7 +338,7 @@ class DirectoryPlugin(SchedulerPlugin):
         if self.closed or self.stopped is not None or addr not in self.scheduler.workers:
             self.suspects.discard(addr)
             return
-        cause = f"worker {addr} hung (no heartbeat for {quiet:.1f} s; {verdict}); restarted"
+        cause = f"worker {addr} silent for {quiet:.1f} s and hung ({verdict}); restarted"
         logger.warning("asip %s: %s", self.run_id, cause)
         for index, (address, incarnation) in self.entries.items():
             if address == addr and index not in self.lost:

@@ -441,15 +441,18 @@ class _Run:
                 logger.warning("asip: %s", fields[1])
             elif kind == "reports":
                 for t, i, inc, packed in fields[0]:
-                    new.append(self._add_report(t, i, inc, packed))
+                    if (entry := self._add_report(t, i, inc, packed)) is not None:
+                        new.append(entry)
         if new and self.stage.on_trace is not None:
             self.stage.on_trace(new)
 
-    def _add_report(self, t: float, i: int, inc: int, packed: bytes) -> TraceEntry:
+    def _add_report(self, t: float, i: int, inc: int, packed: bytes) -> TraceEntry | None:
+        """Add one report to the trace; None if it was there already (it can come twice)."""
         entry = TraceEntry(t, i, inc, unpack_payload(packed))
+        if not self.trace.add(entry, len(packed)):
+            return None
         if i not in self.latest or self.latest[i][0] <= t:
             self.latest[i] = (t, inc, packed)
-        self.trace.add(entry, len(packed))
         return entry
 
     def _write_checkpoint(self) -> None:
@@ -487,12 +490,9 @@ class _Run:
         self.collected[(index, summary["incarnation"])] = summary
         report = summary.get("report")
         if report is not None:  # the final report, in case its beat did not arrive
-            t, i, inc, packed = report
-            entry = TraceEntry(t, i, inc, None)
-            if not self.trace.contains(entry):
-                new = self._add_report(t, i, inc, packed)
-                if self.stage.on_trace is not None:
-                    self.stage.on_trace([new])
+            new = self._add_report(*report)
+            if new is not None and self.stage.on_trace is not None:
+                self.stage.on_trace([new])
         if summary.get("error"):
             self.missing[index] = summary["error"]
             logger.warning("asip: partition %d returned no result: %s", index, summary["error"])
