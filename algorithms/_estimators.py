@@ -375,7 +375,14 @@ class _AsipLinearModel(BaseEstimator):
         clock.solved()
         self.restarts_ = list(res.restarts)
         self.stage_result_ = res
-        self._finish_stage(algo, problem, list(res.results), res.trace, float(res.elapsed),
+        if res.missing:  # nothing lost silently: say which partitions are not in the model
+            warnings.warn(f"{type(self).__name__}.fit: no result from partitions "
+                          f"{res.missing} (their last reports stand in where there are any)",
+                          UserWarning, stacklevel=2)
+        latest = _latest_snapshots(problem, res.trace) if res.missing else None
+        results = [r if r is not None or latest is None else latest[i]
+                   for i, r in enumerate(res.results)]
+        self._finish_stage(algo, problem, results, res.trace, float(res.elapsed),
                            res.stopped_by, objective, evaluation)
         self.fit_timings_ = clock.timings()
         self._warn_budget(res.stopped_by)

@@ -208,7 +208,9 @@ class DirectoryPlugin(SchedulerPlugin):
             if (index, incarnation) not in self.ready:
                 self._h_ready(index, incarnation)
         for index, incarnation, steps, stats in progress:
-            self.progress[(index, incarnation)] = [steps, stats]
+            known = self.progress.get((index, incarnation))
+            self.progress[(index, incarnation)] = [
+                steps, stats if stats is not None or known is None else known[1]]
         if reports:
             self._emit("reports", reports)
         return {"directory": self._since(version), "version": len(self.deltas),

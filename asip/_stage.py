@@ -319,7 +319,7 @@ class _Run:
     def _incarnations(self) -> list[dict]:
         """Every incarnation: what its result said, else its last beat (a dead one's)."""
         ended = {(i, inc): cause for i, inc, cause in self.summary.get("ended", ())}
-        rows = {(i, inc): {"partition": i, "incarnation": inc, "steps": steps, "stats": stats,
+        rows = {(i, inc): {"partition": i, "incarnation": inc, "steps": steps, "stats": stats or {},
                            "ended": ended.get((i, inc))}
                 for i, inc, steps, stats in self.summary.get("progress", ())}
         for (i, inc), summary in self.collected.items():

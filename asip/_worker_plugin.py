@@ -176,7 +176,9 @@ class ChannelPlugin(WorkerPlugin):
         reports = []
         while self.reports:
             reports.append(self.reports.popleft())
-        progress = [[i, inc, counter[0], ep.stats.as_dict()]
+        self._beats = getattr(self, "_beats", 0) + 1
+        with_stats = self._beats % 10 == 1  # statistics about once a second, steps every beat
+        progress = [[i, inc, counter[0], ep.stats.as_dict() if with_stats else None]
                     for (i, inc), counter in list(self.steps.items())
                     if (ep := self.data.endpoints.get((i, inc))) is not None]
         try:
