@@ -161,7 +161,7 @@ class DataPlane:
     async def aclose_endpoint(self, ep: Endpoint) -> dict[str, Any]:
         return self.close_endpoint(ep)
 
-    def close_from_thread(self, ep: Endpoint, timeout: float = 10.0) -> dict[str, Any]:
+    def close_from_thread(self, ep: Endpoint, timeout: float = 3.0) -> dict[str, Any]:
         """`close_endpoint` from an operator thread; never waits longer than ``timeout``."""
         try:
             return sync(self.loop, self.aclose_endpoint, ep, callback_timeout=timeout)

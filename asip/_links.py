@@ -1,12 +1,14 @@
 """Outgoing peer links: one persistent distributed comm per peer worker, owned by the event loop.
 
 A push reaches the socket in the same event-loop callback that took it from the
-operators' outbox: when the link is connected and its socket keeps up, the batch is
-written at once (distributed's ``comm.write`` enqueues into tornado's buffer without
-suspending when serialization is not offloaded). Otherwise the batch waits in a
-queue bounded by ``asip.channel.peer-queue-bytes`` where ``latest=`` messages
-conflate and, past the bound, the oldest are dropped and counted: a slow or dead
-peer costs bounded memory and never blocks an operator.
+operators' outbox: when the link is connected and its socket has taken everything
+written before, the batch is written at once (distributed's ``comm.write`` enqueues
+into tornado's buffer without suspending when serialization is not offloaded).
+Otherwise it waits in a queue bounded by ``asip.channel.peer-queue-bytes`` until the
+socket has drained: at most one batch is ever in flight, so under overload the
+waiting happens here, where ``latest=`` messages conflate and, past the bound, the
+oldest are dropped and counted. A slow or dead peer costs bounded memory and
+staleness, and never blocks an operator.
 """
 
 from __future__ import annotations
@@ -121,6 +123,9 @@ class PeerLink:
             return
         if self.draining:
             return
+        if _pending_bytes(self.comm) > 0:  # the previous batch is still on its way out
+            self._wait_for_socket(self.comm)
+            return
         entries = list(self.queue.values())
         self.queue.clear()
         self.bytes = 0
@@ -139,11 +144,11 @@ class PeerLink:
             failed(exc)
             return
         self.writes += 1
-        if self.comm is comm and _pending_bytes(comm) > self.plane.settings.peer_queue_bytes:
+        if self.comm is comm and _pending_bytes(comm) > 0:
             self._wait_for_socket(comm)
 
     def _wait_for_socket(self, comm: Any) -> None:
-        """The socket is behind by more than the bound: queue (and conflate) until it drains."""
+        """The socket has not taken the last batch yet: queue (and conflate) until it has."""
         try:
             fut = comm.stream.write(b"")
         except Exception:  # noqa: BLE001 - closed under us
