@@ -1,14 +1,15 @@
 """Outgoing peer links: one persistent distributed comm per peer worker, owned by the event loop.
 
 A push reaches the socket in the same event-loop callback that took it from the
-operators' outbox: when the link is connected and its socket has taken everything
-written before, the batch is written at once (distributed's ``comm.write`` enqueues
+operators' outbox: when the link is connected and the peer has acknowledged the
+previous batch, the batch is written at once (distributed's ``comm.write`` enqueues
 into tornado's buffer without suspending when serialization is not offloaded).
-Otherwise it waits in a queue bounded by ``asip.channel.peer-queue-bytes`` until the
-socket has drained: at most one batch is ever in flight, so under overload the
-waiting happens here, where ``latest=`` messages conflate and, past the bound, the
-oldest are dropped and counted. A slow or dead peer costs bounded memory and
-staleness, and never blocks an operator.
+Otherwise it waits in a queue bounded by ``asip.channel.peer-queue-bytes``: at most
+one batch per link is ever unhandled by its receiver (the handler's reply is the
+acknowledgement), so under overload the waiting happens on the sender, where
+``latest=`` messages conflate and, past the bound, the oldest are dropped and
+counted, instead of in socket buffers where messages only grow stale. A slow or
+dead peer costs bounded memory and staleness, and never blocks an operator.
 """
 
 from __future__ import annotations
@@ -30,15 +31,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = ["PeerLink"]
-
-
-def _pending_bytes(comm: Any) -> int:
-    """Bytes written to the comm that its socket has not taken yet (0 if unknown)."""
-    stream = getattr(comm, "stream", None)
-    try:
-        return int(stream._total_write_index - stream._total_write_done_index)
-    except (AttributeError, TypeError):
-        return 0
 
 
 def drive(coro: Any, on_error: Callable[[BaseException], None]) -> bool:
@@ -79,7 +71,8 @@ class PeerLink:
         self.comm: Any = None
         self.connecting: asyncio.Task | None = None
         self.retry_at = 0.0
-        self.draining = False
+        self.inflight: list | None = None  # the batch written and not yet acknowledged
+        self.reader: asyncio.Task | None = None
         self.closed = False
         self.writes = 0
         self._fifo = itertools.count()
@@ -114,61 +107,55 @@ class PeerLink:
 
     # ------------------------------------------------------------------ writing
     def flush(self) -> None:
-        """Write everything queued now if the link is up and its socket keeps up."""
+        """Write everything queued now if the link is up and the peer has acknowledged
+        the previous batch; otherwise it waits (and conflates) in the queue."""
         if self.closed or not self.queue:
             return
         if self.comm is None:
             if self.connecting is None and asyncio.get_running_loop().time() >= self.retry_at:
                 self.connecting = asyncio.ensure_future(self._connect())
             return
-        if self.draining:
-            return
-        if _pending_bytes(self.comm) > 0:  # the previous batch is still on its way out
-            self._wait_for_socket(self.comm)
+        if self.inflight is not None:
             return
         entries = list(self.queue.values())
         self.queue.clear()
         self.bytes = 0
-        msg = {"op": self.plane.deliver_op, "reply": False, "batch": [e[1] for e in entries]}
+        msg = {"op": self.plane.deliver_op, "reply": True, "batch": [e[1] for e in entries]}
         comm = self.comm
-
-        def failed(exc: BaseException) -> None:
-            logger.debug("asip: link to %s broke: %r", self.address, exc)
-            for stats, _, _, copies in entries:
-                stats.dropped_no_route += copies
-            self._broken(comm)
-
+        self.inflight = entries
         try:
-            drive(comm.write(msg), failed)
+            drive(comm.write(msg), lambda exc: self._failed(comm, exc))
         except Exception as exc:  # noqa: BLE001 - counted and logged, the link starts over
-            failed(exc)
+            self._failed(comm, exc)
             return
         self.writes += 1
-        if self.comm is comm and _pending_bytes(comm) > 0:
-            self._wait_for_socket(comm)
 
-    def _wait_for_socket(self, comm: Any) -> None:
-        """The socket has not taken the last batch yet: queue (and conflate) until it has."""
+    def _failed(self, comm: Any, exc: BaseException) -> None:
+        """The connection broke: the unacknowledged batch counts as dropped (no route)."""
+        logger.debug("asip: link to %s broke: %r", self.address, exc)
+        if self.comm is comm:
+            for stats, _, _, copies in self.inflight or ():
+                stats.dropped_no_route += copies
+            self.inflight = None
+        self._broken(comm)
+
+    async def _read_acks(self, comm: Any) -> None:
+        """Each batch is answered once the peer has handled it: then the next may go."""
         try:
-            fut = comm.stream.write(b"")
-        except Exception:  # noqa: BLE001 - closed under us
-            self._broken(comm)
-            return
-        self.draining = True
-
-        def drained(f: Any) -> None:
-            self.draining = False
-            if f.cancelled() or f.exception() is not None:
-                self._drop_all("dropped_no_route")
-                self._broken(comm)
-            else:
+            while True:
+                await comm.read()
+                if self.comm is not comm:
+                    return
+                self.inflight = None
                 self.flush()
-
-        fut.add_done_callback(drained)
+        except Exception as exc:  # noqa: BLE001 - closed, aborted or garbage: start over
+            if self.comm is comm:
+                self._failed(comm, exc)
 
     def _broken(self, comm: Any) -> None:
         if self.comm is comm:
             self.comm = None
+            self.inflight = None
         try:
             comm.abort()
         except Exception:  # noqa: BLE001
@@ -191,6 +178,7 @@ class PeerLink:
             return
         comm.allow_offload = False  # writes then never suspend: see flush()
         self.comm = comm
+        self.reader = asyncio.ensure_future(self._read_acks(comm))
         self.flush()
 
     def close(self) -> None:
@@ -199,5 +187,7 @@ class PeerLink:
         self._drop_all("dropped_no_route")
         if self.connecting is not None:
             self.connecting.cancel()
+        if self.reader is not None:
+            self.reader.cancel()
         if self.comm is not None:
             self._broken(self.comm)

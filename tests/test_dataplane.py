@@ -116,12 +116,18 @@ def test_a_batch_lost_on_a_broken_link_is_counted_and_the_link_comes_back():
         a.submit(sender, enc(), (2,))
         await until(lambda: ep(b, 2).stats.delivered == 1)
         link = a.links[b.address]
-        link.comm.abort()  # the connection breaks under the link
+        link.comm.abort()  # the connection breaks under the link ...
         a.submit(sender, enc(seq=1), (2,))
-        await until(lambda: sender.stats.dropped_no_route == 1)
-        a.submit(sender, enc(seq=2), (2,))
+        a._drain()  # ... before the link noticed: this write fails
+        assert sender.stats.dropped_no_route == 1
+        a.submit(sender, enc(seq=2), (2,))  # a new connection
         await until(lambda: ep(b, 2).stats.delivered == 2)
         assert sender.stats.sent == 3
+        link.comm.abort()  # noticed by the link this time: the next push reconnects
+        await asyncio.sleep(0.05)
+        a.submit(sender, enc(seq=3), (2,))
+        await until(lambda: ep(b, 2).stats.delivered == 3)
+        assert sender.stats.dropped_no_route == 1
     with_workers(test)
 
 
