@@ -328,11 +328,13 @@ class DataPlane:
             self.links.pop(addr).close()
 
     # ------------------------------------------------------------------ receiving
-    def handle_deliver(self, batch: Any) -> None:
-        """A batch of wire items from a peer worker (raw frames arrive as memoryviews)."""
+    def handle_deliver(self, batch: Any) -> bool:
+        """A batch of wire items from a peer worker (raw frames arrive as memoryviews).
+
+        The True it returns is the sender's acknowledgement (see `asip._links`)."""
         if not isinstance(batch, (list, tuple)):
             self.malformed += 1
-            return
+            return True
         now = time.time()
         for entry in batch:
             try:
@@ -340,6 +342,7 @@ class DataPlane:
             except Exception:  # noqa: BLE001 - one bad item never costs the rest of the batch
                 logger.debug("asip: dropped an item that failed on receipt", exc_info=True)
                 self.malformed += 1
+        return True
 
     def _receive(self, entry: Any, now: float) -> None:
         if not isinstance(entry, (list, tuple)) or len(entry) < 2:

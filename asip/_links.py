@@ -143,8 +143,17 @@ class PeerLink:
         """Each batch is answered once the peer has handled it: then the next may go."""
         try:
             while True:
-                await comm.read()
+                reply = await comm.read()
                 if self.comm is not comm:
+                    return
+                if reply is not True:  # the peer has no handler for this stage (any more)
+                    logger.debug("asip: %s refused a batch: %r", self.address, reply)
+                    for stats, _, _, copies in self.inflight or ():
+                        stats.undeliverable += copies
+                    self.inflight = None
+                    self._drop_all("dropped_no_route")
+                    self.retry_at = asyncio.get_running_loop().time() + self.plane.settings.reconnect_delay
+                    self._broken(comm)
                     return
                 self.inflight = None
                 self.flush()

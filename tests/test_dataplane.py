@@ -202,3 +202,17 @@ def test_latest_messages_conflate_in_queues_and_mailboxes():
         assert s.sent == r.delivered + s.dropped_overflow + s.conflated
         assert r.delivered == len(got) + r.conflated
     with_workers(test, mailbox=1 << 20, peer_queue=1 << 20, outbox=1 << 20)
+
+
+def test_a_batch_sent_to_a_worker_without_the_stage_is_counted_not_lost():
+    async def test(a, b, directory):
+        sender = ep(a, 0)
+        a.submit(sender, enc(), (2,))
+        await until(lambda: ep(b, 2).stats.delivered == 1)
+        del b.worker.handlers[b.deliver_op]  # the stage already ended on that worker
+        a.submit(sender, enc(seq=1), (2, 3))
+        await until(lambda: sender.stats.undeliverable == 2)
+        a.submit(sender, enc(seq=2), (2,))  # within the reconnect delay: dropped at the edge
+        a._drain()
+        assert sender.stats.dropped_no_route == 1 and sender.stats.sent == 4
+    with_workers(test)
