@@ -153,8 +153,14 @@ class DirectoryPlugin(SchedulerPlugin):
             self._spawn(send(addr))
 
     def _publish(self, delta: list) -> None:
-        """Record a directory change; changes within a few ms go out as one broadcast."""
+        """Record a directory change; changes within a few ms go out as one broadcast.
+
+        Before the gang starts nobody pushes, so nothing is broadcast: the start
+        carries the whole directory, once per worker (W·n entries at launch, not W·n²).
+        """
         self.deltas.append(delta)
+        if self.go_time is None:
+            return
         self._unsent += 1
         if self._unsent == 1:
             asyncio.get_running_loop().call_later(0.005, self._send_deltas)
@@ -193,7 +199,7 @@ class DirectoryPlugin(SchedulerPlugin):
         self.ready.add((index, incarnation))
         if self.go_time is None and len({i for i, _ in self.ready}) == self.n_partitions:
             self.go_time = time()
-            self._broadcast("go")
+            self._broadcast("go", entries=self._directory(), version=len(self.deltas))
             self._emit("go", self.go_time)
 
     def _h_report(self, reports: list, alive: list = (), ready: list = (),

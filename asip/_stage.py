@@ -256,6 +256,7 @@ class _Run:
         t_launch = time.monotonic()
         try:
             self._install(faults, settings)
+            self.timings["install"] = time.monotonic() - t_launch
             holders = self.client.who_has([p[0] for p in parts.futures])
             placement = plan_placement(
                 [list(holders.get(p[0].key, ())) for p in parts.futures], nthreads,
@@ -263,6 +264,7 @@ class _Run:
             )
             for i in range(self.n):
                 self._submit(i, placement[i])
+            self.timings["submit"] = time.monotonic() - t_launch
             wait_for_gang(self._wait_for_go, lambda: self._rpc("poll"), self.futures, self.n,
                           _config.seconds("gang.start-timeout"), self._describe_tasks)
             self.timings["launch"] = self.go_at - t_launch
@@ -413,11 +415,29 @@ class _Run:
             self.wake.clear()
 
     def _check_futures(self) -> None:
+        self._collect_finished()
         for index, future in list(self.futures.items()):
-            if future.status == "finished":
-                self._collect(index, future)
-            elif future.status in ("error", "cancelled"):
+            if future.status in ("error", "cancelled"):
                 self._failed(index, future)
+
+    def _collect_finished(self) -> None:
+        """Fetch every finished operator's summary in one gather (in parallel from all
+        workers: one by one, hundreds of results take a round trip each)."""
+        done = [(i, f) for i, f in list(self.futures.items()) if f.status == "finished"]
+        if not done:
+            return
+        try:
+            values = self.client.gather([f for _, f in done])
+        except Exception:  # one of them went away meanwhile: take them one at a time
+            values = [None] * len(done)
+        for (index, future), value in zip(done, values):
+            try:
+                self._collect(index, value if value is not None else future.result())
+            except Exception:
+                if self.stopped_by is None:
+                    raise
+                self.futures.pop(index, None)
+                self.missing.setdefault(index, "lost: its result could not be fetched")
 
     def _handle_events(self) -> None:
         """Apply what the directory pushed since the last call (on the driver thread)."""
@@ -484,8 +504,8 @@ class _Run:
                     "the dead worker (workers=[...] without allow_other_workers) or scattered?"
                 )
 
-    def _collect(self, index: int, future: Any) -> None:
-        summary = msgpack.unpackb(future.result(), raw=False)
+    def _collect(self, index: int, value: bytes) -> None:
+        summary = msgpack.unpackb(value, raw=False)
         del self.futures[index]
         self.collected[(index, summary["incarnation"])] = summary
         report = summary.get("report")
@@ -547,13 +567,12 @@ class _Run:
         deadline = time.monotonic() + grace
         while self.futures and time.monotonic() < deadline:
             self._handle_events_quietly()
+            try:
+                self._collect_finished()
+            except Exception:
+                logger.debug("asip: collecting after the stop", exc_info=True)
             for index, future in list(self.futures.items()):
-                if future.status == "finished":
-                    try:
-                        self._collect(index, future)
-                    except Exception:
-                        self.futures.pop(index, None)
-                elif future.status in ("error", "cancelled"):
+                if future.status in ("error", "cancelled"):
                     self.futures.pop(index, None)
                     self.missing.setdefault(index, "cancelled: the stage stopped on an error")
                 elif index in self.lost_since:

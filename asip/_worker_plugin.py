@@ -119,10 +119,12 @@ class ChannelPlugin(WorkerPlugin):
         self.reports.append(entry)
 
     def _handle_control(self, kind: str, entries: list | None = None,
-                        reason: str | None = None, start: int | None = None) -> None:
+                        reason: str | None = None, start: int | None = None,
+                        version: int | None = None) -> None:
         if kind == "directory":
             self._apply_directory(entries or [], start=start)
-        elif kind == "go":
+        elif kind == "go":  # the whole directory comes with the start
+            self._apply_directory(entries or [], version=version)
             self.go.set()
         elif kind == "stop":
             self._set_stopped(reason or "stopped")
@@ -164,10 +166,15 @@ class ChannelPlugin(WorkerPlugin):
             logger.debug("asip: %s to the scheduler failed", kind, exc_info=True)
 
     async def _report_loop(self) -> None:
-        """A few times a second: beat for the local operators (see `_beat`)."""
+        """Beat (see `_beat`) every report interval while there are reports to send, else
+        about once a second: liveness is the worker's own heartbeat, so an idle stage
+        costs the scheduler almost nothing."""
+        quiet = 0.0
         while not self.closed:
             await asyncio.sleep(self.settings.report_interval)
-            if self.reports or self.data.current:
+            quiet += self.settings.report_interval
+            if self.reports or (self.data.current and quiet >= 1.0):
+                quiet = 0.0
                 await self._beat()
 
     async def _beat(self) -> None:
