@@ -132,7 +132,7 @@ def main(argv=None) -> None:
                      "asip.gang.start-timeout": "120s"})
     print(HEADER, flush=True)
     for w in ints(args.workers):
-        with LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
+        with LocalCluster(n_workers=w, threads_per_worker=max(1, max(ints(args.operators)) // w), processes=True,
                           dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
             for n in ints(args.operators):
                 for d in ints(args.dims):
