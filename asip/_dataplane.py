@@ -24,6 +24,7 @@ import itertools
 from collections import OrderedDict, defaultdict
 from typing import Any
 
+import numpy as np
 from distributed.utils import sync
 
 from asip._channel import MESSAGE_OVERHEAD, ChannelStats, Mailbox
@@ -203,15 +204,16 @@ class DataPlane:
         """
         size = encoded.nbytes + MESSAGE_OVERHEAD
         key = next(self._fifo) if encoded.slot is None else (ep, encoded.slot, targets)
+        parts = wire_item(encoded, self.settings.limits)  # here, off the event loop
         with self._lock:
             old = self._outbox.pop(key, None)
             if old is not None:  # a newer latest= push replaces one the loop has not taken yet
                 self._outbox_bytes -= old[1].nbytes + MESSAGE_OVERHEAD
                 self._outbox_dropped[ep][1] += 1
-            self._outbox[key] = (ep, encoded, targets)
+            self._outbox[key] = (ep, encoded, targets, parts)
             self._outbox_bytes += size
             while self._outbox_bytes > self.settings.outbox_bytes and len(self._outbox) > 1:
-                _, (old_ep, old_enc, _) = self._outbox.popitem(last=False)
+                _, (old_ep, old_enc, _, _) = self._outbox.popitem(last=False)
                 self._outbox_bytes -= old_enc.nbytes + MESSAGE_OVERHEAD
                 self._outbox_dropped[old_ep][0] += 1
             wake = not self._scheduled
@@ -235,30 +237,37 @@ class DataPlane:
         if not items or self.closed:
             return
         touched: set[PeerLink] = set()
-        for ep, encoded, targets in items.values():
+        for ep, encoded, targets, parts in items.values():
             try:
-                self._route(ep, encoded, targets, touched)
+                self._route(ep, encoded, targets, parts, touched)
             except Exception:  # noqa: BLE001 - never lose the rest of the outbox
                 logger.exception("asip: routing a message from partition %d failed", ep.index)
         for link in touched:
             link.flush()
 
-    def _route(self, ep: Endpoint, encoded: Encoded, targets: tuple | None,
+    def _route(self, ep: Endpoint, encoded: Encoded, targets: tuple | None, parts: list,
                touched: set[PeerLink]) -> None:
         stats = ep.stats
         directory = self._directory()
+        current, me, index = self.current, self.address, ep.index
         local: list[int] = []
-        remote: dict[str, list[int]] = defaultdict(list)
-        for j in targets if targets is not None else range(self.n_partitions):
-            if j == ep.index:
-                continue
-            if j in self.current:
-                local.append(j)
-            elif j in directory and directory[j][0] != self.address:
-                remote[directory[j][0]].append(j)
-            elif targets is not None:
-                stats.sent += 1
-                stats.dropped_no_route += 1
+        remote: dict[str, list[int]] = {}
+        if targets is None:  # every peer the directory knows
+            local = [j for j in current if j != index]
+            for j, (addr, _) in directory.items():
+                if j != index and addr != me and j not in current:
+                    remote.setdefault(addr, []).append(j)
+        else:
+            for j in targets:
+                if j in current:
+                    local.append(j)
+                else:
+                    entry = directory.get(j)
+                    if entry is not None and entry[0] != me:
+                        remote.setdefault(entry[0], []).append(j)
+                    else:
+                        stats.sent += 1
+                        stats.dropped_no_route += 1
         faults = ep.faults
         if local:
             message = decode_message(local_item(encoded), run_id=self.run_id,
@@ -274,7 +283,6 @@ class DataPlane:
                     self._deliver(j, message, encoded.nbytes, time.time())
         if not remote:
             return
-        parts = wire_item(encoded, self.settings.limits)
         for addr, receivers in remote.items():
             stats.sent += len(receivers)
             if faults.dropped():
@@ -308,13 +316,14 @@ class DataPlane:
         if not self.closed:
             self._deliver(j, message, nbytes, time.time())
 
-    def _deliver(self, j: int, message: Any, nbytes: int, now: float) -> None:
+    def _deliver(self, j: int, message: Any, nbytes: int, now: float,
+                 directory: dict | None = None) -> None:
         """Put one message into partition ``j``'s current mailbox, or count why not."""
         ep = self.current.get(j)
         if ep is None:
             self.undeliverable += 1
             return
-        entry = self._directory().get(message.sender)
+        entry = (self._directory() if directory is None else directory).get(message.sender)
         if entry is not None and entry[1] > message.incarnation:
             ep.stats.zombie += 1  # the directory already knows a newer incarnation
             return
@@ -336,15 +345,16 @@ class DataPlane:
             self.malformed += 1
             return True
         now = time.time()
+        directory = self._directory()
         for entry in batch:
             try:
-                self._receive(entry, now)
+                self._receive(entry, now, directory)
             except Exception:  # noqa: BLE001 - one bad item never costs the rest of the batch
                 logger.debug("asip: dropped an item that failed on receipt", exc_info=True)
                 self.malformed += 1
         return True
 
-    def _receive(self, entry: Any, now: float) -> None:
+    def _receive(self, entry: Any, now: float, directory: dict) -> None:
         if not isinstance(entry, (list, tuple)) or len(entry) < 2:
             self.malformed += 1
             return
@@ -366,8 +376,10 @@ class DataPlane:
             if not any(eps):
                 self.malformed += 1
             return
-        nbytes = len(entry[1]) + sum(getattr(v, "nbytes", 8) for v in message.payload.values())
+        nbytes = len(entry[1])
+        for v in message.payload.values():
+            nbytes += v.nbytes if isinstance(v, np.ndarray) else 8
         if targets is None:
             targets = [j for j in self.current if j != message.sender]
         for j in targets:
-            self._deliver(j, message, nbytes, now)
+            self._deliver(j, message, nbytes, now, directory)

@@ -152,6 +152,8 @@ class Context:
     def _targets(self, to: Any) -> tuple | None:
         if to is None:
             return None
+        if type(to) is int and 0 <= to < self.n_partitions and to != self.index:
+            return (to,)  # the common case, without the checks below
         single = not isinstance(to, Iterable)
         out = []
         for j in ((to,) if single else to):

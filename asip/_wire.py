@@ -209,18 +209,31 @@ def _unpack_header(header: Any, limits: Limits) -> list:
     return fields
 
 
-def _array_from(desc: Any, part: Any) -> tuple[str, np.ndarray]:
-    if not (isinstance(desc, list) and len(desc) == 3 and isinstance(desc[0], str)):
-        raise MessageError("array description is malformed")
-    key, dtype_str, shape = desc
+_DTYPES: dict[str, np.dtype] = {}  # dtype strings already checked: decoding is per message
+
+
+def _dtype(key: str, dtype_str: Any) -> np.dtype:
+    dtype = _DTYPES.get(dtype_str) if isinstance(dtype_str, str) else None
+    if dtype is not None:
+        return dtype
     try:
         dtype = np.dtype(dtype_str) if isinstance(dtype_str, str) else None
     except TypeError:
         dtype = None
     if dtype is None or dtype.kind not in _ALLOWED_KINDS or dtype.fields is not None:
-        raise MessageError(f"array {key!r} has a dtype that can't travel: {dtype_str!r}")
+        raise MessageError(f"array {key!r} has a dtype that can't travel: {str(dtype_str)[:40]!r}")
     if dtype.subdtype is not None:
         raise MessageError(f"array {key!r} has a sub-array dtype")
+    if len(_DTYPES) < 256:
+        _DTYPES[dtype_str] = dtype
+    return dtype
+
+
+def _array_from(desc: Any, part: Any) -> tuple[str, np.ndarray]:
+    if not (isinstance(desc, list) and len(desc) == 3 and isinstance(desc[0], str)):
+        raise MessageError("array description is malformed")
+    key, dtype_str, shape = desc
+    dtype = _dtype(key, dtype_str)
     if not (isinstance(shape, list) and len(shape) <= _MAX_NDIM
             and all(isinstance(s, int) and 0 <= s <= _INT_MAX for s in shape)):
         raise MessageError(f"array {key!r} has a malformed shape {str(shape)[:80]}")
