@@ -1,12 +1,14 @@
 """The channel's data plane on one worker: endpoints, the operators' outbox, delivery.
 
 One owner: the worker's event loop owns every piece of state here (endpoints,
-links, counters). Operator threads touch exactly two things: they append pushes
-to one locked outbox (`DataPlane.submit`, which wakes the loop once per burst) and
-they poll their own `Mailbox` under its lock. The loop drains the outbox in one
-callback: it delivers same-worker copies straight into mailboxes and hands one
-item per peer *worker* (multicast: encoded once, receivers listed) to that peer's
-`PeerLink`, which writes it in the same callback when the socket keeps up.
+links, counters). Operator threads touch only this: they append pushes to one
+locked outbox (`DataPlane.submit`, which wakes the loop once per burst), poll
+their own `Mailbox` under its lock, and bump their own sender counters
+(``pushed``, ``refused``) that nothing else writes. The loop drains the outbox in
+one callback: it delivers same-worker copies straight into mailboxes and hands
+one item per peer *worker* (multicast: encoded once, receivers listed) to that
+peer's `PeerLink`, which writes it in the same callback unless the peer has not
+acknowledged the previous batch yet.
 Modelled on distributed's P2P shuffle, where one event loop owns the buffers.
 
 Every copy a push sends ends up counted exactly once: delivered, conflated,
@@ -16,11 +18,11 @@ rejected, zombie, undeliverable or dropped (see `ChannelStats`).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import threading
 import time
-import itertools
 from collections import OrderedDict, defaultdict
 from typing import Any
 
