@@ -181,7 +181,12 @@ class DataPlane:
     def stop(self) -> None:
         """The stage stops: every poll returns at once from now on (thread-safe)."""
         self.stopped = True
-        for ep in list(self.endpoints.values()):
+        try:
+            endpoints = list(self.endpoints.values())
+        except RuntimeError:  # the loop changed them under an operator thread: let it do this
+            self.aloop.call_soon_threadsafe(self.stop)
+            return
+        for ep in endpoints:
             ep.mailbox.wake()
 
     def close(self) -> None:
