@@ -30,7 +30,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PeerLink"]
+__all__ = ["BATCH_BYTES", "PeerLink"]
+
+# One write carries at most about this much, so the peer's event loop handles a bounded
+# batch per callback and its control traffic (stop, directory) never waits long behind data.
+BATCH_BYTES = 1 << 20
 
 
 def drive(coro: Any, on_error: Callable[[BaseException], None]) -> bool:
@@ -117,9 +121,13 @@ class PeerLink:
             return
         if self.inflight is not None:
             return
-        entries = list(self.queue.values())
-        self.queue.clear()
-        self.bytes = 0
+        entries = []
+        taken = 0
+        while self.queue and taken < BATCH_BYTES:  # bounded work per handler call on the peer
+            _, entry = self.queue.popitem(last=False)
+            entries.append(entry)
+            taken += entry[2]
+        self.bytes -= taken
         msg = {"op": self.plane.deliver_op, "reply": True, "batch": [e[1] for e in entries]}
         comm = self.comm
         self.inflight = entries

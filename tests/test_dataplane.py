@@ -216,3 +216,18 @@ def test_a_batch_sent_to_a_worker_without_the_stage_is_counted_not_lost():
         a._drain()
         assert sender.stats.dropped_no_route == 1 and sender.stats.sent == 4
     with_workers(test)
+
+
+def test_batches_are_bounded_so_the_receivers_loop_is_never_held_long():
+    from asip._links import BATCH_BYTES
+
+    async def test(a, b, directory):
+        sender = ep(a, 0)
+        n = 3 * BATCH_BYTES // 8_000 + 10
+        for t in range(n):  # FIFO, about 3 batches' worth
+            a.submit(sender, enc(seq=t, v=np.ones(1000), t=t), (2,))
+        await until(lambda: ep(b, 2).stats.delivered == n)
+        assert a.links[b.address].writes >= 3
+        ts = [m.payload["t"] for m in ep(b, 2).mailbox.poll()]
+        assert ts == list(range(n))  # in order, nothing lost
+    with_workers(test, mailbox=64 << 20, peer_queue=16 << 20, outbox=16 << 20)
