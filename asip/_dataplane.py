@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ChannelSettings", "DataPlane", "Endpoint"]
 
+DRAIN_BYTES = 4 << 20  # pushes routed per event-loop callback, at most about this much
+
 
 class ChannelSettings:
     """The ``asip.channel``/``asip.trace`` settings a stage ships to its workers."""
@@ -146,7 +148,7 @@ class DataPlane:
 
     def close_endpoint(self, ep: Endpoint) -> dict[str, Any]:
         """Close an endpoint (loop only) after sending what it queued; its final stats."""
-        self._drain()
+        self._drain(None)
         ep.closed = True
         ep.mailbox.close()
         self.endpoints.pop((ep.index, ep.incarnation), None)
@@ -229,13 +231,26 @@ class DataPlane:
             self.aloop.call_soon_threadsafe(self._drain)
 
     # ------------------------------------------------------------------ event loop
-    def _drain(self) -> None:
-        """Take everything from the outbox: deliver locally, hand the rest to peer links."""
+    def _drain(self, limit: int | None = DRAIN_BYTES) -> None:
+        """Take the oldest pushes from the outbox (about ``limit`` bytes, all with None):
+        deliver locally, hand the rest to peer links; come back soon for what is left,
+        so one callback never holds the event loop long."""
         with self._lock:
-            items, self._outbox = self._outbox, OrderedDict()
+            if limit is None:
+                items, self._outbox = list(self._outbox.values()), OrderedDict()
+                self._outbox_bytes = 0
+            else:
+                items, taken = [], 0
+                while self._outbox and taken < limit:
+                    _, item = self._outbox.popitem(last=False)
+                    items.append(item)
+                    taken += item[1].nbytes + MESSAGE_OVERHEAD
+                self._outbox_bytes -= taken
             dropped, self._outbox_dropped = self._outbox_dropped, defaultdict(lambda: [0, 0])
-            self._outbox_bytes = 0
-            self._scheduled = False
+            more = bool(self._outbox)
+            self._scheduled = more
+        if more:
+            self.aloop.call_soon(self._drain)
         for ep, (overflow, conflated) in dropped.items():
             # a push dropped before routing counts once, whatever its fan-out would have been
             ep.stats.sent += overflow + conflated
@@ -244,7 +259,7 @@ class DataPlane:
         if not items or self.closed:
             return
         touched: set[PeerLink] = set()
-        for ep, encoded, targets, parts in items.values():
+        for ep, encoded, targets, parts in items:
             try:
                 self._route(ep, encoded, targets, parts, touched)
             except Exception:  # noqa: BLE001 - never lose the rest of the outbox
