@@ -1,4 +1,8 @@
-"""The ``asip`` command: ``asip bench ...`` runs the benchmarks (see ``asip bench --help``)."""
+"""The ``asip`` command: ``asip bench ...`` runs the benchmarks (see ``asip bench --help``).
+
+The benchmarks are the separate package ``asip_bench`` (``benchmarks/asip_bench``),
+so that the runtime imports none of their dependencies; ``asip bench`` delegates to it.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +27,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "bench":
-        from asip.bench import main as bench_main
-
+        try:
+            from asip_bench import main as bench_main
+        except ImportError as exc:  # an install without the benchmark package
+            sys.stderr.write(f"asip bench: the benchmark package asip_bench is missing ({exc}): "
+                             "pip install 'asip[bench]'\n")
+            return 2
         return bench_main(rest)
     if command in ("version", "--version"):
         import asip

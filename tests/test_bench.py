@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from asip.algorithms import make_logistic, make_regression
-from asip.bench import config, peers_sklearn
-from asip.bench.data import BenchData, compute_reference, parse_task
-from asip.bench.records import Run
+from asip_bench import config, peers_sklearn
+from asip_bench.data import BenchData, compute_reference, parse_task
+from asip_bench.records import Run
 
 
 def _rel(task, data, coef, ref):
@@ -64,7 +64,7 @@ def test_dask_glm_rescaled_regularizer_gives_asips_problem(small_logistic, task_
 
 
 def test_reference_in_a_child_process_with_a_time_limit(small_logistic):
-    from asip.bench.data import ReferenceTimeout
+    from asip_bench.data import ReferenceTimeout
 
     task = parse_task("hinge-l2")
     inline = compute_reference(small_logistic, task)
@@ -84,23 +84,133 @@ def test_run_readings():
     assert fits.rel_at(1.0) == pytest.approx(0.2)  # the best fit that finished in time
 
 
-def test_paper_ratio_and_time_to_target():
-    from asip.bench.analysis import paper_ratios, time_to_target
+def test_paper_ratio():
+    from asip_bench.analysis import paper_ratios
 
-    def run(ds, solver, family, rel_end, t_end=10.0):
-        return Run(ds, "hinge-l2", solver, family, budget=10.0, f_star=1.0,
+    def run(ds, solver, rel_end, t_end=10.0):
+        return Run(ds, "hinge-l2", solver, "asip", budget=10.0, f_star=1.0,
                    trace=[[1.0, 2.0], [t_end, 1.0 + rel_end]])
 
-    runs = [run("a", "asip-sgd", "asip", 1e-4, 2.0), run("a", "gd", "asip", 1e-2),
-            run("b", "asip-sgd", "asip", 1e-3), run("b", "gd", "asip", 1e-3),
-            run("a", "dask-glm:admm", "dask-glm", 1e-2)]
+    runs = [run("a", "asip-sgd", 1e-4, 2.0), run("a", "gd", 1e-2),
+            run("b", "asip-sgd", 1e-3), run("b", "gd", 1e-3)]
     sgd_gd = paper_ratios(runs, [2.0, 10.0], 10.0)[0]
     assert sgd_gd["n_pairs"] == 2 and sgd_gd["measured"] == pytest.approx(10.0)
     assert sgd_gd["met"] is False and sgd_gd["shortfall"] == pytest.approx(7.4)
-    row = next(r for r in time_to_target(runs) if r["dataset"] == "a")
+
+
+def _ttt_run(ds, solver, family, points, budget=10.0, task="log_loss-l2"):
+    """A run whose trace reaches relative suboptimality ``rel`` at each ``(t, rel)``."""
+    return Run(ds, task, solver, family, budget=budget, f_star=1.0,
+               trace=[[t, 1.0 + rel] for t, rel in points])
+
+
+def test_time_to_target_per_solver_and_ratios():
+    """Times are read off the traces; a target never reached gives a bound, never a number."""
+    from asip_bench.analysis import describe, time_to_target
+
+    runs = [
+        _ttt_run("a", "asip-sgd", "asip", [(0.5, 1e-2), (1.0, 5e-4), (4.0, 1e-7)]),
+        _ttt_run("a", "asip-admm", "asip", [(0.5, 1e-4), (6.0, 5e-7)]),
+        _ttt_run("a", "saga", "asip", [(0.2, 1e-4), (0.4, 1e-8)]),  # not asynchronous
+        _ttt_run("a", "gd", "asip", [(2.0, 1e-3), (10.2, 1e-5)]),  # never reaches 1e-6
+        _ttt_run("a", "admm", "asip", [(3.0, 1e-4), (8.0, 1e-6)]),
+        _ttt_run("a", "dask-glm:lbfgs", "dask-glm", [(1.0, 1e-1), (10.0, 1e-2)]),
+        Run("a", "log_loss-l2", "sklearn:lbfgs", "sklearn", budget=10.0, f_star=1.0,
+            independent=True, trace=[[0.1, 1.0 + 1e-3], [0.2, 1.0 + 1e-9]]),
+    ]
+    (row,) = time_to_target(runs, (1e-3, 1e-6))
+    assert row["solvers"]["asip-sgd"]["times"] == {1e-3: 1.0, 1e-6: 4.0}
+    assert row["solvers"]["gd"]["times"][1e-6] is None
+    assert row["solvers"]["gd"]["horizon"] == 10.2
+    fast, slow = row["targets"][1e-3], row["targets"][1e-6]
+    # the async best is asip-admm to 1e-3 and asip-sgd to 1e-6; saga, faster, is not async
+    assert (fast["async"]["solver"], fast["async"]["seconds"]) == ("asip-admm", 0.5)
+    assert (slow["async"]["solver"], slow["async"]["seconds"]) == ("asip-sgd", 4.0)
+    assert fast["ratios"]["gd"] == {"value": pytest.approx(4.0), "bound": "="}
+    assert slow["ratios"]["gd"] == {"value": pytest.approx(10.2 / 4.0), "bound": ">="}
+    assert slow["ratios"]["admm"] == {"value": pytest.approx(2.0), "bound": "="}
+    assert slow["ratios"]["sklearn best"] == {"value": pytest.approx(0.05), "bound": "="}
+    assert describe(slow["gd"], slow["ratios"]["gd"], name=False) == \
+        "not reached (> 10.2 s), >= 2.55x"
+    assert slow["ratios"]["dask-glm best"] == {"value": pytest.approx(2.5), "bound": ">="}
+    assert describe(slow["dask-glm best"]) == "not reached (> 10 s)"
+
+
+def test_time_to_target_when_asip_never_gets_there():
+    from asip_bench.analysis import describe, time_to_target
+
+    runs = [_ttt_run("a", "asip-sgd", "asip", [(1.0, 1e-2), (10.5, 1e-4)]),
+            _ttt_run("a", "gd", "asip", [(1.0, 1e-2), (2.1, 1e-7)]),
+            _ttt_run("a", "admm", "asip", [(1.0, 1e-2), (9.0, 1e-3)])]
+    (row,) = time_to_target(runs, (1e-6,))
+    cell = row["targets"][1e-6]
+    assert cell["ratios"]["gd"] == {"value": pytest.approx(2.1 / 10.5), "bound": "<="}
+    # neither side reached it: no ratio at all
+    assert cell["ratios"]["admm"]["bound"] is None and math.isnan(cell["ratios"]["admm"]["value"])
+    # a run that stopped itself was watched only until it stopped
+    runs[2].extra["stopped_by"] = "STOP from partition 0"
+    (row,) = time_to_target(runs, (1e-6,))
+    assert row["solvers"]["admm"]["horizon"] == 9.0
+    assert describe(row["targets"][1e-6]["admm"]) == "not reached (stopped at 9 s)"
+    runs[2].extra["stopped_by"] = "budget"  # dask-glm's word for "cut off at the budget"
+    (row,) = time_to_target(runs, (1e-6,))
+    assert describe(row["targets"][1e-6]["admm"]) == "not reached (> 10 s)"
+    assert not cell["dask-glm best"]["ran"] and math.isnan(cell["ratios"]["dask-glm best"]["value"])
+    # a reference certified only to 1e-5 cannot time 1e-6: no reading
+    for r in runs:
+        r.f_star_precision = 1e-5
+    (row,) = time_to_target(runs, (1e-6,))
+    assert not row["targets"][1e-6]["certified"]
+    assert row["targets"][1e-6]["ratios"]["gd"]["bound"] is None
+
+
+def test_time_to_target_goals_keep_bounds():
+    """Issue 12's targets: met, missed, or undecided when a ratio is only a lower bound."""
+    from asip_bench.analysis import targets, time_to_target
+
+    runs = []
+    for ds, t_gd in (("a", 4.0), ("b", None)):  # on b gd never reaches 1e-6 in its 2 s
+        runs.append(_ttt_run(ds, "asip-sgd", "asip", [(0.5, 1e-2), (1.0, 1e-7)]))
+        runs.append(_ttt_run(ds, "gd", "asip", [(t_gd or 2.0, 1e-7 if t_gd else 1e-4)],
+                             budget=10.0 if t_gd else 2.0))
+        runs.append(_ttt_run(ds, "admm", "asip", [(1.5, 1e-7)]))
+    rows = time_to_target(runs, (1e-3, 1e-6))
+    by_name = {t["name"].split(",")[0] + "," + t["name"].split(",")[2][:11]: t
+               for t in targets({"time_to_target": rows})}
+    gd_every = by_name["asip async best vs gd, every pair"]
+    # a: 4x; b: only ">= 2x", so "every pair >= 3x" can be neither met nor missed
+    assert gd_every["met"] is None and gd_every["measured"] == ">= 2x"
+    assert gd_every["shortfall"] == "undecided: 1 of 2 pairs only bounded"
+    admm_every = by_name["asip async best vs admm, every pair"]
+    assert admm_every["met"] is False and admm_every["measured"] == "1.5x"
+    assert admm_every["shortfall"] == "2x short"
+    gd_mean = by_name["asip async best vs gd, geo. mean "]
+    assert gd_mean["measured"] == ">= 2.83x" and gd_mean["met"] is None
+
+
+def test_straggler_and_l1_goals():
+    """Under the straggler asip's async best is timed against the faster synchronous solver."""
+    from asip_bench.analysis import summarize, targets
+
+    runs = [_ttt_run("a9a", "asip-admm", "asip", [(1.0, 1e-2), (2.0, 5e-4)]),
+            _ttt_run("a9a", "gd", "asip", [(1.0, 1e-2), (9.0, 1e-3)]),
+            _ttt_run("a9a", "admm", "asip", [(1.0, 1e-2), (5.0, 1e-3)]),
+            _ttt_run("a9a", "asip-sgd", "asip", [(1.0, 1e-3), (4.9, 5e-5)], task="log_loss-l1"),
+            _ttt_run("a9a", "asip-sgd", "asip", [(1.0, 1e-2), (4.9, 2e-3)], task="hinge-l1")]
+    for r in runs[:3]:
+        r.kind = "straggler"
+    summary = summarize(runs, [2.0, 5.0, 10.0], 10.0)
+    (row,) = summary["time_to_target_straggler"]
     cell = row["targets"][1e-3]
-    assert cell["asip"]["seconds"] == 2.0
-    assert cell["ratio dask-glm"] == {"value": 5.0, "at_least": True}  # never got there in 10 s
+    assert cell["sync best"]["solver"] == "admm"
+    assert cell["ratios"]["sync best"] == {"value": pytest.approx(2.5), "bound": "="}
+    rows = {t["name"].split(" (")[0]: t for t in targets(summary)}
+    straggler = rows["asip async best vs sync best under the straggler, time to 1e-3, every pair"]
+    assert straggler["met"] is False and straggler["shortfall"] == "1.2x short"
+    l1 = rows["asip async best on log_loss-l1 at 5 s"]
+    assert l1["met"] is True and l1["measured"] == "5e-05"
+    hinge = rows["asip async best on hinge-l1 at 5 s"]
+    assert hinge["met"] is False and hinge["shortfall"] == "2x short"
 
 
 def test_options():
@@ -118,7 +228,7 @@ def test_quick_profile_end_to_end(tmp_path):
     """``asip bench --quick`` on a real LocalCluster: every solver traced, JSON and PNGs written."""
     for module in ("rich", "matplotlib", "dask_glm"):
         pytest.importorskip(module, reason="the benchmark's dependencies are asip[bench]")
-    from asip.bench import main
+    from asip_bench import main
 
     out = tmp_path / "bench"
     assert main(["--quick", "--out", str(out), "--no-progress"]) == 0
@@ -135,6 +245,7 @@ def test_quick_profile_end_to_end(tmp_path):
         else:
             assert solver in traced, f"no trace for {solver}"
     assert not [r for r in runs if r["status"] == "error"]
+    assert all(set(r["time_to"]) == {"1e-3", "1e-6"} for r in runs)  # each run's own reading
     kinds = {r["kind"] for r in runs}
     assert {"matrix", "straggler", "kill", "crossover", "scaling"} <= kinds
     summary = payload["summary"]
@@ -162,7 +273,7 @@ def test_cli_dispatch(capsys):
 
 
 def test_a_peer_call_that_never_returns_is_cut_off():
-    from asip.bench.peers_daskglm import _call_with_watchdog
+    from asip_bench.peers_daskglm import _call_with_watchdog
 
     assert _call_with_watchdog(lambda: 42, 5.0) == {"value": 42}
     err = _call_with_watchdog(lambda: 1 / 0, 5.0)["error"]
@@ -170,3 +281,40 @@ def test_a_peer_call_that_never_returns_is_cut_off():
     t0 = time.monotonic()
     assert _call_with_watchdog(lambda: time.sleep(3.0), 0.2) == {"hung": True}
     assert time.monotonic() - t0 < 2.0
+
+
+def test_bench_without_its_dependencies_names_the_extra(monkeypatch):
+    import asip_bench
+
+    monkeypatch.setattr(asip_bench, "REQUIRED", ("rich", "asip_no_such_module"))
+    with pytest.raises(SystemExit, match=r"asip_no_such_module.*pip install 'asip\[bench\]'"):
+        asip_bench.main(["--quick"])
+
+
+def test_the_runtime_imports_no_benchmark_code():
+    """``import asip`` (and its algorithms) loads neither asip_bench nor its dependencies."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, asip, asip.algorithms, asip.cli; print(sorted(m for m in sys.modules "
+             "if m.split('.')[0] in ('asip_bench', 'rich', 'matplotlib', 'dask_glm')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_documented_commands_parse():
+    """Every ``asip bench ...`` command in the README and the docs is one asip bench accepts."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    texts = [root / "README.md", *sorted((root / "docs").rglob("*.rst"))]
+    pattern = re.compile(r"^\s*asip bench([^#`\n]*)|``?asip bench([^`]*)``?", re.M)
+    commands = [m.group(1) if m.group(1) is not None else m.group(2)
+                for p in texts if p.exists() for m in pattern.finditer(p.read_text())]
+    assert len(commands) >= 8
+    for command in (c for c in commands if "--help" not in c):
+        cfg = config.config_from_args(shlex.split(command))
+        assert cfg.budgets and cfg.ttt_targets, command

@@ -93,6 +93,7 @@ def run_fixed_cost(session: Session) -> dict:
                 warnings.simplefilter("ignore")
                 t0 = time.perf_counter()
                 est = AsipClassifier(solver="gd", max_iter=1, max_time=10.0, alpha=0.1,
+                                     fit_intercept=False,
                                      n_partitions=cdata.n_partitions).fit(X, y)
                 wall = time.perf_counter() - t0
             res = est.stage_result_

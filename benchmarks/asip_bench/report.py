@@ -8,7 +8,7 @@ from collections import defaultdict
 from rich.console import Console
 from rich.table import Table
 
-from .analysis import TARGETS_TTT
+from .analysis import COMPARATORS, describe, fmt_target
 from .config import GROUPS
 from .progress import fmt_rel
 
@@ -17,13 +17,6 @@ __all__ = ["print_report"]
 
 def _t(seconds: float) -> str:
     return "-" if not math.isfinite(seconds) else f"{seconds:.3g}s"
-
-
-def _x(ratio: dict) -> str:
-    v = ratio["value"]
-    if not math.isfinite(v):
-        return "-"
-    return f"{'>=' if ratio['at_least'] else ''}{v:.3g}x"
 
 
 def subopt_tables(console: Console, subopt: dict) -> None:
@@ -63,7 +56,8 @@ def ratio_table(console: Console, ratios: list[dict]) -> None:
 
 def _verdict(r: dict) -> str:
     if r.get("met") is None:
-        return "-"
+        short = r.get("shortfall")  # an undecided target says why
+        return short if isinstance(short, str) else "-"
     if r["met"]:
         return "[green]met[/]"
     short = r.get("shortfall")
@@ -72,28 +66,58 @@ def _verdict(r: dict) -> str:
     return f"[red]missed[/] ({short})" if short else "[red]missed[/]"
 
 
-def ttt_table(console: Console, rows: list[dict]) -> None:
+def ttt_solver_table(console: Console, rows: list[dict]) -> None:
+    """Every solver's time to each target (from the call; "> t": not reached by t)."""
     if not rows:
         return
-    table = Table(title="time to relative suboptimality (from the call; ratio = peer / asip, "
-                  ">1: asip sooner)", title_justify="left")
-    for col in ("dataset / task", "target", "asip best", "dask-glm best", "ratio",
-                "sklearn best (1 core)", "ratio"):
+    names = [s for s in GROUPS["asip"] if any(s in r["solvers"] for r in rows)]
+    table = Table(title="time to relative suboptimality, per solver (from the call; '> t': not "
+                  "reached within t)", title_justify="left")
+    table.add_column("dataset / task")
+    table.add_column("target")
+    for s in names + ["dask-glm best", "sklearn best"]:
+        table.add_column(s.replace("asip-", "asip-\n").replace(" best", "\nbest"),
+                         justify="right")
+    for row in rows:
+        for target, cell in row["targets"].items():
+            def t(name):
+                r = row["solvers"].get(name)
+                if r is None:
+                    return "-"
+                s = r["times"].get(target)
+                return f"{s:.3g}s" if s is not None else f"> {r['horizon']:.3g}s"
+
+            def best(key):
+                c = cell[key]
+                return "-" if not c["ran"] else (f"{c['seconds']:.3g}s" if c["reached"]
+                                                 else f"> {c['horizon']:.3g}s")
+
+            table.add_row(f"{row['dataset']} / {row['task']}", fmt_target(target),
+                          *[t(n) for n in names], best("dask-glm best"), best("sklearn best"))
+    console.print(table)
+
+
+def ttt_table(console: Console, rows: list[dict], where: str = "") -> None:
+    """asip's best asynchronous solver against gd, admm and the peers' best, time to target."""
+    if not rows:
+        return
+    table = Table(title=f"time to target{where}: asip's best asynchronous solver vs the others "
+                  "(ratio = their time / asip's, > 1: asip sooner; >= / <=: a bound, one side "
+                  "never got there)", title_justify="left")
+    for col in ("dataset / task", "target", "asip async best", "gd", "admm", "dask-glm best",
+                "sklearn best (1 core)"):
         table.add_column(col)
     for row in rows:
-        for target in TARGETS_TTT:
-            c = row["targets"][target]
-
-            def who(fam):
-                if not c[fam]["ran"]:
-                    return "n/a"
-                if not math.isfinite(c[fam]["seconds"]):
-                    return f"> {c[fam]['budget']:g}s"
-                return f"{_t(c[fam]['seconds'])} {c[fam]['solver']}"
-
-            table.add_row(f"{row['dataset']} / {row['task']}", f"{target:g}", who("asip"),
-                          who("dask-glm"), _x(c["ratio dask-glm"]), who("sklearn"),
-                          _x(c["ratio sklearn"]))
+        for target, c in row["targets"].items():
+            if not c["certified"]:
+                table.add_row(f"{row['dataset']} / {row['task']}", fmt_target(target),
+                              f"f* certified only to {row['f_star_precision']:.1e}", "", "", "",
+                              "")
+                continue
+            peers = [describe(c[k], c["ratios"][k], name=k.endswith("best"))
+                     for k in COMPARATORS]
+            table.add_row(f"{row['dataset']} / {row['task']}", fmt_target(target),
+                          describe(c["async"]), *peers)
     console.print(table)
 
 
@@ -199,7 +223,9 @@ def targets_table(console: Console, targets: list[dict]) -> None:
 
 def print_report(console: Console, summary: dict, notes: list[str]) -> None:
     subopt_tables(console, summary.get("subopt", {}))
+    ttt_solver_table(console, summary.get("time_to_target", []))
     ttt_table(console, summary.get("time_to_target", []))
+    ttt_table(console, summary.get("time_to_target_straggler", []), " under the straggler")
     ratio_table(console, summary.get("paper_ratios", []))
     fault_table(console, summary.get("faults", []))
     channel_table(console, summary.get("channel", []))

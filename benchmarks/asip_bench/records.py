@@ -1,7 +1,7 @@
 """One benchmark run as data: its trace, its reference, and the questions asked of it.
 
 A trace is a list of ``[seconds, objective]`` with seconds counted from the
-call that started the solve (see `asip.bench.runner` for what each family's
+call that started the solve (see `asip_bench.runner` for what each family's
 clock includes). Two readings exist:
 
 * a *running* trace (asip, dask-glm): points of one solve; the model at a

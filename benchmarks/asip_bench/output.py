@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .analysis import COMPARATORS, describe, fmt_target
+
 __all__ = ["machine", "write_json", "write_markdown"]
 
 
@@ -90,23 +92,19 @@ def write_markdown(path: Path, summary: dict, meta: dict, profile: str) -> Path:
              f"dask-glm {v.get('dask-glm')}.", "",
              "| target | wanted | measured | verdict |", "|---|---|---|---|"]
     for t in summary.get("targets", []):
-        verdict = "-" if t["met"] is None else ("met" if t["met"] else
-                                                f"missed ({t['shortfall'] or '?'})")
+        verdict = (t["shortfall"] or "-") if t["met"] is None else (
+            "met" if t["met"] else f"missed ({t['shortfall'] or '?'})")
         lines.append(f"| {t['name']} | {t['target']} | {t['measured']} | {verdict} |")
-    lines += ["", "| dataset / task | asip best to 1e-3 | dask-glm best | sklearn best (1 core) |",
-              "|---|---|---|---|"]
+    lines += ["", "| dataset / task | target | asip async best | gd | admm | dask-glm best "
+              "| sklearn best (1 core) |", "|---|---|---|---|---|---|---|"]
     for row in summary.get("time_to_target", []):
-        c = row["targets"].get(1e-3) or row["targets"].get("0.001")
-        if not c:
-            continue
-
-        def cell(fam):
-            if not c[fam]["ran"]:
-                return "n/a"
-            s = c[fam]["seconds"]
-            return (f"{s:.3g} s ({c[fam]['solver']})" if s is not None and math.isfinite(s)
-                    else f"> {c[fam]['budget']:g} s")
-        lines.append(f"| {row['dataset']} / {row['task']} | {cell('asip')} | {cell('dask-glm')} "
-                     f"| {cell('sklearn')} |")
+        for target, c in row["targets"].items():
+            if not c["certified"]:
+                lines.append(f"| {row['dataset']} / {row['task']} | {fmt_target(target)} | f* "
+                             f"certified only to {row['f_star_precision']:.1e} | | | | |")
+                continue
+            cells = [describe(c[k], c["ratios"][k], name=k.endswith("best")) for k in COMPARATORS]
+            lines.append(f"| {row['dataset']} / {row['task']} | {fmt_target(target)} | "
+                         f"{describe(c['async'])} | " + " | ".join(cells) + " |")
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -102,7 +102,7 @@ def warm_up(session: Session, solvers: list[str] | None = None, sparse: bool = T
         for X in kinds:
             for solver in asip_solvers:
                 try:
-                    AsipClassifier(solver=solver, max_time=0.3, alpha=0.1,
+                    AsipClassifier(solver=solver, max_time=0.3, alpha=0.1, fit_intercept=False,
                                    n_partitions=session.n_partitions).fit(X, ds.y)
                 except Exception as exc:
                     logger.debug("warm-up of %s failed: %s", solver, exc)
@@ -140,7 +140,7 @@ def run_one(session: Session, cdata: ClusterData, task: Task, family: str, name:
         live = LiveObjective(data, task, job.report)
         if family == "asip":
             fn = lambda: run_asip(cdata, task, name, budget, faults=faults, live=live,  # noqa: E731
-                                  seed=session.cfg.seed, kind=kind)
+                                  seed=session.cfg.seed, kind=kind, tol=session.cfg.tol)
         elif family == "sklearn":
             fn = lambda: peers_sklearn.run_sklearn(data, task, name, budget, f_star,  # noqa: E731
                                                    live=live, kind=kind)

@@ -11,7 +11,7 @@ import time
 
 from rich.console import Console
 
-from .analysis import summarize, targets
+from .analysis import fmt_target, summarize, targets
 from .config import BenchConfig, config_from_args
 from .experiments import run_crossover, run_fixed_cost, run_scaling
 from .matrix import Session, run_matrix, warm_up
@@ -45,18 +45,23 @@ def cluster(cfg: BenchConfig, threads_per_worker: int | None = None):
         yield client
 
 
+def _record(run, ttt_targets) -> dict:
+    """A run for the JSON, with its time to each target (null: not reached)."""
+    return {**run.as_dict(), "time_to": {fmt_target(t): run.time_to(t) for t in ttt_targets}}
+
+
 def _payload(cfg, session: Session | None, meta: dict, summary: dict | None,
              complete: bool) -> dict:
     return {"complete": complete, "machine": meta, "config": dataclasses.asdict(cfg),
             "references": session.references if session else {},
-            "runs": [r.as_dict() for r in session.runs] if session else [],
+            "runs": [_record(r, cfg.ttt_targets) for r in session.runs] if session else [],
             "summary": summary or (dict(session.sections) if session else {}),
             "notes": session.notes if session else []}
 
 
 def _finish(console, cfg, runs, sections, notes) -> dict:
     """Summary, plots, JSON and tables from finished runs."""
-    summary = summarize(runs, cfg.budgets, cfg.fault_budget)
+    summary = summarize(runs, cfg.budgets, cfg.fault_budget, cfg.ttt_targets)
     summary.update(sections)
     summary["targets"] = targets(summary)
     summary["plots"] = [str(p) for p in write_plots(runs, summary, cfg.budgets,
@@ -82,6 +87,7 @@ def replot(console, cfg: BenchConfig, path) -> int:
     saved = payload.get("config", {})
     cfg.budgets = saved.get("budgets", cfg.budgets)
     cfg.fault_budget = saved.get("fault_budget", cfg.fault_budget)
+    cfg.ttt_targets = saved.get("ttt_targets", cfg.ttt_targets)
     sections = {k: v for k, v in payload.get("summary", {}).items()
                 if k in ("crossover", "fixed_cost", "scaling")}
     summary = _finish(console, cfg, runs, sections, payload.get("notes", []))
