@@ -69,8 +69,10 @@ def wait_for_gang(
         for index, future in futures.items():
             if future.status in ("error", "cancelled"):
                 error = future.exception() if future.status == "error" else None
+                why = repr(error) if error is not None else (
+                    "its task was cancelled (did the client lose its scheduler connection?)")
                 raise GangSchedulingError(
-                    f"operator {index} failed before the gang started: {error!r}"
+                    f"operator {index} failed before the gang started: {why}"
                 ) from error
         if time.monotonic() > deadline:
             snapshot = state()
