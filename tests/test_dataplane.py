@@ -20,8 +20,8 @@ LIMITS = Limits(1 << 20, 16, 1024)
 RUN = "r1"
 
 
-def settings(mailbox=1 << 20, peer_queue=1 << 20, outbox=4 << 20) -> ChannelSettings:
-    return ChannelSettings(LIMITS, mailbox, peer_queue, 2.0, 0.2, 0.1, outbox)
+def settings(mailbox=1 << 20, peer_queue=1 << 20, outbox=4 << 20, reconnect=0.2) -> ChannelSettings:
+    return ChannelSettings(LIMITS, mailbox, peer_queue, 2.0, reconnect, 0.1, outbox)
 
 
 def with_workers(test, **kw):
@@ -116,6 +116,7 @@ def test_a_batch_lost_on_a_broken_link_is_counted_and_the_link_comes_back():
         a.submit(sender, enc(), (2,))
         await until(lambda: ep(b, 2).stats.delivered == 1)
         link = a.links[b.address]
+        await until(lambda: link.inflight is None)  # acknowledged
         link.comm.abort()  # the connection breaks under the link ...
         a.submit(sender, enc(seq=1), (2,))
         a._drain()  # ... before the link noticed: this write fails
@@ -123,6 +124,7 @@ def test_a_batch_lost_on_a_broken_link_is_counted_and_the_link_comes_back():
         a.submit(sender, enc(seq=2), (2,))  # a new connection
         await until(lambda: ep(b, 2).stats.delivered == 2)
         assert sender.stats.sent == 3
+        await until(lambda: link.inflight is None)
         link.comm.abort()  # noticed by the link this time: the next push reconnects
         await asyncio.sleep(0.05)
         a.submit(sender, enc(seq=3), (2,))
@@ -142,6 +144,7 @@ def test_a_write_that_fails_unexpectedly_is_counted_and_the_link_keeps_working()
         a.submit(sender, enc(), (2,))
         await until(lambda: ep(b, 2).stats.delivered == 1)
         link = a.links[b.address]
+        await until(lambda: link.inflight is None)  # acknowledged: the next batch goes at once
         link.enqueue(sender.stats, [[2], Unpicklable()], 10, 1)  # serializing it raises
         link.flush()
         assert sender.stats.dropped_no_route == 1
@@ -215,7 +218,7 @@ def test_a_batch_sent_to_a_worker_without_the_stage_is_counted_not_lost():
         a.submit(sender, enc(seq=2), (2,))  # within the reconnect delay: dropped at the edge
         a._drain()
         assert sender.stats.dropped_no_route == 1 and sender.stats.sent == 4
-    with_workers(test)
+    with_workers(test, reconnect=30.0)
 
 
 def test_batches_are_bounded_so_the_receivers_loop_is_never_held_long():
