@@ -222,6 +222,7 @@ class _Run:
         self.latest: dict[int, tuple] = {}  # partition -> (time, incarnation, packed report)
         self.summary: dict = {}
         self.events: deque = deque()
+        self.quiet = False  # stopping on an error: no more user callbacks
         self.wake = threading.Event()
         self.control_timeout = _config.seconds("stage.control-timeout")
         self.checkpointed_at = time.monotonic()
@@ -439,8 +440,9 @@ class _Run:
                 self.futures.pop(index, None)
                 self.missing.setdefault(index, "lost: its result could not be fetched")
 
-    def _handle_events(self) -> None:
-        """Apply what the directory pushed since the last call (on the driver thread)."""
+    def _handle_events(self, notify: bool = True) -> None:
+        """Apply what the directory pushed since the last call (on the driver thread);
+        ``notify``: hand new trace entries to ``on_trace``."""
         new: list[TraceEntry] = []
         while self.events:
             kind, *fields = self.events.popleft()
@@ -463,7 +465,7 @@ class _Run:
                 for t, i, inc, packed in fields[0]:
                     if (entry := self._add_report(t, i, inc, packed)) is not None:
                         new.append(entry)
-        if new and self.stage.on_trace is not None:
+        if new and notify and self.stage.on_trace is not None:
             self.stage.on_trace(new)
 
     def _add_report(self, t: float, i: int, inc: int, packed: bytes) -> TraceEntry | None:
@@ -511,7 +513,7 @@ class _Run:
         report = summary.get("report")
         if report is not None:  # the final report, in case its beat did not arrive
             new = self._add_report(*report)
-            if new is not None and self.stage.on_trace is not None:
+            if new is not None and self.stage.on_trace is not None and not self.quiet:
                 self.stage.on_trace([new])
         if summary.get("error"):
             self.missing[index] = summary["error"]
@@ -564,6 +566,7 @@ class _Run:
 
     def _drain(self, grace: float) -> None:
         """After a stop on an error: collect what returns within ``grace`` s."""
+        self.quiet = True
         deadline = time.monotonic() + grace
         while self.futures and time.monotonic() < deadline:
             self._handle_events_quietly()
@@ -582,8 +585,9 @@ class _Run:
         self._give_up_waiting(grace)
 
     def _handle_events_quietly(self) -> None:
+        """While stopping or tearing down: take in the events, call no user code."""
         try:
-            self._handle_events()
+            self._handle_events(notify=False)
         except Exception:  # already failing: a restart limit or on_trace error adds nothing
             logger.debug("asip: event after the stop", exc_info=True)
 

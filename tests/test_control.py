@@ -117,3 +117,33 @@ def test_the_trace_is_bounded_in_bytes_and_keeps_early_and_recent_points():
     assert times[-64:] == [float(t) for t in range(5000 - 64, 5000)]  # the recent end
     gaps = np.diff(times[15:-63])
     assert gaps.max() <= trace.stride[0] and len(times) >= 100  # the middle thinned evenly
+
+
+def _lose_ready_messages(on: bool) -> None:
+    """In a worker process: drop (or stop dropping) every direct ``ready`` message."""
+    from asip._worker_plugin import ChannelPlugin
+
+    if on:
+        original = ChannelPlugin._fire
+
+        async def fire(self, kind, **kwargs):
+            if kind != "ready":
+                await original(self, kind, **kwargs)
+
+        ChannelPlugin._original_fire = original
+        ChannelPlugin._fire = fire
+    elif hasattr(ChannelPlugin, "_original_fire"):
+        ChannelPlugin._fire = ChannelPlugin._original_fire
+        del ChannelPlugin._original_fire
+
+
+def test_a_lost_ready_is_sent_again_with_the_next_beat(client):
+    client.run(_lose_ready_messages, True)
+    try:
+        with dask.config.set({"asip.gang.start-timeout": "15s"}):
+            res = asip.Stage(Gossip(), data(), client=client, max_time=0.5).run()
+    finally:
+        client.run(_lose_ready_messages, False)
+    assert res.stopped_by == "max_time" and res.missing == {}
+    assert res.timings["launch"] < 15.0
+    assert_clean(client)
