@@ -12,7 +12,9 @@ acknowledged the previous batch yet.
 Modelled on distributed's P2P shuffle, where one event loop owns the buffers.
 
 Every copy a push sends ends up counted exactly once: delivered, conflated,
-rejected, zombie, undeliverable or dropped (see `ChannelStats`).
+rejected, zombie, undeliverable or dropped (see `ChannelStats`); the exceptions
+are a batch whose acknowledgement is lost with its connection (counted dropped,
+perhaps delivered) and whatever is still queued at teardown.
 """
 
 from __future__ import annotations
