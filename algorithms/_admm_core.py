@@ -18,10 +18,11 @@ warm-started from the previous round's dual variables: the local problem is
 dual steps are exact (closed form for hinge and squared loss), so a few
 epochs per round suffice and nothing needs a step size.
 
-``rho`` defaults to ``curvature * mean ||[a_i, 1]||^2 / (N * 10)``: a tenth of the
-average per-row curvature each ``f_i`` carries (about ``L / N`` each), a
-compromise between fast consensus (large ``rho``) and fast progress on the
-objective (small ``rho``) that works across the losses in the test table.
+``rho`` defaults (`default_rho`) to a ``sqrt(mu L)``-type choice for l2 problems
+(``mu = alpha``), and otherwise to ``curvature * mean ||[a_i, 1]||^2 / (N * 10)``:
+a tenth of the average per-row curvature each ``f_i`` carries (about ``L / N``
+each), a compromise between fast consensus (large ``rho``) and fast progress
+on the objective (small ``rho``).
 """
 
 from __future__ import annotations
@@ -72,7 +73,25 @@ def z_update(problem: Problem, xbar: np.ndarray, ybar: np.ndarray, rho: float,
     return problem.prox(xbar + ybar / rho, 1.0 / (n_blocks * rho))
 
 
-def default_rho(problem: Problem) -> float:
-    """The default penalty parameter (see the module docstring); the same on every partition."""
+def default_rho(problem: Problem, rule: str = "legacy") -> float:
+    """The default penalty parameter (see the module docstring); the same on every partition.
+
+    ``rule="legacy"``: ``curvature * mean ||[a_i, 1]||^2 / (10 N)``, blind to ``alpha``.
+    ``rule="sqrt"``: for l2, ``0.3 sqrt(mu L) / N`` with ``mu = alpha`` and
+    ``L = curvature * mean ||[a_i, 1]||^2`` -- the geometric mean of the strong
+    convexity and the smoothness, the choice that minimizes ADMM's linear rate
+    on strongly convex quadratics (Ghadimi et al. 2015), split over the ``N``
+    blocks (each ``f_i`` carries about ``L / N``, each block ``alpha / N``); the
+    factor 0.3 is measured (asip-admm, 4 partitions, 1 s: a9a log_loss alpha
+    1e-2 / 1e-4 and hinge 1e-3 reach 4e-4 / 4e-4 / 3e-4 against 4e-3 / 6e-2 /
+    3e-2 with the legacy rule, and 10x better than with factor 1; synthetic
+    problems reach 1e-6 or better either way). Without strong convexity (l1,
+    or ``alpha = 0``) it falls back to the legacy rule.
+    """
+    if rule not in ("legacy", "sqrt"):
+        raise ValueError(f"unknown rho rule {rule!r}; valid rules are ['legacy', 'sqrt']")
     curv = problem.curvature if problem.curvature is not None else 1.0
+    if rule == "sqrt" and problem.mu > 0:
+        return max(0.3 * float(np.sqrt(problem.mu * curv * problem.row_scale))
+                   / problem.n_partitions, 1e-8)
     return max(curv * problem.row_scale / (10.0 * problem.n_partitions), 1e-8)

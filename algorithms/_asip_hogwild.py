@@ -24,11 +24,18 @@ hears and skips the history already inside it.
 Step size (``T`` = steps taken by all operators together):
 ``eta = eta0 / (1 + eta0 mu T)`` with l2 (``mu = alpha``: the classic ``1/(mu T)``
 schedule for strongly convex problems), ``eta0 / sqrt(1 + T / tau)`` with l1,
-``tau`` one pass over the data. ``eta0`` defaults to
-``1 / (N * w_i * curvature * max ||[a_i, 1]||^2)``: ``1/L_max`` for one stream of
-updates, divided by the ``N`` streams every replica receives.
+``tau`` one pass over the data. ``eta0`` is the same on every operator -- the
+weight ``w_i`` in the step is what makes the mixture unbiased, so ``eta0`` must
+not depend on ``i`` -- and defaults to
+``1 / (N * max_i w_i * curvature * max ||[a_i, 1]||^2)``: ``1/L_max`` for one
+stream of updates from the largest partition, divided by the ``N`` streams every
+replica receives.
 The output is the mean over operators of each one's ``T``-weighted average
 iterate.
+
+On sparse (CSR) data a step costs O(nnz of its rows), not O(d):
+`_kernels.sgd_steps_lazy` keeps the l2 shrink as a scale and applies the l1
+soft thresholds and the iterate average just in time.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import numpy as np
 
 from . import _kernels as K
 from ._base import (AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, Start, StepOutput,
-                    mean_of, resume_average)
+                    mean_of, resume_average, slice_target)
 
 __all__ = ["ALGORITHM", "HogwildState", "init", "local_step"]
 
@@ -82,14 +89,19 @@ def init(problem: Problem, data: LocalData, params: dict) -> HogwildState:
     curv = problem.curvature if problem.curvature is not None else 1.0
     eta0 = params["eta0"]
     if eta0 is None:
-        eta0 = 1.0 / (problem.n_partitions * weight * curv * (problem.sq_max + problem.fit_intercept) + 1e-12)
+        # the same eta0 on every partition: the kernel scales each step by its own weight,
+        # so the mixture of all operators' steps follows the global gradient (an eta0 that
+        # divided by this partition's weight cancelled it: a wrong fixed point whenever the
+        # partitions differ in size)
+        w_max = problem.n_partitions * max(problem.sizes) / problem.n_total
+        eta0 = 1.0 / (problem.n_partitions * w_max * curv * (problem.sq_max + problem.fit_intercept) + 1e-12)
     seed = params["seed"]
     seed = None if seed is None else seed * 1_000_003 + data.index * 7919 + data.incarnation
     return HogwildState(
         x=np.zeros(p), S=np.zeros(p), P=np.zeros(1), count=np.zeros(1, dtype=np.int64),
         xsum=np.zeros(p), wsum=np.zeros(1), rng=K.make_rng(seed), peers={}, weight=weight,
         eta0=float(eta0), tau=max(problem.n_total / params["batch_size"], 1.0), problem=problem,
-        params=params, chunk=AdaptiveCount(params["step_time"]),
+        params=params, chunk=AdaptiveCount(slice_target(params["step_time"], data, p)),
         clock={"pushed": -np.inf, "started": None,
                "mode": "normal" if data.incarnation == 0 else "rejoining"},
     )
@@ -138,7 +150,9 @@ def local_step(state: HogwildState, data: LocalData, inbox, now: float) -> StepO
     pb = state.problem
     T_peers = float(sum(pe[3] for pe in state.peers.values()))
     t0 = time.perf_counter()
-    K.sgd_steps(data.X, data.y, pb.loss, pb.fit_intercept, state.chunk.count,
+    # CSR data: O(nnz of the rows) per step (lazy prox and average); dense: the plain loop
+    steps = K.sgd_steps_lazy if isinstance(data.X, tuple) else K.sgd_steps
+    steps(data.X, data.y, pb.loss, pb.fit_intercept, state.chunk.count,
                 params["batch_size"], state.rng, state.weight, state.x, state.S, state.P,
                 state.count, T_peers, state.eta0, pb.mu, state.tau, pb.penalty, pb.alpha,
                 state.xsum, state.wsum)

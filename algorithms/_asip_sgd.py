@@ -19,7 +19,8 @@ dual ``(gbar_i, t_i)``; receivers keep the latest per sender. A dropped message
 is therefore harmless (the next one supersedes it), and a restarted operator
 (incarnation > 0) starts with an empty dual but immediately adopts the peers'
 duals, so its first point is already the network's current one. Its own lost
-dual comes back too: the restarted operator announces itself with ``t = 0``; a
+dual comes back too, by the echo/rejoin protocol every asynchronous solver
+shares (`_rejoin`): the restarted operator announces itself with ``t = 0``; a
 peer that knew an older incarnation keeps using that one's last dual and echoes
 it back (``echo=True``), and the restarted operator takes no step before it has
 that echo and a dual from every peer (or ``rejoin_wait`` has passed). Without
@@ -28,6 +29,11 @@ the points computed from it -- or without a peer's dual -- enter every
 operator's iterate average with the full weight ``T`` of a late iterate
 (measured on 4 partitions of a9a: 10-100x the suboptimality of the same run
 without the restart; with the echo, within 2x).
+
+On sparse (CSR) data a step costs O(nnz of its rows), not O(d)
+(`_kernels.rda_steps_lazy`): a coefficient's RDA point is a closed form of its
+own dual entry, computed when a row reads it, and the iterate average of a
+coefficient whose dual entry did not change comes from prefix sums.
 
 Output: each operator's time-average of its iterates with weights growing like
 ``T`` (polynomial-decay averaging, which removes SGD noise without dragging in
@@ -71,7 +77,8 @@ import numpy as np
 
 from . import _kernels as K
 from ._base import (AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, Start, StepOutput,
-                    mean_of, resume_average)
+                    mean_of, resume_average, slice_target)
+from ._rejoin import PeerStates
 
 __all__ = ["ALGORITHM", "RDAState", "combine", "init", "local_step", "snapshot"]
 
@@ -101,7 +108,7 @@ class RDAState(NamedTuple):
     xsum: np.ndarray  # T-weighted sum of iterates
     wsum: np.ndarray  # float64[1], total weight
     rng: np.ndarray
-    peers: dict  # sender -> (incarnation, t_j, gbar_j, share_j, latency_j in [0, 10] s)
+    peers: PeerStates  # latest (gbar_j, share_j) per peer, its t_j and latency (`_rejoin`)
     share: float  # n_i / n
     beta0: float
     gamma: float
@@ -127,57 +134,43 @@ def init(problem: Problem, data: LocalData, params: dict) -> RDAState:
     return RDAState(
         G=np.zeros(p), t=np.zeros(1, dtype=np.int64), x=np.zeros(p), anchor=np.zeros(p),
         xsum=np.zeros(p),
-        wsum=np.zeros(1), rng=K.make_rng(seed), peers={},
+        wsum=np.zeros(1), rng=K.make_rng(seed),
+        peers=PeerStates(("gbar", "share"), "t", expecting=data.incarnation > 0),
         share=problem.sizes[data.index] / problem.n_total, beta0=float(max(beta0, 1e-12)),
-        gamma=float(gamma), problem=problem, params=params, chunk=AdaptiveCount(params["step_time"]),
+        gamma=float(gamma), problem=problem, params=params,
+        chunk=AdaptiveCount(slice_target(params["step_time"], data, p)),
         clock={"pushed": -np.inf, "started": None,
                "rejoining": data.incarnation > 0 and data.n_partitions > 1,
-               "merged": data.incarnation == 0,
                "stepping_since": None, "own_steps": 0, "t_anchor": 0, "anchored": False},
     )
 
 
-def _absorb(state: RDAState, inbox) -> list:
-    """Keep the latest dual per sender; returns the echoes owed to peers that restarted."""
-    echoes = []
-    wall = time.time()
-    for msg in inbox:
-        pl = msg.payload
-        if "gbar" not in pl:
-            continue
-        t_j = int(pl["t"])
-        if pl.get("echo"):  # our own dual from before our restart, as a peer last saw it
-            if not state.clock["merged"] and t_j > 0:
-                # add the lost history to what this incarnation has gathered; the iterates
-                # averaged so far were computed without it: drop them
-                state.clock["merged"] = True
-                state.G[:] += np.asarray(pl["gbar"]) * t_j
-                state.t[0] += t_j
-                state.xsum[:] = 0.0
-                state.wsum[0] = 0.0
-            continue
-        old = state.peers.get(msg.sender)
-        if old is not None and msg.incarnation > old[0] and t_j < old[1]:
-            # a restarted peer without its dual yet: keep using the old one and send it back
-            echoes.append(Outgoing({"gbar": old[2], "t": old[1], "share": old[3], "echo": True},
-                                   to=msg.sender))
-            continue
-        if t_j > 0 and (old is None or (msg.incarnation, t_j) >= (old[0], old[1])):
-            state.peers[msg.sender] = (msg.incarnation, t_j, np.array(pl["gbar"]),
-                                       float(pl["share"]), min(max(wall - msg.sent_at, 0.0), 10.0))
+def _absorb(state: RDAState, inbox) -> tuple:
+    """Keep the latest dual per sender (`_rejoin.PeerStates`); returns the echoes owed to peers.
+
+    When a peer echoes this operator's own dual from before its restart, the lost history is
+    added to what this incarnation has gathered; the iterates averaged so far were computed
+    without it, so they are dropped.
+    """
+    echoes, own = state.peers.absorb(inbox)
+    if own is not None:
+        t_j = int(own["t"])
+        state.G[:] += np.asarray(own["gbar"]) * t_j
+        state.t[0] += t_j
+        state.xsum[:] = 0.0
+        state.wsum[0] = 0.0
     return echoes
 
 
 def local_step(state: RDAState, data: LocalData, inbox, now: float) -> StepOutput:
     """Absorb peers' duals, take a time slice of RDA steps, push the dual every ``push_period``."""
-    echoes = tuple(_absorb(state, inbox))
+    echoes = _absorb(state, inbox)
     params = state.params
     clock = state.clock
     if clock["started"] is None:
         clock["started"] = now
     if clock["rejoining"]:
-        complete = clock["merged"] and len(state.peers) >= data.n_partitions - 1
-        if not complete and now - clock["started"] < params["rejoin_wait"]:
+        if not state.peers.ready(data.n_partitions) and now - clock["started"] < params["rejoin_wait"]:
             # a restart: wait (up to rejoin_wait) for our old dual, echoed by a peer, and for
             # a dual from every peer -- an iterate computed without them is far off, and the
             # average would give it the full weight of a late iterate. Until the echo comes,
@@ -187,19 +180,21 @@ def local_step(state: RDAState, data: LocalData, inbox, now: float) -> StepOutpu
                 echoes += (_dual_message(state),)
             return StepOutput(state, echoes, wait=0.02)
         clock["rejoining"] = False
-    W = state.share + sum(pe[3] for pe in state.peers.values())
+    W = state.share + sum(float(pe.state["share"]) for pe in state.peers.values())
     C = np.zeros_like(state.G)
     T_peers = 0.0
     latency = 0.0
-    for _, t_j, gbar_j, s_j, latency_j in state.peers.values():
-        C += (s_j / W) * gbar_j
-        T_peers += t_j
-        latency += latency_j
+    for pe in state.peers.values():
+        C += (float(pe.state["share"]) / W) * pe.state["gbar"]
+        T_peers += pe.clock
+        latency += pe.latency
     damp = _staleness_damping(state, state.t[0] + T_peers, latency, now)
     n_steps = state.chunk.count
     t0 = time.perf_counter()
     pb = state.problem
-    K.rda_steps(data.X, data.y, pb.loss, pb.fit_intercept, n_steps, params["batch_size"],
+    # CSR data: O(nnz of the rows) per step (points computed when read); dense: the plain loop
+    steps = K.rda_steps_lazy if isinstance(data.X, tuple) else K.rda_steps
+    steps(data.X, data.y, pb.loss, pb.fit_intercept, n_steps, params["batch_size"],
                 state.rng, state.G, state.t, state.share / W, C, T_peers, pb.penalty,
                 pb.alpha, state.beta0, state.gamma, damp, state.anchor, state.x, state.xsum,
                 state.wsum)

@@ -35,14 +35,12 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from . import _kernels as K
+from ._losses import CURVATURE
 
 __all__ = ["Algorithm", "LocalData", "Outgoing", "Problem", "Start", "StepOutput", "local_data",
            "make_problem"]
 
 logger = logging.getLogger(__name__)
-
-_CURVATURE = {K.LOGISTIC: 0.25, K.HINGE: None, K.SQUARED: 1.0}
-
 
 class Problem(NamedTuple):
     """What is minimized, and how the data is spread (the same for every partition).
@@ -80,12 +78,19 @@ class Problem(NamedTuple):
     @property
     def curvature(self) -> float | None:
         """Bound on the loss's second derivative in the margin; None for hinge."""
-        return _CURVATURE[self.loss]
+        return CURVATURE[self.loss]
 
     @property
     def mu(self) -> float:
         """Strong convexity of the penalty (alpha for l2, 0 for l1)."""
         return self.alpha if self.penalty == K.L2 else 0.0
+
+    def penalty_value(self, w: np.ndarray) -> float:
+        """``R(w)`` of a model vector (the intercept is never penalized)."""
+        coef = np.asarray(w, dtype=np.float64)[: self.n_features]
+        if self.penalty == K.L2:
+            return 0.5 * self.alpha * float(coef @ coef)
+        return self.alpha * float(np.abs(coef).sum())
 
     def prox(self, w: np.ndarray, step: float) -> np.ndarray:
         """``prox_{step R}`` of a model vector, as a new array (intercept untouched)."""
@@ -174,6 +179,7 @@ class Algorithm(NamedTuple):
     uses_tol: bool = False  # honours the estimator's ``tol`` as a stopping test
     schema: Callable[[Problem], tuple[dict, dict]] | None = None  # message fields (see above)
     resume: Callable[[Any, LocalData, Start], Any] | None = None  # warm start from a `Start`
+    validate: Callable[[Problem, dict], None] | None = None  # raises ValueError, on the driver
 
     def merge(self, params: dict | None) -> dict:
         """The defaults updated by ``params``; raises ValueError naming unknown keys."""
@@ -209,6 +215,18 @@ def resume_average(xsum: np.ndarray, wsum: np.ndarray, own: dict | None, w0: np.
     avg = w0 if avg is None or np.shape(avg) != w0.shape else np.asarray(avg, dtype=np.float64)
     xsum[:] = weight * avg
     wsum[0] = weight
+
+
+def slice_target(step_time: float, data: "LocalData", p: int) -> float:
+    """The time slice of a stochastic ``local_step``: ``step_time``, longer for wide sparse data.
+
+    On CSR data the steps cost O(nnz) but each kernel call makes the model
+    current once, O(p): the slice is at least ``2e-8 * p`` s (20 ms at
+    ``p = 10^6``) so that this once-per-call cost stays a small share.
+    """
+    if isinstance(data.X, tuple):
+        return max(float(step_time), 2e-8 * p)
+    return float(step_time)
 
 
 def latest_of(snapshots: list, clock: str) -> dict | None:

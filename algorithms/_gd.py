@@ -1,32 +1,45 @@
 """``gd``: synchronous full-batch (proximal) gradient descent, one all-reduce per step.
 
 The baseline the ASIP paper compares against (MLlib's full-batch gradient
-descent), written as it should be: every operator holds the same ``w_k``,
-computes the loss and gradient sums of its rows at ``w_k``, and all-reduces
-them over the channel (`_barrier.Barrier`: push, wait for all ``N``, reduce in
-partition order), so each operator takes the identical step
+descent), written as it should be: every operator evaluates the loss and
+gradient sums of its rows at the same point and all-reduces them over the
+channel (`_barrier.Barrier`: push, wait for all ``N``, reduce in partition
+order), so each operator takes the identical step
 
-* smooth losses (logistic, squared): ``w_{k+1} = prox_{R/L}(w_k - grad/L)``,
-  the classical constant step ``1/L``; ``L = curvature * sum_i ||[A_i, 1]||_2^2
-  / n (+ alpha for l2)`` from each partition's power-iteration estimate of
-  its spectral norm (an upper bound on the true ``L`` within ~N, known to every
-  operator after round 0);
+* smooth losses (logistic, squared): ``w+ = prox_{R/L}(w - grad f(w) / L)``
+  with ``L`` found by backtracking on the all-reduced objective (Beck &
+  Teboulle 2009): a trial point is accepted when the data term satisfies
+  ``f(w+) <= f(w) + grad f(w)^T (w+ - w) + (L/2) ||w+ - w||^2``; otherwise
+  ``L`` doubles and the trial is made again from ``w``; after an accepted step
+  ``L`` shrinks by ``shrink`` so the step follows the local curvature (often
+  far below the global bound). The test costs nothing extra: the round that
+  evaluates the trial point's gradient evaluates its loss too. ``L`` starts at
+  ``curvature * mean ||[a_i, 1]||^2 (+ alpha for l2)``, an upper bound known
+  without a data pass (no power iteration in setup);
 * hinge: the proximal subgradient method with ``eta_k = R0 / (G sqrt(k+1))``,
   ``G = sqrt(mean ||[a_i, 1]||^2)`` bounding the subgradient norm and
   ``R0 = sqrt(2 / alpha)`` bounding ``||w*||`` for l2 (``f(w*) <= f(0) = 1``),
   1 for l1; the output is the best iterate seen (the reduction gives every
   operator the objective value at ``w_k`` for free).
 
-``schedule="invsqrt"`` replaces the ``1/L`` step of the smooth losses by MLlib's
-``eta0 / sqrt(k + 1)`` (``eta0`` = 0.1 in the ASIP paper's harness): the
+``schedule="invsqrt"`` replaces the backtracking step of the smooth losses by
+MLlib's ``eta0 / sqrt(k + 1)`` (``eta0`` = 0.1 in the ASIP paper's harness): the
 baseline exactly as the paper ran it, for reproducing its comparisons. It is
-far slower than ``1/L`` on these problems; the default is the honest baseline.
+far slower on these problems; the default is the honest baseline.
 
+Every contribution carries, besides the sums, the state the trial point was
+made from (``base``, its gradient ``gbase`` and loss ``fbase``, and ``L``), so
+that every operator -- a restarted one included -- takes the same decision.
 Stopping: ``max_iter`` rounds, or, for smooth losses, when the gradient-mapping
-norm ``L ||w_{k+1} - w_k||`` falls below ``tol`` times its first value. Every
-operator decides on the same numbers, so all stop at the same round.
-A restarted operator joins at the lowest round a peer is at, with the ``w_k``
-that peer sent.
+norm ``L ||w+ - w||`` at an accepted point falls below ``tol`` times its first
+value. Every operator decides on the same numbers, so all stop at the same
+round. A restarted operator joins at the lowest round a peer is at, with the
+state that peer sent.
+
+References
+----------
+A. Beck, M. Teboulle, "A fast iterative shrinkage-thresholding algorithm for
+linear inverse problems", SIAM J. Imaging Sciences 2009 (backtracking, sec. 3).
 """
 
 from __future__ import annotations
@@ -40,7 +53,6 @@ import numpy as np
 from . import _kernels as K
 from ._barrier import Barrier
 from ._barrier import push_own as _push
-from ._barrier import rejoin
 from ._base import Algorithm, LocalData, Problem, Start, StepOutput, latest_of
 
 __all__ = ["ALGORITHM", "GDState", "init", "local_step"]
@@ -48,8 +60,10 @@ __all__ = ["ALGORITHM", "GDState", "init", "local_step"]
 logger = logging.getLogger(__name__)
 
 DEFAULTS = {
-    "schedule": "constant",  # "constant": 1/L (smooth losses); "invsqrt": eta0/sqrt(k+1)
+    "schedule": "constant",  # "constant": backtracking 1/L (smooth losses); "invsqrt": eta0/sqrt(k+1)
     "eta0": 0.1,
+    "L0": None,  # first curvature guess; default the bound curvature * mean ||[a_i, 1]||^2
+    "shrink": 0.7,  # L *= shrink after an accepted step (1.0: L never decreases)
     "tol": 1e-6,
     "max_iter": None,
     "resend_after": 0.1,
@@ -63,29 +77,57 @@ class GDState(NamedTuple):
     params: dict
     barrier: Barrier
     grad: np.ndarray  # scratch for the local gradient
-    sq: float  # this partition's ||[A_i, 1]||_2^2 estimate
-    sqsum: float  # sum of ||[a, 1]||^2 over this partition's rows
-    mem: dict  # k, w, own, prev_own, L, G, best_f, best_w, gm0, phase, started
+    mem: dict  # k, base, gbase, fbase, L, point, own, prev_own, best_f, best_w, gm0, phase, started
 
 
 def init(problem: Problem, data: LocalData, params: dict) -> GDState:
     if params["schedule"] not in ("constant", "invsqrt"):
         raise ValueError(f"unknown schedule {params['schedule']!r} for solver 'gd'; valid "
                          "schedules are ['constant', 'invsqrt']")
-    sq = K.power_sqnorm(data.X, problem.n_features, problem.fit_intercept, 50,
-                        K.make_rng(1234 + data.index))
-    mem = {"k": 0, "w": np.zeros(problem.p), "own": None, "prev_own": None, "L": None,
-           "G": None, "best_f": np.inf, "best_w": np.zeros(problem.p), "gm0": None,
+    if not 0.0 < params["shrink"] <= 1.0:
+        raise ValueError(f"shrink must be in (0, 1] for solver 'gd', got {params['shrink']!r}")
+    p = problem.p
+    mem = {"k": 0, "base": np.zeros(p), "gbase": np.zeros(p), "fbase": 0.0, "L": 0.0,
+           "point": np.zeros(p), "own": None, "prev_own": None, "best_f": np.inf,
+           "best_w": np.zeros(p), "gm0": None,
            "phase": "run" if data.incarnation == 0 else "rejoin", "started": None}
-    return GDState(problem, params, Barrier(data.index, data.n_partitions),
-                   np.zeros(problem.p), float(sq) * 1.02, float(np.sum(data.sqn)), mem)
+    return GDState(problem, params, Barrier(data.index, data.n_partitions), np.zeros(p), mem)
 
 
-def _contribution(state: GDState, data: LocalData, w: np.ndarray) -> dict:
-    pb = state.problem
-    f = K.loss_grad(data.X, data.y, w, pb.loss, pb.fit_intercept, state.grad)
-    return {"g": state.grad.copy(), "f": float(f), "w": w.copy(), "sq": state.sq,
-            "sqsum": state.sqsum}
+def _first_L(pb: Problem, params: dict) -> float:
+    if params["L0"] is not None:
+        return float(params["L0"])
+    return max(pb.curvature * pb.row_scale + pb.mu, 1e-12)
+
+
+def _trial(pb: Problem, base: np.ndarray, gbase: np.ndarray, L: float) -> np.ndarray:
+    """The point the state ``(base, gbase, L)`` evaluates next (``L = 0``: ``base`` itself)."""
+    if L == 0.0:
+        return base.copy()
+    return pb.prox(base - gbase / L, 1.0 / L)
+
+
+def _contribution(state: GDState, data: LocalData) -> dict:
+    pb, mem = state.problem, state.mem
+    f = K.loss_grad(data.X, data.y, mem["point"], pb.loss, pb.fit_intercept, state.grad)
+    return {"g": state.grad.copy(), "f": float(f), "base": mem["base"].copy(),
+            "gbase": mem["gbase"].copy(), "fbase": float(mem["fbase"]), "L": float(mem["L"])}
+
+
+def _rejoin(state: GDState, data: LocalData, now: float) -> bool:
+    """A restarted operator: True while it waits; then it takes a peer's round and state."""
+    mem, bar = state.mem, state.barrier
+    if len(bar.latest) < data.n_partitions - 1 and now - mem["started"] < state.params["rejoin_wait"]:
+        return True
+    joined = bar.join_round()
+    if joined is not None:
+        mem["k"], fields = joined
+        for key in ("base", "gbase"):
+            mem[key] = np.array(fields[key], dtype=np.float64)
+        mem["fbase"], mem["L"] = float(fields["fbase"]), float(fields["L"])
+        mem["point"] = _trial(state.problem, mem["base"], mem["gbase"], mem["L"])
+    mem["phase"] = "run"
+    return False
 
 
 def local_step(state: GDState, data: LocalData, inbox, now: float) -> StepOutput:
@@ -95,10 +137,10 @@ def local_step(state: GDState, data: LocalData, inbox, now: float) -> StepOutput
     if mem["started"] is None:
         mem["started"] = now
     if mem["phase"] == "rejoin":
-        if rejoin(state, data.n_partitions, now, "w"):
+        if _rejoin(state, data, now):
             return StepOutput(state, wait=params["poll_wait"])
     if mem["own"] is None:  # first contribution of this incarnation
-        mem["own"] = _contribution(state, data, mem["w"])
+        mem["own"] = _contribution(state, data)
         return StepOutput(state, _push(state, now))
     k = mem["k"]
     if not bar.complete(k):
@@ -107,61 +149,70 @@ def local_step(state: GDState, data: LocalData, inbox, now: float) -> StepOutput
     parts = bar.gather(k, mem["own"])
     n = pb.n_total
     G = np.sum([c["g"] for c in parts], axis=0) / n
-    coef = mem["w"][: pb.n_features]
-    pen = 0.5 * pb.alpha * coef @ coef if pb.penalty == K.L2 else pb.alpha * np.abs(coef).sum()
-    F = sum(float(c["f"]) for c in parts) / n + pen
+    Fs = sum(float(c["f"]) for c in parts) / n
+    x = mem["point"]
+    F = Fs + pb.penalty_value(x)
     if F < mem["best_f"]:
-        mem["best_f"], mem["best_w"] = F, mem["w"].copy()
-    if mem["L"] is None:
-        total_sq = sum(float(c["sq"]) for c in parts)
-        if pb.curvature is not None:
-            mem["L"] = pb.curvature * total_sq / n + pb.mu
-        mem["G"] = math.sqrt(sum(float(c["sqsum"]) for c in parts) / n)
-    w = mem["w"]
+        mem["best_f"], mem["best_w"] = F, x.copy()
     done = False
-    if params["schedule"] == "invsqrt":
-        eta = params["eta0"] / math.sqrt(k + 1.0)
-        w_new = pb.prox(w - eta * G, eta)
-    elif pb.curvature is not None:
+    if params["schedule"] == "constant" and pb.curvature is not None:
         L = mem["L"]
-        w_new = pb.prox(w - G / L, 1.0 / L)
-        gm = L * float(np.linalg.norm(w_new - w))
-        if mem["gm0"] is None:
-            mem["gm0"] = max(gm, 1e-300)
-        done = gm <= params["tol"] * mem["gm0"]
+        d = x - mem["base"]
+        bound = mem["fbase"] + float(mem["gbase"] @ d) + 0.5 * L * float(d @ d)
+        if L == 0.0 or Fs <= bound + 1e-12 * abs(mem["fbase"]):
+            mem["base"], mem["gbase"], mem["fbase"] = x, G, Fs
+            L = _first_L(pb, params) if L == 0.0 else L * params["shrink"]
+            accepted = True
+        else:
+            L, accepted = 2.0 * L, False
+        mem["L"] = L
+        new = _trial(pb, mem["base"], mem["gbase"], L)
+        if accepted:
+            gm = L * float(np.linalg.norm(new - mem["base"]))
+            if mem["gm0"] is None:
+                mem["gm0"] = max(gm, 1e-300)
+            done = gm <= params["tol"] * mem["gm0"]
     else:
-        r0 = math.sqrt(2.0 / pb.alpha) if (pb.penalty == K.L2 and pb.alpha > 0) else 1.0
-        eta = r0 / (max(mem["G"], 1e-12) * math.sqrt(k + 1.0))
-        w_new = pb.prox(w - eta * G, eta)
+        if params["schedule"] == "invsqrt":
+            eta = params["eta0"] / math.sqrt(k + 1.0)
+        else:
+            r0 = math.sqrt(2.0 / pb.alpha) if (pb.penalty == K.L2 and pb.alpha > 0) else 1.0
+            eta = r0 / (max(math.sqrt(pb.row_scale), 1e-12) * math.sqrt(k + 1.0))
+        new = pb.prox(x - eta * G, eta)
+        mem["base"] = new  # no line search: the state is the point itself (L = 0)
     if params["max_iter"] is not None and k + 1 >= params["max_iter"]:
         done = True
     bar.prune(k + 1)
-    mem["k"], mem["w"] = k + 1, w_new
+    mem["k"], mem["point"] = k + 1, new
     mem["prev_own"] = mem["own"]
     if done:
         return StepOutput(state, done=True)
-    mem["own"] = _contribution(state, data, w_new)
+    mem["own"] = _contribution(state, data)
     return StepOutput(state, _push(state, now), wait=params["poll_wait"])
 
 
 def schema(problem: Problem) -> tuple[dict, dict]:
     """Barrier messages: this round's and the last round's contributions (`_contribution`)."""
     vec = ("float64", (problem.p,))
-    return Barrier.schema({"g": vec, "f": float, "w": vec, "sq": float, "sqsum": float})
+    return Barrier.schema({"g": vec, "f": float, "base": vec, "gbase": vec, "fbase": float,
+                           "L": float})
 
 
 def resume(state: GDState, data: LocalData, start: Start) -> GDState:
     """Start the iteration at the saved model."""
-    state.mem["w"] = np.array(start.w, dtype=np.float64)
+    w = np.array(start.w, dtype=np.float64)
+    state.mem["base"], state.mem["point"] = w, w.copy()
     return state
 
 
 def snapshot(state: GDState) -> dict:
-    """The current iterate (smooth losses: monotone) or the best one seen (hinge)."""
-    mem = state.mem
-    if state.problem.curvature is None and np.isfinite(mem["best_f"]):
+    """The last accepted point (smooth losses: monotone) or the best one seen (hinge)."""
+    mem, pb = state.mem, state.problem
+    if state.params["schedule"] == "constant" and pb.curvature is not None:
+        return {"w": mem["base"].copy(), "k": int(mem["k"])}
+    if np.isfinite(mem["best_f"]):
         return {"w": mem["best_w"].copy(), "k": int(mem["k"])}
-    return {"w": mem["w"].copy(), "k": int(mem["k"])}
+    return {"w": mem["point"].copy(), "k": int(mem["k"])}
 
 
 def combine(problem: Problem, snapshots: list) -> np.ndarray:

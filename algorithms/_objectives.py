@@ -19,8 +19,9 @@ Every solver in `asip.algorithms` minimizes the same function, so results compar
 A *model vector* is ``w`` with the intercept appended as its last entry when
 there is one (length ``n_features + fit_intercept``); `Objective.split` takes it
 apart. Losses are written per sample as a function ``phi(m, y)`` of the margin
-``m = a^T w + b`` so that dual certificates (`Loss.conjugate`) and the numba
-kernels (which use the integer ``code``) share one definition.
+``m = a^T w + b``; their math is written once, in `_losses`, which the numba
+kernels (dispatching on the integer ``code``) and dual certificates
+(`Loss.conjugate`, `Loss.dual_clip`) share.
 
 References
 ----------
@@ -35,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+
+from . import _losses as _L
 
 __all__ = [
     "LOSSES",
@@ -57,14 +60,17 @@ logger = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------- losses
 class Loss:
-    """A per-sample loss ``phi(m, y)`` of the margin ``m``; subclasses fill in the math.
+    """A per-sample loss ``phi(m, y)`` of the margin ``m``: a name over the math in `_losses`.
+
+    The formulas live once, in `asip.algorithms._losses` (the numba kernels use
+    the same scalar functions); these methods apply them elementwise to arrays.
 
     Attributes
     ----------
     name : str
         The scikit-learn style name (``"log_loss"``, ``"hinge"``, ``"squared_error"``).
     code : int
-        The integer the numba kernels dispatch on (see `asip.algorithms._kernels`).
+        The integer the numba kernels dispatch on (`_losses.LOSS_CODES`).
     curvature : float or None
         An upper bound on ``phi''(m)``; the smoothness constant of the loss in
         the margin. ``None`` for a non-smooth loss (hinge).
@@ -79,15 +85,22 @@ class Loss:
 
     def value(self, m: np.ndarray, y: np.ndarray) -> np.ndarray:
         """``phi(m_i, y_i)`` for each sample."""
-        raise NotImplementedError
+        return _L.loss_value(self.code, m, y)
 
     def deriv(self, m: np.ndarray, y: np.ndarray) -> np.ndarray:
         """``d phi / d m`` for each sample (a subgradient where not differentiable)."""
-        raise NotImplementedError
+        return _L.loss_deriv(self.code, m, y)
 
     def conjugate(self, u: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """The convex conjugate ``phi*(u) = sup_m u m - phi(m)``; ``inf`` outside its domain."""
-        raise NotImplementedError
+        """The convex conjugate ``phi*(u) = sup_m u m - phi(m)``; ``inf`` outside its domain.
+
+        A dual certificate evaluates it at ``u = -a`` (see `dual_clip`).
+        """
+        return _L.loss_conjugate(self.code, u, y)
+
+    def dual_clip(self, a: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Dual variables ``a`` projected onto the feasible set (where ``conjugate(-a)`` is finite)."""
+        return _L.loss_dual_clip(self.code, a, y)
 
     def lipschitz(self, row_sqnorm: np.ndarray | float) -> np.ndarray | float | None:
         """Smoothness of ``w -> phi(a^T w)`` for rows with ``||a||^2 = row_sqnorm``."""
@@ -98,68 +111,28 @@ class Loss:
 
 
 class Logistic(Loss):
-    """``phi(m, y) = log(1 + exp(-y m))``, computed with ``logaddexp`` (no overflow)."""
+    """``phi(m, y) = log(1 + exp(-y m))``, computed without overflow."""
 
     name = "log_loss"
-    code = 0
-    curvature = 0.25
-
-    def value(self, m, y):
-        return np.logaddexp(0.0, -y * m)
-
-    def deriv(self, m, y):
-        # -y * sigmoid(-y m), written with expit for stability at large |m|
-        from scipy.special import expit
-
-        return -y * expit(-y * m)
-
-    def conjugate(self, u, y):
-        # domain: u = -y s with s in [0, 1]; phi* = s log s + (1 - s) log(1 - s)
-        s = -u * y
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ent = np.where(s > 0, s * np.log(np.where(s > 0, s, 1.0)), 0.0) + np.where(
-                s < 1, (1 - s) * np.log(np.where(s < 1, 1 - s, 1.0)), 0.0
-            )
-        inside = (s >= -1e-12) & (s <= 1 + 1e-12)
-        return np.where(inside, ent, np.inf)
+    code = _L.LOGISTIC
+    curvature = _L.CURVATURE[_L.LOGISTIC]
 
 
 class Hinge(Loss):
     """``phi(m, y) = max(0, 1 - y m)``: the SVM loss, non-smooth at ``y m = 1``."""
 
     name = "hinge"
-    code = 1
-    curvature = None
-
-    def value(self, m, y):
-        return np.maximum(0.0, 1.0 - y * m)
-
-    def deriv(self, m, y):
-        return np.where(y * m < 1.0, -y, 0.0)
-
-    def conjugate(self, u, y):
-        # domain: u = -y s with s in [0, 1]; phi* = -s
-        s = -u * y
-        inside = (s >= -1e-12) & (s <= 1 + 1e-12)
-        return np.where(inside, -s, np.inf)
+    code = _L.HINGE
+    curvature = _L.CURVATURE[_L.HINGE]
 
 
 class Squared(Loss):
     """``phi(m, y) = (m - y)^2 / 2``: least squares (the 1/2 is part of the objective)."""
 
     name = "squared_error"
-    code = 2
-    curvature = 1.0
+    code = _L.SQUARED
+    curvature = _L.CURVATURE[_L.SQUARED]
     classification = False
-
-    def value(self, m, y):
-        return 0.5 * (m - y) ** 2
-
-    def deriv(self, m, y):
-        return m - y
-
-    def conjugate(self, u, y):
-        return 0.5 * u * u + u * y
 
 
 # ---------------------------------------------------------------------- penalties

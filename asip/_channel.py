@@ -76,6 +76,7 @@ class ChannelStats:
     ``dropped_*`` / ``undeliverable`` counters: nothing leaves the channel uncounted.
     """
 
+    steps: int = 0  # operator steps taken
     pushed: int = 0  # push() calls that passed validation
     pushed_bytes: int = 0
     sent: int = 0  # copies handed to the channel (one per local receiver, one per peer worker)

@@ -2,31 +2,74 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from typing import Any
 
 from distributed import Client
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["connect"]
 
 
 def connect(address: str | None = None, *, n_workers: int | None = None,
-            threads_per_worker: int = 1, **kwargs: Any) -> Client:
-    """A `distributed.Client` for asip stages.
+            threads_per_worker: int = 1, dashboard: bool = True, **kwargs: Any) -> Client:
+    """A `distributed.Client` for asip stages, with the live ``/asip`` dashboard page.
 
     With no ``address``, start an embedded ``LocalCluster(processes=True)`` owned by
     the client (closing the client closes it): one worker process per core by default
     (at most 8), one thread each, each with a nanny so a killed worker comes back, and
-    no dashboard. With an address (``"tcp://host:8786"``), connect to that scheduler.
-    Extra keyword arguments go to `Client` (and from there to `LocalCluster`), e.g.
-    ``security=``.
+    the Dask dashboard on a free port (``dashboard_address=":0"``; pass another
+    ``dashboard_address`` to choose). With an address (``"tcp://host:8786"``), connect
+    to that scheduler. Either way, with ``dashboard=True`` the scheduler's dashboard gets
+    the ``/asip`` page (`asip.dashboard`; the scheduler needs bokeh) and its link is
+    logged, and printed when stderr is a terminal. Extra keyword arguments go to
+    `Client` (and from there to `LocalCluster`), e.g. ``security=``.
 
     >>> with asip.connect() as client:  # doctest: +SKIP
     ...     asip.Stage(MyOp, X, client=client).run()
     """
+    if not isinstance(dashboard, bool):
+        raise TypeError(f"dashboard must be True or False, got {dashboard!r}")
     if address is not None:
-        return Client(address, **kwargs)
-    if n_workers is None:
-        n_workers = max(1, min(os.cpu_count() or 1, 8))
-    options = {"dashboard_address": None, "processes": True, **kwargs}
-    return Client(n_workers=n_workers, threads_per_worker=threads_per_worker, **options)
+        client = Client(address, **kwargs)
+    else:
+        if n_workers is None:
+            n_workers = max(1, min(os.cpu_count() or 1, 8))
+        if dashboard:
+            import asip.dashboard  # noqa: F401  (adds /asip before the scheduler starts)
+        default = ":0" if dashboard else None
+        options = {"dashboard_address": default, "processes": True, **kwargs}
+        client = Client(n_workers=n_workers, threads_per_worker=threads_per_worker, **options)
+    if dashboard:
+        _add_dashboard_page(client)
+    return client
+
+
+def _add_dashboard_page(client: Client) -> None:
+    """Register the page's scheduler plugin and tell the user where it is."""
+    from asip.dashboard import DashboardPlugin, page_link
+
+    try:
+        client.register_plugin(DashboardPlugin())
+    except Exception as exc:  # e.g. a scheduler without asip or bokeh: stages still run
+        logger.warning("asip: no /asip dashboard page on this scheduler: %r", exc)
+        return
+    link = page_link(_dashboard_link(client))
+    if link is None:
+        return
+    logger.info("asip dashboard: %s", link)
+    if sys.stderr.isatty():
+        print(f"asip dashboard: {link}", file=sys.stderr)
+
+
+def _dashboard_link(client: Client) -> str | None:
+    try:
+        info = client.scheduler_info()
+    except Exception:
+        return None
+    if "dashboard" not in info.get("services", {}):
+        return None
+    return client.dashboard_link

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from time import time
 from typing import Any
 
@@ -24,6 +25,8 @@ from distributed.protocol.serialize import Serialized, deserialize
 logger = logging.getLogger(__name__)
 
 __all__ = ["DirectoryPlugin", "event_topic", "op_name"]
+
+_RECENT_BYTES = 4 << 20  # recent reports kept for the dashboard page
 
 _HANDLERS = ("register", "ready", "report", "poll", "stop", "close", "failed", "summary")
 
@@ -96,6 +99,9 @@ class DirectoryPlugin(SchedulerPlugin):
         self.suspects: set[str] = set()  # worker addresses being judged or found busy
         self.hung_kills = 0
         self.busy: dict[str, int] = {}  # address -> times found busy (late heartbeat, using CPU)
+        self.recent: deque = deque()  # (report, bytes): the dashboard's window, <= _RECENT_BYTES
+        self.recent_bytes = 0
+        self.report_count = 0
         self._background: set[asyncio.Task] = set()
         for kind in _HANDLERS:
             scheduler.handlers[op_name(kind, self.run_id)] = getattr(self, f"_h_{kind}")
@@ -219,6 +225,13 @@ class DirectoryPlugin(SchedulerPlugin):
                 steps, stats if stats is not None or known is None else known[1]]
         if reports:
             self._emit("reports", reports)
+            for entry in reports:
+                size = len(entry[3]) + 64
+                self.recent.append((entry, size))
+                self.recent_bytes += size
+                self.report_count += 1
+            while self.recent_bytes > _RECENT_BYTES and self.recent:
+                self.recent_bytes -= self.recent.popleft()[1]
         return {"directory": self._since(version), "version": len(self.deltas),
                 "started": self.go_time is not None, "stopped": self.stopped}
 
@@ -247,6 +260,21 @@ class DirectoryPlugin(SchedulerPlugin):
             "hung_kills": self.hung_kills,
             "busy": dict(self.busy),
         }
+
+    def dashboard_state(self, cursor: int = 0) -> dict:
+        """Read-only view for the ``/asip`` dashboard page (on the scheduler's event loop):
+        the directory's state, the recent reports after ``cursor`` (a small byte-bounded
+        window: the trace itself goes to the driver), heartbeat ages, size and stop state."""
+        now = time()
+        first = self.report_count - len(self.recent)
+        reports = [e for k, (e, _) in enumerate(self.recent) if first + k >= cursor]
+        silence = []
+        for index, (addr, _) in self.entries.items():
+            ws = self.scheduler.workers.get(addr)
+            silence.append([index, now - ws.last_seen if ws is not None else 0.0])
+        return {**self._h_poll(), "reports": reports, "cursor": self.report_count,
+                "silence": silence, "n_partitions": self.n_partitions,
+                "stopped": self.stopped, "closed": self.closed}
 
     def _h_stop(self, reason: str) -> None:
         if self.stopped is None:

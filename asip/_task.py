@@ -83,6 +83,7 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
             outcome = operator.step(ctx)
             steps += 1
             counter[0] = steps
+            ctx._ep.stats.steps += 1  # live, for the dashboard
             if outcome is STOP:
                 reason = "STOP"
                 plugin.loop.add_callback(plugin._fire, "stop", reason=f"STOP from partition {index}")

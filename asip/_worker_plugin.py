@@ -73,6 +73,11 @@ class ChannelPlugin(WorkerPlugin):
         self.data.close()
 
     @property
+    def stats(self) -> dict:
+        """The live statistics of each partition open on this worker (the dashboard's)."""
+        return {j: ep.stats for j, ep in list(self.data.current.items())}
+
+    @property
     def mailboxes(self) -> dict:
         """The current mailbox of each partition open on this worker."""
         return {j: ep.mailbox for j, ep in list(self.data.current.items())}

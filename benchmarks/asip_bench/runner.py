@@ -91,7 +91,6 @@ def run_asip(cdata: ClusterData, task: Task, solver: str, budget: float, *, faul
     estimator (None: its default); 0 lets no solver stop before its budget.
     """
     data = cdata.data
-    X, y = cdata.asip_input()
     Est = AsipRegressor if task.regression else AsipClassifier
     base, variant_params = SOLVER_VARIANTS.get(solver, (solver, {}))
     solver_params = {**variant_params, **(solver_params or {})} or None
@@ -105,6 +104,11 @@ def run_asip(cdata: ClusterData, task: Task, solver: str, budget: float, *, faul
               callback=live.callback if live is not None and stage_solver else None, **options)
     run = Run(data.name, task.key, solver, "asip", kind=kind, budget=float(budget),
               n_rows=data.n, n_partitions=cdata.n_partitions, faults=[repr(f) for f in faults])
+    refused = _refuses(base, task, data, solver_params)
+    if refused:  # e.g. asip-cocoa on an l1 task: not run, as dask-glm without the loss
+        run.status, run.note = "skipped", refused
+        return run
+    X, y = cdata.asip_input()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # budget-ended ConvergenceWarnings are expected here
         t0 = time.perf_counter()
@@ -137,6 +141,26 @@ def run_asip(cdata: ClusterData, task: Task, solver: str, budget: float, *, faul
             run.extra["final_point_added"] = True
     run.extra["n_iter"] = int(est.n_iter_)
     return run
+
+
+def _refuses(base: str, task: Task, data: BenchData, solver_params: dict | None) -> str | None:
+    """Why the runtime solver ``base`` refuses ``task`` (its ``validate``), or None."""
+    if base in ASYNC_DRIVER_SOLVERS:
+        return None
+    algo = get_algorithm(base)
+    if algo.validate is None:
+        return None
+    from asip.algorithms import get_loss, get_penalty
+    from asip.algorithms._base import Problem
+
+    alpha = task.alpha_for(data.n)
+    problem = Problem(get_loss(task.loss).code, get_penalty(task.penalty, alpha).code, alpha,
+                      False, int(data.X.shape[1]), (int(data.n),))
+    try:
+        algo.validate(problem, algo.merge(solver_params))
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _sizes(cdata: ClusterData) -> list[int]:

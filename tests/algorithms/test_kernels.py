@@ -136,7 +136,8 @@ def _rda_point(G, t, share, C, T, n_coef, pen, alpha, beta0, gamma, damp, anchor
     h = (beta0 + gamma * np.sqrt(T)) / T + damp
     g = share * G / t + C - damp * anchor
     x = np.empty_like(g)
-    x[n_coef:] = -g[n_coef:] / h
+    hb = (beta0 + max(gamma, beta0 / 4) * np.sqrt(T)) / T + damp  # the intercept's own weight
+    x[n_coef:] = -g[n_coef:] / hb
     if pen == K.L2:
         x[:n_coef] = -g[:n_coef] / (alpha + h)
     else:
@@ -152,7 +153,8 @@ def test_rda_steps_match_numpy(kind, fi, loss, pen):
     A = aug(X, fi)
     p, n, batch, steps = A.shape[1], X.shape[0], 4, 25
     C = np.random.default_rng(2).standard_normal(p) * 0.1
-    args = dict(share=0.6, T_peers=17.0, alpha=0.05, beta0=2.0, gamma=0.5, damp=0.3)
+    args = dict(share=0.6, T_peers=17.0, alpha=0.05, beta0=2.0, gamma=0.5 if pen == K.L1 else 0.0,
+                damp=0.3)
     anchor = np.random.default_rng(3).standard_normal(p) * 0.1
     rng = K.make_rng(7)
     py = PyRng(rng)
@@ -294,3 +296,82 @@ def test_sdca_steps_match_numpy_and_solve_the_local_problem(kind, fi, loss):
     dual_obj = -c * conj.sum() - c * (A @ v) @ dual - 0.5 * rho * np.sum((x - v) ** 2)
     gap = primal - dual_obj
     assert -1e-12 <= gap <= 1e-9 * max(1.0, abs(primal))
+
+
+@pytest.mark.parametrize("fi", [False, True])
+@pytest.mark.parametrize("loss,pen,mu,alpha,steps", [
+    (K.LOGISTIC, K.L2, 0.05, 0.05, 60), (K.SQUARED, K.L1, 0.0, 0.05, 60),
+    (K.HINGE, K.L1, 0.0, 0.5, 200),  # thresholds that zero coordinates between their reads
+    (K.SQUARED, K.L2, 0.0, 5.0, 400),  # the l2 scale shrinks 1000-fold many times: rescaled
+])
+def test_lazy_sgd_steps_equal_the_dense_kernel_on_csr(fi, loss, pen, mu, alpha, steps):
+    """O(nnz) steps (scale for l2, just-in-time soft thresholds for l1) give the same iterates,
+    totals and iterate average as the O(d) kernel on the same rows and random draws."""
+    X, Xk, y = make_data("csr", loss, n=60, d=40, seed=3)
+    p, batch = X.shape[1] + fi, 3
+    weight, eta0, tau, T_peers = 1.3, 0.5, 9.0, 5.0
+    x0 = np.random.default_rng(5).standard_normal(p) * 0.3
+    outs = []
+    for kernel in (K.sgd_steps, K.sgd_steps_lazy):
+        x, S, P, cnt = x0.copy(), np.zeros(p), np.zeros(1), np.zeros(1, np.int64)
+        xsum, wsum = np.zeros(p), np.zeros(1)
+        kernel(Xk, y, loss, fi, steps, batch, K.make_rng(3), weight, x, S, P, cnt, T_peers,
+               eta0, mu, tau, pen, alpha, xsum, wsum)
+        outs.append((x, S, P, cnt, xsum / wsum[0]))
+    (x, S, P, c, avg), (x2, S2, P2, c2, avg2) = outs
+    np.testing.assert_allclose(x2, x, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(S2, S, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(avg2, avg, rtol=1e-9, atol=1e-12)
+    assert P2[0] == pytest.approx(P[0], rel=1e-14) and c2[0] == c[0] == steps
+    if pen == K.L1 and alpha == 0.5:
+        assert np.sum(x2 == 0.0) >= 5  # the thresholds did zero coordinates
+
+
+@pytest.mark.parametrize("fi", [False, True])
+@pytest.mark.parametrize("loss,pen,damp", [(K.LOGISTIC, K.L2, 0.3), (K.HINGE, K.L1, 0.0),
+                                           (K.SQUARED, K.L1, 0.3), (K.LOGISTIC, K.L1, 0.0)])
+def test_lazy_rda_steps_equal_the_dense_kernel_on_csr(fi, loss, pen, damp):
+    """O(nnz) RDA steps (points computed when read, averages from prefix sums) give the same
+    dual, point and iterate average as the O(d) kernel, across two calls (a warm start)."""
+    X, Xk, y = make_data("csr", loss, n=60, d=40, seed=4)
+    p, batch = X.shape[1] + fi, 3
+    C = np.random.default_rng(2).standard_normal(p) * 0.05
+    anchor = np.random.default_rng(3).standard_normal(p) * 0.1
+    gamma = 0.5 if pen == K.L1 else 0.0
+    outs = []
+    for kernel in (K.rda_steps, K.rda_steps_lazy):
+        G, t, x = np.zeros(p), np.zeros(1, np.int64), np.zeros(p)
+        xsum, wsum = np.zeros(p), np.zeros(1)
+        rng = K.make_rng(7)
+        for steps, share, cc in ((40, 0.6, C), (70, 0.5, 0.5 * C)):
+            kernel(Xk, y, loss, fi, steps, batch, rng, G, t, share, cc, 17.0, pen, 0.02, 2.0,
+                   gamma, damp, anchor, x, xsum, wsum)
+        outs.append((G, t, x, xsum / wsum[0]))
+    (G, t, x, avg), (G2, t2, x2, avg2) = outs
+    assert t2[0] == t[0] == 110
+    np.testing.assert_allclose(G2, G, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(x2, x, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(avg2, avg, rtol=1e-9, atol=1e-12)
+    if pen == K.L1:
+        assert np.sum(x2[: X.shape[1]] == 0.0) >= 1
+
+
+@pytest.mark.parametrize("fi", [False, True])
+@pytest.mark.parametrize("loss,pen,alpha", [(K.LOGISTIC, K.L1, 0.02), (K.SQUARED, K.L2, 0.05),
+                                            (K.HINGE, K.L1, 0.3), (K.SQUARED, K.L1, 0.5)])
+def test_lazy_saga_steps_equal_the_dense_kernel_on_csr(fi, loss, pen, alpha):
+    """O(nnz) SAGA steps (missed steps of a coefficient applied in closed form when read) give
+    the same model, memory and averaged gradient as the O(d) kernel."""
+    X, Xk, y = make_data("csr", loss, n=60, d=40, seed=6)
+    p, steps, n_total, step = X.shape[1] + fi, 300, 100.0, 0.05
+    w0 = np.random.default_rng(8).standard_normal(p) * 0.3
+    g0 = np.random.default_rng(4).standard_normal(p) * 0.5  # large: coefficients cross zero
+    outs = []
+    for kernel in (K.saga_steps, K.saga_steps_lazy):
+        w, mem, gbar = w0.copy(), np.zeros(X.shape[0]), g0.copy()
+        kernel(Xk, y, loss, fi, steps, K.make_rng(11), w, mem, gbar, n_total, step, pen, alpha)
+        outs.append((w, mem, gbar))
+    for lazy, dense in zip(outs[1], outs[0]):
+        np.testing.assert_allclose(lazy, dense, rtol=1e-9, atol=1e-12)
+    if pen == K.L1:
+        assert np.sum(outs[1][0][: X.shape[1]] == 0.0) >= 1

@@ -1,0 +1,147 @@
+"""The loss math, written once: value, derivative, curvature, conjugate and dual clip of each loss.
+
+Every per-sample loss is a function ``phi(m, y)`` of the margin ``m = a^T w + b``
+(see `_objectives`). This module is the one place that defines it, as scalar
+numba functions dispatched on an integer code:
+
+=============  ================================  ==========  ===========================  ===============
+loss (code)    ``phi(m, y)``                     curvature   ``phi*(-a, y)``, ``b = a y``   dual feasible
+=============  ================================  ==========  ===========================  ===============
+LOGISTIC (0)   ``log(1 + exp(-y m))``            1/4         ``b log b + (1-b) log(1-b)``  ``0 <= b <= 1``
+HINGE (1)      ``max(0, 1 - y m)``               none        ``-b``                        ``0 <= b <= 1``
+SQUARED (2)    ``(m - y)^2 / 2``                 1           ``a^2 / 2 - a y``             all ``a``
+=============  ================================  ==========  ===========================  ===============
+
+The numba kernels (`_kernels`) call the scalar functions inside their loops;
+the numpy objective (`_objectives.Loss`) calls the same functions through
+numba ufuncs (`loss_value`, `loss_deriv`, `loss_conjugate`, `loss_dual_clip`),
+so a loss cannot mean one thing in a kernel and another in a test or a
+certificate. ``conjugate(u, y)`` is the convex conjugate ``phi*(u) = sup_m u m -
+phi(m)`` (``inf`` outside its domain); a dual certificate evaluates it at
+``u = -a`` for dual variables ``a`` first made feasible by ``dual_clip`` (see
+``/work/shared/notes/cocoa-and-certificates.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+from numba import njit, vectorize
+
+__all__ = [
+    "CURVATURE",
+    "HINGE",
+    "LOGISTIC",
+    "LOSS_CODES",
+    "SQUARED",
+    "conjugate",
+    "deriv",
+    "dual_clip",
+    "loss_conjugate",
+    "loss_deriv",
+    "loss_dual_clip",
+    "loss_value",
+    "value",
+]
+
+logger = logging.getLogger(__name__)
+
+LOGISTIC, HINGE, SQUARED = 0, 1, 2
+
+#: scikit-learn style name -> code
+LOSS_CODES = {"log_loss": LOGISTIC, "hinge": HINGE, "squared_error": SQUARED}
+
+#: code -> upper bound on phi''(m) (the loss's smoothness in the margin); None: not smooth
+CURVATURE = {LOGISTIC: 0.25, HINGE: None, SQUARED: 1.0}
+
+_JIT = {"nogil": True, "cache": True}
+_FEAS_TOL = 1e-12  # how far outside [0, 1] a dual b may be and still count as feasible
+
+
+@njit(**_JIT)
+def value(loss, m, y):
+    """``phi(m, y)``; the logistic loss is evaluated without overflow."""
+    if loss == LOGISTIC:
+        z = -y * m
+        if z > 0:
+            return z + math.log1p(math.exp(-z))
+        return math.log1p(math.exp(z))
+    if loss == HINGE:
+        return max(0.0, 1.0 - y * m)
+    return 0.5 * (m - y) * (m - y)
+
+
+@njit(**_JIT)
+def deriv(loss, m, y):
+    """``d phi / d m`` (for hinge the subgradient ``-y`` where ``y m < 1``, else 0)."""
+    if loss == LOGISTIC:
+        z = y * m
+        if z > 0:
+            e = math.exp(-z)
+            return -y * e / (1.0 + e)
+        return -y / (1.0 + math.exp(z))
+    if loss == HINGE:
+        return -y if y * m < 1.0 else 0.0
+    return m - y
+
+
+@njit(**_JIT)
+def conjugate(loss, u, y):
+    """``phi*(u) = sup_m u m - phi(m, y)``; ``inf`` outside the domain.
+
+    For hinge and logistic the domain is ``u = -b y`` with ``b`` in [0, 1]
+    (``0 log 0 = 0``); for squared loss it is everything.
+    """
+    if loss == SQUARED:
+        return 0.5 * u * u + u * y
+    b = -u * y
+    if b < -_FEAS_TOL or b > 1.0 + _FEAS_TOL:
+        return np.inf
+    if loss == HINGE:
+        return -b
+    b = min(max(b, 0.0), 1.0)
+    out = 0.0
+    if b > 0.0:
+        out += b * math.log(b)
+    if b < 1.0:
+        out += (1.0 - b) * math.log(1.0 - b)
+    return out
+
+
+@njit(**_JIT)
+def dual_clip(loss, a, y):
+    """The dual variable ``a`` made feasible (``a y`` clipped to [0, 1]; squared: unchanged).
+
+    With ``a = -phi'(m)`` from a primal point this gives a feasible dual for
+    every loss (for hinge the subgradient already is; the clip guards rounding).
+    """
+    if loss == SQUARED:
+        return a
+    b = min(max(a * y, 0.0), 1.0)
+    return b * y
+
+
+# numpy-facing ufuncs over the same scalar functions (broadcasting like any ufunc)
+_SIG = ["float64(int64, float64, float64)"]
+
+
+@vectorize(_SIG, cache=True)
+def loss_value(loss, m, y):
+    return value(loss, m, y)
+
+
+@vectorize(_SIG, cache=True)
+def loss_deriv(loss, m, y):
+    return deriv(loss, m, y)
+
+
+@vectorize(_SIG, cache=True)
+def loss_conjugate(loss, u, y):
+    return conjugate(loss, u, y)
+
+
+@vectorize(_SIG, cache=True)
+def loss_dual_clip(loss, a, y):
+    return dual_clip(loss, a, y)
