@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -136,7 +137,15 @@ def run_stage(est, solver: str, prep, problem: Problem, params: dict, n_tasks: i
                              type(est).__name__)
             raise exc
         return out if stopped else out._replace(error=exc)
-    return _outcome(algo, problem, n_tasks, list(res.results), res.trace, float(res.elapsed),
+    results = list(res.results)
+    missing = getattr(res, "missing", None)
+    if missing:  # nothing lost silently: say which partitions are not in the model
+        warnings.warn(f"{type(est).__name__}.fit: no result from partitions {missing} (their "
+                      "last reports that carry a model stand in where there are any)",
+                      UserWarning, stacklevel=3)
+        latest = latest_snapshots(problem, res.trace)
+        results = [r if r is not None else latest[i] for i, r in enumerate(results)]
+    return _outcome(algo, problem, n_tasks, results, res.trace, float(res.elapsed),
                     res.stopped_by, list(res.restarts), res, est.max_iter)
 
 

@@ -1,7 +1,12 @@
-"""The stage's directory on the scheduler: who runs where, the start barrier, stop, reports.
+"""The stage's directory on the scheduler: who runs where, the start barrier, stop, reports,
+liveness and the stage's lease on its driver.
 
-Control only: operators register once per incarnation, and workers send reports a
-few times a second. Model updates never pass through here (see ``_worker_plugin``).
+Control only, off the data path: operators register once per incarnation, workers beat
+a few times a second (reports, readiness, progress). Directory changes go to workers as
+versioned deltas, batched; what the driver needs (start, restarts, lost or hung
+operators, reports) is pushed to its client as events, so nobody polls. Liveness is the
+worker's own heartbeat to the scheduler; a worker that misses it is judged by its
+nanny's view of the process (stopped or idle: hung; using CPU: busy, left alone).
 Handler names carry the run id, so concurrent stages never see each other.
 """
 
@@ -9,16 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from time import time
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed.protocol.pickle import dumps
+from distributed.protocol.serialize import Serialized, deserialize
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DirectoryPlugin", "op_name"]
+__all__ = ["DirectoryPlugin", "event_topic", "op_name"]
 
-_MAX_REPORTS = 200_000
+_RECENT_BYTES = 4 << 20  # recent reports kept for the dashboard page
+
+_HANDLERS = ("register", "ready", "report", "poll", "stop", "close", "failed", "summary")
 
 
 def op_name(kind: str, run_id: str) -> str:
@@ -26,49 +36,115 @@ def op_name(kind: str, run_id: str) -> str:
     return f"asip_{kind}_{run_id}"
 
 
-class DirectoryPlugin(SchedulerPlugin):
-    """Per-stage scheduler plugin: registrations, incarnations, start barrier, stop, trace."""
+def event_topic(run_id: str) -> str:
+    """The client topic on which the directory pushes run ``run_id``'s events."""
+    return f"asip-{run_id}"
 
-    def __init__(self, run_id: str, n_partitions: int):
+
+def process_sample(dask_worker: Any) -> dict | None:
+    """Run in a nanny: its worker process's state and CPU seconds (None without one)."""
+    import psutil
+
+    pid = getattr(dask_worker, "pid", None)
+    if not pid:
+        return None
+    proc = psutil.Process(pid)
+    with proc.oneshot():
+        cpu = proc.cpu_times()
+        return {"status": proc.status(), "cpu": cpu.user + cpu.system}
+
+
+class DirectoryPlugin(SchedulerPlugin):
+    """Per-stage scheduler plugin: registrations, incarnations, start barrier, stop, liveness.
+
+    Parameters
+    ----------
+    run_id, n_partitions
+        The stage.
+    client_id : str, optional
+        The driver's client: events go to it, and when it disconnects the stage stops
+        and removes itself from the cluster (a lease).
+    worker_plugin : str, optional
+        Name of the stage's worker plugin, removed when the driver is lost.
+    silence_timeout, kill_timeout : float
+        A worker whose heartbeat is this late is judged (0 = never); a hung one gets
+        ``kill_timeout`` s to close before its nanny SIGKILLs it.
+    """
+
+    def __init__(self, run_id: str, n_partitions: int, client_id: str | None = None,
+                 worker_plugin: str | None = None, silence_timeout: float = 5.0,
+                 kill_timeout: float = 0.5):
         self.run_id = run_id
         self.n_partitions = n_partitions
+        self.client_id = client_id
+        self.worker_plugin = worker_plugin
+        self.silence_timeout = silence_timeout
+        self.kill_timeout = kill_timeout
         self.name = f"asip-directory-{run_id}"
 
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
+        self.topic = event_topic(self.run_id)
         self.entries: dict[int, tuple[str, int]] = {}  # index -> (worker address, incarnation)
+        self.deltas: list[list] = []  # [index, address, incarnation]; version = position + 1
+        self._unsent = 0  # deltas[-_unsent:] not broadcast yet
         self.ready: set[tuple[int, int]] = set()  # (index, incarnation) that finished setup
         self.go_time: float | None = None
         self.stopped: str | None = None
         self.closed = False
         self.restarts: list[list] = []  # [index, incarnation, cause, time since go]
-        self.lost: dict[int, str] = {}  # index -> why its last incarnation ended (until re-registered)
-        self.reports: list[list] = []  # [stage elapsed, index, incarnation, packed metrics]
-        self.last_seen: dict[int, float] = {}
+        self.ended: dict[tuple[int, int], str] = {}  # (index, incarnation) -> why it ended
+        self.lost: set[int] = set()  # partitions whose last incarnation ended, until re-registered
+        self.progress: dict[tuple[int, int], list] = {}  # (index, inc) -> [steps, stats]
+        self.suspects: set[str] = set()  # worker addresses being judged or found busy
+        self.hung_kills = 0
+        self.busy: dict[str, int] = {}  # address -> times found busy (late heartbeat, using CPU)
+        self.recent: deque = deque()  # (report, bytes): the dashboard's window, <= _RECENT_BYTES
+        self.recent_bytes = 0
+        self.report_count = 0
         self._background: set[asyncio.Task] = set()
-        for kind in ("register", "ready", "report", "poll", "stop", "close", "failed"):
+        for kind in _HANDLERS:
             scheduler.handlers[op_name(kind, self.run_id)] = getattr(self, f"_h_{kind}")
+        if self.silence_timeout > 0:
+            self._spawn(self._watch_heartbeats())
 
     async def close(self) -> None:
         self._h_close()
 
     def _remove_handlers(self) -> None:
-        for kind in ("register", "ready", "report", "poll", "stop", "close", "failed"):
+        for kind in _HANDLERS:
             self.scheduler.handlers.pop(op_name(kind, self.run_id), None)
 
     # ------------------------------------------------------------------ helpers
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _elapsed(self) -> float | None:
         return None if self.go_time is None else time() - self.go_time
 
     def _directory(self) -> list[list]:
         return [[i, addr, inc] for i, (addr, inc) in sorted(self.entries.items())]
 
-    def _broadcast(self, kind: str, **fields: Any) -> None:
-        """Tell every worker's channel plugin (fire and forget, off the handler).
+    def _since(self, version: int) -> list[list]:
+        """What a worker that has applied ``version`` deltas is missing (a snapshot if shorter)."""
+        missing = len(self.deltas) - max(0, min(int(version), len(self.deltas)))
+        return self._directory() if missing > len(self.entries) else self.deltas[len(self.deltas) - missing:]
 
-        Pooled RPCs per worker; a worker that just died is skipped quietly (the
-        directory is re-sent whenever an operator registers anyway).
-        """
+    def _emit(self, kind: str, *fields: Any) -> None:
+        """Push one event to the driver's client (nothing is kept on the scheduler)."""
+        if self.client_id is None or self.closed:
+            return
+        self.scheduler.report({"op": "event", "topic": self.topic,
+                               "event": (time(), [kind, *fields])}, client=self.client_id)
+
+    def _end(self, index: int, incarnation: int, cause: str) -> None:
+        """The first cause recorded for an incarnation's end is the one kept."""
+        self.ended.setdefault((index, incarnation), cause)
+
+    def _broadcast(self, kind: str, **fields: Any) -> None:
+        """Tell every worker's channel plugin (fire and forget, off the handler)."""
         if self.closed:
             return
         control = op_name("control", self.run_id)
@@ -80,71 +156,124 @@ class DirectoryPlugin(SchedulerPlugin):
                 logger.debug("asip: control %s to %s failed: %s", kind, addr, exc)
 
         for addr in list(self.scheduler.workers):
-            task = asyncio.ensure_future(send(addr))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(send(addr))
+
+    def _publish(self, delta: list) -> None:
+        """Record a directory change; changes within a few ms go out as one broadcast.
+
+        Before the gang starts nobody pushes, so nothing is broadcast: the start
+        carries the whole directory, once per worker (W·n entries at launch, not W·n²).
+        """
+        self.deltas.append(delta)
+        if self.go_time is None:
+            return
+        self._unsent += 1
+        if self._unsent == 1:
+            asyncio.get_running_loop().call_later(0.005, self._send_deltas)
+
+    def _send_deltas(self) -> None:
+        if not self._unsent:
+            return
+        start = len(self.deltas) - self._unsent
+        self._broadcast("directory", entries=self.deltas[start:], start=start)
+        self._unsent = 0
 
     # ------------------------------------------------------------------ handlers
-    def _h_register(self, index: int, address: str) -> dict:
+    def _h_register(self, index: int, address: str, version: int = 0) -> dict:
         """An operator incarnation starts on ``address``: assign its incarnation number."""
         previous = self.entries.get(index)
         incarnation = 0 if previous is None else previous[1] + 1
         self.entries[index] = (address, incarnation)
-        self.last_seen[index] = time()
+        self.lost.discard(index)
         if incarnation > 0:
-            cause = self.lost.pop(index, None) or f"retried by dask after {previous[0]} failed"
+            self._end(index, incarnation - 1, f"retried by dask after {previous[0]} failed")
+            cause = self.ended[(index, incarnation - 1)]
             self.restarts.append([index, incarnation, cause, self._elapsed() or 0.0])
+            self._emit("restart", index, incarnation, cause, self._elapsed() or 0.0)
             logger.info("asip %s: partition %d restarted (incarnation %d): %s",
                         self.run_id, index, incarnation, cause)
-        self._broadcast("directory", entries=self._directory())
+        self._publish([index, address, incarnation])
         return {
             "incarnation": incarnation,
             "elapsed": self._elapsed(),
             "stopped": self.stopped,
-            "directory": self._directory(),
+            "directory": self._since(version),
+            "version": len(self.deltas),
         }
 
     def _h_ready(self, index: int, incarnation: int) -> None:
         self.ready.add((index, incarnation))
         if self.go_time is None and len({i for i, _ in self.ready}) == self.n_partitions:
             self.go_time = time()
-            self._broadcast("go")
+            self._broadcast("go", entries=self._directory(), version=len(self.deltas))
+            self._emit("go", self.go_time)
 
-    def _h_report(self, reports: list, alive: list) -> dict:
-        """A worker's beat: its operators' reports ([elapsed, index, incarnation, packed]).
+    def _h_report(self, reports: list, alive: list = (), ready: list = (),
+                  progress: list = (), version: int = 0) -> dict:
+        """A worker's beat: reports ([elapsed, index, incarnation, packed]), setups done
+        (re-sent until the start, so a lost ``ready`` costs one beat), and progress.
 
-        The reply carries the directory, start and stop state, so a worker that missed
-        a broadcast catches up within one report interval.
+        The reply carries the directory changes the worker missed and the start and stop
+        state, so a worker that missed a broadcast catches up within one beat.
         """
-        now = time()
-        for index in alive:
-            self.last_seen[index] = now
-        for entry in reports:
-            if len(self.reports) < _MAX_REPORTS:
-                self.reports.append(entry)
-        return {"directory": self._directory(), "started": self.go_time is not None,
-                "stopped": self.stopped}
+        for index, incarnation in ready:
+            if (index, incarnation) not in self.ready:
+                self._h_ready(index, incarnation)
+        for index, incarnation, steps, stats in progress:
+            known = self.progress.get((index, incarnation))
+            self.progress[(index, incarnation)] = [
+                steps, stats if stats is not None or known is None else known[1]]
+        if reports:
+            self._emit("reports", reports)
+            for entry in reports:
+                size = len(entry[3]) + 64
+                self.recent.append((entry, size))
+                self.recent_bytes += size
+                self.report_count += 1
+            while self.recent_bytes > _RECENT_BYTES and self.recent:
+                self.recent_bytes -= self.recent.popleft()[1]
+        return {"directory": self._since(version), "version": len(self.deltas),
+                "started": self.go_time is not None, "stopped": self.stopped}
 
     def _h_failed(self, index: int, cause: str) -> None:
-        """The driver saw an incarnation fail (its error): the next one records this cause."""
-        self.lost[index] = cause
+        """The driver saw an incarnation fail (its error): recorded unless a cause is known."""
+        if index in self.entries:
+            self._end(index, self.entries[index][1], cause)
 
     def _h_poll(self, cursor: int = 0) -> dict:
+        """The whole state (diagnostics: the gang's start timeout names who is missing)."""
         return {
             "registered": self._directory(),
             "ready": sorted(self.ready),
             "elapsed": self._elapsed(),
             "restarts": self.restarts,
-            "reports": self.reports[cursor:],
-            "cursor": len(self.reports),
-            "silence": [[i, time() - t] for i, t in self.last_seen.items()],
             "lost": sorted(self.lost),
+        }
+
+    def _h_summary(self) -> dict:
+        """At the end: every incarnation's last known steps and channel statistics, and why
+        each one that ended early ended."""
+        return {
+            "progress": [[i, inc, steps, stats] for (i, inc), (steps, stats) in sorted(self.progress.items())],
+            "ended": [[i, inc, cause] for (i, inc), cause in sorted(self.ended.items())],
+            "restarts": self.restarts,
+            "hung_kills": self.hung_kills,
+            "busy": dict(self.busy),
         }
 
     def dashboard_state(self, cursor: int = 0) -> dict:
         """Read-only view for the ``/asip`` dashboard page (on the scheduler's event loop):
-        what the driver's poll gets, plus the stage's size and stop state."""
-        return {**self._h_poll(cursor), "n_partitions": self.n_partitions,
+        the directory's state, the recent reports after ``cursor`` (a small byte-bounded
+        window: the trace itself goes to the driver), heartbeat ages, size and stop state."""
+        now = time()
+        first = self.report_count - len(self.recent)
+        reports = [e for k, (e, _) in enumerate(self.recent) if first + k >= cursor]
+        silence = []
+        for index, (addr, _) in self.entries.items():
+            ws = self.scheduler.workers.get(addr)
+            silence.append([index, now - ws.last_seen if ws is not None else 0.0])
+        return {**self._h_poll(), "reports": reports, "cursor": self.report_count,
+                "silence": silence, "n_partitions": self.n_partitions,
                 "stopped": self.stopped, "closed": self.closed}
 
     def _h_stop(self, reason: str) -> None:
@@ -159,8 +288,118 @@ class DirectoryPlugin(SchedulerPlugin):
         """
         self.closed = True
         self._remove_handlers()
+        for task in list(self._background):
+            task.cancel()
 
+    # ------------------------------------------------------------------ cluster events
     def remove_worker(self, scheduler: Any, worker: str, **kwargs: Any) -> None:
+        self.suspects.discard(worker)
         for index, (address, incarnation) in self.entries.items():
-            if address == worker:
-                self.lost.setdefault(index, f"worker {worker} lost")
+            if address == worker and index not in self.lost:
+                self._end(index, incarnation, f"worker {worker} lost")
+                self.lost.add(index)
+                self._emit("lost", index, self.ended[(index, incarnation)])
+
+    def remove_client(self, scheduler: Any, client: str) -> None:
+        """The driver's client is gone: stop the stage and take it off the cluster."""
+        if client != self.client_id or self.closed:
+            return
+        logger.warning("asip %s: the driver's client %s disconnected; stopping the stage and "
+                       "removing it from the cluster", self.run_id, client)
+        self._h_stop(f"driver lost (client {client} disconnected)")
+        self._spawn(self._orphaned())
+
+    async def _orphaned(self) -> None:
+        await asyncio.sleep(0.5)  # let operators see the stop and return between steps
+        if self.worker_plugin is not None:
+            try:
+                await self.scheduler.unregister_worker_plugin(None, name=self.worker_plugin)
+            except Exception as exc:  # already gone
+                logger.debug("asip: removing %s: %r", self.worker_plugin, exc)
+        self.client_id = None
+        self._h_close()
+        try:
+            self.scheduler.remove_plugin(name=self.name)
+        except ValueError:
+            pass
+
+    # ------------------------------------------------------------------ liveness
+    async def _watch_heartbeats(self) -> None:
+        """Judge any worker of this stage whose heartbeat to the scheduler is late."""
+        limit = self.silence_timeout
+        while not self.closed:
+            await asyncio.sleep(min(0.5, limit / 4))
+            if self.stopped is not None:
+                continue
+            now = time()
+            for addr in {a for a, _ in self.entries.values()} - self.suspects:
+                ws = self.scheduler.workers.get(addr)
+                if ws is not None and now - ws.last_seen >= limit:
+                    self.suspects.add(addr)
+                    self._spawn(self._judge(addr, now - ws.last_seen))
+
+    async def _nanny_sample(self, addr: str) -> dict | None:
+        ws = self.scheduler.workers.get(addr)
+        if ws is None or not ws.nanny:
+            return None
+        reply = await asyncio.wait_for(
+            self.scheduler.rpc(ws.nanny).run(function=dumps(process_sample)), 5.0)
+        result = reply.get("result") if isinstance(reply, dict) else None
+        if isinstance(result, Serialized):  # the scheduler's RPCs leave results serialized
+            result = deserialize(result.header, result.frames)
+        return result
+
+    async def _judge(self, addr: str, quiet: float) -> None:
+        """Busy (its process uses CPU: a flood, a GIL-holding task) or hung (stopped, idle,
+        unreachable)? Busy workers are left alone and judged again later."""
+        verdict = "no nanny to ask"
+        try:
+            first = await self._nanny_sample(addr)
+            await asyncio.sleep(0.5)
+            second = await self._nanny_sample(addr)
+            if first is not None and second is not None:
+                used = second["cpu"] - first["cpu"]
+                if second["status"] not in ("stopped", "zombie", "dead") and used > 0.005:
+                    self.busy[addr] = self.busy.get(addr, 0) + 1
+                    logger.info("asip %s: worker %s missed heartbeats for %.1f s but is busy "
+                                "(%.2f CPU s in 0.5 s); not restarting it",
+                                self.run_id, addr, quiet, used)
+                    self._emit("busy", addr, quiet)
+                    await asyncio.sleep(self.silence_timeout)
+                    self.suspects.discard(addr)
+                    return
+                verdict = f"process {second['status']}, {used:.3f} CPU s in 0.5 s"
+        except Exception as exc:  # nanny unreachable (a cut link) or gone
+            verdict = f"nanny unreachable: {exc!r}"
+        if self.closed or self.stopped is not None or addr not in self.scheduler.workers:
+            self.suspects.discard(addr)
+            return
+        cause = f"worker {addr} silent for {quiet:.1f} s and hung ({verdict}); restarted"
+        logger.warning("asip %s: %s", self.run_id, cause)
+        for index, (address, incarnation) in self.entries.items():
+            if address == addr and index not in self.lost:
+                self._end(index, incarnation, cause)
+                self.lost.add(index)
+                self._emit("lost", index, self.ended[(index, incarnation)])
+        self.hung_kills += 1
+        self._emit("hung", addr, cause)
+        await self._kill(addr)
+
+    async def _kill(self, addr: str) -> None:
+        """Have the hung worker's nanny SIGKILL it after ``kill_timeout`` (a frozen process
+        never closes by itself); without a reachable nanny, remove it from the scheduler so
+        Dask recomputes its partitions and its operators restart elsewhere."""
+        stimulus_id = f"asip-hung-worker-{time()}"
+        try:
+            replies = await asyncio.wait_for(self.scheduler.broadcast(
+                workers=[addr], nanny=True, on_error="return",
+                msg={"op": "kill", "timeout": self.kill_timeout, "reason": stimulus_id},
+            ), 10.0)
+        except asyncio.TimeoutError:
+            replies = {addr: "timed out"}
+        except Exception as exc:
+            replies = {addr: repr(exc)}
+        if replies and all(r is None for r in replies.values()):  # Nanny.kill returns None
+            return
+        if addr in self.scheduler.workers:
+            await self.scheduler.remove_worker(addr, stimulus_id=stimulus_id)

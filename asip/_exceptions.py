@@ -28,4 +28,8 @@ class OperatorFailedError(AsipError):
 
 
 class StageTimeoutError(AsipError):
-    """Operators did not return within the stop grace period after the stage was stopped."""
+    """Operators did not return within the stop grace period after the stage was stopped.
+
+    `Stage.run` no longer raises it: such partitions are listed in
+    ``StageResult.missing`` with that reason, next to the results that did return.
+    """

@@ -55,27 +55,29 @@ def plan_placement(
 
 
 def wait_for_gang(
-    poll: Any, futures: dict[int, Any], n: int, timeout: float, interval: float, describe: Any
-) -> dict:
+    wait_started: Any, state: Any, futures: dict[int, Any], n: int, timeout: float, describe: Any
+) -> None:
     """Wait until every operator finished setup; raise `GangSchedulingError` naming the missing.
 
-    ``poll()`` returns the directory's state; an operator that fails before the gang
-    starts raises its own error here (a setup bug is not retried).
+    ``wait_started(seconds)`` waits (woken by the directory's events and by operator
+    tasks that end) and says whether the gang started; ``state()`` is the directory's
+    full state, fetched only to name the missing. An operator that fails before the
+    gang starts raises its own error here (a setup bug is not retried).
     """
     deadline = time.monotonic() + timeout
-    while True:
-        state = poll()
-        if state["elapsed"] is not None:
-            return state
+    while not wait_started(max(0.0, min(0.5, deadline - time.monotonic()))):
         for index, future in futures.items():
             if future.status in ("error", "cancelled"):
                 error = future.exception() if future.status == "error" else None
+                why = repr(error) if error is not None else (
+                    "its task was cancelled (did the client lose its scheduler connection?)")
                 raise GangSchedulingError(
-                    f"operator {index} failed before the gang started: {error!r}"
+                    f"operator {index} failed before the gang started: {why}"
                 ) from error
         if time.monotonic() > deadline:
-            ready = {i for i, _ in state["ready"]}
-            registered = {i for i, _, _ in state["registered"]}
+            snapshot = state()
+            ready = {i for i, _ in snapshot["ready"]}
+            registered = {i for i, _, _ in snapshot["registered"]}
             missing = [i for i in range(n) if i not in ready]
             never = [i for i in missing if i not in registered]
             raise GangSchedulingError(
@@ -83,4 +85,3 @@ def wait_for_gang(
                 f"(asip.gang.start-timeout). Never started: {never}; started but still in "
                 f"setup: {sorted(set(missing) - set(never))}. Task states: {describe(missing)}"
             )
-        time.sleep(interval)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from asip import _topology
 from asip._channel import MessageSchema
 from asip._exceptions import MessageError
 from asip._wire import Message, encode_message, pack_payload
@@ -80,6 +85,9 @@ class Context:
         self._seq = 0
         self._last_report = -float("inf")
         self._pending_report: dict | None = None
+        self._last_entry: list | None = None  # the newest report sent (travels with the result)
+        self._ep = plugin.endpoint(index, incarnation)
+        self._rng = random.Random()
 
     def __repr__(self) -> str:
         return (f"<asip.Context run={self.run_id} partition={self.index}/{self.n_partitions} "
@@ -105,27 +113,84 @@ class Context:
         return self._plugin.stop.is_set() or self.elapsed >= self._spec.max_time
 
     # ------------------------------------------------------------------ channel
-    def push(self, payload: dict, to: int | None = None) -> None:
-        """Send ``payload`` to every peer (``to=None``) or to partition ``to``; never blocks.
+    def push(self, payload: dict, to: int | Iterable[int] | None = None,
+             latest: bool | str = False) -> None:
+        """Send ``payload`` to every peer (``to=None``), to partition ``to``, or to a list
+        of partitions (encoded once, one write per peer worker); never blocks.
 
         ``payload`` is a flat ``dict[str, ndarray | int | float | str | bool]``; arrays
-        are copied, so the caller may change them afterwards. Raises `MessageError`
-        for a payload that can't travel, and ValueError for a bad ``to``.
+        are copied, so the caller may change them afterwards (a sparse update is two
+        arrays, e.g. ``{"idx": int64 indices, "val": float64 values}``). With
+        ``latest=True`` (or a slot name) the message *conflates*: queues and mailboxes
+        keep only the newest message per sender and slot, which bounds memory and
+        staleness for "push my latest state" protocols. Raises `MessageError` for a
+        payload that can't travel, and ValueError for a bad ``to`` or ``latest``.
         """
-        if to is not None:
-            if not isinstance(to, int) or isinstance(to, bool) or not 0 <= to < self.n_partitions:
-                raise ValueError(f"to must be a partition index in [0, {self.n_partitions}), got {to!r}")
-            if to == self.index:
-                raise ValueError("an operator cannot push to itself")
+        targets = self._targets(to)
+        if latest is True:
+            slot: str | None = ""
+        elif latest is False or latest is None:
+            slot = None
+        elif isinstance(latest, str):
+            slot = latest
+        else:
+            raise ValueError(f"latest must be a bool or a slot name (str), got {latest!r}")
         try:
             encoded = encode_message(payload, run_id=self.run_id, sender=self.index,
                                      incarnation=self.incarnation, seq=self._seq,
-                                     limits=self._spec.settings.limits)
+                                     limits=self._spec.settings.limits, slot=slot)
         except MessageError:
-            self._plugin.count(self.index, "refused")
+            self._ep.stats.refused += 1
             raise
         self._seq += 1
-        self._plugin.push(self.index, encoded, to)
+        self._ep.stats.pushed += 1
+        self._ep.stats.pushed_bytes += encoded.nbytes
+        if targets == ():
+            return
+        self._plugin.data.submit(self._ep, encoded, targets)
+
+    def _targets(self, to: Any) -> tuple | None:
+        if to is None:
+            return None
+        if type(to) is int and 0 <= to < self.n_partitions and to != self.index:
+            return (to,)  # the common case, without the checks below
+        single = not isinstance(to, Iterable)
+        out = []
+        for j in ((to,) if single else to):
+            if isinstance(j, np.integer):
+                j = int(j)
+            if not isinstance(j, int) or isinstance(j, bool) or not 0 <= j < self.n_partitions:
+                raise ValueError(
+                    f"to must be a partition index in [0, {self.n_partitions}) or a list of them, "
+                    f"got {j!r}")
+            if j == self.index:
+                if single:
+                    raise ValueError("an operator cannot push to itself")
+                continue  # fan-out lists may name the sender: skip it
+            out.append(j)
+        return tuple(dict.fromkeys(out))
+
+    # ------------------------------------------------------------------ fan-out
+    @property
+    def peers(self) -> list[int]:
+        """Every other partition (``push(..., to=ctx.peers)`` is a broadcast)."""
+        return _topology.peers(self.index, self.n_partitions)
+
+    def ring(self, k: int = 1, both: bool = False) -> list[int]:
+        """The ``k`` next partitions on the ring (and the ``k`` previous with ``both``)."""
+        return _topology.ring(self.index, self.n_partitions, k, both)
+
+    def gossip(self, k: int = 1) -> list[int]:
+        """``k`` distinct random peers, drawn afresh on every call."""
+        return _topology.gossip(self.index, self.n_partitions, k, self._rng)
+
+    def tree_parent(self, arity: int = 2) -> int | None:
+        """This partition's parent in the ``arity``-ary tree rooted at 0 (None at the root)."""
+        return _topology.tree_parent(self.index, arity)
+
+    def tree_children(self, arity: int = 2) -> list[int]:
+        """This partition's children in the ``arity``-ary tree rooted at 0."""
+        return _topology.tree_children(self.index, self.n_partitions, arity)
 
     def expect(self, fields: dict[str, Any], optional: dict[str, Any] | None = None,
                finite: bool = True) -> None:
@@ -138,7 +203,7 @@ class Context:
 
         >>> ctx.expect({"w": ("float64", (n_features,)), "t": int})  # doctest: +SKIP
         """
-        self._plugin.mailboxes[self.index].set_schema(MessageSchema(fields, optional, finite))
+        self._ep.mailbox.set_schema(MessageSchema(fields, optional, finite))
 
     def poll(self, timeout: float = 0.0) -> list[Message]:
         """Every message that arrived since the last poll, oldest first (maybe none).
@@ -146,11 +211,15 @@ class Context:
         With ``timeout=0`` this never blocks; otherwise it waits up to ``timeout`` s
         for something to arrive (and returns at once when the stage stops).
         """
-        return self._plugin.poll(self.index, timeout)
+        return self._ep.mailbox.poll(timeout)
 
     # ------------------------------------------------------------------ trace
     def report(self, **metrics: Any) -> None:
-        """Record numbers (or small arrays) in the driver's trace, rate-limited, latest wins."""
+        """Record numbers (or small arrays) in the driver's trace, rate-limited, latest wins.
+
+        Reports are metrics, not models: one larger than ``asip.trace.max-report-bytes``
+        raises `MessageError` (models stay with the operators; return them from ``result``).
+        """
         self._pending_report = metrics
         if time.monotonic() - self._last_report >= self._spec.settings.report_interval:
             self._flush_report()
@@ -160,5 +229,11 @@ class Context:
             return
         packed = pack_payload(self._pending_report, self._spec.settings.limits)
         self._pending_report = None
+        cap = getattr(self._spec, "max_report_bytes", None)
+        if cap is not None and len(packed) > cap:
+            raise MessageError(
+                f"a report of {len(packed):,} bytes is over asip.trace.max-report-bytes "
+                f"({cap:,}): report metrics (numbers, small arrays), not models")
         self._last_report = time.monotonic()
-        self._plugin.report([self.elapsed, self.index, self.incarnation, packed])
+        self._last_entry = [self.elapsed, self.index, self.incarnation, packed]
+        self._plugin.report(self._last_entry)

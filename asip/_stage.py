@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
@@ -18,12 +18,14 @@ from asip import _config
 from asip._channel import ChannelStats
 from asip._checkpoint import write_checkpoint
 from asip._data import partitions_of
-from asip._directory import DirectoryPlugin, op_name
-from asip._exceptions import AsipError, OperatorFailedError, StageTimeoutError
+from asip._directory import DirectoryPlugin, event_topic, op_name
+from asip._exceptions import AsipError, OperatorFailedError
 from asip._gang import check_slots, plan_placement, wait_for_gang
 from asip._operator import Operator
+from asip._results import unpack_result
 from asip._task import OperatorSpec, run_operator
-from asip._wire import Limits, unpack_payload
+from asip._trace import BoundedTrace
+from asip._wire import unpack_payload
 from asip._worker_plugin import ChannelPlugin, ChannelSettings, plugin_name
 from asip.faults import validate_faults
 
@@ -52,16 +54,26 @@ class Restart(NamedTuple):
 
 @dataclass(frozen=True)
 class StageResult:
-    """What a stage returns: per-partition results, the trace, restarts and channel statistics."""
+    """What a stage returns: per-partition results, the trace, restarts and channel statistics.
 
-    results: list  # per partition: the last incarnation's result() dict, or None
+    Nothing is lost silently: every partition whose ``results[i]`` is None is in
+    ``missing`` with the reason (``"lost: ..."`` with its worker, ``"hung: ..."``,
+    ``"failed: ..."``, ``"result() raised ..."``, ``"no result within ... of the stop"``,
+    ``"cancelled: ..."``).
+    """
+
+    results: list  # per partition: the last incarnation's result(), or None
     trace: list[TraceEntry]
     restarts: list[Restart]
-    stats: dict  # {"operators": [per partition], "total": {...}}
+    stats: dict  # {"operators": [per partition, all incarnations], "total": {...}}
     elapsed: float  # seconds from the gang's start until every operator returned
     stopped_by: str  # "max_time", "max_steps", "STOP from partition i", "interrupted", ...
     steps: list[int] = field(default_factory=list)  # steps per partition (all incarnations)
     timings: dict = field(default_factory=dict)  # launch / run / teardown seconds
+    missing: dict = field(default_factory=dict)  # partition -> why it has no result
+    # one dict per incarnation: partition, incarnation, steps, stats, ended (cause or None)
+    incarnations: list = field(default_factory=list)
+    health: dict = field(default_factory=dict)  # hung_kills, busy (late heartbeats), trace_thinned
 
 
 def _validate_operator(operator: Any) -> None:
@@ -180,7 +192,12 @@ def _release_frames(tb) -> None:
 
 
 class _Run:
-    """The state of one ``Stage.run()``; keeps Stage itself a plain parameter holder."""
+    """The state of one ``Stage.run()``; keeps Stage itself a plain parameter holder.
+
+    The driver polls nothing: the directory pushes events (start, restarts, lost and
+    hung operators, reports) to this client, and operator tasks wake the loop when
+    they finish.
+    """
 
     def __init__(self, stage: Stage):
         self.stage = stage
@@ -189,26 +206,36 @@ class _Run:
         self.futures: dict[int, Any] = {}
         self.attempt: dict[int, int] = {}
         self.outcomes: dict[int, dict] = {}
-        self.stats: dict[int, list[dict]] = {}
-        self.steps: dict[int, int] = {}
-        self.trace: list[TraceEntry] = []
+        self.collected: dict[tuple[int, int], dict] = {}  # (partition, incarnation) -> summary
+        self.trace = BoundedTrace(_config.nbytes("trace.max-bytes"))
         self.restarts: list[Restart] = []
-        self.cursor = 0
+        self.missing: dict[int, str] = {}
         self.stopped_by: str | None = None
         self.stop_at: float | None = None
         self.go_at: float | None = None
         self.timings: dict[str, float] = {}
         self.elapsed = 0.0
         self.installed = False
+        self.subscribed = False
         self.lost_since: dict[int, float] = {}
-        self.hung: set[str] = set()
-        self.silence: dict[int, float] = {}
+        self.lost_cause: dict[int, str] = {}
         self.latest: dict[int, tuple] = {}  # partition -> (time, incarnation, packed report)
+        self.summary: dict = {}
+        self.events: deque = deque()
+        self.quiet = False  # stopping on an error: no more user callbacks
+        self.wake = threading.Event()
+        self.control_timeout = _config.seconds("stage.control-timeout")
         self.checkpointed_at = time.monotonic()
 
     # ------------------------------------------------------------------ control RPCs
     def _rpc(self, kind: str, **kwargs: Any) -> Any:
-        return self.client.sync(getattr(self.client.scheduler, op_name(kind, self.run_id)), **kwargs)
+        return self.client.sync(getattr(self.client.scheduler, op_name(kind, self.run_id)),
+                                callback_timeout=self.control_timeout, **kwargs)
+
+    def _on_event(self, event: tuple) -> None:
+        """On the client's event loop: hand the event to the driver thread."""
+        self.events.append(event[1])
+        self.wake.set()
 
     def execute(self) -> StageResult:
         t_start = time.monotonic()
@@ -220,21 +247,17 @@ class _Run:
         nthreads = self.client.nthreads()
         check_slots(self.n, nthreads, stage.oversubscribe)
         self.nthreads = nthreads
-        limits = Limits(_config.nbytes("channel.max-message-bytes"),
-                        _config.integer("channel.max-keys"), _config.nbytes("channel.inline-bytes"))
-        settings = ChannelSettings(
-            limits, _config.integer("channel.mailbox-size"), _config.integer("channel.peer-queue-size"),
-            _config.seconds("channel.connect-timeout"), _config.seconds("channel.reconnect-delay"),
-            _config.seconds("trace.report-interval"),
-        )
+        settings = ChannelSettings.from_config()
         self.spec = OperatorSpec(self.run_id, self.n, stage.operator, parts.tuple_data,
                                  stage.max_time, stage.max_steps, faults, settings,
-                                 plugin_name(self.run_id))
-        self.limits = limits
+                                 plugin_name(self.run_id), self.control_timeout,
+                                 _config.seconds("gang.start-timeout"),
+                                 _config.nbytes("trace.max-report-bytes"))
         self.interval = _config.seconds("gang.poll-interval")
         t_launch = time.monotonic()
         try:
             self._install(faults, settings)
+            self.timings["install"] = time.monotonic() - t_launch
             holders = self.client.who_has([p[0] for p in parts.futures])
             placement = plan_placement(
                 [list(holders.get(p[0].key, ())) for p in parts.futures], nthreads,
@@ -242,25 +265,26 @@ class _Run:
             )
             for i in range(self.n):
                 self._submit(i, placement[i])
-            state = wait_for_gang(lambda: self._rpc("poll", cursor=0), self.futures, self.n,
-                                  _config.seconds("gang.start-timeout"), self.interval / 2,
-                                  self._describe_tasks)
-            self.go_at = time.monotonic() - state["elapsed"]
+            self.timings["submit"] = time.monotonic() - t_launch
+            wait_for_gang(self._wait_for_go, lambda: self._rpc("poll"), self.futures, self.n,
+                          _config.seconds("gang.start-timeout"), self._describe_tasks)
             self.timings["launch"] = self.go_at - t_launch
             self.timings["data"] = t_launch - t_start
             self._supervise()
         except BaseException as exc:
             self._stop(self.stopped_by or ("interrupted" if isinstance(exc, KeyboardInterrupt)
                                            else f"error: {exc!r}"))
-            self._drain(_config.seconds("stage.stop-grace"), raise_on_timeout=False)
+            self._drain(_config.seconds("stage.stop-grace"))
             raise
         finally:
             t_down = time.monotonic()
-            if stage.checkpoint is not None and self.installed:
+            if self.installed:
+                self._handle_events_quietly()  # the very latest reports
                 try:
-                    self._poll_directory(notify=False)  # the very latest reports
+                    self.summary = self._rpc("summary")
                 except Exception:
-                    logger.debug("asip: final poll failed", exc_info=True)
+                    logger.debug("asip: summary RPC failed", exc_info=True)
+            if stage.checkpoint is not None and self.installed:
                 self._write_checkpoint()
             self._teardown()
             self.timings["teardown"] = time.monotonic() - t_down
@@ -270,24 +294,58 @@ class _Run:
         return self.partial_result("finished")
 
     def partial_result(self, stopped_by: str) -> StageResult:
-        results = [self.outcomes.get(i, {}).get("result") for i in range(getattr(self, "n", 0))]
-        per_op = [ChannelStats.total(self.stats.get(i, [])) for i in range(getattr(self, "n", 0))]
+        n = getattr(self, "n", 0)
+        results = [self.outcomes.get(i, {}).get("result") for i in range(n)]
+        incarnations = self._incarnations()
+        per_op = [ChannelStats.total([r["stats"] for r in incarnations if r["partition"] == i])
+                  for i in range(n)]
+        missing = dict(self.missing)
+        for i in range(n):
+            if results[i] is None and i not in missing:
+                missing[i] = f"cancelled: the stage ended ({self.stopped_by or stopped_by}) before it returned"
         return StageResult(
             results=results,
-            trace=sorted(self.trace),
+            trace=self.trace.entries(),
             restarts=list(self.restarts),
             stats={"operators": per_op, "total": ChannelStats.total(per_op)},
             elapsed=self.elapsed,
             stopped_by=self.stopped_by or stopped_by,
-            steps=[self.steps.get(i, 0) for i in range(getattr(self, "n", 0))],
+            steps=[sum(r["steps"] for r in incarnations if r["partition"] == i) for i in range(n)],
             timings=dict(self.timings),
+            missing=dict(sorted(missing.items())),
+            incarnations=incarnations,
+            health={"hung_kills": self.summary.get("hung_kills", 0),
+                    "busy": self.summary.get("busy", {}),
+                    "trace_thinned": self.trace.thinned},
         )
+
+    def _incarnations(self) -> list[dict]:
+        """Every incarnation: what its result said, else its last beat (a dead one's)."""
+        ended = {(i, inc): cause for i, inc, cause in self.summary.get("ended", ())}
+        rows = {(i, inc): {"partition": i, "incarnation": inc, "steps": steps, "stats": stats or {},
+                           "ended": ended.get((i, inc))}
+                for i, inc, steps, stats in self.summary.get("progress", ())}
+        for (i, inc), summary in self.collected.items():
+            rows[(i, inc)] = {"partition": i, "incarnation": inc, "steps": summary["steps"],
+                              "stats": summary["stats"], "ended": summary.get("error")}
+        return [rows[k] for k in sorted(rows)]
 
     # ------------------------------------------------------------------ launch
     def _install(self, faults: tuple, settings: ChannelSettings) -> None:
-        self.client.register_plugin(DirectoryPlugin(self.run_id, self.n))
+        topic = event_topic(self.run_id)
+        self.client.subscribe_topic(topic, self._on_event)
+        self.subscribed = True
+        directory = DirectoryPlugin(
+            self.run_id, self.n, client_id=self.client.id, worker_plugin=plugin_name(self.run_id),
+            silence_timeout=_config.seconds("stage.peer-silence-timeout"),
+            kill_timeout=_config.seconds("stage.hung-worker-kill-timeout"))
+        self.client.sync(self.client._register_scheduler_plugin, directory,
+                         name=directory.name, idempotent=False,
+                         callback_timeout=self.control_timeout)
         self.installed = True
-        self.client.register_plugin(ChannelPlugin(self.run_id, self.n, settings, faults))
+        channel = ChannelPlugin(self.run_id, self.n, settings, faults)
+        self.client.sync(self.client._register_worker_plugin, channel, name=channel.name,
+                         idempotent=False, callback_timeout=self.control_timeout)
 
     def _submit(self, index: int, worker: str | None) -> None:
         attempt = self.attempt.get(index, -1) + 1
@@ -296,13 +354,22 @@ class _Run:
         if worker is None:
             holders = self.client.who_has(blocks[:1]).get(blocks[0].key, ())
             worker = holders[0] if holders else None
-        self.futures[index] = self.client.submit(
+        future = self.client.submit(
             run_operator, self.spec, index, *blocks,
             key=f"asip-{self.run_id}-op{index}-a{attempt}",
             workers=[worker] if worker else None,
             allow_other_workers=True,
             pure=False,
         )
+        future.add_done_callback(lambda _: self.wake.set())
+        self.futures[index] = future
+
+    def _wait_for_go(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the gang's start; True once it started."""
+        self.wake.wait(timeout)
+        self.wake.clear()
+        self._handle_events()
+        return self.go_at is not None
 
     def _describe_tasks(self, indices: list[int]) -> dict:
         keys = {self.futures[i].key: i for i in indices if i in self.futures}
@@ -322,12 +389,8 @@ class _Run:
         stage = self.stage
         grace = _config.seconds("stage.stop-grace")
         while True:
-            self._poll_directory()
-            for index, future in list(self.futures.items()):
-                if future.status == "finished":
-                    self._collect(index, future)
-                elif future.status in ("error", "cancelled"):
-                    self._failed(index, future)
+            self._handle_events()
+            self._check_futures()
             elapsed = time.monotonic() - self.go_at
             if not self.futures:
                 self.elapsed = elapsed
@@ -337,109 +400,96 @@ class _Run:
             if self.stop_at is not None:
                 self._cancel_lost()
                 if time.monotonic() > self.stop_at + grace:
-                    self._raise_unresponsive(grace)
+                    self._give_up_waiting(grace)
+                    self.elapsed = elapsed
+                    return
             else:
                 self._check_lost()
             if stage.checkpoint is not None and (
                 time.monotonic() - self.checkpointed_at >= stage.checkpoint_every
             ):
                 self._write_checkpoint()
-            time.sleep(self.interval)
+            wait = 0.25 if self.stop_at is None else self.interval
+            if self.stopped_by is None:
+                wait = max(0.0, min(wait, stage.max_time + 0.05 - elapsed))
+            self.wake.wait(wait)
+            self.wake.clear()
 
-    def _poll_directory(self, notify: bool = True) -> None:
-        state = self._rpc("poll", cursor=self.cursor)
-        self.cursor = state["cursor"]
-        now = time.monotonic()
-        for index in state["lost"]:
-            self.lost_since.setdefault(index, now)
-        for index in [i for i in self.lost_since if i not in state["lost"]]:
-            del self.lost_since[index]
-        known = len(self.restarts)
-        for index, incarnation, cause, t in state["restarts"][known:]:
-            self.restarts.append(Restart(index, incarnation, cause, t))
-            if incarnation > self.stage.max_restarts:
-                self._give_up(index, incarnation, cause)
-        self.silence = dict(state["silence"])
-        self._check_silence(state)
-        for t, i, inc, packed in state["reports"]:
+    def _check_futures(self) -> None:
+        self._collect_finished()
+        for index, future in list(self.futures.items()):
+            if future.status in ("error", "cancelled"):
+                self._failed(index, future)
+
+    def _collect_finished(self) -> None:
+        """Fetch every finished operator's summary in one gather (in parallel from all
+        workers: one by one, hundreds of results take a round trip each)."""
+        done = [(i, f) for i, f in list(self.futures.items()) if f.status == "finished"]
+        if not done:
+            return
+        try:
+            values = self.client.gather([f for _, f in done])
+        except Exception:  # one of them went away meanwhile: take them one at a time
+            values = [None] * len(done)
+        for (index, future), value in zip(done, values):
+            try:
+                self._collect(index, value if value is not None else future.result())
+            except Exception:
+                if self.stopped_by is None:
+                    raise
+                self.futures.pop(index, None)
+                self.missing.setdefault(index, "lost: its result could not be fetched")
+
+    def _handle_events(self, notify: bool = True) -> None:
+        """Apply what the directory pushed since the last call (on the driver thread);
+        ``notify``: hand new trace entries to ``on_trace``."""
+        new: list[TraceEntry] = []
+        while self.events:
+            kind, *fields = self.events.popleft()
+            if kind == "go" and self.go_at is None:
+                self.go_at = time.monotonic()
+            elif kind == "restart":
+                index, incarnation, cause, t = fields
+                self.restarts.append(Restart(index, incarnation, cause, t))
+                self.lost_since.pop(index, None)
+                self.lost_cause.pop(index, None)
+                if incarnation > self.stage.max_restarts:
+                    self._give_up(index, incarnation, cause)
+            elif kind == "lost":
+                index, cause = fields
+                self.lost_since.setdefault(index, time.monotonic())
+                self.lost_cause[index] = cause
+            elif kind == "hung":
+                logger.warning("asip: %s", fields[1])
+            elif kind == "reports":
+                for t, i, inc, packed in fields[0]:
+                    if (entry := self._add_report(t, i, inc, packed)) is not None:
+                        new.append(entry)
+        if new and notify and self.stage.on_trace is not None:
+            self.stage.on_trace(new)
+
+    def _add_report(self, t: float, i: int, inc: int, packed: bytes) -> TraceEntry | None:
+        """Add one report to the trace; None if it was there already (it can come twice)."""
+        entry = TraceEntry(t, i, inc, unpack_payload(packed))
+        if not self.trace.add(entry, len(packed)):
+            return None
+        if i not in self.latest or self.latest[i][0] <= t:
             self.latest[i] = (t, inc, packed)
-        new = [TraceEntry(t, i, inc, unpack_payload(packed))
-               for t, i, inc, packed in state["reports"]]
-        if new:
-            self.trace.extend(new)
-            if notify and self.stage.on_trace is not None:
-                self.stage.on_trace(new)
+        return entry
 
     def _write_checkpoint(self) -> None:
         self.checkpointed_at = time.monotonic()
         if self.latest:
             write_checkpoint(self.stage.checkpoint, self.run_id, self.latest)
 
-    def _check_silence(self, state: dict) -> None:
-        """A worker whose channel plugin stopped beating is hung: have its nanny restart it.
-
-        Distributed itself would wait ``worker-ttl`` (minutes); the stage restarts the
-        worker after ``asip.stage.peer-silence-timeout`` and its operators rejoin.
-        """
-        limit = _config.seconds("stage.peer-silence-timeout")
-        if limit <= 0 or self.stop_at is not None:
-            return
-        where = {i: addr for i, addr, _ in state["registered"]}
-        for index, quiet in state["silence"]:
-            addr = where.get(index)
-            if quiet < limit or index not in self.futures or addr in self.hung:
-                continue
-            self.hung.add(addr)
-            cause = f"worker {addr} silent for {quiet:.1f} s (hung); asked its nanny to replace it"
-            for other, other_addr in where.items():
-                if other_addr == addr:
-                    self._rpc("failed", index=other, cause=cause)
-            logger.warning("asip: %s", cause)
-            threading.Thread(target=self._restart_worker, args=(addr,), daemon=True).start()
-
-    def _restart_worker(self, addr: str) -> None:
-        """Have the hung worker's nanny SIGKILL it at once; the nanny then starts a new one."""
-        try:
-            outcome = self.client.sync(self._kill_hung_worker, addr)
-            logger.info("asip: hung worker %s: %s", addr, outcome)
-        except Exception as exc:
-            logger.warning("asip: could not restart hung worker %s: %r", addr, exc)
-
-    async def _kill_hung_worker(self, addr: str) -> str:
-        """The scheduler's ``restart_workers``, with a short grace for a known-silent process.
-
-        That call asks the nanny to ``kill`` its worker with a 4 s grace to close by itself
-        (a frozen process never does); here the grace is
-        ``asip.stage.hung-worker-kill-timeout``. As there, a worker whose nanny can't be
-        reached within 10 s (a cut link), or that has none, is removed from the scheduler,
-        so Dask recomputes its partitions and its operators restart elsewhere.
-        """
-        stimulus_id = f"asip-hung-worker-{time.time()}"
-        grace = _config.seconds("stage.hung-worker-kill-timeout")
-        try:
-            replies = await asyncio.wait_for(self.client.scheduler.broadcast(
-                workers=[addr], nanny=True, on_error="return",
-                msg={"op": "kill", "timeout": grace, "reason": stimulus_id},
-            ), 10.0)
-        except asyncio.TimeoutError:
-            replies = {addr: "timed out"}
-        if replies and all(r is None for r in replies.values()):  # Nanny.kill returns None
-            return "killed by its nanny, which starts a new one"
-        await self.client.scheduler.unregister(address=addr, stimulus_id=stimulus_id)
-        return f"removed from the scheduler ({replies or 'no nanny'})"
-
     def _cancel_lost(self) -> None:
-        """While stopping: operators lost with their worker, or silent, have nothing to return.
-
-        A lost one is not back yet; a silent one sits on a hung or unreachable worker
-        (a cut network link): neither can answer the stop, so waiting for them would
-        only hold up the others' results.
-        """
-        limit = _config.seconds("stage.peer-silence-timeout")
-        silent = {i for i, quiet in self.silence.items() if limit > 0 and quiet >= limit}
-        gone = [i for i in self.futures if i in self.lost_since or i in silent]
+        """While stopping: operators lost with their worker (dead or hung) have nothing to
+        return. Operators on live workers, however slow, are waited for (up to the grace)."""
+        gone = [i for i in self.futures if i in self.lost_since]
         if gone:
-            logger.warning("asip: partitions %s are lost or silent and return no result", gone)
+            for i in gone:
+                self.missing[i] = f"lost: {self.lost_cause.get(i, 'its worker died')}; not back at the stop"
+            logger.warning("asip: partitions %s were lost and return no result", gone)
             self.client.cancel([self.futures.pop(i) for i in gone], force=True)
 
     def _check_lost(self) -> None:
@@ -456,13 +506,23 @@ class _Run:
                     "the dead worker (workers=[...] without allow_other_workers) or scattered?"
                 )
 
-    def _collect(self, index: int, future: Any) -> None:
-        summary = msgpack.unpackb(future.result(), raw=False)
+    def _collect(self, index: int, value: bytes) -> None:
+        summary = msgpack.unpackb(value, raw=False)
         del self.futures[index]
-        summary["result"] = unpack_payload(summary["result"])
+        self.collected[(index, summary["incarnation"])] = summary
+        report = summary.get("report")
+        if report is not None:  # the final report, in case its beat did not arrive
+            new = self._add_report(*report)
+            if new is not None and self.stage.on_trace is not None and not self.quiet:
+                self.stage.on_trace([new])
+        if summary.get("error"):
+            self.missing[index] = summary["error"]
+            logger.warning("asip: partition %d returned no result: %s", index, summary["error"])
+            summary["result"] = None
+        else:
+            summary["result"] = unpack_result(summary["result"])
+            self.missing.pop(index, None)
         self.outcomes[index] = summary
-        self.stats.setdefault(index, []).append(summary["stats"])
-        self.steps[index] = self.steps.get(index, 0) + summary["steps"]
         reason = summary["reason"]
         if reason == "STOP" and self.stopped_by is None:
             self._stop(f"STOP from partition {index}")
@@ -471,19 +531,22 @@ class _Run:
         error = future.exception() if future.status == "error" else None
         future.release()  # nothing may keep the failed task alive on the scheduler
         del self.futures[index], future
+        cause = f"{type(error).__name__}: {error}" if error is not None else "cancelled"
         if self.stopped_by is not None:
             logger.info("asip: partition %d ended with %r while stopping", index, error)
+            self.missing.setdefault(index, f"failed while stopping: {cause}")
             return
-        cause = f"{type(error).__name__}: {error}" if error is not None else "cancelled"
         restarts_so_far = max([r.incarnation for r in self.restarts if r.partition == index],
                               default=0)
         if restarts_so_far >= self.stage.max_restarts:
+            self.missing[index] = f"failed: {cause}"
             self._give_up(index, restarts_so_far + 1, cause, error)
         self._rpc("failed", index=index, cause=cause)
         logger.info("asip: restarting partition %d after %s", index, cause)
         self._submit(index, None)
 
     def _give_up(self, index: int, incarnation: int, cause: str, error: Any = None) -> None:
+        self.missing.setdefault(index, f"failed: {cause}")
         self._stop(f"partition {index} failed")
         raise OperatorFailedError(
             f"partition {index} failed {incarnation} times, more than max_restarts="
@@ -501,28 +564,42 @@ class _Run:
                 except Exception:
                     logger.warning("asip: could not send stop to the scheduler", exc_info=True)
 
-    def _drain(self, grace: float, raise_on_timeout: bool) -> None:
-        """After a stop: collect what returns within ``grace`` s, then cancel the rest."""
+    def _drain(self, grace: float) -> None:
+        """After a stop on an error: collect what returns within ``grace`` s."""
+        self.quiet = True
         deadline = time.monotonic() + grace
         while self.futures and time.monotonic() < deadline:
+            self._handle_events_quietly()
+            try:
+                self._collect_finished()
+            except Exception:
+                logger.debug("asip: collecting after the stop", exc_info=True)
             for index, future in list(self.futures.items()):
-                if future.status == "finished":
-                    try:
-                        self._collect(index, future)
-                    except Exception:
-                        self.futures.pop(index, None)
-                elif future.status in ("error", "cancelled"):
+                if future.status in ("error", "cancelled"):
                     self.futures.pop(index, None)
-            time.sleep(self.interval)
-        if self.futures and raise_on_timeout:
-            self._raise_unresponsive(grace)
+                    self.missing.setdefault(index, "cancelled: the stage stopped on an error")
+                elif index in self.lost_since:
+                    self.futures.pop(index, None)
+            self.wake.wait(self.interval)
+            self.wake.clear()
+        self._give_up_waiting(grace)
 
-    def _raise_unresponsive(self, grace: float) -> None:
+    def _handle_events_quietly(self) -> None:
+        """While stopping or tearing down: take in the events, call no user code."""
+        try:
+            self._handle_events(notify=False)
+        except Exception:  # already failing: a restart limit or on_trace error adds nothing
+            logger.debug("asip: event after the stop", exc_info=True)
+
+    def _give_up_waiting(self, grace: float) -> None:
+        """Operators that did not return within the grace: recorded, never silently."""
+        if not self.futures:
+            return
         stuck = sorted(self.futures)
-        raise StageTimeoutError(
-            f"operators {stuck} did not return within {grace:g} s of the stop "
-            "(asip.stage.stop-grace): a step that never returns? Steps must be short."
-        )
+        for i in stuck:
+            self.missing[i] = (f"no result within {grace:g} s of the stop (asip.stage.stop-grace): "
+                               "a step that never returns, or a worker overloaded for that long")
+        logger.warning("asip: operators %s did not return within %g s of the stop", stuck, grace)
 
     # ------------------------------------------------------------------ teardown
     def _teardown(self) -> None:
@@ -530,6 +607,9 @@ class _Run:
         if self.futures:
             self.client.cancel(list(self.futures.values()), force=True)
         self.futures.clear()
+        if self.subscribed:
+            self.client.unsubscribe_topic(event_topic(self.run_id))
+            self.subscribed = False
         if not self.installed:
             return
         # Workers first (their beats stop), then the scheduler side. The scheduler forgets

@@ -12,7 +12,7 @@ from distributed import get_worker, secede
 
 from asip._exceptions import AsipError
 from asip._operator import STOP, Context, Operator
-from asip._wire import pack_payload
+from asip._results import pack_result
 from asip.faults import StepFaults
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ class OperatorSpec:
     faults: tuple
     settings: Any  # ChannelSettings
     plugin_name: str
+    control_timeout: float = 30.0  # registering with the scheduler (asip.stage.control-timeout)
+    start_timeout: float = 30.0  # waiting for the whole gang to start (asip.gang.start-timeout)
+    max_report_bytes: int | None = None  # per ctx.report (asip.trace.max-report-bytes)
 
     def new_operator(self) -> Operator:
         if isinstance(self.operator, type):
@@ -47,19 +50,23 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
     plugin = worker.plugins.get(spec.plugin_name)
     if plugin is None:
         raise AsipError(f"the asip channel plugin {spec.plugin_name} is not on worker {worker.address}")
-    reply = plugin.register(index)
-    incarnation = reply["incarnation"]
-    ctx = Context(plugin, spec, index, incarnation)
-    if reply["elapsed"] is not None:
-        ctx._start(reply["elapsed"])
-    partition = tuple(blocks) if spec.tuple_data else blocks[0]
-    steps, reason = 0, "stopped"
+    incarnation = None
+    steps, reason, error = 0, "stopped", None
     try:
+        reply = plugin.register(index, spec.control_timeout)
+        incarnation = reply["incarnation"]
+        ctx = Context(plugin, spec, index, incarnation)
+        if reply["elapsed"] is not None:
+            ctx._start(reply["elapsed"])
+        partition = tuple(blocks) if spec.tuple_data else blocks[0]
+        counter = plugin.steps.get((index, incarnation), [0])
         operator = spec.new_operator()
         operator.setup(ctx, partition)
         plugin.ready(index, incarnation)
         if not ctx.started:
-            plugin.go.wait()
+            if not plugin.go.wait(spec.start_timeout + spec.control_timeout):
+                raise AsipError(f"partition {index}: the gang did not start within "
+                                f"{spec.start_timeout:g} s (asip.gang.start-timeout)")
             ctx._start(0.0)
         faults = StepFaults(spec.faults, index, incarnation, plugin.stop)
         while True:
@@ -75,7 +82,8 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
                     continue  # a straggler's nap outlasted the stage: no extra step
             outcome = operator.step(ctx)
             steps += 1
-            plugin.count(index, "steps")  # live, for the dashboard
+            counter[0] = steps
+            ctx._ep.stats.steps += 1  # live, for the dashboard
             if outcome is STOP:
                 reason = "STOP"
                 plugin.loop.add_callback(plugin._fire, "stop", reason=f"STOP from partition {index}")
@@ -84,13 +92,17 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
                 reason = "max_steps"
                 break
         ctx._flush_report()
-        plugin.flush_reports()
-        result = operator.result(ctx)
-        packed = pack_payload(result if result is not None else {}, spec.settings.limits)
+        try:  # a bug in result() is not a fault: restarting would not fix it
+            result = operator.result(ctx)
+            packed = pack_result(result if result is not None else {})
+        except Exception as exc:
+            logger.exception("asip: partition %d: result() failed", index)
+            packed, error = None, f"result() raised {type(exc).__name__}: {exc}"
     finally:
-        stats = plugin.unregister(index)
+        stats = {} if incarnation is None else plugin.unregister(index, incarnation)
     return msgpack.packb(
         {"index": index, "incarnation": incarnation, "steps": steps, "reason": reason,
-         "elapsed": ctx.elapsed, "stats": stats, "result": packed},
+         "elapsed": ctx.elapsed, "stats": stats, "result": packed, "error": error,
+         "report": ctx._last_entry},  # the final report travels with the result
         use_bin_type=True,
     )

@@ -26,12 +26,15 @@ __all__ = [
     "Message",
     "check_payload",
     "decode_message",
+    "decode_targets",
     "encode_message",
     "pack_payload",
     "unpack_payload",
 ]
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
+_MAX_NDIM = 32  # numpy allows 64; nothing a solver sends needs more
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1  # what msgpack can carry
 _ALLOWED_KINDS = "biufc"  # bool, signed/unsigned int, float, complex: never object/structured
 _SCALAR_TYPES = (bool, int, float, str)
 _RAW_FRAME_HEADER = {"serializer": "asip-raw"}
@@ -62,13 +65,17 @@ class Limits(NamedTuple):
 
 
 class Message(NamedTuple):
-    """One received message: who sent it, which incarnation, what, and when (sender's clock)."""
+    """One received message: who sent it, which incarnation, what, and when (sender's clock).
+
+    ``slot`` is the conflation slot of a ``push(..., latest=...)`` (None for FIFO messages).
+    """
 
     sender: int
     incarnation: int
     payload: dict[str, Any]
     sent_at: float
     seq: int
+    slot: str | None = None
 
 
 class Encoded(NamedTuple):
@@ -77,6 +84,7 @@ class Encoded(NamedTuple):
     header: bytes
     buffers: list[np.ndarray]
     nbytes: int
+    slot: str | None = None
 
 
 _local = threading.local()
@@ -122,6 +130,10 @@ def check_payload(payload: Any, limits: Limits) -> tuple[dict, list, list[np.nda
         elif isinstance(value, np.generic) and value.dtype.kind in _ALLOWED_KINDS[:-1]:
             scalars[key] = value.item()
         elif isinstance(value, _SCALAR_TYPES):
+            if isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
+                raise MessageError(
+                    f"payload[{key!r}] = {value} does not fit in 64 bits; send it as a float or str"
+                )
             scalars[key] = value
             nbytes += len(value) if isinstance(value, str) else 8
         else:
@@ -137,14 +149,19 @@ def check_payload(payload: Any, limits: Limits) -> tuple[dict, list, list[np.nda
 
 
 def encode_message(
-    payload: dict, *, run_id: str, sender: int, incarnation: int, seq: int, limits: Limits
+    payload: dict, *, run_id: str, sender: int, incarnation: int, seq: int, limits: Limits,
+    slot: str | None = None,
 ) -> Encoded:
-    """Validate and encode one message from ``sender``; raises `MessageError` if it can't travel."""
+    """Validate and encode one message from ``sender``; raises `MessageError` if it can't travel.
+
+    ``slot`` (a str) makes it a conflating message: receivers keep only the newest
+    message per sender and slot.
+    """
     scalars, arrays, buffers, nbytes = check_payload(payload, limits)
     header = _packer().pack(
-        [WIRE_VERSION, run_id, sender, incarnation, seq, time.time(), scalars, arrays]
+        [WIRE_VERSION, run_id, sender, incarnation, seq, time.time(), scalars, arrays, slot]
     )
-    return Encoded(header, buffers, nbytes + len(header))
+    return Encoded(header, buffers, nbytes + len(header), slot)
 
 
 def wire_item(encoded: Encoded, limits: Limits) -> list:
@@ -187,32 +204,49 @@ def _unpack_header(header: Any, limits: Limits) -> list:
         )
     except Exception as exc:  # msgpack raises several types for garbage
         raise MessageError(f"message header is not valid msgpack: {exc}") from exc
-    if not isinstance(fields, list) or len(fields) != 8 or fields[0] != WIRE_VERSION:
+    if not isinstance(fields, list) or len(fields) != 9 or fields[0] != WIRE_VERSION:
         raise MessageError("message header has the wrong shape or wire version")
     return fields
+
+
+_DTYPES: dict[str, np.dtype] = {}  # dtype strings already checked: decoding is per message
+
+
+def _dtype(key: str, dtype_str: Any) -> np.dtype:
+    dtype = _DTYPES.get(dtype_str) if isinstance(dtype_str, str) else None
+    if dtype is not None:
+        return dtype
+    try:
+        dtype = np.dtype(dtype_str) if isinstance(dtype_str, str) else None
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in _ALLOWED_KINDS or dtype.fields is not None:
+        raise MessageError(f"array {key!r} has a dtype that can't travel: {str(dtype_str)[:40]!r}")
+    if dtype.subdtype is not None:
+        raise MessageError(f"array {key!r} has a sub-array dtype")
+    if len(_DTYPES) < 256:
+        _DTYPES[dtype_str] = dtype
+    return dtype
 
 
 def _array_from(desc: Any, part: Any) -> tuple[str, np.ndarray]:
     if not (isinstance(desc, list) and len(desc) == 3 and isinstance(desc[0], str)):
         raise MessageError("array description is malformed")
     key, dtype_str, shape = desc
-    try:
-        dtype = np.dtype(dtype_str) if isinstance(dtype_str, str) else None
-    except TypeError:
-        dtype = None
-    if dtype is None or dtype.kind not in _ALLOWED_KINDS or dtype.fields is not None:
-        raise MessageError(f"array {key!r} has a dtype that can't travel: {dtype_str!r}")
-    if dtype.subdtype is not None:
-        raise MessageError(f"array {key!r} has a sub-array dtype")
-    if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
-        raise MessageError(f"array {key!r} has a malformed shape {shape!r}")
+    dtype = _dtype(key, dtype_str)
+    if not (isinstance(shape, list) and len(shape) <= _MAX_NDIM
+            and all(isinstance(s, int) and 0 <= s <= _INT_MAX for s in shape)):
+        raise MessageError(f"array {key!r} has a malformed shape {str(shape)[:80]}")
     buf = _buffer(part)
     expected = math.prod(shape) * dtype.itemsize
     if buf.nbytes != expected:
         raise MessageError(
             f"array {key!r}: {buf.nbytes} bytes for shape {shape} of {dtype} ({expected} expected)"
         )
-    array = np.frombuffer(buf, dtype=dtype).reshape(shape)
+    try:
+        array = np.frombuffer(buf, dtype=dtype).reshape(shape)
+    except ValueError as exc:  # e.g. a zero-size shape whose other dims overflow
+        raise MessageError(f"array {key!r} has an impossible shape: {exc}") from exc
     array.flags.writeable = False
     return key, array
 
@@ -222,7 +256,7 @@ def decode_message(item: Any, *, run_id: str, n_partitions: int, limits: Limits)
     if not isinstance(item, (list, tuple)) or not item:
         raise MessageError(f"message is a {type(item).__name__}, not a [header, buffers...] list")
     fields = _unpack_header(item[0], limits)
-    _, msg_run, sender, incarnation, seq, sent_at, scalars, arrays = fields
+    _, msg_run, sender, incarnation, seq, sent_at, scalars, arrays, slot = fields
     if msg_run != run_id:
         raise MessageError(f"message from another run ({msg_run!r}), expected {run_id!r}")
     if not (isinstance(sender, int) and 0 <= sender < n_partitions):
@@ -231,6 +265,8 @@ def decode_message(item: Any, *, run_id: str, n_partitions: int, limits: Limits)
         raise MessageError("message has a malformed incarnation or sequence number")
     if not isinstance(sent_at, (int, float)) or not isinstance(scalars, dict):
         raise MessageError("message has a malformed timestamp or scalar section")
+    if slot is not None and not isinstance(slot, str):
+        raise MessageError("message has a malformed conflation slot")
     if not isinstance(arrays, list) or len(arrays) != len(item) - 1:
         raise MessageError("message has a different number of array descriptions and buffers")
     payload: dict[str, Any] = {}
@@ -245,7 +281,22 @@ def decode_message(item: Any, *, run_id: str, n_partitions: int, limits: Limits)
         if total > limits.max_bytes:
             raise MessageError("message is over the size limit (asip.channel.max-message-bytes)")
         payload[key] = array
-    return Message(sender, incarnation, payload, float(sent_at), seq)
+    return Message(sender, incarnation, payload, float(sent_at), seq, slot)
+
+
+def decode_targets(code: Any, n_partitions: int) -> list[int] | None:
+    """The receivers a wire item names: None for "every local operator but the sender"
+    (code -1), else a list of partitions. Raises `MessageError` for anything else."""
+    if isinstance(code, int) and not isinstance(code, bool):
+        if code == -1:
+            return None
+        code = [code]
+    if not isinstance(code, (list, tuple)) or not code or len(code) > n_partitions:
+        raise MessageError(f"message has malformed receivers {str(code)[:80]}")
+    for j in code:
+        if not isinstance(j, int) or isinstance(j, bool) or not 0 <= j < n_partitions:
+            raise MessageError(f"message names an unknown receiver {str(j)[:40]}")
+    return list(code)
 
 
 def pack_payload(payload: dict, limits: Limits) -> bytes:

@@ -176,8 +176,8 @@ class Saboteur(asip.Operator):
         good_item = [1, *wire_item(good, limits)]
         other_run = encode_message({"v": np.ones(3)}, run_id="someone-else", sender=0,
                                    incarnation=0, seq=0, limits=limits)
-        bad_shape = msgpack.packb([1, ctx.run_id, 0, 0, 1, 0.0, {}, [["v", "<f8", [1000]]]])
-        object_dtype = msgpack.packb([1, ctx.run_id, 0, 0, 1, 0.0, {}, [["v", "|O", [1]]]])
+        bad_shape = msgpack.packb([2, ctx.run_id, 0, 0, 1, 0.0, {}, [["v", "<f8", [1000]]], None])
+        object_dtype = msgpack.packb([2, ctx.run_id, 0, 0, 1, 0.0, {}, [["v", "|O", [1]]], None])
         hostile = [
             [1, pickle.dumps(Exploit())],  # a pickle where msgpack is expected
             [1, good.header, pickle.dumps(Exploit())],  # a pickle where raw bytes are expected
@@ -255,3 +255,50 @@ class Reporter(asip.Operator):
 
     def result(self, ctx):
         return {"offset": self.offset}
+
+
+class OddResults(asip.Operator):
+    """Partition 0 returns a nested, list-bearing result; partition 1's result() raises."""
+
+    def setup(self, ctx, partition):
+        self.steps = 0
+
+    def step(self, ctx):
+        self.steps += 1
+        ctx.report(steps=self.steps)
+        time.sleep(0.005)
+
+    def result(self, ctx):
+        if ctx.index == 1:
+            raise RuntimeError("formatting bug")
+        return {"history": [1, 2.5, "x"], "nested": {"w": np.arange(4.0).reshape(2, 2)},
+                "steps": self.steps}
+
+
+class GilHog(asip.Operator):
+    """Partition 1 holds its worker's GIL for ``seconds`` at 0.3 s (someone else's C call):
+    the worker's event loop, and with it its heartbeat, freeze, while the process is busy."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def setup(self, ctx, partition):
+        self.hogged = False
+
+    def step(self, ctx):
+        if ctx.index == 1 and not self.hogged and ctx.elapsed > 0.3:
+            import sys
+
+            self.hogged = True
+            old = sys.getswitchinterval()
+            sys.setswitchinterval(1000.0)  # never hand the GIL over while spinning
+            try:
+                end = time.perf_counter() + self.seconds
+                while time.perf_counter() < end:
+                    pass
+            finally:
+                sys.setswitchinterval(old)
+        time.sleep(0.01)
+
+    def result(self, ctx):
+        return {"hogged": self.hogged}

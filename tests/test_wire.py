@@ -16,6 +16,7 @@ from asip import MessageError
 from asip._wire import (
     Limits,
     decode_message,
+    decode_targets,
     encode_message,
     local_item,
     pack_payload,
@@ -116,7 +117,7 @@ def test_wrong_run_unknown_sender_and_object_dtype_headers_are_rejected():
         decode_message(local_item(enc), run_id="r1", n_partitions=2, limits=LIMITS)
     with pytest.raises(MessageError, match="unknown sender"):
         decode_message(local_item(enc), run_id="other", n_partitions=1, limits=LIMITS)
-    header = msgpack.packb([1, "r1", 0, 0, 0, 0.0, {}, [["a", "|O", [1]]]])
+    header = msgpack.packb([2, "r1", 0, 0, 0, 0.0, {}, [["a", "|O", [1]]], None])
     with pytest.raises(MessageError, match="can't travel"):
         decode_message([header, b"\x00" * 8], run_id="r1", n_partitions=2, limits=LIMITS)
 
@@ -130,7 +131,7 @@ def test_a_pickle_payload_is_never_executed(tmp_path):
             return (open, (str(marker), "w"))
 
     evil = pickle.dumps(Exploit())
-    for item in ([evil], [_good_item()[0], evil], [msgpack.packb([1, "r1", 0, 0, 0.0, 0, {}, []]), evil]):
+    for item in ([evil], [_good_item()[0], evil], [msgpack.packb([2, "r1", 0, 0, 0.0, 0, {}, [], None]), evil]):
         with pytest.raises(MessageError):
             decode_message(item, run_id="r1", n_partitions=2, limits=LIMITS)
     with pytest.raises(MessageError):
@@ -161,3 +162,67 @@ def test_fuzzed_headers_only_ever_raise_message_error(header):
         decode_message([header], run_id="r1", n_partitions=4, limits=LIMITS)
     except MessageError:
         pass
+
+
+def _header(arrays, slot=None):
+    return msgpack.packb([2, "r1", 0, 0, 0, 0.0, {}, arrays, slot])
+
+
+@pytest.mark.parametrize("shape, buf", [
+    ([1] * 65, b"\x00" * 8),  # more dimensions than numpy allows
+    ([1] * 33, b"\x00" * 8),  # more than the wire allows
+    ([1 << 63, 0], b""),  # zero bytes, but no such array
+    ([1 << 62, 1 << 40, 0], b""),  # sizes whose product overflows
+])
+def test_impossible_shapes_are_message_errors(shape, buf):
+    with pytest.raises(MessageError):
+        decode_message([_header([["a", "<f8", shape]]), buf], run_id="r1", n_partitions=2,
+                       limits=Limits(1 << 20, 16, 1024))
+
+
+@pytest.mark.parametrize("value", [2**70, -(2**63) - 1, 2**64])
+def test_ints_beyond_64_bits_are_refused_as_message_errors(value):
+    with pytest.raises(MessageError, match="64 bits"):
+        encode_message({"a": value}, run_id="r1", sender=0, incarnation=0, seq=0, limits=LIMITS)
+    with pytest.raises(MessageError, match="64 bits"):
+        pack_payload({"a": value}, LIMITS)
+
+
+def test_ints_at_the_64_bit_edges_travel():
+    msg = roundtrip({"lo": -(2**63), "hi": 2**64 - 1})
+    assert msg.payload == {"lo": -(2**63), "hi": 2**64 - 1}
+
+
+def test_a_conflation_slot_travels_with_the_message():
+    enc = encode_message({"a": 1}, run_id="r1", sender=1, incarnation=0, seq=0, limits=LIMITS,
+                         slot="w")
+    msg = decode_message(wire_item(enc, LIMITS), run_id="r1", n_partitions=2, limits=LIMITS)
+    assert msg.slot == "w" and enc.slot == "w"
+    assert roundtrip({"a": 1}).slot is None
+    with pytest.raises(MessageError, match="slot"):
+        decode_message([_header([], slot=3)], run_id="r1", n_partitions=2, limits=LIMITS)
+
+
+def test_sparse_updates_travel_as_index_and_value_arrays_and_fit_variable_length_schemas():
+    from asip._channel import MessageSchema
+
+    idx = np.array([3, 17, 123_456], dtype=np.int64)
+    val = np.array([0.5, -1.0, 2.0])
+    msg = roundtrip({"idx": idx, "val": val, "t": 4})
+    np.testing.assert_array_equal(msg.payload["idx"], idx)
+    schema = MessageSchema({"idx": ("int64", (None,)), "val": ("float64", (None,)), "t": int})
+    assert schema.violation(msg.payload) is None
+    assert schema.violation({"idx": idx.astype(np.int32), "val": val, "t": 4}) is not None
+    assert MessageSchema({"i": ("int32", (None,))}).violation({"i": np.arange(5, dtype=np.int32)}) is None
+    assert schema.violation(dict(msg.payload, idx=idx.reshape(3, 1))) is not None
+
+
+@pytest.mark.parametrize("code, expected", [(-1, None), (2, [2]), ([0, 3], [0, 3])])
+def test_receiver_lists_decode(code, expected):
+    assert decode_targets(code, 4) == expected
+
+
+@pytest.mark.parametrize("code", [4, -2, [], [0, 9], [True], "x", None, [0] * 5, 1.0])
+def test_malformed_receiver_lists_are_message_errors(code):
+    with pytest.raises(MessageError):
+        decode_targets(code, 4)

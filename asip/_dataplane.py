@@ -1,0 +1,409 @@
+"""The channel's data plane on one worker: endpoints, the operators' outbox, delivery.
+
+One owner: the worker's event loop owns every piece of state here (endpoints,
+links, counters). Operator threads touch only this: they append pushes to one
+locked outbox (`DataPlane.submit`, which wakes the loop once per burst), poll
+their own `Mailbox` under its lock, and bump their own sender counters
+(``pushed``, ``refused``) that nothing else writes. The loop drains the outbox in
+one callback: it delivers same-worker copies straight into mailboxes and hands
+one item per peer *worker* (multicast: encoded once, receivers listed) to that
+peer's `PeerLink`, which writes it in the same callback unless the peer has not
+acknowledged the previous batch yet.
+Modelled on distributed's P2P shuffle, where one event loop owns the buffers.
+
+Every copy a push sends ends up counted exactly once: delivered, conflated,
+rejected, zombie, undeliverable or dropped (see `ChannelStats`); the exceptions
+are a batch whose acknowledgement is lost with its connection (counted dropped,
+perhaps delivered) and whatever is still queued at teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import threading
+import time
+from collections import OrderedDict, defaultdict
+from typing import Any
+
+import numpy as np
+from distributed.utils import sync
+
+from asip._channel import MESSAGE_OVERHEAD, ChannelStats, Mailbox
+from asip._directory import op_name
+from asip._exceptions import MessageError
+from asip._links import PeerLink
+from asip._wire import Encoded, Limits, decode_message, decode_targets, local_item, wire_item
+from asip.faults import DelayMessages, DropMessages
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ChannelSettings", "DataPlane", "Endpoint"]
+
+DRAIN_BYTES = 4 << 20  # pushes routed per event-loop callback, at most about this much
+
+
+class ChannelSettings:
+    """The ``asip.channel``/``asip.trace`` settings a stage ships to its workers."""
+
+    def __init__(self, limits: Limits, mailbox_bytes: int, peer_queue_bytes: int,
+                 connect_timeout: float, reconnect_delay: float, report_interval: float,
+                 outbox_bytes: int | None = None):
+        self.limits = limits
+        self.mailbox_bytes = mailbox_bytes
+        self.peer_queue_bytes = peer_queue_bytes
+        self.outbox_bytes = outbox_bytes if outbox_bytes is not None else 4 * peer_queue_bytes
+        self.connect_timeout = connect_timeout
+        self.reconnect_delay = reconnect_delay
+        self.report_interval = report_interval
+
+    @classmethod
+    def from_config(cls) -> ChannelSettings:
+        """Read ``asip.channel.*`` and ``asip.trace.report-interval`` from dask.config."""
+        from asip import _config
+
+        limits = Limits(_config.nbytes("channel.max-message-bytes"),
+                        _config.integer("channel.max-keys"), _config.nbytes("channel.inline-bytes"))
+        return cls(limits, _config.nbytes("channel.mailbox-bytes"),
+                   _config.nbytes("channel.peer-queue-bytes"),
+                   _config.seconds("channel.connect-timeout"),
+                   _config.seconds("channel.reconnect-delay"),
+                   _config.seconds("trace.report-interval"),
+                   _config.nbytes("channel.outbox-bytes"))
+
+
+class _MessageFaults:
+    """Injected channel faults (DelayMessages, DropMessages) for messages sent by one operator."""
+
+    def __init__(self, faults: tuple, sender: int):
+        mine = [f for f in faults if f.applies_to(sender)]
+        self.delay = sum(f.ms for f in mine if isinstance(f, DelayMessages)) / 1000.0
+        self.drop = max((f.p for f in mine if isinstance(f, DropMessages)), default=0.0)
+
+    def dropped(self) -> bool:
+        return self.drop > 0 and random.random() < self.drop
+
+
+class Endpoint:
+    """One operator incarnation's end of the channel: its mailbox, stats and faults."""
+
+    def __init__(self, index: int, incarnation: int, settings: ChannelSettings, faults: tuple):
+        self.index = index
+        self.incarnation = incarnation
+        self.stats = ChannelStats()
+        self.mailbox = Mailbox(settings.mailbox_bytes, self.stats)
+        self.faults = _MessageFaults(faults, index)
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.index}/{self.incarnation}>"
+
+
+class DataPlane:
+    """Endpoints, outbox and peer links of one stage on one worker (see the module doc)."""
+
+    def __init__(self, worker: Any, run_id: str, n_partitions: int, settings: ChannelSettings,
+                 faults: tuple, directory: Any):
+        self.worker = worker
+        self.address = worker.address
+        self.loop = worker.loop
+        self.aloop = asyncio.get_running_loop()
+        self.run_id = run_id
+        self.n_partitions = n_partitions
+        self.settings = settings
+        self.faults = tuple(faults)
+        self._directory = directory  # () -> {partition: (address, incarnation)}
+        self.deliver_op = op_name("deliver", run_id)
+        # loop-owned
+        self.endpoints: dict[tuple[int, int], Endpoint] = {}
+        self.current: dict[int, Endpoint] = {}  # partition -> newest incarnation open here
+        self.links: dict[str, PeerLink] = {}
+        self.undeliverable = 0
+        self.malformed = 0
+        self.stopped = False
+        self.closed = False
+        # the one hand-over point from operator threads
+        self._lock = threading.Lock()
+        # key -> (endpoint, encoded, targets); latest= pushes conflate on (endpoint, slot, targets)
+        self._outbox: OrderedDict[Any, tuple[Endpoint, Encoded, tuple | None]] = OrderedDict()
+        self._outbox_bytes = 0
+        self._outbox_dropped: dict[Endpoint, list[int]] = defaultdict(lambda: [0, 0])
+        self._fifo = itertools.count()
+        self._scheduled = False
+
+    # ------------------------------------------------------------------ endpoints (loop)
+    def open(self, index: int, incarnation: int) -> Endpoint:
+        """Open the endpoint of incarnation ``incarnation`` of partition ``index`` (loop only)."""
+        ep = Endpoint(index, incarnation, self.settings, self.faults)
+        if self.stopped or self.closed:
+            ep.mailbox.wake()
+        self.endpoints[(index, incarnation)] = ep
+        cur = self.current.get(index)
+        if cur is None or cur.incarnation <= incarnation:
+            self.current[index] = ep
+        return ep
+
+    async def aopen(self, index: int, incarnation: int) -> Endpoint:
+        return self.open(index, incarnation)
+
+    def close_endpoint(self, ep: Endpoint) -> dict[str, Any]:
+        """Close an endpoint (loop only) after sending what it queued; its final stats."""
+        self._drain(None)
+        ep.closed = True
+        ep.mailbox.close()
+        self.endpoints.pop((ep.index, ep.incarnation), None)
+        if self.current.get(ep.index) is ep:
+            del self.current[ep.index]
+            older = [e for (i, _), e in self.endpoints.items() if i == ep.index]
+            if older:
+                self.current[ep.index] = max(older, key=lambda e: e.incarnation)
+        # drops of messages whose receiver had left this worker: charged to whoever leaves next
+        ep.stats.undeliverable += self.undeliverable
+        ep.stats.malformed += self.malformed
+        self.undeliverable = self.malformed = 0
+        return ep.mailbox.snapshot()
+
+    async def aclose_endpoint(self, ep: Endpoint) -> dict[str, Any]:
+        return self.close_endpoint(ep)
+
+    def close_from_thread(self, ep: Endpoint, timeout: float = 3.0) -> dict[str, Any]:
+        """`close_endpoint` from an operator thread; never waits longer than ``timeout``."""
+        try:
+            return sync(self.loop, self.aclose_endpoint, ep, callback_timeout=timeout)
+        except Exception:  # noqa: BLE001 - loop gone or stuck: close here, keep the counts
+            logger.warning("asip: closing %r off the event loop", ep, exc_info=True)
+            ep.closed = True
+            ep.mailbox.close()
+            return ep.mailbox.snapshot()
+
+    def alive(self) -> list[int]:
+        """Partitions with an open endpoint on this worker."""
+        return list(self.current)
+
+    def stop(self) -> None:
+        """The stage stops: every poll returns at once from now on (thread-safe)."""
+        self.stopped = True
+        try:
+            endpoints = list(self.endpoints.values())
+        except RuntimeError:  # the loop changed them under an operator thread: let it do this
+            self.aloop.call_soon_threadsafe(self.stop)
+            return
+        for ep in endpoints:
+            ep.mailbox.wake()
+
+    def close(self) -> None:
+        """Teardown (loop only): close links and mailboxes, forget queued pushes."""
+        self.closed = True
+        self.stop()
+        for link in self.links.values():
+            link.close()
+        self.links.clear()
+        for ep in list(self.endpoints.values()):
+            ep.mailbox.close()
+        with self._lock:
+            self._outbox.clear()
+            self._outbox_bytes = 0
+
+    # ------------------------------------------------------------------ operator threads
+    def submit(self, ep: Endpoint, encoded: Encoded, targets: tuple | None) -> None:
+        """Hand a push to the event loop (any thread); never blocks on the network.
+
+        The outbox is bounded by ``asip.channel.outbox-bytes``: past it the oldest
+        pushes are dropped and counted against their senders.
+        """
+        size = encoded.nbytes + MESSAGE_OVERHEAD
+        key = next(self._fifo) if encoded.slot is None else (ep, encoded.slot, targets)
+        parts = wire_item(encoded, self.settings.limits)  # here, off the event loop
+        with self._lock:
+            old = self._outbox.pop(key, None)
+            if old is not None:  # a newer latest= push replaces one the loop has not taken yet
+                self._outbox_bytes -= old[1].nbytes + MESSAGE_OVERHEAD
+                self._outbox_dropped[ep][1] += 1
+            self._outbox[key] = (ep, encoded, targets, parts)
+            self._outbox_bytes += size
+            while self._outbox_bytes > self.settings.outbox_bytes and len(self._outbox) > 1:
+                _, (old_ep, old_enc, _, _) = self._outbox.popitem(last=False)
+                self._outbox_bytes -= old_enc.nbytes + MESSAGE_OVERHEAD
+                self._outbox_dropped[old_ep][0] += 1
+            wake = not self._scheduled
+            self._scheduled = True
+        if wake:
+            self.aloop.call_soon_threadsafe(self._drain)
+
+    # ------------------------------------------------------------------ event loop
+    def _drain(self, limit: int | None = DRAIN_BYTES) -> None:
+        """Take the oldest pushes from the outbox (about ``limit`` bytes, all with None):
+        deliver locally, hand the rest to peer links; come back soon for what is left,
+        so one callback never holds the event loop long."""
+        with self._lock:
+            if limit is None:
+                items, self._outbox = list(self._outbox.values()), OrderedDict()
+                self._outbox_bytes = 0
+            else:
+                items, taken = [], 0
+                while self._outbox and taken < limit:
+                    _, item = self._outbox.popitem(last=False)
+                    items.append(item)
+                    taken += item[1].nbytes + MESSAGE_OVERHEAD
+                self._outbox_bytes -= taken
+            dropped, self._outbox_dropped = self._outbox_dropped, defaultdict(lambda: [0, 0])
+            more = bool(self._outbox)
+            self._scheduled = more
+        if more:
+            self.aloop.call_soon(self._drain)
+        for ep, (overflow, conflated) in dropped.items():
+            # a push dropped before routing counts once, whatever its fan-out would have been
+            ep.stats.sent += overflow + conflated
+            ep.stats.dropped_overflow += overflow
+            ep.stats.conflated += conflated
+        if not items or self.closed:
+            return
+        touched: set[PeerLink] = set()
+        for ep, encoded, targets, parts in items:
+            try:
+                self._route(ep, encoded, targets, parts, touched)
+            except Exception:  # noqa: BLE001 - never lose the rest of the outbox
+                logger.exception("asip: routing a message from partition %d failed", ep.index)
+        for link in touched:
+            link.flush()
+
+    def _route(self, ep: Endpoint, encoded: Encoded, targets: tuple | None, parts: list,
+               touched: set[PeerLink]) -> None:
+        stats = ep.stats
+        directory = self._directory()
+        current, me, index = self.current, self.address, ep.index
+        local: list[int] = []
+        remote: dict[str, list[int]] = {}
+        if targets is None:  # every peer the directory knows
+            local = [j for j in current if j != index]
+            for j, (addr, _) in directory.items():
+                if j != index and addr != me and j not in current:
+                    remote.setdefault(addr, []).append(j)
+        else:
+            for j in targets:
+                if j in current:
+                    local.append(j)
+                else:
+                    entry = directory.get(j)
+                    if entry is not None and entry[0] != me:
+                        remote.setdefault(entry[0], []).append(j)
+                    else:
+                        stats.sent += 1
+                        stats.dropped_no_route += 1
+        faults = ep.faults
+        if local:
+            message = decode_message(local_item(encoded), run_id=self.run_id,
+                                     n_partitions=self.n_partitions, limits=self.settings.limits)
+            for j in local:
+                stats.sent += 1
+                if faults.dropped():
+                    stats.dropped_injected += 1
+                elif faults.delay:
+                    self.aloop.call_later(faults.delay, self._deliver_delayed, j, message,
+                                          encoded.nbytes)
+                else:
+                    self._deliver(j, message, encoded.nbytes, time.time())
+        if not remote:
+            return
+        for addr, receivers in remote.items():
+            stats.sent += len(receivers)
+            if faults.dropped():
+                stats.dropped_injected += len(receivers)
+                continue
+            item = [receivers, *parts]
+            slot = None if encoded.slot is None else (ep.index, encoded.slot, tuple(receivers))
+            if faults.delay:
+                self.aloop.call_later(faults.delay, self._send_delayed, addr, stats, item,
+                                      encoded.nbytes, len(receivers), slot)
+                continue
+            link = self._link(addr)
+            link.enqueue(stats, item, encoded.nbytes, len(receivers), slot)
+            touched.add(link)
+
+    def _link(self, addr: str) -> PeerLink:
+        link = self.links.get(addr)
+        if link is None or link.closed:
+            link = self.links[addr] = PeerLink(self, addr)
+        return link
+
+    def _send_delayed(self, addr: str, stats: ChannelStats, item: list, nbytes: int,
+                      copies: int, slot: Any) -> None:
+        if self.closed:
+            return
+        link = self._link(addr)
+        link.enqueue(stats, item, nbytes, copies, slot)
+        link.flush()
+
+    def _deliver_delayed(self, j: int, message: Any, nbytes: int) -> None:
+        if not self.closed:
+            self._deliver(j, message, nbytes, time.time())
+
+    def _deliver(self, j: int, message: Any, nbytes: int, now: float,
+                 directory: dict | None = None) -> None:
+        """Put one message into partition ``j``'s current mailbox, or count why not."""
+        ep = self.current.get(j)
+        if ep is None:
+            self.undeliverable += 1
+            return
+        entry = (self._directory() if directory is None else directory).get(message.sender)
+        if entry is not None and entry[1] > message.incarnation:
+            ep.stats.zombie += 1  # the directory already knows a newer incarnation
+            return
+        if not ep.mailbox.put(message, nbytes, now):
+            self.undeliverable += 1
+
+    def prune_links(self) -> None:
+        """Close links to workers that no longer host any operator of this stage (loop)."""
+        in_use = {addr for addr, _ in self._directory().values()}
+        for addr in [a for a in self.links if a not in in_use]:
+            self.links.pop(addr).close()
+
+    # ------------------------------------------------------------------ receiving
+    def handle_deliver(self, batch: Any) -> bool:
+        """A batch of wire items from a peer worker (raw frames arrive as memoryviews).
+
+        The True it returns is the sender's acknowledgement (see `asip._links`)."""
+        if not isinstance(batch, (list, tuple)):
+            self.malformed += 1
+            return True
+        now = time.time()
+        directory = self._directory()
+        for entry in batch:
+            try:
+                self._receive(entry, now, directory)
+            except Exception:  # noqa: BLE001 - one bad item never costs the rest of the batch
+                logger.debug("asip: dropped an item that failed on receipt", exc_info=True)
+                self.malformed += 1
+        return True
+
+    def _receive(self, entry: Any, now: float, directory: dict) -> None:
+        if not isinstance(entry, (list, tuple)) or len(entry) < 2:
+            self.malformed += 1
+            return
+        try:
+            targets = decode_targets(entry[0], self.n_partitions)
+        except MessageError as exc:
+            logger.debug("asip: dropped a malformed message: %s", exc)
+            self.malformed += 1
+            return
+        try:
+            message = decode_message(entry[1:], run_id=self.run_id,
+                                     n_partitions=self.n_partitions, limits=self.settings.limits)
+        except MessageError as exc:
+            logger.debug("asip: dropped a malformed message: %s", exc)
+            eps = [self.current.get(j) for j in (targets or [])]
+            for ep in eps:
+                if ep is not None:
+                    ep.stats.malformed += 1
+            if not any(eps):
+                self.malformed += 1
+            return
+        nbytes = len(entry[1])
+        for v in message.payload.values():
+            nbytes += v.nbytes if isinstance(v, np.ndarray) else 8
+        if targets is None:
+            targets = [j for j in self.current if j != message.sender]
+        for j in targets:
+            self._deliver(j, message, nbytes, now, directory)

@@ -1,0 +1,210 @@
+"""Outgoing peer links: one persistent distributed comm per peer worker, owned by the event loop.
+
+A push reaches the socket in the same event-loop callback that took it from the
+operators' outbox: when the link is connected and the peer has acknowledged the
+previous batch, the batch is written at once (distributed's ``comm.write`` enqueues
+into tornado's buffer without suspending when serialization is not offloaded).
+Otherwise it waits in a queue bounded by ``asip.channel.peer-queue-bytes``: at most
+one batch per link is ever unhandled by its receiver (the handler's reply is the
+acknowledgement), so under overload the waiting happens on the sender, where
+``latest=`` messages conflate and, past the bound, the oldest are dropped and
+counted, instead of in socket buffers where messages only grow stale. A slow or
+dead peer costs bounded memory and staleness, and never blocks an operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Callable
+
+from distributed.comm import connect
+
+from asip._channel import MESSAGE_OVERHEAD
+
+if TYPE_CHECKING:
+    from asip._channel import ChannelStats
+    from asip._dataplane import DataPlane
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BATCH_BYTES", "PeerLink"]
+
+# One write carries at most about this much, so the peer's event loop handles a bounded
+# batch per callback and its control traffic (stop, directory) never waits long behind data.
+BATCH_BYTES = 1 << 20
+
+
+def drive(coro: Any, on_error: Callable[[BaseException], None]) -> bool:
+    """Run a coroutine now, as far as it goes without waiting, like an eager task.
+
+    Returns True when it finished in this call; if it suspends, the rest runs from
+    the futures' callbacks (as ``asyncio.Task`` would) and errors go to ``on_error``.
+    """
+    loop = asyncio.get_running_loop()
+
+    def step(_: Any = None) -> bool:
+        try:
+            fut = coro.send(None)
+        except StopIteration:
+            return True
+        except BaseException as exc:  # noqa: BLE001 - reported, never swallowed
+            on_error(exc)
+            return True
+        if fut is None:
+            loop.call_soon(step)
+        else:
+            fut._asyncio_future_blocking = False
+            fut.add_done_callback(step)
+        return False
+
+    return step()
+
+
+class PeerLink:
+    """One outgoing link to a peer worker; every method runs on the event loop."""
+
+    def __init__(self, plane: DataPlane, address: str):
+        self.plane = plane
+        self.address = address
+        # key -> (sender stats, item, bytes, copies); FIFO keys are ints, latest= keys tuples
+        self.queue: OrderedDict[Any, tuple[ChannelStats, list, int, int]] = OrderedDict()
+        self.bytes = 0
+        self.comm: Any = None
+        self.connecting: asyncio.Task | None = None
+        self.retry_at = 0.0
+        self.inflight: list | None = None  # the batch written and not yet acknowledged
+        self.reader: asyncio.Task | None = None
+        self.closed = False
+        self.writes = 0
+        self._fifo = itertools.count()
+
+    # ------------------------------------------------------------------ queue
+    def enqueue(self, stats: ChannelStats, item: list, nbytes: int, copies: int,
+                slot: Any = None) -> None:
+        """Queue one wire item for this peer (``copies`` receivers), dropping at the edge."""
+        if self.closed or (self.comm is None and self.retry_at
+                           and asyncio.get_running_loop().time() < self.retry_at):
+            stats.dropped_no_route += copies  # peer unreachable a moment ago: don't queue
+            return
+        key = slot if slot is not None else next(self._fifo)
+        old = self.queue.pop(key, None)
+        if old is not None:
+            self.bytes -= old[2]
+            old[0].conflated += old[3]
+        size = nbytes + MESSAGE_OVERHEAD
+        bound = self.plane.settings.peer_queue_bytes
+        while self.queue and self.bytes + size > bound:
+            _, (s, _, dropped, n) = self.queue.popitem(last=False)
+            self.bytes -= dropped
+            s.dropped_overflow += n
+        self.queue[key] = (stats, item, size, copies)
+        self.bytes += size
+
+    def _drop_all(self, field: str) -> None:
+        for stats, _, _, copies in self.queue.values():
+            setattr(stats, field, getattr(stats, field) + copies)
+        self.queue.clear()
+        self.bytes = 0
+
+    # ------------------------------------------------------------------ writing
+    def flush(self) -> None:
+        """Write everything queued now if the link is up and the peer has acknowledged
+        the previous batch; otherwise it waits (and conflates) in the queue."""
+        if self.closed or not self.queue:
+            return
+        if self.comm is None:
+            if self.connecting is None and asyncio.get_running_loop().time() >= self.retry_at:
+                self.connecting = asyncio.ensure_future(self._connect())
+            return
+        if self.inflight is not None:
+            return
+        entries = []
+        taken = 0
+        while self.queue and taken < BATCH_BYTES:  # bounded work per handler call on the peer
+            _, entry = self.queue.popitem(last=False)
+            entries.append(entry)
+            taken += entry[2]
+        self.bytes -= taken
+        msg = {"op": self.plane.deliver_op, "reply": True, "batch": [e[1] for e in entries]}
+        comm = self.comm
+        self.inflight = entries
+        try:
+            drive(comm.write(msg), lambda exc: self._failed(comm, exc))
+        except Exception as exc:  # noqa: BLE001 - counted and logged, the link starts over
+            self._failed(comm, exc)
+            return
+        self.writes += 1
+
+    def _failed(self, comm: Any, exc: BaseException) -> None:
+        """The connection broke: the unacknowledged batch counts as dropped (no route)."""
+        logger.debug("asip: link to %s broke: %r", self.address, exc)
+        if self.comm is comm:
+            for stats, _, _, copies in self.inflight or ():
+                stats.dropped_no_route += copies
+            self.inflight = None
+        self._broken(comm)
+
+    async def _read_acks(self, comm: Any) -> None:
+        """Each batch is answered once the peer has handled it: then the next may go."""
+        try:
+            while True:
+                reply = await comm.read()
+                if self.comm is not comm:
+                    return
+                if reply is not True:  # the peer has no handler for this stage (any more)
+                    logger.debug("asip: %s refused a batch: %r", self.address, reply)
+                    for stats, _, _, copies in self.inflight or ():
+                        stats.undeliverable += copies
+                    self.inflight = None
+                    self._drop_all("dropped_no_route")
+                    self.retry_at = asyncio.get_running_loop().time() + self.plane.settings.reconnect_delay
+                    self._broken(comm)
+                    return
+                self.inflight = None
+                self.flush()
+        except Exception as exc:  # noqa: BLE001 - closed, aborted or garbage: start over
+            if self.comm is comm:
+                self._failed(comm, exc)
+
+    def _broken(self, comm: Any) -> None:
+        if self.comm is comm:
+            self.comm = None
+            self.inflight = None
+        try:
+            comm.abort()
+        except Exception:  # noqa: BLE001
+            pass
+
+    async def _connect(self) -> None:
+        plane = self.plane
+        try:
+            comm = await connect(self.address, timeout=plane.settings.connect_timeout,
+                                 name="asip-channel", **plane.worker.connection_args)
+        except Exception as exc:  # noqa: BLE001 - unreachable or dead peer: drop, wait, retry
+            logger.debug("asip: connect to %s failed: %s", self.address, exc)
+            self.connecting = None
+            self.retry_at = asyncio.get_running_loop().time() + plane.settings.reconnect_delay
+            self._drop_all("dropped_no_route")
+            return
+        self.connecting = None
+        if self.closed:
+            comm.abort()
+            return
+        comm.allow_offload = False  # writes then never suspend: see flush()
+        self.comm = comm
+        self.reader = asyncio.ensure_future(self._read_acks(comm))
+        self.flush()
+
+    def close(self) -> None:
+        """Stop for good: what is still queued counts as no route."""
+        self.closed = True
+        self._drop_all("dropped_no_route")
+        if self.connecting is not None:
+            self.connecting.cancel()
+        if self.reader is not None:
+            self.reader.cancel()
+        if self.comm is not None:
+            self._broken(self.comm)

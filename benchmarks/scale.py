@@ -1,0 +1,152 @@
+"""Scale benchmark: many operators, wide payloads, the built-in fan-outs, nothing lost.
+
+Run:  python benchmarks/scale.py [--quick] [--workers 8] [--operators 64,128] [--dims 1000]
+      [--topologies all,ring,gossip] [--duration 30] [--latest]
+
+Every shape runs one stage of ``N`` operators on ``W`` worker processes (operators
+oversubscribe the cores: ``oversubscribe=True``); each operator pushes a ``d``-float
+vector every step to its fan-out (``all``: every peer; ``ring``: the next partition;
+``gossip``: ``k`` random peers) and polls with ``timeout=0.01``. Printed per shape:
+launch time, deliveries/s and bytes/s (delivered into mailboxes), message age at poll
+p50/p99 (``res.stats``), drops (every ``dropped_*`` counter), results returned and
+missing (with why), how many operators heard every peer they should (all-to-all and
+ring), the scheduler process's RSS growth over the stage, and hung kills / busy verdicts
+(``res.health``). Targets (issue 10): 64 and 128 operators on 8 workers: every result,
+zero hung kills, scheduler growth <= 50 MB; 512 operators on 16 workers: launch <= 3 s
+and every result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+from distributed import Client, LocalCluster
+
+import asip
+
+
+class Pusher(asip.Operator):
+    """Pushes its ``d``-float vector to its fan-out every step; records whom it heard."""
+
+    def __init__(self, d: int, topology: str, k: int = 3, latest: bool = False):
+        self.d, self.topology, self.k, self.latest = d, topology, k, latest
+
+    def setup(self, ctx, partition):
+        self.v = np.full(self.d, float(ctx.index))
+        self.heard: set[int] = set()
+        self.steps = 0
+
+    def _fanout(self, ctx):
+        if self.topology == "all":
+            return None
+        if self.topology == "ring":
+            return ctx.ring(1)
+        return ctx.gossip(self.k)
+
+    def step(self, ctx):
+        ctx.push({"v": self.v}, to=self._fanout(ctx), latest=self.latest)
+        for msg in ctx.poll(timeout=0.01):
+            self.heard.add(msg.sender)
+        self.steps += 1
+
+    def result(self, ctx):
+        return {"heard": len(self.heard), "steps": self.steps}
+
+
+def _scheduler_rss(client: Client) -> int:
+    def rss(dask_scheduler=None):
+        import gc as _gc
+
+        import psutil
+
+        _gc.collect()
+        return psutil.Process().memory_info().rss
+
+    return client.run_on_scheduler(rss)
+
+
+def run_shape(client: Client, n_workers: int, n: int, d: int, topology: str, duration: float,
+              latest: bool) -> dict:
+    X = da.zeros((n * 4, 2), chunks=(4, 2)).persist()
+    client.wait_for_workers(n_workers, timeout=120)
+    rss0 = _scheduler_rss(client)
+    t0 = time.monotonic()
+    res = asip.Stage(Pusher(d, topology, latest=latest), X, client=client, max_time=duration,
+                     oversubscribe=True).run()
+    wall = time.monotonic() - t0
+    rss1 = _scheduler_rss(client)
+    tot = res.stats["total"]
+    elapsed = max(res.elapsed, 1e-9)
+    drops = sum(v for key, v in tot.items() if key.startswith("dropped_") and isinstance(v, int))
+    want = {"all": n - 1, "ring": 1}.get(topology)
+    heard_all = (sum(1 for r in res.results if r is not None and r["heard"] >= want)
+                 if want is not None else None)
+    return {
+        "W": n_workers, "N": n, "d": d, "topology": topology + ("+latest" if latest else ""),
+        "launch_s": res.timings.get("launch", float("nan")), "wall_s": wall,
+        "deliveries_per_s": tot["delivered"] / elapsed,
+        "MB_per_s": tot["delivered_bytes"] / elapsed / 1e6,
+        "age_p50_ms": tot.get("age_p50_ms", float("nan")),
+        "age_p99_ms": tot.get("age_p99_ms", float("nan")),
+        "drops": drops, "returned": sum(r is not None for r in res.results),
+        "missing": res.missing, "heard_all": heard_all,
+        "sched_growth_MB": (rss1 - rss0) / 1e6,
+        "hung_kills": res.health.get("hung_kills", 0), "busy": sum(res.health.get("busy", {}).values()),
+        "restarts": len(res.restarts), "stopped_by": res.stopped_by,
+    }
+
+
+def _row(r: dict) -> str:
+    heard = "-" if r["heard_all"] is None else f"{r['heard_all']}/{r['N']}"
+    return (f"| {r['W']} | {r['N']} | {r['d']:,} | {r['topology']} | {r['launch_s']:.2f} | "
+            f"{r['deliveries_per_s']:,.0f} | {r['MB_per_s']:,.1f} | {r['age_p50_ms']:.0f} / "
+            f"{r['age_p99_ms']:.0f} | {r['drops']:,} | {r['returned']}/{r['N']} | {heard} | "
+            f"{r['sched_growth_MB']:+.1f} | {r['hung_kills']} / {r['busy']} |")
+
+
+HEADER = ("| W | N | d | fan-out | launch s | deliveries/s | MB/s | age p50 / p99 ms | drops | "
+          "results | heard all | scheduler MB | hung kills / busy |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="4 workers, 16 operators, d=1000, 3 s")
+    ap.add_argument("--workers", default="8", help="comma list of worker-process counts")
+    ap.add_argument("--operators", default="64,128", help="comma list of operator counts")
+    ap.add_argument("--dims", default="1000", help="comma list of vector lengths")
+    ap.add_argument("--topologies", default="all,ring,gossip")
+    ap.add_argument("--duration", type=float, default=30.0)
+    ap.add_argument("--latest", action="store_true", help="push with latest=True (conflation)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.workers, args.operators, args.dims, args.duration = "4", "16", "1000", 3.0
+        args.topologies = "all,ring"
+    ints = lambda s: [int(float(x)) for x in s.split(",") if x]  # noqa: E731
+    dask.config.set({"distributed.deploy.lost-worker-timeout": "120s",
+                     "asip.gang.start-timeout": "120s"})
+    print(HEADER, flush=True)
+    for w in ints(args.workers):
+        with LocalCluster(n_workers=w, threads_per_worker=max(1, max(ints(args.operators)) // w), processes=True,
+                          dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
+            for n in ints(args.operators):
+                for d in ints(args.dims):
+                    for topo in [t for t in args.topologies.split(",") if t]:
+                        try:
+                            r = run_shape(client, w, n, d, topo, args.duration, args.latest)
+                        except Exception as exc:  # a shape that fails is a row, not the end
+                            print(f"| {w} | {n} | {d:,} | {topo} | failed: {exc!r:.200} |", flush=True)
+                            continue
+                        print(_row(r), flush=True)
+                        if r["missing"]:
+                            print(f"  missing: {r['missing']}", flush=True)
+                        gc.collect()
+
+
+if __name__ == "__main__":
+    main()
