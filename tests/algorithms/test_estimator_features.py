@@ -149,9 +149,8 @@ def test_pipeline_grid_search_and_cross_val_score_run_sequentially_on_the_cluste
 @pytest.mark.timeout(90)
 def test_defaults_stop_certified_and_small_reports_carry_no_model(client, capsys):
     ds = make_logistic(1000, 10, random_state=6)
-    # defaults (solver auto, intercept, tol) but alpha: at the default 1e-4 asip-cocoa's gap
-    # does not reach 1e-6 within the 10 s cap on this problem (yet)
-    clf = AsipClassifier(alpha=1e-2, verbose=1).fit(ds.X, ds.y)
+    # all defaults (solver auto -> gd on dense data, intercept, tol, alpha 1e-4)
+    clf = AsipClassifier(verbose=1).fit(ds.X, ds.y)
     assert clf.solver_ in RUNTIME_SOLVERS and RUNTIME_SOLVERS[clf.solver_].uses_tol
     assert clf.stopped_by_ == "tol", clf.stopped_by_
     assert clf.gap_ is None or 0 <= clf.gap_ < 1e-3
