@@ -907,6 +907,26 @@ def _logistic_dual_root(beta, ym, q):
 
 
 @njit(**_JIT)
+def dual_coordinate_step(loss, yi, a, m, q):
+    """SDCA's closed-form (hinge, squared) or Newton (logistic) change of one dual ``a``.
+
+    ``m`` is the row's margin at the current local model and ``q`` the row's curvature
+    ``||x_i||^2`` times the local scaling; shared by ADMM's local solver and asip-cocoa.
+    """
+    if loss == HINGE:
+        beta = yi * a
+        if q > 0.0:
+            nb = min(1.0, max(0.0, beta + (1.0 - yi * m) / q))
+        else:
+            nb = 1.0 if yi * m < 1.0 else 0.0
+        return yi * (nb - beta)
+    if loss == SQUARED:
+        return (yi - m - a) / (1.0 + q)
+    beta = yi * a
+    return yi * (_logistic_dual_root(beta, yi * m, q) - beta)
+
+
+@njit(**_JIT)
 def sdca_steps(X, y, loss, fit_intercept, n_epochs, rng, dual, x, c_over_rho, sqn):
     """Stochastic dual coordinate ascent (Shalev-Shwartz & Zhang 2013) for a proximal local problem.
 
@@ -932,21 +952,8 @@ def sdca_steps(X, y, loss, fit_intercept, n_epochs, rng, dual, x, c_over_rho, sq
             i = order[k]
             q = c_over_rho * sqn[i]  # 0 for an empty row: its dual still has an optimum
             m = _margin(X, i, x, fit_intercept)
-            yi = y[i]
             a = dual[i]
-            if loss == HINGE:
-                beta = yi * a
-                if q > 0.0:
-                    nb = min(1.0, max(0.0, beta + (1.0 - yi * m) / q))
-                else:
-                    nb = 1.0 if yi * m < 1.0 else 0.0
-                delta = yi * (nb - beta)
-            elif loss == SQUARED:
-                delta = (yi - m - a) / (1.0 + q)
-            else:
-                beta = yi * a
-                nb = _logistic_dual_root(beta, yi * m, q)
-                delta = yi * (nb - beta)
+            delta = dual_coordinate_step(loss, y[i], a, m, q)
             if delta != 0.0:
                 dual[i] = a + delta
                 s = c_over_rho * delta

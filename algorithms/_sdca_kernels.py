@@ -17,8 +17,7 @@ from numba import njit
 
 from . import _losses as _L
 
-from ._kernels import (HINGE, SQUARED, _logistic_dual_root, _margin, _randint, n_rows,
-                       row_axpy)
+from ._kernels import _margin, _randint, dual_coordinate_step, n_rows, row_axpy
 
 __all__ = ["cocoa_steps", "conjugate_sum"]
 
@@ -58,21 +57,8 @@ def cocoa_steps(X, y, loss, fit_intercept, n_steps, rng, order, cursor, dual, sq
         cursor[0] = k + 1 if k + 1 < n else 0
         q = ss * sqn[i]
         m = _margin(X, i, w, fit_intercept)
-        yi = y[i]
         a = dual[i]
-        if loss == HINGE:
-            beta = yi * a
-            if q > 0.0:
-                nb = min(1.0, max(0.0, beta + (1.0 - yi * m) / q))
-            else:
-                nb = 1.0 if yi * m < 1.0 else 0.0
-            delta = yi * (nb - beta)
-        elif loss == SQUARED:
-            delta = (yi - m - a) / (1.0 + q)
-        else:
-            beta = yi * a
-            nb = _logistic_dual_root(beta, yi * m, q)
-            delta = yi * (nb - beta)
+        delta = dual_coordinate_step(loss, y[i], a, m, q)
         if delta != 0.0:
             dual[i] = a + delta
             row_axpy(X, i, ss * delta, w)
