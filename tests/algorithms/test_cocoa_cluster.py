@@ -22,6 +22,7 @@ ALPHA = 1e-2
 
 
 def _fit(Est, X, y, loss, tol=1e-6, **kw):
+    kw.setdefault("fit_intercept", False)  # the gap is checked against _rel's problem
     est = Est(loss=loss, penalty="l2", alpha=ALPHA, solver="asip-cocoa", tol=tol, max_time=30.0,
               random_state=0, **kw)
     return est.fit(X, y)

@@ -90,7 +90,7 @@ def test_admm_default_rho_follows_alpha_and_pays_off_on_a9a():
     problem = make_problem(K.LOGISTIC, K.L2, 1e-4, True, parts)
     obj = Objective(get_loss("log_loss"), get_penalty("l2", 1e-4), True)
     ref = reference_optimum(obj, ds.X, ds.y)
-    w, *_ = simulate("asip-admm", problem, parts, {"seed": 0, "push_period": 0.0},
+    w, *_ = simulate("asip-admm", problem, parts, {"seed": 0, "push_period": 0.0, "rho_rule": "sqrt"},
                      max_time=60.0, max_rounds=100)
     assert float(relative_suboptimality(obj.value(w, ds.X, ds.y), ref.f_star)) <= 2e-3
 
