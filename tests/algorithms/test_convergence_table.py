@@ -27,7 +27,9 @@ from asip.algorithms import SOLVERS, AsipClassifier, AsipRegressor
 #: seconds; 1.0 for the others. averaging stops by itself once every local solve has
 #: converged, so its budget is only a cap; the driver-side ADMMs pay a scheduler round trip
 #: per local solve and get more time.
-BUDGET = {"admm-async": 3.0, "admm-async-batched": 3.0, "averaging": 3.0}
+#: saga's 1 s ended at 1.15e-5 against its 1e-5 real-data bound in one CI run (O(nnz) kernels
+#: since 2026-11-29): 1.5 s keeps that cell off the wall-clock edge.
+BUDGET = {"admm-async": 3.0, "admm-async-batched": 3.0, "averaging": 3.0, "saga": 1.5}
 
 #: (real, synthetic) bound per solver and task:
 #:            log_loss-l2     log_loss-l1     hinge-l2        squared-l2      squared-l1
