@@ -219,6 +219,14 @@ def _next_u64(rng):
 
 
 @njit(**_JIT)
+def _sgd_step_size(eta0, mu, tau, T):
+    """The SGD step after ``T`` steps: 1/(mu t)-type when strongly convex, else 1/sqrt(t)."""
+    if mu > 0.0:
+        return eta0 / (1.0 + eta0 * mu * T)
+    return eta0 / math.sqrt(1.0 + T / tau)
+
+
+@njit(**_JIT)
 def _randint(rng, n):
     return np.int64((_next_u64(rng) >> np.uint64(11)) % np.uint64(n))
 
@@ -596,10 +604,7 @@ def sgd_steps(X, y, loss, fit_intercept, n_steps, batch, rng, weight, x, S, P, c
     dv = np.empty(batch)
     for _ in range(n_steps):
         T = count[0] + T_peers
-        if mu > 0.0:
-            eta = eta0 / (1.0 + eta0 * mu * T)
-        else:
-            eta = eta0 / math.sqrt(1.0 + T / tau)
+        eta = _sgd_step_size(eta0, mu, tau, T)
         c = eta * weight / batch
         for k in range(batch):
             idx[k] = _randint(rng, n)
@@ -676,10 +681,7 @@ def sgd_steps_lazy(X, y, loss, fit_intercept, n_steps, batch, rng, weight, x, S,
     dv = np.empty(batch)
     for t in range(1, n_steps + 1):
         T = count[0] + T_peers
-        if mu > 0.0:
-            eta = eta0 / (1.0 + eta0 * mu * T)
-        else:
-            eta = eta0 / math.sqrt(1.0 + T / tau)
+        eta = _sgd_step_size(eta0, mu, tau, T)
         c = eta * weight / batch
         for k in range(batch):
             idx[k] = _randint(rng, n)
