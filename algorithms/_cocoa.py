@@ -52,7 +52,8 @@ from ._certificate import GapParts, certificate_parts, gap_from_parts
 from ._cocoa_newton import LocalNewton, choose_local_solver
 from ._sdca_kernels import cocoa_steps
 
-__all__ = ["ALGORITHM", "CocoaState", "combine", "init", "local_step", "snapshot"]
+__all__ = ["ALGORITHM", "CocoaState", "combine", "init", "local_step", "resolve_local_solver",
+           "snapshot"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,23 @@ def validate(problem: Problem, params: dict) -> None:
     for key in ("newton_iter", "hessian_rows"):
         if not (isinstance(params[key], (int, np.integer)) and params[key] >= 1):
             raise ValueError(f"{key} must be a positive integer, got {params[key]!r}")
+
+
+def resolve_local_solver(params: dict, problem: Problem, X, sparse: bool) -> dict:
+    """``params`` with ``local_solver="auto"`` replaced by the choice for the whole ``X`` (on
+    the driver, so that every partition runs the same one; `choose_local_solver`). A sparse
+    dask array, whose density is not known without a pass, gets SDCA."""
+    if params.get("local_solver") != "auto":
+        return params
+    import scipy.sparse as sp
+
+    kernel = None
+    if sparse:
+        if not sp.issparse(X):
+            return {**params, "local_solver": "sdca"}
+        X = sp.csr_matrix(X)
+        kernel = (X.data, X.indices, X.indptr)
+    return {**params, "local_solver": choose_local_solver("auto", problem.loss, problem.p, kernel)}
 
 
 def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:

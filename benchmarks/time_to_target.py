@@ -46,6 +46,7 @@ def time_to(trace: np.ndarray, f_star: float, target: float) -> float:
 
 def fit(X, y, loss, alpha, solver, budget, tol, seed):
     est = AsipClassifier(loss=loss, penalty="l2", alpha=alpha, solver=solver, max_time=budget,
+                         fit_intercept=False,  # as the reference objective below
                          tol=tol, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # budget-ended ConvergenceWarnings are the point here

@@ -103,3 +103,19 @@ def test_local_solver_choice_and_refusals():
                  {"local_solver": "newton"}, max_rounds=1)
     with pytest.raises(ValueError, match="hessian_rows must be a positive integer"):
         simulate("asip-cocoa", problem, parts, {"hessian_rows": 0}, max_rounds=1)
+
+
+def test_auto_is_decided_once_for_the_whole_data():
+    from asip.algorithms._cocoa import resolve_local_solver
+
+    X, y, parts, problem, obj, ref = _setup(K.LOGISTIC, sizes=(30, 30))
+    params = {"local_solver": "auto"}
+    assert resolve_local_solver(params, problem, X, False)["local_solver"] == "newton"
+    sparse = sp.random(60, 15, density=0.1, format="csr", random_state=0)
+    assert resolve_local_solver(params, problem, sparse, True)["local_solver"] == "sdca"
+    dense_csr = sp.csr_matrix(X)
+    assert resolve_local_solver(params, problem, dense_csr, True)["local_solver"] == "newton"
+    hinge = problem._replace(loss=K.HINGE)
+    assert resolve_local_solver(params, hinge, X, False)["local_solver"] == "sdca"
+    assert resolve_local_solver({"local_solver": "sdca"}, problem, X, False) == {
+        "local_solver": "sdca"}
