@@ -70,9 +70,9 @@ DEFAULTS = {
     "rejoin_wait": 0.3,
     "seed": None,
     "local_solver": "auto",  # "sdca", "newton" (smooth losses) or "auto" (`choose_local_solver`)
-    "newton_iter": 5,  # Newton iterations per local solve, at most (one data pass each)
+    "newton_iter": 3,  # Newton iterations per round, at most (one data pass each)
     "newton_rtol": 1e-4,  # ...fewer once the Newton decrement fell by this factor
-    "hessian_rows": 5_000,  # rows sampled for a round's Hessian, at most
+    "hessian_rows": None,  # rows sampled for a Hessian, at most; None: max(2000, 4 p) (dense)
 }
 
 
@@ -108,6 +108,8 @@ def validate(problem: Problem, params: dict) -> None:
                          f"{params['sigma']!r}")
     choose_local_solver(params["local_solver"], problem.loss, problem.p, None)
     for key in ("newton_iter", "hessian_rows"):
+        if key == "hessian_rows" and params[key] is None:
+            continue
         if not (isinstance(params[key], (int, np.integer)) and params[key] >= 1):
             raise ValueError(f"{key} must be a positive integer, got {params[key]!r}")
 
@@ -140,14 +142,15 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
     newton = None
     if choose_local_solver(params["local_solver"], problem.loss, p, data.X) == "newton":
         newton = LocalNewton(data.X, data.y, problem.loss, problem.fit_intercept, p,
-                             problem.n_total, problem.alpha, params["hessian_rows"], seed)
+                             problem.n_total, problem.alpha,
+                             params["hessian_rows"] or max(2000, 4 * p), seed)
     return CocoaState(
         dual=np.zeros(data.n), order=np.arange(data.n, dtype=np.int64),
         cursor=np.zeros(1, dtype=np.int64), rng=K.make_rng(seed), u=np.zeros(p), w=np.zeros(p),
         peers={}, problem=problem, params=params, sigma=sigma,
         scale=1.0 / (problem.alpha * problem.n_total), chunk=AdaptiveCount(params["step_time"]),
         clock={"steps": 0, "seq": 0, "started": None, "answer": None, "answered": None,
-               "ahead": 0,
+               "ahead": 0, "hess": {},
                "rejoining": data.incarnation > 0 and data.n_partitions > 1},
         cert={"ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
               "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},
@@ -173,6 +176,8 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
             state.peers[msg.sender] = [msg.incarnation, key[1], u]
             if "x" in pl:  # local_solver="newton": the point u was taken at
                 state.peers[msg.sender].append(np.array(pl["x"]))
+        if "H" in pl:  # ... and the sender's loss Hessian, when it sent one
+            state.clock["hess"][msg.sender] = (msg.incarnation, np.array(pl["H"]))
         if "wbar" in pl and msg.sender == LEADER:  # a certificate round: answer at that model
             req = (msg.incarnation, int(pl["ver"]))
             if clock["answered"] is None or req > clock["answered"]:
@@ -242,11 +247,11 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
 
 def _newton_round(state: CocoaState, data: LocalData) -> None:
     """``local_solver="newton"``: Newton on this partition's model of the objective (see
-    `_cocoa_newton`) from the own iterate, peers at their latest pushed points."""
-    pb, params = state.problem, state.params
+    `_cocoa_newton`) from the own iterate, each peer at its latest pushed point and with its
+    pushed Hessian (its rows' curvature: heterogeneous partitions stay stable)."""
+    pb, params, clock = state.problem, state.params, state.clock
     nj = float(data.n)
-    peer_g, peer_cw = np.zeros(pb.p), np.zeros(pb.p)
-    c_missing = 0.0
+    peers, c_missing, points = [], 0.0, []
     for k, size in enumerate(pb.sizes):
         if k == data.index:
             continue
@@ -254,15 +259,20 @@ def _newton_round(state: CocoaState, data: LocalData) -> None:
         if entry is None or len(entry) < 4:  # not heard from, or no point yet
             c_missing += size / nj
             continue
-        peer_g -= pb.alpha * entry[2]  # g_k = -alpha u_k
-        peer_cw += (size / nj) * entry[3]
-    C = (pb.n_total - nj) / nj
-    v, dual, g = state.newton.solve(state.w, peer_g, peer_cw, C, c_missing,
-                                    params["newton_iter"], params["newton_rtol"])
+        hess = clock["hess"].get(k)
+        H_k = hess[1] if hess is not None and hess[0] == entry[0] else None
+        peers.append((-pb.alpha * entry[2], entry[3], H_k, size / nj))  # g_k = -alpha u_k
+        points.append(entry[3])
+    if not clock.get("point") and points:
+        # this incarnation's first round (a restart): start where the peers are
+        state.w[:] = np.mean(points, axis=0)
+    v, dual, g, H, new = state.newton.solve(state.w, peers, c_missing, params["newton_iter"],
+                                            params["newton_rtol"])
     state.w[:] = v
     state.dual[:] = dual
     state.u[:] = g * state.scale
-    state.clock["point"] = True
+    clock["point"] = True
+    clock["H"] = H  # pushed with the round's total (not with a waiting re-push)
 
 
 def _message(state: CocoaState, data: LocalData) -> Outgoing:
@@ -274,6 +284,9 @@ def _message(state: CocoaState, data: LocalData) -> Outgoing:
     payload = {"u": state.u.copy(), "seq": clock["seq"]}
     if clock.get("point"):  # Newton: u is -grad L_k / alpha at this point
         payload["x"] = state.w.copy()
+    if clock.get("H") is not None:
+        payload["H"] = clock["H"]
+        clock["H"] = None
     if clock["answer"] is not None and data.index != LEADER:
         (inc, ver), wbar = clock["answer"]
         clock["answer"] = None
@@ -328,7 +341,7 @@ def schema(problem: Problem) -> tuple[dict, dict]:
     vec = ("float64", (problem.p,))
     return ({"u": vec, "seq": int},
             {"wbar": vec, "ver": int, "c": float, "linc": int, "lver": int, "lsum": float,
-             "x": vec})
+             "x": vec, "H": ("float64", (problem.p, problem.p))})
 
 
 def snapshot(state: CocoaState) -> dict:

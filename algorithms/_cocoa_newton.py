@@ -85,7 +85,7 @@ class LocalNewton:
         self.n, self.alpha = float(n_total), float(alpha)
         self.hessian_rows = int(hessian_rows)
         self.rng = np.random.default_rng(seed)
-        self.cache = None  # (H, factor of the model's Hessian, margins where H was taken)
+        self.cache = None  # (H, the margins where it was taken)
         self.passes = 0.0
 
     # the design matrix with the constant column, without building it
@@ -123,34 +123,41 @@ class LocalNewton:
         self.passes += A.shape[0] / max(nk, 1)
         return H
 
-    def solve(self, w0, peer_g, peer_cw, C: float, c_missing: float, max_iter: int,
-              rtol: float):
+    def hessian_at(self, m):
+        """This partition's loss Hessian near the margins ``m``: the last one while no margin
+        moved by more than `REFRESH` since it was taken (logistic curvature then changed by
+        at most e^REFRESH; squared loss: always), else a new one. Returns ``(H, new)``."""
+        if self.cache is not None and (self.loss == K.SQUARED or np.max(
+                np.abs(m - self.cache[1]), initial=0.0) <= REFRESH):
+            return self.cache[0], False
+        self.cache = (self._hessian(m), m)
+        return self.cache[0], True
+
+    def solve(self, w0, peers, c_missing: float, max_iter: int, rtol: float):
         """Newton on ``F_j`` from ``v = w0``.
 
-        ``peer_g`` and ``peer_cw`` are ``sum g_k`` and ``sum c_k w_k`` over the peers heard
-        from, ``C = sum c_k`` over all peers, ``c_missing`` the part of it not heard from.
-        Returns ``(v, duals -phi'(x_i^T v), A_j^T duals)``.
+        ``peers``: ``(g_k, w_k, H_k, c_k)`` per peer heard from (``H_k`` None: modelled by
+        ``c_k H_j``); ``c_missing``: the ``sum c_k`` of the peers not heard from (modelled by
+        this partition at ``w0``). Returns ``(v, duals -phi'(x_i^T v), A_j^T duals, H_j,
+        new)``, ``new`` when ``H_j`` was recomputed.
         """
         loss, y, n, alpha = self.loss, self.y, self.n, self.alpha
         v = w0.copy()
         m = self._mv(v)
-        # the last Hessian while no margin moved by more than `REFRESH` since (logistic
-        # curvature then changed by at most e^REFRESH); squared loss: always
-        fresh = self.cache is not None and (loss == K.SQUARED or np.max(
-            np.abs(m - self.cache[2]), initial=0.0) <= REFRESH)
-        if fresh:
-            H, chol, _ = self.cache
-        else:
-            H = self._hessian(m)
-            M = (1.0 + C) * H
-            M[np.diag_indices_from(M)] += alpha
-            chol = sla.cho_factor(M, check_finite=False)
-            self.cache = (H, chol, m)
-        G, wc = peer_g, None
+        H, new = self.hessian_at(m)
+        # the peers' quadratic models summed: S = sum H_k, Sb = sum H_k w_k, G = sum g_k
+        S, Sb, G = c_missing * H, c_missing * (H @ w0), np.zeros_like(w0)
+        for g_k, w_k, H_k, c_k in peers:
+            Hk = c_k * H if H_k is None else H_k
+            S += Hk
+            Sb += Hk @ w_k
+            G += g_k
+        M = H + S
+        M[np.diag_indices_from(M)] += alpha
+        chol = sla.cho_factor(M, check_finite=False)
 
         def model(v, lsum):
-            dv = v - wc
-            return lsum / n + G @ v + 0.5 * C * (dv @ (H @ dv)) + 0.5 * alpha * (v @ v)
+            return lsum / n + G @ v + 0.5 * (v @ (S @ v)) - Sb @ v + 0.5 * alpha * (v @ v)
 
         dec0 = f = None
         for it in range(max_iter + 1):
@@ -159,11 +166,10 @@ class LocalNewton:
             self.passes += 0.5
             if it == max_iter:
                 break
-            if wc is None:  # absent peers: modelled by this partition at w0
-                G = peer_g + c_missing * (g_loss / n)
-                wc = (peer_cw + c_missing * w0) / C if C > 0 else w0
+            if f is None:  # absent peers: their gradient is this partition's at w0
+                G += c_missing * (g_loss / n)
                 f = model(v, _L.loss_value(loss, m, y).sum())
-            g = g_loss / n + G + C * (H @ (v - wc)) + alpha * v
+            g = g_loss / n + G + S @ v - Sb + alpha * v
             step = -sla.cho_solve(chol, g, check_finite=False)
             dec = -(g @ step)
             if dec0 is None:
@@ -182,4 +188,4 @@ class LocalNewton:
             v, m, f = vt, mt, ft
         dual = _L.loss_dual_clip(loss, -r, y)
         # the pushed share must be exactly A_j^T dual (the certificate pairs them)
-        return v, dual, (-g_loss if np.array_equal(dual, -r) else self._rmv(dual))
+        return v, dual, (-g_loss if np.array_equal(dual, -r) else self._rmv(dual)), H, new
