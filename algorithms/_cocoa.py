@@ -23,6 +23,18 @@ duals. With all answers in, the leader has ``P(wbar)`` and a dual value
 bounds ``P(wbar) - P*`` whatever the asynchrony did. The stage stops when
 ``(P - D) / |P| <= tol`` and the model is the certified ``wbar``.
 
+Local solvers (``local_solver``). ``"sdca"``: the slices above. ``"newton"`` (smooth
+losses, `_cocoa_newton`): a primal method on the same channel -- each round an operator
+takes Newton steps on a model of the whole objective, exact on its rows and quadratic on
+every peer's around the peer's pushed point ``x_k``, gradient ``-alpha u_k`` and
+Hessian; it pushes its new ``u_k = (1/(alpha n)) A_k^T a_k`` with ``a_i = -phi'(x_i^T
+x_k)`` (its duals, so the certificate is unchanged), ``x_k`` and, when recomputed, its
+Hessian. Rounds contract like Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which
+sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses on dense data (or
+CSR with >= 25% nonzeros) with at most 500 coefficients; the estimator decides once
+from the whole ``X`` (`resolve_local_solver`). The model is then the iterates, not
+``sum u_k``.
+
 Restart: a restarted operator starts from zero duals for its rows; its first push
 replaces its old total at the peers (the duals stay feasible, so the gap stays
 valid), and it waits up to ``rejoin_wait`` for every peer's total before stepping.

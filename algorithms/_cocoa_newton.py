@@ -15,8 +15,12 @@ the error by about that factor whatever ``max ||x_i||^2 / (alpha n)`` is (the
 DANE / GIANT behaviour; SDCA's rate is set by that ratio). Peers not heard from yet are
 modelled by this partition itself (``g_k = c_k grad L_j(w_j)``).
 
-One Hessian per round (d x d; on at most ``hessian_rows`` random rows, rescaled),
-factored once and reused by the round's Newton iterations, each one data pass with a
+Each partition pushes its ``H_j`` (p x p) with its round's total whenever it recomputes
+it, and a peer's pushed Hessian replaces the stand-in ``c_k H_j``: with every model
+exact to second order a round is a Newton step on the whole objective from stale
+points, which stays stable when partitions differ (rows sorted by label). ``H_j`` is
+taken on at most ``hessian_rows`` random rows (dense data; rescaled) and reused while
+no margin moved more than `REFRESH`; each Newton iteration is one data pass with a
 backtracking line search on ``F_j``. Smooth losses only (logistic, squared); the
 intercept, if any, is a constant feature (penalized, as in `_cocoa`).
 """
@@ -36,9 +40,9 @@ __all__ = ["LocalNewton", "choose_local_solver"]
 
 logger = logging.getLogger(__name__)
 
-#: the largest model (features, intercept included) for which "auto" picks Newton: a d x d
-#: Hessian per round costs about d passes' worth of flops (BLAS-3, so far less time)
-MAX_NEWTON_FEATURES = 2000
+#: the largest model (features, intercept included) for which "auto" picks Newton: its p x p
+#: Hessian is built (on a row sample), factored and pushed to the peers when it changes
+MAX_NEWTON_FEATURES = 500
 #: the least fraction of nonzeros of CSR data for which "auto" picks Newton (a9a: 0.11)
 MIN_NEWTON_DENSITY = 0.25
 #: reuse a round's Hessian while no margin moved more than this since it was taken

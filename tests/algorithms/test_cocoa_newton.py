@@ -92,8 +92,8 @@ def test_restart_and_drops_keep_the_newton_gap_valid():
 
 def test_local_solver_choice_and_refusals():
     assert choose_local_solver("auto", K.LOGISTIC, 100, None) == "newton"
-    assert choose_local_solver("auto", K.SQUARED, 2000, None) == "newton"
-    assert choose_local_solver("auto", K.LOGISTIC, 50_000, None) == "sdca"
+    assert choose_local_solver("auto", K.SQUARED, 500, None) == "newton"
+    assert choose_local_solver("auto", K.LOGISTIC, 501, None) == "sdca"
     assert choose_local_solver("auto", K.HINGE, 10, None) == "sdca"
     X, y, parts, problem, obj, ref = _setup(K.LOGISTIC, sizes=(30, 30))
     with pytest.raises(ValueError, match="local_solver must be"):
