@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from numba import njit
 
 from . import _kernels as K
-from . import _losses as L
 from . import _weights as W
 from ._base import LocalData, Problem
-from ._certificate import GapParts, _weighted_rows, certificate_parts, gap_from_parts
+from ._certificate import GapParts, certificate_parts, gap_from_parts
 
 __all__ = ["certifiable", "decode", "encode", "fields_schema", "free_parts", "parts_at",
            "relative_gap", "side_len", "side_parts"]
@@ -61,23 +61,39 @@ def free_parts(problem: Problem, n: int, w: np.ndarray, loss_sum: float, grad: n
 
 
 def side_parts(problem: Problem, data: LocalData, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(side, side_g)`` at ``w`` for the intercept balance (see `_certificate.GapParts`)."""
-    m = K.margins(data.X, np.ascontiguousarray(w, dtype=np.float64), True)
-    d = problem.n_features
-    side_g = np.zeros(d)
-    if problem.loss == K.SQUARED:  # a - mean(a): unweighted only (`certifiable`)
-        _weighted_rows(data.X, np.ones(data.n), side_g)
-        return np.array([float((data.y - m).sum()), float(data.y.sum())]), side_g
-    dphi = L.loss_deriv(problem.loss, m, data.y)
-    phi = L.loss_value(problem.loss, m, data.y)
-    if data.sw is not None:
-        dphi, phi = dphi * data.sw, phi * data.sw
-    a = -dphi
-    conj = m * dphi - phi
-    pos = data.y > 0
-    _weighted_rows(data.X, np.where(pos, a, 0.0), side_g)
-    b = data.y * a
-    return np.array([b[pos].sum(), conj[pos].sum(), b[~pos].sum()]), side_g
+    """``(side, side_g)`` at ``w`` for the intercept balance (see `_certificate.GapParts`);
+    one pass over the rows."""
+    side = np.zeros(side_len(problem))
+    side_g = np.zeros(problem.n_features + 1)  # row_axpy's scratch has the intercept slot
+    sw = np.zeros(0) if data.sw is None else data.sw
+    _side_pass(data.X, data.y, sw, np.ascontiguousarray(w, dtype=np.float64), problem.loss,
+               side, side_g)
+    return side, side_g[: problem.n_features]
+
+
+@njit(nogil=True, cache=True)
+def _side_pass(X, y, sw, w, loss, side, side_g):
+    """Least squares: ``side = [sum (y - m), sum y]``, ``side_g = sum x_i``; else, with
+    ``a_i = -s_i phi'(m_i)``, ``b = y a``: ``side = [sum_{y>0} b, sum_{y>0} s (m phi' - phi),
+    sum_{y<0} b]``, ``side_g = sum_{y>0} a_i x_i``."""
+    for i in range(K.n_rows(X)):
+        m = K._margin(X, i, w, True)
+        if loss == K.SQUARED:
+            side[0] += y[i] - m
+            side[1] += y[i]
+            K.row_axpy(X, i, 1.0, side_g)
+            continue
+        s = 1.0 if sw.shape[0] == 0 else sw[i]
+        if s == 0.0:
+            continue
+        d = s * K._dphi(loss, m, y[i])
+        if y[i] > 0:
+            side[0] -= y[i] * d
+            side[1] += m * d - s * K._phi(loss, m, y[i])
+            if d != 0.0:
+                K.row_axpy(X, i, -d, side_g)
+        else:
+            side[2] -= y[i] * d
 
 
 def relative_gap(problem: Problem, parts: list, w: np.ndarray) -> tuple[float, float, float]:
