@@ -362,11 +362,13 @@ def resume(state: SvrgState, data: LocalData, start: Start) -> SvrgState:
 
 def snapshot(state: SvrgState) -> dict:
     """Own iterate and epochs ``t``; the leader adds the gap and the certified anchor."""
-    snap = {"w": state.w.copy(), "t": int(state.clock["epochs"]), "cnt": state.cnt}
+    snap = {"w": state.w.copy(), "t": int(state.clock["epochs"]), "cnt": state.cnt,
+            "anchors": int(state.clock["ver"])}
     lead = state.lead
+    if np.isfinite(lead["gap"]):  # the latest anchor's gap (as asip-cocoa reports it)
+        snap.update(gap=float(lead["gap"]), rel_gap=float(lead["rel_gap"]))
     if lead["certified"] is not None:
-        snap.update(certified=lead["certified"].copy(), gap=float(lead["gap"]),
-                    rel_gap=float(lead["rel_gap"]))
+        snap["certified"] = lead["certified"].copy()
     return snap
 
 

@@ -46,7 +46,7 @@ BOUNDS = {
     # l2 only: an l1 fit must be refused with a clear error (None)
     "asip-cocoa":         [(1e-4, 1e-4), None,         (5e-3, 5e-3), (1e-4, 1e-3), None],
     # smooth losses only: hinge is refused (None); certified stop at tol 1e-6
-    "asip-svrg":          [(1e-4, 1e-6), (1e-3, 1e-4), None,         (1e-6, 1e-6), (1e-3, 1e-4)],
+    "asip-svrg":          [(1e-4, 1e-6), (1e-3, 1e-4), None,         (1e-6, 1e-6), (1e-3, 1e-3)],
 }
 TASK_ORDER = list(TASKS)
 
