@@ -98,6 +98,8 @@ def run_shape(client: Client, n_workers: int, n: int, d: int, topology: str, dur
         "sched_growth_MB": (rss1 - rss0) / 1e6,
         "hung_kills": res.health.get("hung_kills", 0), "busy": sum(res.health.get("busy", {}).values()),
         "restarts": len(res.restarts), "stopped_by": res.stopped_by,
+        "phases": {k: v for k, v in res.timings.items()
+                   if k in ("install", "submit", "launch") or k.startswith("launch_")},
     }
 
 
@@ -143,6 +145,8 @@ def main(argv=None) -> None:
                             print(f"| {w} | {n} | {d:,} | {topo} | failed: {exc!r:.200} |", flush=True)
                             continue
                         print(_row(r), flush=True)
+                        print("  launch phases (s from the launch's start): " + ", ".join(
+                            f"{k} {v:.2f}" for k, v in r["phases"].items()), flush=True)
                         if r["missing"]:
                             print(f"  missing: {r['missing']}", flush=True)
                         gc.collect()
