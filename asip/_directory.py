@@ -186,10 +186,15 @@ class DirectoryPlugin(SchedulerPlugin):
         self._unsent = 0
 
     # ------------------------------------------------------------------ handlers
-    def _h_register(self, indices: list, address: str, version: int = 0) -> dict:
+    def _h_register(self, indices: list, address: str, version: int = 0,
+                    began: list | None = None) -> dict:
         """Operator incarnations start on ``address`` (one worker's batch): assign each its
         incarnation number. Before the start the reply carries no directory (the start
-        brings it whole, once per worker); after it, the changes since ``version``."""
+        brings it whole, once per worker); after it, the changes since ``version``.
+        ``began``: when the batch's first and last tasks began (launch timings)."""
+        if began and self.go_time is None:
+            self.phases["first_task"] = min(self.phases.get("first_task", began[0]), began[0])
+            self.phases["last_task"] = max(self.phases.get("last_task", began[1]), began[1])
         operators = [{"incarnation": self._register_one(int(i), address)} for i in indices]
         started = self.go_time is not None
         return {
@@ -255,8 +260,10 @@ class DirectoryPlugin(SchedulerPlugin):
                 self.report_count += 1
             while self.recent_bytes > _RECENT_BYTES and self.recent:
                 self.recent_bytes -= self.recent.popleft()[1]
-        return {"directory": self._since(version), "version": len(self.deltas),
-                "started": self.go_time is not None, "stopped": self.stopped}
+        started = self.go_time is not None  # before the start, the directory is not needed
+        return {"directory": self._since(version) if started else [],
+                "version": len(self.deltas) if started else version,
+                "started": started, "stopped": self.stopped}
 
     def _h_failed(self, index: int, cause: str) -> None:
         """The driver saw an incarnation fail (its error): recorded unless a cause is known."""

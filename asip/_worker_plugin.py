@@ -89,18 +89,18 @@ class ChannelPlugin(WorkerPlugin):
         return {j: ep.mailbox for j, ep in list(self.data.current.items())}
 
     # ------------------------------------------------------------------ operator-thread API
-    def register(self, index: int, timeout: float) -> dict:
+    def register(self, index: int, timeout: float, began: float | None = None) -> dict:
         """Register with the directory (batched with this worker's other registrations),
         and open this incarnation's endpoint.
 
         Raises (a fault: dask retries the task) if the scheduler does not answer within
         ``timeout`` s.
         """
-        return sync(self.loop, self._register, index, callback_timeout=timeout)
+        return sync(self.loop, self._register, index, began, callback_timeout=timeout)
 
-    async def _register(self, index: int) -> dict:
+    async def _register(self, index: int, began: float | None = None) -> dict:
         future = asyncio.get_running_loop().create_future()
-        self._registering.append((index, future))
+        self._registering.append((index, future, began))
         self._start_batch("register", self._send_registrations)
         reply = await future
         self.data.open(index, reply["incarnation"])
@@ -124,16 +124,18 @@ class ChannelPlugin(WorkerPlugin):
     async def _send_registrations(self) -> None:
         while self._registering:
             batch, self._registering = self._registering, []
+            began = [b for _, _, b in batch if b is not None]
             try:
-                reply = await self._rpc("register", indices=[i for i, _ in batch],
-                                        address=self.address, version=self.dir_version)
+                reply = await self._rpc("register", indices=[i for i, _, _ in batch],
+                                        address=self.address, version=self.dir_version,
+                                        began=[min(began), max(began)] if began else None)
             except Exception as exc:
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             self._apply_directory(reply["directory"], version=reply["version"])
-            for (_, future), one in zip(batch, reply["operators"]):
+            for (_, future, _), one in zip(batch, reply["operators"]):
                 if not future.done():
                     future.set_result({**one, "elapsed": reply["elapsed"],
                                        "stopped": reply["stopped"]})
