@@ -192,6 +192,7 @@ def main(argv=None) -> None:
                      "asip.gang.start-timeout": "120s"})
     if args.wide is not None:
         w = ints(args.workers)[0]
+        dask.config.set({"asip.gang.start-timeout": "600s"})  # numba's first compile, loaded
         with LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
                           dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
             r = run_wide(client, 100_000, int(args.wide), 30, args.duration, n_partitions=w)

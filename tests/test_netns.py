@@ -235,7 +235,7 @@ class LinkCutter(threading.Thread):
 
     def _run(self) -> None:
         client = self.cluster.client
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 150  # the fit's input checks on cold workers come first
         while sum(map(len, (ops := self._operators()).values())) < 3:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the stage's 3 operators never ran together: {ops}")
@@ -262,7 +262,7 @@ class LinkCutter(threading.Thread):
 
 
 # ---------------------------------------------------------------------- the test
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)  # ~60 s a variant on a quiet machine; cold workers under load take longer
 @pytest.mark.parametrize("netns_cluster", list(SCHEDULER_CONNECT), indirect=True)
 def test_asip_sgd_survives_a_cut_link_between_namespaces(netns_cluster, caplog):
     cluster = netns_cluster
