@@ -70,7 +70,9 @@ class StageResult:
     elapsed: float  # seconds from the gang's start until every operator returned
     stopped_by: str  # "max_time", "max_steps", "STOP from partition i", "interrupted", ...
     steps: list[int] = field(default_factory=list)  # steps per partition (all incarnations)
-    timings: dict = field(default_factory=dict)  # launch / run / teardown seconds
+    # seconds: data, install, submit, launch, teardown; launch_first_task, launch_last_task,
+    # launch_first_register, launch_all_registered, launch_go (from the launch's start)
+    timings: dict = field(default_factory=dict)
     missing: dict = field(default_factory=dict)  # partition -> why it has no result
     # one dict per incarnation: partition, incarnation, steps, stats, ended (cause or None)
     incarnations: list = field(default_factory=list)
