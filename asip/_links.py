@@ -85,6 +85,9 @@ class PeerLink:
     def enqueue(self, stats: ChannelStats, item: list, nbytes: int, copies: int,
                 slot: Any = None) -> None:
         """Queue one wire item for this peer (``copies`` receivers), dropping at the edge."""
+        if self.plane.stopped:
+            stats.dropped_at_stop += copies  # the stage stopped: data never delays the end
+            return
         if self.closed or (self.comm is None and self.retry_at
                            and asyncio.get_running_loop().time() < self.retry_at):
             stats.dropped_no_route += copies  # peer unreachable a moment ago: don't queue
@@ -102,6 +105,10 @@ class PeerLink:
             s.dropped_overflow += n
         self.queue[key] = (stats, item, size, copies)
         self.bytes += size
+
+    def drop_queued(self) -> None:
+        """The stage stopped: drop what waits here (the batch in flight still lands)."""
+        self._drop_all("dropped_at_stop")
 
     def _drop_all(self, field: str) -> None:
         for stats, _, _, copies in self.queue.values():
