@@ -93,6 +93,7 @@ class ChannelStats:
     malformed: int = 0  # received items that failed validation
     rejected: int = 0  # well-formed messages that broke this operator's ctx.expect() schema
     refused: int = 0  # push() calls rejected with MessageError on the sender
+    yielded: int = 0  # push() calls that waited (<= 50 ms) for a lagging worker event loop
     polls: int = 0
     consumed: int = 0  # messages handed to the operator by poll()
     # Staleness: how old a message is when poll() hands it over (receiver's clock minus the
@@ -101,6 +102,9 @@ class ChannelStats:
     age_us_max: int = 0
     age_hist: list = field(default_factory=_hist)  # at poll
     arrival_hist: list = field(default_factory=_hist)  # when it reached the mailbox
+    # Sent by this operator: from push until written to a peer worker's connection or put
+    # in a local mailbox (outbox and link queue; the age's sender-side share).
+    queued_hist: list = field(default_factory=_hist)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -134,8 +138,10 @@ class ChannelStats:
 
 
 def _with_percentiles(out: dict[str, Any]) -> dict[str, Any]:
-    """Add ``age_p50_ms``/``age_p99_ms`` (at poll) and ``arrival_p50_ms``/``arrival_p99_ms``."""
-    for name, hist in (("age", out.get("age_hist")), ("arrival", out.get("arrival_hist"))):
+    """Add ``age_p50_ms``/``age_p99_ms`` (at poll), ``arrival_p50_ms``/``arrival_p99_ms``
+    (in the mailbox) and ``queued_p50_ms``/``queued_p99_ms`` (left the sender's queues)."""
+    for name in ("age", "arrival", "queued"):
+        hist = out.get(f"{name}_hist")
         for q in (50, 99):
             out[f"{name}_p{q}_ms"] = percentile_ms(hist or [], q)
     return out

@@ -39,7 +39,7 @@ from collections import OrderedDict, defaultdict
 from typing import Any
 
 import numpy as np
-from asip._channel import MESSAGE_OVERHEAD, ChannelStats, Mailbox
+from asip._channel import MESSAGE_OVERHEAD, ChannelStats, Mailbox, _bucket
 from asip._directory import op_name
 from asip._exceptions import MessageError
 from asip._links import PeerLink
@@ -51,6 +51,11 @@ logger = logging.getLogger(__name__)
 __all__ = ["ChannelSettings", "DataPlane", "Endpoint"]
 
 DRAIN_BYTES = 4 << 20  # pushes routed per event-loop callback, at most about this much
+# A push finding the event loop this far behind (its outbox callback waiting longer) yields
+# the GIL to it, for at most YIELD_MAX: many busy operator threads otherwise starve the one
+# thread that moves their messages, and messages age in the queues (issue 10).
+YIELD_AFTER = 0.005
+YIELD_MAX = 0.05
 
 
 class ChannelSettings:
@@ -135,13 +140,16 @@ class DataPlane:
         self.closed = False
         # the one hand-over point from operator threads
         self._lock = threading.Lock()
-        # key -> (endpoint, encoded, targets); latest= pushes conflate on (endpoint, slot, targets)
-        self._outbox: OrderedDict[Any, tuple[Endpoint, Encoded, tuple | None]] = OrderedDict()
+        # key -> (endpoint, encoded, targets, wire parts, pushed at); latest= pushes conflate
+        # on (endpoint, slot, targets)
+        self._outbox: OrderedDict[Any, tuple] = OrderedDict()
         self._outbox_bytes = 0
         # per sender, pushes dropped before routing: [overflow, conflated, at stop]
         self._outbox_dropped: dict[Endpoint, list[int]] = defaultdict(lambda: [0, 0, 0])
         self._fifo = itertools.count()
         self._scheduled = False
+        self._requested_at = 0.0  # when the pending _drain was asked for (monotonic)
+        self._drained = threading.Event()  # set when a _drain starts: pushers waiting go on
 
     # ------------------------------------------------------------------ endpoints (loop)
     def open(self, index: int, incarnation: int) -> Endpoint:
@@ -227,6 +235,7 @@ class DataPlane:
             first = True
         for ep in endpoints:
             ep.mailbox.wake()
+        self._drained.set()  # no pusher waits for the loop any more
         if first:
             try:
                 self.aloop.call_soon_threadsafe(self._stop_on_loop)
@@ -257,7 +266,9 @@ class DataPlane:
 
         The outbox is bounded by ``asip.channel.outbox-bytes``: past it the oldest
         pushes are dropped and counted against their senders. After the stop a push
-        is dropped here (``dropped_at_stop``), before it costs any work.
+        is dropped here (``dropped_at_stop``), before it costs any work. When the event
+        loop lags (its last wake-up waited over ``YIELD_AFTER``) the pushing thread
+        waits for it, at most ``YIELD_MAX`` (counted as ``yielded``).
         """
         if self.stopped:
             with self._lock:
@@ -266,21 +277,29 @@ class DataPlane:
         size = encoded.nbytes + MESSAGE_OVERHEAD
         key = next(self._fifo) if encoded.slot is None else (ep, encoded.slot, targets)
         parts = wire_item(encoded, self.settings.limits)  # here, off the event loop
+        now = time.time()
         with self._lock:
             old = self._outbox.pop(key, None)
             if old is not None:  # a newer latest= push replaces one the loop has not taken yet
                 self._outbox_bytes -= old[1].nbytes + MESSAGE_OVERHEAD
                 self._outbox_dropped[ep][1] += 1
-            self._outbox[key] = (ep, encoded, targets, parts)
+            self._outbox[key] = (ep, encoded, targets, parts, now)
             self._outbox_bytes += size
             while self._outbox_bytes > self.settings.outbox_bytes and len(self._outbox) > 1:
-                _, (old_ep, old_enc, _, _) = self._outbox.popitem(last=False)
+                _, (old_ep, old_enc, *_) = self._outbox.popitem(last=False)
                 self._outbox_bytes -= old_enc.nbytes + MESSAGE_OVERHEAD
                 self._outbox_dropped[old_ep][0] += 1
             wake = not self._scheduled
-            self._scheduled = True
+            if wake:
+                self._scheduled = True
+                self._requested_at = time.monotonic()
+                self._drained.clear()
+            behind = not wake and time.monotonic() - self._requested_at > YIELD_AFTER
         if wake:
             self.aloop.call_soon_threadsafe(self._drain)
+        elif behind and not self.stopped:
+            ep.stats.yielded += 1  # let the loop run instead of queueing more for it
+            self._drained.wait(YIELD_MAX)
 
     # ------------------------------------------------------------------ event loop
     def _drain(self, limit: int = DRAIN_BYTES) -> None:
@@ -297,7 +316,10 @@ class DataPlane:
             dropped, self._outbox_dropped = self._outbox_dropped, defaultdict(lambda: [0, 0, 0])
             more = bool(self._outbox)
             self._scheduled = more
+            self._requested_at = time.monotonic()
+        self._drained.set()  # pushers waiting for the loop go on
         if more:
+            self._drained.clear()
             self.aloop.call_soon(self._drain)
         self._count_drops(dropped)
         if not items or self.closed:
@@ -306,9 +328,9 @@ class DataPlane:
             self._count_drops(_at_stop(items))
             return
         touched: set[PeerLink] = set()
-        for ep, encoded, targets, parts in items:
+        for ep, encoded, targets, parts, pushed_at in items:
             try:
-                self._route(ep, encoded, targets, parts, touched)
+                self._route(ep, encoded, targets, parts, touched, pushed_at)
             except Exception:  # noqa: BLE001 - never lose the rest of the outbox
                 logger.exception("asip: routing a message from partition %d failed", ep.index)
         for link in touched:
@@ -346,16 +368,16 @@ class DataPlane:
             items = [self._outbox.pop(k) for k in keys]
             self._outbox_bytes -= sum(item[1].nbytes + MESSAGE_OVERHEAD for item in items)
         touched: set[PeerLink] = set()
-        for _, encoded, targets, parts in items:
+        for _, encoded, targets, parts, pushed_at in items:
             try:
-                self._route(ep, encoded, targets, parts, touched)
+                self._route(ep, encoded, targets, parts, touched, pushed_at)
             except Exception:  # noqa: BLE001 - never lose the rest
                 logger.exception("asip: routing a message from partition %d failed", ep.index)
         for link in touched:
             link.flush()
 
     def _route(self, ep: Endpoint, encoded: Encoded, targets: tuple | None, parts: list,
-               touched: set[PeerLink]) -> None:
+               touched: set[PeerLink], pushed_at: float) -> None:
         stats = ep.stats
         directory = self._directory()
         current, me, index = self.current, self.address, ep.index
@@ -381,6 +403,8 @@ class DataPlane:
         if local:
             message = decode_message(local_item(encoded), run_id=self.run_id,
                                      n_partitions=self.n_partitions, limits=self.settings.limits)
+            now = time.time()
+            stats.queued_hist[_bucket(int((now - pushed_at) * 1e6))] += 1
             for j in local:
                 stats.sent += 1
                 if faults.dropped():
@@ -389,7 +413,7 @@ class DataPlane:
                     self.aloop.call_later(faults.delay, self._deliver_delayed, j, message,
                                           encoded.nbytes)
                 else:
-                    self._deliver(j, message, encoded.nbytes, time.time())
+                    self._deliver(j, message, encoded.nbytes, now)
         if not remote:
             return
         for addr, receivers in remote.items():
@@ -401,10 +425,10 @@ class DataPlane:
             slot = None if encoded.slot is None else (ep.index, encoded.slot, tuple(receivers))
             if faults.delay:
                 self.aloop.call_later(faults.delay, self._send_delayed, addr, stats, item,
-                                      encoded.nbytes, len(receivers), slot)
+                                      encoded.nbytes, len(receivers), slot, pushed_at)
                 continue
             link = self._link(addr)
-            link.enqueue(stats, item, encoded.nbytes, len(receivers), slot)
+            link.enqueue(stats, item, encoded.nbytes, len(receivers), slot, pushed_at)
             touched.add(link)
 
     def _link(self, addr: str) -> PeerLink:
@@ -414,11 +438,11 @@ class DataPlane:
         return link
 
     def _send_delayed(self, addr: str, stats: ChannelStats, item: list, nbytes: int,
-                      copies: int, slot: Any) -> None:
+                      copies: int, slot: Any, pushed_at: float) -> None:
         if self.closed:
             return
         link = self._link(addr)
-        link.enqueue(stats, item, nbytes, copies, slot)
+        link.enqueue(stats, item, nbytes, copies, slot, pushed_at)
         link.flush()
 
     def _deliver_delayed(self, j: int, message: Any, nbytes: int) -> None:
