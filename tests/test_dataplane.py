@@ -269,3 +269,29 @@ def test_arrivals_after_the_stop_are_counted_and_never_decoded():
         assert ep(b, 2).stats.dropped_at_stop == 7 and b.malformed == 0
         assert sender.stats.sent == 13
     with_workers(test)
+
+
+def test_a_push_yields_to_a_lagging_event_loop_but_never_for_long():
+    import threading
+
+    from asip._dataplane import YIELD_MAX
+
+    async def test(a, b, directory):
+        sender = ep(a, 0)
+        took: list[float] = []
+
+        def pusher():
+            a.submit(sender, enc(seq=0), (1,))  # asks the loop for a drain
+            time.sleep(0.05)  # the loop is now > 5 ms late with it
+            t = time.monotonic()
+            a.submit(sender, enc(seq=1), (1,))
+            took.append(time.monotonic() - t)
+
+        thread = threading.Thread(target=pusher)
+        thread.start()
+        time.sleep(1.0)  # this event loop is stuck for a second
+        await until(lambda: not thread.is_alive())
+        assert sender.stats.yielded == 1
+        assert YIELD_MAX <= took[0] < 0.5  # waited for the loop, but only so long
+        await until(lambda: ep(a, 1).stats.delivered == 2)  # nothing lost
+    with_workers(test)
