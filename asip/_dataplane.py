@@ -51,9 +51,11 @@ logger = logging.getLogger(__name__)
 __all__ = ["ChannelSettings", "DataPlane", "Endpoint"]
 
 DRAIN_BYTES = 4 << 20  # pushes routed per event-loop callback, at most about this much
-# A push finding the event loop this far behind (its outbox callback waiting longer) yields
-# the GIL to it, for at most YIELD_MAX: many busy operator threads otherwise starve the one
-# thread that moves their messages, and messages age in the queues (issue 10).
+# With at least YIELD_OPERATORS operators on a worker, a push finding the event loop this far
+# behind (its outbox callback waiting longer) yields the GIL to it, for at most YIELD_MAX: many
+# busy operator threads otherwise starve the one thread that moves their messages, and
+# messages age in the queues (issue 10). One or two operators leave the loop its share.
+YIELD_OPERATORS = 4
 YIELD_AFTER = 0.005
 YIELD_MAX = 0.05
 
@@ -267,8 +269,9 @@ class DataPlane:
         The outbox is bounded by ``asip.channel.outbox-bytes``: past it the oldest
         pushes are dropped and counted against their senders. After the stop a push
         is dropped here (``dropped_at_stop``), before it costs any work. When the event
-        loop lags (its last wake-up waited over ``YIELD_AFTER``) the pushing thread
-        waits for it, at most ``YIELD_MAX`` (counted as ``yielded``).
+        loop lags (its last wake-up waited over ``YIELD_AFTER``) and at least
+        ``YIELD_OPERATORS`` operators share this worker, the pushing thread waits for
+        it, at most ``YIELD_MAX`` (counted as ``yielded``).
         """
         if self.stopped:
             with self._lock:
@@ -297,7 +300,7 @@ class DataPlane:
             behind = not wake and time.monotonic() - self._requested_at > YIELD_AFTER
         if wake:
             self.aloop.call_soon_threadsafe(self._drain)
-        elif behind and not self.stopped:
+        elif behind and not self.stopped and len(self.current) >= YIELD_OPERATORS:
             ep.stats.yielded += 1  # let the loop run instead of queueing more for it
             self._drained.wait(YIELD_MAX)
 

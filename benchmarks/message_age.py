@@ -73,7 +73,7 @@ def main(argv=None) -> None:
     dask.config.set({"distributed.deploy.lost-worker-timeout": "120s",
                      "asip.gang.start-timeout": "120s"})
     print("| W | N | mode | queued p50/p99 ms | arrival p50/p99 ms | age p50/p99 ms | "
-          "deliveries/s | steps/s | results | heard all | stop→end s | dropped at stop |")
+          "deliveries/s | steps/s | results | heard all | stop→end s | dropped at stop | yielded |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     with LocalCluster(n_workers=args.workers, threads_per_worker=max(1, max(ns) // args.workers),
                       processes=True, dashboard_address=None, silence_logs=40) as cluster, \
@@ -84,7 +84,7 @@ def main(argv=None) -> None:
             t = r["tot"]
             el = max(r["elapsed"], 1e-9)
             print(f"| {args.workers} | {n} | {'fifo' if args.fifo else 'latest'} | "
-                  f"{t['queued_p50_ms']:.0f} / {t['queued_p99_ms']:.0f} | "
+                  f"{t.get('queued_p50_ms', float('nan')):.0f} / {t.get('queued_p99_ms', float('nan')):.0f} | "
                   f"{t['arrival_p50_ms']:.0f} / {t['arrival_p99_ms']:.0f} | "
                   f"{t['age_p50_ms']:.0f} / {t['age_p99_ms']:.0f} | {t['delivered'] / el:,.0f} | "
                   f"{t['steps'] / el:,.0f} | {r['returned']}/{n} | {r['heard_all']}/{n} | "
