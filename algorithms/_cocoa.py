@@ -27,9 +27,15 @@ Restart: a restarted operator starts from zero duals for its rows; its first pus
 replaces its old total at the peers (the duals stay feasible, so the gap stays
 valid), and it waits up to ``rejoin_wait`` for every peer's total before stepping.
 
+Traffic: totals and the leader's ``wbar`` travel through the sparse exchange
+(`_sparse_exchange`): the entries that changed since the previous push, numbered;
+a receiver that missed one asks for a full in its next push (an answer that came
+with a delta it could not apply is dropped, and the leader re-asks as for a lost
+answer). On CSR data a push costs the nonzeros a slice touched, not ``d``.
+
 Scope: penalty l2; the intercept (``fit_intercept``) is a constant feature
 penalized like the others (liblinear's convention): the objective, and the
-certificate, include ``(alpha/2) b^2``. Model pushes are dense.
+certificate, include ``(alpha/2) b^2``.
 
 References
 ----------
@@ -50,6 +56,7 @@ from . import _kernels as K
 from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput
 from ._certificate import GapParts, certificate_parts, gap_from_parts
 from ._sdca_kernels import cocoa_steps
+from ._sparse_exchange import Exchange, schema_fields
 
 __all__ = ["ALGORITHM", "CocoaState", "combine", "init", "local_step", "snapshot"]
 
@@ -79,7 +86,7 @@ class CocoaState(NamedTuple):
     rng: np.ndarray
     u: np.ndarray  # own share (1/(alpha n)) A_k^T a
     w: np.ndarray  # working view (own changes scaled by sigma during a step)
-    peers: dict  # sender -> [incarnation, seq, u_j, (u_j, c_j) of its latest certificate answer]
+    peers: Exchange  # own total out as sparse deltas, peers' totals u_j in
     problem: Problem
     params: dict
     sigma: float
@@ -112,12 +119,12 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
     return CocoaState(
         dual=np.zeros(data.n), order=np.arange(data.n, dtype=np.int64),
         cursor=np.zeros(1, dtype=np.int64), rng=K.make_rng(seed), u=np.zeros(p), w=np.zeros(p),
-        peers={}, problem=problem, params=params, sigma=sigma,
+        peers=Exchange("u", p, data.index), problem=problem, params=params, sigma=sigma,
         scale=1.0 / (problem.alpha * problem.n_total), chunk=AdaptiveCount(params["step_time"]),
         clock={"steps": 0, "seq": 0, "started": None, "answer": None, "answered": None,
                "ahead": 0,
                "rejoining": data.incarnation > 0 and data.n_partitions > 1},
-        cert={"ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
+        cert={"x": Exchange("wbar", p, data.index), "ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
               "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},
     )
 
@@ -129,25 +136,22 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
         clock["ahead"] = 0
     for msg in inbox:
         pl = msg.payload
-        key = (msg.incarnation, int(pl["seq"]))
-        old = state.peers.get(msg.sender)
-        if old is None or key > (old[0], old[1]):
-            state.peers[msg.sender] = [msg.incarnation, key[1], np.array(pl["u"])]
-        if "wbar" in pl and msg.sender == LEADER:  # a certificate round: answer at that model
+        current = state.peers.absorb(msg)  # the sender's u_j, as of this push
+        if cert["x"].absorb(msg) and msg.sender == LEADER:  # a certificate round: answer at it
             req = (msg.incarnation, int(pl["ver"]))
             if clock["answered"] is None or req > clock["answered"]:
                 clock["answered"] = req
-                clock["answer"] = (req, np.array(pl["wbar"]))
-        if "lsum" in pl and data.index == LEADER and int(pl["linc"]) == data.incarnation \
-                and int(pl["lver"]) == cert["ver"]:
+                clock["answer"] = (req, cert["x"].vector(LEADER).copy())
+        if current and "lsum" in pl and data.index == LEADER \
+                and int(pl["linc"]) == data.incarnation and int(pl["lver"]) == cert["ver"]:
             cert["answers"][msg.sender] = _parts_of(state, msg.sender, pl)
 
 
 def _view(state: CocoaState) -> np.ndarray:
     """``u_own + sum_j u_j``: the model of the latest duals known here."""
     w = state.u.copy()
-    for entry in state.peers.values():
-        w += entry[2]
+    for u_j in state.peers.totals():
+        w += u_j
     return w
 
 
@@ -161,7 +165,7 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         if len(state.peers) < data.n_partitions - 1 and now - clock["started"] < params[
                 "rejoin_wait"]:
             # restarted: announce the zero total (peers drop the old one) and wait for theirs
-            return StepOutput(state, (_message(state, data),), wait=0.02)
+            return StepOutput(state, (_message(state, data, now), *_resyncs(state)), wait=0.02)
         clock["rejoining"] = False
     wait = 0.0
     if data.n_partitions > 1 and clock["ahead"] >= params["max_ahead"] * data.n:
@@ -180,23 +184,30 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         state.chunk.update(time.perf_counter() - t0)
         clock["steps"] += n_steps
         clock["ahead"] += n_steps
-    out = _message(state, data)
+    out = _message(state, data, now)
     done = False
     if data.index == LEADER:
         done = _certify(state, data, out.payload, now)
     mi = params["max_iter"]
     if mi is not None and clock["steps"] >= mi * data.n:
         done = True
-    return StepOutput(state, (out,), wait=wait, done=done)
+    return StepOutput(state, (out, *_resyncs(state)), wait=wait, done=done)
 
 
-def _message(state: CocoaState, data: LocalData) -> Outgoing:
+def _resyncs(state: CocoaState) -> tuple[Outgoing, ...]:
+    """Fulls of the own total (and, from the leader, of ``wbar``) for peers that asked."""
+    return tuple(Outgoing(fields, to=to) for x in (state.peers, state.cert["x"])
+                 for to, fields in x.resyncs())
+
+
+def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
     """The own total; with a certificate answer owed, also this partition's `GapParts`: the
     loss sum at the asked model and the dual sums of the duals ``u`` comes from (two passes,
     so only then)."""
     clock, pb = state.clock, state.problem
     clock["seq"] += 1
-    payload = {"u": state.u.copy(), "seq": clock["seq"]}
+    payload = state.peers.fields(state.u, now)
+    payload.update(state.cert["x"].sub.want_field(now))
     if clock["answer"] is not None and data.index != LEADER:
         (inc, ver), wbar = clock["answer"]
         clock["answer"] = None
@@ -216,7 +227,7 @@ def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray) -> GapParts:
 def _parts_of(state: CocoaState, sender: int, pl: dict) -> GapParts:
     """A peer's answer as `GapParts` (its ``g`` is ``alpha n`` times its pushed total)."""
     pb = state.problem
-    g = np.asarray(pl["u"]) * (pb.alpha * pb.n_total)
+    g = state.peers.vector(sender) * (pb.alpha * pb.n_total)
     return GapParts(pb.sizes[sender], float(pl["lsum"]), float(pl["c"]), g)
 
 
@@ -241,15 +252,15 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float) -> b
     if (cert["wbar"] is None or stale) and now - cert["at"] >= period:
         wbar = _view(state)
         cert.update(ver=cert["ver"] + 1, wbar=wbar, at=now, answers={})
-        payload.update(wbar=wbar, ver=cert["ver"])
+        payload.update(cert["x"].pub.publish(wbar, now, ver=cert["ver"]))
     return False
 
 
 def schema(problem: Problem) -> tuple[dict, dict]:
-    """A total ``(u, seq)``; the leader adds ``(wbar, ver)``, answers ``(c, linc, lver, lsum)``."""
-    vec = ("float64", (problem.p,))
-    return ({"u": vec, "seq": int},
-            {"wbar": vec, "ver": int, "c": float, "linc": int, "lver": int, "lsum": float})
+    """A total ``u`` (sparse-exchange fields); the leader adds ``(wbar, ver)``, answers
+    ``(c, linc, lver, lsum)``."""
+    return ({}, {**schema_fields("u", problem.p), **schema_fields("wbar", problem.p),
+                 "ver": int, "c": float, "linc": int, "lver": int, "lsum": float})
 
 
 def snapshot(state: CocoaState) -> dict:

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Publisher", "Subscriber", "schema_fields"]
+__all__ = ["Exchange", "Publisher", "Subscriber", "schema_fields"]
 
 logger = logging.getLogger(__name__)
 
@@ -265,3 +265,59 @@ class Subscriber:
         """Drop what is held of ``sender`` (e.g. its state was replaced by other means)."""
         for d in (self.vecs, self.at, self.synced, self.asked):
             d.pop(sender, None)
+
+
+class Exchange:
+    """Both sides of one stream for an operator that pushes its own total and folds its peers'.
+
+    Parameters
+    ----------
+    name : str
+        Stream name (the prefix of its message fields).
+    size : int
+        Length of the vector.
+    me : int
+        This operator's partition (to find the requests addressed to it).
+    full_every : float or None
+        See `Publisher`.
+    """
+
+    def __init__(self, name: str, size: int, me: int, full_every: float | None = 5.0):
+        self.me = int(me)
+        self.pub = Publisher(name, size, full_every=full_every)
+        self.sub = Subscriber(name, size)
+
+    def absorb(self, msg) -> bool:
+        """Take one peer message: note its resync requests, apply its part of the stream.
+
+        True when the sender's total is now its state as of this message (see
+        `Subscriber.absorb`).
+        """
+        self.pub.note_requests(msg.payload, msg.sender, self.me)
+        return self.sub.absorb(msg)
+
+    def fields(self, vec: np.ndarray, now: float, **extra) -> dict:
+        """The next push of ``vec`` (delta or full), with this side's resync requests."""
+        out = self.pub.publish(vec, now, **extra)
+        out.update(self.sub.want_field(now))
+        return out
+
+    def resyncs(self) -> list[tuple[int, dict]]:
+        """Fulls owed to peers that asked: ``(partition, fields)`` (see `Publisher.resyncs`)."""
+        return self.pub.resyncs()
+
+    def __len__(self) -> int:
+        """Peers whose total is held as of one of their pushes."""
+        return sum(self.sub.synced.values())
+
+    def vector(self, sender: int) -> np.ndarray:
+        """``sender``'s total as last held (zeros before any)."""
+        return self.sub.vecs[sender]
+
+    def totals(self) -> list[np.ndarray]:
+        """Every peer's total as last held."""
+        return list(self.sub.vecs.values())
+
+    def counts(self) -> dict:
+        """Messages missed (``gaps``) and fulls sent on request (``resyncs``)."""
+        return {"gaps": self.sub.counts["gaps"], "resyncs": self.pub.counts["resync"]}
