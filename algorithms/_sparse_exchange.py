@@ -92,8 +92,9 @@ class Publisher:
         self.counts = {"delta": 0, "sparse_full": 0, "dense_full": 0, "resync": 0}
         self._itype = _index_dtype(self.size)
 
-    def publish(self, vec: np.ndarray, now: float, **extra) -> dict:
-        """The fields of the next push of ``vec`` (a delta when it pays, else a full)."""
+    def publish(self, vec: np.ndarray, now: float, full: bool = False, **extra) -> dict:
+        """The fields of the next push of ``vec`` (a delta when it pays, else a full; a full
+        whenever ``full``)."""
         vec = np.asarray(vec, dtype=np.float64)
         if vec.shape != (self.size,):
             raise ValueError(f"stream {self.name!r}: vector of shape {vec.shape}, expected "
@@ -101,7 +102,7 @@ class Publisher:
         self.seq += 1
         self.extra = dict(extra)
         periodic = self.full_every is not None and now - self.full_at >= self.full_every
-        if self.seq == 1 or periodic:
+        if self.seq == 1 or periodic or full:
             self.full_at = now
             self.last[:] = vec
             return {**self._full(), **extra}
@@ -296,9 +297,9 @@ class Exchange:
         self.pub.note_requests(msg.payload, msg.sender, self.me)
         return self.sub.absorb(msg)
 
-    def fields(self, vec: np.ndarray, now: float, **extra) -> dict:
+    def fields(self, vec: np.ndarray, now: float, full: bool = False, **extra) -> dict:
         """The next push of ``vec`` (delta or full), with this side's resync requests."""
-        out = self.pub.publish(vec, now, **extra)
+        out = self.pub.publish(vec, now, full=full, **extra)
         out.update(self.sub.want_field(now))
         return out
 
