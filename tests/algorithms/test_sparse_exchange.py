@@ -117,3 +117,22 @@ def test_wrong_shape_and_schema_fields():
         Publisher("u", 5).publish(np.zeros(4), 0.0)
     f = schema_fields("u", 7)
     assert f["u"] == ("float64", (7,)) and f["u_idx"] == ("int32", (None,))
+
+
+def test_exchange_pairs_a_publisher_and_a_subscriber_and_answers_requests():
+    from asip.algorithms._sparse_exchange import Exchange
+
+    d = 50
+    a, b = Exchange("u", d, me=0, full_every=None), Exchange("u", d, me=1, full_every=None)
+    v = np.zeros(d)
+    a.fields(v, 0.0)  # seq 1 (a full) is lost
+    v[4] = 2.0
+    assert not b.absorb(_msg(0, a.fields(v, 0.01)))  # a delta without its base: out of sync
+    assert len(b) == 0
+    ask = b.fields(np.zeros(d), 0.02)  # b's own push carries the request
+    assert ask["u_want"].tolist() == [0]
+    a.absorb(_msg(1, ask))
+    [(to, fields)] = a.resyncs()
+    assert to == 1 and b.absorb(_msg(0, fields)) and len(b) == 1
+    assert np.array_equal(b.vector(0), v) and b.counts() == {"gaps": 0, "resyncs": 0}
+    assert a.counts()["resyncs"] == 1 and np.array_equal(a.vector(1), np.zeros(d))

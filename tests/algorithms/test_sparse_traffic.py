@@ -88,3 +88,14 @@ def test_dropped_deltas_cost_a_resync_and_the_fit_still_converges(client, refere
     assert sum(r["gaps"] for r in results) > 0  # drops were seen as gaps in the sequence ...
     assert sum(r["resyncs"] for r in results) > 0  # ... and answered with a full
     assert _rel(reference, clf) <= 2e-3
+
+
+def test_make_sparse_logistic_shapes_and_errors():
+    ds = make_sparse_logistic(500, 10_000, nnz_per_row=5, active=50, random_state=1)
+    assert ds.X.shape == (500, 10_000) and ds.X.format == "csr"
+    assert 1 <= ds.X.getnnz(axis=1).min() and ds.X.getnnz(axis=1).max() <= 5
+    assert ds.X[:, 50:].nnz == 0 and set(np.unique(ds.y)) == {-1.0, 1.0}
+    with pytest.raises(ValueError, match="active"):
+        make_sparse_logistic(10, 100, active=200)
+    with pytest.raises(ValueError, match="nnz_per_row"):
+        make_sparse_logistic(10, 100, nnz_per_row=20, active=10)
