@@ -235,29 +235,34 @@ def local_step(state: RDAState, data: LocalData, inbox, now: float) -> StepOutpu
                 state.wsum)
     kernel = time.perf_counter() - t0
     state.chunk.update(kernel)
-    if kernel < 0.125 * state.chunk.target and state.chunk.count < 1 << 20:
+    wide = isinstance(data.X, tuple)  # CSR: O(d) fixed costs per call (see `_fit_slice`)
+    if wide and kernel < 0.125 * state.chunk.target and state.chunk.count < 1 << 20:
         state.chunk.count *= 2  # far below the slice (calls are slow on wide data): ramp faster
     clock["own_steps"] += n_steps
     out = echoes
     if now - clock["pushed"] >= params["push_period"]:
         clock["pushed"] = now
         out += (_dual_message(state, now),)
-    _fit_slice(state, data, time.perf_counter() - t_call)
+    if wide:
+        _fit_slice(state, data, time.perf_counter() - t_call, kernel)
     return StepOutput(state, out)
 
 
-def _fit_slice(state: RDAState, data: LocalData, elapsed: float) -> None:
+def _fit_slice(state: RDAState, data: LocalData, elapsed: float, kernel: float) -> None:
     """Keep a step's fixed O(d) costs (peers' duals, the kernel's catch-up of ``x`` and the
-    averages, the push) under a third of it: the slice is at least 3x the cheapest call seen.
+    averages, the push) under a third of it: the slice is at least 3x their estimate.
 
     On wide data those costs, not the O(nnz) steps, dominate a short call (d = 10^6: tens of
     ms), and a slice shorter than them would halve the step count down to one per call.
+    The estimate is the cheapest kernel call seen (the first ones take few steps, so that is
+    its fixed cost) plus the cheapest rest of a call: minima over the operator's life, so
+    it never grows with the slice it sizes.
     """
     clock = state.clock
-    fixed = min(clock.get("fixed", np.inf) * 1.05, elapsed)  # slowly forgets an old minimum
-    clock["fixed"] = fixed
+    clock["fixed_kernel"] = min(clock.get("fixed_kernel", np.inf), kernel)
+    clock["fixed_rest"] = min(clock.get("fixed_rest", np.inf), max(elapsed - kernel, 0.0))
     state.chunk.target = max(slice_target(state.params["step_time"], data, state.problem.p),
-                             3.0 * fixed)
+                             3.0 * (clock["fixed_kernel"] + clock["fixed_rest"]))
 
 
 def _staleness_damping(state: RDAState, T: float, age: float, now: float) -> float:
