@@ -12,13 +12,15 @@ The estimators are the front door; the rest is the math they are built from:
 * `Objective`, `get_loss`, `get_penalty`, `relative_suboptimality` -- the one
   objective every solver minimizes (`_objectives`);
 * `reference_optimum` -- the certified scipy/scikit-learn optimum (`_reference`);
-* `load_libsvm`, `make_regression`, `make_logistic` -- datasets (`_datasets`).
+* `load_libsvm`, `make_regression`, `make_logistic`, `make_sparse_logistic` -- datasets
+  (`_datasets`).
 """
 
 from __future__ import annotations
 
 from ._base import Algorithm, Problem, Start, StepOutput
-from ._datasets import DataUnavailable, data_dir, load_libsvm, make_logistic, make_regression
+from ._datasets import (DataUnavailable, data_dir, load_libsvm, make_logistic, make_regression,
+                        make_sparse_logistic)
 from ._objectives import Objective, get_loss, get_penalty, relative_suboptimality
 from ._operator import SolverOperator
 from ._solvers import SOLVERS, get_algorithm
@@ -60,6 +62,7 @@ __all__ = [
     "get_penalty",
     "load_libsvm",
     "make_logistic",
+    "make_sparse_logistic",
     "make_regression",
     "reference_optimum",
     "relative_suboptimality",

@@ -18,8 +18,14 @@ The ASIP authors' code pushed a copy of an accumulator and then zeroed it on a
 different thread, losing the gradients added in between, and lost any message
 the network dropped. Cumulative totals fix both: nothing is reset, a dropped
 message is covered by the next one, and an out-of-order one (older count) is
-ignored. A restarted operator (incarnation > 0) adopts the first replica it
-hears and skips the history already inside it.
+ignored. ``S`` travels through the sparse exchange (`_sparse_exchange`): the
+entries that changed since the previous push (on CSR data, the features of the
+rows stepped on), numbered; a receiver that missed one applies nothing from that
+sender until the full it asks for arrives (its difference then covers the gap).
+The replica ``x`` (dense: the l2 shrink moves every entry) is not pushed: a
+restarted operator (incarnation > 0) asks for it (``x_want``), a peer answers in
+its next push with ``x`` and a full ``S`` of the same moment, and the restarted
+operator adopts that replica and skips the history already inside it.
 
 Step size (``T`` = steps taken by all operators together):
 ``eta = eta0 / (1 + eta0 mu T)`` with l2 (``mu = alpha``: the classic ``1/(mu T)``
@@ -49,6 +55,7 @@ import numpy as np
 from . import _kernels as K
 from ._base import (AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, Start, StepOutput,
                     mean_of, resume_average, slice_target)
+from ._sparse_exchange import Exchange, schema_fields
 
 __all__ = ["ALGORITHM", "HogwildState", "init", "local_step"]
 
@@ -61,6 +68,7 @@ DEFAULTS = {
     "eta0": None,
     "average": True,
     "rejoin_wait": 0.1,
+    "full_every": 5.0,  # seconds between unrequested full pushes of S (else deltas)
     "seed": None,
 }
 
@@ -74,6 +82,7 @@ class HogwildState(NamedTuple):
     wsum: np.ndarray
     rng: np.ndarray
     peers: dict  # sender -> [incarnation, S_seen, P_seen, count_seen]
+    totals: Exchange  # own S out as sparse deltas, peers' S_j in
     weight: float
     eta0: float
     tau: float
@@ -99,7 +108,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> HogwildState:
     seed = None if seed is None else seed * 1_000_003 + data.index * 7919 + data.incarnation
     return HogwildState(
         x=np.zeros(p), S=np.zeros(p), P=np.zeros(1), count=np.zeros(1, dtype=np.int64),
-        xsum=np.zeros(p), wsum=np.zeros(1), rng=K.make_rng(seed), peers={}, weight=weight,
+        xsum=np.zeros(p), wsum=np.zeros(1), rng=K.make_rng(seed), peers={},
+        totals=Exchange("S", p, data.index, full_every=params["full_every"]), weight=weight,
         eta0=float(eta0), tau=max(problem.n_total / params["batch_size"], 1.0), problem=problem,
         params=params, chunk=AdaptiveCount(slice_target(params["step_time"], data, p)),
         clock={"pushed": -np.inf, "started": None,
@@ -107,16 +117,21 @@ def init(problem: Problem, data: LocalData, params: dict) -> HogwildState:
     )
 
 
-def _absorb(state: HogwildState, inbox) -> None:
+def _absorb(state: HogwildState, data: LocalData, inbox) -> None:
     pb = state.problem
     clock = state.clock
     for msg in inbox:
         pl = msg.payload
-        if "S" not in pl:
-            continue
-        S_j, P_j, c_j = pl["S"], float(pl["P"]), int(pl["count"])
+        want = pl.get("x_want")
+        if want is not None and data.index in np.asarray(want).tolist():
+            clock["send_x"] = True  # a restarted peer needs a replica
+        if not state.totals.absorb(msg):
+            continue  # no S, or one that could not be applied in sequence (a resync will come)
+        S_j, P_j, c_j = state.totals.vector(msg.sender), float(pl["P"]), int(pl["count"])
         seen = state.peers.get(msg.sender)
         if clock["mode"] == "rejoining":
+            if "x" not in pl:
+                continue
             # a restarted operator takes over a live replica, the sender's history included
             state.x[:] = pl["x"]
             clock["mode"] = "adopted"
@@ -142,10 +157,16 @@ def local_step(state: HogwildState, data: LocalData, inbox, now: float) -> StepO
     clock = state.clock
     if clock["started"] is None:
         clock["started"] = now
-    _absorb(state, inbox)
+    _absorb(state, data, inbox)
+    resyncs = tuple(Outgoing(f, to=to) for to, f in state.totals.resyncs())
     if clock["mode"] == "rejoining":
         if data.n_partitions > 1 and now - clock["started"] < params["rejoin_wait"]:
-            return StepOutput(state, wait=0.02)  # wait briefly for a live replica
+            ask = ()  # wait briefly for a live replica, asking for one every 20 ms
+            if now - clock["pushed"] >= 0.02:
+                clock["pushed"] = now
+                ask = (Outgoing({"P": 0.0, "count": 0, "x_want": np.asarray(
+                    [j for j in range(data.n_partitions) if j != data.index], dtype=np.int64)}),)
+            return StepOutput(state, resyncs + ask, wait=0.02)
         clock["mode"] = "normal"
     pb = state.problem
     T_peers = float(sum(pe[3] for pe in state.peers.values()))
@@ -157,18 +178,24 @@ def local_step(state: HogwildState, data: LocalData, inbox, now: float) -> StepO
                 state.count, T_peers, state.eta0, pb.mu, state.tau, pb.penalty, pb.alpha,
                 state.xsum, state.wsum)
     state.chunk.update(time.perf_counter() - t0)
-    out = ()
+    out = resyncs
     if now - clock["pushed"] >= params["push_period"]:
         clock["pushed"] = now
-        out = (Outgoing({"S": state.S, "P": float(state.P[0]), "count": int(state.count[0]),
-                         "x": state.x}),)
+        send_x = clock.pop("send_x", False)
+        fields = state.totals.fields(state.S, now, full=send_x, P=float(state.P[0]),
+                                     count=int(state.count[0]))
+        if send_x:  # the replica of this moment, with the full S it already contains
+            fields["x"] = state.x.copy()
+        out += (Outgoing(fields),)
     return StepOutput(state, out)
 
 
 def schema(problem: Problem) -> tuple[dict, dict]:
-    """Cumulative totals ``(S, P, count)`` and the replica ``x``."""
-    vec = ("float64", (problem.p,))
-    return {"S": vec, "P": float, "count": int, "x": vec}, {}
+    """Cumulative totals ``(P, count)`` and ``S`` (sparse-exchange fields); the replica ``x``
+    for a restarted peer, and its ask ``x_want``."""
+    return {"P": float, "count": int}, {**schema_fields("S", problem.p),
+                                        "x": ("float64", (problem.p,)),
+                                        "x_want": ("int64", (None,))}
 
 
 def resume(state: HogwildState, data: LocalData, start: Start) -> HogwildState:

@@ -15,8 +15,13 @@ share ``s_j`` -- not by how many steps it managed -- keeps a straggler from
 biasing the model towards the fast partitions.
 
 Every ``push_period`` (10 ms, as in the ASIP code) an operator pushes its *full*
-dual ``(gbar_i, t_i)``; receivers keep the latest per sender. A dropped message
-is therefore harmless (the next one supersedes it), and a restarted operator
+dual ``(G_i, t_i)`` (``gbar_i = G_i / t_i``); receivers keep the latest per sender.
+``G_i`` travels through the sparse exchange (`_sparse_exchange`): as the entries
+that changed since the previous push -- on CSR data the features of the rows it
+stepped on, so traffic grows with the update's nonzeros, not with ``d`` -- with
+a sequence number; a receiver that missed one asks for a full ``G_i`` in its next
+push and is answered with one, and a full goes out every ``full_every`` s anyway.
+A dropped message therefore costs at most one resync, and a restarted operator
 (incarnation > 0) starts with an empty dual but immediately adopts the peers'
 duals, so its first point is already the network's current one. Its own lost
 dual comes back too, by the echo/rejoin protocol every asynchronous solver
@@ -79,6 +84,7 @@ from . import _kernels as K
 from ._base import (AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, Start, StepOutput,
                     mean_of, resume_average, slice_target)
 from ._rejoin import PeerStates
+from ._sparse_exchange import Publisher, Subscriber, schema_fields
 
 __all__ = ["ALGORITHM", "RDAState", "combine", "init", "local_step", "snapshot"]
 
@@ -94,8 +100,18 @@ DEFAULTS = {
     "anchor_rate": 10.0,
     "average": True,
     "rejoin_wait": 0.3,
+    "full_every": 5.0,  # seconds between unrequested full pushes of the dual (else deltas)
     "seed": None,
 }
+
+
+class _Decoded(NamedTuple):
+    """A peer's push with its dual rebuilt from the sparse exchange (what `PeerStates` reads)."""
+
+    sender: int
+    incarnation: int
+    payload: dict
+    sent_at: float
 
 
 class RDAState(NamedTuple):
@@ -108,7 +124,9 @@ class RDAState(NamedTuple):
     xsum: np.ndarray  # T-weighted sum of iterates
     wsum: np.ndarray  # float64[1], total weight
     rng: np.ndarray
-    peers: PeerStates  # latest (gbar_j, share_j) per peer, its t_j and latency (`_rejoin`)
+    peers: PeerStates  # latest (G_j, share_j) per peer, its t_j and latency (`_rejoin`)
+    pub: Publisher  # own G as sparse deltas
+    sub: Subscriber  # peers' G, rebuilt from their deltas
     share: float  # n_i / n
     beta0: float
     gamma: float
@@ -135,7 +153,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> RDAState:
         G=np.zeros(p), t=np.zeros(1, dtype=np.int64), x=np.zeros(p), anchor=np.zeros(p),
         xsum=np.zeros(p),
         wsum=np.zeros(1), rng=K.make_rng(seed),
-        peers=PeerStates(("gbar", "share"), "t", expecting=data.incarnation > 0),
+        peers=PeerStates(("G", "share"), "t", expecting=data.incarnation > 0),
+        pub=Publisher("G", p, full_every=params["full_every"]), sub=Subscriber("G", p),
         share=problem.sizes[data.index] / problem.n_total, beta0=float(max(beta0, 1e-12)),
         gamma=float(gamma), problem=problem, params=params,
         chunk=AdaptiveCount(slice_target(params["step_time"], data, p)),
@@ -145,17 +164,32 @@ def init(problem: Problem, data: LocalData, params: dict) -> RDAState:
     )
 
 
-def _absorb(state: RDAState, inbox) -> tuple:
+def _absorb(state: RDAState, data: LocalData, inbox) -> tuple:
     """Keep the latest dual per sender (`_rejoin.PeerStates`); returns the echoes owed to peers.
 
-    When a peer echoes this operator's own dual from before its restart, the lost history is
-    added to what this incarnation has gathered; the iterates averaged so far were computed
-    without it, so they are dropped.
+    Pushes go through the sparse exchange first: only one whose delta applied in sequence
+    (the sender's ``G`` as of that push) counts, the latest per sender; echoes carry a dense
+    ``G``. When a peer echoes this operator's own dual from before its restart, the lost
+    history is added to what this incarnation has gathered; the iterates averaged so far
+    were computed without it, so they are dropped.
     """
-    echoes, own = state.peers.absorb(inbox)
+    decoded, latest = [], {}
+    for msg in inbox:
+        state.pub.note_requests(msg.payload, msg.sender, data.index)
+        if msg.payload.get("echo"):
+            decoded.append(msg)
+        elif state.sub.absorb(msg):
+            latest[msg.sender] = msg
+    for sender, msg in latest.items():
+        pl = msg.payload
+        decoded.append(_Decoded(sender, msg.incarnation, {"G": state.sub.vecs[sender],
+                                                          "t": pl["t"], "share": pl["share"]},
+                                getattr(msg, "sent_at", 0.0)))
+    echoes, own = state.peers.absorb(decoded)
+    echoes += tuple(Outgoing(fields, to=to) for to, fields in state.pub.resyncs())
     if own is not None:
         t_j = int(own["t"])
-        state.G[:] += np.asarray(own["gbar"]) * t_j
+        state.G[:] += np.asarray(own["G"])
         state.t[0] += t_j
         state.xsum[:] = 0.0
         state.wsum[0] = 0.0
@@ -164,7 +198,8 @@ def _absorb(state: RDAState, inbox) -> tuple:
 
 def local_step(state: RDAState, data: LocalData, inbox, now: float) -> StepOutput:
     """Absorb peers' duals, take a time slice of RDA steps, push the dual every ``push_period``."""
-    echoes = _absorb(state, inbox)
+    t_call = time.perf_counter()
+    echoes = _absorb(state, data, inbox)
     params = state.params
     clock = state.clock
     if clock["started"] is None:
@@ -177,7 +212,7 @@ def local_step(state: RDAState, data: LocalData, inbox, now: float) -> StepOutpu
             # announce the new incarnation with t = 0 (peers keep our old dual and echo it)
             if now - clock["pushed"] >= params["push_period"]:
                 clock["pushed"] = now
-                echoes += (_dual_message(state),)
+                echoes += (_dual_message(state, now),)
             return StepOutput(state, echoes, wait=0.02)
         clock["rejoining"] = False
     W = state.share + sum(float(pe.state["share"]) for pe in state.peers.values())
@@ -185,7 +220,7 @@ def local_step(state: RDAState, data: LocalData, inbox, now: float) -> StepOutpu
     T_peers = 0.0
     latency = 0.0
     for pe in state.peers.values():
-        C += (float(pe.state["share"]) / W) * pe.state["gbar"]
+        C += (float(pe.state["share"]) / (W * pe.clock)) * pe.state["G"]
         T_peers += pe.clock
         latency += pe.latency
     damp = _staleness_damping(state, state.t[0] + T_peers, latency, now)
@@ -198,13 +233,36 @@ def local_step(state: RDAState, data: LocalData, inbox, now: float) -> StepOutpu
                 state.rng, state.G, state.t, state.share / W, C, T_peers, pb.penalty,
                 pb.alpha, state.beta0, state.gamma, damp, state.anchor, state.x, state.xsum,
                 state.wsum)
-    state.chunk.update(time.perf_counter() - t0)
+    kernel = time.perf_counter() - t0
+    state.chunk.update(kernel)
+    wide = isinstance(data.X, tuple)  # CSR: O(d) fixed costs per call (see `_fit_slice`)
+    if wide and kernel < 0.125 * state.chunk.target and state.chunk.count < 1 << 20:
+        state.chunk.count *= 2  # far below the slice (calls are slow on wide data): ramp faster
     clock["own_steps"] += n_steps
     out = echoes
     if now - clock["pushed"] >= params["push_period"]:
         clock["pushed"] = now
-        out += (_dual_message(state),)
+        out += (_dual_message(state, now),)
+    if wide:
+        _fit_slice(state, data, time.perf_counter() - t_call, kernel)
     return StepOutput(state, out)
+
+
+def _fit_slice(state: RDAState, data: LocalData, elapsed: float, kernel: float) -> None:
+    """Keep a step's fixed O(d) costs (peers' duals, the kernel's catch-up of ``x`` and the
+    averages, the push) under a third of it: the slice is at least 3x their estimate.
+
+    On wide data those costs, not the O(nnz) steps, dominate a short call (d = 10^6: tens of
+    ms), and a slice shorter than them would halve the step count down to one per call.
+    The estimate is the cheapest kernel call seen (the first ones take few steps, so that is
+    its fixed cost) plus the cheapest rest of a call: minima over the operator's life, so
+    it never grows with the slice it sizes.
+    """
+    clock = state.clock
+    clock["fixed_kernel"] = min(clock.get("fixed_kernel", np.inf), kernel)
+    clock["fixed_rest"] = min(clock.get("fixed_rest", np.inf), max(elapsed - kernel, 0.0))
+    state.chunk.target = max(slice_target(state.params["step_time"], data, state.problem.p),
+                             3.0 * (clock["fixed_kernel"] + clock["fixed_rest"]))
 
 
 def _staleness_damping(state: RDAState, T: float, age: float, now: float) -> float:
@@ -239,15 +297,17 @@ def _staleness_damping(state: RDAState, T: float, age: float, now: float) -> flo
     return c * state.beta0 * rate * age / T
 
 
-def _dual_message(state: RDAState) -> Outgoing:
-    t = int(state.t[0])
-    gbar = state.G / t if t > 0 else np.zeros_like(state.G)
-    return Outgoing({"gbar": gbar, "t": t, "share": state.share})
+def _dual_message(state: RDAState, now: float) -> Outgoing:
+    """The dual ``(G, t, share)``, ``G`` as a sparse delta (or full), plus any resync requests."""
+    fields = state.pub.publish(state.G, now, t=int(state.t[0]), share=state.share)
+    fields.update(state.sub.want_field(now))
+    return Outgoing(fields)
 
 
 def schema(problem: Problem) -> tuple[dict, dict]:
-    """The dual ``(gbar, t, share)``; ``echo`` marks a dual sent back to a restarted peer."""
-    return {"gbar": ("float64", (problem.p,)), "t": int, "share": float}, {"echo": bool}
+    """The dual: ``(t, share)`` and ``G`` as sparse-exchange fields; ``echo`` (with a dense
+    ``G``) marks a dual sent back to a restarted peer."""
+    return {"t": int, "share": float}, {**schema_fields("G", problem.p), "echo": bool}
 
 
 def resume(state: RDAState, data: LocalData, start: Start) -> RDAState:
@@ -280,12 +340,14 @@ def resume(state: RDAState, data: LocalData, start: Start) -> RDAState:
 
 
 def snapshot(state: RDAState) -> dict:
-    """The operator's estimate: its averaged iterate (or the last one), and its step count."""
+    """The operator's estimate: its averaged iterate (or the last one), and its step count;
+    ``gaps``: peers' pushes it missed (each cost one resync), ``resyncs``: fulls it sent."""
     if state.params["average"] and state.wsum[0] > 0:
         w = state.xsum / state.wsum[0]
     else:
         w = state.x.copy()
-    return {"w": w, "t": int(state.t[0])}
+    return {"w": w, "t": int(state.t[0]), "gaps": state.sub.counts["gaps"],
+            "resyncs": state.pub.counts["resync"]}
 
 
 def combine(problem: Problem, snapshots: list) -> np.ndarray:

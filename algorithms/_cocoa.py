@@ -39,9 +39,15 @@ Restart: a restarted operator starts from zero duals for its rows; its first pus
 replaces its old total at the peers (the duals stay feasible, so the gap stays
 valid), and it waits up to ``rejoin_wait`` for every peer's total before stepping.
 
+Traffic: totals and the leader's ``wbar`` travel through the sparse exchange
+(`_sparse_exchange`): the entries that changed since the previous push, numbered;
+a receiver that missed one asks for a full in its next push (an answer that came
+with a delta it could not apply is dropped, and the leader re-asks as for a lost
+answer). On CSR data a push costs the nonzeros a slice touched, not ``d``.
+
 Scope: penalty l2; the intercept (``fit_intercept``) is a constant feature
 penalized like the others (liblinear's convention): the objective, and the
-certificate, include ``(alpha/2) b^2``. Model pushes are dense.
+certificate, include ``(alpha/2) b^2``.
 
 References
 ----------
@@ -63,6 +69,7 @@ from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepO
 from ._certificate import GapParts, certificate_parts, gap_from_parts
 from ._cocoa_newton import LocalNewton, choose_local_solver
 from ._sdca_kernels import cocoa_steps
+from ._sparse_exchange import Exchange, schema_fields
 
 __all__ = ["ALGORITHM", "CocoaState", "combine", "init", "local_step", "resolve_local_solver",
            "snapshot"]
@@ -97,7 +104,7 @@ class CocoaState(NamedTuple):
     rng: np.ndarray
     u: np.ndarray  # own share (1/(alpha n)) A_k^T a
     w: np.ndarray  # working view (own changes scaled by sigma during a step)
-    peers: dict  # sender -> [incarnation, seq, u_j, (u_j, c_j) of its latest certificate answer]
+    peers: Exchange  # own total out as sparse deltas, peers' totals u_j in
     problem: Problem
     params: dict
     sigma: float
@@ -159,12 +166,12 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
     return CocoaState(
         dual=np.zeros(data.n), order=np.arange(data.n, dtype=np.int64),
         cursor=np.zeros(1, dtype=np.int64), rng=K.make_rng(seed), u=np.zeros(p), w=np.zeros(p),
-        peers={}, problem=problem, params=params, sigma=sigma,
+        peers=Exchange("u", p, data.index), problem=problem, params=params, sigma=sigma,
         scale=1.0 / (problem.alpha * problem.n_total), chunk=AdaptiveCount(params["step_time"]),
         clock={"steps": 0, "seq": 0, "started": None, "answer": None, "answered": None,
-               "ahead": 0, "hess": {},
+               "ahead": 0, "hess": {}, "points": {},
                "rejoining": data.incarnation > 0 and data.n_partitions > 1},
-        cert={"ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
+        cert={"x": Exchange("wbar", p, data.index), "ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
               "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},
         newton=newton,
     )
@@ -177,26 +184,28 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
         clock["ahead"] = 0
     for msg in inbox:
         pl = msg.payload
-        key = (msg.incarnation, int(pl["seq"]))
-        old = state.peers.get(msg.sender)
-        if old is None or key > (old[0], old[1]):
-            u = np.array(pl["u"])
-            if old is None or not np.array_equal(u, old[2]):
+        newton = state.newton is not None
+        old = state.peers.sub.vecs.get(msg.sender) if newton else None
+        old = None if old is None else old.copy()
+        current = state.peers.absorb(msg)  # the sender's u_j, as of this push
+        if newton and current:
+            if old is None or not np.array_equal(state.peers.vector(msg.sender), old):
                 # Newton: news is a peer's moved total, not a waiting peer's re-push (a round
                 # against the same peers again would only re-solve the same model)
                 clock["ahead"] = 0
-            state.peers[msg.sender] = [msg.incarnation, key[1], u]
             if "x" in pl:  # local_solver="newton": the point u was taken at
-                state.peers[msg.sender].append(np.array(pl["x"]))
+                clock["points"][msg.sender] = (msg.incarnation, np.array(pl["x"]))
+            else:  # a resync full carries no point: this u and the old point don't match
+                clock["points"].pop(msg.sender, None)
         if "H" in pl:  # ... and the sender's loss Hessian, when it sent one
-            state.clock["hess"][msg.sender] = (msg.incarnation, np.array(pl["H"]))
-        if "wbar" in pl and msg.sender == LEADER:  # a certificate round: answer at that model
+            clock["hess"][msg.sender] = (msg.incarnation, np.array(pl["H"]))
+        if cert["x"].absorb(msg) and msg.sender == LEADER:  # a certificate round: answer at it
             req = (msg.incarnation, int(pl["ver"]))
             if clock["answered"] is None or req > clock["answered"]:
                 clock["answered"] = req
-                clock["answer"] = (req, np.array(pl["wbar"]))
-        if "lsum" in pl and data.index == LEADER and int(pl["linc"]) == data.incarnation \
-                and int(pl["lver"]) == cert["ver"]:
+                clock["answer"] = (req, cert["x"].vector(LEADER).copy())
+        if current and "lsum" in pl and data.index == LEADER \
+                and int(pl["linc"]) == data.incarnation and int(pl["lver"]) == cert["ver"]:
             cert["answers"][msg.sender] = _parts_of(state, msg.sender, pl)
 
 
@@ -206,8 +215,8 @@ def _view(state: CocoaState) -> np.ndarray:
     if state.newton is not None:
         return state.w.copy()
     w = state.u.copy()
-    for entry in state.peers.values():
-        w += entry[2]
+    for u_j in state.peers.totals():
+        w += u_j
     return w
 
 
@@ -221,7 +230,7 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         if len(state.peers) < data.n_partitions - 1 and now - clock["started"] < params[
                 "rejoin_wait"]:
             # restarted: announce the zero total (peers drop the old one) and wait for theirs
-            return StepOutput(state, (_message(state, data),), wait=0.02)
+            return StepOutput(state, (_message(state, data, now), *_resyncs(state)), wait=0.02)
         clock["rejoining"] = False
     wait = 0.0
     if data.n_partitions > 1 and clock["ahead"] >= params["max_ahead"] * data.n:
@@ -247,14 +256,14 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         state.chunk.update(time.perf_counter() - t0)
         clock["steps"] += n_steps
         clock["ahead"] += n_steps
-    out = _message(state, data)
+    out = _message(state, data, now)
     done = False
     if data.index == LEADER:
         done = _certify(state, data, out.payload, now)
     mi = params["max_iter"]
     if mi is not None and clock["steps"] >= mi * data.n:
         done = True
-    return StepOutput(state, (out,), wait=wait, done=done)
+    return StepOutput(state, (out, *_resyncs(state)), wait=wait, done=done)
 
 
 def _newton_round(state: CocoaState, data: LocalData) -> None:
@@ -267,14 +276,15 @@ def _newton_round(state: CocoaState, data: LocalData) -> None:
     for k, size in enumerate(pb.sizes):
         if k == data.index:
             continue
-        entry = state.peers.get(k)
-        if entry is None or len(entry) < 4:  # not heard from, or no point yet
-            c_missing += size / nj
+        point = clock["points"].get(k)
+        if point is None or not state.peers.sub.synced.get(k, False):
+            c_missing += size / nj  # not heard from, or no point yet
             continue
         hess = clock["hess"].get(k)
-        H_k = hess[1] if hess is not None and hess[0] == entry[0] else None
-        peers.append((-pb.alpha * entry[2], entry[3], H_k, size / nj))  # g_k = -alpha u_k
-        points.append(entry[3])
+        H_k = hess[1] if hess is not None and hess[0] == point[0] else None
+        u_k = state.peers.vector(k)
+        peers.append((-pb.alpha * u_k, point[1], H_k, size / nj))  # g_k = -alpha u_k
+        points.append(point[1])
     if not clock.get("point") and points:
         # this incarnation's first round (a restart): start where the peers are
         state.w[:] = np.mean(points, axis=0)
@@ -287,13 +297,20 @@ def _newton_round(state: CocoaState, data: LocalData) -> None:
     clock["H"] = H  # pushed with the round's total (not with a waiting re-push)
 
 
-def _message(state: CocoaState, data: LocalData) -> Outgoing:
+def _resyncs(state: CocoaState) -> tuple[Outgoing, ...]:
+    """Fulls of the own total (and, from the leader, of ``wbar``) for peers that asked."""
+    return tuple(Outgoing(fields, to=to) for x in (state.peers, state.cert["x"])
+                 for to, fields in x.resyncs())
+
+
+def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
     """The own total; with a certificate answer owed, also this partition's `GapParts`: the
     loss sum at the asked model and the dual sums of the duals ``u`` comes from (two passes,
     so only then)."""
     clock, pb = state.clock, state.problem
     clock["seq"] += 1
-    payload = {"u": state.u.copy(), "seq": clock["seq"]}
+    payload = state.peers.fields(state.u, now)
+    payload.update(state.cert["x"].sub.want_field(now))
     if clock.get("point"):  # Newton: u is -grad L_k / alpha at this point
         payload["x"] = state.w.copy()
     if clock.get("H") is not None:
@@ -318,7 +335,7 @@ def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray) -> GapParts:
 def _parts_of(state: CocoaState, sender: int, pl: dict) -> GapParts:
     """A peer's answer as `GapParts` (its ``g`` is ``alpha n`` times its pushed total)."""
     pb = state.problem
-    g = np.asarray(pl["u"]) * (pb.alpha * pb.n_total)
+    g = state.peers.vector(sender) * (pb.alpha * pb.n_total)
     return GapParts(pb.sizes[sender], float(pl["lsum"]), float(pl["c"]), g)
 
 
@@ -344,16 +361,16 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float) -> b
     if (cert["wbar"] is None or stale) and now - cert["at"] >= period:
         wbar = _view(state)
         cert.update(ver=cert["ver"] + 1, wbar=wbar, at=now, answers={})
-        payload.update(wbar=wbar, ver=cert["ver"])
+        payload.update(cert["x"].pub.publish(wbar, now, ver=cert["ver"]))
     return False
 
 
 def schema(problem: Problem) -> tuple[dict, dict]:
-    """A total ``(u, seq)``; the leader adds ``(wbar, ver)``, answers ``(c, linc, lver, lsum)``."""
-    vec = ("float64", (problem.p,))
-    return ({"u": vec, "seq": int},
-            {"wbar": vec, "ver": int, "c": float, "linc": int, "lver": int, "lsum": float,
-             "x": vec, "H": ("float64", (problem.p, problem.p))})
+    """A total ``u`` (sparse-exchange fields); the leader adds ``(wbar, ver)``, answers
+    ``(c, linc, lver, lsum)``; Newton pushes add the point ``x`` and the Hessian ``H``."""
+    return ({}, {**schema_fields("u", problem.p), **schema_fields("wbar", problem.p),
+                 "ver": int, "c": float, "linc": int, "lver": int, "lsum": float,
+                 "x": ("float64", (problem.p,)), "H": ("float64", (problem.p, problem.p))})
 
 
 def snapshot(state: CocoaState) -> dict:

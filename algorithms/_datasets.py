@@ -29,6 +29,7 @@ __all__ = [
     "load_libsvm",
     "make_logistic",
     "make_regression",
+    "make_sparse_logistic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -155,3 +156,36 @@ def make_logistic(n_samples: int = 10_000, n_features: int = 100, n_zero: int = 
     p = 1.0 / (1.0 + np.exp(-(X @ beta)))
     y = np.where(rng.uniform(size=n_samples) < p, 1.0, -1.0)
     return Dataset(X, y, f"synthetic-logistic-{n_samples}x{n_features}", "classification")
+
+
+def make_sparse_logistic(n_samples: int = 100_000, n_features: int = 1_000_000,
+                         nnz_per_row: int = 30, active: int | None = None,
+                         random_state: int = 0) -> Dataset:
+    """Sparse (CSR) logistic-model data: ``nnz_per_row`` Gaussian entries a row, wide.
+
+    Each row's columns are drawn uniformly from the first ``active`` columns (all by
+    default; fewer leaves the rest empty, so ``d`` can grow at a fixed number of
+    nonzeros), its values are ``N(0, 1/nnz_per_row)`` (so ``||a_i||^2 ~ 1``), and
+    labels in {-1, +1} are drawn from ``sigmoid(X beta)`` with ``beta ~ N(0, 4)``
+    on the active columns (margins of order 2: classes overlap). Memory is
+    ``12 * n_samples * nnz_per_row`` bytes plus the labels, whatever ``n_features``.
+    """
+    active = n_features if active is None else int(active)
+    if not 0 < active <= n_features:
+        raise ValueError(f"active must be in [1, n_features={n_features}], got {active}")
+    if not 0 < nnz_per_row <= active:
+        raise ValueError(f"nnz_per_row must be in [1, active={active}], got {nnz_per_row}")
+    rng = np.random.default_rng(random_state)
+    cols = rng.integers(0, active, size=(n_samples, nnz_per_row), dtype=np.int64)
+    cols.sort(axis=1)
+    vals = rng.standard_normal((n_samples, nnz_per_row)) / np.sqrt(nnz_per_row)
+    indptr = np.arange(0, n_samples * nnz_per_row + 1, nnz_per_row, dtype=np.int64)
+    X = sp.csr_matrix((vals.ravel(), cols.ravel().astype(np.int32), indptr),
+                      shape=(n_samples, n_features))
+    X.sum_duplicates()  # a column drawn twice in a row becomes one entry
+    beta = 2.0 * rng.standard_normal(active)
+    margin = X[:, :active] @ beta
+    prob = 1.0 / (1.0 + np.exp(-margin))
+    y = np.where(rng.uniform(size=n_samples) < prob, 1.0, -1.0)
+    return Dataset(X, y, f"synthetic-sparse-logistic-{n_samples}x{n_features}x{nnz_per_row}",
+                   "classification")

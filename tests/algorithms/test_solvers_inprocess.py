@@ -116,7 +116,15 @@ def test_hogwild_applies_every_update_once():
     states[1].x[:] = 0.0
     from asip.algorithms._asip_hogwild import _absorb
 
-    _absorb(states[1], kept)
+    _absorb(states[1], datas[1], kept)
+    # S travels as sparse deltas: a lost one leaves the receiver out of sync until it asks
+    # for a full (in its next push) and gets one -- then every update is in, once
+    ask = states[1].totals.sub.want_field(now=100.0)
+    if ask:
+        _absorb(states[0], datas[0], [Msg(1, 0, {"P": 0.0, "count": 0, **ask}, 0.0)])
+        [(to, fields)] = states[0].totals.resyncs()
+        assert to == 1
+        _absorb(states[1], datas[1], [Msg(0, 0, fields, 0.0)])
     np.testing.assert_allclose(states[1].x, states[0].x, rtol=1e-12, atol=1e-14)
 
 

@@ -1,0 +1,246 @@
+"""Wide sparse problems: traffic per message, the 10^6-feature target, scikit-learn, scheduler memory.
+
+Sections (``--sections``, all by default):
+
+* ``traffic`` -- bytes per delivered message of asip-sgd and asip-cocoa on the same sparse
+  problem (3,000 rows, 8 nonzeros a row in 300 columns) made 10^4 and 10^6 wide: with the
+  sparse exchange the two widths move about the same bytes (a dense push is ``8 d``).
+* ``wide`` -- sparse synthetic logistic, 100k rows x 10^6 features, 30 nonzeros a row,
+  alpha = 1/n, no intercept, 2 workers: asip-cocoa's certified ``fit(tol=1e-3)`` as a user
+  times it, and where asip-sgd and asip-cocoa are after ``--budget`` s (target: <= 1e-3 within
+  10 s). The reference optimum (scipy, certified) is cached on disk by
+  `asip.algorithms.reference_optimum`.
+* ``sklearn`` -- 1M rows x 10^5 features: scikit-learn's lbfgs and liblinear on one core, time
+  to 1e-3 (the first of a doubling ``max_iter`` sequence that gets there; its own wall time),
+  against asip-cocoa's certified ``fit(tol=1e-3)`` on 2 workers (target: >= 2x sooner).
+* ``memory`` -- the scheduler's RSS growth (peak and end, sampled every 0.5 s) during an
+  asip-sgd fit of ``--seconds`` s at d = 10^6, after a 2 s warm-up fit (target: <= 50 MB
+  for 60 s).
+* ``floor`` -- one data pass of asip-sgd's dense kernel over an 800k x 100 block against a
+  BLAS gradient pass (``X @ w`` then ``X.T @ r``) on one core (target: within 3x).
+
+Run:  python benchmarks/wide.py                  (everything; ~5 min on an idle 2-core machine)
+      python benchmarks/wide.py --quick          (10x smaller shapes, 10 s memory run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+import warnings
+
+import numpy as np
+
+from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty,
+                             make_sparse_logistic, reference_optimum, relative_suboptimality)
+
+
+def _objective(alpha: float) -> Objective:
+    return Objective(get_loss("log_loss"), get_penalty("l2", alpha))
+
+
+def _fit(X, y, solver, alpha, max_time, tol=0.0, **kw):
+    clf = AsipClassifier(solver=solver, alpha=alpha, max_time=max_time, tol=tol,
+                         fit_intercept=False, random_state=0, **kw)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+    return clf, time.perf_counter() - t0
+
+
+def _rel(obj, ref, X, y, w) -> float:
+    return float(relative_suboptimality(obj.value(np.ravel(w), X, y), ref.f_star))
+
+
+def traffic(args) -> None:
+    print("\n## traffic: bytes per delivered message (3,000 rows, 8 nnz/row in 300 columns)\n")
+    print("| solver | d | messages | bytes/message | dense push would be | rel. subopt. |")
+    print("|---|---|---|---|---|---|")
+    alpha = 1e-2
+    base = make_sparse_logistic(3000, 300, nnz_per_row=8, active=300, random_state=4)
+    obj = _objective(alpha)
+    ref = reference_optimum(obj, base.X, base.y)
+    for solver in ("asip-sgd", "asip-cocoa"):
+        for d in (10_000, 1_000_000):
+            ds = make_sparse_logistic(3000, d, nnz_per_row=8, active=300, random_state=4)
+            clf, _ = _fit(ds.X, ds.y, solver, alpha, 2.0,
+                          tol=1e-6 if solver == "asip-cocoa" else 0.0)
+            tot = clf.stage_result_.stats["total"]
+            per = tot["delivered_bytes"] / max(tot["delivered"], 1)
+            rel = _rel(obj, ref, base.X, base.y, clf.coef_.ravel()[:300])
+            print(f"| {solver} | {d:.0e} | {tot['delivered']} | {per:,.0f} | {8 * d:,} | "
+                  f"{rel:.1e} |", flush=True)
+
+
+def wide(args) -> None:
+    n, d = (10_000, 100_000) if args.quick else (100_000, 1_000_000)
+    ds = make_sparse_logistic(n, d, nnz_per_row=30, random_state=0)
+    alpha = 1.0 / n
+    obj = _objective(alpha)
+    t0 = time.perf_counter()
+    ref = reference_optimum(obj, ds.X, ds.y)
+    print(f"\n## wide: {n:,} x {d:,}, 30 nnz/row, alpha = 1/n, 2 workers "
+          f"(reference {time.perf_counter() - t0:.1f} s incl. cache, {ref.method})\n")
+    print("| run | wall s | rel. subopt. | stopped by |")
+    print("|---|---|---|---|")
+    clf, wall = _fit(ds.X, ds.y, "asip-cocoa", alpha, max(args.budget, 30.0), tol=1e-3)
+    print(f"| asip-cocoa fit(tol=1e-3), certified | {wall:.2f} | "
+          f"{_rel(obj, ref, ds.X, ds.y, clf.coef_):.1e} | {clf.stopped_by_} |", flush=True)
+    for solver in ("asip-cocoa", "asip-sgd"):
+        clf, wall = _fit(ds.X, ds.y, solver, alpha, args.budget,
+                         tol=1e-9 if solver == "asip-cocoa" else 0.0)
+        print(f"| {solver}, {args.budget:g} s budget | {wall:.2f} | "
+              f"{_rel(obj, ref, ds.X, ds.y, clf.coef_):.1e} | {clf.stopped_by_} |", flush=True)
+
+
+def sklearn_vs(args) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    n, d = (100_000, 10_000) if args.quick else (1_000_000, 100_000)
+    ds = make_sparse_logistic(n, d, nnz_per_row=30, random_state=1)
+    alpha = 1.0 / n
+    obj = _objective(alpha)
+    ref = reference_optimum(obj, ds.X, ds.y)
+    print(f"\n## vs scikit-learn: {n:,} x {d:,}, 30 nnz/row, alpha = 1/n, time to 1e-3\n")
+    print("| solver | time to 1e-3 (s) | rel. subopt. there | note |")
+    print("|---|---|---|---|")
+    best = np.inf
+    for solver in ("lbfgs", "liblinear"):
+        found = None
+        for it in (2, 4, 8, 16, 32, 64, 128):
+            est = LogisticRegression(C=1.0 / (alpha * n), fit_intercept=False, solver=solver,
+                                     max_iter=it, tol=1e-12)
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                est.fit(ds.X, ds.y)
+            wall = time.perf_counter() - t0
+            rel = _rel(obj, ref, ds.X, ds.y, est.coef_)
+            if rel <= 1e-3:
+                found = (wall, rel, it)
+                break
+        if found is None:
+            print(f"| sklearn {solver} | > {wall:.2f} | {rel:.1e} | max_iter {it} |")
+        else:
+            best = min(best, found[0])
+            print(f"| sklearn {solver} | {found[0]:.2f} | {found[1]:.1e} | max_iter {found[2]} |",
+                  flush=True)
+    clf, wall = _fit(ds.X, ds.y, "asip-cocoa", alpha, 60.0, tol=1e-3)
+    rel = _rel(obj, ref, ds.X, ds.y, clf.coef_)
+    ok = rel <= 1e-3
+    print(f"| asip-cocoa fit(tol=1e-3), 2 workers | {wall:.2f} | {rel:.1e} | "
+          f"{'%.2fx sooner than the best one-core' % (best / wall) if ok else 'not at 1e-3'} |")
+
+
+def memory(args) -> None:
+    from distributed import default_client
+
+    client = default_client()
+
+    def rss(dask_scheduler=None):
+        import psutil
+
+        return psutil.Process().memory_info().rss
+
+    n, d = (20_000, 1_000_000)
+    ds = make_sparse_logistic(n, d, nnz_per_row=30, random_state=2)
+    seconds = 10.0 if args.quick else args.seconds
+    _fit(ds.X, ds.y, "asip-sgd", 1.0 / n, 2.0)  # warm-up: the scheduler's imports and plugins
+    rss0 = client.run_on_scheduler(rss)
+    peak = [rss0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.wait(0.5):
+            try:
+                peak[0] = max(peak[0], client.run_on_scheduler(rss))
+            except Exception:  # the sampler must not end the run
+                pass
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    clf, wall = _fit(ds.X, ds.y, "asip-sgd", 1.0 / n, seconds)
+    stop.set()
+    th.join()
+    rss1 = client.run_on_scheduler(rss)
+    tot = clf.stage_result_.stats["total"]
+    print(f"\n## memory: asip-sgd, {n:,} x {d:,}, {seconds:g} s fit\n")
+    print("| scheduler RSS growth, peak MB | at the end MB | messages | MB moved |")
+    print("|---|---|---|---|")
+    print(f"| {(peak[0] - rss0) / 1e6:.1f} | {(rss1 - rss0) / 1e6:.1f} | {tot['delivered']} | "
+          f"{tot['delivered_bytes'] / 1e6:.1f} |")
+
+
+def floor(args) -> None:
+    from threadpoolctl import threadpool_limits
+
+    from asip.algorithms import _kernels as K
+
+    n, d = (80_000, 100) if args.quick else (800_000, 100)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, d))
+    y = np.where(rng.uniform(size=n) < 0.5, 1.0, -1.0)
+    w = rng.standard_normal(d) * 0.01
+    with threadpool_limits(1):
+        X @ w
+        t = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            r = X @ w
+            X.T @ r
+            t.append(time.perf_counter() - t0)
+    blas = min(t)
+    batch = 10
+    p = d
+    G = np.zeros(p)
+    tt = np.zeros(1, dtype=np.int64)
+    C, anchor, x, xsum, wsum = np.zeros(p), np.zeros(p), np.zeros(p), np.zeros(p), np.zeros(1)
+    rngk = K.make_rng(0)
+    args_k = (X, y, K.LOGISTIC, False)
+    K.rda_steps(*args_k, 10, batch, rngk, G, tt, 1.0, C, 0.0, K.L2, 1e-4, 1.0, 0.0, 0.0, anchor,
+                x, xsum, wsum)
+    t = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        K.rda_steps(*args_k, n // batch, batch, rngk, G, tt, 1.0, C, 0.0, K.L2, 1e-4, 1.0, 0.0,
+                    0.0, anchor, x, xsum, wsum)
+        t.append(time.perf_counter() - t0)
+    sgd = min(t)
+    print(f"\n## floor: one pass over {n:,} x {d} dense, one core\n")
+    print("| BLAS X@w, X.T@r (ms) | asip-sgd dense kernel pass (ms) | ratio (target <= 3) |")
+    print("|---|---|---|")
+    print(f"| {blas * 1e3:.1f} | {sgd * 1e3:.1f} | {sgd / blas:.1f} |")
+
+
+SECTIONS = {"traffic": traffic, "wide": wide, "sklearn": sklearn_vs, "memory": memory,
+            "floor": floor}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sections", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS))
+    ap.add_argument("--budget", type=float, default=10.0, help="seconds per budgeted fit")
+    ap.add_argument("--seconds", type=float, default=60.0, help="length of the memory run")
+    ap.add_argument("--quick", action="store_true", help="10x smaller shapes")
+    args = ap.parse_args(argv)
+    print(f"# benchmarks/wide.py {' '.join(args.sections)}; load average "
+          f"{' '.join('%.1f' % v for v in os.getloadavg())}")
+    needs_cluster = set(args.sections) - {"floor"}
+    if needs_cluster:
+        from distributed import Client, LocalCluster
+
+        with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                          silence_logs=40) as cluster, Client(cluster):
+            for name in args.sections:
+                SECTIONS[name](args)
+    else:
+        for name in args.sections:
+            SECTIONS[name](args)
+    print(f"\nload average at the end: {' '.join('%.1f' % v for v in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
