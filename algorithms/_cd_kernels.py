@@ -26,7 +26,7 @@ from numba import njit
 
 from . import _losses as _L
 
-__all__ = ["cd_dense", "cd_subproblem", "csc_matvec", "csc_rmatvec", "row_curvature", "trial_losses"]
+__all__ = ["cd_dense", "cd_subproblem", "csc_matvec", "csr_weighted_gram", "csc_rmatvec", "row_curvature", "trial_losses"]
 
 logger = logging.getLogger(__name__)
 
@@ -232,3 +232,27 @@ def cd_dense(H, G, w, n_coef, alpha, lam, max_pass, tol, delta):
         if biggest <= tol * first:
             break
     return passes
+
+
+@njit(**_JIT)
+def csr_weighted_gram(data, indices, indptr, D, fit_intercept, H):
+    """``H += X~^T diag(D) X~`` from CSR rows (``X~``: with a last column of ones if asked).
+
+    O(sum_i nnz_i^2): the Hessian of a partition when ``p`` is small (see `_prox_newton`).
+    """
+    n = indptr.shape[0] - 1
+    d = H.shape[0] - (1 if fit_intercept else 0)
+    for i in range(n):
+        di = D[i]
+        if di == 0.0:
+            continue
+        for a in range(indptr[i], indptr[i + 1]):
+            va = di * data[a]
+            ja = indices[a]
+            for b in range(indptr[i], indptr[i + 1]):
+                H[ja, indices[b]] += va * data[b]
+            if fit_intercept:
+                H[ja, d] += va
+                H[d, ja] += va
+        if fit_intercept:
+            H[d, d] += di

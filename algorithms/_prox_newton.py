@@ -87,7 +87,7 @@ class NewtonState(NamedTuple):
     params: dict
     barrier: Barrier
     csc: tuple  # the partition's rows column-wise: (data, indices, indptr)
-    mat: sp.csc_matrix  # the same, as scipy (for the full Hessian's sparse product)
+    csr: tuple  # and row-wise (for the full Hessian)
     mem: dict  # k, w, mu, m, a, D, G, Hg, dbar, F, delta, gap, rel_gap, primal, own, ...
 
 
@@ -116,7 +116,11 @@ def init(problem: Problem, data: LocalData, params: dict) -> NewtonState:
            "full": params["hessian"] == "full" or (params["hessian"] == "auto"
                                                    and p <= params["hessian_max"]),
            "phase": "run" if data.incarnation == 0 else "rejoin", "started": None}
-    return NewtonState(problem, params, Barrier(data.index, data.n_partitions), csc, mat, mem)
+    rows = mat.tocsr()
+    csr = (np.ascontiguousarray(rows.data, dtype=np.float64),
+           np.ascontiguousarray(rows.indices, dtype=np.int64),
+           np.ascontiguousarray(rows.indptr, dtype=np.int64))
+    return NewtonState(problem, params, Barrier(data.index, data.n_partitions), csc, csr, mem)
 
 
 def _phase(mem: dict, k: int) -> int:
@@ -156,15 +160,9 @@ def _round_a(state: NewtonState, data: LocalData) -> dict:
 
 def _local_hessian(state: NewtonState, D: np.ndarray) -> np.ndarray:
     """``X~_k^T diag(D) X~_k`` as a dense p x p array (``X~``: with the intercept's ones)."""
-    pb, X = state.problem, state.mat
+    pb = state.problem
     H = np.zeros((pb.p, pb.p))
-    XD = sp.csc_matrix(X.multiply(D[:, None]))
-    H[: pb.n_features, : pb.n_features] = (X.T @ XD).toarray()
-    if pb.fit_intercept:
-        col = np.asarray(XD.sum(axis=0)).ravel()
-        H[-1, : pb.n_features] = col
-        H[: pb.n_features, -1] = col
-        H[-1, -1] = D.sum()
+    C.csr_weighted_gram(*state.csr, D, pb.fit_intercept, H)
     return H
 
 
