@@ -63,7 +63,6 @@ DEFAULTS = {
     "max_iter": None,  # Newton iterations
     "inner_tol": 1e-6,  # CD stops when a full pass moves by less than this (relative, H-norm)
     "max_pass": 40,  # CD passes per Newton iteration
-    "n_trials": 12,  # line-search steps 1, 1/2, ..., evaluated in one pass
     "sigma": 0.01,  # Armijo constant
     "damping": 1e-8,  # first damping: lam * mean(diag H) added to the model's Hessian diagonal
     "mu0": 2.0,  # hinge: first smoothing (> 1 puts every row of w = 0 on the curved band)
@@ -80,6 +79,7 @@ DEFAULTS = {
 }
 
 _A, _B, _C = 0, 1, 2  # the three rounds of an iteration (k % 3)
+N_TRIALS = 12  # line-search steps max_step * (1, 1/2, ...), evaluated in one pass
 
 
 class NewtonState(NamedTuple):
@@ -95,9 +95,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> NewtonState:
     if params["hessian"] not in ("auto", "full", "local"):
         raise ValueError(f"unknown hessian {params['hessian']!r} for solver 'prox-newton'; "
                          "valid ones are ['auto', 'full', 'local']")
-    if params["n_trials"] < 1 or not 0.0 < params["sigma"] < 1.0:
-        raise ValueError("prox-newton needs n_trials >= 1 and 0 < sigma < 1, got "
-                         f"{params['n_trials']!r} and {params['sigma']!r}")
+    if not 0.0 < params["sigma"] < 1.0:
+        raise ValueError(f"prox-newton needs 0 < sigma < 1, got {params['sigma']!r}")
     X = data.X
     if isinstance(X, tuple):
         mat = sp.csr_matrix(X, shape=(data.n, problem.n_features)).tocsc()
@@ -171,7 +170,7 @@ def _round_b(state: NewtonState, data: LocalData) -> dict:
     pb, mem, params = state.problem, state.mem, state.params
     delta = np.zeros(pb.p)
     if mem.pop("zero_dir", False):  # rejoined in this round: no local model, no move
-        return {"w": mem["w"].copy(), "mu": mem["mu"], "dk": delta}
+        return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "dk": delta}
     Dk = mem["D"] / data.n
     hk = np.zeros(pb.p)
     C.csc_sq_rmatvec(*state.csc, Dk, hk)
@@ -185,7 +184,7 @@ def _round_b(state: NewtonState, data: LocalData) -> dict:
     mem["passes"] = int(C.cd_subproblem(*state.csc, pb.fit_intercept, Dk, mem["G"], extra,
                                         mem["w"], l1, params["max_pass"], params["inner_tol"],
                                         delta, np.zeros(data.n)))
-    return {"w": mem["w"].copy(), "mu": mem["mu"], "dk": delta}
+    return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "dk": delta}
 
 
 def _round_c(state: NewtonState, data: LocalData) -> dict:
@@ -194,7 +193,7 @@ def _round_c(state: NewtonState, data: LocalData) -> dict:
     q = np.zeros(data.n)
     b = mem["dbar"][-1] if pb.fit_intercept else 0.0
     C.csc_matvec(*state.csc, mem["dbar"], b, q)
-    ts = np.zeros(state.params["n_trials"])
+    ts = np.zeros(N_TRIALS)
     C.trial_losses(pb.loss, mem["m"], q, data.y, _mu(pb, mem), _steps(state), ts)
     return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"],
             "dbar": mem["dbar"].copy(), "ts": ts,
@@ -205,7 +204,7 @@ def _steps(state: NewtonState) -> np.ndarray:
     """The line-search trials, largest first."""
     top = state.params["max_step"]
     top = (1.0 if state.mem["full"] else 4.0) if top is None else float(top)
-    return top * 0.5 ** np.arange(state.params["n_trials"], dtype=np.float64)
+    return top * 0.5 ** np.arange(N_TRIALS, dtype=np.float64)
 
 
 def _contribution(state: NewtonState, data: LocalData) -> dict:
@@ -377,15 +376,18 @@ def local_step(state: NewtonState, data: LocalData, inbox, now: float) -> StepOu
 
 # ---------------------------------------------------------------------- the rest
 def schema(problem: Problem) -> tuple[dict, dict]:
-    """Barrier messages whose fields depend on the round (all optional but the round)."""
+    """Barrier messages whose fields depend on the round (the iterate and round always there)."""
     p, d = problem.p, problem.n_features
     fields = {"w": ("float64", (p,)), "mu": float, "n": int, "sloss": float, "loss": float,
               "conj": float, "g": ("float64", (d,)), "asum": float, "hd": ("float64", (p,)),
-              "side": ("float64", (None,)), "side_g": ("float64", (d,)),
-              "dk": ("float64", (p,)), "lam": float, "hess": ("float64", (p * p,)), "dbar": ("float64", (p,)), "ts": ("float64", (None,)),
+              "side": ("float64", (2 if problem.loss == K.SQUARED else 3,)), "side_g": ("float64", (d,)),
+              "dk": ("float64", (p,)), "lam": float, "hess": ("float64", (p * p,)), "dbar": ("float64", (p,)), "ts": ("float64", (N_TRIALS,)),
               "F": float, "delta": float}
-    optional = {f"{pre}_{key}": v for key, v in fields.items() for pre in ("c", "p")}
-    return {"k": int, "has_prev": bool}, optional
+    always = ("w", "mu", "lam")  # every round's contribution carries these
+    required = {"k": int, "has_prev": bool, **{f"c_{key}": fields[key] for key in always}}
+    optional = {f"{pre}_{key}": v for key, v in fields.items() for pre in ("c", "p")
+                if f"{pre}_{key}" not in required}
+    return required, optional
 
 
 def resume(state: NewtonState, data: LocalData, start: Start) -> NewtonState:

@@ -133,3 +133,18 @@ def test_weighted_gram_matches_scipy():
                         H)
     At = np.hstack([A.toarray(), np.ones((30, 1))])
     assert np.allclose(H, At.T @ (D[:, None] * At))
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+def test_lasso_certified(fit_intercept):
+    from asip.algorithms import make_regression
+
+    ds = make_regression(900, 12, n_zero=4, random_state=1)
+    parts = _split(ds.X, ds.y, (300, 700))
+    problem = make_problem(K.SQUARED, K.L1, 5e-2, fit_intercept, parts)
+    obj = Objective(get_loss("squared_error"), get_penalty("l1", 5e-2),
+                    fit_intercept=fit_intercept)
+    ref = reference_optimum(obj, ds.X, ds.y)
+    w, snaps, _, done = simulate("prox-newton", problem, parts, {"tol": 1e-6}, max_time=60.0)
+    assert done and snaps[0]["rel_gap"] <= 1e-6
+    assert _rel(ds.X, ds.y, obj, ref, w) <= 1e-6
