@@ -13,11 +13,11 @@ logger = logging.getLogger(__name__)
 
 def _registry() -> dict[str, Algorithm]:
     from . import (_admm, _asip_admm, _asip_hogwild, _asip_sgd, _asip_svrg, _averaging, _cocoa,
-                   _gd, _saga)
+                   _gd, _prox_newton, _saga)
 
     algos = [_asip_sgd.ALGORITHM, _asip_hogwild.ALGORITHM, _asip_admm.ALGORITHM, _gd.ALGORITHM,
              _admm.ALGORITHM, _averaging.ALGORITHM, _saga.ALGORITHM, _cocoa.ALGORITHM,
-             _asip_svrg.ALGORITHM]
+             _asip_svrg.ALGORITHM, _prox_newton.ALGORITHM]
     return {a.name: a for a in algos}
 
 

@@ -1,0 +1,415 @@
+"""``prox-newton``: distributed proximal Newton (newGLMNET-style) for l1 (and l2) problems, certified.
+
+The l1 solver of choice on one core is liblinear's newGLMNET: a proximal
+Newton step whose l1-regularized quadratic model is solved by coordinate
+descent. Distributed by rows, each iteration is three all-reduce rounds over
+the channel (`_barrier.Barrier`, every operator computes the same numbers):
+
+A. at the common iterate ``w`` each partition sends its loss sums, its share of
+   the gradient (``g_k = sum_i a_i x_i`` with the dual point ``a_i = -phi'(m_i)``),
+   its Hessian diagonal and the `_certificate.GapParts` side sums. Summed, they
+   give the gradient ``G``, the objective and a certified duality gap for free
+   (``gap_from_parts``, l1 via scaling the dual into ``||A^T a / n||_inf <= alpha``):
+   the fit stops when ``gap / |P(w)| <= tol``;
+B. each partition solves, by coordinate descent (`_cd_kernels.cd_subproblem`,
+   O(nnz) per pass, glmnet's active set), the model with the *global* gradient
+   and its *local* Hessian ``H_k = X_k^T D_k X_k / n_k`` -- a GIANT/DANE-type
+   approximation of the global one that needs no d x d matrix on the wire (so
+   it works at any d) -- with each diagonal entry raised to at least the global
+   one; the directions are averaged (weights ``n_k / n``). The average of the
+   local solutions is a descent direction of the l1 objective (the predicted
+   decrease ``delta = G^T d + alpha(||w + d||_1 - ||w||_1)`` is convex in ``d``);
+C. each partition evaluates its loss sum at ``w + t d`` for ``t = 1, 1/2, ...``
+   in one pass (margins move along ``X d``); the first ``t`` with the Armijo
+   decrease ``F(w + t d) <= F(w) + sigma t delta`` on the all-reduced objective
+   is taken by everyone.
+
+Hinge is minimized through its ``mu``-smoothed surrogate (`_cd_kernels`), with
+``mu`` lowered as the certified gap shrinks (``mu <= kappa * gap``, down to
+``mu_min``); the certificate always measures the true hinge objective, with
+the surrogate's derivative as the dual point (feasible for hinge). The
+intercept is a coordinate with no l1 term. A restarted operator joins the
+lowest round its peers are at, taking the iterate from their messages (in
+round B it contributes a zero direction, which keeps the average a descent one).
+
+References
+----------
+G.-X. Yuan, C.-H. Ho, C.-J. Lin, "An improved GLMNET for L1-regularized logistic
+regression", JMLR 2012. S. Wang et al., "GIANT: Globally improved approximate
+Newton method for distributed optimization", NeurIPS 2018.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _cd_kernels as C
+from . import _kernels as K
+from ._barrier import Barrier
+from ._barrier import push_own as _push
+from ._base import Algorithm, LocalData, Problem, Start, StepOutput, latest_of
+from ._certificate import GapParts, certificate_parts, gap_from_parts
+
+__all__ = ["ALGORITHM", "NewtonState", "init", "local_step"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "tol": 1e-6,  # stop when the certified relative duality gap is below this
+    "max_iter": None,  # Newton iterations
+    "inner_tol": 1e-6,  # CD stops when a full pass moves by less than this (relative, H-norm)
+    "max_pass": 40,  # CD passes per Newton iteration
+    "sigma": 0.01,  # Armijo constant
+    "damping": 1e-8,  # first damping: lam * mean(diag H) added to the model's Hessian diagonal
+    "mu0": 2.0,  # hinge: first smoothing (> 1 puts every row of w = 0 on the curved band)
+    "mu_min": 1e-7,  # hinge: smallest smoothing
+    "kappa": 0.1,  # hinge: mu <= kappa * gap
+    "hessian": "auto",  # "full": all-reduce the p x p Hessian; "local": GIANT-type; auto: by p
+    "hessian_max": 512,  # "auto" all-reduces the full Hessian up to this many parameters
+    "dense_pass": 5000,  # CD passes on the full model (each O(p^2)); ill-conditioned models
+    # (a9a's collinear one-hot columns) need thousands for a direction worth its round
+    "max_step": None,  # largest line-search step (default 1 with the full Hessian, else 4)
+    "resend_after": 0.1,
+    "rejoin_wait": 0.5,
+    "poll_wait": 0.02,
+}
+
+_A, _B, _C = 0, 1, 2  # the three rounds of an iteration (k % 3)
+N_TRIALS = 12  # line-search steps max_step * (1, 1/2, ...), evaluated in one pass
+
+
+class NewtonState(NamedTuple):
+    problem: Problem
+    params: dict
+    barrier: Barrier
+    csc: tuple  # the partition's rows column-wise: (data, indices, indptr)
+    csr: tuple  # and row-wise (for the full Hessian)
+    mem: dict  # k, w, mu, m, a, D, G, Hg, dbar, F, delta, gap, rel_gap, primal, own, ...
+
+
+def init(problem: Problem, data: LocalData, params: dict) -> NewtonState:
+    if params["hessian"] not in ("auto", "full", "local"):
+        raise ValueError(f"unknown hessian {params['hessian']!r} for solver 'prox-newton'; "
+                         "valid ones are ['auto', 'full', 'local']")
+    if not 0.0 < params["sigma"] < 1.0:
+        raise ValueError(f"prox-newton needs 0 < sigma < 1, got {params['sigma']!r}")
+    X = data.X
+    if isinstance(X, tuple):
+        mat = sp.csr_matrix(X, shape=(data.n, problem.n_features)).tocsc()
+    else:
+        mat = sp.csc_matrix(X)
+    mat.sort_indices()
+    csc = (np.ascontiguousarray(mat.data, dtype=np.float64),
+           np.ascontiguousarray(mat.indices, dtype=np.int64),
+           np.ascontiguousarray(mat.indptr, dtype=np.int64))
+    p, n = problem.p, data.n
+    mem = {"k": 0, "it": 0, "w": np.zeros(p), "mu": float(params["mu0"]), "m": np.zeros(n),
+           "a": np.zeros(n), "D": np.zeros(n), "G": np.zeros(p), "Hg": np.zeros(p),
+           "dbar": np.zeros(p), "F": np.inf, "delta": 0.0, "gap": np.inf, "rel_gap": np.inf,
+           "primal": np.inf, "own": None, "prev_own": None, "step": 0.0, "passes": 0,
+           "lam": float(params["damping"]),
+           "full": params["hessian"] == "full" or (params["hessian"] == "auto"
+                                                   and p <= params["hessian_max"]),
+           "phase": "run" if data.incarnation == 0 else "rejoin", "started": None}
+    rows = mat.tocsr()
+    csr = (np.ascontiguousarray(rows.data, dtype=np.float64),
+           np.ascontiguousarray(rows.indices, dtype=np.int64),
+           np.ascontiguousarray(rows.indptr, dtype=np.int64))
+    return NewtonState(problem, params, Barrier(data.index, data.n_partitions), csc, csr, mem)
+
+
+def _phase(mem: dict, k: int) -> int:
+    """Round ``k``'s place in its iteration: A, B, C (local Hessian) or A, C (full Hessian)."""
+    if mem["full"]:
+        return _A if k % 2 == 0 else _C
+    return k % 3
+
+
+def _mu(pb: Problem, mem: dict) -> float:
+    return mem["mu"] if pb.loss == K.HINGE else 0.0
+
+
+# ---------------------------------------------------------------------- contributions
+def _round_a(state: NewtonState, data: LocalData) -> dict:
+    """Loss sums, gradient share, Hessian diagonal and gap parts at the common iterate."""
+    pb, mem = state.problem, state.mem
+    w = mem["w"]
+    mem["m"] = np.asarray(K.margins(data.X, w, pb.fit_intercept))
+    sloss = C.row_curvature(pb.loss, mem["m"], data.y, _mu(pb, mem), mem["a"], mem["D"])
+    parts = certificate_parts(data.X, data.y, w, pb.loss, pb.fit_intercept, dual=mem["a"])
+    out = {"w": w.copy(), "mu": mem["mu"], "lam": mem["lam"], "n": data.n,
+           "sloss": float(sloss), "loss": parts.loss_sum, "conj": parts.conj_sum, "g": parts.g,
+           "asum": float(mem["a"].sum())}
+    if mem["full"]:
+        out["hess"] = _local_hessian(state, mem["D"]).ravel()
+    else:
+        hd = np.zeros(pb.p)
+        C.csc_sq_rmatvec(*state.csc, mem["D"], hd)
+        if pb.fit_intercept:
+            hd[-1] = mem["D"].sum()
+        out["hd"] = hd
+    if parts.side is not None:
+        out["side"], out["side_g"] = parts.side, parts.side_g
+    return out
+
+
+def _local_hessian(state: NewtonState, D: np.ndarray) -> np.ndarray:
+    """``X~_k^T diag(D) X~_k`` as a dense p x p array (``X~``: with the intercept's ones)."""
+    pb = state.problem
+    H = np.zeros((pb.p, pb.p))
+    C.csr_weighted_gram(*state.csr, D, pb.fit_intercept, H)
+    return H
+
+
+def _round_b(state: NewtonState, data: LocalData) -> dict:
+    """This partition's solution of the model (global gradient, local Hessian)."""
+    pb, mem, params = state.problem, state.mem, state.params
+    delta = np.zeros(pb.p)
+    if mem.pop("zero_dir", False):  # rejoined in this round: no local model, no move
+        return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "dk": delta}
+    Dk = mem["D"] / data.n
+    hk = np.zeros(pb.p)
+    C.csc_sq_rmatvec(*state.csc, Dk, hk)
+    if pb.fit_intercept:
+        hk[-1] = Dk.sum()
+    scale = float(mem["Hg"][: pb.n_features].mean()) if pb.n_features else 1.0
+    extra = np.maximum(mem["Hg"] - hk, 0.0) + mem["lam"] * max(scale, 1e-12)
+    l1 = pb.alpha if pb.penalty == K.L1 else 0.0
+    if pb.penalty == K.L2:  # the l2 penalty's Hessian is exact: alpha on every coefficient
+        extra[: pb.n_features] += pb.alpha
+    mem["passes"] = int(C.cd_subproblem(*state.csc, pb.fit_intercept, Dk, mem["G"], extra,
+                                        mem["w"], l1, params["max_pass"], params["inner_tol"],
+                                        delta, np.zeros(data.n)))
+    return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "dk": delta}
+
+
+def _round_c(state: NewtonState, data: LocalData) -> dict:
+    """The surrogate's loss sum at every line-search trial ``w + t dbar``."""
+    pb, mem = state.problem, state.mem
+    q = np.zeros(data.n)
+    b = mem["dbar"][-1] if pb.fit_intercept else 0.0
+    C.csc_matvec(*state.csc, mem["dbar"], b, q)
+    ts = np.zeros(N_TRIALS)
+    C.trial_losses(pb.loss, mem["m"], q, data.y, _mu(pb, mem), _steps(state), ts)
+    return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"],
+            "dbar": mem["dbar"].copy(), "ts": ts,
+            "F": float(mem["F"]), "delta": float(mem["delta"])}
+
+
+def _steps(state: NewtonState) -> np.ndarray:
+    """The line-search trials, largest first."""
+    top = state.params["max_step"]
+    top = (1.0 if state.mem["full"] else 4.0) if top is None else float(top)
+    return top * 0.5 ** np.arange(N_TRIALS, dtype=np.float64)
+
+
+def _contribution(state: NewtonState, data: LocalData) -> dict:
+    ph = _phase(state.mem, state.mem["k"])
+    if ph == _A:
+        return _round_a(state, data)
+    if ph == _B:
+        return _round_b(state, data)
+    return _round_c(state, data)
+
+
+# ---------------------------------------------------------------------- reductions
+def _reg(pb: Problem, w: np.ndarray) -> float:
+    return pb.penalty_value(w)
+
+
+def _gather_a(state: NewtonState, parts: list) -> bool:
+    """Gradient, Hessian diagonal, objective and certificate; True when certified."""
+    pb, mem, params = state.problem, state.mem, state.params
+    n = pb.n_total
+    w = mem["w"]
+    g = np.sum([c["g"] for c in parts], axis=0)
+    G = np.zeros(pb.p)
+    G[: pb.n_features] = -g / n
+    if pb.fit_intercept:
+        G[-1] = -sum(float(c["asum"]) for c in parts) / n
+    if pb.penalty == K.L2:
+        G[: pb.n_features] += pb.alpha * w[: pb.n_features]
+    mem["G"] = G
+    mem["F"] = sum(float(c["sloss"]) for c in parts) / n + _reg(pb, w)
+    gparts = [GapParts(int(c["n"]), float(c["loss"]), float(c["conj"]), np.asarray(c["g"]),
+                       None if "side" not in c else np.asarray(c["side"]),
+                       None if "side_g" not in c else np.asarray(c["side_g"]),
+                       None if "side" not in c else ("mean" if pb.loss == K.SQUARED
+                                                     else "classes"))
+              for c in parts]
+    primal, _, gap = gap_from_parts(gparts, w, pb.alpha, pb.penalty)
+    mem["primal"], mem["gap"] = primal, max(gap, 0.0)
+    mem["rel_gap"] = mem["gap"] / max(abs(primal), 1e-300)
+    if mem["full"]:  # every operator solves the same model: no round B
+        _full_direction(state, parts)
+    else:
+        mem["Hg"] = np.sum([c["hd"] for c in parts], axis=0) / n
+    if pb.loss == K.HINGE:  # the next iteration's smoothing follows the certified gap
+        mem["mu_next"] = min(mem["mu"], max(params["mu_min"], params["kappa"] * mem["gap"]))
+    return mem["rel_gap"] <= params["tol"]
+
+
+def _full_direction(state: NewtonState, parts: list) -> None:
+    """The proximal Newton direction of the global model, by CD on the all-reduced Hessian."""
+    pb, mem, params = state.problem, state.mem, state.params
+    H = np.sum([c["hess"] for c in parts], axis=0).reshape(pb.p, pb.p) / pb.n_total
+    l1 = pb.alpha if pb.penalty == K.L1 else 0.0
+    if pb.penalty == K.L2:
+        H[np.arange(pb.n_features), np.arange(pb.n_features)] += pb.alpha
+    scale = float(np.mean(np.diag(H))) if pb.p else 1.0
+    d = np.zeros(pb.p)
+    mem["passes"] = int(C.cd_dense(H, mem["G"], mem["w"], pb.n_features, l1,
+                                   mem["lam"] * max(scale, 1e-12), params["dense_pass"],
+                                   1e-14, d))
+    _set_direction(state, d)
+
+
+def _gather_b(state: NewtonState, parts: list) -> None:
+    """The averaged direction and its predicted decrease."""
+    pb = state.problem
+    d = np.zeros(pb.p)
+    for j, c in enumerate(parts):
+        d += (pb.sizes[j] / pb.n_total) * np.asarray(c["dk"])
+    _set_direction(state, d)
+
+
+def _set_direction(state: NewtonState, d: np.ndarray) -> None:
+    """The round's direction and its predicted decrease ``delta``."""
+    pb, mem = state.problem, state.mem
+    mem["dbar"] = d
+    w = mem["w"]
+    mem["delta"] = float(mem["G"] @ d)  # for l2, G holds the penalty's gradient already
+    if pb.penalty == K.L1:
+        mem["delta"] += _reg(pb, w + d) - _reg(pb, w)
+
+
+def _gather_c(state: NewtonState, parts: list, ref: dict) -> None:
+    """The first trial step with the Armijo decrease; the iterate moves there."""
+    pb, mem, params = state.problem, state.mem, state.params
+    ts = np.sum([np.asarray(c["ts"]) for c in parts], axis=0) / pb.n_total
+    F, delta, d = float(ref["F"]), float(ref["delta"]), np.asarray(ref["dbar"])
+    w = mem["w"]
+    step, best = 0.0, np.inf
+    for t, loss in zip(_steps(state), ts):  # the lowest trial with the Armijo decrease
+        Ft = loss + _reg(pb, w + t * d)
+        if Ft <= F + params["sigma"] * t * delta and Ft < best:
+            step, best = float(t), Ft
+    mem["step"] = step
+    if step > 0.0:
+        mem["w"] = w + step * d
+    mem["mu"] = mem.pop("mu_next", mem["mu"])
+    # Levenberg-Marquardt-style damping of this operator's own model (it need not match its
+    # peers': any average of the local solutions is a descent direction)
+    if step >= 1.0:
+        mem["lam"] = max(mem["lam"] * 0.1, 1e-12)
+    elif step < 0.25:
+        mem["lam"] = min(mem["lam"] * (10.0 if step > 0.0 else 1000.0), 1e12)
+    mem["it"] += 1
+
+
+# ---------------------------------------------------------------------- the step
+def _rejoin(state: NewtonState, data: LocalData, now: float) -> bool:
+    """A restarted operator: True while it waits; then it joins its peers' lowest round."""
+    mem, bar = state.mem, state.barrier
+    if len(bar.latest) < data.n_partitions - 1 and now - mem["started"] < state.params["rejoin_wait"]:
+        return True
+    joined = bar.join_round()
+    if joined is not None:
+        k, fields = joined
+        ph = _phase(mem, k)
+        mem["k"], mem["it"] = k, k // (2 if mem["full"] else 3)
+        mem["w"], mem["mu"] = np.array(fields["w"], dtype=np.float64), float(fields["mu"])
+        mem["lam"] = float(fields.get("lam", mem["lam"]))
+        if ph == _C:  # the trial losses need the margins at w
+            mem["m"] = np.asarray(K.margins(data.X, mem["w"], state.problem.fit_intercept))
+            mem["dbar"] = np.array(fields["dbar"], dtype=np.float64)
+            mem["F"], mem["delta"] = float(fields["F"]), float(fields["delta"])
+        if ph == _B:  # no local model without round A's sums: a zero direction
+            mem["zero_dir"] = True
+    mem["phase"] = "run"
+    return False
+
+
+def local_step(state: NewtonState, data: LocalData, inbox, now: float) -> StepOutput:
+    """Wait for this round's contributions; when all are in, reduce and push the next round's."""
+    mem, params, bar = state.mem, state.params, state.barrier
+    bar.absorb(inbox)
+    if mem["started"] is None:
+        mem["started"] = now
+    if mem["phase"] == "rejoin":
+        if _rejoin(state, data, now):
+            return StepOutput(state, wait=params["poll_wait"])
+    if mem["own"] is None:
+        mem["own"] = _contribution(state, data)
+        return StepOutput(state, _push(state, now))
+    k = mem["k"]
+    if not bar.complete(k):
+        out = _push(state, now) if bar.should_resend(now, params["resend_after"]) else ()
+        return StepOutput(state, out, wait=params["poll_wait"])
+    parts = bar.gather(k, mem["own"])
+    ph = _phase(mem, k)
+    done = False
+    if ph == _A:
+        done = _gather_a(state, parts)
+    elif ph == _B:
+        _gather_b(state, parts)
+    else:
+        _gather_c(state, parts, parts[0])
+        if params["max_iter"] is not None and mem["it"] >= params["max_iter"]:
+            done = True
+        elif mem["step"] == 0.0 and mem["lam"] >= 1e12:  # no decrease even fully damped
+            logger.info("prox-newton: line search found no decrease at iteration %d (rel gap "
+                        "%.3g); stopping", mem["it"], mem["rel_gap"])
+            done = True
+    bar.prune(k + 1)
+    mem["k"] = k + 1
+    mem["prev_own"] = mem["own"]
+    if done:
+        return StepOutput(state, done=True)
+    mem["own"] = _contribution(state, data)
+    return StepOutput(state, _push(state, now), wait=params["poll_wait"])
+
+
+# ---------------------------------------------------------------------- the rest
+def schema(problem: Problem) -> tuple[dict, dict]:
+    """Barrier messages whose fields depend on the round (the iterate and round always there)."""
+    p, d = problem.p, problem.n_features
+    fields = {"w": ("float64", (p,)), "mu": float, "n": int, "sloss": float, "loss": float,
+              "conj": float, "g": ("float64", (d,)), "asum": float, "hd": ("float64", (p,)),
+              "side": ("float64", (2 if problem.loss == K.SQUARED else 3,)), "side_g": ("float64", (d,)),
+              "dk": ("float64", (p,)), "lam": float, "hess": ("float64", (p * p,)), "dbar": ("float64", (p,)), "ts": ("float64", (N_TRIALS,)),
+              "F": float, "delta": float}
+    always = ("w", "mu", "lam")  # every round's contribution carries these
+    required = {"k": int, "has_prev": bool, **{f"c_{key}": fields[key] for key in always}}
+    optional = {f"{pre}_{key}": v for key, v in fields.items() for pre in ("c", "p")
+                if f"{pre}_{key}" not in required}
+    return required, optional
+
+
+def resume(state: NewtonState, data: LocalData, start: Start) -> NewtonState:
+    """Start the iteration at the saved model."""
+    state.mem["w"] = np.array(start.w, dtype=np.float64)
+    return state
+
+
+def snapshot(state: NewtonState) -> dict:
+    """The current iterate (the certified one once the fit stopped on ``tol``) and its gap."""
+    mem = state.mem
+    return {"w": mem["w"].copy(), "k": int(mem["k"]), "n_iter": int(mem["it"]),
+            "gap": float(mem["gap"]), "rel_gap": float(mem["rel_gap"]),
+            "primal": float(mem["primal"]), "step": float(mem["step"]),
+            "passes": int(mem["passes"])}
+
+
+def combine(problem: Problem, snapshots: list) -> np.ndarray:
+    """Every operator holds the same iterate: take the most advanced one."""
+    s = latest_of(snapshots, "k")
+    return np.zeros(problem.p) if s is None else np.asarray(s["w"], dtype=np.float64)
+
+
+ALGORITHM = Algorithm("prox-newton", init, local_step, snapshot, combine, DEFAULTS,
+                      deterministic=True, uses_tol=True, schema=schema, resume=resume)
