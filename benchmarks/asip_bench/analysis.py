@@ -432,7 +432,8 @@ def ttt_goals(summary: dict) -> list[dict]:
         pairs, neither = [], 0
         for row in rows:
             cell = _cell(row, target)
-            if cell is None or (tasks is not None and row["task"] not in tasks):
+            # a task at another strength (``log_loss-l2@1e-4``) counts as its kind
+            if cell is None or (tasks is not None and row["task"].split("@")[0] not in tasks):
                 continue
             if not cell[comparator]["ran"] or not cell["async"]["ran"] or not cell["certified"]:
                 continue
