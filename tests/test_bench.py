@@ -223,6 +223,13 @@ def test_options():
     assert parse_task("log_loss-l2-1/n").alpha_for(50) == pytest.approx(0.02)
 
 
+#: ``--quick`` made smaller (one small dataset and task, shorter budgets, one scaling shape
+#: that fits the main cluster): every section, solver and peer still runs, in a third of the time
+SMALL_QUICK = ["--datasets", "synthetic-logistic:1500", "--tasks", "log_loss-l2",
+               "--budgets", "0.3", "--fault-budget", "0.6", "--crossover-sizes", "1500",
+               "--scaling-partitions", "2", "--scaling-factors", "1", "--scaling-rows", "1500"]
+
+
 @pytest.mark.timeout(240)
 def test_quick_profile_end_to_end(tmp_path):
     """``asip bench --quick`` on a real LocalCluster: every solver traced, JSON and PNGs written."""
@@ -231,7 +238,7 @@ def test_quick_profile_end_to_end(tmp_path):
     from asip_bench import main
 
     out = tmp_path / "bench"
-    assert main(["--quick", "--out", str(out), "--no-progress"]) == 0
+    assert main(["--quick", "--out", str(out), "--no-progress", *SMALL_QUICK]) == 0
     payload = json.loads((out / "results.json").read_text())
     assert payload["complete"]
     runs = payload["runs"]

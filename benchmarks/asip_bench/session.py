@@ -210,9 +210,13 @@ def _sections(cfg: BenchConfig, console, state: dict, checkpoint) -> Session:
                 session.sections["crossover"] = run_crossover(session)
             if "fixed-cost" in cfg.sections:
                 session.sections["fixed_cost"] = run_fixed_cost(session)
-        if "scaling" in cfg.sections:
             threads = math.ceil(max(cfg.scaling_partitions) / cfg.workers)
-            with cluster(cfg, threads_per_worker=max(threads, cfg.threads_per_worker)) as client:
+            if "scaling" in cfg.sections and threads <= cfg.threads_per_worker:
+                # the cluster already holds every partition: no second cluster to start
+                session.sections["scaling"] = run_scaling(session)
+                return session
+        if "scaling" in cfg.sections:
+            with cluster(cfg, threads_per_worker=threads) as client:
                 scaling = Session(cfg, client, progress, on_section_done=checkpoint)
                 scaling.runs, scaling.notes = session.runs, session.notes
                 session.sections["scaling"] = run_scaling(scaling)
