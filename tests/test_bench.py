@@ -211,6 +211,13 @@ def test_straggler_and_l1_goals():
     assert l1["met"] is True and l1["measured"] == "5e-05"
     hinge = rows["asip async best on hinge-l1 at 5 s"]
     assert hinge["met"] is False and hinge["shortfall"] == "2x short"
+    # at 10 s under the straggler: asip-admm at 5e-4, the best synchronous (admm) at 1e-3
+    (close,) = summary["straggler_closeness"]
+    assert (close["async_solver"], close["sync_solver"]) == ("asip-admm", "admm")
+    assert close["ratio"] == pytest.approx(2.0)
+    closer = rows["asip async best vs sync best under the straggler, suboptimality at 10 s"]
+    assert closer["met"] is False and closer["measured"] == "2x"
+    assert closer["shortfall"] == "5x short"
 
 
 def test_options():
