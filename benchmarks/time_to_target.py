@@ -27,6 +27,11 @@ import argparse
 import sys
 
 
+#: the names this script took before it ran through ``asip bench``
+SHORT_NAMES = {"synthetic": "synthetic-logistic:20000", "log_loss-l2@1/n": "log_loss-l2-1/n",
+               "hinge-l2@0.1": "hinge-l2"}
+
+
 def build_argv(argv: list[str] | None = None) -> list[str]:
     """The ``asip bench`` arguments this command stands for."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=True)
@@ -39,8 +44,15 @@ def build_argv(argv: list[str] | None = None) -> list[str]:
     ap.add_argument("--straggler", action="store_true", help="add the straggler runs")
     ap.add_argument("--resume", action="store_true", help="keep the runs already in --out")
     ap.add_argument("--out", default="bench-ttt", help="output directory (default bench-ttt)")
+    ap.add_argument("--datasets", nargs="+", help="a subset, e.g. a9a synthetic (asip bench "
+                    "names, or 'synthetic' for the matrix's synthetic-logistic:20000)")
+    ap.add_argument("--tasks", nargs="+", help="a subset, e.g. log_loss-l2@1e-4 hinge-l2")
     args, rest = ap.parse_known_args(argv)
     out = ["--ttt", "--out", args.out, *rest]
+    if args.datasets:
+        out += ["--datasets", ",".join(SHORT_NAMES.get(d, d) for d in args.datasets)]
+    if args.tasks:
+        out += ["--tasks", ",".join(SHORT_NAMES.get(t, t) for t in args.tasks)]
     if args.quick:
         out.append("--quick")
     if args.budget is not None:

@@ -357,6 +357,10 @@ def test_the_ttt_matrix_command():
     assert cfg.solvers[-1] == "asip-hogwild" and "asip-cocoa" in cfg.solvers
     assert cfg.faults == ["straggler"] and cfg.sections == ["matrix", "faults"]
     assert cfg.resume and not cfg.progress
+    cfg = config.config_from_args(ttt.build_argv(["--datasets", "a9a", "synthetic", "--tasks",
+                                                  "log_loss-l2@1/n", "hinge-l2@1e-4"]))
+    assert cfg.datasets == ["a9a", "synthetic-logistic:20000"]
+    assert cfg.tasks == ["log_loss-l2-1/n", "hinge-l2@1e-4"]
 
 
 def test_resume_keeps_finished_runs_and_reruns_errors(tmp_path):
