@@ -69,17 +69,22 @@ class DirectoryPlugin(SchedulerPlugin):
     silence_timeout, kill_timeout : float
         A worker whose heartbeat is this late is judged (0 = never); a hung one gets
         ``kill_timeout`` s to close before its nanny SIGKILLs it.
+    control_timeout : float
+        A nanny that does not answer within this long (``asip.stage.control-timeout``)
+        is unreachable: its worker is removed from the scheduler at once, so Dask
+        recomputes its partitions and their operators restart elsewhere.
     """
 
     def __init__(self, run_id: str, n_partitions: int, client_id: str | None = None,
                  worker_plugin: str | None = None, silence_timeout: float = 5.0,
-                 kill_timeout: float = 0.5):
+                 kill_timeout: float = 0.5, control_timeout: float = 30.0):
         self.run_id = run_id
         self.n_partitions = n_partitions
         self.client_id = client_id
         self.worker_plugin = worker_plugin
         self.silence_timeout = silence_timeout
         self.kill_timeout = kill_timeout
+        self.control_timeout = control_timeout
         self.name = f"asip-directory-{run_id}"
 
     async def start(self, scheduler: Any) -> None:
@@ -89,7 +94,9 @@ class DirectoryPlugin(SchedulerPlugin):
         self.deltas: list[list] = []  # [index, address, incarnation]; version = position + 1
         self._unsent = 0  # deltas[-_unsent:] not broadcast yet
         self.ready: set[tuple[int, int]] = set()  # (index, incarnation) that finished setup
+        self._ready_indices: set[int] = set()  # partitions with a ready incarnation
         self.go_time: float | None = None
+        self.phases: dict[str, float] = {}  # launch milestones (scheduler wall clock)
         self.stopped: str | None = None
         self.closed = False
         self.restarts: list[list] = []  # [index, incarnation, cause, time since go]
@@ -179,11 +186,33 @@ class DirectoryPlugin(SchedulerPlugin):
         self._unsent = 0
 
     # ------------------------------------------------------------------ handlers
-    def _h_register(self, index: int, address: str, version: int = 0) -> dict:
-        """An operator incarnation starts on ``address``: assign its incarnation number."""
+    def _h_register(self, indices: list, address: str, version: int = 0,
+                    began: list | None = None) -> dict:
+        """Operator incarnations start on ``address`` (one worker's batch): assign each its
+        incarnation number. Before the start the reply carries no directory (the start
+        brings it whole, once per worker); after it, the changes since ``version``.
+        ``began``: when the batch's first and last tasks began (launch timings)."""
+        if began and self.go_time is None:
+            self.phases["first_task"] = min(self.phases.get("first_task", began[0]), began[0])
+            self.phases["last_task"] = max(self.phases.get("last_task", began[1]), began[1])
+        operators = [{"incarnation": self._register_one(int(i), address)} for i in indices]
+        started = self.go_time is not None
+        return {
+            "operators": operators,
+            "elapsed": self._elapsed(),
+            "stopped": self.stopped,
+            "directory": self._since(version) if started else [],
+            "version": len(self.deltas) if started else version,
+        }
+
+    def _register_one(self, index: int, address: str) -> int:
         previous = self.entries.get(index)
         incarnation = 0 if previous is None else previous[1] + 1
         self.entries[index] = (address, incarnation)
+        if self.go_time is None:
+            self.phases.setdefault("first_register", time())
+            if len(self.entries) == self.n_partitions:
+                self.phases.setdefault("all_registered", time())
         self.lost.discard(index)
         if incarnation > 0:
             self._end(index, incarnation - 1, f"retried by dask after {previous[0]} failed")
@@ -193,18 +222,18 @@ class DirectoryPlugin(SchedulerPlugin):
             logger.info("asip %s: partition %d restarted (incarnation %d): %s",
                         self.run_id, index, incarnation, cause)
         self._publish([index, address, incarnation])
-        return {
-            "incarnation": incarnation,
-            "elapsed": self._elapsed(),
-            "stopped": self.stopped,
-            "directory": self._since(version),
-            "version": len(self.deltas),
-        }
+        return incarnation
 
-    def _h_ready(self, index: int, incarnation: int) -> None:
-        self.ready.add((index, incarnation))
-        if self.go_time is None and len({i for i, _ in self.ready}) == self.n_partitions:
-            self.go_time = time()
+    def _h_ready(self, items: list) -> None:
+        """Operator incarnations ``[[index, incarnation], ...]`` finished their setup; the
+        last one of the gang starts it (the whole directory goes with the start)."""
+        for index, incarnation in items:
+            if (index, incarnation) in self.ready:
+                continue
+            self.ready.add((index, incarnation))
+            self._ready_indices.add(index)
+        if self.go_time is None and len(self._ready_indices) == self.n_partitions:
+            self.go_time = self.phases["go"] = time()
             self._broadcast("go", entries=self._directory(), version=len(self.deltas))
             self._emit("go", self.go_time)
 
@@ -216,9 +245,8 @@ class DirectoryPlugin(SchedulerPlugin):
         The reply carries the directory changes the worker missed and the start and stop
         state, so a worker that missed a broadcast catches up within one beat.
         """
-        for index, incarnation in ready:
-            if (index, incarnation) not in self.ready:
-                self._h_ready(index, incarnation)
+        if ready:
+            self._h_ready(ready)
         for index, incarnation, steps, stats in progress:
             known = self.progress.get((index, incarnation))
             self.progress[(index, incarnation)] = [
@@ -232,8 +260,10 @@ class DirectoryPlugin(SchedulerPlugin):
                 self.report_count += 1
             while self.recent_bytes > _RECENT_BYTES and self.recent:
                 self.recent_bytes -= self.recent.popleft()[1]
-        return {"directory": self._since(version), "version": len(self.deltas),
-                "started": self.go_time is not None, "stopped": self.stopped}
+        started = self.go_time is not None  # before the start, the directory is not needed
+        return {"directory": self._since(version) if started else [],
+                "version": len(self.deltas) if started else version,
+                "started": started, "stopped": self.stopped}
 
     def _h_failed(self, index: int, cause: str) -> None:
         """The driver saw an incarnation fail (its error): recorded unless a cause is known."""
@@ -259,6 +289,7 @@ class DirectoryPlugin(SchedulerPlugin):
             "restarts": self.restarts,
             "hung_kills": self.hung_kills,
             "busy": dict(self.busy),
+            "phases": dict(self.phases),
         }
 
     def dashboard_state(self, cursor: int = 0) -> dict:
@@ -336,14 +367,20 @@ class DirectoryPlugin(SchedulerPlugin):
                 ws = self.scheduler.workers.get(addr)
                 if ws is not None and now - ws.last_seen >= limit:
                     self.suspects.add(addr)
+                    self._emit("silent", addr, self._partitions_on(addr), now - ws.last_seen)
                     self._spawn(self._judge(addr, now - ws.last_seen))
+
+    def _partitions_on(self, addr: str) -> list[int]:
+        """The partitions whose current incarnation runs on ``addr`` (and is not lost)."""
+        return sorted(i for i, (a, _) in self.entries.items() if a == addr and i not in self.lost)
 
     async def _nanny_sample(self, addr: str) -> dict | None:
         ws = self.scheduler.workers.get(addr)
         if ws is None or not ws.nanny:
             return None
         reply = await asyncio.wait_for(
-            self.scheduler.rpc(ws.nanny).run(function=dumps(process_sample)), 5.0)
+            self.scheduler.rpc(ws.nanny).run(function=dumps(process_sample)),
+            self.control_timeout)
         result = reply.get("result") if isinstance(reply, dict) else None
         if isinstance(result, Serialized):  # the scheduler's RPCs leave results serialized
             result = deserialize(result.header, result.frames)
@@ -352,7 +389,7 @@ class DirectoryPlugin(SchedulerPlugin):
     async def _judge(self, addr: str, quiet: float) -> None:
         """Busy (its process uses CPU: a flood, a GIL-holding task) or hung (stopped, idle,
         unreachable)? Busy workers are left alone and judged again later."""
-        verdict = "no nanny to ask"
+        verdict, reachable = "no nanny to ask", True
         try:
             first = await self._nanny_sample(addr)
             await asyncio.sleep(0.5)
@@ -364,13 +401,13 @@ class DirectoryPlugin(SchedulerPlugin):
                     logger.info("asip %s: worker %s missed heartbeats for %.1f s but is busy "
                                 "(%.2f CPU s in 0.5 s); not restarting it",
                                 self.run_id, addr, quiet, used)
-                    self._emit("busy", addr, quiet)
+                    self._emit("busy", addr, self._partitions_on(addr), quiet)
                     await asyncio.sleep(self.silence_timeout)
                     self.suspects.discard(addr)
                     return
                 verdict = f"process {second['status']}, {used:.3f} CPU s in 0.5 s"
         except Exception as exc:  # nanny unreachable (a cut link) or gone
-            verdict = f"nanny unreachable: {exc!r}"
+            verdict, reachable = f"nanny unreachable: {exc!r}", False
         if self.closed or self.stopped is not None or addr not in self.scheduler.workers:
             self.suspects.discard(addr)
             return
@@ -383,18 +420,23 @@ class DirectoryPlugin(SchedulerPlugin):
                 self._emit("lost", index, self.ended[(index, incarnation)])
         self.hung_kills += 1
         self._emit("hung", addr, cause)
-        await self._kill(addr)
+        await self._kill(addr, via_nanny=reachable)
 
-    async def _kill(self, addr: str) -> None:
+    async def _kill(self, addr: str, via_nanny: bool = True) -> None:
         """Have the hung worker's nanny SIGKILL it after ``kill_timeout`` (a frozen process
-        never closes by itself); without a reachable nanny, remove it from the scheduler so
-        Dask recomputes its partitions and its operators restart elsewhere."""
+        never closes by itself); without a reachable nanny (``via_nanny`` False: it did not
+        answer already), remove it from the scheduler at once so Dask recomputes its
+        partitions and its operators restart elsewhere."""
         stimulus_id = f"asip-hung-worker-{time()}"
+        if not via_nanny:
+            if addr in self.scheduler.workers:
+                await self.scheduler.remove_worker(addr, stimulus_id=stimulus_id)
+            return
         try:
             replies = await asyncio.wait_for(self.scheduler.broadcast(
                 workers=[addr], nanny=True, on_error="return",
                 msg={"op": "kill", "timeout": self.kill_timeout, "reason": stimulus_id},
-            ), 10.0)
+            ), self.control_timeout)
         except asyncio.TimeoutError:
             replies = {addr: "timed out"}
         except Exception as exc:

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
+import dask
 import msgpack
 from distributed import Client, default_client
 
@@ -69,7 +70,9 @@ class StageResult:
     elapsed: float  # seconds from the gang's start until every operator returned
     stopped_by: str  # "max_time", "max_steps", "STOP from partition i", "interrupted", ...
     steps: list[int] = field(default_factory=list)  # steps per partition (all incarnations)
-    timings: dict = field(default_factory=dict)  # launch / run / teardown seconds
+    # seconds: data, install, submit, launch, teardown; launch_first_task, launch_last_task,
+    # launch_first_register, launch_all_registered, launch_go (from the launch's start)
+    timings: dict = field(default_factory=dict)
     missing: dict = field(default_factory=dict)  # partition -> why it has no result
     # one dict per incarnation: partition, incarnation, steps, stats, ended (cause or None)
     incarnations: list = field(default_factory=list)
@@ -219,12 +222,16 @@ class _Run:
         self.subscribed = False
         self.lost_since: dict[int, float] = {}
         self.lost_cause: dict[int, str] = {}
+        # partition -> (since, worker, quiet s): its worker's heartbeat is late and no verdict
+        # (busy or hung) came yet; at a stop, such an operator is not waited for long
+        self.silent: dict[int, tuple[float, str, float]] = {}
         self.latest: dict[int, tuple] = {}  # partition -> (time, incarnation, packed report)
         self.summary: dict = {}
         self.events: deque = deque()
         self.quiet = False  # stopping on an error: no more user callbacks
         self.wake = threading.Event()
         self.control_timeout = _config.seconds("stage.control-timeout")
+        self.silence_timeout = _config.seconds("stage.peer-silence-timeout")
         self.checkpointed_at = time.monotonic()
 
     # ------------------------------------------------------------------ control RPCs
@@ -254,7 +261,7 @@ class _Run:
                                  _config.seconds("gang.start-timeout"),
                                  _config.nbytes("trace.max-report-bytes"))
         self.interval = _config.seconds("gang.poll-interval")
-        t_launch = time.monotonic()
+        t_launch, wall_launch = time.monotonic(), time.time()
         try:
             self._install(faults, settings)
             self.timings["install"] = time.monotonic() - t_launch
@@ -263,8 +270,7 @@ class _Run:
                 [list(holders.get(p[0].key, ())) for p in parts.futures], nthreads,
                 stage.oversubscribe,
             )
-            for i in range(self.n):
-                self._submit(i, placement[i])
+            self._submit_all(placement)
             self.timings["submit"] = time.monotonic() - t_launch
             wait_for_gang(self._wait_for_go, lambda: self._rpc("poll"), self.futures, self.n,
                           _config.seconds("gang.start-timeout"), self._describe_tasks)
@@ -284,6 +290,9 @@ class _Run:
                     self.summary = self._rpc("summary")
                 except Exception:
                     logger.debug("asip: summary RPC failed", exc_info=True)
+                # launch milestones on the scheduler's clock, from the launch's start
+                for name, at in self.summary.get("phases", {}).items():
+                    self.timings[f"launch_{name}"] = at - wall_launch
             if stage.checkpoint is not None and self.installed:
                 self._write_checkpoint()
             self._teardown()
@@ -337,8 +346,9 @@ class _Run:
         self.subscribed = True
         directory = DirectoryPlugin(
             self.run_id, self.n, client_id=self.client.id, worker_plugin=plugin_name(self.run_id),
-            silence_timeout=_config.seconds("stage.peer-silence-timeout"),
-            kill_timeout=_config.seconds("stage.hung-worker-kill-timeout"))
+            silence_timeout=self.silence_timeout,
+            kill_timeout=_config.seconds("stage.hung-worker-kill-timeout"),
+            control_timeout=self.control_timeout)
         self.client.sync(self.client._register_scheduler_plugin, directory,
                          name=directory.name, idempotent=False,
                          callback_timeout=self.control_timeout)
@@ -346,6 +356,20 @@ class _Run:
         channel = ChannelPlugin(self.run_id, self.n, settings, faults)
         self.client.sync(self.client._register_worker_plugin, channel, name=channel.name,
                          idempotent=False, callback_timeout=self.control_timeout)
+
+    def _submit_all(self, placement: list[str]) -> None:
+        """Submit the whole gang as one graph (one message, the spec pickled once), each
+        task restricted loosely to its planned worker."""
+        keys = [f"asip-{self.run_id}-op{i}-a0" for i in range(self.n)]
+        blocks = [self.parts.futures[i] for i in range(self.n)]
+        with dask.annotate(workers=_Placement(dict(zip(keys, placement))),
+                           allow_other_workers=True):
+            futures = self.client.map(run_operator, [self.spec] * self.n, range(self.n),
+                                      *zip(*blocks), key=keys, pure=False)
+        for index, future in enumerate(futures):
+            self.attempt[index] = 0
+            future.add_done_callback(lambda _: self.wake.set())
+            self.futures[index] = future
 
     def _submit(self, index: int, worker: str | None) -> None:
         attempt = self.attempt.get(index, -1) + 1
@@ -453,6 +477,7 @@ class _Run:
                 self.restarts.append(Restart(index, incarnation, cause, t))
                 self.lost_since.pop(index, None)
                 self.lost_cause.pop(index, None)
+                self.silent.pop(index, None)
                 if incarnation > self.stage.max_restarts:
                     self._give_up(index, incarnation, cause)
             elif kind == "lost":
@@ -461,6 +486,15 @@ class _Run:
                 self.lost_cause[index] = cause
             elif kind == "hung":
                 logger.warning("asip: %s", fields[1])
+            elif kind == "silent":  # a late heartbeat: the directory asks the nanny
+                addr, indices, quiet = fields
+                logger.info("asip: worker %s (partitions %s) silent for %.1f s; judging it",
+                            addr, indices, quiet)
+                for i in indices:
+                    self.silent.setdefault(i, (time.monotonic(), addr, quiet))
+            elif kind == "busy":  # alive after all: waited for like any other
+                for i in fields[1]:
+                    self.silent.pop(i, None)
             elif kind == "reports":
                 for t, i, inc, packed in fields[0]:
                     if (entry := self._add_report(t, i, inc, packed)) is not None:
@@ -484,13 +518,25 @@ class _Run:
 
     def _cancel_lost(self) -> None:
         """While stopping: operators lost with their worker (dead or hung) have nothing to
-        return. Operators on live workers, however slow, are waited for (up to the grace)."""
+        return. Operators on live workers, however slow, are waited for (up to the grace).
+        An operator whose worker is silent without a verdict yet (its nanny does not answer:
+        a cut link) gets ``peer-silence-timeout`` after the stop, then is given up as lost."""
         gone = [i for i in self.futures if i in self.lost_since]
         if gone:
             for i in gone:
                 self.missing[i] = f"lost: {self.lost_cause.get(i, 'its worker died')}; not back at the stop"
             logger.warning("asip: partitions %s were lost and return no result", gone)
             self.client.cancel([self.futures.pop(i) for i in gone], force=True)
+        now = time.monotonic()
+        cut = [i for i in self.futures if i in self.silent
+               and now - max(self.stop_at, self.silent[i][0]) >= self.silence_timeout]
+        for i in cut:
+            _, addr, quiet = self.silent[i]
+            self.missing[i] = (f"lost: worker {addr} silent (heartbeat late {quiet:.1f} s) and its "
+                               "nanny gave no answer by the stop; cancelled")
+            logger.warning("asip: partition %d %s", i, self.missing[i])
+        if cut:
+            self.client.cancel([self.futures.pop(i) for i in cut], force=True)
 
     def _check_lost(self) -> None:
         """An operator lost with its worker must be back within the gang start timeout."""
@@ -631,6 +677,18 @@ class _Run:
             self.client.sync(handler, name=name, callback_timeout=limit)
         except Exception as exc:
             logger.warning("asip: unregistering plugin %s: %r", name, exc)
+
+
+class _Placement:
+    """Task key -> the worker planned for it (a picklable ``workers=`` annotation, which
+    the scheduler calls per key)."""
+
+    def __init__(self, workers: dict[str, str]):
+        self.workers = workers
+
+    def __call__(self, key: str) -> list[str] | None:
+        worker = self.workers.get(key)
+        return [worker] if worker else None
 
 
 def _default_client() -> Client:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ class OperatorSpec:
 
 def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
     """Run one incarnation of operator ``index``; returns a msgpack summary for the driver."""
+    began = time.time()  # reported with the registration: the launch's dispatch phase
     secede()  # leave the thread pool: a gang never waits for free threads, restarts always start
     worker = get_worker()
     plugin = worker.plugins.get(spec.plugin_name)
@@ -53,7 +55,7 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
     incarnation = None
     steps, reason, error = 0, "stopped", None
     try:
-        reply = plugin.register(index, spec.control_timeout)
+        reply = plugin.register(index, spec.control_timeout, began)
         incarnation = reply["incarnation"]
         ctx = Context(plugin, spec, index, incarnation)
         if reply["elapsed"] is not None:

@@ -55,6 +55,12 @@ class ChannelPlugin(WorkerPlugin):
         self.stop = threading.Event()
         self.stop_reason: str | None = None
         self.closed = False
+        # registrations and readiness of this worker's operators, sent in batches: one RPC
+        # carries whatever queued while the previous one was in flight (hundreds of
+        # operators launch with a few RPCs per worker, not one connection each)
+        self._registering: list[tuple[int, asyncio.Future]] = []
+        self._unsent_ready: list[tuple[int, int]] = []
+        self._batches: set[str] = set()  # batch kinds with a sender running
         self._handlers = {
             op_name("deliver", self.run_id): self.data.handle_deliver,
             op_name("control", self.run_id): self._handle_control,
@@ -83,20 +89,56 @@ class ChannelPlugin(WorkerPlugin):
         return {j: ep.mailbox for j, ep in list(self.data.current.items())}
 
     # ------------------------------------------------------------------ operator-thread API
-    def register(self, index: int, timeout: float) -> dict:
-        """Register with the directory (one RPC), then open this incarnation's endpoint.
+    def register(self, index: int, timeout: float, began: float | None = None) -> dict:
+        """Register with the directory (batched with this worker's other registrations),
+        and open this incarnation's endpoint.
 
         Raises (a fault: dask retries the task) if the scheduler does not answer within
         ``timeout`` s.
         """
-        reply = sync(self.loop, self._rpc, "register", index=index, address=self.address,
-                     version=self.dir_version, callback_timeout=timeout)
-        self._apply_directory(reply["directory"], version=reply["version"])
-        sync(self.loop, self.data.aopen, index, reply["incarnation"], callback_timeout=timeout)
+        return sync(self.loop, self._register, index, began, callback_timeout=timeout)
+
+    async def _register(self, index: int, began: float | None = None) -> dict:
+        future = asyncio.get_running_loop().create_future()
+        self._registering.append((index, future, began))
+        self._start_batch("register", self._send_registrations)
+        reply = await future
+        self.data.open(index, reply["incarnation"])
         self.steps[(index, reply["incarnation"])] = [0]
         if reply["stopped"]:
             self._set_stopped(reply["stopped"])
         return reply
+
+    def _start_batch(self, kind: str, sender: Any) -> None:
+        """Run ``sender`` unless it runs already (it sends until its queue is empty)."""
+        if kind not in self._batches:
+            self._batches.add(kind)
+            asyncio.ensure_future(self._run_batch(kind, sender))
+
+    async def _run_batch(self, kind: str, sender: Any) -> None:
+        try:
+            await sender()
+        finally:  # in the step that found the queue empty: no request can slip between
+            self._batches.discard(kind)
+
+    async def _send_registrations(self) -> None:
+        while self._registering:
+            batch, self._registering = self._registering, []
+            began = [b for _, _, b in batch if b is not None]
+            try:
+                reply = await self._rpc("register", indices=[i for i, _, _ in batch],
+                                        address=self.address, version=self.dir_version,
+                                        began=[min(began), max(began)] if began else None)
+            except Exception as exc:
+                for _, future, _ in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self._apply_directory(reply["directory"], version=reply["version"])
+            for (_, future, _), one in zip(batch, reply["operators"]):
+                if not future.done():
+                    future.set_result({**one, "elapsed": reply["elapsed"],
+                                       "stopped": reply["stopped"]})
 
     def endpoint(self, index: int, incarnation: int) -> Endpoint:
         """The endpoint `register` opened for this incarnation (its Context keeps it)."""
@@ -105,8 +147,17 @@ class ChannelPlugin(WorkerPlugin):
     def ready(self, index: int, incarnation: int) -> None:
         """Setup is done: count towards the start barrier (re-sent with every beat until
         the gang starts, so a lost message costs one beat, not the start timeout)."""
-        self.loop.add_callback(self.ready_ops.add, (index, incarnation))
-        self.loop.add_callback(self._fire, "ready", index=index, incarnation=incarnation)
+        self.loop.add_callback(self._ready, index, incarnation)
+
+    def _ready(self, index: int, incarnation: int) -> None:
+        self.ready_ops.add((index, incarnation))
+        self._unsent_ready.append((index, incarnation))
+        self._start_batch("ready", self._send_ready)
+
+    async def _send_ready(self) -> None:
+        while self._unsent_ready:
+            batch, self._unsent_ready = self._unsent_ready, []
+            await self._fire("ready", items=batch)  # a lost one goes again with the next beat
 
     def unregister(self, index: int, incarnation: int | None = None) -> dict:
         """Close an operator's endpoint (after sending what it pushed); its final statistics."""

@@ -2,6 +2,7 @@
 
 Run:  python benchmarks/scale.py [--quick] [--workers 8] [--operators 64,128] [--dims 1000]
       [--topologies all,ring,gossip] [--duration 30] [--latest]
+      python benchmarks/scale.py --wide 1e6 --workers 4 --duration 60   (scheduler memory)
 
 Every shape runs one stage of ``N`` operators on ``W`` worker processes (operators
 oversubscribe the cores: ``oversubscribe=True``); each operator pushes a ``d``-float
@@ -98,7 +99,63 @@ def run_shape(client: Client, n_workers: int, n: int, d: int, topology: str, dur
         "sched_growth_MB": (rss1 - rss0) / 1e6,
         "hung_kills": res.health.get("hung_kills", 0), "busy": sum(res.health.get("busy", {}).values()),
         "restarts": len(res.restarts), "stopped_by": res.stopped_by,
+        "phases": {k: v for k, v in res.timings.items()
+                   if k in ("install", "submit", "launch") or k.startswith("launch_")},
     }
+
+
+class _RssSampler:
+    """The scheduler's RSS every ``every`` s in a background thread (the peak growth)."""
+
+    def __init__(self, client: Client, every: float = 2.0):
+        import threading
+
+        self.client, self.every, self.peak = client, every, 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.wait(self.every):
+            try:
+                self.peak = max(self.peak, _scheduler_rss(self.client))
+            except Exception:  # the sample is best effort
+                pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+def run_wide(client: Client, n_rows: int, d: int, nnz: int, duration: float,
+             n_partitions: int) -> dict:
+    """ASIP-SGD through the estimator on a sparse logistic problem with ``d`` features
+    (``nnz`` nonzeros a row): the scheduler's RSS growth over the fit (end and peak)."""
+    import scipy.sparse as sp
+
+    from asip.algorithms import AsipClassifier
+
+    rng = np.random.default_rng(0)
+    cols = rng.integers(0, d, size=(n_rows, nnz))
+    X = sp.csr_matrix((rng.normal(size=n_rows * nnz), cols.ravel(),
+                       np.arange(0, n_rows * nnz + 1, nnz)), shape=(n_rows, d))
+    w = np.zeros(d)
+    w[rng.integers(0, d, size=1000)] = rng.normal(size=1000)
+    y = (X @ w + rng.logistic(size=n_rows) > 0).astype(int)
+    rss0 = _scheduler_rss(client)
+    clf = AsipClassifier(solver="asip-sgd", max_time=duration, n_partitions=n_partitions,
+                         random_state=0)
+    t0 = time.monotonic()
+    with _RssSampler(client) as sampler:
+        clf.fit(X, y)
+    wall = time.monotonic() - t0
+    rss1 = _scheduler_rss(client)
+    return {"n": n_rows, "d": d, "nnz": nnz, "wall_s": wall, "solve_s": duration,
+            "growth_MB": (rss1 - rss0) / 1e6, "peak_growth_MB": (max(sampler.peak, rss1) - rss0) / 1e6,
+            "accuracy": float(clf.score(X, y)), "missing": clf.stage_result_.missing}
 
 
 def _row(r: dict) -> str:
@@ -123,6 +180,9 @@ def main(argv=None) -> None:
     ap.add_argument("--topologies", default="all,ring,gossip")
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--latest", action="store_true", help="push with latest=True (conflation)")
+    ap.add_argument("--wide", type=float, default=None, metavar="D",
+                    help="instead: a --duration s ASIP-SGD fit with D sparse features "
+                         "(100k rows, 30 nonzeros a row) on --workers; scheduler memory")
     args = ap.parse_args(argv)
     if args.quick:
         args.workers, args.operators, args.dims, args.duration = "4", "16", "1000", 3.0
@@ -130,6 +190,17 @@ def main(argv=None) -> None:
     ints = lambda s: [int(float(x)) for x in s.split(",") if x]  # noqa: E731
     dask.config.set({"distributed.deploy.lost-worker-timeout": "120s",
                      "asip.gang.start-timeout": "120s"})
+    if args.wide is not None:
+        w = ints(args.workers)[0]
+        dask.config.set({"asip.gang.start-timeout": "600s"})  # numba's first compile, loaded
+        with LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
+                          dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
+            r = run_wide(client, 100_000, int(args.wide), 30, args.duration, n_partitions=w)
+        print(f"asip-sgd, {r['n']:,} rows x {r['d']:,} features ({r['nnz']} nonzeros a row), "
+              f"{w} workers, {r['solve_s']:g} s: scheduler RSS {r['growth_MB']:+.1f} MB at the "
+              f"end, peak {r['peak_growth_MB']:+.1f} MB; fit wall {r['wall_s']:.1f} s, training "
+              f"accuracy {r['accuracy']:.3f}, missing {r['missing']}", flush=True)
+        return
     print(HEADER, flush=True)
     for w in ints(args.workers):
         with LocalCluster(n_workers=w, threads_per_worker=max(1, max(ints(args.operators)) // w), processes=True,
@@ -143,6 +214,8 @@ def main(argv=None) -> None:
                             print(f"| {w} | {n} | {d:,} | {topo} | failed: {exc!r:.200} |", flush=True)
                             continue
                         print(_row(r), flush=True)
+                        print("  launch phases (s from the launch's start): " + ", ".join(
+                            f"{k} {v:.2f}" for k, v in r["phases"].items()), flush=True)
                         if r["missing"]:
                             print(f"  missing: {r['missing']}", flush=True)
                         gc.collect()

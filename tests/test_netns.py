@@ -9,8 +9,8 @@ driver (this process, the dask Client) sits in the root namespace.
 
 ASIP-SGD (``AsipClassifier(solver="asip-sgd")``) runs one operator per
 partition, one per worker; at ``CUT_AT`` s into the stage worker w2's link goes
-down. Its worker is alive but unreachable: the stage's peer-silence detector
-(``asip.stage.peer-silence-timeout``) must notice, and the stage must go on with
+down. Its worker is alive but unreachable: its heartbeat to the scheduler stops, the
+stage's silence detector (``asip.stage.peer-silence-timeout``) must notice, and the stage must go on with
 the two survivors and finish on time with a usable model. Two variants (see
 `SCHEDULER_CONNECT`) cover both ways the runtime ends up handling the cut worker.
 
@@ -54,13 +54,16 @@ CHILD_ENV = {
     "PYTHONUNBUFFERED": "1",
 }
 # The scheduler's connect timeout decides which of the runtime's two paths the cut takes.
-# asip asks the scheduler to restart the silent worker; the scheduler's connect to the
-# unreachable nanny fails after this timeout (at most 10 s), and the worker is removed:
-#   "dropped":     2 s -> removed ~4 s after the cut detection, inside the budget; Dask
+# When w2's heartbeat is late, asip's directory asks w2's nanny whether the process is
+# hung or busy; the scheduler's connect to the unreachable nanny fails after this timeout
+# (or asip.stage.control-timeout, 30 s), and a nanny that cannot be reached gets its
+# worker removed at once:
+#   "dropped":     2 s -> removed ~2 s after the cut detection, inside the budget; Dask
 #                  recomputes the lost partition on a survivor and asip restarts the
 #                  operator there (incarnation 1).
-#   "unreachable": distributed's default (30 s) -> still registered at the stop; the
-#                  silent operator is cancelled and returns None.
+#   "unreachable": distributed's default (30 s) -> no verdict and still registered at the
+#                  stop; the silent operator is waited for peer-silence-timeout after the
+#                  stop, then cancelled, and returns None (in res.missing, as lost).
 SCHEDULER_CONNECT = {"dropped": "2s", "unreachable": "30s"}
 DASK_CLI = [sys.executable, "-m", "dask"]  # the `dask` CLI of this very interpreter
 OP_KEY = re.compile(r"^asip-([0-9a-f]+)-op(\d+)-a(\d+)$")
@@ -200,6 +203,7 @@ def run_asip_sgd(X: da.Array, y: da.Array) -> tuple[np.ndarray, asip.StageResult
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, y)
     assert list(clf.classes_) == [0, 1]
+    print("fit timings", {k: round(v, 2) for k, v in clf.fit_timings_.items()})
     return clf.coef_.ravel(), clf.stage_result_
 
 
@@ -231,7 +235,7 @@ class LinkCutter(threading.Thread):
 
     def _run(self) -> None:
         client = self.cluster.client
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 150  # the fit's input checks on cold workers come first
         while sum(map(len, (ops := self._operators()).values())) < 3:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the stage's 3 operators never ran together: {ops}")
@@ -244,10 +248,11 @@ class LinkCutter(threading.Thread):
             return getattr(plugin, "go_time", None)
 
         go = None  # the gang's start on the scheduler's clock (the same host clock)
-        while go is None and time.time() < seen_all + 10:
+        while go is None:  # setup (numba's first compile) can take seconds under load
+            if time.time() > seen_all + 60:
+                raise TimeoutError("the gang did not start within 60 s of its operators running")
             go = client.run_on_scheduler(go_time, name=f"asip-directory-{run_id}")
             time.sleep(0.05)
-        go = go or seen_all
         time.sleep(max(0.0, go + self.at - time.time()))
         ops = self._operators()
         self.partitions = [p for w, items in ops.items() if f"//{self.victim.ip}:" in w
@@ -257,13 +262,7 @@ class LinkCutter(threading.Thread):
 
 
 # ---------------------------------------------------------------------- the test
-@pytest.mark.timeout(180)
-# Known regression of the new control plane (issue 10, open): a worker cut off behind a
-# dropped link keeps no heartbeat and its nanny cannot be asked, but the stage neither
-# removes it nor recomputes its block: its partition ends in ``res.missing`` instead of
-# rejoining. Not strict: the test still runs and reports when it passes again.
-@pytest.mark.xfail(reason="cut-link worker is not removed by the heartbeat-based liveness "
-                          "(issue 10)", strict=False)
+@pytest.mark.timeout(300)  # ~60 s a variant on a quiet machine; cold workers under load take longer
 @pytest.mark.parametrize("netns_cluster", list(SCHEDULER_CONNECT), indirect=True)
 def test_asip_sgd_survives_a_cut_link_between_namespaces(netns_cluster, caplog):
     cluster = netns_cluster
