@@ -31,6 +31,7 @@ import logging
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from . import _kernels as K
 from ._base import LocalData, Problem
@@ -56,13 +57,18 @@ def local_solve(solver: LocalSolver, problem: Problem, data: LocalData, v: np.nd
                 rho: float, epochs: int, c: float | None = None) -> np.ndarray:
     """``argmin_x c sum phi(a^T x + b) + (rho/2) ||x - v||^2`` by ``epochs`` SDCA passes.
 
-    ``c`` defaults to ``1/n_total`` (the consensus split). Returns a new ``x``;
+    ``c`` defaults to ``1/n_total`` (the consensus split); row ``i``'s loss is weighted by
+    ``data.sw[i]`` when there are weights. Returns a new ``x``;
     ``solver`` is updated in place so the next call starts where this one ended.
     """
     c = 1.0 / problem.n_total if c is None else c
     x = v + solver.dvec
-    K.sdca_steps(data.X, data.y, problem.loss, problem.fit_intercept, int(epochs), solver.rng,
-                 solver.dual, x, c / rho, data.sqn)
+    if data.sw is None:
+        K.sdca_steps(data.X, data.y, problem.loss, problem.fit_intercept, int(epochs), solver.rng,
+                     solver.dual, x, c / rho, data.sqn)
+    else:  # row i's loss counts sw[i] times: its dual moves x by (c sw[i] / rho) dual_i x_i
+        weighted_sdca_steps(data.X, data.y, data.sw, problem.loss, problem.fit_intercept,
+                            int(epochs), solver.rng, solver.dual, x, c / rho, data.sqn)
     np.subtract(x, v, out=solver.dvec)
     return x
 
@@ -95,3 +101,36 @@ def default_rho(problem: Problem, rule: str = "legacy") -> float:
         return max(0.3 * float(np.sqrt(problem.mu * curv * problem.row_scale))
                    / problem.n_partitions, 1e-8)
     return max(curv * problem.row_scale / (10.0 * problem.n_partitions), 1e-8)
+
+
+@njit(nogil=True, cache=True)
+def weighted_sdca_steps(X, y, sw, loss, fit_intercept, n_epochs, rng, dual, x, c_over_rho, sqn):
+    """`_kernels.sdca_steps` with row ``i``'s loss weighted by ``sw[i]``.
+
+    The local problem is ``min_x c sum_i sw_i phi(a_i^T x + b) + (rho/2) ||x - v||^2``;
+    ``x = v + (c/rho) sum_i sw_i dual_i [a_i, 1]``, so a row's scale is ``c sw_i / rho``
+    (a zero weight leaves its dual and ``x`` alone).
+    """
+    p = x.shape[0]
+    n = K.n_rows(X)
+    order = np.arange(n)
+    for _ in range(n_epochs):
+        for k in range(n - 1, 0, -1):  # Fisher-Yates
+            r = K._randint(rng, k + 1)
+            tmp = order[k]
+            order[k] = order[r]
+            order[r] = tmp
+        for k in range(n):
+            i = order[k]
+            ci = c_over_rho * sw[i]
+            if ci == 0.0:
+                continue
+            m = K._margin(X, i, x, fit_intercept)
+            a = dual[i]
+            delta = K.dual_coordinate_step(loss, y[i], a, m, ci * sqn[i])
+            if delta != 0.0:
+                dual[i] = a + delta
+                s = ci * delta
+                K.row_axpy(X, i, s, x)
+                if fit_intercept:
+                    x[p - 1] += s

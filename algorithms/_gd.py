@@ -30,10 +30,17 @@ far slower on these problems; the default is the honest baseline.
 Every contribution carries, besides the sums, the state the trial point was
 made from (``base``, its gradient ``gbase`` and loss ``fbase``, and ``L``), so
 that every operator -- a restarted one included -- takes the same decision.
-Stopping: ``max_iter`` rounds, or, for smooth losses, when the gradient-mapping
-norm ``L ||w+ - w||`` at an accepted point falls below ``tol`` times its first
-value. Every operator decides on the same numbers, so all stop at the same
-round. A restarted operator joins at the lowest round a peer is at, with the
+Stopping: ``max_iter`` rounds, or when certified: the round's all-reduced loss
+and gradient sums give a duality gap at the evaluated point for free
+(`_primal_cert`: the dual point ``a_i = -phi'(m_i)``, Fenchel-Young for its
+conjugate sum), and the stage stops when ``gap / |P| <= tol`` -- so
+``stopped_by_ == "tol"`` means certified and ``gap_`` is reported. With an
+intercept the dual needs per-class sums (one extra margin and row pass), so
+that certificate is taken every ``cert_every`` rounds. Where no certificate
+exists (weighted least squares with an intercept) the test is the old one: the
+gradient-mapping norm ``L ||w+ - w||`` at an accepted point below ``tol`` times
+its first value. Every operator decides on the same numbers, so all stop at
+the same round. A restarted operator joins at the lowest round a peer is at, with the
 state that peer sent.
 
 References
@@ -51,6 +58,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _kernels as K
+from . import _primal_cert as C
 from . import _weights as W
 from ._barrier import Barrier
 from ._barrier import push_own as _push
@@ -65,7 +73,8 @@ DEFAULTS = {
     "eta0": 0.1,
     "L0": None,  # first curvature guess; default the bound curvature * mean ||[a_i, 1]||^2
     "shrink": 0.7,  # L *= shrink after an accepted step (1.0: L never decreases)
-    "tol": 1e-6,
+    "tol": 1e-6,  # stop when the relative duality gap is below this
+    "cert_every": 5,  # with an intercept: rounds between certificates (each one extra pass)
     "max_iter": None,
     "resend_after": 0.1,
     "rejoin_wait": 0.5,
@@ -78,7 +87,9 @@ class GDState(NamedTuple):
     params: dict
     barrier: Barrier
     grad: np.ndarray  # scratch for the local gradient
-    mem: dict  # k, base, gbase, fbase, L, point, own, prev_own, best_f, best_w, gm0, phase, started
+    mem: dict  # k, base, gbase, fbase, L, point, own, prev_own, best_f, best_w, gm0, phase, started,
+    # and the certificate: best_dual, gap, rel_gap, certified
+    certify: bool = True  # the free dual point certifies this problem (`_primal_cert.certifiable`)
 
 
 def init(problem: Problem, data: LocalData, params: dict) -> GDState:
@@ -91,8 +102,10 @@ def init(problem: Problem, data: LocalData, params: dict) -> GDState:
     mem = {"k": 0, "base": np.zeros(p), "gbase": np.zeros(p), "fbase": 0.0, "L": 0.0,
            "point": np.zeros(p), "own": None, "prev_own": None, "best_f": np.inf,
            "best_w": np.zeros(p), "gm0": None,
-           "phase": "run" if data.incarnation == 0 else "rejoin", "started": None}
-    return GDState(problem, params, Barrier(data.index, data.n_partitions), np.zeros(p), mem)
+           "phase": "run" if data.incarnation == 0 else "rejoin", "started": None,
+           "best_dual": -np.inf, "gap": np.inf, "rel_gap": np.inf, "certified": None}
+    return GDState(problem, params, Barrier(data.index, data.n_partitions), np.zeros(p), mem,
+                   C.certifiable(problem, data.sw is not None))
 
 
 def _first_L(pb: Problem, params: dict) -> float:
@@ -111,8 +124,32 @@ def _trial(pb: Problem, base: np.ndarray, gbase: np.ndarray, L: float) -> np.nda
 def _contribution(state: GDState, data: LocalData) -> dict:
     pb, mem = state.problem, state.mem
     f = W.loss_grad(data, mem["point"], pb.loss, pb.fit_intercept, state.grad)  # row weights
-    return {"g": state.grad.copy(), "f": float(f), "base": mem["base"].copy(),
-            "gbase": mem["gbase"].copy(), "fbase": float(mem["fbase"]), "L": float(mem["L"])}
+    out = {"g": state.grad.copy(), "f": float(f), "base": mem["base"].copy(),
+           "gbase": mem["gbase"].copy(), "fbase": float(mem["fbase"]), "L": float(mem["L"])}
+    if pb.fit_intercept:  # the intercept's certificate sums, every cert_every rounds
+        cert = state.certify and mem["k"] % max(int(state.params["cert_every"]), 1) == 0
+        side, side_g = (C.side_parts(pb, data, mem["point"]) if cert else
+                        (np.zeros(C.side_len(pb)), np.zeros(pb.n_features)))
+        out.update(cert=bool(cert), side=side, side_g=side_g)
+    return out
+
+
+def _certify(state: GDState, parts: list, x: np.ndarray) -> bool:
+    """The duality gap at ``x`` from the round's contributions; True when ``gap/|P| <= tol``."""
+    pb, mem = state.problem, state.mem
+    if not state.certify or not all(c.get("cert", True) for c in parts):
+        return False
+    gp = [C.free_parts(pb, pb.sizes[j], x, c["f"], c["g"], c.get("side"), c.get("side_g"))
+          for j, c in enumerate(parts)]
+    primal, dual, _ = C.relative_gap(pb, gp, x)
+    mem["best_dual"] = max(mem["best_dual"], dual)  # any feasible dual bounds P*
+    mem["gap"] = primal - mem["best_dual"]
+    mem["rel_gap"] = mem["gap"] / max(abs(primal), 1e-300)
+    mem["gap_w"] = x
+    if mem["rel_gap"] <= state.params["tol"]:
+        mem["certified"] = x.copy()
+        return True
+    return False
 
 
 def _rejoin(state: GDState, data: LocalData, now: float) -> bool:
@@ -155,7 +192,7 @@ def local_step(state: GDState, data: LocalData, inbox, now: float) -> StepOutput
     F = Fs + pb.penalty_value(x)
     if F < mem["best_f"]:
         mem["best_f"], mem["best_w"] = F, x.copy()
-    done = False
+    done = _certify(state, parts, x)
     if params["schedule"] == "constant" and pb.curvature is not None:
         L = mem["L"]
         d = x - mem["base"]
@@ -168,7 +205,7 @@ def local_step(state: GDState, data: LocalData, inbox, now: float) -> StepOutput
             L, accepted = 2.0 * L, False
         mem["L"] = L
         new = _trial(pb, mem["base"], mem["gbase"], L)
-        if accepted:
+        if accepted and not state.certify:  # no certificate: the gradient-mapping test
             gm = L * float(np.linalg.norm(new - mem["base"]))
             if mem["gm0"] is None:
                 mem["gm0"] = max(gm, 1e-300)
@@ -195,8 +232,11 @@ def local_step(state: GDState, data: LocalData, inbox, now: float) -> StepOutput
 def schema(problem: Problem) -> tuple[dict, dict]:
     """Barrier messages: this round's and the last round's contributions (`_contribution`)."""
     vec = ("float64", (problem.p,))
-    return Barrier.schema({"g": vec, "f": float, "base": vec, "gbase": vec, "fbase": float,
-                           "L": float})
+    fields = {"g": vec, "f": float, "base": vec, "gbase": vec, "fbase": float, "L": float}
+    if problem.fit_intercept:
+        fields.update(cert=bool, side=("float64", (C.side_len(problem),)),
+                      side_g=("float64", (problem.n_features,)))
+    return Barrier.schema(fields)
 
 
 def resume(state: GDState, data: LocalData, start: Start) -> GDState:
@@ -207,13 +247,21 @@ def resume(state: GDState, data: LocalData, start: Start) -> GDState:
 
 
 def snapshot(state: GDState) -> dict:
-    """The last accepted point (smooth losses: monotone) or the best one seen (hinge)."""
+    """The certified point, else the last accepted one (smooth losses: monotone) or the best
+    one seen (hinge); with the latest duality gap once there is one."""
     mem, pb = state.mem, state.problem
-    if state.params["schedule"] == "constant" and pb.curvature is not None:
-        return {"w": mem["base"].copy(), "k": int(mem["k"])}
-    if np.isfinite(mem["best_f"]):
-        return {"w": mem["best_w"].copy(), "k": int(mem["k"])}
-    return {"w": mem["point"].copy(), "k": int(mem["k"])}
+    if mem["certified"] is not None:
+        w = mem["certified"]
+    elif state.params["schedule"] == "constant" and pb.curvature is not None:
+        w = mem["base"]
+    elif np.isfinite(mem["best_f"]):
+        w = mem["best_w"]
+    else:
+        w = mem["point"]
+    snap = {"w": w.copy(), "k": int(mem["k"])}
+    if np.isfinite(mem["gap"]) and np.array_equal(mem.get("gap_w"), w):  # the gap of this model
+        snap.update(gap=float(mem["gap"]), rel_gap=float(mem["rel_gap"]))
+    return snap
 
 
 def combine(problem: Problem, snapshots: list) -> np.ndarray:

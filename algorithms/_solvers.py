@@ -12,10 +12,12 @@ logger = logging.getLogger(__name__)
 
 
 def _registry() -> dict[str, Algorithm]:
-    from . import _admm, _asip_admm, _asip_hogwild, _asip_sgd, _averaging, _cocoa, _gd, _saga
+    from . import (_admm, _asip_admm, _asip_hogwild, _asip_sgd, _asip_svrg, _averaging, _cocoa,
+                   _gd, _saga)
 
     algos = [_asip_sgd.ALGORITHM, _asip_hogwild.ALGORITHM, _asip_admm.ALGORITHM, _gd.ALGORITHM,
-             _admm.ALGORITHM, _averaging.ALGORITHM, _saga.ALGORITHM, _cocoa.ALGORITHM]
+             _admm.ALGORITHM, _averaging.ALGORITHM, _saga.ALGORITHM, _cocoa.ALGORITHM,
+             _asip_svrg.ALGORITHM]
     return {a.name: a for a in algos}
 
 

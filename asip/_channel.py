@@ -6,6 +6,7 @@ that the *oldest* messages are dropped and counted, since asynchronous algorithm
 want the newest information. A message pushed with ``latest=`` *conflates*: it
 replaces the one still waiting from the same sender under the same slot, so a
 "push my latest state" protocol holds at most one message per peer and slot.
+Once the stage stops a mailbox accepts nothing more (counted as ``dropped_at_stop``).
 Only the worker's event loop puts; only the owning operator thread polls; every
 counter is written under the mailbox's lock, so nothing is lost between threads.
 """
@@ -85,12 +86,14 @@ class ChannelStats:
     dropped_no_route: int = 0  # destination not registered, or its connection failed or broke
     dropped_overflow: int = 0  # a bytes bound (outbox, peer queue, mailbox) was hit: oldest dropped
     dropped_injected: int = 0  # DropMessages fault
+    dropped_at_stop: int = 0  # still queued (or arriving) once the stage stopped: never delivered
     conflated: int = 0  # latest= messages replaced by a newer one before anyone polled them
     undeliverable: int = 0  # arrived at a worker where the receiver no longer runs (per worker)
     zombie: int = 0  # sent by an incarnation the directory already replaced: rejected
     malformed: int = 0  # received items that failed validation
     rejected: int = 0  # well-formed messages that broke this operator's ctx.expect() schema
     refused: int = 0  # push() calls rejected with MessageError on the sender
+    yielded: int = 0  # push() calls that waited (<= 50 ms) for a lagging, crowded worker event loop
     polls: int = 0
     consumed: int = 0  # messages handed to the operator by poll()
     # Staleness: how old a message is when poll() hands it over (receiver's clock minus the
@@ -99,6 +102,9 @@ class ChannelStats:
     age_us_max: int = 0
     age_hist: list = field(default_factory=_hist)  # at poll
     arrival_hist: list = field(default_factory=_hist)  # when it reached the mailbox
+    # Sent by this operator: from push until written to a peer worker's connection or put
+    # in a local mailbox (outbox and link queue; the age's sender-side share).
+    queued_hist: list = field(default_factory=_hist)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -132,8 +138,10 @@ class ChannelStats:
 
 
 def _with_percentiles(out: dict[str, Any]) -> dict[str, Any]:
-    """Add ``age_p50_ms``/``age_p99_ms`` (at poll) and ``arrival_p50_ms``/``arrival_p99_ms``."""
-    for name, hist in (("age", out.get("age_hist")), ("arrival", out.get("arrival_hist"))):
+    """Add ``age_p50_ms``/``age_p99_ms`` (at poll), ``arrival_p50_ms``/``arrival_p99_ms``
+    (in the mailbox) and ``queued_p50_ms``/``queued_p99_ms`` (left the sender's queues)."""
+    for name in ("age", "arrival", "queued"):
+        hist = out.get(f"{name}_hist")
         for q in (50, 99):
             out[f"{name}_p{q}_ms"] = percentile_ms(hist or [], q)
     return out
@@ -241,11 +249,15 @@ class Mailbox:
                     self.stats.rejected += 1
 
     def put(self, message: Message, nbytes: int, now: float | None = None) -> bool:
-        """Add a message (from the event loop); False if the mailbox is already closed."""
+        """Add a message (from the event loop); False if the mailbox is already closed.
+        Once the stage stops nothing more is accepted (counted as ``dropped_at_stop``)."""
         with self._cond:
             if self.closed:
                 return False
             stats = self.stats
+            if self.stopped:
+                stats.dropped_at_stop += 1
+                return True
             schema = self.schema
             if schema is not None and schema.violation(message.payload) is not None:
                 stats.rejected += 1
@@ -305,7 +317,8 @@ class Mailbox:
             return self.stats.as_dict()
 
     def wake(self) -> None:
-        """Wake a waiting ``poll`` (used when the stage stops); later polls never wait."""
+        """The stage stops: wake a waiting ``poll``; later polls never wait and nothing
+        more is accepted (what already waits here can still be polled)."""
         with self._cond:
             self.stopped = True
             self._cond.notify_all()

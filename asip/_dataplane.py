@@ -11,15 +11,25 @@ peer's `PeerLink`, which writes it in the same callback unless the peer has not
 acknowledged the previous batch yet.
 Modelled on distributed's P2P shuffle, where one event loop owns the buffers.
 
+Once the stage stops (`DataPlane.stop`: the stop from the driver, or a local
+operator reaching ``max_time`` or returning STOP) data never delays the end: what
+waits in the outbox and the peer links is dropped (``dropped_at_stop``), later
+pushes and arrivals likewise, without decoding them, and mailboxes accept nothing
+more; so an operator's close, its result and its final report never wait behind
+queued data.
+
 Every copy a push sends ends up counted exactly once: delivered, conflated,
 rejected, zombie, undeliverable or dropped (see `ChannelStats`); the exceptions
 are a batch whose acknowledgement is lost with its connection (counted dropped,
-perhaps delivered) and whatever is still queued at teardown.
+perhaps delivered), copies that arrive after every receiver on their worker has
+closed, and whatever is still queued when the sender closes before the stop
+(routed after its final statistics were taken).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import logging
 import random
@@ -29,9 +39,7 @@ from collections import OrderedDict, defaultdict
 from typing import Any
 
 import numpy as np
-from distributed.utils import sync
-
-from asip._channel import MESSAGE_OVERHEAD, ChannelStats, Mailbox
+from asip._channel import MESSAGE_OVERHEAD, ChannelStats, Mailbox, _bucket
 from asip._directory import op_name
 from asip._exceptions import MessageError
 from asip._links import PeerLink
@@ -43,6 +51,13 @@ logger = logging.getLogger(__name__)
 __all__ = ["ChannelSettings", "DataPlane", "Endpoint"]
 
 DRAIN_BYTES = 4 << 20  # pushes routed per event-loop callback, at most about this much
+# With at least YIELD_OPERATORS operators on a worker, a push finding the event loop this far
+# behind (its outbox callback waiting longer) yields the GIL to it, for at most YIELD_MAX: many
+# busy operator threads otherwise starve the one thread that moves their messages, and
+# messages age in the queues (issue 10). One or two operators leave the loop its share.
+YIELD_OPERATORS = 4
+YIELD_AFTER = 0.005
+YIELD_MAX = 0.05
 
 
 class ChannelSettings:
@@ -122,16 +137,21 @@ class DataPlane:
         self.links: dict[str, PeerLink] = {}
         self.undeliverable = 0
         self.malformed = 0
+        self.late = 0  # copies that arrived after the stop for receivers already closed here
         self.stopped = False
         self.closed = False
         # the one hand-over point from operator threads
         self._lock = threading.Lock()
-        # key -> (endpoint, encoded, targets); latest= pushes conflate on (endpoint, slot, targets)
-        self._outbox: OrderedDict[Any, tuple[Endpoint, Encoded, tuple | None]] = OrderedDict()
+        # key -> (endpoint, encoded, targets, wire parts, pushed at); latest= pushes conflate
+        # on (endpoint, slot, targets)
+        self._outbox: OrderedDict[Any, tuple] = OrderedDict()
         self._outbox_bytes = 0
-        self._outbox_dropped: dict[Endpoint, list[int]] = defaultdict(lambda: [0, 0])
+        # per sender, pushes dropped before routing: [overflow, conflated, at stop]
+        self._outbox_dropped: dict[Endpoint, list[int]] = defaultdict(lambda: [0, 0, 0])
         self._fifo = itertools.count()
         self._scheduled = False
+        self._requested_at = 0.0  # when the pending _drain was asked for (monotonic)
+        self._drained = threading.Event()  # set when a _drain starts: pushers waiting go on
 
     # ------------------------------------------------------------------ endpoints (loop)
     def open(self, index: int, incarnation: int) -> Endpoint:
@@ -149,8 +169,14 @@ class DataPlane:
         return self.open(index, incarnation)
 
     def close_endpoint(self, ep: Endpoint) -> dict[str, Any]:
-        """Close an endpoint (loop only) after sending what it queued; its final stats."""
-        self._drain(None)
+        """Close an endpoint (loop only); its final stats. Before the stop its queued
+        pushes are routed first (peers still running may wait for them); after the stop
+        they were dropped already, so closing never waits behind data."""
+        if self.stopped:
+            self._drop_queued()
+        else:
+            self._route_from(ep)
+        self._count_outbox_drops()
         ep.closed = True
         ep.mailbox.close()
         self.endpoints.pop((ep.index, ep.incarnation), None)
@@ -162,17 +188,34 @@ class DataPlane:
         # drops of messages whose receiver had left this worker: charged to whoever leaves next
         ep.stats.undeliverable += self.undeliverable
         ep.stats.malformed += self.malformed
-        self.undeliverable = self.malformed = 0
+        ep.stats.dropped_at_stop += self.late
+        self.undeliverable = self.malformed = self.late = 0
         return ep.mailbox.snapshot()
 
     async def aclose_endpoint(self, ep: Endpoint) -> dict[str, Any]:
         return self.close_endpoint(ep)
 
     def close_from_thread(self, ep: Endpoint, timeout: float = 3.0) -> dict[str, Any]:
-        """`close_endpoint` from an operator thread; never waits longer than ``timeout``."""
+        """`close_endpoint` from an operator thread; never waits longer than ``timeout``
+        (timed on this thread, so a starved event loop cannot stretch it)."""
+        done: concurrent.futures.Future = concurrent.futures.Future()
+
+        def close() -> None:
+            if done.set_running_or_notify_cancel():
+                try:
+                    done.set_result(self.close_endpoint(ep))
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                    done.set_exception(exc)
+
         try:
-            return sync(self.loop, self.aclose_endpoint, ep, callback_timeout=timeout)
+            self.aloop.call_soon_threadsafe(close)
+            return done.result(timeout)
         except Exception:  # noqa: BLE001 - loop gone or stuck: close here, keep the counts
+            if not done.cancel():  # it is running on the loop right now: it ends soon
+                try:
+                    return done.result(timeout)
+                except Exception:  # noqa: BLE001
+                    pass
             logger.warning("asip: closing %r off the event loop", ep, exc_info=True)
             ep.closed = True
             ep.mailbox.close()
@@ -183,15 +226,28 @@ class DataPlane:
         return list(self.current)
 
     def stop(self) -> None:
-        """The stage stops: every poll returns at once from now on (thread-safe)."""
+        """The stage stops (thread-safe): every poll returns at once from now on, mailboxes
+        accept nothing more, and queued data is dropped (counted as ``dropped_at_stop``)."""
+        first = not self.stopped
         self.stopped = True
         try:
             endpoints = list(self.endpoints.values())
         except RuntimeError:  # the loop changed them under an operator thread: let it do this
-            self.aloop.call_soon_threadsafe(self.stop)
-            return
+            endpoints = []
+            first = True
         for ep in endpoints:
             ep.mailbox.wake()
+        self._drained.set()  # no pusher waits for the loop any more
+        if first:
+            try:
+                self.aloop.call_soon_threadsafe(self._stop_on_loop)
+            except RuntimeError:  # the loop is closed: nothing left to drop
+                pass
+
+    def _stop_on_loop(self) -> None:
+        for ep in list(self.endpoints.values()):
+            ep.mailbox.wake()
+        self._drop_queued()
 
     def close(self) -> None:
         """Teardown (loop only): close links and mailboxes, forget queued pushes."""
@@ -211,66 +267,120 @@ class DataPlane:
         """Hand a push to the event loop (any thread); never blocks on the network.
 
         The outbox is bounded by ``asip.channel.outbox-bytes``: past it the oldest
-        pushes are dropped and counted against their senders.
+        pushes are dropped and counted against their senders. After the stop a push
+        is dropped here (``dropped_at_stop``), before it costs any work. When the event
+        loop lags (its last wake-up waited over ``YIELD_AFTER``) and at least
+        ``YIELD_OPERATORS`` operators share this worker, the pushing thread waits for
+        it, at most ``YIELD_MAX`` (counted as ``yielded``).
         """
+        if self.stopped:
+            with self._lock:
+                self._outbox_dropped[ep][2] += 1
+            return
         size = encoded.nbytes + MESSAGE_OVERHEAD
         key = next(self._fifo) if encoded.slot is None else (ep, encoded.slot, targets)
         parts = wire_item(encoded, self.settings.limits)  # here, off the event loop
+        now = time.time()
         with self._lock:
             old = self._outbox.pop(key, None)
             if old is not None:  # a newer latest= push replaces one the loop has not taken yet
                 self._outbox_bytes -= old[1].nbytes + MESSAGE_OVERHEAD
                 self._outbox_dropped[ep][1] += 1
-            self._outbox[key] = (ep, encoded, targets, parts)
+            self._outbox[key] = (ep, encoded, targets, parts, now)
             self._outbox_bytes += size
             while self._outbox_bytes > self.settings.outbox_bytes and len(self._outbox) > 1:
-                _, (old_ep, old_enc, _, _) = self._outbox.popitem(last=False)
+                _, (old_ep, old_enc, *_) = self._outbox.popitem(last=False)
                 self._outbox_bytes -= old_enc.nbytes + MESSAGE_OVERHEAD
                 self._outbox_dropped[old_ep][0] += 1
             wake = not self._scheduled
-            self._scheduled = True
+            if wake:
+                self._scheduled = True
+                self._requested_at = time.monotonic()
+                self._drained.clear()
+            behind = not wake and time.monotonic() - self._requested_at > YIELD_AFTER
         if wake:
             self.aloop.call_soon_threadsafe(self._drain)
+        elif behind and not self.stopped and len(self.current) >= YIELD_OPERATORS:
+            ep.stats.yielded += 1  # let the loop run instead of queueing more for it
+            self._drained.wait(YIELD_MAX)
 
     # ------------------------------------------------------------------ event loop
-    def _drain(self, limit: int | None = DRAIN_BYTES) -> None:
-        """Take the oldest pushes from the outbox (about ``limit`` bytes, all with None):
-        deliver locally, hand the rest to peer links; come back soon for what is left,
-        so one callback never holds the event loop long."""
+    def _drain(self, limit: int = DRAIN_BYTES) -> None:
+        """Take the oldest pushes from the outbox (about ``limit`` bytes): deliver
+        locally, hand the rest to peer links; come back soon for what is left, so one
+        callback never holds the event loop long."""
         with self._lock:
-            if limit is None:
-                items, self._outbox = list(self._outbox.values()), OrderedDict()
-                self._outbox_bytes = 0
-            else:
-                items, taken = [], 0
-                while self._outbox and taken < limit:
-                    _, item = self._outbox.popitem(last=False)
-                    items.append(item)
-                    taken += item[1].nbytes + MESSAGE_OVERHEAD
-                self._outbox_bytes -= taken
-            dropped, self._outbox_dropped = self._outbox_dropped, defaultdict(lambda: [0, 0])
+            items, taken = [], 0
+            while self._outbox and taken < limit:
+                _, item = self._outbox.popitem(last=False)
+                items.append(item)
+                taken += item[1].nbytes + MESSAGE_OVERHEAD
+            self._outbox_bytes -= taken
+            dropped, self._outbox_dropped = self._outbox_dropped, defaultdict(lambda: [0, 0, 0])
             more = bool(self._outbox)
             self._scheduled = more
+            self._requested_at = time.monotonic()
+        self._drained.set()  # pushers waiting for the loop go on
         if more:
+            self._drained.clear()
             self.aloop.call_soon(self._drain)
-        for ep, (overflow, conflated) in dropped.items():
-            # a push dropped before routing counts once, whatever its fan-out would have been
-            ep.stats.sent += overflow + conflated
-            ep.stats.dropped_overflow += overflow
-            ep.stats.conflated += conflated
+        self._count_drops(dropped)
         if not items or self.closed:
             return
+        if self.stopped:  # taken just before the stop: dropped all the same
+            self._count_drops(_at_stop(items))
+            return
         touched: set[PeerLink] = set()
-        for ep, encoded, targets, parts in items:
+        for ep, encoded, targets, parts, pushed_at in items:
             try:
-                self._route(ep, encoded, targets, parts, touched)
+                self._route(ep, encoded, targets, parts, touched, pushed_at)
             except Exception:  # noqa: BLE001 - never lose the rest of the outbox
                 logger.exception("asip: routing a message from partition %d failed", ep.index)
         for link in touched:
             link.flush()
 
+    @staticmethod
+    def _count_drops(dropped: dict[Endpoint, list[int]]) -> None:
+        """Charge pushes dropped before routing: each counts once, whatever its fan-out."""
+        for ep, (overflow, conflated, at_stop) in dropped.items():
+            ep.stats.sent += overflow + conflated + at_stop
+            ep.stats.dropped_overflow += overflow
+            ep.stats.conflated += conflated
+            ep.stats.dropped_at_stop += at_stop
+
+    def _count_outbox_drops(self) -> None:
+        with self._lock:
+            dropped, self._outbox_dropped = self._outbox_dropped, defaultdict(lambda: [0, 0, 0])
+        self._count_drops(dropped)
+
+    def _drop_queued(self) -> None:
+        """After the stop (loop): drop what waits in the outbox and in every peer link."""
+        with self._lock:
+            items = list(self._outbox.values())
+            self._outbox.clear()
+            self._outbox_bytes = 0
+        self._count_drops(_at_stop(items))
+        self._count_outbox_drops()
+        for link in self.links.values():
+            link.drop_queued()
+
+    def _route_from(self, ep: Endpoint) -> None:
+        """Route now what ``ep`` still has in the outbox (loop; it is about to close)."""
+        with self._lock:
+            keys = [k for k, item in self._outbox.items() if item[0] is ep]
+            items = [self._outbox.pop(k) for k in keys]
+            self._outbox_bytes -= sum(item[1].nbytes + MESSAGE_OVERHEAD for item in items)
+        touched: set[PeerLink] = set()
+        for _, encoded, targets, parts, pushed_at in items:
+            try:
+                self._route(ep, encoded, targets, parts, touched, pushed_at)
+            except Exception:  # noqa: BLE001 - never lose the rest
+                logger.exception("asip: routing a message from partition %d failed", ep.index)
+        for link in touched:
+            link.flush()
+
     def _route(self, ep: Endpoint, encoded: Encoded, targets: tuple | None, parts: list,
-               touched: set[PeerLink]) -> None:
+               touched: set[PeerLink], pushed_at: float) -> None:
         stats = ep.stats
         directory = self._directory()
         current, me, index = self.current, self.address, ep.index
@@ -296,6 +406,8 @@ class DataPlane:
         if local:
             message = decode_message(local_item(encoded), run_id=self.run_id,
                                      n_partitions=self.n_partitions, limits=self.settings.limits)
+            now = time.time()
+            stats.queued_hist[_bucket(int((now - pushed_at) * 1e6))] += 1
             for j in local:
                 stats.sent += 1
                 if faults.dropped():
@@ -304,7 +416,7 @@ class DataPlane:
                     self.aloop.call_later(faults.delay, self._deliver_delayed, j, message,
                                           encoded.nbytes)
                 else:
-                    self._deliver(j, message, encoded.nbytes, time.time())
+                    self._deliver(j, message, encoded.nbytes, now)
         if not remote:
             return
         for addr, receivers in remote.items():
@@ -316,10 +428,10 @@ class DataPlane:
             slot = None if encoded.slot is None else (ep.index, encoded.slot, tuple(receivers))
             if faults.delay:
                 self.aloop.call_later(faults.delay, self._send_delayed, addr, stats, item,
-                                      encoded.nbytes, len(receivers), slot)
+                                      encoded.nbytes, len(receivers), slot, pushed_at)
                 continue
             link = self._link(addr)
-            link.enqueue(stats, item, encoded.nbytes, len(receivers), slot)
+            link.enqueue(stats, item, encoded.nbytes, len(receivers), slot, pushed_at)
             touched.add(link)
 
     def _link(self, addr: str) -> PeerLink:
@@ -329,11 +441,11 @@ class DataPlane:
         return link
 
     def _send_delayed(self, addr: str, stats: ChannelStats, item: list, nbytes: int,
-                      copies: int, slot: Any) -> None:
+                      copies: int, slot: Any, pushed_at: float) -> None:
         if self.closed:
             return
         link = self._link(addr)
-        link.enqueue(stats, item, nbytes, copies, slot)
+        link.enqueue(stats, item, nbytes, copies, slot, pushed_at)
         link.flush()
 
     def _deliver_delayed(self, j: int, message: Any, nbytes: int) -> None:
@@ -368,6 +480,9 @@ class DataPlane:
         if not isinstance(batch, (list, tuple)):
             self.malformed += 1
             return True
+        if self.stopped:  # count the copies by their receivers; never decode the payloads
+            self._drop_arrivals(batch)
+            return True
         now = time.time()
         directory = self._directory()
         for entry in batch:
@@ -377,6 +492,21 @@ class DataPlane:
                 logger.debug("asip: dropped an item that failed on receipt", exc_info=True)
                 self.malformed += 1
         return True
+
+    def _drop_arrivals(self, batch: list | tuple) -> None:
+        for entry in batch:
+            try:
+                targets = decode_targets(entry[0], self.n_partitions)
+            except Exception:  # noqa: BLE001 - garbage after the stop is still garbage
+                self.malformed += 1
+                continue
+            receivers = (list(self.current.values()) if targets is None
+                         else [self.current.get(j) for j in targets])
+            for ep in receivers:
+                if ep is None:
+                    self.late += 1
+                else:
+                    ep.stats.dropped_at_stop += 1
 
     def _receive(self, entry: Any, now: float, directory: dict) -> None:
         if not isinstance(entry, (list, tuple)) or len(entry) < 2:
@@ -407,3 +537,11 @@ class DataPlane:
             targets = [j for j in self.current if j != message.sender]
         for j in targets:
             self._deliver(j, message, nbytes, now, directory)
+
+
+def _at_stop(items: list) -> dict[Endpoint, list[int]]:
+    """Outbox items dropped at the stop, as per-sender ``[overflow, conflated, at stop]``."""
+    dropped: dict[Endpoint, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for item in items:
+        dropped[item[0]][2] += 1
+    return dropped

@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable
 
 from distributed.comm import connect
 
-from asip._channel import MESSAGE_OVERHEAD
+from asip._channel import MESSAGE_OVERHEAD, _bucket
 
 if TYPE_CHECKING:
     from asip._channel import ChannelStats
@@ -69,8 +70,9 @@ class PeerLink:
     def __init__(self, plane: DataPlane, address: str):
         self.plane = plane
         self.address = address
-        # key -> (sender stats, item, bytes, copies); FIFO keys are ints, latest= keys tuples
-        self.queue: OrderedDict[Any, tuple[ChannelStats, list, int, int]] = OrderedDict()
+        # key -> (sender stats, item, bytes, copies, pushed at); FIFO keys are ints, latest=
+        # keys tuples
+        self.queue: OrderedDict[Any, tuple[ChannelStats, list, int, int, float]] = OrderedDict()
         self.bytes = 0
         self.comm: Any = None
         self.connecting: asyncio.Task | None = None
@@ -83,8 +85,11 @@ class PeerLink:
 
     # ------------------------------------------------------------------ queue
     def enqueue(self, stats: ChannelStats, item: list, nbytes: int, copies: int,
-                slot: Any = None) -> None:
+                slot: Any = None, pushed_at: float = 0.0) -> None:
         """Queue one wire item for this peer (``copies`` receivers), dropping at the edge."""
+        if self.plane.stopped:
+            stats.dropped_at_stop += copies  # the stage stopped: data never delays the end
+            return
         if self.closed or (self.comm is None and self.retry_at
                            and asyncio.get_running_loop().time() < self.retry_at):
             stats.dropped_no_route += copies  # peer unreachable a moment ago: don't queue
@@ -97,14 +102,18 @@ class PeerLink:
         size = nbytes + MESSAGE_OVERHEAD
         bound = self.plane.settings.peer_queue_bytes
         while self.queue and self.bytes + size > bound:
-            _, (s, _, dropped, n) = self.queue.popitem(last=False)
+            _, (s, _, dropped, n, _) = self.queue.popitem(last=False)
             self.bytes -= dropped
             s.dropped_overflow += n
-        self.queue[key] = (stats, item, size, copies)
+        self.queue[key] = (stats, item, size, copies, pushed_at or time.time())
         self.bytes += size
 
+    def drop_queued(self) -> None:
+        """The stage stopped: drop what waits here (the batch in flight still lands)."""
+        self._drop_all("dropped_at_stop")
+
     def _drop_all(self, field: str) -> None:
-        for stats, _, _, copies in self.queue.values():
+        for stats, _, _, copies, _ in self.queue.values():
             setattr(stats, field, getattr(stats, field) + copies)
         self.queue.clear()
         self.bytes = 0
@@ -131,6 +140,9 @@ class PeerLink:
         msg = {"op": self.plane.deliver_op, "reply": True, "batch": [e[1] for e in entries]}
         comm = self.comm
         self.inflight = entries
+        now = time.time()
+        for stats, _, _, _, pushed_at in entries:
+            stats.queued_hist[_bucket(int((now - pushed_at) * 1e6))] += 1
         try:
             drive(comm.write(msg), lambda exc: self._failed(comm, exc))
         except Exception as exc:  # noqa: BLE001 - counted and logged, the link starts over
@@ -142,7 +154,7 @@ class PeerLink:
         """The connection broke: the unacknowledged batch counts as dropped (no route)."""
         logger.debug("asip: link to %s broke: %r", self.address, exc)
         if self.comm is comm:
-            for stats, _, _, copies in self.inflight or ():
+            for stats, _, _, copies, _ in self.inflight or ():
                 stats.dropped_no_route += copies
             self.inflight = None
         self._broken(comm)
@@ -156,7 +168,7 @@ class PeerLink:
                     return
                 if reply is not True:  # the peer has no handler for this stage (any more)
                     logger.debug("asip: %s refused a batch: %r", self.address, reply)
-                    for stats, _, _, copies in self.inflight or ():
+                    for stats, _, _, copies, _ in self.inflight or ():
                         stats.undeliverable += copies
                     self.inflight = None
                     self._drop_all("dropped_no_route")

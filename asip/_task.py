@@ -93,6 +93,8 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
             if spec.max_steps is not None and steps >= spec.max_steps:
                 reason = "max_steps"
                 break
+        if reason in ("max_time", "STOP"):  # the whole stage ends: its queued data never delays that
+            plugin.data.stop()
         ctx._flush_report()
         try:  # a bug in result() is not a fault: restarting would not fix it
             result = operator.result(ctx)

@@ -3,7 +3,7 @@
 Datasets a9a, ijcnn1, reuters, skin_nonskin (the shared LIBSVM files; a missing
 one is skipped with a note) and synthetic logistic (20,000 x 100) x the tasks
 log_loss-l2 (alpha 1e-4), hinge-l2 (0.1), log_loss-l2 (alpha 1/n), log_loss-l1
-and hinge-l1 (1e-5), for asip-cocoa, asip-sgd, asip-admm, gd, admm, saga (plus
+and hinge-l1 (1e-5), for asip-cocoa, asip-svrg, asip-sgd, asip-admm, gd, admm, saga (plus
 any solver named by ``--solvers``), scikit-learn's candidates on one core and
 dask-glm's solvers on the same cluster. It prints, and writes to ``--out`` as
 it goes (``results.json`` and ``headline.md`` after every run), each solver's
@@ -42,6 +42,8 @@ def build_argv(argv: list[str] | None = None) -> list[str]:
                     help="more solvers to run besides the default set (asip names, sklearn:NAME, "
                     "dask-glm:NAME)")
     ap.add_argument("--straggler", action="store_true", help="add the straggler runs")
+    ap.add_argument("--base", help="an asip solver to make sure runs (the ratios are taken "
+                    "against asip's best asynchronous solver, whichever it is)")
     ap.add_argument("--resume", action="store_true", help="keep the runs already in --out")
     ap.add_argument("--out", default="bench-ttt", help="output directory (default bench-ttt)")
     ap.add_argument("--datasets", nargs="+", help="a subset, e.g. a9a synthetic (asip bench "
@@ -57,8 +59,9 @@ def build_argv(argv: list[str] | None = None) -> list[str]:
         out.append("--quick")
     if args.budget is not None:
         out += ["--budget", str(args.budget)]
-    if args.solvers:
-        out += ["--add-solvers", ",".join(args.solvers)]
+    extra = args.solvers + ([args.base] if args.base else [])
+    if extra:
+        out += ["--add-solvers", ",".join(extra)]
     if args.straggler:
         out.append("--straggler")
     if args.resume:

@@ -49,3 +49,23 @@ class FanOut(asip.Operator):
                 "tree": [ctx.tree_parent() if ctx.tree_parent() is not None else -1,
                          *ctx.tree_children()],
                 "gossip": ctx.gossip(2)}
+
+
+class Flood(asip.Operator):
+    """FIFO pushes of a ``d``-float vector to every peer, as fast as it can: far more
+    than the links carry, so data queues up on every worker until the stage stops."""
+
+    def __init__(self, d: int = 10_000):
+        self.d = d
+
+    def setup(self, ctx, partition):
+        self.v = np.ones(self.d)
+        self.heard: set[int] = set()
+
+    def step(self, ctx):
+        ctx.push({"v": self.v})
+        for m in ctx.poll():
+            self.heard.add(m.sender)
+
+    def result(self, ctx):
+        return {"heard": len(self.heard)}

@@ -234,3 +234,67 @@ def test_batches_are_bounded_so_the_receivers_loop_is_never_held_long():
         ts = [m.payload["t"] for m in ep(b, 2).mailbox.poll()]
         assert ts == list(range(n))  # in order, nothing lost
     with_workers(test, mailbox=64 << 20, peer_queue=16 << 20, outbox=16 << 20)
+
+
+def test_the_stop_drops_queued_data_at_once_and_counts_every_copy():
+    async def test(a, b, directory):
+        sender, local = ep(a, 0), ep(a, 1)
+        for t in range(50):
+            a.submit(sender, enc(seq=t, v=np.ones(1000), t=t), (1, 2))
+        await asyncio.sleep(0)  # routed: delivered locally, queued on the link while it connects
+        link = a.links[b.address]
+        assert len(link.queue) == 50 and local.stats.delivered == 50
+        a.stop()
+        a.submit(sender, enc(seq=50), (2,))  # after the stop: dropped before any work
+        stats = a.close_endpoint(sender)  # never waits for the link
+        assert not link.queue and not a._outbox
+        assert stats["sent"] == 101 and stats["dropped_at_stop"] == 51
+        assert local.mailbox.put(local.mailbox.poll()[0], 10) and local.stats.dropped_at_stop == 1
+        await asyncio.sleep(0.3)
+        assert ep(b, 2).stats.delivered == 0
+    with_workers(test)
+
+
+def test_arrivals_after_the_stop_are_counted_and_never_decoded():
+    async def test(a, b, directory):
+        sender = ep(a, 0)
+        b.stop()
+        for t in range(5):
+            a.submit(sender, enc(seq=t), (2, 3))
+        a.submit(sender, enc(seq=5), None)  # everyone: 1 locally, 2 and 3 on b
+        await until(lambda: ep(b, 2).stats.dropped_at_stop == 6 and ep(b, 3).stats.dropped_at_stop == 6)
+        assert not len(ep(b, 2).mailbox) and not len(ep(b, 3).mailbox)
+        assert ep(b, 2).mailbox.poll(timeout=5.0) == []  # at once: the stage stopped
+        b.handle_deliver([[[2], b"garbage"]])  # not decoded after the stop: counted, not malformed
+        assert ep(b, 2).stats.dropped_at_stop == 7 and b.malformed == 0
+        assert sender.stats.sent == 13
+    with_workers(test)
+
+
+def test_a_push_yields_to_a_lagging_event_loop_but_never_for_long(monkeypatch):
+    import threading
+
+    from asip import _dataplane
+    from asip._dataplane import YIELD_MAX
+
+    monkeypatch.setattr(_dataplane, "YIELD_OPERATORS", 2)  # as if many shared the worker
+
+    async def test(a, b, directory):
+        sender = ep(a, 0)
+        took: list[float] = []
+
+        def pusher():
+            a.submit(sender, enc(seq=0), (1,))  # asks the loop for a drain
+            time.sleep(0.05)  # the loop is now > 5 ms late with it
+            t = time.monotonic()
+            a.submit(sender, enc(seq=1), (1,))
+            took.append(time.monotonic() - t)
+
+        thread = threading.Thread(target=pusher)
+        thread.start()
+        time.sleep(1.0)  # this event loop is stuck for a second
+        await until(lambda: not thread.is_alive())
+        assert sender.stats.yielded == 1
+        assert YIELD_MAX <= took[0] < 0.5  # waited for the loop, but only so long
+        await until(lambda: ep(a, 1).stats.delivered == 2)  # nothing lost
+    with_workers(test)

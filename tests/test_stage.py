@@ -187,7 +187,8 @@ def test_injected_drops_and_delays_are_real(client):
     res = asip.Stage(Gossip(), data(), client=client, max_time=0.5,
                      faults=[DropMessages(p=1.0)]).run()
     assert res.stats["total"]["delivered"] == 0
-    assert res.stats["total"]["dropped_injected"] == res.stats["total"]["pushed"] > 0
+    total = res.stats["total"]  # a push racing the stop is dropped there instead
+    assert total["dropped_injected"] + total["dropped_at_stop"] == total["pushed"] > 0
     res = asip.Stage(Gossip(), data(), client=client, max_time=1.0,
                      faults=[DelayMessages(ms=300)]).run()
     # every message was held back 300 ms, the cross-worker ones included

@@ -119,7 +119,8 @@ def _full() -> BenchConfig:
 #: issue 12's time-to-target matrix: its datasets, tasks and solvers (targets list)
 TTT_DATASETS = ["a9a", "ijcnn1", "reuters", "skin_nonskin", "synthetic-logistic:20000"]
 TTT_TASKS = ["log_loss-l2@1e-4", "hinge-l2", "log_loss-l2-1/n", "log_loss-l1", "hinge-l1"]
-TTT_SOLVERS = ["asip-cocoa", "asip-sgd", "asip-admm", "gd", "admm", "saga", "sklearn", "dask-glm"]
+TTT_SOLVERS = [s for s in ("asip-cocoa", "asip-svrg", "asip-sgd", "asip-admm", "gd", "admm",
+                           "saga") if s in ASIP_SOLVERS] + ["sklearn", "dask-glm"]
 #: the straggler target's problems: l2 tasks that do not saturate within 10 s
 TTT_STRAGGLER_TASKS = ["log_loss-l2-1/n", "log_loss-l2@1e-4"]
 

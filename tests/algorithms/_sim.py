@@ -31,14 +31,17 @@ def split_rows(X, y, n_parts):
 
 
 def simulate(solver, problem, parts, params=None, max_time=1.0, max_rounds=10**9, drop=0.0,
-             restart=None, seed=0):
-    """Run ``solver``; returns ``(combined model, snapshots, rounds, done)``."""
+             restart=None, seed=0, weights=None):
+    """Run ``solver``; returns ``(combined model, snapshots, rounds, done)``.
+
+    ``weights``: per partition, its row weights (`LocalData.sw`), or None."""
     algo = get_algorithm(solver)
     params = algo.merge(params)
     rng = np.random.default_rng(seed)
     restart = dict(restart or {})
     incarnation = [0] * len(parts)
-    datas = [local_data(Xb, yb, problem, i) for i, (Xb, yb) in enumerate(parts)]
+    weights = weights or [None] * len(parts)
+    datas = [local_data(Xb, yb, problem, i, sw=weights[i]) for i, (Xb, yb) in enumerate(parts)]
     states = [algo.init(problem, d, params) for d in datas]
     boxes = [[] for _ in parts]
     t0 = time.monotonic()
@@ -49,7 +52,7 @@ def simulate(solver, problem, parts, params=None, max_time=1.0, max_rounds=10**9
         for i, (Xb, yb) in enumerate(parts):
             if restart.get(i) == rounds:
                 incarnation[i] += 1
-                datas[i] = local_data(Xb, yb, problem, i, incarnation[i])
+                datas[i] = local_data(Xb, yb, problem, i, incarnation[i], sw=weights[i])
                 states[i] = algo.init(problem, datas[i], params)
                 boxes[i] = []
             inbox, boxes[i] = boxes[i], []

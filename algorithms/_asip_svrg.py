@@ -1,0 +1,391 @@
+"""``asip-svrg``: asynchronous distributed SVRG -- every operator runs local SVRG epochs at once.
+
+Each operator ``k`` repeats, with no barrier:
+
+1. take the model ``wbar`` from the latest iterates it has (its own and its peers' pushed
+   ones; a peer not heard from yet counts as the anchor), averaged per coordinate with the
+   weights ``c_kj`` = the rows of partition ``k`` where feature ``j`` is nonzero (the
+   aggregation of FSVRG, Konecny et al. 2016): on a feature a partition has no data for,
+   its local steps only drift by the full-gradient term, and that drift must not count --
+   with plain ``n_k/n`` weights it made a9a log_loss-l1 jump to 5x the optimum on a
+   2-worker cluster before recovering; on dense data the weights are ``n_k/n``;
+2. run ``epoch`` passes' worth of proximal SVRG steps on its own rows (`_vr_kernels`) from
+   ``wbar``, against the anchor's row memory ``mem_i = s_i phi'(m_i(anchor))`` and the
+   full-gradient estimate ``mu = (1/n) sum_j G_j`` (``G_j`` each partition's latest pushed
+   gradient sum at an anchor; a missing one is estimated by the own, scaled by ``n_j/n_k``);
+3. push its iterate ``w_k`` and its gradient sum ``G_k``, as totals with a sequence number
+   (receivers keep the latest: a lost or reordered message costs nothing).
+
+Anchors and the certified stop. Partition 0 leads: it announces an anchor -- its ``wbar``,
+with a version -- and, when every partition has pushed its ``G`` and loss sum at that
+anchor, computes the duality gap there for free (`_primal_cert`: the gradient pass that
+refreshes the SVRG memory *is* the certificate pass); it stops the stage when
+``gap / |P| <= tol`` with that anchor as the model, else announces the next one. So the
+snapshot refreshes at the pace of the slowest operator and nobody waits for it: between
+anchors the operators keep stepping with the memory they have.
+
+The estimate is the distributed SVRG of Lee et al. (local sampling, model averaging): at
+the optimum ``mu = grad f(w*)`` cancels the prox step and every local step is zero, so the
+fixed point is exact, and the variance vanishes as iterates and anchor converge. An
+operator ``max_ahead`` epochs ahead of the news from every peer waits (its extra epochs
+would only chase its own rows). Step ``1 / (3 L_max)``, ``L_max = curvature * max_i s_i
+||[a_i, 1]||^2`` (``step_scale`` scales it). Smooth losses (logistic, squared), l2 or l1,
+the intercept unpenalized, row weights (``LocalData.sw``). A restarted operator starts at
+the anchor it next hears of (its memory is rebuilt by its first anchor pass).
+
+References
+----------
+R. Johnson, T. Zhang, "Accelerating stochastic gradient descent using predictive variance
+reduction", NeurIPS 2013. J. Lee, Q. Lin, T. Ma, T. Yang, "Distributed stochastic variance
+reduced gradient methods by sampling extra data with replacement", JMLR 2017.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _kernels as K
+from . import _primal_cert as C
+from . import _weights as W
+from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput
+from ._vr_kernels import anchor_pass, svrg_steps, svrg_steps_lazy
+
+__all__ = ["ALGORITHM", "SvrgState", "combine", "init", "local_step", "snapshot"]
+
+logger = logging.getLogger(__name__)
+
+LEADER = 0
+
+DEFAULTS = {
+    "step_scale": 1.0,  # step = step_scale / (3 L_max)
+    "epoch": 1.0,  # local passes between pushes
+    "tol": 1e-6,  # stop when the relative duality gap at an anchor is below this
+    "max_iter": None,  # local epochs
+    "max_ahead": 2,  # epochs an operator runs without news from any peer, then it waits
+    "rejoin_wait": 0.3,  # a restarted leader waits this long to hear every peer
+    "seed": None,
+}
+
+
+class SvrgState(NamedTuple):
+    """One operator's iterate, anchor memory and its view of the peers."""
+
+    problem: Problem
+    params: dict
+    step: float
+    w: np.ndarray  # own iterate (pushed)
+    mem: np.ndarray  # s_i phi'(m_i) at the anchor
+    grad: np.ndarray  # own G at the anchor
+    rng: np.ndarray
+    peers: dict  # sender -> {"key", "w", "G", "f", "gver", "cnt", side, side_g}
+    cnt: np.ndarray  # rows with a nonzero per coordinate (the intercept: all rows)
+    clock: dict  # seq, epochs, ahead, ver (own anchor version), f, side, side_g, anchor
+    lead: dict  # leader only: ver, anchor, best_dual, gap, rel_gap, certified
+
+
+def validate(problem: Problem, params: dict) -> None:
+    """Raise ValueError for what asip-svrg cannot solve (checked on the driver, before launch)."""
+    if problem.curvature is None:
+        raise ValueError("solver 'asip-svrg' needs a smooth loss (log_loss or squared_error); "
+                         "for hinge use 'asip-cocoa' or 'admm'")
+    if not params["step_scale"] > 0 or not params["epoch"] > 0:
+        raise ValueError(f"step_scale and epoch must be positive for solver 'asip-svrg', got "
+                         f"{params['step_scale']!r} and {params['epoch']!r}")
+
+
+def init(problem: Problem, data: LocalData, params: dict) -> SvrgState:
+    """Anchor and iterate at zero, the memory of the zero anchor (one pass)."""
+    validate(problem, params)
+    lmax = problem.curvature * (problem.sq_max + problem.fit_intercept) * W.max_weight(data)
+    step = params["step_scale"] / (3.0 * max(lmax, 1e-12))
+    seed = params["seed"]
+    seed = None if seed is None else seed * 1_000_003 + data.index * 7919 + data.incarnation
+    p = problem.p
+    state = SvrgState(problem, params, float(step), np.zeros(p), np.zeros(data.n), np.zeros(p),
+                      K.make_rng(seed), {}, _counts(problem, data),
+                      {"seq": 0, "epochs": 0.0, "ahead": 0.0, "ver": -1, "anchor": np.zeros(p),
+                       "rejoining": data.incarnation > 0, "started": None,
+                       "leader": data.index == LEADER},
+                      {"ver": 0, "anchor": np.zeros(p), "best_dual": -np.inf, "gap": np.inf,
+                       "rel_gap": np.inf, "certified": None,
+                       "certify": C.certifiable(problem, data.sw is not None)})
+    if not state.clock["rejoining"]:
+        _anchor(state, data, 0, np.zeros(p))
+    return state
+
+
+def _counts(problem: Problem, data: LocalData) -> np.ndarray:
+    """Rows with a nonzero, per coordinate (float; the intercept counts every row)."""
+    if isinstance(data.X, tuple):
+        cnt = np.bincount(data.X[1], minlength=problem.n_features).astype(np.float64)
+    else:
+        cnt = np.count_nonzero(data.X, axis=0).astype(np.float64)
+    return np.append(cnt, float(data.n)) if problem.fit_intercept else cnt
+
+
+def _sw(data: LocalData) -> np.ndarray:
+    return np.zeros(0) if data.sw is None else data.sw
+
+
+def _anchor(state: SvrgState, data: LocalData, ver: int, a: np.ndarray) -> None:
+    """Move the own anchor to ``a``: memory, ``G`` and loss sum there (and the intercept's
+    certificate sums)."""
+    pb, clock = state.problem, state.clock
+    clock["f"] = float(anchor_pass(data.X, data.y, _sw(data), np.ascontiguousarray(a), pb.loss,
+                                   pb.fit_intercept, state.mem, state.grad))
+    clock["ver"], clock["anchor"] = int(ver), a.copy()
+    if "act" not in clock:  # the first anchor is active at once
+        clock["act"] = {"ver": int(ver), "mem": state.mem.copy(), "grad": state.grad.copy()}
+    if pb.fit_intercept:
+        clock["side"], clock["side_g"] = (
+            C.side_parts(pb, data, a) if state.lead["certify"]
+            else (np.zeros(C.side_len(pb)), np.zeros(pb.n_features)))
+
+
+def _absorb(state: SvrgState, data: LocalData, inbox) -> None:
+    if inbox:
+        state.clock["ahead"] = 0.0
+    for msg in inbox:
+        pl = msg.payload
+        key = (msg.incarnation, int(pl["seq"]))
+        old = state.peers.get(msg.sender)
+        if old is not None and key <= old["key"]:
+            continue
+        gs = dict(old["Gs"]) if old is not None and old["key"][0] == key[0] else {}
+        gs[int(pl["gver"])] = np.asarray(pl["G"], dtype=np.float64)
+        for v in sorted(gs)[:-3]:  # at most two anchors are live; keep three
+            del gs[v]
+        entry = {"key": key, "w": np.asarray(pl["w"], dtype=np.float64), "Gs": gs,
+                 "cnt": np.asarray(pl["cnt"], dtype=np.float64),
+                 "G": np.asarray(pl["G"], dtype=np.float64), "f": float(pl["f"]),
+                 "gver": int(pl["gver"]), "act": int(pl["act"])}
+        if "side" in pl:
+            entry.update(side=np.asarray(pl["side"]), side_g=np.asarray(pl["side_g"]))
+        state.peers[msg.sender] = entry
+        if msg.sender == LEADER and "aver" in pl and data.index != LEADER and \
+                int(pl["aver"]) > state.clock["ver"]:
+            state.clock["next"] = (int(pl["aver"]), np.asarray(pl["anchor"], dtype=np.float64))
+
+
+def _wbar(state: SvrgState, data: LocalData) -> np.ndarray:
+    """The latest iterates averaged per coordinate by data counts (a silent peer: the own
+    anchor, with its row count on every coordinate)."""
+    pb = state.problem
+    items = [(state.cnt, state.w)]
+    for j in range(data.n_partitions):
+        if j != data.index:
+            e = state.peers.get(j)
+            items.append((e["cnt"], e["w"]) if e is not None else
+                         (np.full(pb.p, float(pb.sizes[j])), state.clock["anchor"]))
+    return count_average(items, [pb.sizes[data.index]] + [pb.sizes[j] for j in
+                                                          range(data.n_partitions)
+                                                          if j != data.index])
+
+
+def count_average(items: list, sizes: list) -> np.ndarray:
+    """``sum_k c_k w_k / sum_k c_k`` per coordinate; where no partition has data, by rows."""
+    num = np.sum([c * w for c, w in items], axis=0)
+    den = np.sum([c for c, _ in items], axis=0)
+    plain = np.sum([n * w for (_, w), n in zip(items, sizes)], axis=0) / float(sum(sizes))
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), plain)
+
+
+def _mu(state: SvrgState, data: LocalData) -> np.ndarray:
+    """``(1/n) sum_j G_j`` at the active anchor (a peer without one: its latest ``G``; one
+    not heard from: the own ``G`` scaled by ``n_j / n_k``)."""
+    pb, act = state.problem, state.clock["act"]
+    total = act["grad"].copy()
+    for j in range(data.n_partitions):
+        if j != data.index:
+            e = state.peers.get(j)
+            if e is None:
+                total += act["grad"] * (pb.sizes[j] / data.n)
+            else:
+                total += e["Gs"].get(act["ver"], e["G"])
+    return total / pb.n_total
+
+
+def _activate(state: SvrgState, data: LocalData) -> None:
+    """Step against the newest anchor once every partition's ``G`` there is in: the full
+    gradient then belongs to one point (a mix of anchors' gradients with the own memory
+    made the local epochs overshoot under message delay, 3x the optimum on a9a l1)."""
+    clock = state.clock
+    act = clock["act"]
+    if act["ver"] == clock["ver"]:
+        return
+    if all(clock["ver"] in state.peers[j]["Gs"] if j in state.peers else False
+           for j in range(data.n_partitions) if j != data.index):
+        act["mem"][:] = state.mem
+        act["grad"][:] = state.grad
+        act["ver"] = clock["ver"]
+
+
+def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutput:
+    """Absorb, refresh the anchor if a new one was announced, one local epoch, push."""
+    _absorb(state, data, inbox)
+    clock, params, pb = state.clock, state.params, state.problem
+    if clock["started"] is None:
+        clock["started"] = now
+    nxt = clock.pop("next", None)
+    if nxt is not None:
+        _anchor(state, data, *nxt)
+        if clock["rejoining"]:
+            state.w[:] = nxt[1]
+    if clock["rejoining"]:
+        if data.index == LEADER:  # restarted leader: hear the peers, then anchor past them
+            if len(state.peers) < data.n_partitions - 1 and now - clock["started"] < params[
+                    "rejoin_wait"]:
+                return StepOutput(state, wait=0.02)
+            _reanchor(state, data)
+        elif clock["ver"] < 0:  # restarted: wait to hear of an anchor
+            return StepOutput(state, wait=0.02)
+        clock["rejoining"] = False
+    _activate(state, data)
+    wait = 0.0
+    if data.n_partitions > 1 and clock["ahead"] >= params["max_ahead"]:
+        wait = 0.005  # far ahead of every peer's news: let them catch up
+    else:
+        state.w[:] = _wbar(state, data)
+        n_steps = max(int(params["epoch"] * data.n), 1)
+        steps = svrg_steps_lazy if isinstance(data.X, tuple) else svrg_steps
+        steps(data.X, data.y, _sw(data), pb.loss, pb.fit_intercept, n_steps, state.rng, state.w,
+              clock["act"]["mem"], _mu(state, data), state.step, pb.penalty, pb.alpha)
+        clock["epochs"] += params["epoch"]
+        clock["ahead"] += params["epoch"]
+    done = False
+    payload = _payload(state)
+    if data.index == LEADER:
+        done = _lead(state, data, payload)
+    mi = params["max_iter"]
+    if mi is not None and clock["epochs"] >= mi:
+        done = True
+    return StepOutput(state, (Outgoing(payload),), wait=wait, done=done)
+
+
+def _payload(state: SvrgState) -> dict:
+    clock, pb = state.clock, state.problem
+    clock["seq"] += 1
+    out = {"w": state.w.copy(), "seq": clock["seq"], "G": state.grad.copy(), "f": clock["f"],
+           "gver": clock["ver"], "cnt": state.cnt,
+           "act": clock["act"]["ver"] if "act" in clock else -1}
+    if pb.fit_intercept:
+        out.update(side=clock["side"], side_g=clock["side_g"])
+    if clock["leader"] and not clock["rejoining"]:
+        out.update(aver=clock["ver"], anchor=clock["anchor"])  # the leader's (every push: a
+        # lost announcement is made good by the next)
+    return out
+
+
+def _reanchor(state: SvrgState, data: LocalData) -> None:
+    """The leader announces a new anchor (its ``wbar``) with a version past every peer's."""
+    lead = state.lead
+    ver = max([lead["ver"], state.clock["ver"]] + [e["gver"] for e in state.peers.values()]) + 1
+    a = _wbar(state, data)
+    if state.clock["rejoining"]:
+        state.w[:] = a
+    lead.update(ver=ver, anchor=a)
+    _anchor(state, data, ver, a)
+
+
+def _lead(state: SvrgState, data: LocalData, payload: dict) -> bool:
+    """The leader: certify the anchor once every ``G`` is in; announce the next one once every
+    operator steps against this one (pushes ``act``: its active anchor)."""
+    lead, clock, pb = state.lead, state.clock, state.problem
+    ver = lead["ver"]
+    if any(e["gver"] > ver for e in state.peers.values()):  # peers past a restarted leader
+        _reanchor(state, data)
+        payload.update(_payload_fields(state))
+        return False
+    peers = [state.peers.get(j) for j in range(data.n_partitions) if j != data.index]
+    if clock["ver"] != ver or any(e is None or e["gver"] != ver for e in peers):
+        return False
+    if lead["certify"] and lead.get("checked") != ver:
+        lead["checked"] = ver
+        rows = [(clock["f"], state.grad, clock.get("side"), clock.get("side_g"))
+                if j == data.index else (state.peers[j]["f"], state.peers[j]["G"],
+                                         state.peers[j].get("side"), state.peers[j].get("side_g"))
+                for j in range(data.n_partitions)]
+        a = lead["anchor"]
+        parts = [C.free_parts(pb, pb.sizes[j], a, *row) for j, row in enumerate(rows)]
+        primal, dual, _ = C.relative_gap(pb, parts, a)
+        lead["best_dual"] = max(lead["best_dual"], dual)
+        lead["gap"] = primal - lead["best_dual"]
+        lead["rel_gap"] = lead["gap"] / max(abs(primal), 1e-300)
+        if lead["rel_gap"] <= state.params["tol"]:
+            lead["certified"] = a.copy()
+            return True
+    if clock["act"]["ver"] != ver or any(e["act"] != ver for e in peers):
+        return False  # the next anchor once everyone steps against this one
+    old = lead["anchor"]
+    _reanchor(state, data)  # the next anchor: the leader's model now
+    payload.update(_payload_fields(state))
+    if not lead["certify"]:  # no certificate for this problem: stop when the anchor settles
+        return float(np.linalg.norm(lead["anchor"] - old)) <= state.params["tol"] * max(
+            float(np.linalg.norm(lead["anchor"])), 1e-12)
+    return False
+
+
+def _payload_fields(state: SvrgState) -> dict:
+    """The anchor-dependent fields of a push, after the leader moved its anchor."""
+    clock, pb = state.clock, state.problem
+    out = {"G": state.grad.copy(), "f": clock["f"], "gver": clock["ver"], "aver": clock["ver"],
+           "anchor": clock["anchor"]}
+    if pb.fit_intercept:
+        out.update(side=clock["side"], side_g=clock["side_g"])
+    return out
+
+
+def schema(problem: Problem) -> tuple[dict, dict]:
+    """An iterate and gradient total ``(w, seq, G, f, gver)``; the leader adds an anchor."""
+    vec = ("float64", (problem.p,))
+    req = {"w": vec, "seq": int, "G": vec, "f": float, "gver": int, "cnt": vec, "act": int}
+    opt = {"aver": int, "anchor": vec}
+    if problem.fit_intercept:
+        req.update(side=("float64", (C.side_len(problem),)),
+                   side_g=("float64", (problem.n_features,)))
+    return req, opt
+
+
+def resume(state: SvrgState, data: LocalData, start: Start) -> SvrgState:
+    """Start iterate and anchor at the saved model."""
+    w = np.array(start.w, dtype=np.float64)
+    state.w[:] = w
+    state.lead["anchor"] = w.copy()
+    if not state.clock["rejoining"]:
+        state.clock.pop("act", None)
+        _anchor(state, data, 0, w)
+    return state
+
+
+def snapshot(state: SvrgState) -> dict:
+    """Own iterate and epochs ``t``; the leader adds the gap and the certified anchor."""
+    snap = {"w": state.w.copy(), "t": int(state.clock["epochs"]), "cnt": state.cnt,
+            "anchors": int(state.clock["ver"])}
+    lead = state.lead
+    if np.isfinite(lead["gap"]):  # the latest anchor's gap (as asip-cocoa reports it)
+        snap.update(gap=float(lead["gap"]), rel_gap=float(lead["rel_gap"]))
+    if lead["certified"] is not None:
+        snap["certified"] = lead["certified"].copy()
+    return snap
+
+
+def combine(problem: Problem, snapshots: list) -> np.ndarray:
+    """The certified anchor if there is one, else the iterates averaged as in a step."""
+    for s in snapshots:
+        if s is not None and "certified" in s:
+            return np.asarray(s["certified"], dtype=np.float64)
+    got = [(j, s) for j, s in enumerate(snapshots) if s is not None and "w" in s]
+    if not got:
+        return np.zeros(problem.p)
+    items = [(np.asarray(s["cnt"], dtype=np.float64) if "cnt" in s else
+              np.full(problem.p, float(problem.sizes[j])), np.asarray(s["w"], dtype=np.float64))
+             for j, s in got]
+    return count_average(items, [problem.sizes[j] for j, _ in got])
+
+
+ALGORITHM = Algorithm("asip-svrg", init, local_step, snapshot, combine, DEFAULTS,
+                      uses_tol=True, schema=schema, resume=resume, validate=validate,
+                      sample_weight=True)

@@ -1,0 +1,108 @@
+"""Numba kernels of asip-svrg: the anchor pass and proximal SVRG steps (dense and O(nnz) CSR).
+
+An SVRG step on row ``i`` uses the row's remembered derivative ``mem_i = s_i phi'(m_i)`` at
+the anchor point and a fixed full-gradient estimate ``mu``::
+
+    w <- prox_{step R}(w - step ((s_i phi'(a_i^T w + b) - mem_i) [a_i, 1] + mu))
+
+``s_i`` is the row weight (an empty ``sw`` array: all ones). Between two samples a
+coefficient off the sampled rows only moves by ``prox(w_j - step mu_j)`` with a constant
+``mu_j``, so on CSR data those moves are applied in closed form when a row next reads the
+coefficient (`_kernels._saga_advance`, scikit-learn's just-in-time updates): O(nnz) a step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from . import _kernels as K
+
+__all__ = ["anchor_pass", "svrg_steps", "svrg_steps_lazy"]
+
+_JIT = dict(nogil=True, cache=True)
+
+
+@njit(**_JIT)
+def _weight(sw, i):
+    return 1.0 if sw.shape[0] == 0 else sw[i]
+
+
+@njit(**_JIT)
+def anchor_pass(X, y, sw, a, loss, fit_intercept, mem, grad):
+    """At the anchor ``a``: ``mem_i = s_i phi'(m_i)``, ``grad = sum_i mem_i [a_i, 1]``;
+    returns the weighted loss sum ``sum_i s_i phi(m_i)``."""
+    grad[:] = 0.0
+    p = a.shape[0]
+    f = 0.0
+    for i in range(K.n_rows(X)):
+        s = _weight(sw, i)
+        m = K._margin(X, i, a, fit_intercept)
+        d = s * K._dphi(loss, m, y[i])
+        mem[i] = d
+        if s != 0.0:
+            f += s * K._phi(loss, m, y[i])
+        if d != 0.0:
+            K.row_axpy(X, i, d, grad)
+            if fit_intercept:
+                grad[p - 1] += d
+    return f
+
+
+@njit(**_JIT)
+def svrg_steps(X, y, sw, loss, fit_intercept, n_steps, rng, w, mem, mu, step, pen, alpha):
+    """``n_steps`` proximal SVRG steps on uniformly drawn local rows (dense: O(p) a step)."""
+    p = w.shape[0]
+    n_coef = p - (1 if fit_intercept else 0)
+    n = K.n_rows(X)
+    for _ in range(n_steps):
+        i = K._randint(rng, n)
+        delta = _weight(sw, i) * K._dphi(loss, K._margin(X, i, w, fit_intercept), y[i]) - mem[i]
+        for j in range(p):
+            w[j] -= step * mu[j]
+        if delta != 0.0:
+            K.row_axpy(X, i, -step * delta, w)
+            if fit_intercept:
+                w[p - 1] -= step * delta
+        K.prox_inplace(w, n_coef, pen, alpha, step)
+
+
+@njit(**_JIT)
+def svrg_steps_lazy(X, y, sw, loss, fit_intercept, n_steps, rng, w, mem, mu, step, pen, alpha):
+    """`svrg_steps` on a CSR matrix at O(nnz of the row) a step; ``w`` is current on return."""
+    data, indices, indptr = X
+    p = w.shape[0]
+    n_coef = p - (1 if fit_intercept else 0)
+    n = len(indptr) - 1
+    last = np.zeros(n_coef, dtype=np.int64)  # the step after which w_j is current
+    th = step * alpha
+    for r in range(1, n_steps + 1):
+        i = K._randint(rng, n)
+        lo, hi = indptr[i], indptr[i + 1]
+        for q in range(lo, hi):
+            j = indices[q]
+            if last[j] < r - 1:
+                w[j] = K._saga_advance(w[j], mu[j], step, pen, alpha, r - 1 - last[j])
+                last[j] = r - 1
+        m = 0.0
+        for q in range(lo, hi):
+            m += data[q] * w[indices[q]]
+        if fit_intercept:
+            m += w[p - 1]
+        delta = _weight(sw, i) * K._dphi(loss, m, y[i]) - mem[i]
+        if delta != 0.0:
+            for q in range(lo, hi):
+                w[indices[q]] -= step * delta * data[q]
+        for q in range(lo, hi):  # this step's mu move and prox, once per column
+            j = indices[q]
+            if last[j] == r - 1:
+                v = w[j] - step * mu[j]
+                if pen == K.L2:
+                    w[j] = v / (1.0 + th)
+                else:
+                    w[j] = v - th if v > th else (v + th if v < -th else 0.0)
+                last[j] = r
+        if fit_intercept:
+            w[p - 1] -= step * (mu[p - 1] + delta)
+    for j in range(n_coef):
+        w[j] = K._saga_advance(w[j], mu[j], step, pen, alpha, n_steps - last[j])
