@@ -23,6 +23,18 @@ duals. With all answers in, the leader has ``P(wbar)`` and a dual value
 bounds ``P(wbar) - P*`` whatever the asynchrony did. The stage stops when
 ``(P - D) / |P| <= tol`` and the model is the certified ``wbar``.
 
+Local solvers (``local_solver``). ``"sdca"``: the slices above. ``"newton"`` (smooth
+losses, `_cocoa_newton`): a primal method on the same channel -- each round an operator
+takes Newton steps on a model of the whole objective, exact on its rows and quadratic on
+every peer's around the peer's pushed point ``x_k``, gradient ``-alpha u_k`` and
+Hessian; it pushes its new ``u_k = (1/(alpha n)) A_k^T a_k`` with ``a_i = -phi'(x_i^T
+x_k)`` (its duals, so the certificate is unchanged), ``x_k`` and, when recomputed, its
+Hessian. Rounds contract like Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which
+sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses on dense data (or
+CSR with >= 25% nonzeros) with at most 500 coefficients; the estimator decides once
+from the whole ``X`` (`resolve_local_solver`). The model is then the iterates, not
+``sum u_k``.
+
 Restart: a restarted operator starts from zero duals for its rows; its first push
 replaces its old total at the peers (the duals stay feasible, so the gap stays
 valid), and it waits up to ``rejoin_wait`` for every peer's total before stepping.
@@ -49,9 +61,11 @@ import numpy as np
 from . import _kernels as K
 from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput
 from ._certificate import GapParts, certificate_parts, gap_from_parts
+from ._cocoa_newton import LocalNewton, choose_local_solver
 from ._sdca_kernels import cocoa_steps
 
-__all__ = ["ALGORITHM", "CocoaState", "combine", "init", "local_step", "snapshot"]
+__all__ = ["ALGORITHM", "CocoaState", "combine", "init", "local_step", "resolve_local_solver",
+           "snapshot"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +81,10 @@ DEFAULTS = {
     "max_ahead": 0.25,  # passes an operator runs on without news from any peer, then it waits
     "rejoin_wait": 0.3,
     "seed": None,
+    "local_solver": "auto",  # "sdca", "newton" (smooth losses) or "auto" (`choose_local_solver`)
+    "newton_iter": 3,  # Newton iterations per round, at most (one data pass each)
+    "newton_rtol": 1e-4,  # ...fewer once the Newton decrement fell by this factor
+    "hessian_rows": None,  # rows sampled for a Hessian, at most; None: max(2000, 4 p) (dense)
 }
 
 
@@ -87,6 +105,7 @@ class CocoaState(NamedTuple):
     chunk: AdaptiveCount
     clock: dict  # "steps", "seq", "started", "rejoining", answers owed: "answer"
     cert: dict  # the leader's certificate state (see `_certify`)
+    newton: LocalNewton | None = None  # the local solver when it is Newton, else SDCA
 
 
 def validate(problem: Problem, params: dict) -> None:
@@ -99,6 +118,29 @@ def validate(problem: Problem, params: dict) -> None:
     if params["sigma"] is not None and not params["sigma"] > 0:
         raise ValueError(f"sigma must be positive (or None: the number of partitions), got "
                          f"{params['sigma']!r}")
+    choose_local_solver(params["local_solver"], problem.loss, problem.p, None)
+    for key in ("newton_iter", "hessian_rows"):
+        if key == "hessian_rows" and params[key] is None:
+            continue
+        if not (isinstance(params[key], (int, np.integer)) and params[key] >= 1):
+            raise ValueError(f"{key} must be a positive integer, got {params[key]!r}")
+
+
+def resolve_local_solver(params: dict, problem: Problem, X, sparse: bool) -> dict:
+    """``params`` with ``local_solver="auto"`` replaced by the choice for the whole ``X`` (on
+    the driver, so that every partition runs the same one; `choose_local_solver`). A sparse
+    dask array, whose density is not known without a pass, gets SDCA."""
+    if params.get("local_solver") != "auto":
+        return params
+    import scipy.sparse as sp
+
+    kernel = None
+    if sparse:
+        if not sp.issparse(X):
+            return {**params, "local_solver": "sdca"}
+        X = sp.csr_matrix(X)
+        kernel = (X.data, X.indices, X.indptr)
+    return {**params, "local_solver": choose_local_solver("auto", problem.loss, problem.p, kernel)}
 
 
 def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
@@ -109,30 +151,45 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
     sigma = float(problem.n_partitions if sigma is None else sigma)
     seed = params["seed"]
     seed = None if seed is None else seed * 1_000_003 + data.index * 7919 + data.incarnation
+    newton = None
+    if choose_local_solver(params["local_solver"], problem.loss, p, data.X) == "newton":
+        newton = LocalNewton(data.X, data.y, problem.loss, problem.fit_intercept, p,
+                             problem.n_total, problem.alpha,
+                             params["hessian_rows"] or max(2000, 4 * p), seed)
     return CocoaState(
         dual=np.zeros(data.n), order=np.arange(data.n, dtype=np.int64),
         cursor=np.zeros(1, dtype=np.int64), rng=K.make_rng(seed), u=np.zeros(p), w=np.zeros(p),
         peers={}, problem=problem, params=params, sigma=sigma,
         scale=1.0 / (problem.alpha * problem.n_total), chunk=AdaptiveCount(params["step_time"]),
         clock={"steps": 0, "seq": 0, "started": None, "answer": None, "answered": None,
-               "ahead": 0,
+               "ahead": 0, "hess": {},
                "rejoining": data.incarnation > 0 and data.n_partitions > 1},
         cert={"ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
               "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},
+        newton=newton,
     )
 
 
 def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
     """Keep every peer's latest total; note certificate requests and answers."""
     cert, clock = state.cert, state.clock
-    if inbox:
+    if inbox and state.newton is None:
         clock["ahead"] = 0
     for msg in inbox:
         pl = msg.payload
         key = (msg.incarnation, int(pl["seq"]))
         old = state.peers.get(msg.sender)
         if old is None or key > (old[0], old[1]):
-            state.peers[msg.sender] = [msg.incarnation, key[1], np.array(pl["u"])]
+            u = np.array(pl["u"])
+            if old is None or not np.array_equal(u, old[2]):
+                # Newton: news is a peer's moved total, not a waiting peer's re-push (a round
+                # against the same peers again would only re-solve the same model)
+                clock["ahead"] = 0
+            state.peers[msg.sender] = [msg.incarnation, key[1], u]
+            if "x" in pl:  # local_solver="newton": the point u was taken at
+                state.peers[msg.sender].append(np.array(pl["x"]))
+        if "H" in pl:  # ... and the sender's loss Hessian, when it sent one
+            state.clock["hess"][msg.sender] = (msg.incarnation, np.array(pl["H"]))
         if "wbar" in pl and msg.sender == LEADER:  # a certificate round: answer at that model
             req = (msg.incarnation, int(pl["ver"]))
             if clock["answered"] is None or req > clock["answered"]:
@@ -144,7 +201,10 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
 
 
 def _view(state: CocoaState) -> np.ndarray:
-    """``u_own + sum_j u_j``: the model of the latest duals known here."""
+    """``u_own + sum_j u_j``: the model of the latest duals known here (Newton: the own
+    iterate)."""
+    if state.newton is not None:
+        return state.w.copy()
     w = state.u.copy()
     for entry in state.peers.values():
         w += entry[2]
@@ -170,6 +230,13 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         # machine that also hands the core to it. The total goes out again all the same: a
         # peer in the same spot (its news lost) must not wait for us forever
         wait = 0.005
+    elif state.newton is not None:
+        before, t0 = state.newton.passes, time.perf_counter()
+        _newton_round(state, data)
+        # a peer's round takes about as long: its certificate answer may take that long too
+        clock["round"] = max(time.perf_counter() - t0, 0.5 * clock.get("round", 0.0))
+        clock["steps"] += max(int(round((state.newton.passes - before) * data.n)), 1)
+        clock["ahead"] += data.n
     else:
         state.w[:] = _view(state)
         n_steps = min(state.chunk.count, data.n)  # at most one pass between pushes: fresh views
@@ -190,6 +257,36 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
     return StepOutput(state, (out,), wait=wait, done=done)
 
 
+def _newton_round(state: CocoaState, data: LocalData) -> None:
+    """``local_solver="newton"``: Newton on this partition's model of the objective (see
+    `_cocoa_newton`) from the own iterate, each peer at its latest pushed point and with its
+    pushed Hessian (its rows' curvature: heterogeneous partitions stay stable)."""
+    pb, params, clock = state.problem, state.params, state.clock
+    nj = float(data.n)
+    peers, c_missing, points = [], 0.0, []
+    for k, size in enumerate(pb.sizes):
+        if k == data.index:
+            continue
+        entry = state.peers.get(k)
+        if entry is None or len(entry) < 4:  # not heard from, or no point yet
+            c_missing += size / nj
+            continue
+        hess = clock["hess"].get(k)
+        H_k = hess[1] if hess is not None and hess[0] == entry[0] else None
+        peers.append((-pb.alpha * entry[2], entry[3], H_k, size / nj))  # g_k = -alpha u_k
+        points.append(entry[3])
+    if not clock.get("point") and points:
+        # this incarnation's first round (a restart): start where the peers are
+        state.w[:] = np.mean(points, axis=0)
+    v, dual, g, H, new = state.newton.solve(state.w, peers, c_missing, params["newton_iter"],
+                                            params["newton_rtol"])
+    state.w[:] = v
+    state.dual[:] = dual
+    state.u[:] = g * state.scale
+    clock["point"] = True
+    clock["H"] = H  # pushed with the round's total (not with a waiting re-push)
+
+
 def _message(state: CocoaState, data: LocalData) -> Outgoing:
     """The own total; with a certificate answer owed, also this partition's `GapParts`: the
     loss sum at the asked model and the dual sums of the duals ``u`` comes from (two passes,
@@ -197,6 +294,11 @@ def _message(state: CocoaState, data: LocalData) -> Outgoing:
     clock, pb = state.clock, state.problem
     clock["seq"] += 1
     payload = {"u": state.u.copy(), "seq": clock["seq"]}
+    if clock.get("point"):  # Newton: u is -grad L_k / alpha at this point
+        payload["x"] = state.w.copy()
+    if clock.get("H") is not None:
+        payload["H"] = clock["H"]
+        clock["H"] = None
     if clock["answer"] is not None and data.index != LEADER:
         (inc, ver), wbar = clock["answer"]
         clock["answer"] = None
@@ -237,7 +339,8 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float) -> b
             cert["certified"] = wbar
             return True
     period = max(params["cert_period"], 4.0 * cert.get("cost", 0.0))
-    stale = now - cert["at"] >= 5 * period + 0.1  # an answer was lost: ask again
+    # an answer was lost: ask again (not before a peer's Newton round could have ended)
+    stale = now - cert["at"] >= 5 * period + 0.1 + 3.0 * state.clock.get("round", 0.0)
     if (cert["wbar"] is None or stale) and now - cert["at"] >= period:
         wbar = _view(state)
         cert.update(ver=cert["ver"] + 1, wbar=wbar, at=now, answers={})
@@ -249,13 +352,16 @@ def schema(problem: Problem) -> tuple[dict, dict]:
     """A total ``(u, seq)``; the leader adds ``(wbar, ver)``, answers ``(c, linc, lver, lsum)``."""
     vec = ("float64", (problem.p,))
     return ({"u": vec, "seq": int},
-            {"wbar": vec, "ver": int, "c": float, "linc": int, "lver": int, "lsum": float})
+            {"wbar": vec, "ver": int, "c": float, "linc": int, "lver": int, "lsum": float,
+             "x": vec, "H": ("float64", (problem.p, problem.p))})
 
 
 def snapshot(state: CocoaState) -> dict:
     """Own total, view and passes ``t``; the leader adds the latest gap and the certified model."""
     passes = int(state.clock["steps"] // max(len(state.dual), 1))
     snap = {"u": state.u.copy(), "w": _view(state), "t": passes}
+    if state.newton is not None:
+        snap["x"] = state.w.copy()
     cert = state.cert
     if np.isfinite(cert["gap"]):
         snap.update(gap=float(cert["gap"]), rel_gap=float(cert["rel_gap"]),
@@ -270,6 +376,9 @@ def combine(problem: Problem, snapshots: list) -> np.ndarray:
     for s in snapshots:
         if s is not None and "certified" in s:
             return np.asarray(s["certified"], dtype=np.float64)
+    points = [np.asarray(s["x"], dtype=np.float64) for s in snapshots if s is not None and "x" in s]
+    if points:  # local_solver="newton": the iterates, not sum u_k, are the models
+        return np.mean(points, axis=0)
     if snapshots and all(s is not None and "u" in s for s in snapshots):
         return np.sum([np.asarray(s["u"], dtype=np.float64) for s in snapshots], axis=0)
     views = [np.asarray(s["w"], dtype=np.float64) for s in snapshots if s is not None and "w" in s]

@@ -226,6 +226,10 @@ class _AsipLinearModel(BaseEstimator):
         solver = self._resolve_solver(prep, problem, n_tasks)
         self.solver_ = solver
         params = self._solver_params(solver, _seed(self.random_state))
+        if solver == "asip-cocoa":  # one local solver for every partition, from the whole X
+            from ._cocoa import resolve_local_solver
+
+            params = resolve_local_solver(params, problem, prep.X, prep.sparse)
         if self.verbose:
             logger.info("%s: solver=%s on %d partitions of %s rows, %d task(s), max_time=%s",
                         type(self).__name__, solver, len(prep.sizes), prep.sizes, n_tasks,

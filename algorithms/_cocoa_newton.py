@@ -1,0 +1,195 @@
+"""Local Newton steps for asip-cocoa's ``local_solver="newton"``: a primal method.
+
+Partition ``j`` keeps its own iterate ``w_j`` and minimizes a model of the global
+objective that is exact on its own rows and quadratic on every peer's::
+
+    F_j(v) = L_j(v) + sum_{k != j} [g_k^T v + (c_k / 2) (v - w_k)^T H_j (v - w_k)] + (alpha/2) ||v||^2
+
+with ``L_k(v) = (1/n) sum_{i in P_k} phi_i(x_i^T v)``, ``g_k = grad L_k(w_k)`` the peer's
+gradient at its latest point ``w_k`` (pushed as ``u_k = -g_k / alpha``, which is also its
+dual share for the certificate: ``a_i = -phi_i'(x_i^T w_k)``), ``H_j`` this partition's
+Hessian of ``L_j`` standing in for a peer's, scaled by ``c_k = n_k / n_j``. At a common
+point every model's gradient is the true one, so the fixed point is the optimum; for
+i.i.d. rows ``H_j`` differs from the peers' by ``O(sqrt(d / n_j))``, so a round contracts
+the error by about that factor whatever ``max ||x_i||^2 / (alpha n)`` is (the
+DANE / GIANT behaviour; SDCA's rate is set by that ratio). Peers not heard from yet are
+modelled by this partition itself (``g_k = c_k grad L_j(w_j)``).
+
+Each partition pushes its ``H_j`` (p x p) with its round's total whenever it recomputes
+it, and a peer's pushed Hessian replaces the stand-in ``c_k H_j``: with every model
+exact to second order a round is a Newton step on the whole objective from stale
+points, which stays stable when partitions differ (rows sorted by label). ``H_j`` is
+taken on at most ``hessian_rows`` random rows (dense data; rescaled) and reused while
+no margin moved more than `REFRESH`; each Newton iteration is one data pass with a
+backtracking line search on ``F_j``. Smooth losses only (logistic, squared); the
+intercept, if any, is a constant feature (penalized, as in `_cocoa`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from . import _kernels as K
+from . import _losses as _L
+
+__all__ = ["LocalNewton", "choose_local_solver"]
+
+logger = logging.getLogger(__name__)
+
+#: the largest model (features, intercept included) for which "auto" picks Newton: its p x p
+#: Hessian is built (on a row sample), factored and pushed to the peers when it changes
+MAX_NEWTON_FEATURES = 500
+#: the least fraction of nonzeros of CSR data for which "auto" picks Newton (a9a: 0.11)
+MIN_NEWTON_DENSITY = 0.25
+#: reuse a round's Hessian while no margin moved more than this since it was taken
+REFRESH = 0.5
+
+
+def choose_local_solver(choice: str, loss: int, p: int, X=None) -> str:
+    """``"newton"`` or ``"sdca"`` for ``local_solver=choice`` (``"auto"`` decides).
+
+    ``"auto"``: Newton for the smooth losses when the model has at most
+    `MAX_NEWTON_FEATURES` coefficients and the partition ``X`` (a kernel matrix; None:
+    dense) is dense or a CSR matrix with at least `MIN_NEWTON_DENSITY` nonzeros; SDCA
+    otherwise (hinge, wide or sparse data: there a partition's Hessian is blind to
+    features it rarely sees while its peers' are not, and SDCA is fast on such data).
+    """
+    if choice not in ("auto", "newton", "sdca"):
+        raise ValueError(f"local_solver must be 'auto', 'newton' or 'sdca', got {choice!r}")
+    smooth = loss in (K.LOGISTIC, K.SQUARED)
+    if choice == "newton" and not smooth:
+        raise ValueError("local_solver='newton' needs a smooth loss (log_loss, squared_error); "
+                         "hinge takes 'sdca'")
+    if choice != "auto":
+        return choice
+    dense_enough = True
+    if isinstance(X, tuple):
+        rows = max(len(X[2]) - 1, 1)
+        dense_enough = len(X[0]) >= MIN_NEWTON_DENSITY * rows * p
+    return "newton" if smooth and p <= MAX_NEWTON_FEATURES and dense_enough else "sdca"
+
+
+class LocalNewton:
+    """The partition's rows as a (dense or CSR) matrix plus the round's Newton solve."""
+
+    def __init__(self, X, y, loss: int, fit_intercept: bool, p: int, n_total: int,
+                 alpha: float, hessian_rows: int, seed):
+        self.sparse = isinstance(X, tuple)
+        d = p - 1 if fit_intercept else p
+        if self.sparse:
+            data, indices, indptr = X
+            self.A = sp.csr_matrix((data, indices, indptr), shape=(len(indptr) - 1, d))
+        else:
+            self.A = X
+        self.y, self.loss, self.fi, self.p = y, loss, fit_intercept, p
+        self.n, self.alpha = float(n_total), float(alpha)
+        self.hessian_rows = int(hessian_rows)
+        self.rng = np.random.default_rng(seed)
+        self.cache = None  # (H, the margins where it was taken)
+        self.passes = 0.0
+
+    # the design matrix with the constant column, without building it
+    def _mv(self, v):
+        m = self.A @ (v[:-1] if self.fi else v)
+        return m + v[-1] if self.fi else m
+
+    def _rmv(self, r):
+        g = self.A.T @ r
+        return np.append(g, r.sum()) if self.fi else np.asarray(g)
+
+    def _hessian(self, m):
+        """``(1/n) X^T diag(phi'') X`` over this partition (on a row sample, rescaled)."""
+        nk = self.y.shape[0]
+        rows = None
+        if nk > self.hessian_rows and not self.sparse:  # (CSR: rare features need every row)
+            rows = np.sort(self.rng.choice(nk, self.hessian_rows, replace=False))
+        A = self.A if rows is None else self.A[rows]
+        mm = m if rows is None else m[rows]
+        yy = self.y if rows is None else self.y[rows]
+        if self.loss == K.LOGISTIC:
+            s = 1.0 / (1.0 + np.exp(-np.clip(yy * mm, -700.0, 700.0)))
+            c = s * (1.0 - s)
+        else:
+            c = np.ones_like(mm)
+        c *= (nk / A.shape[0]) / self.n
+        if self.sparse:
+            H = (A.T @ A.multiply(c[:, None]).tocsr()).toarray()
+            colsum = np.asarray(A.T @ c).ravel()
+        else:
+            H = A.T @ (A * c[:, None])
+            colsum = A.T @ c
+        if self.fi:
+            H = np.block([[H, colsum[:, None]], [colsum[None, :], np.array([[c.sum()]])]])
+        self.passes += A.shape[0] / max(nk, 1)
+        return H
+
+    def hessian_at(self, m):
+        """This partition's loss Hessian near the margins ``m``: the last one while no margin
+        moved by more than `REFRESH` since it was taken (logistic curvature then changed by
+        at most e^REFRESH; squared loss: always), else a new one. Returns ``(H, new)``."""
+        if self.cache is not None and (self.loss == K.SQUARED or np.max(
+                np.abs(m - self.cache[1]), initial=0.0) <= REFRESH):
+            return self.cache[0], False
+        self.cache = (self._hessian(m), m)
+        return self.cache[0], True
+
+    def solve(self, w0, peers, c_missing: float, max_iter: int, rtol: float):
+        """Newton on ``F_j`` from ``v = w0``.
+
+        ``peers``: ``(g_k, w_k, H_k, c_k)`` per peer heard from (``H_k`` None: modelled by
+        ``c_k H_j``); ``c_missing``: the ``sum c_k`` of the peers not heard from (modelled by
+        this partition at ``w0``). Returns ``(v, duals -phi'(x_i^T v), A_j^T duals, H_j,
+        new)``, ``new`` when ``H_j`` was recomputed.
+        """
+        loss, y, n, alpha = self.loss, self.y, self.n, self.alpha
+        v = w0.copy()
+        m = self._mv(v)
+        H, new = self.hessian_at(m)
+        # the peers' quadratic models summed: S = sum H_k, Sb = sum H_k w_k, G = sum g_k
+        S, Sb, G = c_missing * H, c_missing * (H @ w0), np.zeros_like(w0)
+        for g_k, w_k, H_k, c_k in peers:
+            Hk = c_k * H if H_k is None else H_k
+            S += Hk
+            Sb += Hk @ w_k
+            G += g_k
+        M = H + S
+        M[np.diag_indices_from(M)] += alpha
+        chol = sla.cho_factor(M, check_finite=False)
+
+        def model(v, lsum):
+            return lsum / n + G @ v + 0.5 * (v @ (S @ v)) - Sb @ v + 0.5 * alpha * (v @ v)
+
+        dec0 = f = None
+        for it in range(max_iter + 1):
+            r = _L.loss_deriv(loss, m, y)
+            g_loss = self._rmv(r)
+            self.passes += 0.5
+            if it == max_iter:
+                break
+            if f is None:  # absent peers: their gradient is this partition's at w0
+                G += c_missing * (g_loss / n)
+                f = model(v, _L.loss_value(loss, m, y).sum())
+            g = g_loss / n + G + S @ v - Sb + alpha * v
+            step = -sla.cho_solve(chol, g, check_finite=False)
+            dec = -(g @ step)
+            if dec0 is None:
+                dec0 = dec
+            if not dec > 1e-300 or dec <= rtol * dec0:
+                break
+            dm = self._mv(step)
+            self.passes += 0.5
+            t = 1.0
+            while True:  # backtracking on F_j; the data term needs only dm
+                vt, mt = v + t * step, m + t * dm
+                ft = model(vt, _L.loss_value(loss, mt, y).sum())
+                if ft <= f - 1e-4 * t * dec or t < 1e-10:
+                    break
+                t *= 0.5
+            v, m, f = vt, mt, ft
+        dual = _L.loss_dual_clip(loss, -r, y)
+        # the pushed share must be exactly A_j^T dual (the certificate pairs them)
+        return v, dual, (-g_loss if np.array_equal(dual, -r) else self._rmv(dual)), H, new
