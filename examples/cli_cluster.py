@@ -38,13 +38,17 @@ def _tls_files(security, folder: str) -> list[str]:
 
 
 @contextmanager
-def cli_cluster(n_workers: int = 2, security=None, timeout: float = 60.0):
-    """Start ``dask scheduler`` and ``dask worker`` subprocesses; yields the scheduler address."""
+def cli_cluster(n_workers: int = 2, security=None, timeout: float = 60.0, env=None):
+    """Start ``dask scheduler`` and ``dask worker`` subprocesses; yields the scheduler address.
+
+    ``env``: the processes' environment (default: this one's), e.g. a ``PYTHONPATH``
+    that holds the modules your operators are defined in.
+    """
     folder = tempfile.mkdtemp(prefix="asip-cli-")
     scheduler_file = os.path.join(folder, "scheduler.json")
     tls = _tls_files(security, folder) if security is not None else []
     dask_cli = [sys.executable, "-m", "dask"]
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     procs = [subprocess.Popen(
         [*dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0",
          "--dashboard-address", "127.0.0.1:0", "--scheduler-file", scheduler_file,

@@ -37,8 +37,16 @@ def client(cluster_2x1):
         yield c
 
 
-@pytest.fixture
-def fresh_cluster():
-    """A private 2x1 cluster for tests that kill processes or change cluster state."""
+@pytest.fixture(scope="module")
+def _module_cluster():
     with _local_cluster(2, 1) as cluster, Client(cluster) as c:
         yield c
+
+
+@pytest.fixture
+def fresh_cluster(_module_cluster):
+    """A 2x1 cluster apart from the shared one, for tests that kill processes or change
+    cluster state: one per test module (a cluster start costs seconds), with both workers
+    back (restarted by their nannies after a kill) before each test."""
+    _module_cluster.wait_for_workers(2, timeout=120)
+    yield _module_cluster

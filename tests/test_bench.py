@@ -211,6 +211,13 @@ def test_straggler_and_l1_goals():
     assert l1["met"] is True and l1["measured"] == "5e-05"
     hinge = rows["asip async best on hinge-l1 at 5 s"]
     assert hinge["met"] is False and hinge["shortfall"] == "2x short"
+    # at 10 s under the straggler: asip-admm at 5e-4, the best synchronous (admm) at 1e-3
+    (close,) = summary["straggler_closeness"]
+    assert (close["async_solver"], close["sync_solver"]) == ("asip-admm", "admm")
+    assert close["ratio"] == pytest.approx(2.0)
+    closer = rows["asip async best vs sync best under the straggler, suboptimality at 10 s"]
+    assert closer["met"] is False and closer["measured"] == "2x"
+    assert closer["shortfall"] == "5x short"
 
 
 def test_options():
@@ -223,6 +230,13 @@ def test_options():
     assert parse_task("log_loss-l2-1/n").alpha_for(50) == pytest.approx(0.02)
 
 
+#: ``--quick`` made smaller (one small dataset and task, shorter budgets, one scaling shape
+#: that fits the main cluster): every section, solver and peer still runs, in a third of the time
+SMALL_QUICK = ["--datasets", "synthetic-logistic:1500", "--tasks", "log_loss-l2",
+               "--budgets", "0.3", "--fault-budget", "0.6", "--crossover-sizes", "1500",
+               "--scaling-partitions", "2", "--scaling-factors", "1", "--scaling-rows", "1500"]
+
+
 @pytest.mark.timeout(240)
 def test_quick_profile_end_to_end(tmp_path):
     """``asip bench --quick`` on a real LocalCluster: every solver traced, JSON and PNGs written."""
@@ -231,7 +245,7 @@ def test_quick_profile_end_to_end(tmp_path):
     from asip_bench import main
 
     out = tmp_path / "bench"
-    assert main(["--quick", "--out", str(out), "--no-progress"]) == 0
+    assert main(["--quick", "--out", str(out), "--no-progress", *SMALL_QUICK]) == 0
     payload = json.loads((out / "results.json").read_text())
     assert payload["complete"]
     runs = payload["runs"]
@@ -318,3 +332,71 @@ def test_the_documented_commands_parse():
     for command in (c for c in commands if "--help" not in c):
         cfg = config.config_from_args(shlex.split(command))
         assert cfg.budgets and cfg.ttt_targets, command
+
+
+def test_the_ttt_matrix_command():
+    """Issue 12's matrix: its datasets, tasks and solvers; one budget; straggler and extras."""
+    import importlib.util
+    from pathlib import Path
+
+    cfg = config.config_from_args(["--ttt"])
+    assert cfg.datasets == ["a9a", "ijcnn1", "reuters", "skin_nonskin",
+                            "synthetic-logistic:20000"]
+    assert [parse_task(t).alpha_for(100) for t in cfg.tasks] == [1e-4, 0.1, 0.01, 1e-5, 1e-5]
+    assert {"asip-cocoa", "asip-sgd", "asip-admm", "gd", "admm", "saga", "sklearn",
+            "dask-glm:lbfgs"} <= set(cfg.solvers)
+    assert cfg.budgets == [10.0] and cfg.sections == ["matrix"]
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_target.py"
+    spec = importlib.util.spec_from_file_location("ttt_command", path)
+    ttt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ttt)
+    argv = ttt.build_argv(["--quick", "--budget", "2", "--solvers", "asip-hogwild",
+                           "--straggler", "--resume", "--no-progress"])
+    cfg = config.config_from_args(argv)
+    assert cfg.profile == "ttt-quick" and cfg.budgets == [2.0] and cfg.fault_budget == 2.0
+    assert cfg.solvers[-1] == "asip-hogwild" and "asip-cocoa" in cfg.solvers
+    assert cfg.faults == ["straggler"] and cfg.sections == ["matrix", "faults"]
+    assert cfg.resume and not cfg.progress
+    cfg = config.config_from_args(ttt.build_argv(["--datasets", "a9a", "synthetic", "--tasks",
+                                                  "log_loss-l2@1/n", "hinge-l2@1e-4"]))
+    assert cfg.datasets == ["a9a", "synthetic-logistic:20000"]
+    assert cfg.tasks == ["log_loss-l2-1/n", "hinge-l2@1e-4"]
+
+
+def test_resume_keeps_finished_runs_and_reruns_errors(tmp_path):
+    from asip_bench.matrix import Session, run_key
+    from asip_bench.output import write_json
+    from asip_bench.session import resumable
+
+    done = Run("a9a", "hinge-l2", "gd", "asip", budget=10.0, f_star=1.0, trace=[[1.0, 1.1]])
+    failed = Run("a9a", "hinge-l2", "admm", "asip", budget=10.0, status="error", note="boom")
+    write_json(tmp_path / "results.json",
+               {"runs": [done.as_dict(), failed.as_dict()],
+                "references": {"a9a / hinge-l2": {"f_star": 1.0}, "a9a / hinge-l1": None}})
+    previous, refs = resumable(tmp_path / "results.json")
+    assert list(previous) == [run_key(done)] and list(refs) == ["a9a / hinge-l2"]
+    assert resumable(tmp_path / "none.json") == ({}, {})
+    session = Session(config.BenchConfig(), None, None)
+    session.previous = previous
+    kept = session.resumed(Run("a9a", "hinge-l2", "gd", "asip", budget=10.0))
+    assert kept.trace == [[1.0, 1.1]] and session.runs == [kept]
+    assert session.resumed(Run("a9a", "hinge-l2", "admm", "asip", budget=10.0)) is None
+    assert session.resumed(Run("a9a", "hinge-l2", "gd", "asip", budget=5.0)) is None
+
+
+def test_headline_markdown_has_every_solvers_time_and_the_goals(tmp_path):
+    """A task at another alpha (log_loss-l2@1e-4) counts toward the l2 goals; per-solver times."""
+    from asip_bench.analysis import summarize, targets
+    from asip_bench.output import write_markdown
+
+    task = "log_loss-l2@1e-4"
+    runs = [_ttt_run("a9a", "asip-cocoa", "asip", [(0.5, 1e-4), (1.0, 1e-7)], task=task),
+            _ttt_run("a9a", "gd", "asip", [(2.0, 1e-4), (8.0, 1e-7)], task=task),
+            _ttt_run("a9a", "admm", "asip", [(3.0, 1e-3)], task=task)]
+    summary = summarize(runs, [10.0], 10.0)
+    summary["targets"] = targets(summary)
+    names = [t["name"] for t in summary["targets"]]
+    assert any(n.startswith("asip async best vs gd, time to 1e-6, every pair") for n in names)
+    text = write_markdown(tmp_path / "headline.md", summary, {"partial": True}, "ttt").read_text()
+    assert f"| a9a / {task} | 1e-6 | > 10 s | 1 s | 8 s |" in text  # admm, asip-cocoa, gd
+    assert "1 s (asip-cocoa) | 8 s, 8x |" in text and "(partial:" in text

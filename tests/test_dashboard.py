@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -182,39 +180,27 @@ def test_browser_sees_rows_and_a_worker_kill(dash_client):
     assert (ARTIFACTS / "asip-dashboard.png").stat().st_size > 10_000
 
 
+def _example(name: str):
+    """A module of ``examples/`` (its helpers are what a user copies)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"asip_example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def cli_cluster():
-    """A cluster started with the `dask scheduler` / `dask worker` CLIs, page by preload."""
-    dask_cli = os.path.join(os.path.dirname(sys.executable), "dask")
-    tmp = tempfile.mkdtemp(prefix="asip-cli-")
-    scheduler_file = os.path.join(tmp, "scheduler.json")
+    """A cluster started with the `dask scheduler` / `dask worker` CLIs, page by preload
+    (the copy-me helper of ``examples/cli_cluster.py``)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
-    procs = [subprocess.Popen(
-        [dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--dashboard-address", "127.0.0.1:0", "--scheduler-file", scheduler_file,
-         "--preload", "asip.dashboard"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    try:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(scheduler_file):
-            assert time.monotonic() < deadline and procs[0].poll() is None, "no scheduler"
-            time.sleep(0.2)
-        procs.append(subprocess.Popen(
-            [dask_cli, "worker", "--scheduler-file", scheduler_file, "--nworkers", "2",
-             "--nthreads", "1", "--host", "127.0.0.1"], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        with Client(scheduler_file=scheduler_file) as client:  # a plain Client: no asip.connect
-            client.wait_for_workers(2, timeout=60)
-            yield client
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in reversed(procs):
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with _example("cli_cluster").cli_cluster(2, timeout=120, env=env) as address, \
+            Client(address) as client:  # a plain Client: no asip.connect
+        client.wait_for_workers(2, timeout=60)
+        yield client
 
 
 def test_cli_scheduler_with_preload_serves_the_page(cli_cluster):

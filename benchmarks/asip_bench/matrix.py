@@ -6,6 +6,9 @@ do not schedule by ``max_time``, so a shorter run would follow the same
 path). Runs are strictly sequential so that no two share the machine. Fault
 runs (``Straggler(partition=0, sleep=2.0, every=1.0)``, the paper's setting,
 and ``KillOperator(partition=0, at=budget/3)``) use the fault budget.
+Every finished run is checkpointed (`Session.on_section_done`); with
+``--resume`` the runs of an earlier invocation are kept and not run again
+(`Session.previous`), except those that ended in an error.
 """
 
 from __future__ import annotations
@@ -23,11 +26,11 @@ from .data import ClusterData, DataUnavailable, Task, compute_reference, load_da
 from .records import Run
 from .runner import LiveObjective, run_asip
 
-__all__ = ["Session", "run_matrix", "warm_up"]
+__all__ = ["Session", "run_key", "run_matrix", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
-STRAGGLER_SOLVERS = ("asip-sgd", "asip-hogwild", "asip-admm", "gd", "admm")
+STRAGGLER_SOLVERS = ("asip-cocoa", "asip-svrg", "asip-sgd", "asip-hogwild", "asip-admm", "gd", "admm")
 KILL_SOLVERS = ("asip-sgd", "asip-hogwild", "asip-admm")
 
 
@@ -43,6 +46,15 @@ class Session:
         self.notes: list[str] = []
         self.sections: dict[str, dict] = {}
         self.on_section_done = on_section_done or (lambda: None)
+        #: runs of an earlier invocation (``--resume``), by `run_key`: reused, not run again
+        self.previous: dict[tuple, Run] = {}
+
+    def resumed(self, run: Run) -> Run | None:
+        """The earlier run of what ``run`` describes (kept, and counted as done), or None."""
+        old = self.previous.get(run_key(run))
+        if old is not None:
+            self.runs.append(old)
+        return old
 
     @property
     def n_partitions(self) -> int:
@@ -81,6 +93,11 @@ class Session:
             run = fallback
         self.runs.append(run)
         return run
+
+
+def run_key(run: Run) -> tuple:
+    """What identifies a run across invocations: dataset, task, solver, kind, budget, faults."""
+    return (run.dataset, run.task, run.solver, run.kind, float(run.budget), tuple(run.faults))
 
 
 def warm_up(session: Session, solvers: list[str] | None = None, sparse: bool = True) -> None:
@@ -136,6 +153,10 @@ def run_one(session: Session, cdata: ClusterData, task: Task, family: str, name:
     solver = name if family == "asip" else f"{family}:{name}"
     fallback = Run(data.name, task.key, solver, family, kind=kind, budget=budget, f_star=f_star,
                    n_rows=data.n, faults=[repr(f) for f in faults])
+    done = session.resumed(fallback)
+    if done is not None:
+        session.progress.note(f"{label}: kept from the earlier run ({done.status})")
+        return done
     with session.progress.run(kind, label, budget, f_star) as job:
         live = LiveObjective(data, task, job.report)
         if family == "asip":
@@ -156,6 +177,7 @@ def run_one(session: Session, cdata: ClusterData, task: Task, family: str, name:
         session.note(f"{label}: skipped ({run.note})")
     elif family != "asip" and run.note:
         session.note(f"{task.key} / {solver}: {run.note}")
+    session.on_section_done()  # results.json and headline.md after every run: resumable
     return run
 
 

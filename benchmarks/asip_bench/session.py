@@ -70,8 +70,8 @@ def _finish(console, cfg, runs, sections, notes) -> dict:
     return summary
 
 
-def replot(console, cfg: BenchConfig, path) -> int:
-    """Tables and plots again from a ``results.json`` (``--from-json``); runs nothing."""
+def load_runs(path) -> tuple[dict, list]:
+    """``(payload, runs)`` of a ``results.json``: the runs as `Run` objects again."""
     import json
 
     from .records import Run
@@ -79,6 +79,27 @@ def replot(console, cfg: BenchConfig, path) -> int:
     payload = json.loads(path.read_text())
     names = {f.name for f in dataclasses.fields(Run)}
     runs = [Run(**{k: v for k, v in r.items() if k in names}) for r in payload["runs"]]
+    return payload, runs
+
+
+def resumable(path) -> tuple[dict, dict]:
+    """``(runs by run_key, references)`` worth keeping from an earlier ``results.json``.
+
+    Runs that ended in an error are dropped (run again); so are references that failed.
+    """
+    from .matrix import run_key
+
+    if not path.exists():
+        return {}, {}
+    payload, runs = load_runs(path)
+    keep = {run_key(r): r for r in runs if r.status != "error"}
+    refs = {k: v for k, v in payload.get("references", {}).items() if v}
+    return keep, refs
+
+
+def replot(console, cfg: BenchConfig, path) -> int:
+    """Tables and plots again from a ``results.json`` (``--from-json``); runs nothing."""
+    payload, runs = load_runs(path)
     refs = payload.get("references", {})
     for r in runs:  # JSON written before runs carried it: take it from the references
         if not r.f_star_precision:
@@ -138,10 +159,23 @@ def _run(cfg: BenchConfig, command: str = "asip bench") -> int:
                   f"{len(cfg.tasks)} tasks, {len(cfg.solvers)} solvers, budgets "
                   f"{', '.join(f'{b:g}' for b in cfg.budgets)} s, {cfg.workers} workers x "
                   f"{cfg.threads_per_worker} threads; output in {cfg.out}/")
-    state: dict = {"session": None}
+    state: dict = {"session": None, "previous": ({}, {})}
+    if cfg.resume:
+        state["previous"] = resumable(json_path)
+        console.print(f"--resume: keeping {len(state['previous'][0])} runs of {json_path}")
 
     def checkpoint():
-        write_json(json_path, _payload(cfg, state["session"], meta, None, False))
+        session = state["session"]
+        write_json(json_path, _payload(cfg, session, meta, None, False))
+        if session is not None and session.runs:  # the tables so far, readable while it runs
+            try:
+                partial = summarize(session.runs, cfg.budgets, cfg.fault_budget,
+                                    cfg.ttt_targets)
+                partial["targets"] = targets(partial)
+                write_markdown(cfg.out / "headline.md", partial, {**meta, "partial": True},
+                               cfg.profile)
+            except Exception as exc:  # a table must not end the benchmark
+                logger.warning("headline.md not written: %s", exc)
 
     try:
         session = _sections(cfg, console, state, checkpoint)
@@ -166,6 +200,8 @@ def _sections(cfg: BenchConfig, console, state: dict, checkpoint) -> Session:
         with cluster(cfg) as client:
             session = state["session"] = Session(cfg, client, progress,
                                                  on_section_done=checkpoint)
+            session.previous, references = state["previous"]
+            session.references.update(references)
             if {"matrix", "faults"} & set(cfg.sections):
                 sparse = any(not d.startswith("synthetic") for d in cfg.datasets)
                 warm_up(session, sparse=sparse)
@@ -174,9 +210,13 @@ def _sections(cfg: BenchConfig, console, state: dict, checkpoint) -> Session:
                 session.sections["crossover"] = run_crossover(session)
             if "fixed-cost" in cfg.sections:
                 session.sections["fixed_cost"] = run_fixed_cost(session)
-        if "scaling" in cfg.sections:
             threads = math.ceil(max(cfg.scaling_partitions) / cfg.workers)
-            with cluster(cfg, threads_per_worker=max(threads, cfg.threads_per_worker)) as client:
+            if "scaling" in cfg.sections and threads <= cfg.threads_per_worker:
+                # the cluster already holds every partition: no second cluster to start
+                session.sections["scaling"] = run_scaling(session)
+                return session
+        if "scaling" in cfg.sections:
+            with cluster(cfg, threads_per_worker=threads) as client:
                 scaling = Session(cfg, client, progress, on_section_done=checkpoint)
                 scaling.runs, scaling.notes = session.runs, session.notes
                 session.sections["scaling"] = run_scaling(scaling)

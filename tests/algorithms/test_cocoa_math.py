@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from _sdca_reference import dual_delta
 from _sim import simulate, split_rows
-from scipy.optimize import brentq
 
 from asip.algorithms import (Objective, get_loss, get_penalty, make_logistic, make_regression,
                              reference_optimum, relative_suboptimality)
@@ -66,18 +66,8 @@ def reference_steps(A, y, loss, n_steps, py, order, cursor, dual, scale, sigma, 
         i = order[cursor]
         cursor = (cursor + 1) % n
         q = sigma * scale * A[i] @ A[i]
-        m, yi, a = A[i] @ w, y[i], dual[i]
-        if loss == K.HINGE:
-            beta = yi * a
-            nb = min(1.0, max(0.0, beta + (1 - yi * m) / q)) if q > 0 else float(yi * m < 1)
-            delta = yi * (nb - beta)
-        elif loss == K.SQUARED:
-            delta = (yi - m - a) / (1 + q)
-        else:
-            beta = yi * a
-            root = brentq(lambda b: np.log((1 - b) / b) - yi * m - q * (b - beta), 1e-300,
-                          1 - 1e-16, xtol=1e-15, rtol=1e-15)
-            delta = yi * (root - beta)
+        a = dual[i]
+        delta = dual_delta(loss, q, A[i] @ w, y[i], a)
         dual[i] = a + delta
         w = w + sigma * scale * delta * A[i]
         u = u + scale * delta * A[i]

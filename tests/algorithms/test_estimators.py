@@ -64,6 +64,9 @@ def expected_failures(estimator) -> dict:
 @pytest.mark.timeout(90)
 @parametrize_with_checks(CHECKED, expected_failed_checks=expected_failures)
 def test_sklearn_compatible(estimator, check, client):
+    why = expected_failures(estimator).get(getattr(check, "func", check).__name__)
+    if why:  # a known failure (reason above): a non-strict xfail could only xfail or xpass
+        pytest.skip(f"expected to fail: {why}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)

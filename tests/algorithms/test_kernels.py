@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scipy.optimize import brentq
+from _sdca_reference import dual_delta
 
 from asip.algorithms import _kernels as K
 from asip.algorithms._objectives import Hinge, Logistic, Squared
@@ -250,19 +250,8 @@ def _sdca_reference(A, y, loss, epochs, py, dual, x, cr, sqn):
             r = py.randint(k + 1)
             order[k], order[r] = order[r], order[k]
         for i in order:
-            q = cr * sqn[i]
-            m, yi, a = A[i] @ x, y[i], dual[i]
-            if loss == K.HINGE:
-                beta = yi * a
-                nb = min(1.0, max(0.0, beta + (1 - yi * m) / q)) if q > 0 else float(yi * m < 1)
-                delta = yi * (nb - beta)
-            elif loss == K.SQUARED:
-                delta = (yi - m - a) / (1 + q)
-            else:
-                beta = yi * a
-                root = brentq(lambda b: np.log((1 - b) / b) - yi * m - q * (b - beta),
-                              1e-300, 1 - 1e-16, xtol=1e-15, rtol=1e-15)
-                delta = yi * (root - beta)
+            a = dual[i]
+            delta = dual_delta(loss, cr * sqn[i], A[i] @ x, y[i], a)
             dual[i] = a + delta
             x = x + cr * delta * A[i]
     return dual, x
