@@ -122,7 +122,7 @@ def _certify(state: ADMMState, parts: list, z: np.ndarray) -> bool:
     mem["best_dual"] = max(mem["best_dual"], dual)  # any feasible dual bounds P*
     mem["gap"] = primal - mem["best_dual"]
     mem["rel_gap"] = mem["gap"] / max(abs(primal), 1e-300)
-    if mem["rel_gap"] <= state.params["tol"]:
+    if state.params["tol"] > 0 and mem["rel_gap"] <= state.params["tol"]:  # tol=0: never
         mem["certified"] = z.copy()
         return True
     return False

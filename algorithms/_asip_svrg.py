@@ -314,7 +314,7 @@ def _lead(state: SvrgState, data: LocalData, payload: dict) -> bool:
         lead["best_dual"] = max(lead["best_dual"], dual)
         lead["gap"] = primal - lead["best_dual"]
         lead["rel_gap"] = lead["gap"] / max(abs(primal), 1e-300)
-        if lead["rel_gap"] <= state.params["tol"]:
+        if 0 < state.params["tol"] and lead["rel_gap"] <= state.params["tol"]:
             lead["certified"] = a.copy()
             return True
     if clock["act"]["ver"] != ver or any(e["act"] != ver for e in peers):

@@ -352,7 +352,7 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float) -> b
         cert["best_dual"] = max(cert["best_dual"], dual)
         gap = primal - cert["best_dual"]
         cert.update(primal=primal, gap=gap, rel_gap=gap / max(abs(primal), 1e-300), wbar=None)
-        if cert["rel_gap"] <= params["tol"]:
+        if 0 < params["tol"] and cert["rel_gap"] <= params["tol"]:
             cert["certified"] = wbar
             return True
     period = max(params["cert_period"], 4.0 * cert.get("cost", 0.0))

@@ -146,7 +146,7 @@ def _certify(state: GDState, parts: list, x: np.ndarray) -> bool:
     mem["gap"] = primal - mem["best_dual"]
     mem["rel_gap"] = mem["gap"] / max(abs(primal), 1e-300)
     mem["gap_w"] = x
-    if mem["rel_gap"] <= state.params["tol"]:
+    if state.params["tol"] > 0 and mem["rel_gap"] <= state.params["tol"]:  # tol=0: never
         mem["certified"] = x.copy()
         return True
     return False

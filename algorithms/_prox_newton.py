@@ -250,7 +250,7 @@ def _gather_a(state: NewtonState, parts: list) -> bool:
         mem["Hg"] = np.sum([c["hd"] for c in parts], axis=0) / n
     if pb.loss == K.HINGE:  # the next iteration's smoothing follows the certified gap
         mem["mu_next"] = min(mem["mu"], max(params["mu_min"], params["kappa"] * mem["gap"]))
-    return mem["rel_gap"] <= params["tol"]
+    return 0 < params["tol"] and mem["rel_gap"] <= params["tol"]
 
 
 def _full_direction(state: NewtonState, parts: list) -> None:

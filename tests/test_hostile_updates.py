@@ -99,7 +99,8 @@ def test_every_honest_message_fits_its_schema_and_every_poisoned_copy_breaks_it(
         assert schema.violation(received) is None, (payload, schema.violation(received))
         kinds.add(tuple(sorted(payload)))
         for bad in poisoned_variants(payload):
-            if not (set(bad) - set(payload)) and set(payload) - set(bad) and not schema.required:
+            dropped = set(payload) - set(bad)
+            if not (set(bad) - set(payload)) and dropped and not dropped & set(schema.required):
                 continue  # dropping an optional key leaves another valid message kind
             assert schema.violation(wire(bad).payload) is not None, (solver, bad)
     print(f"\n{solver}: {len(sent)} messages of {len(kinds)} kinds fit the schema")
@@ -114,7 +115,7 @@ def test_without_the_schema_the_poison_would_wreck_the_model(solver):
     ds = make_logistic(600, 6, random_state=0)
     Xb, yb = split(ds.X, ds.y, 2)[1]
     honest = next(p for p in sent if not p.get("echo"))
-    poisoned = crashed = 0
+    poisoned = crashed = ignored = 0
     for bad in poisoned_variants(honest):
         data = local_data(Xb, yb, problem, 1)
         state = algo.init(problem, data, algo.merge({}))
@@ -128,9 +129,12 @@ def test_without_the_schema_the_poison_would_wreck_the_model(solver):
             crashed += 1
             continue
         poisoned += not np.all(np.isfinite(w))
-    print(f"\n{solver}: unchecked, {poisoned} poisoned copies made the model NaN/inf and "
-          f"{crashed} crashed the step")
-    assert poisoned >= 3 and crashed >= 1
+        # asip-sgd's sparse exchange drops a misshapen vector itself (counted as malformed)
+        sub = getattr(state, "sub", None)
+        ignored += sub is not None and sub.counts["malformed"] > 0
+    print(f"\n{solver}: unchecked, {poisoned} poisoned copies made the model NaN/inf, "
+          f"{crashed} crashed the step and {ignored} were dropped as malformed")
+    assert poisoned >= 3 and crashed + ignored >= 1
 
 
 @pytest.mark.timeout(60)
