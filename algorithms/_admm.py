@@ -38,6 +38,7 @@ import numpy as np
 
 from . import _kernels as K
 from . import _primal_cert as C
+from ._certificate import certified
 from ._admm_core import LocalSolver, default_rho, local_solve, new_local_solver, z_update
 from ._barrier import Barrier
 from ._barrier import push_own as _push
@@ -122,7 +123,7 @@ def _certify(state: ADMMState, parts: list, z: np.ndarray) -> bool:
     mem["best_dual"] = max(mem["best_dual"], dual)  # any feasible dual bounds P*
     mem["gap"] = primal - mem["best_dual"]
     mem["rel_gap"] = mem["gap"] / max(abs(primal), 1e-300)
-    if state.params["tol"] > 0 and mem["rel_gap"] <= state.params["tol"]:  # tol=0: never
+    if certified(mem["rel_gap"], state.params["tol"]):
         mem["certified"] = z.copy()
         return True
     return False

@@ -49,6 +49,7 @@ import numpy as np
 
 from . import _kernels as K
 from . import _primal_cert as C
+from ._certificate import certified
 from . import _weights as W
 from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput
 from ._vr_kernels import anchor_pass, svrg_steps, svrg_steps_lazy
@@ -314,7 +315,7 @@ def _lead(state: SvrgState, data: LocalData, payload: dict) -> bool:
         lead["best_dual"] = max(lead["best_dual"], dual)
         lead["gap"] = primal - lead["best_dual"]
         lead["rel_gap"] = lead["gap"] / max(abs(primal), 1e-300)
-        if 0 < state.params["tol"] and lead["rel_gap"] <= state.params["tol"]:
+        if certified(lead["rel_gap"], state.params["tol"]):
             lead["certified"] = a.copy()
             return True
     if clock["act"]["ver"] != ver or any(e["act"] != ver for e in peers):

@@ -35,7 +35,7 @@ import numpy as np
 from . import _kernels as K
 from ._sdca_kernels import conjugate_sum
 
-__all__ = ["GapParts", "certificate_parts", "dual_point", "gap_from_parts"]
+__all__ = ["GapParts", "certificate_parts", "certified", "dual_point", "gap_from_parts"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,11 @@ class GapParts(NamedTuple):
     side: np.ndarray | None = None
     side_g: np.ndarray | None = None
     balance: str | None = None  # "classes" or "mean"
+
+
+def certified(rel_gap: float, tol: float) -> bool:
+    """True when a relative gap meets ``tol``; ``tol=0`` never certifies (a gap of exactly 0 can be rounding)."""
+    return 0 < tol and rel_gap <= tol
 
 
 def dual_point(loss: int, margins: np.ndarray, y: np.ndarray) -> np.ndarray:

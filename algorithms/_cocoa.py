@@ -66,7 +66,7 @@ import numpy as np
 
 from . import _kernels as K
 from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput
-from ._certificate import GapParts, certificate_parts, gap_from_parts
+from ._certificate import GapParts, certificate_parts, certified, gap_from_parts
 from ._cocoa_newton import LocalNewton, choose_local_solver
 from ._sdca_kernels import cocoa_steps
 from ._sparse_exchange import Exchange, schema_fields
@@ -352,7 +352,7 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float) -> b
         cert["best_dual"] = max(cert["best_dual"], dual)
         gap = primal - cert["best_dual"]
         cert.update(primal=primal, gap=gap, rel_gap=gap / max(abs(primal), 1e-300), wbar=None)
-        if 0 < params["tol"] and cert["rel_gap"] <= params["tol"]:
+        if certified(cert["rel_gap"], params["tol"]):
             cert["certified"] = wbar
             return True
     period = max(params["cert_period"], 4.0 * cert.get("cost", 0.0))

@@ -59,6 +59,7 @@ import numpy as np
 
 from . import _kernels as K
 from . import _primal_cert as C
+from ._certificate import certified
 from . import _weights as W
 from ._barrier import Barrier
 from ._barrier import push_own as _push
@@ -146,7 +147,7 @@ def _certify(state: GDState, parts: list, x: np.ndarray) -> bool:
     mem["gap"] = primal - mem["best_dual"]
     mem["rel_gap"] = mem["gap"] / max(abs(primal), 1e-300)
     mem["gap_w"] = x
-    if state.params["tol"] > 0 and mem["rel_gap"] <= state.params["tol"]:  # tol=0: never
+    if certified(mem["rel_gap"], state.params["tol"]):
         mem["certified"] = x.copy()
         return True
     return False

@@ -52,7 +52,7 @@ from . import _kernels as K
 from ._barrier import Barrier
 from ._barrier import push_own as _push
 from ._base import Algorithm, LocalData, Problem, Start, StepOutput, latest_of
-from ._certificate import GapParts, certificate_parts, gap_from_parts
+from ._certificate import GapParts, certificate_parts, certified, gap_from_parts
 
 __all__ = ["ALGORITHM", "NewtonState", "init", "local_step"]
 
@@ -250,7 +250,7 @@ def _gather_a(state: NewtonState, parts: list) -> bool:
         mem["Hg"] = np.sum([c["hd"] for c in parts], axis=0) / n
     if pb.loss == K.HINGE:  # the next iteration's smoothing follows the certified gap
         mem["mu_next"] = min(mem["mu"], max(params["mu_min"], params["kappa"] * mem["gap"]))
-    return 0 < params["tol"] and mem["rel_gap"] <= params["tol"]
+    return certified(mem["rel_gap"], params["tol"])
 
 
 def _full_direction(state: NewtonState, parts: list) -> None:
