@@ -231,7 +231,9 @@ def run_driver(est, solver: str, prep, problem: Problem, params: dict, client) -
         Xd = data[0].to_delayed().ravel()
         yd = data[1].to_delayed().ravel()
         data = [dask.delayed(tuple)([xb, yb]) for xb, yb in zip(Xd, yd)]
-    parts = client.compute(data)
+    # in-memory blocks go straight to the workers; delayed ones are computed there
+    parts = (client.scatter(data, direct=True, hash=False) if isinstance(data[0], tuple)
+             else client.compute(data))
     try:
         res = run_admm_async(client, parts, problem, params, float(est.max_time),
                              batched=solver == "admm-async-batched")

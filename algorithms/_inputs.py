@@ -7,7 +7,8 @@ labels, non-negative weights), encode the labels and weights, and split it into
 the row partitions a `asip.Stage` runs on:
 
 * numpy / scipy.sparse / pandas: ``n_partitions`` contiguous row blocks (default:
-  one per worker thread), each a delayed ``(X_block, y_block[, w_block])``;
+  one per worker thread), each an in-memory tuple ``(X_block, y_block[, w_block])``
+  that the stage scatters straight to a worker;
 * dask arrays / DataFrames: one partition per row chunk as chunked (``n_partitions``
   rechunks to exactly that many), checked with one task per block where it lives.
 
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 class Prepared(NamedTuple):
     """Checked, encoded and partitioned training data."""
 
-    data: Any  # what the Stage runs on: a list of delayed blocks or a tuple of dask arrays
+    data: Any  # what the Stage runs on: a list of in-memory blocks or a tuple of dask arrays
     sizes: tuple[int, ...]  # rows per partition
     sq_mean: float  # mean squared row norm (no intercept)
     sq_max: float  # max squared row norm
@@ -123,8 +124,6 @@ def prepare(est, X, y, sample_weight, client) -> Prepared:
 
 # ---------------------------------------------------------------------- in memory
 def _prepare_memory(est, X, y, sample_weight, client) -> Prepared:
-    import dask
-
     X, y = validate_data(est, X, y, accept_sparse="csr", dtype=np.float64,
                          y_numeric=not est._classifier, multi_output=False)
     n = X.shape[0]
@@ -150,10 +149,10 @@ def _prepare_memory(est, X, y, sample_weight, client) -> Prepared:
                          "partition needs at least one row")
     n_parts = min(n_parts, n)  # the default (one per thread) on a tiny X
     bounds = np.linspace(0, n, n_parts + 1).astype(int)
-    blocks = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        parts = [X[a:b], y_enc[a:b]] + ([] if sw is None else [sw[a:b]])
-        blocks.append(dask.delayed(tuple)(parts))
+    # in-memory blocks: the stage scatters them straight to the workers (not carried in
+    # the task graph through the scheduler) and again from here if a worker dies
+    blocks = [tuple([X[a:b], y_enc[a:b]] + ([] if sw is None else [sw[a:b]]))
+              for a, b in zip(bounds[:-1], bounds[1:])]
     sq = (np.asarray(X.multiply(X).sum(axis=1)).ravel() if sp.issparse(X)
           else np.einsum("ij,ij->i", X, X))
     sizes = tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:]))

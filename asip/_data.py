@@ -1,11 +1,20 @@
-"""Turn a stage's ``data`` into persisted per-partition futures that Dask can recompute."""
+"""Turn a stage's ``data`` into per-partition futures on the workers, reloadable after a loss.
+
+Dask collections are persisted (Dask recomputes a lost block from its graph). In-memory
+blocks (numpy / scipy.sparse, or tuples of them) are scattered straight to the workers,
+never through the scheduler nor embedded in a task graph, and re-scattered from the
+driver's copy when the worker holding one dies.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import dask.array as da
+import numpy as np
+import scipy.sparse as sp
 from dask.delayed import Delayed
 from distributed import Future, futures_of, wait
 
@@ -16,14 +25,43 @@ __all__ = ["Partitions", "partitions_of"]
 
 @dataclass
 class Partitions:
-    """One list of futures per partition (one future per array of a tuple)."""
+    """One list of futures per partition (one future per array of a tuple).
+
+    ``sources`` holds the driver's copy of in-memory partitions (None for Dask data,
+    which Dask recomputes itself): `reload` scatters a lost one again.
+    """
 
     futures: list[list[Future]]
     tuple_data: bool
+    sources: list | None = None
+    prefix: str = ""
+    reloads: list[int] = field(default_factory=list)  # partitions scattered again
 
     @property
     def n(self) -> int:
         return len(self.futures)
+
+    def lost(self, index: int, client: Any) -> bool:
+        """Whether an in-memory partition is gone from every worker (False for Dask data)."""
+        if self.sources is None:
+            return False
+        blocks = self.futures[index]
+        if any(f.status != "finished" for f in blocks):
+            return True
+        holders = client.who_has(blocks)
+        return any(not holders.get(f.key) for f in blocks)
+
+    def reload(self, index: int, client: Any, worker: str | None = None) -> None:
+        """Scatter in-memory partition ``index`` again from the driver's copy (to
+        ``worker``, or wherever the scheduler says), straight to the worker."""
+        if self.sources is None:
+            raise AsipError(f"partition {index} is Dask data: Dask recomputes it, asip cannot")
+        self.reloads.append(index)
+        key = f"{self.prefix}-{index}-r{self.reloads.count(index)}"
+        old = self.futures[index]
+        self.futures[index] = [_scatter(client, {key: self.sources[index]}, worker)[key]]
+        for f in old:
+            f.release()
 
 
 def _row_block_keys(array: da.Array) -> list:
@@ -58,8 +96,11 @@ def partitions_of(data: Any, client: Any) -> Partitions:
     """Persist ``data`` on the cluster and return its partitions, in order.
 
     ``data`` is a dask array, a tuple of dask arrays with identical row chunks, or a
-    list of dask delayed objects / futures (one partition each). Persisted blocks are
-    recomputed by Dask if a worker dies; scattered futures are not (they are lost).
+    list of partitions: dask delayed objects / futures, or in-memory blocks (numpy
+    arrays, scipy.sparse matrices, or tuples of them). Persisted blocks are recomputed
+    by Dask if a worker dies; in-memory blocks are scattered to the workers directly
+    (never through the scheduler) and scattered again if lost; futures the caller
+    scattered are not (they are lost).
     """
     if isinstance(data, da.Array):
         arrays, tuple_data = [_check_array(data, "data")], False
@@ -92,19 +133,59 @@ def partitions_of(data: Any, client: Any) -> Partitions:
     return Partitions(futures, tuple_data)
 
 
+def _is_block(value: Any) -> bool:
+    """An in-memory block: a numpy array or scipy.sparse matrix, or a tuple of them."""
+    if isinstance(value, tuple):
+        return bool(value) and all(v is None or _is_block(v) for v in value)
+    return isinstance(value, np.ndarray) or sp.issparse(value)
+
+
+def _scatter(client: Any, data: dict, worker: str | None) -> dict:
+    """Scatter ``{key: value}`` from this process straight to ``worker`` (the scheduler
+    learns only keys and sizes)."""
+    return client.scatter(data, workers=None if worker is None else [worker], direct=True,
+                          hash=False)
+
+
+def _worker_slots(client: Any, n: int) -> list[str]:
+    """A worker per partition: contiguous runs of partitions, in proportion to threads."""
+    slots = [addr for addr, k in sorted(client.nthreads().items()) for _ in range(max(k, 1))]
+    if not slots:
+        raise AsipError("the cluster has no workers to hold the data")
+    return [slots[i * len(slots) // n] for i in range(n)]
+
+
+def _partitions_in_memory(data: list, client: Any) -> Partitions:
+    """Scatter in-memory partitions straight to the workers, balanced by threads."""
+    prefix = f"asip-part-{uuid.uuid4().hex[:12]}"
+    by_worker: dict[str, dict] = {}
+    for i, (addr, part) in enumerate(zip(_worker_slots(client, len(data)), data)):
+        by_worker.setdefault(addr, {})[f"{prefix}-{i}-r0"] = part
+    futures: dict = {}
+    for addr, chunk in by_worker.items():
+        futures.update(_scatter(client, chunk, addr))
+    return Partitions([[futures[f"{prefix}-{i}-r0"]] for i in range(len(data))],
+                      tuple_data=False, sources=list(data), prefix=prefix)
+
+
 def _partitions_of_list(data: list, client: Any) -> Partitions:
     if not data:
         raise AsipError("data is an empty list")
-    futures = []
+    blocks = [_is_block(part) for part in data]
+    if all(blocks):
+        return _partitions_in_memory(data, client)
+    if blocks[0]:  # in-memory blocks, and something else
+        i = blocks.index(False)
+        raise AsipError(f"data[{i}] is a {type(data[i]).__name__}; data[0] is an in-memory "
+                        "block, so every element must be one (numpy arrays, scipy.sparse "
+                        "matrices, or tuples of them)")
     for i, part in enumerate(data):
-        if isinstance(part, Future):
-            futures.append(part)
-        elif isinstance(part, Delayed):
-            futures.append(client.compute(part))
-        else:
+        if not isinstance(part, (Future, Delayed)):
             raise AsipError(
                 f"data[{i}] is a {type(part).__name__}; a list must hold dask delayed objects "
-                "or futures"
+                "or futures, or only in-memory blocks (numpy arrays, scipy.sparse matrices, "
+                "or tuples of them)"
             )
+    futures = [part if isinstance(part, Future) else client.compute(part) for part in data]
     wait(futures)
     return Partitions([[f] for f in futures], tuple_data=False)

@@ -76,7 +76,8 @@ class StageResult:
     missing: dict = field(default_factory=dict)  # partition -> why it has no result
     # one dict per incarnation: partition, incarnation, steps, stats, ended (cause or None)
     incarnations: list = field(default_factory=list)
-    health: dict = field(default_factory=dict)  # hung_kills, busy (late heartbeats), trace_thinned
+    # hung_kills, busy (late heartbeats), trace_thinned, data_reloads (in-memory partitions)
+    health: dict = field(default_factory=dict)
 
 
 def _validate_operator(operator: Any) -> None:
@@ -96,8 +97,11 @@ class Stage:
     ----------
     operator : Operator subclass or instance
         An instance is a template: every partition gets its own copy.
-    data : dask array, tuple of dask arrays, or list of delayed objects / futures
-        One partition per row chunk (per element for a list).
+    data : dask array, tuple of dask arrays, or list
+        One partition per row chunk (per element for a list). A list holds delayed
+        objects / futures, or in-memory blocks (numpy arrays, scipy.sparse matrices or
+        tuples of them): those go straight to the workers, not through the scheduler
+        or a task graph, and are scattered again from this process if lost.
     client : distributed.Client, optional
         Defaults to the current default client.
     max_time : float
@@ -207,6 +211,7 @@ class _Run:
         self.client = stage.client or _default_client()
         self.run_id = uuid.uuid4().hex[:12]
         self.futures: dict[int, Any] = {}
+        self.parts: Any = None  # the data's futures, per partition (asip._data.Partitions)
         self.attempt: dict[int, int] = {}
         self.outcomes: dict[int, dict] = {}
         self.collected: dict[tuple[int, int], dict] = {}  # (partition, incarnation) -> summary
@@ -325,7 +330,9 @@ class _Run:
             incarnations=incarnations,
             health={"hung_kills": self.summary.get("hung_kills", 0),
                     "busy": self.summary.get("busy", {}),
-                    "trace_thinned": self.trace.thinned},
+                    "trace_thinned": self.trace.thinned,
+                    # partitions whose in-memory data was scattered again after a loss
+                    "data_reloads": list(self.parts.reloads) if self.parts else []},
         )
 
     def _incarnations(self) -> list[dict]:
@@ -374,6 +381,9 @@ class _Run:
     def _submit(self, index: int, worker: str | None) -> None:
         attempt = self.attempt.get(index, -1) + 1
         self.attempt[index] = attempt
+        if self.parts.lost(index, self.client):  # in-memory data gone with its worker
+            logger.info("asip: partition %d's data was lost; scattering it again", index)
+            self.parts.reload(index, self.client)
         blocks = self.parts.futures[index]
         if worker is None:
             holders = self.client.who_has(blocks[:1]).get(blocks[0].key, ())
@@ -653,6 +663,9 @@ class _Run:
         if self.futures:
             self.client.cancel(list(self.futures.values()), force=True)
         self.futures.clear()
+        for blocks in self.parts.futures if self.parts is not None else ():
+            for f in blocks:
+                f.release()  # the stage's copy of the data: scattered blocks leave the workers
         if self.subscribed:
             self.client.unsubscribe_topic(event_topic(self.run_id))
             self.subscribed = False

@@ -1,0 +1,95 @@
+"""In-memory partitions: straight to the workers, not through the scheduler; reloaded after a loss.
+
+A list of numpy / scipy.sparse blocks (what the estimators make of an in-memory ``X``) is
+scattered from the driver to the workers directly; the scheduler sees keys and sizes only.
+The task graphs it holds stay small however big the data, and a partition lost with its
+worker is scattered again from the driver's copy for the restarted operator.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import asip
+from asip._data import partitions_of
+from asip.faults import KillWorker
+from runtime_operators import Gossip
+from test_stage import assert_clean
+
+
+def graph_bytes(dask_scheduler) -> dict:
+    """Pickled bytes of every task the scheduler holds (its graph), and the data it was told of."""
+    return {"graph": sum(len(pickle.dumps(ts.run_spec)) for ts in dask_scheduler.tasks.values()
+                         if ts.run_spec is not None),
+            "data": sum(ts.nbytes for ts in dask_scheduler.tasks.values()
+                        if str(ts.key).startswith("asip-part-") and ts.who_has)}
+
+
+@pytest.mark.timeout(120)
+def test_fifty_megabytes_in_memory_leave_the_scheduler_graph_under_one_megabyte(client):
+    rng = np.random.default_rng(0)
+    parts = [(rng.random((1600, 1000)), np.arange(1600.0)) for _ in range(4)]  # 51 MB
+    assert sum(x.nbytes for x, _ in parts) > 50e6
+    seen = []
+
+    def measure(entries):
+        if not seen:
+            seen.append(client.run_on_scheduler(graph_bytes))
+
+    res = asip.Stage(Gossip(), parts, client=client, max_time=1.0, oversubscribe=True,
+                     on_trace=measure).run()
+    assert res.stopped_by == "max_time" and not res.missing
+    assert res.health["data_reloads"] == []
+    assert [r["first_value"] for r in res.results] == [float(x[0, 0]) for x, _ in parts]
+    assert [r["rows"] for r in res.results] == [1600] * 4
+    assert seen, "no trace arrived while the stage ran"
+    # the stage's whole graph (operator tasks and data) while it runs, vs the data held
+    assert seen[0]["graph"] < 1e6, seen
+    assert seen[0]["data"] > 50e6, seen  # the data is there, on the workers
+    assert_clean(client)
+
+
+@pytest.mark.timeout(60)
+def test_in_memory_partitions_spread_over_workers_by_threads(client):
+    rng = np.random.default_rng(1)
+    blocks = [sp.random(50, 20, density=0.1, format="csr", random_state=i) for i in range(4)]
+    parts = partitions_of([(b, rng.random(50)) for b in blocks], client)
+    try:
+        holders = client.who_has([f for p in parts.futures for f in p])
+        where = [holders[p[0].key] for p in parts.futures]
+        assert all(len(w) == 1 for w in where)
+        assert [w[0] for w in where] == sorted(w[0] for w in where)  # contiguous runs
+        assert len({w[0] for w in where}) == 2  # both workers, two partitions each
+        x0 = parts.futures[0][0].result()[0]
+        assert sp.issparse(x0) and (x0 != blocks[0]).nnz == 0
+    finally:
+        for p in parts.futures:
+            p[0].release()
+
+
+def test_a_list_mixing_blocks_and_other_things_is_a_clear_error():
+    with pytest.raises(asip.AsipError, match=r"data\[1\] is a str.*every element must be one"):
+        partitions_of([np.zeros((2, 2)), "x"], None)
+    with pytest.raises(asip.AsipError, match=r"data\[1\] is a ndarray.*delayed objects"):
+        partitions_of([__import__("dask").delayed(1), np.zeros((2, 2))], None)
+
+
+@pytest.mark.timeout(180)
+def test_a_killed_worker_s_in_memory_partition_is_scattered_again(fresh_cluster):
+    client = fresh_cluster
+    rng = np.random.default_rng(7)
+    parts = [rng.random((200, 3)) for _ in range(2)]
+    res = asip.Stage(Gossip(), parts, client=client, max_time=4.0,
+                     faults=[KillWorker(partition=1, at=1.0)]).run()
+    assert res.stopped_by == "max_time" and not res.missing
+    assert [(r.partition, r.incarnation) for r in res.restarts] == [(1, 1)]
+    assert "lost" in res.restarts[0].cause
+    assert res.results[1]["incarnation"] == 1 and res.health["data_reloads"] == [1]
+    assert [r["first_value"] for r in res.results] == [float(p[0, 0]) for p in parts]
+    assert res.results[1]["counts"].sum() > 0  # the restarted operator rejoined
+    client.wait_for_workers(2, timeout=30)
+    assert_clean(client)
