@@ -248,9 +248,13 @@ class Mailbox:
                     self._bytes -= size
                     self.stats.rejected += 1
 
-    def put(self, message: Message, nbytes: int, now: float | None = None) -> bool:
+    def put(self, message: Message, nbytes: int, now: float | None = None,
+            notify: bool = True) -> bool:
         """Add a message (from the event loop); False if the mailbox is already closed.
-        Once the stage stops nothing more is accepted (counted as ``dropped_at_stop``)."""
+        Once the stage stops nothing more is accepted (counted as ``dropped_at_stop``).
+        ``notify=False``: don't wake a waiting `poll` yet; the caller calls `notify` once
+        it has put a whole batch (one wake-up per batch, not per message, so the woken
+        operator threads don't contend for the GIL with the loop mid-batch)."""
         with self._cond:
             if self.closed:
                 return False
@@ -282,8 +286,14 @@ class Mailbox:
             stats.delivered_bytes += nbytes
             age = int(((time.time() if now is None else now) - message.sent_at) * 1e6)
             stats.arrival_hist[_bucket(age)] += 1
-            self._cond.notify_all()
+            if notify:
+                self._cond.notify_all()
             return True
+
+    def notify(self) -> None:
+        """Wake a waiting `poll` (after puts with ``notify=False``)."""
+        with self._cond:
+            self._cond.notify_all()
 
     def poll(self, timeout: float = 0.0) -> list[Message]:
         """Everything that arrived since the last poll; waits up to ``timeout`` s if empty

@@ -8,6 +8,7 @@ driver's copy when the worker holding one dies.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,8 @@ from distributed import Future, futures_of, wait
 from asip._exceptions import AsipError
 
 __all__ = ["Partitions", "partitions_of"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -142,9 +145,15 @@ def _is_block(value: Any) -> bool:
 
 def _scatter(client: Any, data: dict, worker: str | None) -> dict:
     """Scatter ``{key: value}`` from this process straight to ``worker`` (the scheduler
-    learns only keys and sizes)."""
-    return client.scatter(data, workers=None if worker is None else [worker], direct=True,
-                          hash=False)
+    learns only keys and sizes); through the scheduler if the workers can't be reached
+    from here (a client outside the cluster's network)."""
+    workers = None if worker is None else [worker]
+    try:
+        return client.scatter(data, workers=workers, direct=True, hash=False)
+    except (OSError, TimeoutError) as exc:
+        logger.warning("asip: can't reach the workers from this process (%s); sending the "
+                       "data through the scheduler", exc)
+        return client.scatter(data, workers=workers, direct=False, hash=False)
 
 
 def _worker_slots(client: Any, n: int) -> list[str]:

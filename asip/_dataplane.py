@@ -331,13 +331,19 @@ class DataPlane:
             self._count_drops(_at_stop(items))
             return
         touched: set[PeerLink] = set()
-        for ep, encoded, targets, parts, pushed_at in items:
-            try:
-                self._route(ep, encoded, targets, parts, touched, pushed_at)
-            except Exception:  # noqa: BLE001 - never lose the rest of the outbox
-                logger.exception("asip: routing a message from partition %d failed", ep.index)
-        for link in touched:
-            link.flush()
+        woken: set[Mailbox] = set()  # local receivers: woken once, after the whole drain
+        try:
+            for ep, encoded, targets, parts, pushed_at in items:
+                try:
+                    self._route(ep, encoded, targets, parts, touched, pushed_at, woken)
+                except Exception:  # noqa: BLE001 - never lose the rest of the outbox
+                    logger.exception("asip: routing a message from partition %d failed",
+                                     ep.index)
+            for link in touched:
+                link.flush()
+        finally:
+            for mailbox in woken:
+                mailbox.notify()
 
     @staticmethod
     def _count_drops(dropped: dict[Endpoint, list[int]]) -> None:
@@ -380,7 +386,7 @@ class DataPlane:
             link.flush()
 
     def _route(self, ep: Endpoint, encoded: Encoded, targets: tuple | None, parts: list,
-               touched: set[PeerLink], pushed_at: float) -> None:
+               touched: set[PeerLink], pushed_at: float, woken: set | None = None) -> None:
         stats = ep.stats
         directory = self._directory()
         current, me, index = self.current, self.address, ep.index
@@ -416,7 +422,7 @@ class DataPlane:
                     self.aloop.call_later(faults.delay, self._deliver_delayed, j, message,
                                           encoded.nbytes)
                 else:
-                    self._deliver(j, message, encoded.nbytes, now)
+                    self._deliver(j, message, encoded.nbytes, now, woken=woken)
         if not remote:
             return
         for addr, receivers in remote.items():
@@ -453,8 +459,9 @@ class DataPlane:
             self._deliver(j, message, nbytes, time.time())
 
     def _deliver(self, j: int, message: Any, nbytes: int, now: float,
-                 directory: dict | None = None) -> None:
-        """Put one message into partition ``j``'s current mailbox, or count why not."""
+                 directory: dict | None = None, woken: set | None = None) -> None:
+        """Put one message into partition ``j``'s current mailbox, or count why not.
+        ``woken``: collect the mailbox to wake once the whole batch is in (else now)."""
         ep = self.current.get(j)
         if ep is None:
             self.undeliverable += 1
@@ -463,8 +470,10 @@ class DataPlane:
         if entry is not None and entry[1] > message.incarnation:
             ep.stats.zombie += 1  # the directory already knows a newer incarnation
             return
-        if not ep.mailbox.put(message, nbytes, now):
+        if not ep.mailbox.put(message, nbytes, now, notify=woken is None):
             self.undeliverable += 1
+        elif woken is not None:
+            woken.add(ep.mailbox)
 
     def prune_links(self) -> None:
         """Close links to workers that no longer host any operator of this stage (loop)."""
@@ -485,12 +494,17 @@ class DataPlane:
             return True
         now = time.time()
         directory = self._directory()
-        for entry in batch:
-            try:
-                self._receive(entry, now, directory)
-            except Exception:  # noqa: BLE001 - one bad item never costs the rest of the batch
-                logger.debug("asip: dropped an item that failed on receipt", exc_info=True)
-                self.malformed += 1
+        woken: set[Mailbox] = set()  # each receiver is woken once, after the whole batch
+        try:
+            for entry in batch:
+                try:
+                    self._receive(entry, now, directory, woken)
+                except Exception:  # noqa: BLE001 - one bad item never costs the rest
+                    logger.debug("asip: dropped an item that failed on receipt", exc_info=True)
+                    self.malformed += 1
+        finally:
+            for mailbox in woken:
+                mailbox.notify()
         return True
 
     def _drop_arrivals(self, batch: list | tuple) -> None:
@@ -508,7 +522,7 @@ class DataPlane:
                 else:
                     ep.stats.dropped_at_stop += 1
 
-    def _receive(self, entry: Any, now: float, directory: dict) -> None:
+    def _receive(self, entry: Any, now: float, directory: dict, woken: set) -> None:
         if not isinstance(entry, (list, tuple)) or len(entry) < 2:
             self.malformed += 1
             return
@@ -536,7 +550,7 @@ class DataPlane:
         if targets is None:
             targets = [j for j in self.current if j != message.sender]
         for j in targets:
-            self._deliver(j, message, nbytes, now, directory)
+            self._deliver(j, message, nbytes, now, directory, woken)
 
 
 def _at_stop(items: list) -> dict[Endpoint, list[int]]:

@@ -104,13 +104,24 @@ def run_shape(client: Client, n_workers: int, n: int, d: int, topology: str, dur
     }
 
 
+def _graph_bytes(client: Client) -> int:
+    """Pickled bytes of every task spec the scheduler holds now (the graphs it carries)."""
+    def graph(dask_scheduler=None):
+        import pickle
+
+        return sum(len(pickle.dumps(ts.run_spec)) for ts in dask_scheduler.tasks.values()
+                   if ts.run_spec is not None)
+
+    return client.run_on_scheduler(graph)
+
+
 class _RssSampler:
-    """The scheduler's RSS every ``every`` s in a background thread (the peak growth)."""
+    """The scheduler's RSS and graph bytes every ``every`` s in a background thread (peaks)."""
 
     def __init__(self, client: Client, every: float = 2.0):
         import threading
 
-        self.client, self.every, self.peak = client, every, 0
+        self.client, self.every, self.peak, self.graph_peak = client, every, 0, 0
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -118,6 +129,7 @@ class _RssSampler:
         while not self.done.wait(self.every):
             try:
                 self.peak = max(self.peak, _scheduler_rss(self.client))
+                self.graph_peak = max(self.graph_peak, _graph_bytes(self.client))
             except Exception:  # the sample is best effort
                 pass
 
@@ -155,6 +167,8 @@ def run_wide(client: Client, n_rows: int, d: int, nnz: int, duration: float,
     rss1 = _scheduler_rss(client)
     return {"n": n_rows, "d": d, "nnz": nnz, "wall_s": wall, "solve_s": duration,
             "growth_MB": (rss1 - rss0) / 1e6, "peak_growth_MB": (max(sampler.peak, rss1) - rss0) / 1e6,
+            "graph_peak_MB": sampler.graph_peak / 1e6, "data_MB": (X.data.nbytes + X.indices.nbytes
+                                                                  + X.indptr.nbytes) / 1e6,
             "accuracy": float(clf.score(X, y)), "missing": clf.stage_result_.missing}
 
 
@@ -198,7 +212,9 @@ def main(argv=None) -> None:
             r = run_wide(client, 100_000, int(args.wide), 30, args.duration, n_partitions=w)
         print(f"asip-sgd, {r['n']:,} rows x {r['d']:,} features ({r['nnz']} nonzeros a row), "
               f"{w} workers, {r['solve_s']:g} s: scheduler RSS {r['growth_MB']:+.1f} MB at the "
-              f"end, peak {r['peak_growth_MB']:+.1f} MB; fit wall {r['wall_s']:.1f} s, training "
+              f"end, peak {r['peak_growth_MB']:+.1f} MB (this process: scheduler and driver); "
+              f"task graphs on the scheduler peak {r['graph_peak_MB']:.2f} MB for "
+              f"{r['data_MB']:.0f} MB of X; fit wall {r['wall_s']:.1f} s, training "
               f"accuracy {r['accuracy']:.3f}, missing {r['missing']}", flush=True)
         return
     print(HEADER, flush=True)

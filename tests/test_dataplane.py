@@ -298,3 +298,24 @@ def test_a_push_yields_to_a_lagging_event_loop_but_never_for_long(monkeypatch):
         assert YIELD_MAX <= took[0] < 0.5  # waited for the loop, but only so long
         await until(lambda: ep(a, 1).stats.delivered == 2)  # nothing lost
     with_workers(test)
+
+
+def test_a_batch_wakes_each_receiver_once_after_it_is_all_in():
+    async def test(a, b, directory):
+        wakes = {2: 0, 3: 0}
+        for j in wakes:
+            cond = ep(b, j).mailbox._cond
+            notify = cond.notify_all
+
+            def counted(j=j, notify=notify):
+                wakes[j] += 1
+                notify()
+
+            cond.notify_all = counted
+        good = wire_item(enc(), LIMITS)
+        b.handle_deliver([[[2, 3], *good] for _ in range(5)])
+        # one wake-up per receiver for the whole batch (not one per message: woken operator
+        # threads would contend with the loop for the GIL while it handles the rest)
+        assert wakes == {2: 1, 3: 1}
+        assert len(ep(b, 2).mailbox.poll()) == 5 and len(ep(b, 3).mailbox.poll()) == 5
+    with_workers(test)
