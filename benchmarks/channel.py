@@ -118,22 +118,49 @@ def _install_echo(dask_worker):
     dask_worker.handlers["bench_echo"] = echo
 
 
-async def _round_trip(peer: str, payload: bytes, _comms: dict = {}) -> float:
+def _install_thread_echo(dask_worker):
+    """An echo answered by a thread, as an operator answers: the peer's loop hands each
+    request to the thread and the thread hands the answer back (loop -> thread -> loop)."""
+    import asyncio
+    import queue
+    import threading
+
+    requests: queue.SimpleQueue = queue.SimpleQueue()
+
+    def serve():
+        while True:
+            aloop, fut, payload = requests.get()
+            aloop.call_soon_threadsafe(fut.set_result, payload)
+
+    threading.Thread(target=serve, daemon=True, name="bench-echo").start()
+
+    async def echo_thread(payload=None):
+        aloop = asyncio.get_running_loop()
+        fut = aloop.create_future()
+        requests.put((aloop, fut, payload))
+        return await fut
+
+    dask_worker.handlers["bench_echo_thread"] = echo_thread
+
+
+async def _round_trip(peer: str, payload: bytes, op: str = "bench_echo",
+                      _comms: dict = {}) -> float:
     """One request/echo on a persistent comm kept open across calls."""
     comm = _comms.get(peer)
     if comm is None or comm.closed():
         comm = _comms[peer] = await connect(peer, **get_worker().connection_args)
     t = time.perf_counter()
-    await comm.write({"op": "bench_echo", "payload": payload, "reply": True})
+    await comm.write({"op": op, "payload": payload, "reply": True})
     await comm.read()
     return time.perf_counter() - t
 
 
-def _floor_pingpong(peer: str, size: int, iterations: int) -> list[float]:
-    """From a task thread, like an operator: one thread -> event loop hop per round trip."""
+def _floor_pingpong(peer: str, size: int, iterations: int, op: str = "bench_echo") -> list[float]:
+    """From a task thread, like an operator: one thread -> event loop hop per round trip
+    (``op="bench_echo_thread"``: the peer answers from a thread too, as an operator does)."""
     worker = get_worker()
     payload = np.ones(size).tobytes()
-    return [sync(worker.loop, _round_trip, peer, payload) for _ in range(iterations)]
+    return [sync(worker.loop, _round_trip, peer, payload, op) for _ in range(iterations)]
 
 
 def _floor_flood(peer: str, size: int, seconds: float) -> float:
@@ -182,6 +209,7 @@ def main() -> None:
         a, b = sorted(client.nthreads())
         client.run(_install_echo)
         client.run(_install_sink)
+        client.run(_install_thread_echo)
         # partition 0 lives on worker a, partition 1 on worker b: operators follow their data
         X = [client.submit(np.zeros, (1, 1), workers=[w], allow_other_workers=True, pure=False)
              for w in (a, b)]
@@ -196,6 +224,9 @@ def main() -> None:
             asip_ow = res.results[0]["rtts"] / 2
             floor_ow = np.array(client.submit(_floor_pingpong, b, size, iters, workers=[a],
                                               pure=False).result()) / 2
+            thread_ow = np.array(client.submit(_floor_pingpong, b, size, iters,
+                                               "bench_echo_thread", workers=[a],
+                                               pure=False).result()) / 2
             res = asip.Stage(Flood(size, args.flood_seconds), X, client=client,
                              max_time=args.flood_seconds + 1.0).run()
             r1 = res.results[1]
@@ -204,16 +235,19 @@ def main() -> None:
             floor_rate = client.submit(_floor_flood, b, size, args.flood_seconds, workers=[a],
                                        pure=False).result()
             rows.append((label, pct(asip_ow, 50), pct(asip_ow, 99), pct(floor_ow, 50),
-                         pct(floor_ow, 99), asip_rate, floor_rate, drops))
+                         pct(floor_ow, 99), asip_rate, floor_rate, drops, pct(thread_ow, 50)))
         print(f"\nasip channel vs bare persistent distributed comm, {a} <-> {b} "
               f"(2 worker processes x 1 thread)")
         print(f"{'payload':<12}{'asip p50':>10}{'asip p99':>10}{'floor p50':>11}{'floor p99':>11}"
-              f"{'p50 ratio':>11}{'asip msg/s':>12}{'floor msg/s':>13}{'drops':>8}")
-        for label, ap50, ap99, fp50, fp99, ar, fr, drops in rows:
+              f"{'p50 ratio':>11}{'asip msg/s':>12}{'floor msg/s':>13}{'drops':>8}"
+              f"{'thread floor p50':>18}{'ratio':>8}")
+        for label, ap50, ap99, fp50, fp99, ar, fr, drops, tp50 in rows:
             print(f"{label:<12}{ap50:>9.3f}m{ap99:>9.3f}m{fp50:>10.3f}m{fp99:>10.3f}m"
-                  f"{ap50 / fp50:>10.2f}x{ar:>12,.0f}{fr:>13,.0f}{drops:>8}")
+                  f"{ap50 / fp50:>10.2f}x{ar:>12,.0f}{fr:>13,.0f}{drops:>8}"
+                  f"{tp50:>17.3f}m{ap50 / tp50:>7.2f}x")
         print("(one-way latency in ms = half the ping-pong round trip; target p50 <= 1.5x "
-              "floor, >= 40,000 small msg/s)")
+              "floor, >= 40,000 small msg/s; the thread floor's echo is answered by a thread "
+              "on the peer, as an operator answers: the same two thread hops as asip)")
 
         X8 = [client.submit(np.zeros, (1, 1), pure=False) for _ in range(8)]
         launches, fixed = [], []
