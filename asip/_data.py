@@ -9,13 +9,12 @@ driver's copy when the worker holding one dies.
 from __future__ import annotations
 
 import logging
+import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import dask.array as da
 import numpy as np
-import scipy.sparse as sp
 from dask.delayed import Delayed
 from distributed import Future, futures_of, wait
 
@@ -48,11 +47,9 @@ class Partitions:
         """Whether an in-memory partition is gone from every worker (False for Dask data)."""
         if self.sources is None:
             return False
-        blocks = self.futures[index]
-        if any(f.status != "finished" for f in blocks):
-            return True
-        holders = client.who_has(blocks)
-        return any(not holders.get(f.key) for f in blocks)
+        # the scheduler tells this client at once when a key's last copy is gone ("lost"),
+        # before it cancels the operator task that needed it: no round trip needed here
+        return any(f.status != "finished" for f in self.futures[index])
 
     def reload(self, index: int, client: Any, worker: str | None = None) -> None:
         """Scatter in-memory partition ``index`` again from the driver's copy (to
@@ -67,7 +64,14 @@ class Partitions:
             f.release()
 
 
-def _row_block_keys(array: da.Array) -> list:
+def _is_dask_array(value: Any) -> bool:
+    """A dask array (dask.array only if already imported: the scheduler imports asip too,
+    and dask.array pulls in numba and scipy, about 80 MB there)."""
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(value, da.Array)
+
+
+def _row_block_keys(array: Any) -> list:
     """The key of each row block of a dask array chunked along rows only."""
     keys = array.__dask_keys__()
     out = []
@@ -78,8 +82,8 @@ def _row_block_keys(array: da.Array) -> list:
     return out
 
 
-def _check_array(array: Any, name: str) -> da.Array:
-    if not isinstance(array, da.Array):
+def _check_array(array: Any, name: str) -> Any:
+    if not _is_dask_array(array):
         raise AsipError(f"{name} is a {type(array).__name__}; expected a dask array")
     if array.ndim == 0:
         raise AsipError(f"{name} is 0-dimensional; a stage needs arrays with rows")
@@ -105,7 +109,7 @@ def partitions_of(data: Any, client: Any) -> Partitions:
     (never through the scheduler) and scattered again if lost; futures the caller
     scattered are not (they are lost).
     """
-    if isinstance(data, da.Array):
+    if _is_dask_array(data):
         arrays, tuple_data = [_check_array(data, "data")], False
     elif isinstance(data, tuple):
         if not data:
@@ -140,7 +144,9 @@ def _is_block(value: Any) -> bool:
     """An in-memory block: a numpy array or scipy.sparse matrix, or a tuple of them."""
     if isinstance(value, tuple):
         return bool(value) and all(v is None or _is_block(v) for v in value)
-    return isinstance(value, np.ndarray) or sp.issparse(value)
+    # scipy only if already imported (a scipy matrix implies it; see _is_dask_array)
+    sparse = sys.modules.get("scipy.sparse")
+    return isinstance(value, np.ndarray) or (sparse is not None and sparse.issparse(value))
 
 
 def _scatter(client: Any, data: dict, worker: str | None) -> dict:

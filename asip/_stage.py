@@ -264,7 +264,7 @@ class _Run:
                                  stage.max_time, stage.max_steps, faults, settings,
                                  plugin_name(self.run_id), self.control_timeout,
                                  _config.seconds("gang.start-timeout"),
-                                 _config.nbytes("trace.max-report-bytes"))
+                                 _config.nbytes("trace.max-report-bytes")).ship()
         self.interval = _config.seconds("gang.poll-interval")
         t_launch, wall_launch = time.monotonic(), time.time()
         try:
@@ -382,8 +382,11 @@ class _Run:
         attempt = self.attempt.get(index, -1) + 1
         self.attempt[index] = attempt
         if self.parts.lost(index, self.client):  # in-memory data gone with its worker
-            logger.info("asip: partition %d's data was lost; scattering it again", index)
-            self.parts.reload(index, self.client)
+            workers = sorted(self.client.nthreads())
+            worker = workers[index % len(workers)] if workers else None
+            logger.info("asip: partition %d's data was lost; scattering it again to %s",
+                        index, worker)
+            self.parts.reload(index, self.client, worker)
         blocks = self.parts.futures[index]
         if worker is None:
             holders = self.client.who_has(blocks[:1]).get(blocks[0].key, ())

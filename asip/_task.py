@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 
 import msgpack
 from distributed import get_worker, secede
+from distributed.protocol import pickle
 
 from asip._exceptions import AsipError
 from asip._operator import STOP, Context, Operator
@@ -27,7 +29,9 @@ class OperatorSpec:
 
     run_id: str
     n_partitions: int
-    operator: Any  # an Operator subclass, or an instance used as a template
+    # an Operator subclass, or an instance used as a template; pickled (see `ship`) so the
+    # scheduler, which unpickles task graphs, never imports the operator's modules
+    operator: Any
     tuple_data: bool
     max_time: float
     max_steps: int | None
@@ -39,9 +43,33 @@ class OperatorSpec:
     max_report_bytes: int | None = None  # per ctx.report (asip.trace.max-report-bytes)
 
     def new_operator(self) -> Operator:
-        if isinstance(self.operator, type):
-            return self.operator()
-        return copy.deepcopy(self.operator)
+        operator = self.operator
+        if isinstance(operator, bytes):
+            operator = _load_operator(operator)
+        if isinstance(operator, type):
+            return operator()
+        return copy.deepcopy(operator)
+
+    def ship(self) -> OperatorSpec:
+        """This spec with its operator pickled: the scheduler holds the bytes without
+        importing what the operator needs (an estimator's operator imports numba,
+        scikit-learn, scipy: over 80 MB in the scheduler process, once per cluster)."""
+        if isinstance(self.operator, bytes):
+            return self
+        return dataclasses.replace(self, operator=pickle.dumps(self.operator))
+
+
+_OPERATORS: dict[bytes, Any] = {}  # pickled operator -> the template, on this worker
+
+
+def _load_operator(blob: bytes) -> Any:
+    """Unpickle an operator template once per worker (a gang's tasks share it)."""
+    operator = _OPERATORS.get(blob)
+    if operator is None:
+        if len(_OPERATORS) >= 4:
+            _OPERATORS.clear()
+        operator = _OPERATORS[blob] = pickle.loads(blob)
+    return operator
 
 
 def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
