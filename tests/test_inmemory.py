@@ -9,6 +9,8 @@ worker is scattered again from the driver's copy for the restarted operator.
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ import scipy.sparse as sp
 
 import asip
 from asip._data import partitions_of
+from asip._task import OperatorSpec
 from asip.faults import KillWorker
 from runtime_operators import Gossip
 from test_stage import assert_clean
@@ -93,3 +96,21 @@ def test_a_killed_worker_s_in_memory_partition_is_scattered_again(fresh_cluster)
     assert res.results[1]["counts"].sum() > 0  # the restarted operator rejoined
     client.wait_for_workers(2, timeout=30)
     assert_clean(client)
+
+
+def test_import_asip_leaves_numba_scipy_and_dask_array_out():
+    """The scheduler imports asip (its directory plugin, the operator task's function):
+    dask.array would pull numba and scipy into it (about 80 MB)."""
+    code = ("import sys, asip; print(sorted(m for m in ('numba', 'scipy', 'dask.array', "
+            "'sklearn', 'asip.algorithms') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_operator_travels_pickled_and_each_incarnation_gets_its_own_copy():
+    spec = OperatorSpec("r", 2, Gossip(payload_size=3), False, 1.0, None, (), None, "p").ship()
+    assert isinstance(spec.operator, bytes)  # the scheduler holds bytes, imports nothing
+    a, b = spec.new_operator(), spec.new_operator()
+    assert isinstance(a, Gossip) and a.payload_size == 3 and a is not b
+    assert spec.ship() is spec
