@@ -23,8 +23,8 @@ import pytest
 
 import asip
 from asip.algorithms import AsipClassifier as _Classifier
-from asip.algorithms import (DataUnavailable, Objective, get_algorithm, get_loss,
-                             get_penalty, load_libsvm, reference_optimum, relative_suboptimality)
+from asip.algorithms import (Objective, get_algorithm, get_loss, get_penalty,
+                             reference_optimum, relative_suboptimality)
 from asip.algorithms._model import model_of as _model_of
 from test_stage import assert_clean
 
@@ -37,18 +37,10 @@ def AsipClassifier(**params):
 ALPHA = {"asip-sgd": 3e-2, "asip-admm": 1e-3, "gd": 1e-3}
 
 
-@pytest.fixture(scope="module")
-def a9a_data():
-    try:
-        return load_libsvm("a9a", n_samples=8000)
-    except DataUnavailable as exc:
-        pytest.skip(f"shared LIBSVM data not available: {exc}")
-
-
 @pytest.fixture
-def a9a(a9a_data, request):
+def a9a(a9a_8000, request):
     """The data and ``rel(w)``, the relative suboptimality for the test's solver's alpha."""
-    ds = a9a_data
+    ds = a9a_8000
     solver = request.node.callspec.params["solver"]
     objective = Objective(get_loss("log_loss"), get_penalty("l2", ALPHA[solver]))
     f_star = reference_optimum(objective, ds.X, ds.y).f_star
