@@ -105,7 +105,11 @@ def test_ctrl_c_keeps_the_model_and_the_checkpoint_warm_starts_the_next_fit(clie
     print(f"\n{solver}: zero {r0:.1e}, interrupted at {clf.trace_[-1, 0]:.2f} s {r_int:.1e}, "
           f"checkpoint {r_saved:.1e}; +0.2 s warm {r_warm:.1e} (first report {first_warm:.1e}), "
           f"0.2 s cold {r_cold:.1e} (first report {first_cold:.1e})")
-    assert first_warm < r0 / 100 < first_cold, "the warm fit did not start at the saved model"
+    # started at the saved model: its first report is near it (within 2x, or below r0/100 where
+    # the checkpoint is that good); under a load average of 10+ the 1 s before the interrupt
+    # left gd's checkpoint at 2.1e-2 > r0/100, and the warm fit's first report at exactly that
+    assert first_warm < max(r0 / 100, 2 * r_saved), "the warm fit did not start at the saved model"
+    assert r0 / 100 < first_cold, "the cold fit's first report is already near the optimum"
     # (ASIP-SGD's runs differ by up to ~3x from noise alone: see test_fault_convergence)
     assert r_warm <= 3 * r_saved, "the warm start lost the saved model"
     assert r_cold >= 2 * r_warm, "the warm start gained little over a cold start"
