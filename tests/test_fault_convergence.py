@@ -6,8 +6,8 @@ the budget either raises in the operator of partition 1 (`KillOperator`) or
 SIGKILLs the worker process that hosts it (`KillWorker`, taking the other
 operator on that worker down too, and the data it held). The fit must return,
 show the restart (incarnation 1) in ``restarts_``, have reloaded the lost data
-(KillWorker: scattered again from the driver's copy), and end within 2x the relative suboptimality of the same fit
-without the fault *at a matched amount of work*: the fault-free fits' trace read
+(KillWorker: scattered again from the driver's copy), and end within 2x the
+relative suboptimality of the same fit without the fault *at a matched amount of work*: the fault-free fits' trace read
 at ``BUDGET - downtime``, where ``downtime`` is the time from the fault to the
 restarted operator's return (`Restart.time`). Restart latency is wall time that
 the machine's load stretches (process start, imports, data reload), and a fit
