@@ -666,9 +666,10 @@ class _Run:
         if self.futures:
             self.client.cancel(list(self.futures.values()), force=True)
         self.futures.clear()
-        for blocks in self.parts.futures if self.parts is not None else ():
-            for f in blocks:
-                f.release()  # the stage's copy of the data: scattered blocks leave the workers
+        if self.parts is not None and self.parts.sources is not None:
+            for blocks in self.parts.futures:  # in-memory blocks this stage scattered (never
+                for f in blocks:  # a caller's futures: those stay the caller's)
+                    f.release()
         if self.subscribed:
             self.client.unsubscribe_topic(event_topic(self.run_id))
             self.subscribed = False

@@ -114,3 +114,11 @@ def test_the_operator_travels_pickled_and_each_incarnation_gets_its_own_copy():
     a, b = spec.new_operator(), spec.new_operator()
     assert isinstance(a, Gossip) and a.payload_size == 3 and a is not b
     assert spec.ship() is spec
+
+
+@pytest.mark.timeout(60)
+def test_a_callers_futures_survive_the_stage_for_the_next_one(client):
+    X = [client.submit(np.zeros, (1, 1), pure=False) for _ in range(2)]
+    for _ in range(2):
+        res = asip.Stage(Gossip(), X, client=client, max_time=0.3).run()
+        assert not res.missing and all(f.status == "finished" for f in X)
