@@ -52,7 +52,7 @@ from . import _primal_cert as C
 from ._certificate import certified
 from . import _weights as W
 from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput
-from ._vr_kernels import anchor_pass, svrg_steps, svrg_steps_lazy
+from ._vr_kernels import anchor_pass, svrg_steps, svrg_steps_lazy, svrg_steps_scaled
 
 __all__ = ["ALGORITHM", "SvrgState", "combine", "init", "local_step", "snapshot"]
 
@@ -188,10 +188,15 @@ def _wbar(state: SvrgState, data: LocalData) -> np.ndarray:
 
 def count_average(items: list, sizes: list) -> np.ndarray:
     """``sum_k c_k w_k / sum_k c_k`` per coordinate; where no partition has data, by rows."""
-    num = np.sum([c * w for c, w in items], axis=0)
-    den = np.sum([c for c, _ in items], axis=0)
-    plain = np.sum([n * w for (_, w), n in zip(items, sizes)], axis=0) / float(sum(sizes))
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), plain)
+    num, den = np.zeros_like(items[0][1]), np.zeros_like(items[0][0])
+    for c, w in items:  # in place: at d = 10^6 stacked temporaries cost more than the epoch
+        num += c * w
+        den += c
+    empty = np.flatnonzero(den <= 0)
+    np.divide(num, den, out=num, where=den > 0)
+    if empty.size:
+        num[empty] = sum(n * w[empty] for (_, w), n in zip(items, sizes)) / float(sum(sizes))
+    return num
 
 
 def _mu(state: SvrgState, data: LocalData) -> np.ndarray:
@@ -251,9 +256,14 @@ def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutp
     else:
         state.w[:] = _wbar(state, data)
         n_steps = max(int(params["epoch"] * data.n), 1)
-        steps = svrg_steps_lazy if isinstance(data.X, tuple) else svrg_steps
-        steps(data.X, data.y, _sw(data), pb.loss, pb.fit_intercept, n_steps, state.rng, state.w,
-              clock["act"]["mem"], _mu(state, data), state.step, pb.penalty, pb.alpha)
+        args = (data.X, data.y, _sw(data), pb.loss, pb.fit_intercept, n_steps, state.rng, state.w,
+                clock["act"]["mem"], _mu(state, data), state.step)
+        if not isinstance(data.X, tuple):
+            svrg_steps(*args, pb.penalty, pb.alpha)
+        elif pb.penalty == K.L2:
+            svrg_steps_scaled(*args, pb.alpha)
+        else:
+            svrg_steps_lazy(*args, pb.penalty, pb.alpha)
         clock["epochs"] += params["epoch"]
         clock["ahead"] += params["epoch"]
     done = False
