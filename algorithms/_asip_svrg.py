@@ -59,6 +59,7 @@ __all__ = ["ALGORITHM", "SvrgState", "combine", "init", "local_step", "snapshot"
 logger = logging.getLogger(__name__)
 
 LEADER = 0
+REPEAT = 5  # a field that did not change rides every REPEAT-th push
 
 DEFAULTS = {
     "step_scale": 1.0,  # step = step_scale / (3 L_max)
@@ -155,18 +156,25 @@ def _absorb(state: SvrgState, data: LocalData, inbox) -> None:
         old = state.peers.get(msg.sender)
         if old is not None and key <= old["key"]:
             continue
-        gs = dict(old["Gs"]) if old is not None and old["key"][0] == key[0] else {}
-        gs[int(pl["gver"])] = np.asarray(pl["G"], dtype=np.float64)
-        for v in sorted(gs)[:-3]:  # at most two anchors are live; keep three
-            del gs[v]
+        same = old is not None and old["key"][0] == key[0]
+        gs = dict(old["Gs"]) if same else {}
         entry = {"key": key, "w": np.asarray(pl["w"], dtype=np.float64), "Gs": gs,
-                 "cnt": np.asarray(pl["cnt"], dtype=np.float64),
-                 "G": np.asarray(pl["G"], dtype=np.float64), "f": float(pl["f"]),
-                 "gver": int(pl["gver"]), "act": int(pl["act"])}
-        if "side" in pl:
-            entry.update(side=np.asarray(pl["side"]), side_g=np.asarray(pl["side_g"]))
+                 "act": int(pl["act"]),
+                 "cnt": (np.asarray(pl["cnt"], dtype=np.float64) if "cnt" in pl else
+                         old["cnt"] if old is not None else None)}
+        if "G" in pl:  # G, f and the intercept's sums belong to the anchor gver
+            gs[int(pl["gver"])] = np.asarray(pl["G"], dtype=np.float64)
+            for v in sorted(gs)[:-3]:  # at most two anchors are live; keep three
+                del gs[v]
+            entry.update(G=gs[int(pl["gver"])], f=float(pl["f"]), gver=int(pl["gver"]))
+            if "side" in pl:
+                entry.update(side=np.asarray(pl["side"]), side_g=np.asarray(pl["side_g"]))
+        elif same:  # the G of the latest anchor this sender's pushes carried
+            entry.update({k: old[k] for k in ("G", "f", "gver", "side", "side_g") if k in old})
+        else:
+            entry.update(G=None, f=0.0, gver=-1)
         state.peers[msg.sender] = entry
-        if msg.sender == LEADER and "aver" in pl and data.index != LEADER and \
+        if msg.sender == LEADER and "anchor" in pl and data.index != LEADER and \
                 int(pl["aver"]) > state.clock["ver"]:
             state.clock["next"] = (int(pl["aver"]), np.asarray(pl["anchor"], dtype=np.float64))
 
@@ -179,8 +187,11 @@ def _wbar(state: SvrgState, data: LocalData) -> np.ndarray:
     for j in range(data.n_partitions):
         if j != data.index:
             e = state.peers.get(j)
-            items.append((e["cnt"], e["w"]) if e is not None else
-                         (np.full(pb.p, float(pb.sizes[j])), state.clock["anchor"]))
+            if e is None:
+                items.append((np.full(pb.p, float(pb.sizes[j])), state.clock["anchor"]))
+            else:  # counts not in yet (a lost early push): by rows
+                items.append((e["cnt"] if e["cnt"] is not None else
+                              np.full(pb.p, float(pb.sizes[j])), e["w"]))
     return count_average(items, [pb.sizes[data.index]] + [pb.sizes[j] for j in
                                                           range(data.n_partitions)
                                                           if j != data.index])
@@ -207,7 +218,7 @@ def _mu(state: SvrgState, data: LocalData) -> np.ndarray:
     for j in range(data.n_partitions):
         if j != data.index:
             e = state.peers.get(j)
-            if e is None:
+            if e is None or e["G"] is None:
                 total += act["grad"] * (pb.sizes[j] / data.n)
             else:
                 total += e["Gs"].get(act["ver"], e["G"])
@@ -276,17 +287,32 @@ def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutp
     return StepOutput(state, (Outgoing(payload),), wait=wait, done=done)
 
 
+def _repeat(clock: dict, field: str, ver: int) -> bool:
+    """Whether this push carries ``field`` of version ``ver``: the first push since the
+    version changed, then every `REPEAT`-th (a lost copy is made good; at d = 10^6 every dense
+    field is 8 MB a push)."""
+    sent = clock.setdefault("sent", {})
+    last = sent.get(field)
+    k = last[1] if last is not None and last[0] == ver else 0
+    sent[field] = (ver, k + 1)
+    return k < 1 or clock["seq"] % REPEAT == 0
+
+
 def _payload(state: SvrgState) -> dict:
     clock, pb = state.clock, state.problem
     clock["seq"] += 1
-    out = {"w": state.w.copy(), "seq": clock["seq"], "G": state.grad.copy(), "f": clock["f"],
-           "gver": clock["ver"], "cnt": state.cnt,
+    out = {"w": state.w.copy(), "seq": clock["seq"], "f": clock["f"], "gver": clock["ver"],
            "act": clock["act"]["ver"] if "act" in clock else -1}
-    if pb.fit_intercept:
-        out.update(side=clock["side"], side_g=clock["side_g"])
+    if _repeat(clock, "G", clock["ver"]):
+        out["G"] = state.grad.copy()
+        if pb.fit_intercept:
+            out.update(side=clock["side"], side_g=clock["side_g"])
+    if _repeat(clock, "cnt", 0):
+        out["cnt"] = state.cnt
     if clock["leader"] and not clock["rejoining"]:
-        out.update(aver=clock["ver"], anchor=clock["anchor"])  # the leader's (every push: a
-        # lost announcement is made good by the next)
+        out["aver"] = clock["ver"]  # the leader's anchor
+        if _repeat(clock, "anchor", clock["ver"]):
+            out["anchor"] = clock["anchor"]
     return out
 
 
@@ -344,18 +370,21 @@ def _payload_fields(state: SvrgState) -> dict:
     clock, pb = state.clock, state.problem
     out = {"G": state.grad.copy(), "f": clock["f"], "gver": clock["ver"], "aver": clock["ver"],
            "anchor": clock["anchor"]}
+    _repeat(clock, "G", clock["ver"])
+    _repeat(clock, "anchor", clock["ver"])
     if pb.fit_intercept:
         out.update(side=clock["side"], side_g=clock["side_g"])
     return out
 
 
 def schema(problem: Problem) -> tuple[dict, dict]:
-    """An iterate and gradient total ``(w, seq, G, f, gver)``; the leader adds an anchor."""
+    """An iterate ``(w, seq, gver, act)``; the gradient total ``G`` (with ``f`` and the
+    intercept's sums), the counts and the leader's anchor only when new and then now and then."""
     vec = ("float64", (problem.p,))
-    req = {"w": vec, "seq": int, "G": vec, "f": float, "gver": int, "cnt": vec, "act": int}
-    opt = {"aver": int, "anchor": vec}
+    req = {"w": vec, "seq": int, "f": float, "gver": int, "act": int}
+    opt = {"aver": int, "anchor": vec, "G": vec, "cnt": vec}
     if problem.fit_intercept:
-        req.update(side=("float64", (C.side_len(problem),)),
+        opt.update(side=("float64", (C.side_len(problem),)),
                    side_g=("float64", (problem.n_features,)))
     return req, opt
 
