@@ -78,15 +78,10 @@ def svrg_steps_lazy(X, y, sw, loss, fit_intercept, n_steps, rng, w, mem, mu, ste
     n_coef = p - (1 if fit_intercept else 0)
     n = len(indptr) - 1
     last = np.zeros(n_coef, dtype=np.int64)  # the step after which w_j is current
-    th = step * alpha
     for r in range(1, n_steps + 1):
         i = K._randint(rng, n)
         lo, hi = indptr[i], indptr[i + 1]
-        for q in range(lo, hi):
-            j = indices[q]
-            if last[j] < r - 1:
-                w[j] = K._saga_advance(w[j], mu[j], step, pen, alpha, r - 1 - last[j])
-                last[j] = r - 1
+        K.lazy_catch_up(w, mu, last, indices, lo, hi, r, step, pen, alpha)
         m = 0.0
         for q in range(lo, hi):
             m += data[q] * w[indices[q]]
@@ -96,15 +91,7 @@ def svrg_steps_lazy(X, y, sw, loss, fit_intercept, n_steps, rng, w, mem, mu, ste
         if delta != 0.0:
             for q in range(lo, hi):
                 w[indices[q]] -= step * delta * data[q]
-        for q in range(lo, hi):  # this step's mu move and prox, once per column
-            j = indices[q]
-            if last[j] == r - 1:
-                v = w[j] - step * mu[j]
-                if pen == K.L2:
-                    w[j] = v / (1.0 + th)
-                else:
-                    w[j] = v - th if v > th else (v + th if v < -th else 0.0)
-                last[j] = r
+        K.lazy_move_prox(w, mu, last, indices, lo, hi, r, step, pen, alpha)  # mu's move
         if fit_intercept:
             w[p - 1] -= step * (mu[p - 1] + delta)
     for j in range(n_coef):
