@@ -45,9 +45,12 @@ a receiver that missed one asks for a full in its next push (an answer that came
 with a delta it could not apply is dropped, and the leader re-asks as for a lost
 answer). On CSR data a push costs the nonzeros a slice touched, not ``d``.
 
-Scope: penalty l2; the intercept (``fit_intercept``) is a constant feature
-penalized like the others (liblinear's convention): the objective, and the
-certificate, include ``(alpha/2) b^2``.
+Scope: penalty l2. The intercept (``fit_intercept``): with the Newton local solver it is
+unpenalized, scikit-learn's and `Objective`'s problem (each answer then also carries the
+per-class sums with which `gap_from_parts` makes the duals satisfy ``sum a_i = 0``); with
+SDCA it is a constant feature penalized like the others (liblinear's convention: SDCA's
+coordinate steps cannot keep ``sum a_i = 0``), and the objective and certificate include
+``(alpha/2) b^2``.
 
 References
 ----------
@@ -169,7 +172,7 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
         peers=Exchange("u", p, data.index), problem=problem, params=params, sigma=sigma,
         scale=1.0 / (problem.alpha * problem.n_total), chunk=AdaptiveCount(params["step_time"]),
         clock={"steps": 0, "seq": 0, "started": None, "answer": None, "answered": None,
-               "ahead": 0, "hess": {}, "points": {},
+               "ahead": 0, "hess": {}, "points": {}, "psum": np.zeros(p),
                "rejoining": data.incarnation > 0 and data.n_partitions > 1},
         cert={"x": Exchange("wbar", p, data.index), "ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
               "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},
@@ -184,12 +187,9 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
         clock["ahead"] = 0
     for msg in inbox:
         pl = msg.payload
-        newton = state.newton is not None
-        old = state.peers.sub.vecs.get(msg.sender) if newton else None
-        old = None if old is None else old.copy()
-        current = state.peers.absorb(msg)  # the sender's u_j, as of this push
-        if newton and current:
-            if old is None or not np.array_equal(state.peers.vector(msg.sender), old):
+        current, moved = _fold(state, msg)  # the sender's u_j, as of this push
+        if state.newton is not None and current:
+            if moved:
                 # Newton: news is a peer's moved total, not a waiting peer's re-push (a round
                 # against the same peers again would only re-solve the same model)
                 clock["ahead"] = 0
@@ -206,7 +206,44 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
                 clock["answer"] = (req, cert["x"].vector(LEADER).copy())
         if current and "lsum" in pl and data.index == LEADER \
                 and int(pl["linc"]) == data.incarnation and int(pl["lver"]) == cert["ver"]:
-            cert["answers"][msg.sender] = _parts_of(state, msg.sender, pl)
+            parts = _parts_of(state, msg.sender, pl)
+            if parts is not None:
+                cert["answers"][msg.sender] = parts
+
+
+def _fold(state: CocoaState, msg) -> tuple[bool, bool]:
+    """Apply ``msg``'s part of the totals stream and keep ``clock["psum"] = sum_j u_j`` in step.
+
+    Returns ``(current, moved)``: whether the sender's total is now as of this push, and
+    whether that changed it. A delta costs O(entries it carries) here, not O(d): the view
+    is ``u + psum``, not a re-sum of every peer's total on every step. Fulls (the first
+    push, resyncs, one every few seconds) re-sum exactly, which also bounds rounding drift.
+    """
+    ex, pl, psum = state.peers, msg.payload, state.clock["psum"]
+    held = ex.sub.vecs.get(msg.sender)
+    full = "u" in pl or bool(pl.get("u_full", False))
+    idx = before = None
+    if held is not None and not full and "u_seq" in pl:
+        idx = pl.get("u_idx")
+        idx = np.asarray(idx) if idx is not None else None
+        if idx is None or idx.ndim != 1 or idx.dtype.kind not in "iu" or (
+                len(idx) and (idx.min() < 0 or idx.max() >= len(held))):
+            idx = None  # malformed: the exchange refuses it, nothing to keep in step
+        else:
+            before = held[idx]  # fancy indexing: a copy
+    elif held is not None and full:
+        before = held.copy()
+    current = ex.absorb(msg)
+    if not current:
+        return False, False
+    vec = ex.vector(msg.sender)
+    if idx is not None and before is not None:
+        psum[idx] += vec[idx] - before
+        return True, bool(np.any(vec[idx] != before))
+    psum[:] = 0.0
+    for u_j in ex.totals():
+        psum += u_j
+    return True, before is None or not np.array_equal(vec, before)
 
 
 def _view(state: CocoaState) -> np.ndarray:
@@ -214,10 +251,7 @@ def _view(state: CocoaState) -> np.ndarray:
     iterate)."""
     if state.newton is not None:
         return state.w.copy()
-    w = state.u.copy()
-    for u_j in state.peers.totals():
-        w += u_j
-    return w
+    return state.u + state.clock["psum"]
 
 
 def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOutput:
@@ -247,7 +281,7 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         clock["steps"] += max(int(round((state.newton.passes - before) * data.n)), 1)
         clock["ahead"] += data.n
     else:
-        state.w[:] = _view(state)
+        np.add(state.u, state.clock["psum"], out=state.w)  # the view, O(d)
         n_steps = min(state.chunk.count, data.n)  # at most one pass between pushes: fresh views
         t0 = time.perf_counter()
         cocoa_steps(data.X, data.y, pb.loss, pb.fit_intercept, n_steps, state.rng, state.order,
@@ -321,22 +355,42 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
         clock["answer"] = None
         parts = _parts(state, data, wbar)
         payload.update(linc=inc, lver=ver, c=parts.conj_sum, lsum=parts.loss_sum)
+        if parts.side is not None:  # an unpenalized intercept: the sums that balance the duals
+            payload.update(side=parts.side, sg=parts.side_g)
     return Outgoing(payload)
 
 
 def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray) -> GapParts:
-    """This partition's `GapParts` at ``wbar`` and its current duals (the intercept, if any,
-    as a penalized constant feature)."""
+    """This partition's `GapParts` at ``wbar`` and its current duals. The intercept, if any:
+    unpenalized with the Newton local solver (the parts then carry the per-class sums that
+    make the duals feasible, `gap_from_parts`), a penalized constant feature with SDCA."""
     pb = state.problem
     return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept, state.dual,
-                             penalized_intercept=True)
+                             penalized_intercept=_penalized_intercept(state))
 
 
-def _parts_of(state: CocoaState, sender: int, pl: dict) -> GapParts:
-    """A peer's answer as `GapParts` (its ``g`` is ``alpha n`` times its pushed total)."""
+def _penalized_intercept(state: CocoaState) -> bool:
+    """SDCA's intercept is a penalized constant feature (its duals have no ``sum a_i = 0``
+    step); Newton's is unpenalized (scikit-learn's and `Objective`'s problem)."""
+    return state.newton is None
+
+
+def _parts_of(state: CocoaState, sender: int, pl: dict) -> GapParts | None:
+    """A peer's answer as `GapParts` (its ``g`` is ``alpha n`` times its pushed total); None
+    when an unpenalized intercept's side sums are missing or misshapen."""
     pb = state.problem
     g = state.peers.vector(sender) * (pb.alpha * pb.n_total)
-    return GapParts(pb.sizes[sender], float(pl["lsum"]), float(pl["c"]), g)
+    parts = GapParts(pb.sizes[sender], float(pl["lsum"]), float(pl["c"]), g)
+    if not pb.fit_intercept or _penalized_intercept(state):
+        return parts
+    side, side_g = pl.get("side"), pl.get("sg")
+    n_side = 2 if pb.loss == K.SQUARED else 3
+    if side is None or side_g is None or np.shape(side) != (n_side,) \
+            or np.shape(side_g) != (pb.p - 1,):
+        return None
+    return parts._replace(g=g[:-1], side=np.asarray(side, dtype=np.float64),
+                          side_g=np.asarray(side_g, dtype=np.float64),
+                          balance="mean" if pb.loss == K.SQUARED else "classes")
 
 
 def _certify(state: CocoaState, data: LocalData, payload: dict, now: float) -> bool:
@@ -367,9 +421,11 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float) -> b
 
 def schema(problem: Problem) -> tuple[dict, dict]:
     """A total ``u`` (sparse-exchange fields); the leader adds ``(wbar, ver)``, answers
-    ``(c, linc, lver, lsum)``; Newton pushes add the point ``x`` and the Hessian ``H``."""
+    ``(c, linc, lver, lsum)`` (with an unpenalized intercept also ``side, sg``, see
+    `_certificate.GapParts`); Newton pushes add the point ``x`` and the Hessian ``H``."""
     return ({}, {**schema_fields("u", problem.p), **schema_fields("wbar", problem.p),
                  "ver": int, "c": float, "linc": int, "lver": int, "lsum": float,
+                 "side": ("float64", (None,)), "sg": ("float64", (None,)),
                  "x": ("float64", (problem.p,)), "H": ("float64", (problem.p, problem.p))})
 
 

@@ -3,7 +3,7 @@
 Partition ``j`` keeps its own iterate ``w_j`` and minimizes a model of the global
 objective that is exact on its own rows and quadratic on every peer's::
 
-    F_j(v) = L_j(v) + sum_{k != j} [g_k^T v + (c_k / 2) (v - w_k)^T H_j (v - w_k)] + (alpha/2) ||v||^2
+    F_j(v) = L_j(v) + sum_{k != j} [g_k^T v + (c_k / 2) (v - w_k)^T H_j (v - w_k)] + R(v)
 
 with ``L_k(v) = (1/n) sum_{i in P_k} phi_i(x_i^T v)``, ``g_k = grad L_k(w_k)`` the peer's
 gradient at its latest point ``w_k`` (pushed as ``u_k = -g_k / alpha``, which is also its
@@ -21,8 +21,9 @@ exact to second order a round is a Newton step on the whole objective from stale
 points, which stays stable when partitions differ (rows sorted by label). ``H_j`` is
 taken on at most ``hessian_rows`` random rows (dense data; rescaled) and reused while
 no margin moved more than `REFRESH`; each Newton iteration is one data pass with a
-backtracking line search on ``F_j``. Smooth losses only (logistic, squared); the
-intercept, if any, is a constant feature (penalized, as in `_cocoa`).
+backtracking line search on ``F_j``. Smooth losses only (logistic, squared). ``R`` is
+``(alpha/2) ||v||^2`` over the features: the intercept, if any, is unpenalized, as in
+scikit-learn and asip's `Objective` (its Hessian entry is the loss curvature alone).
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ class LocalNewton:
             self.A = X
         self.y, self.loss, self.fi, self.p = y, loss, fit_intercept, p
         self.n, self.alpha = float(n_total), float(alpha)
+        # the penalty's diagonal: alpha on the features, 0 on an (unpenalized) intercept
+        self.pen = np.full(p, float(alpha))
+        if fit_intercept:
+            self.pen[-1] = 0.0
         self.hessian_rows = int(hessian_rows)
         self.rng = np.random.default_rng(seed)
         self.cache = None  # (H, the margins where it was taken)
@@ -145,7 +150,7 @@ class LocalNewton:
         this partition at ``w0``). Returns ``(v, duals -phi'(x_i^T v), A_j^T duals, H_j,
         new)``, ``new`` when ``H_j`` was recomputed.
         """
-        loss, y, n, alpha = self.loss, self.y, self.n, self.alpha
+        loss, y, n, pen = self.loss, self.y, self.n, self.pen
         v = w0.copy()
         m = self._mv(v)
         H, new = self.hessian_at(m)
@@ -157,11 +162,11 @@ class LocalNewton:
             Sb += Hk @ w_k
             G += g_k
         M = H + S
-        M[np.diag_indices_from(M)] += alpha
+        M[np.diag_indices_from(M)] += pen
         chol = sla.cho_factor(M, check_finite=False)
 
         def model(v, lsum):
-            return lsum / n + G @ v + 0.5 * (v @ (S @ v)) - Sb @ v + 0.5 * alpha * (v @ v)
+            return lsum / n + G @ v + 0.5 * (v @ (S @ v)) - Sb @ v + 0.5 * (v @ (pen * v))
 
         dec0 = f = None
         for it in range(max_iter + 1):
@@ -173,7 +178,7 @@ class LocalNewton:
             if f is None:  # absent peers: their gradient is this partition's at w0
                 G += c_missing * (g_loss / n)
                 f = model(v, _L.loss_value(loss, m, y).sum())
-            g = g_loss / n + G + S @ v - Sb + alpha * v
+            g = g_loss / n + G + S @ v - Sb + pen * v
             step = -sla.cho_solve(chol, g, check_finite=False)
             dec = -(g @ step)
             if dec0 is None:
