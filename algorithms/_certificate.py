@@ -35,7 +35,8 @@ import numpy as np
 from . import _kernels as K
 from ._sdca_kernels import conjugate_sum
 
-__all__ = ["GapParts", "certificate_parts", "certified", "dual_point", "gap_from_parts"]
+__all__ = ["GapParts", "certificate_parts", "certified", "certified_model", "dual_point",
+           "gap_from_parts", "snapshot_fields"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,31 @@ class GapParts(NamedTuple):
 def certified(rel_gap: float, tol: float) -> bool:
     """True when a relative gap meets ``tol``; ``tol=0`` never certifies (a gap of exactly 0 can be rounding)."""
     return 0 < tol and rel_gap <= tol
+
+
+def snapshot_fields(book: dict) -> dict:
+    """A leader's certificate bookkeeping as snapshot fields: ``gap``, ``rel_gap`` (and
+    ``primal`` when kept) once a gap is known, and the ``certified`` model once there is one.
+
+    ``book`` holds ``gap``, ``rel_gap``, ``certified`` (None until certified) and optionally
+    ``primal``; the certified solvers share it so that their snapshots read the same.
+    """
+    out = {}
+    if np.isfinite(book["gap"]):
+        out.update(gap=float(book["gap"]), rel_gap=float(book["rel_gap"]))
+        if "primal" in book:
+            out["primal"] = float(book["primal"])
+    if book.get("certified") is not None:
+        out["certified"] = np.array(book["certified"], dtype=np.float64)
+    return out
+
+
+def certified_model(snapshots) -> np.ndarray | None:
+    """The ``certified`` model of the first snapshot that has one (the leader's), else None."""
+    for s in snapshots:
+        if s is not None and "certified" in s:
+            return np.asarray(s["certified"], dtype=np.float64)
+    return None
 
 
 def dual_point(loss: int, margins: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -20,7 +20,10 @@ version; every operator answers with its loss sum at exactly that ``wbar`` and
 its conjugate sum ``c_k = sum phi_i*(-a_i)`` together with the ``u_k`` of the same
 duals. With all answers in, the leader has ``P(wbar)`` and a dual value
 ``D = -(1/n) sum c_k - (alpha/2) ||sum u_k||^2`` (`_certificate`): ``P(wbar) - D``
-bounds ``P(wbar) - P*`` whatever the asynchrony did. The stage stops when
+bounds ``P(wbar) - P*`` whatever the asynchrony did. With the Newton local solver an
+answer pairs ``wbar`` with the duals ``a_i = -phi'(x_i^T wbar)`` it gives for free (and
+carries their ``g_k``): the gap then measures ``wbar`` alone, and goes to 0 with it,
+however far the iterates are apart. The stage stops when
 ``(P - D) / |P| <= tol`` and the model is the certified ``wbar``.
 
 Local solvers (``local_solver``). ``"sdca"``: the slices above. ``"newton"`` (smooth
@@ -69,7 +72,8 @@ import numpy as np
 
 from . import _kernels as K
 from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput
-from ._certificate import GapParts, certificate_parts, certified, gap_from_parts
+from ._certificate import (GapParts, certificate_parts, certified, certified_model,
+                           gap_from_parts, snapshot_fields)
 from ._cocoa_newton import LocalNewton, choose_local_solver
 from ._sdca_kernels import cocoa_steps
 from ._sparse_exchange import Exchange, schema_fields
@@ -204,7 +208,7 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
             if clock["answered"] is None or req > clock["answered"]:
                 clock["answered"] = req
                 clock["answer"] = (req, cert["x"].vector(LEADER).copy())
-        if current and "lsum" in pl and data.index == LEADER \
+        if (current or "cg" in pl) and "lsum" in pl and data.index == LEADER \
                 and int(pl["linc"]) == data.incarnation and int(pl["lver"]) == cert["ver"]:
             parts = _parts_of(state, msg.sender, pl)
             if parts is not None:
@@ -355,17 +359,23 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
         clock["answer"] = None
         parts = _parts(state, data, wbar)
         payload.update(linc=inc, lver=ver, c=parts.conj_sum, lsum=parts.loss_sum)
+        if state.newton is not None:
+            payload["cg"] = parts.g
         if parts.side is not None:  # an unpenalized intercept: the sums that balance the duals
             payload.update(side=parts.side, sg=parts.side_g)
     return Outgoing(payload)
 
 
 def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray) -> GapParts:
-    """This partition's `GapParts` at ``wbar`` and its current duals. The intercept, if any:
+    """This partition's `GapParts` at ``wbar`` and its current duals (Newton: the duals of
+    ``wbar``, whose ``g`` then travels with the answer). The intercept, if any:
     unpenalized with the Newton local solver (the parts then carry the per-class sums that
     make the duals feasible, `gap_from_parts`), a penalized constant feature with SDCA."""
     pb = state.problem
-    return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept, state.dual,
+    # Newton: the duals -phi'(x_i^T wbar) that wbar itself gives (free with its margins): the
+    # gap then measures wbar alone, not how far the peers' iterates are from it
+    dual = None if state.newton is not None else state.dual
+    return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept, dual,
                              penalized_intercept=_penalized_intercept(state))
 
 
@@ -379,7 +389,13 @@ def _parts_of(state: CocoaState, sender: int, pl: dict) -> GapParts | None:
     """A peer's answer as `GapParts` (its ``g`` is ``alpha n`` times its pushed total); None
     when an unpenalized intercept's side sums are missing or misshapen."""
     pb = state.problem
-    g = state.peers.vector(sender) * (pb.alpha * pb.n_total)
+    if state.newton is not None:  # the answer's own g (its duals are wbar's)
+        g = pl.get("cg")
+        if g is None or np.shape(g) != (pb.p - int(pb.fit_intercept),):
+            return None
+        g = np.asarray(g, dtype=np.float64)
+    else:
+        g = state.peers.vector(sender) * (pb.alpha * pb.n_total)
     parts = GapParts(pb.sizes[sender], float(pl["lsum"]), float(pl["c"]), g)
     if not pb.fit_intercept or _penalized_intercept(state):
         return parts
@@ -388,7 +404,7 @@ def _parts_of(state: CocoaState, sender: int, pl: dict) -> GapParts | None:
     if side is None or side_g is None or np.shape(side) != (n_side,) \
             or np.shape(side_g) != (pb.p - 1,):
         return None
-    return parts._replace(g=g[:-1], side=np.asarray(side, dtype=np.float64),
+    return parts._replace(side=np.asarray(side, dtype=np.float64),
                           side_g=np.asarray(side_g, dtype=np.float64),
                           balance="mean" if pb.loss == K.SQUARED else "classes")
 
@@ -421,34 +437,32 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float) -> b
 
 def schema(problem: Problem) -> tuple[dict, dict]:
     """A total ``u`` (sparse-exchange fields); the leader adds ``(wbar, ver)``, answers
-    ``(c, linc, lver, lsum)`` (with an unpenalized intercept also ``side, sg``, see
-    `_certificate.GapParts`); Newton pushes add the point ``x`` and the Hessian ``H``."""
+    ``(c, linc, lver, lsum)`` (Newton: also ``cg``, the ``g`` of the duals at ``wbar``; with
+    an unpenalized intercept also ``side, sg``, see `_certificate.GapParts`); Newton pushes add the point ``x`` and the Hessian ``H``."""
     return ({}, {**schema_fields("u", problem.p), **schema_fields("wbar", problem.p),
                  "ver": int, "c": float, "linc": int, "lver": int, "lsum": float,
                  "side": ("float64", (None,)), "sg": ("float64", (None,)),
+                 "cg": ("float64", (None,)),
                  "x": ("float64", (problem.p,)), "H": ("float64", (problem.p, problem.p))})
 
 
 def snapshot(state: CocoaState) -> dict:
-    """Own total, view and passes ``t``; the leader adds the latest gap and the certified model."""
+    """Own total, view and passes ``t`` (Newton: also the iterate ``x`` and ``round_s``, the
+    recent seconds per round); the leader adds the latest gap and the certified model."""
     passes = int(state.clock["steps"] // max(len(state.dual), 1))
     snap = {"u": state.u.copy(), "w": _view(state), "t": passes}
     if state.newton is not None:
         snap["x"] = state.w.copy()
-    cert = state.cert
-    if np.isfinite(cert["gap"]):
-        snap.update(gap=float(cert["gap"]), rel_gap=float(cert["rel_gap"]),
-                    primal=float(cert["primal"]))
-    if cert["certified"] is not None:
-        snap["certified"] = cert["certified"].copy()
+        snap["round_s"] = float(state.clock.get("round", 0.0))  # seconds per Newton round, recent
+    snap.update(snapshot_fields(state.cert))
     return snap
 
 
 def combine(problem: Problem, snapshots: list) -> np.ndarray:
     """The certified model if there is one, else ``sum_k u_k`` (else the mean of the views)."""
-    for s in snapshots:
-        if s is not None and "certified" in s:
-            return np.asarray(s["certified"], dtype=np.float64)
+    model = certified_model(snapshots)
+    if model is not None:
+        return model
     points = [np.asarray(s["x"], dtype=np.float64) for s in snapshots if s is not None and "x" in s]
     if points:  # local_solver="newton": the iterates, not sum u_k, are the models
         return np.mean(points, axis=0)
