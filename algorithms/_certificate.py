@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _kernels as K
+from . import _losses as _L
 from ._sdca_kernels import conjugate_sum
 
 __all__ = ["GapParts", "certificate_parts", "certified", "certified_model", "dual_point",
@@ -112,8 +113,9 @@ def certificate_parts(X, y, w, loss: int, fit_intercept: bool, dual: np.ndarray 
     """A partition's `GapParts` at model ``w`` and duals ``dual`` (default: `dual_point` of ``w``).
 
     ``X`` is a kernel matrix (`_kernels.as_kernel_matrix`) or anything it accepts.
-    Two passes over the rows. ``penalized_intercept``: certify the problem whose
-    intercept is a constant feature penalized like the others (asip-cocoa's).
+    Two passes over the rows (CSR with an unpenalized intercept: three).
+    ``penalized_intercept``: certify the problem whose intercept is a constant feature
+    penalized like the others (asip-cocoa's with SDCA).
     """
     Xk = K.as_kernel_matrix(X) if not isinstance(X, tuple) else X
     y = np.ascontiguousarray(y, dtype=np.float64)
@@ -121,21 +123,26 @@ def certificate_parts(X, y, w, loss: int, fit_intercept: bool, dual: np.ndarray 
     m = K.margins(Xk, w, fit_intercept)
     a = dual_point(loss, m, y) if dual is None else np.ascontiguousarray(dual, dtype=np.float64)
     d = w.shape[0] - int(fit_intercept)
-    g = np.zeros(d)
-    _weighted_rows(Xk, a, g)
-    parts = GapParts(len(y), float(K.loss_sum(Xk, y, w, loss, fit_intercept)),
+    side_w = None  # the second row weighting an unpenalized intercept needs
+    pos = y > 0
+    if fit_intercept and not penalized_intercept:
+        side_w = np.ones_like(a) if loss == K.SQUARED else np.where(pos, a, 0.0)
+    g, side_g = np.zeros(d), np.zeros(d)
+    if side_w is not None and not isinstance(Xk, tuple):  # dense: both in one pass over X
+        g[:], side_g[:] = np.stack([a, side_w]) @ Xk
+    else:
+        _weighted_rows(Xk, a, g)
+        if side_w is not None:
+            _weighted_rows(Xk, side_w, side_g)
+    # the loss sum from the margins already taken (one pass fewer than `K.loss_sum`)
+    parts = GapParts(len(y), float(_L.loss_value(loss, m, y).sum()),
                      float(conjugate_sum(loss, y, a)), g)
     if not fit_intercept:
         return parts
     if penalized_intercept:
         return parts._replace(g=np.append(g, a.sum()))
-    side_g = np.zeros(d)
     if loss == K.SQUARED:
-        _weighted_rows(Xk, np.ones_like(a), side_g)
         return parts._replace(side=np.array([a.sum(), y.sum()]), side_g=side_g, balance="mean")
-    pos = y > 0
-    a_pos = np.where(pos, a, 0.0)
-    _weighted_rows(Xk, a_pos, side_g)
     b = y * a
     side = np.array([b[pos].sum(), float(conjugate_sum(loss, y[pos], a[pos])), b[~pos].sum()])
     return parts._replace(side=side, side_g=side_g, balance="classes")

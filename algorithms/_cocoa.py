@@ -270,6 +270,16 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
             # restarted: announce the zero total (peers drop the old one) and wait for theirs
             return StepOutput(state, (_message(state, data, now), *_resyncs(state)), wait=0.02)
         clock["rejoining"] = False
+    if state.newton is not None and data.n_partitions > 1 and (
+            clock["answer"] is not None and data.index != LEADER
+            or data.index == LEADER and state.cert["wbar"] is not None
+            and len(state.cert["answers"]) == data.n_partitions - 1):
+        # certificate work first, a round (as long as a peer's) later: an answer goes out,
+        # or the leader closes its round, now -- the certified model lags the iterates by
+        # a message, not by two rounds
+        out = _message(state, data, now)
+        done = data.index == LEADER and _certify(state, data, out.payload, now, reopen=False)
+        return StepOutput(state, (out, *_resyncs(state)), done=done)
     wait = 0.0
     if data.n_partitions > 1 and clock["ahead"] >= params["max_ahead"] * data.n:
         # far ahead of the news: more steps against the same stale totals only polish this
@@ -409,8 +419,10 @@ def _parts_of(state: CocoaState, sender: int, pl: dict) -> GapParts | None:
                           balance="mean" if pb.loss == K.SQUARED else "classes")
 
 
-def _certify(state: CocoaState, data: LocalData, payload: dict, now: float) -> bool:
-    """The leader's round: close the open certificate, open a new one; True when certified."""
+def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
+             reopen: bool = True) -> bool:
+    """The leader's round: close the open certificate, open a new one (unless not
+    ``reopen``: its model has not moved since); True when certified."""
     cert, pb, params = state.cert, state.problem, state.params
     wbar = cert["wbar"]
     if wbar is not None and len(cert["answers"]) == data.n_partitions - 1:
@@ -428,7 +440,7 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float) -> b
     period = max(params["cert_period"], 4.0 * cert.get("cost", 0.0))
     # an answer was lost: ask again (not before a peer's Newton round could have ended)
     stale = now - cert["at"] >= 5 * period + 0.1 + 3.0 * state.clock.get("round", 0.0)
-    if (cert["wbar"] is None or stale) and now - cert["at"] >= period:
+    if reopen and (cert["wbar"] is None or stale) and now - cert["at"] >= period:
         wbar = _view(state)
         cert.update(ver=cert["ver"] + 1, wbar=wbar, at=now, answers={})
         payload.update(cert["x"].pub.publish(wbar, now, ver=cert["ver"]))

@@ -95,6 +95,7 @@ class LocalNewton:
         self.hessian_rows = int(hessian_rows)
         self.rng = np.random.default_rng(seed)
         self.cache = None  # (H, the margins where it was taken)
+        self.last = None  # (v, margins, phi', gradient) where the last solve ended
         self.passes = 0.0
 
     # the design matrix with the constant column, without building it
@@ -124,8 +125,10 @@ class LocalNewton:
         if self.sparse:
             H = (A.T @ A.multiply(c[:, None]).tocsr()).toarray()
             colsum = np.asarray(A.T @ c).ravel()
-        else:
-            H = A.T @ (A * c[:, None])
+        else:  # a symmetric rank-k update (half a product's flops) of B = diag(sqrt c) A
+            B = A * np.sqrt(c)[:, None]
+            U = sla.blas.dsyrk(1.0, B.T, trans=0)  # upper triangle of B^T B
+            H = np.triu(U) + np.triu(U, 1).T
             colsum = A.T @ c
         if self.fi:
             H = np.block([[H, colsum[:, None]], [colsum[None, :], np.array([[c.sum()]])]])
@@ -152,7 +155,9 @@ class LocalNewton:
         """
         loss, y, n, pen = self.loss, self.y, self.n, self.pen
         v = w0.copy()
-        m = self._mv(v)
+        last = self.last  # the previous round ended at w0: its margins and gradient hold
+        reuse = last is not None and np.array_equal(last[0], w0)
+        m = last[1] if reuse else self._mv(v)
         H, new = self.hessian_at(m)
         # the peers' quadratic models summed: S = sum H_k, Sb = sum H_k w_k, G = sum g_k
         S, Sb, G = c_missing * H, c_missing * (H @ w0), np.zeros_like(w0)
@@ -170,9 +175,12 @@ class LocalNewton:
 
         dec0 = f = None
         for it in range(max_iter + 1):
-            r = _L.loss_deriv(loss, m, y)
-            g_loss = self._rmv(r)
-            self.passes += 0.5
+            if it == 0 and reuse:
+                r, g_loss = last[2], last[3]
+            else:
+                r = _L.loss_deriv(loss, m, y)
+                g_loss = self._rmv(r)
+                self.passes += 0.5
             if it == max_iter:
                 break
             if f is None:  # absent peers: their gradient is this partition's at w0
@@ -195,6 +203,7 @@ class LocalNewton:
                     break
                 t *= 0.5
             v, m, f = vt, mt, ft
+        self.last = (v.copy(), m, r, g_loss)  # r, g_loss are at v on every exit
         dual = _L.loss_dual_clip(loss, -r, y)
         # the pushed share must be exactly A_j^T dual (the certificate pairs them)
         return v, dual, (-g_loss if np.array_equal(dual, -r) else self._rmv(dual)), H, new
