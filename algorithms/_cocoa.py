@@ -288,10 +288,14 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         # peer in the same spot (its news lost) must not wait for us forever
         wait = 0.005
     elif state.newton is not None:
-        before, t0 = state.newton.passes, time.perf_counter()
+        before, t0, c0 = state.newton.passes, time.perf_counter(), time.thread_time()
         _newton_round(state, data)
+        took = time.perf_counter() - t0
         # a peer's round takes about as long: its certificate answer may take that long too
-        clock["round"] = max(time.perf_counter() - t0, 0.5 * clock.get("round", 0.0))
+        clock["round"] = max(took, 0.5 * clock.get("round", 0.0))
+        # totals of wall and CPU seconds in rounds (CPU << wall: the thread was starved)
+        clock["rounds"] = [a + b for a, b in zip(clock.get("rounds", (0, 0.0, 0.0)),
+                                                 (1, took, time.thread_time() - c0))]
         clock["steps"] += max(int(round((state.newton.passes - before) * data.n)), 1)
         clock["ahead"] += data.n
     else:
@@ -459,13 +463,15 @@ def schema(problem: Problem) -> tuple[dict, dict]:
 
 
 def snapshot(state: CocoaState) -> dict:
-    """Own total, view and passes ``t`` (Newton: also the iterate ``x`` and ``round_s``, the
-    recent seconds per round); the leader adds the latest gap and the certified model."""
+    """Own total, view and passes ``t`` (Newton: also the iterate ``x``, its ``rounds`` and
+    their mean wall and thread-CPU seconds ``round_s``, ``round_cpu_s``); the leader adds the
+    latest gap and the certified model."""
     passes = int(state.clock["steps"] // max(len(state.dual), 1))
     snap = {"u": state.u.copy(), "w": _view(state), "t": passes}
     if state.newton is not None:
         snap["x"] = state.w.copy()
-        snap["round_s"] = float(state.clock.get("round", 0.0))  # seconds per Newton round, recent
+        count, wall, cpu = state.clock.get("rounds", (0, 0.0, 0.0))
+        snap.update(rounds=int(count), round_s=wall / max(count, 1), round_cpu_s=cpu / max(count, 1))
     snap.update(snapshot_fields(state.cert))
     return snap
 
