@@ -96,7 +96,8 @@ DEFAULTS = {
     "rejoin_wait": 0.3,
     "seed": None,
     "local_solver": "auto",  # "sdca", "newton" (smooth losses) or "auto" (`choose_local_solver`)
-    "newton_iter": 3,  # Newton iterations per round, at most (one data pass each)
+    "newton_iter": 2,  # Newton iterations per round, at most (one data pass each); 2: as
+    # few rounds as 3 in lockstep, and certified fits 1.5x sooner on 20k x 100 (2026-11-29)
     "newton_rtol": 1e-4,  # ...fewer once the Newton decrement fell by this factor
     "hessian_rows": None,  # rows sampled for a Hessian, at most; None: max(2000, 4 p) (dense)
 }
