@@ -49,7 +49,7 @@ import numpy as np
 
 from . import _kernels as K
 from . import _primal_cert as C
-from ._certificate import certified
+from ._certificate import certified, certified_model, snapshot_fields
 from . import _weights as W
 from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput
 from ._vr_kernels import anchor_pass, svrg_steps, svrg_steps_lazy, svrg_steps_scaled
@@ -428,19 +428,15 @@ def snapshot(state: SvrgState) -> dict:
     """Own iterate and epochs ``t``; the leader adds the gap and the certified anchor."""
     snap = {"w": state.w.copy(), "t": int(state.clock["epochs"]), "cnt": state.cnt,
             "anchors": int(state.clock["ver"])}
-    lead = state.lead
-    if np.isfinite(lead["gap"]):  # the latest anchor's gap (as asip-cocoa reports it)
-        snap.update(gap=float(lead["gap"]), rel_gap=float(lead["rel_gap"]))
-    if lead["certified"] is not None:
-        snap["certified"] = lead["certified"].copy()
+    snap.update(snapshot_fields(state.lead))  # the latest anchor's gap, as asip-cocoa's
     return snap
 
 
 def combine(problem: Problem, snapshots: list) -> np.ndarray:
     """The certified anchor if there is one, else the iterates averaged as in a step."""
-    for s in snapshots:
-        if s is not None and "certified" in s:
-            return np.asarray(s["certified"], dtype=np.float64)
+    model = certified_model(snapshots)
+    if model is not None:
+        return model
     got = [(j, s) for j, s in enumerate(snapshots) if s is not None and "w" in s]
     if not got:
         return np.zeros(problem.p)
