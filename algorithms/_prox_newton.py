@@ -49,6 +49,8 @@ import scipy.sparse as sp
 
 from . import _cd_kernels as C
 from . import _kernels as K
+from . import _model_dual as MD
+from ._hinge_smoothing import next_mu
 from ._barrier import Barrier
 from ._barrier import push_own as _push
 from ._base import Algorithm, LocalData, Problem, Start, StepOutput, latest_of
@@ -68,6 +70,7 @@ DEFAULTS = {
     "mu0": 2.0,  # hinge: first smoothing (> 1 puts every row of w = 0 on the curved band)
     "mu_min": 1e-7,  # hinge: smallest smoothing
     "kappa": 0.1,  # hinge: mu <= kappa * gap
+    "mu_shrink": 0.1,  # hinge: mu shrinks by at most this factor per iteration
     "hessian": "auto",  # "full": all-reduce the p x p Hessian; "local": GIANT-type; auto: by p
     "hessian_max": 512,  # "auto" all-reduces the full Hessian up to this many parameters
     "dense_pass": 5000,  # CD passes on the full model (each O(p^2)); ill-conditioned models
@@ -111,7 +114,7 @@ def init(problem: Problem, data: LocalData, params: dict) -> NewtonState:
            "a": np.zeros(n), "D": np.zeros(n), "G": np.zeros(p), "Hg": np.zeros(p),
            "dbar": np.zeros(p), "F": np.inf, "delta": 0.0, "gap": np.inf, "rel_gap": np.inf,
            "primal": np.inf, "own": None, "prev_own": None, "step": 0.0, "passes": 0,
-           "lam": float(params["damping"]),
+           "lam": float(params["damping"]), "dual_best": -np.inf,
            "full": params["hessian"] == "full" or (params["hessian"] == "auto"
                                                    and p <= params["hessian_max"]),
            "phase": "run" if data.incarnation == 0 else "rejoin", "started": None}
@@ -144,6 +147,8 @@ def _round_a(state: NewtonState, data: LocalData) -> dict:
     out = {"w": w.copy(), "mu": mem["mu"], "lam": mem["lam"], "n": data.n,
            "sloss": float(sloss), "loss": parts.loss_sum, "conj": parts.conj_sum, "g": parts.g,
            "asum": float(mem["a"].sum())}
+    if np.isfinite(mem["dual_best"]):  # peers (a restarted one) learn the best dual seen
+        out["dbest"] = float(mem["dual_best"])
     if mem["full"]:
         out["hess"] = _local_hessian(state, mem["D"]).ravel()
     else:
@@ -195,9 +200,11 @@ def _round_c(state: NewtonState, data: LocalData) -> dict:
     C.csc_matvec(*state.csc, mem["dbar"], b, q)
     ts = np.zeros(N_TRIALS)
     C.trial_losses(pb.loss, mem["m"], q, data.y, _mu(pb, mem), _steps(state), ts)
+    dual = MD.model_dual(pb.loss, mem["a"], mem["D"], q, data.y)  # the model's own duals
     return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"],
             "dbar": mem["dbar"].copy(), "ts": ts,
-            "F": float(mem["F"]), "delta": float(mem["delta"])}
+            "F": float(mem["F"]), "delta": float(mem["delta"]),
+            **MD.model_dual_fields(data.X, data.y, mem["w"], pb.loss, pb.fit_intercept, dual)}
 
 
 def _steps(state: NewtonState) -> np.ndarray:
@@ -241,15 +248,16 @@ def _gather_a(state: NewtonState, parts: list) -> bool:
                        None if "side" not in c else ("mean" if pb.loss == K.SQUARED
                                                      else "classes"))
               for c in parts]
-    primal, _, gap = gap_from_parts(gparts, w, pb.alpha, pb.penalty)
-    mem["primal"], mem["gap"] = primal, max(gap, 0.0)
+    primal, dual, _ = gap_from_parts(gparts, w, pb.alpha, pb.penalty)
+    mem["dual_best"] = MD.best(mem["dual_best"], dual, *(c.get("dbest") for c in parts))
+    mem["primal"], mem["gap"] = primal, max(primal - mem["dual_best"], 0.0)
     mem["rel_gap"] = mem["gap"] / max(abs(primal), 1e-300)
     if mem["full"]:  # every operator solves the same model: no round B
         _full_direction(state, parts)
     else:
         mem["Hg"] = np.sum([c["hd"] for c in parts], axis=0) / n
     if pb.loss == K.HINGE:  # the next iteration's smoothing follows the certified gap
-        mem["mu_next"] = min(mem["mu"], max(params["mu_min"], params["kappa"] * mem["gap"]))
+        mem["mu_next"] = next_mu(mem["mu"], mem["gap"], params)
     return certified(mem["rel_gap"], params["tol"])
 
 
@@ -287,6 +295,13 @@ def _set_direction(state: NewtonState, d: np.ndarray) -> None:
         mem["delta"] += _reg(pb, w + d) - _reg(pb, w)
 
 
+def _balance(pb: Problem) -> str | None:
+    """How `_certificate` makes the duals meet the intercept's constraint (None: no intercept)."""
+    if not pb.fit_intercept:
+        return None
+    return "mean" if pb.loss == K.SQUARED else "classes"
+
+
 def _gather_c(state: NewtonState, parts: list, ref: dict) -> None:
     """The first trial step with the Armijo decrease; the iterate moves there."""
     pb, mem, params = state.problem, state.mem, state.params
@@ -299,15 +314,17 @@ def _gather_c(state: NewtonState, parts: list, ref: dict) -> None:
         if Ft <= F + params["sigma"] * t * delta and Ft < best:
             step, best = float(t), Ft
     mem["step"] = step
+    mem["dual_best"] = MD.best(mem["dual_best"], MD.model_dual_value(
+        parts, w, pb.alpha, pb.penalty, _balance(pb)))
     if step > 0.0:
         mem["w"] = w + step * d
-    mem["mu"] = mem.pop("mu_next", mem["mu"])
     # Levenberg-Marquardt-style damping of this operator's own model (it need not match its
     # peers': any average of the local solutions is a descent direction)
     if step >= 1.0:
         mem["lam"] = max(mem["lam"] * 0.1, 1e-12)
     elif step < 0.25:
         mem["lam"] = min(mem["lam"] * (10.0 if step > 0.0 else 1000.0), 1e12)
+    mem["mu"] = mem.pop("mu_next", mem["mu"])
     mem["it"] += 1
 
 
@@ -382,7 +399,7 @@ def schema(problem: Problem) -> tuple[dict, dict]:
               "conj": float, "g": ("float64", (d,)), "asum": float, "hd": ("float64", (p,)),
               "side": ("float64", (2 if problem.loss == K.SQUARED else 3,)), "side_g": ("float64", (d,)),
               "dk": ("float64", (p,)), "lam": float, "hess": ("float64", (p * p,)), "dbar": ("float64", (p,)), "ts": ("float64", (N_TRIALS,)),
-              "F": float, "delta": float}
+              "F": float, "delta": float, "dbest": float, **MD.schema_fields(problem)}
     always = ("w", "mu", "lam")  # every round's contribution carries these
     required = {"k": int, "has_prev": bool, **{f"c_{key}": fields[key] for key in always}}
     optional = {f"{pre}_{key}": v for key, v in fields.items() for pre in ("c", "p")
