@@ -51,9 +51,14 @@ def _smooth(loss, m, y, mu):
 
 
 @njit(**_JIT)
-def row_curvature(loss, m, y, mu, a, D):
+def row_curvature(loss, m, y, mu, a, D, floor):
     """Per row: ``a_i = -phi_mu'(m_i)`` (a feasible dual) and ``D_i = phi_mu''(m_i)``.
 
+    Hinge rows off the curved band get ``D_i = floor * c_i`` instead of 0, with
+    ``c_i = 1 / (2 |z_i| + mu)``-type the smallest curvature of a quadratic upper
+    bound of ``phi_mu`` at ``z_i = 1 - y_i m_i`` (Huber's majorizer): the Newton model
+    then sees the kinks it would otherwise step across (``floor = 1``: every step
+    of the model decreases the surrogate; 0: the plain Hessian).
     Returns the surrogate's loss sum ``sum_i phi_mu(m_i, y_i)``.
     """
     s = 0.0
@@ -61,6 +66,9 @@ def row_curvature(loss, m, y, mu, a, D):
         v, d1, d2 = _smooth(loss, m[i], y[i], mu)
         s += v
         a[i] = -d1
+        if loss == _L.HINGE and d2 == 0.0 and floor > 0.0:
+            z = 1.0 - y[i] * m[i]
+            d2 = floor / (2.0 * z - mu if z >= mu else mu - 2.0 * z)
         D[i] = d2
     return s
 

@@ -50,7 +50,7 @@ import scipy.sparse as sp
 from . import _cd_kernels as C
 from . import _kernels as K
 from . import _model_dual as MD
-from ._hinge_smoothing import next_mu
+from ._hinge_smoothing import curvature_floor, next_mu
 from ._barrier import Barrier
 from ._barrier import push_own as _push
 from ._base import Algorithm, LocalData, Problem, Start, StepOutput, latest_of
@@ -70,6 +70,9 @@ DEFAULTS = {
     "mu0": 2.0,  # hinge: first smoothing (> 1 puts every row of w = 0 on the curved band)
     "mu_min": 1e-7,  # hinge: smallest smoothing
     "kappa": 0.1,  # hinge: mu <= kappa * gap
+    "curv_floor": None,  # hinge: off-band rows' curvature as a fraction of their majorizer's
+    # (`_cd_kernels.row_curvature`); None: 1 with local Hessians (averaged local models
+    # overshoot the kinks), 0 with the full one (exact Newton; the majorizer slows it)
     "mu_shrink": 0.1,  # hinge: mu shrinks by at most this factor per iteration
     "hessian": "auto",  # "full": all-reduce the p x p Hessian; "local": GIANT-type; auto: by p
     "hessian_max": 512,  # "auto" all-reduces the full Hessian up to this many parameters
@@ -118,6 +121,7 @@ def init(problem: Problem, data: LocalData, params: dict) -> NewtonState:
            "full": params["hessian"] == "full" or (params["hessian"] == "auto"
                                                    and p <= params["hessian_max"]),
            "phase": "run" if data.incarnation == 0 else "rejoin", "started": None}
+    mem["floor"] = curvature_floor(params["curv_floor"], mem["full"])
     rows = mat.tocsr()
     csr = (np.ascontiguousarray(rows.data, dtype=np.float64),
            np.ascontiguousarray(rows.indices, dtype=np.int64),
@@ -139,10 +143,11 @@ def _mu(pb: Problem, mem: dict) -> float:
 # ---------------------------------------------------------------------- contributions
 def _round_a(state: NewtonState, data: LocalData) -> dict:
     """Loss sums, gradient share, Hessian diagonal and gap parts at the common iterate."""
-    pb, mem = state.problem, state.mem
+    pb, mem, params = state.problem, state.mem, state.params
     w = mem["w"]
     mem["m"] = np.asarray(K.margins(data.X, w, pb.fit_intercept))
-    sloss = C.row_curvature(pb.loss, mem["m"], data.y, _mu(pb, mem), mem["a"], mem["D"])
+    sloss = C.row_curvature(pb.loss, mem["m"], data.y, _mu(pb, mem), mem["a"], mem["D"],
+                              mem["floor"])
     parts = certificate_parts(data.X, data.y, w, pb.loss, pb.fit_intercept, dual=mem["a"])
     out = {"w": w.copy(), "mu": mem["mu"], "lam": mem["lam"], "n": data.n,
            "sloss": float(sloss), "loss": parts.loss_sum, "conj": parts.conj_sum, "g": parts.g,
