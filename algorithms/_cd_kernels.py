@@ -115,6 +115,18 @@ def trial_losses(loss, m, q, y, mu, steps, out):
 
 
 @njit(**_JIT)
+def _prox_step(z, g, h, alpha):
+    """A coordinate's exact minimizer of ``g t + h t^2 / 2 + alpha |z + t|``, as ``z + t``.
+
+    The soft-threshold of the Newton point ``z - g / h`` at ``alpha / h`` (``alpha = 0``:
+    an unpenalized coordinate, the Newton point itself).
+    """
+    u = z - g / h
+    thr = alpha / h
+    return u - thr if u > thr else (u + thr if u < -thr else 0.0)
+
+
+@njit(**_JIT)
 def cd_subproblem(data, indices, indptr, fit_intercept, D, G, extra, w, alpha, max_pass,
                   tol, delta, q):
     """Coordinate descent on the l1-regularized quadratic model of one partition.
@@ -162,9 +174,7 @@ def cd_subproblem(data, indices, indptr, fit_intercept, D, G, extra, w, alpha, m
                     s += D[indices[k]] * data[k] * q[indices[k]]
                 g = G[j] + s + extra[j] * delta[j]
                 z = w[j] + delta[j]
-                u = z - g / hj
-                thr = alpha / hj
-                znew = u - thr if u > thr else (u + thr if u < -thr else 0.0)
+                znew = _prox_step(z, g, hj, alpha)
                 if full:
                     active[j] = not (znew == 0.0 and z == 0.0 and abs(g) < alpha)
             else:
@@ -221,12 +231,7 @@ def cd_dense(H, G, w, n_coef, alpha, lam, max_pass, tol, delta):
                 continue
             g = G[j] + r[j] + lam * delta[j]
             z = w[j] + delta[j]
-            u = z - g / hj
-            if j < n_coef:
-                thr = alpha / hj
-                znew = u - thr if u > thr else (u + thr if u < -thr else 0.0)
-            else:
-                znew = u
+            znew = _prox_step(z, g, hj, alpha if j < n_coef else 0.0)
             step = znew - z
             if step != 0.0:
                 delta[j] += step
