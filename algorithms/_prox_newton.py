@@ -73,7 +73,7 @@ DEFAULTS = {
     "curv_floor": None,  # hinge: off-band rows' curvature as a fraction of their majorizer's
     # (`_cd_kernels.row_curvature`); None: 1 with local Hessians (averaged local models
     # overshoot the kinks), 0 with the full one (exact Newton; the majorizer slows it)
-    "mu_shrink": 0.1,  # hinge: mu shrinks by at most this factor per iteration
+    "mu_shrink": 0.01,  # hinge: mu shrinks by at most this factor per iteration
     "hessian": "auto",  # "full": all-reduce the p x p Hessian; "local": GIANT-type; auto: by p
     "hessian_max": 512,  # "auto" all-reduces the full Hessian up to this many parameters
     "dense_pass": 5000,  # CD passes on the full model (each O(p^2)); ill-conditioned models
