@@ -38,12 +38,9 @@ import numpy as np
 
 from . import _kernels as K
 from . import _primal_cert as C
-from ._certificate import certified
-from ._admm_core import LocalSolver, default_rho, local_solve, new_local_solver, z_update
-from ._barrier import Barrier
-from ._barrier import push_own as _push
-from ._barrier import rejoin
-from ._base import Algorithm, LocalData, Problem, Start, StepOutput, latest_of
+from ._admm_core import LocalSolver, local_solve, setup, z_update
+from ._barrier import Barrier, barrier_step, latest_model
+from ._base import Algorithm, LocalData, Problem, Start, StepOutput
 
 __all__ = ["ADMMState", "ALGORITHM", "init", "local_step"]
 
@@ -70,30 +67,28 @@ class ADMMState(NamedTuple):
     rho: float
     solver: LocalSolver
     barrier: Barrier
-    mem: dict  # k, x, y, z, own, prev_own, phase, started, best_dual, gap, rel_gap, certified
+    mem: dict  # k, x, y, z, own, prev_own, phase, started, best_dual, gap, rel_gap, certified,
+    # warmup (a restarted operator's first x step runs 4x the local epochs)
     certify: bool  # a certificate exists for this problem (see the module docstring)
 
 
 def init(problem: Problem, data: LocalData, params: dict) -> ADMMState:
-    rho = params["rho"] if params["rho"] is not None else default_rho(problem, params["rho_rule"])
-    if not 0.0 < params["relaxation"] < 2.0:
-        raise ValueError(f"relaxation must be in (0, 2) for solver 'admm', got "
-                         f"{params['relaxation']!r}")
-    seed = params["seed"]
-    seed = (0 if seed is None else seed) * 1_000_003 + data.index * 7919 + data.incarnation
+    rho, solver = setup(problem, data, params, "admm")
     p = problem.p
     mem = {"k": 0, "x": np.zeros(p), "y": np.zeros(p), "z": np.zeros(p), "own": None,
            "prev_own": None, "phase": "run" if data.incarnation == 0 else "rejoin",
            "started": None, "best_dual": -np.inf, "gap": np.inf, "rel_gap": np.inf,
-           "certified": None}
+           "certified": None, "warmup": data.incarnation > 0}
     weighted = data.sw is not None
     certify = C.certifiable(problem, weighted) and not (weighted and problem.loss == K.HINGE)
-    return ADMMState(problem, params, float(rho), new_local_solver(problem, data, seed),
-                     Barrier(data.index, data.n_partitions), mem, certify)
+    return ADMMState(problem, params, rho, solver, Barrier(data.index, data.n_partitions), mem,
+                     certify)
 
 
-def _x_step(state: ADMMState, data: LocalData, epochs: int) -> dict:
+def _x_step(state: ADMMState, data: LocalData) -> dict:
+    """The local x update and this round's contribution (4x the epochs after a restart)."""
     mem = state.mem
+    epochs = state.params["local_epochs"] * (4 if mem.pop("warmup", False) else 1)
     v = mem["z"] - mem["y"] / state.rho
     x = local_solve(state.solver, state.problem, data, v, state.rho, epochs)
     gamma = state.params["relaxation"]  # over-relaxation: z and y steps see gamma x + (1-gamma) z
@@ -120,34 +115,23 @@ def _certify(state: ADMMState, parts: list, z: np.ndarray) -> bool:
         return False
     primal, dual, _ = C.relative_gap(pb, [C.decode(pb, pb.sizes[j], c)
                                           for j, c in enumerate(parts)], z)
-    mem["best_dual"] = max(mem["best_dual"], dual)  # any feasible dual bounds P*
-    mem["gap"] = primal - mem["best_dual"]
-    mem["rel_gap"] = mem["gap"] / max(abs(primal), 1e-300)
-    if certified(mem["rel_gap"], state.params["tol"]):
-        mem["certified"] = z.copy()
-        return True
-    return False
+    return C.record_gap(mem, primal, dual, z, state.params["tol"])
+
+
+def _adopt(state: ADMMState, data: LocalData, k: int, fields: dict) -> None:
+    """A restarted operator takes its peers' round and consensus ``z`` (its dual stays 0)."""
+    state.mem["k"], state.mem["z"] = k, np.array(fields["z"])
 
 
 def local_step(state: ADMMState, data: LocalData, inbox, now: float) -> StepOutput:
     """Wait for round ``k``; when complete, do the z and y updates and the next x step."""
-    mem, params, bar, pb = state.mem, state.params, state.barrier, state.problem
-    bar.absorb(inbox)
-    if mem["started"] is None:
-        mem["started"] = now
-    if mem["phase"] == "rejoin":
-        if rejoin(state, data.n_partitions, now, "z"):
-            return StepOutput(state, wait=params["poll_wait"])
-        mem["own"] = _x_step(state, data, 4 * params["local_epochs"])
-        return StepOutput(state, _push(state, now))
-    if mem["own"] is None:
-        mem["own"] = _x_step(state, data, params["local_epochs"])
-        return StepOutput(state, _push(state, now))
-    k = mem["k"]
-    if not bar.complete(k):
-        out = _push(state, now) if bar.should_resend(now, params["resend_after"]) else ()
-        return StepOutput(state, out, wait=params["poll_wait"])
-    parts = bar.gather(k, mem["own"])
+    return barrier_step(state, data, inbox, now, contribute=_x_step, reduce=_reduce,
+                        adopt=_adopt)
+
+
+def _reduce(state: ADMMState, data: LocalData, parts: list, k: int) -> bool:
+    """The z and dual updates from round ``k``'s contributions; True stops."""
+    mem, params, pb = state.mem, state.params, state.problem
     xs = np.array([c["x"] for c in parts])
     ys = np.array([c["y"] for c in parts])
     z_old = mem["z"]
@@ -163,13 +147,7 @@ def local_step(state: ADMMState, data: LocalData, inbox, now: float) -> StepOutp
         done = True
     mem["z"] = z
     mem["y"] = mem["y"] + state.rho * (mem["x"] - z)
-    mem["k"] = k + 1
-    bar.prune(k + 1)
-    if done:
-        return StepOutput(state, done=True)
-    mem["prev_own"] = mem["own"]
-    mem["own"] = _x_step(state, data, params["local_epochs"])
-    return StepOutput(state, _push(state, now), wait=params["poll_wait"])
+    return done
 
 
 def schema(problem: Problem) -> tuple[dict, dict]:
@@ -195,11 +173,6 @@ def snapshot(state: ADMMState) -> dict:
     return snap
 
 
-def combine(problem: Problem, snapshots: list) -> np.ndarray:
-    s = latest_of(snapshots, "k")
-    return np.zeros(problem.p) if s is None else np.asarray(s["w"], dtype=np.float64)
-
-
-ALGORITHM = Algorithm("admm", init, local_step, snapshot, combine, DEFAULTS,
+ALGORITHM = Algorithm("admm", init, local_step, snapshot, latest_model, DEFAULTS,
                       deterministic=True, uses_tol=True, schema=schema, resume=resume,
                       sample_weight=True)

@@ -36,7 +36,7 @@ from numba import njit
 from . import _kernels as K
 from ._base import LocalData, Problem
 
-__all__ = ["LocalSolver", "default_rho", "local_solve", "new_local_solver", "z_update"]
+__all__ = ["LocalSolver", "default_rho", "local_solve", "new_local_solver", "setup", "z_update"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,18 @@ class LocalSolver(NamedTuple):
     dual: np.ndarray
     dvec: np.ndarray
     rng: np.ndarray
+
+
+def setup(problem: Problem, data: LocalData, params: dict, name: str) -> tuple[float, LocalSolver]:
+    """``rho`` (given, else `default_rho` by ``rho_rule``) and this operator's local solver,
+    seeded per partition and incarnation; ``name``: the solver, for the error message."""
+    rho = params["rho"] if params["rho"] is not None else default_rho(problem, params["rho_rule"])
+    if not 0.0 < params["relaxation"] < 2.0:
+        raise ValueError(f"relaxation must be in (0, 2) for solver {name!r}, got "
+                         f"{params['relaxation']!r}")
+    seed = params["seed"]
+    seed = (0 if seed is None else seed) * 1_000_003 + data.index * 7919 + data.incarnation
+    return float(rho), new_local_solver(problem, data, seed)
 
 
 def new_local_solver(problem: Problem, data: LocalData, seed: int | None) -> LocalSolver:

@@ -54,7 +54,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._admm_core import LocalSolver, default_rho, local_solve, new_local_solver, z_update
+from ._admm_core import LocalSolver, local_solve, setup, z_update
 from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput
 from ._rejoin import PeerStates
 
@@ -86,17 +86,12 @@ class AsyncADMMState(NamedTuple):
 
 
 def init(problem: Problem, data: LocalData, params: dict) -> AsyncADMMState:
-    rho = params["rho"] if params["rho"] is not None else default_rho(problem, params["rho_rule"])
-    if not 0.0 < params["relaxation"] < 2.0:
-        raise ValueError(f"relaxation must be in (0, 2) for solver 'asip-admm', got "
-                         f"{params['relaxation']!r}")
-    seed = params["seed"]
-    seed = (0 if seed is None else seed) * 1_000_003 + data.index * 7919 + data.incarnation
+    rho, solver = setup(problem, data, params, "asip-admm")
     p = problem.p
     mem = {"x": np.zeros(p), "y": np.zeros(p), "y_used": np.zeros(p), "z": np.zeros(p), "k": 0,
            "pushed": -np.inf, "started": None,
            "phase": "run" if data.incarnation == 0 else "rejoin"}
-    return AsyncADMMState(problem, params, float(rho), new_local_solver(problem, data, seed),
+    return AsyncADMMState(problem, params, rho, solver,
                           PeerStates(("x", "y"), "k", expecting=data.incarnation > 0), mem)
 
 

@@ -15,6 +15,12 @@ Robustness without acknowledgements:
 * duplicates are harmless (contributions are keyed by round and sender);
 * a restarted operator joins at the lowest round its peers are at
   (`join_round`), reading what it needs from their messages.
+
+`barrier_step` is the round skeleton every barrier solver shares (absorb, wait
+or resend, gather all ``N`` contributions, reduce, push the next round's);
+a solver plugs in three pure pieces: its contribution, its reduction (the
+update step and the stop decision) and how a restarted operator adopts a
+peer's state. `latest_model` is their common ``combine``.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ import logging
 
 import numpy as np
 
-from ._base import Outgoing
+from typing import Callable
 
-__all__ = ["Barrier", "push_own", "rejoin"]
+from ._base import Outgoing, Problem, StepOutput, latest_of
+
+__all__ = ["Barrier", "barrier_step", "latest_model", "push_own", "rejoin"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,20 +120,64 @@ def push_own(state, now: float) -> tuple:
     return (Outgoing(msg),)
 
 
-def rejoin(state, n_partitions: int, now: float, model_key: str) -> bool:
+def rejoin(state, data, now: float, adopt: Callable) -> bool:
     """A restarted barrier solver's first steps: True while it should keep waiting.
 
     It waits (up to ``params["rejoin_wait"]`` s from its first step,
-    ``mem["started"]``) to hear from every peer, then takes the lowest round they are
-    at and that peer's model (``model_key``, e.g. ``"w"`` or ``"z"``) and goes back to
-    ``phase = "run"``.
+    ``mem["started"]``) to hear from every peer, then calls ``adopt(state, data, k, fields)``
+    with the lowest round they are at and that peer's current fields (not at all if it
+    heard from none) and goes back to ``phase = "run"``.
     """
     mem, bar = state.mem, state.barrier
-    if len(bar.latest) < n_partitions - 1 and now - mem["started"] < state.params["rejoin_wait"]:
+    waited = now - mem["started"]
+    if len(bar.latest) < data.n_partitions - 1 and waited < state.params["rejoin_wait"]:
         return True
     joined = bar.join_round()
     if joined is not None:
-        mem["k"], fields = joined
-        mem[model_key] = np.array(fields[model_key])
+        adopt(state, data, *joined)
     mem["phase"] = "run"
     return False
+
+
+def barrier_step(state, data, inbox, now: float, *, contribute: Callable,
+                 reduce: Callable, adopt: Callable) -> StepOutput:
+    """One ``local_step`` of a barrier solver: wait for round ``k``, reduce it, push ``k + 1``.
+
+    ``state`` has ``params``, ``barrier`` and ``mem`` (with ``k``, ``own``,
+    ``prev_own``, ``phase``, ``started``). The solver supplies the math:
+
+    * ``contribute(state, data) -> dict``: this partition's contribution to round
+      ``mem["k"]``;
+    * ``reduce(state, data, parts, k) -> bool``: the update from all ``N``
+      contributions in partition order (identical on every operator); True stops;
+    * ``adopt(state, data, k, fields)``: a restarted operator takes round ``k`` and the
+      state a peer sent (see `rejoin`).
+    """
+    mem, params, bar = state.mem, state.params, state.barrier
+    bar.absorb(inbox)
+    if mem["started"] is None:
+        mem["started"] = now
+    if mem["phase"] == "rejoin" and rejoin(state, data, now, adopt):
+        return StepOutput(state, wait=params["poll_wait"])
+    if mem["own"] is None:  # the first contribution of this incarnation
+        mem["own"] = contribute(state, data)
+        return StepOutput(state, push_own(state, now))
+    k = mem["k"]
+    if not bar.complete(k):
+        out = push_own(state, now) if bar.should_resend(now, params["resend_after"]) else ()
+        return StepOutput(state, out, wait=params["poll_wait"])
+    done = reduce(state, data, bar.gather(k, mem["own"]), k)
+    bar.prune(k + 1)
+    mem["k"] = k + 1
+    mem["prev_own"] = mem["own"]
+    if done:
+        return StepOutput(state, done=True)
+    mem["own"] = contribute(state, data)
+    return StepOutput(state, push_own(state, now), wait=params["poll_wait"])
+
+
+def latest_model(problem: Problem, snapshots: list) -> np.ndarray:
+    """``combine`` for barrier solvers: every operator holds the same model, take the most
+    advanced one (zeros if none reported)."""
+    s = latest_of(snapshots, "k")
+    return np.zeros(problem.p) if s is None else np.asarray(s["w"], dtype=np.float64)

@@ -155,8 +155,10 @@ def _outcome(algo, problem, n_tasks, snapshots, trace, elapsed, stopped_by, rest
     points = combined_over_time(algo, problem, trace, n_tasks)
     if elapsed is None:  # cut short: the stage's clock stopped at the last report
         elapsed = max((float(e.time) for e in trace), default=0.0)
-    # the final model closes the trace (reports sent just before a STOP can be lost)
-    points.append((float(elapsed), w))
+    # the final model closes the trace (reports sent just before a STOP can be lost); never
+    # before the last report: the reports' stage times come from the workers' clocks, which
+    # can run a few ms ahead of the driver's ``elapsed`` (seen: 1.0025 s, then 0.9999 s)
+    points.append((max([float(elapsed)] + [float(t) for t, _ in points]), w))
     n_iter = n_iter_of(snapshots)
     return FitOutcome(w, tuple(snapshots), points, n_iter,
                       stop_reason(stopped_by, algo, n_iter, max_iter), restarts, stage_result,

@@ -59,11 +59,9 @@ import numpy as np
 
 from . import _kernels as K
 from . import _primal_cert as C
-from ._certificate import certified
 from . import _weights as W
-from ._barrier import Barrier
-from ._barrier import push_own as _push
-from ._base import Algorithm, LocalData, Problem, Start, StepOutput, latest_of
+from ._barrier import Barrier, barrier_step, latest_model
+from ._base import Algorithm, LocalData, Problem, Start, StepOutput
 
 __all__ = ["ALGORITHM", "GDState", "init", "local_step"]
 
@@ -143,49 +141,28 @@ def _certify(state: GDState, parts: list, x: np.ndarray) -> bool:
     gp = [C.free_parts(pb, pb.sizes[j], x, c["f"], c["g"], c.get("side"), c.get("side_g"))
           for j, c in enumerate(parts)]
     primal, dual, _ = C.relative_gap(pb, gp, x)
-    mem["best_dual"] = max(mem["best_dual"], dual)  # any feasible dual bounds P*
-    mem["gap"] = primal - mem["best_dual"]
-    mem["rel_gap"] = mem["gap"] / max(abs(primal), 1e-300)
-    mem["gap_w"] = x
-    if certified(mem["rel_gap"], state.params["tol"]):
-        mem["certified"] = x.copy()
-        return True
-    return False
+    return C.record_gap(mem, primal, dual, x, state.params["tol"])
 
 
-def _rejoin(state: GDState, data: LocalData, now: float) -> bool:
-    """A restarted operator: True while it waits; then it takes a peer's round and state."""
-    mem, bar = state.mem, state.barrier
-    if len(bar.latest) < data.n_partitions - 1 and now - mem["started"] < state.params["rejoin_wait"]:
-        return True
-    joined = bar.join_round()
-    if joined is not None:
-        mem["k"], fields = joined
-        for key in ("base", "gbase"):
-            mem[key] = np.array(fields[key], dtype=np.float64)
-        mem["fbase"], mem["L"] = float(fields["fbase"]), float(fields["L"])
-        mem["point"] = _trial(state.problem, mem["base"], mem["gbase"], mem["L"])
-    mem["phase"] = "run"
-    return False
+def _adopt(state: GDState, data: LocalData, k: int, fields: dict) -> None:
+    """A restarted operator takes a peer's round and the state its trial point came from."""
+    mem = state.mem
+    mem["k"] = k
+    for key in ("base", "gbase"):
+        mem[key] = np.array(fields[key], dtype=np.float64)
+    mem["fbase"], mem["L"] = float(fields["fbase"]), float(fields["L"])
+    mem["point"] = _trial(state.problem, mem["base"], mem["gbase"], mem["L"])
 
 
 def local_step(state: GDState, data: LocalData, inbox, now: float) -> StepOutput:
     """Wait for round ``k``'s contributions; when all are in, step and push round ``k+1``'s."""
-    mem, params, bar, pb = state.mem, state.params, state.barrier, state.problem
-    bar.absorb(inbox)
-    if mem["started"] is None:
-        mem["started"] = now
-    if mem["phase"] == "rejoin":
-        if _rejoin(state, data, now):
-            return StepOutput(state, wait=params["poll_wait"])
-    if mem["own"] is None:  # first contribution of this incarnation
-        mem["own"] = _contribution(state, data)
-        return StepOutput(state, _push(state, now))
-    k = mem["k"]
-    if not bar.complete(k):
-        out = _push(state, now) if bar.should_resend(now, params["resend_after"]) else ()
-        return StepOutput(state, out, wait=params["poll_wait"])
-    parts = bar.gather(k, mem["own"])
+    return barrier_step(state, data, inbox, now, contribute=_contribution, reduce=_reduce,
+                        adopt=_adopt)
+
+
+def _reduce(state: GDState, data: LocalData, parts: list, k: int) -> bool:
+    """Round ``k``'s step from all contributions (the same on every operator); True stops."""
+    mem, params, pb = state.mem, state.params, state.problem
     n = pb.n_total
     G = np.sum([c["g"] for c in parts], axis=0) / n
     Fs = sum(float(c["f"]) for c in parts) / n
@@ -221,13 +198,8 @@ def local_step(state: GDState, data: LocalData, inbox, now: float) -> StepOutput
         mem["base"] = new  # no line search: the state is the point itself (L = 0)
     if params["max_iter"] is not None and k + 1 >= params["max_iter"]:
         done = True
-    bar.prune(k + 1)
-    mem["k"], mem["point"] = k + 1, new
-    mem["prev_own"] = mem["own"]
-    if done:
-        return StepOutput(state, done=True)
-    mem["own"] = _contribution(state, data)
-    return StepOutput(state, _push(state, now), wait=params["poll_wait"])
+    mem["point"] = new
+    return done
 
 
 def schema(problem: Problem) -> tuple[dict, dict]:
@@ -265,12 +237,6 @@ def snapshot(state: GDState) -> dict:
     return snap
 
 
-def combine(problem: Problem, snapshots: list) -> np.ndarray:
-    """Every operator holds the same model: take the most advanced one."""
-    s = latest_of(snapshots, "k")
-    return np.zeros(problem.p) if s is None else np.asarray(s["w"], dtype=np.float64)
-
-
-ALGORITHM = Algorithm("gd", init, local_step, snapshot, combine, DEFAULTS,
+ALGORITHM = Algorithm("gd", init, local_step, snapshot, latest_model, DEFAULTS,
                       deterministic=True, uses_tol=True, schema=schema, resume=resume,
                       sample_weight=True)

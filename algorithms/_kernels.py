@@ -232,6 +232,17 @@ def _randint(rng, n):
 
 
 @njit(**_JIT)
+def _draw_batch(X, y, loss, fit_intercept, x, rng, n, scale, idx, dv):
+    """A mini-batch: ``len(idx)`` rows drawn uniformly with replacement into ``idx``, and
+    ``dv[k] = scale * phi'(m_k)``, their loss derivatives at ``x`` (all drawn first)."""
+    for k in range(idx.shape[0]):
+        idx[k] = _randint(rng, n)
+    for k in range(idx.shape[0]):
+        i = idx[k]
+        dv[k] = _dphi(loss, _margin(X, i, x, fit_intercept), y[i]) * scale
+
+
+@njit(**_JIT)
 def prox_inplace(w, n_coef, pen, alpha, step):
     """Apply ``prox_{step R}`` to ``w[:n_coef]`` in place (the intercept is left alone)."""
     t = step * alpha
@@ -423,11 +434,7 @@ def rda_steps(X, y, loss, fit_intercept, n_steps, batch, rng, G, t, share, C, T_
     idx = np.empty(batch, dtype=np.int64)
     dv = np.empty(batch)
     for _ in range(n_steps):
-        for k in range(batch):
-            idx[k] = _randint(rng, n)
-        for k in range(batch):
-            i = idx[k]
-            dv[k] = _dphi(loss, _margin(X, i, x, fit_intercept), y[i]) * scale
+        _draw_batch(X, y, loss, fit_intercept, x, rng, n, scale, idx, dv)
         for k in range(batch):
             if dv[k] != 0.0:
                 row_axpy(X, idx[k], dv[k], G)
@@ -606,11 +613,7 @@ def sgd_steps(X, y, loss, fit_intercept, n_steps, batch, rng, weight, x, S, P, c
         T = count[0] + T_peers
         eta = _sgd_step_size(eta0, mu, tau, T)
         c = eta * weight / batch
-        for k in range(batch):
-            idx[k] = _randint(rng, n)
-        for k in range(batch):
-            i = idx[k]
-            dv[k] = _dphi(loss, _margin(X, i, x, fit_intercept), y[i]) * c
+        _draw_batch(X, y, loss, fit_intercept, x, rng, n, c, idx, dv)
         for k in range(batch):
             if dv[k] != 0.0:
                 row_axpy(X, idx[k], -dv[k], x)

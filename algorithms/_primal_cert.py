@@ -27,10 +27,10 @@ from numba import njit
 from . import _kernels as K
 from . import _weights as W
 from ._base import LocalData, Problem
-from ._certificate import GapParts, certificate_parts, gap_from_parts
+from ._certificate import GapParts, certificate_parts, certified, gap_from_parts
 
 __all__ = ["certifiable", "decode", "encode", "fields_schema", "free_parts", "parts_at",
-           "relative_gap", "side_len", "side_parts"]
+           "record_gap", "relative_gap", "side_len", "side_parts"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,23 @@ def relative_gap(problem: Problem, parts: list, w: np.ndarray) -> tuple[float, f
     """``(P(w), D, (P - D) / |P|)`` from every partition's parts at ``w``."""
     primal, dual, gap = gap_from_parts(parts, w, problem.alpha, problem.penalty)
     return primal, dual, gap / max(abs(primal), 1e-300)
+
+
+def record_gap(mem: dict, primal: float, dual: float, x: np.ndarray, tol: float) -> bool:
+    """Note a round's gap at ``x`` in a barrier solver's ``mem``; True (and ``x`` kept as
+    ``mem["certified"]``) when ``gap / |P| <= tol``.
+
+    The best dual value seen is kept (any feasible dual bounds ``P*``), so the gap
+    is ``P(x) - max D``; ``mem["gap_w"]`` is the point it belongs to.
+    """
+    mem["best_dual"] = max(mem["best_dual"], dual)
+    mem["gap"] = primal - mem["best_dual"]
+    mem["rel_gap"] = mem["gap"] / max(abs(primal), 1e-300)
+    mem["gap_w"] = x
+    if certified(mem["rel_gap"], tol):
+        mem["certified"] = x.copy()
+        return True
+    return False
 
 
 def fields_schema(problem: Problem) -> dict:

@@ -50,10 +50,9 @@ import scipy.sparse as sp
 from . import _cd_kernels as C
 from . import _kernels as K
 from . import _model_dual as MD
+from ._barrier import Barrier, barrier_step, latest_model
+from ._base import Algorithm, LocalData, Problem, Start, StepOutput
 from ._hinge_smoothing import curvature_floor, next_mu
-from ._barrier import Barrier
-from ._barrier import push_own as _push
-from ._base import Algorithm, LocalData, Problem, Start, StepOutput, latest_of
 from ._certificate import GapParts, certificate_parts, certified, gap_from_parts
 
 __all__ = ["ALGORITHM", "NewtonState", "init", "local_step"]
@@ -334,45 +333,30 @@ def _gather_c(state: NewtonState, parts: list, ref: dict) -> None:
 
 
 # ---------------------------------------------------------------------- the step
-def _rejoin(state: NewtonState, data: LocalData, now: float) -> bool:
-    """A restarted operator: True while it waits; then it joins its peers' lowest round."""
-    mem, bar = state.mem, state.barrier
-    if len(bar.latest) < data.n_partitions - 1 and now - mem["started"] < state.params["rejoin_wait"]:
-        return True
-    joined = bar.join_round()
-    if joined is not None:
-        k, fields = joined
-        ph = _phase(mem, k)
-        mem["k"], mem["it"] = k, k // (2 if mem["full"] else 3)
-        mem["w"], mem["mu"] = np.array(fields["w"], dtype=np.float64), float(fields["mu"])
-        mem["lam"] = float(fields.get("lam", mem["lam"]))
-        if ph == _C:  # the trial losses need the margins at w
-            mem["m"] = np.asarray(K.margins(data.X, mem["w"], state.problem.fit_intercept))
-            mem["dbar"] = np.array(fields["dbar"], dtype=np.float64)
-            mem["F"], mem["delta"] = float(fields["F"]), float(fields["delta"])
-        if ph == _B:  # no local model without round A's sums: a zero direction
-            mem["zero_dir"] = True
-    mem["phase"] = "run"
-    return False
+def _adopt(state: NewtonState, data: LocalData, k: int, fields: dict) -> None:
+    """A restarted operator joins its peers' lowest round ``k`` with the iterate they sent."""
+    mem = state.mem
+    ph = _phase(mem, k)
+    mem["k"], mem["it"] = k, k // (2 if mem["full"] else 3)
+    mem["w"], mem["mu"] = np.array(fields["w"], dtype=np.float64), float(fields["mu"])
+    mem["lam"] = float(fields.get("lam", mem["lam"]))
+    if ph == _C:  # the trial losses need the margins at w
+        mem["m"] = np.asarray(K.margins(data.X, mem["w"], state.problem.fit_intercept))
+        mem["dbar"] = np.array(fields["dbar"], dtype=np.float64)
+        mem["F"], mem["delta"] = float(fields["F"]), float(fields["delta"])
+    if ph == _B:  # no local model without round A's sums: a zero direction
+        mem["zero_dir"] = True
 
 
 def local_step(state: NewtonState, data: LocalData, inbox, now: float) -> StepOutput:
     """Wait for this round's contributions; when all are in, reduce and push the next round's."""
-    mem, params, bar = state.mem, state.params, state.barrier
-    bar.absorb(inbox)
-    if mem["started"] is None:
-        mem["started"] = now
-    if mem["phase"] == "rejoin":
-        if _rejoin(state, data, now):
-            return StepOutput(state, wait=params["poll_wait"])
-    if mem["own"] is None:
-        mem["own"] = _contribution(state, data)
-        return StepOutput(state, _push(state, now))
-    k = mem["k"]
-    if not bar.complete(k):
-        out = _push(state, now) if bar.should_resend(now, params["resend_after"]) else ()
-        return StepOutput(state, out, wait=params["poll_wait"])
-    parts = bar.gather(k, mem["own"])
+    return barrier_step(state, data, inbox, now, contribute=_contribution, reduce=_reduce,
+                        adopt=_adopt)
+
+
+def _reduce(state: NewtonState, data: LocalData, parts: list, k: int) -> bool:
+    """Round ``k``'s reduction (A: gradient and certificate, B: direction, C: step); True stops."""
+    mem, params = state.mem, state.params
     ph = _phase(mem, k)
     done = False
     if ph == _A:
@@ -387,13 +371,7 @@ def local_step(state: NewtonState, data: LocalData, inbox, now: float) -> StepOu
             logger.info("prox-newton: line search found no decrease at iteration %d (rel gap "
                         "%.3g); stopping", mem["it"], mem["rel_gap"])
             done = True
-    bar.prune(k + 1)
-    mem["k"] = k + 1
-    mem["prev_own"] = mem["own"]
-    if done:
-        return StepOutput(state, done=True)
-    mem["own"] = _contribution(state, data)
-    return StepOutput(state, _push(state, now), wait=params["poll_wait"])
+    return done
 
 
 # ---------------------------------------------------------------------- the rest
@@ -427,11 +405,5 @@ def snapshot(state: NewtonState) -> dict:
             "passes": int(mem["passes"])}
 
 
-def combine(problem: Problem, snapshots: list) -> np.ndarray:
-    """Every operator holds the same iterate: take the most advanced one."""
-    s = latest_of(snapshots, "k")
-    return np.zeros(problem.p) if s is None else np.asarray(s["w"], dtype=np.float64)
-
-
-ALGORITHM = Algorithm("prox-newton", init, local_step, snapshot, combine, DEFAULTS,
+ALGORITHM = Algorithm("prox-newton", init, local_step, snapshot, latest_model, DEFAULTS,
                       deterministic=True, uses_tol=True, schema=schema, resume=resume)

@@ -1,10 +1,21 @@
-"""Shared cluster fixtures: real LocalClusters with worker processes and nannies."""
+"""Shared fixtures: real LocalClusters with worker processes and nannies; shared data."""
 
 from __future__ import annotations
 
 import dask
 import pytest
 from distributed import Client, LocalCluster
+
+@pytest.fixture(scope="session")
+def a9a_8000():
+    """a9a's first 8,000 rows (the shared LIBSVM data); skips, saying why, without it."""
+    from asip.algorithms import DataUnavailable, load_libsvm
+
+    try:
+        return load_libsvm("a9a", n_samples=8000)
+    except DataUnavailable as exc:
+        pytest.skip(f"shared LIBSVM data not available: {exc}")
+
 
 # A LocalCluster closes a nanny for good when its worker is gone for this long under its
 # name (distributed's default 15 s). Fault tests kill workers repeatedly on 2 loaded cores,

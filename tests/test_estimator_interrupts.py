@@ -23,8 +23,8 @@ import pytest
 
 import asip
 from asip.algorithms import AsipClassifier as _Classifier
-from asip.algorithms import (DataUnavailable, Objective, get_algorithm, get_loss,
-                             get_penalty, load_libsvm, reference_optimum, relative_suboptimality)
+from asip.algorithms import (Objective, get_algorithm, get_loss, get_penalty,
+                             reference_optimum, relative_suboptimality)
 from asip.algorithms._model import model_of as _model_of
 from test_stage import assert_clean
 
@@ -37,18 +37,10 @@ def AsipClassifier(**params):
 ALPHA = {"asip-sgd": 3e-2, "asip-admm": 1e-3, "gd": 1e-3}
 
 
-@pytest.fixture(scope="module")
-def a9a_data():
-    try:
-        return load_libsvm("a9a", n_samples=8000)
-    except DataUnavailable as exc:
-        pytest.skip(f"shared LIBSVM data not available: {exc}")
-
-
 @pytest.fixture
-def a9a(a9a_data, request):
+def a9a(a9a_8000, request):
     """The data and ``rel(w)``, the relative suboptimality for the test's solver's alpha."""
-    ds = a9a_data
+    ds = a9a_8000
     solver = request.node.callspec.params["solver"]
     objective = Objective(get_loss("log_loss"), get_penalty("l2", ALPHA[solver]))
     f_star = reference_optimum(objective, ds.X, ds.y).f_star
@@ -113,7 +105,11 @@ def test_ctrl_c_keeps_the_model_and_the_checkpoint_warm_starts_the_next_fit(clie
     print(f"\n{solver}: zero {r0:.1e}, interrupted at {clf.trace_[-1, 0]:.2f} s {r_int:.1e}, "
           f"checkpoint {r_saved:.1e}; +0.2 s warm {r_warm:.1e} (first report {first_warm:.1e}), "
           f"0.2 s cold {r_cold:.1e} (first report {first_cold:.1e})")
-    assert first_warm < r0 / 100 < first_cold, "the warm fit did not start at the saved model"
+    # started at the saved model: its first report is near it (within 2x, or below r0/100 where
+    # the checkpoint is that good); under a load average of 10+ the 1 s before the interrupt
+    # left gd's checkpoint at 2.1e-2 > r0/100, and the warm fit's first report at exactly that
+    assert first_warm < max(r0 / 100, 2 * r_saved), "the warm fit did not start at the saved model"
+    assert r0 / 100 < first_cold, "the cold fit's first report is already near the optimum"
     # (ASIP-SGD's runs differ by up to ~3x from noise alone: see test_fault_convergence)
     assert r_warm <= 3 * r_saved, "the warm start lost the saved model"
     assert r_cold >= 2 * r_warm, "the warm start gained little over a cold start"

@@ -65,6 +65,12 @@ CHILD_ENV = {
 #                  stop; the silent operator is waited for peer-silence-timeout after the
 #                  stop, then cancelled, and returns None (in res.missing, as lost).
 SCHEDULER_CONNECT = {"dropped": "2s", "unreachable": "30s"}
+# The scheduler's TCP timeout (distributed's default 30 s) is how long it keeps a silent
+# worker's stream: in "unreachable" the fit's trace evaluation needs the victim's block, which
+# Dask recomputes elsewhere only once that stream times out and the worker is removed, so all of
+# it is test time ("finish" 26.7 s -> 11.7 s with 15 s). 15 s still ends it well after the stop
+# (cut at 2 s + 15 s > the 8 s budget + silence wait + teardown), so the path tested is the same.
+SCHEDULER_TCP_TIMEOUT = "15s"
 DASK_CLI = [sys.executable, "-m", "dask"]  # the `dask` CLI of this very interpreter
 OP_KEY = re.compile(r"^asip-([0-9a-f]+)-op(\d+)-a(\d+)$")
 
@@ -144,7 +150,9 @@ def netns_cluster(request, tmp_path):
                                   "--port", str(SCHEDULER_PORT), "--no-dashboard",
                                   "--idle-timeout", "600"],  # a leaked one ends by itself
                           logs["scheduler"], {**env, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT":
-                                              SCHEDULER_CONNECT[variant]})
+                                              SCHEDULER_CONNECT[variant],
+                                              "DASK_DISTRIBUTED__COMM__TIMEOUTS__TCP":
+                                              SCHEDULER_TCP_TIMEOUT})
         _wait_for_port(sched.ip, SCHEDULER_PORT, proc, logs["scheduler"], timeout=40)
         for host in topo.workers:
             logs[host.role] = tmp_path / f"{host.role}.log"

@@ -33,6 +33,11 @@ from asip.algorithms import SOLVERS, AsipClassifier, AsipRegressor
 #: costs little; it covers the numba compilation their first cell pays on a fresh clone's
 #: workers (asip-svrg's first cell ended at 4e-2 after 8 rounds in 1 s in CI, 1e-9 warm;
 #: prox-newton's first cell did 1 iteration in 3 s in CI, 11 iterations to 7e-14 warm).
+#: solvers whose ``tol`` is a certified relative duality gap: each cell asks for half its bound
+#: (gap/|P| <= bound/2 implies a relative suboptimality below the bound), so a cell ends as
+#: soon as its check can pass instead of at tol=1e-6 or the cap (prox-newton's hinge cells
+#: ran their full 10 s); the check against the reference optimum is the same
+CERTIFIED = {"admm", "asip-cocoa", "asip-svrg", "gd", "prox-newton"}
 BUDGET = {"admm-async": 3.0, "admm-async-batched": 3.0, "averaging": 3.0, "saga": 1.5,
           "admm": 2.5, "asip-svrg": 5.0, "prox-newton": 10.0}
 
@@ -70,9 +75,11 @@ def test_solver_reaches_bound(client, solver, task, kind):
     ds = dataset(kind, task)
     loss, penalty, alpha = TASKS[task]
     Est = AsipRegressor if loss == "squared_error" else AsipClassifier
-    est = Est(loss=loss, penalty=penalty, alpha=alpha, solver=solver, random_state=0,
-              fit_intercept=False, max_time=BUDGET.get(solver, 1.0))  # the reference has none
     bounds = BOUNDS[solver][TASK_ORDER.index(task)]
+    tol = {"tol": bounds[0 if kind == "real" else 1] / 2} if solver in CERTIFIED and bounds else {}
+    est = Est(loss=loss, penalty=penalty, alpha=alpha, solver=solver, random_state=0,
+              fit_intercept=False, max_time=BUDGET.get(solver, 1.0), **tol)  # the reference
+    # has no intercept
     if bounds is None:  # a task the solver does not take: refused before anything runs
         with pytest.raises(ValueError, match=f"solver '{solver}' (supports penalty=|needs a)"):
             est.fit(ds.X, ds.y)
