@@ -26,8 +26,10 @@ C. each partition evaluates its loss sum at ``w + t d`` for ``t = 1, 1/2, ...``
 
 Hinge is minimized through its ``mu``-smoothed surrogate (`_cd_kernels`), with
 ``mu`` lowered as the certified gap shrinks (``mu <= kappa * gap``, down to
-``mu_min``); the certificate always measures the true hinge objective, with
-the surrogate's derivative as the dual point (feasible for hinge). The
+``mu_min``, `_hinge_smoothing`); the certificate always measures the true hinge
+objective. Its dual point is the better of the surrogate's derivative at ``w``
+and the Newton model's own duals (`_model_dual`, computed in round C), and the
+largest dual value seen is kept. The
 intercept is a coordinate with no l1 term. A restarted operator joins the
 lowest round its peers are at, taking the iterate from their messages (in
 round B it contributes a zero direction, which keeps the average a descent one).
@@ -52,8 +54,8 @@ from . import _kernels as K
 from . import _model_dual as MD
 from ._barrier import Barrier, barrier_step, latest_model
 from ._base import Algorithm, LocalData, Problem, Start, StepOutput
-from ._hinge_smoothing import curvature_floor, next_mu
 from ._certificate import GapParts, certificate_parts, certified, gap_from_parts
+from ._hinge_smoothing import curvature_floor, next_mu
 
 __all__ = ["ALGORITHM", "NewtonState", "init", "local_step"]
 
@@ -146,7 +148,7 @@ def _round_a(state: NewtonState, data: LocalData) -> dict:
     w = mem["w"]
     mem["m"] = np.asarray(K.margins(data.X, w, pb.fit_intercept))
     sloss = C.row_curvature(pb.loss, mem["m"], data.y, _mu(pb, mem), mem["a"], mem["D"],
-                              mem["floor"])
+                            mem["floor"])
     parts = certificate_parts(data.X, data.y, w, pb.loss, pb.fit_intercept, dual=mem["a"])
     out = {"w": w.copy(), "mu": mem["mu"], "lam": mem["lam"], "n": data.n,
            "sloss": float(sloss), "loss": parts.loss_sum, "conj": parts.conj_sum, "g": parts.g,
