@@ -55,6 +55,7 @@ import numpy as np
 from . import _kernels as K
 from ._base import (AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, Start, StepOutput,
                     mean_of, resume_average, slice_target)
+from ._asip_sgd import SLICE_DEFAULTS
 from ._sparse_exchange import Exchange, schema_fields
 
 __all__ = ["ALGORITHM", "HogwildState", "init", "local_step"]
@@ -62,9 +63,7 @@ __all__ = ["ALGORITHM", "HogwildState", "init", "local_step"]
 logger = logging.getLogger(__name__)
 
 DEFAULTS = {
-    "batch_size": 10,
-    "push_period": 0.01,
-    "step_time": 0.002,
+    **SLICE_DEFAULTS,
     "eta0": None,
     "average": True,
     "rejoin_wait": 0.1,

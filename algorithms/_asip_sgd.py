@@ -90,10 +90,15 @@ __all__ = ["ALGORITHM", "RDAState", "combine", "init", "local_step", "snapshot"]
 
 logger = logging.getLogger(__name__)
 
+#: the time-sliced stochastic solvers' (asip-sgd, asip-hogwild) shared defaults
+SLICE_DEFAULTS = {
+    "batch_size": 10,  # rows per stochastic step
+    "push_period": 0.01,  # seconds between pushes
+    "step_time": 0.002,  # seconds of steps per local_step call
+}
+
 DEFAULTS = {
-    "batch_size": 10,
-    "push_period": 0.01,
-    "step_time": 0.002,
+    **SLICE_DEFAULTS,
     "beta0": None,
     "gamma": None,
     "staleness_damping": 0.3,

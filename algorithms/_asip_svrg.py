@@ -49,20 +49,21 @@ import numpy as np
 
 from . import _kernels as K
 from . import _primal_cert as C
-from ._certificate import certified
+from ._certificate import certified, certified_model, snapshot_fields
 from . import _weights as W
 from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput
-from ._vr_kernels import anchor_pass, svrg_steps, svrg_steps_lazy
+from ._vr_kernels import anchor_pass, svrg_steps, svrg_steps_lazy, svrg_steps_scaled
 
 __all__ = ["ALGORITHM", "SvrgState", "combine", "init", "local_step", "snapshot"]
 
 logger = logging.getLogger(__name__)
 
 LEADER = 0
+REPEAT = 5  # a field that did not change rides every REPEAT-th push
 
 DEFAULTS = {
     "step_scale": 1.0,  # step = step_scale / (3 L_max)
-    "epoch": 1.0,  # local passes between pushes
+    "epoch": None,  # local passes between pushes; None: `epoch_for` the data's shape
     "tol": 1e-6,  # stop when the relative duality gap at an anchor is below this
     "max_iter": None,  # local epochs
     "max_ahead": 2,  # epochs an operator runs without news from any peer, then it waits
@@ -92,7 +93,7 @@ def validate(problem: Problem, params: dict) -> None:
     if problem.curvature is None:
         raise ValueError("solver 'asip-svrg' needs a smooth loss (log_loss or squared_error); "
                          "for hinge use 'asip-cocoa' or 'admm'")
-    if not params["step_scale"] > 0 or not params["epoch"] > 0:
+    if not params["step_scale"] > 0 or not (params["epoch"] is None or params["epoch"] > 0):
         raise ValueError(f"step_scale and epoch must be positive for solver 'asip-svrg', got "
                          f"{params['step_scale']!r} and {params['epoch']!r}")
 
@@ -105,9 +106,10 @@ def init(problem: Problem, data: LocalData, params: dict) -> SvrgState:
     seed = params["seed"]
     seed = None if seed is None else seed * 1_000_003 + data.index * 7919 + data.incarnation
     p = problem.p
+    epoch = params["epoch"] if params["epoch"] is not None else epoch_for(data, p)
     state = SvrgState(problem, params, float(step), np.zeros(p), np.zeros(data.n), np.zeros(p),
                       K.make_rng(seed), {}, _counts(problem, data),
-                      {"seq": 0, "epochs": 0.0, "ahead": 0.0, "ver": -1, "anchor": np.zeros(p),
+                      {"seq": 0, "epochs": 0.0, "ahead": 0.0, "epoch": float(epoch), "ver": -1, "anchor": np.zeros(p),
                        "rejoining": data.incarnation > 0, "started": None,
                        "leader": data.index == LEADER},
                       {"ver": 0, "anchor": np.zeros(p), "best_dual": -np.inf, "gap": np.inf,
@@ -116,6 +118,14 @@ def init(problem: Problem, data: LocalData, params: dict) -> SvrgState:
     if not state.clock["rejoining"]:
         _anchor(state, data, 0, np.zeros(p))
     return state
+
+
+def epoch_for(data: LocalData, p: int) -> float:
+    """Local passes between pushes: 1, or up to 4 where ``p`` is large against the partition's
+    nonzeros (each push costs O(p): averaging, sending and receiving the iterate; at 100k x
+    10^6 with 30 nonzeros a row, 2 passes a push reached 1e-5 where 1 reached 2e-4)."""
+    nnz = len(data.X[1]) if isinstance(data.X, tuple) else data.X.size
+    return float(min(4, max(1, int(np.ceil(3.0 * p / max(nnz, 1))))))
 
 
 def _counts(problem: Problem, data: LocalData) -> np.ndarray:
@@ -155,18 +165,25 @@ def _absorb(state: SvrgState, data: LocalData, inbox) -> None:
         old = state.peers.get(msg.sender)
         if old is not None and key <= old["key"]:
             continue
-        gs = dict(old["Gs"]) if old is not None and old["key"][0] == key[0] else {}
-        gs[int(pl["gver"])] = np.asarray(pl["G"], dtype=np.float64)
-        for v in sorted(gs)[:-3]:  # at most two anchors are live; keep three
-            del gs[v]
+        same = old is not None and old["key"][0] == key[0]
+        gs = dict(old["Gs"]) if same else {}
         entry = {"key": key, "w": np.asarray(pl["w"], dtype=np.float64), "Gs": gs,
-                 "cnt": np.asarray(pl["cnt"], dtype=np.float64),
-                 "G": np.asarray(pl["G"], dtype=np.float64), "f": float(pl["f"]),
-                 "gver": int(pl["gver"]), "act": int(pl["act"])}
-        if "side" in pl:
-            entry.update(side=np.asarray(pl["side"]), side_g=np.asarray(pl["side_g"]))
+                 "act": int(pl["act"]),
+                 "cnt": (np.asarray(pl["cnt"], dtype=np.float64) if "cnt" in pl else
+                         old["cnt"] if old is not None else None)}
+        if "G" in pl:  # G, f and the intercept's sums belong to the anchor gver
+            gs[int(pl["gver"])] = np.asarray(pl["G"], dtype=np.float64)
+            for v in sorted(gs)[:-3]:  # at most two anchors are live; keep three
+                del gs[v]
+            entry.update(G=gs[int(pl["gver"])], f=float(pl["f"]), gver=int(pl["gver"]))
+            if "side" in pl:
+                entry.update(side=np.asarray(pl["side"]), side_g=np.asarray(pl["side_g"]))
+        elif same:  # the G of the latest anchor this sender's pushes carried
+            entry.update({k: old[k] for k in ("G", "f", "gver", "side", "side_g") if k in old})
+        else:
+            entry.update(G=None, f=0.0, gver=-1)
         state.peers[msg.sender] = entry
-        if msg.sender == LEADER and "aver" in pl and data.index != LEADER and \
+        if msg.sender == LEADER and "anchor" in pl and data.index != LEADER and \
                 int(pl["aver"]) > state.clock["ver"]:
             state.clock["next"] = (int(pl["aver"]), np.asarray(pl["anchor"], dtype=np.float64))
 
@@ -179,8 +196,11 @@ def _wbar(state: SvrgState, data: LocalData) -> np.ndarray:
     for j in range(data.n_partitions):
         if j != data.index:
             e = state.peers.get(j)
-            items.append((e["cnt"], e["w"]) if e is not None else
-                         (np.full(pb.p, float(pb.sizes[j])), state.clock["anchor"]))
+            if e is None:
+                items.append((np.full(pb.p, float(pb.sizes[j])), state.clock["anchor"]))
+            else:  # counts not in yet (a lost early push): by rows
+                items.append((e["cnt"] if e["cnt"] is not None else
+                              np.full(pb.p, float(pb.sizes[j])), e["w"]))
     return count_average(items, [pb.sizes[data.index]] + [pb.sizes[j] for j in
                                                           range(data.n_partitions)
                                                           if j != data.index])
@@ -188,10 +208,15 @@ def _wbar(state: SvrgState, data: LocalData) -> np.ndarray:
 
 def count_average(items: list, sizes: list) -> np.ndarray:
     """``sum_k c_k w_k / sum_k c_k`` per coordinate; where no partition has data, by rows."""
-    num = np.sum([c * w for c, w in items], axis=0)
-    den = np.sum([c for c, _ in items], axis=0)
-    plain = np.sum([n * w for (_, w), n in zip(items, sizes)], axis=0) / float(sum(sizes))
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), plain)
+    num, den = np.zeros_like(items[0][1]), np.zeros_like(items[0][0])
+    for c, w in items:  # in place: at d = 10^6 stacked temporaries cost more than the epoch
+        num += c * w
+        den += c
+    empty = np.flatnonzero(den <= 0)
+    np.divide(num, den, out=num, where=den > 0)
+    if empty.size:
+        num[empty] = sum(n * w[empty] for (_, w), n in zip(items, sizes)) / float(sum(sizes))
+    return num
 
 
 def _mu(state: SvrgState, data: LocalData) -> np.ndarray:
@@ -202,7 +227,7 @@ def _mu(state: SvrgState, data: LocalData) -> np.ndarray:
     for j in range(data.n_partitions):
         if j != data.index:
             e = state.peers.get(j)
-            if e is None:
+            if e is None or e["G"] is None:
                 total += act["grad"] * (pb.sizes[j] / data.n)
             else:
                 total += e["Gs"].get(act["ver"], e["G"])
@@ -245,17 +270,34 @@ def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutp
             return StepOutput(state, wait=0.02)
         clock["rejoining"] = False
     _activate(state, data)
+    # Anchor news goes out before an epoch, not after one: a peer answers a new anchor with
+    # its G there, the leader certifies and announces the next as soon as the G are in (an
+    # anchor took 2-3 epochs a side; at d = 10^6 the certified point lagged the iterates).
+    done, early = False, nxt is not None
+    if data.index == LEADER and data.n_partitions > 1:
+        ver = state.lead["ver"]
+        done = _lead(state, data, None)
+        early = done or state.lead["ver"] != ver
+    if early:
+        return StepOutput(state, (Outgoing(_payload(state)),), done=done)
     wait = 0.0
-    if data.n_partitions > 1 and clock["ahead"] >= params["max_ahead"]:
+    epoch = clock["epoch"]
+    if data.n_partitions > 1 and clock["ahead"] >= max(params["max_ahead"], 2 * epoch):
         wait = 0.005  # far ahead of every peer's news: let them catch up
     else:
         state.w[:] = _wbar(state, data)
-        n_steps = max(int(params["epoch"] * data.n), 1)
-        steps = svrg_steps_lazy if isinstance(data.X, tuple) else svrg_steps
-        steps(data.X, data.y, _sw(data), pb.loss, pb.fit_intercept, n_steps, state.rng, state.w,
-              clock["act"]["mem"], _mu(state, data), state.step, pb.penalty, pb.alpha)
-        clock["epochs"] += params["epoch"]
-        clock["ahead"] += params["epoch"]
+        n_steps = max(int(epoch * data.n), 1)
+        args = (data.X, data.y, _sw(data), pb.loss, pb.fit_intercept, n_steps, state.rng, state.w,
+                clock["act"]["mem"], _mu(state, data), state.step)
+        if not isinstance(data.X, tuple):
+            svrg_steps(*args, pb.penalty, pb.alpha)
+        elif pb.penalty == K.L2:
+            svrg_steps_scaled(*args, pb.alpha)
+        else:
+            svrg_steps_lazy(*args, pb.penalty, pb.alpha)
+        clock["epochs"] += epoch
+        clock["ahead"] += epoch
+        clock["stepped"] = clock["act"]["ver"]  # an epoch done against this anchor
     done = False
     payload = _payload(state)
     if data.index == LEADER:
@@ -266,17 +308,32 @@ def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutp
     return StepOutput(state, (Outgoing(payload),), wait=wait, done=done)
 
 
+def _repeat(clock: dict, field: str, ver: int) -> bool:
+    """Whether this push carries ``field`` of version ``ver``: the first push since the
+    version changed, then every `REPEAT`-th (a lost copy is made good; at d = 10^6 every dense
+    field is 8 MB a push)."""
+    sent = clock.setdefault("sent", {})
+    last = sent.get(field)
+    k = last[1] if last is not None and last[0] == ver else 0
+    sent[field] = (ver, k + 1)
+    return k < 1 or clock["seq"] % REPEAT == 0
+
+
 def _payload(state: SvrgState) -> dict:
     clock, pb = state.clock, state.problem
     clock["seq"] += 1
-    out = {"w": state.w.copy(), "seq": clock["seq"], "G": state.grad.copy(), "f": clock["f"],
-           "gver": clock["ver"], "cnt": state.cnt,
-           "act": clock["act"]["ver"] if "act" in clock else -1}
-    if pb.fit_intercept:
-        out.update(side=clock["side"], side_g=clock["side_g"])
+    out = {"w": state.w.copy(), "seq": clock["seq"], "f": clock["f"], "gver": clock["ver"],
+           "act": clock.get("stepped", -1)}
+    if _repeat(clock, "G", clock["ver"]):
+        out["G"] = state.grad.copy()
+        if pb.fit_intercept:
+            out.update(side=clock["side"], side_g=clock["side_g"])
+    if _repeat(clock, "cnt", 0):
+        out["cnt"] = state.cnt
     if clock["leader"] and not clock["rejoining"]:
-        out.update(aver=clock["ver"], anchor=clock["anchor"])  # the leader's (every push: a
-        # lost announcement is made good by the next)
+        out["aver"] = clock["ver"]  # the leader's anchor
+        if _repeat(clock, "anchor", clock["ver"]):
+            out["anchor"] = clock["anchor"]
     return out
 
 
@@ -291,14 +348,16 @@ def _reanchor(state: SvrgState, data: LocalData) -> None:
     _anchor(state, data, ver, a)
 
 
-def _lead(state: SvrgState, data: LocalData, payload: dict) -> bool:
+def _lead(state: SvrgState, data: LocalData, payload: dict | None) -> bool:
     """The leader: certify the anchor once every ``G`` is in; announce the next one once every
-    operator steps against this one (pushes ``act``: its active anchor)."""
+    operator has run an epoch against it (pushes ``act``: that anchor); ``payload``, a push
+    already built, gets the new anchor's fields."""
     lead, clock, pb = state.lead, state.clock, state.problem
     ver = lead["ver"]
     if any(e["gver"] > ver for e in state.peers.values()):  # peers past a restarted leader
         _reanchor(state, data)
-        payload.update(_payload_fields(state))
+        if payload is not None:
+            payload.update(_payload_fields(state))
         return False
     peers = [state.peers.get(j) for j in range(data.n_partitions) if j != data.index]
     if clock["ver"] != ver or any(e is None or e["gver"] != ver for e in peers):
@@ -318,11 +377,12 @@ def _lead(state: SvrgState, data: LocalData, payload: dict) -> bool:
         if certified(lead["rel_gap"], state.params["tol"]):
             lead["certified"] = a.copy()
             return True
-    if clock["act"]["ver"] != ver or any(e["act"] != ver for e in peers):
+    if clock.get("stepped") != ver or any(e["act"] != ver for e in peers):
         return False  # the next anchor once everyone steps against this one
     old = lead["anchor"]
     _reanchor(state, data)  # the next anchor: the leader's model now
-    payload.update(_payload_fields(state))
+    if payload is not None:
+        payload.update(_payload_fields(state))
     if not lead["certify"]:  # no certificate for this problem: stop when the anchor settles
         return float(np.linalg.norm(lead["anchor"] - old)) <= state.params["tol"] * max(
             float(np.linalg.norm(lead["anchor"])), 1e-12)
@@ -334,18 +394,21 @@ def _payload_fields(state: SvrgState) -> dict:
     clock, pb = state.clock, state.problem
     out = {"G": state.grad.copy(), "f": clock["f"], "gver": clock["ver"], "aver": clock["ver"],
            "anchor": clock["anchor"]}
+    _repeat(clock, "G", clock["ver"])
+    _repeat(clock, "anchor", clock["ver"])
     if pb.fit_intercept:
         out.update(side=clock["side"], side_g=clock["side_g"])
     return out
 
 
 def schema(problem: Problem) -> tuple[dict, dict]:
-    """An iterate and gradient total ``(w, seq, G, f, gver)``; the leader adds an anchor."""
+    """An iterate ``(w, seq, gver, act)``; the gradient total ``G`` (with ``f`` and the
+    intercept's sums), the counts and the leader's anchor only when new and then now and then."""
     vec = ("float64", (problem.p,))
-    req = {"w": vec, "seq": int, "G": vec, "f": float, "gver": int, "cnt": vec, "act": int}
-    opt = {"aver": int, "anchor": vec}
+    req = {"w": vec, "seq": int, "f": float, "gver": int, "act": int}
+    opt = {"aver": int, "anchor": vec, "G": vec, "cnt": vec}
     if problem.fit_intercept:
-        req.update(side=("float64", (C.side_len(problem),)),
+        opt.update(side=("float64", (C.side_len(problem),)),
                    side_g=("float64", (problem.n_features,)))
     return req, opt
 
@@ -365,19 +428,15 @@ def snapshot(state: SvrgState) -> dict:
     """Own iterate and epochs ``t``; the leader adds the gap and the certified anchor."""
     snap = {"w": state.w.copy(), "t": int(state.clock["epochs"]), "cnt": state.cnt,
             "anchors": int(state.clock["ver"])}
-    lead = state.lead
-    if np.isfinite(lead["gap"]):  # the latest anchor's gap (as asip-cocoa reports it)
-        snap.update(gap=float(lead["gap"]), rel_gap=float(lead["rel_gap"]))
-    if lead["certified"] is not None:
-        snap["certified"] = lead["certified"].copy()
+    snap.update(snapshot_fields(state.lead))  # the latest anchor's gap, as asip-cocoa's
     return snap
 
 
 def combine(problem: Problem, snapshots: list) -> np.ndarray:
     """The certified anchor if there is one, else the iterates averaged as in a step."""
-    for s in snapshots:
-        if s is not None and "certified" in s:
-            return np.asarray(s["certified"], dtype=np.float64)
+    model = certified_model(snapshots)
+    if model is not None:
+        return model
     got = [(j, s) for j, s in enumerate(snapshots) if s is not None and "w" in s]
     if not got:
         return np.zeros(problem.p)

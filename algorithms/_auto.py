@@ -8,7 +8,12 @@ default ``fit()`` ends when ``tol`` is met and ``max_time`` is only a cap.
 sparse data, the smooth-l2 one; on dense smooth problems ``"gd"`` (backtracking,
 gradient-norm stop) leads: measured on 2026-11-29, SDCA's rate there is set by
 ``max ||x||^2 / (alpha n)`` and gd certified a 1,000-row default fit in ~18 rounds where
-asip-cocoa's gap was still 4e-3 after 10 s. ``"asip-svrg"`` (asynchronous distributed
+asip-cocoa's gap was still 4e-3 after 10 s. With its Newton local solver and an
+unpenalized intercept (same objective as gd's) asip-cocoa was re-measured the same day
+(2 workers, load 7-12, certified ``fit()`` with defaults, 3 runs each): even with gd on
+1,000 x 20 (0.2-0.8 s both), slower on 5,000 x 100 (0.9-1.2 s vs 0.7-0.9 s) and 20,000 x
+100 (1.9-3.2 s vs 0.8-1.4 s; with ``newton_iter=2`` 1.0-1.5 s vs 0.6-0.85 s), so gd
+stays first there. ``"asip-svrg"`` (asynchronous distributed
 SVRG, certified stop) leads sparse smooth-l2: on a9a log_loss-l2 (alpha 1e-4, 2 workers,
 2026-11-29, `benchmarks/time_to_target.py`) it reached 1e-3 in 2.5 s and 1e-6 in 5.2 s where
 asip-cocoa took 8.3 s to 1e-3 and gd, admm, saga did not reach 1e-6 in 8 s; on the dense

@@ -51,9 +51,14 @@ def _smooth(loss, m, y, mu):
 
 
 @njit(**_JIT)
-def row_curvature(loss, m, y, mu, a, D):
+def row_curvature(loss, m, y, mu, a, D, floor):
     """Per row: ``a_i = -phi_mu'(m_i)`` (a feasible dual) and ``D_i = phi_mu''(m_i)``.
 
+    Hinge rows off the curved band get ``D_i = floor * c_i`` instead of 0, with
+    ``c_i = 1 / (2 |z_i| + mu)``-type the smallest curvature of a quadratic upper
+    bound of ``phi_mu`` at ``z_i = 1 - y_i m_i`` (Huber's majorizer): the Newton model
+    then sees the kinks it would otherwise step across (``floor = 1``: every step
+    of the model decreases the surrogate; 0: the plain Hessian).
     Returns the surrogate's loss sum ``sum_i phi_mu(m_i, y_i)``.
     """
     s = 0.0
@@ -61,6 +66,9 @@ def row_curvature(loss, m, y, mu, a, D):
         v, d1, d2 = _smooth(loss, m[i], y[i], mu)
         s += v
         a[i] = -d1
+        if loss == _L.HINGE and d2 == 0.0 and floor > 0.0:
+            z = 1.0 - y[i] * m[i]
+            d2 = floor / (2.0 * z - mu if z >= mu else mu - 2.0 * z)
         D[i] = d2
     return s
 
@@ -104,6 +112,18 @@ def trial_losses(loss, m, q, y, mu, steps, out):
         for s in range(steps.shape[0]):
             v, _, _ = _smooth(loss, m[i] + steps[s] * q[i], y[i], mu)
             out[s] += v
+
+
+@njit(**_JIT)
+def _prox_step(z, g, h, alpha):
+    """A coordinate's exact minimizer of ``g t + h t^2 / 2 + alpha |z + t|``, as ``z + t``.
+
+    The soft-threshold of the Newton point ``z - g / h`` at ``alpha / h`` (``alpha = 0``:
+    an unpenalized coordinate, the Newton point itself).
+    """
+    u = z - g / h
+    thr = alpha / h
+    return u - thr if u > thr else (u + thr if u < -thr else 0.0)
 
 
 @njit(**_JIT)
@@ -154,9 +174,7 @@ def cd_subproblem(data, indices, indptr, fit_intercept, D, G, extra, w, alpha, m
                     s += D[indices[k]] * data[k] * q[indices[k]]
                 g = G[j] + s + extra[j] * delta[j]
                 z = w[j] + delta[j]
-                u = z - g / hj
-                thr = alpha / hj
-                znew = u - thr if u > thr else (u + thr if u < -thr else 0.0)
+                znew = _prox_step(z, g, hj, alpha)
                 if full:
                     active[j] = not (znew == 0.0 and z == 0.0 and abs(g) < alpha)
             else:
@@ -213,12 +231,7 @@ def cd_dense(H, G, w, n_coef, alpha, lam, max_pass, tol, delta):
                 continue
             g = G[j] + r[j] + lam * delta[j]
             z = w[j] + delta[j]
-            u = z - g / hj
-            if j < n_coef:
-                thr = alpha / hj
-                znew = u - thr if u > thr else (u + thr if u < -thr else 0.0)
-            else:
-                znew = u
+            znew = _prox_step(z, g, hj, alpha if j < n_coef else 0.0)
             step = znew - z
             if step != 0.0:
                 delta[j] += step

@@ -33,9 +33,11 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _kernels as K
+from . import _losses as _L
 from ._sdca_kernels import conjugate_sum
 
-__all__ = ["GapParts", "certificate_parts", "certified", "dual_point", "gap_from_parts"]
+__all__ = ["GapParts", "certificate_parts", "certified", "certified_model", "dual_point",
+           "gap_from_parts", "snapshot_fields"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,31 @@ class GapParts(NamedTuple):
 def certified(rel_gap: float, tol: float) -> bool:
     """True when a relative gap meets ``tol``; ``tol=0`` never certifies (a gap of exactly 0 can be rounding)."""
     return 0 < tol and rel_gap <= tol
+
+
+def snapshot_fields(book: dict) -> dict:
+    """A leader's certificate bookkeeping as snapshot fields: ``gap``, ``rel_gap`` (and
+    ``primal`` when kept) once a gap is known, and the ``certified`` model once there is one.
+
+    ``book`` holds ``gap``, ``rel_gap``, ``certified`` (None until certified) and optionally
+    ``primal``; the certified solvers share it so that their snapshots read the same.
+    """
+    out = {}
+    if np.isfinite(book["gap"]):
+        out.update(gap=float(book["gap"]), rel_gap=float(book["rel_gap"]))
+        if "primal" in book:
+            out["primal"] = float(book["primal"])
+    if book.get("certified") is not None:
+        out["certified"] = np.array(book["certified"], dtype=np.float64)
+    return out
+
+
+def certified_model(snapshots) -> np.ndarray | None:
+    """The ``certified`` model of the first snapshot that has one (the leader's), else None."""
+    for s in snapshots:
+        if s is not None and "certified" in s:
+            return np.asarray(s["certified"], dtype=np.float64)
+    return None
 
 
 def dual_point(loss: int, margins: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -86,8 +113,9 @@ def certificate_parts(X, y, w, loss: int, fit_intercept: bool, dual: np.ndarray 
     """A partition's `GapParts` at model ``w`` and duals ``dual`` (default: `dual_point` of ``w``).
 
     ``X`` is a kernel matrix (`_kernels.as_kernel_matrix`) or anything it accepts.
-    Two passes over the rows. ``penalized_intercept``: certify the problem whose
-    intercept is a constant feature penalized like the others (asip-cocoa's).
+    Two passes over the rows (CSR with an unpenalized intercept: three).
+    ``penalized_intercept``: certify the problem whose intercept is a constant feature
+    penalized like the others (asip-cocoa's with SDCA).
     """
     Xk = K.as_kernel_matrix(X) if not isinstance(X, tuple) else X
     y = np.ascontiguousarray(y, dtype=np.float64)
@@ -95,21 +123,26 @@ def certificate_parts(X, y, w, loss: int, fit_intercept: bool, dual: np.ndarray 
     m = K.margins(Xk, w, fit_intercept)
     a = dual_point(loss, m, y) if dual is None else np.ascontiguousarray(dual, dtype=np.float64)
     d = w.shape[0] - int(fit_intercept)
-    g = np.zeros(d)
-    _weighted_rows(Xk, a, g)
-    parts = GapParts(len(y), float(K.loss_sum(Xk, y, w, loss, fit_intercept)),
+    side_w = None  # the second row weighting an unpenalized intercept needs
+    pos = y > 0
+    if fit_intercept and not penalized_intercept:
+        side_w = np.ones_like(a) if loss == K.SQUARED else np.where(pos, a, 0.0)
+    g, side_g = np.zeros(d), np.zeros(d)
+    if side_w is not None and not isinstance(Xk, tuple):  # dense: both in one pass over X
+        g[:], side_g[:] = np.stack([a, side_w]) @ Xk
+    else:
+        _weighted_rows(Xk, a, g)
+        if side_w is not None:
+            _weighted_rows(Xk, side_w, side_g)
+    # the loss sum from the margins already taken (one pass fewer than `K.loss_sum`)
+    parts = GapParts(len(y), float(_L.loss_value(loss, m, y).sum()),
                      float(conjugate_sum(loss, y, a)), g)
     if not fit_intercept:
         return parts
     if penalized_intercept:
         return parts._replace(g=np.append(g, a.sum()))
-    side_g = np.zeros(d)
     if loss == K.SQUARED:
-        _weighted_rows(Xk, np.ones_like(a), side_g)
         return parts._replace(side=np.array([a.sum(), y.sum()]), side_g=side_g, balance="mean")
-    pos = y > 0
-    a_pos = np.where(pos, a, 0.0)
-    _weighted_rows(Xk, a_pos, side_g)
     b = y * a
     side = np.array([b[pos].sum(), float(conjugate_sum(loss, y[pos], a[pos])), b[~pos].sum()])
     return parts._replace(side=side, side_g=side_g, balance="classes")

@@ -3,7 +3,7 @@
 Partition ``j`` keeps its own iterate ``w_j`` and minimizes a model of the global
 objective that is exact on its own rows and quadratic on every peer's::
 
-    F_j(v) = L_j(v) + sum_{k != j} [g_k^T v + (c_k / 2) (v - w_k)^T H_j (v - w_k)] + (alpha/2) ||v||^2
+    F_j(v) = L_j(v) + sum_{k != j} [g_k^T v + (c_k / 2) (v - w_k)^T H_j (v - w_k)] + R(v)
 
 with ``L_k(v) = (1/n) sum_{i in P_k} phi_i(x_i^T v)``, ``g_k = grad L_k(w_k)`` the peer's
 gradient at its latest point ``w_k`` (pushed as ``u_k = -g_k / alpha``, which is also its
@@ -21,8 +21,9 @@ exact to second order a round is a Newton step on the whole objective from stale
 points, which stays stable when partitions differ (rows sorted by label). ``H_j`` is
 taken on at most ``hessian_rows`` random rows (dense data; rescaled) and reused while
 no margin moved more than `REFRESH`; each Newton iteration is one data pass with a
-backtracking line search on ``F_j``. Smooth losses only (logistic, squared); the
-intercept, if any, is a constant feature (penalized, as in `_cocoa`).
+backtracking line search on ``F_j``. Smooth losses only (logistic, squared). ``R`` is
+``(alpha/2) ||v||^2`` over the features: the intercept, if any, is unpenalized, as in
+scikit-learn and asip's `Objective` (its Hessian entry is the loss curvature alone).
 """
 
 from __future__ import annotations
@@ -87,9 +88,14 @@ class LocalNewton:
             self.A = X
         self.y, self.loss, self.fi, self.p = y, loss, fit_intercept, p
         self.n, self.alpha = float(n_total), float(alpha)
+        # the penalty's diagonal: alpha on the features, 0 on an (unpenalized) intercept
+        self.pen = np.full(p, float(alpha))
+        if fit_intercept:
+            self.pen[-1] = 0.0
         self.hessian_rows = int(hessian_rows)
         self.rng = np.random.default_rng(seed)
         self.cache = None  # (H, the margins where it was taken)
+        self.last = None  # (v, margins, phi', gradient) where the last solve ended
         self.passes = 0.0
 
     # the design matrix with the constant column, without building it
@@ -119,8 +125,10 @@ class LocalNewton:
         if self.sparse:
             H = (A.T @ A.multiply(c[:, None]).tocsr()).toarray()
             colsum = np.asarray(A.T @ c).ravel()
-        else:
-            H = A.T @ (A * c[:, None])
+        else:  # a symmetric rank-k update (half a product's flops) of B = diag(sqrt c) A
+            B = A * np.sqrt(c)[:, None]
+            U = sla.blas.dsyrk(1.0, B.T, trans=0)  # upper triangle of B^T B
+            H = np.triu(U) + np.triu(U, 1).T
             colsum = A.T @ c
         if self.fi:
             H = np.block([[H, colsum[:, None]], [colsum[None, :], np.array([[c.sum()]])]])
@@ -145,9 +153,11 @@ class LocalNewton:
         this partition at ``w0``). Returns ``(v, duals -phi'(x_i^T v), A_j^T duals, H_j,
         new)``, ``new`` when ``H_j`` was recomputed.
         """
-        loss, y, n, alpha = self.loss, self.y, self.n, self.alpha
+        loss, y, n, pen = self.loss, self.y, self.n, self.pen
         v = w0.copy()
-        m = self._mv(v)
+        last = self.last  # the previous round ended at w0: its margins and gradient hold
+        reuse = last is not None and np.array_equal(last[0], w0)
+        m = last[1] if reuse else self._mv(v)
         H, new = self.hessian_at(m)
         # the peers' quadratic models summed: S = sum H_k, Sb = sum H_k w_k, G = sum g_k
         S, Sb, G = c_missing * H, c_missing * (H @ w0), np.zeros_like(w0)
@@ -157,23 +167,26 @@ class LocalNewton:
             Sb += Hk @ w_k
             G += g_k
         M = H + S
-        M[np.diag_indices_from(M)] += alpha
+        M[np.diag_indices_from(M)] += pen
         chol = sla.cho_factor(M, check_finite=False)
 
         def model(v, lsum):
-            return lsum / n + G @ v + 0.5 * (v @ (S @ v)) - Sb @ v + 0.5 * alpha * (v @ v)
+            return lsum / n + G @ v + 0.5 * (v @ (S @ v)) - Sb @ v + 0.5 * (v @ (pen * v))
 
         dec0 = f = None
         for it in range(max_iter + 1):
-            r = _L.loss_deriv(loss, m, y)
-            g_loss = self._rmv(r)
-            self.passes += 0.5
+            if it == 0 and reuse:
+                r, g_loss = last[2], last[3]
+            else:
+                r = _L.loss_deriv(loss, m, y)
+                g_loss = self._rmv(r)
+                self.passes += 0.5
             if it == max_iter:
                 break
             if f is None:  # absent peers: their gradient is this partition's at w0
                 G += c_missing * (g_loss / n)
                 f = model(v, _L.loss_value(loss, m, y).sum())
-            g = g_loss / n + G + S @ v - Sb + alpha * v
+            g = g_loss / n + G + S @ v - Sb + pen * v
             step = -sla.cho_solve(chol, g, check_finite=False)
             dec = -(g @ step)
             if dec0 is None:
@@ -190,6 +203,7 @@ class LocalNewton:
                     break
                 t *= 0.5
             v, m, f = vt, mt, ft
+        self.last = (v.copy(), m, r, g_loss)  # r, g_loss are at v on every exit
         dual = _L.loss_dual_clip(loss, -r, y)
         # the pushed share must be exactly A_j^T dual (the certificate pairs them)
         return v, dual, (-g_loss if np.array_equal(dual, -r) else self._rmv(dual)), H, new

@@ -833,6 +833,33 @@ def _saga_advance(w, g, step, pen, alpha, k):
 
 
 @njit(**_JIT)
+def lazy_catch_up(w, g, last, indices, lo, hi, r, step, pen, alpha):
+    """Make the coefficients ``indices[lo:hi]`` current before step ``r``: each gets the steps
+    ``prox(w_j - step g_j)`` it missed since step ``last[j]``, in closed form (`_saga_advance`)."""
+    for q in range(lo, hi):
+        j = indices[q]
+        if last[j] < r - 1:
+            w[j] = _saga_advance(w[j], g[j], step, pen, alpha, r - 1 - last[j])
+            last[j] = r - 1
+
+
+@njit(**_JIT)
+def lazy_move_prox(w, g, last, indices, lo, hi, r, step, pen, alpha):
+    """Step ``r``'s ``w_j <- prox(w_j - step g_j)`` of the coefficients ``indices[lo:hi]``, once
+    per column (``last[j]`` becomes ``r``)."""
+    th = step * alpha
+    for q in range(lo, hi):
+        j = indices[q]
+        if last[j] == r - 1:
+            v = w[j] - step * g[j]
+            if pen == L2:
+                w[j] = v / (1.0 + th)
+            else:
+                w[j] = v - th if v > th else (v + th if v < -th else 0.0)
+            last[j] = r
+
+
+@njit(**_JIT)
 def saga_steps_lazy(X, y, loss, fit_intercept, n_steps, rng, w, mem, gbar, n_total, step, pen,
                     alpha):
     """`saga_steps` for a CSR matrix at O(nnz of the row) per step instead of O(d).
@@ -849,15 +876,10 @@ def saga_steps_lazy(X, y, loss, fit_intercept, n_steps, rng, w, mem, gbar, n_tot
     n = len(indptr) - 1
     inv_n = 1.0 / n_total
     last = np.zeros(n_coef, dtype=np.int64)  # the step after which w_j is current
-    th = step * alpha
     for r in range(1, n_steps + 1):
         i = _randint(rng, n)
         lo, hi = indptr[i], indptr[i + 1]
-        for q in range(lo, hi):
-            j = indices[q]
-            if last[j] < r - 1:
-                w[j] = _saga_advance(w[j], gbar[j], step, pen, alpha, r - 1 - last[j])
-                last[j] = r - 1
+        lazy_catch_up(w, gbar, last, indices, lo, hi, r, step, pen, alpha)
         m = 0.0
         for q in range(lo, hi):
             m += data[q] * w[indices[q]]
@@ -868,15 +890,7 @@ def saga_steps_lazy(X, y, loss, fit_intercept, n_steps, rng, w, mem, gbar, n_tot
         if delta != 0.0:
             for q in range(lo, hi):
                 w[indices[q]] -= step * delta * data[q]
-        for q in range(lo, hi):  # this step's averaged-gradient move and prox, once per column
-            j = indices[q]
-            if last[j] == r - 1:
-                v = w[j] - step * gbar[j]
-                if pen == L2:
-                    w[j] = v / (1.0 + th)
-                else:
-                    w[j] = v - th if v > th else (v + th if v < -th else 0.0)
-                last[j] = r
+        lazy_move_prox(w, gbar, last, indices, lo, hi, r, step, pen, alpha)  # gbar's move
         if fit_intercept:
             w[p - 1] -= step * gbar[p - 1]
         if delta != 0.0:

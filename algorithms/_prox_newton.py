@@ -26,8 +26,10 @@ C. each partition evaluates its loss sum at ``w + t d`` for ``t = 1, 1/2, ...``
 
 Hinge is minimized through its ``mu``-smoothed surrogate (`_cd_kernels`), with
 ``mu`` lowered as the certified gap shrinks (``mu <= kappa * gap``, down to
-``mu_min``); the certificate always measures the true hinge objective, with
-the surrogate's derivative as the dual point (feasible for hinge). The
+``mu_min``, `_hinge_smoothing`); the certificate always measures the true hinge
+objective. Its dual point is the better of the surrogate's derivative at ``w``
+and the Newton model's own duals (`_model_dual`, computed in round C), and the
+largest dual value seen is kept. The
 intercept is a coordinate with no l1 term. A restarted operator joins the
 lowest round its peers are at, taking the iterate from their messages (in
 round B it contributes a zero direction, which keeps the average a descent one).
@@ -49,9 +51,11 @@ import scipy.sparse as sp
 
 from . import _cd_kernels as C
 from . import _kernels as K
+from . import _model_dual as MD
 from ._barrier import Barrier, barrier_step, latest_model
 from ._base import Algorithm, LocalData, Problem, Start, StepOutput
 from ._certificate import GapParts, certificate_parts, certified, gap_from_parts
+from ._hinge_smoothing import curvature_floor, next_mu
 
 __all__ = ["ALGORITHM", "NewtonState", "init", "local_step"]
 
@@ -67,6 +71,10 @@ DEFAULTS = {
     "mu0": 2.0,  # hinge: first smoothing (> 1 puts every row of w = 0 on the curved band)
     "mu_min": 1e-7,  # hinge: smallest smoothing
     "kappa": 0.1,  # hinge: mu <= kappa * gap
+    "curv_floor": None,  # hinge: off-band rows' curvature as a fraction of their majorizer's
+    # (`_cd_kernels.row_curvature`); None: 1 with local Hessians (averaged local models
+    # overshoot the kinks), 0 with the full one (exact Newton; the majorizer slows it)
+    "mu_shrink": 0.01,  # hinge: mu shrinks by at most this factor per iteration
     "hessian": "auto",  # "full": all-reduce the p x p Hessian; "local": GIANT-type; auto: by p
     "hessian_max": 512,  # "auto" all-reduces the full Hessian up to this many parameters
     "dense_pass": 5000,  # CD passes on the full model (each O(p^2)); ill-conditioned models
@@ -110,10 +118,11 @@ def init(problem: Problem, data: LocalData, params: dict) -> NewtonState:
            "a": np.zeros(n), "D": np.zeros(n), "G": np.zeros(p), "Hg": np.zeros(p),
            "dbar": np.zeros(p), "F": np.inf, "delta": 0.0, "gap": np.inf, "rel_gap": np.inf,
            "primal": np.inf, "own": None, "prev_own": None, "step": 0.0, "passes": 0,
-           "lam": float(params["damping"]),
+           "lam": float(params["damping"]), "dual_best": -np.inf,
            "full": params["hessian"] == "full" or (params["hessian"] == "auto"
                                                    and p <= params["hessian_max"]),
            "phase": "run" if data.incarnation == 0 else "rejoin", "started": None}
+    mem["floor"] = curvature_floor(params["curv_floor"], mem["full"])
     rows = mat.tocsr()
     csr = (np.ascontiguousarray(rows.data, dtype=np.float64),
            np.ascontiguousarray(rows.indices, dtype=np.int64),
@@ -135,14 +144,17 @@ def _mu(pb: Problem, mem: dict) -> float:
 # ---------------------------------------------------------------------- contributions
 def _round_a(state: NewtonState, data: LocalData) -> dict:
     """Loss sums, gradient share, Hessian diagonal and gap parts at the common iterate."""
-    pb, mem = state.problem, state.mem
+    pb, mem, params = state.problem, state.mem, state.params
     w = mem["w"]
     mem["m"] = np.asarray(K.margins(data.X, w, pb.fit_intercept))
-    sloss = C.row_curvature(pb.loss, mem["m"], data.y, _mu(pb, mem), mem["a"], mem["D"])
+    sloss = C.row_curvature(pb.loss, mem["m"], data.y, _mu(pb, mem), mem["a"], mem["D"],
+                            mem["floor"])
     parts = certificate_parts(data.X, data.y, w, pb.loss, pb.fit_intercept, dual=mem["a"])
     out = {"w": w.copy(), "mu": mem["mu"], "lam": mem["lam"], "n": data.n,
            "sloss": float(sloss), "loss": parts.loss_sum, "conj": parts.conj_sum, "g": parts.g,
            "asum": float(mem["a"].sum())}
+    if np.isfinite(mem["dual_best"]):  # peers (a restarted one) learn the best dual seen
+        out["dbest"] = float(mem["dual_best"])
     if mem["full"]:
         out["hess"] = _local_hessian(state, mem["D"]).ravel()
     else:
@@ -194,9 +206,11 @@ def _round_c(state: NewtonState, data: LocalData) -> dict:
     C.csc_matvec(*state.csc, mem["dbar"], b, q)
     ts = np.zeros(N_TRIALS)
     C.trial_losses(pb.loss, mem["m"], q, data.y, _mu(pb, mem), _steps(state), ts)
+    dual = MD.model_dual(pb.loss, mem["a"], mem["D"], q, data.y)  # the model's own duals
     return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"],
             "dbar": mem["dbar"].copy(), "ts": ts,
-            "F": float(mem["F"]), "delta": float(mem["delta"])}
+            "F": float(mem["F"]), "delta": float(mem["delta"]),
+            **MD.model_dual_fields(data.X, data.y, mem["w"], pb.loss, pb.fit_intercept, dual)}
 
 
 def _steps(state: NewtonState) -> np.ndarray:
@@ -240,15 +254,16 @@ def _gather_a(state: NewtonState, parts: list) -> bool:
                        None if "side" not in c else ("mean" if pb.loss == K.SQUARED
                                                      else "classes"))
               for c in parts]
-    primal, _, gap = gap_from_parts(gparts, w, pb.alpha, pb.penalty)
-    mem["primal"], mem["gap"] = primal, max(gap, 0.0)
+    primal, dual, _ = gap_from_parts(gparts, w, pb.alpha, pb.penalty)
+    mem["dual_best"] = MD.best(mem["dual_best"], dual, *(c.get("dbest") for c in parts))
+    mem["primal"], mem["gap"] = primal, max(primal - mem["dual_best"], 0.0)
     mem["rel_gap"] = mem["gap"] / max(abs(primal), 1e-300)
     if mem["full"]:  # every operator solves the same model: no round B
         _full_direction(state, parts)
     else:
         mem["Hg"] = np.sum([c["hd"] for c in parts], axis=0) / n
     if pb.loss == K.HINGE:  # the next iteration's smoothing follows the certified gap
-        mem["mu_next"] = min(mem["mu"], max(params["mu_min"], params["kappa"] * mem["gap"]))
+        mem["mu_next"] = next_mu(mem["mu"], mem["gap"], params)
     return certified(mem["rel_gap"], params["tol"])
 
 
@@ -286,6 +301,13 @@ def _set_direction(state: NewtonState, d: np.ndarray) -> None:
         mem["delta"] += _reg(pb, w + d) - _reg(pb, w)
 
 
+def _balance(pb: Problem) -> str | None:
+    """How `_certificate` makes the duals meet the intercept's constraint (None: no intercept)."""
+    if not pb.fit_intercept:
+        return None
+    return "mean" if pb.loss == K.SQUARED else "classes"
+
+
 def _gather_c(state: NewtonState, parts: list, ref: dict) -> None:
     """The first trial step with the Armijo decrease; the iterate moves there."""
     pb, mem, params = state.problem, state.mem, state.params
@@ -298,15 +320,17 @@ def _gather_c(state: NewtonState, parts: list, ref: dict) -> None:
         if Ft <= F + params["sigma"] * t * delta and Ft < best:
             step, best = float(t), Ft
     mem["step"] = step
+    mem["dual_best"] = MD.best(mem["dual_best"], MD.model_dual_value(
+        parts, w, pb.alpha, pb.penalty, _balance(pb)))
     if step > 0.0:
         mem["w"] = w + step * d
-    mem["mu"] = mem.pop("mu_next", mem["mu"])
     # Levenberg-Marquardt-style damping of this operator's own model (it need not match its
     # peers': any average of the local solutions is a descent direction)
     if step >= 1.0:
         mem["lam"] = max(mem["lam"] * 0.1, 1e-12)
     elif step < 0.25:
         mem["lam"] = min(mem["lam"] * (10.0 if step > 0.0 else 1000.0), 1e12)
+    mem["mu"] = mem.pop("mu_next", mem["mu"])
     mem["it"] += 1
 
 
@@ -360,7 +384,7 @@ def schema(problem: Problem) -> tuple[dict, dict]:
               "conj": float, "g": ("float64", (d,)), "asum": float, "hd": ("float64", (p,)),
               "side": ("float64", (2 if problem.loss == K.SQUARED else 3,)), "side_g": ("float64", (d,)),
               "dk": ("float64", (p,)), "lam": float, "hess": ("float64", (p * p,)), "dbar": ("float64", (p,)), "ts": ("float64", (N_TRIALS,)),
-              "F": float, "delta": float}
+              "F": float, "delta": float, "dbest": float, **MD.schema_fields(problem)}
     always = ("w", "mu", "lam")  # every round's contribution carries these
     required = {"k": int, "has_prev": bool, **{f"c_{key}": fields[key] for key in always}}
     optional = {f"{pre}_{key}": v for key, v in fields.items() for pre in ("c", "p")

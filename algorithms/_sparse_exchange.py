@@ -273,10 +273,8 @@ class Exchange:
 
     Parameters
     ----------
-    name : str
-        Stream name (the prefix of its message fields).
-    size : int
-        Length of the vector.
+    name, size
+        As for `Publisher` and `Subscriber`.
     me : int
         This operator's partition (to find the requests addressed to it).
     full_every : float or None

@@ -8,8 +8,12 @@ scikit-learn's one-core lbfgs, and a KillWorker at 30% of the run.
   ``LogisticRegression(solver="lbfgs")`` on one core (its model checked too).
 * ``kill``: 200k x 100 logistic, alpha = 1e-4: time to 1e-6 fault-free and with
   ``KillWorker(1, at=0.3 * fault-free time)``.
+* ``ttt``: dense synthetic logistic (20k and 200k x 100, alpha 1e-4 and 1/n, with the
+  default unpenalized intercept): time to 1e-3 and 1e-6 (from the fit's trace) and the wall
+  time of the certified ``fit(tol=1e-6)``, asip-cocoa side by side with gd and admm.
 
-Run:  python benchmarks/cocoa_newton.py [--sections defaults crossover kill]
+Run:  python benchmarks/cocoa_newton.py [--sections defaults ttt crossover kill]
+      python benchmarks/cocoa_newton.py --sections ttt --sizes 20000   # one shape, ~1 min
 """
 
 from __future__ import annotations
@@ -100,9 +104,40 @@ def kill(rows, n=200_000, d=100, budget=20.0):
         print(rows[-1], flush=True)
 
 
+def ttt(rows, sizes=(20_000, 200_000), d=100, budget=15.0,
+        solvers=("asip-cocoa", "gd", "admm")):
+    for n in sizes:
+        ds = make_logistic(n, d, random_state=0)
+        for alpha in (1e-4, 1.0 / n):
+            obj = Objective(get_loss("log_loss"), get_penalty("l2", alpha), True)
+            ref = reference_optimum(obj, ds.X, ds.y)
+            times = {}
+            for solver in solvers:
+                est = AsipClassifier(alpha=alpha, solver=solver, tol=1e-6, max_time=budget,
+                                     random_state=0)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    t0 = time.perf_counter()
+                    est.fit(ds.X, ds.y)
+                    wall = time.perf_counter() - t0
+                w = np.append(est.coef_.ravel(), est.intercept_)
+                t3, t6 = (_time_to(est.trace_, ref, tgt) for tgt in (1e-3, 1e-6))
+                times[solver] = t6
+                rows.append(f"ttt {n} x {d} alpha {alpha:.1e}: {solver:10s} to 1e-3 {t3:.2f} s, "
+                            f"to 1e-6 {t6:.2f} s; fit(tol=1e-6) {wall:.2f} s "
+                            f"({est.stopped_by_}, ends {_rel(obj, ref, ds.X, ds.y, w):.1e})")
+                print(rows[-1], flush=True)
+            base = times.get("asip-cocoa", math.inf)
+            rows.append(f"ttt {n} x {d} alpha {alpha:.1e}: to 1e-6, "
+                        + ", ".join(f"{s} / asip-cocoa {times[s] / base:.2f}x"
+                                    for s in solvers if s != "asip-cocoa"))
+            print(rows[-1], flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sections", nargs="+", default=["defaults", "crossover", "kill"])
+    ap.add_argument("--sections", nargs="+", default=["defaults", "ttt", "crossover", "kill"])
+    ap.add_argument("--sizes", nargs="+", type=int, help="rows of the ttt/crossover shapes")
     args = ap.parse_args()
     import os
 
@@ -112,7 +147,11 @@ def main() -> None:
     print(f"cluster: {client}; load average {os.getloadavg()}", flush=True)
     rows = []
     for section in args.sections:
-        {"defaults": defaults, "crossover": crossover, "kill": kill}[section](rows)
+        run = {"defaults": defaults, "ttt": ttt, "crossover": crossover, "kill": kill}[section]
+        if args.sizes and section in ("ttt", "crossover"):
+            run(rows, sizes=tuple(args.sizes))
+        else:
+            run(rows)
     print(f"load average {os.getloadavg()}")
     print("\n".join(rows))
 

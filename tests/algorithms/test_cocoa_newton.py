@@ -1,7 +1,7 @@
 """asip-cocoa's ``local_solver="newton"`` without a cluster (the round-robin stand-in `_sim`).
 
 Convergence to the reference optimum for each smooth loss, dense and CSR, unequal
-partitions, with the intercept as a penalized constant feature; the certified gap
+partitions, with an unpenalized intercept (scikit-learn's problem); the certified gap
 bounds the true suboptimality; the round count does not grow with
 ``max ||x_i||^2 / (alpha n)`` (SDCA's does); bad choices are refused clearly.
 """
@@ -34,11 +34,9 @@ def _setup(loss, kind="dense", fit_intercept=False, sizes=(700, 100, 400), d=15,
     bounds = np.cumsum((0,) + tuple(sizes))
     parts = [(X[a:b], ds.y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
     problem = make_problem(loss, K.L2, alpha, fit_intercept, parts)
-    # asip-cocoa penalizes its intercept: the reference is the problem with a ones column
+    # the Newton local solver leaves the intercept unpenalized, as `Objective` does
     Xref = X.toarray() if sp.issparse(X) else X
-    if fit_intercept:
-        Xref = np.hstack([Xref, np.ones((n, 1))])
-    obj = Objective(get_loss(NAMES[loss]), get_penalty("l2", alpha), False)
+    obj = Objective(get_loss(NAMES[loss]), get_penalty("l2", alpha), fit_intercept)
     return Xref, ds.y, parts, problem, obj, reference_optimum(obj, Xref, ds.y)
 
 
@@ -140,3 +138,37 @@ def test_heterogeneous_partitions_converge():
     assert done, f"not certified after {rounds} rounds: {snaps[0].get('rel_gap')}"
     r = float(relative_suboptimality(obj.value(w, X, y), ref.f_star))
     assert r <= max(snaps[0]["rel_gap"], 0.0) + ref.relative_precision + 1e-12
+
+
+@pytest.mark.parametrize("loss", [K.LOGISTIC, K.SQUARED])
+def test_unpenalized_intercept_reaches_sklearns_optimum_certified(loss):
+    """An offset the intercept must carry (~1.5): the certified model is scikit-learn's
+    optimum (intercept unpenalized), and the gap from the balanced duals bounds its error."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((1500, 10))
+    alpha = 1e-2
+    z = X @ rng.standard_normal(10) * 0.3 + 1.5
+    if loss == K.LOGISTIC:
+        y = np.where(z + rng.standard_normal(1500) > 0, 1.0, -1.0)
+        sk = LogisticRegression(C=1.0 / (alpha * len(y)), tol=1e-12, max_iter=10_000).fit(X, y)
+    else:
+        y = z + 0.1 * rng.standard_normal(1500)
+        sk = Ridge(alpha=alpha * len(y), tol=1e-12).fit(X, y)  # (1/2n)||r||^2 + (alpha/2)|w|^2
+    w_sk = np.append(np.ravel(sk.coef_), sk.intercept_)
+    parts = [(X[:800], y[:800]), (X[800:1100], y[800:1100]), (X[1100:], y[1100:])]
+    problem = make_problem(loss, K.L2, alpha, True, parts)
+    obj = Objective(get_loss(NAMES[loss]), get_penalty("l2", alpha), True)
+    f_sk = obj.value(w_sk, X, y)
+    w, snaps, rounds, done = simulate(
+        "asip-cocoa", problem, parts,
+        {"tol": 1e-9, "seed": 0, "cert_period": 0.0, "local_solver": "newton"},
+        max_time=20, max_rounds=200)
+    assert done, f"not certified after {rounds} rounds: {snaps[0].get('rel_gap')}"
+    r = float(relative_suboptimality(obj.value(w, X, y), f_sk))
+    assert r <= max(snaps[0]["rel_gap"], 0.0) + 1e-12  # the gap bounds the error
+    assert abs(w[-1] - w_sk[-1]) <= 1e-3 * abs(w_sk[-1]) and abs(w_sk[-1]) > 1.0
+    # the intercept matters here: 10% off it is far from the optimum
+    r_pen = float(relative_suboptimality(obj.value(np.append(w[:-1], 0.9 * w[-1]), X, y), f_sk))
+    assert r_pen > 100 * max(r, 1e-12)
