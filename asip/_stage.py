@@ -213,6 +213,7 @@ class _Run:
         self.futures: dict[int, Any] = {}
         self.parts: Any = None  # the data's futures, per partition (asip._data.Partitions)
         self.attempt: dict[int, int] = {}
+        self.placed: dict[int, str | None] = {}  # partition -> the worker its latest attempt asked for
         self.outcomes: dict[int, dict] = {}
         self.collected: dict[tuple[int, int], dict] = {}  # (partition, incarnation) -> summary
         self.trace = BoundedTrace(_config.nbytes("trace.max-bytes"))
@@ -375,6 +376,7 @@ class _Run:
                                       *zip(*blocks), key=keys, pure=False)
         for index, future in enumerate(futures):
             self.attempt[index] = 0
+            self.placed[index] = placement[index]
             future.add_done_callback(lambda _: self.wake.set())
             self.futures[index] = future
 
@@ -382,15 +384,16 @@ class _Run:
         attempt = self.attempt.get(index, -1) + 1
         self.attempt[index] = attempt
         if self.parts.lost(index, self.client):  # in-memory data gone with its worker
-            workers = sorted(self.client.nthreads())
-            worker = workers[index % len(workers)] if workers else None
+            worker = self._freest_worker(index)
             logger.info("asip: partition %d's data was lost; scattering it again to %s",
                         index, worker)
             self.parts.reload(index, self.client, worker)
         blocks = self.parts.futures[index]
-        if worker is None:
+        if worker is None:  # a restart: where the failed attempt ran (its thread is free now)
             holders = self.client.who_has(blocks[:1]).get(blocks[0].key, ())
-            worker = holders[0] if holders else None
+            before = self.placed.get(index)
+            worker = before if before in holders else holders[0] if holders else None
+        self.placed[index] = worker
         future = self.client.submit(
             run_operator, self.spec, index, *blocks,
             key=f"asip-{self.run_id}-op{index}-a{attempt}",
@@ -400,6 +403,16 @@ class _Run:
         )
         future.add_done_callback(lambda _: self.wake.set())
         self.futures[index] = future
+
+    def _freest_worker(self, index: int) -> str | None:
+        """The worker with the most threads not taken by this gang's other operators (a
+        restarted operator placed on a full worker would queue until the stage ends)."""
+        nthreads = self.client.nthreads()
+        taken: dict[str, int] = {}
+        for other, worker in self.placed.items():
+            if other != index and other in self.futures:
+                taken[worker] = taken.get(worker, 0) + 1
+        return max(sorted(nthreads), key=lambda w: nthreads[w] - taken.get(w, 0), default=None)
 
     def _wait_for_go(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for the gang's start; True once it started."""
