@@ -9,8 +9,6 @@ worker is scattered again from the driver's copy for the restarted operator.
 from __future__ import annotations
 
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ import asip
 from asip._data import partitions_of
 from asip._task import OperatorSpec
 from asip.faults import KillWorker
+from _imports import modules_loaded_by
 from runtime_operators import Gossip
 from test_stage import assert_clean
 
@@ -101,11 +100,8 @@ def test_a_killed_worker_s_in_memory_partition_is_scattered_again(fresh_cluster)
 def test_import_asip_leaves_numba_scipy_and_dask_array_out():
     """The scheduler imports asip (its directory plugin, the operator task's function):
     dask.array would pull numba and scipy into it (about 80 MB)."""
-    code = ("import sys, asip; print(sorted(m for m in ('numba', 'scipy', 'dask.array', "
-            "'sklearn', 'asip.algorithms') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True).stdout
-    assert out.strip() == "[]"
+    assert modules_loaded_by("import asip", ("numba", "scipy", "sklearn", "dask.array",
+                                             "asip.algorithms")) == []
 
 
 def test_the_operator_travels_pickled_and_each_incarnation_gets_its_own_copy():
