@@ -75,6 +75,7 @@ from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepO
 from ._certificate import (GapParts, certificate_parts, certified, certified_model,
                            gap_from_parts, snapshot_fields)
 from ._cocoa_newton import LocalNewton, choose_local_solver
+from ._primal_cert import side_len
 from ._sdca_kernels import cocoa_steps
 from ._sparse_exchange import Exchange, schema_fields
 
@@ -458,8 +459,9 @@ def schema(problem: Problem) -> tuple[dict, dict]:
     an unpenalized intercept also ``side, sg``, see `_certificate.GapParts`); Newton pushes add the point ``x`` and the Hessian ``H``."""
     return ({}, {**schema_fields("u", problem.p), **schema_fields("wbar", problem.p),
                  "ver": int, "c": float, "linc": int, "lver": int, "lsum": float,
-                 "side": ("float64", (None,)), "sg": ("float64", (None,)),
-                 "cg": ("float64", (None,)),
+                 "side": ("float64", (side_len(problem),)),
+                 "sg": ("float64", (problem.n_features,)),
+                 "cg": ("float64", (problem.n_features,)),
                  "x": ("float64", (problem.p,)), "H": ("float64", (problem.p, problem.p))})
 
 
