@@ -24,6 +24,15 @@ refreshes the SVRG memory *is* the certificate pass); it stops the stage when
 snapshot refreshes at the pace of the slowest operator and nobody waits for it: between
 anchors the operators keep stepping with the memory they have.
 
+Backtracking. Local epochs on one partition's rows drift towards that partition's own
+optimum; where partitions differ (ijcnn1 split in file order: a random split of the same
+rows converges) and the penalty is weak, an epoch can move the average away from the
+optimum (ijcnn1, log_loss-l2, alpha = 1/n, 2 workers: 60x the optimum after 4 s). The leader
+sees that at the anchors: when the objective at a new anchor exceeds the best one's, it
+re-announces the best anchor as a *reset* (every operator restarts its iterate there and
+counts a peer's pushes from before the reset as that anchor) and cuts every operator's
+local epoch to a quarter (``escale``, sent with the leader's pushes).
+
 The estimate is the distributed SVRG of Lee et al. (local sampling, model averaging): at
 the optimum ``mu = grad f(w*)`` cancels the prox step and every local step is zero, so the
 fixed point is exact, and the variance vanishes as iterates and anchor converge. An
@@ -68,6 +77,7 @@ DEFAULTS = {
     "max_iter": None,  # local epochs
     "max_ahead": 2,  # epochs an operator runs without news from any peer, then it waits
     "rejoin_wait": 0.3,  # a restarted leader waits this long to hear every peer
+    "backtrack": 0.25,  # objective up at an anchor: reset to the best one, epochs times this
     "seed": None,
 }
 
@@ -96,6 +106,9 @@ def validate(problem: Problem, params: dict) -> None:
     if not params["step_scale"] > 0 or not (params["epoch"] is None or params["epoch"] > 0):
         raise ValueError(f"step_scale and epoch must be positive for solver 'asip-svrg', got "
                          f"{params['step_scale']!r} and {params['epoch']!r}")
+    if not 0 < params["backtrack"] <= 1:
+        raise ValueError(f"backtrack must be in (0, 1] for solver 'asip-svrg', got "
+                         f"{params['backtrack']!r}")
 
 
 def init(problem: Problem, data: LocalData, params: dict) -> SvrgState:
@@ -109,10 +122,12 @@ def init(problem: Problem, data: LocalData, params: dict) -> SvrgState:
     epoch = params["epoch"] if params["epoch"] is not None else epoch_for(data, p)
     state = SvrgState(problem, params, float(step), np.zeros(p), np.zeros(data.n), np.zeros(p),
                       K.make_rng(seed), {}, _counts(problem, data),
-                      {"seq": 0, "epochs": 0.0, "ahead": 0.0, "epoch": float(epoch), "ver": -1, "anchor": np.zeros(p),
+                      {"seq": 0, "epochs": 0.0, "ahead": 0.0, "epoch": float(epoch), "base_epoch": float(epoch),
+                       "escale": 1.0, "reset": -1, "ver": -1, "anchor": np.zeros(p),
                        "rejoining": data.incarnation > 0, "started": None,
                        "leader": data.index == LEADER},
                       {"ver": 0, "anchor": np.zeros(p), "best_dual": -np.inf, "gap": np.inf,
+                       "best_primal": np.inf, "best_anchor": np.zeros(p),
                        "rel_gap": np.inf, "certified": None,
                        "certify": C.certifiable(problem, data.sw is not None)})
     if not state.clock["rejoining"]:
@@ -183,9 +198,19 @@ def _absorb(state: SvrgState, data: LocalData, inbox) -> None:
         else:
             entry.update(G=None, f=0.0, gver=-1)
         state.peers[msg.sender] = entry
+        if msg.sender == LEADER and data.index != LEADER and "escale" in pl:
+            _adopt_scale(state.clock, float(pl["escale"]), int(pl["reset"]))
         if msg.sender == LEADER and "anchor" in pl and data.index != LEADER and \
                 int(pl["aver"]) > state.clock["ver"]:
             state.clock["next"] = (int(pl["aver"]), np.asarray(pl["anchor"], dtype=np.float64))
+
+
+def _adopt_scale(clock: dict, escale: float, reset: int) -> None:
+    """The leader's epoch scale and latest reset anchor version (never backwards)."""
+    if reset > clock["reset"] or escale < clock["escale"]:
+        clock["escale"] = min(clock["escale"], escale)
+        clock["reset"] = max(clock["reset"], reset)
+        clock["epoch"] = clock["base_epoch"] * clock["escale"]
 
 
 def _wbar(state: SvrgState, data: LocalData) -> np.ndarray:
@@ -198,9 +223,11 @@ def _wbar(state: SvrgState, data: LocalData) -> np.ndarray:
             e = state.peers.get(j)
             if e is None:
                 items.append((np.full(pb.p, float(pb.sizes[j])), state.clock["anchor"]))
-            else:  # counts not in yet (a lost early push): by rows
+            else:  # counts not in yet (a lost early push): by rows; from before a reset: the anchor
                 items.append((e["cnt"] if e["cnt"] is not None else
-                              np.full(pb.p, float(pb.sizes[j])), e["w"]))
+                              np.full(pb.p, float(pb.sizes[j])),
+                              e["w"] if e["act"] >= state.clock["reset"] else
+                              state.clock["anchor"]))
     return count_average(items, [pb.sizes[data.index]] + [pb.sizes[j] for j in
                                                           range(data.n_partitions)
                                                           if j != data.index])
@@ -258,7 +285,7 @@ def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutp
     nxt = clock.pop("next", None)
     if nxt is not None:
         _anchor(state, data, *nxt)
-        if clock["rejoining"]:
+        if clock["rejoining"] or nxt[0] == clock["reset"]:
             state.w[:] = nxt[1]
     if clock["rejoining"]:
         if data.index == LEADER:  # restarted leader: hear the peers, then anchor past them
@@ -331,6 +358,7 @@ def _payload(state: SvrgState) -> dict:
     if _repeat(clock, "cnt", 0):
         out["cnt"] = state.cnt
     if clock["leader"] and not clock["rejoining"]:
+        out.update(escale=clock["escale"], reset=clock["reset"])
         out["aver"] = clock["ver"]  # the leader's anchor
         if _repeat(clock, "anchor", clock["ver"]):
             out["anchor"] = clock["anchor"]
@@ -371,6 +399,14 @@ def _lead(state: SvrgState, data: LocalData, payload: dict | None) -> bool:
         a = lead["anchor"]
         parts = [C.free_parts(pb, pb.sizes[j], a, *row) for j, row in enumerate(rows)]
         primal, dual, _ = C.relative_gap(pb, parts, a)
+        if primal > lead["best_primal"] + 1e-9 * abs(lead["best_primal"]):
+            _backtrack(state, data)
+            if payload is not None:
+                payload.update(_payload_fields(state), escale=clock["escale"],
+                               reset=clock["reset"])
+            return False
+        if primal < lead["best_primal"]:
+            lead["best_primal"], lead["best_anchor"] = primal, a.copy()
         lead["best_dual"] = max(lead["best_dual"], dual)
         lead["gap"] = primal - lead["best_dual"]
         lead["rel_gap"] = lead["gap"] / max(abs(primal), 1e-300)
@@ -387,6 +423,20 @@ def _lead(state: SvrgState, data: LocalData, payload: dict | None) -> bool:
         return float(np.linalg.norm(lead["anchor"] - old)) <= state.params["tol"] * max(
             float(np.linalg.norm(lead["anchor"])), 1e-12)
     return False
+
+
+def _backtrack(state: SvrgState, data: LocalData) -> None:
+    """The objective went up at the newest anchor: re-announce the best one as a reset and
+    cut the local epochs (see the module docstring)."""
+    lead, clock = state.lead, state.clock
+    ver = max([lead["ver"], clock["ver"]] + [e["gver"] for e in state.peers.values()]) + 1
+    a = lead["best_anchor"].copy()
+    lead.update(ver=ver, anchor=a)
+    _adopt_scale(clock, clock["escale"] * state.params["backtrack"], ver)
+    _anchor(state, data, ver, a)
+    state.w[:] = a
+    logger.debug("asip-svrg: objective up at anchor %d; reset to the best, epoch %.3g passes",
+                 ver - 1, clock["epoch"])
 
 
 def _payload_fields(state: SvrgState) -> dict:
@@ -406,7 +456,7 @@ def schema(problem: Problem) -> tuple[dict, dict]:
     intercept's sums), the counts and the leader's anchor only when new and then now and then."""
     vec = ("float64", (problem.p,))
     req = {"w": vec, "seq": int, "f": float, "gver": int, "act": int}
-    opt = {"aver": int, "anchor": vec, "G": vec, "cnt": vec}
+    opt = {"aver": int, "anchor": vec, "G": vec, "cnt": vec, "escale": float, "reset": int}
     if problem.fit_intercept:
         opt.update(side=("float64", (C.side_len(problem),)),
                    side_g=("float64", (problem.n_features,)))
