@@ -24,14 +24,16 @@ def check_slots(n_operators: int, nthreads: dict[str, int], oversubscribe: bool)
 
 
 def plan_placement(
-    holders: list[list[str]], nthreads: dict[str, int], oversubscribe: bool
+    holders: list[list[str]], nthreads: dict[str, int], oversubscribe: bool,
+    running: dict[str, int] | None = None,
 ) -> list[str]:
     """A worker for each partition: a holder of its data with a free slot, else the emptiest.
 
     Without ``oversubscribe`` no worker gets more operators than it has threads, so
     a partition whose holders are full moves (once) to a worker with a free thread.
+    ``running``: operators already on each worker (a restart placed beside its gang).
     """
-    load = {w: 0 for w in nthreads}
+    load = {w: (running or {}).get(w, 0) for w in nthreads}
 
     def has_room(w: str) -> bool:
         return oversubscribe or load[w] < nthreads[w]

@@ -7,7 +7,7 @@ import os
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
@@ -384,15 +384,15 @@ class _Run:
         attempt = self.attempt.get(index, -1) + 1
         self.attempt[index] = attempt
         if self.parts.lost(index, self.client):  # in-memory data gone with its worker
-            worker = self._freest_worker(index)
+            worker = self._restart_worker(index, [])
             logger.info("asip: partition %d's data was lost; scattering it again to %s",
                         index, worker)
             self.parts.reload(index, self.client, worker)
         blocks = self.parts.futures[index]
-        if worker is None:  # a restart: where the failed attempt ran (its thread is free now)
-            holders = self.client.who_has(blocks[:1]).get(blocks[0].key, ())
+        if worker is None:  # a restart: where the failed attempt ran (its thread is free)
+            holders = list(self.client.who_has(blocks[:1]).get(blocks[0].key, ()))
             before = self.placed.get(index)
-            worker = before if before in holders else holders[0] if holders else None
+            worker = before if before in holders else self._restart_worker(index, holders)
         self.placed[index] = worker
         future = self.client.submit(
             run_operator, self.spec, index, *blocks,
@@ -404,15 +404,16 @@ class _Run:
         future.add_done_callback(lambda _: self.wake.set())
         self.futures[index] = future
 
-    def _freest_worker(self, index: int) -> str | None:
-        """The worker with the most threads not taken by this gang's other operators (a
-        restarted operator placed on a full worker would queue until the stage ends)."""
+    def _restart_worker(self, index: int, holders: list[str]) -> str | None:
+        """Where a restart goes: `plan_placement` against the gang's running operators (a
+        holder of the data with a free thread, else the emptiest worker; a restart put on a
+        full worker would queue until the stage ends)."""
         nthreads = self.client.nthreads()
-        taken: dict[str, int] = {}
-        for other, worker in self.placed.items():
-            if other != index and other in self.futures:
-                taken[worker] = taken.get(worker, 0) + 1
-        return max(sorted(nthreads), key=lambda w: nthreads[w] - taken.get(w, 0), default=None)
+        if not nthreads:
+            return None
+        running = Counter(worker for other, worker in self.placed.items()
+                          if other != index and other in self.futures)
+        return plan_placement([holders], nthreads, self.stage.oversubscribe, running)[0]
 
     def _wait_for_go(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for the gang's start; True once it started."""
