@@ -36,7 +36,8 @@ import random
 import threading
 import time
 from collections import OrderedDict, defaultdict
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 from asip._channel import MESSAGE_OVERHEAD, ChannelStats, Mailbox, _bucket
@@ -58,6 +59,18 @@ DRAIN_BYTES = 4 << 20  # pushes routed per event-loop callback, at most about th
 YIELD_OPERATORS = 4
 YIELD_AFTER = 0.005
 YIELD_MAX = 0.05
+
+
+@contextmanager
+def _wake_after() -> Iterator[set[Mailbox]]:
+    """A set to collect mailboxes filled with ``notify=False``; each is woken once at the
+    end (one wake-up per batch: woken operator threads don't take the GIL mid-batch)."""
+    woken: set[Mailbox] = set()
+    try:
+        yield woken
+    finally:
+        for mailbox in woken:
+            mailbox.notify()
 
 
 class ChannelSettings:
@@ -331,8 +344,7 @@ class DataPlane:
             self._count_drops(_at_stop(items))
             return
         touched: set[PeerLink] = set()
-        woken: set[Mailbox] = set()  # local receivers: woken once, after the whole drain
-        try:
+        with _wake_after() as woken:  # local receivers: woken once, after the whole drain
             for ep, encoded, targets, parts, pushed_at in items:
                 try:
                     self._route(ep, encoded, targets, parts, touched, pushed_at, woken)
@@ -341,9 +353,6 @@ class DataPlane:
                                      ep.index)
             for link in touched:
                 link.flush()
-        finally:
-            for mailbox in woken:
-                mailbox.notify()
 
     @staticmethod
     def _count_drops(dropped: dict[Endpoint, list[int]]) -> None:
@@ -494,17 +503,13 @@ class DataPlane:
             return True
         now = time.time()
         directory = self._directory()
-        woken: set[Mailbox] = set()  # each receiver is woken once, after the whole batch
-        try:
+        with _wake_after() as woken:  # each receiver is woken once, after the whole batch
             for entry in batch:
                 try:
                     self._receive(entry, now, directory, woken)
                 except Exception:  # noqa: BLE001 - one bad item never costs the rest
                     logger.debug("asip: dropped an item that failed on receipt", exc_info=True)
                     self.malformed += 1
-        finally:
-            for mailbox in woken:
-                mailbox.notify()
         return True
 
     def _drop_arrivals(self, batch: list | tuple) -> None:
