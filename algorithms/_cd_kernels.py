@@ -19,14 +19,14 @@ All kernels are ``@njit(nogil=True, cache=True)`` (see `_kernels`).
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 from numba import njit
 
 from . import _losses as _L
 
-__all__ = ["cd_dense", "cd_subproblem", "csc_matvec", "csr_weighted_gram", "csc_rmatvec", "row_curvature", "trial_losses"]
+__all__ = ["cd_dense", "cd_subproblem", "csc_matvec", "csc_sq_rmatvec", "csr_weighted_gram",
+           "row_curvature", "trial_losses"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,16 +71,6 @@ def row_curvature(loss, m, y, mu, a, D, floor):
             d2 = floor / (2.0 * z - mu if z >= mu else mu - 2.0 * z)
         D[i] = d2
     return s
-
-
-@njit(**_JIT)
-def csc_rmatvec(data, indices, indptr, v, out):
-    """``out[j] = sum_i v_i x_ij`` for the ``len(indptr) - 1`` columns."""
-    for j in range(indptr.shape[0] - 1):
-        s = 0.0
-        for k in range(indptr[j], indptr[j + 1]):
-            s += data[k] * v[indices[k]]
-        out[j] = s
 
 
 @njit(**_JIT)
@@ -148,13 +138,10 @@ def cd_subproblem(data, indices, indptr, fit_intercept, D, G, extra, w, alpha, m
     delta[:] = 0.0
     q[:] = 0.0
     H = np.empty(p)
-    for j in range(d):
-        s = 0.0
-        for k in range(indptr[j], indptr[j + 1]):
-            s += D[indices[k]] * data[k] * data[k]
-        H[j] = s + extra[j]
+    csc_sq_rmatvec(data, indices, indptr, D, H)
     if fit_intercept:
-        H[d] = D.sum() + extra[d]
+        H[d] = D.sum()
+    H += extra
     active = np.ones(p, dtype=np.bool_)
     full = True
     first = -1.0

@@ -56,6 +56,7 @@ from ._barrier import Barrier, barrier_step, latest_model
 from ._base import Algorithm, LocalData, Problem, Start, StepOutput
 from ._certificate import GapParts, certificate_parts, certified, gap_from_parts
 from ._hinge_smoothing import curvature_floor, next_mu
+from ._primal_cert import side_len
 
 __all__ = ["ALGORITHM", "NewtonState", "init", "local_step"]
 
@@ -144,7 +145,7 @@ def _mu(pb: Problem, mem: dict) -> float:
 # ---------------------------------------------------------------------- contributions
 def _round_a(state: NewtonState, data: LocalData) -> dict:
     """Loss sums, gradient share, Hessian diagonal and gap parts at the common iterate."""
-    pb, mem, params = state.problem, state.mem, state.params
+    pb, mem = state.problem, state.mem
     w = mem["w"]
     mem["m"] = np.asarray(K.margins(data.X, w, pb.fit_intercept))
     sloss = C.row_curvature(pb.loss, mem["m"], data.y, _mu(pb, mem), mem["a"], mem["D"],
@@ -158,14 +159,20 @@ def _round_a(state: NewtonState, data: LocalData) -> dict:
     if mem["full"]:
         out["hess"] = _local_hessian(state, mem["D"]).ravel()
     else:
-        hd = np.zeros(pb.p)
-        C.csc_sq_rmatvec(*state.csc, mem["D"], hd)
-        if pb.fit_intercept:
-            hd[-1] = mem["D"].sum()
-        out["hd"] = hd
+        out["hd"] = _hessian_diagonal(state, mem["D"])
     if parts.side is not None:
         out["side"], out["side_g"] = parts.side, parts.side_g
     return out
+
+
+def _hessian_diagonal(state: NewtonState, D: np.ndarray) -> np.ndarray:
+    """The diagonal of ``X~_k^T diag(D) X~_k`` (``X~``: with the intercept's ones)."""
+    pb = state.problem
+    h = np.zeros(pb.p)
+    C.csc_sq_rmatvec(*state.csc, D, h)
+    if pb.fit_intercept:
+        h[-1] = D.sum()
+    return h
 
 
 def _local_hessian(state: NewtonState, D: np.ndarray) -> np.ndarray:
@@ -183,10 +190,7 @@ def _round_b(state: NewtonState, data: LocalData) -> dict:
     if mem.pop("zero_dir", False):  # rejoined in this round: no local model, no move
         return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "dk": delta}
     Dk = mem["D"] / data.n
-    hk = np.zeros(pb.p)
-    C.csc_sq_rmatvec(*state.csc, Dk, hk)
-    if pb.fit_intercept:
-        hk[-1] = Dk.sum()
+    hk = _hessian_diagonal(state, Dk)
     scale = float(mem["Hg"][: pb.n_features].mean()) if pb.n_features else 1.0
     extra = np.maximum(mem["Hg"] - hk, 0.0) + mem["lam"] * max(scale, 1e-12)
     l1 = pb.alpha if pb.penalty == K.L1 else 0.0
@@ -251,8 +255,7 @@ def _gather_a(state: NewtonState, parts: list) -> bool:
     gparts = [GapParts(int(c["n"]), float(c["loss"]), float(c["conj"]), np.asarray(c["g"]),
                        None if "side" not in c else np.asarray(c["side"]),
                        None if "side_g" not in c else np.asarray(c["side_g"]),
-                       None if "side" not in c else ("mean" if pb.loss == K.SQUARED
-                                                     else "classes"))
+                       None if "side" not in c else _balance(pb))
               for c in parts]
     primal, dual, _ = gap_from_parts(gparts, w, pb.alpha, pb.penalty)
     mem["dual_best"] = MD.best(mem["dual_best"], dual, *(c.get("dbest") for c in parts))
@@ -382,7 +385,7 @@ def schema(problem: Problem) -> tuple[dict, dict]:
     p, d = problem.p, problem.n_features
     fields = {"w": ("float64", (p,)), "mu": float, "n": int, "sloss": float, "loss": float,
               "conj": float, "g": ("float64", (d,)), "asum": float, "hd": ("float64", (p,)),
-              "side": ("float64", (2 if problem.loss == K.SQUARED else 3,)), "side_g": ("float64", (d,)),
+              "side": ("float64", (side_len(problem),)), "side_g": ("float64", (d,)),
               "dk": ("float64", (p,)), "lam": float, "hess": ("float64", (p * p,)), "dbar": ("float64", (p,)), "ts": ("float64", (N_TRIALS,)),
               "F": float, "delta": float, "dbest": float, **MD.schema_fields(problem)}
     always = ("w", "mu", "lam")  # every round's contribution carries these
