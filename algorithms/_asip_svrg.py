@@ -58,9 +58,9 @@ import numpy as np
 
 from . import _kernels as K
 from . import _primal_cert as C
-from ._certificate import certified, certified_model, snapshot_fields
 from . import _weights as W
 from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput
+from ._certificate import certified_model, snapshot_fields
 from ._vr_kernels import anchor_pass, svrg_steps, svrg_steps_lazy, svrg_steps_scaled
 
 __all__ = ["ALGORITHM", "SvrgState", "combine", "init", "local_step", "snapshot"]
@@ -402,16 +402,11 @@ def _lead(state: SvrgState, data: LocalData, payload: dict | None) -> bool:
         if primal > lead["best_primal"] + 1e-9 * abs(lead["best_primal"]):
             _backtrack(state, data)
             if payload is not None:
-                payload.update(_payload_fields(state), escale=clock["escale"],
-                               reset=clock["reset"])
+                payload.update(_payload_fields(state))
             return False
         if primal < lead["best_primal"]:
             lead["best_primal"], lead["best_anchor"] = primal, a.copy()
-        lead["best_dual"] = max(lead["best_dual"], dual)
-        lead["gap"] = primal - lead["best_dual"]
-        lead["rel_gap"] = lead["gap"] / max(abs(primal), 1e-300)
-        if certified(lead["rel_gap"], state.params["tol"]):
-            lead["certified"] = a.copy()
+        if C.record_gap(lead, primal, dual, a, state.params["tol"]):
             return True
     if clock.get("stepped") != ver or any(e["act"] != ver for e in peers):
         return False  # the next anchor once everyone steps against this one
@@ -440,10 +435,10 @@ def _backtrack(state: SvrgState, data: LocalData) -> None:
 
 
 def _payload_fields(state: SvrgState) -> dict:
-    """The anchor-dependent fields of a push, after the leader moved its anchor."""
+    """The anchor-dependent fields of a push, after the leader moved its anchor (or reset it)."""
     clock, pb = state.clock, state.problem
     out = {"G": state.grad.copy(), "f": clock["f"], "gver": clock["ver"], "aver": clock["ver"],
-           "anchor": clock["anchor"]}
+           "anchor": clock["anchor"], "escale": clock["escale"], "reset": clock["reset"]}
     _repeat(clock, "G", clock["ver"])
     _repeat(clock, "anchor", clock["ver"])
     if pb.fit_intercept:

@@ -72,10 +72,10 @@ import numpy as np
 
 from . import _kernels as K
 from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput
-from ._certificate import (GapParts, certificate_parts, certified, certified_model,
-                           gap_from_parts, snapshot_fields)
+from ._certificate import (GapParts, certificate_parts, certified_model, gap_from_parts,
+                           snapshot_fields)
 from ._cocoa_newton import LocalNewton, choose_local_solver
-from ._primal_cert import side_len
+from ._primal_cert import record_gap, side_len
 from ._sdca_kernels import cocoa_steps
 from ._sparse_exchange import Exchange, schema_fields
 
@@ -119,7 +119,7 @@ class CocoaState(NamedTuple):
     sigma: float
     scale: float  # 1 / (alpha n)
     chunk: AdaptiveCount
-    clock: dict  # "steps", "seq", "started", "rejoining", answers owed: "answer"
+    clock: dict  # "steps", "started", "rejoining", answers owed: "answer" (the exchange numbers pushes)
     cert: dict  # the leader's certificate state (see `_certify`)
     newton: LocalNewton | None = None  # the local solver when it is Newton, else SDCA
 
@@ -175,10 +175,10 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
     return CocoaState(
         dual=np.zeros(data.n), order=np.arange(data.n, dtype=np.int64),
         cursor=np.zeros(1, dtype=np.int64), rng=K.make_rng(seed), u=np.zeros(p), w=np.zeros(p),
-        peers=Exchange("u", p, data.index), problem=problem, params=params, sigma=sigma,
+        peers=Exchange("u", p, data.index, keep_total=True), problem=problem, params=params, sigma=sigma,
         scale=1.0 / (problem.alpha * problem.n_total), chunk=AdaptiveCount(params["step_time"]),
-        clock={"steps": 0, "seq": 0, "started": None, "answer": None, "answered": None,
-               "ahead": 0, "hess": {}, "points": {}, "psum": np.zeros(p),
+        clock={"steps": 0, "started": None, "answer": None, "answered": None,
+               "ahead": 0, "hess": {}, "points": {},
                "rejoining": data.incarnation > 0 and data.n_partitions > 1},
         cert={"x": Exchange("wbar", p, data.index), "ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
               "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},
@@ -193,7 +193,9 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
         clock["ahead"] = 0
     for msg in inbox:
         pl = msg.payload
-        current, moved = _fold(state, msg)  # the sender's u_j, as of this push
+        # the sender's u_j as of this push; the exchange keeps the peers' sum in step
+        current = state.peers.absorb(msg)
+        moved = state.peers.sub.moved
         if state.newton is not None and current:
             if moved:
                 # Newton: news is a peer's moved total, not a waiting peer's re-push (a round
@@ -217,47 +219,12 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
                 cert["answers"][msg.sender] = parts
 
 
-def _fold(state: CocoaState, msg) -> tuple[bool, bool]:
-    """Apply ``msg``'s part of the totals stream and keep ``clock["psum"] = sum_j u_j`` in step.
-
-    Returns ``(current, moved)``: whether the sender's total is now as of this push, and
-    whether that changed it. A delta costs O(entries it carries) here, not O(d): the view
-    is ``u + psum``, not a re-sum of every peer's total on every step. Fulls (the first
-    push, resyncs, one every few seconds) re-sum exactly, which also bounds rounding drift.
-    """
-    ex, pl, psum = state.peers, msg.payload, state.clock["psum"]
-    held = ex.sub.vecs.get(msg.sender)
-    full = "u" in pl or bool(pl.get("u_full", False))
-    idx = before = None
-    if held is not None and not full and "u_seq" in pl:
-        idx = pl.get("u_idx")
-        idx = np.asarray(idx) if idx is not None else None
-        if idx is None or idx.ndim != 1 or idx.dtype.kind not in "iu" or (
-                len(idx) and (idx.min() < 0 or idx.max() >= len(held))):
-            idx = None  # malformed: the exchange refuses it, nothing to keep in step
-        else:
-            before = held[idx]  # fancy indexing: a copy
-    elif held is not None and full:
-        before = held.copy()
-    current = ex.absorb(msg)
-    if not current:
-        return False, False
-    vec = ex.vector(msg.sender)
-    if idx is not None and before is not None:
-        psum[idx] += vec[idx] - before
-        return True, bool(np.any(vec[idx] != before))
-    psum[:] = 0.0
-    for u_j in ex.totals():
-        psum += u_j
-    return True, before is None or not np.array_equal(vec, before)
-
-
 def _view(state: CocoaState) -> np.ndarray:
     """``u_own + sum_j u_j``: the model of the latest duals known here (Newton: the own
     iterate)."""
     if state.newton is not None:
         return state.w.copy()
-    return state.u + state.clock["psum"]
+    return state.u + state.peers.sub.total
 
 
 def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOutput:
@@ -301,7 +268,7 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         clock["steps"] += max(int(round((state.newton.passes - before) * data.n)), 1)
         clock["ahead"] += data.n
     else:
-        np.add(state.u, state.clock["psum"], out=state.w)  # the view, O(d)
+        np.add(state.u, state.peers.sub.total, out=state.w)  # the view, O(d)
         n_steps = min(state.chunk.count, data.n)  # at most one pass between pushes: fresh views
         t0 = time.perf_counter()
         cocoa_steps(data.X, data.y, pb.loss, pb.fit_intercept, n_steps, state.rng, state.order,
@@ -361,8 +328,7 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
     """The own total; with a certificate answer owed, also this partition's `GapParts`: the
     loss sum at the asked model and the dual sums of the duals ``u`` comes from (two passes,
     so only then)."""
-    clock, pb = state.clock, state.problem
-    clock["seq"] += 1
+    clock = state.clock
     payload = state.peers.fields(state.u, now)
     payload.update(state.cert["x"].sub.want_field(now))
     if clock.get("point"):  # Newton: u is -grad L_k / alpha at this point
@@ -437,11 +403,8 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
         cert["cost"] = time.perf_counter() - t0
         primal, dual, _ = gap_from_parts([own, *cert["answers"].values()], wbar, pb.alpha)
         # any mix of the partitions' duals is feasible: every such D is a valid bound
-        cert["best_dual"] = max(cert["best_dual"], dual)
-        gap = primal - cert["best_dual"]
-        cert.update(primal=primal, gap=gap, rel_gap=gap / max(abs(primal), 1e-300), wbar=None)
-        if certified(cert["rel_gap"], params["tol"]):
-            cert["certified"] = wbar
+        cert.update(primal=primal, wbar=None)
+        if record_gap(cert, primal, dual, wbar, params["tol"]):
             return True
     period = max(params["cert_period"], 4.0 * cert.get("cost", 0.0))
     # an answer was lost: ask again (not before a peer's Newton round could have ended)

@@ -158,12 +158,18 @@ class Subscriber:
         Length of the vector.
     retry : float
         Seconds before a resync request that got no full is repeated.
+    keep_total : bool
+        Keep ``total``, the sum of every sender's held vector, in step with each message:
+        O(entries a delta carries), where a re-sum would cost O(d) per sender (fulls, rare,
+        re-sum it exactly, which also bounds rounding drift).
     """
 
-    def __init__(self, name: str, size: int, retry: float = 0.1):
+    def __init__(self, name: str, size: int, retry: float = 0.1, keep_total: bool = False):
         self.name = name
         self.size = int(size)
         self.retry = float(retry)
+        self.total = np.zeros(self.size) if keep_total else None
+        self.moved = False  # whether the last message applied changed its sender's vector
         self.vecs: dict[int, np.ndarray] = {}  # sender -> its vector (last consistent state)
         self.at: dict[int, tuple[int, int]] = {}  # sender -> (incarnation, seq) of that state
         self.synced: dict[int, bool] = {}
@@ -179,11 +185,13 @@ class Subscriber:
         is out of sync until a full arrives).
         """
         pl = msg.payload
+        self.moved = False
         seq = pl.get(f"{self.name}_seq")
         if seq is None:
             return False
         seq, sender, inc = int(seq), int(msg.sender), int(msg.incarnation)
         vec = self.vecs.get(sender)
+        first = vec is None
         if vec is None:
             vec = self.vecs[sender] = np.zeros(self.size)
             self.synced[sender] = False
@@ -201,12 +209,13 @@ class Subscriber:
             if dense is not None:
                 if np.shape(dense) != (self.size,):
                     return self._malformed(sender)
-                vec[:] = dense
+                new = np.asarray(dense, dtype=np.float64)
             else:
                 if not self._valid(idx, val):
                     return self._malformed(sender)
-                vec[:] = 0.0
-                vec[np.asarray(idx)] = val
+                new = np.zeros(self.size)
+                new[np.asarray(idx)] = val
+            self._write_full(vec, new, first)
             self._in_sync(sender, inc, seq)
             return True
         if idx is None or val is None:
@@ -218,7 +227,7 @@ class Subscriber:
             if seq == known[1] + 1:
                 if not self._valid(idx, val):
                     return self._malformed(sender)
-                vec[np.asarray(idx)] = val
+                self._write_delta(vec, np.asarray(idx), val)
                 self._in_sync(sender, inc, seq)
                 return True
         # a gap, or a delta of an incarnation we hold no full of: out of sync until one comes
@@ -226,6 +235,22 @@ class Subscriber:
             self.counts["gaps"] += 1
         self.synced[sender] = False
         return False
+
+    def _write_full(self, vec: np.ndarray, new: np.ndarray, first: bool) -> None:
+        self.moved = first or not np.array_equal(vec, new)
+        vec[:] = new
+        if self.total is not None:
+            self.total[:] = 0.0
+            for held in self.vecs.values():
+                self.total += held
+
+    def _write_delta(self, vec: np.ndarray, idx: np.ndarray, val) -> None:
+        old = vec[idx]  # fancy indexing: a copy
+        vec[idx] = val
+        new = vec[idx]  # a repeated index: its last value, the same in every copy of it
+        self.moved = bool(np.any(new != old))
+        if self.total is not None:
+            self.total[idx] += new - old
 
     def _valid(self, idx, val) -> bool:
         if idx is None or val is None or np.shape(idx) != np.shape(val) or np.ndim(idx) != 1:
@@ -264,6 +289,8 @@ class Subscriber:
 
     def forget(self, sender: int) -> None:
         """Drop what is held of ``sender`` (e.g. its state was replaced by other means)."""
+        if self.total is not None and sender in self.vecs:
+            self.total -= self.vecs[sender]
         for d in (self.vecs, self.at, self.synced, self.asked):
             d.pop(sender, None)
 
@@ -279,12 +306,15 @@ class Exchange:
         This operator's partition (to find the requests addressed to it).
     full_every : float or None
         See `Publisher`.
+    keep_total : bool
+        See `Subscriber` (the peers' totals summed, kept in step).
     """
 
-    def __init__(self, name: str, size: int, me: int, full_every: float | None = 5.0):
+    def __init__(self, name: str, size: int, me: int, full_every: float | None = 5.0,
+                 keep_total: bool = False):
         self.me = int(me)
         self.pub = Publisher(name, size, full_every=full_every)
-        self.sub = Subscriber(name, size)
+        self.sub = Subscriber(name, size, keep_total=keep_total)
 
     def absorb(self, msg) -> bool:
         """Take one peer message: note its resync requests, apply its part of the stream.

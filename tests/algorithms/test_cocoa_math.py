@@ -221,7 +221,8 @@ def test_bench_records_a_refused_task_as_skipped():
 
 
 def test_running_peer_sum_stays_the_sum_of_the_held_totals():
-    """The SDCA view is ``u + psum``, kept in step per delta (not re-summed every step):
+    """The SDCA view is ``u`` plus the exchange's peer sum, kept in step per delta (not
+    re-summed every step):
     under drops (gaps, resyncs, fulls) it still equals the sum of the peers' held totals."""
     import time
 
@@ -250,7 +251,7 @@ def test_running_peer_sum_stays_the_sum_of_the_held_totals():
     for st in states:
         held = np.sum(st.peers.totals(), axis=0)
         assert np.abs(held).max() > 0  # the peers' totals did arrive
-        np.testing.assert_allclose(st.clock["psum"], held, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(st.peers.sub.total, held, rtol=0, atol=1e-12)
     assert sum(st.peers.counts()["gaps"] for st in states) > 0  # drops made gaps
 
 
