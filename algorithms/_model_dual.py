@@ -23,6 +23,7 @@ import numpy as np
 
 from . import _kernels as K
 from ._certificate import GapParts, certificate_parts, gap_from_parts
+from ._primal_cert import side_len
 
 __all__ = ["best", "model_dual", "model_dual_fields", "model_dual_value"]
 
@@ -72,6 +73,6 @@ def best(current: float, *candidates: float) -> float:
 def schema_fields(problem) -> dict:
     """The ``md_*`` message fields and their types (for a solver's `schema`)."""
     d = problem.n_features
-    side = 2 if problem.loss == K.SQUARED else 3
     return {f"{_PREFIX}n": int, f"{_PREFIX}conj": float, f"{_PREFIX}g": ("float64", (d,)),
-            f"{_PREFIX}side": ("float64", (side,)), f"{_PREFIX}side_g": ("float64", (d,))}
+            f"{_PREFIX}side": ("float64", (side_len(problem),)),
+            f"{_PREFIX}side_g": ("float64", (d,))}
