@@ -5,6 +5,14 @@ the peers' next inbox. Optional faults: each copy of a message is dropped with
 probability ``drop``, and ``restart={partition: round}`` re-runs ``init`` for
 that partition with incarnation 1 at that round (its state is lost, as after a
 real failure). The cluster tests cover real threads, clocks and processes.
+
+A fixed amount of work, whatever the machine's load: ``chunk=k`` makes each
+time-sliced solver's ``local_step`` (asip-sgd, asip-hogwild, asip-cocoa's
+SDCA: an `AdaptiveCount` sizing its slice by wall time) take exactly ``k``
+inner steps, and ``round_time=s`` runs the clock the solvers see (``now``: push
+periods, resends, rejoin waits, and ``max_time``) at ``s`` simulated seconds a
+round. With both, a run is a budget in steps, not in wall time: on a loaded
+machine it is slower, never shorter.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from asip.algorithms._base import local_data
+from asip.algorithms._base import AdaptiveCount, local_data
 from asip.algorithms._solvers import get_algorithm
 
 
@@ -30,11 +38,29 @@ def split_rows(X, y, n_parts):
     return [(X[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+class FixedCount(AdaptiveCount):
+    """An `AdaptiveCount` that keeps its count: the same inner steps per call at any load."""
+
+    __slots__ = ()
+
+    def update(self, elapsed: float) -> None:
+        pass
+
+
+def _fix_chunk(state, chunk: int | None):
+    if chunk is None or not isinstance(getattr(state, "chunk", None), AdaptiveCount):
+        return state
+    return state._replace(chunk=FixedCount(state.chunk.target, start=chunk))
+
+
 def simulate(solver, problem, parts, params=None, max_time=1.0, max_rounds=10**9, drop=0.0,
-             restart=None, seed=0, weights=None):
+             restart=None, seed=0, weights=None, chunk=None, round_time=None):
     """Run ``solver``; returns ``(combined model, snapshots, rounds, done)``.
 
-    ``weights``: per partition, its row weights (`LocalData.sw`), or None."""
+    ``weights``: per partition, its row weights (`LocalData.sw`), or None. ``chunk``: inner
+    steps per ``local_step`` of a time-sliced solver (None: sized by wall time, as deployed).
+    ``round_time``: simulated seconds per round (None: the wall clock); ``max_time`` is on
+    the same clock."""
     algo = get_algorithm(solver)
     params = algo.merge(params)
     rng = np.random.default_rng(seed)
@@ -42,21 +68,25 @@ def simulate(solver, problem, parts, params=None, max_time=1.0, max_rounds=10**9
     incarnation = [0] * len(parts)
     weights = weights or [None] * len(parts)
     datas = [local_data(Xb, yb, problem, i, sw=weights[i]) for i, (Xb, yb) in enumerate(parts)]
-    states = [algo.init(problem, d, params) for d in datas]
+    states = [_fix_chunk(algo.init(problem, d, params), chunk) for d in datas]
     boxes = [[] for _ in parts]
     t0 = time.monotonic()
+
+    def clock() -> float:
+        return rounds * round_time if round_time is not None else time.monotonic() - t0
+
     rounds = 0
     done = False
-    while not done and time.monotonic() - t0 < max_time and rounds < max_rounds:
+    while not done and clock() < max_time and rounds < max_rounds:
         rounds += 1
         for i, (Xb, yb) in enumerate(parts):
             if restart.get(i) == rounds:
                 incarnation[i] += 1
                 datas[i] = local_data(Xb, yb, problem, i, incarnation[i], sw=weights[i])
-                states[i] = algo.init(problem, datas[i], params)
+                states[i] = _fix_chunk(algo.init(problem, datas[i], params), chunk)
                 boxes[i] = []
             inbox, boxes[i] = boxes[i], []
-            out = algo.local_step(states[i], datas[i], inbox, time.monotonic() - t0)
+            out = algo.local_step(states[i], datas[i], inbox, clock())
             states[i] = out.state
             for o in out.outbox:
                 for j in range(len(parts)):
