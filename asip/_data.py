@@ -40,6 +40,7 @@ class Partitions:
     prefix: str = ""
     reloads: list[int] = field(default_factory=list)  # partitions scattered again
     placed: list[str] | None = None  # the worker each in-memory block was scattered to
+    nthreads: dict | None = None  # the cluster's threads when they were scattered
 
     @property
     def n(self) -> int:
@@ -187,9 +188,9 @@ def _scatter_all(client: Any, by_worker: dict[str, dict]) -> tuple[dict, list[st
     return futures, failed
 
 
-def _worker_slots(client: Any, n: int) -> list[str]:
+def _worker_slots(nthreads: dict[str, int], n: int) -> list[str]:
     """A worker per partition: contiguous runs of partitions, in proportion to threads."""
-    slots = [addr for addr, k in sorted(client.nthreads().items()) for _ in range(max(k, 1))]
+    slots = [addr for addr, k in sorted(nthreads.items()) for _ in range(max(k, 1))]
     if not slots:
         raise AsipError("the cluster has no workers to hold the data")
     return [slots[i * len(slots) // n] for i in range(n)]
@@ -199,14 +200,16 @@ def _partitions_in_memory(data: list, client: Any) -> Partitions:
     """Scatter in-memory partitions straight to the workers, balanced by threads."""
     prefix = f"asip-part-{uuid.uuid4().hex[:12]}"
     by_worker: dict[str, dict] = {}
-    slots = _worker_slots(client, len(data))
+    nthreads = client.nthreads()
+    slots = _worker_slots(nthreads, len(data))
     for i, (addr, part) in enumerate(zip(slots, data)):
         by_worker.setdefault(addr, {})[f"{prefix}-{i}-r0"] = part
     futures, failed = _scatter_all(client, by_worker)
     for addr in failed:  # unreachable from here: through the scheduler, with a warning
         futures.update(_scatter(client, by_worker[addr], addr))
     return Partitions([[futures[f"{prefix}-{i}-r0"]] for i in range(len(data))],
-                      tuple_data=False, sources=list(data), prefix=prefix, placed=slots)
+                      tuple_data=False, sources=list(data), prefix=prefix, placed=slots,
+                      nthreads=nthreads)
 
 
 def _partitions_of_list(data: list, client: Any) -> Partitions:

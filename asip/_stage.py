@@ -264,7 +264,7 @@ class _Run:
         self.n = parts.n
         self.parts = parts
         faults = validate_faults(stage.faults, self.n)
-        nthreads = self.client.nthreads()
+        nthreads = parts.nthreads or self.client.nthreads()  # (a round trip saved)
         check_slots(self.n, nthreads, stage.oversubscribe)
         self.nthreads = nthreads
         settings = ChannelSettings.from_config()
