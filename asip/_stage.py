@@ -230,6 +230,7 @@ class _Run:
         self.timings: dict[str, float] = {}
         self.elapsed = 0.0
         self.installed = False
+        self.finishing = False  # tearing down (a stop still in flight may find nothing)
         self.subscribed = False
         self.lost_since: dict[int, float] = {}
         self.lost_cause: dict[int, str] = {}
@@ -664,7 +665,7 @@ class _Run:
                 getattr(self.client.scheduler, op_name("stop", self.run_id))(reason=reason),
                 self.control_timeout)
         except Exception:
-            if self.installed:  # (once torn down, the stop has nothing left to stop)
+            if self.installed and not self.finishing:  # (torn down: nothing left to stop)
                 logger.warning("asip: could not send stop to the scheduler", exc_info=True)
 
     def _drain(self, grace: float) -> None:
@@ -714,6 +715,7 @@ class _Run:
             for blocks in self.parts.futures:  # in-memory blocks this stage scattered (never
                 for f in blocks:  # a caller's futures: those stay the caller's)
                     f.release()
+        self.finishing = True
         if not self.installed:
             self._unsubscribe()
             return
