@@ -239,13 +239,11 @@ class DirectoryPlugin(SchedulerPlugin):
             self._ready_indices.add(index)
         if self.go_time is None and len(self._ready_indices) == self.n_partitions:
             self.go_time = self.phases["go"] = time()
-            # the driver first: once the first workers start, hundreds of operator threads
-            # take the CPU, and whatever this loop sends after the broadcast reaches the
-            # driver late (512 operators on 16 processes: the driver heard the start
-            # about as late as the last worker did, 1.1-1.6 s after it)
-            self._emit("go", self.go_time)
+            # the workers first: the driver's max_time backstop runs from when it hears
+            # the start, so it never cuts short an operator that heard it late
             self._broadcast("go", on_reply=self._heard_go, entries=self._directory(),
                             version=len(self.deltas))
+            self._emit("go", self.go_time)
 
     def _heard_go(self, at: Any) -> None:
         """A worker's answer to the start: when it got it (launch phases ``first_started``
