@@ -295,3 +295,22 @@ def test_in_memory_blocks_launch_in_causal_phases_and_leave_nothing_behind(clien
     assert [t[k] for k in order] == sorted(t[k] for k in order), t
     assert t["launch_go"] <= t["launch_go_heard"] <= t["launch_go_seen"], t
     assert_clean(client)
+
+
+def test_a_failing_finish_falls_back_to_removing_the_plugins_one_by_one(client, monkeypatch):
+    """The one-round-trip teardown failing (here: its handler raises, on the scheduler in
+    this process) still leaves nothing behind and still brings the summary."""
+    from asip._directory import DirectoryPlugin
+
+    calls = []
+
+    def broken(self, worker_timeout=4.0):
+        calls.append(worker_timeout)
+        raise RuntimeError("finish is broken")
+
+    monkeypatch.setattr(DirectoryPlugin, "_h_finish", broken)
+    res = asip.Stage(Gossip(), data(), client=client, max_time=0.3).run()
+    assert len(calls) == 1  # it was tried, and failed
+    assert res.missing == {} and "launch_go" in res.timings
+    assert [r["partition"] for r in res.incarnations] == [0, 1]
+    assert_clean(client)
