@@ -749,7 +749,12 @@ class _Run:
 
     def _unsubscribe(self) -> None:
         if self.subscribed:
-            self.client.unsubscribe_topic(event_topic(self.run_id))
+            topic = event_topic(self.run_id)
+            self.client.unsubscribe_topic(topic)
+            # distributed's unsubscribe_topic tells the scheduler but keeps the handler, this
+            # run's bound method: it held the run, and so the stage's persisted input futures
+            # (a fit's dask blocks stayed on the cluster for the client's lifetime)
+            self.client._event_handlers.pop(topic, None)
             self.subscribed = False
 
     def _unregister(self, handler: Any, name: str, limit: float) -> None:

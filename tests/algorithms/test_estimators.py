@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import dask.array as da
@@ -87,16 +88,31 @@ def rel(loss, penalty, alpha, X, y, coef, fi=False, intercept=0.0):
     return float(relative_suboptimality(obj.value(w, X, y), ref.f_star))
 
 
+def wanted_by(client) -> set:
+    """Keys the scheduler keeps for this client (futures it holds, persisted blocks)."""
+    cid = client.id
+    return set(client.run_on_scheduler(lambda dask_scheduler: [
+        str(k) for k, ts in dask_scheduler.tasks.items()
+        if any(c.client_key == cid for c in (ts.who_wants or ()))]))
+
+
 @pytest.mark.timeout(120)
 def test_dask_sparse_and_numpy_inputs_agree(client):
     X, y = logistic_data()
     kw = dict(solver="gd", alpha=1e-2, max_iter=50, tol=0.0, max_time=10.0)
+    held = wanted_by(client)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         a = AsipClassifier(**kw).fit(X, y)
         b = AsipClassifier(**kw).fit(sp.csr_matrix(X), y)
         c = AsipClassifier(**kw).fit(da.from_array(X, chunks=(500, 10)),
                                      da.from_array(y, chunks=500))
+    # the fit on dask blocks persisted them (and the encoded labels) for its stage, and let
+    # them go after: the stage's event handler held them for the client's life before
+    deadline = time.monotonic() + 10
+    while (left := wanted_by(client) - held) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"the fits left their input on the cluster: {sorted(left)[:4]}"
     np.testing.assert_allclose(b.coef_, a.coef_, rtol=1e-10)
     np.testing.assert_allclose(c.coef_, a.coef_, rtol=1e-10)
     assert a.n_iter_ == b.n_iter_ == c.n_iter_ == 50
