@@ -128,10 +128,10 @@ def warm_up(session: Session, solvers: list[str] | None = None, sparse: bool = T
 def warm_dataset(session: Session, cdata: ClusterData) -> None:
     """One short untimed fit on this dataset's own input (persisted dask arrays or CSR).
 
-    The first fit on a dataset pays one-time costs before its stage (2.4 s at load 13,
-    16 s at load 15 on skin_nonskin, 2026-11-29; 0.2-0.3 s for the next fits) that would
-    otherwise be charged to whichever solver the matrix runs first: asip-cocoa on ijcnn1 /
-    log_loss-l2 "reached" 1e-3 and 1e-6 both at 1.82 s in the quiet headline run.
+    The first fit on a dataset can pay one-time costs before its stage, which would be
+    charged to whichever solver the matrix runs first (2026-11-29, loaded machine: 16 s on
+    skin_nonskin and 14.6 s on synthetic 20k x 100 inside asip-cocoa's timed run, 13.7-18.4 s
+    as this warm-up, 2.4 s in a fresh process; 0.5 s on ijcnn1; 0.1-0.3 s for later fits).
     """
     from asip.algorithms import SOLVERS
 
