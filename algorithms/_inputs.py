@@ -375,6 +375,6 @@ def block_stats(block) -> np.ndarray:
     """`K.finite_sqnorm_stats` of one dense row block (sparse blocks: scipy)."""
     if sp.issparse(block):
         block = sp.csr_matrix(block)
-        sq = np.asarray(block.multiply(block).sum(axis=1)).ravel()
+        sq = csr_row_sqnorms(block)
         return np.array([float(np.isfinite(block.data).all()), sq.sum(), sq.max(initial=0.0)])
     return K.finite_sqnorm_stats(np.asarray(block, dtype=np.float64))

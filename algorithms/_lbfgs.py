@@ -132,6 +132,17 @@ def _adopt(state: LbfgsState, data: LocalData, k: int, fields: dict) -> None:
     mem["base"], mem["S"], mem["Y"], mem["fresh"] = None, [], [], True
 
 
+def warm_up(state: LbfgsState, data: LocalData) -> None:
+    """Load (or compile) the gradient kernel on the partition's first row, before the gang
+    starts (the default warm-up, a first `local_step`, is a whole gradient pass)."""
+    X = data.X
+    head = (X[0], X[1], X[2][:2]) if isinstance(X, tuple) else X[:1]
+    one = data._replace(X=head, y=data.y[:1], n=1, sqn=data.sqn[:1],
+                        sw=None if data.sw is None else data.sw[:1])
+    W.loss_grad(one, state.mem["point"], state.problem.loss, state.problem.fit_intercept,
+                np.zeros_like(state.grad))
+
+
 def local_step(state: LbfgsState, data: LocalData, inbox, now: float) -> StepOutput:
     """Wait for round ``k``'s contributions; when all are in, step and push round ``k+1``'s."""
     return barrier_step(state, data, inbox, now, contribute=_contribution, reduce=_reduce,
@@ -211,4 +222,4 @@ def snapshot(state: LbfgsState) -> dict:
 
 ALGORITHM = Algorithm("lbfgs", init, local_step, snapshot, latest_model, DEFAULTS,
                       deterministic=True, uses_tol=True, schema=schema, resume=resume,
-                      validate=validate, sample_weight=True)
+                      validate=validate, sample_weight=True, warm_up=warm_up)

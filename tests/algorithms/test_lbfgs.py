@@ -75,3 +75,18 @@ def test_refuses_what_it_cannot_solve(loss, penalty):
                       split_rows(ds.X, ds.y, 2))
     with pytest.raises(ValueError, match="solver 'lbfgs' needs a smooth loss"):
         L.validate(pb, L.ALGORITHM.merge(None))
+
+
+def test_warm_up_reads_one_row_and_changes_nothing():
+    """The operator's warm-up loads the gradient kernel on one row (not a whole pass)."""
+    ds = make_sparse_logistic(500, 50, nnz_per_row=5, random_state=0)
+    parts = split_rows(ds.X, ds.y, 2)
+    pb = make_problem(K.LOGISTIC, K.L2, 1e-3, True, parts)
+    from asip.algorithms._base import local_data
+
+    for sw in (None, np.ones(250)):
+        data = local_data(*parts[0], pb, 0, sw=sw)
+        state = L.init(pb, data, L.ALGORITHM.merge(None))
+        L.ALGORITHM.warm_up(state, data)
+        assert state.mem["k"] == 0 and state.mem["own"] is None
+        np.testing.assert_array_equal(state.mem["point"], np.zeros(pb.p))
