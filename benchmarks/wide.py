@@ -158,22 +158,27 @@ def wide(args) -> None:
               f"{_rel(obj, ref, ds.X, ds.y, clf.coef_):.1e} | {clf.stopped_by_} |", flush=True)
 
 
-def _sklearn_time_to(ds, alpha, obj, ref, solver, target=1e-3, give_up=np.inf):
-    """Wall time of scikit-learn's first fit within ``target``: ``max_iter`` doubles until one
-    gets there, then the midpoint of the last doubling is tried (a fit from scratch each); no
-    further doubling once a fit took ``give_up`` s (a solver already that far behind)."""
+def _sklearn_fit(ds, alpha, obj, ref, solver, it):
+    """One scikit-learn fit of ``max_iter=it`` on one core: its wall time and suboptimality."""
     from sklearn.linear_model import LogisticRegression
 
     from threadpoolctl import threadpool_limits
 
+    est = LogisticRegression(C=1.0 / (alpha * len(ds.y)), fit_intercept=False,
+                             solver=solver, max_iter=it, tol=1e-12)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter("ignore")
+        est.fit(ds.X, ds.y)
+    return time.perf_counter() - t0, _rel(obj, ref, ds.X, ds.y, est.coef_)
+
+
+def _sklearn_time_to(ds, alpha, obj, ref, solver, target=1e-3, give_up=np.inf):
+    """Wall time of scikit-learn's first fit within ``target``: ``max_iter`` doubles until one
+    gets there, then the midpoint of the last doubling is tried (a fit from scratch each); no
+    further doubling once a fit took ``give_up`` s (a solver already that far behind)."""
     def run(it):
-        est = LogisticRegression(C=1.0 / (alpha * len(ds.y)), fit_intercept=False,
-                                 solver=solver, max_iter=it, tol=1e-12)
-        t0 = time.perf_counter()
-        with warnings.catch_warnings(), threadpool_limits(1):
-            warnings.simplefilter("ignore")
-            est.fit(ds.X, ds.y)
-        return time.perf_counter() - t0, _rel(obj, ref, ds.X, ds.y, est.coef_)
+        return _sklearn_fit(ds, alpha, obj, ref, solver, it)
 
     lo, it = 0, 1
     while it <= 256:
@@ -199,10 +204,11 @@ def sklearn_vs(args) -> None:
           f"(data and reference {time.perf_counter() - t0:.1f} s, {ref.method})\n")
     print("| solver | wall s to 1e-3 | of which solving | rel. subopt. there | note |")
     print("|---|---|---|---|---|")
-    best = np.inf
+    best, best_run = np.inf, None
     for solver in ("lbfgs", "liblinear", "saga"):
         wall, rel, it = _sklearn_time_to(ds, alpha, obj, ref, solver, give_up=2.0 * best)
-        best = min(best, wall)
+        if wall < best:
+            best, best_run = wall, (solver, it)
         shown = f"{wall:.2f}" if np.isfinite(wall) else "not reached"
         print(f"| sklearn {solver}, one core | {shown} | {shown} | {rel:.1e} | "
               f"max_iter {it}{'' if np.isfinite(wall) else ' (more is > 2x the best)'} |",
@@ -223,6 +229,12 @@ def sklearn_vs(args) -> None:
     solver = min(held, key=held.get)
     print(f"\nbest asip on data already on the cluster ({solver}) vs the best one-core "
           f"scikit-learn solver: {best / held[solver]:.2f}x sooner (target >= 2x)")
+    if best_run is not None:  # the load of a shared machine drifts: time it again, now
+        again, _ = _sklearn_fit(ds, alpha, obj, ref, *best_run)
+        print(f"\nsklearn {best_run[0]} (max_iter {best_run[1]}) again, after the asip fits: "
+              f"{again:.2f} s; ratios against the faster of its two timings: numpy input "
+              f"{min(best, again) / mine[min(mine, key=mine.get)]:.2f}x, persisted "
+              f"{min(best, again) / held[solver]:.2f}x")
 
 
 def memory(args) -> None:
