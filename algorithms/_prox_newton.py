@@ -84,7 +84,11 @@ DEFAULTS = {
     "path": None,  # l1: start at path * alpha_max, shrink by path per stage down to alpha
     # (glmnet's regularization path: small supports while far away); 0 starts at alpha;
     # None: 0.1 with local Hessians (wide models), 0 with the full one (it slows those)
-    "path_tol": 1e-3,  # l1: a stage ends when the Newton decrement <= path_tol * objective
+    "path_tol": 1e-2,  # l1: a stage ends when the Newton decrement <= path_tol * objective
+    "active_max": 768,  # l1, local Hessians: once the working set (nonzeros and near-violators
+    # of the zero coordinates' optimality) is this small, round B all-reduces its exact
+    # Hessian instead of local directions (a full Newton step on the working set)
+    "active_margin": 0.9,  # zero coordinates with |G_j| >= active_margin * l1 join it
     "combine": "prox",  # local directions: "prox" thresholds the averaged forward points
     # (coordinates the partitions disagree on can stay zero), "average" averages the solutions
     "resend_after": 0.1,
@@ -196,6 +200,10 @@ def _round_b(state: NewtonState, data: LocalData) -> dict:
     if mem.pop("zero_dir", False):  # rejoined in this round: no local model, no move
         return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "l1": mem["l1"],
                 "dk": delta}
+    S = mem.get("S")
+    if S is not None:  # the working set is small: its exact Hessian, no local direction
+        return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "l1": mem["l1"],
+                "dk": delta, "S": S, "GS": mem["G"][S], "hs": _working_hessian(state, S).ravel()}
     Dk = mem["D"] / data.n
     hk = _hessian_diagonal(state, Dk)
     scale = float(mem["Hg"][: pb.n_features].mean()) if pb.n_features else 1.0
@@ -313,9 +321,62 @@ def _gather_a(state: NewtonState, parts: list) -> bool:
         _full_direction(state, parts)
     else:
         mem["Hg"] = np.sum([c["hd"] for c in parts], axis=0) / n
+        mem["S"] = _working_set(state)
     if pb.loss == K.HINGE:  # the next iteration's smoothing follows the certified gap
         mem["mu_next"] = next_mu(mem["mu"], mem["gap"], params)
     return certified(mem["rel_gap"], params["tol"])
+
+
+def _working_set(state: NewtonState) -> np.ndarray | None:
+    """The coordinates a full Newton step over the working set moves (None: too many).
+
+    The nonzeros of ``w`` and the zero coordinates whose optimality ``|G_j| <= l1`` is
+    nearly violated (``active_margin``), the intercept last; every other coordinate
+    stays at 0, where its optimality condition holds with room to spare.
+    """
+    pb, mem, params = state.problem, state.mem, state.params
+    if pb.penalty != K.L1 or not params["active_max"]:
+        return None
+    d = pb.n_features
+    w, G = mem["w"], mem["G"]
+    S = np.flatnonzero((w[:d] != 0.0) | (np.abs(G[:d]) >= params["active_margin"] * mem["l1"]))
+    if pb.fit_intercept:
+        S = np.append(S, d)
+    return S.astype(np.int64) if S.size <= params["active_max"] else None
+
+
+def _working_hessian(state: NewtonState, S: np.ndarray) -> np.ndarray:
+    """This partition's ``X~_S^T diag(D) X~_S`` (unscaled) over the working set ``S``."""
+    pb, mem = state.problem, state.mem
+    cols = S[S < pb.n_features]
+    data, indices, indptr = state.csc
+    Xs = sp.csc_matrix((data, indices, indptr),
+                       shape=(mem["D"].shape[0], pb.n_features))[:, cols].tocsr()
+    H = np.zeros((S.size, S.size))
+    C.csr_weighted_gram(Xs.data.astype(np.float64), Xs.indices.astype(np.int64),
+                        Xs.indptr.astype(np.int64), mem["D"], pb.fit_intercept, H)
+    return H
+
+
+def _working_direction(state: NewtonState, parts: list) -> np.ndarray | None:
+    """The proximal Newton direction over the working set, by CD on its all-reduced Hessian."""
+    pb, mem, params = state.problem, state.mem, state.params
+    have = [c for c in parts if "hs" in c]
+    if not have:
+        return None
+    S, GS = np.asarray(have[0]["S"], dtype=np.int64), np.asarray(have[0]["GS"])
+    H = np.sum([np.asarray(c["hs"]) for c in have], axis=0).reshape(S.size, S.size)
+    H /= pb.n_total
+    scale = float(np.mean(np.diag(H))) if S.size else 1.0
+    n_coef = int(np.count_nonzero(S < pb.n_features))
+    dS = np.zeros(S.size)
+    mem["passes"] = int(C.cd_dense(H, GS, mem["w"][S], n_coef, mem["l1"],
+                                   mem["lam"] * max(scale, 1e-12),
+                                   min(params["dense_pass"], 10 * params["max_pass"]), 1e-10,
+                                   dS))
+    d = np.zeros(pb.p)
+    d[S] = dS
+    return d
 
 
 def _full_direction(state: NewtonState, parts: list) -> None:
@@ -336,6 +397,10 @@ def _full_direction(state: NewtonState, parts: list) -> None:
 def _gather_b(state: NewtonState, parts: list) -> None:
     """The averaged direction and its predicted decrease."""
     pb, mem = state.problem, state.mem
+    d = _working_direction(state, parts)
+    if d is not None:
+        _set_direction(state, d)
+        return
     d = np.zeros(pb.p)
     for j, c in enumerate(parts):
         d += (pb.sizes[j] / pb.n_total) * np.asarray(c["dk"])
@@ -461,7 +526,8 @@ def schema(problem: Problem) -> tuple[dict, dict]:
     fields = {"w": ("float64", (p,)), "mu": float, "n": int, "sloss": float, "loss": float,
               "conj": float, "g": ("float64", (d,)), "asum": float, "hd": ("float64", (p,)),
               "side": ("float64", (side_len(problem),)), "side_g": ("float64", (d,)),
-              "dk": ("float64", (p,)), "hu": ("float64", (p,)), "hh": ("float64", (p,)), "lam": float, "l1": float, "hess": ("float64", (p * p,)), "dbar": ("float64", (p,)), "ts": ("float64", (N_TRIALS,)),
+              "dk": ("float64", (p,)), "hu": ("float64", (p,)), "hh": ("float64", (p,)),
+              "S": ("int64", (None,)), "GS": ("float64", (None,)), "hs": ("float64", (None,)), "lam": float, "l1": float, "hess": ("float64", (p * p,)), "dbar": ("float64", (p,)), "ts": ("float64", (N_TRIALS,)),
               "F": float, "delta": float, "dbest": float, **MD.schema_fields(problem)}
     always = ("w", "mu", "lam", "l1")  # every round's contribution carries these
     required = {"k": int, "has_prev": bool, **{f"c_{key}": fields[key] for key in always}}

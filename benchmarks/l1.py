@@ -14,8 +14,12 @@ liblinear (scikit-learn, one core, ``C = 1 / (alpha n)``) is timed per ``tol`` i
 given, the fastest fit that reached each target counting; it has no l1-hinge, so
 hinge rows have no peer.
 
+``prox-newton@previous`` is prox-newton with the settings before the l1 path and
+the thresholded combination (``PRESETS``), for side-by-side ratios.
+
 Run:  python benchmarks/l1.py                 (a9a ijcnn1 reuters x log_loss-l1 hinge-l1, ~3 min)
       python benchmarks/l1.py --tasks hinge-l1 --solvers prox-newton gd admm --budget 5
+      python benchmarks/l1.py --datasets reuters --solvers prox-newton prox-newton@previous
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty, l
 TASKS = {"log_loss-l1": "log_loss", "hinge-l1": "hinge"}
 CERTIFY = {"log_loss-l1": 1e-4, "hinge-l1": 1e-3}  # issue 12's targets: the certified fit's tol
 TARGETS = (1e-3, 1e-4, 1e-6)
+PRESETS = {"previous": {"path": 0.0, "combine": "average", "max_pass": 40}}  # solver@preset
 
 
 def time_to(trace, f_star: float, target: float) -> float:
@@ -44,8 +49,10 @@ def time_to(trace, f_star: float, target: float) -> float:
 
 
 def fit(X, y, loss, alpha, solver, budget, tol):
+    solver, _, preset = solver.partition("@")
     est = AsipClassifier(loss=loss, penalty="l1", alpha=alpha, solver=solver, max_time=budget,
-                         tol=tol, fit_intercept=False, random_state=0)
+                         tol=tol, fit_intercept=False, random_state=0,
+                         solver_params=PRESETS[preset] if preset else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
