@@ -16,9 +16,17 @@ B. each partition solves, by coordinate descent (`_cd_kernels.cd_subproblem`,
    and its *local* Hessian ``H_k = X_k^T D_k X_k / n_k`` -- a GIANT/DANE-type
    approximation of the global one that needs no d x d matrix on the wire (so
    it works at any d) -- with each diagonal entry raised to at least the global
-   one; the directions are averaged (weights ``n_k / n``). The average of the
-   local solutions is a descent direction of the l1 objective (the predicted
-   decrease ``delta = G^T d + alpha(||w + d||_1 - ||w||_1)`` is convex in ``d``);
+   one. The partitions' *forward points* (before the soft-threshold) are
+   averaged and thresholded once (`_prox_combined`: a coordinate is nonzero only
+   if the average says so), falling back to the plain average of the local
+   solutions -- always a descent direction of the l1 objective (the predicted
+   decrease ``delta = G^T d + alpha(||w + d||_1 - ||w||_1)`` is convex in ``d``)
+   -- when that one is not. Once the *working set* (``w``'s nonzeros and the
+   zeros whose ``|G_j|`` nearly reaches the l1 weight) has at most
+   ``active_max`` coordinates, round B instead all-reduces the exact Hessian on
+   it and every operator takes the same full proximal Newton step there
+   (quadratic convergence where the averaged local models are linear); the
+   coordinates left out sit at 0 with their optimality condition met;
 C. each partition evaluates its loss sum at ``w + t d`` for ``t = 1, 1/2, ...``
    in one pass (margins move along ``X d``); the first ``t`` with the Armijo
    decrease ``F(w + t d) <= F(w) + sigma t delta`` on the all-reduced objective
@@ -29,7 +37,11 @@ Hinge is minimized through its ``mu``-smoothed surrogate (`_cd_kernels`), with
 ``mu_min``, `_hinge_smoothing`); the certificate always measures the true hinge
 objective. Its dual point is the better of the surrogate's derivative at ``w``
 and the Newton model's own duals (`_model_dual`, computed in round C), and the
-largest dual value seen is kept. The
+largest dual value seen is kept. With local Hessians the l1 weight follows glmnet's regularization path
+(``path * alpha_max`` first, ``path`` times less each time a stage's Newton
+decrement is small, down to ``alpha``): far from the optimum the supports stay
+small, so the working set is small early (the certificate is always for
+``alpha``). The
 intercept is a coordinate with no l1 term. A restarted operator joins the
 lowest round its peers are at, taking the iterate from their messages (in
 round B it contributes a zero direction, which keeps the average a descent one).
