@@ -86,3 +86,34 @@ def test_too_large_working_sets_fall_back_to_local_directions_certified_at_alpha
     assert done
     r = float(relative_suboptimality(obj.value(w, X, y), ref.f_star))
     assert r <= snaps[0]["rel_gap"] + 1e-12 and r <= 1e-5
+
+
+def test_forward_point_soft_thresholds_to_the_cd_solution_and_combines_exactly():
+    """At an exact CD solution z = S(u, l1 / H) coordinate-wise (`_cd_kernels.forward_point`),
+    so partitions that agree on the model give back that solution when combined."""
+    from asip.algorithms import _cd_kernels as C
+
+    rng = np.random.default_rng(1)
+    A = sp.random(60, 12, density=0.4, random_state=1, format="csc")
+    D = rng.uniform(0.1, 1.0, 60)
+    G, w, extra = rng.normal(size=13) * 0.3, rng.normal(size=13), rng.uniform(0, 0.5, 13)
+    w[:4] = 0.0
+    l1 = 0.2
+    args = (A.data, A.indices.astype(np.int64), A.indptr.astype(np.int64), True, D)
+    d, q = np.zeros(13), np.zeros(60)
+    C.cd_subproblem(*args, G, extra, w, l1, 100_000, 1e-30, d, q)
+    H = np.zeros(13)
+    C.csc_sq_rmatvec(A.data, A.indices.astype(np.int64), A.indptr.astype(np.int64), D, H)
+    H[12] = D.sum()
+    H += extra
+    u = np.empty(13)
+    C.forward_point(*args, G, extra, H, w, d, q, u)
+    z = w + d
+    thr = l1 / H[:12]
+    np.testing.assert_allclose(z[:12], np.sign(u[:12]) * np.maximum(np.abs(u[:12]) - thr, 0.0),
+                               atol=1e-9)
+    np.testing.assert_allclose(z[12], u[12], atol=1e-9)  # the intercept: no threshold
+    assert np.count_nonzero(z[:12] == 0.0) > 0  # the l1 term bites somewhere
+    problem = make_problem(K.LOGISTIC, K.L1, l1, True, [(A.tocsr(), np.ones(60))] * 2)
+    part = {"hu": H * u, "hh": H}
+    np.testing.assert_allclose(PN._prox_combined(problem, [part, part], l1), z, atol=1e-9)
