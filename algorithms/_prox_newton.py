@@ -303,6 +303,7 @@ def _path_next(state: NewtonState, F: float, delta: float) -> None:
     if pb.penalty == K.L1 and mem["l1"] > pb.alpha and (
             -delta <= params["path_tol"] * abs(F) or mem["step"] == 0.0):
         mem["l1"] = max(pb.alpha, _path_factor(state) * mem["l1"])
+        mem["lam"] = min(mem["lam"], float(params["damping"]))  # a new problem: undamped
 
 
 def _gather_a(state: NewtonState, parts: list) -> bool:
@@ -525,6 +526,7 @@ def _reduce(state: NewtonState, data: LocalData, parts: list, k: int) -> bool:
         if params["max_iter"] is not None and mem["it"] >= params["max_iter"]:
             done = True
         elif mem["step"] == 0.0 and mem["lam"] >= 1e12:  # no decrease even fully damped
+            # (a stall in an l1 path stage moved on to the next one instead, undamped)
             logger.info("prox-newton: line search found no decrease at iteration %d (rel gap "
                         "%.3g); stopping", mem["it"], mem["rel_gap"])
             done = True
