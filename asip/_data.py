@@ -8,6 +8,7 @@ driver's copy when the worker holding one dies.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import uuid
@@ -38,6 +39,8 @@ class Partitions:
     sources: list | None = None
     prefix: str = ""
     reloads: list[int] = field(default_factory=list)  # partitions scattered again
+    placed: list[str] | None = None  # the worker each in-memory block was scattered to
+    nthreads: dict | None = None  # the cluster's threads when they were scattered
 
     @property
     def n(self) -> int:
@@ -162,9 +165,32 @@ def _scatter(client: Any, data: dict, worker: str | None) -> dict:
         return client.scatter(data, workers=workers, direct=False, hash=False)
 
 
-def _worker_slots(client: Any, n: int) -> list[str]:
+def _scatter_all(client: Any, by_worker: dict[str, dict]) -> tuple[dict, list[str]]:
+    """Scatter each worker's ``{key: value}`` straight to it, all workers at once (one
+    after the other, each costs three round trips); the futures, and the workers that
+    could not be reached from this process."""
+
+    async def scatter() -> list:
+        return await asyncio.gather(
+            *(client._scatter(chunk, workers=[addr], direct=True, hash=False)
+              for addr, chunk in by_worker.items()),
+            return_exceptions=True)
+
+    futures: dict = {}
+    failed: list[str] = []
+    for addr, result in zip(by_worker, client.sync(scatter)):
+        if isinstance(result, (OSError, TimeoutError)):
+            failed.append(addr)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            futures.update(result)
+    return futures, failed
+
+
+def _worker_slots(nthreads: dict[str, int], n: int) -> list[str]:
     """A worker per partition: contiguous runs of partitions, in proportion to threads."""
-    slots = [addr for addr, k in sorted(client.nthreads().items()) for _ in range(max(k, 1))]
+    slots = [addr for addr, k in sorted(nthreads.items()) for _ in range(max(k, 1))]
     if not slots:
         raise AsipError("the cluster has no workers to hold the data")
     return [slots[i * len(slots) // n] for i in range(n)]
@@ -174,13 +200,16 @@ def _partitions_in_memory(data: list, client: Any) -> Partitions:
     """Scatter in-memory partitions straight to the workers, balanced by threads."""
     prefix = f"asip-part-{uuid.uuid4().hex[:12]}"
     by_worker: dict[str, dict] = {}
-    for i, (addr, part) in enumerate(zip(_worker_slots(client, len(data)), data)):
+    nthreads = client.nthreads()
+    slots = _worker_slots(nthreads, len(data))
+    for i, (addr, part) in enumerate(zip(slots, data)):
         by_worker.setdefault(addr, {})[f"{prefix}-{i}-r0"] = part
-    futures: dict = {}
-    for addr, chunk in by_worker.items():
-        futures.update(_scatter(client, chunk, addr))
+    futures, failed = _scatter_all(client, by_worker)
+    for addr in failed:  # unreachable from here: through the scheduler, with a warning
+        futures.update(_scatter(client, by_worker[addr], addr))
     return Partitions([[futures[f"{prefix}-{i}-r0"]] for i in range(len(data))],
-                      tuple_data=False, sources=list(data), prefix=prefix)
+                      tuple_data=False, sources=list(data), prefix=prefix, placed=slots,
+                      nthreads=nthreads)
 
 
 def _partitions_of_list(data: list, client: Any) -> Partitions:

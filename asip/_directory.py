@@ -28,7 +28,8 @@ __all__ = ["DirectoryPlugin", "event_topic", "op_name"]
 
 _RECENT_BYTES = 4 << 20  # recent reports kept for the dashboard page
 
-_HANDLERS = ("register", "ready", "report", "poll", "stop", "close", "failed", "summary")
+_HANDLERS = ("register", "ready", "report", "poll", "stop", "close", "failed", "summary",
+             "finish")
 
 
 def op_name(kind: str, run_id: str) -> str:
@@ -150,17 +151,21 @@ class DirectoryPlugin(SchedulerPlugin):
         """The first cause recorded for an incarnation's end is the one kept."""
         self.ended.setdefault((index, incarnation), cause)
 
-    def _broadcast(self, kind: str, **fields: Any) -> None:
-        """Tell every worker's channel plugin (fire and forget, off the handler)."""
+    def _broadcast(self, kind: str, on_reply: Any = None, **fields: Any) -> None:
+        """Tell every worker's channel plugin (fire and forget, off the handler);
+        ``on_reply(reply)`` for each worker's answer."""
         if self.closed:
             return
         control = op_name("control", self.run_id)
 
         async def send(addr: str) -> None:
             try:
-                await getattr(self.scheduler.rpc(addr), control)(kind=kind, **fields)
+                reply = await getattr(self.scheduler.rpc(addr), control)(kind=kind, **fields)
             except Exception as exc:
                 logger.debug("asip: control %s to %s failed: %s", kind, addr, exc)
+                return
+            if on_reply is not None:
+                on_reply(reply)
 
         for addr in list(self.scheduler.workers):
             self._spawn(send(addr))
@@ -234,8 +239,18 @@ class DirectoryPlugin(SchedulerPlugin):
             self._ready_indices.add(index)
         if self.go_time is None and len(self._ready_indices) == self.n_partitions:
             self.go_time = self.phases["go"] = time()
-            self._broadcast("go", entries=self._directory(), version=len(self.deltas))
+            # the workers first: the driver's max_time backstop runs from when it hears
+            # the start, so it never cuts short an operator that heard it late
+            self._broadcast("go", on_reply=self._heard_go, entries=self._directory(),
+                            version=len(self.deltas))
             self._emit("go", self.go_time)
+
+    def _heard_go(self, at: Any) -> None:
+        """A worker's answer to the start: when it got it (launch phases ``first_started``
+        and ``all_started``: the start reached the first and the last worker)."""
+        if isinstance(at, (int, float)):
+            self.phases["first_started"] = min(self.phases.get("first_started", at), at)
+            self.phases["all_started"] = max(self.phases.get("all_started", at), at)
 
     def _h_report(self, reports: list, alive: list = (), ready: list = (),
                   progress: list = (), version: int = 0) -> dict:
@@ -311,6 +326,27 @@ class DirectoryPlugin(SchedulerPlugin):
         if self.stopped is None:
             self.stopped = reason
             self._broadcast("stop", reason=reason)
+
+    async def _h_finish(self, worker_timeout: float = 4.0) -> dict:
+        """The stage is over, in one round trip from the driver (not four): its summary,
+        then its worker plugin removed from every worker (waited for at most
+        ``worker_timeout`` s: a hung worker never holds the driver), this run's handlers
+        and this plugin removed from the scheduler."""
+        summary = self._h_summary()
+        if self.worker_plugin is not None and self.worker_plugin in self.scheduler.worker_plugins:
+            removal = asyncio.ensure_future(
+                self.scheduler.unregister_worker_plugin(None, name=self.worker_plugin))
+            try:  # shielded: past the timeout the removal goes on in the background
+                await asyncio.wait_for(asyncio.shield(removal), worker_timeout)
+            except Exception as exc:  # noqa: BLE001 - a hung or unreachable worker
+                logger.warning("asip %s: removing worker plugin %s: %r", self.run_id,
+                               self.worker_plugin, exc)
+        self._h_close()
+        try:
+            self.scheduler.remove_plugin(name=self.name)
+        except ValueError:  # already removed
+            pass
+        return summary
 
     def _h_close(self) -> None:
         """The stage is over: stop broadcasting and remove this run's handlers.

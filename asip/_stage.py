@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -71,7 +72,9 @@ class StageResult:
     stopped_by: str  # "max_time", "max_steps", "STOP from partition i", "interrupted", ...
     steps: list[int] = field(default_factory=list)  # steps per partition (all incarnations)
     # seconds: data, install, submit, launch, teardown; launch_first_task, launch_last_task,
-    # launch_first_register, launch_all_registered, launch_go (from the launch's start)
+    # launch_first_register, launch_all_registered, launch_go (from the launch's start),
+    # launch_first_started / launch_all_started (the start reached the first / last worker),
+    # launch_go_heard / launch_go_seen (the start event reached the driver's client / thread)
     timings: dict = field(default_factory=dict)
     missing: dict = field(default_factory=dict)  # partition -> why it has no result
     # one dict per incarnation: partition, incarnation, steps, stats, ended (cause or None)
@@ -222,9 +225,12 @@ class _Run:
         self.stopped_by: str | None = None
         self.stop_at: float | None = None
         self.go_at: float | None = None
+        self.go_heard: float | None = None  # wall clock: the start event reached the client
+        self.go_seen: float | None = None  # wall clock: the driver thread took it in
         self.timings: dict[str, float] = {}
         self.elapsed = 0.0
         self.installed = False
+        self.finishing = False  # tearing down (a stop still in flight may find nothing)
         self.subscribed = False
         self.lost_since: dict[int, float] = {}
         self.lost_cause: dict[int, str] = {}
@@ -247,6 +253,8 @@ class _Run:
 
     def _on_event(self, event: tuple) -> None:
         """On the client's event loop: hand the event to the driver thread."""
+        if event[1][0] == "go":  # launch timings: when the driver's client heard the start
+            self.go_heard = time.time()
         self.events.append(event[1])
         self.wake.set()
 
@@ -257,7 +265,7 @@ class _Run:
         self.n = parts.n
         self.parts = parts
         faults = validate_faults(stage.faults, self.n)
-        nthreads = self.client.nthreads()
+        nthreads = parts.nthreads or self.client.nthreads()  # (a round trip saved)
         check_slots(self.n, nthreads, stage.oversubscribe)
         self.nthreads = nthreads
         settings = ChannelSettings.from_config()
@@ -271,11 +279,7 @@ class _Run:
         try:
             self._install(faults, settings)
             self.timings["install"] = time.monotonic() - t_launch
-            holders = self.client.who_has([p[0] for p in parts.futures])
-            placement = plan_placement(
-                [list(holders.get(p[0].key, ())) for p in parts.futures], nthreads,
-                stage.oversubscribe,
-            )
+            placement = plan_placement(self._holders(), nthreads, stage.oversubscribe)
             self._submit_all(placement)
             self.timings["submit"] = time.monotonic() - t_launch
             wait_for_gang(self._wait_for_go, lambda: self._rpc("poll"), self.futures, self.n,
@@ -292,16 +296,15 @@ class _Run:
             t_down = time.monotonic()
             if self.installed:
                 self._handle_events_quietly()  # the very latest reports
-                try:
-                    self.summary = self._rpc("summary")
-                except Exception:
-                    logger.debug("asip: summary RPC failed", exc_info=True)
-                # launch milestones on the scheduler's clock, from the launch's start
-                for name, at in self.summary.get("phases", {}).items():
-                    self.timings[f"launch_{name}"] = at - wall_launch
-            if stage.checkpoint is not None and self.installed:
+            self._teardown()  # fetches the summary on the way
+            # launch milestones on the scheduler's clock, from the launch's start
+            phases = dict(self.summary.get("phases", {}))
+            if self.go_heard is not None:  # on the driver's clock (the same clock locally)
+                phases.update(go_heard=self.go_heard, go_seen=self.go_seen)
+            for name, at in phases.items():
+                self.timings[f"launch_{name}"] = at - wall_launch
+            if stage.checkpoint is not None and self.latest:
                 self._write_checkpoint()
-            self._teardown()
             self.timings["teardown"] = time.monotonic() - t_down
         if self.stopped_by is None:  # every operator ended by itself: report why
             reasons = sorted({o["reason"] for o in self.outcomes.values()})
@@ -357,13 +360,21 @@ class _Run:
             silence_timeout=self.silence_timeout,
             kill_timeout=_config.seconds("stage.hung-worker-kill-timeout"),
             control_timeout=self.control_timeout)
-        self.client.sync(self.client._register_scheduler_plugin, directory,
-                         name=directory.name, idempotent=False,
-                         callback_timeout=self.control_timeout)
-        self.installed = True
         channel = ChannelPlugin(self.run_id, self.n, settings, faults)
-        self.client.sync(self.client._register_worker_plugin, channel, name=channel.name,
-                         idempotent=False, callback_timeout=self.control_timeout)
+        client = self.client
+
+        async def install() -> None:  # both at once: one round trip, not two
+            results = await asyncio.gather(
+                client._register_scheduler_plugin(directory, name=directory.name,
+                                                  idempotent=False),
+                client._register_worker_plugin(channel, name=channel.name, idempotent=False),
+                return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+
+        self.installed = True  # whatever got installed is torn down
+        client.sync(install, callback_timeout=self.control_timeout)
 
     def _submit_all(self, placement: list[str]) -> None:
         """Submit the whole gang as one graph (one message, the spec pickled once), each
@@ -379,6 +390,15 @@ class _Run:
             self.placed[index] = placement[index]
             future.add_done_callback(lambda _: self.wake.set())
             self.futures[index] = future
+
+    def _holders(self) -> list[list[str]]:
+        """Each partition's holders: known for blocks this stage scattered (no round trip),
+        else asked of the scheduler."""
+        parts = self.parts
+        if parts.placed is not None:
+            return [[w] for w in parts.placed]
+        holders = self.client.who_has([p[0] for p in parts.futures])
+        return [list(holders.get(p[0].key, ())) for p in parts.futures]
 
     def _submit(self, index: int, worker: str | None) -> None:
         attempt = self.attempt.get(index, -1) + 1
@@ -499,6 +519,7 @@ class _Run:
             kind, *fields = self.events.popleft()
             if kind == "go" and self.go_at is None:
                 self.go_at = time.monotonic()
+                self.go_seen = time.time()
             elif kind == "restart":
                 index, incarnation, cause, t = fields
                 self.restarts.append(Restart(index, incarnation, cause, t))
@@ -631,11 +652,21 @@ class _Run:
             self.stopped_by = reason
         if self.stop_at is None:
             self.stop_at = time.monotonic()
-            if self.installed:
+            if self.installed:  # sent without waiting: the driver goes on collecting
                 try:
-                    self._rpc("stop", reason=reason)
+                    self.client.loop.add_callback(self._send_stop, reason)
                 except Exception:
                     logger.warning("asip: could not send stop to the scheduler", exc_info=True)
+
+    async def _send_stop(self, reason: str) -> None:
+        """On the client's event loop: tell the directory to stop every operator."""
+        try:
+            await asyncio.wait_for(
+                getattr(self.client.scheduler, op_name("stop", self.run_id))(reason=reason),
+                self.control_timeout)
+        except Exception:
+            if self.installed and not self.finishing:  # (torn down: nothing left to stop)
+                logger.warning("asip: could not send stop to the scheduler", exc_info=True)
 
     def _drain(self, grace: float) -> None:
         """After a stop on an error: collect what returns within ``grace`` s."""
@@ -684,15 +715,28 @@ class _Run:
             for blocks in self.parts.futures:  # in-memory blocks this stage scattered (never
                 for f in blocks:  # a caller's futures: those stay the caller's)
                     f.release()
-        if self.subscribed:
-            self.client.unsubscribe_topic(event_topic(self.run_id))
-            self.subscribed = False
+        self.finishing = True
         if not self.installed:
+            self._unsubscribe()
             return
-        # Workers first (their beats stop), then the scheduler side. The scheduler forgets
-        # a worker plugin at once, then tells every worker; a hung or unreachable one
-        # must not hold the driver for the 30 s connect timeout.
+        # One round trip: the directory hands over its summary, removes the worker plugin
+        # from every worker (their beats stop; a hung or unreachable worker must not hold
+        # the driver for the 30 s connect timeout), then itself.
         limit = _config.seconds("channel.connect-timeout") * 2
+        try:
+            self.summary = self._rpc("finish", worker_timeout=limit)
+        except Exception:
+            logger.debug("asip: finish RPC failed; removing the plugins one by one",
+                         exc_info=True)
+        else:
+            self._unsubscribe()
+            self.installed = False
+            return
+        self._unsubscribe()
+        try:
+            self.summary = self._rpc("summary")
+        except Exception:
+            logger.debug("asip: summary RPC failed", exc_info=True)
         self._unregister(self.client.scheduler.unregister_worker_plugin,
                          plugin_name(self.run_id), limit)
         try:
@@ -702,6 +746,11 @@ class _Run:
         self._unregister(self.client.scheduler.unregister_scheduler_plugin,
                          f"asip-directory-{self.run_id}", limit)
         self.installed = False
+
+    def _unsubscribe(self) -> None:
+        if self.subscribed:
+            self.client.unsubscribe_topic(event_topic(self.run_id))
+            self.subscribed = False
 
     def _unregister(self, handler: Any, name: str, limit: float) -> None:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -176,14 +177,16 @@ class ChannelPlugin(WorkerPlugin):
 
     def _handle_control(self, kind: str, entries: list | None = None,
                         reason: str | None = None, start: int | None = None,
-                        version: int | None = None) -> None:
+                        version: int | None = None) -> float | None:
         if kind == "directory":
             self._apply_directory(entries or [], start=start)
         elif kind == "go":  # the whole directory comes with the start
             self._apply_directory(entries or [], version=version)
             self.go.set()
+            return time.time()  # when this worker heard it (the launch's phases)
         elif kind == "stop":
             self._set_stopped(reason or "stopped")
+        return None
 
     def _set_stopped(self, reason: str) -> None:
         self.stop_reason = reason

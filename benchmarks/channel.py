@@ -1,6 +1,7 @@
 """Channel benchmark: asip push→poll against a bare persistent distributed comm, side by side.
 
 Run:  python benchmarks/channel.py [--iterations 500] [--quick]
+      python benchmarks/channel.py --fixed 20   (only: a small stage's fixed cost by phase)
 
 Prints one-way latency (p50, p99; half the ping-pong round trip) and messages/s for
 100-float and 100k-float payloads between two worker processes, next to the floor
@@ -105,6 +106,34 @@ class Beacon(asip.Operator):
         return {"back_at": self.back_at}
 
 
+class Quick(asip.Operator):
+    """Returns at once: a stage that is all fixed cost."""
+
+    def step(self, ctx):
+        return asip.STOP
+
+    def result(self, ctx):
+        return {"ok": 1}
+
+
+def fixed_cost(client: Client, reps: int) -> None:
+    """A 2-operator stage on 2 in-memory blocks that returns at once, ``reps`` times on a
+    warm cluster: median (min) ms of each phase in ``res.timings`` and of the wall time."""
+    blocks = [np.ones((10, 3)), np.ones((10, 3))]
+    asip.Stage(Quick, blocks, client=client, max_time=5).run()  # warm: imports, connections
+    rows = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        res = asip.Stage(Quick, blocks, client=client, max_time=5).run()
+        rows.append({**res.timings, "run": res.elapsed, "wall": time.perf_counter() - t})
+    print(f"\nfixed cost of a 2-operator stage that returns at once ({reps} runs; ms, median "
+          "(min); data/install/submit/launch/teardown are phases, launch_* milestones from "
+          "the launch's start, run = the gang's start to the last result)")
+    for key in rows[0]:
+        vals = [r[key] * 1e3 for r in rows if key in r]
+        print(f"  {key:<24}{statistics.median(vals):>9.1f} ({min(vals):.1f})")
+
+
 class Idle(asip.Operator):
     def step(self, ctx):
         time.sleep(0.005)
@@ -201,11 +230,16 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=500)
     parser.add_argument("--flood-seconds", type=float, default=2.0)
     parser.add_argument("--quick", action="store_true", help="fewer iterations (CI smoke)")
+    parser.add_argument("--fixed", type=int, default=0, metavar="REPS",
+                        help="only: the fixed cost of a 2-operator stage, phase by phase")
     args = parser.parse_args()
     if args.quick:
         args.iterations, args.flood_seconds = 100, 0.5
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
+        if args.fixed:
+            fixed_cost(client, args.fixed)
+            return
         a, b = sorted(client.nthreads())
         client.run(_install_echo)
         client.run(_install_sink)

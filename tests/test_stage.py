@@ -277,3 +277,40 @@ def test_hostile_messages_are_counted_and_dropped_never_executed(client, tmp_pat
     assert res.stats["operators"][1]["malformed"] >= 6
     assert res.stats["operators"][1]["delivered"] == 1
     assert_clean(client)
+
+
+def test_in_memory_blocks_launch_in_causal_phases_and_leave_nothing_behind(client):
+    """Blocks scattered to every worker at once run where they landed; the launch's
+    milestones come in causal order, from the first task to the start reaching every
+    worker and the driver; the one-round-trip teardown leaves nothing behind."""
+    blocks = [np.full((5, 3), float(i)) for i in range(4)]
+    res = asip.Stage(Gossip(), blocks, client=client, max_time=0.5, oversubscribe=True).run()
+    assert res.missing == {} and res.stopped_by == "max_time"
+    assert [r["first_value"] for r in res.results] == [0.0, 1.0, 2.0, 3.0]
+    assert all(list(r["senders"]) == [j for j in range(4) if j != i]
+               for i, r in enumerate(res.results))
+    t = res.timings
+    order = ["launch_first_task", "launch_first_register", "launch_all_registered",
+             "launch_go", "launch_first_started", "launch_all_started"]
+    assert [t[k] for k in order] == sorted(t[k] for k in order), t
+    assert t["launch_go"] <= t["launch_go_heard"] <= t["launch_go_seen"], t
+    assert_clean(client)
+
+
+def test_a_failing_finish_falls_back_to_removing_the_plugins_one_by_one(client, monkeypatch):
+    """The one-round-trip teardown failing (here: its handler raises, on the scheduler in
+    this process) still leaves nothing behind and still brings the summary."""
+    from asip._directory import DirectoryPlugin
+
+    calls = []
+
+    def broken(self, worker_timeout=4.0):
+        calls.append(worker_timeout)
+        raise RuntimeError("finish is broken")
+
+    monkeypatch.setattr(DirectoryPlugin, "_h_finish", broken)
+    res = asip.Stage(Gossip(), data(), client=client, max_time=0.3).run()
+    assert len(calls) == 1  # it was tried, and failed
+    assert res.missing == {} and "launch_go" in res.timings
+    assert [r["partition"] for r in res.incarnations] == [0, 1]
+    assert_clean(client)
