@@ -95,8 +95,8 @@ DEFAULTS = {
     "max_step": None,  # largest line-search step (default 1 with the full Hessian, else 4)
     "path": None,  # l1: start at path * alpha_max, shrink by path per stage down to alpha
     # (glmnet's regularization path: small supports while far away); 0 starts at alpha;
-    # None: 0.1 with local Hessians (wide models), 0 with the full one (it slows those)
-    "path_tol": 1e-2,  # l1: a stage ends when the Newton decrement <= path_tol * objective
+    # None: 0.03 with local Hessians (wide models), 0 with the full one (it slows those)
+    "path_tol": 0.05,  # l1: a stage ends when the Newton decrement <= path_tol * objective
     "active_max": 768,  # l1, local Hessians: once the working set (nonzeros and near-violators
     # of the zero coordinates' optimality) is this small, round B all-reduces its exact
     # Hessian instead of local directions (a full Newton step on the working set)
@@ -280,7 +280,7 @@ def _reg(state: NewtonState, w: np.ndarray) -> float:
 def _path_factor(state: NewtonState) -> float:
     f = state.params["path"]
     if f is None:
-        return 0.0 if state.mem["full"] else 0.1
+        return 0.0 if state.mem["full"] else 0.03
     return float(f)
 
 
