@@ -37,7 +37,8 @@ Hinge is minimized through its ``mu``-smoothed surrogate (`_cd_kernels`), with
 ``mu_min``, `_hinge_smoothing`); the certificate always measures the true hinge
 objective. Its dual point is the better of the surrogate's derivative at ``w``
 and the Newton model's own duals (`_model_dual`, computed in round C), and the
-largest dual value seen is kept. With local Hessians the l1 weight follows glmnet's regularization path
+largest dual value seen is kept. With local Hessians the l1 weight follows glmnet's
+regularization path
 (``path * alpha_max`` first, ``path`` times less each time a stage's Newton
 decrement is small, down to ``alpha``): far from the optimum the supports stay
 small, so the working set is small early (the certificate is always for
@@ -426,7 +427,7 @@ def _gather_b(state: NewtonState, parts: list) -> None:
 
 
 def _prox_combined(pb: Problem, parts: list, l1: float) -> np.ndarray:
-    """The minimizer of the partitions' separable models ``sum_k n_k/n H_k/2 (z - u_k)^2 + alpha ||z||_1``.
+    """The minimizer of the partitions' separable models ``sum_k n_k/n H_k/2 (z - u_k)^2 + l1 |z|``.
 
     The soft-threshold of the ``H``-weighted average forward point: a coordinate is
     nonzero only if the average says so, not if any one partition does.
