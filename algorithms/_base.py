@@ -187,6 +187,8 @@ class Algorithm(NamedTuple):
     resume: Callable[[Any, LocalData, Start], Any] | None = None  # warm start from a `Start`
     validate: Callable[[Problem, dict], None] | None = None  # raises ValueError, on the driver
     sample_weight: bool = False  # reads ``LocalData.sw`` (per-row weights in the loss sum)
+    # loads the kernels before the gang starts; None: a first local_step on a copy of the state
+    warm_up: Callable[[Any, LocalData], None] | None = None
 
     def merge(self, params: dict | None) -> dict:
         """The defaults updated by ``params``; raises ValueError naming unknown keys."""

@@ -109,13 +109,15 @@ def dual_point(loss: int, margins: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def certificate_parts(X, y, w, loss: int, fit_intercept: bool, dual: np.ndarray | None = None,
-                      penalized_intercept: bool = False) -> GapParts:
+                      penalized_intercept: bool = False, g: np.ndarray | None = None) -> GapParts:
     """A partition's `GapParts` at model ``w`` and duals ``dual`` (default: `dual_point` of ``w``).
 
     ``X`` is a kernel matrix (`_kernels.as_kernel_matrix`) or anything it accepts.
     Two passes over the rows (CSR with an unpenalized intercept: three).
     ``penalized_intercept``: certify the problem whose intercept is a constant feature
-    penalized like the others (asip-cocoa's with SDCA).
+    penalized like the others (asip-cocoa's with SDCA). ``g``: ``sum_i a_i x_i`` over the
+    features when the caller keeps it (SDCA's share ``alpha n u``), which saves the pass that
+    would sum it (only with ``dual`` given and no unpenalized intercept).
     """
     Xk = K.as_kernel_matrix(X) if not isinstance(X, tuple) else X
     y = np.ascontiguousarray(y, dtype=np.float64)
@@ -127,8 +129,14 @@ def certificate_parts(X, y, w, loss: int, fit_intercept: bool, dual: np.ndarray 
     pos = y > 0
     if fit_intercept and not penalized_intercept:
         side_w = np.ones_like(a) if loss == K.SQUARED else np.where(pos, a, 0.0)
+    g_known = g
     g, side_g = np.zeros(d), np.zeros(d)
-    if side_w is not None and not isinstance(Xk, tuple):  # dense: both in one pass over X
+    if g_known is not None:
+        if dual is None or side_w is not None or np.shape(g_known) != (d,):
+            raise ValueError("certificate_parts: g is taken only with the duals it sums and "
+                             f"no unpenalized intercept, shape ({d},); got {np.shape(g_known)}")
+        g[:] = g_known
+    elif side_w is not None and not isinstance(Xk, tuple):  # dense: both in one pass over X
         g[:], side_g[:] = np.stack([a, side_w]) @ Xk
     else:
         _weighted_rows(Xk, a, g)

@@ -356,9 +356,13 @@ def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray) -> GapParts:
     pb = state.problem
     # Newton: the duals -phi'(x_i^T wbar) that wbar itself gives (free with its margins): the
     # gap then measures wbar alone, not how far the peers' iterates are from it
-    dual = None if state.newton is not None else state.dual
-    return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept, dual,
-                             penalized_intercept=_penalized_intercept(state))
+    if state.newton is not None:
+        return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept,
+                                 penalized_intercept=False)
+    # SDCA: sum_i a_i x_i is alpha n u, kept by the steps -- one pass (the margins), not two
+    g = state.u[:pb.p - int(pb.fit_intercept)] * (pb.alpha * pb.n_total)
+    return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept, state.dual,
+                             penalized_intercept=True, g=g)
 
 
 def _penalized_intercept(state: CocoaState) -> bool:

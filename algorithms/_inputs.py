@@ -151,13 +151,37 @@ def _prepare_memory(est, X, y, sample_weight, client) -> Prepared:
     bounds = np.linspace(0, n, n_parts + 1).astype(int)
     # in-memory blocks: the stage scatters them straight to the workers (not carried in
     # the task graph through the scheduler) and again from here if a worker dies
-    blocks = [tuple([X[a:b], y_enc[a:b]] + ([] if sw is None else [sw[a:b]]))
+    blocks = [tuple([row_block(X, a, b), y_enc[a:b]] + ([] if sw is None else [sw[a:b]]))
               for a, b in zip(bounds[:-1], bounds[1:])]
-    sq = (np.asarray(X.multiply(X).sum(axis=1)).ravel() if sp.issparse(X)
-          else np.einsum("ij,ij->i", X, X))
+    sq = csr_row_sqnorms(X) if sp.issparse(X) else np.einsum("ij,ij->i", X, X)
     sizes = tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:]))
     sq_mean, sq_max = row_norm_scale(sq.mean(), sq.max())
     return Prepared(blocks, sizes, sq_mean, sq_max, X, y_enc, sw, sp.issparse(X))
+
+
+def row_block(X, a: int, b: int):
+    """Rows ``a:b`` of ``X``; of a CSR matrix without copying its nonzeros (views of ``data``
+    and ``indices``): scipy's general slicing copied 360 MB in 2 s at 1M rows x 30 nonzeros,
+    before the scatter copies the blocks once more anyway."""
+    if not sp.issparse(X):
+        return X[a:b]
+    lo, hi = int(X.indptr[a]), int(X.indptr[b])
+    out = sp.csr_matrix((b - a, X.shape[1]), dtype=X.dtype)  # the constructor would copy
+    out.data, out.indices = X.data[lo:hi], X.indices[lo:hi]
+    out.indptr = (X.indptr[a:b + 1] - lo).astype(X.indices.dtype)
+    out.has_sorted_indices = X.has_sorted_indices  # a row block keeps its rows' order
+    return out
+
+
+def csr_row_sqnorms(X) -> np.ndarray:
+    """``||a_i||^2`` of every row of a CSR matrix from its nonzeros (no elementwise product
+    matrix: ``X.multiply(X)`` built a second 360 MB matrix at 1M rows x 30 nonzeros)."""
+    out = np.zeros(X.shape[0])
+    starts = X.indptr[:-1]
+    rows = np.flatnonzero(np.diff(X.indptr) > 0)
+    if rows.size:  # consecutive non-empty rows' starts bound each row's run of nonzeros
+        out[rows] = np.add.reduceat(np.square(X.data[:X.indptr[-1]]), starts[rows])
+    return out
 
 
 def encode_labels(y, classes: np.ndarray) -> np.ndarray:
@@ -351,6 +375,6 @@ def block_stats(block) -> np.ndarray:
     """`K.finite_sqnorm_stats` of one dense row block (sparse blocks: scipy)."""
     if sp.issparse(block):
         block = sp.csr_matrix(block)
-        sq = np.asarray(block.multiply(block).sum(axis=1)).ravel()
+        sq = csr_row_sqnorms(block)
         return np.array([float(np.isfinite(block.data).all()), sq.sum(), sq.max(initial=0.0)])
     return K.finite_sqnorm_stats(np.asarray(block, dtype=np.float64))

@@ -131,6 +131,8 @@ def task_labels(y: np.ndarray, task: int, n_tasks: int) -> np.ndarray:
 def _block_loss_sums(objective, W: np.ndarray, X, y, sw, rows: int = 20_000):
     """``sum_t sum_i s_i phi(a_i^T w_tk + b_tk, y_ti)`` for each point ``k`` of ``W`` of shape
     ``(n_tasks, p, k)`` on one block, a slice of rows at a time (bounded memory)."""
+    from ._inputs import row_block  # CSR rows as views: scipy's slicing copied each slice
+
     n_tasks = W.shape[0]
     y = np.asarray(y, dtype=np.float64)
     sw = None if sw is None else np.asarray(sw, dtype=np.float64)
@@ -139,7 +141,7 @@ def _block_loss_sums(objective, W: np.ndarray, X, y, sw, rows: int = 20_000):
     for t in range(n_tasks):
         yt = task_labels(y, t, n_tasks)
         for a in range(0, X.shape[0], rows):
-            M = np.asarray(X[a:a + rows] @ W[t, :d])
+            M = np.asarray(row_block(X, a, min(a + rows, X.shape[0])) @ W[t, :d])
             if objective.fit_intercept:
                 M = M + W[t, -1][None, :]
             vals = objective.loss.value(M, yt[a:a + rows, None])

@@ -174,10 +174,14 @@ class SolverOperator(asip.Operator):
     def _warm_up(self) -> None:
         """Compile (or load from numba's cache) the kernels before the gang's clock starts.
 
-        One throw-away ``local_step`` on a copy of the state: the first fit on a new
-        kind of data (dense after sparse, say) would otherwise spend its time budget
-        in the JIT compiler.
+        One throw-away ``local_step`` on a copy of the state (or the solver's own
+        ``warm_up``, where a step is a whole data pass): the first fit on a new kind of
+        data (dense after sparse, say) would otherwise spend its time budget in the JIT
+        compiler.
         """
+        if self._algo.warm_up is not None:
+            self._algo.warm_up(self._states[0], self._datas[0])
+            return
         self._algo.local_step(copy.deepcopy(self._states[0]), self._datas[0], (), 0.0)
 
     def step(self, ctx):

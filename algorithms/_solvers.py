@@ -18,6 +18,8 @@ def _registry() -> dict[str, Algorithm]:
     algos = [_asip_sgd.ALGORITHM, _asip_hogwild.ALGORITHM, _asip_admm.ALGORITHM, _gd.ALGORITHM,
              _admm.ALGORITHM, _averaging.ALGORITHM, _saga.ALGORITHM, _cocoa.ALGORITHM,
              _asip_svrg.ALGORITHM, _prox_newton.ALGORITHM]
+    from ._lbfgs import ALGORITHM as lbfgs  # big smooth-l2 problems: fewest data passes
+    algos.append(lbfgs)
     return {a.name: a for a in algos}
 
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .analysis import COMPARATORS, describe, fmt_target
-from .config import GROUPS
+from .config import ASIP_NAMES
 from .progress import fmt_rel
 
 __all__ = ["print_report"]
@@ -23,7 +23,7 @@ def subopt_tables(console: Console, subopt: dict) -> None:
     for budget, rows in subopt.items():
         if not rows:
             continue
-        present = [s for s in GROUPS["asip"] if any(s in r for r in rows.values())]
+        present = [s for s in ASIP_NAMES if any(s in r for r in rows.values())]
         table = Table(title=f"relative suboptimality at {budget:g} s", title_justify="left")
         table.add_column("dataset / task")
         for s in present + ["dask-glm best", "sklearn best"]:
@@ -70,7 +70,7 @@ def ttt_solver_table(console: Console, rows: list[dict]) -> None:
     """Every solver's time to each target (from the call; "> t": not reached by t)."""
     if not rows:
         return
-    names = [s for s in GROUPS["asip"] if any(s in r["solvers"] for r in rows)]
+    names = [s for s in ASIP_NAMES if any(s in r["solvers"] for r in rows)]
     table = Table(title="time to relative suboptimality, per solver (from the call; '> t': not "
                   "reached within t)", title_justify="left")
     table.add_column("dataset / task")

@@ -192,10 +192,13 @@ def test_certified_stop_in_process(loss):
 def test_restart_from_zero_duals_keeps_the_gap_valid():
     ds, parts, problem, obj, ref = _problem(K.LOGISTIC)
     params = {"tol": 1e-7, "seed": 1, "cert_period": 0.0}
+    # restarts in rounds 2 and 3: before any certificate could close (the first closes in
+    # round 2 at the leader's first, peerless iterate); rounds 10 and 20 were flaky: with the
+    # Newton local solver a fit can certify before round 20
     w, snaps, rounds, done = simulate("asip-cocoa", problem, parts, params, max_time=20,
-                                      restart={1: 10, 0: 20}, drop=0.2)
+                                      restart={1: 2, 0: 3}, drop=0.2)
     assert done, f"not certified after {rounds} rounds"
-    assert rounds > 20  # both restarts (the leader's too) happened before the certified stop
+    assert rounds > 3  # both restarts (the leader's too) happened before the certified stop
     bound = max(snaps[0]["rel_gap"], 0.0) + ref.relative_precision + 1e-12
     assert _rel(ds, obj, ref, w) <= min(bound, 1e-7)
 

@@ -37,7 +37,7 @@ from asip.algorithms import SOLVERS, AsipClassifier, AsipRegressor
 #: (gap/|P| <= bound/2 implies a relative suboptimality below the bound), so a cell ends as
 #: soon as its check can pass instead of at tol=1e-6 or the cap (prox-newton's hinge cells
 #: ran their full 10 s); the check against the reference optimum is the same
-CERTIFIED = {"admm", "asip-cocoa", "asip-svrg", "gd", "prox-newton"}
+CERTIFIED = {"admm", "asip-cocoa", "asip-svrg", "gd", "lbfgs", "prox-newton"}
 BUDGET = {"admm-async": 3.0, "admm-async-batched": 3.0, "averaging": 3.0, "saga": 1.5,
           "admm": 2.5, "asip-svrg": 5.0, "prox-newton": 10.0}
 
@@ -57,6 +57,8 @@ BOUNDS = {
     "asip-cocoa":         [(1e-4, 1e-4), None,         (5e-3, 5e-3), (1e-4, 1e-3), None],
     # smooth losses only: hinge is refused (None); certified stop at tol 1e-6
     "asip-svrg":          [(1e-4, 1e-6), (1e-3, 1e-4), None,         (1e-6, 1e-6), (1e-3, 1e-3)],
+    # distributed L-BFGS: smooth losses with l2 only, certified stop
+    "lbfgs":              [(1e-6, 1e-6), None,         None,         (1e-6, 1e-6), None],
     # distributed proximal Newton (built for l1), certified stop at tol 1e-6
     "prox-newton":        [(1e-4, 1e-6), (1e-3, 1e-6), (1e-2, 1e-3), (1e-6, 1e-6), (1e-3, 1e-6)],
 }
