@@ -31,8 +31,6 @@ import os
 import time
 import warnings
 
-import numpy as np
-
 from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty, load_libsvm,
                              reference_optimum, relative_suboptimality)
 
