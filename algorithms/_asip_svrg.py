@@ -303,7 +303,7 @@ def warm_up(state: SvrgState, data: LocalData) -> None:
 def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutput:
     """Absorb, refresh the anchor if a new one was announced, one local epoch, push."""
     _absorb(state, data, inbox)
-    clock, params, pb = state.clock, state.params, state.problem
+    clock, params = state.clock, state.params
     if clock["started"] is None:
         clock["started"] = now
     nxt = clock.pop("next", None)

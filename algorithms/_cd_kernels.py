@@ -26,7 +26,7 @@ from numba import njit
 from . import _losses as _L
 
 __all__ = ["cd_dense", "cd_subproblem", "csc_matvec", "csc_sq_rmatvec", "csr_weighted_gram",
-           "row_curvature", "trial_losses"]
+           "forward_point", "row_curvature", "trial_losses"]
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +193,30 @@ def cd_subproblem(data, indices, indptr, fit_intercept, D, G, extra, w, alpha, m
         else:
             full = False
     return passes
+
+
+@njit(**_JIT)
+def forward_point(data, indices, indptr, fit_intercept, D, G, extra, H, w, delta, q, out):
+    """The model's forward (pre-threshold) point ``u = z - g / H`` at ``z = w + delta``.
+
+    ``g = G + X~^T diag(D) q + extra * delta`` is the gradient of `cd_subproblem`'s
+    smooth part at its solution (``q = X~ delta``) and ``H`` its Hessian diagonal: at an
+    exact solution ``z_j`` is the soft-threshold of ``u_j`` at ``alpha / H_j``, so
+    partitions' ``u`` can be averaged *before* thresholding (`_prox_newton`).
+    """
+    d = indptr.shape[0] - 1
+    for j in range(d):
+        s = 0.0
+        for k in range(indptr[j], indptr[j + 1]):
+            s += D[indices[k]] * data[k] * q[indices[k]]
+        g = G[j] + s + extra[j] * delta[j]
+        out[j] = w[j] + delta[j] - g / H[j] if H[j] > 0.0 else w[j] + delta[j]
+    if fit_intercept:
+        s = 0.0
+        for i in range(q.shape[0]):
+            s += D[i] * q[i]
+        g = G[d] + s + extra[d] * delta[d]
+        out[d] = w[d] + delta[d] - g / H[d] if H[d] > 0.0 else w[d] + delta[d]
 
 
 @njit(**_JIT)

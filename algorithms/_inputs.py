@@ -236,7 +236,6 @@ def row_norm_scale(sq_mean, sq_max) -> tuple[float, float]:
 # ---------------------------------------------------------------------- dask
 def _prepare_dask(est, X, y, sample_weight) -> Prepared:
     import dask
-    import dask.array as da
 
     names = _frame_columns(X)
     X = as_dask_array(X, "X")

@@ -16,9 +16,17 @@ B. each partition solves, by coordinate descent (`_cd_kernels.cd_subproblem`,
    and its *local* Hessian ``H_k = X_k^T D_k X_k / n_k`` -- a GIANT/DANE-type
    approximation of the global one that needs no d x d matrix on the wire (so
    it works at any d) -- with each diagonal entry raised to at least the global
-   one; the directions are averaged (weights ``n_k / n``). The average of the
-   local solutions is a descent direction of the l1 objective (the predicted
-   decrease ``delta = G^T d + alpha(||w + d||_1 - ||w||_1)`` is convex in ``d``);
+   one. The partitions' *forward points* (before the soft-threshold) are
+   averaged and thresholded once (`_prox_combined`: a coordinate is nonzero only
+   if the average says so), falling back to the plain average of the local
+   solutions -- always a descent direction of the l1 objective (the predicted
+   decrease ``delta = G^T d + alpha(||w + d||_1 - ||w||_1)`` is convex in ``d``)
+   -- when that one is not. Once the *working set* (``w``'s nonzeros and the
+   zeros whose ``|G_j|`` nearly reaches the l1 weight) has at most
+   ``active_max`` coordinates, round B instead all-reduces the exact Hessian on
+   it and every operator takes the same full proximal Newton step there
+   (quadratic convergence where the averaged local models are linear); the
+   coordinates left out sit at 0 with their optimality condition met;
 C. each partition evaluates its loss sum at ``w + t d`` for ``t = 1, 1/2, ...``
    in one pass (margins move along ``X d``); the first ``t`` with the Armijo
    decrease ``F(w + t d) <= F(w) + sigma t delta`` on the all-reduced objective
@@ -29,7 +37,12 @@ Hinge is minimized through its ``mu``-smoothed surrogate (`_cd_kernels`), with
 ``mu_min``, `_hinge_smoothing`); the certificate always measures the true hinge
 objective. Its dual point is the better of the surrogate's derivative at ``w``
 and the Newton model's own duals (`_model_dual`, computed in round C), and the
-largest dual value seen is kept. The
+largest dual value seen is kept. With local Hessians the l1 weight follows glmnet's
+regularization path
+(``path * alpha_max`` first, ``path`` times less each time a stage's Newton
+decrement is small, down to ``alpha``): far from the optimum the supports stay
+small, so the working set is small early (the certificate is always for
+``alpha``). The
 intercept is a coordinate with no l1 term. A restarted operator joins the
 lowest round its peers are at, taking the iterate from their messages (in
 round B it contributes a zero direction, which keeps the average a descent one).
@@ -66,7 +79,7 @@ DEFAULTS = {
     "tol": 1e-6,  # stop when the certified relative duality gap is below this
     "max_iter": None,  # Newton iterations
     "inner_tol": 1e-6,  # CD stops when a full pass moves by less than this (relative, H-norm)
-    "max_pass": 40,  # CD passes per Newton iteration
+    "max_pass": 20,  # CD passes per Newton iteration (local models; reuters: 20 beat 10 and 40)
     "sigma": 0.01,  # Armijo constant
     "damping": 1e-8,  # first damping: lam * mean(diag H) added to the model's Hessian diagonal
     "mu0": 2.0,  # hinge: first smoothing (> 1 puts every row of w = 0 on the curved band)
@@ -81,6 +94,16 @@ DEFAULTS = {
     "dense_pass": 5000,  # CD passes on the full model (each O(p^2)); ill-conditioned models
     # (a9a's collinear one-hot columns) need thousands for a direction worth its round
     "max_step": None,  # largest line-search step (default 1 with the full Hessian, else 4)
+    "path": None,  # l1: start at path * alpha_max, shrink by path per stage down to alpha
+    # (glmnet's regularization path: small supports while far away); 0 starts at alpha;
+    # None: 0.03 with local Hessians (wide models), 0 with the full one (it slows those)
+    "path_tol": 0.05,  # l1: a stage ends when the Newton decrement <= path_tol * objective
+    "active_max": 768,  # l1, local Hessians: once the working set (nonzeros and near-violators
+    # of the zero coordinates' optimality) is this small, round B all-reduces its exact
+    # Hessian instead of local directions (a full Newton step on the working set)
+    "active_margin": 0.9,  # zero coordinates with |G_j| >= active_margin * l1 join it
+    "combine": "prox",  # local directions: "prox" thresholds the averaged forward points
+    # (coordinates the partitions disagree on can stay zero), "average" averages the solutions
     "resend_after": 0.1,
     "rejoin_wait": 0.5,
     "poll_wait": 0.02,
@@ -119,7 +142,7 @@ def init(problem: Problem, data: LocalData, params: dict) -> NewtonState:
            "a": np.zeros(n), "D": np.zeros(n), "G": np.zeros(p), "Hg": np.zeros(p),
            "dbar": np.zeros(p), "F": np.inf, "delta": 0.0, "gap": np.inf, "rel_gap": np.inf,
            "primal": np.inf, "own": None, "prev_own": None, "step": 0.0, "passes": 0,
-           "lam": float(params["damping"]), "dual_best": -np.inf,
+           "lam": float(params["damping"]), "dual_best": -np.inf, "l1": -1.0,
            "full": params["hessian"] == "full" or (params["hessian"] == "auto"
                                                    and p <= params["hessian_max"]),
            "phase": "run" if data.incarnation == 0 else "rejoin", "started": None}
@@ -151,7 +174,7 @@ def _round_a(state: NewtonState, data: LocalData) -> dict:
     sloss = C.row_curvature(pb.loss, mem["m"], data.y, _mu(pb, mem), mem["a"], mem["D"],
                             mem["floor"])
     parts = certificate_parts(data.X, data.y, w, pb.loss, pb.fit_intercept, dual=mem["a"])
-    out = {"w": w.copy(), "mu": mem["mu"], "lam": mem["lam"], "n": data.n,
+    out = {"w": w.copy(), "mu": mem["mu"], "lam": mem["lam"], "l1": mem["l1"], "n": data.n,
            "sloss": float(sloss), "loss": parts.loss_sum, "conj": parts.conj_sum, "g": parts.g,
            "asum": float(mem["a"].sum())}
     if np.isfinite(mem["dual_best"]):  # peers (a restarted one) learn the best dual seen
@@ -188,18 +211,31 @@ def _round_b(state: NewtonState, data: LocalData) -> dict:
     pb, mem, params = state.problem, state.mem, state.params
     delta = np.zeros(pb.p)
     if mem.pop("zero_dir", False):  # rejoined in this round: no local model, no move
-        return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "dk": delta}
+        return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "l1": mem["l1"],
+                "dk": delta}
+    S = mem.get("S")
+    if S is not None:  # the working set is small: its exact Hessian, no local direction
+        return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "l1": mem["l1"],
+                "dk": delta, "S": S, "GS": mem["G"][S], "hs": _working_hessian(state, S).ravel()}
     Dk = mem["D"] / data.n
     hk = _hessian_diagonal(state, Dk)
     scale = float(mem["Hg"][: pb.n_features].mean()) if pb.n_features else 1.0
     extra = np.maximum(mem["Hg"] - hk, 0.0) + mem["lam"] * max(scale, 1e-12)
-    l1 = pb.alpha if pb.penalty == K.L1 else 0.0
+    l1 = mem["l1"] if pb.penalty == K.L1 else 0.0
     if pb.penalty == K.L2:  # the l2 penalty's Hessian is exact: alpha on every coefficient
         extra[: pb.n_features] += pb.alpha
+    q = np.zeros(data.n)
     mem["passes"] = int(C.cd_subproblem(*state.csc, pb.fit_intercept, Dk, mem["G"], extra,
                                         mem["w"], l1, params["max_pass"], params["inner_tol"],
-                                        delta, np.zeros(data.n)))
-    return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "dk": delta}
+                                        delta, q))
+    out = {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "l1": mem["l1"], "dk": delta}
+    if params["combine"] == "prox" and l1 > 0.0:
+        H = hk + extra
+        u = np.empty(pb.p)
+        C.forward_point(*state.csc, pb.fit_intercept, Dk, mem["G"], extra, H, mem["w"], delta,
+                        q, u)
+        out["hu"], out["hh"] = H * u, H
+    return out
 
 
 def _round_c(state: NewtonState, data: LocalData) -> dict:
@@ -211,7 +247,7 @@ def _round_c(state: NewtonState, data: LocalData) -> dict:
     ts = np.zeros(N_TRIALS)
     C.trial_losses(pb.loss, mem["m"], q, data.y, _mu(pb, mem), _steps(state), ts)
     dual = MD.model_dual(pb.loss, mem["a"], mem["D"], q, data.y)  # the model's own duals
-    return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"],
+    return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "l1": mem["l1"],
             "dbar": mem["dbar"].copy(), "ts": ts,
             "F": float(mem["F"]), "delta": float(mem["delta"]),
             **MD.model_dual_fields(data.X, data.y, mem["w"], pb.loss, pb.fit_intercept, dual)}
@@ -234,8 +270,41 @@ def _contribution(state: NewtonState, data: LocalData) -> dict:
 
 
 # ---------------------------------------------------------------------- reductions
-def _reg(pb: Problem, w: np.ndarray) -> float:
+def _reg(state: NewtonState, w: np.ndarray) -> float:
+    """The penalty the Newton steps minimize: l1 at the path's current weight."""
+    pb = state.problem
+    if pb.penalty == K.L1:
+        return state.mem["l1"] * float(np.abs(w[: pb.n_features]).sum())
     return pb.penalty_value(w)
+
+
+def _path_factor(state: NewtonState) -> float:
+    f = state.params["path"]
+    if f is None:
+        return 0.0 if state.mem["full"] else 0.03
+    return float(f)
+
+
+def _path_start(state: NewtonState, G: np.ndarray) -> None:
+    """The l1 path's first weight (in the first round A): ``path * alpha_max`` at ``w``
+    (``||G||_inf``, the smallest weight that keeps 0 optimal), at least ``alpha``."""
+    pb, mem = state.problem, state.mem
+    if pb.penalty == K.L1 and mem["l1"] < 0.0:
+        top = float(np.abs(G[: pb.n_features]).max()) if pb.n_features else 0.0
+        mem["l1"] = max(pb.alpha, _path_factor(state) * top)
+
+
+def _path_next(state: NewtonState, F: float, delta: float) -> None:
+    """The next stage (``path`` times less l1) once this one's Newton decrement is small
+    or its line search stalled.
+
+    Decided in round C from its first contribution's ``F`` and ``delta``, which every
+    operator (a rejoined one too) reads the same."""
+    pb, mem, params = state.problem, state.mem, state.params
+    if pb.penalty == K.L1 and mem["l1"] > pb.alpha and (
+            -delta <= params["path_tol"] * abs(F) or mem["step"] == 0.0):
+        mem["l1"] = max(pb.alpha, _path_factor(state) * mem["l1"])
+        mem["lam"] = min(mem["lam"], float(params["damping"]))  # a new problem: undamped
 
 
 def _gather_a(state: NewtonState, parts: list) -> bool:
@@ -251,7 +320,8 @@ def _gather_a(state: NewtonState, parts: list) -> bool:
     if pb.penalty == K.L2:
         G[: pb.n_features] += pb.alpha * w[: pb.n_features]
     mem["G"] = G
-    mem["F"] = sum(float(c["sloss"]) for c in parts) / n + _reg(pb, w)
+    _path_start(state, G)
+    mem["F"] = sum(float(c["sloss"]) for c in parts) / n + _reg(state, w)
     gparts = [GapParts(int(c["n"]), float(c["loss"]), float(c["conj"]), np.asarray(c["g"]),
                        None if "side" not in c else np.asarray(c["side"]),
                        None if "side_g" not in c else np.asarray(c["side_g"]),
@@ -265,16 +335,69 @@ def _gather_a(state: NewtonState, parts: list) -> bool:
         _full_direction(state, parts)
     else:
         mem["Hg"] = np.sum([c["hd"] for c in parts], axis=0) / n
+        mem["S"] = _working_set(state)
     if pb.loss == K.HINGE:  # the next iteration's smoothing follows the certified gap
         mem["mu_next"] = next_mu(mem["mu"], mem["gap"], params)
     return certified(mem["rel_gap"], params["tol"])
+
+
+def _working_set(state: NewtonState) -> np.ndarray | None:
+    """The coordinates a full Newton step over the working set moves (None: too many).
+
+    The nonzeros of ``w`` and the zero coordinates whose optimality ``|G_j| <= l1`` is
+    nearly violated (``active_margin``), the intercept last; every other coordinate
+    stays at 0, where its optimality condition holds with room to spare.
+    """
+    pb, mem, params = state.problem, state.mem, state.params
+    if pb.penalty != K.L1 or not params["active_max"]:
+        return None
+    d = pb.n_features
+    w, G = mem["w"], mem["G"]
+    S = np.flatnonzero((w[:d] != 0.0) | (np.abs(G[:d]) >= params["active_margin"] * mem["l1"]))
+    if pb.fit_intercept:
+        S = np.append(S, d)
+    return S.astype(np.int64) if S.size <= params["active_max"] else None
+
+
+def _working_hessian(state: NewtonState, S: np.ndarray) -> np.ndarray:
+    """This partition's ``X~_S^T diag(D) X~_S`` (unscaled) over the working set ``S``."""
+    pb, mem = state.problem, state.mem
+    cols = S[S < pb.n_features]
+    data, indices, indptr = state.csc
+    Xs = sp.csc_matrix((data, indices, indptr),
+                       shape=(mem["D"].shape[0], pb.n_features))[:, cols].tocsr()
+    H = np.zeros((S.size, S.size))
+    C.csr_weighted_gram(Xs.data.astype(np.float64), Xs.indices.astype(np.int64),
+                        Xs.indptr.astype(np.int64), mem["D"], pb.fit_intercept, H)
+    return H
+
+
+def _working_direction(state: NewtonState, parts: list) -> np.ndarray | None:
+    """The proximal Newton direction over the working set, by CD on its all-reduced Hessian."""
+    pb, mem, params = state.problem, state.mem, state.params
+    have = [c for c in parts if "hs" in c]
+    if not have:
+        return None
+    S, GS = np.asarray(have[0]["S"], dtype=np.int64), np.asarray(have[0]["GS"])
+    H = np.sum([np.asarray(c["hs"]) for c in have], axis=0).reshape(S.size, S.size)
+    H /= pb.n_total
+    scale = float(np.mean(np.diag(H))) if S.size else 1.0
+    n_coef = int(np.count_nonzero(S < pb.n_features))
+    dS = np.zeros(S.size)
+    mem["passes"] = int(C.cd_dense(H, GS, mem["w"][S], n_coef, mem["l1"],
+                                   mem["lam"] * max(scale, 1e-12),
+                                   min(params["dense_pass"], 10 * params["max_pass"]), 1e-10,
+                                   dS))
+    d = np.zeros(pb.p)
+    d[S] = dS
+    return d
 
 
 def _full_direction(state: NewtonState, parts: list) -> None:
     """The proximal Newton direction of the global model, by CD on the all-reduced Hessian."""
     pb, mem, params = state.problem, state.mem, state.params
     H = np.sum([c["hess"] for c in parts], axis=0).reshape(pb.p, pb.p) / pb.n_total
-    l1 = pb.alpha if pb.penalty == K.L1 else 0.0
+    l1 = mem["l1"] if pb.penalty == K.L1 else 0.0
     if pb.penalty == K.L2:
         H[np.arange(pb.n_features), np.arange(pb.n_features)] += pb.alpha
     scale = float(np.mean(np.diag(H))) if pb.p else 1.0
@@ -287,11 +410,40 @@ def _full_direction(state: NewtonState, parts: list) -> None:
 
 def _gather_b(state: NewtonState, parts: list) -> None:
     """The averaged direction and its predicted decrease."""
-    pb = state.problem
+    pb, mem = state.problem, state.mem
+    d = _working_direction(state, parts)
+    if d is not None:
+        _set_direction(state, d)
+        return
     d = np.zeros(pb.p)
     for j, c in enumerate(parts):
         d += (pb.sizes[j] / pb.n_total) * np.asarray(c["dk"])
+    if all("hu" in c for c in parts):
+        z = _prox_combined(pb, parts, mem["l1"])
+        _set_direction(state, z - mem["w"])
+        if mem["delta"] < 0.0:
+            return
     _set_direction(state, d)
+
+
+def _prox_combined(pb: Problem, parts: list, l1: float) -> np.ndarray:
+    """The minimizer of the partitions' separable models ``sum_k n_k/n H_k/2 (z - u_k)^2 + l1 |z|``.
+
+    The soft-threshold of the ``H``-weighted average forward point: a coordinate is
+    nonzero only if the average says so, not if any one partition does.
+    """
+    num, den = np.zeros(pb.p), np.zeros(pb.p)
+    for j, c in enumerate(parts):
+        f = pb.sizes[j] / pb.n_total
+        num += f * np.asarray(c["hu"])
+        den += f * np.asarray(c["hh"])
+    safe = np.where(den > 0.0, den, 1.0)
+    u = num / safe
+    z = u.copy()
+    k = pb.n_features
+    thr = l1 / safe[:k]
+    z[:k] = np.sign(u[:k]) * np.maximum(np.abs(u[:k]) - thr, 0.0)
+    return z
 
 
 def _set_direction(state: NewtonState, d: np.ndarray) -> None:
@@ -301,7 +453,7 @@ def _set_direction(state: NewtonState, d: np.ndarray) -> None:
     w = mem["w"]
     mem["delta"] = float(mem["G"] @ d)  # for l2, G holds the penalty's gradient already
     if pb.penalty == K.L1:
-        mem["delta"] += _reg(pb, w + d) - _reg(pb, w)
+        mem["delta"] += _reg(state, w + d) - _reg(state, w)
 
 
 def _balance(pb: Problem) -> str | None:
@@ -319,7 +471,7 @@ def _gather_c(state: NewtonState, parts: list, ref: dict) -> None:
     w = mem["w"]
     step, best = 0.0, np.inf
     for t, loss in zip(_steps(state), ts):  # the lowest trial with the Armijo decrease
-        Ft = loss + _reg(pb, w + t * d)
+        Ft = loss + _reg(state, w + t * d)
         if Ft <= F + params["sigma"] * t * delta and Ft < best:
             step, best = float(t), Ft
     mem["step"] = step
@@ -334,6 +486,7 @@ def _gather_c(state: NewtonState, parts: list, ref: dict) -> None:
     elif step < 0.25:
         mem["lam"] = min(mem["lam"] * (10.0 if step > 0.0 else 1000.0), 1e12)
     mem["mu"] = mem.pop("mu_next", mem["mu"])
+    _path_next(state, F, delta)
     mem["it"] += 1
 
 
@@ -345,6 +498,7 @@ def _adopt(state: NewtonState, data: LocalData, k: int, fields: dict) -> None:
     mem["k"], mem["it"] = k, k // (2 if mem["full"] else 3)
     mem["w"], mem["mu"] = np.array(fields["w"], dtype=np.float64), float(fields["mu"])
     mem["lam"] = float(fields.get("lam", mem["lam"]))
+    mem["l1"] = float(fields.get("l1", mem["l1"]))
     if ph == _C:  # the trial losses need the margins at w
         mem["m"] = np.asarray(K.margins(data.X, mem["w"], state.problem.fit_intercept))
         mem["dbar"] = np.array(fields["dbar"], dtype=np.float64)
@@ -373,6 +527,7 @@ def _reduce(state: NewtonState, data: LocalData, parts: list, k: int) -> bool:
         if params["max_iter"] is not None and mem["it"] >= params["max_iter"]:
             done = True
         elif mem["step"] == 0.0 and mem["lam"] >= 1e12:  # no decrease even fully damped
+            # (a stall in an l1 path stage moved on to the next one instead, undamped)
             logger.info("prox-newton: line search found no decrease at iteration %d (rel gap "
                         "%.3g); stopping", mem["it"], mem["rel_gap"])
             done = True
@@ -386,9 +541,10 @@ def schema(problem: Problem) -> tuple[dict, dict]:
     fields = {"w": ("float64", (p,)), "mu": float, "n": int, "sloss": float, "loss": float,
               "conj": float, "g": ("float64", (d,)), "asum": float, "hd": ("float64", (p,)),
               "side": ("float64", (side_len(problem),)), "side_g": ("float64", (d,)),
-              "dk": ("float64", (p,)), "lam": float, "hess": ("float64", (p * p,)), "dbar": ("float64", (p,)), "ts": ("float64", (N_TRIALS,)),
+              "dk": ("float64", (p,)), "hu": ("float64", (p,)), "hh": ("float64", (p,)),
+              "S": ("int64", (None,)), "GS": ("float64", (None,)), "hs": ("float64", (None,)), "lam": float, "l1": float, "hess": ("float64", (p * p,)), "dbar": ("float64", (p,)), "ts": ("float64", (N_TRIALS,)),
               "F": float, "delta": float, "dbest": float, **MD.schema_fields(problem)}
-    always = ("w", "mu", "lam")  # every round's contribution carries these
+    always = ("w", "mu", "lam", "l1")  # every round's contribution carries these
     required = {"k": int, "has_prev": bool, **{f"c_{key}": fields[key] for key in always}}
     optional = {f"{pre}_{key}": v for key, v in fields.items() for pre in ("c", "p")
                 if f"{pre}_{key}" not in required}
