@@ -125,23 +125,15 @@ def _contribution(state: GDState, data: LocalData) -> dict:
     f = W.loss_grad(data, mem["point"], pb.loss, pb.fit_intercept, state.grad)  # row weights
     out = {"g": state.grad.copy(), "f": float(f), "base": mem["base"].copy(),
            "gbase": mem["gbase"].copy(), "fbase": float(mem["fbase"]), "L": float(mem["L"])}
-    if pb.fit_intercept:  # the intercept's certificate sums, every cert_every rounds
-        cert = state.certify and mem["k"] % max(int(state.params["cert_every"]), 1) == 0
-        side, side_g = (C.side_parts(pb, data, mem["point"]) if cert else
-                        (np.zeros(C.side_len(pb)), np.zeros(pb.n_features)))
-        out.update(cert=bool(cert), side=side, side_g=side_g)
+    # the intercept's certificate sums, every cert_every rounds
+    out.update(C.round_side(pb, data, mem["point"], state.certify, mem["k"],
+                            state.params["cert_every"]))
     return out
 
 
 def _certify(state: GDState, parts: list, x: np.ndarray) -> bool:
     """The duality gap at ``x`` from the round's contributions; True when ``gap/|P| <= tol``."""
-    pb, mem = state.problem, state.mem
-    if not state.certify or not all(c.get("cert", True) for c in parts):
-        return False
-    gp = [C.free_parts(pb, pb.sizes[j], x, c["f"], c["g"], c.get("side"), c.get("side_g"))
-          for j, c in enumerate(parts)]
-    primal, dual, _ = C.relative_gap(pb, gp, x)
-    return C.record_gap(mem, primal, dual, x, state.params["tol"])
+    return C.certify_round(state.problem, state.mem, parts, x, state.certify, state.params["tol"])
 
 
 def _adopt(state: GDState, data: LocalData, k: int, fields: dict) -> None:

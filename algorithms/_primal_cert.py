@@ -119,6 +119,30 @@ def record_gap(mem: dict, primal: float, dual: float, x: np.ndarray, tol: float)
     return False
 
 
+def round_side(problem: Problem, data: LocalData, w: np.ndarray, certify: bool, k: int,
+               cert_every) -> dict:
+    """A barrier round's intercept certificate fields at ``w`` (empty without an intercept):
+    the side sums every ``cert_every`` rounds, zeros (``cert=False``) in between."""
+    if not problem.fit_intercept:
+        return {}
+    cert = certify and k % max(int(cert_every), 1) == 0
+    side, side_g = (side_parts(problem, data, w) if cert else
+                    (np.zeros(side_len(problem)), np.zeros(problem.n_features)))
+    return {"cert": bool(cert), "side": side, "side_g": side_g}
+
+
+def certify_round(problem: Problem, mem: dict, parts: list, x: np.ndarray, certify: bool,
+                  tol: float) -> bool:
+    """A barrier round's free duality gap at ``x`` from every partition's contribution
+    (``f``, ``g`` and the side sums); True when certified (see `record_gap`)."""
+    if not certify or not all(c.get("cert", True) for c in parts):
+        return False
+    gp = [free_parts(problem, problem.sizes[j], x, c["f"], c["g"], c.get("side"), c.get("side_g"))
+          for j, c in enumerate(parts)]
+    primal, dual, _ = relative_gap(problem, gp, x)
+    return record_gap(mem, primal, dual, x, tol)
+
+
 def fields_schema(problem: Problem) -> dict:
     """Message fields of one partition's parts (`encode`): key -> type or (dtype, shape)."""
     out = {"cert": bool, "cf": float, "cc": float, "cg": ("float64", (problem.n_features,))}
