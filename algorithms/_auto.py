@@ -18,6 +18,13 @@ SVRG, certified stop) leads sparse smooth-l2: on a9a log_loss-l2 (alpha 1e-4, 2 
 2026-11-29, `benchmarks/time_to_target.py`) it reached 1e-3 in 2.5 s and 1e-6 in 5.2 s where
 asip-cocoa took 8.3 s to 1e-3 and gd, admm, saga did not reach 1e-6 in 8 s; on the dense
 synthetic set gd stays ahead (1e-6 in 0.5-1.3 s against asip-svrg's 1.3-1.8 s).
+``"lbfgs"`` (synchronous distributed L-BFGS, certified stop) now leads dense smooth-l2:
+in the quiet-machine run of 2026-11-29 18:29 UTC (``asip bench --ttt``, 2 workers, README
+"Headline") it reached 1e-6 before gd on all six dense pairs (ijcnn1 and synthetic 20k x
+100, log_loss-l2 at alpha 0.1 and 1/n: 0.13-0.29 s against gd's 0.22-2.05 s) and before
+asip-svrg and asip-cocoa there. On sparse data asip-svrg stays first (a9a at alpha = 1/n:
+0.48 s against lbfgs's 1.42 s), lbfgs second (a9a at alpha 0.1: 0.12 s against 0.19 s; at
+1M x 10^5, alpha = 1/n, it certified 1e-3 in 2.9 s against asip-svrg's 8.9 s).
 ``"prox-newton"`` (distributed proximal Newton, certified l1 duality gap) leads both l1
 lists: on a9a / ijcnn1 log_loss-l1 at alpha = 1e-5 it certifies in about ten iterations
 where every first-order solver ended at 2.5e-3 or worse after 10 s (README, l1 section).
@@ -33,8 +40,9 @@ logger = logging.getLogger(__name__)
 
 #: (loss kind, penalty) -> solvers in order of preference (see the module docstring)
 PREFERENCES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("smooth", "l2"): ("gd", "asip-cocoa", "admm", "saga", "asip-sgd"),
-    ("smooth-sparse", "l2"): ("asip-svrg", "asip-cocoa", "gd", "admm", "saga", "asip-sgd"),
+    ("smooth", "l2"): ("lbfgs", "gd", "asip-cocoa", "admm", "saga", "asip-sgd"),
+    ("smooth-sparse", "l2"): ("asip-svrg", "lbfgs", "asip-cocoa", "gd", "admm", "saga",
+                              "asip-sgd"),
     ("smooth", "l1"): ("prox-newton", "gd", "saga", "admm", "asip-sgd"),
     ("hinge", "l2"): ("asip-cocoa", "admm", "asip-admm", "asip-sgd"),
     ("hinge", "l1"): ("prox-newton", "admm", "asip-admm", "asip-sgd"),

@@ -149,7 +149,7 @@ def test_pipeline_grid_search_and_cross_val_score_run_sequentially_on_the_cluste
 @pytest.mark.timeout(90)
 def test_defaults_stop_certified_and_small_reports_carry_no_model(client, capsys):
     ds = make_logistic(1000, 10, random_state=6)
-    # all defaults (solver auto -> gd on dense data, intercept, tol, alpha 1e-4)
+    # all defaults (solver auto -> lbfgs on dense data, intercept, tol, alpha 1e-4)
     clf = AsipClassifier(verbose=1).fit(ds.X, ds.y)
     assert clf.solver_ in RUNTIME_SOLVERS and RUNTIME_SOLVERS[clf.solver_].uses_tol
     assert clf.stopped_by_ == "tol", clf.stopped_by_
@@ -186,7 +186,8 @@ def test_auto_picks_a_certified_solver_and_prefers_cocoa_when_registered():
         assert RUNTIME_SOLVERS[name].uses_tol, (loss, penalty, name)
     assert RUNTIME_SOLVERS[choose_solver("log_loss", "l2", 10, 2, False, True)].sample_weight
     assert choose_solver("log_loss", "l2", 1000, 10, True) == "asip-svrg"  # sparse smooth l2
-    registry = {k: v for k, v in RUNTIME_SOLVERS.items() if k != "asip-svrg"}
+    assert choose_solver("log_loss", "l2", 1000, 10, False) == "lbfgs"  # dense smooth l2
+    registry = {k: v for k, v in RUNTIME_SOLVERS.items() if k not in ("asip-svrg", "lbfgs")}
     registry["asip-cocoa"] = RUNTIME_SOLVERS["gd"]
     assert choose_solver("log_loss", "l2", 1000, 10, True, registry=registry) == "asip-cocoa"
     if "asip-cocoa" in RUNTIME_SOLVERS:  # a solver that refuses the problem is passed over
