@@ -29,7 +29,7 @@ import logging
 
 import numpy as np
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from ._base import Outgoing, Problem, StepOutput, latest_of
 
@@ -106,6 +106,18 @@ class Barrier:
     def sent(self, message: dict, now: float) -> None:
         self.last_message = message
         self.pushed_at = now
+
+
+class BarrierState(NamedTuple):
+    """The state of a solver of gradient rounds (gd, lbfgs): what `barrier_step` and
+    `_primal_cert.certify_round` read; ``mem`` holds the solver's own round state."""
+
+    problem: Problem
+    params: dict
+    barrier: Barrier
+    grad: np.ndarray  # scratch for the local gradient
+    mem: dict
+    certify: bool = True  # the free dual point certifies this problem (`_primal_cert.certifiable`)
 
 
 def push_own(state, now: float) -> tuple:

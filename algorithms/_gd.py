@@ -53,14 +53,13 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import NamedTuple
 
 import numpy as np
 
 from . import _kernels as K
 from . import _primal_cert as C
 from . import _weights as W
-from ._barrier import Barrier, barrier_step, latest_model
+from ._barrier import Barrier, BarrierState, barrier_step, latest_model
 from ._base import Algorithm, LocalData, Problem, Start, StepOutput
 
 __all__ = ["ALGORITHM", "GDState", "init", "local_step"]
@@ -81,14 +80,9 @@ DEFAULTS = {
 }
 
 
-class GDState(NamedTuple):
-    problem: Problem
-    params: dict
-    barrier: Barrier
-    grad: np.ndarray  # scratch for the local gradient
-    mem: dict  # k, base, gbase, fbase, L, point, own, prev_own, best_f, best_w, gm0, phase, started,
-    # and the certificate: best_dual, gap, rel_gap, certified
-    certify: bool = True  # the free dual point certifies this problem (`_primal_cert.certifiable`)
+#: mem: k, base, gbase, fbase, L, point, own, prev_own, best_f, best_w, gm0, phase, started,
+#: and the certificate: best_dual, gap, rel_gap, certified
+GDState = BarrierState
 
 
 def init(problem: Problem, data: LocalData, params: dict) -> GDState:
@@ -131,11 +125,6 @@ def _contribution(state: GDState, data: LocalData) -> dict:
     return out
 
 
-def _certify(state: GDState, parts: list, x: np.ndarray) -> bool:
-    """The duality gap at ``x`` from the round's contributions; True when ``gap/|P| <= tol``."""
-    return C.certify_round(state.problem, state.mem, parts, x, state.certify, state.params["tol"])
-
-
 def _adopt(state: GDState, data: LocalData, k: int, fields: dict) -> None:
     """A restarted operator takes a peer's round and the state its trial point came from."""
     mem = state.mem
@@ -162,7 +151,7 @@ def _reduce(state: GDState, data: LocalData, parts: list, k: int) -> bool:
     F = Fs + pb.penalty_value(x)
     if F < mem["best_f"]:
         mem["best_f"], mem["best_w"] = F, x.copy()
-    done = _certify(state, parts, x)
+    done = C.certify_round(state, parts, x)
     if params["schedule"] == "constant" and pb.curvature is not None:
         L = mem["L"]
         d = x - mem["base"]

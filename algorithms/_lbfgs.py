@@ -24,14 +24,13 @@ J. Nocedal, S. Wright, "Numerical Optimization", 2nd ed., Springer 2006, algorit
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
 
 import numpy as np
 
 from . import _kernels as K
 from . import _primal_cert as C
 from . import _weights as W
-from ._barrier import Barrier, barrier_step, latest_model
+from ._barrier import Barrier, BarrierState, barrier_step, latest_model
 from ._base import Algorithm, LocalData, Problem, Start, StepOutput
 
 __all__ = ["ALGORITHM", "LbfgsState", "two_loop"]
@@ -50,14 +49,9 @@ DEFAULTS = {
 }
 
 
-class LbfgsState(NamedTuple):
-    problem: Problem
-    params: dict
-    barrier: Barrier
-    grad: np.ndarray  # scratch for the local gradient
-    mem: dict  # k, own, prev_own, phase, started, point, base, fbase, gbase, d, t, S, Y,
-    # fresh; the certificate: best_dual, gap, rel_gap, certified
-    certify: bool = True
+#: mem: k, own, prev_own, phase, started, point, base, fbase, gbase, d, t, S, Y, fresh; the
+#: certificate: best_dual, gap, rel_gap, certified
+LbfgsState = BarrierState
 
 
 def validate(problem: Problem, params: dict) -> None:
@@ -112,10 +106,6 @@ def _contribution(state: LbfgsState, data: LocalData) -> dict:
     return out
 
 
-def _certify(state: LbfgsState, parts: list, x: np.ndarray) -> bool:
-    return C.certify_round(state.problem, state.mem, parts, x, state.certify, state.params["tol"])
-
-
 def _adopt(state: LbfgsState, data: LocalData, k: int, fields: dict) -> None:
     """A restarted operator takes a peer's round and point, with an empty memory."""
     mem = state.mem
@@ -150,7 +140,7 @@ def _reduce(state: LbfgsState, data: LocalData, parts: list, k: int) -> bool:
     G = np.sum([c["g"] for c in parts], axis=0) / n
     G[: pb.n_features] += pb.alpha * x[: pb.n_features]  # the l2 term (intercept free)
     F = sum(float(c["f"]) for c in parts) / n + pb.penalty_value(x)
-    done = _certify(state, parts, x)
+    done = C.certify_round(state, parts, x)
     restart = any(c["fresh"] for c in parts) or len({int(c["nmem"]) for c in parts}) > 1
     if restart:
         mem["S"], mem["Y"] = [], []

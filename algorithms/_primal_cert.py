@@ -131,16 +131,17 @@ def round_side(problem: Problem, data: LocalData, w: np.ndarray, certify: bool, 
     return {"cert": bool(cert), "side": side, "side_g": side_g}
 
 
-def certify_round(problem: Problem, mem: dict, parts: list, x: np.ndarray, certify: bool,
-                  tol: float) -> bool:
+def certify_round(state, parts: list, x: np.ndarray) -> bool:
     """A barrier round's free duality gap at ``x`` from every partition's contribution
-    (``f``, ``g`` and the side sums); True when certified (see `record_gap`)."""
-    if not certify or not all(c.get("cert", True) for c in parts):
+    (``f``, ``g`` and the side sums); True when ``gap / |P| <= tol`` (see `record_gap`).
+    ``state``: a gd or lbfgs state (its ``problem``, ``mem``, ``certify``, ``params["tol"]``)."""
+    pb = state.problem
+    if not state.certify or not all(c.get("cert", True) for c in parts):
         return False
-    gp = [free_parts(problem, problem.sizes[j], x, c["f"], c["g"], c.get("side"), c.get("side_g"))
+    gp = [free_parts(pb, pb.sizes[j], x, c["f"], c["g"], c.get("side"), c.get("side_g"))
           for j, c in enumerate(parts)]
-    primal, dual, _ = relative_gap(problem, gp, x)
-    return record_gap(mem, primal, dual, x, tol)
+    primal, dual, _ = relative_gap(pb, gp, x)
+    return record_gap(state.mem, primal, dual, x, state.params["tol"])
 
 
 def fields_schema(problem: Problem) -> dict:
