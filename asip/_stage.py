@@ -725,14 +725,15 @@ class _Run:
         limit = _config.seconds("channel.connect-timeout") * 2
         try:
             self.summary = self._rpc("finish", worker_timeout=limit)
+            finished = True
         except Exception:
             logger.debug("asip: finish RPC failed; removing the plugins one by one",
                          exc_info=True)
-        else:
-            self._unsubscribe()
+            finished = False
+        self._unsubscribe()
+        if finished:
             self.installed = False
             return
-        self._unsubscribe()
         try:
             self.summary = self._rpc("summary")
         except Exception:
