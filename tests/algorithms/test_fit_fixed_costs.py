@@ -9,10 +9,11 @@ import time
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from asip.algorithms import AsipClassifier, Objective, get_loss, get_penalty, make_logistic
 from asip.algorithms._fitting import FitOutcome, final_objective, preload_workers
-from asip.algorithms._inputs import is_dask
+from asip.algorithms._inputs import csr_sqnorm_stats, is_dask
 from asip.algorithms._model import evaluate_trace
 
 
@@ -23,6 +24,17 @@ def test_is_dask_never_imports_dask_array(monkeypatch):
     monkeypatch.delitem(sys.modules, "dask.array")  # as in a process that never imported it
     assert not is_dask(np.zeros(3))
     assert "dask.array" not in sys.modules
+
+
+@pytest.mark.parametrize("index", [np.int32, np.int64])
+def test_row_norm_stats_in_one_pass_match_scipy(index):
+    X = sp.random(300, 40, density=0.05, format="csr", random_state=2)  # has empty rows
+    X.indices, X.indptr = X.indices.astype(index), X.indptr.astype(index)
+    sq = np.asarray(X.multiply(X).sum(axis=1)).ravel()
+    assert (sq == 0).any()
+    total, top = csr_sqnorm_stats(X)
+    np.testing.assert_allclose([total, top], [sq.sum(), sq.max()], rtol=1e-13)
+    assert csr_sqnorm_stats(sp.csr_matrix((4, 3))) == (0.0, 0.0)
 
 
 def _outcome(w, snapshots, error=None):
