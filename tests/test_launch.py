@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import dask
+import dask.array as da
 import numpy as np
 import pytest
 from tornado.ioloop import PeriodicCallback
 
 import asip
 from asip import _profiler
-from runtime_operators import ProfilerProbe
+from asip._stage import _Run
+from runtime_operators import Gossip, ProfilerProbe
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,3 +62,39 @@ def test_profiler_pauses_nest_and_the_last_resume_restores_it():
     _profiler.resume(w)  # one too many: nothing to undo
     assert w.periodic_callbacks["profile"].callback == original
     assert not _profiler.pause(object())  # no profiler (disabled in the worker's config)
+
+
+def test_a_worker_frozen_before_its_operators_register_is_replaced_and_the_gang_starts(
+        fresh_cluster, monkeypatch):
+    """A worker that freezes after the plugins are installed and before its share of the
+    gang registers (here: SIGSTOP; at 512 operators on Python 3.11: the profiler deadlock)
+    is judged by its late heartbeat like one running operators: its nanny kills it, its
+    task goes elsewhere, and the gang starts instead of waiting out the start timeout."""
+    client = fresh_cluster
+    frozen = {}
+    submit_all = _Run._submit_all
+
+    def freeze_then_submit(run, placement):
+        worker = placement[1]
+        frozen[worker] = client.run(os.getpid, workers=[worker])[worker]
+        os.kill(frozen[worker], signal.SIGSTOP)
+        submit_all(run, placement)
+
+    monkeypatch.setattr(_Run, "_submit_all", freeze_then_submit)
+    X = da.random.RandomState(5).random_sample((400, 3), chunks=(200, 3))
+    try:
+        with dask.config.set({"asip.stage.peer-silence-timeout": "1s",
+                              "asip.gang.start-timeout": "60s"}):
+            res = asip.Stage(Gossip(), X, client=client, max_time=1.0).run()
+    finally:
+        for pid in frozen.values():
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:  # killed, as it should be
+                pass
+    assert res.missing == {} and res.stopped_by == "max_time"
+    assert res.health["hung_kills"] == 1
+    (worker,) = frozen
+    assert all(r["worker"] != worker for r in res.results)
+    assert res.timings["launch"] < 60.0  # started, not timed out
+    client.wait_for_workers(2, timeout=60)
