@@ -98,3 +98,13 @@ def test_a_worker_frozen_before_its_operators_register_is_replaced_and_the_gang_
     assert all(r["worker"] != worker for r in res.results)
     assert res.timings["launch"] < 60.0  # started, not timed out
     client.wait_for_workers(2, timeout=60)
+
+
+@pytest.mark.parametrize("value, expected", [(True, True), (False, False), ("false", False),
+                                             ("0", False), ("off", False), ("true", True)])
+def test_the_pause_switch_reads_booleans_from_config_and_environment(value, expected):
+    """DASK_ASIP__STAGE__PAUSE_WORKER_PROFILER=false turns it off, as does False in code."""
+    from asip import _config
+
+    with dask.config.set({"asip.stage.pause-worker-profiler": value}):
+        assert _config.flag("stage.pause-worker-profiler") is expected
