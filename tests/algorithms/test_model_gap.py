@@ -47,17 +47,19 @@ def _until_first_stop(solver, problem, parts, params, max_rounds=5000):
     raise AssertionError(f"{solver} did not stop within {max_rounds} rounds")
 
 
-CASES = {  # solver: (penalty, alpha, params)
+CASES = {  # solver[/mode]: (penalty, alpha, params)
     "gd": ("l2", 1e-2, {}),
     "lbfgs": ("l2", 1e-2, {}),
     "asip-cocoa": ("l2", 1e-2, {}),
-    "prox-newton": ("l1", 1e-3, {"hessian": "local"}),
+    "prox-newton/local": ("l1", 1e-3, {"hessian": "local"}),
+    "prox-newton/full": ("l1", 1e-3, {"hessian": "full"}),
 }
 
 
-@pytest.mark.parametrize("solver", sorted(CASES))
-def test_gap_is_the_stopping_certificates(solver):
-    penalty, alpha, params = CASES[solver]
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_gap_is_the_stopping_certificates(case):
+    solver = case.split("/")[0]
+    penalty, alpha, params = CASES[case]
     tol = 1e-4
     ds = make_logistic(900, 12, n_zero=3, random_state=5)
     parts = split_rows(ds.X, ds.y, 3)
