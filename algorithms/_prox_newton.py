@@ -539,6 +539,10 @@ def _reduce(state: NewtonState, data: LocalData, parts: list, k: int) -> bool:
     mem, params = state.mem, state.params
     ph = _phase(mem, k)
     done = False
+    # the barrier resends this contribution as the previous round's in the next message,
+    # where only a late peer's reduction reads it: the iterate (for a restarted operator
+    # to adopt, which reads current ones only) stays behind
+    mem["own"] = {key: v for key, v in mem["own"].items() if key != "w"}
     if ph == _A:
         done = _gather_a(state, parts)
     elif ph == _B:
