@@ -13,6 +13,8 @@ import pytest
 import scipy.sparse as sp
 from _sim import Msg
 
+from asip._channel import MessageSchema
+from asip._wire import Limits, decode_message, encode_message, local_item
 from asip.algorithms import _compact as CM
 from asip.algorithms import _kernels as K
 from asip.algorithms import get_algorithm, make_logistic
@@ -61,7 +63,7 @@ def test_round_b_sends_no_dense_direction_in_working_set_rounds_and_stays_certif
     datas = [local_data(Xb, yb, problem, i) for i, (Xb, yb) in enumerate(parts)]
     states = [algo.init(problem, d, params) for d in datas]
     boxes: list = [[], []]
-    sent_b = []
+    sent, sent_b = [], []
     t0, done = time.monotonic(), False
     for _ in range(3000):
         for i in (0, 1):
@@ -69,6 +71,7 @@ def test_round_b_sends_no_dense_direction_in_working_set_rounds_and_stays_certif
             out = algo.local_step(states[i], datas[i], inbox, time.monotonic() - t0)
             states[i] = out.state
             for o in out.outbox:
+                sent.append(o.payload)
                 if o.payload["k"] % 3 == 1:
                     sent_b.append(o.payload)
                 boxes[1 - i].append(Msg(i, 0, o.payload, time.time()))
@@ -86,3 +89,11 @@ def test_round_b_sends_no_dense_direction_in_working_set_rounds_and_stays_certif
         assert packed.size == s * (s + 1) // 2
     for m in local:
         assert "c_dk" in m or "c_dk_idx" in m
+    # every payload survives the wire format and fits the declared schema
+    schema = MessageSchema(*algo.schema(problem))
+    for m in sent:
+        enc = encode_message(m, run_id="r", sender=0, incarnation=0, seq=0,
+                             limits=Limits(1 << 26, 256, 1 << 16))
+        got = decode_message(local_item(enc), run_id="r", n_partitions=2,
+                             limits=Limits(1 << 26, 256, 1 << 16)).payload
+        assert schema.violation(got) is None, schema.violation(got)
