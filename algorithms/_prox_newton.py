@@ -180,7 +180,7 @@ def _round_a(state: NewtonState, data: LocalData) -> dict:
     if np.isfinite(mem["dual_best"]):  # peers (a restarted one) learn the best dual seen
         out["dbest"] = float(mem["dual_best"])
     if mem["full"]:
-        out["hess"] = _local_hessian(state, mem["D"]).ravel()
+        out.update(CM.sym_fields("hess", _local_hessian(state, mem["D"])))  # upper triangle
     else:
         out["hd"] = _hessian_diagonal(state, mem["D"])
     if parts.side is not None:
@@ -413,7 +413,8 @@ def _working_direction(state: NewtonState, parts: list) -> np.ndarray | None:
 def _full_direction(state: NewtonState, parts: list) -> None:
     """The proximal Newton direction of the global model, by CD on the all-reduced Hessian."""
     pb, mem, params = state.problem, state.mem, state.params
-    H = np.sum([c["hess"] for c in parts], axis=0).reshape(pb.p, pb.p) / pb.n_total
+    H = CM.sym_of(np.sum([CM.packed_of(c, "hess", pb.p) for c in parts], axis=0), pb.p)
+    H /= pb.n_total
     l1 = mem["l1"] if pb.penalty == K.L1 else 0.0
     if pb.penalty == K.L2:
         H[np.arange(pb.n_features), np.arange(pb.n_features)] += pb.alpha
@@ -568,7 +569,7 @@ def schema(problem: Problem) -> tuple[dict, dict]:
               "side": ("float64", (side_len(problem),)), "side_g": ("float64", (d,)),
               "hu": ("float64", (p,)), **CM.schema_fields("dk", p), **CM.schema_fields("hh", p),
               "S": ("int64", (None,)), "GS": ("float64", (None,)), **CM.schema_fields("hs", None),
-              "lam": float, "l1": float, "hess": ("float64", (p * p,)), "dbar": ("float64", (p,)),
+              "lam": float, "l1": float, **CM.schema_fields("hess", p * (p + 1) // 2), "dbar": ("float64", (p,)),
               "ts": ("float64", (N_TRIALS,)),
               "F": float, "delta": float, "dbest": float, **MD.schema_fields(problem)}
     always = ("w", "mu", "lam", "l1")  # every round's contribution carries these
