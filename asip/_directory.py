@@ -19,6 +19,7 @@ from time import time
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed.scheduler import heartbeat_interval
 from distributed.protocol.pickle import dumps
 from distributed.protocol.serialize import Serialized, deserialize
 
@@ -396,12 +397,12 @@ class DirectoryPlugin(SchedulerPlugin):
         running its operators, or one sent operator tasks that never registered (a worker
         frozen before its share of the gang registers would otherwise hold the start
         until ``asip.gang.start-timeout``; killed, its tasks go elsewhere and it starts)."""
-        limit = self.silence_timeout
         while not self.closed:
-            await asyncio.sleep(min(0.5, limit / 4))
+            await asyncio.sleep(min(0.5, self.silence_timeout / 4))
             if self.stopped is not None:
                 continue
             now = time()
+            limit = self.silence_limit(len(self.scheduler.workers))
             registered = {a for a, _ in self.entries.values()}
             for addr, ws in list(self.scheduler.workers.items()):
                 if addr in self.suspects or now - ws.last_seen < limit:
@@ -410,6 +411,12 @@ class DirectoryPlugin(SchedulerPlugin):
                     self.suspects.add(addr)
                     self._emit("silent", addr, self._partitions_on(addr), now - ws.last_seen)
                     self._spawn(self._judge(addr, now - ws.last_seen))
+
+    def silence_limit(self, n_workers: int) -> float:
+        """How late a heartbeat may be before its worker is judged: the configured timeout,
+        but never under three of the heartbeat intervals distributed asks of ``n_workers``
+        workers (n/200 + 1 s past 200 workers), so a big cluster's on-time beats never look late."""
+        return max(self.silence_timeout, 3.0 * heartbeat_interval(n_workers))
 
     def _has_operator_tasks(self, ws: Any) -> bool:
         """Whether the scheduler sent this stage's operator tasks to worker ``ws``."""

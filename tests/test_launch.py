@@ -108,3 +108,16 @@ def test_the_pause_switch_reads_booleans_from_config_and_environment(value, expe
 
     with dask.config.set({"asip.stage.pause-worker-profiler": value}):
         assert _config.flag("stage.pause-worker-profiler") is expected
+
+
+def test_silence_limit_never_falls_under_distributed_heartbeat_interval():
+    """Past 800 workers distributed asks a heartbeat only every n/200 + 1 >= 5 s: a 5 s
+    silence timeout would judge on-time workers, so the limit grows with the cluster."""
+    from distributed.scheduler import heartbeat_interval
+
+    from asip._directory import DirectoryPlugin
+
+    directory = DirectoryPlugin("r", 4, silence_timeout=5.0)
+    assert directory.silence_limit(16) == 5.0
+    for n in (1000, 4000):
+        assert directory.silence_limit(n) >= 3 * heartbeat_interval(n) > 5.0
