@@ -67,21 +67,22 @@ def preload_workers(client, modules=WORKER_MODULES) -> None:
 
     A fit's first stage on fresh workers spent ~0.5 s of its launch importing what the
     operator needs, while the workers sat idle during the driver's input checks: started
-    at the top of ``fit``, the imports overlap them. Runs in a thread of each worker (not its
-    event loop, not its task threads); a worker that fails to import says so when the
-    operator starts there, as before. One round trip; nothing is left on the cluster.
+    at the top of ``fit``, the imports overlap them. Runs on each worker's event loop, as a
+    background task the driver does not wait for: an import in a thread of its own raced the
+    loop's own import of asip's worker plugin (circular imports in two threads hand one of
+    them a half-initialized module). A worker that fails to import says so when the operator
+    starts there, as before. One round trip; nothing is left on the cluster.
     """
     names = tuple(modules)
     if getattr(client, "asynchronous", False):  # run() would hand back a coroutine
         return
 
     async def _preload() -> None:  # nested: pickled by value, so loading it imports nothing
-        import asyncio
         import importlib
 
         for name in names:
             try:
-                await asyncio.to_thread(importlib.import_module, name)
+                importlib.import_module(name)  # on the loop: no other import runs meanwhile
             except Exception:  # the operator's own import reports it, in context
                 return
 
