@@ -2,8 +2,8 @@
 
 Each operator ``k`` repeats, with no barrier:
 
-1. take the model ``wbar`` from the latest iterates it has (its own and its peers' pushed
-   ones; a peer not heard from yet counts as the anchor), averaged per coordinate with the
+1. take the model ``wbar`` from the latest iterates it has (its own and the pushed ones of
+   the peers heard from within ``silence`` s: a silent one is absent), averaged per coordinate with the
    weights ``c_kj`` = the rows of partition ``k`` where feature ``j`` is nonzero (the
    aggregation of FSVRG, Konecny et al. 2016): on a feature a partition has no data for,
    its local steps only drift by the full-gradient term, and that drift must not count --
@@ -12,7 +12,8 @@ Each operator ``k`` repeats, with no barrier:
 2. run ``epoch`` passes' worth of proximal SVRG steps on its own rows (`_vr_kernels`) from
    ``wbar``, against the anchor's row memory ``mem_i = s_i phi'(m_i(anchor))`` and the
    full-gradient estimate ``mu = (1/n) sum_j G_j`` (``G_j`` each partition's latest pushed
-   gradient sum at an anchor; a missing one is estimated by the own, scaled by ``n_j/n_k``);
+   gradient sum at an anchor; the partitions that never sent one are absent: the sum over
+   those that did, divided by their rows);
 3. push its iterate ``w_k`` and its gradient sum ``G_k``, as totals with a sequence number
    (receivers keep the latest: a lost or reordered message costs nothing).
 
@@ -32,6 +33,16 @@ sees that at the anchors: when the objective at a new anchor exceeds the best on
 re-announces the best anchor as a *reset* (every operator restarts its iterate there and
 counts a peer's pushes from before the reset as that anchor) and cuts every operator's
 local epoch to a quarter (``escale``, sent with the leader's pushes).
+
+Partial participation (the paper's straggler: partition 0 sleeps 2 s, re-armed 1 s after
+waking). A partition not heard from for ``silence`` s counts as absent: the anchor
+activates and the next is announced once the partitions heard from have their ``G`` there
+(a silent one's latest ``G`` stands in, replaced when it speaks: exact at the fixed point;
+before its first, its rows are left out and the others reweighted, so the steps solve the
+problem of the rows reported). While the leader is silent, partition 1 (the deputy) announces
+the anchors (odd versions, the leader's are even: two announcers never give one version two
+points); the leader takes over past them when it speaks. The certificate still needs every
+partition's ``G`` at the very anchor, so nothing is certified while a part is missing.
 
 The estimate is the distributed SVRG of Lee et al. (local sampling, model averaging): at
 the optimum ``mu = grad f(w*)`` cancels the prox step and every local step is zero, so the
@@ -69,6 +80,7 @@ __all__ = ["ALGORITHM", "SvrgState", "combine", "init", "local_step", "snapshot"
 logger = logging.getLogger(__name__)
 
 LEADER = 0
+DEPUTY = 1  # leads while the leader is silent (see "Partial participation")
 REPEAT = 5  # a field that did not change rides every REPEAT-th push
 
 DEFAULTS = {
@@ -79,6 +91,7 @@ DEFAULTS = {
     "max_ahead": 2,  # epochs an operator runs without news from any peer, then it waits
     "rejoin_wait": 0.3,  # a restarted leader waits this long to hear every peer
     "backtrack": 0.25,  # objective up at an anchor: reset to the best one, epochs times this
+    "silence": 0.5,  # seconds without a message after which a partition counts as absent
     "seed": None,
 }
 
@@ -107,6 +120,9 @@ def validate(problem: Problem, params: dict) -> None:
     if not params["step_scale"] > 0 or not (params["epoch"] is None or params["epoch"] > 0):
         raise ValueError(f"step_scale and epoch must be positive for solver 'asip-svrg', got "
                          f"{params['step_scale']!r} and {params['epoch']!r}")
+    if not params["silence"] > 0:
+        raise ValueError(f"silence must be positive seconds for solver 'asip-svrg', got "
+                         f"{params['silence']!r}")
     if not 0 < params["backtrack"] <= 1:
         raise ValueError(f"backtrack must be in (0, 1] for solver 'asip-svrg', got "
                          f"{params['backtrack']!r}")
@@ -126,7 +142,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> SvrgState:
                       {"seq": 0, "epochs": 0.0, "ahead": 0.0, "epoch": float(epoch), "base_epoch": float(epoch),
                        "escale": 1.0, "reset": -1, "ver": -1, "anchor": np.zeros(p),
                        "rejoining": data.incarnation > 0, "started": None,
-                       "leader": data.index == LEADER},
+                       "leader": data.index == LEADER, "acting": data.index == LEADER,
+                       "heard": {}},
                       {"ver": 0, "anchor": np.zeros(p), "best_dual": -np.inf, "gap": np.inf,
                        "best_primal": np.inf, "best_anchor": np.zeros(p),
                        "rel_gap": np.inf, "certified": None,
@@ -174,11 +191,12 @@ def _anchor(state: SvrgState, data: LocalData, ver: int, a: np.ndarray) -> None:
             else (np.zeros(C.side_len(pb)), np.zeros(pb.n_features)))
 
 
-def _absorb(state: SvrgState, data: LocalData, inbox) -> None:
+def _absorb(state: SvrgState, data: LocalData, inbox, now: float) -> None:
     if inbox:
         state.clock["ahead"] = 0.0
     for msg in inbox:
         pl = msg.payload
+        state.clock["heard"][msg.sender] = now
         key = (msg.incarnation, int(pl["seq"]))
         old = state.peers.get(msg.sender)
         if old is not None and key <= old["key"]:
@@ -203,8 +221,10 @@ def _absorb(state: SvrgState, data: LocalData, inbox) -> None:
         state.peers[msg.sender] = entry
         if msg.sender == LEADER and data.index != LEADER and "escale" in pl:
             _adopt_scale(state.clock, float(pl["escale"]), int(pl["reset"]))
-        if msg.sender == LEADER and "anchor" in pl and data.index != LEADER and \
-                int(pl["aver"]) > state.clock["ver"]:
+        # anchors come from the leader, or from the deputy while it stands in (odd versions)
+        if msg.sender in (LEADER, DEPUTY) and "anchor" in pl and data.index != LEADER and \
+                msg.sender != data.index and int(pl["aver"]) > max(
+                    state.clock["ver"], state.clock.get("next", (-1,))[0]):
             state.clock["next"] = (int(pl["aver"]), np.asarray(pl["anchor"], dtype=np.float64))
 
 
@@ -217,23 +237,26 @@ def _adopt_scale(clock: dict, escale: float, reset: int) -> None:
 
 
 def _wbar(state: SvrgState, data: LocalData) -> np.ndarray:
-    """The latest iterates averaged per coordinate by data counts (a silent peer: the own
-    anchor, with its row count on every coordinate)."""
+    """The latest iterates of the partitions heard from (`_live`) averaged per coordinate by
+    data counts: a silent partition is absent, not pinned at an old point (counted as the
+    anchor, a straggler holding 1/16 of the rows shrank every average towards its anchor and
+    held a9a at 1e-2 until it woke)."""
     pb = state.problem
-    items = [(state.cnt, state.w)]
-    for j in range(data.n_partitions):
-        if j != data.index:
-            e = state.peers.get(j)
-            if e is None:
-                items.append((np.full(pb.p, float(pb.sizes[j])), state.clock["anchor"]))
-            else:  # counts not in yet (a lost early push): by rows; from before a reset: the anchor
-                items.append((e["cnt"] if e["cnt"] is not None else
-                              np.full(pb.p, float(pb.sizes[j])),
-                              e["w"] if e["act"] >= state.clock["reset"] else
-                              state.clock["anchor"]))
-    return count_average(items, [pb.sizes[data.index]] + [pb.sizes[j] for j in
-                                                          range(data.n_partitions)
-                                                          if j != data.index])
+    items, sizes = [(state.cnt, state.w)], [pb.sizes[data.index]]
+    for j in _live(state, data):
+        e = state.peers[j]  # counts not in yet (a lost early push): by rows; from before a reset: the anchor
+        items.append((e["cnt"] if e["cnt"] is not None else np.full(pb.p, float(pb.sizes[j])),
+                      e["w"] if e["act"] >= state.clock["reset"] else state.clock["anchor"]))
+        sizes.append(pb.sizes[j])
+    return count_average(items, sizes)
+
+
+def _live(state: SvrgState, data: LocalData) -> list:
+    """The peers heard from within the last ``silence`` s (the others count as absent)."""
+    clock, silence = state.clock, state.params["silence"]
+    now = clock.get("now", 0.0)
+    return [j for j, t in sorted(clock["heard"].items())
+            if j != data.index and j in state.peers and now - t <= silence]
 
 
 def count_average(items: list, sizes: list) -> np.ndarray:
@@ -250,30 +273,31 @@ def count_average(items: list, sizes: list) -> np.ndarray:
 
 
 def _mu(state: SvrgState, data: LocalData) -> np.ndarray:
-    """``(1/n) sum_j G_j`` at the active anchor (a peer without one: its latest ``G``; one
-    not heard from: the own ``G`` scaled by ``n_j / n_k``)."""
+    """``(1/n) sum_j G_j`` at the active anchor; a peer without a ``G`` there: its latest
+    (a silent straggler's stale part, replaced when it speaks: exact at the fixed point); the
+    peers that never sent one are absent -- the sum is over the rows reported, scaled to
+    all (so the steps solve the reported rows' problem, reweighted, until they report)."""
     pb, act = state.problem, state.clock["act"]
-    total = act["grad"].copy()
+    total, rows = act["grad"].copy(), float(data.n)
     for j in range(data.n_partitions):
         if j != data.index:
             e = state.peers.get(j)
-            if e is None or e["G"] is None:
-                total += act["grad"] * (pb.sizes[j] / data.n)
-            else:
+            if e is not None and e["G"] is not None:
                 total += e["Gs"].get(act["ver"], e["G"])
-    return total / pb.n_total
+                rows += pb.sizes[j]
+    return total / rows
 
 
 def _activate(state: SvrgState, data: LocalData) -> None:
-    """Step against the newest anchor once every partition's ``G`` there is in: the full
-    gradient then belongs to one point (a mix of anchors' gradients with the own memory
+    """Step against the newest anchor once every partition's ``G`` there is in (of those
+    heard from lately, `_live`): the full gradient then belongs to one point (a mix of anchors' gradients with the own memory
     made the local epochs overshoot under message delay, 3x the optimum on a9a l1)."""
     clock = state.clock
     act = clock["act"]
     if act["ver"] == clock["ver"]:
         return
-    if all(clock["ver"] in state.peers[j]["Gs"] if j in state.peers else False
-           for j in range(data.n_partitions) if j != data.index):
+    # every partition heard from lately (a silent one: its latest G stands in, `_mu`)
+    if all(clock["ver"] in state.peers[j]["Gs"] for j in _live(state, data)):
         act["mem"][:] = state.mem
         act["grad"][:] = state.grad
         act["ver"] = clock["ver"]
@@ -302,17 +326,19 @@ def warm_up(state: SvrgState, data: LocalData) -> None:
 
 def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutput:
     """Absorb, refresh the anchor if a new one was announced, one local epoch, push."""
-    _absorb(state, data, inbox)
+    _absorb(state, data, inbox, now)
     clock, params = state.clock, state.params
     if clock["started"] is None:
         clock["started"] = now
+    clock["now"] = now
+    clock["acting"] = _acting(state, data, now)
     nxt = clock.pop("next", None)
     if nxt is not None:
         _anchor(state, data, *nxt)
         if clock["rejoining"] or nxt[0] == clock["reset"]:
             state.w[:] = nxt[1]
     if clock["rejoining"]:
-        if data.index == LEADER:  # restarted leader: hear the peers, then anchor past them
+        if clock["acting"]:  # restarted leader: hear the peers, then anchor past them
             if len(state.peers) < data.n_partitions - 1 and now - clock["started"] < params[
                     "rejoin_wait"]:
                 return StepOutput(state, wait=0.02)
@@ -325,7 +351,7 @@ def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutp
     # its G there, the leader certifies and announces the next as soon as the G are in (an
     # anchor took 2-3 epochs a side; at d = 10^6 the certified point lagged the iterates).
     done, early = False, nxt is not None
-    if data.index == LEADER and data.n_partitions > 1:
+    if clock["acting"] and data.n_partitions > 1:
         ver = state.lead["ver"]
         done = _lead(state, data, None)
         early = done or state.lead["ver"] != ver
@@ -350,12 +376,23 @@ def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutp
         clock["stepped"] = clock["act"]["ver"]  # an epoch done against this anchor
     done = False
     payload = _payload(state)
-    if data.index == LEADER:
+    if clock["acting"]:
         done = _lead(state, data, payload)
     mi = params["max_iter"]
     if mi is not None and clock["epochs"] >= mi:
         done = True
     return StepOutput(state, (Outgoing(payload),), wait=wait, done=done)
+
+
+def _acting(state: SvrgState, data: LocalData, now: float) -> bool:
+    """Whether this operator announces anchors: the leader always; the deputy while it has
+    not heard from the leader for ``silence`` s (a straggling leader froze the anchors)."""
+    if data.index == LEADER:
+        return True
+    if data.index != DEPUTY:
+        return False
+    clock = state.clock
+    return now - clock["heard"].get(LEADER, clock["started"]) > state.params["silence"]
 
 
 def _spent(clock: dict, what: str, t0: float) -> float:
@@ -389,7 +426,7 @@ def _payload(state: SvrgState) -> dict:
             out.update(side=clock["side"], side_g=clock["side_g"])
     if _repeat(clock, "cnt", 0):
         out["cnt"] = state.cnt
-    if clock["leader"] and not clock["rejoining"]:
+    if clock["acting"] and not clock["rejoining"]:
         out.update(escale=clock["escale"], reset=clock["reset"])
         out["aver"] = clock["ver"]  # the leader's anchor
         if _repeat(clock, "anchor", clock["ver"]):
@@ -400,12 +437,21 @@ def _payload(state: SvrgState) -> dict:
 def _reanchor(state: SvrgState, data: LocalData) -> None:
     """The leader announces a new anchor (its ``wbar``) with a version past every peer's."""
     lead = state.lead
-    ver = max([lead["ver"], state.clock["ver"]] + [e["gver"] for e in state.peers.values()]) + 1
+    ver = _next_version(state, data)
     a = _wbar(state, data)
     if state.clock["rejoining"]:
         state.w[:] = a
     lead.update(ver=ver, anchor=a)
     _anchor(state, data, ver, a)
+
+
+def _next_version(state: SvrgState, data: LocalData) -> int:
+    """A version past every one heard of: even from the leader, odd from the deputy (two
+    operators that both announce never give one version two anchors)."""
+    clock = state.clock
+    ver = max([state.lead["ver"], clock["ver"], clock.get("next", (-1,))[0]]
+              + [e["gver"] for e in state.peers.values()]) + 1
+    return ver + (ver - (data.index != LEADER)) % 2
 
 
 def _lead(state: SvrgState, data: LocalData, payload: dict | None) -> bool:
@@ -414,15 +460,19 @@ def _lead(state: SvrgState, data: LocalData, payload: dict | None) -> bool:
     already built, gets the new anchor's fields."""
     lead, clock, pb = state.lead, state.clock, state.problem
     ver = lead["ver"]
-    if any(e["gver"] > ver for e in state.peers.values()):  # peers past a restarted leader
+    # peers past a restarted leader, or past the deputy's or leader's last anchor: take over
+    if clock["ver"] > ver or any(e["gver"] > ver for e in state.peers.values()):
         _reanchor(state, data)
         if payload is not None:
             payload.update(_payload_fields(state))
         return False
     peers = [state.peers.get(j) for j in range(data.n_partitions) if j != data.index]
-    if clock["ver"] != ver or any(e is None or e["gver"] != ver for e in peers):
+    live = [state.peers[j] for j in _live(state, data)]
+    if clock["ver"] != ver or any(e["gver"] != ver for e in live):
         return False
-    if lead["certify"] and lead.get("checked") != ver:
+    # the certificate needs every partition's part at this very anchor: never a silent one's
+    complete = all(e is not None and e["gver"] == ver for e in peers)
+    if complete and lead["certify"] and lead.get("checked") != ver:
         lead["checked"] = ver
         rows = [(clock["f"], state.grad, clock.get("side"), clock.get("side_g"))
                 if j == data.index else (state.peers[j]["f"], state.peers[j]["G"],
@@ -440,14 +490,14 @@ def _lead(state: SvrgState, data: LocalData, payload: dict | None) -> bool:
             lead["best_primal"], lead["best_anchor"] = primal, a.copy()
         if C.record_gap(lead, primal, dual, a, state.params["tol"]):
             return True
-    if clock.get("stepped") != ver or any(e["act"] != ver for e in peers):
-        return False  # the next anchor once everyone steps against this one
+    if clock.get("stepped") != ver or any(e["act"] != ver for e in live):
+        return False  # the next anchor once everyone (heard from) steps against this one
     old = lead["anchor"]
     _reanchor(state, data)  # the next anchor: the leader's model now
     if payload is not None:
         payload.update(_payload_fields(state))
     if not lead["certify"]:  # no certificate for this problem: stop when the anchor settles
-        return float(np.linalg.norm(lead["anchor"] - old)) <= state.params["tol"] * max(
+        return complete and float(np.linalg.norm(lead["anchor"] - old)) <= state.params["tol"] * max(
             float(np.linalg.norm(lead["anchor"])), 1e-12)
     return False
 
@@ -456,7 +506,7 @@ def _backtrack(state: SvrgState, data: LocalData) -> None:
     """The objective went up at the newest anchor: re-announce the best one as a reset and
     cut the local epochs (see the module docstring)."""
     lead, clock = state.lead, state.clock
-    ver = max([lead["ver"], clock["ver"]] + [e["gver"] for e in state.peers.values()]) + 1
+    ver = _next_version(state, data)
     a = lead["best_anchor"].copy()
     lead.update(ver=ver, anchor=a)
     _adopt_scale(clock, clock["escale"] * state.params["backtrack"], ver)
