@@ -2,8 +2,9 @@
 
 Each operator ``k`` repeats, with no barrier:
 
-1. take the model ``wbar`` from the latest iterates it has (its own and the pushed ones of
-   the peers heard from within ``silence`` s: a silent one is absent), averaged per coordinate with the
+1. take the model ``wbar`` from the latest iterates it has (its own and its peers' pushed
+   ones that stepped against a recent anchor: a straggler's old one is absent), averaged
+   per coordinate with the
    weights ``c_kj`` = the rows of partition ``k`` where feature ``j`` is nonzero (the
    aggregation of FSVRG, Konecny et al. 2016): on a feature a partition has no data for,
    its local steps only drift by the full-gradient term, and that drift must not count --
@@ -35,14 +36,16 @@ counts a peer's pushes from before the reset as that anchor) and cuts every oper
 local epoch to a quarter (``escale``, sent with the leader's pushes).
 
 Partial participation (the paper's straggler: partition 0 sleeps 2 s, re-armed 1 s after
-waking). A partition not heard from for ``silence`` s counts as absent: the anchor
-activates and the next is announced once the partitions heard from have their ``G`` there
-(a silent one's latest ``G`` stands in, replaced when it speaks: exact at the fixed point;
-before its first, its rows are left out and the others reweighted, so the steps solve the
-problem of the rows reported). While the leader is silent, partition 1 (the deputy) announces
-the anchors (odd versions, the leader's are even: two announcers never give one version two
-points); the leader takes over past them when it speaks. The certificate still needs every
-partition's ``G`` at the very anchor, so nothing is certified while a part is missing.
+waking). A partition not heard from for ``silence`` s counts as absent: an anchor
+activates, and the next is announced, once the partitions heard from have their ``G``
+there; in ``mu`` a silent partition's latest ``G`` stands in (replaced when it speaks:
+exact at the fixed point), and before its first one its rows are left out and the others
+reweighted (the steps solve the problem of the rows reported); ``wbar`` leaves out an
+iterate that stepped against none of the last `RECENT` anchors. While the leader is
+silent, partition 1 (the deputy) announces the anchors (odd versions, the leader's even:
+two announcers never give one version two points); the leader takes over past them when
+it speaks. The certificate still needs every partition's ``G`` at the very anchor, so
+nothing is certified while a part is missing.
 
 The estimate is the distributed SVRG of Lee et al. (local sampling, model averaging): at
 the optimum ``mu = grad f(w*)`` cancels the prox step and every local step is zero, so the
@@ -82,6 +85,7 @@ logger = logging.getLogger(__name__)
 LEADER = 0
 DEPUTY = 1  # leads while the leader is silent (see "Partial participation")
 REPEAT = 5  # a field that did not change rides every REPEAT-th push
+RECENT = 3  # a peer whose last epoch was against an older anchor than these is absent from wbar
 
 DEFAULTS = {
     "step_scale": 1.0,  # step = step_scale / (3 L_max)
@@ -91,7 +95,7 @@ DEFAULTS = {
     "max_ahead": 2,  # epochs an operator runs without news from any peer, then it waits
     "rejoin_wait": 0.3,  # a restarted leader waits this long to hear every peer
     "backtrack": 0.25,  # objective up at an anchor: reset to the best one, epochs times this
-    "silence": 0.5,  # seconds without a message after which a partition counts as absent
+    "silence": 1.0,  # seconds without a message after which a partition counts as absent
     "seed": None,
 }
 
@@ -183,6 +187,7 @@ def _anchor(state: SvrgState, data: LocalData, ver: int, a: np.ndarray) -> None:
                                    pb.fit_intercept, state.mem, state.grad))
     _spent(clock, "anchor", t0)
     clock["ver"], clock["anchor"] = int(ver), a.copy()
+    clock["recent"] = (clock.get("recent", []) + [int(ver)])[-RECENT:]
     if "act" not in clock:  # the first anchor is active at once
         clock["act"] = {"ver": int(ver), "mem": state.mem.copy(), "grad": state.grad.copy()}
     if pb.fit_intercept:
@@ -237,14 +242,19 @@ def _adopt_scale(clock: dict, escale: float, reset: int) -> None:
 
 
 def _wbar(state: SvrgState, data: LocalData) -> np.ndarray:
-    """The latest iterates of the partitions heard from (`_live`) averaged per coordinate by
-    data counts: a silent partition is absent, not pinned at an old point (counted as the
-    anchor, a straggler holding 1/16 of the rows shrank every average towards its anchor and
-    held a9a at 1e-2 until it woke)."""
-    pb = state.problem
+    """The latest iterates averaged per coordinate by data counts, of the partitions whose
+    last epoch was against one of the `RECENT` anchors: a straggler's old iterate is absent,
+    not pinned (counted as the anchor, a straggler holding 1/16 of the rows shrank every
+    average towards it and held a9a at 1e-2 until it woke). By anchors, not by seconds: a
+    peer whose pushes come late under load still counts (dropping and re-adding peers by
+    the clock made the average jitter, 2e-3 to 2e-2 on a 1/n problem)."""
+    pb, clock = state.problem, state.clock
+    oldest = min(clock.get("recent", [clock["ver"]]))
     items, sizes = [(state.cnt, state.w)], [pb.sizes[data.index]]
-    for j in _live(state, data):
-        e = state.peers[j]  # counts not in yet (a lost early push): by rows; from before a reset: the anchor
+    for j, e in sorted(state.peers.items()):
+        if j == data.index or e["act"] < oldest:
+            continue
+        # counts not in yet (a lost early push): by rows; from before a reset: the anchor
         items.append((e["cnt"] if e["cnt"] is not None else np.full(pb.p, float(pb.sizes[j])),
                       e["w"] if e["act"] >= state.clock["reset"] else state.clock["anchor"]))
         sizes.append(pb.sizes[j])

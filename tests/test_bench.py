@@ -398,3 +398,18 @@ def test_headline_markdown_has_every_solvers_time_and_the_goals(tmp_path):
     text = write_markdown(tmp_path / "headline.md", summary, {"partial": True}, "ttt").read_text()
     assert f"| a9a / {task} | 1e-6 | > 10 s | 1 s | 8 s |" in text  # admm, asip-cocoa, gd
     assert "1 s (asip-cocoa) | 8 s, 8x |" in text and "(partial:" in text
+
+
+def test_fault_partitions():
+    """--ttt runs the straggler at the paper's share (16 partitions) on a cluster of its own;
+    --fault-partitions sets it; equal to the matrix's, no second cluster."""
+    from asip_bench.session import _faults_apart
+
+    ttt = config.config_from_args(["--ttt", "--straggler"])
+    assert ttt.fault_partitions == 16 and _faults_apart(ttt, 2)
+    assert not _faults_apart(ttt, 16)
+    assert config.config_from_args(["--ttt", "--quick"]).fault_partitions is None
+    cfg = config.config_from_args(["--straggler", "--fault-partitions", "4"])
+    assert cfg.fault_partitions == 4 and _faults_apart(cfg, 2)
+    assert not _faults_apart(config.config_from_args(["--sections", "matrix",
+                                                      "--fault-partitions", "4"]), 2)

@@ -15,6 +15,7 @@ from asip.algorithms._asip_svrg import ALGORITHM
 from asip.algorithms._base import make_problem
 
 N, ROWS, ALPHA = 8, 1600, 1e-3
+SILENCE = 0.2  # s: 20 rounds of 0.01 s
 FOREVER = 10**9
 
 
@@ -42,13 +43,14 @@ def test_silent_leader_the_rest_converge_then_it_folds_in(case):
     at zero -- that held them at 4e-3) and certify nothing; once it speaks, the full
     optimum, certified."""
     problem, parts, rel, rest = case
-    _, snaps, _, done = simulate("asip-svrg", problem, parts, {"tol": 0.5, "seed": 0},
+    params = {"seed": 0, "silence": SILENCE}
+    _, snaps, _, done = simulate("asip-svrg", problem, parts, {**params, "tol": 0.5},
                                  max_rounds=120, round_time=0.01, silent={0: (1, FOREVER)})
     assert not done  # a loose tol, but partition 0's part is missing
     w_rest = ALGORITHM.combine(problem, [None, *snaps[1:]])
     assert rel(w_rest, rest) < 1e-8
     assert rel(w_rest) > 1e-5  # not the full optimum yet: its rows are unseen
-    w, snaps, rounds, done = simulate("asip-svrg", problem, parts, {"tol": 1e-8, "seed": 0},
+    w, snaps, rounds, done = simulate("asip-svrg", problem, parts, {**params, "tol": 1e-8},
                                       max_rounds=400, round_time=0.01, silent={0: (1, 40)})
     assert done and rounds > 40
     assert rel(w) < 1e-7
@@ -58,9 +60,10 @@ def test_no_certificate_while_a_part_is_missing(case):
     """A loose tol certifies within a few rounds with every partition heard, never while one
     (not the leader) is silent."""
     problem, parts, _, _ = case
-    *_, done = simulate("asip-svrg", problem, parts, {"tol": 0.5, "seed": 0}, max_rounds=60,
+    params = {"seed": 0, "silence": SILENCE, "tol": 0.5}
+    *_, done = simulate("asip-svrg", problem, parts, params, max_rounds=60,
                         round_time=0.01)
     assert done
-    *_, done = simulate("asip-svrg", problem, parts, {"tol": 0.5, "seed": 0}, max_rounds=60,
+    *_, done = simulate("asip-svrg", problem, parts, params, max_rounds=60,
                         round_time=0.01, silent={3: (1, FOREVER)})
     assert not done
