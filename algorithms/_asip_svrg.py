@@ -95,7 +95,7 @@ DEFAULTS = {
     "max_ahead": 2,  # epochs an operator runs without news from any peer, then it waits
     "rejoin_wait": 0.3,  # a restarted leader waits this long to hear every peer
     "backtrack": 0.25,  # objective up at an anchor: reset to the best one, epochs times this
-    "silence": 1.0,  # seconds without a message after which a partition counts as absent
+    "silence": 0.5,  # seconds without a message after which a partition counts as absent
     "seed": None,
 }
 
@@ -313,6 +313,15 @@ def _activate(state: SvrgState, data: LocalData) -> None:
         act["ver"] = clock["ver"]
 
 
+def _behind(state: SvrgState, data: LocalData) -> bool:
+    """Whether a peer heard from lately no longer holds a ``G`` at the active anchor: ``mu``
+    would mix anchors against the own memory (a straggler waking after 2 s stepped from its
+    anchor of 2 s before against its peers' new ``G`` and threw a9a to 5x the optimum)."""
+    ver = state.clock["act"]["ver"]
+    return any(state.peers[j]["G"] is not None and ver not in state.peers[j]["Gs"]
+               for j in _live(state, data))
+
+
 def _steps(state: SvrgState, data: LocalData, n_steps: int, rng, w, mu) -> None:
     """``n_steps`` SVRG steps on ``w`` with the kernel for the data's layout and penalty."""
     pb = state.problem
@@ -371,6 +380,8 @@ def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutp
     epoch = clock["epoch"]
     if data.n_partitions > 1 and clock["ahead"] >= max(params["max_ahead"], 2 * epoch):
         wait = 0.005  # far ahead of every peer's news: let them catch up
+    elif _behind(state, data):
+        wait = 0.005  # the peers' G are at newer anchors than the own memory: activate first
     else:
         t0 = time.perf_counter()
         state.w[:] = _wbar(state, data)
