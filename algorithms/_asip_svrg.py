@@ -36,7 +36,8 @@ counts a peer's pushes from before the reset as that anchor) and cuts every oper
 local epoch to a quarter (``escale``, sent with the leader's pushes).
 
 Partial participation (the paper's straggler: partition 0 sleeps 2 s, re-armed 1 s after
-waking). A partition not heard from for ``silence`` s counts as absent: an anchor
+waking). A partition not heard from for ``silence`` s counts as absent, as long as the
+absent ones hold at most ``absent_share`` of the rows (else every one is waited for): an anchor
 activates, and the next is announced, once the partitions heard from have their ``G``
 there; in ``mu`` a silent partition's latest ``G`` stands in (replaced when it speaks:
 exact at the fixed point), and before its first one its rows are left out and the others
@@ -96,6 +97,7 @@ DEFAULTS = {
     "rejoin_wait": 0.3,  # a restarted leader waits this long to hear every peer
     "backtrack": 0.25,  # objective up at an anchor: reset to the best one, epochs times this
     "silence": 0.5,  # seconds without a message after which a partition counts as absent
+    "absent_share": 0.125,  # ...as long as the absent ones hold at most this share of the rows
     "seed": None,
 }
 
@@ -124,6 +126,9 @@ def validate(problem: Problem, params: dict) -> None:
     if not params["step_scale"] > 0 or not (params["epoch"] is None or params["epoch"] > 0):
         raise ValueError(f"step_scale and epoch must be positive for solver 'asip-svrg', got "
                          f"{params['step_scale']!r} and {params['epoch']!r}")
+    if not 0 <= params["absent_share"] < 1:
+        raise ValueError(f"absent_share must be in [0, 1) for solver 'asip-svrg', got "
+                         f"{params['absent_share']!r}")
     if not params["silence"] > 0:
         raise ValueError(f"silence must be positive seconds for solver 'asip-svrg', got "
                          f"{params['silence']!r}")
@@ -262,11 +267,18 @@ def _wbar(state: SvrgState, data: LocalData) -> np.ndarray:
 
 
 def _live(state: SvrgState, data: LocalData) -> list:
-    """The peers heard from within the last ``silence`` s (the others count as absent)."""
-    clock, silence = state.clock, state.params["silence"]
+    """The peers an anchor waits for: all, but those not heard from for ``silence`` s while
+    they hold at most ``absent_share`` of the rows (a straggler); when more are silent (a
+    loaded machine, where half the partitions lagged by seconds), every one: their stale
+    ``G`` in ``mu`` would be too large a share (a9a diverged to 200x the optimum)."""
+    clock, params = state.clock, state.params
     now = clock.get("now", 0.0)
-    return [j for j, t in sorted(clock["heard"].items())
-            if j != data.index and j in state.peers and now - t <= silence]
+    peers = [j for j in range(data.n_partitions) if j != data.index]
+    absent = [j for j in peers if now - clock["heard"].get(j, -np.inf) > params["silence"]]
+    if sum(state.problem.sizes[j] for j in absent) > params["absent_share"] * \
+            state.problem.n_total:
+        absent = []
+    return [j for j in peers if j not in absent]
 
 
 def count_average(items: list, sizes: list) -> np.ndarray:
@@ -307,7 +319,8 @@ def _activate(state: SvrgState, data: LocalData) -> None:
     if act["ver"] == clock["ver"]:
         return
     # every partition heard from lately (a silent one: its latest G stands in, `_mu`)
-    if all(clock["ver"] in state.peers[j]["Gs"] for j in _live(state, data)):
+    if all(j in state.peers and clock["ver"] in state.peers[j]["Gs"]
+           for j in _live(state, data)):
         act["mem"][:] = state.mem
         act["grad"][:] = state.grad
         act["ver"] = clock["ver"]
@@ -318,8 +331,8 @@ def _behind(state: SvrgState, data: LocalData) -> bool:
     would mix anchors against the own memory (a straggler waking after 2 s stepped from its
     anchor of 2 s before against its peers' new ``G`` and threw a9a to 5x the optimum)."""
     ver = state.clock["act"]["ver"]
-    return any(state.peers[j]["G"] is not None and ver not in state.peers[j]["Gs"]
-               for j in _live(state, data))
+    return any(j in state.peers and state.peers[j]["G"] is not None
+               and ver not in state.peers[j]["Gs"] for j in _live(state, data))
 
 
 def _steps(state: SvrgState, data: LocalData, n_steps: int, rng, w, mu) -> None:
@@ -488,8 +501,8 @@ def _lead(state: SvrgState, data: LocalData, payload: dict | None) -> bool:
             payload.update(_payload_fields(state))
         return False
     peers = [state.peers.get(j) for j in range(data.n_partitions) if j != data.index]
-    live = [state.peers[j] for j in _live(state, data)]
-    if clock["ver"] != ver or any(e["gver"] != ver for e in live):
+    live = [state.peers.get(j) for j in _live(state, data)]
+    if clock["ver"] != ver or any(e is None or e["gver"] != ver for e in live):
         return False
     # the certificate needs every partition's part at this very anchor: never a silent one's
     complete = all(e is not None and e["gver"] == ver for e in peers)
