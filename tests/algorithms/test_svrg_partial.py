@@ -67,3 +67,17 @@ def test_no_certificate_while_a_part_is_missing(case):
     *_, done = simulate("asip-svrg", problem, parts, params, max_rounds=60,
                         round_time=0.01, silent={3: (1, FOREVER)})
     assert not done
+
+
+def test_absent_only_up_to_a_share_of_the_rows(case):
+    """One silent partition (1/8 of the rows) is left behind and the anchors move on; two
+    (1/4, above ``absent_share``: on a loaded machine that is lag, not a straggler) are
+    waited for, as every partition was before."""
+    problem, parts, _, _ = case
+    params = {"seed": 0, "silence": SILENCE, "tol": 0.0}
+    _, snaps, _, _ = simulate("asip-svrg", problem, parts, params, max_rounds=60,
+                              round_time=0.01, silent={3: (1, FOREVER)})
+    assert snaps[0]["anchors"] > 0
+    _, snaps, _, _ = simulate("asip-svrg", problem, parts, params, max_rounds=60,
+                              round_time=0.01, silent={3: (1, FOREVER), 4: (1, FOREVER)})
+    assert snaps[0]["anchors"] == 0
