@@ -595,11 +595,16 @@ def snapshot(state: SvrgState) -> dict:
 
 
 def combine(problem: Problem, snapshots: list) -> np.ndarray:
-    """The certified anchor if there is one, else the iterates averaged as in a step."""
+    """The certified anchor if there is one, else the iterates averaged as in a step (an
+    iterate more than ``2 RECENT`` anchor versions behind the newest, a sleeping straggler's,
+    left out as in `_wbar`)."""
     model = certified_model(snapshots)
     if model is not None:
         return model
     got = [(j, s) for j, s in enumerate(snapshots) if s is not None and "w" in s]
+    top = max((int(s["anchors"]) for _, s in got if "anchors" in s), default=None)
+    if top is not None:
+        got = [(j, s) for j, s in got if int(s.get("anchors", top)) >= top - 2 * RECENT]
     if not got:
         return np.zeros(problem.p)
     items = [(np.asarray(s["cnt"], dtype=np.float64) if "cnt" in s else

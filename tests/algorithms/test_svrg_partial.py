@@ -81,3 +81,13 @@ def test_absent_only_up_to_a_share_of_the_rows(case):
     _, snaps, _, _ = simulate("asip-svrg", problem, parts, params, max_rounds=60,
                               round_time=0.01, silent={3: (1, FOREVER), 4: (1, FOREVER)})
     assert snaps[0]["anchors"] == 0
+
+
+def test_combine_leaves_out_a_sleeping_iterate(case):
+    """The model of the snapshots leaves out an iterate many anchors behind the newest."""
+    problem, _, _, _ = case
+    w, old = np.full(problem.p, 1.0), np.full(problem.p, 5.0)
+    snaps = [{"w": old, "anchors": 2}] + [{"w": w, "anchors": 40 + k % 2} for k in range(N - 1)]
+    np.testing.assert_allclose(ALGORITHM.combine(problem, snaps), w)
+    snaps[0]["anchors"] = 39  # one behind: counted
+    assert ALGORITHM.combine(problem, snaps)[0] > 1.0
