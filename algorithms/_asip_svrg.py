@@ -36,7 +36,8 @@ counts a peer's pushes from before the reset as that anchor) and cuts every oper
 local epoch to a quarter (``escale``, sent with the leader's pushes).
 
 Partial participation (the paper's straggler: partition 0 sleeps 2 s, re-armed 1 s after
-waking). A partition not heard from for ``silence`` s counts as absent, as long as the
+waking). A partition not heard from for ``silence`` s (and 4 of its usual gaps between
+pushes) counts as absent, as long as the
 absent ones hold at most ``absent_share`` of the rows (else every one is waited for): an anchor
 activates, and the next is announced, once the partitions heard from have their ``G``
 there; in ``mu`` a silent partition's latest ``G`` stands in (replaced when it speaks:
@@ -206,7 +207,7 @@ def _absorb(state: SvrgState, data: LocalData, inbox, now: float) -> None:
         state.clock["ahead"] = 0.0
     for msg in inbox:
         pl = msg.payload
-        state.clock["heard"][msg.sender] = now
+        _heard(state.clock, msg.sender, now)
         key = (msg.incarnation, int(pl["seq"]))
         old = state.peers.get(msg.sender)
         if old is not None and key <= old["key"]:
@@ -238,6 +239,23 @@ def _absorb(state: SvrgState, data: LocalData, inbox, now: float) -> None:
             state.clock["next"] = (int(pl["aver"]), np.asarray(pl["anchor"], dtype=np.float64))
 
 
+def _heard(clock: dict, sender: int, now: float) -> None:
+    """Note a message from ``sender`` at ``now``, and the mean gap between its arrivals."""
+    last = clock["heard"].get(sender)
+    clock["heard"][sender] = now
+    if last is not None and now > last:
+        iv = clock.setdefault("interval", {}).get(sender)
+        clock["interval"][sender] = now - last if iv is None else 0.8 * iv + 0.2 * (now - last)
+
+
+def _silent(state: SvrgState, j: int, since: float) -> bool:
+    """Whether partition ``j`` has been silent for ``silence`` s and 4 of its usual gaps (a
+    partition whose epochs take seconds, at 1M rows, is not silent between them)."""
+    clock = state.clock
+    gap = 4.0 * clock.get("interval", {}).get(j, 0.0)
+    return clock["now"] - clock["heard"].get(j, since) > max(state.params["silence"], gap)
+
+
 def _adopt_scale(clock: dict, escale: float, reset: int) -> None:
     """The leader's epoch scale and latest reset anchor version (never backwards)."""
     if reset > clock["reset"] or escale < clock["escale"]:
@@ -267,14 +285,13 @@ def _wbar(state: SvrgState, data: LocalData) -> np.ndarray:
 
 
 def _live(state: SvrgState, data: LocalData) -> list:
-    """The peers an anchor waits for: all, but those not heard from for ``silence`` s while
+    """The peers an anchor waits for: all, but those silent (`_silent`) while
     they hold at most ``absent_share`` of the rows (a straggler); when more are silent (a
     loaded machine, where half the partitions lagged by seconds), every one: their stale
     ``G`` in ``mu`` would be too large a share (a9a diverged to 200x the optimum)."""
-    clock, params = state.clock, state.params
-    now = clock.get("now", 0.0)
+    params = state.params
     peers = [j for j in range(data.n_partitions) if j != data.index]
-    absent = [j for j in peers if now - clock["heard"].get(j, -np.inf) > params["silence"]]
+    absent = [j for j in peers if _silent(state, j, -np.inf)]
     if sum(state.problem.sizes[j] for j in absent) > params["absent_share"] * \
             state.problem.n_total:
         absent = []
@@ -425,8 +442,7 @@ def _acting(state: SvrgState, data: LocalData, now: float) -> bool:
         return True
     if data.index != DEPUTY:
         return False
-    clock = state.clock
-    return now - clock["heard"].get(LEADER, clock["started"]) > state.params["silence"]
+    return _silent(state, LEADER, state.clock["started"])
 
 
 def _spent(clock: dict, what: str, t0: float) -> float:
