@@ -249,10 +249,11 @@ def _heard(clock: dict, sender: int, now: float) -> None:
 
 
 def _silent(state: SvrgState, j: int, since: float) -> bool:
-    """Whether partition ``j`` has been silent for ``silence`` s and 4 of its usual gaps (a
-    partition whose epochs take seconds, at 1M rows, is not silent between them)."""
+    """Whether partition ``j`` has been silent for ``silence`` s and 4 of its usual gaps, and
+    of the own epochs (a partition whose epochs take seconds, at 1M rows, is not silent
+    between them)."""
     clock = state.clock
-    gap = 4.0 * clock.get("interval", {}).get(j, 0.0)
+    gap = 4.0 * max(clock.get("interval", {}).get(j, 0.0), clock.get("epoch_s", 0.0))
     return clock["now"] - clock["heard"].get(j, since) > max(state.params["silence"], gap)
 
 
@@ -420,7 +421,8 @@ def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutp
         t0 = _spent(clock, "average", t0)
         c0 = time.thread_time()
         _steps(state, data, n_steps, state.rng, state.w, mu)
-        _spent(clock, "epoch", t0)
+        took = _spent(clock, "epoch", t0) - t0
+        clock["epoch_s"] = took if "epoch_s" not in clock else 0.8 * clock["epoch_s"] + 0.2 * took
         clock["spent"]["epoch_cpu"] = clock["spent"].get("epoch_cpu", 0.0) + time.thread_time() - c0
         clock["epochs"] += epoch
         clock["ahead"] += epoch
