@@ -438,13 +438,14 @@ def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutp
 
 
 def _acting(state: SvrgState, data: LocalData, now: float) -> bool:
-    """Whether this operator announces anchors: the leader always; the deputy while it has
-    not heard from the leader for ``silence`` s (a straggling leader froze the anchors)."""
+    """Whether this operator announces anchors: the leader always; the deputy while the
+    leader is silent and counts as absent (a straggling leader froze the anchors)."""
     if data.index == LEADER:
         return True
     if data.index != DEPUTY:
         return False
-    return _silent(state, LEADER, state.clock["started"])
+    # only while the leader counts as absent (`_live`): else every anchor waits for it anyway
+    return _silent(state, LEADER, state.clock["started"]) and LEADER not in _live(state, data)
 
 
 def _spent(clock: dict, what: str, t0: float) -> float:
