@@ -10,6 +10,16 @@ acknowledgement), so under overload the waiting happens on the sender, where
 ``latest=`` messages conflate and, past the bound, the oldest are dropped and
 counted, instead of in socket buffers where messages only grow stale. A slow or
 dead peer costs bounded memory and staleness, and never blocks an operator.
+
+Small pushes skip the hop to the event loop: when the link is idle (connected, plain
+TCP, nothing queued, no batch unacknowledged) the pushing operator thread frames the
+batch and writes it to the socket itself (`PeerLink.claim` and `PeerLink.send_direct`;
+whatever the socket does not take at once, the loop writes). Such a write holds the
+link's one-batch-in-flight token like any other, so the loop still decides everything
+else: the token (``inflight``) changes only under the link's small lock, the counters
+are written only by the loop (a direct write's ``sent`` is counted with its
+acknowledgement, or when its sender closes), and a connection is closed only under that
+lock, so a thread never writes to a socket that is being replaced.
 """
 
 from __future__ import annotations
@@ -17,11 +27,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import threading
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable
 
+from distributed import protocol
 from distributed.comm import connect
+
+try:  # the framing of distributed's TCP comm, for writes from operator threads
+    from distributed.comm.tcp import TCP, _add_frames_header
+    from tornado.iostream import SSLIOStream
+except ImportError:  # pragma: no cover - another distributed: every write goes via the loop
+    TCP = _add_frames_header = SSLIOStream = None
 
 from asip._channel import MESSAGE_OVERHEAD, _bucket
 
@@ -31,11 +49,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BATCH_BYTES", "PeerLink"]
+__all__ = ["BATCH_BYTES", "DIRECT_BYTES", "PeerLink"]
 
 # One write carries at most about this much, so the peer's event loop handles a bounded
 # batch per callback and its control traffic (stop, directory) never waits long behind data.
 BATCH_BYTES = 1 << 20
+# Pushes up to this size may be written by the pushing thread itself when the link is idle.
+DIRECT_BYTES = 64 << 10
 
 
 def drive(coro: Any, on_error: Callable[[BaseException], None]) -> bool:
@@ -65,7 +85,8 @@ def drive(coro: Any, on_error: Callable[[BaseException], None]) -> bool:
 
 
 class PeerLink:
-    """One outgoing link to a peer worker; every method runs on the event loop."""
+    """One outgoing link to a peer worker; every method runs on the event loop except
+    `claim` and `send_direct` (operator threads, see the module doc)."""
 
     def __init__(self, plane: DataPlane, address: str):
         self.plane = plane
@@ -78,6 +99,10 @@ class PeerLink:
         self.connecting: asyncio.Task | None = None
         self.retry_at = 0.0
         self.inflight: list | None = None  # the batch written and not yet acknowledged
+        # written by an operator thread, ``sent`` not yet counted: when it was written
+        self.direct_at: float | None = None
+        self.sock: Any = None  # the plain TCP socket threads may write to (None: loop only)
+        self._wlock = threading.Lock()  # guards inflight/direct_at/comm against thread writes
         self.reader: asyncio.Task | None = None
         self.closed = False
         self.writes = 0
@@ -128,18 +153,20 @@ class PeerLink:
             if self.connecting is None and asyncio.get_running_loop().time() >= self.retry_at:
                 self.connecting = asyncio.ensure_future(self._connect())
             return
-        if self.inflight is not None:
-            return
         entries = []
-        taken = 0
-        while self.queue and taken < BATCH_BYTES:  # bounded work per handler call on the peer
-            _, entry = self.queue.popitem(last=False)
-            entries.append(entry)
-            taken += entry[2]
+        with self._wlock:
+            if self.inflight is not None:
+                return
+            taken = 0
+            while self.queue and taken < BATCH_BYTES:  # bounded work per handler call on the peer
+                _, entry = self.queue.popitem(last=False)
+                entries.append(entry)
+                taken += entry[2]
+            self.inflight = entries
+            self.writes += 1
         self.bytes -= taken
         msg = {"op": self.plane.deliver_op, "reply": True, "batch": [e[1] for e in entries]}
         comm = self.comm
-        self.inflight = entries
         now = time.time()
         for stats, _, _, _, pushed_at in entries:
             stats.queued_hist[_bucket(int((now - pushed_at) * 1e6))] += 1
@@ -147,16 +174,94 @@ class PeerLink:
             drive(comm.write(msg), lambda exc: self._failed(comm, exc))
         except Exception as exc:  # noqa: BLE001 - counted and logged, the link starts over
             self._failed(comm, exc)
-            return
-        self.writes += 1
 
+    # ------------------------------------------------------------------ operator threads
+    def frame(self, item: list) -> bytes | None:
+        """One batch of one item as the bytes distributed's TCP comm would write (any
+        thread); None when this link takes no direct writes."""
+        if self.sock is None or _add_frames_header is None:
+            return None
+        msg = {"op": self.plane.deliver_op, "reply": True, "batch": [item]}
+        frames, _, _ = _add_frames_header(list(protocol.dumps(msg)))
+        return frames[0] if len(frames) == 1 else b"".join(frames)
+
+    def claim(self, entry: tuple) -> Any:
+        """Take the idle link for one batch written by the calling thread: its comm, or
+        None when the link is busy, queued, connecting or loop-only (then the loop writes)."""
+        with self._wlock:
+            if (self.closed or self.queue or self.inflight is not None or self.sock is None
+                    or self.comm is None):
+                return None
+            self.inflight = [entry]
+            self.direct_at = time.time()
+            self.writes += 1
+            return self.comm
+
+    def send_direct(self, comm: Any, data: bytes) -> None:
+        """Write a claimed batch from the calling thread without blocking; the loop writes
+        what the socket does not take now, or counts the batch dropped if the write fails."""
+        aloop = self.plane.aloop
+        with self._wlock:
+            if self.comm is not comm or self.direct_at is None:
+                return  # the connection broke after the claim: counted there
+            try:
+                sent = self.sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                aloop.call_soon_threadsafe(self._failed, comm, exc)
+                return
+        if sent < len(data):
+            aloop.call_soon_threadsafe(self._write_rest, comm, memoryview(data)[sent:])
+
+    def _write_rest(self, comm: Any, rest: memoryview) -> None:
+        """The part of a direct write the socket did not take (loop; the batch still holds
+        the token, so nothing else is written in between)."""
+        if self.comm is not comm:
+            return
+
+        def done(fut: Any) -> None:
+            if not fut.cancelled() and fut.exception() is not None:
+                self._failed(comm, fut.exception())
+
+        try:
+            comm.stream.write(rest).add_done_callback(done)
+        except Exception as exc:  # noqa: BLE001 - counted and logged, the link starts over
+            self._failed(comm, exc)
+
+    def settle(self, stats: ChannelStats) -> None:
+        """A sender closes (loop): count now the ``sent`` of its direct write still
+        unacknowledged, so its final statistics hold it."""
+        with self._wlock:
+            entries = self.inflight if self.direct_at is not None else None
+            if not entries or entries[0][0] is not stats:
+                return
+            self._count_direct(entries, self.direct_at)
+            self.direct_at = None
+
+    @staticmethod
+    def _count_direct(entries: list, written_at: float) -> None:
+        for stats, _, _, copies, pushed_at in entries:
+            stats.sent += copies
+            stats.direct += 1
+            stats.queued_hist[_bucket(int((written_at - pushed_at) * 1e6))] += 1
+
+    def _take_inflight(self) -> list:
+        """Release the token (loop): the batch that held it, its direct ``sent`` counted."""
+        with self._wlock:
+            entries, self.inflight = self.inflight or [], None
+            direct, self.direct_at = self.direct_at, None
+        if direct is not None:
+            self._count_direct(entries, direct)
+        return entries
+
+    # ------------------------------------------------------------------ loop
     def _failed(self, comm: Any, exc: BaseException) -> None:
         """The connection broke: the unacknowledged batch counts as dropped (no route)."""
         logger.debug("asip: link to %s broke: %r", self.address, exc)
         if self.comm is comm:
-            for stats, _, _, copies, _ in self.inflight or ():
+            for stats, _, _, copies, _ in self._take_inflight():
                 stats.dropped_no_route += copies
-            self.inflight = None
         self._broken(comm)
 
     async def _read_acks(self, comm: Any) -> None:
@@ -168,27 +273,27 @@ class PeerLink:
                     return
                 if reply is not True:  # the peer has no handler for this stage (any more)
                     logger.debug("asip: %s refused a batch: %r", self.address, reply)
-                    for stats, _, _, copies, _ in self.inflight or ():
+                    for stats, _, _, copies, _ in self._take_inflight():
                         stats.undeliverable += copies
-                    self.inflight = None
                     self._drop_all("dropped_no_route")
                     self.retry_at = asyncio.get_running_loop().time() + self.plane.settings.reconnect_delay
                     self._broken(comm)
                     return
-                self.inflight = None
+                self._take_inflight()
                 self.flush()
         except Exception as exc:  # noqa: BLE001 - closed, aborted or garbage: start over
             if self.comm is comm:
                 self._failed(comm, exc)
 
     def _broken(self, comm: Any) -> None:
-        if self.comm is comm:
-            self.comm = None
-            self.inflight = None
-        try:
-            comm.abort()
-        except Exception:  # noqa: BLE001
-            pass
+        with self._wlock:  # no thread writes to this socket from here on
+            if self.comm is comm:
+                self.comm = self.sock = None
+                self.inflight = self.direct_at = None
+            try:
+                comm.abort()
+            except Exception:  # noqa: BLE001
+                pass
 
     async def _connect(self) -> None:
         plane = self.plane
@@ -206,7 +311,11 @@ class PeerLink:
             comm.abort()
             return
         comm.allow_offload = False  # writes then never suspend: see flush()
-        self.comm = comm
+        sock = None
+        if TCP is not None and type(comm) is TCP and not isinstance(comm.stream, SSLIOStream):
+            sock = comm.stream.socket
+        with self._wlock:
+            self.comm, self.sock = comm, sock
         self.reader = asyncio.ensure_future(self._read_acks(comm))
         self.flush()
 

@@ -9,7 +9,9 @@ measured in the same run between the same two workers: a persistent distributed 
 from a task thread to a handler that echoes on the peer's event loop. Also: launch
 time of an 8-operator gang on a warm cluster, the fixed cost per stage (wall time
 minus ``max_time``), and how soon a restarted operator is back and pushing after its
-worker is SIGKILLed. Targets (issue 2): p50 ≤ 1.5x floor, ≥ 40k small msg/s, launch
+worker is SIGKILLed. The ping-pong runs twice: as configured (small pushes written by
+the operator thread itself, ``asip.channel.direct-bytes``) and with every push through
+the worker's event loop (``direct-bytes: 0``), side by side. Targets (issue 2): p50 ≤ 1.5x floor, ≥ 40k small msg/s, launch
 ≤ 0.2 s, back ≤ 2 s after a kill.
 """
 
@@ -19,6 +21,7 @@ import argparse
 import statistics
 import time
 
+import dask
 import numpy as np
 from distributed import Client, LocalCluster, get_worker
 from distributed.comm import connect
@@ -247,15 +250,24 @@ def main() -> None:
         # partition 0 lives on worker a, partition 1 on worker b: operators follow their data
         X = [client.submit(np.zeros, (1, 1), workers=[w], allow_other_workers=True, pure=False)
              for w in (a, b)]
-        rows = []
+        rows, loop_rows = [], []
         for size, label in ((100, "100 floats"), (100_000, "100k floats")):
             iters = args.iterations if size == 100 else max(args.iterations // 5, 20)
-            res = asip.Stage(PingPong(size, iters), X, client=client, max_time=120).run()
-            if res.results[0] is None or not len(res.results[0]["rtts"]):
-                raise RuntimeError(f"ping-pong ({label}) measured nothing: stopped by "
-                                   f"{res.stopped_by}, restarts {res.restarts}, "
-                                   f"stats {res.stats['total']}")
-            asip_ow = res.results[0]["rtts"] / 2
+            loop_ow = None
+            for direct in ((True, False) if size == 100 else (True,)):
+                cfg = {} if direct else {"asip.channel.direct-bytes": 0}
+                with dask.config.set(cfg):
+                    res = asip.Stage(PingPong(size, iters), X, client=client,
+                                     max_time=120).run()
+                if res.results[0] is None or not len(res.results[0]["rtts"]):
+                    raise RuntimeError(f"ping-pong ({label}) measured nothing: stopped by "
+                                       f"{res.stopped_by}, restarts {res.restarts}, "
+                                       f"stats {res.stats['total']}")
+                if direct:
+                    asip_ow = res.results[0]["rtts"] / 2
+                    n_direct, n_sent = res.stats["total"]["direct"], res.stats["total"]["sent"]
+                else:
+                    loop_ow = res.results[0]["rtts"] / 2
             floor_ow = np.array(client.submit(_floor_pingpong, b, size, iters, workers=[a],
                                               pure=False).result()) / 2
             thread_ow = np.array(client.submit(_floor_pingpong, b, size, iters,
@@ -270,6 +282,9 @@ def main() -> None:
                                        pure=False).result()
             rows.append((label, pct(asip_ow, 50), pct(asip_ow, 99), pct(floor_ow, 50),
                          pct(floor_ow, 99), asip_rate, floor_rate, drops, pct(thread_ow, 50)))
+            if loop_ow is not None:
+                loop_rows.append((label, pct(loop_ow, 50), pct(loop_ow, 99), pct(floor_ow, 50),
+                                  n_direct, n_sent))
         print(f"\nasip channel vs bare persistent distributed comm, {a} <-> {b} "
               f"(2 worker processes x 1 thread)")
         print(f"{'payload':<12}{'asip p50':>10}{'asip p99':>10}{'floor p50':>11}{'floor p99':>11}"
@@ -282,6 +297,10 @@ def main() -> None:
         print("(one-way latency in ms = half the ping-pong round trip; target p50 <= 1.5x "
               "floor, >= 40,000 small msg/s; the thread floor's echo is answered by a thread "
               "on the peer, as an operator answers: the same two thread hops as asip)")
+        for label, lp50, lp99, fp50, n_direct, n_sent in loop_rows:
+            print(f"{label}, every push through the event loop (direct-bytes 0): p50 "
+                  f"{lp50:.3f} ms, p99 {lp99:.3f} ms, {lp50 / fp50:.2f}x floor; as configured, "
+                  f"{n_direct} of {n_sent} copies were written by the operator thread")
 
         X8 = [client.submit(np.zeros, (1, 1), pure=False) for _ in range(8)]
         launches, fixed = [], []

@@ -1,0 +1,117 @@
+"""Small pushes written to an idle peer link by the pushing thread itself (no hop to the
+event loop), between two real in-process workers over TCP: order per sender, exact
+counts, and the races with the loop (a connection that breaks after the claim, a sender
+that closes before the acknowledgement)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from test_dataplane import LIMITS, enc, ep, until, with_workers
+
+from asip._wire import wire_item
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def link_up(a, b):
+    """Push once through the loop so the link to ``b`` connects; return it."""
+    a.submit(ep(a, 0), enc(seq=0, t=-1), (2,))
+    await until(lambda: ep(b, 2).stats.delivered == 1)
+    ep(b, 2).mailbox.poll()
+    link = a.links[b.address]
+    await until(lambda: link.inflight is None and link.sock is not None)
+    return link
+
+
+def test_pushes_from_a_thread_go_direct_when_idle_and_keep_their_order():
+    async def test(a, b, directory):
+        sender, receiver = ep(a, 0), ep(b, 2)
+        link = await link_up(a, b)
+        # one at a time from a thread, each after the last was acknowledged: all direct
+        for t in range(5):
+            await asyncio.to_thread(a.submit, sender, enc(seq=1 + t, t=t), (2,))
+            await until(lambda: link.inflight is None)
+        assert sender.stats.direct == 5 and link.writes == 6
+        assert [m.payload["t"] for m in receiver.mailbox.poll()] == list(range(5))
+        # a burst: the first goes direct, the rest wait for the loop behind it, in order
+        n = 300
+
+        def burst():
+            for t in range(n):
+                a.submit(sender, enc(seq=10 + t, t=t, v=np.full(50, t)), (2, 3))
+
+        await asyncio.to_thread(burst)
+        await until(lambda: ep(b, 3).stats.delivered == n and receiver.stats.delivered == n + 6)
+        for j in (2, 3):
+            got = ep(b, j).mailbox.poll()
+            assert [m.payload["t"] for m in got] == list(range(n))
+            assert all(m.payload["v"][0] == m.payload["t"] for m in got)
+        await until(lambda: link.inflight is None)
+        s = sender.stats
+        assert s.direct > 5 and s.sent == 1 + 5 + 2 * n
+        assert sum(s.queued_hist) == 1 + 5 + n  # each item's time in the sender's queues
+    with_workers(test)
+
+
+def test_no_direct_writes_with_direct_bytes_zero_nor_for_local_or_mixed_receivers():
+    async def test(a, b, directory):
+        sender = ep(a, 0)
+        link = await link_up(a, b)
+        for targets in ((1,), (1, 2)):  # a local receiver: the loop delivers
+            await asyncio.to_thread(a.submit, sender, enc(seq=1), targets)
+            await until(lambda: link.inflight is None and not a._outbox and not a._routing)
+        a.settings.direct_bytes = 0
+        await asyncio.to_thread(a.submit, sender, enc(seq=2), (2,))
+        await until(lambda: ep(b, 2).stats.delivered == 3 and ep(a, 1).stats.delivered == 2)
+        assert sender.stats.direct == 0 and sender.stats.sent == 5
+    with_workers(test)
+
+
+def test_a_connection_broken_after_the_claim_counts_the_batch_and_writes_nothing():
+    async def test(a, b, directory):
+        sender = ep(a, 0)
+        link = await link_up(a, b)
+        item = [[2], *wire_item(enc(seq=1), LIMITS)]
+        data = link.frame(item)
+        comm = link.claim((sender.stats, item, 100, 1, 0.0))
+        assert comm is not None and link.claim((sender.stats, item, 100, 1, 0.0)) is None
+        link._failed(comm, OSError("reset"))  # the loop saw the connection break first
+        link.send_direct(comm, data)  # too late: nothing is written to the old socket
+        assert sender.stats.sent == 2 and sender.stats.dropped_no_route == 1
+        assert link.comm is None and link.inflight is None
+        await asyncio.sleep(0.2)
+        assert ep(b, 2).stats.delivered == 1
+    with_workers(test)
+
+
+def test_a_sender_closing_before_the_acknowledgement_counts_its_direct_write():
+    async def test(a, b, directory):
+        sender = ep(a, 0)
+        link = await link_up(a, b)
+        item = [[2], *wire_item(enc(seq=1), LIMITS)]
+        assert link.claim((sender.stats, item, 100, 1, 0.0)) is not None  # written, not acked
+        stats = a.close_endpoint(sender)
+        assert stats["sent"] == 2 and stats["direct"] == 1
+        link._take_inflight()  # the acknowledgement comes later: not counted twice
+        assert sender.stats.sent == 2
+    with_workers(test)
+
+
+def test_a_push_never_overtakes_one_still_waiting_for_the_loop():
+    async def test(a, b, directory):
+        sender = ep(a, 0)
+        link = await link_up(a, b)
+        a.submit(sender, enc(seq=1, t=0), (2,))  # on the loop: waits in the outbox
+        # another thread pushes before the loop gets a turn (join blocks the loop)
+        th = threading.Thread(target=a.submit, args=(sender, enc(seq=2, t=1), (2,)))
+        th.start()
+        th.join()
+        assert sender.stats.direct == 0 and len(a._outbox) == 2
+        await until(lambda: ep(b, 2).stats.delivered == 3 and link.inflight is None)
+        assert [m.payload["t"] for m in ep(b, 2).mailbox.poll()] == [0, 1]
+    with_workers(test)
