@@ -557,13 +557,18 @@ class DataPlane:
             return True
         now = time.time()
         directory = self._directory()
-        with _wake_after() as woken:  # each receiver is woken once, after the whole batch
-            for entry in batch:
-                try:
-                    self._receive(entry, now, directory, woken)
-                except Exception:  # noqa: BLE001 - one bad item never costs the rest
-                    logger.debug("asip: dropped an item that failed on receipt", exc_info=True)
-                    self.malformed += 1
+        woken: set[Mailbox] = set()
+        for entry in batch:
+            try:
+                self._receive(entry, now, directory, woken)
+            except Exception:  # noqa: BLE001 - one bad item never costs the rest
+                logger.debug("asip: dropped an item that failed on receipt", exc_info=True)
+                self.malformed += 1
+        if woken:  # each receiver once, after the whole batch and after the acknowledgement:
+            # distributed writes the reply when this returns, so the woken operator threads
+            # don't take the GIL from the loop between the delivery and the ack (the sender
+            # then gets its link back sooner), and the loop goes idle right after the wake
+            self.aloop.call_soon(_notify, woken)
         return True
 
     def _drop_arrivals(self, batch: list | tuple) -> None:
@@ -610,6 +615,11 @@ class DataPlane:
             targets = [j for j in self.current if j != message.sender]
         for j in targets:
             self._deliver(j, message, nbytes, now, directory, woken)
+
+
+def _notify(mailboxes: set[Mailbox]) -> None:
+    for mailbox in mailboxes:
+        mailbox.notify()
 
 
 def _at_stop(items: list) -> dict[Endpoint, list[int]]:
