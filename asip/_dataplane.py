@@ -333,7 +333,7 @@ class DataPlane:
         receivers are on one peer worker whose link is idle and nothing pushed on this
         worker waits for the loop (so it overtakes nothing); else False: the loop path."""
         if (encoded.nbytes > self.settings.direct_bytes or ep.faults.delay or ep.faults.drop
-                or threading.get_ident() == self._loop_thread):
+                or ep.closed or threading.get_ident() == self._loop_thread):
             return False
         directory, current, addr = self._directory(), self.current, None
         for j in targets:
