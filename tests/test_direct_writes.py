@@ -115,3 +115,31 @@ def test_a_push_never_overtakes_one_still_waiting_for_the_loop():
         await until(lambda: ep(b, 2).stats.delivered == 3 and link.inflight is None)
         assert [m.payload["t"] for m in ep(b, 2).mailbox.poll()] == [0, 1]
     with_workers(test)
+
+
+def test_what_the_socket_does_not_take_at_once_is_written_by_the_loop_intact():
+    class Short:
+        """The socket takes 10 bytes of a write, then nothing (as if its buffer were full)."""
+
+        def __init__(self, sock):
+            self.sock, self.calls = sock, 0
+
+        def send(self, data):
+            self.calls += 1
+            if self.calls > 1:
+                raise BlockingIOError
+            return self.sock.send(bytes(data[:10]))
+
+    async def test(a, b, directory):
+        sender = ep(a, 0)
+        link = await link_up(a, b)
+        link.sock = short = Short(link.sock)
+        await asyncio.to_thread(a.submit, sender, enc(seq=1, t=1, v=np.arange(100.0)), (2,))
+        link.sock = short.sock
+        await asyncio.to_thread(a.submit, sender, enc(seq=2, t=2), (2,))  # blocked: no write
+        await until(lambda: ep(b, 2).stats.delivered == 3 and link.inflight is None)
+        got = ep(b, 2).mailbox.poll()
+        assert [m.payload["t"] for m in got] == [1, 2] and short.calls == 1
+        np.testing.assert_array_equal(got[0].payload["v"], np.arange(100.0))
+        assert sender.stats.direct >= 1 and sender.stats.sent == 3
+    with_workers(test)
