@@ -1,6 +1,6 @@
 """Channel benchmark: asip push→poll against a bare persistent distributed comm, side by side.
 
-Run:  python benchmarks/channel.py [--iterations 500] [--quick]
+Run:  python benchmarks/channel.py [--iterations 500] [--rounds 1] [--quick]
       python benchmarks/channel.py --fixed 20   (only: a small stage's fixed cost by phase)
 
 Prints one-way latency (p50, p99; half the ping-pong round trip) and messages/s for
@@ -232,6 +232,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=500)
     parser.add_argument("--flood-seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the 100-float ping-pongs and floors, alternating, and "
+                             "pool the samples (steadier figures on a busy machine)")
     parser.add_argument("--quick", action="store_true", help="fewer iterations (CI smoke)")
     parser.add_argument("--fixed", type=int, default=0, metavar="REPS",
                         help="only: the fixed cost of a 2-operator stage, phase by phase")
@@ -253,26 +256,29 @@ def main() -> None:
         rows, loop_rows = [], []
         for size, label in ((100, "100 floats"), (100_000, "100k floats")):
             iters = args.iterations if size == 100 else max(args.iterations // 5, 20)
-            loop_ow = None
-            for direct in ((True, False) if size == 100 else (True,)):
-                cfg = {} if direct else {"asip.channel.direct-bytes": 0}
-                with dask.config.set(cfg):
-                    res = asip.Stage(PingPong(size, iters), X, client=client,
-                                     max_time=120).run()
-                if res.results[0] is None or not len(res.results[0]["rtts"]):
-                    raise RuntimeError(f"ping-pong ({label}) measured nothing: stopped by "
-                                       f"{res.stopped_by}, restarts {res.restarts}, "
-                                       f"stats {res.stats['total']}")
-                if direct:
-                    asip_ow = res.results[0]["rtts"] / 2
-                    n_direct, n_sent = res.stats["total"]["direct"], res.stats["total"]["sent"]
-                else:
-                    loop_ow = res.results[0]["rtts"] / 2
-            floor_ow = np.array(client.submit(_floor_pingpong, b, size, iters, workers=[a],
-                                              pure=False).result()) / 2
-            thread_ow = np.array(client.submit(_floor_pingpong, b, size, iters,
-                                               "bench_echo_thread", workers=[a],
-                                               pure=False).result()) / 2
+            samples: dict[str, list] = {"asip": [], "loop": [], "floor": [], "thread": []}
+            n_direct = n_sent = 0
+            # rounds alternate the four measurements, so a burst of load hits them alike
+            for _ in range(args.rounds if size == 100 else 1):
+                for direct in ((True, False) if size == 100 else (True,)):
+                    cfg = {} if direct else {"asip.channel.direct-bytes": 0}
+                    with dask.config.set(cfg):
+                        res = asip.Stage(PingPong(size, iters), X, client=client,
+                                         max_time=120).run()
+                    if res.results[0] is None or not len(res.results[0]["rtts"]):
+                        raise RuntimeError(f"ping-pong ({label}) measured nothing: stopped by "
+                                           f"{res.stopped_by}, restarts {res.restarts}, "
+                                           f"stats {res.stats['total']}")
+                    samples["asip" if direct else "loop"].append(res.results[0]["rtts"] / 2)
+                    if direct:
+                        n_direct += res.stats["total"]["direct"]
+                        n_sent += res.stats["total"]["sent"]
+                for key, op in (("floor", "bench_echo"), ("thread", "bench_echo_thread")):
+                    samples[key].append(np.array(client.submit(
+                        _floor_pingpong, b, size, iters, op, workers=[a], pure=False).result()) / 2)
+            asip_ow, floor_ow, thread_ow = (np.concatenate(samples[k])
+                                            for k in ("asip", "floor", "thread"))
+            loop_ow = np.concatenate(samples["loop"]) if samples["loop"] else None
             res = asip.Stage(Flood(size, args.flood_seconds), X, client=client,
                              max_time=args.flood_seconds + 1.0).run()
             r1 = res.results[1]
