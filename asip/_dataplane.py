@@ -300,7 +300,7 @@ class DataPlane:
             return
         parts = wire_item(encoded, self.settings.limits)  # here, off the event loop
         now = time.time()
-        if targets is not None and self._direct(ep, encoded, targets, parts, now):
+        if self._direct(ep, encoded, targets, parts, now):
             return
         size = encoded.nbytes + MESSAGE_OVERHEAD
         key = next(self._fifo) if encoded.slot is None else (ep, encoded.slot, targets)
@@ -327,21 +327,35 @@ class DataPlane:
             ep.stats.yielded += 1  # let the loop run instead of queueing more for it
             self._drained.wait(YIELD_MAX)
 
-    def _direct(self, ep: Endpoint, encoded: Encoded, targets: tuple, parts: list,
+    def _direct(self, ep: Endpoint, encoded: Encoded, targets: tuple | None, parts: list,
                 now: float) -> bool:
         """Write a small push to the socket from the pushing thread (True) when all its
-        receivers are on one peer worker whose link is idle and nothing pushed on this
-        worker waits for the loop (so it overtakes nothing); else False: the loop path."""
+        receivers (``None``: every peer) are on one peer worker whose link is idle and
+        nothing pushed on this worker waits for the loop (so it overtakes nothing); else
+        False: the loop path."""
         if (encoded.nbytes > self.settings.direct_bytes or ep.faults.delay or ep.faults.drop
                 or ep.closed or threading.get_ident() == self._loop_thread):
             return False
         directory, current, addr = self._directory(), self.current, None
-        for j in targets:
-            entry = directory.get(j)
-            if (j in current or entry is None or entry[0] == self.address
-                    or (addr is not None and entry[0] != addr)):
+        if targets is None:  # every peer, as `_route` resolves it: none here, all on one worker
+            if len(current) > (ep.index in current):
                 return False
-            addr = entry[0]
+            receivers = []
+            for j, (where, _) in directory.items():
+                if j == ep.index or where == self.address:
+                    continue
+                if addr is not None and where != addr:
+                    return False
+                addr = where
+                receivers.append(j)
+            targets = tuple(receivers)
+        else:
+            for j in targets:
+                entry = directory.get(j)
+                if (j in current or entry is None or entry[0] == self.address
+                        or (addr is not None and entry[0] != addr)):
+                    return False
+                addr = entry[0]
         link = self.links.get(addr)
         if link is None or link.sock is None or not all(type(p) is bytes for p in parts):
             return False
@@ -355,12 +369,8 @@ class DataPlane:
         with self._lock:  # nothing of this worker's waits before it for the loop
             if self._outbox or self._scheduled or self._routing or self.stopped:
                 return False
-            comm = link.claim((ep.stats, item, encoded.nbytes + MESSAGE_OVERHEAD,
-                               len(targets), now))
-        if comm is None:
-            return False
-        link.send_direct(comm, data)
-        return True
+            return link.write_direct((ep.stats, item, encoded.nbytes + MESSAGE_OVERHEAD,
+                                      len(targets), now), data)
 
     # ------------------------------------------------------------------ event loop
     def _drain(self, limit: int = DRAIN_BYTES) -> None:

@@ -13,11 +13,13 @@ dead peer costs bounded memory and staleness, and never blocks an operator.
 
 Small pushes skip the hop to the event loop: when the link is idle (connected, plain
 TCP, nothing queued, no batch unacknowledged) the pushing operator thread frames the
-batch and writes it to the socket itself (`PeerLink.claim` and `PeerLink.send_direct`;
-whatever the socket does not take at once, the loop writes). Such a write holds the
-link's one-batch-in-flight token like any other, so the loop still decides everything
-else: the token (``inflight``) changes only under the link's small lock, the counters
-are written only by the loop (a direct write's ``sent`` is counted with its
+batch and writes it to the socket itself (`PeerLink.write_direct`;
+whatever the socket does not take at once, the loop writes). Such a write has its own
+slot (``direct``, at most 64 KiB): while it waits for its acknowledgement the loop may
+write one batch after it as usual (so a burst's first push going direct never holds
+back the rest for a round trip), and no thread writes again until both are
+acknowledged. The slots change only under the link's small lock, the counters are
+written only by the loop (a direct write's ``sent`` is counted with its
 acknowledgement, or when its sender closes), and a connection is closed only under that
 lock, so a thread never writes to a socket that is being replaced.
 """
@@ -86,7 +88,7 @@ def drive(coro: Any, on_error: Callable[[BaseException], None]) -> bool:
 
 class PeerLink:
     """One outgoing link to a peer worker; every method runs on the event loop except
-    `claim` and `send_direct` (operator threads, see the module doc)."""
+    `frame` and `write_direct` (operator threads, see the module doc)."""
 
     def __init__(self, plane: DataPlane, address: str):
         self.plane = plane
@@ -99,10 +101,11 @@ class PeerLink:
         self.connecting: asyncio.Task | None = None
         self.retry_at = 0.0
         self.inflight: list | None = None  # the batch written and not yet acknowledged
-        # written by an operator thread, ``sent`` not yet counted: when it was written
-        self.direct_at: float | None = None
+        self.direct: list | None = None  # the batch a thread wrote, not yet acknowledged
+        self.direct_at: float | None = None  # when, while its ``sent`` is not counted yet
+        self.rest_pending = False  # the loop has yet to write the end of the direct batch
         self.sock: Any = None  # the plain TCP socket threads may write to (None: loop only)
-        self._wlock = threading.Lock()  # guards inflight/direct_at/comm against thread writes
+        self._wlock = threading.Lock()  # guards the two slots and comm against thread writes
         self.reader: asyncio.Task | None = None
         self.closed = False
         self.writes = 0
@@ -155,7 +158,7 @@ class PeerLink:
             return
         entries = []
         with self._wlock:
-            if self.inflight is not None:
+            if self.inflight is not None or self.rest_pending:
                 return
             taken = 0
             while self.queue and taken < BATCH_BYTES:  # bounded work per handler call on the peer
@@ -185,40 +188,39 @@ class PeerLink:
         frames, _, _ = _add_frames_header(list(protocol.dumps(msg)))
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
-    def claim(self, entry: tuple) -> Any:
-        """Take the idle link for one batch written by the calling thread: its comm, or
-        None when the link is busy, queued, connecting or loop-only (then the loop writes)."""
-        with self._wlock:
-            if (self.closed or self.queue or self.inflight is not None or self.sock is None
-                    or self.comm is None):
-                return None
-            self.inflight = [entry]
+    def write_direct(self, entry: tuple, data: bytes) -> bool:
+        """Write one batch (``data``, framed by `frame`) from the calling thread if the
+        link is idle, without blocking: True if it is taken (counted from here on by the
+        loop), False when the link is busy, queued, connecting or loop-only. What the
+        socket does not take now the loop writes, before anything else."""
+        with self._wlock:  # the loop writes nothing while a thread checks and writes
+            if (self.closed or self.queue or self.inflight is not None or self.direct is not None
+                    or self.sock is None or self.comm is None):
+                return False
+            comm = self.comm
+            self.direct = [entry]
             self.direct_at = time.time()
             self.writes += 1
-            return self.comm
-
-    def send_direct(self, comm: Any, data: bytes) -> None:
-        """Write a claimed batch from the calling thread without blocking; the loop writes
-        what the socket does not take now, or counts the batch dropped if the write fails."""
-        aloop = self.plane.aloop
-        with self._wlock:
-            if self.comm is not comm or self.direct_at is None:
-                return  # the connection broke after the claim: counted there
             try:
                 sent = self.sock.send(data)
             except BlockingIOError:
                 sent = 0
             except OSError as exc:
-                aloop.call_soon_threadsafe(self._failed, comm, exc)
-                return
+                self.plane.aloop.call_soon_threadsafe(self._failed, comm, exc)
+                return True
+            self.rest_pending = sent < len(data)  # no loop write before the rest
         if sent < len(data):
-            aloop.call_soon_threadsafe(self._write_rest, comm, memoryview(data)[sent:])
+            self.plane.aloop.call_soon_threadsafe(self._write_rest, comm,
+                                                  memoryview(data)[sent:])
+        return True
 
     def _write_rest(self, comm: Any, rest: memoryview) -> None:
-        """The part of a direct write the socket did not take (loop; the batch still holds
-        the token, so nothing else is written in between)."""
+        """The part of a direct write the socket did not take (loop; nothing else is
+        written before it: see ``rest_pending``)."""
         if self.comm is not comm:
             return
+        with self._wlock:
+            self.rest_pending = False
 
         def done(fut: Any) -> None:
             if not fut.cancelled() and fut.exception() is not None:
@@ -228,12 +230,14 @@ class PeerLink:
             comm.stream.write(rest).add_done_callback(done)
         except Exception as exc:  # noqa: BLE001 - counted and logged, the link starts over
             self._failed(comm, exc)
+            return
+        self.flush()  # what queued up behind it
 
     def settle(self, stats: ChannelStats) -> None:
         """A sender closes (loop): count now the ``sent`` of its direct write still
         unacknowledged, so its final statistics hold it."""
         with self._wlock:
-            entries = self.inflight if self.direct_at is not None else None
+            entries = self.direct if self.direct_at is not None else None
             if not entries or entries[0][0] is not stats:
                 return
             self._count_direct(entries, self.direct_at)
@@ -246,14 +250,28 @@ class PeerLink:
             stats.direct += 1
             stats.queued_hist[_bucket(int((written_at - pushed_at) * 1e6))] += 1
 
-    def _take_inflight(self) -> list:
-        """Release the token (loop): the batch that held it, its direct ``sent`` counted."""
+    @property
+    def idle(self) -> bool:
+        """No batch written and unacknowledged."""
+        return self.inflight is None and self.direct is None
+
+    def _take_acked(self) -> list:
+        """An acknowledgement came (loop): it answers the oldest batch written, the direct
+        one if any (nothing is written before it); that batch, its ``sent`` counted."""
         with self._wlock:
-            entries, self.inflight = self.inflight or [], None
-            direct, self.direct_at = self.direct_at, None
-        if direct is not None:
-            self._count_direct(entries, direct)
+            if self.direct is not None:
+                entries, self.direct = self.direct, None
+                written, self.direct_at = self.direct_at, None
+            else:
+                entries, self.inflight, written = self.inflight or [], None, None
+        if written is not None:
+            self._count_direct(entries, written)
         return entries
+
+    def _take_inflight(self) -> list:
+        """Every batch written and unacknowledged (loop: the connection is given up)."""
+        entries = self._take_acked()
+        return entries + self._take_acked()
 
     # ------------------------------------------------------------------ loop
     def _failed(self, comm: Any, exc: BaseException) -> None:
@@ -279,7 +297,7 @@ class PeerLink:
                     self.retry_at = asyncio.get_running_loop().time() + self.plane.settings.reconnect_delay
                     self._broken(comm)
                     return
-                self._take_inflight()
+                self._take_acked()
                 self.flush()
         except Exception as exc:  # noqa: BLE001 - closed, aborted or garbage: start over
             if self.comm is comm:
@@ -289,7 +307,8 @@ class PeerLink:
         with self._wlock:  # no thread writes to this socket from here on
             if self.comm is comm:
                 self.comm = self.sock = None
-                self.inflight = self.direct_at = None
+                self.inflight = self.direct = self.direct_at = None
+                self.rest_pending = False
             try:
                 comm.abort()
             except Exception:  # noqa: BLE001
