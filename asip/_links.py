@@ -5,23 +5,24 @@ operators' outbox: when the link is connected and the peer has acknowledged the
 previous batch, the batch is written at once (distributed's ``comm.write`` enqueues
 into tornado's buffer without suspending when serialization is not offloaded).
 Otherwise it waits in a queue bounded by ``asip.channel.peer-queue-bytes``: at most
-one batch per link is ever unhandled by its receiver (the handler's reply is the
-acknowledgement), so under overload the waiting happens on the sender, where
-``latest=`` messages conflate and, past the bound, the oldest are dropped and
-counted, instead of in socket buffers where messages only grow stale. A slow or
-dead peer costs bounded memory and staleness, and never blocks an operator.
+one batch per link (plus one small direct write, below) is ever unhandled by its
+receiver (the handler's reply is the acknowledgement), so under overload the
+waiting happens on the sender, where ``latest=`` messages conflate and, past the
+bound, the oldest are dropped and counted, instead of in socket buffers where
+messages only grow stale. A slow or dead peer costs bounded memory and staleness,
+and never blocks an operator.
 
 Small pushes skip the hop to the event loop: when the link is idle (connected, plain
 TCP, nothing queued, no batch unacknowledged) the pushing operator thread frames the
-batch and writes it to the socket itself (`PeerLink.write_direct`;
-whatever the socket does not take at once, the loop writes). Such a write has its own
-slot (``direct``, at most 64 KiB): while it waits for its acknowledgement the loop may
-write one batch after it as usual (so a burst's first push going direct never holds
-back the rest for a round trip), and no thread writes again until both are
-acknowledged. The slots change only under the link's small lock, the counters are
-written only by the loop (a direct write's ``sent`` is counted with its
-acknowledgement, or when its sender closes), and a connection is closed only under that
-lock, so a thread never writes to a socket that is being replaced.
+batch and writes it to the socket itself (`PeerLink.write_direct`; whatever the
+socket does not take at once, the loop writes). Such a write has its own slot
+(``direct``, at most ``asip.channel.direct-bytes``): while it waits for its
+acknowledgement the loop may write one batch after it as usual (so a burst's first
+push going direct never holds back the rest for a round trip), and no thread writes
+again until both are acknowledged. The slots change only under the link's small
+lock, the counters are written only by the loop (a direct write's ``sent`` is
+counted with its acknowledgement, or when its sender closes), and a connection is
+closed only under that lock, so a thread never writes to a socket being replaced.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ time of an 8-operator gang on a warm cluster, the fixed cost per stage (wall tim
 minus ``max_time``), and how soon a restarted operator is back and pushing after its
 worker is SIGKILLed. The ping-pong runs twice: as configured (small pushes written by
 the operator thread itself, ``asip.channel.direct-bytes``) and with every push through
-the worker's event loop (``direct-bytes: 0``), side by side. Targets (issue 2): p50 ≤ 1.5x floor, ≥ 40k small msg/s, launch
-≤ 0.2 s, back ≤ 2 s after a kill.
+the worker's event loop (``direct-bytes: 0``), side by side. Targets (issue 2): p50
+≤ 1.5x floor, ≥ 40k small msg/s, launch ≤ 0.2 s, back ≤ 2 s after a kill.
 """
 
 from __future__ import annotations
