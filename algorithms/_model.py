@@ -116,9 +116,30 @@ def n_iter_of(results: list) -> int:
 
 
 def gap_of(results: list) -> float | None:
-    """The certified duality gap the operators reported (the largest), or None without one."""
-    gaps = [float(np.max(r["gap"])) for r in results if r and "gap" in r]
-    return max(gaps) if gaps else None
+    """The duality gap of the certificate the fit ended on (None without one).
+
+    That is the gap of the snapshot carrying the ``certified`` model (the one ``combine``
+    returns, `_certificate.certified_model`), else of the most advanced operator's (largest
+    round ``k``: barrier solvers' model comes from it, `_barrier.latest_model`). An operator
+    stopped before reducing the last round still reports the round before's larger gap: it
+    must not stand for the certificate that stopped the fit. Snapshots without a round
+    counter: the largest gap. Several tasks (stacked snapshots): the largest over the tasks
+    of each task's gap chosen so.
+    """
+    have = [r for r in results if r and "gap" in r]
+    if not have:
+        return None
+    for r in have:  # the same snapshot `certified_model` takes the model from
+        if "certified" in r:
+            return float(np.max(r["gap"]))
+    gaps = [np.atleast_1d(np.asarray(r["gap"], dtype=np.float64)) for r in have]
+    if not all("k" in r for r in have) or len({g.shape for g in gaps}) != 1:
+        return float(max(np.max(g) for g in gaps))
+    ks = np.stack([np.broadcast_to(np.atleast_1d(np.asarray(r["k"])), gaps[0].shape)
+                   for r in have])
+    G = np.stack(gaps)
+    newest = ks == ks.max(axis=0)  # per task: the operators at the newest round
+    return float(np.max(np.where(newest, G, -np.inf).max(axis=0)))
 
 
 def task_labels(y: np.ndarray, task: int, n_tasks: int) -> np.ndarray:

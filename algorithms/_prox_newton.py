@@ -63,6 +63,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _cd_kernels as C
+from . import _compact as CM
 from . import _kernels as K
 from . import _model_dual as MD
 from ._barrier import Barrier, barrier_step, latest_model
@@ -174,13 +175,12 @@ def _round_a(state: NewtonState, data: LocalData) -> dict:
     sloss = C.row_curvature(pb.loss, mem["m"], data.y, _mu(pb, mem), mem["a"], mem["D"],
                             mem["floor"])
     parts = certificate_parts(data.X, data.y, w, pb.loss, pb.fit_intercept, dual=mem["a"])
-    out = {"w": w.copy(), "mu": mem["mu"], "lam": mem["lam"], "l1": mem["l1"], "n": data.n,
-           "sloss": float(sloss), "loss": parts.loss_sum, "conj": parts.conj_sum, "g": parts.g,
-           "asum": float(mem["a"].sum())}
+    out = _fields(mem, n=data.n, sloss=float(sloss), loss=parts.loss_sum, conj=parts.conj_sum,
+                  g=parts.g, asum=float(mem["a"].sum()))
     if np.isfinite(mem["dual_best"]):  # peers (a restarted one) learn the best dual seen
         out["dbest"] = float(mem["dual_best"])
     if mem["full"]:
-        out["hess"] = _local_hessian(state, mem["D"]).ravel()
+        out.update(CM.sym_fields("hess", _local_hessian(state, mem["D"])))  # upper triangle
     else:
         out["hd"] = _hessian_diagonal(state, mem["D"])
     if parts.side is not None:
@@ -206,35 +206,52 @@ def _local_hessian(state: NewtonState, D: np.ndarray) -> np.ndarray:
     return H
 
 
+def _fields(mem: dict, **extra) -> dict:
+    """A round's contribution: the fields every round carries (the iterate, smoothing,
+    damping and l1 weight, what a restarted operator adopts) and the round's own."""
+    return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "l1": mem["l1"], **extra}
+
+
+def _damping(pb: Problem, mem: dict, lam: float) -> float:
+    """A local model's damping: ``lam`` times the mean global Hessian diagonal."""
+    scale = float(mem["Hg"][: pb.n_features].mean()) if pb.n_features else 1.0
+    return lam * max(scale, 1e-12)
+
+
+def _h_base(pb: Problem, mem: dict, lam: float) -> np.ndarray:
+    """A local model's Hessian diagonal where its own is at most the global one: the global
+    one, damped (`_damping`; the receivers know it, so only the rest travels)."""
+    return mem["Hg"] + _damping(pb, mem, lam)
+
+
 def _round_b(state: NewtonState, data: LocalData) -> dict:
-    """This partition's solution of the model (global gradient, local Hessian)."""
+    """This partition's solution of the model (global gradient, local Hessian), or its
+    Hessian on the working set; only what the reduction reads, compact (`_compact`)."""
     pb, mem, params = state.problem, state.mem, state.params
-    delta = np.zeros(pb.p)
     if mem.pop("zero_dir", False):  # rejoined in this round: no local model, no move
-        return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "l1": mem["l1"],
-                "dk": delta}
+        return _fields(mem, **CM.vector_fields("dk", np.zeros(pb.p)))
     S = mem.get("S")
     if S is not None:  # the working set is small: its exact Hessian, no local direction
-        return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "l1": mem["l1"],
-                "dk": delta, "S": S, "GS": mem["G"][S], "hs": _working_hessian(state, S).ravel()}
+        return _fields(mem, S=S, GS=mem["G"][S], **CM.sym_fields("hs", _working_hessian(state, S)))
     Dk = mem["D"] / data.n
     hk = _hessian_diagonal(state, Dk)
-    scale = float(mem["Hg"][: pb.n_features].mean()) if pb.n_features else 1.0
-    extra = np.maximum(mem["Hg"] - hk, 0.0) + mem["lam"] * max(scale, 1e-12)
+    base = _h_base(pb, mem, mem["lam"])
+    H = np.maximum(hk + _damping(pb, mem, mem["lam"]), base)  # local, at least the global
+    extra = H - hk
     l1 = mem["l1"] if pb.penalty == K.L1 else 0.0
     if pb.penalty == K.L2:  # the l2 penalty's Hessian is exact: alpha on every coefficient
         extra[: pb.n_features] += pb.alpha
     q = np.zeros(data.n)
+    delta = np.zeros(pb.p)
     mem["passes"] = int(C.cd_subproblem(*state.csc, pb.fit_intercept, Dk, mem["G"], extra,
                                         mem["w"], l1, params["max_pass"], params["inner_tol"],
                                         delta, q))
-    out = {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "l1": mem["l1"], "dk": delta}
+    out = _fields(mem, **CM.vector_fields("dk", delta))
     if params["combine"] == "prox" and l1 > 0.0:
-        H = hk + extra
         u = np.empty(pb.p)
         C.forward_point(*state.csc, pb.fit_intercept, Dk, mem["G"], extra, H, mem["w"], delta,
                         q, u)
-        out["hu"], out["hh"] = H * u, H
+        out.update(hu=H * u, **CM.vector_fields("hh", H, base))
     return out
 
 
@@ -247,10 +264,10 @@ def _round_c(state: NewtonState, data: LocalData) -> dict:
     ts = np.zeros(N_TRIALS)
     C.trial_losses(pb.loss, mem["m"], q, data.y, _mu(pb, mem), _steps(state), ts)
     dual = MD.model_dual(pb.loss, mem["a"], mem["D"], q, data.y)  # the model's own duals
-    return {"w": mem["w"].copy(), "mu": mem["mu"], "lam": mem["lam"], "l1": mem["l1"],
-            "dbar": mem["dbar"].copy(), "ts": ts,
-            "F": float(mem["F"]), "delta": float(mem["delta"]),
-            **MD.model_dual_fields(data.X, data.y, mem["w"], pb.loss, pb.fit_intercept, dual)}
+    return _fields(mem, dbar=mem["dbar"].copy(), ts=ts, F=float(mem["F"]),
+                   delta=float(mem["delta"]),
+                   **MD.model_dual_fields(data.X, data.y, mem["w"], pb.loss, pb.fit_intercept,
+                                          dual))
 
 
 def _steps(state: NewtonState) -> np.ndarray:
@@ -375,11 +392,11 @@ def _working_hessian(state: NewtonState, S: np.ndarray) -> np.ndarray:
 def _working_direction(state: NewtonState, parts: list) -> np.ndarray | None:
     """The proximal Newton direction over the working set, by CD on its all-reduced Hessian."""
     pb, mem, params = state.problem, state.mem, state.params
-    have = [c for c in parts if "hs" in c]
+    have = [c for c in parts if "S" in c]
     if not have:
         return None
     S, GS = np.asarray(have[0]["S"], dtype=np.int64), np.asarray(have[0]["GS"])
-    H = np.sum([np.asarray(c["hs"]) for c in have], axis=0).reshape(S.size, S.size)
+    H = CM.sym_of(np.sum([CM.packed_of(c, "hs", S.size) for c in have], axis=0), S.size)
     H /= pb.n_total
     scale = float(np.mean(np.diag(H))) if S.size else 1.0
     n_coef = int(np.count_nonzero(S < pb.n_features))
@@ -396,7 +413,8 @@ def _working_direction(state: NewtonState, parts: list) -> np.ndarray | None:
 def _full_direction(state: NewtonState, parts: list) -> None:
     """The proximal Newton direction of the global model, by CD on the all-reduced Hessian."""
     pb, mem, params = state.problem, state.mem, state.params
-    H = np.sum([c["hess"] for c in parts], axis=0).reshape(pb.p, pb.p) / pb.n_total
+    H = CM.sym_of(np.sum([CM.packed_of(c, "hess", pb.p) for c in parts], axis=0), pb.p)
+    H /= pb.n_total
     l1 = mem["l1"] if pb.penalty == K.L1 else 0.0
     if pb.penalty == K.L2:
         H[np.arange(pb.n_features), np.arange(pb.n_features)] += pb.alpha
@@ -417,9 +435,13 @@ def _gather_b(state: NewtonState, parts: list) -> None:
         return
     d = np.zeros(pb.p)
     for j, c in enumerate(parts):
-        d += (pb.sizes[j] / pb.n_total) * np.asarray(c["dk"])
+        dk = CM.vector_of(c, "dk", pb.p)
+        if dk is not None:
+            d += (pb.sizes[j] / pb.n_total) * dk
     if all("hu" in c for c in parts):
-        z = _prox_combined(pb, parts, mem["l1"])
+        forward = [{"hu": c["hu"], "hh": CM.vector_of(c, "hh", pb.p, _h_base(pb, mem, c["lam"]))}
+                   for c in parts]
+        z = _prox_combined(pb, forward, mem["l1"])
         _set_direction(state, z - mem["w"])
         if mem["delta"] < 0.0:
             return
@@ -518,6 +540,10 @@ def _reduce(state: NewtonState, data: LocalData, parts: list, k: int) -> bool:
     mem, params = state.mem, state.params
     ph = _phase(mem, k)
     done = False
+    # the barrier resends this contribution as the previous round's in the next message,
+    # where only a late peer's reduction reads it: the iterate (for a restarted operator
+    # to adopt, which reads current ones only) stays behind
+    mem["own"] = {key: v for key, v in mem["own"].items() if key != "w"}
     if ph == _A:
         done = _gather_a(state, parts)
     elif ph == _B:
@@ -541,8 +567,10 @@ def schema(problem: Problem) -> tuple[dict, dict]:
     fields = {"w": ("float64", (p,)), "mu": float, "n": int, "sloss": float, "loss": float,
               "conj": float, "g": ("float64", (d,)), "asum": float, "hd": ("float64", (p,)),
               "side": ("float64", (side_len(problem),)), "side_g": ("float64", (d,)),
-              "dk": ("float64", (p,)), "hu": ("float64", (p,)), "hh": ("float64", (p,)),
-              "S": ("int64", (None,)), "GS": ("float64", (None,)), "hs": ("float64", (None,)), "lam": float, "l1": float, "hess": ("float64", (p * p,)), "dbar": ("float64", (p,)), "ts": ("float64", (N_TRIALS,)),
+              "hu": ("float64", (p,)), **CM.schema_fields("dk", p), **CM.schema_fields("hh", p),
+              "S": ("int64", (None,)), "GS": ("float64", (None,)), **CM.schema_fields("hs", None),
+              "lam": float, "l1": float, **CM.schema_fields("hess", p * (p + 1) // 2), "dbar": ("float64", (p,)),
+              "ts": ("float64", (N_TRIALS,)),
               "F": float, "delta": float, "dbest": float, **MD.schema_fields(problem)}
     always = ("w", "mu", "lam", "l1")  # every round's contribution carries these
     required = {"k": int, "has_prev": bool, **{f"c_{key}": fields[key] for key in always}}

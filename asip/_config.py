@@ -30,6 +30,14 @@ def integer(key: str) -> int:
     return int(dask.config.get(f"asip.{key}"))
 
 
+def flag(key: str) -> bool:
+    """A boolean from ``asip.<key>`` (``"false"``/``"0"``/``"no"``/``"off"`` from the environment are False)."""
+    value = dask.config.get(f"asip.{key}")
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "off", "")
+    return bool(value)
+
+
 def snapshot() -> dict:
     """The whole ``asip`` config section, to ship to workers with a stage."""
     return dict(dask.config.get("asip"))

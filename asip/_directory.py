@@ -19,6 +19,7 @@ from time import time
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed.scheduler import heartbeat_interval
 from distributed.protocol.pickle import dumps
 from distributed.protocol.serialize import Serialized, deserialize
 
@@ -392,19 +393,35 @@ class DirectoryPlugin(SchedulerPlugin):
 
     # ------------------------------------------------------------------ liveness
     async def _watch_heartbeats(self) -> None:
-        """Judge any worker of this stage whose heartbeat to the scheduler is late."""
-        limit = self.silence_timeout
+        """Judge any worker of this stage whose heartbeat to the scheduler is late: one
+        running its operators, or one sent operator tasks that never registered (a worker
+        frozen before its share of the gang registers would otherwise hold the start
+        until ``asip.gang.start-timeout``; killed, its tasks go elsewhere and it starts)."""
         while not self.closed:
-            await asyncio.sleep(min(0.5, limit / 4))
+            await asyncio.sleep(min(0.5, self.silence_timeout / 4))
             if self.stopped is not None:
                 continue
             now = time()
-            for addr in {a for a, _ in self.entries.values()} - self.suspects:
-                ws = self.scheduler.workers.get(addr)
-                if ws is not None and now - ws.last_seen >= limit:
+            limit = self.silence_limit(len(self.scheduler.workers))
+            registered = {a for a, _ in self.entries.values()}
+            for addr, ws in list(self.scheduler.workers.items()):
+                if addr in self.suspects or now - ws.last_seen < limit:
+                    continue
+                if addr in registered or self._has_operator_tasks(ws):
                     self.suspects.add(addr)
                     self._emit("silent", addr, self._partitions_on(addr), now - ws.last_seen)
                     self._spawn(self._judge(addr, now - ws.last_seen))
+
+    def silence_limit(self, n_workers: int) -> float:
+        """How late a heartbeat may be before its worker is judged: the configured timeout,
+        but never under three of the heartbeat intervals distributed asks of ``n_workers``
+        workers (n/200 + 1 s past 200 workers), so a big cluster's on-time beats never look late."""
+        return max(self.silence_timeout, 3.0 * heartbeat_interval(n_workers))
+
+    def _has_operator_tasks(self, ws: Any) -> bool:
+        """Whether the scheduler sent this stage's operator tasks to worker ``ws``."""
+        prefix = f"asip-{self.run_id}-op"
+        return any(isinstance(ts.key, str) and ts.key.startswith(prefix) for ts in ws.processing)
 
     def _partitions_on(self, addr: str) -> list[int]:
         """The partitions whose current incarnation runs on ``addr`` (and is not lost)."""

@@ -360,7 +360,8 @@ class _Run:
             silence_timeout=self.silence_timeout,
             kill_timeout=_config.seconds("stage.hung-worker-kill-timeout"),
             control_timeout=self.control_timeout)
-        channel = ChannelPlugin(self.run_id, self.n, settings, faults)
+        channel = ChannelPlugin(self.run_id, self.n, settings, faults,
+                                pause_profiler=_config.flag("stage.pause-worker-profiler"))
         client = self.client
 
         async def install() -> None:  # both at once: one round trip, not two

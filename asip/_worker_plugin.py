@@ -16,6 +16,7 @@ from typing import Any
 from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.utils import sync
 
+from asip import _profiler
 from asip._dataplane import ChannelSettings, DataPlane, Endpoint
 from asip._directory import op_name
 
@@ -33,8 +34,10 @@ class ChannelPlugin(WorkerPlugin):
 
     idempotent = False
 
-    def __init__(self, run_id: str, n_partitions: int, settings: ChannelSettings, faults: tuple):
+    def __init__(self, run_id: str, n_partitions: int, settings: ChannelSettings, faults: tuple,
+                 pause_profiler: bool = True):
         self.run_id = run_id
+        self.pause_profiler = pause_profiler  # asip.stage.pause-worker-profiler (`asip._profiler`)
         self.n_partitions = n_partitions
         self.settings = settings
         self.faults = tuple(faults)
@@ -44,6 +47,7 @@ class ChannelPlugin(WorkerPlugin):
     async def setup(self, worker: Any) -> None:
         self.worker = worker
         self.address = worker.address
+        self.profiler_paused = self.pause_profiler and _profiler.pause(worker)
         self.loop = worker.loop
         self.directory: dict[int, tuple[str, int]] = {}
         self.dir_version = 0  # directory deltas applied without a gap
@@ -70,6 +74,9 @@ class ChannelPlugin(WorkerPlugin):
         self._reporter = asyncio.ensure_future(self._report_loop())
 
     async def teardown(self, worker: Any) -> None:
+        if getattr(self, "profiler_paused", False):
+            _profiler.resume(worker)
+            self.profiler_paused = False
         self.closed = True
         self.stop_reason = self.stop_reason or "teardown"
         self.stop.set()

@@ -3,6 +3,8 @@
 Run:  python benchmarks/scale.py [--quick] [--workers 8] [--operators 64,128] [--dims 1000]
       [--topologies all,ring,gossip] [--duration 30] [--latest]
       python benchmarks/scale.py --wide 1e6 --workers 4 --duration 60   (scheduler memory)
+      python benchmarks/scale.py --workers 16 --operators 512 --topologies ring --duration 2 \
+          --repeat 3 --profiler both   (the workers' task profiler paused vs kept, alternating)
 
 Every shape runs one stage of ``N`` operators on ``W`` worker processes (operators
 oversubscribe the cores: ``oversubscribe=True``); each operator pushes a ``d``-float
@@ -222,6 +224,17 @@ HEADER = ("| W | N | d | fan-out | launch s | deliveries/s | MB/s | age p50 / p9
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
+def _runs(args) -> list[tuple[str, str]]:
+    """(fan-out, profiler mode) for each stage of a shape, ``--repeat`` times; with
+    ``--profiler both`` the two modes alternate, and swap order every repeat."""
+    modes = ["keep", "pause"] if args.profiler == "both" else [args.profiler]
+    out = []
+    for k in range(args.repeat):
+        for topo in [t for t in args.topologies.split(",") if t]:
+            out += [(topo, m) for m in (modes if k % 2 == 0 else modes[::-1])]
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="4 workers, 16 operators, d=1000, 3 s")
@@ -231,6 +244,10 @@ def main(argv=None) -> None:
     ap.add_argument("--topologies", default="all,ring,gossip")
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--latest", action="store_true", help="push with latest=True (conflation)")
+    ap.add_argument("--repeat", type=int, default=1, help="run every shape this many times")
+    ap.add_argument("--profiler", choices=("pause", "keep", "both"), default="pause",
+                    help="asip.stage.pause-worker-profiler on (pause), off (keep), or "
+                         "both, alternating on one cluster (side by side)")
     ap.add_argument("--wide", type=float, default=None, metavar="D",
                     help="instead: a --duration s ASIP-SGD fit with D sparse features "
                          "(100k rows, 30 nonzeros a row) on --workers; scheduler memory")
@@ -259,12 +276,16 @@ def main(argv=None) -> None:
                           dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
             for n in ints(args.operators):
                 for d in ints(args.dims):
-                    for topo in [t for t in args.topologies.split(",") if t]:
+                    for topo, mode in _runs(args):
                         try:
-                            r = run_shape(client, w, n, d, topo, args.duration, args.latest)
+                            with dask.config.set({"asip.stage.pause-worker-profiler":
+                                                  mode == "pause"}):
+                                r = run_shape(client, w, n, d, topo, args.duration, args.latest)
                         except Exception as exc:  # a shape that fails is a row, not the end
                             print(f"| {w} | {n} | {d:,} | {topo} | failed: {exc!r:.200} |", flush=True)
                             continue
+                        if args.profiler == "both":
+                            r["topology"] += f" (profiler {mode})"
                         print(_row(r), flush=True)
                         print("  launch phases (s from the launch's start): " + ", ".join(
                             f"{k} {v:.2f}" for k, v in r["phases"].items()), flush=True)

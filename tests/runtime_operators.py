@@ -302,3 +302,17 @@ class GilHog(asip.Operator):
 
     def result(self, ctx):
         return {"hogged": self.hogged}
+
+
+class ProfilerProbe(asip.Operator):
+    """Reports which function Dask's task profiler on its worker calls while it runs."""
+
+    def setup(self, ctx, partition):
+        pc = get_worker().periodic_callbacks.get("profile")
+        self.callback = getattr(pc.callback, "__name__", repr(pc.callback)) if pc else None
+
+    def step(self, ctx):
+        time.sleep(0.01)
+
+    def result(self, ctx):
+        return {"callback": self.callback}

@@ -154,7 +154,6 @@ def test_defaults_stop_certified_and_small_reports_carry_no_model(client, capsys
     assert clf.solver_ in RUNTIME_SOLVERS and RUNTIME_SOLVERS[clf.solver_].uses_tol
     assert clf.stopped_by_ == "tol", clf.stopped_by_
     assert clf.gap_ is None or 0 <= clf.gap_ < 1e-3
-    assert clf.fit_timings_["solve"] < clf.max_time
     assert set(clf.fit_timings_) == {"client", "prepare", "solve", "finish"}
     assert clf.intercept_.shape == (1,) and clf.n_iter_ > 0
     assert "msg/s" in capsys.readouterr().out  # the progress bar
