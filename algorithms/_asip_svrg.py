@@ -3,7 +3,8 @@
 Each operator ``k`` repeats, with no barrier:
 
 1. take the model ``wbar`` from the latest iterates it has (its own and its peers' pushed
-   ones; a peer not heard from yet counts as the anchor), averaged per coordinate with the
+   ones that stepped against a recent anchor: a straggler's old one is absent), averaged
+   per coordinate with the
    weights ``c_kj`` = the rows of partition ``k`` where feature ``j`` is nonzero (the
    aggregation of FSVRG, Konecny et al. 2016): on a feature a partition has no data for,
    its local steps only drift by the full-gradient term, and that drift must not count --
@@ -12,7 +13,8 @@ Each operator ``k`` repeats, with no barrier:
 2. run ``epoch`` passes' worth of proximal SVRG steps on its own rows (`_vr_kernels`) from
    ``wbar``, against the anchor's row memory ``mem_i = s_i phi'(m_i(anchor))`` and the
    full-gradient estimate ``mu = (1/n) sum_j G_j`` (``G_j`` each partition's latest pushed
-   gradient sum at an anchor; a missing one is estimated by the own, scaled by ``n_j/n_k``);
+   gradient sum at an anchor; the partitions that never sent one are absent: the sum over
+   those that did, divided by their rows);
 3. push its iterate ``w_k`` and its gradient sum ``G_k``, as totals with a sequence number
    (receivers keep the latest: a lost or reordered message costs nothing).
 
@@ -32,6 +34,20 @@ sees that at the anchors: when the objective at a new anchor exceeds the best on
 re-announces the best anchor as a *reset* (every operator restarts its iterate there and
 counts a peer's pushes from before the reset as that anchor) and cuts every operator's
 local epoch to a quarter (``escale``, sent with the leader's pushes).
+
+Partial participation (the paper's straggler: partition 0 sleeps 2 s, re-armed 1 s after
+waking). A partition not heard from for ``silence`` s (and 4 of its usual gaps between
+pushes) counts as absent, as long as the
+absent ones hold at most ``absent_share`` of the rows (else every one is waited for): an anchor
+activates, and the next is announced, once the partitions heard from have their ``G``
+there; in ``mu`` a silent partition's latest ``G`` stands in (replaced when it speaks:
+exact at the fixed point), and before its first one its rows are left out and the others
+reweighted (the steps solve the problem of the rows reported); ``wbar`` leaves out an
+iterate that stepped against none of the last `RECENT` anchors. While the leader is
+silent, partition 1 (the deputy) announces the anchors (odd versions, the leader's even:
+two announcers never give one version two points); the leader takes over past them when
+it speaks. The certificate still needs every partition's ``G`` at the very anchor, so
+nothing is certified while a part is missing.
 
 The estimate is the distributed SVRG of Lee et al. (local sampling, model averaging): at
 the optimum ``mu = grad f(w*)`` cancels the prox step and every local step is zero, so the
@@ -69,7 +85,9 @@ __all__ = ["ALGORITHM", "SvrgState", "combine", "init", "local_step", "snapshot"
 logger = logging.getLogger(__name__)
 
 LEADER = 0
+DEPUTY = 1  # leads while the leader is silent (see "Partial participation")
 REPEAT = 5  # a field that did not change rides every REPEAT-th push
+RECENT = 3  # a peer whose last epoch was against an older anchor than these is absent from wbar
 
 DEFAULTS = {
     "step_scale": 1.0,  # step = step_scale / (3 L_max)
@@ -79,6 +97,8 @@ DEFAULTS = {
     "max_ahead": 2,  # epochs an operator runs without news from any peer, then it waits
     "rejoin_wait": 0.3,  # a restarted leader waits this long to hear every peer
     "backtrack": 0.25,  # objective up at an anchor: reset to the best one, epochs times this
+    "silence": 0.5,  # seconds without a message after which a partition counts as absent
+    "absent_share": 0.125,  # ...as long as the absent ones hold at most this share of the rows
     "seed": None,
 }
 
@@ -107,6 +127,12 @@ def validate(problem: Problem, params: dict) -> None:
     if not params["step_scale"] > 0 or not (params["epoch"] is None or params["epoch"] > 0):
         raise ValueError(f"step_scale and epoch must be positive for solver 'asip-svrg', got "
                          f"{params['step_scale']!r} and {params['epoch']!r}")
+    if not 0 <= params["absent_share"] < 1:
+        raise ValueError(f"absent_share must be in [0, 1) for solver 'asip-svrg', got "
+                         f"{params['absent_share']!r}")
+    if not params["silence"] > 0:
+        raise ValueError(f"silence must be positive seconds for solver 'asip-svrg', got "
+                         f"{params['silence']!r}")
     if not 0 < params["backtrack"] <= 1:
         raise ValueError(f"backtrack must be in (0, 1] for solver 'asip-svrg', got "
                          f"{params['backtrack']!r}")
@@ -126,7 +152,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> SvrgState:
                       {"seq": 0, "epochs": 0.0, "ahead": 0.0, "epoch": float(epoch), "base_epoch": float(epoch),
                        "escale": 1.0, "reset": -1, "ver": -1, "anchor": np.zeros(p),
                        "rejoining": data.incarnation > 0, "started": None,
-                       "leader": data.index == LEADER},
+                       "leader": data.index == LEADER, "acting": data.index == LEADER,
+                       "heard": {}},
                       {"ver": 0, "anchor": np.zeros(p), "best_dual": -np.inf, "gap": np.inf,
                        "best_primal": np.inf, "best_anchor": np.zeros(p),
                        "rel_gap": np.inf, "certified": None,
@@ -166,6 +193,7 @@ def _anchor(state: SvrgState, data: LocalData, ver: int, a: np.ndarray) -> None:
                                    pb.fit_intercept, state.mem, state.grad))
     _spent(clock, "anchor", t0)
     clock["ver"], clock["anchor"] = int(ver), a.copy()
+    clock["recent"] = (clock.get("recent", []) + [int(ver)])[-RECENT:]
     if "act" not in clock:  # the first anchor is active at once
         clock["act"] = {"ver": int(ver), "mem": state.mem.copy(), "grad": state.grad.copy()}
     if pb.fit_intercept:
@@ -174,11 +202,12 @@ def _anchor(state: SvrgState, data: LocalData, ver: int, a: np.ndarray) -> None:
             else (np.zeros(C.side_len(pb)), np.zeros(pb.n_features)))
 
 
-def _absorb(state: SvrgState, data: LocalData, inbox) -> None:
+def _absorb(state: SvrgState, data: LocalData, inbox, now: float) -> None:
     if inbox:
         state.clock["ahead"] = 0.0
     for msg in inbox:
         pl = msg.payload
+        _heard(state.clock, msg.sender, now)
         key = (msg.incarnation, int(pl["seq"]))
         old = state.peers.get(msg.sender)
         if old is not None and key <= old["key"]:
@@ -203,9 +232,29 @@ def _absorb(state: SvrgState, data: LocalData, inbox) -> None:
         state.peers[msg.sender] = entry
         if msg.sender == LEADER and data.index != LEADER and "escale" in pl:
             _adopt_scale(state.clock, float(pl["escale"]), int(pl["reset"]))
-        if msg.sender == LEADER and "anchor" in pl and data.index != LEADER and \
-                int(pl["aver"]) > state.clock["ver"]:
+        # anchors come from the leader, or from the deputy while it stands in (odd versions)
+        if msg.sender in (LEADER, DEPUTY) and "anchor" in pl and data.index != LEADER and \
+                msg.sender != data.index and int(pl["aver"]) > max(
+                    state.clock["ver"], state.clock.get("next", (-1,))[0]):
             state.clock["next"] = (int(pl["aver"]), np.asarray(pl["anchor"], dtype=np.float64))
+
+
+def _heard(clock: dict, sender: int, now: float) -> None:
+    """Note a message from ``sender`` at ``now``, and the mean gap between its arrivals."""
+    last = clock["heard"].get(sender)
+    clock["heard"][sender] = now
+    if last is not None and now > last:
+        iv = clock.setdefault("interval", {}).get(sender)
+        clock["interval"][sender] = now - last if iv is None else 0.8 * iv + 0.2 * (now - last)
+
+
+def _silent(state: SvrgState, j: int, since: float) -> bool:
+    """Whether partition ``j`` has been silent for ``silence`` s and 4 of its usual gaps, and
+    of the own epochs (a partition whose epochs take seconds, at 1M rows, is not silent
+    between them)."""
+    clock = state.clock
+    gap = 4.0 * max(clock.get("interval", {}).get(j, 0.0), clock.get("epoch_s", 0.0))
+    return clock["now"] - clock["heard"].get(j, since) > max(state.params["silence"], gap)
 
 
 def _adopt_scale(clock: dict, escale: float, reset: int) -> None:
@@ -217,23 +266,37 @@ def _adopt_scale(clock: dict, escale: float, reset: int) -> None:
 
 
 def _wbar(state: SvrgState, data: LocalData) -> np.ndarray:
-    """The latest iterates averaged per coordinate by data counts (a silent peer: the own
-    anchor, with its row count on every coordinate)."""
-    pb = state.problem
-    items = [(state.cnt, state.w)]
-    for j in range(data.n_partitions):
-        if j != data.index:
-            e = state.peers.get(j)
-            if e is None:
-                items.append((np.full(pb.p, float(pb.sizes[j])), state.clock["anchor"]))
-            else:  # counts not in yet (a lost early push): by rows; from before a reset: the anchor
-                items.append((e["cnt"] if e["cnt"] is not None else
-                              np.full(pb.p, float(pb.sizes[j])),
-                              e["w"] if e["act"] >= state.clock["reset"] else
-                              state.clock["anchor"]))
-    return count_average(items, [pb.sizes[data.index]] + [pb.sizes[j] for j in
-                                                          range(data.n_partitions)
-                                                          if j != data.index])
+    """The latest iterates averaged per coordinate by data counts, of the partitions whose
+    last epoch was against one of the `RECENT` anchors: a straggler's old iterate is absent,
+    not pinned (counted as the anchor, a straggler holding 1/16 of the rows shrank every
+    average towards it and held a9a at 1e-2 until it woke). By anchors, not by seconds: a
+    peer whose pushes come late under load still counts (dropping and re-adding peers by
+    the clock made the average jitter, 2e-3 to 2e-2 on a 1/n problem)."""
+    pb, clock = state.problem, state.clock
+    oldest = min(clock.get("recent", [clock["ver"]]))
+    items, sizes = [(state.cnt, state.w)], [pb.sizes[data.index]]
+    for j, e in sorted(state.peers.items()):
+        if j == data.index or e["act"] < oldest:
+            continue
+        # counts not in yet (a lost early push): by rows; from before a reset: the anchor
+        items.append((e["cnt"] if e["cnt"] is not None else np.full(pb.p, float(pb.sizes[j])),
+                      e["w"] if e["act"] >= state.clock["reset"] else state.clock["anchor"]))
+        sizes.append(pb.sizes[j])
+    return count_average(items, sizes)
+
+
+def _live(state: SvrgState, data: LocalData) -> list:
+    """The peers an anchor waits for: all, but those silent (`_silent`) while
+    they hold at most ``absent_share`` of the rows (a straggler); when more are silent (a
+    loaded machine, where half the partitions lagged by seconds), every one: their stale
+    ``G`` in ``mu`` would be too large a share (a9a diverged to 200x the optimum)."""
+    params = state.params
+    peers = [j for j in range(data.n_partitions) if j != data.index]
+    absent = [j for j in peers if _silent(state, j, -np.inf)]
+    if sum(state.problem.sizes[j] for j in absent) > params["absent_share"] * \
+            state.problem.n_total:
+        absent = []
+    return [j for j in peers if j not in absent]
 
 
 def count_average(items: list, sizes: list) -> np.ndarray:
@@ -250,33 +313,44 @@ def count_average(items: list, sizes: list) -> np.ndarray:
 
 
 def _mu(state: SvrgState, data: LocalData) -> np.ndarray:
-    """``(1/n) sum_j G_j`` at the active anchor (a peer without one: its latest ``G``; one
-    not heard from: the own ``G`` scaled by ``n_j / n_k``)."""
+    """``(1/n) sum_j G_j`` at the active anchor; a peer without a ``G`` there: its latest
+    (a silent straggler's stale part, replaced when it speaks: exact at the fixed point); the
+    peers that never sent one are absent -- the sum is over the rows reported, scaled to
+    all (so the steps solve the reported rows' problem, reweighted, until they report)."""
     pb, act = state.problem, state.clock["act"]
-    total = act["grad"].copy()
+    total, rows = act["grad"].copy(), float(data.n)
     for j in range(data.n_partitions):
         if j != data.index:
             e = state.peers.get(j)
-            if e is None or e["G"] is None:
-                total += act["grad"] * (pb.sizes[j] / data.n)
-            else:
+            if e is not None and e["G"] is not None:
                 total += e["Gs"].get(act["ver"], e["G"])
-    return total / pb.n_total
+                rows += pb.sizes[j]
+    return total / rows
 
 
 def _activate(state: SvrgState, data: LocalData) -> None:
-    """Step against the newest anchor once every partition's ``G`` there is in: the full
-    gradient then belongs to one point (a mix of anchors' gradients with the own memory
+    """Step against the newest anchor once every partition's ``G`` there is in (of those
+    heard from lately, `_live`): the full gradient then belongs to one point (a mix of anchors' gradients with the own memory
     made the local epochs overshoot under message delay, 3x the optimum on a9a l1)."""
     clock = state.clock
     act = clock["act"]
     if act["ver"] == clock["ver"]:
         return
-    if all(clock["ver"] in state.peers[j]["Gs"] if j in state.peers else False
-           for j in range(data.n_partitions) if j != data.index):
+    # every partition heard from lately (a silent one: its latest G stands in, `_mu`)
+    if all(j in state.peers and clock["ver"] in state.peers[j]["Gs"]
+           for j in _live(state, data)):
         act["mem"][:] = state.mem
         act["grad"][:] = state.grad
         act["ver"] = clock["ver"]
+
+
+def _behind(state: SvrgState, data: LocalData) -> bool:
+    """Whether a peer heard from lately no longer holds a ``G`` at the active anchor: ``mu``
+    would mix anchors against the own memory (a straggler waking after 2 s stepped from its
+    anchor of 2 s before against its peers' new ``G`` and threw a9a to 5x the optimum)."""
+    ver = state.clock["act"]["ver"]
+    return any(j in state.peers and state.peers[j]["G"] is not None
+               and ver not in state.peers[j]["Gs"] for j in _live(state, data))
 
 
 def _steps(state: SvrgState, data: LocalData, n_steps: int, rng, w, mu) -> None:
@@ -302,17 +376,19 @@ def warm_up(state: SvrgState, data: LocalData) -> None:
 
 def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutput:
     """Absorb, refresh the anchor if a new one was announced, one local epoch, push."""
-    _absorb(state, data, inbox)
+    _absorb(state, data, inbox, now)
     clock, params = state.clock, state.params
     if clock["started"] is None:
         clock["started"] = now
+    clock["now"] = now
+    clock["acting"] = _acting(state, data, now)
     nxt = clock.pop("next", None)
     if nxt is not None:
         _anchor(state, data, *nxt)
         if clock["rejoining"] or nxt[0] == clock["reset"]:
             state.w[:] = nxt[1]
     if clock["rejoining"]:
-        if data.index == LEADER:  # restarted leader: hear the peers, then anchor past them
+        if clock["acting"]:  # restarted leader: hear the peers, then anchor past them
             if len(state.peers) < data.n_partitions - 1 and now - clock["started"] < params[
                     "rejoin_wait"]:
                 return StepOutput(state, wait=0.02)
@@ -325,7 +401,7 @@ def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutp
     # its G there, the leader certifies and announces the next as soon as the G are in (an
     # anchor took 2-3 epochs a side; at d = 10^6 the certified point lagged the iterates).
     done, early = False, nxt is not None
-    if data.index == LEADER and data.n_partitions > 1:
+    if clock["acting"] and data.n_partitions > 1:
         ver = state.lead["ver"]
         done = _lead(state, data, None)
         early = done or state.lead["ver"] != ver
@@ -335,6 +411,8 @@ def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutp
     epoch = clock["epoch"]
     if data.n_partitions > 1 and clock["ahead"] >= max(params["max_ahead"], 2 * epoch):
         wait = 0.005  # far ahead of every peer's news: let them catch up
+    elif _behind(state, data):
+        wait = 0.005  # the peers' G are at newer anchors than the own memory: activate first
     else:
         t0 = time.perf_counter()
         state.w[:] = _wbar(state, data)
@@ -343,19 +421,31 @@ def local_step(state: SvrgState, data: LocalData, inbox, now: float) -> StepOutp
         t0 = _spent(clock, "average", t0)
         c0 = time.thread_time()
         _steps(state, data, n_steps, state.rng, state.w, mu)
-        _spent(clock, "epoch", t0)
+        took = _spent(clock, "epoch", t0) - t0
+        clock["epoch_s"] = took if "epoch_s" not in clock else 0.8 * clock["epoch_s"] + 0.2 * took
         clock["spent"]["epoch_cpu"] = clock["spent"].get("epoch_cpu", 0.0) + time.thread_time() - c0
         clock["epochs"] += epoch
         clock["ahead"] += epoch
         clock["stepped"] = clock["act"]["ver"]  # an epoch done against this anchor
     done = False
     payload = _payload(state)
-    if data.index == LEADER:
+    if clock["acting"]:
         done = _lead(state, data, payload)
     mi = params["max_iter"]
     if mi is not None and clock["epochs"] >= mi:
         done = True
     return StepOutput(state, (Outgoing(payload),), wait=wait, done=done)
+
+
+def _acting(state: SvrgState, data: LocalData, now: float) -> bool:
+    """Whether this operator announces anchors: the leader always; the deputy while the
+    leader is silent and counts as absent (a straggling leader froze the anchors)."""
+    if data.index == LEADER:
+        return True
+    if data.index != DEPUTY:
+        return False
+    # only while the leader counts as absent (`_live`): else every anchor waits for it anyway
+    return _silent(state, LEADER, state.clock["started"]) and LEADER not in _live(state, data)
 
 
 def _spent(clock: dict, what: str, t0: float) -> float:
@@ -389,7 +479,7 @@ def _payload(state: SvrgState) -> dict:
             out.update(side=clock["side"], side_g=clock["side_g"])
     if _repeat(clock, "cnt", 0):
         out["cnt"] = state.cnt
-    if clock["leader"] and not clock["rejoining"]:
+    if clock["acting"] and not clock["rejoining"]:
         out.update(escale=clock["escale"], reset=clock["reset"])
         out["aver"] = clock["ver"]  # the leader's anchor
         if _repeat(clock, "anchor", clock["ver"]):
@@ -400,12 +490,21 @@ def _payload(state: SvrgState) -> dict:
 def _reanchor(state: SvrgState, data: LocalData) -> None:
     """The leader announces a new anchor (its ``wbar``) with a version past every peer's."""
     lead = state.lead
-    ver = max([lead["ver"], state.clock["ver"]] + [e["gver"] for e in state.peers.values()]) + 1
+    ver = _next_version(state, data)
     a = _wbar(state, data)
     if state.clock["rejoining"]:
         state.w[:] = a
     lead.update(ver=ver, anchor=a)
     _anchor(state, data, ver, a)
+
+
+def _next_version(state: SvrgState, data: LocalData) -> int:
+    """A version past every one heard of: even from the leader, odd from the deputy (two
+    operators that both announce never give one version two anchors)."""
+    clock = state.clock
+    ver = max([state.lead["ver"], clock["ver"], clock.get("next", (-1,))[0]]
+              + [e["gver"] for e in state.peers.values()]) + 1
+    return ver + (ver - (data.index != LEADER)) % 2
 
 
 def _lead(state: SvrgState, data: LocalData, payload: dict | None) -> bool:
@@ -414,15 +513,19 @@ def _lead(state: SvrgState, data: LocalData, payload: dict | None) -> bool:
     already built, gets the new anchor's fields."""
     lead, clock, pb = state.lead, state.clock, state.problem
     ver = lead["ver"]
-    if any(e["gver"] > ver for e in state.peers.values()):  # peers past a restarted leader
+    # peers past a restarted leader, or past the deputy's or leader's last anchor: take over
+    if clock["ver"] > ver or any(e["gver"] > ver for e in state.peers.values()):
         _reanchor(state, data)
         if payload is not None:
             payload.update(_payload_fields(state))
         return False
     peers = [state.peers.get(j) for j in range(data.n_partitions) if j != data.index]
-    if clock["ver"] != ver or any(e is None or e["gver"] != ver for e in peers):
+    live = [state.peers.get(j) for j in _live(state, data)]
+    if clock["ver"] != ver or any(e is None or e["gver"] != ver for e in live):
         return False
-    if lead["certify"] and lead.get("checked") != ver:
+    # the certificate needs every partition's part at this very anchor: never a silent one's
+    complete = all(e is not None and e["gver"] == ver for e in peers)
+    if complete and lead["certify"] and lead.get("checked") != ver:
         lead["checked"] = ver
         rows = [(clock["f"], state.grad, clock.get("side"), clock.get("side_g"))
                 if j == data.index else (state.peers[j]["f"], state.peers[j]["G"],
@@ -440,14 +543,14 @@ def _lead(state: SvrgState, data: LocalData, payload: dict | None) -> bool:
             lead["best_primal"], lead["best_anchor"] = primal, a.copy()
         if C.record_gap(lead, primal, dual, a, state.params["tol"]):
             return True
-    if clock.get("stepped") != ver or any(e["act"] != ver for e in peers):
-        return False  # the next anchor once everyone steps against this one
+    if clock.get("stepped") != ver or any(e["act"] != ver for e in live):
+        return False  # the next anchor once everyone (heard from) steps against this one
     old = lead["anchor"]
     _reanchor(state, data)  # the next anchor: the leader's model now
     if payload is not None:
         payload.update(_payload_fields(state))
     if not lead["certify"]:  # no certificate for this problem: stop when the anchor settles
-        return float(np.linalg.norm(lead["anchor"] - old)) <= state.params["tol"] * max(
+        return complete and float(np.linalg.norm(lead["anchor"] - old)) <= state.params["tol"] * max(
             float(np.linalg.norm(lead["anchor"])), 1e-12)
     return False
 
@@ -456,7 +559,7 @@ def _backtrack(state: SvrgState, data: LocalData) -> None:
     """The objective went up at the newest anchor: re-announce the best one as a reset and
     cut the local epochs (see the module docstring)."""
     lead, clock = state.lead, state.clock
-    ver = max([lead["ver"], clock["ver"]] + [e["gver"] for e in state.peers.values()]) + 1
+    ver = _next_version(state, data)
     a = lead["best_anchor"].copy()
     lead.update(ver=ver, anchor=a)
     _adopt_scale(clock, clock["escale"] * state.params["backtrack"], ver)
@@ -511,11 +614,16 @@ def snapshot(state: SvrgState) -> dict:
 
 
 def combine(problem: Problem, snapshots: list) -> np.ndarray:
-    """The certified anchor if there is one, else the iterates averaged as in a step."""
+    """The certified anchor if there is one, else the iterates averaged as in a step (an
+    iterate more than ``2 RECENT`` anchor versions behind the newest, a sleeping straggler's,
+    left out as in `_wbar`)."""
     model = certified_model(snapshots)
     if model is not None:
         return model
     got = [(j, s) for j, s in enumerate(snapshots) if s is not None and "w" in s]
+    top = max((int(s["anchors"]) for _, s in got if "anchors" in s), default=None)
+    if top is not None:
+        got = [(j, s) for j, s in got if int(s.get("anchors", top)) >= top - 2 * RECENT]
     if not got:
         return np.zeros(problem.p)
     items = [(np.asarray(s["cnt"], dtype=np.float64) if "cnt" in s else

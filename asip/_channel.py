@@ -93,6 +93,7 @@ class ChannelStats:
     malformed: int = 0  # received items that failed validation
     rejected: int = 0  # well-formed messages that broke this operator's ctx.expect() schema
     refused: int = 0  # push() calls rejected with MessageError on the sender
+    direct: int = 0  # pushes written to a peer's socket by the pushing thread itself (no loop hop)
     yielded: int = 0  # push() calls that waited (<= 50 ms) for a lagging, crowded worker event loop
     polls: int = 0
     consumed: int = 0  # messages handed to the operator by poll()

@@ -8,7 +8,9 @@ their own `Mailbox` under its lock, and bump their own sender counters
 one callback: it delivers same-worker copies straight into mailboxes and hands
 one item per peer *worker* (multicast: encoded once, receivers listed) to that
 peer's `PeerLink`, which writes it in the same callback unless the peer has not
-acknowledged the previous batch yet.
+acknowledged the previous batch yet. A small push to partitions on one peer worker
+skips the loop when nothing of its worker's waits before it (`DataPlane._direct`): the
+pushing thread writes it to the idle link's socket itself (see `asip._links`).
 Modelled on distributed's P2P shuffle, where one event loop owns the buffers.
 
 Once the stage stops (`DataPlane.stop`: the stop from the driver, or a local
@@ -43,7 +45,7 @@ import numpy as np
 from asip._channel import MESSAGE_OVERHEAD, ChannelStats, Mailbox, _bucket
 from asip._directory import op_name
 from asip._exceptions import MessageError
-from asip._links import PeerLink
+from asip._links import DIRECT_BYTES, PeerLink
 from asip._wire import Encoded, Limits, decode_message, decode_targets, local_item, wire_item
 from asip.faults import DelayMessages, DropMessages
 
@@ -78,11 +80,12 @@ class ChannelSettings:
 
     def __init__(self, limits: Limits, mailbox_bytes: int, peer_queue_bytes: int,
                  connect_timeout: float, reconnect_delay: float, report_interval: float,
-                 outbox_bytes: int | None = None):
+                 outbox_bytes: int | None = None, direct_bytes: int = DIRECT_BYTES):
         self.limits = limits
         self.mailbox_bytes = mailbox_bytes
         self.peer_queue_bytes = peer_queue_bytes
         self.outbox_bytes = outbox_bytes if outbox_bytes is not None else 4 * peer_queue_bytes
+        self.direct_bytes = direct_bytes  # pushes up to this size may skip the loop (0: none)
         self.connect_timeout = connect_timeout
         self.reconnect_delay = reconnect_delay
         self.report_interval = report_interval
@@ -99,7 +102,8 @@ class ChannelSettings:
                    _config.seconds("channel.connect-timeout"),
                    _config.seconds("channel.reconnect-delay"),
                    _config.seconds("trace.report-interval"),
-                   _config.nbytes("channel.outbox-bytes"))
+                   _config.nbytes("channel.outbox-bytes"),
+                   _config.nbytes("channel.direct-bytes"))
 
 
 class _MessageFaults:
@@ -163,6 +167,8 @@ class DataPlane:
         self._outbox_dropped: dict[Endpoint, list[int]] = defaultdict(lambda: [0, 0, 0])
         self._fifo = itertools.count()
         self._scheduled = False
+        self._routing = False  # a _drain is routing what it took from the outbox
+        self._loop_thread = threading.get_ident()  # pushes made on the loop take the loop path
         self._requested_at = 0.0  # when the pending _drain was asked for (monotonic)
         self._drained = threading.Event()  # set when a _drain starts: pushers waiting go on
 
@@ -190,6 +196,8 @@ class DataPlane:
         else:
             self._route_from(ep)
         self._count_outbox_drops()
+        for link in self.links.values():
+            link.settle(ep.stats)
         ep.closed = True
         ep.mailbox.close()
         self.endpoints.pop((ep.index, ep.incarnation), None)
@@ -290,10 +298,12 @@ class DataPlane:
             with self._lock:
                 self._outbox_dropped[ep][2] += 1
             return
-        size = encoded.nbytes + MESSAGE_OVERHEAD
-        key = next(self._fifo) if encoded.slot is None else (ep, encoded.slot, targets)
         parts = wire_item(encoded, self.settings.limits)  # here, off the event loop
         now = time.time()
+        if self._direct(ep, encoded, targets, parts, now):
+            return
+        size = encoded.nbytes + MESSAGE_OVERHEAD
+        key = next(self._fifo) if encoded.slot is None else (ep, encoded.slot, targets)
         with self._lock:
             old = self._outbox.pop(key, None)
             if old is not None:  # a newer latest= push replaces one the loop has not taken yet
@@ -317,6 +327,51 @@ class DataPlane:
             ep.stats.yielded += 1  # let the loop run instead of queueing more for it
             self._drained.wait(YIELD_MAX)
 
+    def _direct(self, ep: Endpoint, encoded: Encoded, targets: tuple | None, parts: list,
+                now: float) -> bool:
+        """Write a small push to the socket from the pushing thread (True) when all its
+        receivers (``None``: every peer) are on one peer worker whose link is idle and
+        nothing pushed on this worker waits for the loop (so it overtakes nothing); else
+        False: the loop path."""
+        if (encoded.nbytes > self.settings.direct_bytes or ep.faults.delay or ep.faults.drop
+                or ep.closed or threading.get_ident() == self._loop_thread):
+            return False
+        directory, current, addr = self._directory(), self.current, None
+        if targets is None:  # every peer, as `_route` resolves it: none here, all on one worker
+            if len(current) > (ep.index in current):
+                return False
+            receivers = []
+            for j, (where, _) in directory.items():
+                if j == ep.index or where == self.address:
+                    continue
+                if addr is not None and where != addr:
+                    return False
+                addr = where
+                receivers.append(j)
+            targets = tuple(receivers)
+        else:
+            for j in targets:
+                entry = directory.get(j)
+                if (j in current or entry is None or entry[0] == self.address
+                        or (addr is not None and entry[0] != addr)):
+                    return False
+                addr = entry[0]
+        link = self.links.get(addr)
+        if link is None or link.sock is None or not all(type(p) is bytes for p in parts):
+            return False
+        item = [list(targets), *parts]
+        try:
+            data = link.frame(item)
+        except Exception:  # noqa: BLE001 - the loop path reports what is wrong with it
+            return False
+        if data is None:
+            return False
+        with self._lock:  # nothing of this worker's waits before it for the loop
+            if self._outbox or self._scheduled or self._routing or self.stopped:
+                return False
+            return link.write_direct((ep.stats, item, encoded.nbytes + MESSAGE_OVERHEAD,
+                                      len(targets), now), data)
+
     # ------------------------------------------------------------------ event loop
     def _drain(self, limit: int = DRAIN_BYTES) -> None:
         """Take the oldest pushes from the outbox (about ``limit`` bytes): deliver
@@ -332,11 +387,20 @@ class DataPlane:
             dropped, self._outbox_dropped = self._outbox_dropped, defaultdict(lambda: [0, 0, 0])
             more = bool(self._outbox)
             self._scheduled = more
+            self._routing = bool(items)
             self._requested_at = time.monotonic()
         self._drained.set()  # pushers waiting for the loop go on
         if more:
             self._drained.clear()
             self.aloop.call_soon(self._drain)
+        try:
+            self._route_items(items, dropped)
+        finally:
+            if items:
+                with self._lock:
+                    self._routing = False
+
+    def _route_items(self, items: list, dropped: dict) -> None:
         self._count_drops(dropped)
         if not items or self.closed:
             return
@@ -503,13 +567,18 @@ class DataPlane:
             return True
         now = time.time()
         directory = self._directory()
-        with _wake_after() as woken:  # each receiver is woken once, after the whole batch
-            for entry in batch:
-                try:
-                    self._receive(entry, now, directory, woken)
-                except Exception:  # noqa: BLE001 - one bad item never costs the rest
-                    logger.debug("asip: dropped an item that failed on receipt", exc_info=True)
-                    self.malformed += 1
+        woken: set[Mailbox] = set()
+        for entry in batch:
+            try:
+                self._receive(entry, now, directory, woken)
+            except Exception:  # noqa: BLE001 - one bad item never costs the rest
+                logger.debug("asip: dropped an item that failed on receipt", exc_info=True)
+                self.malformed += 1
+        if woken:  # each receiver once, after the whole batch and after the acknowledgement:
+            # distributed writes the reply when this returns, so the woken operator threads
+            # don't take the GIL from the loop between the delivery and the ack (the sender
+            # then gets its link back sooner), and the loop goes idle right after the wake
+            self.aloop.call_soon(_notify, woken)
         return True
 
     def _drop_arrivals(self, batch: list | tuple) -> None:
@@ -556,6 +625,11 @@ class DataPlane:
             targets = [j for j in self.current if j != message.sender]
         for j in targets:
             self._deliver(j, message, nbytes, now, directory, woken)
+
+
+def _notify(mailboxes: set[Mailbox]) -> None:
+    for mailbox in mailboxes:
+        mailbox.notify()
 
 
 def _at_stop(items: list) -> dict[Endpoint, list[int]]:

@@ -1,6 +1,6 @@
 """Channel benchmark: asip push→poll against a bare persistent distributed comm, side by side.
 
-Run:  python benchmarks/channel.py [--iterations 500] [--quick]
+Run:  python benchmarks/channel.py [--iterations 500] [--rounds 1] [--quick]
       python benchmarks/channel.py --fixed 20   (only: a small stage's fixed cost by phase)
 
 Prints one-way latency (p50, p99; half the ping-pong round trip) and messages/s for
@@ -9,8 +9,10 @@ measured in the same run between the same two workers: a persistent distributed 
 from a task thread to a handler that echoes on the peer's event loop. Also: launch
 time of an 8-operator gang on a warm cluster, the fixed cost per stage (wall time
 minus ``max_time``), and how soon a restarted operator is back and pushing after its
-worker is SIGKILLed. Targets (issue 2): p50 ≤ 1.5x floor, ≥ 40k small msg/s, launch
-≤ 0.2 s, back ≤ 2 s after a kill.
+worker is SIGKILLed. The ping-pong runs twice: as configured (small pushes written by
+the operator thread itself, ``asip.channel.direct-bytes``) and with every push through
+the worker's event loop (``direct-bytes: 0``), side by side. Targets (issue 2): p50
+≤ 1.5x floor, ≥ 40k small msg/s, launch ≤ 0.2 s, back ≤ 2 s after a kill.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import statistics
 import time
 
+import dask
 import numpy as np
 from distributed import Client, LocalCluster, get_worker
 from distributed.comm import connect
@@ -229,6 +232,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=500)
     parser.add_argument("--flood-seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the 100-float ping-pongs and floors, alternating, and "
+                             "pool the samples (steadier figures on a busy machine)")
     parser.add_argument("--quick", action="store_true", help="fewer iterations (CI smoke)")
     parser.add_argument("--fixed", type=int, default=0, metavar="REPS",
                         help="only: the fixed cost of a 2-operator stage, phase by phase")
@@ -247,20 +253,32 @@ def main() -> None:
         # partition 0 lives on worker a, partition 1 on worker b: operators follow their data
         X = [client.submit(np.zeros, (1, 1), workers=[w], allow_other_workers=True, pure=False)
              for w in (a, b)]
-        rows = []
+        rows, loop_rows = [], []
         for size, label in ((100, "100 floats"), (100_000, "100k floats")):
             iters = args.iterations if size == 100 else max(args.iterations // 5, 20)
-            res = asip.Stage(PingPong(size, iters), X, client=client, max_time=120).run()
-            if res.results[0] is None or not len(res.results[0]["rtts"]):
-                raise RuntimeError(f"ping-pong ({label}) measured nothing: stopped by "
-                                   f"{res.stopped_by}, restarts {res.restarts}, "
-                                   f"stats {res.stats['total']}")
-            asip_ow = res.results[0]["rtts"] / 2
-            floor_ow = np.array(client.submit(_floor_pingpong, b, size, iters, workers=[a],
-                                              pure=False).result()) / 2
-            thread_ow = np.array(client.submit(_floor_pingpong, b, size, iters,
-                                               "bench_echo_thread", workers=[a],
-                                               pure=False).result()) / 2
+            samples: dict[str, list] = {"asip": [], "loop": [], "floor": [], "thread": []}
+            n_direct = n_sent = 0
+            # rounds alternate the four measurements, so a burst of load hits them alike
+            for _ in range(args.rounds if size == 100 else 1):
+                for direct in ((True, False) if size == 100 else (True,)):
+                    cfg = {} if direct else {"asip.channel.direct-bytes": 0}
+                    with dask.config.set(cfg):
+                        res = asip.Stage(PingPong(size, iters), X, client=client,
+                                         max_time=120).run()
+                    if res.results[0] is None or not len(res.results[0]["rtts"]):
+                        raise RuntimeError(f"ping-pong ({label}) measured nothing: stopped by "
+                                           f"{res.stopped_by}, restarts {res.restarts}, "
+                                           f"stats {res.stats['total']}")
+                    samples["asip" if direct else "loop"].append(res.results[0]["rtts"] / 2)
+                    if direct:
+                        n_direct += res.stats["total"]["direct"]
+                        n_sent += res.stats["total"]["sent"]
+                for key, op in (("floor", "bench_echo"), ("thread", "bench_echo_thread")):
+                    samples[key].append(np.array(client.submit(
+                        _floor_pingpong, b, size, iters, op, workers=[a], pure=False).result()) / 2)
+            asip_ow, floor_ow, thread_ow = (np.concatenate(samples[k])
+                                            for k in ("asip", "floor", "thread"))
+            loop_ow = np.concatenate(samples["loop"]) if samples["loop"] else None
             res = asip.Stage(Flood(size, args.flood_seconds), X, client=client,
                              max_time=args.flood_seconds + 1.0).run()
             r1 = res.results[1]
@@ -270,6 +288,9 @@ def main() -> None:
                                        pure=False).result()
             rows.append((label, pct(asip_ow, 50), pct(asip_ow, 99), pct(floor_ow, 50),
                          pct(floor_ow, 99), asip_rate, floor_rate, drops, pct(thread_ow, 50)))
+            if loop_ow is not None:
+                loop_rows.append((label, pct(loop_ow, 50), pct(loop_ow, 99), pct(floor_ow, 50),
+                                  n_direct, n_sent))
         print(f"\nasip channel vs bare persistent distributed comm, {a} <-> {b} "
               f"(2 worker processes x 1 thread)")
         print(f"{'payload':<12}{'asip p50':>10}{'asip p99':>10}{'floor p50':>11}{'floor p99':>11}"
@@ -282,6 +303,10 @@ def main() -> None:
         print("(one-way latency in ms = half the ping-pong round trip; target p50 <= 1.5x "
               "floor, >= 40,000 small msg/s; the thread floor's echo is answered by a thread "
               "on the peer, as an operator answers: the same two thread hops as asip)")
+        for label, lp50, lp99, fp50, n_direct, n_sent in loop_rows:
+            print(f"{label}, every push through the event loop (direct-bytes 0): p50 "
+                  f"{lp50:.3f} ms, p99 {lp99:.3f} ms, {lp50 / fp50:.2f}x floor; as configured, "
+                  f"{n_direct} of {n_sent} copies were written by the operator thread")
 
         X8 = [client.submit(np.zeros, (1, 1), pure=False) for _ in range(8)]
         launches, fixed = [], []

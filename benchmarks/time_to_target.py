@@ -12,7 +12,9 @@ against ``gd``, ``admm`` (every pair and the geometric mean) and dask-glm's
 best. A solver that errors is recorded with its error, not fatal; ``--resume``
 keeps the runs already in ``--out`` and runs only the rest. ``--straggler``
 adds the paper's straggler (partition 0 sleeps 2 s, re-armed 1 s after
-waking) on log_loss-l2 with alpha 1/n and 1e-4.
+waking) on log_loss-l2 with alpha 1/n and 1e-4, at the paper's share (16
+partitions on a cluster of their own, ``--fault-partitions``), timed against
+``gd``, ``admm``, ``lbfgs`` and the fastest of them.
 
 Run:  python benchmarks/time_to_target.py --out bench-ttt [--straggler] [--resume]
       python benchmarks/time_to_target.py --quick --out bench-ttt-quick   # a few minutes

@@ -51,7 +51,7 @@ class _Poisoner:
         self._ctx.push(payload, to=to)
         op = self._op
         op.honest += 1
-        if op.honest % op.every:
+        if op.honest % op.every or op.poisoned >= op.limit:
             return
         copies = self._ctx.n_partitions - 1 if to is None else 1
         for bad in poisoned_variants(payload):
@@ -64,11 +64,13 @@ class _Poisoner:
 
 
 class PoisoningSolver(SolverOperator):
-    """`SolverOperator` whose partition 0 pushes hostile copies alongside its real updates."""
+    """`SolverOperator` whose partition 0 pushes hostile copies alongside its real updates
+    (``limit`` copies at most, so every copy can arrive before a time stop)."""
 
-    def __init__(self, *args, every: int = 5, **kwargs):
+    def __init__(self, *args, every: int = 5, limit: int = 10**9, **kwargs):
         super().__init__(*args, **kwargs)
         self.every = every
+        self.limit = limit  # stop poisoning after this many copies (then push honestly)
 
     def setup(self, ctx, partition) -> None:
         super().setup(ctx, partition)

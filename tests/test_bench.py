@@ -195,15 +195,17 @@ def test_straggler_and_l1_goals():
     runs = [_ttt_run("a9a", "asip-admm", "asip", [(1.0, 1e-2), (2.0, 5e-4)]),
             _ttt_run("a9a", "gd", "asip", [(1.0, 1e-2), (9.0, 1e-3)]),
             _ttt_run("a9a", "admm", "asip", [(1.0, 1e-2), (5.0, 1e-3)]),
+            _ttt_run("a9a", "lbfgs", "asip", [(1.0, 1e-2), (6.0, 1e-3)]),
             _ttt_run("a9a", "asip-sgd", "asip", [(1.0, 1e-3), (4.9, 5e-5)], task="log_loss-l1"),
             _ttt_run("a9a", "asip-sgd", "asip", [(1.0, 1e-2), (4.9, 2e-3)], task="hinge-l1")]
-    for r in runs[:3]:
+    for r in runs[:4]:
         r.kind = "straggler"
     summary = summarize(runs, [2.0, 5.0, 10.0], 10.0)
     (row,) = summary["time_to_target_straggler"]
     cell = row["targets"][1e-3]
-    assert cell["sync best"]["solver"] == "admm"
+    assert cell["sync best"]["solver"] == "admm"  # the fastest of gd, admm and lbfgs
     assert cell["ratios"]["sync best"] == {"value": pytest.approx(2.5), "bound": "="}
+    assert cell["ratios"]["lbfgs"] == {"value": pytest.approx(3.0), "bound": "="}
     rows = {t["name"].split(" (")[0]: t for t in targets(summary)}
     straggler = rows["asip async best vs sync best under the straggler, time to 1e-3, every pair"]
     assert straggler["met"] is False and straggler["shortfall"] == "1.2x short"
@@ -396,3 +398,18 @@ def test_headline_markdown_has_every_solvers_time_and_the_goals(tmp_path):
     text = write_markdown(tmp_path / "headline.md", summary, {"partial": True}, "ttt").read_text()
     assert f"| a9a / {task} | 1e-6 | > 10 s | 1 s | 8 s |" in text  # admm, asip-cocoa, gd
     assert "1 s (asip-cocoa) | 8 s, 8x |" in text and "(partial:" in text
+
+
+def test_fault_partitions():
+    """--ttt runs the straggler at the paper's share (16 partitions) on a cluster of its own;
+    --fault-partitions sets it; equal to the matrix's, no second cluster."""
+    from asip_bench.session import _faults_apart
+
+    ttt = config.config_from_args(["--ttt", "--straggler"])
+    assert ttt.fault_partitions == 16 and _faults_apart(ttt, 2)
+    assert not _faults_apart(ttt, 16)
+    assert config.config_from_args(["--ttt", "--quick"]).fault_partitions is None
+    cfg = config.config_from_args(["--straggler", "--fault-partitions", "4"])
+    assert cfg.fault_partitions == 4 and _faults_apart(cfg, 2)
+    assert not _faults_apart(config.config_from_args(["--sections", "matrix",
+                                                      "--fault-partitions", "4"]), 2)

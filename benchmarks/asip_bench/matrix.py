@@ -30,7 +30,7 @@ __all__ = ["Session", "run_key", "run_matrix", "warm_dataset", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
-STRAGGLER_SOLVERS = ("asip-cocoa", "asip-svrg", "asip-sgd", "asip-hogwild", "asip-admm", "gd", "admm")
+STRAGGLER_SOLVERS = ("asip-cocoa", "asip-svrg", "asip-sgd", "asip-hogwild", "asip-admm", "gd", "admm", "lbfgs")
 KILL_SOLVERS = ("asip-sgd", "asip-hogwild", "asip-admm")
 
 

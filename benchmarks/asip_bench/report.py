@@ -8,7 +8,7 @@ from collections import defaultdict
 from rich.console import Console
 from rich.table import Table
 
-from .analysis import COMPARATORS, describe, fmt_target
+from .analysis import COMPARATORS, STRAGGLER_COMPARATORS, describe, fmt_target
 from .config import ASIP_NAMES
 from .progress import fmt_rel
 
@@ -97,25 +97,26 @@ def ttt_solver_table(console: Console, rows: list[dict]) -> None:
     console.print(table)
 
 
-def ttt_table(console: Console, rows: list[dict], where: str = "") -> None:
-    """asip's best asynchronous solver against gd, admm and the peers' best, time to target."""
+def ttt_table(console: Console, rows: list[dict], where: str = "",
+              columns: tuple = COMPARATORS) -> None:
+    """asip's best asynchronous solver against ``columns`` (gd, admm and the peers' best; under
+    the straggler the synchronous solvers and their best), time to target."""
     if not rows:
         return
     table = Table(title=f"time to target{where}: asip's best asynchronous solver vs the others "
                   "(ratio = their time / asip's, > 1: asip sooner; >= / <=: a bound, one side "
                   "never got there)", title_justify="left")
-    for col in ("dataset / task", "target", "asip async best", "gd", "admm", "dask-glm best",
-                "sklearn best (1 core)"):
+    for col in ("dataset / task", "target", "asip async best") + tuple(
+            "sklearn best (1 core)" if k == "sklearn best" else k for k in columns):
         table.add_column(col)
     for row in rows:
         for target, c in row["targets"].items():
             if not c["certified"]:
                 table.add_row(f"{row['dataset']} / {row['task']}", fmt_target(target),
-                              f"f* certified only to {row['f_star_precision']:.1e}", "", "", "",
-                              "")
+                              f"f* certified only to {row['f_star_precision']:.1e}",
+                              *[""] * len(columns))
                 continue
-            peers = [describe(c[k], c["ratios"][k], name=k.endswith("best"))
-                     for k in COMPARATORS]
+            peers = [describe(c[k], c["ratios"][k], name=k.endswith("best")) for k in columns]
             table.add_row(f"{row['dataset']} / {row['task']}", fmt_target(target),
                           describe(c["async"]), *peers)
     console.print(table)
@@ -225,7 +226,8 @@ def print_report(console: Console, summary: dict, notes: list[str]) -> None:
     subopt_tables(console, summary.get("subopt", {}))
     ttt_solver_table(console, summary.get("time_to_target", []))
     ttt_table(console, summary.get("time_to_target", []))
-    ttt_table(console, summary.get("time_to_target_straggler", []), " under the straggler")
+    ttt_table(console, summary.get("time_to_target_straggler", []), " under the straggler",
+              STRAGGLER_COMPARATORS)
     ratio_table(console, summary.get("paper_ratios", []))
     fault_table(console, summary.get("faults", []))
     channel_table(console, summary.get("channel", []))

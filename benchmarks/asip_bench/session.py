@@ -194,6 +194,13 @@ def _run(cfg: BenchConfig, command: str = "asip bench") -> int:
     return 0
 
 
+def _faults_apart(cfg: BenchConfig, n_partitions: int) -> bool:
+    """Whether the fault runs take another partition count than the matrix (`fault_partitions`):
+    then they run on a cluster of their own (with a thread for every partition)."""
+    return ("faults" in cfg.sections and bool(cfg.faults) and cfg.fault_partitions is not None
+            and cfg.fault_partitions != n_partitions and not cfg.scheduler)
+
+
 def _sections(cfg: BenchConfig, console, state: dict, checkpoint) -> Session:
     """Every requested section, each on the cluster it needs."""
     with Progress(console, cfg.progress) as progress:
@@ -202,20 +209,31 @@ def _sections(cfg: BenchConfig, console, state: dict, checkpoint) -> Session:
                                                  on_section_done=checkpoint)
             session.previous, references = state["previous"]
             session.references.update(references)
-            if {"matrix", "faults"} & set(cfg.sections):
-                sparse = any(not d.startswith("synthetic") for d in cfg.datasets)
+            apart = _faults_apart(cfg, session.n_partitions)
+            sparse = any(not d.startswith("synthetic") for d in cfg.datasets)
+            here = [s for s in cfg.sections if not (apart and s == "faults")]
+            if {"matrix", "faults"} & set(here):
                 warm_up(session, sparse=sparse)
-                run_matrix(session, cfg.sections)
+                run_matrix(session, here)
             if "crossover" in cfg.sections:
                 session.sections["crossover"] = run_crossover(session)
             if "fixed-cost" in cfg.sections:
                 session.sections["fixed_cost"] = run_fixed_cost(session)
             threads = math.ceil(max(cfg.scaling_partitions) / cfg.workers)
-            if "scaling" in cfg.sections and threads <= cfg.threads_per_worker:
-                # the cluster already holds every partition: no second cluster to start
+            scaled = "scaling" in cfg.sections and threads <= cfg.threads_per_worker
+            if scaled:  # the cluster already holds every partition: no second cluster to start
                 session.sections["scaling"] = run_scaling(session)
-                return session
-        if "scaling" in cfg.sections:
+        if apart:  # the fault runs at their own partition count, on a cluster that holds them
+            parts = cfg.fault_partitions
+            with cluster(cfg, threads_per_worker=max(cfg.threads_per_worker,
+                                                     math.ceil(parts / cfg.workers))) as client:
+                faults = Session(dataclasses.replace(cfg, partitions=parts), client, progress,
+                                 on_section_done=checkpoint)
+                faults.runs, faults.notes, faults.references, faults.previous = (
+                    session.runs, session.notes, session.references, session.previous)
+                warm_up(faults, sparse=sparse)
+                run_matrix(faults, ["faults"])
+        if "scaling" in cfg.sections and not scaled:
             with cluster(cfg, threads_per_worker=threads) as client:
                 scaling = Session(cfg, client, progress, on_section_done=checkpoint)
                 scaling.runs, scaling.notes = session.runs, session.notes

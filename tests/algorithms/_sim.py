@@ -4,7 +4,8 @@ It calls each partition's ``local_step`` in turn and delivers pushed payloads to
 the peers' next inbox. Optional faults: each copy of a message is dropped with
 probability ``drop``, and ``restart={partition: round}`` re-runs ``init`` for
 that partition with incarnation 1 at that round (its state is lost, as after a
-real failure). The cluster tests cover real threads, clocks and processes.
+real failure); ``silent={partition: (first, last)}`` skips that partition's steps in
+rounds ``first..last`` (a straggler: its inbox piles up meanwhile). The cluster tests cover real threads, clocks and processes.
 
 A fixed amount of work, whatever the machine's load: ``chunk=k`` makes each
 time-sliced solver's ``local_step`` (asip-sgd, asip-hogwild, asip-cocoa's
@@ -54,13 +55,13 @@ def _fix_chunk(state, chunk: int | None):
 
 
 def simulate(solver, problem, parts, params=None, max_time=1.0, max_rounds=10**9, drop=0.0,
-             restart=None, seed=0, weights=None, chunk=None, round_time=None):
+             restart=None, seed=0, weights=None, chunk=None, round_time=None, silent=None):
     """Run ``solver``; returns ``(combined model, snapshots, rounds, done)``.
 
     ``weights``: per partition, its row weights (`LocalData.sw`), or None. ``chunk``: inner
     steps per ``local_step`` of a time-sliced solver (None: sized by wall time, as deployed).
     ``round_time``: simulated seconds per round (None: the wall clock); ``max_time`` is on
-    the same clock."""
+    the same clock. ``silent``: per partition, the rounds it sleeps through."""
     algo = get_algorithm(solver)
     params = algo.merge(params)
     rng = np.random.default_rng(seed)
@@ -85,6 +86,9 @@ def simulate(solver, problem, parts, params=None, max_time=1.0, max_rounds=10**9
                 datas[i] = local_data(Xb, yb, problem, i, incarnation[i], sw=weights[i])
                 states[i] = _fix_chunk(algo.init(problem, datas[i], params), chunk)
                 boxes[i] = []
+            first, last = (silent or {}).get(i, (0, -1))
+            if first <= rounds <= last:
+                continue
             inbox, boxes[i] = boxes[i], []
             out = algo.local_step(states[i], datas[i], inbox, clock())
             states[i] = out.state
