@@ -119,3 +119,42 @@ def test_a_callers_futures_survive_the_stage_for_the_next_one(client):
     for _ in range(2):
         res = asip.Stage(Gossip(), X, client=client, max_time=0.3).run()
         assert not res.missing and all(f.status == "finished" for f in X)
+
+
+def _fetched_keys(dask_worker) -> list:
+    """Every key this worker fetched from a peer (distributed's incoming transfer log)."""
+    return [str(k) for entry in dask_worker.transfer_incoming_log for k in entry["keys"]]
+
+
+def _part_holders(dask_scheduler) -> dict:
+    """In-memory blocks' keys on the scheduler -> the workers holding them."""
+    return {str(k): sorted(ws.address for ws in ts.who_has)
+            for k, ts in dask_scheduler.tasks.items() if str(k).startswith("asip-part-")}
+
+
+@pytest.mark.timeout(60)
+def test_each_operator_runs_on_the_worker_its_in_memory_block_was_scattered_to(client):
+    """Data stays in place: every operator task runs where its block lives (who_has while
+    the stage runs), the two blocks sit on different workers, and no worker fetches a block
+    from a peer (a misplaced operator would pull its 8 MB before its setup)."""
+    rng = np.random.default_rng(3)
+    parts = [(rng.random((1000, 1000)), np.arange(1000.0)) for _ in range(2)]  # 8 MB each
+    before = client.run(_fetched_keys)
+    seen = []
+
+    def where(entries):
+        if not seen:  # the blocks' holders while the operators run on them
+            seen.append(client.run_on_scheduler(_part_holders))
+
+    res = asip.Stage(Gossip(), parts, client=client, max_time=0.5, on_trace=where).run()
+    assert res.stopped_by == "max_time" and not res.missing
+    assert seen, "no trace arrived while the stage ran"
+    holders = {int(k.rsplit("-", 2)[1]): tuple(w) for k, w in seen[0].items()}
+    assert sorted(holders) == [0, 1], seen  # partitions 0 and 1, one key each
+    ran = [r["worker"] for r in res.results]
+    assert [holders[i] for i in range(2)] == [(w,) for w in ran], (holders, ran)  # one copy, there
+    assert len(set(ran)) == 2  # one block (and its operator) per worker
+    after = client.run(_fetched_keys)
+    moved = [k for w in after for k in after[w][len(before[w]):] if k.startswith("asip-part-")]
+    assert moved == [], f"blocks were transferred between workers: {moved}"
+    assert_clean(client)
