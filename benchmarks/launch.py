@@ -1,11 +1,14 @@
 """Where a numpy-input fit's launch goes at 1M x 10^5 (2 workers x 1 thread).
 
-Prints, for a fit from numpy/scipy input and one from a persisted dask array: the launch
-phases (``StageResult.timings``), where each scattered block lives (``who_has``) vs where
-its operator ran, the bytes each worker fetched from a peer during the fit, and the
-operator's ``setup`` pieces timed on the worker holding partition 0.
+Fits ``AsipClassifier(solver="lbfgs", tol=1e-3)`` from numpy/scipy input (workers warm),
+alternating the operators' kernel matrix as it is now (the block's CSR arrays used in
+place) and as it was (``sp.csr_matrix(X)``, which copied a block deserialized on a worker,
+and indices widened to int64), and the same on a dask array persisted on the workers. Prints each fit's launch phases
+(``StageResult.timings``), the operator's setup pieces timed on each worker, and the bytes
+of in-memory blocks any worker fetched from a peer (0: every operator ran where its block
+was scattered).
 
-    python benchmarks/launch.py [--rows 1000000] [--cols 100000]
+    python benchmarks/launch.py [--rows 1000000] [--cols 100000] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -18,78 +21,75 @@ import warnings
 import numpy as np
 
 
-def _incoming(dask_worker=None):
-    return sum(e.get("total", 0) for e in dask_worker.transfer_incoming_log)
+def _fetched(dask_worker=None) -> int:
+    """Bytes of in-memory blocks this worker fetched from peers so far."""
+    return sum(n for e in dask_worker.transfer_incoming_log for k, n in e["keys"].items()
+               if str(k).startswith("asip-part-"))
 
 
-def _instrument(dask_worker=None):
-    """Wrap the operator's setup pieces on this worker to record their seconds."""
+def _instrument(widen: bool, dask_worker=None) -> None:
+    """Time the operator's setup pieces on this worker; ``widen``: the kernel matrix as
+    it was (``sp.csr_matrix(X)``, which copies a deserialized block, and int64 indices)."""
+    import scipy.sparse as sp
+
     import asip.algorithms._base as B
     import asip.algorithms._kernels as K
-    import asip.algorithms._lbfgs as L
     import asip.algorithms._operator as O
 
-    log = dask_worker._asip_launch_log = []
-    if getattr(O, "_instrumented", False):
-        return
-    O._instrumented = True
+    dask_worker._asip_launch_log = []
+    if not hasattr(K, "_plain_as_kernel_matrix"):
+        K._plain_as_kernel_matrix = K.as_kernel_matrix
+        O._plain_setup, B._plain_row_sqnorms = O.SolverOperator.setup, K.row_sqnorms
+    plain = K._plain_as_kernel_matrix
 
-    def timed(mod, name, label):
-        fn = getattr(mod, name)
-
+    def timed(fn, label):
         def wrapper(*a, **k):
             t = time.perf_counter()
             try:
                 return fn(*a, **k)
             finally:
                 dask_worker._asip_launch_log.append((label, time.perf_counter() - t))
-        setattr(mod, name, wrapper)
-    timed(O.SolverOperator, "setup", "setup")
-    timed(O, "local_data", "local_data")
-    timed(K, "as_kernel_matrix", "as_kernel_matrix")
-    timed(K, "row_sqnorms", "row_sqnorms")
-    timed(O.SolverOperator, "_warm_up", "warm_up")
-    timed(L.ALGORITHM, "init", "init") if False else None
+        return wrapper
+
+    def as_kernel_matrix(X):
+        if not (widen and sp.issparse(X)):
+            return plain(X)
+        X = sp.csr_matrix(X, dtype=np.float64)  # as it was: copies a deserialized block
+        return (np.ascontiguousarray(X.data, dtype=np.float64),
+                np.ascontiguousarray(X.indices, dtype=np.int64),
+                np.ascontiguousarray(X.indptr, dtype=np.int64))
+
+    K.as_kernel_matrix = timed(as_kernel_matrix, "as_kernel_matrix")
+    K.row_sqnorms = timed(B._plain_row_sqnorms, "row_sqnorms")
+    O.SolverOperator.setup = timed(O._plain_setup, "setup")
 
 
-def _launch_log(dask_worker=None):
+def _launch_log(dask_worker=None) -> list:
     return list(getattr(dask_worker, "_asip_launch_log", []))
-
-
-def _setup_pieces(key, dask_worker=None):
-    """Time local_data / init / warm_up on the block the worker holds under ``key``."""
-    from asip.algorithms._base import local_data
-    from asip.algorithms._kernels import as_kernel_matrix
-    from asip.algorithms._lbfgs import ALGORITHM, init, warm_up  # noqa: F401
-    from asip.algorithms._estimators import AsipClassifier  # noqa: F401
-
-    X, y = dask_worker.data[key][:2]
-    out = {"indices": str(X.indices.dtype), "indptr": str(X.indptr.dtype),
-           "writeable": bool(X.data.flags.writeable)}
-    t = time.perf_counter()
-    as_kernel_matrix(X)
-    out["as_kernel_matrix"] = time.perf_counter() - t
-    return out
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--cols", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args(argv)
     from distributed import Client, LocalCluster
 
     from asip.algorithms import AsipClassifier, make_sparse_logistic
 
-    print(f"# load average {' '.join('%.1f' % v for v in os.getloadavg())}")
+    print(f"# benchmarks/launch.py; load average "
+          f"{' '.join('%.1f' % v for v in os.getloadavg())}")
     t0 = time.perf_counter()
     ds = make_sparse_logistic(args.rows, args.cols, nnz_per_row=30, random_state=1)
-    print(f"data {time.perf_counter() - t0:.1f} s")
+    print(f"data {time.perf_counter() - t0:.1f} s ({ds.X.nnz:,} nonzeros, indices "
+          f"{ds.X.indices.dtype})")
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
                       silence_logs=40) as cluster, Client(cluster) as client:
-        def fit(X, y, label):
-            before = client.run(_incoming)
-            client.run(_instrument)
+
+        def fit(X, y, label, widen=False):
+            client.run(_instrument, widen)
+            before = client.run(_fetched)
             clf = AsipClassifier(solver="lbfgs", alpha=1.0 / args.rows, max_time=60, tol=1e-3,
                                  fit_intercept=False, random_state=0)
             t = time.perf_counter()
@@ -97,19 +97,26 @@ def main(argv=None) -> None:
                 warnings.simplefilter("ignore")
                 clf.fit(X, y)
             wall = time.perf_counter() - t
-            after = client.run(_incoming)
+            after = client.run(_fetched)
             tm = clf.stage_result_.timings
-            fetched = {w[-5:]: after[w] - before[w] for w in after}
             print(f"{label}: wall {wall:.2f}, data {tm.get('data', 0):.2f}, launch "
-                  f"{tm.get('launch', 0):.2f} (first register {tm.get('launch_first_register', 0):.3f}, "
-                  f"all registered {tm.get('launch_all_registered', 0):.3f}, go "
-                  f"{tm.get('launch_go', 0):.3f}); bytes fetched from peers {fetched}")
+                  f"{tm.get('launch', 0):.2f} (all registered "
+                  f"{tm.get('launch_all_registered', 0):.3f}, go {tm.get('launch_go', 0):.3f}); "
+                  f"block bytes fetched from peers {sum(after.values()) - sum(before.values())}")
             for w, log in client.run(_launch_log).items():
-                print(f"   worker {w[-5:]}: " + ", ".join(f"{k} {v:.3f}" for k, v in log))
-            return clf
-        fit(ds.X, ds.y, "numpy, cold")
-        fit(ds.X, ds.y, "numpy, warm")
-        fit(ds.X, ds.y, "numpy, warm again")
+                print(f"    worker {w[-5:]}: " + ", ".join(f"{k} {v:.3f}" for k, v in log))
+
+        fit(ds.X, ds.y, "numpy, cold workers (imports, numba cache loads)")
+        for _ in range(args.repeat):
+            fit(ds.X, ds.y, "numpy, before (csr_matrix + int64 copies)", widen=True)
+            fit(ds.X, ds.y, "numpy, after (the block's arrays in place)")
+        import sys
+        sys.path.insert(0, os.path.dirname(__file__))
+        from wide import _persisted
+
+        X, y, _ = _persisted(ds, 2)
+        fit(X, y, "persisted dask array, after")
+        fit(X, y, "persisted dask array, before", widen=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from distributed.protocol import deserialize, serialize
 from _sdca_reference import dual_delta
 
 from asip.algorithms import _kernels as K
@@ -65,6 +66,16 @@ def test_as_kernel_matrix_keeps_sparse_sparse():
     assert X.indices.dtype == np.int32
     kernel = K.as_kernel_matrix(X)  # scipy's int32 indices, used in place (no widening copy)
     assert all(np.shares_memory(a, b) for a, b in zip(kernel, (X.data, X.indices, X.indptr)))
+    # a block as an operator gets it: deserialized on a worker, its arrays views of the
+    # frames received into uint8 arrays (distributed's TCP comm); scipy's csr_matrix(X)
+    # copied those (prune() takes the 8x larger byte count for a bigger array)
+    header, frames = serialize((X, np.zeros(20)), serializers=("dask", "pickle"))
+    received = [np.frombuffer(memoryview(f).cast("B"), dtype=np.uint8).copy() for f in frames]
+    block = deserialize(header, received)[0]
+    kernel = K.as_kernel_matrix(block)
+    assert all(np.shares_memory(a, b)
+               for a, b in zip(kernel, (block.data, block.indices, block.indptr)))
+    assert all(np.array_equal(a, b) for a, b in zip(kernel, (X.data, X.indices, X.indptr)))
     assert dense.flags.c_contiguous and dense.dtype == np.float64
     with pytest.raises(ValueError, match="2-D"):
         K.as_kernel_matrix(np.zeros(3))
