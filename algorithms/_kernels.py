@@ -1,8 +1,7 @@
 """Numba kernels for the hot loops, for dense arrays and CSR matrices alike.
 
 A *kernel matrix* is either a C-contiguous ``float64`` 2-D array or a CSR triple
-``(data, indices, indptr)`` (``float64`` and both ``int32`` or both ``int64``: scipy's
-index type, never copied to widen it); build one with
+``(data, indices, indptr)`` (``float64``, ``int64``, ``int64``); build one with
 `as_kernel_matrix`. Every kernel takes either: numba compiles one
 specialization per form, and the row primitives (`row_dot`, `row_axpy`) pick the
 dense or sparse loop at compile time, so sparse data stays sparse and a sparse
@@ -83,17 +82,15 @@ def as_kernel_matrix(X):
     if sp.issparse(X):
         if X.format != "csr":
             X = X.tocsr()
-        # X's own arrays, not sp.csr_matrix(X)'s: its prune() copies the data and indices
-        # of a block deserialized on a worker (it sizes their byte buffer in elements), and
-        # scipy's int32 indices stay int32: each copy cost 0.1-2.5 s of an operator's setup
-        # at 15M nonzeros, on the launch's critical path
+        # X's own arrays, not sp.csr_matrix(X)'s: its prune() copied the data and indices
+        # of a block deserialized on a worker (it sizes their uint8 receive buffer in
+        # elements): 0.1-4 s of each operator's setup at 15M nonzeros. scipy's int32
+        # indices are still widened (one copy): the kernels run ~10% slower on int32
         nnz = int(X.indptr[-1]) if len(X.indptr) else 0
-        small = X.indices.dtype == np.int32 and nnz < np.iinfo(np.int32).max
-        index = np.int32 if small else np.int64
         return (
             np.ascontiguousarray(X.data[:nnz], dtype=np.float64),
-            np.ascontiguousarray(X.indices[:nnz], dtype=index),
-            np.ascontiguousarray(X.indptr, dtype=index),
+            np.ascontiguousarray(X.indices[:nnz], dtype=np.int64),
+            np.ascontiguousarray(X.indptr, dtype=np.int64),
         )
     X = np.ascontiguousarray(X, dtype=np.float64)
     if X.ndim != 2:

@@ -1,9 +1,10 @@
 """Where a numpy-input fit's launch goes at 1M x 10^5 (2 workers x 1 thread).
 
 Fits ``AsipClassifier(solver="lbfgs", tol=1e-3)`` from numpy/scipy input (workers warm),
-alternating the operators' kernel matrix as it is now (the block's CSR arrays used in
-place) and as it was (``sp.csr_matrix(X)``, which copied a block deserialized on a worker,
-and indices widened to int64), and the same on a dask array persisted on the workers. Prints each fit's launch phases
+alternating the operators' kernel matrix as it is now (the block's CSR arrays, only the
+int32 indices widened) and as it was (through ``sp.csr_matrix(X)``, which also copied the
+data and indices of a block deserialized on a worker), and the same on a dask array
+persisted on the workers. Prints each fit's launch phases
 (``StageResult.timings``), the operator's setup pieces timed on each worker, and the bytes
 of in-memory blocks any worker fetched from a peer (0: every operator ran where its block
 was scattered).
@@ -29,7 +30,7 @@ def _fetched(dask_worker=None) -> int:
 
 def _instrument(widen: bool, dask_worker=None) -> None:
     """Time the operator's setup pieces on this worker; ``widen``: the kernel matrix as
-    it was (``sp.csr_matrix(X)``, which copies a deserialized block, and int64 indices)."""
+    it was (through ``sp.csr_matrix(X)``, which copies a deserialized block)."""
     import scipy.sparse as sp
 
     import asip.algorithms._base as B
@@ -108,7 +109,7 @@ def main(argv=None) -> None:
 
         fit(ds.X, ds.y, "numpy, cold workers (imports, numba cache loads)")
         for _ in range(args.repeat):
-            fit(ds.X, ds.y, "numpy, before (csr_matrix + int64 copies)", widen=True)
+            fit(ds.X, ds.y, "numpy, before (through csr_matrix)", widen=True)
             fit(ds.X, ds.y, "numpy, after (the block's arrays in place)")
         import sys
         sys.path.insert(0, os.path.dirname(__file__))
