@@ -396,8 +396,8 @@ def _target_stats(yb, wb) -> dict:
 
 def block_stats(block) -> np.ndarray:
     """`K.finite_sqnorm_stats` of one dense row block (sparse blocks: scipy)."""
-    if sp.issparse(block):
-        block = sp.csr_matrix(block)
+    if sp.issparse(block):  # not sp.csr_matrix(block): it copies a block deserialized here
+        block = block if block.format == "csr" else block.tocsr()
         total, top = csr_sqnorm_stats(block)
         return np.array([float(np.isfinite(block.data[:block.indptr[-1]]).all()), total, top])
     return K.finite_sqnorm_stats(np.asarray(block, dtype=np.float64))

@@ -110,7 +110,7 @@ def main(argv=None) -> None:
         fit(ds.X, ds.y, "numpy, cold workers (imports, numba cache loads)")
         for _ in range(args.repeat):
             fit(ds.X, ds.y, "numpy, before (through csr_matrix)", widen=True)
-            fit(ds.X, ds.y, "numpy, after (the block's arrays in place)")
+            fit(ds.X, ds.y, "numpy, after (the block's arrays, indices widened)")
         import sys
         sys.path.insert(0, os.path.dirname(__file__))
         from wide import _persisted
