@@ -45,3 +45,19 @@ def test_16_partitions_of_ijcnn1_descend(ijcnn1, silent):
                                       silent=silent)
     at_zero = rel(np.zeros(problem.p))
     assert rel(np.asarray(w)) < 0.1 * at_zero, f"{rel(np.asarray(w)):.3g} vs {at_zero:.3g} at 0"
+
+
+def test_combine_reports_the_best_checked_anchor():
+    """Without a certificate the model is the newest announcer's best checked anchor, not the
+    iterates (between checks, stale iterates ran to 19x the optimum on a loaded cluster);
+    a certified anchor still comes first."""
+    from asip.algorithms._asip_svrg import ALGORITHM
+
+    problem = make_problem(K.LOGISTIC, K.L2, 0.1, False, [(np.eye(3), np.ones(3))] * 3)
+    wild = {"w": np.full(3, 50.0), "anchors": 9, "cnt": np.ones(3)}
+    snaps = [{**wild, "best": np.full(3, 1.0), "best_ver": 6},
+             {**wild, "best": np.full(3, 2.0), "best_ver": 8}, wild]
+    np.testing.assert_allclose(ALGORITHM.combine(problem, snaps), 2.0)
+    snaps[0]["certified"] = np.full(3, 3.0)
+    np.testing.assert_allclose(ALGORITHM.combine(problem, snaps), 3.0)
+    np.testing.assert_allclose(ALGORITHM.combine(problem, [wild, wild, wild]), 50.0)
