@@ -161,8 +161,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> SvrgState:
                        "certify": C.certifiable(problem, data.sw is not None)})
     if not state.clock["rejoining"]:
         _anchor(state, data, 0, np.zeros(p))
-        if data.index == LEADER:
-            state.lead["best_ver"] = 0
+        if data.index in (LEADER, DEPUTY):  # the start: the model until a check (a
+            state.lead["best_ver"] = 0  # straggling leader's snapshot may be missing)
     return state
 
 
@@ -658,7 +658,7 @@ def snapshot(state: SvrgState) -> dict:
     snap.update({f"seconds_{k}": float(v) for k, v in state.clock.get("spent", {}).items()})
     snap.update(snapshot_fields(state.lead))  # the latest anchor's gap, as asip-cocoa's
     if "best_ver" in state.lead:  # an announcer's best checked anchor (`_improves`; the
-        # leader's start until its first check)
+        # start until its first check)
         snap.update(best=state.lead["best_anchor"].copy(), best_ver=int(state.lead["best_ver"]))
     return snap
 
