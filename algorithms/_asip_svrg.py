@@ -33,7 +33,10 @@ optimum (ijcnn1, log_loss-l2, alpha = 1/n, 2 workers: 60x the optimum after 4 s)
 sees that at the anchors: when the objective at a new anchor exceeds the best one's, it
 re-announces the best anchor as a *reset* (every operator restarts its iterate there and
 counts a peer's pushes from before the reset as that anchor) and cuts every operator's
-local epoch to a quarter (``escale``, sent with the leader's pushes).
+local epoch to a quarter (``escale``, sent with the leader's pushes). The check needs no
+certificate (`_improves`): a silent partition's loss is linearized from its latest ``f``
+and ``G`` and a rise past `SLACK` rejected, so the deputy checks too. Without a
+certificate the model (`combine`) is the newest best checked anchor.
 
 Partial participation (the paper's straggler: partition 0 sleeps 2 s, re-armed 1 s after
 waking). A partition not heard from for ``silence`` s (and 4 of its usual gaps between
