@@ -45,7 +45,8 @@ from sklearn.utils.validation import check_is_fitted
 from . import _kernels as K
 from ._auto import choose_solver
 from ._base import Problem, Start
-from ._fitting import FitClock, get_client, is_driver_solver, run_driver, run_stage
+from ._fitting import (FitClock, final_objective, get_client, is_driver_solver,
+                       preload_workers, run_driver, run_stage)
 from ._inputs import check_predict_input, is_dask, prepare
 from ._model import evaluate_trace
 from ._objectives import PENALTIES, Objective, get_loss, get_penalty
@@ -69,6 +70,16 @@ def _seed(random_state) -> int | None:
         return int(random_state.randint(2**31))
     raise ValueError(f"random_state must be None, an int or a numpy RandomState, got "
                      f"{random_state!r}")
+
+
+def _trace(objective, out, n_tasks: int, prep) -> np.ndarray:
+    """``trace_``: the objective at the outcome's points, the last one from the solver
+    where it knows it (`final_objective`; no pass over the data for it)."""
+    final = final_objective(out, n_tasks)
+    if final is None:
+        return evaluate_trace(objective, out.points, prep.X, prep.y, prep.sw)
+    head = evaluate_trace(objective, out.points[:-1], prep.X, prep.y, prep.sw)
+    return np.vstack([head, [[out.points[-1][0], final]]])
 
 
 class _AsipLinearModel(BaseEstimator):
@@ -217,6 +228,7 @@ class _AsipLinearModel(BaseEstimator):
         t_fit = time.perf_counter()
         objective = self._check_params()
         client = get_client()
+        preload_workers(client)  # the workers' imports overlap the input checks
         t_client = time.perf_counter()
         prep = prepare(self, X, y, sample_weight, client)
         n_tasks = len(self.classes_) if self._classifier and len(self.classes_) > 2 else 1
@@ -251,7 +263,7 @@ class _AsipLinearModel(BaseEstimator):
         self.n_iter_ = int(out.n_iter)
         self.gap_ = out.gap
         self._set_model(np.asarray(out.w, dtype=np.float64), problem)
-        self.trace_ = evaluate_trace(objective, out.points, prep.X, prep.y, prep.sw)
+        self.trace_ = _trace(objective, out, n_tasks, prep)
         # what warm_start=True starts the next fit from (when there is no checkpoint file)
         self._warm = Start(np.array(out.w, dtype=np.float64), out.snapshots)
         self.fit_timings_ = {"client": t_client - t_fit, **clock.timings()}

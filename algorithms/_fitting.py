@@ -28,7 +28,8 @@ from ._model import (combine_tasks, combined_over_time, gap_of, latest_snapshots
                      n_iter_of, split_tasks)
 from ._solvers import ASYNC_DRIVER_SOLVERS, get_algorithm
 
-__all__ = ["FitClock", "FitOutcome", "get_client", "run_driver", "run_stage"]
+__all__ = ["FitClock", "FitOutcome", "final_objective", "get_client", "preload_workers", "run_driver",
+           "run_stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,41 @@ def get_client():
         logger.info("no dask client found: starting an embedded cluster with asip.connect()")
         _embedded_client = asip.connect()
     return _embedded_client
+
+
+#: what an operator's unpickling imports on a worker (the whole of asip.algorithms:
+#: scikit-learn, numba, scipy): ~0.5 s of a first fit's launch on a fresh cluster
+WORKER_MODULES = ("asip.algorithms._operator",)
+
+
+def preload_workers(client, modules=WORKER_MODULES) -> None:
+    """Start importing ``modules`` on every worker, in the background, and return at once.
+
+    A fit's first stage on fresh workers spent ~0.5 s of its launch importing what the
+    operator needs, while the workers sat idle during the driver's input checks: started
+    at the top of ``fit``, the imports overlap them. Runs on each worker's event loop, as a
+    background task the driver does not wait for: an import in a thread of its own raced the
+    loop's own import of asip's worker plugin (circular imports in two threads hand one of
+    them a half-initialized module). A worker that fails to import says so when the operator
+    starts there, as before. One round trip; nothing is left on the cluster.
+    """
+    names = tuple(modules)
+    if getattr(client, "asynchronous", False):  # run() would hand back a coroutine
+        return
+
+    async def _preload() -> None:  # nested: pickled by value, so loading it imports nothing
+        import importlib
+
+        for name in names:
+            try:
+                importlib.import_module(name)  # on the loop: no other import runs meanwhile
+            except Exception:  # the operator's own import reports it, in context
+                return
+
+    try:
+        client.run(_preload, wait=False)
+    except Exception as exc:  # an optimisation only: never fail a fit over it
+        logger.debug("could not preload the workers' modules: %r", exc)
 
 
 class FitClock:
@@ -86,6 +122,20 @@ class FitOutcome(NamedTuple):
     stage_result: Any  # asip.StageResult, partial if interrupted; None on the driver path
     gap: float | None  # certified duality gap from the snapshots that carry one
     error: BaseException | None = None  # why the fit was cut short (re-raised by the caller)
+
+
+def final_objective(out: FitOutcome, n_tasks: int) -> float | None:
+    """The objective at the outcome's model when the solver already knows it exactly (a
+    snapshot of that very model with ``objective_w``: lbfgs at its certified point), else
+    None. Evaluating it costs the fit's trace a pass over all of the data (0.15 s at 1M
+    rows x 30 nonzeros)."""
+    if n_tasks != 1 or out.error is not None or not out.snapshots:
+        return None
+    for snap in out.snapshots:
+        if (snap and "objective_w" in snap and np.isfinite(snap["objective_w"])
+                and np.array_equal(np.asarray(snap["w"]), out.w)):
+            return float(snap["objective_w"])
+    return None
 
 
 def stop_reason(stopped_by: str, algo, n_iter: int, max_iter: int | None) -> str:

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import logging
 import numbers
+import sys
 from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
@@ -52,12 +54,10 @@ class Prepared(NamedTuple):
 
 
 def is_dask(a) -> bool:
-    """Whether ``a`` is a dask array."""
-    try:
-        import dask.array as da
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(a, da.Array)
+    """Whether ``a`` is a dask array. Never imports dask.array: until something has, nothing
+    is one (the import cost a fit on numpy input 0.3-0.5 s, a third of its preparation)."""
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(a, da.Array)
 
 
 def _is_dask_collection(a) -> bool:
@@ -153,9 +153,13 @@ def _prepare_memory(est, X, y, sample_weight, client) -> Prepared:
     # the task graph through the scheduler) and again from here if a worker dies
     blocks = [tuple([row_block(X, a, b), y_enc[a:b]] + ([] if sw is None else [sw[a:b]]))
               for a, b in zip(bounds[:-1], bounds[1:])]
-    sq = csr_row_sqnorms(X) if sp.issparse(X) else np.einsum("ij,ij->i", X, X)
+    if sp.issparse(X):
+        sq_sum, sq_top = csr_sqnorm_stats(X)
+    else:
+        sq = np.einsum("ij,ij->i", X, X)
+        sq_sum, sq_top = float(sq.sum()), float(sq.max())
     sizes = tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:]))
-    sq_mean, sq_max = row_norm_scale(sq.mean(), sq.max())
+    sq_mean, sq_max = row_norm_scale(sq_sum / n, sq_top)
     return Prepared(blocks, sizes, sq_mean, sq_max, X, y_enc, sw, sp.issparse(X))
 
 
@@ -182,6 +186,26 @@ def csr_row_sqnorms(X) -> np.ndarray:
     if rows.size:  # consecutive non-empty rows' starts bound each row's run of nonzeros
         out[rows] = np.add.reduceat(np.square(X.data[:X.indptr[-1]]), starts[rows])
     return out
+
+
+@njit(nogil=True, cache=True)
+def _sqnorm_stats(data, indptr):  # pragma: no cover (compiled)
+    total, top = 0.0, 0.0
+    for i in range(indptr.shape[0] - 1):
+        sq = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            sq += data[k] * data[k]
+        total += sq
+        top = max(top, sq)
+    return total, top
+
+
+def csr_sqnorm_stats(X) -> tuple[float, float]:
+    """Sum and max of ``||a_i||^2`` over the rows of a CSR matrix, in one pass and no
+    temporaries (`csr_row_sqnorms` squares all the nonzeros into a new array first: 240 MB
+    and ~0.2 s of a fit's preparation at 1M rows x 30 nonzeros)."""
+    total, top = _sqnorm_stats(X.data, X.indptr)
+    return float(total), float(top)
 
 
 def encode_labels(y, classes: np.ndarray) -> np.ndarray:
@@ -374,6 +398,6 @@ def block_stats(block) -> np.ndarray:
     """`K.finite_sqnorm_stats` of one dense row block (sparse blocks: scipy)."""
     if sp.issparse(block):
         block = sp.csr_matrix(block)
-        sq = csr_row_sqnorms(block)
-        return np.array([float(np.isfinite(block.data).all()), sq.sum(), sq.max(initial=0.0)])
+        total, top = csr_sqnorm_stats(block)
+        return np.array([float(np.isfinite(block.data[:block.indptr[-1]]).all()), total, top])
     return K.finite_sqnorm_stats(np.asarray(block, dtype=np.float64))

@@ -141,6 +141,8 @@ def _reduce(state: LbfgsState, data: LocalData, parts: list, k: int) -> bool:
     G[: pb.n_features] += pb.alpha * x[: pb.n_features]  # the l2 term (intercept free)
     F = sum(float(c["f"]) for c in parts) / n + pb.penalty_value(x)
     done = C.certify_round(state, parts, x)
+    if mem.get("gap_w") is x:  # the objective where the gap was taken: the model's own value
+        mem["gap_primal"] = F
     restart = any(c["fresh"] for c in parts) or len({int(c["nmem"]) for c in parts}) > 1
     if restart:
         mem["S"], mem["Y"] = [], []
@@ -192,13 +194,16 @@ def resume(state: LbfgsState, data: LocalData, start: Start) -> LbfgsState:
 
 
 def snapshot(state: LbfgsState) -> dict:
-    """The certified point, else the last accepted one; with its duality gap once known."""
+    """The certified point, else the last accepted one; with its duality gap and objective
+    value (``objective_w``) once known."""
     mem = state.mem
     w = mem["certified"] if mem["certified"] is not None else (
         mem["base"] if mem["base"] is not None else mem["point"])
     snap = {"w": w.copy(), "k": int(mem["k"])}
     if np.isfinite(mem["gap"]) and np.array_equal(mem.get("gap_w"), w):
         snap.update(gap=float(mem["gap"]), rel_gap=float(mem["rel_gap"]))
+        if "gap_primal" in mem:  # the objective at w: the fit's trace needs no pass for it
+            snap["objective_w"] = float(mem["gap_primal"])
     return snap
 
 

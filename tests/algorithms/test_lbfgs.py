@@ -90,3 +90,26 @@ def test_warm_up_reads_one_row_and_changes_nothing():
         L.ALGORITHM.warm_up(state, data)
         assert state.mem["k"] == 0 and state.mem["own"] is None
         np.testing.assert_array_equal(state.mem["point"], np.zeros(pb.p))
+
+
+@pytest.mark.parametrize("loss, fit_intercept, weighted", [("log_loss", False, False),
+                                                           ("log_loss", True, True),
+                                                           ("squared_error", True, False)])
+def test_snapshot_carries_the_objective_of_its_own_model(loss, fit_intercept, weighted):
+    """The certified snapshot's ``objective_w`` is the objective at its ``w`` (the fit's trace
+    takes it instead of another pass over the data), row weights included."""
+    from asip.algorithms._model import evaluate_trace
+
+    ds, parts, obj, _, pb = _case(loss, fit_intercept)
+    sw = np.random.default_rng(3).uniform(0.2, 1.8, size=len(ds.y)) if weighted else None
+    if weighted:
+        sw *= len(sw) / sw.sum()  # as the estimators normalize them
+    bounds = np.cumsum([0] + [len(p[1]) for p in parts])
+    weights = None if sw is None else [sw[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    w, snaps, _, done = simulate("lbfgs", pb, parts, {"tol": 1e-6}, max_time=20,
+                                 weights=weights)
+    assert done
+    latest = max((s for s in snaps if s is not None), key=lambda s: s["k"])
+    assert "objective_w" in latest and np.array_equal(latest["w"], w)
+    want = evaluate_trace(obj, [(0.0, w)], ds.X, ds.y, sw)[0, 1]
+    np.testing.assert_allclose(latest["objective_w"], want, rtol=1e-12)

@@ -1,0 +1,77 @@
+"""A fit's fixed costs around the solve: no dask.array import for numpy input, the workers'
+imports started while the driver checks the input, no data pass for a final objective the
+solver already knows -- each without changing what the fit returns."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from asip.algorithms import AsipClassifier, Objective, get_loss, get_penalty, make_logistic
+from asip.algorithms._fitting import FitOutcome, final_objective, preload_workers
+from asip.algorithms._inputs import csr_sqnorm_stats, is_dask
+from asip.algorithms._model import evaluate_trace
+
+
+def test_is_dask_never_imports_dask_array(monkeypatch):
+    import dask.array as da
+
+    assert is_dask(da.zeros(3)) and not is_dask(np.zeros(3))
+    monkeypatch.delitem(sys.modules, "dask.array")  # as in a process that never imported it
+    assert not is_dask(np.zeros(3))
+    assert "dask.array" not in sys.modules
+
+
+@pytest.mark.parametrize("index", [np.int32, np.int64])
+def test_row_norm_stats_in_one_pass_match_scipy(index):
+    X = sp.random(300, 40, density=0.05, format="csr", random_state=2)  # has empty rows
+    X.indices, X.indptr = X.indices.astype(index), X.indptr.astype(index)
+    sq = np.asarray(X.multiply(X).sum(axis=1)).ravel()
+    assert (sq == 0).any()
+    total, top = csr_sqnorm_stats(X)
+    np.testing.assert_allclose([total, top], [sq.sum(), sq.max()], rtol=1e-13)
+    assert csr_sqnorm_stats(sp.csr_matrix((4, 3))) == (0.0, 0.0)
+
+
+def _outcome(w, snapshots, error=None):
+    return FitOutcome(w, snapshots, [(0.5, w)], 3, "tol", [], None, 1e-4, error)
+
+
+def test_final_objective_only_from_a_snapshot_of_that_very_model():
+    w = np.array([1.0, -2.0])
+    known = {"w": w.copy(), "k": 3, "objective_w": 0.25}
+    assert final_objective(_outcome(w, (None, known)), 1) == 0.25
+    assert final_objective(_outcome(w, ({"w": w + 1e-9, "k": 3, "objective_w": 0.2},)), 1) is None
+    assert final_objective(_outcome(w, ({"w": w, "k": 3},)), 1) is None  # not known
+    assert final_objective(_outcome(w, (known,)), 2) is None  # several tasks: evaluated
+    assert final_objective(_outcome(w, (known,), error=KeyboardInterrupt()), 1) is None
+    assert final_objective(_outcome(w, None), 1) is None
+
+
+@pytest.mark.timeout(90)
+def test_preload_and_the_known_final_objective_on_the_cluster(client):
+    # a module no worker has imported yet is imported there, in the background
+    name = "asip_preload_probe_module_that_does_not_exist"
+    preload_workers(client, ("colorsys", name))  # a missing module is no error
+    deadline = time.monotonic() + 30
+    while not all(client.run(lambda: "colorsys" in sys.modules).values()):
+        assert time.monotonic() < deadline, "preload never imported the module on the workers"
+        time.sleep(0.05)
+    # lbfgs's trace ends at its certified model with the value the solver computed, which is
+    # the objective there (weights and intercept included)
+    ds = make_logistic(2000, 12, random_state=5)
+    sw = np.random.default_rng(1).uniform(0.5, 1.5, size=len(ds.y))
+    clf = AsipClassifier(solver="lbfgs", alpha=1e-3, tol=1e-6, max_time=30.0).fit(
+        ds.X, ds.y, sample_weight=sw)
+    assert clf.stopped_by_ == "tol"
+    obj = Objective(get_loss("log_loss"), get_penalty("l2", 1e-3), fit_intercept=True)
+    w = np.append(clf.coef_.ravel(), clf.intercept_)
+    want = evaluate_trace(obj, [(0.0, w)], ds.X, ds.y, sw * len(sw) / sw.sum())[0, 1]
+    np.testing.assert_allclose(clf.trace_[-1, 1], want, rtol=1e-10)
+    told = [r.get("objective_w") for r in clf.stage_result_.results if r]
+    assert clf.trace_[-1, 1] in told  # the solver's value, not another pass over the data
+    assert clf.trace_.shape[1] == 2 and np.all(np.diff(clf.trace_[:, 0]) >= 0)
