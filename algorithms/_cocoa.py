@@ -33,10 +33,11 @@ every peer's around the peer's pushed point ``x_k``, gradient ``-alpha u_k`` and
 Hessian; it pushes its new ``u_k = (1/(alpha n)) A_k^T a_k`` with ``a_i = -phi'(x_i^T
 x_k)`` (its duals, so the certificate is unchanged), ``x_k`` and, when recomputed, its
 Hessian. Rounds contract like Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which
-sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses on dense data (or
-CSR with >= 25% nonzeros) with at most 500 coefficients; the estimator decides once
-from the whole ``X`` (`resolve_local_solver`). The model is then the iterates, not
-``sum u_k``.
+sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses with at most 500
+coefficients on dense data (or CSR with >= 25% nonzeros), or on any data where SDCA's
+steps are damped (``sigma' mean ||x_i||^2 / (alpha n) > 1``: small alpha, many
+partitions); the estimator decides once from the whole ``X`` (`resolve_local_solver`).
+The model is then the iterates, not ``sum u_k``.
 
 Restart: a restarted operator starts from zero duals for its rows; its first push
 replaces its old total at the peers (the duals stay feasible, so the gap stays
@@ -74,7 +75,7 @@ from . import _kernels as K
 from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput
 from ._certificate import (GapParts, certificate_parts, certified_model, gap_from_parts,
                            snapshot_fields)
-from ._cocoa_newton import LocalNewton, choose_local_solver
+from ._cocoa_newton import LocalNewton, choose_local_solver, sdca_damping
 from ._primal_cert import record_gap, side_len
 from ._sdca_kernels import cocoa_steps
 from ._sparse_exchange import Exchange, schema_fields
@@ -142,21 +143,31 @@ def validate(problem: Problem, params: dict) -> None:
             raise ValueError(f"{key} must be a positive integer, got {params[key]!r}")
 
 
+def _damping(problem: Problem, params: dict) -> float:
+    """SDCA's damping on this problem (`sdca_damping`; sigma' as `init` sets it)."""
+    sigma = params.get("sigma")
+    sigma = problem.n_partitions if sigma is None else sigma
+    return sdca_damping(sigma, problem.row_scale, problem.alpha, problem.n_total)
+
+
 def resolve_local_solver(params: dict, problem: Problem, X, sparse: bool) -> dict:
     """``params`` with ``local_solver="auto"`` replaced by the choice for the whole ``X`` (on
     the driver, so that every partition runs the same one; `choose_local_solver`). A sparse
-    dask array, whose density is not known without a pass, gets SDCA."""
+    dask array, whose density is not known without a pass, gets SDCA unless SDCA's damping
+    alone decides for Newton."""
     if params.get("local_solver") != "auto":
         return params
     import scipy.sparse as sp
 
-    kernel = None
-    if sparse:
-        if not sp.issparse(X):
-            return {**params, "local_solver": "sdca"}
+    kernel = None  # dense
+    if sparse and sp.issparse(X):
         X = sp.csr_matrix(X)
         kernel = (X.data, X.indices, X.indptr)
-    return {**params, "local_solver": choose_local_solver("auto", problem.loss, problem.p, kernel)}
+    elif sparse:  # density unknown: as if below MIN_NEWTON_DENSITY
+        kernel = (np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(2, dtype=np.int64))
+    choice = choose_local_solver("auto", problem.loss, problem.p, kernel,
+                                 _damping(problem, params))
+    return {**params, "local_solver": choice}
 
 
 def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
@@ -168,7 +179,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
     seed = params["seed"]
     seed = None if seed is None else seed * 1_000_003 + data.index * 7919 + data.incarnation
     newton = None
-    if choose_local_solver(params["local_solver"], problem.loss, p, data.X) == "newton":
+    if choose_local_solver(params["local_solver"], problem.loss, p, data.X,
+                           _damping(problem, params)) == "newton":
         newton = LocalNewton(data.X, data.y, problem.loss, problem.fit_intercept, p,
                              problem.n_total, problem.alpha,
                              params["hessian_rows"] or max(2000, 4 * p), seed)
