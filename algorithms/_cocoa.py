@@ -31,8 +31,8 @@ losses, `_cocoa_newton`): a primal method on the same channel -- each round an o
 takes Newton steps on a model of the whole objective, exact on its rows and quadratic on
 every peer's around the peer's pushed point ``x_k``, gradient ``-alpha u_k`` and
 Hessian; it pushes its new ``u_k = (1/(alpha n)) A_k^T a_k`` with ``a_i = -phi'(x_i^T
-x_k)`` (its duals, so the certificate is unchanged), ``x_k`` and, when recomputed, its
-Hessian. Rounds contract like Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which
+x_k)`` (its duals, so the certificate is unchanged), ``x_k`` and, when it moved by 10%
+(or every 10 rounds), its Hessian's upper triangle. Rounds contract like Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which
 sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses with at most 500
 coefficients on dense data (or CSR with >= 25% nonzeros), or on any data where SDCA's
 steps are damped (``sigma' mean ||x_i||^2 / (alpha n) > 1``: small alpha, many
@@ -75,6 +75,8 @@ from . import _kernels as K
 from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput
 from ._certificate import (GapParts, certificate_parts, certified_model, gap_from_parts,
                            snapshot_fields)
+from ._compact import packed_of, sym_fields, sym_of
+from ._compact import schema_fields as compact_fields
 from ._cocoa_newton import LocalNewton, choose_local_solver, sdca_damping
 from ._primal_cert import record_gap, side_len
 from ._sdca_kernels import cocoa_steps
@@ -86,6 +88,10 @@ __all__ = ["ALGORITHM", "CocoaState", "combine", "init", "local_step", "resolve_
 logger = logging.getLogger(__name__)
 
 LEADER = 0
+#: a Newton partition re-pushes its Hessian when it moved by this much since the last push
+HESSIAN_RTOL = 0.1
+#: ... and every this many rounds anyway (a peer that restarted or lost the message)
+HESSIAN_EVERY = 10
 
 DEFAULTS = {
     "sigma": None,  # CoCoA+ aggregation; None: the number of partitions (safe adding)
@@ -217,8 +223,9 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
                 clock["points"][msg.sender] = (msg.incarnation, np.array(pl["x"]))
             else:  # a resync full carries no point: this u and the old point don't match
                 clock["points"].pop(msg.sender, None)
-        if "H" in pl:  # ... and the sender's loss Hessian, when it sent one
-            clock["hess"][msg.sender] = (msg.incarnation, np.array(pl["H"]))
+        packed = packed_of(pl, "H", state.problem.p)
+        if packed is not None:  # ... and the sender's loss Hessian, when it sent one
+            clock["hess"][msg.sender] = (msg.incarnation, sym_of(packed, state.problem.p))
         if cert["x"].absorb(msg) and msg.sender == LEADER:  # a certificate round: answer at it
             req = (msg.incarnation, int(pl["ver"]))
             if clock["answered"] is None or req > clock["answered"]:
@@ -327,7 +334,23 @@ def _newton_round(state: CocoaState, data: LocalData) -> None:
     state.dual[:] = dual
     state.u[:] = g * state.scale
     clock["point"] = True
-    clock["H"] = H  # pushed with the round's total (not with a waiting re-push)
+    if _hessian_due(clock, H):
+        clock["H"] = H  # pushed with the round's total (not with a waiting re-push)
+
+
+def _hessian_due(clock: dict, H: np.ndarray) -> bool:
+    """Whether this round's Hessian goes out: the first, one that moved by `HESSIAN_RTOL`
+    since the last pushed (Frobenius), and every `HESSIAN_EVERY` rounds (a restarted peer's
+    copy). Peers model this partition with a stale Hessian in between, which moves its
+    rounds' steps, not the fixed point (the gradients are exact); pushing every round's
+    p x p Hessian was most of the traffic (a9a, 16 partitions: ~90 KB of ~93 KB a message)."""
+    sent = clock.get("H_sent")
+    clock["since_H"] = clock.get("since_H", 0) + 1
+    if sent is not None and clock["since_H"] < HESSIAN_EVERY and (
+            np.linalg.norm(H - sent) <= HESSIAN_RTOL * np.linalg.norm(sent)):
+        return False
+    clock["H_sent"], clock["since_H"] = H, 0
+    return True
 
 
 def _resyncs(state: CocoaState) -> tuple[Outgoing, ...]:
@@ -346,7 +369,7 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
     if clock.get("point"):  # Newton: u is -grad L_k / alpha at this point
         payload["x"] = state.w.copy()
     if clock.get("H") is not None:
-        payload["H"] = clock["H"]
+        payload.update(sym_fields("H", clock["H"]))  # its packed upper triangle
         clock["H"] = None
     if clock["answer"] is not None and data.index != LEADER:
         (inc, ver), wbar = clock["answer"]
@@ -435,13 +458,15 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
 def schema(problem: Problem) -> tuple[dict, dict]:
     """A total ``u`` (sparse-exchange fields); the leader adds ``(wbar, ver)``, answers
     ``(c, linc, lver, lsum)`` (Newton: also ``cg``, the ``g`` of the duals at ``wbar``; with
-    an unpenalized intercept also ``side, sg``, see `_certificate.GapParts`); Newton pushes add the point ``x`` and the Hessian ``H``."""
+    an unpenalized intercept also ``side, sg``, see `_certificate.GapParts`); Newton pushes add the point ``x`` and
+    the Hessian as its packed upper triangle ``H`` (or ``H_idx``, ``H_val``)."""
     return ({}, {**schema_fields("u", problem.p), **schema_fields("wbar", problem.p),
                  "ver": int, "c": float, "linc": int, "lver": int, "lsum": float,
                  "side": ("float64", (side_len(problem),)),
                  "sg": ("float64", (problem.n_features,)),
                  "cg": ("float64", (problem.n_features,)),
-                 "x": ("float64", (problem.p,)), "H": ("float64", (problem.p, problem.p))})
+                 "x": ("float64", (problem.p,)),
+                 **compact_fields("H", problem.p * (problem.p + 1) // 2)})
 
 
 def snapshot(state: CocoaState) -> dict:

@@ -68,6 +68,13 @@ def main(argv=None):
                         t3, t6 = ttt(tr, f_star, 1e-3), ttt(tr, f_star, 1e-6)
                         last = (tr[-1, 1] - f_star) / abs(f_star)
                         passes = [int(r.get("t", -1)) if r else None for r in res.results]
+                        rs = [(float(r["round_s"]), float(r["round_cpu_s"])) for r in res.results
+                              if r and "round_s" in r]
+                        if rs:  # Newton rounds: mean wall and thread-CPU seconds
+                            print(f"  round wall {np.mean([a for a, _ in rs]) * 1e3:.1f} ms, "
+                                  f"cpu {np.mean([b for _, b in rs]) * 1e3:.1f} ms; elapsed "
+                                  f"{res.elapsed:.2f} s; stats {res.stats['total'].get('delivered')} "
+                                  f"msgs, {res.stats['total'].get('delivered_bytes', 0) / 1e6:.1f} MB")
                         print(f"{spec} {task.key} {solver} {mode}: 1e-3 at {t3:.2f} s, 1e-6 at "
                               f"{t6:.2f} s, end {last:.1e}; steps {list(res.steps)}; passes {passes}",
                               flush=True)

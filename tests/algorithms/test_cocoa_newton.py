@@ -187,3 +187,20 @@ def test_unpenalized_intercept_reaches_sklearns_optimum_certified(loss):
     # the intercept matters here: 10% off it is far from the optimum
     r_pen = float(relative_suboptimality(obj.value(np.append(w[:-1], 0.9 * w[-1]), X, y), f_sk))
     assert r_pen > 100 * max(r, 1e-12)
+
+
+def test_hessian_goes_out_when_it_moved_and_every_few_rounds():
+    """A Newton partition's p x p Hessian is pushed the first time, when it moved by
+    `HESSIAN_RTOL`, and every `HESSIAN_EVERY` rounds (not every round: that was most of
+    the traffic at 16 partitions); on the wire as its packed upper triangle."""
+    from asip.algorithms._cocoa import HESSIAN_EVERY, HESSIAN_RTOL, _hessian_due
+    from asip.algorithms._compact import packed_of, sym_fields, sym_of
+
+    clock, H = {}, np.diag([1.0, 2.0, 3.0]) + 0.1
+    assert _hessian_due(clock, H)
+    assert not _hessian_due(clock, H * (1 + HESSIAN_RTOL / 2))
+    moved = H * (1 + 2 * HESSIAN_RTOL)
+    assert _hessian_due(clock, moved)
+    assert [_hessian_due(clock, moved) for _ in range(HESSIAN_EVERY)] == (
+        [False] * (HESSIAN_EVERY - 1) + [True])
+    assert np.array_equal(sym_of(packed_of(sym_fields("H", H), "H", 3), 3), H)
