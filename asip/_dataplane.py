@@ -45,7 +45,8 @@ import numpy as np
 from asip._channel import MESSAGE_OVERHEAD, ChannelStats, Mailbox, _bucket
 from asip._directory import op_name
 from asip._exceptions import MessageError
-from asip._links import DIRECT_BYTES, PeerLink
+from asip._links import BATCH_BYTES, DIRECT_BYTES, PeerLink
+from asip._stream import StreamError, read_message
 from asip._wire import Encoded, Limits, decode_message, decode_targets, local_item, wire_item
 from asip.faults import DelayMessages, DropMessages
 
@@ -152,6 +153,7 @@ class DataPlane:
         self.endpoints: dict[tuple[int, int], Endpoint] = {}
         self.current: dict[int, Endpoint] = {}  # partition -> newest incarnation open here
         self.links: dict[str, PeerLink] = {}
+        self.streams: set = set()  # incoming peer links being read (`handle_stream`)
         self.undeliverable = 0
         self.malformed = 0
         self.late = 0  # copies that arrived after the stop for receivers already closed here
@@ -555,6 +557,46 @@ class DataPlane:
             self.links.pop(addr).close()
 
     # ------------------------------------------------------------------ receiving
+    async def handle_stream(self, comm: Any, **_: Any) -> Any:
+        """A peer worker's link (the handler for ``deliver_op``; see `asip._links`): this
+        comm is read here, in a loop, until it closes; each batch is answered with True
+        (its acknowledgement) once handled, or "ended" once this stage's handler is gone
+        from the worker (the sender counts that batch as undeliverable and stops).
+
+        Decoding is msgpack and raw array frames only (`asip._stream`): a message
+        carrying anything else (a pickle, another serializer) is counted as
+        ``malformed`` and never interpreted; a message over the size bound closes the
+        stream."""
+        from distributed.core import Status
+
+        bound = 2 * self.settings.limits.max_bytes + 2 * BATCH_BYTES
+        self.streams.add(comm)
+        try:
+            comm.allow_offload = False  # replies never suspend on the offload thread
+            await comm.write(True)  # the handshake's answer: this stage is here
+            while True:
+                try:
+                    msg = await read_message(comm, bound)
+                except MessageError as exc:
+                    logger.warning("asip: refused a message from %s: %s", comm.peer_address, exc)
+                    self.malformed += 1
+                    await comm.write(True)  # read whole: the stream goes on
+                    continue
+                if self.closed or self.worker.handlers.get(self.deliver_op) != self.handle_stream:
+                    await comm.write("ended")  # the stage ended here
+                    break
+                batch = msg.get("batch") if isinstance(msg, dict) else None
+                await comm.write(self.handle_deliver(batch))
+        except StreamError as exc:
+            logger.warning("asip: closed a stream from %s: %s", comm.peer_address, exc)
+            self.malformed += 1
+        except Exception:  # noqa: BLE001 - closed or aborted by either side
+            logger.debug("asip: stream from %s ended", comm.peer_address, exc_info=True)
+        finally:
+            self.streams.discard(comm)
+            comm.abort()
+        return Status.dont_reply
+
     def handle_deliver(self, batch: Any) -> bool:
         """A batch of wire items from a peer worker (raw frames arrive as memoryviews).
 

@@ -45,6 +45,8 @@ except ImportError:  # pragma: no cover - another distributed: every write goes 
     TCP = _add_frames_header = SSLIOStream = None
 
 from asip._channel import MESSAGE_OVERHEAD, _bucket
+from asip._exceptions import MessageError
+from asip._stream import read_message
 
 if TYPE_CHECKING:
     from asip._channel import ChannelStats
@@ -59,6 +61,8 @@ __all__ = ["BATCH_BYTES", "DIRECT_BYTES", "PeerLink"]
 BATCH_BYTES = 1 << 20
 # Pushes up to this size may be written by the pushing thread itself when the link is idle.
 DIRECT_BYTES = 64 << 10
+# A reply on a link (an acknowledgement or a refusal) is tiny: anything larger is garbage.
+REPLY_BYTES = 4096
 
 
 def drive(coro: Any, on_error: Callable[[BaseException], None]) -> bool:
@@ -169,7 +173,7 @@ class PeerLink:
             self.inflight = entries
             self.writes += 1
         self.bytes -= taken
-        msg = {"op": self.plane.deliver_op, "reply": True, "batch": [e[1] for e in entries]}
+        msg = {"batch": [e[1] for e in entries]}  # on the link's stream: no op, no reply flag
         comm = self.comm
         now = time.time()
         for stats, _, _, _, pushed_at in entries:
@@ -185,7 +189,7 @@ class PeerLink:
         thread); None when this link takes no direct writes."""
         if self.sock is None or _add_frames_header is None:
             return None
-        msg = {"op": self.plane.deliver_op, "reply": True, "batch": [item]}
+        msg = {"batch": [item]}
         frames, _, _ = _add_frames_header(list(protocol.dumps(msg)))
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
@@ -287,7 +291,10 @@ class PeerLink:
         """Each batch is answered once the peer has handled it: then the next may go."""
         try:
             while True:
-                reply = await comm.read()
+                try:
+                    reply = await read_message(comm, REPLY_BYTES)
+                except MessageError as exc:  # garbage from the peer: not an acknowledgement
+                    raise OSError(f"unreadable reply: {exc}") from exc
                 if self.comm is not comm:
                     return
                 if reply is not True:  # the peer has no handler for this stage (any more)
@@ -326,11 +333,25 @@ class PeerLink:
             self.retry_at = asyncio.get_running_loop().time() + plane.settings.reconnect_delay
             self._drop_all("dropped_no_route")
             return
+        comm.allow_offload = False  # writes then never suspend: see flush()
+        try:  # the handshake: the peer's stream handler takes this comm over and says True
+            await comm.write({"op": plane.deliver_op, "reply": True})
+            reply = await read_message(comm, REPLY_BYTES)
+        except asyncio.CancelledError:  # the link closed meanwhile
+            comm.abort()
+            raise
+        except Exception as exc:  # noqa: BLE001 - broken, or garbage: drop, wait, retry
+            logger.debug("asip: handshake with %s failed: %r", self.address, exc)
+            reply = exc
         self.connecting = None
         if self.closed:
             comm.abort()
             return
-        comm.allow_offload = False  # writes then never suspend: see flush()
+        if reply is not True:  # no stream handler for this stage there (any more), or broken
+            comm.abort()
+            self.retry_at = asyncio.get_running_loop().time() + plane.settings.reconnect_delay
+            self._drop_all("dropped_no_route")
+            return
         sock = None
         if TCP is not None and type(comm) is TCP and not isinstance(comm.stream, SSLIOStream):
             sock = comm.stream.socket
