@@ -688,11 +688,14 @@ class _Acks:
         self.timer: asyncio.TimerHandle | None = None
 
     def handled(self, now: bool) -> None:
-        """One more batch handled: acknowledge at once (``now`` or ``ACK_EVERY`` due), or
-        soon. Either way after the receivers' wake-up (`handle_deliver` scheduled it), so
-        a woken operator thread runs while this loop writes, not after."""
+        """One more batch handled: acknowledge now when it asks (before the receivers'
+        wake-up that `handle_deliver` scheduled, so woken operator threads don't hold up
+        the sender's next batch), soon when ``ACK_EVERY`` are due (after the wake-up), or
+        ``ACK_DELAY`` s after the last."""
         self.pending += 1
-        if now or self.pending >= ACK_EVERY:
+        if now:
+            self.send()
+        elif self.pending >= ACK_EVERY:
             self.aloop.call_soon(self.send)
         elif self.timer is None:
             self.timer = self.aloop.call_later(ACK_DELAY, self.send)

@@ -5,15 +5,18 @@ handler (`DataPlane.handle_stream`) reads it in a loop, and both ends decode it 
 msgpack and raw array frames only (`asip._stream`), never distributed's deserializers.
 
 A push reaches the socket in the same event-loop callback that took it from the
-operators' outbox when the link's *window* has room: at most ``WINDOW`` batches and
-about ``BATCH_BYTES`` written and not yet acknowledged. Otherwise it waits in a
-queue bounded by ``asip.channel.peer-queue-bytes``, so under overload the waiting
+operators' outbox when the peer has acknowledged the loop's previous batch (each
+asks to be acknowledged at once) and the link's *window* has room: at most
+``WINDOW`` batches and about ``BATCH_BYTES`` written and not yet acknowledged.
+Otherwise it waits in a queue bounded by ``asip.channel.peer-queue-bytes``, so
+under overload the waiting
 happens on the sender, where ``latest=`` messages conflate and, past the bound, the
 oldest are dropped and counted, instead of in socket buffers where messages only
 grow stale. A slow or dead peer costs bounded memory and staleness, and never
-blocks an operator. Acknowledgements are cumulative and lazy (the receiver answers
-a count of batches handled: every ``ACK_EVERY`` batches, ``ACK_DELAY`` s after the
-last, or at once when a batch asks because it fills half the window), so a
+blocks an operator. Acknowledgements are cumulative (the receiver answers a count
+of batches handled) and, for small direct writes (below), lazy: every
+``ACK_EVERY`` batches, ``ACK_DELAY`` s after the last, or at once when a batch asks
+(the loop's batches, and a direct write that fills half the window), so a
 ping-pong costs neither side's loop an acknowledgement per message; a receiver
 whose stage ended answers ``["ended", handled]`` and the rest is counted
 ``undeliverable``.
@@ -132,9 +135,10 @@ class PeerLink:
         self.connecting: asyncio.Task | None = None
         self.retry_at = 0.0
         # batches written and not yet acknowledged, oldest first: [entries, written at (a
-        # thread's write whose ``sent`` is not counted yet) or None, bytes]
+        # thread's write whose ``sent`` is not counted yet) or None, bytes, by the loop]
         self.unacked: deque[list] = deque()
         self.unacked_bytes = 0
+        self.loop_unacked = 0  # of which written by the loop (at most one: see `flush`)
         self.rest_pending = False  # the loop has yet to write the end of a direct batch
         self.sock: Any = None  # the plain TCP socket threads may write to (None: loop only)
         self._wlock = threading.Lock()  # guards the window and comm against thread writes
@@ -194,19 +198,22 @@ class PeerLink:
         while self.queue and not errors:
             entries = []
             with self._wlock:  # written under the lock: a thread's write never interleaves
-                if self.rest_pending or self._full():
-                    return
+                if self.rest_pending or self.loop_unacked or self._full():
+                    return  # one batch of the loop's at a time: under overload pushes
+                    # wait (and conflate) here, not in the peer's socket buffers
                 taken = 0
                 while self.queue and taken < BATCH_BYTES:  # bounded work per batch on the peer
                     _, entry = self.queue.popitem(last=False)
                     entries.append(entry)
                     taken += entry[2]
                 self.bytes -= taken
-                self.unacked.append([entries, None, taken])
+                self.unacked.append([entries, None, taken, True])
                 self.unacked_bytes += taken
+                self.loop_unacked += 1
                 self.writes += 1
-                # on the link's stream: no op; "ack": acknowledge at once (the window is half full)
-                msg = {"batch": [e[1] for e in entries], "ack": self._asks()}
+                # on the link's stream: no op; "ack": acknowledge at once (the loop's batches
+                # always ask, so the next one goes as soon as this one is handled)
+                msg = {"batch": [e[1] for e in entries], "ack": True}
                 now = time.time()
                 for stats, _, _, _, pushed_at in entries:
                     stats.queued_hist[_bucket(int((now - pushed_at) * 1e6))] += 1
@@ -222,17 +229,15 @@ class PeerLink:
         """No more writes until an acknowledgement (under the lock)."""
         return len(self.unacked) >= WINDOW or self.unacked_bytes >= BATCH_BYTES
 
-    def _asks(self) -> bool:
-        """The batch just taken into the window asks for its acknowledgement at once."""
-        return len(self.unacked) >= WINDOW // 2 or self.unacked_bytes >= BATCH_BYTES // 2
-
     # ------------------------------------------------------------------ operator threads
     def frame(self, item: list) -> bytes | None:
         """One batch of one item as the bytes distributed's TCP comm would write (any
         thread); None when this link takes no direct writes."""
         if self.sock is None or _add_frames_header is None:
             return None
-        msg = {"batch": [item], "ack": len(self.unacked) + 1 >= WINDOW // 2}  # a hint: see `_asks`
+        # asks for its acknowledgement at once when it fills half the window (read unlocked:
+        # a hint; an acknowledgement comes anyway every ACK_EVERY batches or ACK_DELAY s)
+        msg = {"batch": [item], "ack": len(self.unacked) + 1 >= WINDOW // 2}
         frames, _, _ = _add_frames_header(list(protocol.dumps(msg)))
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
@@ -247,7 +252,7 @@ class PeerLink:
                     or comm is None or comm.stream is None or comm.stream.writing()
                     or self._full()):
                 return False  # busy: tornado still holds bytes of the loop's, or the window is full
-            self.unacked.append([[entry], time.time(), entry[2]])
+            self.unacked.append([[entry], time.time(), entry[2], False])
             self.unacked_bytes += entry[2]
             self.writes += 1
             try:
@@ -317,8 +322,9 @@ class PeerLink:
         out: list = []
         with self._wlock:
             for _ in range(min(n, len(self.unacked))):
-                entries, written, nbytes = self.unacked.popleft()
+                entries, written, nbytes, by_loop = self.unacked.popleft()
                 self.unacked_bytes -= nbytes
+                self.loop_unacked -= by_loop
                 if written is not None:
                     self._count_direct(entries, written)
                 out.extend(entries)
@@ -371,7 +377,7 @@ class PeerLink:
             if self.comm is comm:
                 self.comm = self.sock = None
                 self.unacked.clear()
-                self.unacked_bytes = 0
+                self.unacked_bytes = self.loop_unacked = 0
                 self.rest_pending = False
             try:
                 comm.abort()
