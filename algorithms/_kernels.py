@@ -212,6 +212,7 @@ def _margin(X, i, w, fit_intercept):
 
 _phi = _L.value  # the loss math lives in `_losses`, shared with the numpy objective
 _dphi = _L.deriv
+_phi_dphi = _L.value_deriv  # both at once: one exp for the logistic loss
 
 
 @njit(**_JIT)
@@ -296,9 +297,8 @@ def loss_grad(X, y, w, loss, fit_intercept, grad):
     s = 0.0
     p = w.shape[0]
     for i in range(n_rows(X)):
-        m = _margin(X, i, w, fit_intercept)
-        s += _phi(loss, m, y[i])
-        d = _dphi(loss, m, y[i])
+        f, d = _phi_dphi(loss, _margin(X, i, w, fit_intercept), y[i])
+        s += f
         if d != 0.0:
             row_axpy(X, i, d, grad)
             if fit_intercept:

@@ -25,9 +25,9 @@ def _weighted_loss_grad(X, y, sw, w, loss, fit_intercept, grad):
     for i in range(K.n_rows(X)):
         if sw[i] == 0.0:
             continue
-        m = K._margin(X, i, w, fit_intercept)
-        s += sw[i] * K._phi(loss, m, y[i])
-        d = sw[i] * K._dphi(loss, m, y[i])
+        f, d = K._phi_dphi(loss, K._margin(X, i, w, fit_intercept), y[i])
+        s += sw[i] * f
+        d *= sw[i]
         if d != 0.0:
             K.row_axpy(X, i, d, grad)
             if fit_intercept:

@@ -116,6 +116,20 @@ def test_logistic_is_stable_at_extreme_margins():
             assert s == pytest.approx(np.logaddexp(0, -yv * m), rel=1e-12)
 
 
+@pytest.mark.parametrize("loss", [K.LOGISTIC, K.HINGE, K.SQUARED])
+def test_value_deriv_is_value_and_deriv_bit_for_bit(loss):
+    """The fused pair the gradient passes use equals the two scalar functions exactly, at
+    zero, tiny, ordinary and overflowing margins."""
+    from asip.algorithms import _losses as L
+
+    ms = np.concatenate([[0.0, -0.0, 1e-300, -1e-300, 800.0, -800.0, 1.0, -1.0],
+                         np.random.default_rng(0).standard_normal(200) * 10])
+    for m in ms:
+        for yv in (-1.0, 1.0, 0.3):
+            f, d = L.value_deriv(loss, m, yv)
+            assert (f, d) == (L.value(loss, m, yv), L.deriv(loss, m, yv)), (m, yv)
+
+
 @pytest.mark.parametrize("pen", [K.L2, K.L1])
 def test_prox_matches_penalty_objects_and_spares_intercept(pen):
     from asip.algorithms._objectives import L1, L2
