@@ -291,13 +291,26 @@ def loss_sum(X, y, w, loss, fit_intercept):
 
 
 @njit(**_JIT)
+def coef_is_zero(w, fit_intercept):
+    """Whether every coefficient (the intercept aside) is 0: then each margin is the
+    intercept and a pass needs no reads of ``w`` (a solver's first point, ~40% of a CSR pass)."""
+    for j in range(w.shape[0] - int(fit_intercept)):
+        if w[j] != 0.0:
+            return False
+    return True
+
+
+@njit(**_JIT)
 def loss_grad(X, y, w, loss, fit_intercept, grad):
     """Overwrite ``grad`` with ``sum_i phi'(m_i) [a_i, 1]`` and return ``sum_i phi(m_i)``."""
     grad[:] = 0.0
     s = 0.0
     p = w.shape[0]
+    flat = coef_is_zero(w, fit_intercept)  # the same values: the margins are the intercept
+    b = w[p - 1] if fit_intercept else 0.0
     for i in range(n_rows(X)):
-        f, d = _phi_dphi(loss, _margin(X, i, w, fit_intercept), y[i])
+        m = b if flat else _margin(X, i, w, fit_intercept)
+        f, d = _phi_dphi(loss, m, y[i])
         s += f
         if d != 0.0:
             row_axpy(X, i, d, grad)

@@ -22,10 +22,13 @@ def _weighted_loss_grad(X, y, sw, w, loss, fit_intercept, grad):
     grad[:] = 0.0
     s = 0.0
     p = w.shape[0]
+    flat = K.coef_is_zero(w, fit_intercept)  # as in `K.loss_grad`
+    b = w[p - 1] if fit_intercept else 0.0
     for i in range(K.n_rows(X)):
         if sw[i] == 0.0:
             continue
-        f, d = K._phi_dphi(loss, K._margin(X, i, w, fit_intercept), y[i])
+        m = b if flat else K._margin(X, i, w, fit_intercept)
+        f, d = K._phi_dphi(loss, m, y[i])
         s += sw[i] * f
         d *= sw[i]
         if d != 0.0:
