@@ -12,7 +12,11 @@ pass (``step_time`` s, default 1 ms): short rounds keep the views fresh. An
 operator that has run ``max_ahead`` passes without news from any peer waits for
 one (re-pushing its total): further steps against the same stale totals are
 block-cyclic ascent, which zig-zags (measured under load, 3,000 x 20
-least squares split 7:3: 13.7 s to a 1e-6 gap without the limit, 1.2 s with it).
+least squares split 7:3: 13.7 s to a 1e-6 gap without the limit, 1.2 s with it). Bounded
+staleness (SDCA): every push carries the sender's passes, and an operator more than
+``max_lead`` passes past the peers holding half the other rows waits too (`_lead`): the
+safety of ``sigma = K`` adding assumes each subproblem is solved against a model a bounded
+number of updates old; a straggler holding less than half the rows stalls nobody.
 
 Certified stop. Partition 0 leads: every ``cert_period`` s (and no more often than
 four times its own certificate pass) it announces its view as ``wbar`` with a
@@ -101,6 +105,7 @@ DEFAULTS = {
     "tol": 1e-6,  # stop when the relative duality gap is below this
     "max_iter": None,  # passes over a partition's rows
     "max_ahead": 0.25,  # passes an operator runs on without news from any peer, then it waits
+    "max_lead": 1.0,  # SDCA: passes an operator may run past the peers holding half the rows
     "rejoin_wait": 0.3,
     "seed": None,
     "local_solver": "auto",  # "sdca", "newton" (smooth losses) or "auto" (`choose_local_solver`)
@@ -196,7 +201,7 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
         peers=Exchange("u", p, data.index, keep_total=True), problem=problem, params=params, sigma=sigma,
         scale=1.0 / (problem.alpha * problem.n_total), chunk=AdaptiveCount(params["step_time"]),
         clock={"steps": 0, "started": None, "answer": None, "answered": None,
-               "ahead": 0, "hess": {}, "points": {},
+               "ahead": 0, "hess": {}, "points": {}, "peer_passes": {},
                "rejoining": data.incarnation > 0 and data.n_partitions > 1},
         cert={"x": Exchange("wbar", p, data.index), "ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
               "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},
@@ -214,6 +219,10 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
         # the sender's u_j as of this push; the exchange keeps the peers' sum in step
         current = state.peers.absorb(msg)
         moved = state.peers.sub.moved
+        if "pc" in pl:  # the sender's passes (SDCA): how far it got, for `_lead`
+            known = clock["peer_passes"].get(msg.sender)
+            if known is None or (msg.incarnation, float(pl["pc"])) > known:
+                clock["peer_passes"][msg.sender] = (msg.incarnation, float(pl["pc"]))
         if state.newton is not None and current:
             if moved:
                 # Newton: news is a peer's moved total, not a waiting peer's re-push (a round
@@ -269,7 +278,9 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         done = data.index == LEADER and _certify(state, data, out.payload, now, reopen=False)
         return StepOutput(state, (out, *_resyncs(state)), done=done)
     wait = 0.0
-    if data.n_partitions > 1 and clock["ahead"] >= params["max_ahead"] * data.n:
+    if data.n_partitions > 1 and (clock["ahead"] >= params["max_ahead"] * data.n
+                                  or state.newton is None and _lead(state, data) >= params[
+                                      "max_lead"]):
         # far ahead of the news: more steps against the same stale totals only polish this
         # block (block-cyclic ascent, which zig-zags); wait for a peer instead -- on a loaded
         # machine that also hands the core to it. The total goes out again all the same: a
@@ -304,6 +315,29 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
     if mi is not None and clock["steps"] >= mi * data.n:
         done = True
     return StepOutput(state, (out, *_resyncs(state)), wait=wait, done=done)
+
+
+def _lead(state: CocoaState, data: LocalData) -> float:
+    """Passes this operator is ahead of the peers holding half the other rows (their
+    row-weighted median pass count as last heard; 0 for one not heard from).
+
+    Bounded staleness for SDCA: CoCoA+'s ``sigma = K`` adding is safe when each
+    subproblem is solved against a model at most a bounded number of local updates old;
+    an operator that ran many passes while half the rows' duals barely moved adds up
+    updates computed against views the slow half never saw (measured at 16 partitions
+    on 2 unevenly loaded workers: 5-19 passes on one, ~95 on the other, the model at
+    6-18x the optimum). The slowest operator never waits, and one straggler holding
+    less than half the rows stalls nobody."""
+    known = state.clock["peer_passes"]
+    sizes = state.problem.sizes
+    peers = sorted((known.get(j, (0, 0.0))[1], sizes[j]) for j in range(len(sizes))
+                   if j != data.index)
+    half, rows = 0.5 * sum(r for _, r in peers), 0
+    for passes, r in reversed(peers):  # from the furthest: the pass count half the rows reached
+        rows += r
+        if rows >= half:
+            return state.clock["steps"] / max(data.n, 1) - passes
+    return 0.0
 
 
 def _newton_round(state: CocoaState, data: LocalData) -> None:
@@ -364,7 +398,8 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
     loss sum at the asked model and the dual sums of the duals ``u`` comes from (two passes,
     so only then)."""
     clock = state.clock
-    payload = state.peers.fields(state.u, now)
+    extra = {} if state.newton is not None else {"pc": clock["steps"] / max(data.n, 1)}
+    payload = state.peers.fields(state.u, now, **extra)
     payload.update(state.cert["x"].sub.want_field(now))
     if clock.get("point"):  # Newton: u is -grad L_k / alpha at this point
         payload["x"] = state.w.copy()
@@ -461,7 +496,7 @@ def schema(problem: Problem) -> tuple[dict, dict]:
     an unpenalized intercept also ``side, sg``, see `_certificate.GapParts`); Newton pushes add the point ``x`` and
     the Hessian as its packed upper triangle ``H`` (or ``H_idx``, ``H_val``)."""
     return ({}, {**schema_fields("u", problem.p), **schema_fields("wbar", problem.p),
-                 "ver": int, "c": float, "linc": int, "lver": int, "lsum": float,
+                 "ver": int, "pc": float, "c": float, "linc": int, "lver": int, "lsum": float,
                  "side": ("float64", (side_len(problem),)),
                  "sg": ("float64", (problem.n_features,)),
                  "cg": ("float64", (problem.n_features,)),
