@@ -96,6 +96,8 @@ LEADER = 0
 HESSIAN_RTOL = 0.1
 #: ... and every this many rounds anyway (a peer that restarted or lost the message)
 HESSIAN_EVERY = 10
+#: seconds between re-pushes of an operator waiting on `_lead` (its total has not moved)
+LEAD_REPUSH = 0.05
 
 DEFAULTS = {
     "sigma": None,  # CoCoA+ aggregation; None: the number of partitions (safe adding)
@@ -147,6 +149,10 @@ def validate(problem: Problem, params: dict) -> None:
         raise ValueError(f"sigma must be positive (or None: the number of partitions), got "
                          f"{params['sigma']!r}")
     choose_local_solver(params["local_solver"], problem.loss, problem.p, None)
+    lead = params["max_lead"]
+    if isinstance(lead, bool) or not isinstance(lead, (int, float)) or not lead > 0:
+        raise ValueError(f"max_lead must be a positive number of passes (inf: no bound), got "
+                         f"{lead!r}")
     for key in ("newton_iter", "hessian_rows"):
         if key == "hessian_rows" and params[key] is None:
             continue
@@ -278,9 +284,17 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         done = data.index == LEADER and _certify(state, data, out.payload, now, reopen=False)
         return StepOutput(state, (out, *_resyncs(state)), done=done)
     wait = 0.0
-    if data.n_partitions > 1 and (clock["ahead"] >= params["max_ahead"] * data.n
-                                  or state.newton is None and _lead(state, data) >= params[
-                                      "max_lead"]):
+    if data.n_partitions > 1 and state.newton is None and clock["ahead"] < params[
+            "max_ahead"] * data.n and _lead(state, data) >= params["max_lead"]:
+        # far ahead of the slow half (bounded staleness, `_lead`): wait for its passes. Its
+        # news is coming, so re-push only every LEAD_REPUSH s: every 5 ms from each waiting
+        # operator to every peer flooded the slow half's event loop (measured: 16
+        # partitions, the slow worker's steps fell 3x)
+        if data.index != LEADER and clock["answer"] is None \
+                and now - clock.get("pushed", -np.inf) < LEAD_REPUSH:
+            return StepOutput(state, _resyncs(state), wait=0.005)
+        wait = 0.005
+    elif data.n_partitions > 1 and clock["ahead"] >= params["max_ahead"] * data.n:
         # far ahead of the news: more steps against the same stale totals only polish this
         # block (block-cyclic ascent, which zig-zags); wait for a peer instead -- on a loaded
         # machine that also hands the core to it. The total goes out again all the same: a
@@ -308,6 +322,7 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         clock["steps"] += n_steps
         clock["ahead"] += n_steps
     out = _message(state, data, now)
+    clock["pushed"] = now
     done = False
     if data.index == LEADER:
         done = _certify(state, data, out.payload, now)

@@ -5,7 +5,8 @@ number of updates old), while a lone straggler stalls nobody."""
 from __future__ import annotations
 
 import numpy as np
-from _sim import FixedCount, Msg, split_rows
+import pytest
+from _sim import FixedCount, Msg, simulate, split_rows
 
 from asip.algorithms import Objective, get_loss, get_penalty, make_logistic, reference_optimum
 from asip.algorithms import _kernels as K
@@ -64,3 +65,12 @@ def test_fast_half_waits_for_the_slow_half_and_the_dual_still_climbs():
 def test_a_lone_straggler_stalls_nobody():
     passes, _ = _run({0}, 8, {}, rounds=80)
     assert passes[1:].min() > passes[0] + 4, passes
+
+
+def test_bad_max_lead_is_refused_clearly():
+    ds = make_logistic(40, 3, random_state=0)
+    parts = split_rows(ds.X, ds.y, 2)
+    problem = make_problem(K.LOGISTIC, K.L2, ALPHA, False, parts)
+    for bad in (0, -1.0, "1", None):
+        with pytest.raises(ValueError, match="max_lead must be a positive number"):
+            simulate("asip-cocoa", problem, parts, {"max_lead": bad}, max_rounds=1)
