@@ -86,7 +86,8 @@ class LPState(NamedTuple):
 def validate(problem: Problem, params: dict) -> None:
     """Only hinge-l1 with ``alpha > 0`` is a linear program of this form."""
     if problem.loss != K.HINGE or problem.penalty != K.L1:
-        raise ValueError("solver 'lp-hinge' solves hinge loss with the l1 penalty only")
+        raise ValueError("solver 'lp-hinge' supports penalty='l1' with loss='hinge' only (the "
+                         "linear program); use 'prox-newton' for the others")
     if not problem.alpha > 0.0:
         raise ValueError(f"solver 'lp-hinge' needs alpha > 0, got {problem.alpha!r}")
 
@@ -248,8 +249,9 @@ def _round_a(state: LPState, data: LocalData) -> dict:
         viol.sort()
         sub = state.rows[viol]
         mem["sent"][viol] = True
-        out.update(ri=viol + mem["offset"], ry=data.y[viol], rptr=sub.indptr.astype(np.int64),
-                   rj=sub.indices.astype(np.int64), rv=sub.data.astype(np.float64))
+        out.update(ri=((viol + mem["offset"] + 1) * np.sign(data.y[viol])).astype(np.int64),
+                   rptr=sub.indptr.astype(np.int64), rj=sub.indices.astype(np.int64),
+                   rv=_column(sub.data))
     return out
 
 
@@ -268,9 +270,22 @@ def _round_b(state: LPState, data: LocalData) -> dict:
     out = {"w": mem["w"].copy()}
     if data.index == 0:
         nz = np.flatnonzero(mem["s_master"] > 0.0)
-        out.update(si=mem["s_ids"][nz].astype(np.int64), sv=mem["s_master"][nz],
-                   epoch=int(state.mem["master"].epoch))
+        out.update(si=mem["s_ids"][nz].astype(np.int64), sv=_column(mem["s_master"][nz]),
+                   epoch=int(mem["lead_epoch"]))
     return out
+
+
+def _column(values: np.ndarray) -> np.ndarray:
+    """Floats of any count on the wire: a column with one padding entry, ``(m + 1, 1)``.
+
+    The schema can check its rank and width (a flat or transposed copy is refused), which
+    a flat array of any length would not give."""
+    return np.append(np.asarray(values, dtype=np.float64), 0.0)[:, None]
+
+
+def _flat(column) -> np.ndarray:
+    """The floats `_column` packed."""
+    return np.asarray(column, dtype=np.float64)[:-1, 0]
 
 
 def _contribution(state: LPState, data: LocalData) -> dict:
@@ -316,9 +331,10 @@ def _gather_a(state: LPState, data: LocalData, parts: list) -> bool:
         master.add_columns(np.sort(viol))
     for c in parts:
         if "ri" in c and len(c["ri"]):
-            rows = sp.csr_matrix((np.asarray(c["rv"]), np.asarray(c["rj"]), np.asarray(c["rptr"])),
-                                 shape=(len(c["ri"]), d))
-            master.add_rows(np.asarray(c["ri"], dtype=np.int64), rows, np.asarray(c["ry"]))
+            signed = np.asarray(c["ri"], dtype=np.int64)  # (global id + 1) * y_i
+            rows = sp.csr_matrix((_flat(c["rv"]), np.asarray(c["rj"]), np.asarray(c["rptr"])),
+                                 shape=(signed.size, d))
+            master.add_rows(np.abs(signed) - 1, rows, np.sign(signed).astype(np.float64))
     w_new, ids, s = master.solve()
     mem["w_master"], mem["s_ids"], mem["s_master"] = w_new, ids, s
     mem["w"] = w_new
@@ -337,7 +353,7 @@ def _gather_b(state: LPState, data: LocalData, parts: list) -> bool:
     if "si" in lead:
         ids = np.asarray(lead["si"], dtype=np.int64) - mem["offset"]
         own = (ids >= 0) & (ids < data.n)
-        s[ids[own]] = np.asarray(lead["sv"], dtype=np.float64)[own]
+        s[ids[own]] = _flat(lead["sv"])[own]
     mem["s"] = s
     mem["it"] += 1
     max_iter = state.params["max_iter"]
@@ -348,7 +364,7 @@ def _reduce(state: LPState, data: LocalData, parts: list, k: int) -> bool:
     # the barrier resends this contribution as the previous round's: the rows stay behind
     mem = state.mem
     mem["own"] = {key: v for key, v in mem["own"].items()
-                  if key not in ("w", "ri", "ry", "rptr", "rj", "rv")}
+                  if key not in ("w", "ri", "rptr", "rj", "rv")}
     if k % 2 == _A:
         return _gather_a(state, data, parts)
     return _gather_b(state, data, parts)
@@ -377,9 +393,8 @@ def schema(problem: Problem) -> tuple[dict, dict]:
     p, d = problem.p, problem.n_features
     fields = {"w": ("float64", (p,)), "loss": float, "rp": ("float64", (d,)),
               "rm": ("float64", (d,)), "sp": float, "sm": float, "ri": ("int64", (None,)),
-              "ry": ("float64", (None,)), "rptr": ("int64", (None,)), "rj": ("int64", (None,)),
-              "rv": ("float64", (None,)), "si": ("int64", (None,)), "sv": ("float64", (None,)),
-              "epoch": int}
+              "rptr": ("int64", (None,)), "rj": ("int64", (None,)), "rv": ("float64", (None, 1)),
+              "si": ("int64", (None,)), "sv": ("float64", (None, 1)), "epoch": int}
     required = {"k": int, "has_prev": bool}
     optional = {f"{pre}_{key}": v for key, v in fields.items() for pre in ("c", "p")}
     return required, optional

@@ -62,7 +62,7 @@ def test_a_restarted_operator_still_reaches_the_optimum(restart):
 
 def test_other_problems_are_refused_by_name():
     _, _, parts, _, _, _ = _synthetic(False)
-    with pytest.raises(ValueError, match="hinge loss with the l1 penalty"):
+    with pytest.raises(ValueError, match="supports penalty='l1' with loss='hinge'"):
         validate(make_problem(K.LOGISTIC, K.L1, 1e-3, False, parts), {})
     with pytest.raises(ValueError, match="alpha > 0"):
         validate(make_problem(K.HINGE, K.L1, 0.0, False, parts), {})
