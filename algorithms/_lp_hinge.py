@@ -128,13 +128,12 @@ def _highspy():
 class _Master:
     """The leader's restricted master LP (HiGHS), scaled by ``n``: row duals are ``s``."""
 
-    def __init__(self, problem: Problem, params: dict, epoch: int):
+    def __init__(self, problem: Problem, params: dict):
         highspy = _highspy()
         self.h = highspy.Highs()
         self.h.setOptionValue("output_flag", False)
         self.h.setOptionValue("threads", int(params["threads"]))
         self.pb = problem
-        self.epoch = epoch
         d = problem.n_features
         self.plus = np.full(d, -1, dtype=np.int64)  # HiGHS column of w+_j (w-_j: minus)
         self.minus = np.full(d, -1, dtype=np.int64)
@@ -322,7 +321,7 @@ def _gather_a(state: LPState, data: LocalData, parts: list) -> bool:
     if data.index != 0:
         return False
     if mem["master"] is None:
-        mem["master"] = _Master(pb, params, epoch=mem["lead_epoch"])
+        mem["master"] = _Master(pb, params)
     master = mem["master"]
     # columns: the most violated reduced costs outside J (fm/fp-balanced duals price them)
     viol = np.flatnonzero((np.abs(r) > pb.alpha * n * (1.0 + 1e-9)) & (master.plus < 0))
