@@ -63,8 +63,9 @@ logger = logging.getLogger(__name__)
 DEFAULTS = {
     "tol": 1e-6,  # stop when the certified relative duality gap is below this
     "max_iter": None,  # master solves
-    "cols_per_round": 300,  # columns the leader adds per round (most violated first)
-    "rows_per_round": 300,  # violated rows added per round, over all partitions
+    "cols_per_round": 100,  # columns the leader adds per round (most violated first; reuters:
+    # 100 and 100 rows certified in 28-33 s in one process, 300 and 300 in 38-42 s, load 12)
+    "rows_per_round": 100,  # violated rows added per round, over all partitions
     "threads": 1,  # HiGHS threads on the leader
     "resend_after": 0.1,
     "rejoin_wait": 0.5,
