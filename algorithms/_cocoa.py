@@ -31,12 +31,13 @@ losses, `_cocoa_newton`): a primal method on the same channel -- each round an o
 takes Newton steps on a model of the whole objective, exact on its rows and quadratic on
 every peer's around the peer's pushed point ``x_k``, gradient ``-alpha u_k`` and
 Hessian; it pushes its new ``u_k = (1/(alpha n)) A_k^T a_k`` with ``a_i = -phi'(x_i^T
-x_k)`` (its duals, so the certificate is unchanged), ``x_k`` and, when recomputed, its
-Hessian. Rounds contract like Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which
-sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses on dense data (or
-CSR with >= 25% nonzeros) with at most 500 coefficients; the estimator decides once
-from the whole ``X`` (`resolve_local_solver`). The model is then the iterates, not
-``sum u_k``.
+x_k)`` (its duals, so the certificate is unchanged), ``x_k`` and, when it moved by 10%
+(or every 10 rounds), its Hessian's upper triangle. Rounds contract like Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which
+sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses with at most 500
+coefficients on dense data (or CSR with >= 25% nonzeros), or on any data where SDCA's
+steps are damped (``sigma' mean ||x_i||^2 / (alpha n) > 1``: small alpha, many
+partitions); the estimator decides once from the whole ``X`` (`resolve_local_solver`).
+The model is then the iterates, not ``sum u_k``.
 
 Restart: a restarted operator starts from zero duals for its rows; its first push
 replaces its old total at the peers (the duals stay feasible, so the gap stays
@@ -74,7 +75,9 @@ from . import _kernels as K
 from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput
 from ._certificate import (GapParts, certificate_parts, certified_model, gap_from_parts,
                            snapshot_fields)
-from ._cocoa_newton import LocalNewton, choose_local_solver
+from ._compact import packed_of, sym_fields, sym_of
+from ._compact import schema_fields as compact_fields
+from ._cocoa_newton import LocalNewton, choose_local_solver, sdca_damping
 from ._primal_cert import record_gap, side_len
 from ._sdca_kernels import cocoa_steps
 from ._sparse_exchange import Exchange, schema_fields
@@ -85,6 +88,10 @@ __all__ = ["ALGORITHM", "CocoaState", "combine", "init", "local_step", "resolve_
 logger = logging.getLogger(__name__)
 
 LEADER = 0
+#: a Newton partition re-pushes its Hessian when it moved by this much since the last push
+HESSIAN_RTOL = 0.1
+#: ... and every this many rounds anyway (a peer that restarted or lost the message)
+HESSIAN_EVERY = 10
 
 DEFAULTS = {
     "sigma": None,  # CoCoA+ aggregation; None: the number of partitions (safe adding)
@@ -142,21 +149,31 @@ def validate(problem: Problem, params: dict) -> None:
             raise ValueError(f"{key} must be a positive integer, got {params[key]!r}")
 
 
+def _damping(problem: Problem, params: dict) -> float:
+    """SDCA's damping on this problem (`sdca_damping`; sigma' as `init` sets it)."""
+    sigma = params.get("sigma")
+    sigma = problem.n_partitions if sigma is None else sigma
+    return sdca_damping(sigma, problem.row_scale, problem.alpha, problem.n_total)
+
+
 def resolve_local_solver(params: dict, problem: Problem, X, sparse: bool) -> dict:
     """``params`` with ``local_solver="auto"`` replaced by the choice for the whole ``X`` (on
     the driver, so that every partition runs the same one; `choose_local_solver`). A sparse
-    dask array, whose density is not known without a pass, gets SDCA."""
+    dask array, whose density is not known without a pass, gets SDCA unless SDCA's damping
+    alone decides for Newton."""
     if params.get("local_solver") != "auto":
         return params
     import scipy.sparse as sp
 
-    kernel = None
-    if sparse:
-        if not sp.issparse(X):
-            return {**params, "local_solver": "sdca"}
+    kernel = None  # dense
+    if sparse and sp.issparse(X):
         X = sp.csr_matrix(X)
         kernel = (X.data, X.indices, X.indptr)
-    return {**params, "local_solver": choose_local_solver("auto", problem.loss, problem.p, kernel)}
+    elif sparse:  # density unknown: as if below MIN_NEWTON_DENSITY
+        kernel = (np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(2, dtype=np.int64))
+    choice = choose_local_solver("auto", problem.loss, problem.p, kernel,
+                                 _damping(problem, params))
+    return {**params, "local_solver": choice}
 
 
 def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
@@ -168,7 +185,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
     seed = params["seed"]
     seed = None if seed is None else seed * 1_000_003 + data.index * 7919 + data.incarnation
     newton = None
-    if choose_local_solver(params["local_solver"], problem.loss, p, data.X) == "newton":
+    if choose_local_solver(params["local_solver"], problem.loss, p, data.X,
+                           _damping(problem, params)) == "newton":
         newton = LocalNewton(data.X, data.y, problem.loss, problem.fit_intercept, p,
                              problem.n_total, problem.alpha,
                              params["hessian_rows"] or max(2000, 4 * p), seed)
@@ -205,8 +223,9 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
                 clock["points"][msg.sender] = (msg.incarnation, np.array(pl["x"]))
             else:  # a resync full carries no point: this u and the old point don't match
                 clock["points"].pop(msg.sender, None)
-        if "H" in pl:  # ... and the sender's loss Hessian, when it sent one
-            clock["hess"][msg.sender] = (msg.incarnation, np.array(pl["H"]))
+        packed = packed_of(pl, "H", state.problem.p)
+        if packed is not None:  # ... and the sender's loss Hessian, when it sent one
+            clock["hess"][msg.sender] = (msg.incarnation, sym_of(packed, state.problem.p))
         if cert["x"].absorb(msg) and msg.sender == LEADER:  # a certificate round: answer at it
             req = (msg.incarnation, int(pl["ver"]))
             if clock["answered"] is None or req > clock["answered"]:
@@ -315,7 +334,23 @@ def _newton_round(state: CocoaState, data: LocalData) -> None:
     state.dual[:] = dual
     state.u[:] = g * state.scale
     clock["point"] = True
-    clock["H"] = H  # pushed with the round's total (not with a waiting re-push)
+    if _hessian_due(clock, H):
+        clock["H"] = H  # pushed with the round's total (not with a waiting re-push)
+
+
+def _hessian_due(clock: dict, H: np.ndarray) -> bool:
+    """Whether this round's Hessian goes out: the first, one that moved by `HESSIAN_RTOL`
+    since the last pushed (Frobenius), and every `HESSIAN_EVERY` rounds (a restarted peer's
+    copy). Peers model this partition with a stale Hessian in between, which moves its
+    rounds' steps, not the fixed point (the gradients are exact); pushing every round's
+    p x p Hessian was most of the traffic (a9a, 16 partitions: ~90 KB of ~93 KB a message)."""
+    sent = clock.get("H_sent")
+    clock["since_H"] = clock.get("since_H", 0) + 1
+    if sent is not None and clock["since_H"] < HESSIAN_EVERY and (
+            np.linalg.norm(H - sent) <= HESSIAN_RTOL * np.linalg.norm(sent)):
+        return False
+    clock["H_sent"], clock["since_H"] = H, 0
+    return True
 
 
 def _resyncs(state: CocoaState) -> tuple[Outgoing, ...]:
@@ -334,7 +369,7 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
     if clock.get("point"):  # Newton: u is -grad L_k / alpha at this point
         payload["x"] = state.w.copy()
     if clock.get("H") is not None:
-        payload["H"] = clock["H"]
+        payload.update(sym_fields("H", clock["H"]))  # its packed upper triangle
         clock["H"] = None
     if clock["answer"] is not None and data.index != LEADER:
         (inc, ver), wbar = clock["answer"]
@@ -423,13 +458,15 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
 def schema(problem: Problem) -> tuple[dict, dict]:
     """A total ``u`` (sparse-exchange fields); the leader adds ``(wbar, ver)``, answers
     ``(c, linc, lver, lsum)`` (Newton: also ``cg``, the ``g`` of the duals at ``wbar``; with
-    an unpenalized intercept also ``side, sg``, see `_certificate.GapParts`); Newton pushes add the point ``x`` and the Hessian ``H``."""
+    an unpenalized intercept also ``side, sg``, see `_certificate.GapParts`); Newton pushes add the point ``x`` and
+    the Hessian as its packed upper triangle ``H`` (or ``H_idx``, ``H_val``)."""
     return ({}, {**schema_fields("u", problem.p), **schema_fields("wbar", problem.p),
                  "ver": int, "c": float, "linc": int, "lver": int, "lsum": float,
                  "side": ("float64", (side_len(problem),)),
                  "sg": ("float64", (problem.n_features,)),
                  "cg": ("float64", (problem.n_features,)),
-                 "x": ("float64", (problem.p,)), "H": ("float64", (problem.p, problem.p))})
+                 "x": ("float64", (problem.p,)),
+                 **compact_fields("H", problem.p * (problem.p + 1) // 2)})
 
 
 def snapshot(state: CocoaState) -> dict:

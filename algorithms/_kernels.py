@@ -132,6 +132,18 @@ def row_nnz_sqnorm(X, i):  # pragma: no cover
     raise NotImplementedError
 
 
+def is_csr(X):
+    """Whether a kernel matrix is a CSR triple (works in Python and in kernels)."""
+    return isinstance(X, tuple)
+
+
+@overload(is_csr, jit_options=_JIT)
+def _ov_is_csr(X):
+    if isinstance(X, types.Array):
+        return lambda X: False
+    return lambda X: True
+
+
 @overload(n_rows, jit_options=_JIT)
 def _ov_n_rows(X):
     if isinstance(X, types.Array):
@@ -212,6 +224,7 @@ def _margin(X, i, w, fit_intercept):
 
 _phi = _L.value  # the loss math lives in `_losses`, shared with the numpy objective
 _dphi = _L.deriv
+_phi_dphi = _L.value_deriv  # both at once: one exp for the logistic loss
 
 
 @njit(**_JIT)
@@ -290,15 +303,43 @@ def loss_sum(X, y, w, loss, fit_intercept):
 
 
 @njit(**_JIT)
+def coef_is_zero(w, fit_intercept):
+    """Whether every coefficient (the intercept aside) is 0: then each margin is the
+    intercept and a pass needs no reads of ``w`` (a solver's first point, ~40% of a CSR pass)."""
+    for j in range(w.shape[0] - int(fit_intercept)):
+        if w[j] != 0.0:
+            return False
+    return True
+
+
+@njit(**_JIT)
 def loss_grad(X, y, w, loss, fit_intercept, grad):
     """Overwrite ``grad`` with ``sum_i phi'(m_i) [a_i, 1]`` and return ``sum_i phi(m_i)``."""
     grad[:] = 0.0
     s = 0.0
     p = w.shape[0]
-    for i in range(n_rows(X)):
-        m = _margin(X, i, w, fit_intercept)
-        s += _phi(loss, m, y[i])
-        d = _dphi(loss, m, y[i])
+    flat = coef_is_zero(w, fit_intercept)  # the same values: the margins are the intercept
+    b = w[p - 1] if fit_intercept else 0.0
+    n = n_rows(X)
+    if is_csr(X):
+        # two sweeps, the same sums in the same order: random reads of w, then random
+        # writes to grad; interleaved, the two ~0.8 MB vectors (10^5 features) evict each
+        # other: ~15% slower at 500k rows x 30 nonzeros
+        dv = np.empty(n)
+        for i in range(n):
+            f, dv[i] = _phi_dphi(loss, b if flat else _margin(X, i, w, fit_intercept), y[i])
+            s += f
+        for i in range(n):
+            d = dv[i]
+            if d != 0.0:
+                row_axpy(X, i, d, grad)
+                if fit_intercept:
+                    grad[p - 1] += d
+        return s
+    for i in range(n):
+        m = b if flat else _margin(X, i, w, fit_intercept)
+        f, d = _phi_dphi(loss, m, y[i])
+        s += f
         if d != 0.0:
             row_axpy(X, i, d, grad)
             if fit_intercept:

@@ -22,12 +22,15 @@ def _weighted_loss_grad(X, y, sw, w, loss, fit_intercept, grad):
     grad[:] = 0.0
     s = 0.0
     p = w.shape[0]
+    flat = K.coef_is_zero(w, fit_intercept)  # as in `K.loss_grad`
+    b = w[p - 1] if fit_intercept else 0.0
     for i in range(K.n_rows(X)):
         if sw[i] == 0.0:
             continue
-        m = K._margin(X, i, w, fit_intercept)
-        s += sw[i] * K._phi(loss, m, y[i])
-        d = sw[i] * K._dphi(loss, m, y[i])
+        m = b if flat else K._margin(X, i, w, fit_intercept)
+        f, d = K._phi_dphi(loss, m, y[i])
+        s += sw[i] * f
+        d *= sw[i]
         if d != 0.0:
             K.row_axpy(X, i, d, grad)
             if fit_intercept:

@@ -7,10 +7,11 @@ their own `Mailbox` under its lock, and bump their own sender counters
 (``pushed``, ``refused``) that nothing else writes. The loop drains the outbox in
 one callback: it delivers same-worker copies straight into mailboxes and hands
 one item per peer *worker* (multicast: encoded once, receivers listed) to that
-peer's `PeerLink`, which writes it in the same callback unless the peer has not
-acknowledged the previous batch yet. A small push to partitions on one peer worker
-skips the loop when nothing of its worker's waits before it (`DataPlane._direct`): the
-pushing thread writes it to the idle link's socket itself (see `asip._links`).
+peer's `PeerLink`, which writes it in the same callback unless the link's window of
+unacknowledged batches is full. A small push to partitions on one peer worker skips
+the loop when nothing of its worker's waits before it (`DataPlane._direct`): the
+pushing thread writes it to the link's socket itself (see `asip._links`). Incoming
+links are read by `DataPlane.handle_stream`, msgpack and raw array frames only.
 Modelled on distributed's P2P shuffle, where one event loop owns the buffers.
 
 Once the stage stops (`DataPlane.stop`: the stop from the driver, or a local
@@ -22,7 +23,7 @@ queued data.
 
 Every copy a push sends ends up counted exactly once: delivered, conflated,
 rejected, zombie, undeliverable or dropped (see `ChannelStats`); the exceptions
-are a batch whose acknowledgement is lost with its connection (counted dropped,
+are batches whose acknowledgement is lost with their connection (counted dropped,
 perhaps delivered), copies that arrive after every receiver on their worker has
 closed, and whatever is still queued when the sender closes before the stop
 (routed after its final statistics were taken).
@@ -45,7 +46,8 @@ import numpy as np
 from asip._channel import MESSAGE_OVERHEAD, ChannelStats, Mailbox, _bucket
 from asip._directory import op_name
 from asip._exceptions import MessageError
-from asip._links import DIRECT_BYTES, PeerLink
+from asip._links import ACK_DELAY, ACK_EVERY, BATCH_BYTES, DIRECT_BYTES, PeerLink, drive
+from asip._stream import StreamError, read_message
 from asip._wire import Encoded, Limits, decode_message, decode_targets, local_item, wire_item
 from asip.faults import DelayMessages, DropMessages
 
@@ -152,6 +154,7 @@ class DataPlane:
         self.endpoints: dict[tuple[int, int], Endpoint] = {}
         self.current: dict[int, Endpoint] = {}  # partition -> newest incarnation open here
         self.links: dict[str, PeerLink] = {}
+        self.streams: set = set()  # incoming peer links being read (`handle_stream`)
         self.undeliverable = 0
         self.malformed = 0
         self.late = 0  # copies that arrived after the stop for receivers already closed here
@@ -555,6 +558,55 @@ class DataPlane:
             self.links.pop(addr).close()
 
     # ------------------------------------------------------------------ receiving
+    async def handle_stream(self, comm: Any, **_: Any) -> Any:
+        """A peer worker's link (the handler for ``deliver_op``; see `asip._links`): this
+        comm is read here, in a loop, until it closes. Acknowledgements are cumulative
+        (the number of batches handled since the last one) and lazy: at once when a
+        batch asks (its sender's window is half full), else every ``ACK_EVERY`` batches
+        or ``ACK_DELAY`` s after the last, after the receivers were woken. Once this
+        stage's handler is gone from the worker the next batch is answered
+        ``["ended", handled]`` (the sender counts the rest as undeliverable) and the
+        stream ends.
+
+        Decoding is msgpack and raw array frames only (`asip._stream`): a message
+        carrying anything else (a pickle, another serializer) is counted as
+        ``malformed`` and never interpreted; a message over the size bound closes the
+        stream."""
+        from distributed.core import Status
+
+        bound = 2 * self.settings.limits.max_bytes + 2 * BATCH_BYTES
+        self.streams.add(comm)
+        acks = _Acks(comm, self.aloop)
+        try:
+            comm.allow_offload = False  # replies never suspend on the offload thread
+            await comm.write(True)  # the handshake's answer: this stage is here
+            while True:
+                try:
+                    msg = await read_message(comm, bound)
+                except MessageError as exc:
+                    logger.warning("asip: refused a message from %s: %s", comm.peer_address, exc)
+                    self.malformed += 1
+                    acks.handled(now=True)  # read whole: the stream goes on
+                    continue
+                if self.closed or self.worker.handlers.get(self.deliver_op) != self.handle_stream:
+                    acks.cancel()
+                    n, acks.pending = acks.pending, 0
+                    await comm.write(["ended", n])  # the stage ended here
+                    break
+                batch = msg.get("batch") if isinstance(msg, dict) else None
+                self.handle_deliver(batch)
+                acks.handled(now=isinstance(msg, dict) and msg.get("ack") is True)
+        except StreamError as exc:
+            logger.warning("asip: closed a stream from %s: %s", comm.peer_address, exc)
+            self.malformed += 1
+        except Exception:  # noqa: BLE001 - closed or aborted by either side
+            logger.debug("asip: stream from %s ended", comm.peer_address, exc_info=True)
+        finally:
+            acks.cancel()
+            self.streams.discard(comm)
+            comm.abort()
+        return Status.dont_reply
+
     def handle_deliver(self, batch: Any) -> bool:
         """A batch of wire items from a peer worker (raw frames arrive as memoryviews).
 
@@ -625,6 +677,40 @@ class DataPlane:
             targets = [j for j in self.current if j != message.sender]
         for j in targets:
             self._deliver(j, message, nbytes, now, directory, woken)
+
+
+class _Acks:
+    """The receiving end's lazy, cumulative acknowledgements on one stream (loop only)."""
+
+    def __init__(self, comm: Any, aloop: asyncio.AbstractEventLoop):
+        self.comm, self.aloop = comm, aloop
+        self.pending = 0  # batches handled and not yet acknowledged
+        self.timer: asyncio.TimerHandle | None = None
+
+    def handled(self, now: bool) -> None:
+        """One more batch handled: acknowledge now when it asks (before the receivers'
+        wake-up that `handle_deliver` scheduled, so woken operator threads don't hold up
+        the sender's next batch), soon when ``ACK_EVERY`` are due (after the wake-up), or
+        ``ACK_DELAY`` s after the last."""
+        self.pending += 1
+        if now:
+            self.send()
+        elif self.pending >= ACK_EVERY:
+            self.aloop.call_soon(self.send)
+        elif self.timer is None:
+            self.timer = self.aloop.call_later(ACK_DELAY, self.send)
+
+    def send(self) -> None:
+        self.cancel()
+        if not self.pending:
+            return
+        n, self.pending = self.pending, 0
+        drive(self.comm.write(n), lambda exc: self.comm.abort())
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 def _notify(mailboxes: set[Mailbox]) -> None:

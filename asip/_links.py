@@ -1,28 +1,36 @@
-"""Outgoing peer links: one persistent distributed comm per peer worker, owned by the event loop.
+"""Outgoing peer links: one persistent comm per peer worker, owned by the event loop.
+
+Each link is a stream of its own: after a one-message handshake the peer's stream
+handler (`DataPlane.handle_stream`) reads it in a loop, and both ends decode it with
+msgpack and raw array frames only (`asip._stream`), never distributed's deserializers.
 
 A push reaches the socket in the same event-loop callback that took it from the
-operators' outbox: when the link is connected and the peer has acknowledged the
-previous batch, the batch is written at once (distributed's ``comm.write`` enqueues
-into tornado's buffer without suspending when serialization is not offloaded).
-Otherwise it waits in a queue bounded by ``asip.channel.peer-queue-bytes``: at most
-one batch per link (plus one small direct write, below) is ever unhandled by its
-receiver (the handler's reply is the acknowledgement), so under overload the
-waiting happens on the sender, where ``latest=`` messages conflate and, past the
-bound, the oldest are dropped and counted, instead of in socket buffers where
-messages only grow stale. A slow or dead peer costs bounded memory and staleness,
-and never blocks an operator.
+operators' outbox when the peer has acknowledged the loop's previous batch (each
+asks to be acknowledged at once) and the link's *window* has room: at most
+``WINDOW`` batches and about ``BATCH_BYTES`` written and not yet acknowledged.
+Otherwise it waits in a queue bounded by ``asip.channel.peer-queue-bytes``, so
+under overload the waiting
+happens on the sender, where ``latest=`` messages conflate and, past the bound, the
+oldest are dropped and counted, instead of in socket buffers where messages only
+grow stale. A slow or dead peer costs bounded memory and staleness, and never
+blocks an operator. Acknowledgements are cumulative (the receiver answers a count
+of batches handled) and, for small direct writes (below), lazy: every
+``ACK_EVERY`` batches, ``ACK_DELAY`` s after the last, or at once when a batch asks
+(the loop's batches, and a direct write that fills half the window), so a
+ping-pong costs neither side's loop an acknowledgement per message; a receiver
+whose stage ended answers ``["ended", handled]`` and the rest is counted
+``undeliverable``.
 
-Small pushes skip the hop to the event loop: when the link is idle (connected, plain
-TCP, nothing queued, no batch unacknowledged) the pushing operator thread frames the
-batch and writes it to the socket itself (`PeerLink.write_direct`; whatever the
-socket does not take at once, the loop writes). Such a write has its own slot
-(``direct``, at most ``asip.channel.direct-bytes``): while it waits for its
-acknowledgement the loop may write one batch after it as usual (so a burst's first
-push going direct never holds back the rest for a round trip), and no thread writes
-again until both are acknowledged. The slots change only under the link's small
-lock, the counters are written only by the loop (a direct write's ``sent`` is
-counted with its acknowledgement, or when its sender closes), and a connection is
-closed only under that lock, so a thread never writes to a socket being replaced.
+Small pushes skip the hop to the event loop: when the link has room (connected, plain
+TCP, nothing queued, tornado holding none of the loop's bytes, the window not full)
+the pushing operator thread frames the batch and writes it to the socket itself
+(`PeerLink.write_direct`, at most ``asip.channel.direct-bytes``; whatever the socket
+does not take at once, the loop writes before anything else). The window changes
+only under the link's small lock, under which the loop also hands its own writes to
+tornado, so thread and loop writes never interleave; the counters are written only
+by the loop (a direct write's ``sent`` is counted with its acknowledgement, or when
+its sender closes), and a connection is closed only under that lock, so a thread
+never writes to a socket being replaced.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import itertools
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from distributed import protocol
@@ -45,6 +53,8 @@ except ImportError:  # pragma: no cover - another distributed: every write goes 
     TCP = _add_frames_header = SSLIOStream = None
 
 from asip._channel import MESSAGE_OVERHEAD, _bucket
+from asip._exceptions import MessageError
+from asip._stream import read_message
 
 if TYPE_CHECKING:
     from asip._channel import ChannelStats
@@ -59,6 +69,15 @@ __all__ = ["BATCH_BYTES", "DIRECT_BYTES", "PeerLink"]
 BATCH_BYTES = 1 << 20
 # Pushes up to this size may be written by the pushing thread itself when the link is idle.
 DIRECT_BYTES = 64 << 10
+# A reply on a link (an acknowledgement or a refusal) is tiny: anything larger is garbage.
+REPLY_BYTES = 4096
+# The window: at most this many batches, and about BATCH_BYTES, written and unacknowledged
+# per link. A batch that fills half of it asks for its acknowledgement at once; otherwise
+# the receiver acknowledges lazily (cumulatively, every ACK_EVERY batches or ACK_DELAY s
+# after the last), so a ping-pong costs neither loop an acknowledgement per message.
+WINDOW = 8
+ACK_EVERY = 4
+ACK_DELAY = 0.002
 
 
 def drive(coro: Any, on_error: Callable[[BaseException], None]) -> bool:
@@ -87,6 +106,20 @@ def drive(coro: Any, on_error: Callable[[BaseException], None]) -> bool:
     return step()
 
 
+class _OnError:
+    """An error callback for `drive` under a lock: errors raised at once are kept for the
+    caller (to handle once the lock is released); later ones go to ``handler``."""
+
+    def __init__(self, now: list, handler: Callable[[BaseException], None]):
+        self.now, self.handler, self.later = now, handler, False
+
+    def __call__(self, exc: BaseException) -> None:
+        if self.later:
+            self.handler(exc)
+        else:
+            self.now.append(exc)
+
+
 class PeerLink:
     """One outgoing link to a peer worker; every method runs on the event loop except
     `frame` and `write_direct` (operator threads, see the module doc)."""
@@ -101,12 +134,14 @@ class PeerLink:
         self.comm: Any = None
         self.connecting: asyncio.Task | None = None
         self.retry_at = 0.0
-        self.inflight: list | None = None  # the batch written and not yet acknowledged
-        self.direct: list | None = None  # the batch a thread wrote, not yet acknowledged
-        self.direct_at: float | None = None  # when, while its ``sent`` is not counted yet
-        self.rest_pending = False  # the loop has yet to write the end of the direct batch
+        # batches written and not yet acknowledged, oldest first: [entries, written at (a
+        # thread's write whose ``sent`` is not counted yet) or None, bytes, by the loop]
+        self.unacked: deque[list] = deque()
+        self.unacked_bytes = 0
+        self.loop_unacked = 0  # of which written by the loop (at most one: see `flush`)
+        self.rest_pending = False  # the loop has yet to write the end of a direct batch
         self.sock: Any = None  # the plain TCP socket threads may write to (None: loop only)
-        self._wlock = threading.Lock()  # guards the two slots and comm against thread writes
+        self._wlock = threading.Lock()  # guards the window and comm against thread writes
         self.reader: asyncio.Task | None = None
         self.closed = False
         self.writes = 0
@@ -157,27 +192,42 @@ class PeerLink:
             if self.connecting is None and asyncio.get_running_loop().time() >= self.retry_at:
                 self.connecting = asyncio.ensure_future(self._connect())
             return
-        entries = []
-        with self._wlock:
-            if self.inflight is not None or self.rest_pending:
-                return
-            taken = 0
-            while self.queue and taken < BATCH_BYTES:  # bounded work per handler call on the peer
-                _, entry = self.queue.popitem(last=False)
-                entries.append(entry)
-                taken += entry[2]
-            self.inflight = entries
-            self.writes += 1
-        self.bytes -= taken
-        msg = {"op": self.plane.deliver_op, "reply": True, "batch": [e[1] for e in entries]}
         comm = self.comm
-        now = time.time()
-        for stats, _, _, _, pushed_at in entries:
-            stats.queued_hist[_bucket(int((now - pushed_at) * 1e6))] += 1
-        try:
-            drive(comm.write(msg), lambda exc: self._failed(comm, exc))
-        except Exception as exc:  # noqa: BLE001 - counted and logged, the link starts over
-            self._failed(comm, exc)
+        errors: list[BaseException] = []
+        now_or_later = _OnError(errors, lambda exc: self._failed(comm, exc))
+        while self.queue and not errors:
+            entries = []
+            with self._wlock:  # written under the lock: a thread's write never interleaves
+                if self.rest_pending or self.loop_unacked or self._full():
+                    return  # one batch of the loop's at a time: under overload pushes
+                    # wait (and conflate) here, not in the peer's socket buffers
+                taken = 0
+                while self.queue and taken < BATCH_BYTES:  # bounded work per batch on the peer
+                    _, entry = self.queue.popitem(last=False)
+                    entries.append(entry)
+                    taken += entry[2]
+                self.bytes -= taken
+                self.unacked.append([entries, None, taken, True])
+                self.unacked_bytes += taken
+                self.loop_unacked += 1
+                self.writes += 1
+                # on the link's stream: no op; "ack": acknowledge at once (the loop's batches
+                # always ask, so the next one goes as soon as this one is handled)
+                msg = {"batch": [e[1] for e in entries], "ack": True}
+                now = time.time()
+                for stats, _, _, _, pushed_at in entries:
+                    stats.queued_hist[_bucket(int((now - pushed_at) * 1e6))] += 1
+                try:
+                    drive(comm.write(msg), now_or_later)
+                except Exception as exc:  # noqa: BLE001 - counted and logged, the link starts over
+                    errors.append(exc)
+        now_or_later.later = True
+        if errors:
+            self._failed(comm, errors[0])
+
+    def _full(self) -> bool:
+        """No more writes until an acknowledgement (under the lock)."""
+        return len(self.unacked) >= WINDOW or self.unacked_bytes >= BATCH_BYTES
 
     # ------------------------------------------------------------------ operator threads
     def frame(self, item: list) -> bytes | None:
@@ -185,7 +235,9 @@ class PeerLink:
         thread); None when this link takes no direct writes."""
         if self.sock is None or _add_frames_header is None:
             return None
-        msg = {"op": self.plane.deliver_op, "reply": True, "batch": [item]}
+        # asks for its acknowledgement at once when it fills half the window (read unlocked:
+        # a hint; an acknowledgement comes anyway every ACK_EVERY batches or ACK_DELAY s)
+        msg = {"batch": [item], "ack": len(self.unacked) + 1 >= WINDOW // 2}
         frames, _, _ = _add_frames_header(list(protocol.dumps(msg)))
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
@@ -195,12 +247,13 @@ class PeerLink:
         loop), False when the link is busy, queued, connecting or loop-only. What the
         socket does not take now the loop writes, before anything else."""
         with self._wlock:  # the loop writes nothing while a thread checks and writes
-            if (self.closed or self.queue or self.inflight is not None or self.direct is not None
-                    or self.sock is None or self.comm is None):
-                return False
             comm = self.comm
-            self.direct = [entry]
-            self.direct_at = time.time()
+            if (self.closed or self.queue or self.rest_pending or self.sock is None
+                    or comm is None or comm.stream is None or comm.stream.writing()
+                    or self._full()):
+                return False  # busy: tornado still holds bytes of the loop's, or the window is full
+            self.unacked.append([[entry], time.time(), entry[2], False])
+            self.unacked_bytes += entry[2]
             self.writes += 1
             try:
                 sent = self.sock.send(data)
@@ -220,29 +273,31 @@ class PeerLink:
         written before it: see ``rest_pending``)."""
         if self.comm is not comm:
             return
-        with self._wlock:
-            self.rest_pending = False
-
         def done(fut: Any) -> None:
             if not fut.cancelled() and fut.exception() is not None:
                 self._failed(comm, fut.exception())
 
-        try:
-            comm.stream.write(rest).add_done_callback(done)
-        except Exception as exc:  # noqa: BLE001 - counted and logged, the link starts over
-            self._failed(comm, exc)
+        with self._wlock:  # handed to tornado before any thread may write again
+            self.rest_pending = False
+            try:
+                comm.stream.write(rest).add_done_callback(done)
+                error = None
+            except Exception as exc:  # noqa: BLE001 - counted and logged, the link starts over
+                error = exc
+        if error is not None:
+            self._failed(comm, error)
             return
         self.flush()  # what queued up behind it
 
     def settle(self, stats: ChannelStats) -> None:
-        """A sender closes (loop): count now the ``sent`` of its direct write still
-        unacknowledged, so its final statistics hold it."""
+        """A sender closes (loop): count now the ``sent`` of its direct writes still
+        unacknowledged, so its final statistics hold them."""
         with self._wlock:
-            entries = self.direct if self.direct_at is not None else None
-            if not entries or entries[0][0] is not stats:
-                return
-            self._count_direct(entries, self.direct_at)
-            self.direct_at = None
+            for record in self.unacked:
+                entries, written = record[0], record[1]
+                if written is not None and entries[0][0] is stats:
+                    self._count_direct(entries, written)
+                    record[1] = None
 
     @staticmethod
     def _count_direct(entries: list, written_at: float) -> None:
@@ -254,29 +309,34 @@ class PeerLink:
     @property
     def idle(self) -> bool:
         """No batch written and unacknowledged."""
-        return self.inflight is None and self.direct is None
+        return not self.unacked
 
-    def _take_acked(self) -> list:
-        """An acknowledgement came (loop): it answers the oldest batch written, the direct
-        one if any (nothing is written before it); that batch, its ``sent`` counted."""
+    @property
+    def direct_unacked(self) -> int:
+        """Batches written by operator threads and not yet acknowledged."""
+        return sum(1 for r in list(self.unacked) if r[1] is not None)
+
+    def _take_acked(self, n: int = 1) -> list:
+        """An acknowledgement of ``n`` batches came (loop): acknowledgements are cumulative,
+        for the oldest batches written, in order; their entries, ``sent`` counted."""
+        out: list = []
         with self._wlock:
-            if self.direct is not None:
-                entries, self.direct = self.direct, None
-                written, self.direct_at = self.direct_at, None
-            else:
-                entries, self.inflight, written = self.inflight or [], None, None
-        if written is not None:
-            self._count_direct(entries, written)
-        return entries
+            for _ in range(min(n, len(self.unacked))):
+                entries, written, nbytes, by_loop = self.unacked.popleft()
+                self.unacked_bytes -= nbytes
+                self.loop_unacked -= by_loop
+                if written is not None:
+                    self._count_direct(entries, written)
+                out.extend(entries)
+        return out
 
     def _take_inflight(self) -> list:
         """Every batch written and unacknowledged (loop: the connection is given up)."""
-        entries = self._take_acked()
-        return entries + self._take_acked()
+        return self._take_acked(len(self.unacked))
 
     # ------------------------------------------------------------------ loop
     def _failed(self, comm: Any, exc: BaseException) -> None:
-        """The connection broke: the unacknowledged batch counts as dropped (no route)."""
+        """The connection broke: what is unacknowledged counts as dropped (no route)."""
         logger.debug("asip: link to %s broke: %r", self.address, exc)
         if self.comm is comm:
             for stats, _, _, copies, _ in self._take_inflight():
@@ -284,22 +344,30 @@ class PeerLink:
         self._broken(comm)
 
     async def _read_acks(self, comm: Any) -> None:
-        """Each batch is answered once the peer has handled it: then the next may go."""
+        """Acknowledgements (cumulative counts of batches handled) free the window; a refusal
+        counts what is unacknowledged as undeliverable and the link starts over."""
         try:
             while True:
-                reply = await comm.read()
+                try:
+                    reply = await read_message(comm, REPLY_BYTES)
+                except MessageError as exc:  # garbage from the peer: not an acknowledgement
+                    raise OSError(f"unreadable reply: {exc}") from exc
                 if self.comm is not comm:
                     return
-                if reply is not True:  # the peer has no handler for this stage (any more)
-                    logger.debug("asip: %s refused a batch: %r", self.address, reply)
-                    for stats, _, _, copies, _ in self._take_inflight():
-                        stats.undeliverable += copies
-                    self._drop_all("dropped_no_route")
-                    self.retry_at = asyncio.get_running_loop().time() + self.plane.settings.reconnect_delay
-                    self._broken(comm)
-                    return
-                self._take_acked()
-                self.flush()
+                if type(reply) is int and reply > 0:  # that many more batches handled
+                    self._take_acked(reply)
+                    self.flush()
+                    continue
+                if isinstance(reply, (list, tuple)) and len(reply) == 2 and type(reply[1]) is int:
+                    self._take_acked(reply[1])  # handled before the stage ended there
+                # the stage ended there (or garbage): what is unacknowledged was refused
+                logger.debug("asip: %s refused a batch: %r", self.address, reply)
+                for stats, _, _, copies, _ in self._take_inflight():
+                    stats.undeliverable += copies
+                self._drop_all("dropped_no_route")
+                self.retry_at = asyncio.get_running_loop().time() + self.plane.settings.reconnect_delay
+                self._broken(comm)
+                return
         except Exception as exc:  # noqa: BLE001 - closed, aborted or garbage: start over
             if self.comm is comm:
                 self._failed(comm, exc)
@@ -308,7 +376,8 @@ class PeerLink:
         with self._wlock:  # no thread writes to this socket from here on
             if self.comm is comm:
                 self.comm = self.sock = None
-                self.inflight = self.direct = self.direct_at = None
+                self.unacked.clear()
+                self.unacked_bytes = self.loop_unacked = 0
                 self.rest_pending = False
             try:
                 comm.abort()
@@ -326,11 +395,25 @@ class PeerLink:
             self.retry_at = asyncio.get_running_loop().time() + plane.settings.reconnect_delay
             self._drop_all("dropped_no_route")
             return
+        comm.allow_offload = False  # writes then never suspend: see flush()
+        try:  # the handshake: the peer's stream handler takes this comm over and says True
+            await comm.write({"op": plane.deliver_op, "reply": True})
+            reply = await read_message(comm, REPLY_BYTES)
+        except asyncio.CancelledError:  # the link closed meanwhile
+            comm.abort()
+            raise
+        except Exception as exc:  # noqa: BLE001 - broken, or garbage: drop, wait, retry
+            logger.debug("asip: handshake with %s failed: %r", self.address, exc)
+            reply = exc
         self.connecting = None
         if self.closed:
             comm.abort()
             return
-        comm.allow_offload = False  # writes then never suspend: see flush()
+        if reply is not True:  # no stream handler for this stage there (any more), or broken
+            comm.abort()
+            self.retry_at = asyncio.get_running_loop().time() + plane.settings.reconnect_delay
+            self._drop_all("dropped_no_route")
+            return
         sock = None
         if TCP is not None and type(comm) is TCP and not isinstance(comm.stream, SSLIOStream):
             sock = comm.stream.socket

@@ -25,6 +25,7 @@ __all__ = [
     "Limits",
     "Message",
     "check_payload",
+    "decode_frames",
     "decode_message",
     "decode_targets",
     "encode_message",
@@ -174,6 +175,48 @@ def wire_item(encoded: Encoded, limits: Limits) -> list:
         else:
             item.append(Serialized(dict(_RAW_FRAME_HEADER), [view]))
     return item
+
+
+def decode_frames(frames: list) -> Any:
+    """One message as distributed's protocol frames it (``protocol.dumps``), decoded with
+    msgpack and raw ``asip-raw`` frames only (the data plane's receive path).
+
+    Raises `MessageError` for anything else: a sub-frame tagged ``__Pickled__``, another
+    serializer (``pickle``, ``dask``, ...), compression, offsets out of range, garbage.
+    Nothing is ever unpickled or handed to another deserializer.
+    """
+    n_frames = len(frames)
+
+    def hook(obj: dict) -> Any:
+        if "__Pickled__" in obj:
+            raise MessageError("refused a pickled frame: the channel carries msgpack only")
+        offset = obj.get("__Serialized__")
+        if offset is None:
+            return obj
+        if type(offset) is not int or not 0 < offset < n_frames:
+            raise MessageError(f"sub-frame offset {offset!r} out of range")
+        try:
+            sub = msgpack.unpackb(frames[offset], raw=False, strict_map_key=True,
+                                  max_array_len=16, max_map_len=8)
+        except Exception as exc:  # msgpack raises several types for garbage
+            raise MessageError(f"sub-frame header is not valid msgpack: {exc}") from exc
+        if not isinstance(sub, dict) or sub.get("serializer") != "asip-raw":
+            tag = sub.get("serializer") if isinstance(sub, dict) else sub
+            raise MessageError(f"refused a frame tagged {tag!r}: only asip-raw is accepted")
+        if any(c is not None for c in sub.get("compression") or ()):
+            raise MessageError("refused a compressed frame")
+        n = sub.get("num-sub-frames")
+        if type(n) is not int or not 0 < n <= n_frames - offset - 1:
+            raise MessageError(f"sub-frame count {n!r} out of range")
+        return _raw_loads(sub, frames[offset + 1:offset + 1 + n])
+
+    try:
+        return msgpack.unpackb(frames[0], object_hook=hook, use_list=False, raw=False,
+                               strict_map_key=False)
+    except MessageError:
+        raise
+    except Exception as exc:  # msgpack raises several types for garbage
+        raise MessageError(f"a message that is not valid msgpack: {exc}") from exc
 
 
 def local_item(encoded: Encoded) -> list:

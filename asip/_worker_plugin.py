@@ -67,7 +67,7 @@ class ChannelPlugin(WorkerPlugin):
         self._unsent_ready: list[tuple[int, int]] = []
         self._batches: set[str] = set()  # batch kinds with a sender running
         self._handlers = {
-            op_name("deliver", self.run_id): self.data.handle_deliver,
+            op_name("deliver", self.run_id): self.data.handle_stream,
             op_name("control", self.run_id): self._handle_control,
         }
         worker.handlers.update(self._handlers)

@@ -192,11 +192,15 @@ class Saboteur(asip.Operator):
         address = plugin.directory[1][0]
         op = f"asip_deliver_{ctx.run_id}"
 
-        async def send():
+        async def send():  # as a peer link does: handshake, then batches on the stream
+            from asip._stream import read_message
+
             comm = await connect(address, **plugin.worker.connection_args)
-            await comm.write({"op": op, "reply": False, "batch": hostile})
-            await comm.write({"op": op, "reply": False, "batch": [good_item]})
-            await comm.write({"op": op, "reply": False, "batch": "not even a list"})
+            await comm.write({"op": op, "reply": True})
+            assert await read_message(comm, 4096) is True
+            for batch in (hostile, [good_item], "not even a list"):
+                await comm.write({"batch": batch})
+                await read_message(comm, 4096)
             await comm.close()
 
         sync(plugin.loop, send)

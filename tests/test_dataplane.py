@@ -37,7 +37,7 @@ def with_workers(test, **kw):
             planes = []
             for w in (wa, wb):
                 p = DataPlane(w, RUN, 4, settings(**kw), (), lambda: directory)
-                w.handlers[p.deliver_op] = p.handle_deliver
+                w.handlers[p.deliver_op] = p.handle_stream
                 planes.append(p)
             a, b = planes
             for j in (0, 1):

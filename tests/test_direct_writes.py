@@ -100,7 +100,7 @@ def test_a_sender_closing_before_the_acknowledgement_counts_its_direct_write():
         link = await link_up(a, b)
         link.sock = Mute()
         await asyncio.to_thread(a.submit, sender, enc(seq=1), (2,))
-        assert link.direct is not None
+        assert link.direct_unacked == 1
         stats = a.close_endpoint(sender)
         assert stats["sent"] == 2 and stats["direct"] == 1
         link._take_acked()  # the acknowledgement would come later: not counted twice
@@ -168,7 +168,9 @@ def test_a_push_to_every_peer_goes_direct_only_when_they_all_are_on_one_peer_wor
     with_workers(test)
 
 
-def test_the_rest_of_a_burst_never_waits_for_the_direct_writes_acknowledgement():
+def test_a_burst_goes_direct_up_to_the_window_and_the_rest_waits_for_acknowledgements():
+    from asip._links import WINDOW
+
     class Mute:
         def send(self, data):
             return len(data)  # taken but never arrives: its acknowledgement never comes
@@ -176,17 +178,45 @@ def test_the_rest_of_a_burst_never_waits_for_the_direct_writes_acknowledgement()
     async def test(a, b, directory):
         sender = ep(a, 0)
         link = await link_up(a, b)
-        link.sock = Mute()
+        real, link.sock = link.sock, Mute()
+        n = WINDOW + 4
 
         def burst():
-            for t in range(5):
+            for t in range(n):
                 a.submit(sender, enc(seq=1 + t, t=t), (2,))
 
         await asyncio.to_thread(burst)
-        # the first went "direct" (into the void, so no acknowledgement comes for it); the
-        # loop writes what follows without waiting for one (the rest of the burst waits
-        # only for the acknowledgement of the loop's own batch)
-        await until(lambda: ep(b, 2).stats.delivered >= 2)  # 1: link_up's
-        assert ep(b, 2).mailbox.poll()[0].payload["t"] == 1
-        assert sender.stats.direct + len(link.direct or ()) == 1
+        # no acknowledgement needed for the next direct write, up to the window (these go
+        # into the void, so none comes); then the rest waits, queued in order, bounded
+        await until(lambda: len(link.queue) == n - WINDOW)
+        assert link.direct_unacked == WINDOW and sender.stats.direct == 0
+        assert not link.idle and ep(b, 2).stats.delivered == 1  # 1: link_up's
+        link.sock = real
+        link._take_acked(WINDOW)  # as if they were acknowledged: the rest goes at once
+        assert sender.stats.direct == WINDOW and sender.stats.sent == 1 + n  # queued: at routing
+        link.flush()
+        await until(lambda: ep(b, 2).stats.delivered == 1 + n - WINDOW and link.idle)
+        assert [m.payload["t"] for m in ep(b, 2).mailbox.poll()] == list(range(WINDOW, n))
+    with_workers(test)
+
+
+def test_acknowledgements_are_lazy_cumulative_and_count_every_copy_once(monkeypatch):
+    from asip import _dataplane
+
+    async def test(a, b, directory):
+        sender = ep(a, 0)
+        link = await link_up(a, b)
+        monkeypatch.setattr(_dataplane, "ACK_DELAY", 30.0)  # no timer: ACK_EVERY or asking only
+        acks: list[int] = []
+        take = link._take_acked
+        link._take_acked = lambda n=1: acks.append(n) or take(n)
+        for t in range(3):  # one at a time, each delivered before the next: no ack needed
+            await asyncio.to_thread(a.submit, sender, enc(seq=1 + t, t=t), (2,))
+            await until(lambda: ep(b, 2).stats.delivered == 2 + t)
+        assert link.direct_unacked == 3 and acks == [] and sender.stats.direct == 0
+        await asyncio.to_thread(a.submit, sender, enc(seq=4, t=3), (2,))  # the window half full
+        await until(lambda: link.idle)
+        assert acks == [4]  # one cumulative acknowledgement for the four batches
+        assert sender.stats.direct == 4 and sender.stats.sent == 5
+        assert [m.payload["t"] for m in ep(b, 2).mailbox.poll()] == [0, 1, 2, 3]
     with_workers(test)

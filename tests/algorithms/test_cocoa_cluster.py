@@ -88,3 +88,25 @@ def test_restarted_operator_rejoins_and_the_gap_stays_valid(client):
     assert est.restarts_ and est.stopped_by_ == "tol"
     gap = est.stage_result_.results[0]["rel_gap"]
     assert r <= max(gap, 0.0) + ref.relative_precision + 1e-12 and gap <= 1e-6
+
+
+def test_sparse_damped_problem_takes_newton_and_certifies_under_a_straggler(client):
+    """Sparse data (~11% nonzeros) with a small alpha: SDCA's steps would be damped
+    (`sdca_damping` ~4.6), so "auto" takes the Newton local solver; with partition 0
+    (the certificate's leader) napping, the fit still stops certified at the optimum."""
+    from asip.faults import Straggler
+
+    ds = make_logistic(3000, 30, random_state=8)
+    Xs = sp.csr_matrix(np.where(np.abs(ds.X) > 1.6, ds.X, 0.0))
+    alpha = 2e-3
+    est = AsipClassifier(loss="log_loss", penalty="l2", alpha=alpha, solver="asip-cocoa",
+                         tol=1e-6, max_time=30.0, random_state=0, fit_intercept=False,
+                         n_partitions=2, faults=(Straggler(0, sleep=0.2, every=0.1),))
+    est.fit(Xs, ds.y)
+    assert all("rounds" in r for r in est.stage_result_.results)  # Newton's snapshots
+    obj = Objective(get_loss("log_loss"), get_penalty("l2", alpha), False)
+    ref = reference_optimum(obj, Xs, ds.y)
+    r = float(relative_suboptimality(obj.value(est.coef_.ravel(), Xs, ds.y), ref.f_star))
+    assert est.stopped_by_ == "tol"
+    gap = est.stage_result_.results[0]["rel_gap"]
+    assert gap <= 1e-6 and r <= max(gap, 0.0) + ref.relative_precision + 1e-12

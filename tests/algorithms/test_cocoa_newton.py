@@ -17,7 +17,7 @@ from asip.algorithms import (Objective, get_loss, get_penalty, make_logistic, ma
                              reference_optimum, relative_suboptimality)
 from asip.algorithms import _kernels as K
 from asip.algorithms._base import make_problem
-from asip.algorithms._cocoa_newton import choose_local_solver
+from asip.algorithms._cocoa_newton import choose_local_solver, sdca_damping
 
 NAMES = {K.LOGISTIC: "log_loss", K.SQUARED: "squared_error"}
 
@@ -93,6 +93,16 @@ def test_local_solver_choice_and_refusals():
     assert choose_local_solver("auto", K.SQUARED, 500, None) == "newton"
     assert choose_local_solver("auto", K.LOGISTIC, 501, None) == "sdca"
     assert choose_local_solver("auto", K.HINGE, 10, None) == "sdca"
+    sparse = sp.random(60, 15, density=0.1, format="csr", random_state=0)
+    kernel = (sparse.data, sparse.indices, sparse.indptr)
+    assert choose_local_solver("auto", K.LOGISTIC, 15, kernel) == "sdca"
+    assert choose_local_solver("auto", K.LOGISTIC, 15, kernel, damping=0.5) == "sdca"
+    assert choose_local_solver("auto", K.LOGISTIC, 15, kernel, damping=2.0) == "newton"
+    assert choose_local_solver("auto", K.HINGE, 15, kernel, damping=2.0) == "sdca"
+    assert choose_local_solver("auto", K.LOGISTIC, 501, None, damping=2.0) == "sdca"
+    # a9a's figures at 16 partitions (mean ||x||^2 = 13.9, n = 32561): alpha = 1/n and 1e-4
+    assert sdca_damping(16, 13.9, 1.0 / 32561, 32561) == pytest.approx(222.4)
+    assert sdca_damping(16, 13.9, 1e-4, 32561) > 1.0 > sdca_damping(16, 13.9, 0.1, 32561)
     X, y, parts, problem, obj, ref = _setup(K.LOGISTIC, sizes=(30, 30))
     with pytest.raises(ValueError, match="local_solver must be"):
         simulate("asip-cocoa", problem, parts, {"local_solver": "lbfgs"}, max_rounds=1)
@@ -110,7 +120,12 @@ def test_auto_is_decided_once_for_the_whole_data():
     params = {"local_solver": "auto"}
     assert resolve_local_solver(params, problem, X, False)["local_solver"] == "newton"
     sparse = sp.random(60, 15, density=0.1, format="csr", random_state=0)
-    assert resolve_local_solver(params, problem, sparse, True)["local_solver"] == "sdca"
+    # sparse data: SDCA while its steps are not damped, Newton once they are (small alpha)
+    calm = problem._replace(alpha=10.0)
+    assert resolve_local_solver(params, calm, sparse, True)["local_solver"] == "sdca"
+    assert resolve_local_solver({**params, "sigma": 1e4}, calm, sparse, True)[
+        "local_solver"] == "newton"
+    assert resolve_local_solver(params, problem, sparse, True)["local_solver"] == "newton"
     dense_csr = sp.csr_matrix(X)
     assert resolve_local_solver(params, problem, dense_csr, True)["local_solver"] == "newton"
     hinge = problem._replace(loss=K.HINGE)
@@ -172,3 +187,20 @@ def test_unpenalized_intercept_reaches_sklearns_optimum_certified(loss):
     # the intercept matters here: 10% off it is far from the optimum
     r_pen = float(relative_suboptimality(obj.value(np.append(w[:-1], 0.9 * w[-1]), X, y), f_sk))
     assert r_pen > 100 * max(r, 1e-12)
+
+
+def test_hessian_goes_out_when_it_moved_and_every_few_rounds():
+    """A Newton partition's p x p Hessian is pushed the first time, when it moved by
+    `HESSIAN_RTOL`, and every `HESSIAN_EVERY` rounds (not every round: that was most of
+    the traffic at 16 partitions); on the wire as its packed upper triangle."""
+    from asip.algorithms._cocoa import HESSIAN_EVERY, HESSIAN_RTOL, _hessian_due
+    from asip.algorithms._compact import packed_of, sym_fields, sym_of
+
+    clock, H = {}, np.diag([1.0, 2.0, 3.0]) + 0.1
+    assert _hessian_due(clock, H)
+    assert not _hessian_due(clock, H * (1 + HESSIAN_RTOL / 2))
+    moved = H * (1 + 2 * HESSIAN_RTOL)
+    assert _hessian_due(clock, moved)
+    assert [_hessian_due(clock, moved) for _ in range(HESSIAN_EVERY)] == (
+        [False] * (HESSIAN_EVERY - 1) + [True])
+    assert np.array_equal(sym_of(packed_of(sym_fields("H", H), "H", 3), 3), H)

@@ -37,6 +37,21 @@ def test_row_norm_stats_in_one_pass_match_scipy(index):
     assert csr_sqnorm_stats(sp.csr_matrix((4, 3))) == (0.0, 0.0)
 
 
+
+def test_a_dask_blocks_checks_read_its_nonzeros_once_and_catch_nan_inf():
+    """A CSR block's finiteness comes from the same pass as its row norms: NaN and inf are
+    caught, finite entries whose squares overflow are not mistaken for them."""
+    from asip.algorithms._inputs import block_stats
+
+    X = sp.random(50, 20, density=0.2, format="csr", random_state=1)
+    sq = np.asarray(X.multiply(X).sum(axis=1)).ravel()
+    np.testing.assert_allclose(block_stats(X), [1.0, sq.sum(), sq.max()], rtol=1e-13)
+    for bad, finite in ((np.nan, 0.0), (np.inf, 0.0), (-np.inf, 0.0), (1e200, 1.0)):
+        Y = X.copy()
+        Y.data[3] = bad
+        assert block_stats(Y)[0] == finite, bad
+    np.testing.assert_array_equal(block_stats(X.toarray()), block_stats(X))
+
 def _outcome(w, snapshots, error=None):
     return FitOutcome(w, snapshots, [(0.5, w)], 3, "tol", [], None, 1e-4, error)
 

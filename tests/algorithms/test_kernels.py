@@ -116,6 +116,52 @@ def test_logistic_is_stable_at_extreme_margins():
             assert s == pytest.approx(np.logaddexp(0, -yv * m), rel=1e-12)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("fi", [False, True])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_loss_grad_at_zero_coefficients_skips_nothing(kind, fi, loss):
+    """At zero coefficients (a solver's first point) the passes take each margin as the
+    intercept without reading ``w``: the same sums, bit for bit, as reading it, weighted too."""
+    from asip.algorithms import _weights as W
+
+    X, Xk, y = make_data(kind, loss)
+    for b in ([0.0, -0.0, 0.7] if fi else [None]):
+        w = np.zeros(X.shape[1] + fi)
+        if fi:
+            w[-1] = b
+        m = aug(X, fi) @ w
+        g = np.empty_like(w)
+        s = K.loss_grad(Xk, y, w, loss, fi, g)
+        np.testing.assert_allclose(s, LOSS_OBJ[loss].value(m, y).sum(), rtol=1e-12)
+        np.testing.assert_allclose(g, aug(X, fi).T @ dphi(loss, m, y), rtol=1e-11, atol=1e-12)
+        tiny = w.copy()
+        tiny[0] = 5e-324  # one coefficient not zero: the margins are read (and equal)
+        g2 = np.empty_like(w)
+        assert K.loss_grad(Xk, y, tiny, loss, fi, g2) == s
+        np.testing.assert_array_equal(g2, g)
+        sw = np.linspace(0.5, 1.5, len(y))
+        data = type("D", (), {"X": Xk, "y": y, "sw": sw})
+        g3 = np.empty_like(w)
+        s3 = W.loss_grad(data, w, loss, fi, g3)
+        np.testing.assert_allclose(s3, (sw * LOSS_OBJ[loss].value(m, y)).sum(), rtol=1e-12)
+        np.testing.assert_allclose(g3, aug(X, fi).T @ (sw * dphi(loss, m, y)), rtol=1e-11,
+                                   atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", [K.LOGISTIC, K.HINGE, K.SQUARED])
+def test_value_deriv_is_value_and_deriv_bit_for_bit(loss):
+    """The fused pair the gradient passes use equals the two scalar functions exactly, at
+    zero, tiny, ordinary and overflowing margins."""
+    from asip.algorithms import _losses as L
+
+    ms = np.concatenate([[0.0, -0.0, 1e-300, -1e-300, 800.0, -800.0, 1.0, -1.0],
+                         np.random.default_rng(0).standard_normal(200) * 10])
+    for m in ms:
+        for yv in (-1.0, 1.0, 0.3):
+            f, d = L.value_deriv(loss, m, yv)
+            assert (f, d) == (L.value(loss, m, yv), L.deriv(loss, m, yv)), (m, yv)
+
+
 @pytest.mark.parametrize("pen", [K.L2, K.L1])
 def test_prox_matches_penalty_objects_and_spares_intercept(pen):
     from asip.algorithms._objectives import L1, L2

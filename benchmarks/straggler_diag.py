@@ -1,0 +1,87 @@
+"""Diagnose async solvers under the paper's straggler at 16 partitions: time to 1e-3 with and
+without the straggler, per-operator passes, trace.
+
+Run: ``ASIP_DATA_DIR=/work/shared/data python benchmarks/straggler_diag.py --datasets a9a
+--solvers asip-cocoa --tasks log_loss-l2-1/n [--partitions 16] [--budget 6] [--params k=v,...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import warnings
+
+import numpy as np
+from distributed import Client, LocalCluster
+
+import asip
+from asip.algorithms import AsipClassifier
+from asip.algorithms._reference import reference_optimum
+from asip_bench.data import load_dataset, parse_task
+
+
+def ttt(trace, f_star, target):
+    for t, f in trace:
+        if (f - f_star) / abs(f_star) <= target:
+            return t
+    return math.inf
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--datasets", default="a9a")
+    p.add_argument("--solvers", default="asip-cocoa")
+    p.add_argument("--tasks", default="log_loss-l2-1/n")
+    p.add_argument("--partitions", type=int, default=16)
+    p.add_argument("--budget", type=float, default=6.0)
+    p.add_argument("--modes", default="straggler,none")
+    p.add_argument("--params", default="", help="solver_params as k=v,k=v (json values)")
+    p.add_argument("--verbose", action="store_true")
+    args = p.parse_args(argv)
+    params = {}
+    for kv in filter(None, args.params.split(",")):
+        k, v = kv.split("=")
+        params[k] = json.loads(v)
+    with LocalCluster(n_workers=2, threads_per_worker=math.ceil(args.partitions / 2),
+                      dashboard_address=None) as cluster, Client(cluster):
+        for spec in args.datasets.split(","):
+            data = load_dataset(spec)
+            for task in map(parse_task, args.tasks.split(",")):
+                obj = task.objective(data.n)
+                f_star = reference_optimum(obj, data.X, data.y).f_star
+                for solver in args.solvers.split(","):
+                    for mode in args.modes.split(","):
+                        faults = (asip.faults.Straggler(0),) if mode == "straggler" else ()
+                        est = AsipClassifier(loss=task.loss, penalty=task.penalty,
+                                             alpha=task.alpha_for(data.n), solver=solver,
+                                             fit_intercept=False, max_time=args.budget,
+                                             n_partitions=args.partitions, faults=faults,
+                                             random_state=0, tol=0.0,
+                                             solver_params=params or None)
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            est.fit(data.X, data.y)
+                        tr = np.asarray(est.trace_)
+                        res = est.stage_result_
+                        t3, t6 = ttt(tr, f_star, 1e-3), ttt(tr, f_star, 1e-6)
+                        last = (tr[-1, 1] - f_star) / abs(f_star)
+                        passes = [int(r.get("t", -1)) if r else None for r in res.results]
+                        rs = [(float(r["round_s"]), float(r["round_cpu_s"])) for r in res.results
+                              if r and "round_s" in r]
+                        if rs:  # Newton rounds: mean wall and thread-CPU seconds
+                            print(f"  round wall {np.mean([a for a, _ in rs]) * 1e3:.1f} ms, "
+                                  f"cpu {np.mean([b for _, b in rs]) * 1e3:.1f} ms; elapsed "
+                                  f"{res.elapsed:.2f} s; stats {res.stats['total'].get('delivered')} "
+                                  f"msgs, {res.stats['total'].get('delivered_bytes', 0) / 1e6:.1f} MB")
+                        print(f"{spec} {task.key} {solver} {mode}: 1e-3 at {t3:.2f} s, 1e-6 at "
+                              f"{t6:.2f} s, end {last:.1e}; steps {list(res.steps)}; passes {passes}",
+                              flush=True)
+                        if args.verbose:
+                            for t, f in tr[:: max(1, len(tr) // 40)]:
+                                print(f"   {t:6.2f} {(f - f_star) / abs(f_star):.2e}")
+
+
+if __name__ == "__main__":
+    main()
