@@ -211,7 +211,6 @@ def test_bad_dask_input_gives_clear_errors(client):
         clf.fit(Xbig, y)
     # sparse dask blocks take the same checks
     import scipy.sparse as sp
-    Xs = da.from_array(X, chunks=(50, 4)).map_blocks(sp.csr_matrix, meta=sp.csr_matrix((0, 4)))
     Xs_nan = da.from_array(Xnan, chunks=(50, 4)).map_blocks(sp.csr_matrix,
                                                              meta=sp.csr_matrix((0, 4)))
     with pytest.raises(ValueError, match="NaN or infinity"):
