@@ -28,6 +28,11 @@ asip-svrg and asip-cocoa there. On sparse data asip-svrg stays first (a9a at alp
 ``"prox-newton"`` (distributed proximal Newton, certified l1 duality gap) leads both l1
 lists: on a9a / ijcnn1 log_loss-l1 at alpha = 1e-5 it certifies in about ten iterations
 where every first-order solver ended at 2.5e-3 or worse after 10 s (README, l1 section).
+It stays first for hinge-l1 too: ``"lp-hinge"`` (the LP by row and column generation)
+certified reuters hinge-l1 at 1e-3 in 21 s where prox-newton was at 0.24 after 60 s
+(2026-11-29, load 8-9), but on a9a / ijcnn1 it took 76-178 s (one process) against
+prox-newton's 0.5-0.8 s, and this list cannot tell the shapes apart; choose it by name
+for wide sparse hinge-l1.
 """
 
 from __future__ import annotations

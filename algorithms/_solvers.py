@@ -20,6 +20,8 @@ def _registry() -> dict[str, Algorithm]:
              _asip_svrg.ALGORITHM, _prox_newton.ALGORITHM]
     from ._lbfgs import ALGORITHM as lbfgs  # big smooth-l2 problems: fewest data passes
     algos.append(lbfgs)
+    from ._lp_hinge import ALGORITHM as lp_hinge  # hinge-l1: the LP, by row/column generation
+    algos.append(lp_hinge)
     return {a.name: a for a in algos}
 
 

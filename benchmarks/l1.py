@@ -14,11 +14,16 @@ liblinear (scikit-learn, one core, ``C = 1 / (alpha n)``) is timed per ``tol`` i
 given, the fastest fit that reached each target counting; it has no l1-hinge, so
 hinge rows have no peer.
 
+With ``lp-hinge`` among ``--solvers`` (hinge-l1 as its linear program, by row and column
+generation, `asip.algorithms._lp_hinge`), the hinge rows also time its certified ``fit()``.
+
 ``prox-newton@previous`` is prox-newton with the settings before the l1 path and
 the thresholded combination (``PRESETS``), for side-by-side ratios.
 
 Run:  python benchmarks/l1.py                 (a9a ijcnn1 reuters x log_loss-l1 hinge-l1, ~3 min)
       python benchmarks/l1.py --tasks hinge-l1 --solvers prox-newton gd admm --budget 5
+      python benchmarks/l1.py --tasks hinge-l1 --solvers prox-newton lp-hinge --budget 60
+          (hinge-l1: prox-newton and lp-hinge side by side, each certified fit at 1e-3)
       python benchmarks/l1.py --datasets reuters --tasks log_loss-l1 --solvers prox-newton \
           prox-newton@previous --repeat 3      (certified fits on a warm cluster, both settings)
 """
@@ -134,6 +139,8 @@ def main() -> None:
             tol = CERTIFY[task] if args.tol is None else args.tol
             certs = ([s for s in args.solvers if s.startswith("prox-newton@")]
                      if args.repeat > 1 else [])
+            if loss == "hinge" and "lp-hinge" in args.solvers:  # the LP's own certified fit
+                certs.append("lp-hinge")
             for _ in range(args.repeat):
                 for solver in ("prox-newton", *certs):
                     est, wall = fit(ds.X, ds.y, loss, args.alpha, solver, args.budget, tol)
@@ -145,6 +152,8 @@ def main() -> None:
                     print(f"{'':22s}{solver} fit({msg})", flush=True)
                     if solver == "prox-newton":
                         cert = msg
+                    elif solver == "lp-hinge":
+                        cert += f"; lp-hinge {msg}"
             lib = ("no l1-hinge" if loss == "hinge" else
                    " / ".join(fmt(t, args.liblinear_cap)
                               for t in liblinear(ds.X, ds.y, args.alpha, obj, ref.f_star,

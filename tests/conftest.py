@@ -17,10 +17,12 @@ def a9a_8000():
         pytest.skip(f"shared LIBSVM data not available: {exc}")
 
 
-# A LocalCluster closes a nanny for good when its worker is gone for this long under its
-# name (distributed's default 15 s). Fault tests kill workers repeatedly on 2 loaded cores,
-# where one restart can take that long: keep the nanny, since the nanny restarts it.
-dask.config.set({"distributed.deploy.lost-worker-timeout": "120s"})
+# A LocalCluster closes a nanny for good when no worker of its name is back this long after
+# *any* removal of it (distributed's default 15 s). Fault tests kill workers repeatedly on 2
+# loaded cores, where one restart can take that long, and the fault cluster below lives the
+# whole session, so a timer from an early kill must never fire during a later test's restart:
+# keep the nanny, since the nanny restarts the worker.
+dask.config.set({"distributed.deploy.lost-worker-timeout": "1h"})
 
 
 def _local_cluster(n_workers: int, threads_per_worker: int) -> LocalCluster:
@@ -48,16 +50,18 @@ def client(cluster_2x1):
         yield c
 
 
-@pytest.fixture(scope="module")
-def _module_cluster():
-    with _local_cluster(2, 1) as cluster, Client(cluster) as c:
-        yield c
+@pytest.fixture(scope="session")
+def _fault_cluster():
+    with _local_cluster(2, 1) as cluster:
+        yield cluster
 
 
 @pytest.fixture
-def fresh_cluster(_module_cluster):
-    """A 2x1 cluster apart from the shared one, for tests that kill processes or change
-    cluster state: one per test module (a cluster start costs seconds), with both workers
-    back (restarted by their nannies after a kill) before each test."""
-    _module_cluster.wait_for_workers(2, timeout=120)
-    yield _module_cluster
+def fresh_cluster(_fault_cluster):
+    """A client on a 2x1 cluster apart from the shared one, for tests that kill processes or
+    change cluster state: one cluster for the session (a cluster start costs seconds; it was
+    one per module), and a new client per test, once both workers are back (restarted by
+    their nannies after a kill)."""
+    with Client(_fault_cluster) as c:
+        c.wait_for_workers(2, timeout=120)
+        yield c

@@ -11,9 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from test_dataplane import LIMITS, enc, ep, until, with_workers
-
-from asip._wire import wire_item
+from test_dataplane import enc, ep, until, with_workers
 
 pytestmark = pytest.mark.timeout(60)
 

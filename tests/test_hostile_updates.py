@@ -55,7 +55,9 @@ def honest_traffic(solver: str, n_parts: int = 3, rounds: int = 40, restart_at: 
     """Every payload a solver pushes in a round-robin run with partition 1 restarted midway."""
     ds = make_logistic(600, 6, random_state=0)
     parts = split(ds.X, ds.y, n_parts)
-    problem = make_problem(K.LOGISTIC, K.L2, ALPHA, False, parts)
+    # lp-hinge solves hinge-l1 only (the LP); every other solver takes logistic-l2
+    loss, penalty = (K.HINGE, K.L1) if solver == "lp-hinge" else (K.LOGISTIC, K.L2)
+    problem = make_problem(loss, penalty, ALPHA, False, parts)
     algo = get_algorithm(solver)
     params = algo.merge({"push_period": 0.0} if "push_period" in algo.defaults else {})
     if "rejoin_wait" in params:

@@ -68,6 +68,8 @@ BOUNDS = {
     "lbfgs":              [(1e-6, 1e-6), None,         None,         (1e-6, 1e-6), None],
     # distributed proximal Newton (built for l1), certified stop at tol 1e-6
     "prox-newton":        [(1e-4, 1e-6), (1e-3, 1e-6), (1e-2, 1e-3), (1e-6, 1e-6), (1e-3, 1e-6)],
+    # hinge-l1 only (the LP), which the table has no column for: every task is refused
+    "lp-hinge":           [None,         None,         None,         None,         None],
 }
 TASK_ORDER = list(TASKS)
 
