@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 import warnings
 
 import numpy as np
