@@ -17,10 +17,12 @@ from typing import Any
 from asip._exceptions import MessageError
 from asip._wire import decode_frames
 
+from distributed.comm.inproc import InProc
+
 try:  # distributed's TCP framing (the comm asip's links use over TCP and TLS)
     from distributed.comm.tcp import TCP, read_bytes_rw
     from distributed.protocol.utils import unpack_frames
-except ImportError:  # pragma: no cover - another distributed: comm.read with no deserializers
+except ImportError:  # pragma: no cover - another distributed: byte comms are refused below
     TCP = read_bytes_rw = unpack_frames = None
 
 __all__ = ["StreamError", "read_message"]
@@ -40,9 +42,15 @@ async def read_message(comm: Any, max_bytes: int) -> Any:
     cannot be read on (framing over ``max_bytes`` in all), or distributed's
     ``CommClosedError``.
     """
-    if TCP is None or not isinstance(comm, TCP):
+    if isinstance(comm, InProc):
         # in-process comms hand Python objects over without bytes: nothing to unpickle
         return await comm.read(deserializers=())
+    if TCP is None or not isinstance(comm, TCP):
+        # distributed's comm.read would unpickle ``__Pickled__`` frames whatever the
+        # deserializers: a comm whose frames asip cannot read itself is not read at all
+        comm.abort()
+        raise StreamError(f"cannot read a {type(comm).__name__} comm with msgpack only "
+                          "(asip reads distributed's TCP/TLS framing itself)")
     stream = comm.stream
     if stream is None:
         from distributed.comm.core import CommClosedError
