@@ -207,7 +207,7 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
         peers=Exchange("u", p, data.index, keep_total=True), problem=problem, params=params, sigma=sigma,
         scale=1.0 / (problem.alpha * problem.n_total), chunk=AdaptiveCount(params["step_time"]),
         clock={"steps": 0, "started": None, "answer": None, "answered": None,
-               "ahead": 0, "hess": {}, "points": {}, "peer_passes": {},
+               "ahead": 0, "hess": {}, "points": {}, "peer_passes": {}, "half_passes": None,
                "rejoining": data.incarnation > 0 and data.n_partitions > 1},
         cert={"x": Exchange("wbar", p, data.index), "ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
               "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},
@@ -229,6 +229,7 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
             known = clock["peer_passes"].get(msg.sender)
             if known is None or (msg.incarnation, float(pl["pc"])) > known:
                 clock["peer_passes"][msg.sender] = (msg.incarnation, float(pl["pc"]))
+                clock["half_passes"] = None  # `_lead` recomputes its median once
         if state.newton is not None and current:
             if moved:
                 # Newton: news is a peer's moved total, not a waiting peer's re-push (a round
@@ -343,16 +344,26 @@ def _lead(state: CocoaState, data: LocalData) -> float:
     on 2 unevenly loaded workers: 5-19 passes on one, ~95 on the other, the model at
     6-18x the optimum). The slowest operator never waits, and one straggler holding
     less than half the rows stalls nobody."""
-    known = state.clock["peer_passes"]
-    sizes = state.problem.sizes
+    clock = state.clock
+    if clock["half_passes"] is None:  # news of a peer's passes since: sort once, not per step
+        clock["half_passes"] = _half_rows_passes(clock["peer_passes"], state.problem.sizes,
+                                                 data.index)
+    if clock["half_passes"] is None:
+        return 0.0
+    return clock["steps"] / max(data.n, 1) - clock["half_passes"]
+
+
+def _half_rows_passes(known: dict, sizes, own: int) -> float | None:
+    """The pass count the peers holding half the other rows reached (row-weighted median
+    of their passes as last heard, 0 for one not heard from); None without peers' rows."""
     peers = sorted((known.get(j, (0, 0.0))[1], sizes[j]) for j in range(len(sizes))
-                   if j != data.index)
+                   if j != own)
     half, rows = 0.5 * sum(r for _, r in peers), 0
     for passes, r in reversed(peers):  # from the furthest: the pass count half the rows reached
         rows += r
         if rows >= half:
-            return state.clock["steps"] / max(data.n, 1) - passes
-    return 0.0
+            return passes
+    return None
 
 
 def _newton_round(state: CocoaState, data: LocalData) -> None:
