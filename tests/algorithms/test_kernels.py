@@ -58,7 +58,7 @@ LOSSES = [K.LOGISTIC, K.HINGE, K.SQUARED]
 def test_as_kernel_matrix_keeps_sparse_sparse():
     S = sp.random(20, 5, density=0.3, format="coo", random_state=0)
     data, indices, indptr = K.as_kernel_matrix(S)
-    assert data.dtype == np.float64 and indices.dtype == np.int64 and len(indptr) == 21
+    assert data.dtype == np.float64 and indices.dtype == np.uint32 and len(indptr) == 21
     assert len(data) == S.nnz
     dense = K.as_kernel_matrix(np.asfortranarray(S.toarray()))
     # a block as an operator gets it: deserialized on a worker, its arrays views of the
@@ -69,11 +69,34 @@ def test_as_kernel_matrix_keeps_sparse_sparse():
     block = deserialize(header, received)[0]
     kernel = K.as_kernel_matrix(block)
     assert np.shares_memory(kernel[0], block.data)  # the nonzeros are used in place
+    assert np.shares_memory(kernel[1], block.indices)  # int32 indices too (as uint32)
     assert all(np.array_equal(a, b) for a, b in zip(kernel, (block.data, block.indices,
                                                              block.indptr)))
     assert dense.flags.c_contiguous and dense.dtype == np.float64
     with pytest.raises(ValueError, match="2-D"):
         K.as_kernel_matrix(np.zeros(3))
+
+
+def test_column_indices_are_unsigned_and_give_the_same_sums():
+    """int32 and int64 CSR indices become uint32 (the kernels' fast form), the same pass
+    results as signed ones; past 2^32 columns they stay int64."""
+    S = sp.random(40, 30, density=0.2, format="csr", random_state=3)
+    y = np.where(np.arange(40) % 3 == 0, 1.0, -1.0)
+    w = np.linspace(-1, 1, 31)
+    out = []
+    for dt in (np.int32, np.int64):
+        T = S.copy()
+        T.indices, T.indptr = T.indices.astype(dt), T.indptr.astype(dt)
+        Xk = K.as_kernel_matrix(T)
+        assert Xk[1].dtype == np.uint32 and Xk[2].dtype == np.int64
+        g = np.zeros(31)
+        out.append((K.loss_grad(Xk, y, w, K.LOGISTIC, True, g), g))
+    signed = (S.data, S.indices.astype(np.int64), S.indptr.astype(np.int64))
+    g = np.zeros(31)
+    f = K.loss_grad(signed, y, w, K.LOGISTIC, True, g)
+    for f2, g2 in out:
+        assert f2 == f and np.array_equal(g2, g)
+    assert K.column_indices(np.arange(3, dtype=np.int64), 2**33).dtype == np.int64
 
 
 @pytest.mark.parametrize("kind", KINDS)
