@@ -128,7 +128,7 @@ def warm_up(state: LbfgsState, data: LocalData) -> None:
     starts (the default warm-up, a first `local_step`, is a whole gradient pass)."""
     X = data.X
     head = (X[0], X[1], X[2][:2]) if isinstance(X, tuple) else X[:1]
-    one = data._replace(X=head, y=data.y[:1], n=1, sqn=data.sqn[:1],
+    one = data._replace(X=head, y=data.y[:1], n=1, norms=data.norms.of(head),
                         sw=None if data.sw is None else data.sw[:1])
     W.loss_grad(one, state.mem["point"], state.problem.loss, state.problem.fit_intercept,
                 np.zeros_like(state.grad))

@@ -90,3 +90,43 @@ def test_preload_and_the_known_final_objective_on_the_cluster(client):
     told = [r.get("objective_w") for r in clf.stage_result_.results if r]
     assert clf.trace_[-1, 1] in told  # the solver's value, not another pass over the data
     assert clf.trace_.shape[1] == 2 and np.all(np.diff(clf.trace_[:, 0]) >= 0)
+
+
+def _labels_by_unique(yb, wb):
+    labels, inverse, counts = np.unique(yb, return_inverse=True, return_counts=True)
+    wsums = counts.astype(float) if wb is None else np.bincount(inverse, weights=wb)
+    return labels, counts, wsums
+
+
+@pytest.mark.parametrize("y", [
+    np.where(np.arange(500) % 3 == 0, 1.0, -1.0), np.arange(500) % 7,
+    (np.arange(500) % 5).astype(np.int8), np.arange(500) % 4 == 0,
+    np.array([2, 2, 9], dtype=np.uint16), np.array([3.0])])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_label_blocks_stats_without_a_sort_match_np_unique(y, weighted):
+    """The dask path's per-block label stats: a one-pass distinct-value scan gives what
+    np.unique gives (labels sorted, in their dtype; counts; weight sums)."""
+    from asip.algorithms._inputs import _label_stats, few_labels
+
+    w = np.linspace(0.5, 2.0, len(y)) if weighted else None
+    assert few_labels(y, w) is not None
+    got = _label_stats(y, w)
+    labels, counts, wsums = _labels_by_unique(y, w)
+    assert got["labels"].dtype == labels.dtype
+    np.testing.assert_array_equal(got["labels"], labels)
+    np.testing.assert_array_equal(got["counts"], counts)
+    np.testing.assert_allclose(got["wsums"], wsums, rtol=1e-12)
+
+
+def test_label_stats_fall_back_and_keep_sklearns_errors():
+    from asip.algorithms._inputs import FEW_LABELS, _label_stats, few_labels
+
+    many = np.arange(FEW_LABELS + 1).repeat(2)
+    assert few_labels(many, None) is None and few_labels(np.array(["a", "b"]), None) is None
+    np.testing.assert_array_equal(_label_stats(many, None)["labels"], np.arange(FEW_LABELS + 1))
+    np.testing.assert_array_equal(_label_stats(np.array(["b", "a", "b"]), None)["counts"], [1, 2])
+    with pytest.raises(ValueError, match="NaN"):
+        _label_stats(np.array([1.0, np.nan, -1.0]), None)
+    with pytest.raises(ValueError, match="continuous"):
+        _label_stats(np.array([0.5, 1.0, 1.0]), None)
+    assert not _label_stats(np.array([1.0, -1.0]), np.array([1.0, -2.0]))["weights_ok"]
