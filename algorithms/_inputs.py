@@ -364,7 +364,9 @@ def _encode_dask_labels(est, y, sw, y_outs):
     for o in y_outs:
         wsums[np.searchsorted(classes, o["labels"])] += o["wsums"]
     table = class_weight_table(getattr(est, "class_weight", None), classes, wsums)
-    if len(classes) == 2:
+    if len(classes) == 2 and y.dtype == np.float64 and classes.tolist() == [-1.0, 1.0]:
+        y_enc = y  # already the encoding: no task a block (a persisted y stays as it is)
+    elif len(classes) == 2:
         y_enc = da.where(y == classes[1], 1.0, -1.0)
     else:
         y_enc = y.map_blocks(lambda b: np.searchsorted(classes, b).astype(np.float64),
@@ -409,11 +411,11 @@ def few_labels(yb: np.ndarray, wb: np.ndarray | None):
         return None
     dtype = yb.dtype
     w = np.zeros(0) if wb is None else wb
-    found = _distinct(yb.view(np.uint8) if dtype.kind == "b" else yb, w, wb is not None,
-                      FEW_LABELS)
-    if found is None:
+    vals, counts, wsums, k, nan_count, nan_w = _distinct(
+        yb.view(np.uint8) if dtype.kind == "b" else yb, w, wb is not None, FEW_LABELS)
+    if k < 0:
         return None
-    vals, counts, wsums, nan_count, nan_w = found
+    vals, counts, wsums = vals[:k], counts[:k], wsums[:k]
     order = np.argsort(vals, kind="stable")
     labels, counts, wsums = vals[order], counts[order], wsums[order]
     if nan_count:
@@ -426,6 +428,8 @@ def few_labels(yb: np.ndarray, wb: np.ndarray | None):
 
 @njit(nogil=True, cache=True)
 def _distinct(y, w, weighted, limit):  # pragma: no cover (compiled)
+    """The first ``k`` entries: distinct non-NaN values, their counts and weight sums
+    (``k = -1``: more than ``limit`` of them); and the NaNs' count and weight sum."""
     vals = np.empty(limit, dtype=y.dtype)
     counts = np.zeros(limit, dtype=np.int64)
     wsums = np.zeros(limit)
@@ -446,14 +450,14 @@ def _distinct(y, w, weighted, limit):  # pragma: no cover (compiled)
                     break
             if last < 0:
                 if k == limit:
-                    return None
+                    return vals, counts, wsums, -1, nan_count, nan_w
                 vals[k] = v
                 last = k
                 k += 1
         counts[last] += 1
         if weighted:
             wsums[last] += w[i]
-    return vals[:k].copy(), counts[:k].copy(), wsums[:k].copy(), nan_count, nan_w
+    return vals, counts, wsums, k, nan_count, nan_w
 
 
 def _target_stats(yb, wb) -> dict:
