@@ -130,3 +130,22 @@ def test_label_stats_fall_back_and_keep_sklearns_errors():
     with pytest.raises(ValueError, match="continuous"):
         _label_stats(np.array([0.5, 1.0, 1.0]), None)
     assert not _label_stats(np.array([1.0, -1.0]), np.array([1.0, -2.0]))["weights_ok"]
+
+
+def test_dask_labels_already_plus_minus_one_are_passed_through():
+    """No encoding task a block when ``y`` already holds -1.0/+1.0 (float64); other labels
+    are encoded as before (the local threaded scheduler: no cluster needed)."""
+    import dask.array as da
+
+    from asip.algorithms._inputs import prepare
+
+    rng = np.random.default_rng(0)
+    X = da.from_array(rng.standard_normal((120, 4)), chunks=(60, 4))
+    pm = np.where(rng.uniform(size=120) < 0.5, 1.0, -1.0)
+    y = da.from_array(pm, chunks=60)
+    est = AsipClassifier()
+    assert prepare(est, X, y, None, None).data[1] is y
+    np.testing.assert_array_equal(est.classes_, [-1.0, 1.0])
+    for labels in ((pm > 0).astype(np.float64), pm.astype(np.int64)):
+        enc = prepare(est, X, da.from_array(labels, chunks=60), None, None).data[1]
+        np.testing.assert_array_equal(enc.compute(), pm)
