@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import numbers
 import sys
+from collections import OrderedDict
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -299,9 +300,13 @@ def _prepare_dask(est, X, y, sample_weight) -> Prepared:
     # sums. No reduction tree, so no result hops between workers (~0.15 s a fit).
     x_blocks, y_blocks = X.to_delayed().ravel(), y.to_delayed().ravel()
     w_blocks = [None] * len(y_blocks) if sw is None else sw.to_delayed().ravel()
-    y_task = dask.delayed(_label_stats if est._classifier else _target_stats, pure=True)
-    outs = dask.compute(*[dask.delayed(block_stats, pure=True)(b) for b in x_blocks],
-                        *[y_task(b, w) for b, w in zip(y_blocks, w_blocks)])
+    y_fn = _label_stats if est._classifier else _target_stats
+    xk, yk = persisted_keys(X), persisted_keys(y)
+    wk = [None] * len(y_blocks) if sw is None else persisted_keys(sw)
+    outs = _block_checks(
+        [(block_stats, (b,), _known(block_stats, xk[i])) for i, b in enumerate(x_blocks)]
+        + [(y_fn, (b, w), _known(y_fn, yk[i], wk[i] if sw is not None else ()))
+           for i, (b, w) in enumerate(zip(y_blocks, w_blocks))])
     stats = np.asarray(outs[:len(x_blocks)]).reshape(-1, 3)
     if not stats[:, 0].all():
         raise ValueError("Input X contains NaN or infinity.")
@@ -327,6 +332,52 @@ def _prepare_dask(est, X, y, sample_weight) -> Prepared:
     sparse = isinstance(getattr(X, "_meta", None), sp.spmatrix) or sp.issparse(
         getattr(X, "_meta", None))
     return Prepared(data, sizes, sq_mean, sq_max, X, y, sw, bool(sparse))
+
+
+#: (check, keys of the persisted blocks it read) -> its result: a refit on the same
+#: persisted blocks (a search over alpha, warm starts) skips the checks' round trip
+_CHECKED: OrderedDict = OrderedDict()
+_CHECKED_MAX = 512
+
+
+def _block_checks(tasks: list) -> list:
+    """``[fn(*blocks) for fn, blocks, key in tasks]``, computed where the blocks live, in
+    one ``dask.compute``; a result with a ``key`` (blocks held as futures: persisted,
+    immutable data) is remembered and not computed again."""
+    import dask
+
+    todo = [i for i, (_, _, key) in enumerate(tasks) if key is None or key not in _CHECKED]
+    done = dask.compute(*[dask.delayed(tasks[i][0], pure=True)(*tasks[i][1]) for i in todo])
+    for i, out in zip(todo, done):
+        if tasks[i][2] is not None:
+            _CHECKED[tasks[i][2]] = out
+            while len(_CHECKED) > _CHECKED_MAX:
+                _CHECKED.popitem(last=False)
+    fresh = dict(zip(todo, done))
+    return [fresh[i] if i in fresh else _CHECKED[tasks[i][2]] for i in range(len(tasks))]
+
+
+def _known(fn, *keys) -> tuple | None:
+    """The cache key of ``fn`` on blocks with these keys (None: a block is not persisted)."""
+    return None if any(k is None for k in keys) else (fn.__qualname__, *keys)
+
+
+def persisted_keys(arr) -> list:
+    """The key of each row block of a dask array, or None for a block that is not a
+    future on the cluster (``arr`` persisted as is: its graph maps each key to a future)."""
+    from distributed import Future
+
+    graph = arr.__dask_graph__()
+    keys = [k for k in _flat(arr.__dask_keys__())]
+    return [k if isinstance(graph.get(k), Future) else None for k in keys]
+
+
+def _flat(keys):
+    for k in keys:
+        if isinstance(k, list):
+            yield from _flat(k)
+        else:
+            yield k
 
 
 def _as_rows(v, name: str, X):

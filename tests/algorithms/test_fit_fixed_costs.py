@@ -148,3 +148,34 @@ def test_dask_labels_already_plus_minus_one_are_passed_through():
     for labels in ((pm > 0).astype(np.float64), pm.astype(np.int64)):
         enc = prepare(est, X, da.from_array(labels, chunks=60), None, None).data[1]
         np.testing.assert_array_equal(enc.compute(), pm)
+
+
+@pytest.mark.timeout(90)
+def test_checks_of_persisted_blocks_run_once_and_still_refuse_nan(client, monkeypatch):
+    """A refit on the same persisted blocks reuses their checks (no round trip); what the
+    checks found -- a NaN -- is refused again; blocks that are not futures are checked
+    every time."""
+    import dask
+    import dask.array as da
+
+    from asip.algorithms import _inputs as I
+
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((200, 3))
+    y = da.from_array(np.where(A[:, 0] > 0, 1.0, -1.0), chunks=100).persist()
+    X = da.from_array(A, chunks=(100, 3)).persist()
+    est = AsipClassifier()
+    first = I.prepare(est, X, y, None, client)
+    assert all(k is not None for k in I.persisted_keys(X) + I.persisted_keys(y))
+    calls = []
+    real = dask.compute
+    monkeypatch.setattr(dask, "compute", lambda *a, **k: calls.append(len(a)) or real(*a, **k))
+    again = I.prepare(est, X, y, None, client)
+    assert calls == [0] and (again.sq_mean, again.sq_max) == (first.sq_mean, first.sq_max)
+    A[5, 1] = np.nan
+    bad = da.from_array(A, chunks=(100, 3))
+    assert I.persisted_keys(bad) == [None, None]
+    for Xb in (bad, bad.persist(), bad.persist()):
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            I.prepare(est, Xb, y, None, client)
+    assert calls[1:] == [2, 2, 0]  # X (y: remembered); the persisted X; nothing again
