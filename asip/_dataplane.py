@@ -714,7 +714,7 @@ class DataPlane:
             self._deliver(j, message, nbytes, now, directory, woken)
 
 
-class _LinkProtocol(asyncio.Protocol):
+class _LinkProtocol(asyncio.BufferedProtocol):
     """An incoming peer link over plain TCP, read by an asyncio transport (the socket
     taken from tornado by `asip._stream.take_socket`): the bytes of each arrival are
     parsed (`FrameReader`), decoded (msgpack and raw frames only), delivered and their
@@ -734,9 +734,19 @@ class _LinkProtocol(asyncio.Protocol):
     def write(self, obj: Any) -> None:
         self.transport.write(frame(obj))
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.reader.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.handle(self.reader.updated(nbytes))
+
     def data_received(self, data: bytes) -> None:
+        """Bytes read elsewhere (tests)."""
+        self.handle(self.reader.feed(data))
+
+    def handle(self, messages: list) -> None:
         plane = self.plane
-        for frames in self.reader.feed(data):
+        for frames in messages:
             try:
                 msg = decode_frames(frames)
             except MessageError as exc:

@@ -32,6 +32,10 @@ _LEN = struct.Struct("Q")
 _FRAMING = struct.Struct("QQQ")
 
 
+class StreamError(Exception):
+    """The stream cannot be read on (a frame over the bound, garbled framing): close it."""
+
+
 def frame(obj: Any) -> bytes:
     """``obj`` (msgpack-able, no `Serialized` parts) as the bytes distributed's TCP comm
     writes for it: one msgpack frame behind its length prelude. ``protocol.dumps`` and
@@ -61,69 +65,108 @@ def take_socket(comm: Any) -> Any:
 
 
 class FrameReader:
-    """Distributed's TCP framing, parsed incrementally from the bytes as they arrive:
-    ``feed`` returns the frames of each message completed (memoryviews of a private
-    buffer). A message over ``max_bytes`` in all, or garbled framing, sets ``error``
-    (a `StreamError`: the stream cannot be read on) after the messages completed before
-    it; so at most one message and one read's worth of bytes wait here."""
+    """Distributed's TCP framing, parsed incrementally as the bytes arrive, for an asyncio
+    ``BufferedProtocol``: the socket is read straight into `get_buffer`, and `updated`
+    returns the frames of each message completed (memoryviews of that message's own
+    bytes: a small message is copied out of the shared buffer, a large one is read into
+    a buffer of its exact size, so nothing received is copied twice and nothing queued
+    pins more memory than its message). A message over ``max_bytes`` in all, or garbled
+    framing, sets ``error`` (a `StreamError`: the stream cannot be read on) after the
+    messages completed before it."""
+
+    CHUNK = 64 << 10  # the shared buffer: small messages, and the start of large ones
+    MAX_FRAMES = 4096  # frames per message (a batch has a few per large array)
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
-        self.buf = bytearray()
+        self.buf = bytearray(self.CHUNK)
+        self.n = 0  # bytes of ``buf`` filled
+        self.big: bytearray | None = None  # a message larger than ``buf``, being read
+        self.big_n = 0
         self.error: StreamError | None = None
 
-    def feed(self, data: bytes) -> list[list[memoryview]]:
+    def get_buffer(self) -> memoryview:
+        """Where the next read goes (never empty)."""
+        if self.big is not None:
+            return memoryview(self.big)[self.big_n:]
+        return memoryview(self.buf)[self.n:] if self.error is None else memoryview(self.buf)
+
+    def updated(self, nbytes: int) -> list[list[memoryview]]:
+        """``nbytes`` more were read into `get_buffer`: the messages now complete."""
         out: list[list[memoryview]] = []
         if self.error is not None:
             return out
+        if self.big is not None:
+            self.big_n += nbytes
+            if self.big_n == len(self.big):
+                out.append(_frames(self.big))
+                self.big = None
+            return out
+        self.n += nbytes
         try:
-            self._parse(data, out)
+            self._parse(out)
         except StreamError as exc:
-            self.error, self.buf = exc, bytearray()
+            self.error, self.n = exc, 0
         return out
 
-    def _parse(self, data: bytes, out: list) -> None:
-        buf = self.buf
-        buf += data
-        while len(buf) >= 8:
-            (head,) = _LEN.unpack_from(buf)
+    def feed(self, data: bytes) -> list[list[memoryview]]:
+        """`updated` for bytes read elsewhere (tests, other transports)."""
+        out: list[list[memoryview]] = []
+        view = memoryview(data)
+        while len(view) and self.error is None:
+            room = self.get_buffer()
+            k = min(len(room), len(view))
+            room[:k] = view[:k]
+            out.extend(self.updated(k))
+            view = view[k:]
+        return out
+
+    def _parse(self, out: list) -> None:
+        buf, start, end = self.buf, 0, self.n
+        while end - start >= 8:
+            (head,) = _LEN.unpack_from(buf, start)
             if head > self.max_bytes:
                 raise StreamError(f"a message of {head} bytes is over the bound of "
                                   f"{self.max_bytes}")
-            if len(buf) < 16:
+            if end - start < 16:
                 break
-            (n_frames,) = _LEN.unpack_from(buf, 8)
-            prelude = 8 * (1 + n_frames)
-            if not 0 < n_frames <= head // 8 - 1:
+            (n_frames,) = _LEN.unpack_from(buf, start + 8)
+            if not 0 < n_frames <= min(head // 8 - 1, self.MAX_FRAMES):
                 raise StreamError(f"garbled frames: {n_frames} frames in {head} bytes")
-            if len(buf) < 8 + prelude:
+            prelude = 8 * (1 + n_frames)
+            if end - start < 8 + prelude:
                 break
-            lengths = struct.unpack_from(f"{n_frames}Q", buf, 16)
-            total = 8 + prelude + sum(lengths)
+            total = 8 + prelude + sum(struct.unpack_from(f"{n_frames}Q", buf, start + 16))
             if total > self.max_bytes:
                 raise StreamError(f"a message of {total} bytes is over the bound of "
                                   f"{self.max_bytes}")
             if head > total - 8:
                 raise StreamError("garbled frames: the head is longer than the message")
-            if len(buf) < total:
+            if total > len(buf):  # read the rest straight into a buffer of its own
+                self.big = bytearray(total)
+                self.big[:end - start] = buf[start:end]
+                self.big_n, self.n = end - start, 0
+                return
+            if end - start < total:
                 break
-            if len(buf) == total:  # the usual case: this message and nothing more
-                message, buf = buf, bytearray()
-            else:
-                message = buf[:total]
-                del buf[:total]
-            view = memoryview(message)
-            frames, start = [], 8 + prelude
-            for length in lengths:
-                frames.append(view[start:start + length])
-                start += length
-            out.append(frames)
-            self.buf = buf
-        self.buf = buf
+            out.append(_frames(bytes(memoryview(buf)[start:start + total])))
+            start += total
+        if start:  # the partial message to the front (the same size: never a resize)
+            buf[:end - start] = buf[start:end]
+        self.n = end - start
 
 
-class StreamError(Exception):
-    """The stream cannot be read on (a frame over the bound, garbled framing): close it."""
+def _frames(message: Any) -> list[memoryview]:
+    """The frames of one whole message in distributed's TCP framing (checked by the
+    caller)."""
+    view = memoryview(message)
+    (n_frames,) = _LEN.unpack_from(view, 8)
+    start = 16 + 8 * n_frames
+    frames = []
+    for length in struct.unpack_from(f"{n_frames}Q", view, 16):
+        frames.append(view[start:start + length])
+        start += length
+    return frames
 
 
 async def read_message(comm: Any, max_bytes: int) -> Any:
