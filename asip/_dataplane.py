@@ -594,9 +594,11 @@ class DataPlane:
                     self.malformed += 1
                     acks.handled(now=True)  # read whole: the stream goes on
                     continue
-                if not self._on_link_message(msg, acks):
+                woken: set[Mailbox] = set()
+                if not self._on_link_message(msg, acks, woken):
                     await comm.write(["ended", acks.take()])  # the stage ended here
                     break
+                _notify(woken)  # in this callback: no loop iteration before the wake-up
         except StreamError as exc:
             logger.warning("asip: closed a stream from %s: %s", peer, exc)
             self.malformed += 1
@@ -626,18 +628,19 @@ class DataPlane:
             if not link.done.done():  # the worker closes: cancelled
                 link.transport.abort()
 
-    def _on_link_message(self, msg: Any, acks: _Acks) -> bool:
-        """One message read off an incoming link: deliver its batch, acknowledge it (now
-        when it asks, else lazily) and wake its receivers, all in the callback that read
-        it. False once this stage's handler is gone from the worker: the caller answers
-        ``["ended", acks.take()]`` and ends the stream."""
+    def _on_link_message(self, msg: Any, acks: _Acks, woken: set[Mailbox]) -> bool:
+        """One message read off an incoming link: deliver its batch and acknowledge it
+        (now when it asks, else lazily); its receivers' mailboxes go to ``woken``, which
+        the caller wakes in the same callback once everything it read is in (one wake-up
+        per read, not per batch: woken operator threads don't take the GIL from the loop
+        mid-read, and the acknowledgements are written before them). False once this
+        stage's handler is gone from the worker: the caller answers ``["ended",
+        acks.take()]`` and ends the stream."""
         if self.closed or self.worker.handlers.get(self.deliver_op) != self.handle_stream:
             return False
         batch = msg.get("batch") if isinstance(msg, dict) else None
-        woken: set[Mailbox] = set()
         self.handle_deliver(batch, woken)
         acks.handled(now=isinstance(msg, dict) and msg.get("ack") is True)
-        _notify(woken)  # in this callback: no loop iteration between the read and the wake-up
         return True
 
     def handle_deliver(self, batch: Any, woken: set[Mailbox] | None = None) -> bool:
@@ -745,19 +748,22 @@ class _LinkProtocol(asyncio.BufferedProtocol):
         self.handle(self.reader.feed(data))
 
     def handle(self, messages: list) -> None:
+        """The messages one read completed: delivered, acknowledged, then the receivers
+        woken, all before this callback returns."""
         plane = self.plane
-        for frames in messages:
-            try:
-                msg = decode_frames(frames)
-            except MessageError as exc:
-                logger.warning("asip: refused a message from %s: %s", self.peer, exc)
-                plane.malformed += 1
-                self.acks.handled(now=True)  # read whole: the stream goes on
-                continue
-            if not plane._on_link_message(msg, self.acks):
-                self.write(["ended", self.acks.take()])  # the stage ended here
-                self.transport.close()  # once that is written
-                return
+        with _wake_after() as woken:
+            for frames in messages:
+                try:
+                    msg = decode_frames(frames)
+                except MessageError as exc:
+                    logger.warning("asip: refused a message from %s: %s", self.peer, exc)
+                    plane.malformed += 1
+                    self.acks.handled(now=True)  # read whole: the stream goes on
+                    continue
+                if not plane._on_link_message(msg, self.acks, woken):
+                    self.write(["ended", self.acks.take()])  # the stage ended here
+                    self.transport.close()  # once that is written
+                    return
         if self.reader.error is not None:
             logger.warning("asip: closed a stream from %s: %s", self.peer, self.reader.error)
             plane.malformed += 1
