@@ -11,7 +11,9 @@ peer's `PeerLink`, which writes it in the same callback unless the link's window
 unacknowledged batches is full. A small push to partitions on one peer worker skips
 the loop when nothing of its worker's waits before it (`DataPlane._direct`): the
 pushing thread writes it to the link's socket itself (see `asip._links`). Incoming
-links are read by `DataPlane.handle_stream`, msgpack and raw array frames only.
+links are read by `DataPlane.handle_stream`, msgpack and raw array frames only; over
+plain TCP by an asyncio transport (`_LinkProtocol`) that delivers, acknowledges and
+wakes the receivers in the callback that read the bytes.
 Modelled on distributed's P2P shuffle, where one event loop owns the buffers.
 
 Once the stage stops (`DataPlane.stop`: the stop from the driver, or a local

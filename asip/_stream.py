@@ -1,12 +1,18 @@
 """The data plane's own stream reader: framed messages off a distributed comm, msgpack only.
 
 A peer link (`asip._links`) is one long-lived comm per peer worker, handed after a
-one-message handshake to the receiver's stream handler (`DataPlane.handle_stream`),
-which reads it in a loop. Neither side reads it with distributed's ``comm.read``:
-that decodes frames tagged ``__Pickled__`` or with the ``pickle`` serializer, so a
-hostile peer could run code. Here the frames are read as distributed's TCP comm
-frames them and decoded by `asip._wire.decode_frames`: msgpack plus raw ``asip-raw``
-array frames, anything else refused (`MessageError`) and counted by the caller.
+one-message handshake to the receiver's stream handler (`DataPlane.handle_stream`).
+Neither side reads it with distributed's ``comm.read``: that decodes frames tagged
+``__Pickled__`` or with the ``pickle`` serializer, so a hostile peer could run code.
+Here the frames are read as distributed's TCP comm frames them and decoded by
+`asip._wire.decode_frames`: msgpack plus raw ``asip-raw`` array frames, anything else
+refused (`MessageError`) and counted by the caller.
+
+Over plain TCP the receiver takes the connection away from tornado (`take_socket`)
+and reads it with an asyncio transport and a `FrameReader`, so the bytes of an arrival
+are parsed, delivered and their receiver woken in the one callback that read them
+(tornado's read futures cost a loop iteration each). TLS streams are read with
+`read_message`. `frame` writes a message as distributed's TCP comm would.
 """
 
 from __future__ import annotations
