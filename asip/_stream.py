@@ -81,7 +81,6 @@ class FrameReader:
     messages completed before it."""
 
     CHUNK = 64 << 10  # the shared buffer: small messages, and the start of large ones
-    MAX_FRAMES = 4096  # frames per message (a batch has a few per large array)
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
@@ -137,10 +136,15 @@ class FrameReader:
             if end - start < 16:
                 break
             (n_frames,) = _LEN.unpack_from(buf, start + 8)
-            if not 0 < n_frames <= min(head // 8 - 1, self.MAX_FRAMES):
+            if not 0 < n_frames <= head // 8 - 1:
                 raise StreamError(f"garbled frames: {n_frames} frames in {head} bytes")
             prelude = 8 * (1 + n_frames)
             if end - start < 8 + prelude:
+                if 8 + prelude > len(buf):  # a prelude of thousands of frames: more room
+                    self.buf = bytearray(8 + prelude)
+                    self.buf[:end - start] = buf[start:end]
+                    self.n = end - start
+                    return
                 break
             total = 8 + prelude + sum(struct.unpack_from(f"{n_frames}Q", buf, start + 16))
             if total > self.max_bytes:
@@ -160,6 +164,8 @@ class FrameReader:
         if start:  # the partial message to the front (the same size: never a resize)
             buf[:end - start] = buf[start:end]
         self.n = end - start
+        if self.n == 0 and len(buf) > self.CHUNK:  # back to the usual size
+            self.buf = bytearray(self.CHUNK)
 
 
 def _frames(message: Any) -> list[memoryview]:

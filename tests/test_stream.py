@@ -173,3 +173,16 @@ def test_a_plain_tcp_link_is_read_by_a_transport_that_delivers_in_the_reading_ca
         assert acked == 3
         assert [m.payload["t"] for m in plane.endpoints[(2, 0)].mailbox.poll()] == [3]
     with_plane(test)
+
+
+def test_the_frame_reader_takes_a_message_of_many_frames():
+    from asip._stream import FrameReader
+
+    frames = [b"\x07"] + [bytes([i % 251]) * (i % 3) for i in range(1, 12000)]
+    n = len(frames)
+    body = struct.pack(f"{n + 1}Q", n, *map(len, frames)) + b"".join(frames)
+    data = struct.pack("Q", len(body)) + body  # a prelude of 96 KB: over the shared buffer
+    reader = FrameReader(1 << 20)
+    got = [f for i in range(0, len(data), 5000) for f in reader.feed(data[i:i + 5000])]
+    assert reader.error is None and len(got) == 1 and decode_frames(got[0]) == 7
+    assert [bytes(f) for f in got[0]] == frames
