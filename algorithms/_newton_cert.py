@@ -168,3 +168,76 @@ def bound(cert: HessianCert, w: np.ndarray, g: np.ndarray, primal: float) -> flo
             return math.inf
         out = lam2 / (4.0 * psi(_s_bar(kappa)))
     return out * (1.0 + 1e-6) + ROUNDING * abs(primal)  # the solve's rounding (cond <= 1e8)
+
+
+# ---------------------------------------------------------------- in a barrier solver
+#: message fields of a round's contribution that carries a Hessian (`contribution`)
+FIELDS = ("H", "r2")
+
+
+def fields_schema(problem) -> dict:
+    """The optional message fields of `contribution`: key -> type or (dtype, shape)."""
+    return {"H": ("float64", (problem.p * problem.p,)), "r2": float}
+
+
+def contribution(problem, data, mem: dict, w: np.ndarray) -> dict:
+    """A round's Hessian fields at ``w`` when the last reduction asked for them (`plan`),
+    else nothing: ``H`` (this partition's `local_hessian`) and ``r2`` (its largest
+    ``||[x_i, 1]||^2``)."""
+    if not mem.get("want_h"):
+        return {}
+    H = local_hessian(problem, data.X, data.y, data.sw, w)
+    return {"H": H.ravel(), "r2": float(np.max(data.sqn, initial=0.0))}
+
+
+def certify(state, parts: list, x: np.ndarray, G: np.ndarray, F: float) -> bool:
+    """Take a new Hessian certificate from the parts when they all carry one, then bound
+    ``P(x) - P*`` with the latest (`bound`); True, with the certificate in ``state.mem``
+    like `_primal_cert.record_gap`'s, when ``bound / |P| <= tol``. ``G``, ``F``: ``P``'s
+    gradient and value at ``x``."""
+    mem, pb = state.mem, state.problem
+    if all("H" in c for c in parts):
+        H = np.sum([np.asarray(c["H"], dtype=np.float64) for c in parts], axis=0)
+        H = H.reshape(pb.p, pb.p) / pb.n_total
+        H[np.arange(pb.n_features), np.arange(pb.n_features)] += pb.alpha
+        r = 0.0 if pb.loss == K.SQUARED else math.sqrt(max(float(c["r2"]) for c in parts))
+        mem["hcert"] = HessianCert.of(H, x, r)
+        mem["h_taken"] = mem.get("h_taken", 0) + 1
+    cert = mem.get("hcert")
+    if cert is None:
+        return False
+    b = bound(cert, x, G, F)
+    rel = b / max(abs(F), 1e-300)
+    if not rel < mem["rel_gap"] and mem.get("gap_w") is x:  # the free gap is better
+        return False
+    mem.update(gap=b, rel_gap=rel, gap_w=x, gap_primal=F, gap_kind="hessian")
+    from ._certificate import certified
+
+    if certified(rel, state.params["tol"]):
+        mem["certified"] = x.copy()
+        return True
+    return False
+
+
+def plan(state, parts: list, F: float, k: int) -> None:
+    """Whether the next round's contributions carry a Hessian (``mem["want_h"]``, the same
+    decision on every operator): at the first trial point, then again only once L-BFGS's
+    own estimate of the suboptimality, ``-g^T d / 2``, is within ``10 tol`` and 100 times
+    below what it was at the last Hessian (each costs ``p`` gradient passes' flops)."""
+    mem, pb = state.mem, state.problem
+    mem["want_h"] = False
+    if any(c.get("fresh") for c in parts):  # a restart: every operator forgets alike
+        mem["hcert"], mem["h_est"] = None, None
+    if not (state.params.get("hessian_cert", True) and mem.get("h_ok")):
+        return
+    if k == 0:
+        mem["want_h"] = True
+        return
+    if not mem["S"] or mem["d"] is None:
+        return
+    est = max(-0.5 * float(mem["gbase"] @ mem["d"]), 0.0)
+    last = mem.get("h_est")
+    if (mem.get("rel_gap", math.inf) > state.params["tol"]
+            and est <= 10.0 * state.params["tol"] * abs(F)
+            and (last is None or est <= 1e-2 * last)):
+        mem["want_h"], mem["h_est"] = True, est
