@@ -43,7 +43,7 @@ DEFAULTS = {
     "memory": 10,  # (s, y) pairs kept
     "armijo": 1e-4,  # sufficient decrease: F(x + t d) <= F(x) + armijo t g^T d
     "tol": 1e-6,  # stop when the relative duality gap is below this
-    "hessian_cert": True,  # p <= 256, dense: also certify by the Hessian (`_newton_cert`)
+    "hessian_cert": "auto",  # also certify by the Hessian (`_newton_cert`): True, False, "auto"
     "cert_every": 5,  # with an intercept: rounds between certificates (each one extra pass)
     "max_iter": None,  # rounds (gradient passes)
     "resend_after": 0.1,
@@ -66,6 +66,9 @@ def validate(problem: Problem, params: dict) -> None:
     if problem.curvature is None or (problem.penalty != K.L2 and problem.alpha != 0.0):
         raise ValueError("solver 'lbfgs' needs a smooth loss (log_loss or squared_error) and "
                          "the l2 penalty; for hinge use 'asip-cocoa', for l1 'prox-newton'")
+    if params["hessian_cert"] not in (True, False, "auto"):
+        raise ValueError(f"solver 'lbfgs' needs hessian_cert True, False or 'auto', got "
+                         f"{params['hessian_cert']!r}")
     if not int(params["memory"]) >= 1 or not 0.0 < params["armijo"] < 0.5:
         raise ValueError(f"solver 'lbfgs' needs memory >= 1 and 0 < armijo < 0.5, got "
                          f"{params['memory']!r} and {params['armijo']!r}")

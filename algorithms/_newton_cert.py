@@ -41,13 +41,18 @@ import numpy as np
 
 from . import _kernels as K
 
-__all__ = ["MAX_P", "HessianCert", "bound", "local_hessian", "psi", "usable"]
+__all__ = ["AUTO_P", "MAX_P", "HessianCert", "bound", "local_hessian", "psi", "usable"]
 
 logger = logging.getLogger(__name__)
 
 #: most coefficients (features + intercept) a Hessian certificate is taken for: its
 #: message is ``p^2`` floats (80 KB at 100) and its pass ``p`` times a gradient's flops
 MAX_P = 256
+#: most coefficients ``hessian_cert="auto"`` takes a Hessian for: its pass costs about
+#: ``p / 20`` gradient passes of CPU (BLAS-3 against a memory-bound pass; measured 5.5x at
+#: p = 100, 150k rows), and it saves 2-3 rounds, so at p = 100 the 300k x 100 fit was slower
+#: with it (2 rounds instead of 5, but 3.3-4.1 s against 1.9-2.0 s, load 15)
+AUTO_P = 32
 #: rows per block of the Hessian pass (a block stays in cache between its two uses)
 BLOCK = 4096
 #: float rounding allowance on a bound, relative to ``|P|`` (sums over 10^6 rows)
@@ -223,12 +228,14 @@ def plan(state, parts: list, F: float, k: int) -> None:
     """Whether the next round's contributions carry a Hessian (``mem["want_h"]``, the same
     decision on every operator): at the first trial point, then again only once L-BFGS's
     own estimate of the suboptimality, ``-g^T d / 2``, is within ``10 tol`` and 100 times
-    below what it was at the last Hessian (each costs ``p`` gradient passes' flops)."""
+    below what it was at the last Hessian (each costs ``p`` gradient passes' flops).
+    ``params["hessian_cert"]``: True, False, or "auto" (only for ``p <= AUTO_P``)."""
     mem, pb = state.mem, state.problem
     mem["want_h"] = False
     if any(c.get("fresh") for c in parts):  # a restart: every operator forgets alike
         mem["hcert"], mem["h_est"] = None, None
-    if not (state.params.get("hessian_cert", True) and mem.get("h_ok")):
+    choice = state.params.get("hessian_cert", "auto")
+    if not (choice and mem.get("h_ok")) or (choice == "auto" and pb.p > AUTO_P):
         return
     if k == 0:
         mem["want_h"] = True

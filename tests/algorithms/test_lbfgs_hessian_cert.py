@@ -59,3 +59,11 @@ def test_certifies_weighted_least_squares_with_an_intercept():
 
     cert = max((s for s in snaps if s is not None), key=lambda s: s["k"])
     assert (P(w) - P(w_star)) / P(w_star) <= cert["rel_gap"] <= 1e-8
+
+
+def test_refuses_an_unknown_hessian_cert():
+    from asip.algorithms import _lbfgs as L
+
+    pb = make_problem(K.LOGISTIC, K.L2, 1e-3, False, [(np.ones((2, 3)), np.ones(2))])
+    with pytest.raises(ValueError, match="hessian_cert"):
+        L.validate(pb, {**L.DEFAULTS, "hessian_cert": "yes"})
