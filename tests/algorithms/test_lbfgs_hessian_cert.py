@@ -67,3 +67,28 @@ def test_refuses_an_unknown_hessian_cert():
     pb = make_problem(K.LOGISTIC, K.L2, 1e-3, False, [(np.ones((2, 3)), np.ones(2))])
     with pytest.raises(ValueError, match="hessian_cert"):
         L.validate(pb, {**L.DEFAULTS, "hessian_cert": "yes"})
+
+
+@pytest.mark.timeout(120)
+def test_on_the_cluster_weighted_least_squares_is_certified_and_its_trace_is_exact(client):
+    """Through the real channel (the ``p x p`` Hessian in a round's message): a weighted
+    least-squares fit with an intercept stops certified, ``gap_`` bounds its true
+    suboptimality, and every trace point the solver knew equals the objective there."""
+    from asip.algorithms import AsipRegressor
+
+    ds = make_regression(3000, 6, random_state=7)
+    sw = np.random.default_rng(2).uniform(0.5, 2.0, size=len(ds.y))
+    reg = AsipRegressor(solver="lbfgs", alpha=1e-3, tol=1e-9, max_time=30.0,
+                        solver_params={"hessian_cert": True}).fit(ds.X, ds.y, sample_weight=sw)
+    assert reg.stopped_by_ == "tol" and reg.gap_ is not None
+    s = sw * len(sw) / sw.sum()  # the estimator's normalized weights
+    Z = np.column_stack([ds.X, np.ones(len(ds.y))])
+    pen = np.r_[np.full(6, 1e-3), 0.0]
+    w_star = np.linalg.solve((Z.T * s) @ Z / len(s) + np.diag(pen), Z.T @ (s * ds.y) / len(s))
+
+    def P(v):
+        return 0.5 * np.mean(s * (Z @ v - ds.y) ** 2) + 0.5 * float(pen @ (v * v))
+
+    w = np.append(reg.coef_, reg.intercept_)
+    assert 0.0 <= P(w) - P(w_star) <= reg.gap_ <= 1e-9 * P(w)
+    np.testing.assert_allclose(reg.trace_[-1, 1], P(w), rtol=1e-10)
