@@ -229,13 +229,17 @@ def plan(state, parts: list, F: float, k: int) -> None:
     decision on every operator): at the first trial point, then again only once L-BFGS's
     own estimate of the suboptimality, ``-g^T d / 2``, is within ``10 tol`` and 100 times
     below what it was at the last Hessian (each costs ``p`` gradient passes' flops).
-    ``params["hessian_cert"]``: True, False, or "auto" (only for ``p <= AUTO_P``)."""
+    ``params["hessian_cert"]``: True, False, or "auto" (only for ``p <= AUTO_P``, or up to
+    `MAX_P` where the free dual point cannot certify: weighted least squares with an
+    intercept)."""
     mem, pb = state.mem, state.problem
     mem["want_h"] = False
     if any(c.get("fresh") for c in parts):  # a restart: every operator forgets alike
         mem["hcert"], mem["h_est"] = None, None
     choice = state.params.get("hessian_cert", "auto")
-    if not (choice and mem.get("h_ok")) or (choice == "auto" and pb.p > AUTO_P):
+    if not (choice and mem.get("h_ok")):
+        return
+    if choice == "auto" and pb.p > AUTO_P and state.certify:  # (no free gap: the only one)
         return
     if k == 0:
         mem["want_h"] = True

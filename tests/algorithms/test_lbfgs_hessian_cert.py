@@ -61,6 +61,20 @@ def test_certifies_weighted_least_squares_with_an_intercept():
     assert (P(w) - P(w_star)) / P(w_star) <= cert["rel_gap"] <= 1e-8
 
 
+def test_auto_takes_the_hessian_beyond_32_coefficients_only_where_nothing_else_certifies():
+    ds = make_regression(2000, 40, random_state=6)
+    parts = split_rows(ds.X, ds.y, 2)
+    weights = [np.random.default_rng(i).uniform(0.5, 2.0, len(yb)) for i, (_, yb) in
+               enumerate(parts)]
+    for fit_intercept in (True, False):  # weighted least squares: uncertifiable / certifiable
+        pb = make_problem(K.SQUARED, K.L2, 1e-3, fit_intercept, parts)
+        _, snaps, _, done = simulate("lbfgs", pb, parts, {"tol": 1e-8}, max_time=10,
+                                     weights=weights)
+        assert done
+        states_took = [s.get("rel_gap") for s in snaps if s is not None]
+        assert states_took and max(states_took) <= 1e-8
+
+
 def test_refuses_an_unknown_hessian_cert():
     from asip.algorithms import _lbfgs as L
 
