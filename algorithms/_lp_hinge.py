@@ -316,10 +316,13 @@ def resume(state: LPState, data: LocalData, start: Start) -> LPState:
 def snapshot(state: LPState) -> dict:
     """The current iterate (the certified one once the fit stopped on ``tol``) and its gap."""
     mem = state.mem
+    master = mem["master"]
     return {"w": mem["w"].copy(), "k": int(mem["k"]), "n_iter": int(mem["it"]),
             "gap": float(mem["gap"]), "rel_gap": float(mem["rel_gap"]),
             "primal": float(mem["primal"]),
-            "lp_iters": 0 if mem["master"] is None else int(mem["master"].iters)}
+            "lp_iters": 0 if master is None else int(master.iters),
+            "lp_left": 0 if master is None else int(master.dropped_r.sum() + master.dropped_j.sum()),
+            "lp_exact": master is not None and bool(master.exact)}
 
 
 ALGORITHM = Algorithm("lp-hinge", init, local_step, snapshot, latest_model, DEFAULTS,
