@@ -19,14 +19,17 @@ A. every partition sends, at the common ``(w, s)``, its hinge sum, its share of 
    (classes balanced when there is an intercept), a dual point: the certified gap
    ``P(w) - D(s)``; the fit stops when ``gap / P(w) <= tol``. Partition 0, the
    *leader*, adds the new rows and the most violated columns to its master and
-   re-solves it with HiGHS (``highspy``: the basis is kept, so a re-solve is a
-   warm-started simplex);
-B. the leader sends the master's ``w`` and the nonzero ``s_i`` (by global row);
-   everyone adopts them.
+   re-solves it (`_lp_master.Master`: HiGHS' interior-point method on the master's
+   dual form; rows and columns idle for ``drop_after`` solves leave it);
+B. the leader sends the master's ``w``, the nonzero ``s_i`` (by global row) and the
+   rows that left the master; everyone adopts ``w`` and ``s``, and a partition whose
+   row left may send it again when it is violated.
 
 Rows outside ``R`` count as satisfied in the master and columns outside ``J`` as
 zero, so the master's ``w`` is no more than a guess until no row and no column is
-violated -- then it is the LP's optimum, and its gap is 0 up to HiGHS' tolerances.
+violated -- then it is the LP's optimum to the IPM's tolerance, and if ``tol`` is not
+met yet the master is solved once more with crossover (a vertex: the LP optimum to
+HiGHS' tolerances).
 The certificate never trusts the master: it is computed from the data at ``w``
 and the ``s`` actually used.
 
