@@ -324,7 +324,8 @@ def snapshot(state: LPState) -> dict:
             "gap": float(mem["gap"]), "rel_gap": float(mem["rel_gap"]),
             "primal": float(mem["primal"]),
             "lp_iters": 0 if master is None else int(master.iters),
-            "lp_left": 0 if master is None else int(master.dropped_r.sum() + master.dropped_j.sum()),
+            "lp_left": 0 if master is None else int(master.dropped_r.sum()
+                                                    + master.dropped_j.sum()),
             "lp_exact": master is not None and bool(master.exact)}
 
 
