@@ -269,8 +269,6 @@ def row_norm_scale(sq_mean, sq_max) -> tuple[float, float]:
 
 # ---------------------------------------------------------------------- dask
 def _prepare_dask(est, X, y, sample_weight) -> Prepared:
-    import dask
-
     names = _frame_columns(X)
     X = as_dask_array(X, "X")
     if X.ndim != 2:

@@ -444,3 +444,14 @@ def test_lazy_saga_steps_equal_the_dense_kernel_on_csr(fi, loss, pen, alpha):
         np.testing.assert_allclose(lazy, dense, rtol=1e-9, atol=1e-12)
     if pen == K.L1:
         assert np.sum(outs[1][0][: X.shape[1]] == 0.0) >= 1
+
+
+@pytest.mark.parametrize("bad", [-3, 50, 2**31 + 5])
+def test_malformed_csr_column_index_is_refused(bad):
+    """The kernels index the gradient without bounds checks: an index outside [0, n_cols)
+    (negative ones too, which read huge as uint32) is a clear error, never a stray write."""
+    X = sp.random(40, 50, density=0.2, format="csr", random_state=0)
+    X.indices = X.indices.astype(np.int64)
+    X.indices[3] = bad
+    with pytest.raises(ValueError, match="outside"):
+        K.as_kernel_matrix(X)
