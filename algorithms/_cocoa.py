@@ -36,7 +36,9 @@ takes Newton steps on a model of the whole objective, exact on its rows and quad
 every peer's around the peer's pushed point ``x_k``, gradient ``-alpha u_k`` and
 Hessian; it pushes its new ``u_k = (1/(alpha n)) A_k^T a_k`` with ``a_i = -phi'(x_i^T
 x_k)`` (its duals, so the certificate is unchanged), ``x_k`` and, when it moved by 10%
-(or every 10 rounds), its Hessian's upper triangle. Rounds contract like Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which
+(or every 10 rounds), its Hessian's upper triangle. A round waits for news from peers
+holding ``min_news`` of the other rows (or, overdue, from any); peers not heard from are
+modelled by rescaling the rows heard from (``missing_peers``). Rounds contract like Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which
 sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses with at most 500
 coefficients on dense data (or CSR with >= 25% nonzeros), or on any data where SDCA's
 steps are damped (``sigma' mean ||x_i||^2 / (alpha n) > 1``: small alpha, many

@@ -12,15 +12,18 @@ Hessian of ``L_j`` standing in for a peer's, scaled by ``c_k = n_k / n_j``. At a
 point every model's gradient is the true one, so the fixed point is the optimum; for
 i.i.d. rows ``H_j`` differs from the peers' by ``O(sqrt(d / n_j))``, so a round contracts
 the error by about that factor whatever ``max ||x_i||^2 / (alpha n)`` is (the
-DANE / GIANT behaviour; SDCA's rate is set by that ratio). Peers not heard from yet are
-modelled by this partition itself (``g_k = c_k grad L_j(w_j)``).
+DANE / GIANT behaviour; SDCA's rate is set by that ratio). Peers not heard from yet (a
+straggler before it first wakes) are modelled by the rows heard from: the loss terms are
+scaled by ``n / n_heard``, so every partition has the same fixed point, the optimum on the
+rows heard from (``missing="self"``: by this partition, ``g_k = c_k grad L_j(w_j)``, a
+fixed point of its own per partition).
 
 Each partition pushes its ``H_j`` (p x p) with its round's total whenever it recomputes
 it, and a peer's pushed Hessian replaces the stand-in ``c_k H_j``: with every model
 exact to second order a round is a Newton step on the whole objective from stale
 points, which stays stable when partitions differ (rows sorted by label). ``H_j`` is
-taken on at most ``hessian_rows`` random rows (dense data; rescaled) and reused while
-no margin moved more than `REFRESH`; each Newton iteration is one data pass with a
+taken on at most ``hessian_rows`` random rows (dense data; rescaled; CSR: every row, in
+`_cd_kernels.csr_weighted_gram`) and reused while no margin moved more than `REFRESH`; each Newton iteration is one data pass with a
 backtracking line search on ``F_j``. Smooth losses only (logistic, squared). ``R`` is
 ``(alpha/2) ||v||^2`` over the features: the intercept, if any, is unpenalized, as in
 scikit-learn and asip's `Objective` (its Hessian entry is the loss curvature alone).
