@@ -38,8 +38,8 @@ Hessian; it pushes its new ``u_k = (1/(alpha n)) A_k^T a_k`` with ``a_i = -phi'(
 x_k)`` (its duals, so the certificate is unchanged), ``x_k`` and, when it moved by 10%
 (or every 10 rounds), its Hessian's upper triangle. A round waits for news from peers
 holding ``min_news`` of the other rows (or, overdue, from any); peers not heard from are
-modelled by rescaling the rows heard from (``missing_peers``). Rounds contract like Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which
-sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses with at most 500
+modelled by rescaling the rows heard from (``missing_peers``). Rounds contract like
+Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses with at most 500
 coefficients on dense data (or CSR with >= 25% nonzeros), or on any data where SDCA's
 steps are damped (``sigma' mean ||x_i||^2 / (alpha n) > 1``: small alpha, many
 partitions); the estimator decides once from the whole ``X`` (`resolve_local_solver`).
@@ -219,7 +219,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
         peers=Exchange("u", p, data.index, keep_total=True), problem=problem, params=params, sigma=sigma,
         scale=1.0 / (problem.alpha * problem.n_total), chunk=AdaptiveCount(params["step_time"]),
         clock={"steps": 0, "started": None, "answer": None, "answered": None,
-               "ahead": 0, "news": set(), "hess": {}, "points": {}, "peer_passes": {}, "half_passes": None,
+               "ahead": 0, "news": set(), "hess": {}, "points": {}, "peer_passes": {},
+               "half_passes": None,
                "rejoining": data.incarnation > 0 and data.n_partitions > 1},
         cert={"x": Exchange("wbar", p, data.index), "ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
               "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},

@@ -23,8 +23,8 @@ it, and a peer's pushed Hessian replaces the stand-in ``c_k H_j``: with every mo
 exact to second order a round is a Newton step on the whole objective from stale
 points, which stays stable when partitions differ (rows sorted by label). ``H_j`` is
 taken on at most ``hessian_rows`` random rows (dense data; rescaled; CSR: every row, in
-`_cd_kernels.csr_weighted_gram`) and reused while no margin moved more than `REFRESH`; each Newton iteration is one data pass with a
-backtracking line search on ``F_j``. Smooth losses only (logistic, squared). ``R`` is
+`_cd_kernels.csr_weighted_gram`) and reused while no margin moved more than `REFRESH`;
+each Newton iteration is one data pass with a backtracking line search on ``F_j``. Smooth losses only (logistic, squared). ``R`` is
 ``(alpha/2) ||v||^2`` over the features: the intercept, if any, is unpenalized, as in
 scikit-learn and asip's `Objective` (its Hessian entry is the loss curvature alone).
 """
