@@ -73,13 +73,14 @@ def _seed(random_state) -> int | None:
 
 
 def _trace(objective, out, n_tasks: int, prep) -> np.ndarray:
-    """``trace_``: the objective at the outcome's points, the last one from the solver
-    where it knows it (`final_objective`; no pass over the data for it)."""
-    final = final_objective(out, n_tasks)
-    if final is None:
-        return evaluate_trace(objective, out.points, prep.X, prep.y, prep.sw)
-    head = evaluate_trace(objective, out.points[:-1], prep.X, prep.y, prep.sw)
-    return np.vstack([head, [[out.points[-1][0], final]]])
+    """``trace_``: the objective at the outcome's points, taken from the solver where it
+    knows it (the reports' ``objective_w``, the final model's `final_objective`: no pass
+    over the data for those)."""
+    known = list(out.objectives) if out.objectives is not None else [None] * len(out.points)
+    if known:
+        final = final_objective(out, n_tasks)
+        known[-1] = final if final is not None else known[-1]
+    return evaluate_trace(objective, out.points, prep.X, prep.y, prep.sw, known=known)
 
 
 class _AsipLinearModel(BaseEstimator):

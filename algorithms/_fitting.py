@@ -122,6 +122,7 @@ class FitOutcome(NamedTuple):
     stage_result: Any  # asip.StageResult, partial if interrupted; None on the driver path
     gap: float | None  # certified duality gap from the snapshots that carry one
     error: BaseException | None = None  # why the fit was cut short (re-raised by the caller)
+    objectives: tuple | None = None  # per point: its objective where a snapshot knows it, or None
 
 
 def final_objective(out: FitOutcome, n_tasks: int) -> float | None:
@@ -202,17 +203,19 @@ def run_stage(est, solver: str, prep, problem: Problem, params: dict, n_tasks: i
 def _outcome(algo, problem, n_tasks, snapshots, trace, elapsed, stopped_by, restarts,
              stage_result, max_iter) -> FitOutcome:
     w = combine_tasks(algo, problem, snapshots, n_tasks)
-    points = combined_over_time(algo, problem, trace, n_tasks)
+    known: list = []
+    points = combined_over_time(algo, problem, trace, n_tasks, objectives=known)
     if elapsed is None:  # cut short: the stage's clock stopped at the last report
         elapsed = max((float(e.time) for e in trace), default=0.0)
     # the final model closes the trace (reports sent just before a STOP can be lost); never
     # before the last report: the reports' stage times come from the workers' clocks, which
     # can run a few ms ahead of the driver's ``elapsed`` (seen: 1.0025 s, then 0.9999 s)
     points.append((max([float(elapsed)] + [float(t) for t, _ in points]), w))
+    known.append(None)  # the final model's: `final_objective`, when its snapshot knows it
     n_iter = n_iter_of(snapshots)
     return FitOutcome(w, tuple(snapshots), points, n_iter,
                       stop_reason(stopped_by, algo, n_iter, max_iter), restarts, stage_result,
-                      gap_of(snapshots))
+                      gap_of(snapshots), objectives=tuple(known))
 
 
 def _trace_hook(est, algo, problem: Problem, n_tasks: int, seen: list, progress):

@@ -29,6 +29,7 @@ import logging
 import numpy as np
 
 from . import _kernels as K
+from . import _newton_cert as NC
 from . import _primal_cert as C
 from . import _weights as W
 from ._barrier import Barrier, BarrierState, barrier_step, latest_model
@@ -42,6 +43,7 @@ DEFAULTS = {
     "memory": 10,  # (s, y) pairs kept
     "armijo": 1e-4,  # sufficient decrease: F(x + t d) <= F(x) + armijo t g^T d
     "tol": 1e-6,  # stop when the relative duality gap is below this
+    "hessian_cert": "auto",  # also certify by the Hessian (`_newton_cert`): True, False, "auto"
     "cert_every": 5,  # with an intercept: rounds between certificates (each one extra pass)
     "max_iter": None,  # rounds (gradient passes)
     "resend_after": 0.1,
@@ -64,6 +66,9 @@ def validate(problem: Problem, params: dict) -> None:
     if problem.curvature is None or (problem.penalty != K.L2 and problem.alpha != 0.0):
         raise ValueError("solver 'lbfgs' needs a smooth loss (log_loss or squared_error) and "
                          "the l2 penalty; for hinge use 'asip-cocoa', for l1 'prox-newton'")
+    if params["hessian_cert"] not in (True, False, "auto"):
+        raise ValueError(f"solver 'lbfgs' needs hessian_cert True, False or 'auto', got "
+                         f"{params['hessian_cert']!r}")
     if not int(params["memory"]) >= 1 or not 0.0 < params["armijo"] < 0.5:
         raise ValueError(f"solver 'lbfgs' needs memory >= 1 and 0 < armijo < 0.5, got "
                          f"{params['memory']!r} and {params['armijo']!r}")
@@ -76,7 +81,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> LbfgsState:
            "phase": "run" if data.incarnation == 0 else "rejoin",
            "point": np.zeros(p), "base": None, "fbase": 0.0, "gbase": None, "d": None,
            "t": 1.0, "S": [], "Y": [], "fresh": data.incarnation > 0,
-           "best_dual": -np.inf, "gap": np.inf, "rel_gap": np.inf, "certified": None}
+           "best_dual": -np.inf, "gap": np.inf, "rel_gap": np.inf, "certified": None,
+           "h_ok": NC.usable(problem, isinstance(data.X, np.ndarray))}
     return LbfgsState(problem, params, Barrier(data.index, data.n_partitions), np.zeros(p), mem,
                       C.certifiable(problem, data.sw is not None))
 
@@ -107,6 +113,7 @@ def _contribution(state: LbfgsState, data: LocalData) -> dict:
     # the intercept's certificate sums, every cert_every rounds
     out.update(C.round_side(pb, data, mem["point"], state.certify, mem["k"],
                             state.params["cert_every"]))
+    out.update(NC.contribution(pb, data, mem, mem["point"]))  # when asked: the Hessian
     mem["fresh"] = False
     return out
 
@@ -152,6 +159,7 @@ def _reduce(state: LbfgsState, data: LocalData, parts: list, k: int) -> bool:
     done = C.certify_round(state, parts, x)
     if mem.get("gap_w") is x:  # the objective where the gap was taken: the model's own value
         mem["gap_primal"] = F
+    done = done or NC.certify(state, parts, x, G, F)  # the Hessian's bound, when tighter
     restart = any(c["fresh"] for c in parts) or len({int(c["nmem"]) for c in parts}) > 1
     if restart:
         mem["S"], mem["Y"] = [], []
@@ -181,6 +189,7 @@ def _reduce(state: LbfgsState, data: LocalData, parts: list, k: int) -> bool:
             mem["d"] = -mem["gbase"]
             mem["t"] = 1.0 / max(float(np.linalg.norm(mem["gbase"])), 1e-300)
     mem["point"] = mem["base"] + mem["t"] * mem["d"]
+    NC.plan(state, parts, F, k)
     if params["max_iter"] is not None and k + 1 >= params["max_iter"]:
         done = True
     return done
@@ -193,7 +202,8 @@ def schema(problem: Problem) -> tuple[dict, dict]:
     if problem.fit_intercept:
         fields.update(cert=bool, side=("float64", (C.side_len(problem),)),
                       side_g=("float64", (problem.n_features,)))
-    return Barrier.schema(fields, optional=REJOIN_ONLY)
+    fields.update(NC.fields_schema(problem))
+    return Barrier.schema(fields, optional=REJOIN_ONLY + NC.FIELDS)
 
 
 def resume(state: LbfgsState, data: LocalData, start: Start) -> LbfgsState:

@@ -19,14 +19,17 @@ A. every partition sends, at the common ``(w, s)``, its hinge sum, its share of 
    (classes balanced when there is an intercept), a dual point: the certified gap
    ``P(w) - D(s)``; the fit stops when ``gap / P(w) <= tol``. Partition 0, the
    *leader*, adds the new rows and the most violated columns to its master and
-   re-solves it with HiGHS (``highspy``: the basis is kept, so a re-solve is a
-   warm-started simplex);
-B. the leader sends the master's ``w`` and the nonzero ``s_i`` (by global row);
-   everyone adopts them.
+   re-solves it (`_lp_master.Master`: HiGHS' interior-point method on the master's
+   dual form; rows and columns idle for ``drop_after`` solves leave it);
+B. the leader sends the master's ``w``, the nonzero ``s_i`` (by global row) and the
+   rows that left the master; everyone adopts ``w`` and ``s``, and a partition whose
+   row left may send it again when it is violated.
 
 Rows outside ``R`` count as satisfied in the master and columns outside ``J`` as
 zero, so the master's ``w`` is no more than a guess until no row and no column is
-violated -- then it is the LP's optimum, and its gap is 0 up to HiGHS' tolerances.
+violated -- then it is the LP's optimum to the IPM's tolerance, and if ``tol`` is not
+met yet the master is solved once more with crossover (a vertex: the LP optimum to
+HiGHS' tolerances).
 The certificate never trusts the master: it is computed from the data at ``w``
 and the ``s`` actually used.
 
@@ -55,6 +58,7 @@ from . import _kernels as K
 from ._barrier import Barrier, barrier_step, latest_model
 from ._base import Algorithm, LocalData, Problem, Start, StepOutput
 from ._certificate import certified
+from ._lp_master import Master, highspy
 
 __all__ = ["ALGORITHM", "LPState", "init", "local_step"]
 
@@ -63,9 +67,12 @@ logger = logging.getLogger(__name__)
 DEFAULTS = {
     "tol": 1e-6,  # stop when the certified relative duality gap is below this
     "max_iter": None,  # master solves
-    "cols_per_round": 100,  # columns the leader adds per round (most violated first; reuters:
-    # 100 and 100 rows certified in 28-33 s in one process, 300 and 300 in 38-42 s, load 12)
-    "rows_per_round": 100,  # violated rows added per round, over all partitions
+    "cols_per_round": 200,  # columns the leader adds per round (most violated first; reuters,
+    # IPM master, one process: 200 and 200 certified in 13 rounds, 100 and 100 in 22, 300 and
+    # 300 in 13 with a larger master, 2026-11-30)
+    "rows_per_round": 200,  # violated rows added per round, over all partitions
+    "drop_after": 3,  # master solves a row / column stays idle before it leaves (0: never;
+    # reuters: 1 cycles, 2 took 18 rounds, 3 took 13)
     "threads": 1,  # HiGHS threads on the leader
     "resend_after": 0.1,
     "rejoin_wait": 0.5,
@@ -98,6 +105,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> LPState:
     for key in ("cols_per_round", "rows_per_round"):
         if int(params[key]) < 1:
             raise ValueError(f"lp-hinge needs {key} >= 1, got {params[key]!r}")
+    if int(params["drop_after"]) < 0:
+        raise ValueError(f"lp-hinge needs drop_after >= 0, got {params['drop_after']!r}")
     X = data.X
     mat = (sp.csr_matrix(X, shape=(data.n, problem.n_features)) if isinstance(X, tuple)
            else sp.csr_matrix(X))
@@ -111,118 +120,10 @@ def init(problem: Problem, data: LocalData, params: dict) -> LPState:
            "phase": "run" if data.incarnation == 0 else "rejoin", "started": None,
            "master": None, "added": 0}
     if data.index == 0:  # the leader: its master LP is built in its first reduction
-        _highspy()  # (a HiGHS model does not pickle; the runtime may copy the state before)
+        highspy()  # (a HiGHS model does not pickle; the runtime may copy the state before)
         mem["lead_epoch"] = data.incarnation
     return LPState(problem, params, Barrier(data.index, data.n_partitions), rows, rows.tocsc(),
                    mem)
-
-
-# ---------------------------------------------------------------------- the master LP
-def _highspy():
-    try:
-        import highspy
-    except ImportError as e:  # pragma: no cover - a dependency of asip
-        raise ImportError("solver 'lp-hinge' needs highspy (pip install highspy)") from e
-    return highspy
-
-
-class _Master:
-    """The leader's restricted master LP (HiGHS), scaled by ``n``: row duals are ``s``."""
-
-    def __init__(self, problem: Problem, params: dict):
-        highspy = _highspy()
-        self.h = highspy.Highs()
-        self.h.setOptionValue("output_flag", False)
-        self.h.setOptionValue("threads", int(params["threads"]))
-        self.pb = problem
-        d = problem.n_features
-        self.plus = np.full(d, -1, dtype=np.int64)  # HiGHS column of w+_j (w-_j: minus)
-        self.minus = np.full(d, -1, dtype=np.int64)
-        self.ncol = 0
-        self.iters = 0  # simplex iterations over all solves
-        self.row_ids = np.zeros(0, dtype=np.int64)  # global ids of the master's rows
-        self.row_data = sp.csr_matrix((0, d))  # their y_i x_i
-        self.row_y = np.zeros(0)
-        self.has = np.zeros(problem.n_total, dtype=bool)  # global row ids in the master
-        self.b = -1
-        if problem.fit_intercept:  # b: a free column, always in
-            inf = highspy.kHighsInf
-            self.h.addCol(0.0, -inf, inf, 0, np.zeros(0, np.int32), np.zeros(0))
-            self.b, self.ncol = 0, 1
-
-    @property
-    def columns(self) -> np.ndarray:
-        return np.flatnonzero(self.plus >= 0)
-
-    def add_columns(self, new: np.ndarray) -> None:
-        """Columns ``w+_j, w-_j`` for features ``new``, over the master's rows."""
-        if new.size == 0:
-            return
-        inf = _highspy().kHighsInf
-        sub = sp.csc_matrix(self.row_data[:, new]) if self.row_ids.size else \
-            sp.csc_matrix((0, new.size))
-        cost = np.full(new.size, self.pb.alpha * self.pb.n_total)
-        for sign, pos in ((1.0, self.plus), (-1.0, self.minus)):
-            self.h.addCols(new.size, cost, np.zeros(new.size), np.full(new.size, inf), sub.nnz,
-                           sub.indptr[:-1].astype(np.int32), sub.indices.astype(np.int32),
-                           sign * sub.data)
-            pos[new] = np.arange(self.ncol, self.ncol + new.size)
-            self.ncol += new.size
-
-    def add_rows(self, ids: np.ndarray, data: sp.csr_matrix, y: np.ndarray) -> None:
-        """Rows ``xi_i + y_i (x_i^T w + b) >= 1`` (each with its own ``xi_i``)."""
-        fresh = ~self.has[ids]  # a restarted partition may send a row again
-        if not fresh.all():
-            ids, data, y = ids[fresh], data[np.flatnonzero(fresh)], y[fresh]
-        if ids.size == 0:
-            return
-        self.has[ids] = True
-        inf = _highspy().kHighsInf
-        k = ids.size
-        self.h.addCols(k, np.ones(k), np.zeros(k), np.full(k, inf), 0, np.zeros(k, np.int32),
-                       np.zeros(0, np.int32), np.zeros(0))
-        xi = np.arange(self.ncol, self.ncol + k)
-        self.ncol += k
-        starts, idx, val = np.zeros(k, dtype=np.int32), [], []
-        n_entries = 0
-        for r in range(k):
-            a, b = data.indptr[r], data.indptr[r + 1]
-            js, vs = data.indices[a:b], data.data[a:b]
-            keep = self.plus[js] >= 0
-            js, vs = js[keep], vs[keep]
-            parts_i = [np.array([xi[r]]), self.plus[js], self.minus[js]]
-            parts_v = [np.ones(1), vs, -vs]
-            if self.b >= 0:
-                parts_i.append(np.array([self.b]))
-                parts_v.append(np.array([y[r]]))
-            starts[r] = n_entries
-            idx.extend(parts_i)
-            val.extend(parts_v)
-            n_entries += sum(p.size for p in parts_i)
-        self.h.addRows(k, np.ones(k), np.full(k, inf), n_entries, starts,
-                       np.concatenate(idx).astype(np.int32), np.concatenate(val))
-        self.row_ids = np.concatenate([self.row_ids, ids])
-        self.row_data = sp.vstack([self.row_data, data], format="csr")
-        self.row_y = np.concatenate([self.row_y, y])
-
-    def solve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The master's ``w`` (with ``b`` last) and its rows' ids and duals ``s``."""
-        self.h.run()
-        self.iters += int(self.h.getInfo().simplex_iteration_count)
-        status = self.h.getModelStatus()
-        if status != _highspy().HighsModelStatus.kOptimal:
-            logger.warning("lp-hinge: master LP ended with status %s",
-                           self.h.modelStatusToString(status))
-        sol = self.h.getSolution()
-        x = np.asarray(sol.col_value)
-        pb = self.pb
-        w = np.zeros(pb.p)
-        J = self.columns
-        w[J] = x[self.plus[J]] - x[self.minus[J]]
-        if self.b >= 0:
-            w[-1] = x[self.b]
-        s = np.clip(np.asarray(sol.row_dual), 0.0, 1.0)
-        return w, self.row_ids, s
 
 
 # ---------------------------------------------------------------------- contributions
@@ -271,7 +172,8 @@ def _round_b(state: LPState, data: LocalData) -> dict:
     if data.index == 0:
         nz = np.flatnonzero(mem["s_master"] > 0.0)
         out.update(si=mem["s_ids"][nz].astype(np.int64), sv=_column(mem["s_master"][nz]),
-                   epoch=int(mem["lead_epoch"]))
+                   epoch=int(mem["lead_epoch"]),
+                   left=np.asarray(mem.get("left", ()), dtype=np.int64))
     return out
 
 
@@ -322,10 +224,10 @@ def _gather_a(state: LPState, data: LocalData, parts: list) -> bool:
     if data.index != 0:
         return False
     if mem["master"] is None:
-        mem["master"] = _Master(pb, params)
+        mem["master"] = Master(pb, params["threads"], params["drop_after"])
     master = mem["master"]
     # columns: the most violated reduced costs outside J (fm/fp-balanced duals price them)
-    viol = np.flatnonzero((np.abs(r) > pb.alpha * n * (1.0 + 1e-9)) & (master.plus < 0))
+    viol = np.flatnonzero((np.abs(r) > pb.alpha * n * (1.0 + 1e-9)) & ~master.in_j)
     if viol.size:
         viol = viol[np.argsort(-np.abs(r[viol]), kind="stable")][: params["cols_per_round"]]
         master.add_columns(np.sort(viol))
@@ -335,9 +237,12 @@ def _gather_a(state: LPState, data: LocalData, parts: list) -> bool:
             rows = sp.csr_matrix((_flat(c["rv"]), np.asarray(c["rj"]), np.asarray(c["rptr"])),
                                  shape=(signed.size, d))
             master.add_rows(np.abs(signed) - 1, rows, np.sign(signed).astype(np.float64))
-    w_new, ids, s = master.solve()
-    mem["w_master"], mem["s_ids"], mem["s_master"] = w_new, ids, s
-    mem["w"] = w_new
+    if master.changed or not master.exact:  # nothing new: a vertex (crossover) once
+        w_new, ids, s, left = master.solve(exact=not master.changed)
+        mem["s_ids"], mem["s_master"], mem["left"] = ids, s, left
+        mem["w"] = w_new
+    else:
+        mem["left"] = np.zeros(0, dtype=np.int64)
     return False
 
 
@@ -349,6 +254,9 @@ def _gather_b(state: LPState, data: LocalData, parts: list) -> bool:
     if epoch != mem["epoch"]:  # a new master (a restarted leader): send violated rows again
         mem["sent"][:] = False
         mem["epoch"] = epoch
+    if "left" in lead:  # rows that left the master: sent again if they are violated
+        ids = np.asarray(lead["left"], dtype=np.int64) - mem["offset"]
+        mem["sent"][ids[(ids >= 0) & (ids < data.n)]] = False
     s = np.zeros(data.n)
     if "si" in lead:
         ids = np.asarray(lead["si"], dtype=np.int64) - mem["offset"]
@@ -379,6 +287,7 @@ def _adopt(state: LPState, data: LocalData, k: int, fields: dict) -> None:
     mem["s"] = np.zeros(data.n)  # its duals are lost: a weaker, still valid, dual point
     if k % 2 == _B and data.index == 0:  # the leader has no solution to send: keep w
         mem["s_ids"], mem["s_master"] = np.zeros(0, dtype=np.int64), np.zeros(0)
+        mem["left"] = np.zeros(0, dtype=np.int64)
 
 
 def local_step(state: LPState, data: LocalData, inbox, now: float) -> StepOutput:
@@ -394,7 +303,8 @@ def schema(problem: Problem) -> tuple[dict, dict]:
     fields = {"w": ("float64", (p,)), "loss": float, "rp": ("float64", (d,)),
               "rm": ("float64", (d,)), "sp": float, "sm": float, "ri": ("int64", (None,)),
               "rptr": ("int64", (None,)), "rj": ("int64", (None,)), "rv": ("float64", (None, 1)),
-              "si": ("int64", (None,)), "sv": ("float64", (None, 1)), "epoch": int}
+              "si": ("int64", (None,)), "sv": ("float64", (None, 1)), "epoch": int,
+              "left": ("int64", (None,))}
     required = {"k": int, "has_prev": bool}
     optional = {f"{pre}_{key}": v for key, v in fields.items() for pre in ("c", "p")}
     return required, optional
@@ -409,10 +319,14 @@ def resume(state: LPState, data: LocalData, start: Start) -> LPState:
 def snapshot(state: LPState) -> dict:
     """The current iterate (the certified one once the fit stopped on ``tol``) and its gap."""
     mem = state.mem
+    master = mem["master"]
     return {"w": mem["w"].copy(), "k": int(mem["k"]), "n_iter": int(mem["it"]),
             "gap": float(mem["gap"]), "rel_gap": float(mem["rel_gap"]),
             "primal": float(mem["primal"]),
-            "lp_iters": 0 if mem["master"] is None else int(mem["master"].iters)}
+            "lp_iters": 0 if master is None else int(master.iters),
+            "lp_left": 0 if master is None else int(master.dropped_r.sum()
+                                                    + master.dropped_j.sum()),
+            "lp_exact": master is not None and bool(master.exact)}
 
 
 ALGORITHM = Algorithm("lp-hinge", init, local_step, snapshot, latest_model, DEFAULTS,

@@ -11,7 +11,9 @@ peer's `PeerLink`, which writes it in the same callback unless the link's window
 unacknowledged batches is full. A small push to partitions on one peer worker skips
 the loop when nothing of its worker's waits before it (`DataPlane._direct`): the
 pushing thread writes it to the link's socket itself (see `asip._links`). Incoming
-links are read by `DataPlane.handle_stream`, msgpack and raw array frames only.
+links are read by `DataPlane.handle_stream`, msgpack and raw array frames only; over
+plain TCP by an asyncio transport (`_LinkProtocol`) that delivers, acknowledges and
+wakes the receivers in the callback that read the bytes.
 Modelled on distributed's P2P shuffle, where one event loop owns the buffers.
 
 Once the stage stops (`DataPlane.stop`: the stop from the driver, or a local
@@ -40,15 +42,16 @@ import threading
 import time
 from collections import OrderedDict, defaultdict
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from asip._channel import MESSAGE_OVERHEAD, ChannelStats, Mailbox, _bucket
 from asip._directory import op_name
 from asip._exceptions import MessageError
 from asip._links import ACK_DELAY, ACK_EVERY, BATCH_BYTES, DIRECT_BYTES, PeerLink, drive
-from asip._stream import StreamError, read_message
-from asip._wire import Encoded, Limits, decode_message, decode_targets, local_item, wire_item
+from asip._stream import FrameReader, StreamError, frame, read_message, take_socket
+from asip._wire import (Encoded, Limits, decode_frames, decode_message, decode_targets,
+                        local_item, wire_item)
 from asip.faults import DelayMessages, DropMessages
 
 logger = logging.getLogger(__name__)
@@ -575,8 +578,13 @@ class DataPlane:
         from distributed.core import Status
 
         bound = 2 * self.settings.limits.max_bytes + 2 * BATCH_BYTES
+        peer = comm.peer_address
+        sock = take_socket(comm)
+        if sock is not None:  # plain TCP: read by an asyncio transport, see _LinkProtocol
+            await self._serve_link(sock, peer, bound)
+            return Status.dont_reply
         self.streams.add(comm)
-        acks = _Acks(comm, self.aloop)
+        acks = _Acks(lambda obj: drive(comm.write(obj), lambda exc: comm.abort()), self.aloop)
         try:
             comm.allow_offload = False  # replies never suspend on the offload thread
             await comm.write(True)  # the handshake's answer: this stage is here
@@ -584,33 +592,66 @@ class DataPlane:
                 try:
                     msg = await read_message(comm, bound)
                 except MessageError as exc:
-                    logger.warning("asip: refused a message from %s: %s", comm.peer_address, exc)
+                    logger.warning("asip: refused a message from %s: %s", peer, exc)
                     self.malformed += 1
                     acks.handled(now=True)  # read whole: the stream goes on
                     continue
-                if self.closed or self.worker.handlers.get(self.deliver_op) != self.handle_stream:
-                    acks.cancel()
-                    n, acks.pending = acks.pending, 0
-                    await comm.write(["ended", n])  # the stage ended here
+                woken: set[Mailbox] = set()
+                if not self._on_link_message(msg, acks, woken):
+                    await comm.write(["ended", acks.take()])  # the stage ended here
                     break
-                batch = msg.get("batch") if isinstance(msg, dict) else None
-                self.handle_deliver(batch)
-                acks.handled(now=isinstance(msg, dict) and msg.get("ack") is True)
+                _notify(woken)  # in this callback: no loop iteration before the wake-up
         except StreamError as exc:
-            logger.warning("asip: closed a stream from %s: %s", comm.peer_address, exc)
+            logger.warning("asip: closed a stream from %s: %s", peer, exc)
             self.malformed += 1
         except Exception:  # noqa: BLE001 - closed or aborted by either side
-            logger.debug("asip: stream from %s ended", comm.peer_address, exc_info=True)
+            logger.debug("asip: stream from %s ended", peer, exc_info=True)
         finally:
             acks.cancel()
             self.streams.discard(comm)
             comm.abort()
         return Status.dont_reply
 
-    def handle_deliver(self, batch: Any) -> bool:
+    async def _serve_link(self, sock: Any, peer: str, bound: int) -> None:
+        """Read an incoming link's socket with an asyncio transport until it closes."""
+        link = _LinkProtocol(self, peer, bound)
+        self.streams.add(link)
+        try:
+            await self.aloop.connect_accepted_socket(lambda: link, sock)
+        except Exception:  # noqa: BLE001 - the connection is gone already
+            logger.debug("asip: stream from %s ended", peer, exc_info=True)
+            self.streams.discard(link)
+            sock.close()
+            return
+        try:
+            link.write(True)  # the handshake's answer: this stage is here
+            await link.done
+        finally:
+            if not link.done.done():  # the worker closes: cancelled
+                link.transport.abort()
+
+    def _on_link_message(self, msg: Any, acks: _Acks, woken: set[Mailbox]) -> bool:
+        """One message read off an incoming link: deliver its batch and acknowledge it
+        (now when it asks, else lazily); its receivers' mailboxes go to ``woken``, which
+        the caller wakes in the same callback once everything it read is in (one wake-up
+        per read, not per batch: woken operator threads don't take the GIL from the loop
+        mid-read, and the acknowledgements are written before them). False once this
+        stage's handler is gone from the worker: the caller answers ``["ended",
+        acks.take()]`` and ends the stream."""
+        if self.closed or self.worker.handlers.get(self.deliver_op) != self.handle_stream:
+            return False
+        batch = msg.get("batch") if isinstance(msg, dict) else None
+        self.handle_deliver(batch, woken)
+        acks.handled(now=isinstance(msg, dict) and msg.get("ack") is True)
+        return True
+
+    def handle_deliver(self, batch: Any, woken: set[Mailbox] | None = None) -> bool:
         """A batch of wire items from a peer worker (raw frames arrive as memoryviews).
 
-        The True it returns is the sender's acknowledgement (see `asip._links`)."""
+        ``woken``: collect the receivers' mailboxes, for the caller to wake once it has
+        acknowledged the batch (`handle_stream`: in the same callback); without it they
+        are woken in the loop's next iteration. The True it returns is the sender's
+        acknowledgement (see `asip._links`)."""
         if not isinstance(batch, (list, tuple)):
             self.malformed += 1
             return True
@@ -619,17 +660,16 @@ class DataPlane:
             return True
         now = time.time()
         directory = self._directory()
-        woken: set[Mailbox] = set()
+        later = woken is None
+        if woken is None:
+            woken = set()
         for entry in batch:
             try:
                 self._receive(entry, now, directory, woken)
             except Exception:  # noqa: BLE001 - one bad item never costs the rest
                 logger.debug("asip: dropped an item that failed on receipt", exc_info=True)
                 self.malformed += 1
-        if woken:  # each receiver once, after the whole batch and after the acknowledgement:
-            # distributed writes the reply when this returns, so the woken operator threads
-            # don't take the GIL from the loop between the delivery and the ack (the sender
-            # then gets its link back sooner), and the loop goes idle right after the wake
+        if woken and later:  # each receiver once, after the whole batch and the reply
             self.aloop.call_soon(_notify, woken)
         return True
 
@@ -679,19 +719,79 @@ class DataPlane:
             self._deliver(j, message, nbytes, now, directory, woken)
 
 
-class _Acks:
-    """The receiving end's lazy, cumulative acknowledgements on one stream (loop only)."""
+class _LinkProtocol(asyncio.BufferedProtocol):
+    """An incoming peer link over plain TCP, read by an asyncio transport (the socket
+    taken from tornado by `asip._stream.take_socket`): the bytes of each arrival are
+    parsed (`FrameReader`), decoded (msgpack and raw frames only), delivered and their
+    receivers woken in the one callback that read them, with no future or extra loop
+    iteration between the socket and the operator thread's wake-up."""
 
-    def __init__(self, comm: Any, aloop: asyncio.AbstractEventLoop):
-        self.comm, self.aloop = comm, aloop
+    def __init__(self, plane: DataPlane, peer: str, bound: int):
+        self.plane, self.peer = plane, peer
+        self.reader = FrameReader(bound)
+        self.acks = _Acks(self.write, plane.aloop)
+        self.transport: asyncio.Transport | None = None
+        self.done = plane.aloop.create_future()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def write(self, obj: Any) -> None:
+        self.transport.write(frame(obj))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.reader.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.handle(self.reader.updated(nbytes))
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes read elsewhere (tests)."""
+        self.handle(self.reader.feed(data))
+
+    def handle(self, messages: list) -> None:
+        """The messages one read completed: delivered, acknowledged, then the receivers
+        woken, all before this callback returns."""
+        plane = self.plane
+        with _wake_after() as woken:
+            for frames in messages:
+                try:
+                    msg = decode_frames(frames)
+                except MessageError as exc:
+                    logger.warning("asip: refused a message from %s: %s", self.peer, exc)
+                    plane.malformed += 1
+                    self.acks.handled(now=True)  # read whole: the stream goes on
+                    continue
+                if not plane._on_link_message(msg, self.acks, woken):
+                    self.write(["ended", self.acks.take()])  # the stage ended here
+                    self.transport.close()  # once that is written
+                    return
+        if self.reader.error is not None:
+            logger.warning("asip: closed a stream from %s: %s", self.peer, self.reader.error)
+            plane.malformed += 1
+            self.transport.abort()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.acks.cancel()
+        self.plane.streams.discard(self)
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+class _Acks:
+    """The receiving end's lazy, cumulative acknowledgements on one stream (loop only);
+    ``write`` sends one reply on it."""
+
+    def __init__(self, write: Callable[[Any], None], aloop: asyncio.AbstractEventLoop):
+        self.write, self.aloop = write, aloop
         self.pending = 0  # batches handled and not yet acknowledged
         self.timer: asyncio.TimerHandle | None = None
 
     def handled(self, now: bool) -> None:
-        """One more batch handled: acknowledge now when it asks (before the receivers'
-        wake-up that `handle_deliver` scheduled, so woken operator threads don't hold up
-        the sender's next batch), soon when ``ACK_EVERY`` are due (after the wake-up), or
-        ``ACK_DELAY`` s after the last."""
+        """One more batch handled: acknowledge now when it asks (before `handle_stream`
+        wakes the receivers, so woken operator threads don't hold up the sender's next
+        batch), soon when ``ACK_EVERY`` are due (after the wake-up), or ``ACK_DELAY`` s
+        after the last."""
         self.pending += 1
         if now:
             self.send()
@@ -705,7 +805,13 @@ class _Acks:
         if not self.pending:
             return
         n, self.pending = self.pending, 0
-        drive(self.comm.write(n), lambda exc: self.comm.abort())
+        self.write(n)
+
+    def take(self) -> int:
+        """The batches handled and not yet acknowledged, now taken (for the last reply)."""
+        self.cancel()
+        n, self.pending = self.pending, 0
+        return n
 
     def cancel(self) -> None:
         if self.timer is not None:

@@ -43,18 +43,17 @@ import time
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any, Callable
 
-from distributed import protocol
 from distributed.comm import connect
 
-try:  # the framing of distributed's TCP comm, for writes from operator threads
-    from distributed.comm.tcp import TCP, _add_frames_header
+try:  # distributed's TCP comm: its plain sockets take writes from operator threads
+    from distributed.comm.tcp import TCP
     from tornado.iostream import SSLIOStream
 except ImportError:  # pragma: no cover - another distributed: every write goes via the loop
-    TCP = _add_frames_header = SSLIOStream = None
+    TCP = SSLIOStream = None
 
 from asip._channel import MESSAGE_OVERHEAD, _bucket
 from asip._exceptions import MessageError
-from asip._stream import read_message
+from asip._stream import frame, read_message
 
 if TYPE_CHECKING:
     from asip._channel import ChannelStats
@@ -233,13 +232,11 @@ class PeerLink:
     def frame(self, item: list) -> bytes | None:
         """One batch of one item as the bytes distributed's TCP comm would write (any
         thread); None when this link takes no direct writes."""
-        if self.sock is None or _add_frames_header is None:
+        if self.sock is None:
             return None
         # asks for its acknowledgement at once when it fills half the window (read unlocked:
         # a hint; an acknowledgement comes anyway every ACK_EVERY batches or ACK_DELAY s)
-        msg = {"batch": [item], "ack": len(self.unacked) + 1 >= WINDOW // 2}
-        frames, _, _ = _add_frames_header(list(protocol.dumps(msg)))
-        return frames[0] if len(frames) == 1 else b"".join(frames)
+        return frame({"batch": [item], "ack": len(self.unacked) + 1 >= WINDOW // 2})
 
     def write_direct(self, entry: tuple, data: bytes) -> bool:
         """Write one batch (``data``, framed by `frame`) from the calling thread if the

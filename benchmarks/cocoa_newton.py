@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 import warnings
 
@@ -77,12 +78,15 @@ def crossover(rows, sizes=(20_000, 100_000, 300_000), d=100,
             est.fit(ds.X, ds.y)
             wall = time.perf_counter() - t0
             r = _rel(obj, ref, ds.X, ds.y, est.coef_.ravel())
-            ft = est.fit_timings_
+            ft, st = est.fit_timings_, est.stage_result_.timings
+            data, launch = st.get("data", 0.0), st.get("launch", 0.0)
             rows.append(f"crossover {n} x {d}: {solver} fit(tol=1e-3) {wall:.2f} s -> {r:.1e} "
-                        f"({est.stopped_by_}, n_iter_ {est.n_iter_}; prepare "
-                        f"{ft['prepare']:.2f}, solve {ft['solve']:.2f} s of which launch "
-                        f"{est.stage_result_.timings.get('launch', 0):.2f}); lbfgs 1 core "
-                        f"{wl:.2f} s -> {rl:.1e}; ratio lbfgs/asip {wl / wall:.2f}x")
+                        f"({est.stopped_by_}, n_iter_ {est.n_iter_}, relative gap "
+                        f"{est.gap_ / max(abs(obj.value(est.coef_.ravel(), ds.X, ds.y)), 1e-300):.1e}"
+                        f"; prepare {ft['prepare']:.2f}, data {data:.2f}, launch "
+                        f"{launch:.2f}, rounds and teardown {ft['solve'] - data - launch:.2f}, "
+                        f"finish {ft['finish']:.2f} s); lbfgs 1 core {wl:.2f} s -> {rl:.1e}; "
+                        f"ratio lbfgs/asip {wl / wall:.2f}x; load {os.getloadavg()[0]:.1f}")
             print(rows[-1], flush=True)
 
 

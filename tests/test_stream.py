@@ -104,3 +104,85 @@ def test_decode_frames_accepts_only_msgpack_and_raw_array_frames():
                                                                  b"\xc1"]):
         with pytest.raises(MessageError):
             decode_frames(garbage)
+
+
+def _distributed_bytes(msg) -> bytes:
+    """What distributed's TCP comm writes for ``msg``."""
+    from distributed.comm.tcp import _add_frames_header
+    from distributed.protocol import dumps
+
+    frames, _, _ = _add_frames_header(list(dumps(msg)))
+    return b"".join(bytes(f) for f in frames)
+
+
+def test_frame_writes_the_bytes_distributeds_comm_writes():
+    from asip._stream import frame
+
+    for obj in (True, 7, ["ended", 3], {"batch": [good_item(1)], "ack": False}):
+        assert frame(obj) == _distributed_bytes(obj)
+
+
+def test_the_frame_reader_parses_distributeds_framing_however_the_bytes_arrive():
+    from asip._stream import FrameReader
+
+    big = [[2], *wire_item(encode_message({"v": np.arange(10000.0)}, run_id=RUN, sender=0,
+                                          incarnation=0, seq=0, limits=LIMITS), LIMITS)]
+    msgs = [{"batch": [good_item(1)], "ack": True}, 5, {"batch": [big]}, ["ended", 2]]
+    data = b"".join(_distributed_bytes(m) for m in msgs)  # the big one is multi-frame
+    for chunk in (1, 7, 4096, len(data)):
+        reader, got = FrameReader(1 << 20), []
+        for i in range(0, len(data), chunk):
+            for frames in reader.feed(data[i:i + chunk]):
+                assert all(f.obj is not reader.buf for f in frames)  # its own bytes
+                got.append(decode_frames(frames))
+        assert reader.error is None and reader.n == 0 and reader.big is None
+        assert got[1] == 5 and got[3] == ("ended", 2) and got[0]["ack"] is True
+        assert bytes(got[2]["batch"][0][2]) == np.arange(10000.0).tobytes()  # > CHUNK
+        assert decode_frames([memoryview(_distributed_bytes(msgs[0]))[24:]]) == got[0]
+
+
+def test_the_frame_reader_stops_at_an_oversized_or_garbled_message_after_the_good_ones():
+    from asip._stream import FrameReader
+
+    good = _distributed_bytes(7)
+    for bad in (struct.pack("Q", 1 << 40),  # over the bound: known from 8 bytes
+                struct.pack("QQ", 16, 1 << 50),  # more frames than the head can hold
+                struct.pack("QQQ", 16, 1, 1 << 30)):  # a frame over the bound
+        reader = FrameReader(1 << 20)
+        (frames,) = reader.feed(good + bad + good)
+        assert decode_frames(frames) == 7
+        assert reader.error is not None
+        assert reader.feed(good) == []  # nothing more is read off a broken stream
+
+
+def test_a_plain_tcp_link_is_read_by_a_transport_that_delivers_in_the_reading_callback():
+    from asip._dataplane import _LinkProtocol
+    from asip._stream import frame
+
+    async def test(plane, comm):
+        (link,) = plane.streams
+        assert isinstance(link, _LinkProtocol)  # tornado let go of the socket
+        # the bytes of two batches in one arrival: both delivered, receivers woken, before
+        # the callback returns (no loop iteration in between)
+        link.data_received(frame({"batch": [good_item(1)]}) + frame({"batch": [good_item(2)]}))
+        assert [m.payload["t"] for m in plane.endpoints[(2, 0)].mailbox.poll()] == [1, 2]
+        await comm.write({"batch": [good_item(3)], "ack": True})  # and off the real socket
+        acked = 0
+        while acked < 3:  # cumulative: the first two maybe on their own (ACK_DELAY)
+            acked += await read_message(comm, 4096)
+        assert acked == 3
+        assert [m.payload["t"] for m in plane.endpoints[(2, 0)].mailbox.poll()] == [3]
+    with_plane(test)
+
+
+def test_the_frame_reader_takes_a_message_of_many_frames():
+    from asip._stream import FrameReader
+
+    frames = [b"\x07"] + [bytes([i % 251]) * (i % 3) for i in range(1, 12000)]
+    n = len(frames)
+    body = struct.pack(f"{n + 1}Q", n, *map(len, frames)) + b"".join(frames)
+    data = struct.pack("Q", len(body)) + body  # a prelude of 96 KB: over the shared buffer
+    reader = FrameReader(1 << 20)
+    got = [f for i in range(0, len(data), 5000) for f in reader.feed(data[i:i + 5000])]
+    assert reader.error is None and len(got) == 1 and decode_frames(got[0]) == 7
+    assert [bytes(f) for f in got[0]] == frames

@@ -60,6 +60,28 @@ def test_a_restarted_operator_still_reaches_the_optimum(restart):
     _check(w, snaps, done, X, y, obj, ref, 1e-6)
 
 
+def test_rows_and_columns_that_leave_the_master_come_back_when_needed():
+    """``drop_after=1``: idle rows and columns leave after one solve (each once); the
+    partitions send left rows again when they are violated, and the optimum is reached."""
+    X, y, parts, problem, obj, ref = _synthetic(True, n_parts=3)
+    params = {"tol": 1e-6, "cols_per_round": 4, "rows_per_round": 60, "drop_after": 1}
+    w, snaps, _, done = simulate("lp-hinge", problem, parts, params, max_time=60.0)
+    _check(w, snaps, done, X, y, obj, ref, 1e-6)
+    assert max(s["lp_left"] for s in snaps) > 0  # some did leave
+
+
+def test_with_nothing_left_to_add_the_master_is_a_vertex():
+    """With ``tol=0`` (never certified) the IPM master, once nothing is left to add, is
+    solved once more with crossover (``lp_exact``): the LP optimum to HiGHS' tolerances."""
+    X, y, parts, problem, obj, ref = _synthetic(False)
+    params = {"tol": 0.0, "max_iter": 40}
+    w, snaps, _, _ = simulate("lp-hinge", problem, parts, params, max_time=60.0)
+    lead = snaps[0]
+    assert lead["lp_exact"]
+    assert lead["rel_gap"] <= 1e-10
+    assert relative_suboptimality(obj.value(w, X, y), ref.f_star) <= 1e-10
+
+
 def test_other_problems_are_refused_by_name():
     _, _, parts, _, _, _ = _synthetic(False)
     with pytest.raises(ValueError, match="supports penalty='l1' with loss='hinge'"):
@@ -69,6 +91,8 @@ def test_other_problems_are_refused_by_name():
     _, _, parts, problem, _, _ = _synthetic(False)
     with pytest.raises(ValueError, match="cols_per_round >= 1"):
         simulate("lp-hinge", problem, parts, {"cols_per_round": 0})
+    with pytest.raises(ValueError, match="drop_after >= 0"):
+        simulate("lp-hinge", problem, parts, {"drop_after": -1})
 
 
 def test_reuters_subset_is_certified_at_the_lp_optimum():
