@@ -36,8 +36,10 @@ takes Newton steps on a model of the whole objective, exact on its rows and quad
 every peer's around the peer's pushed point ``x_k``, gradient ``-alpha u_k`` and
 Hessian; it pushes its new ``u_k = (1/(alpha n)) A_k^T a_k`` with ``a_i = -phi'(x_i^T
 x_k)`` (its duals, so the certificate is unchanged), ``x_k`` and, when it moved by 10%
-(or every 10 rounds), its Hessian's upper triangle. Rounds contract like Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which
-sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses with at most 500
+(or every 10 rounds), its Hessian's upper triangle. A round waits for news from peers
+holding ``min_news`` of the other rows (or, overdue, from any); peers not heard from are
+modelled by rescaling the rows heard from (``missing_peers``). Rounds contract like
+Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses with at most 500
 coefficients on dense data (or CSR with >= 25% nonzeros), or on any data where SDCA's
 steps are damped (``sigma' mean ||x_i||^2 / (alpha n) > 1``: small alpha, many
 partitions); the estimator decides once from the whole ``X`` (`resolve_local_solver`).
@@ -115,6 +117,9 @@ DEFAULTS = {
     # few rounds as 3 in lockstep, and certified fits 1.5x sooner on 20k x 100 (2026-11-29)
     "newton_rtol": 1e-4,  # ...fewer once the Newton decrement fell by this factor
     "hessian_rows": None,  # rows sampled for a Hessian, at most; None: max(2000, 4 p) (dense)
+    "min_news": 0.5,  # Newton: a round once peers with this fraction of the other rows moved
+    "missing_peers": "rescale",  # Newton: peers not heard from are modelled by the rows heard
+    # from ("rescale": one fixed point for all) or by each partition itself ("self")
 }
 
 
@@ -153,6 +158,13 @@ def validate(problem: Problem, params: dict) -> None:
     if isinstance(lead, bool) or not isinstance(lead, (int, float)) or not lead > 0:
         raise ValueError(f"max_lead must be a positive number of passes (inf: no bound), got "
                          f"{lead!r}")
+    news = params["min_news"]
+    if isinstance(news, bool) or not isinstance(news, (int, float)) or not 0 <= news <= 1:
+        raise ValueError(f"min_news must be a fraction of the other rows in [0, 1], got "
+                         f"{news!r}")
+    if params["missing_peers"] not in ("rescale", "self"):
+        raise ValueError(f"missing_peers must be 'rescale' or 'self', got "
+                         f"{params['missing_peers']!r}")
     for key in ("newton_iter", "hessian_rows"):
         if key == "hessian_rows" and params[key] is None:
             continue
@@ -207,7 +219,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
         peers=Exchange("u", p, data.index, keep_total=True), problem=problem, params=params, sigma=sigma,
         scale=1.0 / (problem.alpha * problem.n_total), chunk=AdaptiveCount(params["step_time"]),
         clock={"steps": 0, "started": None, "answer": None, "answered": None,
-               "ahead": 0, "hess": {}, "points": {}, "peer_passes": {}, "half_passes": None,
+               "ahead": 0, "news": set(), "hess": {}, "points": {}, "peer_passes": {},
+               "half_passes": None,
                "rejoining": data.incarnation > 0 and data.n_partitions > 1},
         cert={"x": Exchange("wbar", p, data.index), "ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
               "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},
@@ -234,7 +247,7 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
             if moved:
                 # Newton: news is a peer's moved total, not a waiting peer's re-push (a round
                 # against the same peers again would only re-solve the same model)
-                clock["ahead"] = 0
+                clock["news"].add(msg.sender)
             if "x" in pl:  # local_solver="newton": the point u was taken at
                 clock["points"][msg.sender] = (msg.incarnation, np.array(pl["x"]))
             else:  # a resync full carries no point: this u and the old point don't match
@@ -295,6 +308,16 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
                 and now - clock.get("pushed", -np.inf) < LEAD_REPUSH:
             return StepOutput(state, _resyncs(state), wait=0.005)
         wait = 0.005
+    elif state.newton is not None and data.n_partitions > 1 and not _newton_due(state, data,
+                                                                                now):
+        # Newton: a round once peers holding `min_news` of the other rows moved since the
+        # last one (a round on one peer's news re-solves nearly the same model: measured a9a,
+        # 16 partitions, 11-20 such rounds to 1e-3 where lockstep rounds take 6-7), sooner
+        # if they are slow. Waiting re-pushes go out every LEAD_REPUSH s, not every poll
+        if data.index != LEADER and clock["answer"] is None \
+                and now - clock.get("pushed", -np.inf) < LEAD_REPUSH:
+            return StepOutput(state, _resyncs(state), wait=0.005)
+        wait = 0.005
     elif data.n_partitions > 1 and clock["ahead"] >= params["max_ahead"] * data.n:
         # far ahead of the news: more steps against the same stale totals only polish this
         # block (block-cyclic ascent, which zig-zags); wait for a peer instead -- on a loaded
@@ -311,7 +334,8 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         clock["rounds"] = [a + b for a, b in zip(clock.get("rounds", (0, 0.0, 0.0)),
                                                  (1, took, time.thread_time() - c0))]
         clock["steps"] += max(int(round((state.newton.passes - before) * data.n)), 1)
-        clock["ahead"] += data.n
+        clock["news"].clear()
+        clock["round_at"] = now
     else:
         np.add(state.u, state.peers.sub.total, out=state.w)  # the view, O(d)
         n_steps = min(state.chunk.count, data.n)  # at most one pass between pushes: fresh views
@@ -331,6 +355,22 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
     if mi is not None and clock["steps"] >= mi * data.n:
         done = True
     return StepOutput(state, (out, *_resyncs(state)), wait=wait, done=done)
+
+
+def _newton_due(state: CocoaState, data: LocalData, now: float) -> bool:
+    """Whether a Newton round is due: the first, or peers holding ``min_news`` of the other
+    rows pushed a moved total since the last round, or any did and the round is overdue
+    (``4x`` its own last round's wall time, at least 20 ms: a slow half does not stall it)."""
+    clock = state.clock
+    if "round_at" not in clock:
+        return True
+    if not clock["news"]:
+        return False
+    sizes = state.problem.sizes
+    rows = sum(sizes[k] for k in clock["news"])
+    if rows >= state.params["min_news"] * (state.problem.n_total - data.n):
+        return True
+    return now - clock["round_at"] >= max(0.02, 4.0 * clock.get("round", 0.0))
 
 
 def _lead(state: CocoaState, data: LocalData) -> float:
@@ -389,7 +429,7 @@ def _newton_round(state: CocoaState, data: LocalData) -> None:
         # this incarnation's first round (a restart): start where the peers are
         state.w[:] = np.mean(points, axis=0)
     v, dual, g, H, new = state.newton.solve(state.w, peers, c_missing, params["newton_iter"],
-                                            params["newton_rtol"])
+                                            params["newton_rtol"], params["missing_peers"])
     state.w[:] = v
     state.dual[:] = dual
     state.u[:] = g * state.scale

@@ -28,6 +28,15 @@ def ttt(trace, f_star, target):
     return math.inf
 
 
+def _rounds_at(trace, t):
+    """Per partition, the Newton rounds it had reported by stage time ``t`` (empty: none)."""
+    last = {}
+    for e in trace:
+        if e.time <= t and "rounds" in e.metrics:
+            last[e.partition] = int(e.metrics["rounds"])
+    return sorted(last.values())
+
+
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--datasets", default="a9a")
@@ -36,13 +45,19 @@ def main(argv=None):
     p.add_argument("--partitions", type=int, default=16)
     p.add_argument("--budget", type=float, default=6.0)
     p.add_argument("--modes", default="straggler,none")
-    p.add_argument("--params", default="", help="solver_params as k=v,k=v (json values)")
+    p.add_argument("--params", action="append", default=None,
+                   help="solver_params as k=v,k=v (json values); repeat to compare settings "
+                   "side by side (each runs in turn, --repeat times)")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each setting, alternated")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
-    params = {}
-    for kv in filter(None, args.params.split(",")):
-        k, v = kv.split("=")
-        params[k] = json.loads(v)
+    settings = []
+    for spec in args.params or [""]:
+        params = {}
+        for kv in filter(None, spec.split(",")):
+            k, v = kv.split("=")
+            params[k] = json.loads(v)
+        settings.append(params)
     with LocalCluster(n_workers=2, threads_per_worker=math.ceil(args.partitions / 2),
                       dashboard_address=None) as cluster, Client(cluster):
         for spec in args.datasets.split(","):
@@ -50,8 +65,11 @@ def main(argv=None):
             for task in map(parse_task, args.tasks.split(",")):
                 obj = task.objective(data.n)
                 f_star = reference_optimum(obj, data.X, data.y).f_star
-                for solver in args.solvers.split(","):
-                    for mode in args.modes.split(","):
+                runs = [(solver, mode, params) for _ in range(args.repeat)
+                        for solver in args.solvers.split(",") for mode in args.modes.split(",")
+                        for params in settings]
+                for solver, mode, params in runs:
+                    if True:
                         faults = (asip.faults.Straggler(0),) if mode == "straggler" else ()
                         est = AsipClassifier(loss=task.loss, penalty=task.penalty,
                                              alpha=task.alpha_for(data.n), solver=solver,
@@ -74,7 +92,11 @@ def main(argv=None):
                                   f"cpu {np.mean([b for _, b in rs]) * 1e3:.1f} ms; elapsed "
                                   f"{res.elapsed:.2f} s; stats {res.stats['total'].get('delivered')} "
                                   f"msgs, {res.stats['total'].get('delivered_bytes', 0) / 1e6:.1f} MB")
-                        print(f"{spec} {task.key} {solver} {mode}: 1e-3 at {t3:.2f} s, 1e-6 at "
+                        at3 = _rounds_at(res.trace, t3)
+                        if at3:
+                            print(f"  Newton rounds by 1e-3 (median, min-max over partitions): "
+                                  f"{np.median(at3):.0f}, {min(at3)}-{max(at3)}")
+                        print(f"{spec} {task.key} {solver} {mode} {params or ''}: 1e-3 at {t3:.2f} s, 1e-6 at "
                               f"{t6:.2f} s, end {last:.1e}; steps {list(res.steps)}; passes {passes}",
                               flush=True)
                         if args.verbose:

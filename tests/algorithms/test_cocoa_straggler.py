@@ -1,0 +1,89 @@
+"""asip-cocoa's Newton local solver while a partition is silent (the paper's straggler), in
+process: peers not heard from are modelled by rescaling the rows heard from, so every
+partition converges to one point -- the optimum on the rows heard from -- where modelling
+them by each partition itself leaves one fixed point per partition; a round waits for news
+from peers holding `min_news` of the other rows (or until overdue); the CSR Hessian kernel
+equals scipy's product."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from _sim import simulate, split_rows
+
+from asip.algorithms import Objective, get_loss, get_penalty, make_logistic, reference_optimum
+from asip.algorithms import _kernels as K
+from asip.algorithms._base import local_data, make_problem
+from asip.algorithms._cocoa import _newton_due
+from asip.algorithms._cocoa_newton import LocalNewton
+from asip.algorithms._solvers import get_algorithm
+
+ALPHA = 1e-3
+
+
+def _sparse_logistic(n=1200, d=12, parts=6, seed=4):
+    ds = make_logistic(n, d, random_state=seed)
+    X = np.asarray(ds.X, dtype=np.float64).copy()
+    X[np.random.default_rng(seed).random(X.shape) < 0.5] = 0.0
+    X = sp.csr_matrix(X)
+    return X, ds.y, split_rows(X, ds.y, parts)
+
+
+@pytest.mark.parametrize("missing", ["rescale", "self"])
+def test_silent_partition_rescaled_peers_share_one_fixed_point(missing):
+    X, y, parts = _sparse_logistic()
+    problem = make_problem(K.LOGISTIC, K.L2, ALPHA, False, parts)
+    obj = Objective(get_loss("log_loss"), get_penalty("l2", ALPHA), False)
+    cut = parts[0][0].shape[0]
+    # the optimum on the rows heard from (alpha unchanged): what "rescale" converges to
+    w_rest = reference_optimum(obj, X[cut:].toarray(), y[cut:], cache=False).w
+    _, snaps, rounds, _ = simulate(
+        "asip-cocoa", problem, parts,
+        {"tol": 0.0, "seed": 0, "local_solver": "newton", "missing_peers": missing},
+        max_rounds=25, round_time=1e-3, silent={0: (1, 10**6)})
+    xs = np.array([s["x"] for s in snaps[1:]])
+    spread = np.abs(xs - xs.mean(axis=0)).max() / np.abs(w_rest).max()
+    if missing == "rescale":
+        assert spread <= 1e-9
+        np.testing.assert_allclose(xs, np.broadcast_to(w_rest, xs.shape), rtol=0,
+                                   atol=1e-7 * np.abs(w_rest).max())
+    else:  # each partition's own rows stand in for the silent one: one fixed point each
+        assert spread > 1e-4
+
+
+def test_a_round_waits_for_half_the_other_rows_or_until_overdue():
+    X, y, parts = _sparse_logistic(parts=5)
+    problem = make_problem(K.LOGISTIC, K.L2, ALPHA, False, parts)
+    algo = get_algorithm("asip-cocoa")
+    params = algo.merge({"local_solver": "newton", "min_news": 0.5})
+    data = local_data(*parts[0], problem, 0)
+    state = algo.init(problem, data, params)
+    clock = state.clock
+    assert _newton_due(state, data, 0.0)  # the first round
+    clock.update(round_at=1.0, round=0.01)
+    assert not _newton_due(state, data, 5.0)  # no news: never (a converged peer set waits)
+    clock["news"] = {1}  # a quarter of the other rows
+    assert not _newton_due(state, data, 1.01)
+    assert _newton_due(state, data, 1.05)  # overdue: 4x its round, at least 20 ms
+    clock["news"] = {1, 2}  # half of them
+    assert _newton_due(state, data, 1.0)
+    with pytest.raises(ValueError, match="min_news must be"):
+        simulate("asip-cocoa", problem, parts, {"min_news": 1.5}, max_rounds=1)
+    with pytest.raises(ValueError, match="missing_peers must be"):
+        simulate("asip-cocoa", problem, parts, {"missing_peers": "zero"}, max_rounds=1)
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+def test_csr_hessian_kernel_matches_scipy(fit_intercept):
+    X, y, _ = _sparse_logistic(n=300)
+    d = X.shape[1]
+    p = d + int(fit_intercept)
+    newton = LocalNewton((X.data, X.indices, X.indptr), y, K.LOGISTIC, fit_intercept, p,
+                         1000, ALPHA, 10, 0)
+    m = X @ np.linspace(-1, 1, d)
+    H = newton._hessian(m)
+    s = 1.0 / (1.0 + np.exp(-y * m))
+    c = s * (1 - s) / 1000
+    Xt = np.hstack([X.toarray(), np.ones((300, 1))]) if fit_intercept else X.toarray()
+    np.testing.assert_allclose(H, Xt.T @ (Xt * c[:, None]), rtol=1e-12, atol=1e-15)
