@@ -1,38 +1,25 @@
 """``solver="auto"``: the one place that picks a solver for a loss, penalty and data shape.
 
-`choose_solver` walks a preference list for the problem and returns the first
-solver that is registered and can do what the fit needs (sample weights). The
-lists put solvers with a certified stopping test (``uses_tol``) first, so that a
-default ``fit()`` ends when ``tol`` is met and ``max_time`` is only a cap.
-``"asip-cocoa"`` (CoCoA+ with a duality-gap stop) leads the hinge-l2 list and, on
-sparse data, the smooth-l2 one; on dense smooth problems ``"gd"`` (backtracking,
-gradient-norm stop) leads: measured on 2026-11-29, SDCA's rate there is set by
-``max ||x||^2 / (alpha n)`` and gd certified a 1,000-row default fit in ~18 rounds where
-asip-cocoa's gap was still 4e-3 after 10 s. With its Newton local solver and an
-unpenalized intercept (same objective as gd's) asip-cocoa was re-measured the same day
-(2 workers, load 7-12, certified ``fit()`` with defaults, 3 runs each): even with gd on
-1,000 x 20 (0.2-0.8 s both), slower on 5,000 x 100 (0.9-1.2 s vs 0.7-0.9 s) and 20,000 x
-100 (1.9-3.2 s vs 0.8-1.4 s; with ``newton_iter=2`` 1.0-1.5 s vs 0.6-0.85 s), so gd
-stays first there. ``"asip-svrg"`` (asynchronous distributed
-SVRG, certified stop) leads sparse smooth-l2: on a9a log_loss-l2 (alpha 1e-4, 2 workers,
-2026-11-29, `benchmarks/time_to_target.py`) it reached 1e-3 in 2.5 s and 1e-6 in 5.2 s where
-asip-cocoa took 8.3 s to 1e-3 and gd, admm, saga did not reach 1e-6 in 8 s; on the dense
-synthetic set gd stays ahead (1e-6 in 0.5-1.3 s against asip-svrg's 1.3-1.8 s).
-``"lbfgs"`` (synchronous distributed L-BFGS, certified stop) now leads dense smooth-l2:
-in the quiet-machine run of 2026-11-29 18:29 UTC (``asip bench --ttt``, 2 workers, README
-"Headline") it reached 1e-6 before gd on all six dense pairs (ijcnn1 and synthetic 20k x
-100, log_loss-l2 at alpha 0.1 and 1/n: 0.13-0.29 s against gd's 0.22-2.05 s) and before
-asip-svrg and asip-cocoa there. On sparse data asip-svrg stays first (a9a at alpha = 1/n:
-0.48 s against lbfgs's 1.42 s), lbfgs second (a9a at alpha 0.1: 0.12 s against 0.19 s; at
-1M x 10^5, alpha = 1/n, it certified 1e-3 in 2.9 s against asip-svrg's 8.9 s).
-``"prox-newton"`` (distributed proximal Newton, certified l1 duality gap) leads both l1
-lists: on a9a / ijcnn1 log_loss-l1 at alpha = 1e-5 it certifies in about ten iterations
-where every first-order solver ended at 2.5e-3 or worse after 10 s (README, l1 section).
-It stays first for hinge-l1 too: ``"lp-hinge"`` (the LP by row and column generation)
-certified reuters hinge-l1 at 1e-3 in 21 s where prox-newton was at 0.24 after 60 s
-(2026-11-29, load 8-9), but on a9a / ijcnn1 it took 76-178 s (one process) against
-prox-newton's 0.5-0.8 s, and this list cannot tell the shapes apart; choose it by name
-for wide sparse hinge-l1.
+`choose_solver` walks the problem's preference list (`PREFERENCES`) and returns the first
+solver that is registered, reads sample weights when the fit has them, and whose
+``validate`` accepts the problem (asip-cocoa needs alpha > 0). Solvers with a certified
+stopping test come first, so a default ``fit()`` ends when ``tol`` is met and
+``max_time`` is only a cap. Today's picks, each the fastest to 1e-6 in the recorded
+benchmark runs (README "Which solver"; history in ``benchmarks/RESULTS.md``):
+
+- dense smooth-l2: ``"lbfgs"`` (synchronous distributed L-BFGS, certified): it reached
+  1e-6 before gd, asip-svrg and asip-cocoa on every dense pair of ``asip bench --ttt``;
+- sparse smooth-l2: ``"asip-svrg"`` (asynchronous SVRG, certified), then ``"lbfgs"``
+  (a9a at alpha = 1/n: 0.48 s against lbfgs's 1.42 s);
+- smooth-l1 and hinge-l1: ``"prox-newton"`` (distributed proximal Newton, certified l1
+  gap): ~10 iterations where first-order solvers end at 2.5e-3 or worse after 10 s.
+  ``"lp-hinge"`` (the LP by row and column generation) certifies wide sparse hinge-l1
+  such as reuters where prox-newton stalls, but a9a / ijcnn1 take it minutes (a third
+  of their rows end violated), and this list cannot tell the shapes apart: name it;
+- hinge-l2: ``"asip-cocoa"`` (asynchronous CoCoA+, duality-gap stop).
+
+With sample weights, solvers that can't read them are skipped (weighted smooth-l1 gets
+``gd``, weighted hinge ``admm``).
 """
 
 from __future__ import annotations
