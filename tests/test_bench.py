@@ -322,13 +322,14 @@ def test_the_runtime_imports_no_benchmark_code():
 
 
 def test_the_documented_commands_parse():
-    """Every ``asip bench ...`` command in the README and the docs is one asip bench accepts."""
+    """Every ``asip bench ...`` command in the README, the measurement log and the docs parses."""
     import re
     import shlex
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    texts = [root / "README.md", *sorted((root / "docs").rglob("*.rst"))]
+    texts = [root / "README.md", root / "benchmarks" / "RESULTS.md",
+             *sorted((root / "docs").rglob("*.rst"))]
     pattern = re.compile(r"^\s*asip bench([^#`\n]*)|``?asip bench([^`]*)``?", re.M)
     commands = [m.group(1) if m.group(1) is not None else m.group(2)
                 for p in texts if p.exists() for m in pattern.finditer(p.read_text())]
