@@ -170,15 +170,8 @@ class FrameReader:
 
 def _frames(message: Any) -> list[memoryview]:
     """The frames of one whole message in distributed's TCP framing (checked by the
-    caller)."""
-    view = memoryview(message)
-    (n_frames,) = _LEN.unpack_from(view, 8)
-    start = 16 + 8 * n_frames
-    frames = []
-    for length in struct.unpack_from(f"{n_frames}Q", view, 16):
-        frames.append(view[start:start + length])
-        start += length
-    return frames
+    caller): distributed's own `unpack_frames` past the message's length prelude."""
+    return unpack_frames(memoryview(message)[_LEN.size:])
 
 
 async def read_message(comm: Any, max_bytes: int) -> Any:
