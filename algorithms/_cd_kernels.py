@@ -26,6 +26,7 @@ from numba import njit
 from . import _losses as _L
 
 __all__ = ["cd_dense", "cd_subproblem", "csc_matvec", "csc_sq_rmatvec", "csr_weighted_gram",
+           "dense_weighted_gram",
            "forward_point", "row_curvature", "trial_losses"]
 
 logger = logging.getLogger(__name__)
@@ -256,6 +257,22 @@ def cd_dense(H, G, w, n_coef, alpha, lam, max_pass, tol, delta):
         if biggest <= tol * first:
             break
     return passes
+
+
+def dense_weighted_gram(A, D, fit_intercept, H) -> None:
+    """``H += X~^T diag(D) X~`` from dense rows, as `csr_weighted_gram` from CSR ones
+    (``D >= 0``): a BLAS symmetric rank-k update of ``diag(sqrt D) A`` (half a product's
+    flops), its upper triangle mirrored."""
+    import scipy.linalg as sla
+
+    d = A.shape[1]
+    U = sla.blas.dsyrk(1.0, (A * np.sqrt(D)[:, None]).T, trans=0)  # upper triangle
+    H[:d, :d] += np.triu(U) + np.triu(U, 1).T
+    if fit_intercept:
+        col = A.T @ D
+        H[:d, d] += col
+        H[d, :d] += col
+        H[d, d] += D.sum()
 
 
 @njit(**_JIT)

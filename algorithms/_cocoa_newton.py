@@ -139,24 +139,13 @@ class LocalNewton:
         A = self.A if rows is None else self.A[rows]
         mm = m if rows is None else m[rows]
         yy = self.y if rows is None else self.y[rows]
-        if self.loss == K.LOGISTIC:
-            s = 1.0 / (1.0 + np.exp(-np.clip(yy * mm, -700.0, 700.0)))
-            c = s * (1.0 - s)
-        else:
-            c = np.ones_like(mm)
-        c *= (nk / A.shape[0]) / self.n
+        c = _L.loss_curvature(self.loss, mm, yy) * ((nk / A.shape[0]) / self.n)
+        H = np.zeros((self.p, self.p))
         if self.sparse:  # O(sum nnz_i^2) in a nogil kernel (scipy's product: ~10x the CPU)
-            H = np.zeros((self.p, self.p))
             C.csr_weighted_gram(*self.csr, c, self.fi, H)
             self.passes += 1.0
             return H
-        # dense: a symmetric rank-k update (half a product's flops) of B = diag(sqrt c) A
-        B = A * np.sqrt(c)[:, None]
-        U = sla.blas.dsyrk(1.0, B.T, trans=0)  # upper triangle of B^T B
-        H = np.triu(U) + np.triu(U, 1).T
-        colsum = A.T @ c
-        if self.fi:
-            H = np.block([[H, colsum[:, None]], [colsum[None, :], np.array([[c.sum()]])]])
+        C.dense_weighted_gram(A, c, self.fi, H)
         self.passes += A.shape[0] / max(nk, 1)
         return H
 

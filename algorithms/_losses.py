@@ -37,9 +37,11 @@ __all__ = [
     "LOSS_CODES",
     "SQUARED",
     "conjugate",
+    "curvature",
     "deriv",
     "dual_clip",
     "loss_conjugate",
+    "loss_curvature",
     "loss_deriv",
     "loss_dual_clip",
     "loss_value",
@@ -103,6 +105,18 @@ def value_deriv(loss, m, y):
 
 
 @njit(**_JIT)
+def curvature(loss, m, y):
+    """``d^2 phi / d m^2`` (hinge: 0, its kink has none); logistic ``s (1 - s)``,
+    ``s = sigmoid(y m)``, as ``e / (1 + e)^2`` with ``e = exp(-|y m|)`` (no overflow)."""
+    if loss == LOGISTIC:
+        e = math.exp(-abs(y * m))
+        return e / ((1.0 + e) * (1.0 + e))
+    if loss == HINGE:
+        return 0.0
+    return 1.0
+
+
+@njit(**_JIT)
 def conjugate(loss, u, y):
     """``phi*(u) = sup_m u m - phi(m, y)``; ``inf`` outside the domain.
 
@@ -150,6 +164,11 @@ def loss_value(loss, m, y):
 @vectorize(_SIG, cache=True)
 def loss_deriv(loss, m, y):
     return deriv(loss, m, y)
+
+
+@vectorize(_SIG, cache=True)
+def loss_curvature(loss, m, y):
+    return curvature(loss, m, y)
 
 
 @vectorize(_SIG, cache=True)

@@ -39,7 +39,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _cd_kernels as C
 from . import _kernels as K
+from . import _losses as _L
 
 __all__ = ["AUTO_P", "MAX_P", "HessianCert", "bound", "local_hessian", "psi", "usable"]
 
@@ -65,39 +67,21 @@ def usable(problem, dense: bool) -> bool:
             and problem.p <= MAX_P)
 
 
-def _curvature(loss: int, m: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``phi''(m_i, y_i)``: logistic ``sigma(ym)(1 - sigma(ym))`` (stable), squared 1."""
-    if loss == K.SQUARED:
-        return np.ones_like(m)
-    e = np.exp(-np.abs(m))  # y = +-1 leaves |y m| = |m|
-    return e / (1.0 + e) ** 2
-
-
 def local_hessian(problem, X: np.ndarray, y: np.ndarray, sw, w: np.ndarray,
                   block: int = BLOCK) -> np.ndarray:
     """``sum_i s_i phi''(m_i) z_i z_i^T`` over a partition's dense rows, ``z_i = [x_i, 1]``
     (the 1 only with an intercept): a ``(p, p)`` array, one pass over ``X`` (BLAS syrk per
-    block of rows)."""
-    import scipy.linalg as sla
-
+    block of rows, `_cd_kernels.dense_weighted_gram`)."""
     d = X.shape[1]
     fi = bool(problem.fit_intercept)
     coef, b = np.ascontiguousarray(w[:d], dtype=np.float64), (float(w[-1]) if fi else 0.0)
-    U = np.zeros((d, d), order="F")
-    colsum, total = np.zeros(d), 0.0
+    H = np.zeros((problem.p, problem.p))
     for a in range(0, X.shape[0], block):
         Xc = X[a:a + block]
-        c = _curvature(problem.loss, Xc @ coef + b, y[a:a + block])
+        c = _L.loss_curvature(problem.loss, Xc @ coef + b, y[a:a + block])
         if sw is not None:
             c = c * sw[a:a + block]
-        U = sla.blas.dsyrk(1.0, Xc * np.sqrt(c)[:, None], beta=1.0, c=U, trans=1,
-                           overwrite_c=1)
-        if fi:
-            colsum += c @ Xc
-            total += float(c.sum())
-    H = np.triu(U) + np.triu(U, 1).T
-    if fi:
-        H = np.block([[H, colsum[:, None]], [colsum[None, :], np.array([[total]])]])
+        C.dense_weighted_gram(Xc, c, fi, H)
     return H
 
 
