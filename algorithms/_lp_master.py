@@ -136,15 +136,16 @@ class Master:
         store, store_y = self._stored()
         R, J = self.rows, self.columns
         idx = self.pos[R]
-        M = store[idx][:, J].tocsc() if J.size else sp.csc_matrix((R.size, 0))
-        w_j, b, s = self._run(M, store_y[idx], exact)
+        rows, y = store[idx], store_y[idx]  # taken once: the solve and the idle test share it
+        M = rows[:, J].tocsc() if J.size else sp.csc_matrix((R.size, 0))
+        w_j, b, s = self._run(M, y, exact)
         pb = self.pb
         w = np.zeros(pb.p)
         w[J] = w_j
         if pb.fit_intercept:
             w[-1] = b
         self.changed, self.exact = False, exact
-        left = self._drop_idle(store[idx], store_y[idx], R, J, w, s, M)
+        left = self._drop_idle(rows, y, R, J, w, s, M)
         return w, R, s, left
 
     def _run(self, M: sp.csc_matrix, y: np.ndarray, exact: bool):
