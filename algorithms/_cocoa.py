@@ -298,22 +298,17 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         done = data.index == LEADER and _certify(state, data, out.payload, now, reopen=False)
         return StepOutput(state, (out, *_resyncs(state)), done=done)
     wait = 0.0
-    if data.n_partitions > 1 and state.newton is None and clock["ahead"] < params[
-            "max_ahead"] * data.n and _lead(state, data) >= params["max_lead"]:
-        # far ahead of the slow half (bounded staleness, `_lead`): wait for its passes. Its
-        # news is coming, so re-push only every LEAD_REPUSH s: every 5 ms from each waiting
-        # operator to every peer flooded the slow half's event loop (measured: 16
-        # partitions, the slow worker's steps fell 3x)
-        if data.index != LEADER and clock["answer"] is None \
-                and now - clock.get("pushed", -np.inf) < LEAD_REPUSH:
-            return StepOutput(state, _resyncs(state), wait=0.005)
-        wait = 0.005
-    elif state.newton is not None and data.n_partitions > 1 and not _newton_due(state, data,
-                                                                                now):
+    if data.n_partitions > 1 and (
+            state.newton is None and clock["ahead"] < params["max_ahead"] * data.n
+            and _lead(state, data) >= params["max_lead"]
+            or state.newton is not None and not _newton_due(state, data, now)):
+        # SDCA far ahead of the slow half (bounded staleness, `_lead`): wait for its passes;
         # Newton: a round once peers holding `min_news` of the other rows moved since the
         # last one (a round on one peer's news re-solves nearly the same model: measured a9a,
         # 16 partitions, 11-20 such rounds to 1e-3 where lockstep rounds take 6-7), sooner
-        # if they are slow. Waiting re-pushes go out every LEAD_REPUSH s, not every poll
+        # if they are slow. The news is coming, so a waiting operator re-pushes only every
+        # LEAD_REPUSH s: every 5 ms from each waiting operator to every peer flooded the
+        # slow half's event loop (measured: 16 partitions, the slow worker's steps fell 3x)
         if data.index != LEADER and clock["answer"] is None \
                 and now - clock.get("pushed", -np.inf) < LEAD_REPUSH:
             return StepOutput(state, _resyncs(state), wait=0.005)
