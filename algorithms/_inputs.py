@@ -213,7 +213,11 @@ def csr_sqnorm_stats(X) -> tuple[float, float]:
 
 def csr_finite_sqnorm_stats(X) -> tuple[bool, float, float]:
     """`csr_sqnorm_stats` and whether every stored entry is finite, in the same one pass
-    (a dask block's checks read its nonzeros once, not twice)."""
+    (a dask block's checks read its nonzeros once, not twice). A column index outside
+    ``[0, n_features)`` raises ``ValueError`` here, before the stage: the same check
+    (`_kernels.column_indices`) an operator's setup makes, where it would surface as the
+    gang's failure."""
+    K.column_indices(X.indices[:X.indptr[-1]], X.shape[1])
     total, top, finite = _sqnorm_stats(X.data, X.indptr)
     return bool(finite), float(total), float(top)
 

@@ -174,6 +174,11 @@ def test_bad_input_gives_clear_errors(client):
         clf.fit(X, np.linspace(0, 1, 100))
     with pytest.raises(ValueError, match="n_partitions=200 but X has only 100 rows"):
         AsipClassifier(solver="gd", n_partitions=200).fit(X, y)
+    import scipy.sparse as sp
+    Xbad = sp.csr_matrix(X)
+    Xbad.indices[7] = 9  # a column index past n_features: refused before any stage
+    with pytest.raises(ValueError, match="CSR column index 9 is outside"):
+        clf.fit(Xbad, y)
     for params, msg in [
         (dict(solver="sgd"), r"unknown solver 'sgd'; valid solvers are \['auto', .*'asip-sgd'"),
         (dict(loss="squared_error"), r"valid losses are \['log_loss', 'hinge'\]"),
@@ -215,6 +220,15 @@ def test_bad_dask_input_gives_clear_errors(client):
                                                              meta=sp.csr_matrix((0, 4)))
     with pytest.raises(ValueError, match="NaN or infinity"):
         clf.fit(Xs_nan, da.from_array(y, chunks=50))
+
+    def bad_index(block):
+        block = sp.csr_matrix(block)
+        block.indices[0] = -1
+        return block
+
+    Xs_bad = da.from_array(X, chunks=(50, 4)).map_blocks(bad_index, meta=sp.csr_matrix((0, 4)))
+    with pytest.raises(ValueError, match="CSR column index -1 is outside"):
+        clf.fit(Xs_bad, da.from_array(y, chunks=50))
     with pytest.raises(ValueError, match="Unknown label type"):
         clf.fit(da.from_array(X, chunks=(50, 4)), da.from_array(np.linspace(0, 1, 100), chunks=50))
     y_nan = np.where(np.arange(100) == 70, np.nan, 1.0)
