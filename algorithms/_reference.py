@@ -11,9 +11,12 @@ squared + l1           scikit-learn ``Lasso`` (coordinate descent), ``tol=1e-12`
 log_loss + l2          scipy L-BFGS-B, then Newton-CG polishing (Hessian-vector products)
 log_loss + l1          scipy L-BFGS-B on the split ``w = p - q``, ``p, q >= 0``
 hinge + l1             the exact linear program, scipy ``linprog`` (HiGHS)
-hinge + l2             the SVM dual (a box-constrained QP) by scipy L-BFGS-B; with an
-                       intercept, the method of multipliers on the dual's equality
-                       constraint (the intercept is its multiplier)
+hinge + l2             up to 200 features (`hinge_l2_lowdim`): the primal QP over the
+                       rows near the margin (HiGHS), the others summed into a linear
+                       term, until no row crosses; with more, the SVM dual (a
+                       box-constrained QP) by scipy L-BFGS-B, with an intercept the
+                       method of multipliers on the dual's equality constraint (the
+                       intercept is its multiplier)
 =====================  ===========================================================
 
 Each result carries a *certificate*: a Fenchel duality gap ``f(w) - D(u) >=
@@ -39,6 +42,7 @@ import scipy.optimize as so
 import scipy.sparse as sp
 
 from ._objectives import L1, L2, Hinge, Logistic, Objective, Squared
+from ._svm_lowdim import LOWDIM_MAX_FEATURES, hinge_l2_lowdim
 
 __all__ = ["Reference", "cache_dir", "duality_gap", "reference_optimum"]
 
@@ -311,6 +315,20 @@ def _hinge_l2(obj: Objective, X, y):
     alpha = obj.penalty.alpha
     if alpha <= 0:
         raise ValueError("the hinge-l2 reference needs alpha > 0 (use l1 or a positive alpha)")
+    if X.shape[1] <= LOWDIM_MAX_FEATURES:
+        try:
+            w, u, info = hinge_l2_lowdim(X, y, alpha, obj.fit_intercept)
+        except RuntimeError as exc:  # a failed master QP: the dual method below still works
+            logger.warning("hinge-l2 working-set QP failed (%s); solving the SVM dual", exc)
+        else:
+            return w, u, (f"primal working-set QP (HiGHS) over the rows near the margin "
+                          f"({info['working_set']} of {info['distinct_rows']} distinct rows, "
+                          f"{info['rounds']} rounds)")
+    return _hinge_l2_dual(obj, X, y)
+
+
+def _hinge_l2_dual(obj: Objective, X, y):
+    alpha = obj.penalty.alpha
     n = len(y)
     beta = np.zeros(n)
     if not obj.fit_intercept:
