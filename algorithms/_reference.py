@@ -11,7 +11,7 @@ squared + l1           scikit-learn ``Lasso`` (coordinate descent), ``tol=1e-12`
 log_loss + l2          scipy L-BFGS-B, then Newton-CG polishing (Hessian-vector products)
 log_loss + l1          scipy L-BFGS-B on the split ``w = p - q``, ``p, q >= 0``
 hinge + l1             the exact linear program, scipy ``linprog`` (HiGHS)
-hinge + l2             up to 200 features (`hinge_l2_lowdim`): the primal QP over the
+hinge + l2             up to 50 features (`hinge_l2_lowdim`): the primal QP over the
                        rows near the margin (HiGHS), the others summed into a linear
                        term, until no row crosses; with more, the SVM dual (a
                        box-constrained QP) by scipy L-BFGS-B, with an intercept the
