@@ -10,8 +10,10 @@ squared + l2           the normal equations, solved exactly (``numpy.linalg.solv
 squared + l1           scikit-learn ``Lasso`` (coordinate descent), ``tol=1e-12``
 log_loss + l2          scipy L-BFGS-B, then Newton-CG polishing (Hessian-vector products)
 log_loss + l1          scipy L-BFGS-B on the split ``w = p - q``, ``p, q >= 0``
-hinge + l1             the exact linear program, scipy ``linprog`` (HiGHS)
-hinge + l2             up to 50 features (`hinge_l2_lowdim`): the primal QP over the
+hinge + l1             up to 50 features, the LP over the rows near the margin as for
+                       hinge-l2 below; with more, the exact linear program, scipy
+                       ``linprog`` (HiGHS)
+hinge + l2             up to 50 features (`hinge_lowdim`): the primal QP over the
                        rows near the margin (HiGHS), the others summed into a linear
                        term, until no row crosses; with more, the SVM dual (a
                        box-constrained QP) by scipy L-BFGS-B, with an intercept the
@@ -42,7 +44,7 @@ import scipy.optimize as so
 import scipy.sparse as sp
 
 from ._objectives import L1, L2, Hinge, Logistic, Objective, Squared
-from ._svm_lowdim import LOWDIM_MAX_FEATURES, hinge_l2_lowdim
+from ._svm_lowdim import LOWDIM_MAX_FEATURES, hinge_lowdim
 
 __all__ = ["Reference", "cache_dir", "duality_gap", "reference_optimum"]
 
@@ -262,6 +264,10 @@ def _polish_l1(obj: Objective, X, y, w):
 
 
 def _hinge_l1(obj: Objective, X, y):
+    return _hinge_lowdim(obj, X, y, "l1") or _hinge_l1_lp(obj, X, y)
+
+
+def _hinge_l1_lp(obj: Objective, X, y):
     n, d = X.shape
     alpha = obj.penalty.alpha
     k = 2 if obj.fit_intercept else 0
@@ -315,16 +321,23 @@ def _hinge_l2(obj: Objective, X, y):
     alpha = obj.penalty.alpha
     if alpha <= 0:
         raise ValueError("the hinge-l2 reference needs alpha > 0 (use l1 or a positive alpha)")
-    if X.shape[1] <= LOWDIM_MAX_FEATURES:
-        try:
-            w, u, info = hinge_l2_lowdim(X, y, alpha, obj.fit_intercept)
-        except RuntimeError as exc:  # a failed master QP: the dual method below still works
-            logger.warning("hinge-l2 working-set QP failed (%s); solving the SVM dual", exc)
-        else:
-            return w, u, (f"primal working-set QP (HiGHS) over the rows near the margin "
-                          f"({info['working_set']} of {info['distinct_rows']} distinct rows, "
-                          f"{info['rounds']} rounds)")
-    return _hinge_l2_dual(obj, X, y)
+    return _hinge_lowdim(obj, X, y, "l2") or _hinge_l2_dual(obj, X, y)
+
+
+def _hinge_lowdim(obj: Objective, X, y, penalty: str):
+    """`hinge_lowdim` when there are few features (None otherwise, or if its master fails)."""
+    if X.shape[1] > LOWDIM_MAX_FEATURES or not obj.penalty.alpha > 0:
+        return None
+    kind = "QP" if penalty == "l2" else "LP"
+    try:
+        w, u, info = hinge_lowdim(X, y, obj.penalty.alpha, obj.fit_intercept, penalty)
+    except RuntimeError as exc:  # a failed master: the general method still works
+        logger.warning("hinge-%s working-set %s failed (%s); using the general method",
+                       penalty, kind, exc)
+        return None
+    return w, u, (f"primal working-set {kind} (HiGHS) over the rows near the margin "
+                  f"({info['working_set']} of {info['distinct_rows']} distinct rows, "
+                  f"{info['rounds']} rounds)")
 
 
 def _hinge_l2_dual(obj: Objective, X, y):

@@ -1,10 +1,10 @@
-"""The exact hinge-l2 (linear SVM) optimum when the features are few, whatever the rows.
+"""The exact hinge-l2 (linear SVM) and hinge-l1 optima when the features are few, whatever the rows.
 
 The primal ``f(w, b) = (1/n) sum max(0, 1 - y_i (a_i^T w + b)) + (alpha/2) ||w||^2``
 has only ``d (+1)`` unknowns; its difficulty is the ``n`` kinks. Rows far inside
 the margin (``m_i < 1``) contribute the *linear* term ``1 - m_i`` and rows far
 outside (``m_i > 1``) contribute 0, so only the rows near ``m_i = 1`` need a slack
-variable of their own. `hinge_l2_lowdim` solves a restricted master QP (HiGHS)
+variable of their own. `hinge_lowdim` solves a restricted master QP (HiGHS)
 over a working set ``W`` of those rows, with the others summed into one linear
 term::
 
@@ -19,7 +19,8 @@ The start is the minimizer of a softplus-smoothed hinge by Newton's method in th
 ``d + 1`` dimensions, so ``W`` starts near its final size (hundreds of rows on
 skin_nonskin, 245,057 x 3). The master's row duals are the SVM duals
 ``beta_i in [0, 1]`` (1 on the linear rows, 0 on the others): the caller certifies
-the result with `asip.algorithms._reference.duality_gap`.
+the result with `asip.algorithms._reference.duality_gap`. With the l1 penalty the
+same scheme has an LP master (``alpha n ||w||_1`` by the split ``w = w+ - w-``).
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
-__all__ = ["LOWDIM_MAX_FEATURES", "hinge_l2_lowdim"]
+__all__ = ["LOWDIM_MAX_FEATURES", "hinge_lowdim"]
 
 logger = logging.getLogger(__name__)
 
-#: `reference_optimum` uses this method for hinge-l2 up to this many features
+#: `reference_optimum` uses this method for hinge-l2 and hinge-l1 up to this many features
 LOWDIM_MAX_FEATURES = 50
 _START_ROWS = 500  # the initial working set: this many (distinct) rows nearest the margin
 _MAX_ROUNDS = 60
@@ -98,47 +99,62 @@ def _smoothed_start(A, y, c, reg):
     return w
 
 
-def _master(YA, cW, g, gb, pen, fit_intercept, hs):
-    """The restricted master QP by HiGHS; ``(w [, b])`` in scaled units and the row duals.
+def _master(YA, cW, g, gb, pen, fit_intercept, hs, l1=False):
+    """The restricted master QP (l2) or LP (l1) by HiGHS; ``(w [, b])`` scaled, the row duals.
 
-    ``cW`` are the rows' counts: the cost of their slacks and the bound on their duals.
+    ``cW`` are the rows' counts: the cost of their slacks and the bound on their duals;
+    ``pen`` the penalty's weights per coordinate (the Hessian's diagonal for l2, the
+    costs of ``w = w+ - w-`` for l1).
     """
     m, p = YA.shape
     k = int(fit_intercept)
     d = p - k
-    nv = p + m
+    YA = sp.csr_matrix(YA)
+    if l1:  # columns w+, w-, b, xi
+        cols = [YA[:, :d], -YA[:, :d], YA[:, d:]]
+        cost = [pen[:d] - g, pen[:d] + g, [-gb] if k else []]
+        lower = [np.zeros(2 * d), np.full(k, -hs.kHighsInf)]
+    else:  # columns w, b, xi
+        cols, cost, lower = [YA], [-g, [-gb] if k else []], [np.full(p, -hs.kHighsInf)]
+    M = sp.csc_matrix(sp.hstack(cols + [sp.identity(m, format="csr")]))
+    nv = M.shape[1]
     lp = hs.HighsLp()
     lp.num_col_, lp.num_row_ = nv, m
-    lp.col_cost_ = np.concatenate([-g, [-gb] if k else [], cW])
-    lp.col_lower_ = np.concatenate([np.full(p, -hs.kHighsInf), np.zeros(m)])
+    lp.col_cost_ = np.concatenate(cost + [cW])
+    lp.col_lower_ = np.concatenate(lower + [np.zeros(m)])
     lp.col_upper_ = np.full(nv, hs.kHighsInf)
     lp.row_lower_, lp.row_upper_ = np.ones(m), np.full(m, hs.kHighsInf)
-    M = sp.csc_matrix(sp.hstack([sp.csr_matrix(YA), sp.identity(m, format="csr")]))
     lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
     lp.a_matrix_.start_ = M.indptr.astype(np.int32)
     lp.a_matrix_.index_ = M.indices.astype(np.int32)
     lp.a_matrix_.value_ = M.data
-    model = hs.HighsModel()
-    model.lp_ = lp
-    H = model.hessian_
-    H.dim_, H.format_ = nv, hs.HessianFormat.kTriangular
-    H.start_ = np.concatenate([np.arange(d + 1), np.full(nv - d, d)]).astype(np.int32)
-    H.index_ = np.arange(d, dtype=np.int32)
-    H.value_ = np.asarray(pen[:d], dtype=np.float64)
     h = hs.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
     for opt in ("primal_feasibility_tolerance", "dual_feasibility_tolerance",
                 "optimality_tolerance"):
         h.setOptionValue(opt, 1e-10)
-    h.passModel(model)
+    if l1:
+        h.passModel(lp)
+    else:
+        model = hs.HighsModel()
+        model.lp_ = lp
+        H = model.hessian_
+        H.dim_, H.format_ = nv, hs.HessianFormat.kTriangular
+        H.start_ = np.concatenate([np.arange(d + 1), np.full(nv - d, d)]).astype(np.int32)
+        H.index_ = np.arange(d, dtype=np.int32)
+        H.value_ = np.asarray(pen[:d], dtype=np.float64)
+        h.passModel(model)
     h.run()
     status = h.getModelStatus()
     if status != hs.HighsModelStatus.kOptimal:
-        raise RuntimeError(f"hinge-l2 master QP: HiGHS ended with {h.modelStatusToString(status)}")
-    sol = h.getSolution()
-    return (np.asarray(sol.col_value)[:p], np.clip(np.asarray(sol.row_dual), 0.0, cW),
-            int(h.getInfo().qp_iteration_count))
+        raise RuntimeError(f"hinge master problem: HiGHS ended with "
+                           f"{h.modelStatusToString(status)}")
+    x = np.asarray(h.getSolution().col_value)
+    v = np.concatenate([x[:d] - x[d:2 * d], x[2 * d:2 * d + k]]) if l1 else x[:p]
+    info = h.getInfo()
+    return (v, np.clip(np.asarray(h.getSolution().row_dual), 0.0, cW),
+            int(info.qp_iteration_count) + int(info.simplex_iteration_count))
 
 
 def _polish(A, y, c, pen, v, margin):
@@ -173,8 +189,8 @@ def _polish(A, y, c, pen, v, margin):
     return sol[:p], [beta, beta_v]
 
 
-def hinge_l2_lowdim(X, y: np.ndarray, alpha: float, fit_intercept: bool):
-    """The linear SVM's optimum by a working-set master QP over the rows near the margin.
+def hinge_lowdim(X, y: np.ndarray, alpha: float, fit_intercept: bool, penalty: str = "l2"):
+    """The linear SVM's optimum by a working-set master QP (LP for l1) over the rows near the margin.
 
     Parameters
     ----------
@@ -182,8 +198,10 @@ def hinge_l2_lowdim(X, y: np.ndarray, alpha: float, fit_intercept: bool):
     y : ndarray
         Labels in {-1, +1}.
     alpha : float
-        The l2 strength (> 0).
+        The penalty's strength (> 0).
     fit_intercept : bool
+    penalty : {"l2", "l1"}
+        ``(alpha/2) ||w||^2`` (a QP master) or ``alpha ||w||_1`` (an LP master).
 
     Returns
     -------
@@ -202,10 +220,13 @@ def hinge_l2_lowdim(X, y: np.ndarray, alpha: float, fit_intercept: bool):
     A, scale = _design(X, fit_intercept)
     A, yu, counts, rows_of = _unique_rows(A, np.asarray(y, dtype=np.float64))
     p = A.shape[1]
+    l1 = penalty == "l1"
     pen = np.full(p, alpha) / scale ** 2  # (alpha/2)||w||^2 in the scaled coordinates
     if k:
         pen[-1] = 0.0
-    v = _smoothed_start(A, yu, counts / n, pen)
+    v = _smoothed_start(A, yu, counts / n, pen)  # (l1 starts from the l2 problem)
+    if l1:
+        pen = np.full(p, alpha) / scale  # alpha ||w||_1 in the scaled coordinates
     margin = yu * (A @ v)
     in_w = np.zeros(len(yu), dtype=bool)
     in_w[np.argsort(np.abs(margin - 1.0))[:_START_ROWS]] = True
@@ -216,12 +237,12 @@ def hinge_l2_lowdim(X, y: np.ndarray, alpha: float, fit_intercept: bool):
         gy = np.asarray(A[lin].T @ (counts[lin] * yu[lin])).ravel()  # sum of c_i y_i a_i
         YA = A[W] * yu[W, None] if not sp.issparse(A) else sp.diags(yu[W]) @ A[W]
         v, lam, iters = _master(YA, counts[W], gy[:p - k], gy[-1] if k else 0.0, pen * n,
-                                fit_intercept, hs)
+                                fit_intercept, hs, l1)
         qp_iters += iters
         margin = yu * (A @ v)
         crossed = (lin & (margin > 1.0)) | (~in_w & ~lin & (margin < 1.0))
-        logger.debug("hinge-l2 master round %d: %d rows, %d QP iterations, %d crossed",
-                     rounds, W.size, iters, int(crossed.sum()))
+        logger.debug("hinge-%s master round %d: %d rows, %d QP iterations, %d crossed",
+                     penalty, rounds, W.size, iters, int(crossed.sum()))
         if not crossed.any():
             break
         in_w |= crossed
@@ -229,7 +250,7 @@ def hinge_l2_lowdim(X, y: np.ndarray, alpha: float, fit_intercept: bool):
     beta = lin.astype(np.float64)
     beta[W] = lam / counts[W]
     w, u = v / scale, -y * beta[rows_of]
-    polished = _polish(A, yu, counts, pen * n, v, margin)
+    polished = None if l1 else _polish(A, yu, counts, pen * n, v, margin)
     if polished is not None:  # keep the polished primal and dual each where they certify better
         from ._objectives import L2, Hinge, Objective
         from ._reference import duality_gap
