@@ -10,9 +10,9 @@ squared + l2           the normal equations, solved exactly (``numpy.linalg.solv
 squared + l1           scikit-learn ``Lasso`` (coordinate descent), ``tol=1e-12``
 log_loss + l2          scipy L-BFGS-B, then Newton-CG polishing (Hessian-vector products)
 log_loss + l1          scipy L-BFGS-B on the split ``w = p - q``, ``p, q >= 0``
-hinge + l1             up to 50 features, the LP over the rows near the margin as for
-                       hinge-l2 below; with more, the exact linear program, scipy
-                       ``linprog`` (HiGHS)
+hinge + l1             up to 50 features and from 20,000 rows, the LP over the rows
+                       near the margin as for hinge-l2 below; else the exact linear
+                       program, scipy ``linprog`` (HiGHS)
 hinge + l2             up to 50 features (`hinge_lowdim`): the primal QP over the
                        rows near the margin (HiGHS), the others summed into a linear
                        term, until no row crosses; with more, the SVM dual (a
@@ -50,6 +50,7 @@ __all__ = ["Reference", "cache_dir", "duality_gap", "reference_optimum"]
 
 logger = logging.getLogger(__name__)
 
+_LOWDIM_L1_MIN_ROWS = 20_000  # hinge-l1 by the working-set LP from this many rows
 _VERSION = "2"  # bump to invalidate cached references when a method changes
 
 
@@ -328,6 +329,8 @@ def _hinge_lowdim(obj: Objective, X, y, penalty: str):
     """`hinge_lowdim` when there are few features (None otherwise, or if its master fails)."""
     if X.shape[1] > LOWDIM_MAX_FEATURES or not obj.penalty.alpha > 0:
         return None
+    if penalty == "l1" and X.shape[0] < _LOWDIM_L1_MIN_ROWS:
+        return None  # the full LP is fast here and its vertex exact (the master's: ~1e-9)
     kind = "QP" if penalty == "l2" else "LP"
     try:
         w, u, info = hinge_lowdim(X, y, obj.penalty.alpha, obj.fit_intercept, penalty)

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from asip.algorithms import Objective, get_loss, get_penalty, reference_optimum
-from asip.algorithms import _svm_lowdim
+from asip.algorithms import _reference, _svm_lowdim
 from asip.algorithms._reference import _hinge_l1_lp, _hinge_l2_dual, duality_gap
 from asip.algorithms._svm_lowdim import hinge_lowdim
 
@@ -90,11 +90,16 @@ def test_sparse_input_dense_or_kept_sparse(monkeypatch, densify):
     assert obj.value(w, X, y) == pytest.approx(obj.value(w_dense, X, y), rel=1e-10)
 
 
-def test_reference_optimum_uses_it_when_d_is_small_and_refuses_alpha_zero():
+def test_reference_optimum_uses_it_when_d_is_small_and_refuses_alpha_zero(monkeypatch):
     X, y = _problem(200, 4, seed=7)
     obj = Objective(get_loss("hinge"), get_penalty("l2", 0.1), True)
     ref = reference_optimum(obj, X, y, cache=False)
     assert ref.method.startswith("primal working-set QP") and ref.relative_precision <= 1e-10
+    l1 = Objective(get_loss("hinge"), get_penalty("l1", 0.01), False)
+    assert "linprog" in reference_optimum(l1, X, y, cache=False).method  # few rows: the full LP
+    monkeypatch.setattr(_reference, "_LOWDIM_L1_MIN_ROWS", 100)
+    ref = reference_optimum(l1, X, y, cache=False)
+    assert ref.method.startswith("primal working-set LP") and ref.relative_precision <= 1e-9
     bad = Objective(get_loss("hinge"), get_penalty("l2", 0.0), True)
     with pytest.raises(ValueError, match="alpha > 0"):
         reference_optimum(bad, X, y, cache=False)
