@@ -225,3 +225,19 @@ def test_hessian_packing_matches_compact_and_round_trips():
         packed = packed_of(fields, "H", p)
         np.testing.assert_array_equal(_unpack(packed, p), H)
         np.testing.assert_array_equal(_unpack(packed, p), sym_of(packed, p))
+
+
+def test_newton_iterations_default_follows_round_cost():
+    """``newton_iter=None``: 4 iterations where a data pass costs less than the peers'
+    models (many small partitions), else 2; an explicit value is kept, and bad ones refused."""
+    from asip.algorithms._cocoa import newton_iterations, validate
+
+    assert newton_iterations(None, 15, 124, 28_000) == 4  # a9a at 16 partitions
+    assert newton_iterations(None, 1, 23, 325_000) == 2  # ijcnn1 at 2
+    assert newton_iterations(None, 1, 100, 1_000_000) == 2  # 20k x 100 dense at 2
+    assert newton_iterations(3, 15, 124, 28_000) == 3
+    problem = make_problem(K.LOGISTIC, K.L2, 0.1, False, [(np.ones((4, 2)), np.ones(4))])
+    from asip.algorithms._cocoa import DEFAULTS
+    validate(problem, dict(DEFAULTS))
+    with pytest.raises(ValueError, match="newton_iter"):
+        validate(problem, {**DEFAULTS, "newton_iter": 0})
