@@ -77,6 +77,7 @@ import time
 from typing import NamedTuple
 
 import numpy as np
+from scipy.linalg.blas import dspmv
 
 from . import _kernels as K
 from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput
@@ -255,8 +256,8 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
                 clock["points"].pop(msg.sender, None)
         packed = packed_of(pl, "H", state.problem.p)
         if packed is not None:  # ... and the sender's loss Hessian, when it sent one; kept
-            # packed until a round uses it (a peer's newer one may come first)
-            clock["hess"][msg.sender] = [msg.incarnation, packed, None]
+            # packed: a round sums the peers' packed triangles and unpacks the sum once
+            clock["hess"][msg.sender] = (msg.incarnation, np.ascontiguousarray(packed))
         if cert["x"].absorb(msg) and msg.sender == LEADER:  # a certificate round: answer at it
             req = (msg.incarnation, int(pl["ver"]))
             if clock["answered"] is None or req > clock["answered"]:
@@ -412,10 +413,13 @@ def _half_rows_passes(known: dict, sizes, own: int) -> float | None:
 def _newton_round(state: CocoaState, data: LocalData) -> None:
     """``local_solver="newton"``: Newton on this partition's model of the objective (see
     `_cocoa_newton`) from the own iterate, each peer at its latest pushed point and with its
-    pushed Hessian (its rows' curvature: heterogeneous partitions stay stable)."""
+    pushed Hessian (its rows' curvature: heterogeneous partitions stay stable). The peers
+    with pushed Hessians go in as one term: their packed triangles summed and unpacked
+    once, ``sum H_k w_k`` by packed products (BLAS ``dspmv``), not a p x p matrix each."""
     pb, params, clock = state.problem, state.params, state.clock
     nj = float(data.n)
     peers, c_missing, points = [], 0.0, []
+    S_packed, Sb, G, c_known = None, np.zeros(pb.p), np.zeros(pb.p), 0.0
     for k, size in enumerate(pb.sizes):
         if k == data.index:
             continue
@@ -424,14 +428,18 @@ def _newton_round(state: CocoaState, data: LocalData) -> None:
             c_missing += size / nj  # not heard from, or no point yet
             continue
         hess = clock["hess"].get(k)
-        H_k = None
+        g_k = -pb.alpha * state.peers.vector(k)
         if hess is not None and hess[0] == point[0]:
-            if hess[2] is None:
-                hess[2] = _unpack(hess[1], pb.p)
-            H_k = hess[2]
-        u_k = state.peers.vector(k)
-        peers.append((-pb.alpha * u_k, point[1], H_k, size / nj))  # g_k = -alpha u_k
+            S_packed = hess[1].copy() if S_packed is None else np.add(S_packed, hess[1],
+                                                                        out=S_packed)
+            Sb = dspmv(pb.p, 1.0, hess[1], point[1], beta=1.0, y=Sb, lower=1, overwrite_y=1)
+            G += g_k
+            c_known += size / nj
+        else:  # no Hessian of this point yet: modelled by this partition's own
+            peers.append((g_k, point[1], None, size / nj))
         points.append(point[1])
+    if S_packed is not None:
+        peers.append((G, None, (_unpack(S_packed, pb.p), Sb), c_known))
     if not clock.get("point") and points:
         # this incarnation's first round (a restart): start where the peers are
         state.w[:] = np.mean(points, axis=0)

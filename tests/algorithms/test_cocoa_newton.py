@@ -241,3 +241,24 @@ def test_newton_iterations_default_follows_round_cost():
     validate(problem, dict(DEFAULTS))
     with pytest.raises(ValueError, match="newton_iter"):
         validate(problem, {**DEFAULTS, "newton_iter": 0})
+
+
+def test_solve_with_peers_summed_equals_peer_by_peer():
+    """`_newton_round` hands the peers with pushed Hessians to `LocalNewton.solve` as one
+    pre-summed term ``(sum H_k, sum H_k w_k)``: the same step as one term per peer."""
+    from asip.algorithms._cocoa_newton import LocalNewton
+
+    rng = np.random.default_rng(3)
+    n, p = 60, 4
+    X, y = rng.standard_normal((n, p)), np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    peers = []
+    for _ in range(3):
+        B = rng.standard_normal((p, p))
+        peers.append((rng.standard_normal(p), rng.standard_normal(p), B @ B.T / p, 1.0))
+    summed = [(sum(g for g, *_ in peers), None,
+               (sum(H for _, _, H, _ in peers), sum(H @ w for _, w, H, _ in peers)), 3.0)]
+    out = []
+    for arg in (peers, summed):
+        solver = LocalNewton(X, y, K.LOGISTIC, False, p, 4 * n, 0.1, 1000, 0)
+        out.append(solver.solve(np.zeros(p), arg, 0.0, 3, 1e-10))
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-10, atol=1e-12)
