@@ -72,7 +72,8 @@ class StageResult:
     elapsed: float  # seconds from the gang's start until every operator returned
     stopped_by: str  # "max_time", "max_steps", "STOP from partition i", "interrupted", ...
     steps: list[int] = field(default_factory=list)  # steps per partition (all incarnations)
-    # seconds: data, install, submit, launch, teardown; launch_first_task, launch_last_task,
+    # seconds: data and install (side by side, from the stage's start); submit, launch (from
+    # the launch's start: both done); teardown; launch_first_task, launch_last_task,
     # launch_first_register, launch_all_registered, launch_go (from the launch's start),
     # launch_first_started / launch_all_started (the start reached the first / last worker),
     # launch_go_heard / launch_go_seen (the start event reached the driver's client / thread)
@@ -574,6 +575,13 @@ class _Run:
             elif kind == "busy":  # alive after all: waited for like any other
                 for i in fields[1]:
                     self.silent.pop(i, None)
+            elif kind == "result":  # a small summary, pushed as the task returns
+                index, incarnation, summary = fields
+                newest = max((r.incarnation for r in self.restarts if r.partition == index),
+                             default=0)
+                if (index in self.futures and incarnation >= newest
+                        and (index, incarnation) not in self.collected):
+                    self._collect(index, summary)
             elif kind == "reports":
                 for t, i, inc, packed in fields[0]:
                     if (entry := self._add_report(t, i, inc, packed)) is not None:
