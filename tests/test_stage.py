@@ -342,8 +342,14 @@ def test_small_results_come_with_the_events_and_large_ones_from_their_worker(cli
     assert_clean(client)
 
 
-def test_bad_data_is_refused_before_the_stage_touches_the_cluster(client):
+def test_bad_data_is_refused_before_the_stage_touches_the_cluster(client, monkeypatch):
     """The data is checked before the plugins are installed (they go in while it is placed)."""
+    from asip._stage import _Run
+
+    installs = []
+    monkeypatch.setattr(_Run, "_start_install", lambda self, *a: installs.append(a))
     with pytest.raises(asip.AsipError, match=r"data\[1\] is a str"):
         asip.Stage(SizedResult, [np.zeros((2, 2)), "x"], client=client).run()
-    assert not asip_leftovers(client)
+    with pytest.raises(asip.AsipError, match="chunked along columns"):
+        asip.Stage(SizedResult, da.zeros((4, 4), chunks=(2, 2)), client=client).run()
+    assert installs == []
