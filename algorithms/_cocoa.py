@@ -71,17 +71,19 @@ distributed primal-dual optimization", ICML 2015. S. Shalev-Shwartz, T. Zhang,
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import NamedTuple
 
 import numpy as np
+from scipy.linalg.blas import dspmv
 
 from . import _kernels as K
 from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput
 from ._certificate import (GapParts, certificate_parts, certified_model, gap_from_parts,
                            snapshot_fields)
-from ._compact import packed_of, sym_fields, sym_of
+from ._compact import packed_of, vector_fields
 from ._compact import schema_fields as compact_fields
 from ._cocoa_newton import LocalNewton, choose_local_solver, sdca_damping
 from ._primal_cert import record_gap, side_len
@@ -113,8 +115,8 @@ DEFAULTS = {
     "rejoin_wait": 0.3,
     "seed": None,
     "local_solver": "auto",  # "sdca", "newton" (smooth losses) or "auto" (`choose_local_solver`)
-    "newton_iter": 2,  # Newton iterations per round, at most (one data pass each); 2: as
-    # few rounds as 3 in lockstep, and certified fits 1.5x sooner on 20k x 100 (2026-11-29)
+    "newton_iter": None,  # Newton iterations per round, at most (one data pass each); None:
+    # `newton_iterations` (2, or 4 where a data pass costs less than the peers' models)
     "newton_rtol": 1e-4,  # ...fewer once the Newton decrement fell by this factor
     "hessian_rows": None,  # rows sampled for a Hessian, at most; None: max(2000, 4 p) (dense)
     "min_news": 0.5,  # Newton: a round once peers with this fraction of the other rows moved
@@ -166,7 +168,7 @@ def validate(problem: Problem, params: dict) -> None:
         raise ValueError(f"missing_peers must be 'rescale' or 'self', got "
                          f"{params['missing_peers']!r}")
     for key in ("newton_iter", "hessian_rows"):
-        if key == "hessian_rows" and params[key] is None:
+        if params[key] is None:
             continue
         if not (isinstance(params[key], (int, np.integer)) and params[key] >= 1):
             raise ValueError(f"{key} must be a positive integer, got {params[key]!r}")
@@ -253,8 +255,9 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
             else:  # a resync full carries no point: this u and the old point don't match
                 clock["points"].pop(msg.sender, None)
         packed = packed_of(pl, "H", state.problem.p)
-        if packed is not None:  # ... and the sender's loss Hessian, when it sent one
-            clock["hess"][msg.sender] = (msg.incarnation, sym_of(packed, state.problem.p))
+        if packed is not None:  # ... and the sender's loss Hessian, when it sent one; kept
+            # packed: a round sums the peers' packed triangles and unpacks the sum once
+            clock["hess"][msg.sender] = (msg.incarnation, np.ascontiguousarray(packed))
         if cert["x"].absorb(msg) and msg.sender == LEADER:  # a certificate round: answer at it
             req = (msg.incarnation, int(pl["ver"]))
             if clock["answered"] is None or req > clock["answered"]:
@@ -309,8 +312,14 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         # if they are slow. The news is coming, so a waiting operator re-pushes only every
         # LEAD_REPUSH s: every 5 ms from each waiting operator to every peer flooded the
         # slow half's event loop (measured: 16 partitions, the slow worker's steps fell 3x)
-        if data.index != LEADER and clock["answer"] is None \
-                and now - clock.get("pushed", -np.inf) < LEAD_REPUSH:
+        # Newton: every 2 rounds' wall time at least (16 partitions on 2 workers: a round
+        # waits ~0.1 s for its news, and 3 re-pushes a round to 15 peers were ~40% of the
+        # messages), the leader too unless a certificate round opens
+        repush = LEAD_REPUSH if state.newton is None else max(LEAD_REPUSH,
+                                                              2.0 * clock.get("round", 0.0))
+        if clock["answer"] is None and now - clock.get("pushed", -np.inf) < repush and (
+                data.index != LEADER
+                or state.newton is not None and not _cert_opens(state, now)):
             return StepOutput(state, _resyncs(state), wait=0.005)
         wait = 0.005
     elif data.n_partitions > 1 and clock["ahead"] >= params["max_ahead"] * data.n:
@@ -404,10 +413,13 @@ def _half_rows_passes(known: dict, sizes, own: int) -> float | None:
 def _newton_round(state: CocoaState, data: LocalData) -> None:
     """``local_solver="newton"``: Newton on this partition's model of the objective (see
     `_cocoa_newton`) from the own iterate, each peer at its latest pushed point and with its
-    pushed Hessian (its rows' curvature: heterogeneous partitions stay stable)."""
+    pushed Hessian (its rows' curvature: heterogeneous partitions stay stable). The peers
+    with pushed Hessians go in as one term: their packed triangles summed and unpacked
+    once, ``sum H_k w_k`` by packed products (BLAS ``dspmv``), not a p x p matrix each."""
     pb, params, clock = state.problem, state.params, state.clock
     nj = float(data.n)
     peers, c_missing, points = [], 0.0, []
+    S_packed, Sb, G, c_known = None, np.zeros(pb.p), np.zeros(pb.p), 0.0
     for k, size in enumerate(pb.sizes):
         if k == data.index:
             continue
@@ -416,14 +428,25 @@ def _newton_round(state: CocoaState, data: LocalData) -> None:
             c_missing += size / nj  # not heard from, or no point yet
             continue
         hess = clock["hess"].get(k)
-        H_k = hess[1] if hess is not None and hess[0] == point[0] else None
-        u_k = state.peers.vector(k)
-        peers.append((-pb.alpha * u_k, point[1], H_k, size / nj))  # g_k = -alpha u_k
+        g_k = -pb.alpha * state.peers.vector(k)
+        if hess is not None and hess[0] == point[0]:
+            S_packed = hess[1].copy() if S_packed is None else np.add(S_packed, hess[1],
+                                                                        out=S_packed)
+            Sb = dspmv(pb.p, 1.0, hess[1], point[1], beta=1.0, y=Sb, lower=1, overwrite_y=1)
+            G += g_k
+            c_known += size / nj
+        else:  # no Hessian of this point yet: modelled by this partition's own
+            peers.append((g_k, point[1], None, size / nj))
         points.append(point[1])
+    if S_packed is not None:
+        peers.append((G, None, (_unpack(S_packed, pb.p), Sb), c_known))
     if not clock.get("point") and points:
         # this incarnation's first round (a restart): start where the peers are
         state.w[:] = np.mean(points, axis=0)
-    v, dual, g, H, new = state.newton.solve(state.w, peers, c_missing, params["newton_iter"],
+    if "iters" not in clock:
+        nnz = len(data.X[0]) if isinstance(data.X, tuple) else data.n * pb.p
+        clock["iters"] = newton_iterations(params["newton_iter"], pb.n_partitions - 1, pb.p, nnz)
+    v, dual, g, H, new = state.newton.solve(state.w, peers, c_missing, clock["iters"],
                                             params["newton_rtol"], params["missing_peers"])
     state.w[:] = v
     state.dual[:] = dual
@@ -448,6 +471,37 @@ def _hessian_due(clock: dict, H: np.ndarray) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=4)
+def _triu(p: int) -> tuple[np.ndarray, np.ndarray]:
+    """The upper triangle's indices of a p x p Hessian (as `_compact.sym_fields` packs it),
+    computed once: rebuilding them for every Hessian sent or received was ~10% of a round's
+    CPU at 16 partitions of a9a."""
+    return np.triu_indices(p)
+
+
+def _unpack(packed: np.ndarray, p: int) -> np.ndarray:
+    """The symmetric p x p matrix of a packed upper triangle (`_compact.sym_of`, cached
+    indices)."""
+    iu = _triu(p)
+    H = np.empty((p, p))
+    H[iu] = packed
+    H.T[iu] = packed
+    return H
+
+
+def newton_iterations(newton_iter, n_peers: int, p: int, nnz: int) -> int:
+    """Newton iterations per round: ``newton_iter``, or for None 2 -- and 4 where a data
+    pass (``nnz`` entries of the partition) costs less than assembling the peers' models
+    (``n_peers`` p x p Hessians). Then a round's cost is its peers' messages and models,
+    not its passes, and two more iterations on the own rows save rounds (lockstep, a9a at
+    16 partitions under the straggler: 1e-3 after 5 rounds instead of 7 at alpha 1/n, 6 at
+    1e-4, for the same CPU); on large partitions (20k x 100 at 2 partitions) they are a
+    third more work for as many rounds (2026-11-29)."""
+    if newton_iter is not None:
+        return int(newton_iter)
+    return 4 if nnz <= n_peers * p * p else 2
+
+
 def _resyncs(state: CocoaState) -> tuple[Outgoing, ...]:
     """Fulls of the own total (and, from the leader, of ``wbar``) for peers that asked."""
     return tuple(Outgoing(fields, to=to) for x in (state.peers, state.cert["x"])
@@ -465,7 +519,7 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
     if clock.get("point"):  # Newton: u is -grad L_k / alpha at this point
         payload["x"] = state.w.copy()
     if clock.get("H") is not None:
-        payload.update(sym_fields("H", clock["H"]))  # its packed upper triangle
+        payload.update(vector_fields("H", clock["H"][_triu(state.problem.p)]))  # packed
         clock["H"] = None
     if clock["answer"] is not None and data.index != LEADER:
         (inc, ver), wbar = clock["answer"]
@@ -541,14 +595,21 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
         cert.update(primal=primal, wbar=None)
         if record_gap(cert, primal, dual, wbar, params["tol"]):
             return True
-    period = max(params["cert_period"], 4.0 * cert.get("cost", 0.0))
-    # an answer was lost: ask again (not before a peer's Newton round could have ended)
-    stale = now - cert["at"] >= 5 * period + 0.1 + 3.0 * state.clock.get("round", 0.0)
-    if reopen and (cert["wbar"] is None or stale) and now - cert["at"] >= period:
+    if reopen and _cert_opens(state, now):
         wbar = _view(state)
         cert.update(ver=cert["ver"] + 1, wbar=wbar, at=now, answers={})
         payload.update(cert["x"].pub.publish(wbar, now, ver=cert["ver"]))
     return False
+
+
+def _cert_opens(state: CocoaState, now: float) -> bool:
+    """Whether the leader opens a certificate round now: ``cert_period`` (and 4x its own
+    certificate pass) since the last, which was closed -- or whose answers are overdue (one
+    was lost: ask again, not before a peer's Newton round could have ended)."""
+    cert = state.cert
+    period = max(state.params["cert_period"], 4.0 * cert.get("cost", 0.0))
+    stale = now - cert["at"] >= 5 * period + 0.1 + 3.0 * state.clock.get("round", 0.0)
+    return (cert["wbar"] is None or stale) and now - cert["at"] >= period
 
 
 def schema(problem: Problem) -> tuple[dict, dict]:

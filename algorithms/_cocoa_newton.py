@@ -164,7 +164,8 @@ class LocalNewton:
         """Newton on ``F_j`` from ``v = w0``.
 
         ``peers``: ``(g_k, w_k, H_k, c_k)`` per peer heard from (``H_k`` None: modelled by
-        ``c_k H_j``); ``c_missing``: the ``sum c_k`` of the peers not heard from, modelled
+        ``c_k H_j``; a pair ``(sum H_k, sum H_k w_k)``: peers already summed, ``g_k`` and
+        ``c_k`` their sums, ``w_k`` unused); ``c_missing``: the ``sum c_k`` of the peers not heard from, modelled
         (``missing``) by the rows heard from, the loss terms scaled by ``n / n_heard``
         (``"rescale"``: every partition's model then has the same fixed point, the optimum
         on the rows heard from), or by this partition at ``w0`` (``"self"``: a fixed point of
@@ -190,9 +191,13 @@ class LocalNewton:
         # the peers' quadratic models summed: S = sum H_k, Sb = sum H_k w_k, G = sum g_k
         S, Sb, G = c_missing * H, c_missing * (H @ w0), np.zeros_like(w0)
         for g_k, w_k, H_k, c_k in peers:
-            Hk = c_k * H if H_k is None else H_k
-            S += Hk
-            Sb += Hk @ w_k
+            if isinstance(H_k, tuple):  # peers summed by the caller
+                S += H_k[0]
+                Sb += H_k[1]
+            else:
+                Hk = c_k * H if H_k is None else H_k
+                S += Hk
+                Sb += Hk @ w_k
             G += g_k
         if scale != 1.0:
             S, Sb, G = S * scale, Sb * scale, G * scale

@@ -71,7 +71,8 @@ def preload_workers(client, modules=WORKER_MODULES) -> None:
     background task the driver does not wait for: an import in a thread of its own raced the
     loop's own import of asip's worker plugin (circular imports in two threads hand one of
     them a half-initialized module). A worker that fails to import says so when the operator
-    starts there, as before. One round trip; nothing is left on the cluster.
+    starts there, as before. Sent from the client's loop without waiting for the reply (the
+    round trip cost the fit's driver a thread hop and a wait); nothing is left on the cluster.
     """
     names = tuple(modules)
     if getattr(client, "asynchronous", False):  # run() would hand back a coroutine
@@ -86,9 +87,15 @@ def preload_workers(client, modules=WORKER_MODULES) -> None:
             except Exception:  # the operator's own import reports it, in context
                 return
 
+    async def _send() -> None:  # on the client's loop: nobody waits for it
+        try:
+            await client._run(_preload, wait=False)
+        except Exception as exc:  # an optimisation only: never fail a fit over it
+            logger.debug("could not preload the workers' modules: %r", exc)
+
     try:
-        client.run(_preload, wait=False)
-    except Exception as exc:  # an optimisation only: never fail a fit over it
+        client.loop.add_callback(_send)
+    except Exception as exc:  # a closed client: the fit says so itself
         logger.debug("could not preload the workers' modules: %r", exc)
 
 

@@ -221,9 +221,20 @@ def evaluate_trace(objective, points: list, X, y, sw=None, known=None) -> np.nda
         points, known = [points[i] for i in keep], [known[i] for i in keep]
     times = np.array([t for t, _ in points])
     values = np.array([np.nan if f is None else float(f) for f in known])
-    todo = [i for i in range(len(points)) if not np.isfinite(values[i])]
+    # a model reported more than once (a barrier solver's partitions all report the same
+    # iterate) is evaluated once, or not at all where one of its points is known
+    first: dict[bytes, int] = {}
+    same = []
+    for i, (_, w) in enumerate(points):
+        key = np.ascontiguousarray(w, dtype=np.float64).tobytes()
+        j = first.setdefault(key, i)
+        if not np.isfinite(values[j]) and np.isfinite(values[i]):
+            values[j] = values[i]
+        same.append(j)
+    todo = [i for i in sorted(set(same)) if not np.isfinite(values[i])]
     if todo:
         values[todo] = _evaluate(objective, [points[i] for i in todo], X, y, sw)
+    values = np.where(np.isfinite(values), values, values[same])
     return np.column_stack([times, values])
 
 

@@ -10,10 +10,15 @@ squared + l2           the normal equations, solved exactly (``numpy.linalg.solv
 squared + l1           scikit-learn ``Lasso`` (coordinate descent), ``tol=1e-12``
 log_loss + l2          scipy L-BFGS-B, then Newton-CG polishing (Hessian-vector products)
 log_loss + l1          scipy L-BFGS-B on the split ``w = p - q``, ``p, q >= 0``
-hinge + l1             the exact linear program, scipy ``linprog`` (HiGHS)
-hinge + l2             the SVM dual (a box-constrained QP) by scipy L-BFGS-B; with an
-                       intercept, the method of multipliers on the dual's equality
-                       constraint (the intercept is its multiplier)
+hinge + l1             up to 50 features and from 20,000 rows, the LP over the rows
+                       near the margin as for hinge-l2 below; else the exact linear
+                       program, scipy ``linprog`` (HiGHS)
+hinge + l2             up to 50 features (`hinge_lowdim`): the primal QP over the
+                       rows near the margin (HiGHS), the others summed into a linear
+                       term, until no row crosses; with more, the SVM dual (a
+                       box-constrained QP) by scipy L-BFGS-B, with an intercept the
+                       method of multipliers on the dual's equality constraint (the
+                       intercept is its multiplier)
 =====================  ===========================================================
 
 Each result carries a *certificate*: a Fenchel duality gap ``f(w) - D(u) >=
@@ -39,11 +44,13 @@ import scipy.optimize as so
 import scipy.sparse as sp
 
 from ._objectives import L1, L2, Hinge, Logistic, Objective, Squared
+from ._svm_lowdim import LOWDIM_MAX_FEATURES, hinge_lowdim
 
 __all__ = ["Reference", "cache_dir", "duality_gap", "reference_optimum"]
 
 logger = logging.getLogger(__name__)
 
+_LOWDIM_L1_MIN_ROWS = 20_000  # hinge-l1 by the working-set LP from this many rows
 _VERSION = "2"  # bump to invalidate cached references when a method changes
 
 
@@ -258,6 +265,10 @@ def _polish_l1(obj: Objective, X, y, w):
 
 
 def _hinge_l1(obj: Objective, X, y):
+    return _hinge_lowdim(obj, X, y, "l1") or _hinge_l1_lp(obj, X, y)
+
+
+def _hinge_l1_lp(obj: Objective, X, y):
     n, d = X.shape
     alpha = obj.penalty.alpha
     k = 2 if obj.fit_intercept else 0
@@ -311,6 +322,29 @@ def _hinge_l2(obj: Objective, X, y):
     alpha = obj.penalty.alpha
     if alpha <= 0:
         raise ValueError("the hinge-l2 reference needs alpha > 0 (use l1 or a positive alpha)")
+    return _hinge_lowdim(obj, X, y, "l2") or _hinge_l2_dual(obj, X, y)
+
+
+def _hinge_lowdim(obj: Objective, X, y, penalty: str):
+    """`hinge_lowdim` when there are few features (None otherwise, or if its master fails)."""
+    if X.shape[1] > LOWDIM_MAX_FEATURES or not obj.penalty.alpha > 0:
+        return None
+    if penalty == "l1" and X.shape[0] < _LOWDIM_L1_MIN_ROWS:
+        return None  # the full LP is fast here and its vertex exact (the master's: ~1e-9)
+    kind = "QP" if penalty == "l2" else "LP"
+    try:
+        w, u, info = hinge_lowdim(X, y, obj.penalty.alpha, obj.fit_intercept, penalty)
+    except RuntimeError as exc:  # a failed master: the general method still works
+        logger.warning("hinge-%s working-set %s failed (%s); using the general method",
+                       penalty, kind, exc)
+        return None
+    return w, u, (f"primal working-set {kind} (HiGHS) over the rows near the margin "
+                  f"({info['working_set']} of {info['distinct_rows']} distinct rows, "
+                  f"{info['rounds']} rounds)")
+
+
+def _hinge_l2_dual(obj: Objective, X, y):
+    alpha = obj.penalty.alpha
     n = len(y)
     beta = np.zeros(n)
     if not obj.fit_intercept:

@@ -21,7 +21,7 @@ from distributed import Future, futures_of, wait
 
 from asip._exceptions import AsipError
 
-__all__ = ["Partitions", "partitions_of"]
+__all__ = ["Partitions", "count_partitions", "partitions_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,19 +102,11 @@ def _check_array(array: Any, name: str) -> Any:
     return array
 
 
-def partitions_of(data: Any, client: Any) -> Partitions:
-    """Persist ``data`` on the cluster and return its partitions, in order.
-
-    ``data`` is a dask array, a tuple of dask arrays with identical row chunks, or a
-    list of partitions: dask delayed objects / futures, or in-memory blocks (numpy
-    arrays, scipy.sparse matrices, or tuples of them). Persisted blocks are recomputed
-    by Dask if a worker dies; in-memory blocks are scattered to the workers directly
-    (never through the scheduler) and scattered again if lost; futures the caller
-    scattered are not (they are lost).
-    """
+def _arrays_of(data: Any) -> list | None:
+    """The dask arrays of ``data`` (checked), or None for a list; AsipError if neither."""
     if _is_dask_array(data):
-        arrays, tuple_data = [_check_array(data, "data")], False
-    elif isinstance(data, tuple):
+        return [_check_array(data, "data")]
+    if isinstance(data, tuple):
         if not data:
             raise AsipError("data is an empty tuple")
         arrays = [_check_array(a, f"data[{i}]") for i, a in enumerate(data)]
@@ -125,14 +117,41 @@ def partitions_of(data: Any, client: Any) -> Partitions:
                     f"data[{i}] has row chunks {a.chunks[0]} but data[0] has {rows}: the arrays "
                     "of a tuple must be chunked identically along rows"
                 )
-        tuple_data = True
-    elif isinstance(data, list):
+        return arrays
+    if isinstance(data, list):
+        return None
+    raise AsipError(
+        f"data is a {type(data).__name__}; expected a dask array, a tuple of dask arrays, "
+        "or a list of dask delayed objects or futures"
+    )
+
+
+def count_partitions(data: Any) -> int:
+    """How many partitions ``data`` makes, checked as `partitions_of` checks it, without
+    touching the cluster (the stage installs its plugins while the data goes out)."""
+    arrays = _arrays_of(data)
+    if arrays is None:
+        _check_list(data)
+        return len(data)
+    if not arrays[0].numblocks[0]:
+        raise AsipError("data has no rows")
+    return arrays[0].numblocks[0]
+
+
+def partitions_of(data: Any, client: Any) -> Partitions:
+    """Persist ``data`` on the cluster and return its partitions, in order.
+
+    ``data`` is a dask array, a tuple of dask arrays with identical row chunks, or a
+    list of partitions: dask delayed objects / futures, or in-memory blocks (numpy
+    arrays, scipy.sparse matrices, or tuples of them). Persisted blocks are recomputed
+    by Dask if a worker dies; in-memory blocks are scattered to the workers directly
+    (never through the scheduler) and scattered again if lost; futures the caller
+    scattered are not (they are lost).
+    """
+    arrays = _arrays_of(data)
+    if arrays is None:
         return _partitions_of_list(data, client)
-    else:
-        raise AsipError(
-            f"data is a {type(data).__name__}; expected a dask array, a tuple of dask arrays, "
-            "or a list of dask delayed objects or futures"
-        )
+    tuple_data = isinstance(data, tuple)
     persisted = client.persist(arrays)
     by_key = {f.key: f for f in futures_of(persisted)}
     columns = [[by_key[k] for k in _row_block_keys(a)] for a in persisted]
@@ -212,12 +231,13 @@ def _partitions_in_memory(data: list, client: Any) -> Partitions:
                       nthreads=nthreads)
 
 
-def _partitions_of_list(data: list, client: Any) -> Partitions:
+def _check_list(data: list) -> bool:
+    """Check a list of partitions; True if it holds in-memory blocks (AsipError if mixed)."""
     if not data:
         raise AsipError("data is an empty list")
     blocks = [_is_block(part) for part in data]
     if all(blocks):
-        return _partitions_in_memory(data, client)
+        return True
     if blocks[0]:  # in-memory blocks, and something else
         i = blocks.index(False)
         raise AsipError(f"data[{i}] is a {type(data[i]).__name__}; data[0] is an in-memory "
@@ -230,6 +250,12 @@ def _partitions_of_list(data: list, client: Any) -> Partitions:
                 "or futures, or only in-memory blocks (numpy arrays, scipy.sparse matrices, "
                 "or tuples of them)"
             )
+    return False
+
+
+def _partitions_of_list(data: list, client: Any) -> Partitions:
+    if _check_list(data):
+        return _partitions_in_memory(data, client)
     futures = [part if isinstance(part, Future) else client.compute(part) for part in data]
     wait(futures)
     return Partitions([[f] for f in futures], tuple_data=False)

@@ -30,7 +30,7 @@ __all__ = ["DirectoryPlugin", "event_topic", "op_name"]
 _RECENT_BYTES = 4 << 20  # recent reports kept for the dashboard page
 
 _HANDLERS = ("register", "ready", "report", "poll", "stop", "close", "failed", "summary",
-             "finish")
+             "finish", "result")
 
 
 def op_name(kind: str, run_id: str) -> str:
@@ -280,6 +280,10 @@ class DirectoryPlugin(SchedulerPlugin):
         return {"directory": self._since(version) if started else [],
                 "version": len(self.deltas) if started else version,
                 "started": started, "stopped": self.stopped}
+
+    def _h_result(self, index: int, incarnation: int, summary: bytes) -> None:
+        """An incarnation returned: its (small) summary goes on to the driver at once."""
+        self._emit("result", index, incarnation, summary)
 
     def _h_failed(self, index: int, cause: str) -> None:
         """The driver saw an incarnation fail (its error): recorded unless a cause is known."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import threading
@@ -19,7 +20,7 @@ from distributed import Client, default_client
 from asip import _config
 from asip._channel import ChannelStats
 from asip._checkpoint import write_checkpoint
-from asip._data import partitions_of
+from asip._data import count_partitions, partitions_of
 from asip._directory import DirectoryPlugin, event_topic, op_name
 from asip._exceptions import AsipError, OperatorFailedError
 from asip._gang import check_slots, plan_placement, wait_for_gang
@@ -71,7 +72,8 @@ class StageResult:
     elapsed: float  # seconds from the gang's start until every operator returned
     stopped_by: str  # "max_time", "max_steps", "STOP from partition i", "interrupted", ...
     steps: list[int] = field(default_factory=list)  # steps per partition (all incarnations)
-    # seconds: data, install, submit, launch, teardown; launch_first_task, launch_last_task,
+    # seconds: data and install (side by side, from the stage's start); submit, launch (from
+    # the launch's start: both done); teardown; launch_first_task, launch_last_task,
     # launch_first_register, launch_all_registered, launch_go (from the launch's start),
     # launch_first_started / launch_all_started (the start reached the first / last worker),
     # launch_go_heard / launch_go_seen (the start event reached the driver's client / thread)
@@ -259,35 +261,44 @@ class _Run:
         self.wake.set()
 
     def execute(self) -> StageResult:
-        t_start = time.monotonic()
+        t_start, wall_start = time.monotonic(), time.time()
         stage = self.stage
-        parts = partitions_of(stage.data, self.client)
-        self.n = parts.n
-        self.parts = parts
+        self.n = count_partitions(stage.data)  # checked before anything touches the cluster
         faults = validate_faults(stage.faults, self.n)
-        nthreads = parts.nthreads or self.client.nthreads()  # (a round trip saved)
-        check_slots(self.n, nthreads, stage.oversubscribe)
-        self.nthreads = nthreads
         settings = ChannelSettings.from_config()
-        self.spec = OperatorSpec(self.run_id, self.n, stage.operator, parts.tuple_data,
-                                 stage.max_time, stage.max_steps, faults, settings,
-                                 plugin_name(self.run_id), self.control_timeout,
-                                 _config.seconds("gang.start-timeout"),
-                                 _config.nbytes("trace.max-report-bytes")).ship()
         self.interval = _config.seconds("gang.poll-interval")
-        t_launch, wall_launch = time.monotonic(), time.time()
+        installing = None
+        t_launch, wall_launch = t_start, wall_start
         try:
-            self._install(faults, settings)
-            self.timings["install"] = time.monotonic() - t_launch
+            # the plugins go in on the client's loop while this thread places the data:
+            # the install's round trips hide behind the scatter's
+            installing = self._start_install(faults, settings)
+            parts = partitions_of(stage.data, self.client)
+            self.parts = parts
+            self.timings["data"] = time.monotonic() - t_start
+            nthreads = parts.nthreads or self.client.nthreads()  # (a round trip saved)
+            check_slots(self.n, nthreads, stage.oversubscribe)
+            self.nthreads = nthreads
+            self.spec = OperatorSpec(self.run_id, self.n, stage.operator, parts.tuple_data,
+                                     stage.max_time, stage.max_steps, faults, settings,
+                                     plugin_name(self.run_id), self.control_timeout,
+                                     _config.seconds("gang.start-timeout"),
+                                     _config.nbytes("trace.max-report-bytes")).ship()
+            self._await_install(installing)
+            installing = None
+            # the launch runs from here: data placed and plugins installed
+            t_launch, wall_launch = time.monotonic(), time.time()
+            self.timings["install"] = self.installed_at - t_start
             placement = plan_placement(self._holders(), nthreads, stage.oversubscribe)
             self._submit_all(placement)
             self.timings["submit"] = time.monotonic() - t_launch
             wait_for_gang(self._wait_for_go, lambda: self._rpc("poll"), self.futures, self.n,
                           _config.seconds("gang.start-timeout"), self._describe_tasks)
             self.timings["launch"] = self.go_at - t_launch
-            self.timings["data"] = t_launch - t_start
             self._supervise()
         except BaseException as exc:
+            if installing is not None:  # failed while placing the data: let the install land
+                self._await_install(installing, quiet=True)
             self._stop(self.stopped_by or ("interrupted" if isinstance(exc, KeyboardInterrupt)
                                            else f"error: {exc!r}"))
             self._drain(_config.seconds("stage.stop-grace"))
@@ -351,9 +362,13 @@ class _Run:
         return [rows[k] for k in sorted(rows)]
 
     # ------------------------------------------------------------------ launch
-    def _install(self, faults: tuple, settings: ChannelSettings) -> None:
-        topic = event_topic(self.run_id)
-        self.client.subscribe_topic(topic, self._on_event)
+    def _start_install(self, faults: tuple, settings: ChannelSettings) -> Any:
+        """Install the stage's scheduler and worker plugins, both at once, on the client's
+        event loop; returns the pending install (`_await_install` waits for it)."""
+        # the directory reports to this client by its id: the handler is all the
+        # subscription needs (subscribe_topic's message to the scheduler would hold the
+        # gang's submission back by the client's 10 ms batching interval)
+        self.client._event_handlers[event_topic(self.run_id)] = self._on_event
         self.subscribed = True
         directory = DirectoryPlugin(
             self.run_id, self.n, client_id=self.client.id, worker_plugin=plugin_name(self.run_id),
@@ -370,12 +385,28 @@ class _Run:
                                                   idempotent=False),
                 client._register_worker_plugin(channel, name=channel.name, idempotent=False),
                 return_exceptions=True)
+            self.installed_at = time.monotonic()
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
 
         self.installed = True  # whatever got installed is torn down
-        client.sync(install, callback_timeout=self.control_timeout)
+        return asyncio.run_coroutine_threadsafe(install(), client.loop.asyncio_loop)
+
+    def _await_install(self, installing: Any, quiet: bool = False) -> None:
+        """Wait for the install (``asip.stage.control-timeout`` at most); ``quiet``: on the
+        way out after an error, its own failure adds nothing (the teardown cleans up)."""
+        try:
+            installing.result(timeout=self.control_timeout)
+        except concurrent.futures.TimeoutError:
+            installing.cancel()
+            if not quiet:
+                raise TimeoutError(f"installing the stage's plugins took over "
+                                   f"{self.control_timeout:g} s (asip.stage.control-timeout)"
+                                   ) from None
+        except BaseException:
+            if not quiet:
+                raise
 
     def _submit_all(self, placement: list[str]) -> None:
         """Submit the whole gang as one graph (one message, the spec pickled once), each
@@ -544,6 +575,13 @@ class _Run:
             elif kind == "busy":  # alive after all: waited for like any other
                 for i in fields[1]:
                     self.silent.pop(i, None)
+            elif kind == "result":  # a small summary, pushed as the task returns
+                index, incarnation, summary = fields
+                newest = max((r.incarnation for r in self.restarts if r.partition == index),
+                             default=0)
+                if (index in self.futures and incarnation >= newest
+                        and (index, incarnation) not in self.collected):
+                    self._collect(index, summary)
             elif kind == "reports":
                 for t, i, inc, packed in fields[0]:
                     if (entry := self._add_report(t, i, inc, packed)) is not None:
@@ -751,12 +789,10 @@ class _Run:
 
     def _unsubscribe(self) -> None:
         if self.subscribed:
-            topic = event_topic(self.run_id)
-            self.client.unsubscribe_topic(topic)
-            # distributed's unsubscribe_topic tells the scheduler but keeps the handler, this
-            # run's bound method: it held the run, and so the stage's persisted input futures
-            # (a fit's dask blocks stayed on the cluster for the client's lifetime)
-            self.client._event_handlers.pop(topic, None)
+            # (the scheduler was never told: see `_start_install`). The handler is this run's
+            # bound method: kept, it held the run, and so the stage's persisted input
+            # futures (a fit's dask blocks stayed on the cluster for the client's lifetime)
+            self.client._event_handlers.pop(event_topic(self.run_id), None)
             self.subscribed = False
 
     def _unregister(self, handler: Any, name: str, limit: float) -> None:

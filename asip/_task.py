@@ -132,9 +132,11 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
             packed, error = None, f"result() raised {type(exc).__name__}: {exc}"
     finally:
         stats = {} if incarnation is None else plugin.unregister(index, incarnation)
-    return msgpack.packb(
+    summary = msgpack.packb(
         {"index": index, "incarnation": incarnation, "steps": steps, "reason": reason,
          "elapsed": ctx.elapsed, "stats": stats, "result": packed, "error": error,
          "report": ctx._last_entry},  # the final report travels with the result
         use_bin_type=True,
     )
+    plugin.send_result(index, incarnation, summary)  # a small one also goes straight to the driver
+    return summary

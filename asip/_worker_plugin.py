@@ -22,7 +22,11 @@ from asip._directory import op_name
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ChannelPlugin", "ChannelSettings", "plugin_name"]
+__all__ = ["ChannelPlugin", "ChannelSettings", "RESULT_EVENT_BYTES", "plugin_name"]
+
+#: summaries up to this size also travel to the driver as an event through the scheduler
+#: (like a report); larger ones (a model in ``result()``) are fetched from the worker only
+RESULT_EVENT_BYTES = 64 << 10
 
 
 def plugin_name(run_id: str) -> str:
@@ -177,6 +181,14 @@ class ChannelPlugin(WorkerPlugin):
         if ep is None:
             return {}
         return self.data.close_from_thread(ep)
+
+    def send_result(self, index: int, incarnation: int, summary: bytes) -> None:
+        """An incarnation's summary (what its task returns), if small, also to the directory,
+        which pushes it to the driver with the run's events: the driver need not wait for
+        the task's completion to reach it and then fetch the result (two more hops)."""
+        if len(summary) <= RESULT_EVENT_BYTES and not self.closed:
+            self.loop.add_callback(self._fire, "result", index=index, incarnation=incarnation,
+                                   summary=summary)
 
     def report(self, entry: list) -> None:
         """Queue one report ``[elapsed, index, incarnation, packed]`` for the next flush."""

@@ -130,8 +130,9 @@ def fixed_cost(client: Client, reps: int) -> None:
         res = asip.Stage(Quick, blocks, client=client, max_time=5).run()
         rows.append({**res.timings, "run": res.elapsed, "wall": time.perf_counter() - t})
     print(f"\nfixed cost of a 2-operator stage that returns at once ({reps} runs; ms, median "
-          "(min); data/install/submit/launch/teardown are phases, launch_* milestones from "
-          "the launch's start, run = the gang's start to the last result)")
+          "(min); data and install run side by side from the stage's start, submit/launch "
+          "from when both are done (the launch's start), launch_* milestones from it too, "
+          "run = the gang's start to the last result, teardown after it)")
     for key in rows[0]:
         vals = [r[key] * 1e3 for r in rows if key in r]
         print(f"  {key:<24}{statistics.median(vals):>9.1f} ({min(vals):.1f})")

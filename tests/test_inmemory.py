@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import pickle
 
+import dask.array as da
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 import asip
-from asip._data import partitions_of
+from asip._data import count_partitions, partitions_of
 from asip._task import OperatorSpec
 from asip.faults import KillWorker
 from _imports import modules_loaded_by
@@ -82,6 +83,18 @@ def test_a_list_mixing_blocks_and_other_things_is_a_clear_error():
 
 
 @pytest.mark.timeout(180)
+def test_count_partitions_checks_the_data_without_a_cluster():
+    assert count_partitions([np.zeros((2, 2))] * 3) == 3
+    assert count_partitions(da.zeros((10, 3), chunks=(4, 3))) == 3
+    assert count_partitions((da.zeros((10, 3), chunks=(5, 3)), da.zeros(10, chunks=5))) == 2
+    with pytest.raises(asip.AsipError, match=r"data\[1\] is a str.*every element must be one"):
+        count_partitions([np.zeros((2, 2)), "x"])
+    with pytest.raises(asip.AsipError, match="chunked along columns"):
+        count_partitions(da.zeros((10, 4), chunks=(5, 2)))
+    with pytest.raises(asip.AsipError, match="empty list"):
+        count_partitions([])
+
+
 def test_a_killed_worker_s_in_memory_partition_is_scattered_again(fresh_cluster):
     client = fresh_cluster
     rng = np.random.default_rng(7)

@@ -314,3 +314,42 @@ def test_a_failing_finish_falls_back_to_removing_the_plugins_one_by_one(client, 
     assert res.missing == {} and "launch_go" in res.timings
     assert [r["partition"] for r in res.incarnations] == [0, 1]
     assert_clean(client)
+
+
+class SizedResult(asip.Operator):
+    """Returns at once: partition 0 a result too big to go as an event, the others a small one."""
+
+    def step(self, ctx):
+        return asip.STOP
+
+    def result(self, ctx):
+        size = 20_000 if ctx.index == 0 else 3  # 160 kB: over asip's event limit of 64 KiB
+        return {"v": np.arange(size, dtype=np.float64) + ctx.index}
+
+
+def test_small_results_come_with_the_events_and_large_ones_from_their_worker(client):
+    """Each partition's result arrives whole, whichever way it travelled (a small summary
+    is pushed with the run's events, a large one is fetched from its task)."""
+    from asip._worker_plugin import RESULT_EVENT_BYTES
+
+    assert 3 * 8 < RESULT_EVENT_BYTES < 20_000 * 8
+    blocks = [np.zeros((2, 2)) for _ in range(3)]
+    res = asip.Stage(SizedResult, blocks, client=client, max_time=10, oversubscribe=True).run()
+    assert res.missing == {} and len(res.incarnations) == 3
+    for i, r in enumerate(res.results):
+        np.testing.assert_array_equal(r["v"], np.arange(20_000 if i == 0 else 3) + i)
+    assert res.stopped_by.startswith("STOP from partition") and res.restarts == []
+    assert_clean(client)
+
+
+def test_bad_data_is_refused_before_the_stage_touches_the_cluster(client, monkeypatch):
+    """The data is checked before the plugins are installed (they go in while it is placed)."""
+    from asip._stage import _Run
+
+    installs = []
+    monkeypatch.setattr(_Run, "_start_install", lambda self, *a: installs.append(a))
+    with pytest.raises(asip.AsipError, match=r"data\[1\] is a str"):
+        asip.Stage(SizedResult, [np.zeros((2, 2)), "x"], client=client).run()
+    with pytest.raises(asip.AsipError, match="chunked along columns"):
+        asip.Stage(SizedResult, da.zeros((4, 4), chunks=(2, 2)), client=client).run()
+    assert installs == []

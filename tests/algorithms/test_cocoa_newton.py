@@ -204,3 +204,61 @@ def test_hessian_goes_out_when_it_moved_and_every_few_rounds():
     assert [_hessian_due(clock, moved) for _ in range(HESSIAN_EVERY)] == (
         [False] * (HESSIAN_EVERY - 1) + [True])
     assert np.array_equal(sym_of(packed_of(sym_fields("H", H), "H", 3), 3), H)
+
+
+def test_hessian_packing_matches_compact_and_round_trips():
+    """asip-cocoa packs and unpacks Hessians with cached triangle indices: the same wire
+    fields as `_compact.sym_fields`, and the same matrix back as `_compact.sym_of`."""
+    from asip.algorithms._cocoa import _triu, _unpack
+    from asip.algorithms._compact import packed_of, sym_fields, sym_of, vector_fields
+
+    rng = np.random.default_rng(0)
+    for p in (1, 5, 12):
+        B = rng.standard_normal((p, p))
+        H = B + B.T
+        H[0, -1] = H[-1, 0] = 0.0  # a zero entry: sparse-where-sparse fields still agree
+        fields = vector_fields("H", H[_triu(p)])
+        ref = sym_fields("H", H)
+        assert fields.keys() == ref.keys()
+        for key in fields:
+            np.testing.assert_array_equal(fields[key], ref[key])
+        packed = packed_of(fields, "H", p)
+        np.testing.assert_array_equal(_unpack(packed, p), H)
+        np.testing.assert_array_equal(_unpack(packed, p), sym_of(packed, p))
+
+
+def test_newton_iterations_default_follows_round_cost():
+    """``newton_iter=None``: 4 iterations where a data pass costs less than the peers'
+    models (many small partitions), else 2; an explicit value is kept, and bad ones refused."""
+    from asip.algorithms._cocoa import newton_iterations, validate
+
+    assert newton_iterations(None, 15, 124, 28_000) == 4  # a9a at 16 partitions
+    assert newton_iterations(None, 1, 23, 325_000) == 2  # ijcnn1 at 2
+    assert newton_iterations(None, 1, 100, 1_000_000) == 2  # 20k x 100 dense at 2
+    assert newton_iterations(3, 15, 124, 28_000) == 3
+    problem = make_problem(K.LOGISTIC, K.L2, 0.1, False, [(np.ones((4, 2)), np.ones(4))])
+    from asip.algorithms._cocoa import DEFAULTS
+    validate(problem, dict(DEFAULTS))
+    with pytest.raises(ValueError, match="newton_iter"):
+        validate(problem, {**DEFAULTS, "newton_iter": 0})
+
+
+def test_solve_with_peers_summed_equals_peer_by_peer():
+    """`_newton_round` hands the peers with pushed Hessians to `LocalNewton.solve` as one
+    pre-summed term ``(sum H_k, sum H_k w_k)``: the same step as one term per peer."""
+    from asip.algorithms._cocoa_newton import LocalNewton
+
+    rng = np.random.default_rng(3)
+    n, p = 60, 4
+    X, y = rng.standard_normal((n, p)), np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    peers = []
+    for _ in range(3):
+        B = rng.standard_normal((p, p))
+        peers.append((rng.standard_normal(p), rng.standard_normal(p), B @ B.T / p, 1.0))
+    summed = [(sum(g for g, *_ in peers), None,
+               (sum(H for _, _, H, _ in peers), sum(H @ w for _, w, H, _ in peers)), 3.0)]
+    out = []
+    for arg in (peers, summed):
+        solver = LocalNewton(X, y, K.LOGISTIC, False, p, 4 * n, 0.1, 1000, 0)
+        out.append(solver.solve(np.zeros(p), arg, 0.0, 3, 1e-10))
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-10, atol=1e-12)

@@ -179,3 +179,25 @@ def test_checks_of_persisted_blocks_run_once_and_still_refuse_nan(client, monkey
         with pytest.raises(ValueError, match="NaN or infinity"):
             I.prepare(est, Xb, y, None, client)
     assert calls[1:] == [2, 2, 0]  # X (y: remembered); the persisted X; nothing again
+
+
+def test_a_model_reported_several_times_is_evaluated_once(monkeypatch):
+    """trace_ holds the same values whether repeated models are evaluated each time or once
+    (a barrier solver's partitions all report the same iterate); a known one costs no pass."""
+    import asip.algorithms._model as M
+
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((300, 4)), np.sign(rng.standard_normal(300))
+    obj = Objective(get_loss("log_loss"), get_penalty("l2", 1e-2), fit_intercept=True)
+    w1, w2, w3 = (rng.standard_normal(5) for _ in range(3))
+    points = [(0.1, w1), (0.2, w1.copy()), (0.3, w2), (0.4, w2.copy()), (0.5, w3), (0.6, w3)]
+    want = np.array([evaluate_trace(obj, [p], X, y)[0, 1] for p in points])
+    evaluated = []
+    real = M._evaluate
+    monkeypatch.setattr(M, "_evaluate", lambda o, pts, *a: evaluated.append(len(pts)) or real(o, pts, *a))
+    known = [None, None, None, 1.25, None, None]  # w2's value, as the solver told it
+    got = evaluate_trace(obj, points, X, y, known=known)
+    assert evaluated == [2]  # w1 and w3, once each
+    np.testing.assert_allclose(got[:, 0], [t for t, _ in points])
+    np.testing.assert_allclose(got[[0, 1, 4, 5], 1], want[[0, 1, 4, 5]], rtol=1e-12)
+    assert list(got[2:4, 1]) == [1.25, 1.25]
