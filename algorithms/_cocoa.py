@@ -593,6 +593,8 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
         primal, dual, _ = gap_from_parts([own, *cert["answers"].values()], wbar, pb.alpha)
         # any mix of the partitions' duals is feasible: every such D is a valid bound
         cert.update(primal=primal, wbar=None)
+        if state.newton is None and primal < cert.get("best_primal", np.inf):
+            cert.update(best_primal=primal, best=wbar)  # the model while none is certified
         if record_gap(cert, primal, dual, wbar, params["tol"]):
             return True
     if reopen and _cert_opens(state, now):
@@ -636,18 +638,28 @@ def snapshot(state: CocoaState) -> dict:
         snap["x"] = state.w.copy()
         count, wall, cpu = state.clock.get("rounds", (0, 0.0, 0.0))
         snap.update(rounds=int(count), round_s=wall / max(count, 1), round_cpu_s=cpu / max(count, 1))
+    elif state.cert.get("best") is not None:  # SDCA's leader: its best evaluated wbar
+        snap["best"] = np.array(state.cert["best"], dtype=np.float64)
     snap.update(snapshot_fields(state.cert))
     return snap
 
 
 def combine(problem: Problem, snapshots: list) -> np.ndarray:
-    """The certified model if there is one, else ``sum_k u_k`` (else the mean of the views)."""
+    """The certified model if there is one, else (Newton) the mean of the iterates, else (SDCA)
+    the leader's evaluated ``wbar`` of least objective, else ``sum_k u_k`` (else the mean of
+    the views)."""
     model = certified_model(snapshots)
     if model is not None:
         return model
     points = [np.asarray(s["x"], dtype=np.float64) for s in snapshots if s is not None and "x" in s]
     if points:  # local_solver="newton": the iterates, not sum u_k, are the models
         return np.mean(points, axis=0)
+    for s in snapshots:
+        if s is not None and "best" in s:
+            # SDCA: the leader's wbar with the least P(wbar) yet, not sum u_k: the u_k of
+            # snapshots taken at different times can be far apart when they are large and
+            # cancel (label-sorted rows: each partition's u_k ~100x the model on skin_nonskin)
+            return np.asarray(s["best"], dtype=np.float64)
     if snapshots and all(s is not None and "u" in s for s in snapshots):
         return np.sum([np.asarray(s["u"], dtype=np.float64) for s in snapshots], axis=0)
     views = [np.asarray(s["w"], dtype=np.float64) for s in snapshots if s is not None and "w" in s]
