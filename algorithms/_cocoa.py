@@ -71,7 +71,6 @@ distributed primal-dual optimization", ICML 2015. S. Shalev-Shwartz, T. Zhang,
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from typing import NamedTuple
@@ -83,7 +82,7 @@ from . import _kernels as K
 from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput
 from ._certificate import (GapParts, certificate_parts, certified_model, gap_from_parts,
                            snapshot_fields)
-from ._compact import packed_of, vector_fields
+from ._compact import packed_of, sym_fields, sym_of
 from ._compact import schema_fields as compact_fields
 from ._cocoa_newton import LocalNewton, choose_local_solver, sdca_damping
 from ._primal_cert import record_gap, side_len
@@ -439,7 +438,7 @@ def _newton_round(state: CocoaState, data: LocalData) -> None:
             peers.append((g_k, point[1], None, size / nj))
         points.append(point[1])
     if S_packed is not None:
-        peers.append((G, None, (_unpack(S_packed, pb.p), Sb), c_known))
+        peers.append((G, None, (sym_of(S_packed, pb.p), Sb), c_known))
     if not clock.get("point") and points:
         # this incarnation's first round (a restart): start where the peers are
         state.w[:] = np.mean(points, axis=0)
@@ -469,24 +468,6 @@ def _hessian_due(clock: dict, H: np.ndarray) -> bool:
         return False
     clock["H_sent"], clock["since_H"] = H, 0
     return True
-
-
-@functools.lru_cache(maxsize=4)
-def _triu(p: int) -> tuple[np.ndarray, np.ndarray]:
-    """The upper triangle's indices of a p x p Hessian (as `_compact.sym_fields` packs it),
-    computed once: rebuilding them for every Hessian sent or received was ~10% of a round's
-    CPU at 16 partitions of a9a."""
-    return np.triu_indices(p)
-
-
-def _unpack(packed: np.ndarray, p: int) -> np.ndarray:
-    """The symmetric p x p matrix of a packed upper triangle (`_compact.sym_of`, cached
-    indices)."""
-    iu = _triu(p)
-    H = np.empty((p, p))
-    H[iu] = packed
-    H.T[iu] = packed
-    return H
 
 
 def newton_iterations(newton_iter, n_peers: int, p: int, nnz: int) -> int:
@@ -519,7 +500,7 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
     if clock.get("point"):  # Newton: u is -grad L_k / alpha at this point
         payload["x"] = state.w.copy()
     if clock.get("H") is not None:
-        payload.update(vector_fields("H", clock["H"][_triu(state.problem.p)]))  # packed
+        payload.update(sym_fields("H", clock["H"]))  # its packed upper triangle
         clock["H"] = None
     if clock["answer"] is not None and data.index != LEADER:
         (inc, ver), wbar = clock["answer"]

@@ -206,27 +206,6 @@ def test_hessian_goes_out_when_it_moved_and_every_few_rounds():
     assert np.array_equal(sym_of(packed_of(sym_fields("H", H), "H", 3), 3), H)
 
 
-def test_hessian_packing_matches_compact_and_round_trips():
-    """asip-cocoa packs and unpacks Hessians with cached triangle indices: the same wire
-    fields as `_compact.sym_fields`, and the same matrix back as `_compact.sym_of`."""
-    from asip.algorithms._cocoa import _triu, _unpack
-    from asip.algorithms._compact import packed_of, sym_fields, sym_of, vector_fields
-
-    rng = np.random.default_rng(0)
-    for p in (1, 5, 12):
-        B = rng.standard_normal((p, p))
-        H = B + B.T
-        H[0, -1] = H[-1, 0] = 0.0  # a zero entry: sparse-where-sparse fields still agree
-        fields = vector_fields("H", H[_triu(p)])
-        ref = sym_fields("H", H)
-        assert fields.keys() == ref.keys()
-        for key in fields:
-            np.testing.assert_array_equal(fields[key], ref[key])
-        packed = packed_of(fields, "H", p)
-        np.testing.assert_array_equal(_unpack(packed, p), H)
-        np.testing.assert_array_equal(_unpack(packed, p), sym_of(packed, p))
-
-
 def test_newton_iterations_default_follows_round_cost():
     """``newton_iter=None``: 4 iterations where a data pass costs less than the peers'
     models (many small partitions), else 2; an explicit value is kept, and bad ones refused."""
