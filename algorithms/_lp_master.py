@@ -46,6 +46,22 @@ def highspy():
     return hs
 
 
+def column_lp(M, cost, col_lower, col_upper, row_lower, row_upper):
+    """A HiGHS LP ``min cost^T x, row_lower <= M x <= row_upper, col_lower <= x <= col_upper``
+    with the constraint matrix ``M`` handed over column-wise (CSC, int32 indices)."""
+    hs = highspy()
+    M = sp.csc_matrix(M)
+    lp = hs.HighsLp()
+    lp.num_col_, lp.num_row_ = M.shape[1], M.shape[0]
+    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, col_lower, col_upper
+    lp.row_lower_, lp.row_upper_ = row_lower, row_upper
+    lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = M.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = M.indices.astype(np.int32)
+    lp.a_matrix_.value_ = M.data
+    return lp
+
+
 class Master:
     """Rows ``y_i x_i`` received from the partitions and the working set ``(R, J)`` over them.
 
@@ -159,14 +175,7 @@ class Master:
         if self.pb.fit_intercept:  # b's row: sum s_i y_i = 0
             Mt = sp.csc_matrix(sp.vstack([Mt, sp.csr_matrix(y[None, :])]))
             lower, upper = np.append(lower, 0.0), np.append(upper, 0.0)
-        lp = hs.HighsLp()
-        lp.num_col_, lp.num_row_ = r, lower.size
-        lp.col_cost_, lp.col_lower_, lp.col_upper_ = -np.ones(r), np.zeros(r), np.ones(r)
-        lp.row_lower_, lp.row_upper_ = lower, upper
-        lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = Mt.indptr.astype(np.int32)
-        lp.a_matrix_.index_ = Mt.indices.astype(np.int32)
-        lp.a_matrix_.value_ = Mt.data
+        lp = column_lp(Mt, -np.ones(r), np.zeros(r), np.ones(r), lower, upper)
         h = hs.Highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", self.threads)

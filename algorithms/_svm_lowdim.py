@@ -31,6 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
+from ._lp_master import column_lp
+
 __all__ = ["LOWDIM_MAX_FEATURES", "hinge_lowdim"]
 
 logger = logging.getLogger(__name__)
@@ -116,18 +118,10 @@ def _master(YA, cW, g, gb, pen, fit_intercept, hs, l1=False):
         lower = [np.zeros(2 * d), np.full(k, -hs.kHighsInf)]
     else:  # columns w, b, xi
         cols, cost, lower = [YA], [-g, [-gb] if k else []], [np.full(p, -hs.kHighsInf)]
-    M = sp.csc_matrix(sp.hstack(cols + [sp.identity(m, format="csr")]))
+    M = sp.hstack(cols + [sp.identity(m, format="csr")])
     nv = M.shape[1]
-    lp = hs.HighsLp()
-    lp.num_col_, lp.num_row_ = nv, m
-    lp.col_cost_ = np.concatenate(cost + [cW])
-    lp.col_lower_ = np.concatenate(lower + [np.zeros(m)])
-    lp.col_upper_ = np.full(nv, hs.kHighsInf)
-    lp.row_lower_, lp.row_upper_ = np.ones(m), np.full(m, hs.kHighsInf)
-    lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = M.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = M.indices.astype(np.int32)
-    lp.a_matrix_.value_ = M.data
+    lp = column_lp(M, np.concatenate(cost + [cW]), np.concatenate(lower + [np.zeros(m)]),
+                   np.full(nv, hs.kHighsInf), np.ones(m), np.full(m, hs.kHighsInf))
     h = hs.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
