@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
-from ._lp_master import column_lp
+from ._lp_master import column_lp, highspy
 
 __all__ = ["LOWDIM_MAX_FEATURES", "hinge_lowdim"]
 
@@ -206,7 +206,6 @@ def hinge_lowdim(X, y: np.ndarray, alpha: float, fit_intercept: bool, penalty: s
     info : dict
         ``rounds``, ``working_set`` (final size) and ``qp_iterations``.
     """
-    from ._lp_master import highspy
 
     hs = highspy()
     n = X.shape[0]
