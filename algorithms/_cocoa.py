@@ -36,9 +36,11 @@ takes Newton steps on a model of the whole objective, exact on its rows and quad
 every peer's around the peer's pushed point ``x_k``, gradient ``-alpha u_k`` and
 Hessian; it pushes its new ``u_k = (1/(alpha n)) A_k^T a_k`` with ``a_i = -phi'(x_i^T
 x_k)`` (its duals, so the certificate is unchanged), ``x_k`` and, when it moved by 10%
-(or every 10 rounds), its Hessian's upper triangle. A round waits for news from peers
-holding ``min_news`` of the other rows (or, overdue, from any); peers not heard from are
-modelled by rescaling the rows heard from (``missing_peers``). Rounds contract like
+(or every 10 rounds), its Hessian's upper triangle. A round waits for news from every
+peer heard from lately (lockstep among the active peers: a silent straggler drops out of the
+wait and rejoins it when it speaks; with a fraction ``min_news``, from peers holding that
+share of the other rows), or, overdue, from any; peers not heard from are modelled by
+rescaling the rows heard from (``missing_peers``). Rounds contract like
 Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses with at most 500
 coefficients on dense data (or CSR with >= 25% nonzeros), or on any data where SDCA's
 steps are damped (``sigma' mean ||x_i||^2 / (alpha n) > 1``: small alpha, many
@@ -101,6 +103,11 @@ HESSIAN_RTOL = 0.1
 HESSIAN_EVERY = 10
 #: seconds between re-pushes of an operator waiting on `_lead` (its total has not moved)
 LEAD_REPUSH = 0.05
+#: Newton, ``min_news=None``: a peer silent for this many of the own rounds' wall time (at
+#: least `ACTIVE_MIN` s) is not waited for, until it speaks again; twice a waiting peer's
+#: re-push period (max(`LEAD_REPUSH`, 2 rounds)), so a live peer is heard twice a window
+ACTIVE_ROUNDS = 4.0
+ACTIVE_MIN = 0.1
 
 DEFAULTS = {
     "sigma": None,  # CoCoA+ aggregation; None: the number of partitions (safe adding)
@@ -118,7 +125,9 @@ DEFAULTS = {
     # `newton_iterations` (2, or 4 where a data pass costs less than the peers' models)
     "newton_rtol": 1e-4,  # ...fewer once the Newton decrement fell by this factor
     "hessian_rows": None,  # rows sampled for a Hessian, at most; None: max(2000, 4 p) (dense)
-    "min_news": 0.5,  # Newton: a round once peers with this fraction of the other rows moved
+    "min_news": None,  # Newton: a round once every active peer moved (None: lockstep among
+    # the peers heard from within `ACTIVE_ROUNDS` rounds, `_newton_due`), or a fraction: once
+    # peers with this share of the other rows moved
     "missing_peers": "rescale",  # Newton: peers not heard from are modelled by the rows heard
     # from ("rescale": one fixed point for all) or by each partition itself ("self")
 }
@@ -160,9 +169,10 @@ def validate(problem: Problem, params: dict) -> None:
         raise ValueError(f"max_lead must be a positive number of passes (inf: no bound), got "
                          f"{lead!r}")
     news = params["min_news"]
-    if isinstance(news, bool) or not isinstance(news, (int, float)) or not 0 <= news <= 1:
-        raise ValueError(f"min_news must be a fraction of the other rows in [0, 1], got "
-                         f"{news!r}")
+    if news is not None and (isinstance(news, bool) or not isinstance(news, (int, float))
+                             or not 0 <= news <= 1):
+        raise ValueError(f"min_news must be None (every active peer) or a fraction of the "
+                         f"other rows in [0, 1], got {news!r}")
     if params["missing_peers"] not in ("rescale", "self"):
         raise ValueError(f"missing_peers must be 'rescale' or 'self', got "
                          f"{params['missing_peers']!r}")
@@ -281,6 +291,10 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
     """Absorb totals, run a slice of SDCA steps, push the new total (and certificate parts)."""
     _absorb(state, data, inbox)
     clock, params, pb = state.clock, state.params, state.problem
+    if state.newton is not None:  # when each peer last spoke: `_newton_due`'s wait set
+        heard = clock.setdefault("heard", {})
+        for msg in inbox:
+            heard[msg.sender] = now
     if clock["started"] is None:
         clock["started"] = now
     if clock["rejoining"]:
@@ -305,10 +319,10 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
             and _lead(state, data) >= params["max_lead"]
             or state.newton is not None and not _newton_due(state, data, now)):
         # SDCA far ahead of the slow half (bounded staleness, `_lead`): wait for its passes;
-        # Newton: a round once peers holding `min_news` of the other rows moved since the
-        # last one (a round on one peer's news re-solves nearly the same model: measured a9a,
-        # 16 partitions, 11-20 such rounds to 1e-3 where lockstep rounds take 6-7), sooner
-        # if they are slow. The news is coming, so a waiting operator re-pushes only every
+        # Newton: a round once every active peer moved since the last one (`_newton_due`: a
+        # round on part of the news re-solves nearly the same model: measured a9a, 16
+        # partitions, 11-20 such rounds to 1e-3 where lockstep rounds take 5-7), sooner if
+        # one falls silent. The news is coming, so a waiting operator re-pushes only every
         # LEAD_REPUSH s: every 5 ms from each waiting operator to every peer flooded the
         # slow half's event loop (measured: 16 partitions, the slow worker's steps fell 3x)
         # Newton: every 2 rounds' wall time at least (16 partitions on 2 workers: a round
@@ -361,19 +375,30 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
 
 
 def _newton_due(state: CocoaState, data: LocalData, now: float) -> bool:
-    """Whether a Newton round is due: the first, or peers holding ``min_news`` of the other
-    rows pushed a moved total since the last round, or any did and the round is overdue
-    (``4x`` its own last round's wall time, at least 20 ms: a slow half does not stall it)."""
+    """Whether a Newton round is due: the first, or every *active* peer (heard from within
+    `ACTIVE_ROUNDS` of its own rounds' wall time, at least `ACTIVE_MIN` s) pushed a moved
+    total since the last round -- lockstep among the peers that speak: a silent straggler
+    drops out of the wait set and rejoins it when it speaks again. With a fraction
+    ``min_news``: once peers holding that share of the other rows moved. Either way, once any
+    moved and the round is overdue (``min_news``: 4x its own round, at least 20 ms; None:
+    twice the active window -- a peer that speaks without moving stalls nobody)."""
     clock = state.clock
     if "round_at" not in clock:
         return True
     if not clock["news"]:
         return False
+    own_round, news = clock.get("round", 0.0), clock["news"]
+    if state.params["min_news"] is None:
+        window = max(ACTIVE_MIN, ACTIVE_ROUNDS * own_round)
+        if all(k in news for k, t in clock.get("heard", {}).items()
+               if now - t <= window and k != data.index):
+            return True
+        return now - clock["round_at"] >= 2.0 * window
     sizes = state.problem.sizes
-    rows = sum(sizes[k] for k in clock["news"])
+    rows = sum(sizes[k] for k in news)
     if rows >= state.params["min_news"] * (state.problem.n_total - data.n):
         return True
-    return now - clock["round_at"] >= max(0.02, 4.0 * clock.get("round", 0.0))
+    return now - clock["round_at"] >= max(0.02, 4.0 * own_round)
 
 
 def _lead(state: CocoaState, data: LocalData) -> float:

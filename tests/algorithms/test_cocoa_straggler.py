@@ -2,15 +2,16 @@
 process: peers not heard from are modelled by rescaling the rows heard from, so every
 partition converges to one point -- the optimum on the rows heard from -- where modelling
 them by each partition itself leaves one fixed point per partition; a round waits for news
-from peers holding `min_news` of the other rows (or until overdue); the CSR Hessian kernel
-equals scipy's product."""
+from every peer heard from lately (lockstep among the active peers: a silent one drops out of
+the wait, and rejoins it when it speaks) or, with a fraction `min_news`, from peers holding that
+share of the other rows (or until overdue); the CSR Hessian kernel equals scipy's product."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from _sim import simulate, split_rows
+from _sim import Msg, simulate, split_rows
 
 from asip.algorithms import Objective, get_loss, get_penalty, make_logistic, reference_optimum
 from asip.algorithms import _kernels as K
@@ -72,6 +73,52 @@ def test_a_round_waits_for_half_the_other_rows_or_until_overdue():
         simulate("asip-cocoa", problem, parts, {"min_news": 1.5}, max_rounds=1)
     with pytest.raises(ValueError, match="missing_peers must be"):
         simulate("asip-cocoa", problem, parts, {"missing_peers": "zero"}, max_rounds=1)
+
+
+def test_a_round_waits_for_every_active_peer_and_not_for_a_silent_one():
+    # partition 1 of 4; partition 0 is the straggler (silent at first), 3 goes silent later
+    X, y, parts = _sparse_logistic(parts=4)
+    problem = make_problem(K.LOGISTIC, K.L2, ALPHA, False, parts)
+    algo = get_algorithm("asip-cocoa")
+    params = algo.merge({"local_solver": "newton", "seed": 0})
+    assert params["min_news"] is None  # the default gate
+    datas = [local_data(*part, problem, k) for k, part in enumerate(parts)]
+    states = [algo.init(problem, d, params) for d in datas]
+
+    sent, seen = {k: [] for k in range(4)}, {}
+
+    def step(k, now, senders=()):
+        """Partition k steps at ``now`` with what ``senders`` pushed to it since; its rounds."""
+        inbox = []
+        for j in senders:
+            inbox += [Msg(j, 0, pl, now) for to, pl in sent[j][seen.get((j, k), 0):]
+                      if to in (None, k)]
+            seen[j, k] = len(sent[j])
+        out = algo.local_step(states[k], datas[k], inbox, now)
+        states[k] = out.state
+        states[k].clock["round"] = 1e-3  # the active window is ACTIVE_MIN (0.1 s), whatever the load
+        sent[k] += [(o.to, o.payload) for o in out.outbox]
+        return states[k].clock.get("rounds", (0,))[0]
+
+    for k in (1, 2, 3):
+        assert step(k, 0.0) == 1  # the first round: due at once
+    assert step(1, 0.01, (2, 3)) == 2  # news from every peer heard from (0 never spoke)
+    for k in (2, 3):
+        assert step(k, 0.01, {1, 2, 3} - {k}) == 2
+    assert step(1, 0.02, (2,)) == 2  # 3 spoke 10 ms ago and has not moved since: wait for it
+    assert step(1, 0.08) == 2
+    assert step(1, 0.12) == 3  # 3 silent for 0.11 s > 0.1 s: out of the wait set
+    assert step(0, 0.12) == 1  # the straggler wakes: its first round
+    assert step(2, 0.12, (1,)) == 3
+    assert step(1, 0.13, (0, 2)) == 3  # the certificate answer 0 asked for goes first
+    assert step(1, 0.131) == 4  # then 0's and 2's news, 3 silent: due
+    assert step(0, 0.13, (1, 2)) == 2
+    assert step(2, 0.13, (0, 1)) == 3  # its answer
+    assert step(2, 0.132) == 4
+    assert step(1, 0.14, (2,)) == 4  # 0 spoke 10 ms ago: back in the wait set
+    assert step(1, 0.15, (0,)) == 5
+    states[1].clock["news"].clear()
+    assert step(1, 1.0) == 5  # no news: no round, however long
 
 
 @pytest.mark.parametrize("fit_intercept", [False, True])
