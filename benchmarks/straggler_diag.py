@@ -2,7 +2,9 @@
 without the straggler, per-operator passes, trace.
 
 Run: ``ASIP_DATA_DIR=/work/shared/data python benchmarks/straggler_diag.py --datasets a9a
---solvers asip-cocoa --tasks log_loss-l2-1/n [--partitions 16] [--budget 6] [--params k=v,...]``
+--solvers asip-cocoa --tasks log_loss-l2-1/n [--partitions 16] [--budget 6] [--params k=v,...]
+[--repeat 4]``; with several ``--params`` or ``--repeat``, a closing summary gives per setting the
+medians over the repeats (time to 1e-3, median Newton rounds by then) and the load average.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import warnings
+from collections import defaultdict
 
 import numpy as np
 from distributed import Client, LocalCluster
@@ -58,6 +62,7 @@ def main(argv=None):
             k, v = kv.split("=")
             params[k] = json.loads(v)
         settings.append(params)
+    summary = defaultdict(list)  # (dataset, task, solver, mode, params) -> [(t3, rounds)]
     with LocalCluster(n_workers=2, threads_per_worker=math.ceil(args.partitions / 2),
                       dashboard_address=None) as cluster, Client(cluster):
         for spec in args.datasets.split(","):
@@ -93,6 +98,8 @@ def main(argv=None):
                                   f"{res.elapsed:.2f} s; stats {res.stats['total'].get('delivered')} "
                                   f"msgs, {res.stats['total'].get('delivered_bytes', 0) / 1e6:.1f} MB")
                         at3 = _rounds_at(res.trace, t3)
+                        summary[spec, task.key, solver, mode, json.dumps(params)].append(
+                            (t3, float(np.median(at3)) if at3 else math.nan))
                         if at3:
                             print(f"  Newton rounds by 1e-3 (median, min-max over partitions): "
                                   f"{np.median(at3):.0f}, {min(at3)}-{max(at3)}")
@@ -102,6 +109,12 @@ def main(argv=None):
                         if args.verbose:
                             for t, f in tr[:: max(1, len(tr) // 40)]:
                                 print(f"   {t:6.2f} {(f - f_star) / abs(f_star):.2e}")
+    print(f"summary (medians over runs; load average {os.getloadavg()}):")
+    for (spec, task, solver, mode, params), got in summary.items():
+        t3s, rounds = [t for t, _ in got], [r for _, r in got]
+        print(f"  {spec} {task} {solver} {mode} {params}: 1e-3 at {np.median(t3s):.2f} s "
+              f"({' '.join(f'{t:.2f}' for t in t3s)}), Newton rounds {np.median(rounds):.0f} "
+              f"({' '.join(f'{r:.0f}' for r in rounds)})")
 
 
 if __name__ == "__main__":
