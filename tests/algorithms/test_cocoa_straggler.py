@@ -117,7 +117,11 @@ def test_a_round_waits_for_every_active_peer_and_not_for_a_silent_one():
     assert step(2, 0.132) == 4
     assert step(1, 0.14, (2,)) == 4  # 0 spoke 10 ms ago: back in the wait set
     assert step(1, 0.15, (0,)) == 5
-    states[1].clock["news"].clear()
+    clock = states[1].clock  # 2 moved; 0 speaks (re-pushes) without moving: overdue at last
+    clock["news"], clock["heard"][0] = {2}, 0.34
+    assert not _newton_due(states[1], datas[1], 0.345)
+    assert _newton_due(states[1], datas[1], 0.355)  # twice the window after its round
+    clock["news"].clear()
     assert step(1, 1.0) == 5  # no news: no round, however long
 
 
