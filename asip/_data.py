@@ -80,11 +80,9 @@ def aligned(value: Any) -> Any:
     """
     if isinstance(value, np.ndarray):
         return value if value.flags.aligned else value.copy(order="K")
-    if isinstance(value, tuple):
-        out = tuple(aligned(v) for v in value)
-        return value if all(a is b for a, b in zip(out, value)) else out
-    if isinstance(value, list):
-        return [aligned(v) for v in value]
+    if type(value) in (tuple, list):  # (not a namedtuple: rebuilt, it would lose its type)
+        out = [aligned(v) for v in value]
+        return value if all(a is b for a, b in zip(out, value)) else type(value)(out)
     sparse = sys.modules.get("scipy.sparse")  # scipy only if already imported
     if sparse is not None and sparse.issparse(value):
         parts = [getattr(value, name, None) for name in ("data", "indices", "indptr", "row",
