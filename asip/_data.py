@@ -21,7 +21,7 @@ from distributed import Future, futures_of, wait
 
 from asip._exceptions import AsipError
 
-__all__ = ["Partitions", "aligned", "count_partitions", "partitions_of"]
+__all__ = ["Partitions", "count_partitions", "partitions_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,31 +65,6 @@ class Partitions:
         self.futures[index] = [_scatter(client, {key: self.sources[index]}, worker)[key]]
         for f in old:
             f.release()
-
-
-def aligned(value: Any) -> Any:
-    """``value`` with every misaligned numpy array in it (scipy.sparse matrices' arrays
-    included, inside tuples and lists) replaced by an aligned copy; anything else as is.
-
-    distributed reads the first array of a message into the buffer it shares with the
-    message's header, at whatever offset that ends: a block received by a worker (scattered,
-    or a dask chunk) is then misaligned, and numpy hands misaligned arrays to its own loops
-    instead of BLAS (measured in an operator on 25,000 x 22: ``X @ v`` 1.1 ms instead of
-    0.18, ``X.T @ r`` 1.5 ms instead of 0.075). Costs a copy of a misaligned block per
-    operator start (a memcpy: ~1 ms for 4 MB).
-    """
-    if isinstance(value, np.ndarray):
-        return value if value.flags.aligned else value.copy(order="K")
-    if type(value) in (tuple, list):  # (not a namedtuple: rebuilt, it would lose its type)
-        out = [aligned(v) for v in value]
-        return value if all(a is b for a, b in zip(out, value)) else type(value)(out)
-    sparse = sys.modules.get("scipy.sparse")  # scipy only if already imported
-    if sparse is not None and sparse.issparse(value):
-        parts = [getattr(value, name, None) for name in ("data", "indices", "indptr", "row",
-                                                         "col", "offsets")]
-        if any(isinstance(a, np.ndarray) and not a.flags.aligned for a in parts):
-            return value.copy()  # every array of the copy freshly allocated: aligned
-    return value
 
 
 def _is_dask_array(value: Any) -> bool:

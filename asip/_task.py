@@ -13,7 +13,6 @@ import msgpack
 from distributed import get_worker, secede
 from distributed.protocol import pickle
 
-from asip._data import aligned
 from asip._exceptions import AsipError
 from asip._operator import STOP, Context, Operator
 from asip._results import pack_result
@@ -89,8 +88,7 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
         ctx = Context(plugin, spec, index, incarnation)
         if reply["elapsed"] is not None:
             ctx._start(reply["elapsed"])
-        # aligned: numpy runs BLAS on aligned arrays only (a received block often is not)
-        partition = aligned(tuple(blocks) if spec.tuple_data else blocks[0])
+        partition = tuple(blocks) if spec.tuple_data else blocks[0]
         counter = plugin.steps.get((index, incarnation), [0])
         operator = spec.new_operator()
         operator.setup(ctx, partition)

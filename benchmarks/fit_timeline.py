@@ -173,7 +173,7 @@ def main(argv=None) -> int:
         import scipy.sparse as sp
 
         ds = make_logistic(2_000, 20, random_state=1)
-        solvers = sorted({s for pair in args.pairs for s in pair.split(":")[1].split(",")})
+        solvers = sorted({s for pair in args.pairs for s in pair.rsplit(":", 1)[1].split(",")})
         for X in (ds.X, sp.csr_matrix(ds.X)):  # the bench's warm-up
             for s in solvers:
                 AsipClassifier(solver=s, max_time=0.3, alpha=0.1, fit_intercept=False,
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
             return 0
         client.run(_instrument)
         for pair in args.pairs:
-            name, names = pair.split(":")
+            name, names = pair.rsplit(":", 1)
             names = names.split(",")
             data = load_dataset(name)
             ref = compute_reference(data, task)
@@ -227,7 +227,7 @@ def _certified(args, client, task) -> None:
 
     rows = []
     for pair in args.pairs:
-        name, names = pair.split(":")
+        name, names = pair.rsplit(":", 1)
         names = names.split(",")
         data = load_dataset(name)
         f_star = float(compute_reference(data, task)["f_star"])

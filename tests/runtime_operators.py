@@ -320,24 +320,3 @@ class ProfilerProbe(asip.Operator):
 
     def result(self, ctx):
         return {"callback": self.callback}
-
-
-class AlignmentProbe(asip.Operator):
-    """Returns, per array its partition hands it (a scipy.sparse block's data, indices and
-    indptr included), whether numpy sees it aligned (BLAS takes only aligned arrays)."""
-
-    def setup(self, ctx, partition):
-        blocks = partition if isinstance(partition, tuple) else (partition,)
-        arrays = []
-        for block in blocks:
-            if isinstance(block, np.ndarray):
-                arrays.append(block)
-            elif hasattr(block, "indptr"):
-                arrays += [block.data, block.indices, block.indptr]
-        self.aligned = [bool(a.flags.aligned) for a in arrays]
-
-    def step(self, ctx):
-        time.sleep(0.005)
-
-    def result(self, ctx):
-        return {"aligned": np.array(self.aligned, dtype=np.int64)}

@@ -353,26 +353,3 @@ def test_bad_data_is_refused_before_the_stage_touches_the_cluster(client, monkey
     with pytest.raises(asip.AsipError, match="chunked along columns"):
         asip.Stage(SizedResult, da.zeros((4, 4), chunks=(2, 2)), client=client).run()
     assert installs == []
-
-
-def test_operators_get_aligned_arrays(client):
-    """distributed reads a message's first array at an arbitrary offset of a shared buffer;
-    numpy runs BLAS on aligned arrays only: every array a partition hands its operator is
-    aligned (dask arrays, in-memory numpy and CSR blocks alike)."""
-    import scipy.sparse as sp
-
-    from runtime_operators import AlignmentProbe
-
-    rng = np.random.default_rng(0)
-    X, y = rng.random((4_000, 22)), rng.random(4_000)
-    Xs = sp.csr_matrix(X * (X > 0.8))
-    cases = {
-        "dask": (da.from_array(X, chunks=(2_000, 22)), da.from_array(y, chunks=2_000)),
-        "numpy": [(X[:2_000], y[:2_000]), (X[2_000:], y[2_000:])],
-        "csr": [(Xs[:2_000], y[:2_000]), (Xs[2_000:], y[2_000:])],
-    }
-    for name, data_ in cases.items():
-        res = asip.Stage(AlignmentProbe(), data_, client=client, max_time=0.1).run()
-        flags = [list(r["aligned"]) for r in res.results]
-        assert flags and all(f and all(f) for f in flags), (name, flags)
-    assert_clean(client)

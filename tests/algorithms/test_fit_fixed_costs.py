@@ -238,3 +238,27 @@ def test_cocoa_newton_warm_up_steps_on_a_few_rows_and_leaves_the_state(monkeypat
     a = _cocoa.local_step(state, data, (), 0.0)
     b = _cocoa.local_step(fresh, data, (), 0.0)
     np.testing.assert_array_equal(a.state.w, b.state.w)
+
+
+def test_cocoa_newton_multiplies_an_aligned_copy_of_a_misaligned_partition():
+    """A block a worker received is often misaligned, and numpy then skips BLAS (a Newton
+    round's products 7-20x slower): Newton works on an aligned copy, with the same result."""
+    from asip.algorithms import _cocoa
+    from asip.algorithms._base import Problem, local_data
+
+    ds = make_logistic(2_000, 10, random_state=5)
+    buf = np.empty(ds.X.nbytes + 8, dtype=np.uint8)
+    X = np.frombuffer(buf.data, dtype=np.float64, count=ds.X.size, offset=3).reshape(ds.X.shape)
+    X[...] = ds.X
+    assert not X.flags.aligned
+    pb = Problem(get_loss("log_loss").code, get_penalty("l2", 0.1).code, 0.1, False, 10,
+                 (2_000, 2_000), float((ds.X ** 2).sum(1).mean()),
+                 float((ds.X ** 2).sum(1).max()))
+    params = _cocoa.ALGORITHM.merge({"local_solver": "newton", "seed": 0})
+    odd = _cocoa.init(pb, local_data(X, ds.y, pb, 0, 0), params)
+    assert odd.newton.A.flags.aligned
+    plain = _cocoa.init(pb, local_data(ds.X, ds.y, pb, 0, 0), params)
+    assert plain.newton.A is not None and np.shares_memory(plain.newton.A, ds.X)  # no copy
+    a = _cocoa.local_step(odd, local_data(X, ds.y, pb, 0, 0), (), 0.0)
+    b = _cocoa.local_step(plain, local_data(ds.X, ds.y, pb, 0, 0), (), 0.0)
+    np.testing.assert_array_equal(a.state.w, b.state.w)
