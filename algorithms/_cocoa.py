@@ -102,8 +102,6 @@ HESSIAN_RTOL = 0.1
 HESSIAN_EVERY = 10
 #: seconds between re-pushes of an operator waiting on `_lead` (its total has not moved)
 LEAD_REPUSH = 0.05
-#: rows a Newton warm-up steps on: numba compiles for the data's types, not its size
-WARM_UP_ROWS = 64
 
 DEFAULTS = {
     "sigma": None,  # CoCoA+ aggregation; None: the number of partitions (safe adding)
@@ -230,6 +228,10 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
               "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},
         newton=newton,
     )
+
+
+#: rows a Newton warm-up steps on: numba compiles for the data's types, not its size
+WARM_UP_ROWS = 64
 
 
 def _aligned(X):
