@@ -1,0 +1,346 @@
+"""Where one small fit's wall time goes, phase by phase, side by side for several solvers.
+
+Runs each solver's fit as ``asip bench --ttt`` does (`asip_bench.runner.run_asip`: the
+estimator, ``tol=0``, a 20 ms report interval, the live callback) on a fresh 2 x 1 local
+cluster, alternating the solvers, and prints per fit: the driver's phases (prepare, data,
+install, submit, launch milestones, run, teardown, finish), every operator's setup and
+warm-up, its steps (rounds, certificate answers, waits) on the workers' clocks, and three
+times to each target: the bench's (the trace, from the ``fit`` call), the operators' own
+(their models step by step, from the same call: when the model really got there), and
+the lag between them (how late the trace saw it). Medians over ``--repeats``.
+
+Run:  python benchmarks/fit_timeline.py [--pairs ijcnn1:asip-cocoa,gd a9a:asip-svrg,gd]
+          [--repeats 5] [--budget 0.4] [--steps] [--json out.json]
+      python benchmarks/fit_timeline.py --certified   # wall time of fit() to its own stop
+
+``--certified``: no instrumentation; each solver's ``fit`` with its default ``tol`` (the
+certified stop) as a user calls it, timed from the call to its return, alternating.
+
+Instrumentation: the workers' ``SolverOperator`` is wrapped (setup, warm-up, step) by
+``client.run``; a step's record costs a snapshot of the operator (~10 us at these sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+TARGETS = (1e-3, 1e-6)
+
+
+def _instrument(dask_worker=None) -> None:
+    """On a worker: wrap SolverOperator's setup, warm-up and step to log wall times."""
+    import time as _t
+
+    from asip.algorithms import _operator as O
+
+    cls = O.SolverOperator
+    if getattr(cls, "_timeline", None) is not None:
+        cls._timeline.clear()
+        return
+    log: list = []
+    cls._timeline = log
+    setup, warm, step = cls.setup, cls._warm_up, cls.step
+
+    def _setup(self, ctx, partition):
+        t0, c0 = _t.time(), _t.thread_time()
+        setup(self, ctx, partition)
+        log.append(("setup", ctx.index, t0, _t.time(), _t.thread_time() - c0))
+
+    def _warm_up(self):
+        t0, c0 = _t.time(), _t.thread_time()
+        warm(self)
+        log.append(("warm_up", -1, t0, _t.time(), _t.thread_time() - c0))
+
+    def _step(self, ctx):
+        t0, e0, c0 = _t.time(), ctx.elapsed, _t.thread_time()
+        state = self._states[0]
+        clock = getattr(state, "clock", None)
+        before = (clock.get("rounds", (0,))[0], clock.get("answer") is not None) \
+            if isinstance(clock, dict) else None
+        out = step(self, ctx)
+        t1, c1 = _t.time(), _t.thread_time()
+        snap = self._algo.snapshot(self._states[0])
+        kind = "step"
+        if before is not None:
+            after = clock.get("rounds", (0,))[0]
+            kind = ("round" if after > before[0] else "answer" if before[1] else "wait")
+        log.append(("step", ctx.index, t0, t1, e0, kind,
+                    {k: (np.array(v) if isinstance(v, np.ndarray) else v)
+                     for k, v in snap.items()}, out is not None, c1 - c0))
+
+    cls.setup, cls._warm_up, cls.step = _setup, _warm_up, _step
+
+
+def _fetch(dask_worker=None):
+    from asip.algorithms import _operator as O
+
+    log = list(getattr(O.SolverOperator, "_timeline", []))
+    O.SolverOperator._timeline.clear()
+    return log
+
+
+def _true_crossings(algo, problem_n, logs, objective, X, y, f_star, fit_wall):
+    """Times (from the fit call) the combined model of the operators' latest step
+    snapshots first reached each target, and the first step's start."""
+    steps = sorted((e for e in logs if e[0] == "step"), key=lambda e: e[3])
+    latest: dict = {}
+    out = {}
+    last_w = None
+    for e in steps:
+        _, index, t0, t1, _, _, snap, _, _ = e
+        latest[index] = snap
+        if len(latest) < problem_n:
+            continue
+        w = np.asarray(algo.combine(_Problem.last, [latest[i] for i in range(problem_n)]),
+                       dtype=np.float64)
+        if last_w is not None and np.array_equal(w, last_w):
+            continue
+        last_w = w
+        rel = (objective.value(w, X, y) - f_star) / abs(f_star)
+        for target in TARGETS:
+            if target not in out and rel <= target:
+                out[target] = t1 - fit_wall
+        if len(out) == len(TARGETS):
+            break
+    return out
+
+
+class _Problem:
+    last = None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", nargs="+", default=["ijcnn1:asip-cocoa,gd", "a9a:asip-svrg,gd"],
+                    help="dataset:solver,solver ...")
+    ap.add_argument("--task", default="log_loss-l2")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--budget", type=float, default=0.4)
+    ap.add_argument("--steps", action="store_true", help="print every operator step of the "
+                    "first repeat")
+    ap.add_argument("--json", help="write every fit's figures here")
+    ap.add_argument("--certified", action="store_true", help="time fit() to its certified "
+                    "stop instead (default tol), no instrumentation")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("ASIP_DATA_DIR", "/work/shared/data")
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    import asip.algorithms as A
+    from asip.algorithms import AsipClassifier
+    from asip_bench.data import ClusterData, compute_reference, load_dataset, parse_task
+    from asip_bench.runner import LiveObjective, run_asip
+    from asip_bench.session import TRACE_INTERVAL
+
+    task = parse_task(args.task)
+    wall_of_fit: list = []
+    fit = AsipClassifier.fit
+
+    def timed_fit(self, *a, **k):
+        wall_of_fit.append(time.time())
+        return fit(self, *a, **k)
+
+    AsipClassifier.fit = timed_fit
+    captured: dict = {}
+    run_stage = A._fitting.run_stage
+
+    def capture(est, solver, prep, problem, *a, **k):
+        captured["problem"] = problem
+        return run_stage(est, solver, prep, problem, *a, **k)
+
+    A._fitting.run_stage = capture
+    import asip.algorithms._estimators as E
+    if hasattr(E, "run_stage"):
+        E.run_stage = capture
+    records = []
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    with dask.config.set({"asip.trace.report-interval": TRACE_INTERVAL}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                         dashboard_address=":0") as lc, Client(lc) as client:
+        client.wait_for_workers(2)
+        from asip.algorithms import make_logistic
+        import scipy.sparse as sp
+
+        ds = make_logistic(2_000, 20, random_state=1)
+        solvers = sorted({s for pair in args.pairs for s in pair.rsplit(":", 1)[1].split(",")})
+        for X in (ds.X, sp.csr_matrix(ds.X)):  # the bench's warm-up
+            for s in solvers:
+                AsipClassifier(solver=s, max_time=0.3, alpha=0.1, fit_intercept=False,
+                               n_partitions=2).fit(X, ds.y)
+        if args.certified:
+            _certified(args, client, task)
+            print(f"load average at end: {os.getloadavg()}")
+            return 0
+        client.run(_instrument)
+        for pair in args.pairs:
+            name, names = pair.rsplit(":", 1)
+            names = names.split(",")
+            data = load_dataset(name)
+            ref = compute_reference(data, task)
+            f_star = float(ref["f_star"])
+            cdata = ClusterData(client, data, 2)
+            objective = task.objective(data.n)
+            run_asip(cdata, task, names[0], 0.3, tol=0)  # the bench's per-dataset warm-up
+            client.run(_fetch)
+            for rep in range(args.repeats):
+                order = names if rep % 2 == 0 else names[::-1]
+                for solver in order:
+                    live = LiveObjective(data, task, lambda *a: None)
+                    wall_of_fit.clear()
+                    run = run_asip(cdata, task, solver, args.budget, live=live, tol=0)
+                    run.f_star = f_star
+                    logs = [e for w in client.run(_fetch).values() for e in w]
+                    fit_wall = wall_of_fit[0]
+                    algo = A.get_algorithm(solver)
+                    _Problem.last = captured["problem"]
+                    true = _true_crossings(algo, 2, logs, objective, data.X, data.y, f_star,
+                                           fit_wall)
+                    rec = _record(name, solver, rep, run, logs, fit_wall, true)
+                    records.append(rec)
+                    _print(rec)
+                    if args.steps and rep == 0:
+                        _print_steps(logs, fit_wall)
+            cdata.close()
+    print(f"load average at end: {os.getloadavg()}")
+    _summary(records)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(records, fh, indent=1, default=float)
+    return 0
+
+
+def _certified(args, client, task) -> None:
+    """Wall time of ``fit`` to its certified stop, per solver, alternating; medians."""
+    from asip.algorithms import AsipClassifier
+    from asip_bench.data import ClusterData, compute_reference, load_dataset
+
+    rows = []
+    for pair in args.pairs:
+        name, names = pair.rsplit(":", 1)
+        names = names.split(",")
+        data = load_dataset(name)
+        f_star = float(compute_reference(data, task)["f_star"])
+        cdata = ClusterData(client, data, 2)
+        X, y = cdata.asip_input()
+        objective = task.objective(data.n)
+        times: dict = {s: [] for s in names}
+        for rep in range(args.repeats + 1):  # the first round is a warm-up, not kept
+            for solver in (names if rep % 2 == 0 else names[::-1]):
+                est = AsipClassifier(solver=solver, alpha=task.alpha_for(data.n),
+                                     fit_intercept=False, n_partitions=2, max_time=10.0)
+                t0 = time.perf_counter()
+                est.fit(X, y)
+                wall = time.perf_counter() - t0
+                rel = (objective.value(est.coef_.ravel(), data.X, data.y) - f_star) / abs(f_star)
+                if rep:
+                    times[solver].append(wall)
+                print(f"{name:7s} {solver:10s} #{rep} fit {1e3 * wall:7.1f} ms  "
+                      f"{est.stopped_by_} n_iter {est.n_iter_} rel {rel:.1e} timings "
+                      f"{ {k: round(1e3 * v, 1) for k, v in est.fit_timings_.items()} }",
+                      flush=True)
+        for solver in names:
+            rows.append((name, solver, statistics.median(times[solver]), times[solver]))
+        cdata.close()
+    print("\nmedian wall time of fit() to its certified stop:")
+    for name, solver, med, all_ in rows:
+        print(f"  {name:7s} {solver:10s} {1e3 * med:7.1f} ms  "
+              f"({', '.join(f'{1e3 * t:.0f}' for t in all_)})")
+
+
+def _record(name, solver, rep, run, logs, fit_wall, true) -> dict:
+    t = run.timings
+    setups = [e for e in logs if e[0] == "setup"]
+    warms = [e for e in logs if e[0] == "warm_up"]
+    steps = [e for e in logs if e[0] == "step"]
+    first = min((e[2] for e in steps), default=math.nan) - fit_wall
+    kinds: dict = {}
+    for e in steps:
+        kinds[e[5]] = kinds.get(e[5], 0) + 1
+    rounds = [e for e in steps if e[5] == "round"]
+    return {
+        "dataset": name, "solver": solver, "rep": rep, "fit": run.fit_seconds,
+        "before_stage": t.get("before_stage"), "data": t.get("data"),
+        "install": t.get("install"), "submit": t.get("submit"), "launch": t.get("launch"),
+        "all_registered": t.get("launch_all_registered"), "go": t.get("launch_go"),
+        "go_seen": t.get("launch_go_seen"), "teardown": t.get("teardown"),
+        "offset": run.offset,
+        "setup_max": max((e[3] - e[2] for e in setups), default=math.nan),
+        "setup_cpu": max((e[4] for e in setups), default=math.nan),
+        "warm_up_max": max((e[3] - e[2] for e in warms), default=math.nan),
+        "warm_up_cpu": max((e[4] for e in warms), default=math.nan),
+        "worker_go": statistics.median([e[2] - e[4] for e in steps]) - fit_wall
+        if steps else math.nan,
+        "setup_end": max((e[3] for e in setups), default=math.nan) - fit_wall,
+        "first_step": first,
+        "steps": kinds,
+        "round_ms": [1e3 * (e[3] - e[2]) for e in rounds[:6]],
+        "round_cpu_ms": [1e3 * e[8] for e in rounds[:6]],
+        "round_at": [e[2] - fit_wall for e in rounds[:6]],
+        **{f"trace_{tg:g}": run.time_to(tg) for tg in TARGETS},
+        **{f"true_{tg:g}": true.get(tg, math.inf) for tg in TARGETS},
+    }
+
+
+def _fmt(v, scale=1e3):
+    return "  -  " if v is None or (isinstance(v, float) and not math.isfinite(v)) \
+        else f"{scale * v:6.1f}"
+
+
+def _print(r: dict) -> None:
+    print(f"{r['dataset']:7s} {r['solver']:10s} #{r['rep']} fit {_fmt(r['fit'])} ms | before "
+          f"{_fmt(r['before_stage'])} data {_fmt(r['data'])} launch {_fmt(r['launch'])} "
+          f"(registered {_fmt(r['all_registered'])} setup {_fmt(r['setup_max'])} warm "
+          f"{_fmt(r['warm_up_max'])} go {_fmt(r['go'])} seen {_fmt(r['go_seen'])}) | "
+          f"first step {_fmt(r['first_step'])} | 1e-6 trace {_fmt(r['trace_1e-06'])} true "
+          f"{_fmt(r['true_1e-06'])} | 1e-3 trace {_fmt(r['trace_0.001'])} true "
+          f"{_fmt(r['true_0.001'])} | teardown {_fmt(r['teardown'])} | {r['steps']} rounds at "
+          f"{[round(1e3 * x, 1) for x in r['round_at']]} ms "
+          f"{[round(x, 1) for x in r['round_ms']]} cpu {[round(x, 1) for x in r['round_cpu_ms']]} "
+          f"| worker go {_fmt(r['worker_go'])} setup cpu {_fmt(r['setup_cpu'])}", flush=True)
+
+
+def _print_steps(logs, fit_wall) -> None:
+    for e in sorted(logs, key=lambda e: e[2]):
+        if e[0] == "step" and e[5] == "wait":
+            continue
+        extra = ""
+        if e[0] == "step":
+            snap = e[6]
+            extra = f"{e[5]:6s} " + " ".join(
+                f"{k}={snap[k]:.3g}" for k in ("rel_gap", "gap", "k", "rounds", "t")
+                if k in snap and np.isscalar(snap[k]))
+            extra += f" cpu {1e3 * e[8]:.2f} ms" + (" STOP" if e[7] else "")
+        print(f"    {e[0]:8s} p{e[1]} {1e3 * (e[2] - fit_wall):7.1f} -> "
+              f"{1e3 * (e[3] - fit_wall):7.1f} ms  {extra}")
+
+
+def _summary(records) -> None:
+    keys = ["fit", "before_stage", "data", "launch", "all_registered", "go", "go_seen",
+            "setup_max", "setup_cpu", "warm_up_max", "warm_up_cpu", "worker_go", "first_step", "true_0.001", "trace_0.001",
+            "true_1e-06", "trace_1e-06", "teardown"]
+    groups: dict = {}
+    for r in records:
+        groups.setdefault((r["dataset"], r["solver"]), []).append(r)
+    print("\nmedians (ms):")
+    print(f"{'dataset':8s}{'solver':11s}" + "".join(f"{k[:10]:>11s}" for k in keys))
+    for (d, s), rs in groups.items():
+        row = []
+        for k in keys:
+            vals = [r[k] for r in rs if r[k] is not None]
+            row.append(statistics.median(vals) if vals else math.nan)
+        print(f"{d:8s}{s:11s}" + "".join(f"{_fmt(v):>11s}" for v in row))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
