@@ -98,9 +98,7 @@ def test_local_solver_choice_and_refusals():
     assert choose_local_solver("auto", K.LOGISTIC, 15, kernel) == "sdca"
     assert choose_local_solver("auto", K.LOGISTIC, 15, kernel, damping=0.5) == "sdca"
     assert choose_local_solver("auto", K.LOGISTIC, 15, kernel, damping=2.0) == "newton"
-    # hinge: Newton (smoothed) only where SDCA's steps are damped, dense or not
-    assert choose_local_solver("auto", K.HINGE, 15, kernel, damping=2.0) == "newton"
-    assert choose_local_solver("auto", K.HINGE, 15, None, damping=0.5) == "sdca"
+    assert choose_local_solver("auto", K.HINGE, 15, kernel, damping=2.0) == "sdca"
     assert choose_local_solver("auto", K.LOGISTIC, 501, None, damping=2.0) == "sdca"
     # a9a's figures at 16 partitions (mean ||x||^2 = 13.9, n = 32561): alpha = 1/n and 1e-4
     assert sdca_damping(16, 13.9, 1.0 / 32561, 32561) == pytest.approx(222.4)
@@ -131,10 +129,8 @@ def test_auto_is_decided_once_for_the_whole_data():
     assert resolve_local_solver(params, problem, sparse, True)["local_solver"] == "newton"
     dense_csr = sp.csr_matrix(X)
     assert resolve_local_solver(params, problem, dense_csr, True)["local_solver"] == "newton"
-    hinge = problem._replace(loss=K.HINGE)  # dense, but SDCA's steps are not damped at 10
-    assert resolve_local_solver(params, hinge._replace(alpha=10.0), X, False)[
-        "local_solver"] == "sdca"
-    assert resolve_local_solver(params, hinge, X, False)["local_solver"] == "newton"
+    hinge = problem._replace(loss=K.HINGE)
+    assert resolve_local_solver(params, hinge, X, False)["local_solver"] == "sdca"
     assert resolve_local_solver({"local_solver": "sdca"}, problem, X, False) == {
         "local_solver": "sdca"}
 
