@@ -34,21 +34,8 @@ logger = logging.getLogger(__name__)
 _JIT = {"nogil": True, "cache": True}
 
 
-@njit(**_JIT)
-def _smooth(loss, m, y, mu):
-    """``(phi_mu(m, y), phi_mu'(m, y), phi_mu''(m, y))`` of the surrogate (see the module doc)."""
-    if loss == _L.HINGE:
-        z = 1.0 - y * m
-        if z <= 0.0:
-            return 0.0, 0.0, 0.0
-        if z >= mu:
-            return z - 0.5 * mu, -y, 0.0
-        return 0.5 * z * z / mu, -y * z / mu, 1.0 / mu
-    if loss == _L.LOGISTIC:
-        d = _L.deriv(loss, m, y)
-        s = -d * y  # sigmoid(-y m)
-        return _L.value(loss, m, y), d, s * (1.0 - s)
-    return _L.value(loss, m, y), m - y, 1.0
+#: ``(phi_mu, phi_mu', phi_mu'')`` of the surrogate: the loss math's one copy, in `_losses`
+_smooth = _L.smoothed
 
 
 @njit(**_JIT)

@@ -45,6 +45,10 @@ __all__ = [
     "loss_deriv",
     "loss_dual_clip",
     "loss_value",
+    "smooth_curvature",
+    "smooth_deriv",
+    "smooth_value",
+    "smoothed",
     "value",
     "value_deriv",
 ]
@@ -152,6 +156,33 @@ def dual_clip(loss, a, y):
     return b * y
 
 
+@njit(**_JIT)
+def smoothed(loss, m, y, mu):
+    """``(phi_mu(m, y), phi_mu'(m, y), phi_mu''(m, y))``: hinge smoothed with width ``mu``
+    (Shalev-Shwartz & Zhang 2013), logistic and squared themselves (``mu`` unused)::
+
+        phi_mu(m, y) = 0                     if y m >= 1
+                     = (1 - y m)^2 / (2 mu)  if 1 - mu < y m < 1
+                     = 1 - y m - mu / 2      if y m <= 1 - mu
+
+    within ``mu / 2`` of the hinge, curvature ``1/mu`` on the band, and ``-phi_mu'`` a
+    feasible hinge dual (``b`` in [0, 1]). The Newton solvers (`_prox_newton`, asip-cocoa's
+    `_cocoa_newton`) minimize it for hinge; the certificates measure the hinge itself.
+    """
+    if loss == HINGE:
+        z = 1.0 - y * m
+        if z <= 0.0:
+            return 0.0, 0.0, 0.0
+        if z >= mu:
+            return z - 0.5 * mu, -y, 0.0
+        return 0.5 * z * z / mu, -y * z / mu, 1.0 / mu
+    if loss == LOGISTIC:
+        d = deriv(loss, m, y)
+        s = -d * y  # sigmoid(-y m)
+        return value(loss, m, y), d, s * (1.0 - s)
+    return value(loss, m, y), m - y, 1.0
+
+
 # numpy-facing ufuncs over the same scalar functions (broadcasting like any ufunc)
 _SIG = ["float64(int64, float64, float64)"]
 
@@ -179,3 +210,21 @@ def loss_conjugate(loss, u, y):
 @vectorize(_SIG, cache=True)
 def loss_dual_clip(loss, a, y):
     return dual_clip(loss, a, y)
+
+
+_SIG_MU = ["float64(int64, float64, float64, float64)"]
+
+
+@vectorize(_SIG_MU, cache=True)
+def smooth_value(loss, m, y, mu):
+    return smoothed(loss, m, y, mu)[0]
+
+
+@vectorize(_SIG_MU, cache=True)
+def smooth_deriv(loss, m, y, mu):
+    return smoothed(loss, m, y, mu)[1]
+
+
+@vectorize(_SIG_MU, cache=True)
+def smooth_curvature(loss, m, y, mu):
+    return smoothed(loss, m, y, mu)[2]

@@ -106,9 +106,10 @@ def test_local_solver_choice_and_refusals():
     X, y, parts, problem, obj, ref = _setup(K.LOGISTIC, sizes=(30, 30))
     with pytest.raises(ValueError, match="local_solver must be"):
         simulate("asip-cocoa", problem, parts, {"local_solver": "lbfgs"}, max_rounds=1)
-    with pytest.raises(ValueError, match="needs a smooth loss"):
-        simulate("asip-cocoa", problem._replace(loss=K.HINGE), parts,
-                 {"local_solver": "newton"}, max_rounds=1)
+    # hinge takes Newton on its smoothed surrogate when asked (`test_cocoa_newton_hinge`)
+    assert choose_local_solver("newton", K.HINGE, 15, None) == "newton"
+    with pytest.raises(ValueError, match="needs log_loss, squared_error or hinge"):
+        choose_local_solver("newton", 7, 15, None)
     with pytest.raises(ValueError, match="hessian_rows must be a positive integer"):
         simulate("asip-cocoa", problem, parts, {"hessian_rows": 0}, max_rounds=1)
 
