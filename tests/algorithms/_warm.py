@@ -16,7 +16,7 @@ import numpy as np
 
 from asip.algorithms import AsipClassifier, AsipRegressor
 
-#: worker process ids already warmed (a restarted worker is a new process: warmed again)
+#: (worker process id, solver) pairs already warmed (a restarted worker is a new process)
 _WARMED: set = set()
 ROWS = 300
 
@@ -26,13 +26,13 @@ def _pids(client) -> frozenset:
 
 
 def warm_up(client, cells) -> int:
-    """Fit each ``(solver, loss, penalty, alpha, X, y, budget)`` cell on ``ROWS`` rows, once
-    per set of worker processes; returns how many fits ran (0: these workers are warm)."""
+    """Fit each ``(solver, loss, penalty, alpha, X, y, budget)`` cell on ``ROWS`` rows, unless
+    its solver is warm on every current worker process; returns how many fits ran."""
     pids = _pids(client)
-    if pids <= _WARMED:
-        return 0
-    n = 0
+    n, solvers = 0, set()
     for solver, loss, penalty, alpha, X, y, budget in cells:
+        if all((pid, solver) in _WARMED for pid in pids):
+            continue
         Est = AsipRegressor if loss == "squared_error" else AsipClassifier
         Xs, ys = X[:ROWS], np.asarray(y)[:ROWS]
         est = Est(loss=loss, penalty=penalty, alpha=alpha, solver=solver, random_state=0,
@@ -41,5 +41,6 @@ def warm_up(client, cells) -> int:
             warnings.simplefilter("ignore")  # ConvergenceWarning: a tiny budget, by design
             est.fit(Xs, ys)
         n += 1
-    _WARMED.update(pids)
+        solvers.add(solver)
+    _WARMED.update((pid, solver) for pid in pids for solver in solvers)
     return n

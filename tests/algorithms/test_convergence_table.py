@@ -79,16 +79,16 @@ def test_table_covers_every_solver():
     assert set(BOUNDS) == set(SOLVERS)
 
 
-def _warm_cells():
-    """Every cell the table fits, with a tiny budget: each solver's kernels on each matrix
-    type run once (certified solvers stop at their first loose certificate)."""
+def _warm_cells(solvers=SOLVERS):
+    """The cells the table fits for ``solvers``, with a tiny budget: each solver's kernels on
+    each matrix type run once (certified solvers stop at their first loose certificate)."""
     for kind in ("real", "synthetic"):
         for task in TASK_ORDER:
             try:
                 ds = dataset(kind, task)
             except pytest.skip.Exception:  # no shared data: its cells skip by themselves
                 continue
-            for solver in SOLVERS:
+            for solver in solvers:
                 if BOUNDS[solver][TASK_ORDER.index(task)] is None:
                     continue
                 budget = ({"max_iter": 2, "max_time": MAX_TIME_CAP} if solver in ITERATIONS
@@ -98,11 +98,12 @@ def _warm_cells():
 
 
 @pytest.fixture
-def warm_client(client):
-    """The shared cluster's client, once every worker has run every cell's kernels: a cell's
-    budget is for converging, not for the first compile (or cache load) of its kernels,
-    which at a load of 10 took seconds of the first real-data cells' 1-4 s budgets."""
-    warm_up(client, _warm_cells())
+def warm_client(client, solver):
+    """The shared cluster's client, once every worker has run the kernels of every cell of
+    ``solver`` (all warm after the test below; a ``-k`` selection warms what it runs): a
+    cell's budget is for converging, not for the first compile (or cache load) of its
+    kernels, which at a load of 10 took seconds of the first real-data cells' 1-4 s budgets."""
+    warm_up(client, _warm_cells([solver]))
     return client
 
 
