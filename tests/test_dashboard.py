@@ -208,8 +208,22 @@ def test_cli_scheduler_with_preload_serves_the_page(cli_cluster):
     assert "No asip stage is running" in _summary(_get(link))
     stage = _Background(cli_cluster)
     summary = _wait_for(link, lambda s: sum(r[2] == "running" for r in _rows(s).values()) == 2)
-    assert {r[0] for r in _rows(summary).values()} <= set(cli_cluster.scheduler_info()["workers"])
+    listed = {r[0] for r in _rows(summary).values()}
+    assert len(listed) == 2 and listed <= _known_workers(cli_cluster, listed)
     stage.join()
+
+
+def _known_workers(client: Client, expected: set, timeout: float = 30.0) -> set:
+    """The client's view of the cluster's workers, read until it holds ``expected`` or the
+    deadline passes. One read is not enough: ``scheduler_info()`` fetches every worker, but
+    the client's periodic refresh (every 2 s, without per-worker entries) can overwrite its
+    answer before it returns -- seen as no workers at all at a load of 10."""
+    deadline = time.monotonic() + timeout
+    known = set(client.scheduler_info()["workers"])
+    while not expected <= known and time.monotonic() < deadline:
+        time.sleep(0.5)
+        known = set(client.scheduler_info()["workers"])
+    return known
 
 
 def test_plugin_mounts_the_page_on_a_running_dashboard(monkeypatch):

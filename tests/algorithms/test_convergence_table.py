@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 import pytest
 from _problems import TASKS, dataset, rel_subopt
+from _warm import warm_up
 
 from asip.algorithms import SOLVERS, AsipClassifier, AsipRegressor
 
@@ -78,11 +79,47 @@ def test_table_covers_every_solver():
     assert set(BOUNDS) == set(SOLVERS)
 
 
+def _warm_cells(solvers=SOLVERS):
+    """The cells the table fits for ``solvers``, with a tiny budget: each solver's kernels on
+    each matrix type run once (certified solvers stop at their first loose certificate)."""
+    for kind in ("real", "synthetic"):
+        for task in TASK_ORDER:
+            try:
+                ds = dataset(kind, task)
+            except pytest.skip.Exception:  # no shared data: its cells skip by themselves
+                continue
+            for solver in solvers:
+                if BOUNDS[solver][TASK_ORDER.index(task)] is None:
+                    continue
+                budget = ({"max_iter": 2, "max_time": MAX_TIME_CAP} if solver in ITERATIONS
+                          else {"max_time": 1.0, "tol": 0.5} if solver in CERTIFIED
+                          else {"max_time": 0.05})
+                yield (solver, *TASKS[task], ds.X, ds.y, budget)
+
+
+@pytest.fixture
+def warm_client(client, solver):
+    """The shared cluster's client, once every worker has run the kernels of every cell of
+    ``solver`` (all warm after the test below; a ``-k`` selection warms what it runs): a
+    cell's budget is for converging, not for the first compile (or cache load) of its
+    kernels, which at a load of 10 took seconds of the first real-data cells' 1-4 s budgets."""
+    warm_up(client, _warm_cells([solver]))
+    return client
+
+
+@pytest.mark.timeout(600)
+def test_warm_up_runs_every_cell_once_per_worker_process(client):
+    """The warm-up, first, under a timeout of its own (cold, on a fresh clone's empty numba
+    cache at a high load, it is minutes of compiling): the cells' 90 s are theirs."""
+    warm_up(client, _warm_cells())
+    assert warm_up(client, _warm_cells()) == 0  # the same workers: not warmed again
+
+
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("kind", ["real", "synthetic"])
 @pytest.mark.parametrize("task", TASK_ORDER)
 @pytest.mark.parametrize("solver", SOLVERS)
-def test_solver_reaches_bound(client, solver, task, kind):
+def test_solver_reaches_bound(warm_client, solver, task, kind):
     ds = dataset(kind, task)
     loss, penalty, alpha = TASKS[task]
     Est = AsipRegressor if loss == "squared_error" else AsipClassifier
