@@ -101,6 +101,12 @@ def _smoothed_start(A, y, c, reg):
     return w
 
 
+#: a master QP/LP that takes more iterations (at least this many, else 20 per row and
+#: column) or seconds than these is treated as failed (`_reference` then uses the dual)
+MASTER_MIN_ITERATIONS = 10_000
+MASTER_TIME_LIMIT = 60.0
+
+
 def _master(YA, cW, g, gb, pen, fit_intercept, hs, l1=False):
     """The restricted master QP (l2) or LP (l1) by HiGHS; ``(w [, b])`` scaled, the row duals.
 
@@ -128,6 +134,11 @@ def _master(YA, cW, g, gb, pen, fit_intercept, hs, l1=False):
     for opt in ("primal_feasibility_tolerance", "dual_feasibility_tolerance",
                 "optimality_tolerance"):
         h.setOptionValue(opt, 1e-10)
+    # HiGHS' active-set QP can cycle (the tests' 4,000 x 50 synthetic set: 140,000
+    # iterations in 10 s without an answer, where skin_nonskin and ijcnn1 need 500-900):
+    # a bound makes that a failed master, and the caller falls back to the general method
+    h.setOptionValue("qp_iteration_limit", max(MASTER_MIN_ITERATIONS, 20 * (m + p)))
+    h.setOptionValue("time_limit", MASTER_TIME_LIMIT)
     if l1:
         h.passModel(lp)
     else:
