@@ -174,31 +174,29 @@ class LocalNewton:
         return np.append(g, r.sum()) if self.fi else np.asarray(g)
 
     def _hessian(self, m):
-        """``(1/n) X^T diag(phi'') X`` over this partition (on a row sample, rescaled)."""
-        nk = self.y.shape[0]
+        """``(1/n) X^T diag(phi'') X`` over this partition: the loss's own curvature weights
+        (`_smooth_weights`, `_hinge_weights`) through the one Gram (`_gram_of`)."""
         if self.hinge:
-            return self._hinge_hessian(m)
-        rows = None
-        if nk > self.hessian_rows and not self.sparse:  # (CSR: rare features need every row)
-            rows = np.sort(self.rng.choice(nk, self.hessian_rows, replace=False))
-        A = self.A if rows is None else self.A[rows]
-        mm = m if rows is None else m[rows]
-        yy = self.y if rows is None else self.y[rows]
-        c = _L.loss_curvature(self.loss, mm, yy) * ((nk / A.shape[0]) / self.n)
-        H = np.zeros((self.p, self.p))
-        if self.sparse:  # O(sum nnz_i^2) in a nogil kernel (scipy's product: ~10x the CPU)
-            C.csr_weighted_gram(*self.csr, c, self.fi, H)
-            self.passes += 1.0
-            return H
-        C.dense_weighted_gram(A, c, self.fi, H)
-        self.passes += A.shape[0] / max(nk, 1)
-        return H
+            return self._gram_of(self._hinge_weights(m))
+        return self._gram_of(self._smooth_weights(m))
 
-    def _hinge_hessian(self, m):
-        """Hinge: ``(1/n) X^T diag(phi_mu'') X``: ``1/mu`` on every band row (few once mu is
-        small, and each one matters: a sample missing some steered Newton wrong, measured
-        20-30x more iterations), plus ``floor`` times the majorizer's off it, on at most
-        ``hessian_rows`` of those rows (dense data; rescaled)."""
+    def _smooth_weights(self, m):
+        """Smooth losses: ``phi''(m_i) / n`` on at most ``hessian_rows`` random rows (dense
+        data; rescaled), 0 on the others. CSR: every row (rare features need each one)."""
+        nk = len(self.y)
+        if self.sparse or nk <= self.hessian_rows:
+            return _L.loss_curvature(self.loss, m, self.y) * (1.0 / self.n)
+        rows = np.sort(self.rng.choice(nk, self.hessian_rows, replace=False))
+        c = np.zeros(nk)
+        c[rows] = _L.loss_curvature(self.loss, m[rows], self.y[rows]) * (
+            (nk / self.hessian_rows) / self.n)
+        return c
+
+    def _hinge_weights(self, m):
+        """Hinge: ``phi_mu''(m_i) / n``: ``1/mu`` on every band row (few once mu is small,
+        and each one matters: a sample missing some steered Newton wrong, measured 20-30x
+        more iterations), plus ``floor`` times the majorizer's off it, on at most
+        ``hessian_rows`` of those rows (dense data; rescaled), 0 on the others."""
         c = self._hinge_curvature(m, self.floor)
         off = np.flatnonzero(_L.smooth_curvature(self.loss, m, self.y, self.mu) == 0.0)
         off = off[c[off] > 0]
@@ -210,7 +208,8 @@ class LocalNewton:
             drop[keep] = False
             c[off[drop]] = 0.0
             c[off[keep]] *= scale
-        return self._gram_of(c)
+        self.passes += 0.5  # the curvature pass over every row
+        return c / self.n
 
     def _hinge_curvature(self, m, floor):
         c = np.empty(len(self.y))
@@ -220,17 +219,25 @@ class LocalNewton:
         return c
 
     def _gram_of(self, c):
-        """``(1/n) X^T diag(c) X`` over the rows with ``c_i > 0``."""
-        rows = np.flatnonzero(c)
+        """``X~^T diag(c) X~`` over the rows with ``c_i != 0`` (``X~``: ``X`` with the
+        intercept's column of ones, if any; ``c >= 0``, the ``1/n`` and a row sample's
+        rescaling included): every loss's Hessian. CSR: one pass of the nogil kernel over
+        `csr`, which skips the rows with ``c_i = 0`` (scipy's product: ~10x the CPU); dense:
+        a BLAS rank-k update on those rows (copied out only when some are left out)."""
+        nk = len(c)
         H = np.zeros((self.p, self.p))
-        c = c[rows] / self.n
         if self.sparse:
-            sub = self.A[rows]
-            C.csr_weighted_gram(sub.data.astype(np.float64), sub.indices.astype(np.int64),
-                                sub.indptr.astype(np.int64), c, self.fi, H)
+            C.csr_weighted_gram(*self.csr, np.ascontiguousarray(c, dtype=np.float64),
+                                self.fi, H)
+            used = np.count_nonzero(c)
         else:
-            C.dense_weighted_gram(np.ascontiguousarray(self.A[rows]), c, self.fi, H)
-        self.passes += 0.5 + len(rows) / max(len(self.y), 1)
+            rows = np.flatnonzero(c)
+            used = len(rows)
+            if used == nk:
+                C.dense_weighted_gram(self.A, c, self.fi, H)
+            else:
+                C.dense_weighted_gram(np.ascontiguousarray(self.A[rows]), c[rows], self.fi, H)
+        self.passes += used / max(nk, 1)
         return H
 
     def hessian_at(self, m):
