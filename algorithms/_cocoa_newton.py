@@ -128,7 +128,8 @@ class LocalNewton:
                         np.ascontiguousarray(indptr, dtype=np.int64))
         else:
             self.A = X
-        self.y, self.loss, self.fi, self.p = y, loss, fit_intercept, p
+        self.y = np.ascontiguousarray(y, dtype=np.float64)  # (numba's kernels take it)
+        self.loss, self.fi, self.p = loss, fit_intercept, p
         self.n, self.alpha = float(n_total), float(alpha)
         # the penalty's diagonal: alpha on the features, 0 on an (unpenalized) intercept
         self.pen = np.full(p, float(alpha))
@@ -196,27 +197,25 @@ class LocalNewton:
         """Hinge: ``phi_mu''(m_i) / n``: ``1/mu`` on every band row (few once mu is small,
         and each one matters: a sample missing some steered Newton wrong, measured 20-30x
         more iterations), plus ``floor`` times the majorizer's off it, on at most
-        ``hessian_rows`` of those rows (dense data; rescaled), 0 on the others."""
-        c = self._hinge_curvature(m, self.floor)
-        off = np.flatnonzero(_L.smooth_curvature(self.loss, m, self.y, self.mu) == 0.0)
-        off = off[c[off] > 0]
-        if not self.sparse and len(off) > self.hessian_rows:
-            # the off-band majorizer share on a row sample (rescaled), every band row exact
-            keep = self.rng.choice(len(off), self.hessian_rows, replace=False)
-            scale = len(off) / self.hessian_rows
-            drop = np.ones(len(off), dtype=bool)
-            drop[keep] = False
-            c[off[drop]] = 0.0
-            c[off[keep]] *= scale
+        ``hessian_rows`` of those rows (dense data; rescaled), 0 on the others. One
+        curvature pass (`_cd_kernels.row_curvature`); the band only where a sample is due."""
+        nk = len(self.y)
+        c = np.empty(nk)
+        C.row_curvature(self.loss, np.ascontiguousarray(m, dtype=np.float64), self.y, self.mu,
+                        np.empty(nk), c, self.floor)
         self.passes += 0.5  # the curvature pass over every row
-        return c / self.n
-
-    def _hinge_curvature(self, m, floor):
-        c = np.empty(len(self.y))
-        C.row_curvature(self.loss, np.ascontiguousarray(m, dtype=np.float64),
-                        np.ascontiguousarray(self.y, dtype=np.float64), self.mu,
-                        np.empty(len(self.y)), c, floor)
-        return c
+        if not self.sparse and self.floor > 0.0 and nk > self.hessian_rows:
+            z = 1.0 - self.y * m  # off the band (0 < z < mu): the majorizer's rows
+            off = np.flatnonzero(((z <= 0.0) | (z >= self.mu)) & (c > 0.0))
+            if len(off) > self.hessian_rows:
+                # the off-band majorizer share on a row sample (rescaled), every band row exact
+                keep = self.rng.choice(len(off), self.hessian_rows, replace=False)
+                scale = len(off) / self.hessian_rows
+                drop = np.ones(len(off), dtype=bool)
+                drop[keep] = False
+                c[off[drop]] = 0.0
+                c[off[keep]] *= scale
+        return np.divide(c, self.n, out=c)
 
     def _gram_of(self, c):
         """``X~^T diag(c) X~`` over the rows with ``c_i != 0`` (``X~``: ``X`` with the

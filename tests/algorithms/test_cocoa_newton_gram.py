@@ -109,3 +109,20 @@ def test_hinge_hessian_is_the_gram_of_its_curvature(kind, fit_intercept, floor, 
     else:
         np.testing.assert_allclose(c[off], floor * majorizer[off] / N_TOTAL, rtol=1e-12)
     np.testing.assert_allclose(H, _plain_gram(Xt, c), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["dense", "csr"])
+def test_hinge_weights_take_one_curvature_pass(monkeypatch, kind):
+    """The band's rows come from the margins, not from a second curvature pass over every
+    row (`smooth_curvature` after `row_curvature`: the hinge Hessian's curvature work twice)."""
+    from asip.algorithms import _losses
+
+    ln, Xt, y, m = _solver(K.HINGE, kind, False, floor=0.3)
+    want = ln._hinge_weights(m)
+
+    def second_pass(*args):
+        raise AssertionError("the hinge weights took a second curvature pass")
+
+    monkeypatch.setattr(_losses, "smooth_curvature", second_pass)
+    ln.rng = np.random.default_rng(0)  # the solver's seed: the same sample
+    np.testing.assert_array_equal(ln._hinge_weights(m), want)
