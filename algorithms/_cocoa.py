@@ -240,11 +240,7 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
     newton = None
     if choose_local_solver(params["local_solver"], problem.loss, p, data.X,
                            _damping(problem, params)) == "newton":
-        newton = LocalNewton(_aligned(data.X), data.y, problem.loss, problem.fit_intercept, p,
-                             problem.n_total, problem.alpha,
-                             params["hessian_rows"] or max(2000, 4 * p), seed,
-                             mu=params["mu0"],
-                             floor=curvature_floor(params["curv_floor"], False))
+        newton = LocalNewton.for_partition(problem, _aligned(data.X), data.y, params, seed)
     return CocoaState(
         dual=np.zeros(data.n), order=np.arange(data.n, dtype=np.int64),
         cursor=np.zeros(1, dtype=np.int64), rng=K.make_rng(seed), u=np.zeros(p), w=np.zeros(p),
@@ -295,8 +291,7 @@ def warm_up(state: CocoaState, data: LocalData) -> None:
     else:
         X = data.X[:rows]
     y = data.y[:rows]
-    newton = LocalNewton(X, y, pb.loss, pb.fit_intercept, pb.p, pb.n_total, pb.alpha,
-                         state.newton.hessian_rows, 0)
+    newton = LocalNewton.for_partition(pb, X, y, state.params, 0)
     w = np.zeros(pb.p)
     newton.solve(w, [], 0.0, 1, state.params["newton_rtol"], state.params["missing_peers"])
     certificate_parts(X, y, w, pb.loss, pb.fit_intercept, penalized_intercept=False)

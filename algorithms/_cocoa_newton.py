@@ -37,6 +37,7 @@ hinge gap falls (`_hinge_smoothing.next_mu`, `set_mu`) and stops on the true hin
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg as sla
@@ -45,6 +46,10 @@ import scipy.sparse as sp
 from . import _cd_kernels as C
 from . import _kernels as K
 from . import _losses as _L
+from ._hinge_smoothing import curvature_floor
+
+if TYPE_CHECKING:
+    from ._base import Problem
 
 __all__ = ["LocalNewton", "choose_local_solver", "sdca_damping"]
 
@@ -143,6 +148,16 @@ class LocalNewton:
         self.cache = None  # (H, the margins where it was taken, mu)
         self.last = None  # (v, margins, phi', gradient) where the last solve ended
         self.passes = 0.0
+
+    @classmethod
+    def for_partition(cls, problem: Problem, X, y, params: dict, seed) -> LocalNewton:
+        """The solver asip-cocoa runs on rows ``X, y`` (`_cocoa.init`'s and `warm_up`'s one
+        argument list): ``problem``'s loss and sizes, ``params``' ``hessian_rows`` (None:
+        ``max(2000, 4 p)``), ``mu0`` and ``curv_floor`` (`curvature_floor`)."""
+        p = problem.p
+        return cls(X, y, problem.loss, problem.fit_intercept, p, problem.n_total,
+                   problem.alpha, params["hessian_rows"] or max(2000, 4 * p), seed,
+                   mu=params["mu0"], floor=curvature_floor(params["curv_floor"], False))
 
     def set_mu(self, mu: float) -> bool:
         """Hinge: adopt the smoothing ``mu`` if it is smaller (mu only decreases, so every

@@ -126,3 +126,36 @@ def test_hinge_weights_take_one_curvature_pass(monkeypatch, kind):
     monkeypatch.setattr(_losses, "smooth_curvature", second_pass)
     ln.rng = np.random.default_rng(0)  # the solver's seed: the same sample
     np.testing.assert_array_equal(ln._hinge_weights(m), want)
+
+
+@pytest.mark.parametrize("loss", [K.LOGISTIC, K.HINGE])
+def test_warm_up_builds_its_solver_as_init_does(monkeypatch, loss):
+    """`_cocoa.init` and `warm_up` build `LocalNewton` from one argument list
+    (`LocalNewton.for_partition`): the warm-up compiles the round the fit will run (hinge:
+    its ``mu0`` and ``curv_floor``, not a default smoothing without a floor)."""
+    from asip.algorithms import _cocoa
+    from asip.algorithms._base import local_data, make_problem
+
+    ds = make_logistic(1_000, 6, random_state=3)
+    parts = [(ds.X[:600], ds.y[:600]), (ds.X[600:], ds.y[600:])]
+    pb = make_problem(loss, K.L2, 0.05, True, parts)
+    params = _cocoa.ALGORITHM.merge({"local_solver": "newton", "seed": 1, "mu0": 0.25,
+                                     "curv_floor": 0.7, "hessian_rows": 300})
+    built = []
+
+    class Recording(_cocoa.LocalNewton):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(_cocoa, "LocalNewton", Recording)
+    data = local_data(*parts[0], pb, 0)
+    state = _cocoa.init(pb, data, params)
+    _cocoa.ALGORITHM.warm_up(state, data)
+    real, warm = built
+    assert real is state.newton and len(warm.y) == _cocoa.WARM_UP_ROWS
+    for key in ("loss", "fi", "p", "n", "alpha", "hessian_rows", "mu", "floor"):
+        assert getattr(warm, key) == getattr(real, key), key
+    np.testing.assert_array_equal(warm.pen, real.pen)
+    assert real.hessian_rows == 300 and real.floor == 0.7
+    assert real.mu == (0.25 if loss == K.HINGE else None)
