@@ -146,7 +146,7 @@ class LocalNewton:
         self.mu = float(mu if mu is not None else 1.0) if self.hinge else None
         self.floor = float(floor)
         self.cache = None  # (H, the margins where it was taken, mu)
-        self.last = None  # (v, margins, phi', gradient) where the last solve ended
+        self.last = None  # (v, margins, phi', gradient, loss sum) where the last solve ended
         self.passes = 0.0
 
     @classmethod
@@ -173,6 +173,14 @@ class LocalNewton:
         if self.hinge:
             return _L.smooth_value(self.loss, m, self.y, self.mu).sum()
         return _L.loss_value(self.loss, m, self.y).sum()
+
+    def value_deriv(self, m):
+        """``(sum_i phi(m_i), phi'(m_i) per row)`` in one pass, bit for bit `_value` and
+        `deriv` (`_losses.value_deriv_rows`)."""
+        v, d = np.empty(len(self.y)), np.empty(len(self.y))
+        _L.value_deriv_rows(self.loss, np.ascontiguousarray(m, dtype=np.float64), self.y,
+                            self.mu if self.hinge else 1.0, v, d)
+        return v.sum(), d
 
     def deriv(self, m):
         """``phi'(m_i)`` per row (hinge: ``phi_mu'``, so ``-phi_mu'`` are feasible duals)."""
@@ -318,19 +326,22 @@ class LocalNewton:
         def model(v, lsum):
             return lsum / n + G @ v + 0.5 * (v @ (S @ v)) - Sb @ v + 0.5 * (v @ (pen * v))
 
-        dec0 = f = None
+        dec0 = f = rt = None
+        lsum = last[4] if reuse else None  # sum_i phi(m_i) at v, once known
         for it in range(max_iter + 1):
             if it == 0 and reuse:
                 r, g_loss = last[2], last[3]
-            else:
-                r = self.deriv(m)
+            else:  # phi' at the accepted trial point: taken with its value
+                r = self.deriv(m) if rt is None else rt
                 g_loss = self._rmv(r)
                 self.passes += 0.5
             if it == max_iter:
                 break
             if f is None:  # absent peers: their gradient is this partition's at w0
                 G += c_missing * (g_loss / n)
-                f = model(v, self._value(m))
+                if lsum is None:
+                    lsum = self._value(m)
+                f = model(v, lsum)
             g = g_loss / n + G + S @ v - Sb + pen * v
             step = -sla.cho_solve(chol, g, check_finite=False)
             dec = -(g @ step)
@@ -343,12 +354,14 @@ class LocalNewton:
             t = 1.0
             while True:  # backtracking on F_j; the data term needs only dm
                 vt, mt = v + t * step, m + t * dm
-                ft = model(vt, self._value(mt))
+                lt, rt = self.value_deriv(mt)  # phi' too: the next iteration's, if accepted
+                ft = model(vt, lt)
                 if ft <= f - 1e-4 * t * dec or t < 1e-10:
                     break
                 t *= 0.5
-            v, m, f = vt, mt, ft
-        self.last = (v.copy(), m, r, g_loss)  # r, g_loss are at v on every exit
+            v, m, f, lsum = vt, mt, ft, lt
+        # r, g_loss (and lsum, when known) are at v on every exit
+        self.last = (v.copy(), m, r, g_loss, lsum)
         dual = _L.loss_dual_clip(loss, -r, y)
         # the pushed share must be exactly A_j^T dual (the certificate pairs them)
         return v, dual, (-g_loss if np.array_equal(dual, -r) else self._rmv(dual)), H, new

@@ -51,6 +51,7 @@ __all__ = [
     "smoothed",
     "value",
     "value_deriv",
+    "value_deriv_rows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -181,6 +182,21 @@ def smoothed(loss, m, y, mu):
         s = -d * y  # sigmoid(-y m)
         return value(loss, m, y), d, s * (1.0 - s)
     return value(loss, m, y), m - y, 1.0
+
+
+@njit(**_JIT)
+def value_deriv_rows(loss, m, y, mu, v, d):
+    """Per row ``v_i = phi(m_i, y_i)`` and ``d_i = phi'(m_i, y_i)`` in one pass (hinge: the
+    smoothed ``phi_mu``), bit for bit what `loss_value` and `loss_deriv` (`smooth_value`
+    and `smooth_deriv`) give: a line search's trial point needs the value, and the
+    accepted one the derivative next (logistic: one ``exp`` for both)."""
+    for i in range(m.shape[0]):
+        if loss == HINGE:
+            s = smoothed(loss, m[i], y[i], mu)
+            v[i] = s[0]
+            d[i] = s[1]
+        else:
+            v[i], d[i] = value_deriv(loss, m[i], y[i])
 
 
 # numpy-facing ufuncs over the same scalar functions (broadcasting like any ufunc)
