@@ -266,21 +266,32 @@ def dense_weighted_gram(A, D, fit_intercept, H) -> None:
 def csr_weighted_gram(data, indices, indptr, D, fit_intercept, H):
     """``H += X~^T diag(D) X~`` from CSR rows (``X~``: with a last column of ones if asked).
 
-    O(sum_i nnz_i^2): the Hessian of a partition when ``p`` is small (see `_prox_newton`).
+    O(sum_i nnz_i^2 / 2): the Hessian of a partition when ``p`` is small (see `_prox_newton`);
+    each pair of a row's entries once (the product is symmetric), mirrored at the end.
     """
     n = indptr.shape[0] - 1
-    d = H.shape[0] - (1 if fit_intercept else 0)
+    p = H.shape[0]
+    d = p - (1 if fit_intercept else 0)
+    U = np.zeros((p, p))  # the pairs (a, b), a < b in the row, at [j_a, j_b]
+    diag = np.zeros(p)  # the pairs (a, a)
     for i in range(n):
         di = D[i]
         if di == 0.0:
             continue
-        for a in range(indptr[i], indptr[i + 1]):
+        end = indptr[i + 1]
+        for a in range(indptr[i], end):
             va = di * data[a]
             ja = indices[a]
-            for b in range(indptr[i], indptr[i + 1]):
-                H[ja, indices[b]] += va * data[b]
+            diag[ja] += va * data[a]
+            for b in range(a + 1, end):
+                U[ja, indices[b]] += va * data[b]
             if fit_intercept:
-                H[ja, d] += va
-                H[d, ja] += va
+                U[ja, d] += va
         if fit_intercept:
-            H[d, d] += di
+            diag[d] += di
+    for j in range(p):
+        H[j, j] += diag[j] + 2.0 * U[j, j]  # (U[j, j]: a column twice in a row)
+        for k in range(j + 1, p):
+            s = U[j, k] + U[k, j]
+            H[j, k] += s
+            H[k, j] += s

@@ -159,3 +159,27 @@ def test_warm_up_builds_its_solver_as_init_does(monkeypatch, loss):
     np.testing.assert_array_equal(warm.pen, real.pen)
     assert real.hessian_rows == 300 and real.floor == 0.7
     assert real.mu == (0.25 if loss == K.HINGE else None)
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+def test_csr_gram_takes_each_pair_once_and_is_exactly_symmetric(fit_intercept):
+    """`_cd_kernels.csr_weighted_gram` takes each pair of a row's entries once and mirrors it
+    (half the products): exactly symmetric, and right on rows with unsorted or repeated
+    column indices (a CSR matrix that was never canonicalized)."""
+    from asip.algorithms import _cd_kernels as C
+
+    rng = np.random.default_rng(7)
+    n, d = 400, 9
+    nnz = rng.integers(0, 7, n)
+    indptr = np.concatenate([[0], np.cumsum(nnz)]).astype(np.int64)
+    indices = rng.integers(0, d, indptr[-1]).astype(np.int64)  # unsorted, with repeats
+    data = rng.standard_normal(indptr[-1])
+    D = rng.random(n)
+    D[::5] = 0.0
+    p = d + int(fit_intercept)
+    H = np.zeros((p, p))
+    C.csr_weighted_gram(data, indices, indptr, D, fit_intercept, H)
+    X = sp.csr_matrix((data, indices, indptr), shape=(n, d)).toarray()  # repeats summed
+    Xt = np.hstack([X, np.ones((n, 1))]) if fit_intercept else X
+    np.testing.assert_allclose(H, _plain_gram(Xt, D), rtol=1e-12, atol=1e-13)
+    np.testing.assert_array_equal(H, H.T)
