@@ -17,6 +17,10 @@ staleness (SDCA): every push carries the sender's passes, and an operator more t
 ``max_lead`` passes past the peers holding half the other rows waits too (`_lead`): the
 safety of ``sigma = K`` adding assumes each subproblem is solved against a model a bounded
 number of updates old; a straggler holding less than half the rows stalls nobody.
+Hinge (``shrinking``, default on): the slices skip rows whose dual is stuck at a bound
+(`_sdca_kernels.hinge_steps_shrinking`, liblinear's shrinking; every row comes back
+within a few passes); the duals are those of the steps taken, so the certificate is
+unchanged.
 
 Certified stop. Partition 0 leads: every ``cert_period`` s (and no more often than
 four times its own certificate pass) it announces its view as ``wbar`` with a
@@ -90,7 +94,7 @@ from ._compact import schema_fields as compact_fields
 from ._hinge_smoothing import curvature_floor, next_mu
 from ._cocoa_newton import LocalNewton, choose_local_solver, sdca_damping
 from ._primal_cert import record_gap, side_len
-from ._sdca_kernels import cocoa_steps
+from ._sdca_kernels import cocoa_steps, hinge_steps_shrinking, new_shrink_state
 from ._sparse_exchange import Exchange, schema_fields
 
 __all__ = ["ALGORITHM", "CocoaState", "combine", "init", "local_step", "resolve_local_solver",
@@ -122,6 +126,7 @@ DEFAULTS = {
     "max_lead": 1.0,  # SDCA: passes an operator may run past the peers holding half the rows
     "rejoin_wait": 0.3,
     "seed": None,
+    "shrinking": True,  # SDCA on hinge: skip rows stuck at a bound (`hinge_steps_shrinking`)
     "local_solver": "auto",  # "sdca", "newton" (smooth losses) or "auto" (`choose_local_solver`)
     "newton_iter": None,  # Newton iterations per round, at most (one data pass each); None:
     # `newton_iterations` (2, or 4 where a data pass costs less than the peers' models)
@@ -150,7 +155,7 @@ class CocoaState(NamedTuple):
 
     dual: np.ndarray  # a_i of the own rows
     order: np.ndarray  # int64 pass order
-    cursor: np.ndarray  # int64[1], position in the pass
+    cursor: np.ndarray  # int64[2]: position in the pass, rows active (not shrunk)
     rng: np.ndarray
     u: np.ndarray  # own share (1/(alpha n)) A_k^T a
     w: np.ndarray  # working view (own changes scaled by sigma during a step)
@@ -163,6 +168,7 @@ class CocoaState(NamedTuple):
     clock: dict  # "steps", "started", "rejoining", answers owed: "answer" (the exchange numbers pushes)
     cert: dict  # the leader's certificate state (see `_certify`)
     newton: LocalNewton | None = None  # the local solver when it is Newton, else SDCA
+    shrink: np.ndarray | None = None  # SDCA on hinge with shrinking: `hinge_steps_shrinking`'s
 
 
 def validate(problem: Problem, params: dict) -> None:
@@ -176,6 +182,8 @@ def validate(problem: Problem, params: dict) -> None:
         raise ValueError(f"sigma must be positive (or None: the number of partitions), got "
                          f"{params['sigma']!r}")
     choose_local_solver(params["local_solver"], problem.loss, problem.p, None)
+    if not isinstance(params["shrinking"], (bool, np.bool_)):
+        raise ValueError(f"shrinking must be True or False, got {params['shrinking']!r}")
     lead = params["max_lead"]
     if isinstance(lead, bool) or not isinstance(lead, (int, float)) or not lead > 0:
         raise ValueError(f"max_lead must be a positive number of passes (inf: no bound), got "
@@ -247,7 +255,7 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
                              floor=curvature_floor(params["curv_floor"], False))
     return CocoaState(
         dual=np.zeros(data.n), order=np.arange(data.n, dtype=np.int64),
-        cursor=np.zeros(1, dtype=np.int64), rng=K.make_rng(seed), u=np.zeros(p), w=np.zeros(p),
+        cursor=np.array([0, data.n], dtype=np.int64), rng=K.make_rng(seed), u=np.zeros(p), w=np.zeros(p),
         peers=Exchange("u", p, data.index, keep_total=True), problem=problem, params=params, sigma=sigma,
         scale=1.0 / (problem.alpha * problem.n_total), chunk=AdaptiveCount(params["step_time"]),
         clock={"steps": 0, "started": None, "answer": None, "answered": None,
@@ -257,6 +265,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
         cert={"x": Exchange("wbar", p, data.index), "ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
               "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},
         newton=newton,
+        shrink=(new_shrink_state() if newton is None and problem.loss == K.HINGE
+                and params["shrinking"] else None),
     )
 
 
@@ -427,9 +437,14 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         np.add(state.u, state.peers.sub.total, out=state.w)  # the view, O(d)
         n_steps = min(state.chunk.count, data.n)  # at most one pass between pushes: fresh views
         t0 = time.perf_counter()
-        cocoa_steps(data.X, data.y, pb.loss, pb.fit_intercept, n_steps, state.rng, state.order,
-                    state.cursor, state.dual, data.sqn, state.scale, state.sigma, state.w,
-                    state.u)
+        if state.shrink is not None:
+            hinge_steps_shrinking(data.X, data.y, pb.fit_intercept, n_steps, state.rng,
+                                  state.order, state.cursor, state.dual, data.sqn, state.scale,
+                                  state.sigma, state.w, state.u, state.shrink)
+        else:
+            cocoa_steps(data.X, data.y, pb.loss, pb.fit_intercept, n_steps, state.rng,
+                        state.order, state.cursor, state.dual, data.sqn, state.scale,
+                        state.sigma, state.w, state.u)
         state.chunk.update(time.perf_counter() - t0)
         clock["steps"] += n_steps
         clock["ahead"] += n_steps
