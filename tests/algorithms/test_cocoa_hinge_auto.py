@@ -24,3 +24,28 @@ def test_auto_picks_newton_for_hinge_only_where_sdca_is_damped_on_small_dense_da
     assert choose_local_solver("auto", K.HINGE, 40, kernel, damping=5.0) == "sdca"
     assert choose_local_solver("auto", K.HINGE, 40, K.as_kernel_matrix(X.toarray()),
                                damping=5.0) == "newton"
+
+
+def test_hinge_sdca_slices_default_to_half_a_millisecond():
+    """``step_time=None``: hinge's SDCA slices are `HINGE_STEP_TIME` (its time to a tight gap
+    is set by the exchanges), the other losses' `STEP_TIME`; a given value is kept, a bad
+    one refused."""
+    import pytest
+
+    from asip.algorithms._base import local_data, make_problem
+    from asip.algorithms._cocoa import HINGE_STEP_TIME, STEP_TIME, init, validate
+    from asip.algorithms._solvers import get_algorithm
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(50, 4))
+    y = np.sign(X[:, 0] + 0.1)
+    algo = get_algorithm("asip-cocoa")
+    for loss, want in ((K.HINGE, HINGE_STEP_TIME), (K.LOGISTIC, STEP_TIME)):
+        problem = make_problem(loss, K.L2, 0.1, False, [(X, y)])
+        for params, slice_s in (({"local_solver": "sdca"}, want),
+                                ({"local_solver": "sdca", "step_time": 0.003}, 0.003)):
+            state = init(problem, local_data(X, y, problem, 0), algo.merge(params))
+            assert state.chunk.target == slice_s
+    assert HINGE_STEP_TIME < STEP_TIME
+    with pytest.raises(ValueError, match="step_time must be None or a positive number"):
+        validate(problem, algo.merge({"step_time": 0}))
