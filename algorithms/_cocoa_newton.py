@@ -87,14 +87,16 @@ def choose_local_solver(choice: str, loss: int, p: int, X=None, damping: float |
     None: dense) is dense or a CSR matrix with at least `MIN_NEWTON_DENSITY` nonzeros, or
     SDCA's ``damping`` (`sdca_damping`, None: unknown) is above `MAX_SDCA_DAMPING`; SDCA
     otherwise (hinge, wide data, or sparse and well-conditioned data, where SDCA is fast).
-    ``"newton"`` also takes hinge (its smoothed surrogate); "auto" does not pick it: on 2
-    partitions (hinge-l2, alpha 0.1, 2026-11-30 08:09-08:19
-    UTC, load ~20) Newton reached 1e-6 later than SDCA on synthetic-logistic:20000 (never
-    in 8 s vs 1.80 s), ijcnn1 (3.83 s vs 0.21 s) and a9a (3.44 s vs 1.03 s), all damping
-    < 0.1; on skin_nonskin (damping ~4: features 0-255, label-sorted rows) SDCA never
-    reached 1e-3 in 8 s, Newton reached 1e-6 in 4 s. A damping rule ("auto" where SDCA is
-    damped, > 1) would also pick it for hinge on the tests' synthetic 4000 x 50 at alpha 1e-2
-    (damping 1.25 K), not measured yet.
+    ``"newton"`` also takes hinge (its smoothed surrogate); "auto" picks it for hinge only
+    where SDCA is damped (``damping`` above `MAX_SDCA_DAMPING`) on dense data (or CSR with
+    `MIN_NEWTON_DENSITY`) with at most `MAX_NEWTON_FEATURES` coefficients. Measured on 2
+    partitions, hinge-l2: undamped (alpha 0.1, damping < 0.1) Newton reached 1e-6 later
+    than SDCA on synthetic-logistic:20000 (never in 8 s vs 1.80 s), ijcnn1 (3.83 s vs
+    0.21 s) and a9a (3.44 s vs 1.03 s) (2026-11-30 08:09-08:19 UTC, load ~20); damped,
+    SDCA never reached 1e-6 in 3 s where Newton did: skin_nonskin (damping ~4: features
+    0-255, label-sorted rows; Newton 0.76 / 1.21 s, admm not 1e-3) and
+    synthetic-logistic:4000 at alpha 0.01 (Newton 0.63 / 0.69 s; SDCA 1e-3 at 0.19 /
+    0.15 s, then stuck) (2026-11-30 10:53-10:57 UTC, load 2.1-3.8).
     """
     if choice not in ("auto", "newton", "sdca"):
         raise ValueError(f"local_solver must be 'auto', 'newton' or 'sdca', got {choice!r}")
@@ -109,8 +111,8 @@ def choose_local_solver(choice: str, loss: int, p: int, X=None, damping: float |
         rows = max(len(X[2]) - 1, 1)
         dense_enough = len(X[0]) >= MIN_NEWTON_DENSITY * rows * p
     damped = damping is not None and damping > MAX_SDCA_DAMPING
-    if loss == K.HINGE:  # Newton by name only (see below)
-        return "sdca"
+    if loss == K.HINGE:  # the smoothed hinge: only where SDCA is damped (see above)
+        return "newton" if p <= MAX_NEWTON_FEATURES and dense_enough and damped else "sdca"
     return "newton" if smooth and p <= MAX_NEWTON_FEATURES and (dense_enough or damped) else "sdca"
 
 

@@ -130,7 +130,11 @@ def test_auto_is_decided_once_for_the_whole_data():
     dense_csr = sp.csr_matrix(X)
     assert resolve_local_solver(params, problem, dense_csr, True)["local_solver"] == "newton"
     hinge = problem._replace(loss=K.HINGE)
-    assert resolve_local_solver(params, hinge, X, False)["local_solver"] == "sdca"
+    # hinge: SDCA unless its steps are damped on small dense data (`choose_local_solver`)
+    assert resolve_local_solver(params, calm._replace(loss=K.HINGE), X, False)[
+        "local_solver"] == "sdca"
+    assert resolve_local_solver(params, hinge, X, False)["local_solver"] == "newton"
+    assert resolve_local_solver(params, hinge, sparse, True)["local_solver"] == "sdca"
     assert resolve_local_solver({"local_solver": "sdca"}, problem, X, False) == {
         "local_solver": "sdca"}
 
