@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from dask.delayed import Delayed
 from distributed import Future, futures_of, wait
+from distributed.core import send_recv
+from distributed.protocol import to_serialize
 
 from asip._exceptions import AsipError
 
@@ -184,27 +186,69 @@ def _scatter(client: Any, data: dict, worker: str | None) -> dict:
         return client.scatter(data, workers=workers, direct=False, hash=False)
 
 
+# the frame size a placement's message splits at (see `_send_blocks`): C's INT_MAX, the
+# most one TLS write takes; arrays up to 2 GiB go as one frame
+_UNSPLIT = 2**31 - 1
+
+
+async def _send_blocks(client: Any, addr: str, blocks: dict) -> dict:
+    """Send ``{key: block}`` straight to the worker at ``addr`` in one ``update_data``
+    message, each array as one frame; returns the worker's ``{key: nbytes}``.
+
+    distributed splits frames at ``distributed.comm.shard`` (64 MiB); the worker reads the
+    message's first array into one buffer whole, but every later one past the shard size in
+    pieces, then copies them into one more buffer: the second 77 MB block sent to a worker
+    raised its peak memory by 77 MB more than it holds (tests/test_data_placement.py).
+    Unsplit, each array stays in the buffer it was read into. Only this message is
+    unsplit: the pooled connection goes back with the class default. The futures are
+    made by `_scatter_all`, as ``Client._scatter`` makes them.
+    """
+    comm = await client.rpc.connect(addr)
+    comm.max_shard_size = _UNSPLIT
+    try:
+        reply = await send_recv(comm, op="update_data", reply=True,
+                                serializers=client.rpc.serializers,
+                                data={key: to_serialize(v) for key, v in blocks.items()})
+    finally:
+        vars(comm).pop("max_shard_size", None)
+        client.rpc.reuse(addr, comm)
+    return reply["nbytes"]
+
+
 def _scatter_all(client: Any, by_worker: dict[str, dict]) -> tuple[dict, list[str]]:
-    """Scatter each worker's ``{key: value}`` straight to it, all workers at once (one
-    after the other, each costs three round trips); the futures, and the workers that
-    could not be reached from this process."""
+    """Send each worker's ``{key: value}`` straight to it, all workers at once, then tell
+    the scheduler where the keys are (one round trip for all), as ``client.scatter(...,
+    direct=True)`` does; the futures, and the workers that could not be reached from here."""
 
-    async def scatter() -> list:
-        return await asyncio.gather(
-            *(client._scatter(chunk, workers=[addr], direct=True, hash=False)
-              for addr, chunk in by_worker.items()),
-            return_exceptions=True)
+    async def place() -> tuple[dict, list[str]]:
+        results = await asyncio.gather(*(_send_blocks(client, addr, chunk)
+                                         for addr, chunk in by_worker.items()),
+                                       return_exceptions=True)
+        who_has: dict = {}
+        nbytes: dict = {}
+        failed: list[str] = []
+        error = None
+        for addr, result in zip(by_worker, results):
+            if isinstance(result, (OSError, TimeoutError)):
+                failed.append(addr)
+            elif isinstance(result, BaseException):
+                error = error or result
+            else:
+                nbytes.update(result)
+                who_has.update((key, [addr]) for key in result)
+        futures: dict = {}
+        if who_has:  # after an error too: the futures, dropped, free what was placed
+            await client.scheduler.update_data(who_has=who_has, nbytes=nbytes,
+                                               client=client.id)
+            for chunk in by_worker.values():  # as Client._scatter makes its futures
+                for key in chunk.keys() & who_has.keys():
+                    futures[key] = Future(key, client)
+                    client.futures[key].finish(type=type(chunk[key]))
+        if error is not None:
+            raise error
+        return futures, failed
 
-    futures: dict = {}
-    failed: list[str] = []
-    for addr, result in zip(by_worker, client.sync(scatter)):
-        if isinstance(result, (OSError, TimeoutError)):
-            failed.append(addr)
-        elif isinstance(result, BaseException):
-            raise result
-        else:
-            futures.update(result)
-    return futures, failed
+    return client.sync(place)
 
 
 def _worker_slots(nthreads: dict[str, int], n: int) -> list[str]:
