@@ -19,7 +19,8 @@ import numpy as np
 from dask.delayed import Delayed
 from distributed import Future, futures_of, wait
 from distributed.core import send_recv
-from distributed.protocol import to_serialize
+from distributed.protocol.core import dumps
+from distributed.protocol.serialize import Serialized, serialize
 
 from asip._exceptions import AsipError
 
@@ -186,42 +187,80 @@ def _scatter(client: Any, data: dict, worker: str | None) -> dict:
         return client.scatter(data, workers=workers, direct=False, hash=False)
 
 
-# the frame size a placement's message splits at (see `_send_blocks`): C's INT_MAX, the
-# most one TLS write takes; arrays up to 2 GiB go as one frame
-_UNSPLIT = 2**31 - 1
+# what a placed array's memory is aligned to on the worker: numpy's allocations (the
+# buffers a worker reads a message into) are, and BLAS through numpy wants no less
+_ALIGN = 16
 
 
-async def _send_blocks(client: Any, addr: str, blocks: dict) -> dict:
+def _serialized(block: Any) -> Serialized:
+    """``block`` serialized as a comm would (zero-copy for numpy and scipy.sparse), but
+    not split: each array stays one frame (see `_send_blocks`)."""
+    return Serialized(*serialize(block, on_error="raise"))
+
+
+def _first_buffer_offset(comm: Any, msg: dict) -> int:
+    """Where the message's first array starts in the buffer the worker reads it into.
+
+    distributed's TCP comm reads a message's small frames and its first array into one
+    buffer (every later array into one of its own, each aligned): the array lands after
+    the frame lengths and the small frames, at whatever offset their sizes make
+    (`distributed.comm.tcp._add_frames_header`)."""
+    frames = dumps(msg, on_error="raise",
+                   frame_split_size=getattr(comm, "max_shard_size", None),
+                   context={"sender": comm.local_info, "recipient": comm.remote_info,
+                            **comm.handshake_options})
+    offset = 8 * (1 + len(frames))  # the frames' count and lengths
+    for frame in frames:
+        if not isinstance(frame.obj if isinstance(frame, memoryview) else frame, bytes):
+            return offset  # the first array's buffer
+        offset += memoryview(frame).nbytes
+    return 0  # no array: nothing to align
+
+
+async def _send_blocks(client: Any, addr: str, blocks: dict, name: str) -> dict:
     """Send ``{key: block}`` straight to the worker at ``addr`` in one ``update_data``
-    message, each array as one frame; returns the worker's ``{key: nbytes}``.
+    message; returns the worker's ``{key: nbytes}``. Every array arrives aligned, and
+    in the buffer it was read into:
 
-    distributed splits frames at ``distributed.comm.shard`` (64 MiB); the worker reads the
-    message's first array into one buffer whole, but every later one past the shard size in
-    pieces, then copies them into one more buffer: the second 77 MB block sent to a worker
-    raised its peak memory by 77 MB more than it holds (tests/test_data_placement.py).
-    Unsplit, each array stays in the buffer it was read into. Only this message is
-    unsplit: the pooled connection goes back with the class default. The futures are
-    made by `_scatter_all`, as ``Client._scatter`` makes them.
+    * distributed splits frames at ``distributed.comm.shard`` (64 MiB) and the worker
+      copies a split array's pieces into one more buffer: a second 77 MB block raised
+      the worker's peak memory by 77 MB more than it then held. Serialized here, the
+      arrays go as one frame each.
+    * the message's first array lands at an offset the sizes of the small frames before
+      it make, often not a multiple of 8: numpy then skips BLAS for it (``X @ v`` 7-20x
+      slower) and operators copied it. The stimulus id, free text that only the worker's
+      log shows, is padded to put it at a multiple of `_ALIGN`.
+
+    The futures are made by `_scatter_all`, as ``Client._scatter`` makes them.
     """
+    data = {key: _serialized(v) for key, v in blocks.items()}
     comm = await client.rpc.connect(addr)
-    comm.max_shard_size = _UNSPLIT
     try:
-        reply = await send_recv(comm, op="update_data", reply=True,
-                                serializers=client.rpc.serializers,
-                                data={key: to_serialize(v) for key, v in blocks.items()})
+        serializers = client.rpc.serializers
+        stimulus = f"{name}-placed-"
+        for _ in range(3):  # padded, the msgpack length prefix of the str may grow
+            msg = {"op": "update_data", "data": data, "stimulus_id": stimulus, "reply": True}
+            if serializers is not None:  # the message as send_recv makes it
+                msg["serializers"] = serializers
+            pad = -_first_buffer_offset(comm, msg) % _ALIGN
+            if not pad:
+                break
+            stimulus += "-" * pad
+        reply = await send_recv(comm, op="update_data", data=data, stimulus_id=stimulus,
+                                reply=True, serializers=serializers)
     finally:
-        vars(comm).pop("max_shard_size", None)
         client.rpc.reuse(addr, comm)
     return reply["nbytes"]
 
 
-def _scatter_all(client: Any, by_worker: dict[str, dict]) -> tuple[dict, list[str]]:
+def _scatter_all(client: Any, by_worker: dict[str, dict], name: str
+                 ) -> tuple[dict, list[str]]:
     """Send each worker's ``{key: value}`` straight to it, all workers at once, then tell
     the scheduler where the keys are (one round trip for all), as ``client.scatter(...,
     direct=True)`` does; the futures, and the workers that could not be reached from here."""
 
     async def place() -> tuple[dict, list[str]]:
-        results = await asyncio.gather(*(_send_blocks(client, addr, chunk)
+        results = await asyncio.gather(*(_send_blocks(client, addr, chunk, name)
                                          for addr, chunk in by_worker.items()),
                                        return_exceptions=True)
         who_has: dict = {}
@@ -267,7 +306,7 @@ def _partitions_in_memory(data: list, client: Any) -> Partitions:
     slots = _worker_slots(nthreads, len(data))
     for i, (addr, part) in enumerate(zip(slots, data)):
         by_worker.setdefault(addr, {})[f"{prefix}-{i}-r0"] = part
-    futures, failed = _scatter_all(client, by_worker)
+    futures, failed = _scatter_all(client, by_worker, prefix)
     for addr in failed:  # unreachable from here: through the scheduler, with a warning
         futures.update(_scatter(client, by_worker[addr], addr))
     return Partitions([[futures[f"{prefix}-{i}-r0"]] for i in range(len(data))],
