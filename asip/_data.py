@@ -59,13 +59,17 @@ class Partitions:
 
     def reload(self, index: int, client: Any, worker: str | None = None) -> None:
         """Scatter in-memory partition ``index`` again from the driver's copy (to
-        ``worker``, or wherever the scheduler says), straight to the worker."""
+        ``worker`` as the first placement did, or wherever the scheduler says), straight
+        to the worker."""
         if self.sources is None:
             raise AsipError(f"partition {index} is Dask data: Dask recomputes it, asip cannot")
         self.reloads.append(index)
         key = f"{self.prefix}-{index}-r{self.reloads.count(index)}"
         old = self.futures[index]
-        self.futures[index] = [_scatter(client, {key: self.sources[index]}, worker)[key]]
+        block = {key: self.sources[index]}
+        placed, _ = _scatter_all(client, {worker: block}, key) if worker else ({}, [])
+        self.futures[index] = [placed[key] if key in placed else
+                               _scatter(client, block, worker)[key]]
         for f in old:
             f.release()
 
