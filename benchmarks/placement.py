@@ -21,7 +21,7 @@ Sections (each repeated ``--repeat`` times, medians printed; 300k x 100 float64 
 * ``peak``: two blocks of 77 MB per worker (past distributed's 64 MiB frame shards): how
   far each way of placing them raises the workers' peak memory above what they then hold.
 * ``fresh``: the first three placements into fresh workers (a new cluster each time,
-  ``--fresh`` clusters per way, alternating): where the kernel's first touch of memory
+  ``--fresh`` clusters per way, in ABBA order): where the kernel's first touch of memory
   shows (the workers' system CPU seconds).
 
     python benchmarks/placement.py [--rows 300000] [--cols 100] [--repeat 5] [--fresh 4]
@@ -300,7 +300,7 @@ def fresh(blocks, clusters: int) -> list[str]:
     for i in range(2 * clusters):
         cluster, client = _cluster()
         with cluster, client:
-            label, fn = list(_ways(client).items())[i % 2]
+            label, fn = list(_ways(client).items())[(i + i // 2) % 2]  # ABBA: no order bias
             seen.setdefault(label, []).append([_place(client, fn, blocks) for _ in range(3)])
     rows = []
     for label, runs in seen.items():
