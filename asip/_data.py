@@ -15,12 +15,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import dask
 import numpy as np
 from dask.delayed import Delayed
+from dask.sizeof import sizeof
+from dask.utils import parse_bytes
 from distributed import Future, futures_of, wait
-from distributed.core import send_recv
-from distributed.protocol.core import dumps
-from distributed.protocol.serialize import Serialized, serialize
 
 from asip._exceptions import AsipError
 
@@ -59,17 +59,13 @@ class Partitions:
 
     def reload(self, index: int, client: Any, worker: str | None = None) -> None:
         """Scatter in-memory partition ``index`` again from the driver's copy (to
-        ``worker`` as the first placement did, or wherever the scheduler says), straight
-        to the worker."""
+        ``worker``, or wherever the scheduler says), straight to the worker."""
         if self.sources is None:
             raise AsipError(f"partition {index} is Dask data: Dask recomputes it, asip cannot")
         self.reloads.append(index)
         key = f"{self.prefix}-{index}-r{self.reloads.count(index)}"
         old = self.futures[index]
-        block = {key: self.sources[index]}
-        placed, _ = _scatter_all(client, {worker: block}, key) if worker else ({}, [])
-        self.futures[index] = [placed[key] if key in placed else
-                               _scatter(client, block, worker)[key]]
+        self.futures[index] = [_scatter(client, {key: self.sources[index]}, worker)[key]]
         for f in old:
             f.release()
 
@@ -191,107 +187,38 @@ def _scatter(client: Any, data: dict, worker: str | None) -> dict:
         return client.scatter(data, workers=workers, direct=False, hash=False)
 
 
-# what a placed array's memory is aligned to on the worker: numpy's allocations (the
-# buffers a worker reads a message into) are, and BLAS through numpy wants no less
-_ALIGN = 16
+def _scatter_all(client: Any, by_worker: dict[str, dict]) -> tuple[dict, list[str]]:
+    """Scatter each worker's ``{key: value}`` straight to it, all at once (one after the
+    other, each costs three round trips); a block past ``distributed.comm.shard`` (64 MiB)
+    goes in a message of its own: a worker reads a message's first array into one buffer
+    but a later array past the shard size in pieces, copied once more on arrival (a
+    worker given two 77 MB blocks in one message peaked 77 MB above what it then held).
+    The futures, and the workers that could not be reached from this process."""
+    shard = parse_bytes(dask.config.get("distributed.comm.shard"))
+    sends = []
+    for addr, chunk in by_worker.items():
+        small = {k: v for k, v in chunk.items() if sizeof(v) < shard}
+        sends += [(addr, {k: v}) for k, v in chunk.items() if k not in small]
+        if small:  # blocks below a frame's size: one message for all of them
+            sends.append((addr, small))
 
+    async def scatter() -> list:
+        return await asyncio.gather(
+            *(client._scatter(block, workers=[addr], direct=True, hash=False)
+              for addr, block in sends),
+            return_exceptions=True)
 
-def _serialized(block: Any) -> Serialized:
-    """``block`` serialized as a comm would (zero-copy for numpy and scipy.sparse), but
-    not split: each array stays one frame (see `_send_blocks`)."""
-    return Serialized(*serialize(block, on_error="raise"))
-
-
-def _first_buffer_offset(comm: Any, msg: dict) -> int:
-    """Where the message's first array starts in the buffer the worker reads it into.
-
-    distributed's TCP comm reads a message's small frames and its first array into one
-    buffer (every later array into one of its own, each aligned): the array lands after
-    the frame lengths and the small frames, at whatever offset their sizes make
-    (`distributed.comm.tcp._add_frames_header`)."""
-    frames = dumps(msg, on_error="raise",
-                   frame_split_size=getattr(comm, "max_shard_size", None),
-                   context={"sender": comm.local_info, "recipient": comm.remote_info,
-                            **comm.handshake_options})
-    offset = 8 * (1 + len(frames))  # the frames' count and lengths
-    for frame in frames:
-        if not isinstance(frame.obj if isinstance(frame, memoryview) else frame, bytes):
-            return offset  # the first array's buffer
-        offset += memoryview(frame).nbytes
-    return 0  # no array: nothing to align
-
-
-async def _send_blocks(client: Any, addr: str, blocks: dict, name: str) -> dict:
-    """Send ``{key: block}`` straight to the worker at ``addr`` in one ``update_data``
-    message; returns the worker's ``{key: nbytes}``. Every array arrives aligned, and
-    in the buffer it was read into:
-
-    * distributed splits frames at ``distributed.comm.shard`` (64 MiB) and the worker
-      copies a split array's pieces into one more buffer: a second 77 MB block raised
-      the worker's peak memory by 77 MB more than it then held. Serialized here, the
-      arrays go as one frame each.
-    * the message's first array lands at an offset the sizes of the small frames before
-      it make, often not a multiple of 8: numpy then skips BLAS for it (``X @ v`` 7-20x
-      slower) and operators copied it. The stimulus id, free text that only the worker's
-      log shows, is padded to put it at a multiple of `_ALIGN`.
-
-    The futures are made by `_scatter_all`, as ``Client._scatter`` makes them.
-    """
-    data = {key: _serialized(v) for key, v in blocks.items()}
-    comm = await client.rpc.connect(addr)
-    try:
-        serializers = client.rpc.serializers
-        stimulus = f"{name}-placed-"
-        for _ in range(3):  # padded, the msgpack length prefix of the str may grow
-            msg = {"op": "update_data", "data": data, "stimulus_id": stimulus, "reply": True}
-            if serializers is not None:  # the message as send_recv makes it
-                msg["serializers"] = serializers
-            pad = -_first_buffer_offset(comm, msg) % _ALIGN
-            if not pad:
-                break
-            stimulus += "-" * pad
-        reply = await send_recv(comm, op="update_data", data=data, stimulus_id=stimulus,
-                                reply=True, serializers=serializers)
-    finally:
-        client.rpc.reuse(addr, comm)
-    return reply["nbytes"]
-
-
-def _scatter_all(client: Any, by_worker: dict[str, dict], name: str
-                 ) -> tuple[dict, list[str]]:
-    """Send each worker's ``{key: value}`` straight to it, all workers at once, then tell
-    the scheduler where the keys are (one round trip for all), as ``client.scatter(...,
-    direct=True)`` does; the futures, and the workers that could not be reached from here."""
-
-    async def place() -> tuple[dict, list[str]]:
-        results = await asyncio.gather(*(_send_blocks(client, addr, chunk, name)
-                                         for addr, chunk in by_worker.items()),
-                                       return_exceptions=True)
-        who_has: dict = {}
-        nbytes: dict = {}
-        failed: list[str] = []
-        error = None
-        for addr, result in zip(by_worker, results):
-            if isinstance(result, (OSError, TimeoutError)):
+    futures: dict = {}
+    failed: list[str] = []
+    for (addr, _), result in zip(sends, client.sync(scatter)):
+        if isinstance(result, (OSError, TimeoutError)):
+            if addr not in failed:
                 failed.append(addr)
-            elif isinstance(result, BaseException):
-                error = error or result
-            else:
-                nbytes.update(result)
-                who_has.update((key, [addr]) for key in result)
-        futures: dict = {}
-        if who_has:  # after an error too: the futures, dropped, free what was placed
-            await client.scheduler.update_data(who_has=who_has, nbytes=nbytes,
-                                               client=client.id)
-            for chunk in by_worker.values():  # as Client._scatter makes its futures
-                for key in chunk.keys() & who_has.keys():
-                    futures[key] = Future(key, client)
-                    client.futures[key].finish(type=type(chunk[key]))
-        if error is not None:
-            raise error
-        return futures, failed
-
-    return client.sync(place)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            futures.update(result)
+    return futures, failed
 
 
 def _worker_slots(nthreads: dict[str, int], n: int) -> list[str]:
@@ -310,7 +237,7 @@ def _partitions_in_memory(data: list, client: Any) -> Partitions:
     slots = _worker_slots(nthreads, len(data))
     for i, (addr, part) in enumerate(zip(slots, data)):
         by_worker.setdefault(addr, {})[f"{prefix}-{i}-r0"] = part
-    futures, failed = _scatter_all(client, by_worker, prefix)
+    futures, failed = _scatter_all(client, by_worker)
     for addr in failed:  # unreachable from here: through the scheduler, with a warning
         futures.update(_scatter(client, by_worker[addr], addr))
     return Partitions([[futures[f"{prefix}-{i}-r0"]] for i in range(len(data))],

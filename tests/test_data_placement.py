@@ -1,7 +1,7 @@
 """Placing in-memory blocks on the workers (`asip._data.partitions_of` on a list of blocks).
 
-Each worker's blocks go out in one message, every array as one frame, so no block past
-``distributed.comm.shard`` arrives in pieces that the worker copies into one more buffer;
+A block past ``distributed.comm.shard`` goes to its worker in a message of its own, so it
+does not arrive in pieces that the worker copies into one more buffer;
 the blocks arrive intact whatever their kind, where the plan put them, and released, they
 leave the workers and the scheduler.
 """
@@ -110,49 +110,3 @@ def test_many_blocks_of_every_kind_arrive_intact_where_the_plan_put_them(client)
             fs[0].release()
         del parts, fs
     assert _wait_gone(client, keys) == {"scheduler": [], "workers": []}
-
-
-def _misaligned(keys, dask_worker=None) -> list:
-    """The placed arrays on this worker not aligned to 16 bytes: (key, which, address % 16)."""
-    out = []
-    for key in keys:
-        if key not in dask_worker.data:
-            continue
-        value = dask_worker.data[key]
-        for i, part in enumerate(value if isinstance(value, tuple) else (value,)):
-            arrays = ([part.data, part.indices, part.indptr] if sp.issparse(part)
-                      else [part] if isinstance(part, np.ndarray) else [])
-            out += [(key, i, a.ctypes.data % 16) for a in arrays
-                    if a.size and (a.ctypes.data % 16 or not a.flags.aligned)]
-    return out
-
-
-@pytest.mark.timeout(60)
-def test_every_placed_array_is_aligned_for_blas(client):
-    """A worker reads a message's first array into the buffer of its small frames, at the
-    offset their sizes make: unpadded, often not a multiple of 8, and numpy then multiplies
-    without BLAS. Shapes and kinds vary the frames' sizes; 1-3 blocks per worker; and a
-    block scattered again, as after a loss."""
-    rng = np.random.default_rng(11)
-    for rows in (3001, 4096, 5003, 7777):
-        blocks = [(rng.random((rows + k, 30 + k)), rng.random(rows + k)) for k in range(3)]
-        blocks.append((sp.random(rows, 500, density=0.02, format="csr", random_state=rows),
-                       rng.random(rows)))
-        blocks.append(rng.random((rows, 17)).astype(np.float32))
-        parts = partitions_of(blocks[: 2 + rows % 4], client)
-        try:
-            keys = [fs[0].key for fs in parts.futures]
-            bad = client.run(_misaligned, keys)
-            assert not any(bad.values()), bad
-            for fs, sent in zip(parts.futures, blocks):
-                got = fs[0].result()
-                x, x_sent = (got[0], sent[0]) if isinstance(sent, tuple) else (got, sent)
-                assert (x != x_sent).nnz == 0 if sp.issparse(x) else np.array_equal(x, x_sent)
-            parts.reload(0, client, parts.placed[0])  # as after a loss: aligned again
-            assert parts.futures[0][0].key.endswith("-0-r1")
-            bad = client.run(_misaligned, [parts.futures[0][0].key])
-            assert not any(bad.values()), bad
-            assert np.array_equal(parts.futures[0][0].result()[0], blocks[0][0])
-        finally:
-            for fs in parts.futures:
-                fs[0].release()
