@@ -1,0 +1,112 @@
+"""Placing in-memory blocks on the workers (`asip._data.partitions_of` on a list of blocks).
+
+A block past ``distributed.comm.shard`` goes to its worker in a message of its own, so it
+does not arrive in pieces that the worker copies into one more buffer;
+the blocks arrive intact whatever their kind, where the plan put them, and released, they
+leave the workers and the scheduler.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from distributed import Client, LocalCluster
+
+from asip._data import partitions_of
+
+
+def _memory(reset: bool = False) -> tuple[int, int]:
+    """This process's resident memory now and its peak since the last reset (Linux's
+    VmRSS and VmHWM; ``reset``: start a new peak here)."""
+    if reset:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    with open("/proc/self/status") as f:
+        kb = dict(line.split(":", 1) for line in f if line.startswith(("VmRSS", "VmHWM")))
+    return int(kb["VmRSS"].split()[0]) * 1024, int(kb["VmHWM"].split()[0]) * 1024
+
+
+def _placed_keys(dask_worker=None) -> list[str]:
+    return [str(k) for k in dask_worker.data if str(k).startswith("asip-part-")]
+
+
+def _wait_gone(client, keys: set, timeout: float = 10.0) -> dict:
+    """What of ``keys`` the scheduler and the workers still hold after ``timeout`` at most."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = {"scheduler": sorted(set(client.run_on_scheduler(
+                    lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])) & keys),
+                "workers": sorted({k for ks in client.run(_placed_keys).values() for k in ks}
+                                  & keys)}
+        if not any(left.values()) or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+@pytest.mark.timeout(120)
+def test_blocks_past_the_shard_size_are_held_in_the_memory_they_arrived_in():
+    """Two 77 MB blocks to one worker, past distributed's 64 MiB frame shards: the worker's
+    memory peaks at what it then holds. (Split, the second block's pieces arrive in buffers
+    of their own and are copied into one more: the peak was 77 MB higher.)"""
+    rows = 96_000
+    X = np.random.default_rng(0).random((rows, 100))  # 76.8 MB
+    blocks = [(X, np.arange(float(rows))), (X[::-1].copy(), np.ones(rows))]
+    nbytes = sum(a.nbytes for b in blocks for a in b)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=40) as cluster, \
+            Client(cluster) as client:
+        ((rss_before, _),) = client.run(_memory, True).values()
+        parts = partitions_of(blocks, client)
+        ((rss, peak),) = client.run(_memory).values()
+        assert rss - rss_before > 0.9 * nbytes  # what the worker holds now
+        assert peak - rss_before < 1.25 * nbytes, (
+            f"the worker's memory peaked {(peak - rss_before) / 1e6:.0f} MB above where it "
+            f"was, placing {nbytes / 1e6:.0f} MB (holding {(rss - rss_before) / 1e6:.0f} MB "
+            "now): a block was copied on arrival")
+        for sent, fs in zip(blocks, parts.futures):
+            got = fs[0].result()
+            assert all(np.array_equal(a, b) for a, b in zip(sent, got))
+
+
+@pytest.mark.timeout(60)
+def test_many_blocks_of_every_kind_arrive_intact_where_the_plan_put_them(client):
+    rng = np.random.default_rng(5)
+    csr = sp.random(300, 40, density=0.05, format="csr", random_state=1, dtype=np.float64)
+    blocks = [
+        (rng.random((300, 8)), rng.random(300)),                      # dense float64 and y
+        (np.asfortranarray(rng.random((200, 8)).astype(np.float32)),  # Fortran order float32
+         rng.integers(0, 2, 200).astype(np.int8)),
+        (csr, rng.random(300), None),                                 # CSR, y, no weights
+        rng.integers(-5, 5, (150, 3)).astype(np.int32),               # a bare array
+        (np.empty((0, 8)), np.empty(0)),                              # no rows
+    ] + [(rng.random((20, 8)), rng.random(20)) for _ in range(7)]     # 12 partitions in all
+    parts = partitions_of(blocks, client)
+    try:
+        assert parts.n == len(blocks) and all(f.status == "finished"
+                                              for fs in parts.futures for f in fs)
+        holders = client.who_has([fs[0] for fs in parts.futures])
+        assert [tuple(holders[fs[0].key]) for fs in parts.futures] == [
+            (w,) for w in parts.placed]
+        for sent, fs in zip(blocks, parts.futures):
+            got = fs[0].result()
+            sent_t = sent if isinstance(sent, tuple) else (sent,)
+            got_t = got if isinstance(got, tuple) else (got,)
+            assert type(got) is type(sent) and len(got_t) == len(sent_t)
+            for a, b in zip(sent_t, got_t):
+                if a is None:
+                    assert b is None
+                elif sp.issparse(a):
+                    assert sp.issparse(b) and b.format == "csr" and (a != b).nnz == 0
+                else:
+                    assert (b.dtype, b.shape, b.flags.f_contiguous) == (
+                        a.dtype, a.shape, a.flags.f_contiguous)
+                    assert np.array_equal(a, b)
+    finally:
+        keys = {fs[0].key for fs in parts.futures}
+        for fs in parts.futures:
+            fs[0].release()
+        del parts, fs
+    assert _wait_gone(client, keys) == {"scheduler": [], "workers": []}
