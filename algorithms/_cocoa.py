@@ -316,14 +316,12 @@ def _aligned(X):
 def warm_up(state: CocoaState, data: LocalData) -> None:
     """Compile (or load from numba's cache) a step's kernels before the gang's clock starts.
 
-    SDCA: one throw-away slice on a copy of the state. Newton: one throw-away round and
+    SDCA: one throw-away slice on a copy of the state, and a certificate answer on the
+    partition's first `WARM_UP_ROWS` rows. Newton: one throw-away round and
     certificate answer on the partition's first `WARM_UP_ROWS` rows -- the operator's
     default, a round on a copy of the state, made a whole round's data passes and Hessian
     before every start (ijcnn1, 25,000 rows a partition: 7 ms of CPU in each worker
     before the gang could start; the first real round does the same work again)."""
-    if state.newton is None:
-        local_step(copy.deepcopy(state), data, (), 0.0)
-        return
     pb, rows = state.problem, min(data.n, WARM_UP_ROWS)
     if isinstance(data.X, tuple):  # CSR: the first rows' slices (same dtypes and layout)
         values, indices, indptr = data.X
@@ -332,6 +330,14 @@ def warm_up(state: CocoaState, data: LocalData) -> None:
     else:
         X = data.X[:rows]
     y = data.y[:rows]
+    if state.newton is None:
+        trial = copy.deepcopy(state)
+        local_step(trial, data, (), 0.0)
+        # and the certificate answer's kernels (their first call cost 4-7 ms in the run)
+        g = trial.u[:pb.p - int(pb.fit_intercept)] * (pb.alpha * pb.n_total)
+        certificate_parts(X, y, trial.w, pb.loss, pb.fit_intercept, trial.dual[:rows],
+                          penalized_intercept=True, g=g)
+        return
     newton = LocalNewton.for_partition(pb, X, y, state.params, 0)
     w = np.zeros(pb.p)
     newton.solve(w, [], 0.0, 1, state.params["newton_rtol"], state.params["missing_peers"])

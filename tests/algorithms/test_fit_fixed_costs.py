@@ -240,6 +240,34 @@ def test_cocoa_newton_warm_up_steps_on_a_few_rows_and_leaves_the_state(monkeypat
     np.testing.assert_array_equal(a.state.w, b.state.w)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_cocoa_sdca_warm_up_answers_a_certificate_on_a_few_rows_and_leaves_the_state(
+        monkeypatch, sparse):
+    """SDCA's warm-up compiles the certificate answer's kernels too (their first call cost
+    4-7 ms inside the run), on the first rows only, and leaves the real state alone."""
+    from asip.algorithms import _cocoa
+    from asip.algorithms._base import Problem, local_data
+
+    ds = make_logistic(3_000, 12, random_state=6)
+    X = sp.csr_matrix(ds.X) if sparse else ds.X
+    pb = Problem(get_loss("hinge").code, get_penalty("l2", 0.1).code, 0.1, False, 12,
+                 (3_000, 3_000), float((ds.X ** 2).sum(1).mean()),
+                 float((ds.X ** 2).sum(1).max()))
+    params = _cocoa.ALGORITHM.merge({"local_solver": "sdca", "seed": 0})
+    data = local_data(X, ds.y, pb, 0, 0)
+    state = _cocoa.init(pb, data, params)
+    seen = []
+    real = _cocoa.certificate_parts
+    monkeypatch.setattr(_cocoa, "certificate_parts",
+                        lambda X, y, *a, **k: seen.append(len(y)) or real(X, y, *a, **k))
+    before = {k: v.copy() for k, v in _cocoa.snapshot(state).items() if isinstance(v, np.ndarray)}
+    _cocoa.ALGORITHM.warm_up(state, data)
+    assert seen == [_cocoa.WARM_UP_ROWS]
+    for k, v in _cocoa.snapshot(state).items():
+        if k in before:
+            np.testing.assert_array_equal(v, before[k])
+
+
 def test_cocoa_newton_multiplies_an_aligned_copy_of_a_misaligned_partition():
     """A block a worker received is often misaligned, and numpy then skips BLAS (a Newton
     round's products 7-20x slower): Newton works on an aligned copy, with the same result."""
