@@ -16,7 +16,7 @@ from typing import Any
 from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.utils import sync
 
-from asip import _profiler
+from asip import _malloc, _profiler
 from asip._dataplane import ChannelSettings, DataPlane, Endpoint
 from asip._directory import op_name
 
@@ -39,9 +39,10 @@ class ChannelPlugin(WorkerPlugin):
     idempotent = False
 
     def __init__(self, run_id: str, n_partitions: int, settings: ChannelSettings, faults: tuple,
-                 pause_profiler: bool = True):
+                 pause_profiler: bool = True, malloc_mmap_threshold: int = 0):
         self.run_id = run_id
         self.pause_profiler = pause_profiler  # asip.stage.pause-worker-profiler (`asip._profiler`)
+        self.malloc_mmap_threshold = malloc_mmap_threshold  # asip.stage.malloc-mmap-threshold
         self.n_partitions = n_partitions
         self.settings = settings
         self.faults = tuple(faults)
@@ -52,6 +53,7 @@ class ChannelPlugin(WorkerPlugin):
         self.worker = worker
         self.address = worker.address
         self.profiler_paused = self.pause_profiler and _profiler.pause(worker)
+        self.malloc_held = _malloc.hold(getattr(self, "malloc_mmap_threshold", 0))
         self.loop = worker.loop
         self.directory: dict[int, tuple[str, int]] = {}
         self.dir_version = 0  # directory deltas applied without a gap
@@ -81,6 +83,9 @@ class ChannelPlugin(WorkerPlugin):
         if getattr(self, "profiler_paused", False):
             _profiler.resume(worker)
             self.profiler_paused = False
+        if getattr(self, "malloc_held", False):
+            self.malloc_held = False
+            _malloc.release()
         self.closed = True
         self.stop_reason = self.stop_reason or "teardown"
         self.stop.set()
