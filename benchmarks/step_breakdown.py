@@ -160,7 +160,9 @@ def _summarize(name, solver, rep, logs, worker_cpu, variant, run) -> dict:
     op_cpu = sum(e["cpu"] + (e["gap"][1] if e["gap"] else 0.0) for e in steps)
     row = {"name": name, "solver": solver, "rep": rep, "steps": len(steps),
            "rounds": len(rounds), "worker_cpu": worker_cpu, "op_cpu": op_cpu,
-           "variant": variant, "ttt_3": run.time_to(1e-3), "ttt_6": run.time_to(1e-6)}
+           "variant": variant, "ttt_3": run.time_to(1e-3), "ttt_6": run.time_to(1e-6),
+           "arrival_p50": (run.stats or {}).get("arrival_p50_ms", float("nan")),
+           "age_p50": (run.stats or {}).get("age_p50_ms", float("nan"))}
     row["by_round"] = [1e3 * statistics.median([e["round"] for e in rounds if e["round_idx"] == k])
                        if any(e["round_idx"] == k for e in rounds) else float("nan")
                        for k in range(1, 9)]
@@ -183,7 +185,8 @@ def _summarize(name, solver, rep, logs, worker_cpu, variant, run) -> dict:
 
 def _print(row) -> None:
     print(f"{row['name']:7s} {row['solver']:10s} #{row['rep']} malloc {row['variant']} | to 1e-3 "
-          f"{1e3 * row['ttt_3']:.1f} ms, 1e-6 {1e3 * row['ttt_6']:.1f} ms | {row['steps']} steps "
+          f"{1e3 * row['ttt_3']:.1f} ms, 1e-6 {1e3 * row['ttt_6']:.1f} ms | message arrival p50 "
+          f"{row['arrival_p50']:.2f} ms, age at poll p50 {row['age_p50']:.2f} ms | {row['steps']} steps "
           f"({row['rounds']} rounds); CPU ms: workers {1e3 * row['worker_cpu']:.1f}, "
           f"operator threads {1e3 * row['op_cpu']:.1f} "
           f"(other threads {1e3 * (row['worker_cpu'] - row['op_cpu']):.1f})"
@@ -210,6 +213,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=0.4)
     ap.add_argument("--malloc", nargs="+", default=[None],
                     help="values of asip.stage.malloc-mmap-threshold to alternate")
+    ap.add_argument("--switch", nargs="+", type=float, default=[None],
+                    help="sys.setswitchinterval values (s) to alternate on the workers")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("ASIP_DATA_DIR", "/work/shared/data")
@@ -245,13 +250,18 @@ def main(argv=None) -> int:
             run_asip(cdata, task, names.split(",")[0], 0.3, tol=0)  # per-dataset warm-up
             client.run(_fetch)
             for rep in range(args.repeats):
-                variants = args.malloc if rep % 2 == 0 else args.malloc[::-1]
+                variants = [(m, sw) for m in args.malloc for sw in args.switch]
+                variants = variants if rep % 2 == 0 else variants[::-1]
                 for solver, variant in [(s, v) for s in names.split(",") for v in variants]:
                     profile = args.profile and rep == 0
                     client.run(_instrument, profile)
                     cpu0 = sum(client.run(_cpu).values())
                     live = LiveObjective(data, task, lambda *a: None)
-                    conf = {} if variant is None else {"asip.stage.malloc-mmap-threshold": variant}
+                    mval, switch = variant
+                    variant = mval if switch is None else f"{mval}/{switch:g}"
+                    if switch is not None:
+                        client.run(sys.setswitchinterval, switch)
+                    conf = {} if mval is None else {"asip.stage.malloc-mmap-threshold": mval}
                     with dask.config.set(conf):
                         run = run_asip(cdata, task, solver, args.budget, live=live, tol=0)
                     run.f_star = f_star
@@ -275,7 +285,7 @@ def _medians(rows) -> None:
     """Median per (dataset, solver, malloc value) over the repeats."""
     print("\nmedians (ms): dataset solver malloc | to 1e-3, 1e-6 | per step cpu, local_step, "
           "runtime (operator thread) | per round cpu, round | worker CPU per step | Newton round "
-          "CPU by index 1-8")
+          "CPU by index 1-8 | arrival p50, age p50")
     keys = sorted({(r["name"], r["solver"], str(r["variant"])) for r in rows})
     for key in keys:
         sel = [r for r in rows if (r["name"], r["solver"], str(r["variant"])) == key]
@@ -291,7 +301,8 @@ def _medians(rows) -> None:
               f"{med(lambda r: r['round']['cpu'] if 'round' in r else float('nan')):.3f} "
               f"{med(lambda r: r['round']['round'] if 'round' in r else float('nan')):.3f} | "
               f"{med(lambda r: 1e3 * r['worker_cpu'] / max(r['steps'], 1)):.3f} | "
-              f"{[round(med(lambda r: r['by_round'][k]), 2) for k in range(8)]}")
+              f"{[round(med(lambda r: r['by_round'][k]), 2) for k in range(8)]} | "
+              f"{med(lambda r: r['arrival_p50']):.2f} {med(lambda r: r['age_p50']):.2f}")
 
 
 if __name__ == "__main__":
