@@ -10,10 +10,12 @@ wall between steps (the task's loop), and the worker process's CPU outside the o
 threads (event loop: links, delivery, heartbeats). Prints per-step means for each fit.
 
 Run:  python benchmarks/step_breakdown.py [--pairs ijcnn1:asip-cocoa,gd reuters:asip-svrg,gd]
-          [--repeats 3] [--budget 0.4] [--malloc 0 "32 MiB"] [--profile]
+          [--repeats 3] [--budget 0.4] [--malloc 0 "32 MiB"] [--switch 0.005 0.0005]
+          [--profile]
 
 ``--malloc``: run every fit once per value of ``asip.stage.malloc-mmap-threshold``
-(alternating; 0 leaves the nanny's malloc settings alone: `asip._malloc`), side by side.
+(alternating; 0 leaves the nanny's malloc settings alone: `asip._malloc`), side by side;
+``--switch``: likewise for the workers' ``sys.setswitchinterval`` (GIL hand-over latency).
 Each fit also prints its time to 1e-3 and 1e-6 (from the ``fit`` call, on the trace).
 
 ``--profile``: instead, cProfile the operator threads (first repeat) and print their top
@@ -206,7 +208,7 @@ def _print(row) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", nargs="+", default=["ijcnn1:asip-cocoa", "reuters:asip-svrg"],
+    ap.add_argument("--pairs", nargs="+", default=["ijcnn1:asip-cocoa,gd", "reuters:asip-svrg,gd"],
                     help="dataset:solver[,solver] ...")
     ap.add_argument("--task", default="log_loss-l2")
     ap.add_argument("--repeats", type=int, default=3)
