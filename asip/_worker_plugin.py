@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
-from distributed.utils import sync
+from distributed.utils import offload, sync
 
 from asip import _malloc, _profiler
 from asip._dataplane import ChannelSettings, DataPlane, Endpoint
@@ -27,6 +27,8 @@ __all__ = ["ChannelPlugin", "ChannelSettings", "RESULT_EVENT_BYTES", "plugin_nam
 #: summaries up to this size also travel to the driver as an event through the scheduler
 #: (like a report); larger ones (a model in ``result()``) are fetched from the worker only
 RESULT_EVENT_BYTES = 64 << 10
+
+_TRIMS: set = set()  # malloc trims running in distributed's offload thread (`asip._malloc`)
 
 
 def plugin_name(run_id: str) -> str:
@@ -85,7 +87,10 @@ class ChannelPlugin(WorkerPlugin):
             self.profiler_paused = False
         if getattr(self, "malloc_held", False):
             self.malloc_held = False
-            _malloc.release()
+            if _malloc.release():  # the last stage here: free memory back, off the loop and
+                trim = asyncio.ensure_future(offload(_malloc.trim))  # the driver's finish
+                _TRIMS.add(trim)  # (asyncio holds its tasks weakly)
+                trim.add_done_callback(_TRIMS.discard)
         self.closed = True
         self.stop_reason = self.stop_reason or "teardown"
         self.stop.set()

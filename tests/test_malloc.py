@@ -46,10 +46,11 @@ from malloc_operators import faults_per_allocation as faults
 fixed = faults()
 assert _malloc.hold(32 << 20) and _malloc.hold(1 << 20)
 held = faults()
-_malloc.release()
+assert not _malloc.release()
 still = faults()
-_malloc.release()
-_malloc.release()  # one too many: ignored
+assert _malloc.release()  # the last one: the caller trims
+_malloc.trim()
+assert not _malloc.release()  # one too many: ignored
 print(fixed, held, still, faults(), _malloc._holds)
 """
 
