@@ -12,9 +12,10 @@ process as on a worker (``benchmarks/step_breakdown.py``).
 
 While at least one stage runs on a worker, its mmap threshold is
 ``asip.stage.malloc-mmap-threshold`` and its trim threshold twice that (what glibc's
-dynamic policy would reach for such allocations); when the last stage there ends, the
+dynamic policy would reach for such allocations); once the last stage there has ended, the
 worker's own values (its environment's, or glibc's defaults) are put back and
-``malloc_trim(0)`` hands the free memory back (off the event loop: 3-7 ms for 40 MB). Nothing is changed where malloc is not
+``malloc_trim(0)`` hands the free memory back, in distributed's offload thread a moment
+after the teardown (3-7 ms for 40 MB: not on the event loop, nor in the fit's finish). Nothing is changed where malloc is not
 glibc's, or where no threshold was set in the environment (glibc's dynamic policy
 then adapts by itself).
 """
@@ -29,7 +30,7 @@ import threading
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["hold", "release", "thresholds_fixed", "trim"]
+__all__ = ["hold", "release", "settle", "thresholds_fixed"]
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -89,23 +90,26 @@ def hold(mmap_threshold: int) -> bool:
 
 
 def release() -> bool:
-    """Undo one `hold`; the last one puts the worker's thresholds back and returns True:
-    then call `trim` (off the event loop) to hand the free memory back."""
+    """Undo one `hold`; True for the last one: then call `settle` (off the event loop)."""
     global _holds
     with _lock:
         if _holds <= 0:
             return False
         _holds -= 1
+        return _holds == 0
+
+
+def settle() -> None:
+    """After the last `release`: put the worker's thresholds back (unless a new stage holds
+    them again meanwhile) and return the heaps' free memory to the OS (``malloc_trim(0)``:
+    ms per 10 MB). Run off the event loop and after the stage's teardown: with the old
+    thresholds back, the teardown's own frees would each trim the heap synchronously."""
+    if (libc := _glibc()) is None:
+        return
+    with _lock:
         if _holds == 0:
-            _restore(_glibc())
-            return True
-    return False
-
-
-def trim() -> None:
-    """Return the heaps' free memory to the OS (``malloc_trim(0)``; ms per 10 MB)."""
-    if (libc := _glibc()) is not None:
-        libc.malloc_trim(0)
+            _restore(libc)
+    libc.malloc_trim(0)
 
 
 def _restore(libc) -> None:

@@ -28,7 +28,14 @@ __all__ = ["ChannelPlugin", "ChannelSettings", "RESULT_EVENT_BYTES", "plugin_nam
 #: (like a report); larger ones (a model in ``result()``) are fetched from the worker only
 RESULT_EVENT_BYTES = 64 << 10
 
-_TRIMS: set = set()  # malloc trims running in distributed's offload thread (`asip._malloc`)
+SETTLE_DELAY = 0.5  # s after a worker's last stage ends: its malloc settings back (`asip._malloc`)
+_SETTLING: set = set()  # those running in distributed's offload thread (held: asyncio won't)
+
+
+def _settle_malloc() -> None:
+    task = asyncio.ensure_future(offload(_malloc.settle))
+    _SETTLING.add(task)
+    task.add_done_callback(_SETTLING.discard)
 
 
 def plugin_name(run_id: str) -> str:
@@ -87,10 +94,8 @@ class ChannelPlugin(WorkerPlugin):
             self.profiler_paused = False
         if getattr(self, "malloc_held", False):
             self.malloc_held = False
-            if _malloc.release():  # the last stage here: free memory back, off the loop and
-                trim = asyncio.ensure_future(offload(_malloc.trim))  # the driver's finish
-                _TRIMS.add(trim)  # (asyncio holds its tasks weakly)
-                trim.add_done_callback(_TRIMS.discard)
+            if _malloc.release():  # the last stage here: thresholds back and free memory
+                self.loop.call_later(SETTLE_DELAY, _settle_malloc)  # returned, after the finish
         self.closed = True
         self.stop_reason = self.stop_reason or "teardown"
         self.stop.set()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import dask
 import numpy as np
 import pytest
 
 import asip
-from asip import _config, _malloc
+from asip import _config, _malloc, _worker_plugin
 from malloc_operators import MallocProbe, faults_per_allocation
 
 pytestmark = [pytest.mark.timeout(120),
@@ -31,6 +32,7 @@ def test_operator_temporaries_reuse_the_heap_while_a_stage_runs_and_the_nanny_se
     res = asip.Stage(MallocProbe(), blocks, client=client, max_time=5.0).run()
     faults = [r["faults"] for r in res.results if r is not None]
     assert faults and max(faults) < PAGES / 8, faults
+    time.sleep(_worker_plugin.SETTLE_DELAY + 0.5)
     after = client.run(faults_per_allocation)
     assert min(after.values()) > PAGES / 2, after  # put back: fresh mmaps again
     with dask.config.set({"asip.stage.malloc-mmap-threshold": 0}):
@@ -48,8 +50,9 @@ assert _malloc.hold(32 << 20) and _malloc.hold(1 << 20)
 held = faults()
 assert not _malloc.release()
 still = faults()
-assert _malloc.release()  # the last one: the caller trims
-_malloc.trim()
+assert _malloc.release()  # the last one: the caller settles
+assert faults() < 32  # still raised until then
+_malloc.settle()
 assert not _malloc.release()  # one too many: ignored
 print(fixed, held, still, faults(), _malloc._holds)
 """
@@ -57,7 +60,8 @@ print(fixed, held, still, faults(), _malloc._holds)
 
 def test_holds_nest_and_the_last_release_puts_the_threshold_back():
     """In a process started as a nanny starts a worker: holds nest, and only the last
-    release brings back the fresh mmap (and its page faults) per large allocation."""
+    release, once settled, brings back the fresh mmap (and its page faults) per large
+    allocation."""
     env = dict(os.environ, MALLOC_TRIM_THRESHOLD_="65536",
                PYTHONPATH=os.pathsep.join([os.path.dirname(__file__),
                                            os.environ.get("PYTHONPATH", "")]))
