@@ -100,15 +100,16 @@ def release() -> bool:
 
 
 def settle() -> None:
-    """After the last `release`: put the worker's thresholds back (unless a new stage holds
-    them again meanwhile) and return the heaps' free memory to the OS (``malloc_trim(0)``:
-    ms per 10 MB). Run off the event loop and after the stage's teardown: with the old
-    thresholds back, the teardown's own frees would each trim the heap synchronously."""
+    """After the last `release`: put the worker's thresholds back and return the heaps'
+    free memory to the OS (``malloc_trim(0)``: ms per 10 MB). Run off the event loop and after the stage's teardown: with the old
+    thresholds back, the teardown's own frees would each trim the heap synchronously.
+    Nothing happens if a new stage holds them again meanwhile (back-to-back fits)."""
     if (libc := _glibc()) is None:
         return
     with _lock:
-        if _holds == 0:
-            _restore(libc)
+        if _holds:  # a new stage runs here: its operators keep their heaps (trimmed after it)
+            return
+        _restore(libc)
     libc.malloc_trim(0)
 
 
