@@ -12,12 +12,12 @@ process as on a worker (``benchmarks/step_breakdown.py``).
 
 While at least one stage runs on a worker, its mmap threshold is
 ``asip.stage.malloc-mmap-threshold`` and its trim threshold twice that (what glibc's
-dynamic policy would reach for such allocations); once the last stage there has ended, the
-worker's own values (its environment's, or glibc's defaults) are put back and
+dynamic policy would reach for such allocations); once the last stage there has ended,
+the worker's own values (its environment's, or glibc's defaults) are put back and
 ``malloc_trim(0)`` hands the free memory back, in distributed's offload thread a moment
-after the teardown (3-7 ms for 40 MB: not on the event loop, nor in the fit's finish). Nothing is changed where malloc is not
-glibc's, or where no threshold was set in the environment (glibc's dynamic policy
-then adapts by itself).
+after the teardown (3-7 ms for 40 MB: not on the event loop, nor in the fit's finish).
+Nothing is changed where malloc is not glibc's, or where no threshold was set in the
+environment (glibc's dynamic policy then adapts by itself).
 """
 
 from __future__ import annotations
