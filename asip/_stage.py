@@ -376,7 +376,8 @@ class _Run:
             kill_timeout=_config.seconds("stage.hung-worker-kill-timeout"),
             control_timeout=self.control_timeout)
         channel = ChannelPlugin(self.run_id, self.n, settings, faults,
-                                pause_profiler=_config.flag("stage.pause-worker-profiler"))
+                                pause_profiler=_config.flag("stage.pause-worker-profiler"),
+                                malloc_mmap_threshold=_config.nbytes("stage.malloc-mmap-threshold"))
         client = self.client
 
         async def install() -> None:  # both at once: one round trip, not two

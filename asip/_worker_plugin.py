@@ -14,9 +14,9 @@ from collections import deque
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
-from distributed.utils import sync
+from distributed.utils import offload, sync
 
-from asip import _profiler
+from asip import _malloc, _profiler
 from asip._dataplane import ChannelSettings, DataPlane, Endpoint
 from asip._directory import op_name
 
@@ -27,6 +27,15 @@ __all__ = ["ChannelPlugin", "ChannelSettings", "RESULT_EVENT_BYTES", "plugin_nam
 #: summaries up to this size also travel to the driver as an event through the scheduler
 #: (like a report); larger ones (a model in ``result()``) are fetched from the worker only
 RESULT_EVENT_BYTES = 64 << 10
+
+SETTLE_DELAY = 0.5  # s after a worker's last stage ends: its malloc settings back (`asip._malloc`)
+_SETTLING: set = set()  # those running in distributed's offload thread (held: asyncio won't)
+
+
+def _settle_malloc() -> None:
+    task = asyncio.ensure_future(offload(_malloc.settle))
+    _SETTLING.add(task)
+    task.add_done_callback(_SETTLING.discard)
 
 
 def plugin_name(run_id: str) -> str:
@@ -39,9 +48,10 @@ class ChannelPlugin(WorkerPlugin):
     idempotent = False
 
     def __init__(self, run_id: str, n_partitions: int, settings: ChannelSettings, faults: tuple,
-                 pause_profiler: bool = True):
+                 pause_profiler: bool = True, malloc_mmap_threshold: int = 0):
         self.run_id = run_id
         self.pause_profiler = pause_profiler  # asip.stage.pause-worker-profiler (`asip._profiler`)
+        self.malloc_mmap_threshold = malloc_mmap_threshold  # asip.stage.malloc-mmap-threshold
         self.n_partitions = n_partitions
         self.settings = settings
         self.faults = tuple(faults)
@@ -52,6 +62,7 @@ class ChannelPlugin(WorkerPlugin):
         self.worker = worker
         self.address = worker.address
         self.profiler_paused = self.pause_profiler and _profiler.pause(worker)
+        self.malloc_held = _malloc.hold(getattr(self, "malloc_mmap_threshold", 0))
         self.loop = worker.loop
         self.directory: dict[int, tuple[str, int]] = {}
         self.dir_version = 0  # directory deltas applied without a gap
@@ -81,6 +92,10 @@ class ChannelPlugin(WorkerPlugin):
         if getattr(self, "profiler_paused", False):
             _profiler.resume(worker)
             self.profiler_paused = False
+        if getattr(self, "malloc_held", False):
+            self.malloc_held = False
+            if _malloc.release():  # the last stage here: thresholds back and free memory
+                self.loop.call_later(SETTLE_DELAY, _settle_malloc)  # returned, after the finish
         self.closed = True
         self.stop_reason = self.stop_reason or "teardown"
         self.stop.set()
