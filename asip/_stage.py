@@ -190,6 +190,20 @@ class Stage:
         return self.result
 
 
+#: seconds a finished run's event topic still takes (and drops) late events
+LATE_EVENTS_FOR = 10.0
+
+
+def _late_event(event: Any) -> None:
+    """An event of a finished run (a report sent before its stop): dropped."""
+
+
+def _forget_topic(handlers: dict, topic: str) -> None:
+    """Remove a finished run's topic from the client's handlers, if it is still the no-op."""
+    if handlers.get(topic) is _late_event:
+        del handlers[topic]
+
+
 def _release_frames(tb) -> None:
     """Clear this module's finished frames in a traceback: they hold Dask futures (loop
     variables), which would keep operator tasks on the scheduler for as long as the
@@ -793,7 +807,14 @@ class _Run:
             # (the scheduler was never told: see `_start_install`). The handler is this run's
             # bound method: kept, it held the run, and so the stage's persisted input
             # futures (a fit's dask blocks stayed on the cluster for the client's lifetime)
-            self.client._event_handlers.pop(event_topic(self.run_id), None)
+            # An event already on its way (a late report) finds the topic's handler gone and
+            # distributed logs an error with a traceback for it: a no-op takes the run's
+            # place for a while, then the entry goes too
+            topic, handlers = event_topic(self.run_id), self.client._event_handlers
+            handlers[topic] = _late_event
+            self.client.loop.add_callback(
+                lambda: self.client.loop.call_later(LATE_EVENTS_FOR, _forget_topic, handlers,
+                                                    topic))
             self.subscribed = False
 
     def _unregister(self, handler: Any, name: str, limit: float) -> None:
