@@ -71,7 +71,8 @@ def test_csr_input_and_intercept(client):
         else:
             gap = est.stage_result_.results[0]["rel_gap"]
             assert r <= max(gap, 0.0) + ref.relative_precision + 1e-12
-        assert 0 <= r + ref.relative_precision and r <= bound, (local, r)
+        # not below f* by more than the reference's precision and rounding (-1.8e-16 seen)
+        assert -1e-14 <= r + ref.relative_precision and r <= bound, (local, r)
 
 
 def test_restarted_operator_rejoins_and_the_gap_stays_valid(client):
