@@ -14,9 +14,9 @@ Sections (each repeated ``--repeat`` times, medians printed; 300k x 100 float64 
   into a tmpfs file (``os.write``: the space is taken, or ENOSPC, never a SIGBUS), a
   reader maps it (``MAP_POPULATE``) and sums it.
 * ``scatter``: the placement a stage does (`asip._data.partitions_of` on a list of
-  in-memory blocks) on a ``LocalCluster`` of 2 workers, against ``client.scatter(...,
-  direct=True)`` of the same blocks, both workers at once (what asip did until
-  2026-11-30); wall time and the CPU seconds of the client and of the workers (user,
+  in-memory blocks: a block past ``distributed.comm.shard`` in a message of its own) on a
+  ``LocalCluster`` of 2 workers, against one ``client.scatter(..., direct=True)`` of each
+  worker's blocks, both workers at once (what asip did until 2026-11-30); wall time and the CPU seconds of the client and of the workers (user,
   system), which the load of a shared machine disturbs less than wall time.
 * ``peak``: two blocks of 77 MB per worker (past distributed's 64 MiB frame shards): how
   far each way of placing them raises the workers' peak memory above what they then hold.
