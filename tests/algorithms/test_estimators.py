@@ -256,10 +256,14 @@ def test_killed_operator_restarts_and_the_fit_still_converges(client, solver, bo
     # the stage behind the fit is the estimator's to inspect
     res = clf.stage_result_
     assert isinstance(res, asip.StageResult) and res.restarts == clf.restarts_
-    assert res.stopped_by == clf.stopped_by_ and len(res.results) == 2
+    # tol=0 still stops a solver whose iterate stopped moving exactly (saga's test,
+    # ||w - w_prev|| <= 0, reached in 2.5 s on a fast machine): the stage then names the
+    # partition that stopped it, and the estimator calls it "tol"
+    stopped_itself = clf.stopped_by_ == "tol" and res.stopped_by.startswith("STOP from")
+    assert (res.stopped_by == clf.stopped_by_ or stopped_itself) and len(res.results) == 2
     assert res.stats["total"]["consumed"] > 0 and res.timings["launch"] > 0
     assert set(clf.fit_timings_) == {"client", "prepare", "solve", "finish"}
-    assert clf.fit_timings_["solve"] >= res.elapsed > 2.0
+    assert clf.fit_timings_["solve"] >= res.elapsed > (0.3 if stopped_itself else 2.0)
 
 
 @pytest.mark.timeout(120)
