@@ -75,7 +75,6 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", help="append the figures here (one JSON line per dataset)")
     args = ap.parse_args(argv)
-    os.environ.setdefault("ASIP_DATA_DIR", "/work/shared/data")
 
     from asip.algorithms import _cocoa, reference_optimum, relative_suboptimality
     from asip.algorithms import _kernels as K

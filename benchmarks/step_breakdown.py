@@ -219,16 +219,13 @@ def main(argv=None) -> int:
                     help="sys.setswitchinterval values (s) to alternate on the workers")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args(argv)
-    os.environ.setdefault("ASIP_DATA_DIR", "/work/shared/data")
-
     import dask
     from distributed import Client, LocalCluster
 
-    from asip.algorithms import AsipClassifier, make_logistic
     from asip_bench.data import ClusterData, compute_reference, load_dataset, parse_task
     from asip_bench.runner import LiveObjective, run_asip
     from asip_bench.session import TRACE_INTERVAL
-    import scipy.sparse as sp
+    from fit_timeline import warm_up_solvers
 
     task = parse_task(args.task)
     print(f"load average at start: {os.getloadavg()}", flush=True)
@@ -237,12 +234,7 @@ def main(argv=None) -> int:
             LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                          dashboard_address=":0") as lc, Client(lc) as client:
         client.wait_for_workers(2)
-        ds = make_logistic(2_000, 20, random_state=1)
-        solvers = sorted({s for pair in args.pairs for s in pair.rsplit(":", 1)[1].split(",")})
-        for X in (ds.X, sp.csr_matrix(ds.X)):  # the bench's warm-up
-            for s in solvers:
-                AsipClassifier(solver=s, max_time=0.3, alpha=0.1, fit_intercept=False,
-                               n_partitions=2).fit(X, ds.y)
+        warm_up_solvers(args.pairs)
         client.run(_instrument, False)
         for pair in args.pairs:
             name, names = pair.rsplit(":", 1)

@@ -1,7 +1,7 @@
 """Diagnose async solvers under the paper's straggler at 16 partitions: time to 1e-3 with and
 without the straggler, per-operator passes, trace.
 
-Run: ``ASIP_DATA_DIR=/work/shared/data python benchmarks/straggler_diag.py --datasets a9a
+Run: ``python benchmarks/straggler_diag.py --datasets a9a
 --solvers asip-cocoa --tasks log_loss-l2-1/n [--partitions 16] [--budget 6] [--params k=v,...]
 [--repeat 4]``; with several ``--params`` or ``--repeat``, a closing summary gives per setting the
 medians over the repeats (time to 1e-3, median Newton rounds by then) and the load average.

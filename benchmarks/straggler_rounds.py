@@ -3,7 +3,7 @@ steps on what all pushed the round before), with partition 0 silent (the paper's
 before it first wakes) or not. Prints the relative suboptimality of the combined model after
 each round, per setting; deterministic and load-independent, so settings compare exactly.
 
-Run: ``ASIP_DATA_DIR=/work/shared/data python benchmarks/straggler_rounds.py --datasets a9a
+Run: ``python benchmarks/straggler_rounds.py --datasets a9a
 --tasks log_loss-l2-1/n --partitions 16 --silent 15 --params missing_peers='"self"'
 --params missing_peers='"rescale"'``
 """
