@@ -29,6 +29,30 @@ _JIT = {"nogil": True, "cache": True}
 
 
 @njit(**_JIT)
+def _shuffle(order, count, rng):
+    """Fisher-Yates over ``order[:count]``: a fresh pass order."""
+    for j in range(count - 1, 0, -1):
+        r = _randint(rng, j + 1)
+        tmp = order[j]
+        order[j] = order[r]
+        order[r] = tmp
+
+
+@njit(**_JIT)
+def _apply_dual_step(X, i, delta, ss, scale, fit_intercept, dual, w, u):
+    """``a_i += delta``, ``w += ss delta x_i`` (the view, own changes counted ``sigma``
+    times), ``u += scale delta x_i`` (the own share); the intercept is the last entry."""
+    if delta != 0.0:
+        dual[i] += delta
+        row_axpy(X, i, ss * delta, w)
+        row_axpy(X, i, scale * delta, u)
+        if fit_intercept:
+            p = w.shape[0]
+            w[p - 1] += ss * delta
+            u[p - 1] += scale * delta
+
+
+@njit(**_JIT)
 def cocoa_steps(X, y, loss, fit_intercept, n_steps, rng, order, cursor, dual, sqn, scale, sigma,
                 w, u):
     """``n_steps`` SDCA steps on the CoCoA+ local subproblem of one partition.
@@ -44,30 +68,18 @@ def cocoa_steps(X, y, loss, fit_intercept, n_steps, rng, order, cursor, dual, sq
     own changes counted ``sigma`` times: CoCoA+ adding) and ``u += scale * delta * x_i``
     (the partition's own share of the model). O(nnz of the row) per step.
     """
-    p = w.shape[0]
     n = n_rows(X)
     ss = sigma * scale
     for _ in range(n_steps):
         k = cursor[0]
         if k == 0:
-            for j in range(n - 1, 0, -1):  # Fisher-Yates: a fresh pass order
-                r = _randint(rng, j + 1)
-                tmp = order[j]
-                order[j] = order[r]
-                order[r] = tmp
+            _shuffle(order, n, rng)  # a fresh pass order
         i = order[k]
         cursor[0] = k + 1 if k + 1 < n else 0
         q = ss * sqn[i]
         m = _margin(X, i, w, fit_intercept)
-        a = dual[i]
-        delta = dual_coordinate_step(loss, y[i], a, m, q)
-        if delta != 0.0:
-            dual[i] = a + delta
-            row_axpy(X, i, ss * delta, w)
-            row_axpy(X, i, scale * delta, u)
-            if fit_intercept:
-                w[p - 1] += ss * delta
-                u[p - 1] += scale * delta
+        delta = dual_coordinate_step(loss, y[i], dual[i], m, q)
+        _apply_dual_step(X, i, delta, ss, scale, fit_intercept, dual, w, u)
 
 
 #: projected-gradient spread (margin units, liblinear's ``eps``) at which the rows not
@@ -102,7 +114,6 @@ def hinge_steps_shrinking(X, y, fit_intercept, n_steps, rng, order, cursor, dual
     Shrinking only skips rows: the duals, ``w`` and ``u`` are exactly those of the steps
     taken, so the certificate needs nothing. ``n_steps`` counts row visits (a margin each).
     """
-    p = w.shape[0]
     n = n_rows(X)
     ss = sigma * scale
     for _ in range(n_steps):
@@ -129,37 +140,21 @@ def hinge_steps_shrinking(X, y, fit_intercept, n_steps, rng, order, cursor, dual
             sh[_FRESH] = 1.0
         if sh[_FRESH] != 0.0:
             sh[_FRESH] = 0.0
-            for j in range(active - 1, 0, -1):  # Fisher-Yates over the active rows
-                r = _randint(rng, j + 1)
-                tmp = order[j]
-                order[j] = order[r]
-                order[r] = tmp
+            _shuffle(order, active, rng)  # over the active rows
         i = order[k]
         yi = y[i]
         m = _margin(X, i, w, fit_intercept)
         g = yi * m - 1.0
         b = yi * dual[i]
-        pg = g
-        if b <= 0.0:
-            if g > sh[_PG_MAX_OLD]:  # at 0 and pushed further out: shrink
-                active -= 1
-                order[k] = order[active]
-                order[active] = i
-                cursor[1] = active
-                cursor[0] = k  # the swapped-in row is visited next
-                continue
-            if g > 0.0:
-                pg = 0.0
-        elif b >= 1.0:
-            if g < sh[_PG_MIN_OLD]:  # at 1 and pushed further out: shrink
-                active -= 1
-                order[k] = order[active]
-                order[active] = i
-                cursor[1] = active
-                cursor[0] = k
-                continue
-            if g < 0.0:
-                pg = 0.0
+        if (b <= 0.0 and g > sh[_PG_MAX_OLD]) or (b >= 1.0 and g < sh[_PG_MIN_OLD]):
+            # at a bound and pushed further out of the box: shrink
+            active -= 1
+            order[k] = order[active]
+            order[active] = i
+            cursor[1] = active
+            cursor[0] = k  # the swapped-in row is visited next
+            continue
+        pg = 0.0 if (b <= 0.0 and g > 0.0) or (b >= 1.0 and g < 0.0) else g
         if pg > sh[_PG_MAX]:
             sh[_PG_MAX] = pg
         if pg < sh[_PG_MIN]:
@@ -167,13 +162,7 @@ def hinge_steps_shrinking(X, y, fit_intercept, n_steps, rng, order, cursor, dual
         cursor[0] = k + 1
         q = ss * sqn[i]
         delta = dual_coordinate_step(_L.HINGE, yi, dual[i], m, q)
-        if delta != 0.0:
-            dual[i] += delta
-            row_axpy(X, i, ss * delta, w)
-            row_axpy(X, i, scale * delta, u)
-            if fit_intercept:
-                w[p - 1] += ss * delta
-                u[p - 1] += scale * delta
+        _apply_dual_step(X, i, delta, ss, scale, fit_intercept, dual, w, u)
 
 
 @njit(**_JIT)
