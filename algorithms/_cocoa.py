@@ -287,7 +287,7 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
         chunk=AdaptiveCount(_step_time(problem, params)),
         clock={"steps": 0, "started": None, "answer": None, "answered": None,
                "ahead": 0, "news": set(), "hess": {}, "points": {}, "peer_passes": {},
-               "half_passes": None,
+               "half_passes": None, "adapts": _adapts(problem, params),  # fixed for the fit
                "rejoining": data.incarnation > 0 and data.n_partitions > 1},
         cert={"x": Exchange("wbar", p, data.index), "ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
               "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},
@@ -468,7 +468,7 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
     else:
         np.add(state.u, state.peers.sub.total, out=state.w)  # the view, O(d)
         n_steps = min(state.chunk.count, data.n)  # at most one pass between pushes: fresh views
-        adaptive = _adapts(pb, params)
+        adaptive = clock["adapts"]
         sigma = _adaptive_sigma(state) if adaptive else state.sigma
         u0 = state.u.copy() if adaptive else None
         t0 = time.perf_counter()
