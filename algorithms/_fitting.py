@@ -88,8 +88,8 @@ def preload_workers(client, modules=WORKER_MODULES) -> None:
                 return
 
     async def _send() -> None:  # on the client's loop: nobody waits for it
-        try:
-            await client._run(_preload, wait=False)
+        try:  # (run() hands back its coroutine there: the client's `asynchronous` is true)
+            await client.run(_preload, wait=False)
         except Exception as exc:  # an optimisation only: never fail a fit over it
             logger.debug("could not preload the workers' modules: %r", exc)
 

@@ -202,9 +202,9 @@ def _scatter_all(client: Any, by_worker: dict[str, dict]) -> tuple[dict, list[st
         if small:  # blocks below a frame's size: one message for all of them
             sends.append((addr, small))
 
-    async def scatter() -> list:
+    async def scatter() -> list:  # on the client's loop: scatter hands back coroutines
         return await asyncio.gather(
-            *(client._scatter(block, workers=[addr], direct=True, hash=False)
+            *(client.scatter(block, workers=[addr], direct=True, hash=False, asynchronous=True)
               for addr, block in sends),
             return_exceptions=True)
 
