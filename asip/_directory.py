@@ -19,13 +19,21 @@ from time import time
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
-from distributed.scheduler import heartbeat_interval
 from distributed.protocol.pickle import dumps
 from distributed.protocol.serialize import Serialized, deserialize
 
+from asip._events import EVENT_TOPIC
+
+try:  # the interval the scheduler asks of its workers (not public API in distributed 2026.8)
+    from distributed.scheduler import heartbeat_interval
+except ImportError:  # pragma: no cover - another distributed: 2026.8's schedule
+    def heartbeat_interval(n: int) -> float:
+        """Seconds between a worker's heartbeats with ``n`` workers (distributed 2026.8)."""
+        return 0.5 if n <= 10 else 1.0 if n < 50 else 2.0 if n < 200 else n / 200 + 1
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["DirectoryPlugin", "event_topic", "op_name"]
+__all__ = ["DirectoryPlugin", "op_name"]
 
 _RECENT_BYTES = 4 << 20  # recent reports kept for the dashboard page
 
@@ -36,11 +44,6 @@ _HANDLERS = ("register", "ready", "report", "poll", "stop", "close", "failed", "
 def op_name(kind: str, run_id: str) -> str:
     """The handler name for ``kind`` in run ``run_id`` (scheduler and workers alike)."""
     return f"asip_{kind}_{run_id}"
-
-
-def event_topic(run_id: str) -> str:
-    """The client topic on which the directory pushes run ``run_id``'s events."""
-    return f"asip-{run_id}"
 
 
 def process_sample(dask_worker: Any) -> dict | None:
@@ -77,6 +80,8 @@ class DirectoryPlugin(SchedulerPlugin):
         recomputes its partitions and their operators restart elsewhere.
     """
 
+    idempotent = False  # one per run: registering it again is an error
+
     def __init__(self, run_id: str, n_partitions: int, client_id: str | None = None,
                  worker_plugin: str | None = None, silence_timeout: float = 5.0,
                  kill_timeout: float = 0.5, control_timeout: float = 30.0):
@@ -91,7 +96,6 @@ class DirectoryPlugin(SchedulerPlugin):
 
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
-        self.topic = event_topic(self.run_id)
         self.entries: dict[int, tuple[str, int]] = {}  # index -> (worker address, incarnation)
         self.deltas: list[list] = []  # [index, address, incarnation]; version = position + 1
         self._unsent = 0  # deltas[-_unsent:] not broadcast yet
@@ -142,11 +146,15 @@ class DirectoryPlugin(SchedulerPlugin):
         return self._directory() if missing > len(self.entries) else self.deltas[len(self.deltas) - missing:]
 
     def _emit(self, kind: str, *fields: Any) -> None:
-        """Push one event to the driver's client (nothing is kept on the scheduler)."""
+        """Push one event to the driver's client, tagged with the run (`asip._events`
+        routes it). Sent as the scheduler sends a topic's events to its subscribers, but to
+        this client only and kept nowhere: ``Scheduler.log_event`` would keep every report
+        in the scheduler's event log and send it to every client running a stage."""
         if self.client_id is None or self.closed:
             return
-        self.scheduler.report({"op": "event", "topic": self.topic,
-                               "event": (time(), [kind, *fields])}, client=self.client_id)
+        self.scheduler.report({"op": "event", "topic": EVENT_TOPIC,
+                               "event": (time(), [self.run_id, kind, *fields])},
+                              client=self.client_id)
 
     def _end(self, index: int, incarnation: int, cause: str) -> None:
         """The first cause recorded for an incarnation's end is the one kept."""

@@ -21,7 +21,8 @@ from asip import _config
 from asip._channel import ChannelStats
 from asip._checkpoint import write_checkpoint
 from asip._data import count_partitions, partitions_of
-from asip._directory import DirectoryPlugin, event_topic, op_name
+from asip import _events
+from asip._directory import DirectoryPlugin, op_name
 from asip._exceptions import AsipError, OperatorFailedError
 from asip._gang import check_slots, plan_placement, wait_for_gang
 from asip._operator import Operator
@@ -188,20 +189,6 @@ class Stage:
             _release_frames(exc.__traceback__)
             raise
         return self.result
-
-
-#: seconds a finished run's event topic still takes (and drops) late events
-LATE_EVENTS_FOR = 10.0
-
-
-def _late_event(event: Any) -> None:
-    """An event of a finished run (a report sent before its stop): dropped."""
-
-
-def _forget_topic(handlers: dict, topic: str) -> None:
-    """Remove a finished run's topic from the client's handlers, if it is still the no-op."""
-    if handlers.get(topic) is _late_event:
-        del handlers[topic]
 
 
 def _release_frames(tb) -> None:
@@ -379,10 +366,8 @@ class _Run:
     def _start_install(self, faults: tuple, settings: ChannelSettings) -> Any:
         """Install the stage's scheduler and worker plugins, both at once, on the client's
         event loop; returns the pending install (`_await_install` waits for it)."""
-        # the directory reports to this client by its id: the handler is all the
-        # subscription needs (subscribe_topic's message to the scheduler would hold the
-        # gang's submission back by the client's 10 ms batching interval)
-        self.client._event_handlers[event_topic(self.run_id)] = self._on_event
+        # before anything is installed: no event of this run can arrive unheard
+        _events.listen(self.client, self.run_id, self._on_event)
         self.subscribed = True
         directory = DirectoryPlugin(
             self.run_id, self.n, client_id=self.client.id, worker_plugin=plugin_name(self.run_id),
@@ -395,10 +380,11 @@ class _Run:
         client = self.client
 
         async def install() -> None:  # both at once: one round trip, not two
+            # on the client's loop, register_plugin hands back its coroutine (the client's
+            # `asynchronous` is true there); both plugins say idempotent = False
             results = await asyncio.gather(
-                client._register_scheduler_plugin(directory, name=directory.name,
-                                                  idempotent=False),
-                client._register_worker_plugin(channel, name=channel.name, idempotent=False),
+                client.register_plugin(directory, name=directory.name),
+                client.register_plugin(channel, name=channel.name),
                 return_exceptions=True)
             self.installed_at = time.monotonic()
             for result in results:
@@ -804,17 +790,10 @@ class _Run:
 
     def _unsubscribe(self) -> None:
         if self.subscribed:
-            # (the scheduler was never told: see `_start_install`). The handler is this run's
-            # bound method: kept, it held the run, and so the stage's persisted input
-            # futures (a fit's dask blocks stayed on the cluster for the client's lifetime)
-            # An event already on its way (a late report) finds the topic's handler gone and
-            # distributed logs an error with a traceback for it: a no-op takes the run's
-            # place for a while, then the entry goes too
-            topic, handlers = event_topic(self.run_id), self.client._event_handlers
-            handlers[topic] = _late_event
-            self.client.loop.add_callback(
-                lambda: self.client.loop.call_later(LATE_EVENTS_FOR, _forget_topic, handlers,
-                                                    topic))
+            # the handler is this run's bound method: kept, it held the run, and so the
+            # stage's persisted input futures (a fit's dask blocks stayed on the cluster
+            # for the client's lifetime). Late events of this run are dropped from here on
+            _events.forget(self.run_id)
             self.subscribed = False
 
     def _unregister(self, handler: Any, name: str, limit: float) -> None:

@@ -353,21 +353,3 @@ def test_bad_data_is_refused_before_the_stage_touches_the_cluster(client, monkey
     with pytest.raises(asip.AsipError, match="chunked along columns"):
         asip.Stage(SizedResult, da.zeros((4, 4), chunks=(2, 2)), client=client).run()
     assert installs == []
-
-
-def test_a_late_event_of_a_finished_run_is_dropped_quietly_then_its_topic_goes(
-        client, monkeypatch):
-    """A report already on its way when a run ends reaches the client after the run let go
-    of its topic: dropped without distributed's "No event handler known" error, and the
-    topic's entry leaves the client's handlers after `LATE_EVENTS_FOR`."""
-    from asip import _stage
-
-    monkeypatch.setattr(_stage, "LATE_EVENTS_FOR", 0.5, raising=False)
-    before = set(client._event_handlers)
-    asip.Stage(Gossip(), data(), client=client, max_time=60.0, max_steps=5).run()
-    (topic,) = [t for t in client._event_handlers if t not in before and t.startswith("asip-")]
-    client.sync(client._handle_event, topic, (time.time(), {"op": "report"}))  # raised before
-    deadline = time.monotonic() + 10
-    while topic in client._event_handlers and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert topic not in client._event_handlers
