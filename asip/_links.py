@@ -45,6 +45,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from distributed.comm import connect
 
+# Not public API (distributed 2026.8, tornado 6.6): a TCP comm's tornado IOStream
+# (``comm.stream``: its socket, ``writing()``, ``write()``). distributed's public
+# ``Comm.write`` is a coroutine of the event loop, and a direct write from the operator
+# thread needs the socket, which no public call hands out; without these every write
+# goes through the loop (slower, same messages).
 try:  # distributed's TCP comm: its plain sockets take writes from operator threads
     from distributed.comm.tcp import TCP
     from tornado.iostream import SSLIOStream

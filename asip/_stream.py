@@ -25,6 +25,11 @@ from asip._wire import _packer, decode_frames
 
 from distributed.comm.inproc import InProc
 
+# Not public API (distributed 2026.8, tornado 6.6), and none does the job: a TCP comm's
+# tornado IOStream (``comm.stream``, its socket and tornado's private ``_read_buffer_size``),
+# ``read_bytes_rw`` and ``unpack_frames``. distributed's public ``Comm.read`` unpickles
+# ``__Pickled__`` frames whatever the deserializers, and no public call hands out a comm's
+# socket. Another version lacking them: links are refused or read on the slower path.
 try:  # distributed's TCP framing (the comm asip's links use over TCP and TLS)
     from distributed.comm.tcp import TCP, read_bytes_rw
     from distributed.protocol.utils import unpack_frames
@@ -60,7 +65,7 @@ def take_socket(comm: Any) -> Any:
     of it (then it is read with `read_message`)."""
     if TCP is None or type(comm) is not TCP or SSLIOStream is None:
         return None
-    stream = comm.stream
+    stream = comm.stream  # (not public: see the imports)
     if (stream is None or isinstance(stream, SSLIOStream) or stream.closed()
             or getattr(stream, "_read_buffer_size", None) != 0):
         return None
