@@ -39,11 +39,11 @@ def listen(client: Any, run_id: str, handler: Callable[[tuple], None]) -> None:
     handler is in place when this returns, so no event of a run started afterwards is
     missed: the directory sends to the client by its id, whatever the scheduler has heard
     of the subscription yet."""
-    _runs[run_id] = handler
     with _lock:
         if client not in _subscribed:
             client.subscribe_topic(EVENT_TOPIC, route)
             _subscribed.add(client)
+    _runs[run_id] = handler
 
 
 def forget(run_id: str) -> None:
