@@ -17,11 +17,10 @@ import dask
 import msgpack
 from distributed import Client, default_client
 
-from asip import _config
+from asip import _config, _events
 from asip._channel import ChannelStats
 from asip._checkpoint import write_checkpoint
 from asip._data import count_partitions, partitions_of
-from asip import _events
 from asip._directory import DirectoryPlugin, op_name
 from asip._exceptions import AsipError, OperatorFailedError
 from asip._gang import check_slots, plan_placement, wait_for_gang
