@@ -338,12 +338,10 @@ class LocalNewton:
             M[np.diag_indices_from(M)] += 1e-9 * max(np.max(np.diag(M)), 1e-300)
         chol = sla.cho_factor(M, check_finite=False) if max_iter > 0 else None
 
-        def terms(v, lsum):  # F_j's terms at v (their sum is F_j(v))
-            return lsum / n, G @ v, 0.5 * (v @ (S @ v)), -(Sb @ v), 0.5 * (v @ (pen * v))
-
-        def model(v, lsum):
-            a, b, c, d, e = terms(v, lsum)
-            return a + b + c + d + e
+        def model(v, lsum):  # F_j(v), and its terms' magnitudes summed (its rounding scale)
+            a, b, c, d = lsum / n, G @ v, 0.5 * (v @ (S @ v)), Sb @ v
+            e = 0.5 * (v @ (pen * v))
+            return a + b + c - d + e, abs(a) + abs(b) + abs(c) + abs(d) + abs(e)
 
         dec0 = f = rt = None
         flat = False  # F_j flat to rounding along the last step: it was taken unchecked
@@ -361,7 +359,7 @@ class LocalNewton:
                 G += c_missing * (g_loss / n)
                 if lsum is None:
                     lsum = self._value(m)
-                f = model(v, lsum)
+                f, fmag = model(v, lsum)
             g = g_loss / n + G + S @ v - Sb + pen * v
             step = -sla.cho_solve(chol, g, check_finite=False)
             dec = -(g @ step)
@@ -372,18 +370,18 @@ class LocalNewton:
             dm = self._mv(step)
             self.passes += 0.5
             # converged to rounding: no trial could show the decrease, the full step is taken
-            flat = dec <= ROUNDING * _EPS * sum(abs(x) for x in terms(v, lsum)) and np.max(
+            flat = dec <= ROUNDING * _EPS * fmag and np.max(
                 np.abs(dm), initial=0.0) <= FLAT_MOVE * (self.mu if self.hinge else 1.0)
             t = 1.0
             while True:  # backtracking on F_j; the data term needs only dm
                 vt, mt = v + t * step, m + t * dm
                 lt, rt = self.value_deriv(mt)  # phi' too: the next iteration's, if accepted
                 self.trials += 1
-                ft = model(vt, lt)
+                ft, fmag_t = model(vt, lt)
                 if flat or ft <= f - 1e-4 * t * dec or t < 1e-10:
                     break
                 t *= 0.5
-            v, m, f, lsum = vt, mt, ft, lt
+            v, m, f, fmag, lsum = vt, mt, ft, fmag_t, lt
         # r, g_loss (and lsum, when known) are at v on every exit
         self.last = (v.copy(), m, r, g_loss, lsum)
         dual = _L.loss_dual_clip(loss, -r, y)
