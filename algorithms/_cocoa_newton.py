@@ -24,7 +24,9 @@ exact to second order a round is a Newton step on the whole objective from stale
 points, which stays stable when partitions differ (rows sorted by label). ``H_j`` is
 taken on at most ``hessian_rows`` random rows (dense data; rescaled; CSR: every row, in
 `_cd_kernels.csr_weighted_gram`) and reused while no margin moved more than `REFRESH`;
-each Newton iteration is one data pass with a backtracking line search on ``F_j``. ``R`` is
+each Newton iteration is one data pass with a backtracking line search on ``F_j``
+(none once its decrement is below float64 rounding of ``F_j``: `ROUNDING`; the step is
+then taken as is and the round ends). ``R`` is
 ``(alpha/2) ||v||^2`` over the features: the intercept, if any, is unpenalized, as in
 scikit-learn and asip's `Objective` (its Hessian entry is the loss curvature alone).
 
@@ -55,6 +57,8 @@ __all__ = ["LocalNewton", "choose_local_solver", "sdca_damping"]
 
 logger = logging.getLogger(__name__)
 
+_EPS = float(np.finfo(np.float64).eps)
+
 #: the largest model (features, intercept included) for which "auto" picks Newton: its p x p
 #: Hessian is built (on a row sample), factored and pushed to the peers when it changes
 MAX_NEWTON_FEATURES = 500
@@ -67,6 +71,14 @@ MIN_NEWTON_DENSITY = 0.25
 MAX_SDCA_DAMPING = 1.0
 #: reuse a round's Hessian while no margin moved more than this since it was taken
 REFRESH = 0.5
+#: no line search once the Newton decrement is below this many float64 roundings of the
+#: model's terms and no margin moves by more than `FLAT_MOVE` (times hinge's ``mu``): no
+#: trial could show the decrease (at tol=0, after convergence, the search ran to
+#: ``t < 1e-10``, up to ~35 loss passes a round, to accept a move below rounding); the
+#: Newton step is taken unchecked (its gradient is exact to far below the model's rounding)
+#: and the round ends. 0: always search
+ROUNDING = 1.0
+FLAT_MOVE = 1e-3
 
 
 def sdca_damping(sigma: float, row_scale: float, alpha: float, n: int) -> float:
@@ -150,6 +162,7 @@ class LocalNewton:
         self.cache = None  # (H, the margins where it was taken, mu)
         self.last = None  # (v, margins, phi', gradient, loss sum) where the last solve ended
         self.passes = 0.0
+        self.trials = 0  # line-search trials (a loss pass each), all solves together
 
     @classmethod
     def for_partition(cls, problem: Problem, X, y, params: dict, seed) -> LocalNewton:
@@ -325,10 +338,13 @@ class LocalNewton:
             M[np.diag_indices_from(M)] += 1e-9 * max(np.max(np.diag(M)), 1e-300)
         chol = sla.cho_factor(M, check_finite=False) if max_iter > 0 else None
 
-        def model(v, lsum):
-            return lsum / n + G @ v + 0.5 * (v @ (S @ v)) - Sb @ v + 0.5 * (v @ (pen * v))
+        def model(v, lsum):  # F_j(v), and its terms' magnitudes summed (its rounding scale)
+            a, b, c, d = lsum / n, G @ v, 0.5 * (v @ (S @ v)), Sb @ v
+            e = 0.5 * (v @ (pen * v))
+            return a + b + c - d + e, abs(a) + abs(b) + abs(c) + abs(d) + abs(e)
 
         dec0 = f = rt = None
+        flat = False  # F_j flat to rounding along the last step: it was taken unchecked
         lsum = last[4] if reuse else None  # sum_i phi(m_i) at v, once known
         for it in range(max_iter + 1):
             if it == 0 and reuse:
@@ -337,13 +353,13 @@ class LocalNewton:
                 r = self.deriv(m) if rt is None else rt
                 g_loss = self._rmv(r)
                 self.passes += 0.5
-            if it == max_iter:
+            if it == max_iter or flat:
                 break
             if f is None:  # absent peers: their gradient is this partition's at w0
                 G += c_missing * (g_loss / n)
                 if lsum is None:
                     lsum = self._value(m)
-                f = model(v, lsum)
+                f, fmag = model(v, lsum)
             g = g_loss / n + G + S @ v - Sb + pen * v
             step = -sla.cho_solve(chol, g, check_finite=False)
             dec = -(g @ step)
@@ -353,15 +369,19 @@ class LocalNewton:
                 break
             dm = self._mv(step)
             self.passes += 0.5
+            # converged to rounding: no trial could show the decrease, the full step is taken
+            flat = dec <= ROUNDING * _EPS * fmag and np.max(
+                np.abs(dm), initial=0.0) <= FLAT_MOVE * (self.mu if self.hinge else 1.0)
             t = 1.0
             while True:  # backtracking on F_j; the data term needs only dm
                 vt, mt = v + t * step, m + t * dm
                 lt, rt = self.value_deriv(mt)  # phi' too: the next iteration's, if accepted
-                ft = model(vt, lt)
-                if ft <= f - 1e-4 * t * dec or t < 1e-10:
+                self.trials += 1
+                ft, fmag_t = model(vt, lt)
+                if flat or ft <= f - 1e-4 * t * dec or t < 1e-10:
                     break
                 t *= 0.5
-            v, m, f, lsum = vt, mt, ft, lt
+            v, m, f, fmag, lsum = vt, mt, ft, fmag_t, lt
         # r, g_loss (and lsum, when known) are at v on every exit
         self.last = (v.copy(), m, r, g_loss, lsum)
         dual = _L.loss_dual_clip(loss, -r, y)

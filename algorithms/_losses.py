@@ -18,8 +18,11 @@ numba ufuncs (`loss_value`, `loss_deriv`, `loss_conjugate`, `loss_dual_clip`),
 so a loss cannot mean one thing in a kernel and another in a test or a
 certificate. ``conjugate(u, y)`` is the convex conjugate ``phi*(u) = sup_m u m -
 phi(m)`` (``inf`` outside its domain); a dual certificate evaluates it at
-``u = -a`` for dual variables ``a`` first made feasible by ``dual_clip`` (see
-``/work/shared/notes/cocoa-and-certificates.md``).
+``u = -a`` for dual variables ``a`` first made feasible by ``dual_clip`` (the
+duality-gap certificate of `_certificate` and README's "asip-cocoa" section; the
+conjugates as in S. Shalev-Shwartz, T. Zhang, "Stochastic dual coordinate ascent
+methods", JMLR 2013, and C. Duenner, S. Forte, M. Takac, M. Jaggi, "Primal-dual rates
+and certificates", ICML 2016).
 """
 
 from __future__ import annotations

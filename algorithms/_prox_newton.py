@@ -379,14 +379,28 @@ def _working_set(state: NewtonState) -> np.ndarray | None:
 def _working_hessian(state: NewtonState, S: np.ndarray) -> np.ndarray:
     """This partition's ``X~_S^T diag(D) X~_S`` (unscaled) over the working set ``S``."""
     pb, mem = state.problem, state.mem
+    H = np.zeros((S.size, S.size))
+    C.csr_weighted_gram(*_working_rows(state, S), mem["D"], pb.fit_intercept, H)
+    return H
+
+
+def _working_rows(state: NewtonState, S: np.ndarray) -> tuple:
+    """This partition's rows on the working set's columns (CSR, `csr_weighted_gram`'s
+    dtypes), sliced once per working set: it changes rarely, its Hessian is taken every
+    iteration (reuters log_loss-l1: 14 sets in 182 Hessians)."""
+    cached = state.mem.get("ws_rows")
+    if cached is not None and np.array_equal(cached[0], S):
+        return cached[1]
+    pb = state.problem
     cols = S[S < pb.n_features]
     data, indices, indptr = state.csc
     Xs = sp.csc_matrix((data, indices, indptr),
-                       shape=(mem["D"].shape[0], pb.n_features))[:, cols].tocsr()
-    H = np.zeros((S.size, S.size))
-    C.csr_weighted_gram(Xs.data.astype(np.float64), Xs.indices.astype(np.int64),
-                        Xs.indptr.astype(np.int64), mem["D"], pb.fit_intercept, H)
-    return H
+                       shape=(state.mem["D"].shape[0], pb.n_features))[:, cols].tocsr()
+    rows = (np.ascontiguousarray(Xs.data, dtype=np.float64),
+            np.ascontiguousarray(Xs.indices, dtype=np.int64),
+            np.ascontiguousarray(Xs.indptr, dtype=np.int64))
+    state.mem["ws_rows"] = (S.copy(), rows)
+    return rows
 
 
 def _working_direction(state: NewtonState, parts: list) -> np.ndarray | None:

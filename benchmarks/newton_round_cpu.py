@@ -4,8 +4,8 @@ The partitions step in turn (lockstep, every push delivered to the peers' next i
 the tests' `_sim` does) on a simulated clock, so each run does the same rounds whatever
 the machine's load; a round's CPU is `_newton_round`'s (the operator's ``clock["rounds"]``,
 as a worker records it) and a step's is ``local_step``'s with the messages and the leader's
-certificate. Prints the median per round index over partitions and repeats, and the
-relative suboptimality reached. To compare two trees, run it from each alternately.
+certificate. Prints the median per round index over partitions and repeats (and the
+line-search trials, a loss pass each), and the relative suboptimality reached. To compare two trees, run it from each alternately.
 
 Run:  python benchmarks/newton_round_cpu.py [--data ijcnn1 a9a] [--task log_loss-l2]
           [--partitions 2] [--rounds 6] [--repeats 5] [--json out.json]
@@ -36,7 +36,8 @@ class Msg(NamedTuple):
 
 def run_once(parts, problem, params, rounds: int, round_time: float = 0.01):
     """One fit of ``rounds`` lockstep steps per partition: per partition, the CPU (ms) of
-    each Newton round in order and of the step that ran it; the final combined model."""
+    each Newton round in order, of the step that ran it, and the round's line-search
+    trials; the final combined model."""
     from asip.algorithms import _cocoa
     from asip.algorithms._base import local_data
 
@@ -51,13 +52,15 @@ def run_once(parts, problem, params, rounds: int, round_time: float = 0.01):
         for i in range(len(parts)):
             inbox, boxes[i] = boxes[i], []
             before = states[i].clock.get("rounds", (0, 0.0, 0.0))
+            trials = states[i].newton.trials
             c0 = time.thread_time()
             out = algo.local_step(states[i], datas[i], inbox, (r + 1) * round_time)
             step = time.thread_time() - c0
             states[i] = out.state
             after = states[i].clock.get("rounds", (0, 0.0, 0.0))
             if after[0] > before[0]:
-                cpu[i].append((1e3 * (after[2] - before[2]), 1e3 * step))
+                cpu[i].append((1e3 * (after[2] - before[2]), 1e3 * step,
+                               states[i].newton.trials - trials))
             for o in out.outbox:
                 for j in range(len(parts)):
                     if j != i and (o.to is None or o.to == j):
@@ -96,22 +99,24 @@ def main(argv=None) -> int:
             cpu, model = run_once(parts, problem, params, args.rounds)
             models.append(model)
             for rows in cpu:
-                for k, (rc, sc) in enumerate(rows):
-                    per_round.setdefault(k, []).append((rc, sc))
+                for k, row in enumerate(rows):
+                    per_round.setdefault(k, []).append(row)
         obj = task.objective(data.n)
         ref = reference_optimum(obj, data.X, data.y)
         sub = relative_suboptimality(obj.value(np.asarray(models[-1]), data.X, data.y), ref.f_star)
-        med = {k: (statistics.median(a for a, _ in v), statistics.median(b for _, b in v))
+        med = {k: tuple(statistics.median(x) for x in zip(*v))
                for k, v in sorted(per_round.items())}
         print(f"{name} {task.key} alpha={alpha:.3g} {args.partitions} partitions, load "
               f"{os.getloadavg()[0]:.2f}: round cpu ms "
-              f"{[round(a, 2) for a, _ in med.values()]} step cpu ms "
-              f"{[round(b, 2) for _, b in med.values()]} subopt {sub:.2e}", flush=True)
+              f"{[round(a, 2) for a, _, _ in med.values()]} step cpu ms "
+              f"{[round(b, 2) for _, b, _ in med.values()]} trials "
+              f"{[c for _, _, c in med.values()]} subopt {sub:.2e}", flush=True)
         if args.json:
             with open(args.json, "a") as fh:
                 fh.write(json.dumps({"data": name, "task": task.key, "load": os.getloadavg(),
-                                     "round_ms": [a for a, _ in med.values()],
-                                     "step_ms": [b for _, b in med.values()],
+                                     "round_ms": [a for a, _, _ in med.values()],
+                                     "step_ms": [b for _, b, _ in med.values()],
+                                     "trials": [c for _, _, c in med.values()],
                                      "subopt": sub, "model": np.asarray(models[-1]).tolist()})
                          + "\n")
     return 0

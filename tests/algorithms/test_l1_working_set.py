@@ -117,3 +117,40 @@ def test_forward_point_soft_thresholds_to_the_cd_solution_and_combines_exactly()
     problem = make_problem(K.LOGISTIC, K.L1, l1, True, [(A.tocsr(), np.ones(60))] * 2)
     part = {"hu": H * u, "hh": H}
     np.testing.assert_allclose(PN._prox_combined(problem, [part, part], l1), z, atol=1e-9)
+
+
+class CountingSparse:
+    """`scipy.sparse` for `_prox_newton`, counting the matrices it builds column-wise (the
+    working set's slice starts from one)."""
+
+    def __init__(self):
+        self.built = 0
+
+    def __getattr__(self, name):
+        return getattr(sp, name)
+
+    def csc_matrix(self, *args, **kwargs):
+        self.built += 1
+        return sp.csc_matrix(*args, **kwargs)
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+def test_working_hessian_slices_once_per_working_set(monkeypatch, fit_intercept):
+    """The working set's Hessian is exact at every call (``D`` changes every iteration) while
+    its columns are sliced only when the set changes."""
+    X, y, parts, problem, *_ = _setup(fit_intercept)
+    algo = get_algorithm("prox-newton")
+    state = algo.init(problem, local_data(*parts[1], problem, 1), algo.merge(LOCAL))
+    counting = CountingSparse()
+    monkeypatch.setattr(PN, "sp", counting)
+    Xk, rng, d = parts[1][0].toarray(), np.random.default_rng(0), problem.n_features
+    one = np.array([3, 8, 9, 21, 33] + ([d] if fit_intercept else []), dtype=np.int64)
+    other = np.array([0, 8, 39] + ([d] if fit_intercept else []), dtype=np.int64)
+    for S, built in ((one, 1), (one, 1), (one.copy(), 1), (other, 2), (one, 3), (one, 3)):
+        state.mem["D"] = rng.random(Xk.shape[0])
+        cols = Xk[:, S[S < d]]
+        if fit_intercept:
+            cols = np.hstack([cols, np.ones((Xk.shape[0], 1))])
+        np.testing.assert_allclose(PN._working_hessian(state, S),
+                                   cols.T @ (state.mem["D"][:, None] * cols), rtol=1e-12)
+        assert counting.built == built
