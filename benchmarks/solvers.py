@@ -1,6 +1,6 @@
 """Every solver on the shared real datasets with the ASIP paper's settings; prints suboptimality and ratios.
 
-Settings (the paper's final harness, see ``../shared/notes/asip-paper.md``): l2
+Settings (the ASIP paper's final harness, Gonzalez et al. 2015, arXiv 1510.07092): l2
 ``alpha = 0.1``, l1 ``alpha = 1e-5``, no intercept, the four tasks SVM/LR x
 L1/L2, a wall-clock budget per fit (10 s in the paper), one partition per
 worker thread. For each cell it prints the relative suboptimality
