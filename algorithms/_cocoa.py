@@ -127,6 +127,11 @@ ACTIVE_MIN = 0.1
 HINGE_STEP_TIME = 0.0005
 #: ... and on the other losses
 STEP_TIME = 0.001
+#: SDCA's certificate rounds early in a run: at stage time ``t`` one every ``CERT_RAMP * t``
+#: s at least (and 4x the leader's own certificate pass), up to ``cert_period``. SDCA's model
+#: is the best wbar a round evaluated, so a short fit is decided by its first rounds: a
+#: fixed 20 ms held reuters hinge-l2 at P(0) until its second round (1e-6) at +30 ms
+CERT_RAMP = 0.25
 
 DEFAULTS = {
     "sigma": None,  # CoCoA+ aggregation: a number, "adaptive" (`_adaptive_sigma`) or None:
@@ -791,9 +796,17 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
 def _cert_opens(state: CocoaState, now: float) -> bool:
     """Whether the leader opens a certificate round now: ``cert_period`` (and 4x its own
     certificate pass) since the last, which was closed -- or whose answers are overdue (one
-    was lost: ask again, not before a peer's Newton round could have ended)."""
-    cert = state.cert
-    period = max(state.params["cert_period"], 4.0 * cert.get("cost", 0.0))
+    was lost: ask again, not before a peer's Newton round could have ended). SDCA: the
+    period ramps up to ``cert_period`` (`CERT_RAMP`), and the first round waits for every
+    peer's total (or ``cert_period``): its model was the leader's own first slice alone."""
+    cert, params = state.cert, state.params
+    period = params["cert_period"]
+    if state.newton is None:  # SDCA: the model is the best wbar a round evaluated
+        if cert["ver"] == 0 and len(state.peers) < state.problem.n_partitions - 1 and \
+                now - state.clock["started"] < period:
+            return False  # the first round: at a view with every peer's total in it
+        period = min(period, CERT_RAMP * now)
+    period = max(period, 4.0 * cert.get("cost", 0.0))
     stale = now - cert["at"] >= 5 * period + 0.1 + 3.0 * state.clock.get("round", 0.0)
     return (cert["wbar"] is None or stale) and now - cert["at"] >= period
 

@@ -8,7 +8,8 @@ each ``step`` it does exactly this::
     inbox = ctx.poll(wait)                               # what peers pushed (maybe nothing)
     out = algo.local_step(state, data, inbox, ctx.elapsed)
     for o in out.outbox: ctx.push(o.payload, to=o.to)   # never blocks
-    ctx.report(**metrics(algo.snapshot(state)))          # every ``report_every`` s
+    ctx.report(**metrics(algo.snapshot(state)))          # every ``report_every`` s (more
+                                                         # often early: `report_interval_at`)
                                                          # (+ "objective", its local value)
     return asip.STOP if out.done else None
 
@@ -53,6 +54,7 @@ import numpy as np
 from dask.utils import parse_bytes, parse_timedelta
 
 import asip
+from asip._operator import report_interval_at
 
 from . import _kernels as K
 from ._base import Problem, Start, local_data
@@ -211,7 +213,7 @@ class SolverOperator(asip.Operator):
             wait = out.wait if wait is None else min(wait, out.wait)
         self._wait = wait or 0.0
         done = all(self._done)
-        if done or now - self._reported >= self.report_every:
+        if done or now - self._reported >= report_interval_at(self.report_every, now):
             self._reported = now
             snap = self._snapshot()
             if now >= self._objective_at:  # for the /asip dashboard's plot; kept in

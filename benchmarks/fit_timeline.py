@@ -63,10 +63,11 @@ def _instrument(dask_worker=None) -> None:
 
     def _step(self, ctx):
         t0, e0, c0 = _t.time(), ctx.elapsed, _t.thread_time()
+        entry = getattr(ctx, "_last_entry", None)
         state = self._states[0]
         clock = getattr(state, "clock", None)
         before = (clock.get("rounds", (0,))[0], clock.get("answer") is not None) \
-            if isinstance(clock, dict) else None
+            if isinstance(clock, dict) and "rounds" in clock else None
         out = step(self, ctx)
         t1, c1 = _t.time(), _t.thread_time()
         snap = self._algo.snapshot(self._states[0])
@@ -76,7 +77,8 @@ def _instrument(dask_worker=None) -> None:
             kind = ("round" if after > before[0] else "answer" if before[1] else "wait")
         log.append(("step", ctx.index, t0, t1, e0, kind,
                     {k: (np.array(v) if isinstance(v, np.ndarray) else v)
-                     for k, v in snap.items()}, out is not None, c1 - c0))
+                     for k, v in snap.items()}, out is not None, c1 - c0,
+                    getattr(ctx, "_last_entry", None) is not entry))
 
     cls.setup, cls._warm_up, cls.step = _setup, _warm_up, _step
 
@@ -97,7 +99,7 @@ def _true_crossings(algo, problem_n, logs, objective, X, y, f_star, fit_wall):
     out = {}
     last_w = None
     for e in steps:
-        _, index, t0, t1, _, _, snap, _, _ = e
+        _, index, t0, t1, _, _, snap, _, _, _ = e
         latest[index] = snap
         if len(latest) < problem_n:
             continue
@@ -324,9 +326,11 @@ def _print_steps(logs, fit_wall) -> None:
         if e[0] == "step":
             snap = e[6]
             extra = f"{e[5]:6s} " + " ".join(
-                f"{k}={snap[k]:.3g}" for k in ("rel_gap", "gap", "k", "rounds", "t")
+                f"{k}={snap[k]:.3g}" for k in ("rel_gap", "gap", "k", "rounds", "t", "anchors",
+                                                "best_ver", "h")
                 if k in snap and np.isscalar(snap[k]))
-            extra += f" cpu {1e3 * e[8]:.2f} ms" + (" STOP" if e[7] else "")
+            extra += f" cpu {1e3 * e[8]:.2f} ms" + (" REPORTED" if e[9] else "") + (
+                " STOP" if e[7] else "")
         print(f"    {e[0]:8s} p{e[1]} {1e3 * (e[2] - fit_wall):7.1f} -> "
               f"{1e3 * (e[3] - fit_wall):7.1f} ms  {extra}")
 

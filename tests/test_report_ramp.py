@@ -1,0 +1,50 @@
+"""Reports early in a run: more often than ``asip.trace.report-interval``, never faster
+than `asip._operator.report_interval_at` allows (a short fit's trace sees its model
+when it is there, not up to a whole interval later)."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+import asip
+from asip._operator import REPORT_FLOOR, report_interval_at
+from runtime_operators import Reporter
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_report_interval_ramps_up_to_the_configured_one():
+    assert report_interval_at(0.1, 0.0) == REPORT_FLOOR
+    assert report_interval_at(0.1, 0.08) == pytest.approx(0.01)
+    assert report_interval_at(0.1, 5.0) == 0.1
+    assert report_interval_at(0.001, 5.0) == 0.001  # never above the configured interval
+
+
+def test_reports_come_often_early_and_never_faster_than_the_ramp(client):
+    X = da.random.RandomState(0).random_sample((400, 3), chunks=(200, 3))
+    # Reporter reports every step (a 10 ms sleep each); the fixed 200 ms period let one
+    # report out in the first 100 ms
+    with dask.config.set({"asip.trace.report-interval": "200ms"}):
+        res = asip.Stage(Reporter(), X, client=client, max_time=0.6).run()
+    for i in (0, 1):
+        times = sorted(e.time for e in res.trace if e.partition == i)[:-1]  # not the final
+        assert sum(t < 0.1 for t in times) >= 4, times
+        for t0, t1 in zip(times, times[1:]):  # the rate limit holds, by the ramp at t1
+            assert t1 - t0 >= report_interval_at(0.2, t1) - 1e-4, (t0, t1)
+        last = {e.partition: e for e in res.trace}
+        assert np.all(np.asarray(last[i].metrics["w"]) > 0)
+
+
+def test_a_fits_trace_has_points_early(client):
+    from asip.algorithms import AsipClassifier, make_logistic
+
+    ds = make_logistic(4_000, 20, random_state=0)
+    # the solvers' operator snapshots on its own period (half the interval) with the same
+    # ramp: a fixed 100 ms there kept one point in the first 100 ms
+    with dask.config.set({"asip.trace.report-interval": "200ms"}):
+        est = AsipClassifier(solver="gd", max_time=0.5, tol=0, n_partitions=2,
+                             fit_intercept=False).fit(ds.X, ds.y)
+    assert (est.trace_[:, 0] < 0.1).sum() >= 4, est.trace_[:8]
