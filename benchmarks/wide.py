@@ -23,11 +23,15 @@ Sections (``--sections``, all by default):
   for 60 s).
 * ``floor`` -- one data pass of asip-sgd's dense kernel over an 800k x 100 block against a
   BLAS gradient pass (``X @ w`` then ``X.T @ r``) on one core (target: within 3x).
+* ``pass`` -- one lbfgs round's data pass (``_kernels.loss_grad``) over one worker's block of
+  the ``sklearn`` section's problem (500k x 10^5, 30 nonzeros a row) against scipy's CSR
+  ``X @ w`` then ``X.T @ r`` on one core (no cluster).
 
 Run:  python benchmarks/wide.py                  (everything; ~5 min on an idle 2-core machine)
       python benchmarks/wide.py --sections wide     (the 10^6 target, ~1.5 min)
       python benchmarks/wide.py --sections sklearn  (1M x 10^5 vs scikit-learn, ~3 min)
       python benchmarks/wide.py --quick          (10x smaller shapes, 10 s memory run)
+      python benchmarks/wide.py --sections pass     (one lbfgs data pass against scipy, ~10 s)
 """
 
 from __future__ import annotations
@@ -378,8 +382,43 @@ def floor(args) -> None:
     print(f"| {blas * 1e3:.1f} | {sgd * 1e3:.1f} | {sgd / blas:.1f} |")
 
 
+def sparse_pass(args) -> None:
+    """One lbfgs round's data pass on one worker's block (`_kernels.loss_grad`: loss and
+    gradient sums) against scipy's CSR ``X @ w`` then ``X.T @ r`` on the same block."""
+    import scipy.sparse as sp
+    from threadpoolctl import threadpool_limits
+
+    from asip.algorithms import _kernels as K
+
+    n, d = (50_000, 10_000) if args.quick else (500_000, 100_000)
+    ds = make_sparse_logistic(2 * n, d, nnz_per_row=30, random_state=1)
+    X = sp.csr_matrix(ds.X[:n])
+    y = ds.y[:n]
+    Xk = K.as_kernel_matrix(X)
+    w = np.random.default_rng(0).standard_normal(d) * 0.01
+    g = np.zeros(d)
+
+    def best(f, reps=7):
+        f()
+        t = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            f()
+            t.append(time.perf_counter() - t0)
+        return min(t) * 1e3
+
+    with threadpool_limits(1):
+        ours = best(lambda: K.loss_grad(Xk, y, w, K.LOGISTIC, False, g))
+        loss = best(lambda: K.loss_sum(Xk, y, w, K.LOGISTIC, False))
+        scipy = best(lambda: X.T @ (X @ w))
+    print(f"\n## sparse pass: one worker's block, {n:,} x {d:,}, 30 nnz/row, one core\n")
+    print("| loss_grad (ms) | loss_sum (ms) | scipy X@w, X.T@r (ms) | loss_grad / scipy |")
+    print("|---|---|---|---|")
+    print(f"| {ours:.1f} | {loss:.1f} | {scipy:.1f} | {ours / scipy:.2f} |")
+
+
 SECTIONS = {"traffic": traffic, "wide": wide, "sklearn": sklearn_vs, "memory": memory,
-            "floor": floor}
+            "floor": floor, "pass": sparse_pass}
 
 
 def main(argv=None) -> None:
@@ -395,7 +434,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     print(f"# benchmarks/wide.py {' '.join(args.sections)}; load average "
           f"{' '.join('%.1f' % v for v in os.getloadavg())}")
-    needs_cluster = set(args.sections) - {"floor"}
+    needs_cluster = set(args.sections) - {"floor", "pass"}
     if needs_cluster:
         from distributed import Client, LocalCluster
 
