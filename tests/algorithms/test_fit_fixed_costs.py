@@ -290,3 +290,28 @@ def test_cocoa_newton_multiplies_an_aligned_copy_of_a_misaligned_partition():
     a = _cocoa.local_step(odd, local_data(X, ds.y, pb, 0, 0), (), 0.0)
     b = _cocoa.local_step(plain, local_data(ds.X, ds.y, pb, 0, 0), (), 0.0)
     np.testing.assert_array_equal(a.state.w, b.state.w)
+
+
+@pytest.mark.timeout(120)
+def test_no_local_objective_pass_in_a_fits_first_half_second(monkeypatch):
+    """The dashboard's live objective is a whole loss pass: not at the first report, where
+    it delayed every partition's first round, only from `FIRST_OBJECTIVE_AT` on."""
+    from distributed import Client, LocalCluster
+
+    from asip.algorithms import _operator as O
+
+    calls = []
+    real = O.SolverOperator._local_objective
+
+    def recorded(self, now):
+        calls.append(now)
+        return real(self, now)
+
+    monkeypatch.setattr(O.SolverOperator, "_local_objective", recorded)
+    ds = make_logistic(4_000, 10, random_state=0)
+    # in-process workers: they run this module's SolverOperator, recorded
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster):  # the default
+        AsipClassifier(solver="gd", tol=0, max_time=1.0, n_partitions=2).fit(ds.X, ds.y)
+    assert calls, "the objective was never evaluated in a 1 s fit"
+    assert min(calls) >= O.FIRST_OBJECTIVE_AT, sorted(calls)[:4]
