@@ -391,12 +391,23 @@ def _ov_sweep_scatter(X, d, fit_intercept, grad):
 
 
 @njit(**_JIT)
-def _value_deriv_sweep(loss, m, y, start, s):
+def _value_deriv_sweep(loss, m, y, sw, start, s):
     """Overwrite the margins ``m`` of rows ``start, start + 1, ...`` with
-    ``phi'(m_i, y_i)``; return ``s`` plus their ``phi(m_i, y_i)``, added in row order."""
+    ``phi'(m_i, y_i)``; return ``s`` plus their ``phi(m_i, y_i)``, added in row order. With
+    row weights ``sw`` (not None) both are times ``sw_i``; a row of weight 0 adds nothing
+    (derivative 0, its loss not added even if infinite)."""
     for i in range(m.shape[0]):
-        f, m[i] = _phi_dphi(loss, m[i], y[start + i])
-        s += f
+        f, d = _phi_dphi(loss, m[i], y[start + i])
+        if sw is None:  # numba compiles only the branch of the argument's type
+            s += f
+            m[i] = d
+        else:
+            a = sw[start + i]
+            if a == 0.0:
+                m[i] = 0.0
+                continue
+            s += a * f
+            m[i] = d * a
     return s
 
 
@@ -436,6 +447,13 @@ def coef_is_zero(w, fit_intercept):
 @njit(**_JIT)
 def loss_grad(X, y, w, loss, fit_intercept, grad):
     """Overwrite ``grad`` with ``sum_i phi'(m_i) [a_i, 1]`` and return ``sum_i phi(m_i)``."""
+    return loss_grad_sw(X, y, None, w, loss, fit_intercept, grad)
+
+
+@njit(**_JIT)
+def loss_grad_sw(X, y, sw, w, loss, fit_intercept, grad):
+    """`loss_grad` with each row's loss and derivative times its weight ``sw[i]``
+    (``sw=None``: no weights, `loss_grad` itself): one pass for both, the same sweeps."""
     grad[:] = 0.0
     s = 0.0
     p = w.shape[0]
@@ -450,7 +468,7 @@ def loss_grad(X, y, w, loss, fit_intercept, grad):
             dv[:] = b
         else:
             sweep_margins(X, w, fit_intercept, dv)
-        s = _value_deriv_sweep(loss, dv, y, 0, s)
+        s = _value_deriv_sweep(loss, dv, y, sw, 0, s)
         sweep_scatter(X, dv, fit_intercept, grad)
         return s
     # dense rows: the same sweeps a block of rows at a time, read from memory once (the
@@ -464,7 +482,7 @@ def loss_grad(X, y, w, loss, fit_intercept, grad):
         else:
             for i in range(a, e):
                 dv[i - a] = _margin(X, i, w, fit_intercept)
-        s = _value_deriv_sweep(loss, dv[: e - a], y, a, s)
+        s = _value_deriv_sweep(loss, dv[: e - a], y, sw, a, s)
         for i in range(a, e):
             d = dv[i - a]
             if d != 0.0:

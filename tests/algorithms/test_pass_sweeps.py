@@ -1,6 +1,6 @@
 """The full passes' sweeps (`_kernels.sweep_margins`, `sweep_scatter`, `loss_grad` by blocks of
-dense rows) against a plain-Python row-by-row pass, bit for bit: same sums in the same order. No
-cluster."""
+dense rows, and `loss_grad_sw` with row weights) against a plain-Python row-by-row pass, bit for
+bit: same sums in the same order. No cluster."""
 
 from __future__ import annotations
 
@@ -32,9 +32,10 @@ def _data(kind: str, loss: int, n: int, d: int, seed: int = 0):
     return X, K.as_kernel_matrix(sp.csr_matrix(X) if kind == "csr" else X), y
 
 
-def _row_by_row(X, y, w, loss, fi):
+def _row_by_row(X, y, w, loss, fi, sw=None):
     """``(loss sum, gradient sum, margins)`` one row at a time, in Python floats, each
-    margin summed over the row's nonzeros in column order (as CSR and dense rows are)."""
+    margin summed over the row's nonzeros in column order (as CSR and dense rows are); with
+    row weights ``sw``, each row's loss and derivative times its weight (weight 0: skipped)."""
     p = len(w)
     grad = [0.0] * p
     s = 0.0
@@ -49,6 +50,11 @@ def _row_by_row(X, y, w, loss, fi):
             m += float(w[-1])
         margins.append(m)
         f, dv = L.value_deriv(loss, m, float(y[i]))
+        if sw is not None:
+            if sw[i] == 0.0:
+                derivs.append(0.0)
+                continue
+            f, dv = float(sw[i]) * f, dv * float(sw[i])
         s += f
         derivs.append(dv)
     for i in range(X.shape[0]):
@@ -92,4 +98,101 @@ def test_dense_blocks_at_their_edges(n):
     s_ref, g_ref, _ = _row_by_row(X, y, w, K.LOGISTIC, False)
     g = np.empty(600)
     assert K.loss_grad(Xk, y, w, K.LOGISTIC, False, g) == s_ref
+    np.testing.assert_array_equal(g, g_ref)
+
+
+@njit
+def _old_weighted_loss_grad(X, y, sw, w, loss, fit_intercept, grad):
+    """The fused row loop `_weights` ran before `K.loss_grad_sw` (kept here to compare)."""
+    grad[:] = 0.0
+    s = 0.0
+    p = w.shape[0]
+    flat = K.coef_is_zero(w, fit_intercept)
+    b = w[p - 1] if fit_intercept else 0.0
+    for i in range(K.n_rows(X)):
+        if sw[i] == 0.0:
+            continue
+        m = b if flat else K._margin(X, i, w, fit_intercept)
+        f, d = K._phi_dphi(loss, m, y[i])
+        s += sw[i] * f
+        d *= sw[i]
+        if d != 0.0:
+            K.row_axpy(X, i, d, grad)
+            if fit_intercept:
+                grad[p - 1] += d
+    return s
+
+
+def _weights(n, seed=3):
+    """Random weights in [0, 3) with every fifth row 0 (rows the pass must leave out)."""
+    sw = np.random.default_rng(seed).random(n) * 3.0
+    sw[::5] = 0.0
+    return sw
+
+
+@pytest.mark.parametrize("kind", ["dense", "csr"])
+@pytest.mark.parametrize("fi", [False, True])
+@pytest.mark.parametrize("loss", [K.LOGISTIC, K.HINGE, K.SQUARED])
+def test_weighted_pass_is_the_old_row_loop_bit_for_bit(kind, fi, loss):
+    """`loss_grad_sw` (the sweeps) gives the old fused weighted row loop's sums exactly, and
+    the row-by-row weighted sums; at zero coefficients too (margins = the intercept); 130 rows
+    are three dense blocks at 600 columns, so the weights' row offset per block is exercised."""
+    from asip.algorithms import _weights as W
+
+    X, Xk, y = _data(kind, loss, 130, 600)
+    sw = _weights(130)
+    for w in (np.random.default_rng(1).standard_normal(600 + fi),
+              np.r_[np.zeros(600), [0.3] * fi]):
+        s_ref, g_ref, _ = _row_by_row(X, y, w, loss, fi, sw)
+        g_old = np.full(600 + fi, np.nan)
+        s_old = _old_weighted_loss_grad(Xk, y, sw, w, loss, fi, g_old)
+        g = np.full(600 + fi, np.nan)
+        assert K.loss_grad_sw(Xk, y, sw, w, loss, fi, g) == s_old == s_ref
+        np.testing.assert_array_equal(g, g_old)
+        np.testing.assert_array_equal(g, g_ref)
+        data = type("D", (), {"X": Xk, "y": y, "sw": sw})
+        g2 = np.full(600 + fi, np.nan)
+        assert W.loss_grad(data, w, loss, fi, g2) == s_old
+        np.testing.assert_array_equal(g2, g_old)
+
+
+@pytest.mark.parametrize("kind", ["dense", "csr"])
+@pytest.mark.parametrize("fi", [False, True])
+@pytest.mark.parametrize("loss", [K.LOGISTIC, K.HINGE, K.SQUARED])
+def test_weighted_pass_against_numpy(kind, fi, loss):
+    """Weighted sums against plain numpy (``sum_i s_i phi_i``, ``A^T (s * phi')``): a weight
+    applied to the wrong row, twice, or not at all shows; weights of 1 give `loss_grad`."""
+    X, Xk, y = _data(kind, loss, 130, 600, seed=5)
+    sw = _weights(130, seed=6)
+    w = np.random.default_rng(7).standard_normal(600 + fi) * 0.1
+    A = np.hstack([X, np.ones((130, 1))]) if fi else X
+    m = A @ w
+    f = np.array([L.value(loss, mi, yi) for mi, yi in zip(m, y)])
+    d = np.array([L.deriv(loss, mi, yi) for mi, yi in zip(m, y)])
+    g = np.empty(600 + fi)
+    s = K.loss_grad_sw(Xk, y, sw, w, loss, fi, g)
+    np.testing.assert_allclose(s, sw @ f, rtol=1e-12)
+    np.testing.assert_allclose(g, A.T @ (sw * d), rtol=1e-10, atol=1e-12)
+    g1, g0 = np.empty(600 + fi), np.empty(600 + fi)
+    assert K.loss_grad_sw(Xk, y, np.ones(130), w, loss, fi, g1) == K.loss_grad(Xk, y, w, loss, fi, g0)
+    np.testing.assert_array_equal(g1, g0)
+
+
+@pytest.mark.parametrize("kind", ["dense", "csr"])
+def test_a_row_of_weight_zero_adds_nothing_even_overflowing(kind):
+    """A weight-0 row whose squared loss overflows to inf adds neither inf nor nan (0 * inf):
+    the sums are those of the pass without that row."""
+    X, Xk, y = _data(kind, K.SQUARED, 40, 30, seed=8)
+    X[7] = 1e200
+    Xk = K.as_kernel_matrix(sp.csr_matrix(X) if kind == "csr" else X)
+    sw = np.ones(40)
+    sw[7] = 0.0
+    w = np.ones(30)
+    g = np.empty(30)
+    s = K.loss_grad_sw(Xk, y, sw, w, K.SQUARED, False, g)
+    keep = np.arange(40) != 7
+    Xr = K.as_kernel_matrix(sp.csr_matrix(X[keep]) if kind == "csr" else X[keep])
+    g_ref = np.empty(30)
+    assert s == K.loss_grad(Xr, y[keep], w, K.SQUARED, False, g_ref)
+    assert np.isfinite(s)
     np.testing.assert_array_equal(g, g_ref)
