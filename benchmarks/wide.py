@@ -25,7 +25,8 @@ Sections (``--sections``, all by default):
   BLAS gradient pass (``X @ w`` then ``X.T @ r``) on one core (target: within 3x).
 * ``pass`` -- one lbfgs round's data pass (``_kernels.loss_grad``) over one worker's block of
   the ``sklearn`` section's problem (500k x 10^5, 30 nonzeros a row) against scipy's CSR
-  ``X @ w`` then ``X.T @ r`` on one core (no cluster).
+  ``X @ w`` then ``X.T @ r`` on one core (no cluster); also the sample-weighted pass
+  (``_kernels.loss_grad_sw``, random weights), the same sweeps.
 
 Run:  python benchmarks/wide.py                  (everything; ~5 min on an idle 2-core machine)
       python benchmarks/wide.py --sections wide     (the 10^6 target, ~1.5 min)
@@ -384,7 +385,8 @@ def floor(args) -> None:
 
 def sparse_pass(args) -> None:
     """One lbfgs round's data pass on one worker's block (`_kernels.loss_grad`: loss and
-    gradient sums) against scipy's CSR ``X @ w`` then ``X.T @ r`` on the same block."""
+    gradient sums; `loss_grad_sw` with row weights) against scipy's CSR ``X @ w`` then
+    ``X.T @ r`` on the same block."""
     import scipy.sparse as sp
     from threadpoolctl import threadpool_limits
 
@@ -397,6 +399,7 @@ def sparse_pass(args) -> None:
     Xk = K.as_kernel_matrix(X)
     w = np.random.default_rng(0).standard_normal(d) * 0.01
     g = np.zeros(d)
+    sw = np.random.default_rng(1).random(n) * 2.0  # row weights of mean 1
 
     def best(f, reps=7):
         f()
@@ -410,11 +413,13 @@ def sparse_pass(args) -> None:
     with threadpool_limits(1):
         ours = best(lambda: K.loss_grad(Xk, y, w, K.LOGISTIC, False, g))
         loss = best(lambda: K.loss_sum(Xk, y, w, K.LOGISTIC, False))
+        weighted = best(lambda: K.loss_grad_sw(Xk, y, sw, w, K.LOGISTIC, False, g))
         scipy = best(lambda: X.T @ (X @ w))
     print(f"\n## sparse pass: one worker's block, {n:,} x {d:,}, 30 nnz/row, one core\n")
-    print("| loss_grad (ms) | loss_sum (ms) | scipy X@w, X.T@r (ms) | loss_grad / scipy |")
-    print("|---|---|---|---|")
-    print(f"| {ours:.1f} | {loss:.1f} | {scipy:.1f} | {ours / scipy:.2f} |")
+    print("| loss_grad (ms) | weighted loss_grad_sw (ms) | loss_sum (ms) | scipy X@w, X.T@r (ms) "
+          "| loss_grad / scipy |")
+    print("|---|---|---|---|---|")
+    print(f"| {ours:.1f} | {weighted:.1f} | {loss:.1f} | {scipy:.1f} | {ours / scipy:.2f} |")
 
 
 SECTIONS = {"traffic": traffic, "wide": wide, "sklearn": sklearn_vs, "memory": memory,
