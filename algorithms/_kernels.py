@@ -454,6 +454,22 @@ def loss_grad(X, y, w, loss, fit_intercept, grad):
 def loss_grad_sw(X, y, sw, w, loss, fit_intercept, grad):
     """`loss_grad` with each row's loss and derivative times its weight ``sw[i]``
     (``sw=None``: no weights, `loss_grad` itself): one pass for both, the same sweeps."""
+    n = n_rows(X)
+    dv = np.empty(n if is_csr(X) else min(n, _dense_block(w.shape[0])))
+    return loss_grad_into(X, y, sw, w, loss, fit_intercept, grad, dv)
+
+
+@njit(**_JIT)
+def _dense_block(p):
+    """Dense rows a block of `loss_grad_into` holds (``DENSE_BLOCK_BYTES`` of them)."""
+    return max(1, DENSE_BLOCK_BYTES // (8 * max(p, 1)))
+
+
+@njit(**_JIT)
+def loss_grad_into(X, y, sw, w, loss, fit_intercept, grad, dv):
+    """`loss_grad_sw` with the sweeps' scratch ``dv``: of length ``n_rows(X)`` it keeps every
+    row's (weighted) derivative ``dv_i = sw_i phi'(m_i)`` on return (asip-svrg's memory);
+    on dense rows it may instead be one block long (`_dense_block`), then it is scratch."""
     grad[:] = 0.0
     s = 0.0
     p = w.shape[0]
@@ -463,7 +479,6 @@ def loss_grad_sw(X, y, sw, w, loss, fit_intercept, grad):
     if is_csr(X):
         # sweeps (see `sweep_margins`): random reads of w, then random writes to grad;
         # interleaved, the two ~0.8 MB vectors (10^5 features) also evict each other
-        dv = np.empty(n)
         if flat:
             dv[:] = b
         else:
@@ -473,18 +488,19 @@ def loss_grad_sw(X, y, sw, w, loss, fit_intercept, grad):
         return s
     # dense rows: the same sweeps a block of rows at a time, read from memory once (the
     # block stays in cache for its scatter): as fast as BLAS's X @ w then X.T @ r
-    B = max(1, DENSE_BLOCK_BYTES // (8 * max(p, 1)))
-    dv = np.empty(min(n, B))
+    B = _dense_block(p)
+    keep = dv.shape[0] == n  # each block in its own rows of dv (else dv is one block)
     for a in range(0, n, B):
         e = min(a + B, n)
+        blk = dv[a:e] if keep else dv[: e - a]
         if flat:
-            dv[:] = b
+            blk[:] = b
         else:
             for i in range(a, e):
-                dv[i - a] = _margin(X, i, w, fit_intercept)
-        s = _value_deriv_sweep(loss, dv[: e - a], y, sw, a, s)
+                blk[i - a] = _margin(X, i, w, fit_intercept)
+        s = _value_deriv_sweep(loss, blk, y, sw, a, s)
         for i in range(a, e):
-            d = dv[i - a]
+            d = blk[i - a]
             if d != 0.0:
                 row_axpy(X, i, d, grad)
                 if fit_intercept:

@@ -34,22 +34,11 @@ def _weight(sw, i):
 @njit(**_JIT)
 def anchor_pass(X, y, sw, a, loss, fit_intercept, mem, grad):
     """At the anchor ``a``: ``mem_i = s_i phi'(m_i)``, ``grad = sum_i mem_i [a_i, 1]``;
-    returns the weighted loss sum ``sum_i s_i phi(m_i)``."""
-    grad[:] = 0.0
-    p = a.shape[0]
-    f = 0.0
-    for i in range(K.n_rows(X)):
-        s = _weight(sw, i)
-        m = K._margin(X, i, a, fit_intercept)
-        d = s * K._dphi(loss, m, y[i])
-        mem[i] = d
-        if s != 0.0:
-            f += s * K._phi(loss, m, y[i])
-        if d != 0.0:
-            K.row_axpy(X, i, d, grad)
-            if fit_intercept:
-                grad[p - 1] += d
-    return f
+    returns the weighted loss sum ``sum_i s_i phi(m_i)``. A full pass as `_kernels`' sweeps
+    (`K.loss_grad_into`, ``mem`` its derivative array); a row of weight 0 keeps ``mem_i = 0``."""
+    if sw.shape[0] == 0:
+        return K.loss_grad_into(X, y, None, a, loss, fit_intercept, grad, mem)
+    return K.loss_grad_into(X, y, sw, a, loss, fit_intercept, grad, mem)
 
 
 @njit(**_JIT)

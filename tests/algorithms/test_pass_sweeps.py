@@ -196,3 +196,54 @@ def test_a_row_of_weight_zero_adds_nothing_even_overflowing(kind):
     assert s == K.loss_grad(Xr, y[keep], w, K.SQUARED, False, g_ref)
     assert np.isfinite(s)
     np.testing.assert_array_equal(g, g_ref)
+
+
+@njit
+def _old_anchor_pass(X, y, sw, a, loss, fit_intercept, mem, grad):
+    """`_vr_kernels.anchor_pass` before it ran as the sweeps (kept here to compare)."""
+    grad[:] = 0.0
+    p = a.shape[0]
+    f = 0.0
+    for i in range(K.n_rows(X)):
+        s = 1.0 if sw.shape[0] == 0 else sw[i]
+        m = K._margin(X, i, a, fit_intercept)
+        d = s * K._dphi(loss, m, y[i])
+        mem[i] = d
+        if s != 0.0:
+            f += s * K._phi(loss, m, y[i])
+        if d != 0.0:
+            K.row_axpy(X, i, d, grad)
+            if fit_intercept:
+                grad[p - 1] += d
+    return f
+
+
+@pytest.mark.parametrize("kind", ["dense", "csr"])
+@pytest.mark.parametrize("fi", [False, True])
+@pytest.mark.parametrize("loss", [K.LOGISTIC, K.HINGE, K.SQUARED])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_anchor_pass_is_the_old_row_loop_bit_for_bit(kind, fi, loss, weighted):
+    """asip-svrg's anchor pass (the sweeps) gives the old fused row loop's loss sum, gradient
+    and per-row memory ``mem_i = s_i phi'(m_i)`` exactly, weights or none (an empty ``sw``),
+    rows of weight 0 included, at a random point and at zero coefficients; 130 rows are
+    three dense blocks at 600 columns (each block's memory in its own rows)."""
+    from asip.algorithms import _vr_kernels as V
+
+    X, Xk, y = _data(kind, loss, 130, 600, seed=11)
+    sw = _weights(130, seed=12) if weighted else np.zeros(0)
+    for a in (np.random.default_rng(13).standard_normal(600 + fi) * 0.3,
+              np.r_[np.zeros(600), [0.3] * fi]):
+        mem_old, g_old = np.full(130, np.nan), np.full(600 + fi, np.nan)
+        f_old = _old_anchor_pass(Xk, y, sw, a, loss, fi, mem_old, g_old)
+        mem, g = np.full(130, np.nan), np.full(600 + fi, np.nan)
+        assert V.anchor_pass(Xk, y, sw, a, loss, fi, mem, g) == f_old
+        np.testing.assert_array_equal(mem, mem_old)
+        np.testing.assert_array_equal(g, g_old)
+        s_ref, g_ref, _ = _row_by_row(X, y, a, loss, fi, sw if weighted else None)
+        assert f_old == s_ref
+        np.testing.assert_array_equal(g, g_ref)
+        if weighted:
+            assert np.all(mem[::5] == 0.0)
+            mem1, g1 = np.empty(130), np.empty(600 + fi)
+            V.anchor_pass(Xk, y, np.ones(130), a, loss, fi, mem1, g1)
+            np.testing.assert_array_equal(mem, mem1 * sw)  # the weight of its own row
