@@ -75,25 +75,52 @@ def side_parts(problem: Problem, data: LocalData, w: np.ndarray) -> tuple[np.nda
 def _side_pass(X, y, sw, w, loss, side, side_g):
     """Least squares: ``side = [sum (y - m), sum y]``, ``side_g = sum x_i``; else, with
     ``a_i = -s_i phi'(m_i)``, ``b = y a``: ``side = [sum_{y>0} b, sum_{y>0} s (m phi' - phi),
-    sum_{y<0} b]``, ``side_g = sum_{y>0} a_i x_i``."""
-    for i in range(K.n_rows(X)):
-        m = K._margin(X, i, w, True)
+    sum_{y<0} b]``, ``side_g = sum_{y>0} a_i x_i``. As `_kernels`' sweeps (margins, each
+    row's sums, scatter; dense rows a block at a time), the same sums in row order."""
+    n = K.n_rows(X)
+    if K.is_csr(X):
+        m = np.empty(n)
+        K.sweep_margins(X, w, True, m)
+        _side_rows(loss, m, y, sw, 0, side)
+        K.sweep_scatter(X, m, False, side_g)  # side_g's intercept slot stays 0
+        return
+    B = K._dense_block(w.shape[0])
+    m = np.empty(min(n, B))
+    for a in range(0, n, B):
+        e = min(a + B, n)
+        blk = m[: e - a]
+        for i in range(a, e):
+            blk[i - a] = K._margin(X, i, w, True)
+        _side_rows(loss, blk, y, sw, a, side)
+        for i in range(a, e):
+            if blk[i - a] != 0.0:
+                K.row_axpy(X, i, blk[i - a], side_g)
+
+
+@njit(nogil=True, cache=True)
+def _side_rows(loss, m, y, sw, start, side):
+    """Add rows ``start, start + 1, ...`` (margins ``m``) to ``side`` in row order and
+    overwrite ``m`` with each row's coefficient in ``side_g`` (``sw`` empty: no weights)."""
+    for k in range(m.shape[0]):
+        i = start + k
         if loss == K.SQUARED:
-            side[0] += y[i] - m
+            side[0] += y[i] - m[k]
             side[1] += y[i]
-            K.row_axpy(X, i, 1.0, side_g)
+            m[k] = 1.0
             continue
         s = 1.0 if sw.shape[0] == 0 else sw[i]
         if s == 0.0:
+            m[k] = 0.0
             continue
-        d = s * K._dphi(loss, m, y[i])
+        f, d = K._phi_dphi(loss, m[k], y[i])
+        d = s * d
         if y[i] > 0:
             side[0] -= y[i] * d
-            side[1] += m * d - s * K._phi(loss, m, y[i])
-            if d != 0.0:
-                K.row_axpy(X, i, -d, side_g)
+            side[1] += m[k] * d - s * f
+            m[k] = -d
         else:
             side[2] -= y[i] * d
+            m[k] = 0.0
 
 
 def relative_gap(problem: Problem, parts: list, w: np.ndarray) -> tuple[float, float, float]:
