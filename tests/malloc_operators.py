@@ -22,14 +22,20 @@ def faults_per_allocation(n: int = 8, nbytes: int = 1 << 20) -> float:
 
 
 class MallocProbe(asip.Operator):
-    """Measures `faults_per_allocation` in its first step, on its operator thread."""
+    """Measures `faults_per_allocation` in its first step, on its operator thread, and stops
+    once every peer says it has measured too (a STOP ends the whole gang: one partition
+    stopping at once could end the stage before a peer's first step)."""
 
     def setup(self, ctx, partition):
         self.faults = None
+        self.heard = 0
 
     def step(self, ctx):
-        self.faults = faults_per_allocation()
-        return asip.STOP
+        if self.faults is None:
+            self.faults = faults_per_allocation()
+            ctx.push({"measured": 1})
+        self.heard += len(ctx.poll(0.01))
+        return asip.STOP if self.heard >= ctx.n_partitions - 1 else None
 
     def result(self, ctx):
         return {"faults": self.faults}
