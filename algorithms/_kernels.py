@@ -322,33 +322,34 @@ def prox_inplace(w, n_coef, pen, alpha, step):
 DENSE_BLOCK_BYTES = 1 << 18
 
 
-def sweep_margins(X, w, fit_intercept, out):  # pragma: no cover - replaced in kernels
-    """``out[i] = a_i^T w[:n_features] (+ w[-1] with an intercept)`` for every row."""
+def sweep_margins(X, w, fit_intercept, out, start):  # pragma: no cover - replaced in kernels
+    """``out[k] = a_i^T w[:n_features] (+ w[-1] with an intercept)`` for the rows
+    ``i = start + k`` (``out`` says how many)."""
     raise NotImplementedError
 
 
-def sweep_scatter(X, d, fit_intercept, grad):  # pragma: no cover
-    """``grad += sum_i d_i [a_i, 1]`` (the 1 only with an intercept), rows with
-    ``d_i == 0`` skipped."""
+def sweep_scatter(X, d, fit_intercept, grad, start):  # pragma: no cover
+    """``grad += sum_k d_k [a_i, 1]`` over the rows ``i = start + k`` (the 1 only with an
+    intercept), rows with ``d_k == 0`` skipped."""
     raise NotImplementedError
 
 
 @overload(sweep_margins, jit_options=_JIT)
-def _ov_sweep_margins(X, w, fit_intercept, out):
+def _ov_sweep_margins(X, w, fit_intercept, out, start):
     if isinstance(X, types.Array):
 
-        def dense(X, w, fit_intercept, out):
-            for i in range(X.shape[0]):
-                out[i] = _margin(X, i, w, fit_intercept)
+        def dense(X, w, fit_intercept, out, start):
+            for i in range(out.shape[0]):
+                out[i] = _margin(X, start + i, w, fit_intercept)
 
         return dense
 
-    def csr(X, w, fit_intercept, out):
+    def csr(X, w, fit_intercept, out, start):
         data, indices, indptr = X
         b = w[w.shape[0] - 1] if fit_intercept else 0.0
         for i in range(out.shape[0]):
             s = 0.0
-            k, hi = np.uint64(indptr[i]), np.uint64(indptr[i + 1])
+            k, hi = np.uint64(indptr[start + i]), np.uint64(indptr[start + i + 1])
             while k < hi:
                 s += data[k] * w[indices[k]]
                 k += np.uint64(1)
@@ -360,27 +361,27 @@ def _ov_sweep_margins(X, w, fit_intercept, out):
 
 
 @overload(sweep_scatter, jit_options=_JIT)
-def _ov_sweep_scatter(X, d, fit_intercept, grad):
+def _ov_sweep_scatter(X, d, fit_intercept, grad, start):
     if isinstance(X, types.Array):
 
-        def dense(X, d, fit_intercept, grad):
+        def dense(X, d, fit_intercept, grad, start):
             p = grad.shape[0]
-            for i in range(X.shape[0]):
+            for i in range(d.shape[0]):
                 if d[i] != 0.0:
-                    row_axpy(X, i, d[i], grad)
+                    row_axpy(X, start + i, d[i], grad)
                     if fit_intercept:
                         grad[p - 1] += d[i]
 
         return dense
 
-    def csr(X, d, fit_intercept, grad):
+    def csr(X, d, fit_intercept, grad, start):
         data, indices, indptr = X
         p = grad.shape[0]
         for i in range(d.shape[0]):
             a = d[i]
             if a == 0.0:
                 continue
-            k, hi = np.uint64(indptr[i]), np.uint64(indptr[i + 1])
+            k, hi = np.uint64(indptr[start + i]), np.uint64(indptr[start + i + 1])
             while k < hi:
                 grad[indices[k]] += a * data[k]
                 k += np.uint64(1)
@@ -415,7 +416,7 @@ def _value_deriv_sweep(loss, m, y, sw, start, s):
 def margins(X, w, fit_intercept):
     """``A w + b`` for every row."""
     out = np.empty(n_rows(X))
-    sweep_margins(X, w, fit_intercept, out)
+    sweep_margins(X, w, fit_intercept, out, 0)
     return out
 
 
@@ -454,14 +455,16 @@ def loss_grad(X, y, w, loss, fit_intercept, grad):
 def loss_grad_sw(X, y, sw, w, loss, fit_intercept, grad):
     """`loss_grad` with each row's loss and derivative times its weight ``sw[i]``
     (``sw=None``: no weights, `loss_grad` itself): one pass for both, the same sweeps."""
-    n = n_rows(X)
-    dv = np.empty(n if is_csr(X) else min(n, _dense_block(w.shape[0])))
+    dv = np.empty(min(n_rows(X), sweep_block(X, w.shape[0])))
     return loss_grad_into(X, y, sw, w, loss, fit_intercept, grad, dv)
 
 
 @njit(**_JIT)
-def _dense_block(p):
-    """Dense rows a block of `loss_grad_into` holds (``DENSE_BLOCK_BYTES`` of them)."""
+def sweep_block(X, p):
+    """Rows a full pass sweeps at a time: all of them on CSR; dense rows ``DENSE_BLOCK_BYTES``
+    of them, so a block read for its margins is still in cache for its scatter."""
+    if is_csr(X):
+        return max(1, n_rows(X))
     return max(1, DENSE_BLOCK_BYTES // (8 * max(p, 1)))
 
 
@@ -469,26 +472,18 @@ def _dense_block(p):
 def loss_grad_into(X, y, sw, w, loss, fit_intercept, grad, dv):
     """`loss_grad_sw` with the sweeps' scratch ``dv``: of length ``n_rows(X)`` it keeps every
     row's (weighted) derivative ``dv_i = sw_i phi'(m_i)`` on return (asip-svrg's memory);
-    on dense rows it may instead be one block long (`_dense_block`), then it is scratch."""
+    on dense rows it may instead be one block long (`sweep_block`), then it is scratch."""
     grad[:] = 0.0
     s = 0.0
     p = w.shape[0]
     flat = coef_is_zero(w, fit_intercept)  # the same values: the margins are the intercept
     b = w[p - 1] if fit_intercept else 0.0
     n = n_rows(X)
-    if is_csr(X):
-        # sweeps (see `sweep_margins`): random reads of w, then random writes to grad;
-        # interleaved, the two ~0.8 MB vectors (10^5 features) also evict each other
-        if flat:
-            dv[:] = b
-        else:
-            sweep_margins(X, w, fit_intercept, dv)
-        s = _value_deriv_sweep(loss, dv, y, sw, 0, s)
-        sweep_scatter(X, dv, fit_intercept, grad)
-        return s
-    # dense rows: the same sweeps a block of rows at a time, read from memory once (the
-    # block stays in cache for its scatter): as fast as BLAS's X @ w then X.T @ r
-    B = _dense_block(p)
+    # the sweeps (see `sweep_margins`) over blocks of rows (`sweep_block`): on CSR one block,
+    # random reads of w, then random writes to grad (interleaved, the two ~0.8 MB vectors
+    # at 10^5 features also evict each other); dense rows read from memory once, as fast as
+    # BLAS's X @ w then X.T @ r
+    B = sweep_block(X, p)
     keep = dv.shape[0] == n  # each block in its own rows of dv (else dv is one block)
     for a in range(0, n, B):
         e = min(a + B, n)
@@ -496,15 +491,9 @@ def loss_grad_into(X, y, sw, w, loss, fit_intercept, grad, dv):
         if flat:
             blk[:] = b
         else:
-            for i in range(a, e):
-                blk[i - a] = _margin(X, i, w, fit_intercept)
+            sweep_margins(X, w, fit_intercept, blk, a)
         s = _value_deriv_sweep(loss, blk, y, sw, a, s)
-        for i in range(a, e):
-            d = blk[i - a]
-            if d != 0.0:
-                row_axpy(X, i, d, grad)
-                if fit_intercept:
-                    grad[p - 1] += d
+        sweep_scatter(X, blk, fit_intercept, grad, a)
     return s
 
 

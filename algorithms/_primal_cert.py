@@ -78,23 +78,13 @@ def _side_pass(X, y, sw, w, loss, side, side_g):
     sum_{y<0} b]``, ``side_g = sum_{y>0} a_i x_i``. As `_kernels`' sweeps (margins, each
     row's sums, scatter; dense rows a block at a time), the same sums in row order."""
     n = K.n_rows(X)
-    if K.is_csr(X):
-        m = np.empty(n)
-        K.sweep_margins(X, w, True, m)
-        _side_rows(loss, m, y, sw, 0, side)
-        K.sweep_scatter(X, m, False, side_g)  # side_g's intercept slot stays 0
-        return
-    B = K._dense_block(w.shape[0])
+    B = K.sweep_block(X, w.shape[0])
     m = np.empty(min(n, B))
     for a in range(0, n, B):
-        e = min(a + B, n)
-        blk = m[: e - a]
-        for i in range(a, e):
-            blk[i - a] = K._margin(X, i, w, True)
+        blk = m[: min(a + B, n) - a]
+        K.sweep_margins(X, w, True, blk, a)
         _side_rows(loss, blk, y, sw, a, side)
-        for i in range(a, e):
-            if blk[i - a] != 0.0:
-                K.row_axpy(X, i, blk[i - a], side_g)
+        K.sweep_scatter(X, blk, False, side_g, a)  # side_g's intercept slot stays 0
 
 
 @njit(nogil=True, cache=True)

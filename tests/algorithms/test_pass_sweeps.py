@@ -15,12 +15,12 @@ from asip.algorithms import _losses as L
 
 @njit
 def _margins(X, w, fi, out):  # the sweeps are overloads: callable inside kernels only
-    K.sweep_margins(X, w, fi, out)
+    K.sweep_margins(X, w, fi, out, 0)
 
 
 @njit
 def _scatter(X, d, fi, grad):
-    K.sweep_scatter(X, d, fi, grad)
+    K.sweep_scatter(X, d, fi, grad, 0)
 
 
 def _data(kind: str, loss: int, n: int, d: int, seed: int = 0):
