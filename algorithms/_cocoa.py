@@ -50,9 +50,8 @@ wait and rejoins it when it speaks; with a fraction ``min_news``, from peers hol
 share of the other rows), or, overdue, from any; peers not heard from are modelled by
 rescaling the rows heard from (``missing_peers``). Rounds contract like
 Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses with at most 500
-coefficients on dense data (or CSR with >= 25% nonzeros), or on any data where SDCA's
-steps are damped (``sigma' mean ||x_i||^2 / (alpha n) > 1``: small alpha, many
-partitions); the estimator decides once from the whole ``X`` (`resolve_local_solver`).
+coefficients, dense or CSR of any density (hinge: `choose_local_solver`); the estimator
+decides once from the whole ``X`` (`resolve_local_solver`).
 The model is then the iterates, not ``sum u_k``.
 
 Restart: a restarted operator starts from zero duals for its rows; its first push
@@ -247,8 +246,8 @@ def _damping(problem: Problem, params: dict) -> float:
 def resolve_local_solver(params: dict, problem: Problem, X, sparse: bool) -> dict:
     """``params`` with ``local_solver="auto"`` replaced by the choice for the whole ``X`` (on
     the driver, so that every partition runs the same one; `choose_local_solver`). A sparse
-    dask array, whose density is not known without a pass, gets SDCA unless SDCA's damping
-    alone decides for Newton."""
+    dask array, whose density is not known without a pass, counts as below
+    `MIN_NEWTON_DENSITY` (which only hinge's choice reads)."""
     if params.get("local_solver") != "auto":
         return params
     import scipy.sparse as sp

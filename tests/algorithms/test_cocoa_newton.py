@@ -95,8 +95,9 @@ def test_local_solver_choice_and_refusals():
     assert choose_local_solver("auto", K.HINGE, 10, None) == "sdca"
     sparse = sp.random(60, 15, density=0.1, format="csr", random_state=0)
     kernel = (sparse.data, sparse.indices, sparse.indptr)
-    assert choose_local_solver("auto", K.LOGISTIC, 15, kernel) == "sdca"
-    assert choose_local_solver("auto", K.LOGISTIC, 15, kernel, damping=0.5) == "sdca"
+    # sparse and smooth: Newton at any density and damping (`test_cocoa_newton_sparse_auto`)
+    assert choose_local_solver("auto", K.LOGISTIC, 15, kernel) == "newton"
+    assert choose_local_solver("auto", K.LOGISTIC, 15, kernel, damping=0.5) == "newton"
     assert choose_local_solver("auto", K.LOGISTIC, 15, kernel, damping=2.0) == "newton"
     assert choose_local_solver("auto", K.HINGE, 15, kernel, damping=2.0) == "sdca"
     assert choose_local_solver("auto", K.LOGISTIC, 501, None, damping=2.0) == "sdca"
@@ -121,9 +122,9 @@ def test_auto_is_decided_once_for_the_whole_data():
     params = {"local_solver": "auto"}
     assert resolve_local_solver(params, problem, X, False)["local_solver"] == "newton"
     sparse = sp.random(60, 15, density=0.1, format="csr", random_state=0)
-    # sparse data: SDCA while its steps are not damped, Newton once they are (small alpha)
+    # sparse smooth data: Newton, damped or not (`test_cocoa_newton_sparse_auto`)
     calm = problem._replace(alpha=10.0)
-    assert resolve_local_solver(params, calm, sparse, True)["local_solver"] == "sdca"
+    assert resolve_local_solver(params, calm, sparse, True)["local_solver"] == "newton"
     assert resolve_local_solver({**params, "sigma": 1e4}, calm, sparse, True)[
         "local_solver"] == "newton"
     assert resolve_local_solver(params, problem, sparse, True)["local_solver"] == "newton"
