@@ -48,6 +48,13 @@ BUDGET = {"averaging": 3.0, "saga": 1.5, "admm": 4.0, "gd": 2.0, "asip-svrg": 5.
 #: ends a hung run.
 ITERATIONS = {"admm-async": 150, "admm-async-batched": 150}
 MAX_TIME_CAP = 60.0
+#: solvers with neither a certificate nor a round budget, whose 1 s missed the bound under
+#: load (asip-admm's l1 cells: 3.4e-3 against 1e-3 on log_loss-l1/synthetic at a load
+#: average of 15): their fit stops once the driver's model (`callback`) meets the bound,
+#: which the known optimum makes checkable here, as `tol` does for the certified solvers;
+#: ``UNTIL_BOUND_CAP`` seconds only end a fit that never gets there (broken or diverging)
+UNTIL_BOUND = {"asip-admm"}
+UNTIL_BOUND_CAP = 30.0
 
 #: (real, synthetic) bound per solver and task:
 #:            log_loss-l2     log_loss-l1     hinge-l2        squared-l2      squared-l1
@@ -126,7 +133,11 @@ def test_solver_reaches_bound(warm_client, solver, task, kind):
     bounds = BOUNDS[solver][TASK_ORDER.index(task)]
     tol = {"tol": bounds[0 if kind == "real" else 1] / 2} if solver in CERTIFIED and bounds else {}
     budget = ({"max_iter": ITERATIONS[solver], "max_time": MAX_TIME_CAP} if solver in ITERATIONS
+              else {"max_time": UNTIL_BOUND_CAP} if solver in UNTIL_BOUND and bounds
               else {"max_time": BUDGET.get(solver, 1.0)})
+    if solver in UNTIL_BOUND and bounds:
+        bound = bounds[0 if kind == "real" else 1]
+        budget["callback"] = lambda seconds, w: rel_subopt(kind, task, w) <= bound
     est = Est(loss=loss, penalty=penalty, alpha=alpha, solver=solver, random_state=0,
               fit_intercept=False, **budget, **tol)  # the reference has no intercept
     if bounds is None:  # a task the solver does not take: refused before anything runs
@@ -145,6 +156,8 @@ def test_solver_reaches_bound(warm_client, solver, task, kind):
     assert r <= bound, f"{solver} on {task}/{kind}: relative suboptimality {r:.2e} > {bound:.0e}"
     if solver in ITERATIONS:  # the whole budget ran, not a cap
         assert est.n_iter_ == ITERATIONS[solver], (est.n_iter_, est.stopped_by_)
+    if solver in UNTIL_BOUND:  # stopped at the bound, not by the cap
+        assert est.stopped_by_ == "callback", est.stopped_by_
     # runtime solvers expose their stage; the Dask as_completed baselines have none
     assert (est.stage_result_ is None) == solver.startswith("admm-async")
     assert sum(est.fit_timings_.values()) > 0
