@@ -49,12 +49,31 @@ BUDGET = {"averaging": 3.0, "saga": 1.5, "admm": 4.0, "gd": 2.0, "asip-svrg": 5.
 ITERATIONS = {"admm-async": 150, "admm-async-batched": 150}
 MAX_TIME_CAP = 60.0
 #: solvers with neither a certificate nor a round budget, whose 1 s missed the bound under
-#: load (asip-admm's l1 cells: 3.4e-3 against 1e-3 on log_loss-l1/synthetic at a load
-#: average of 15): their fit stops once the driver's model (`callback`) meets the bound,
-#: which the known optimum makes checkable here, as `tol` does for the certified solvers;
-#: ``UNTIL_BOUND_CAP`` seconds only end a fit that never gets there (broken or diverging)
+#: load (asip-admm's cells: 3.4e-3 against 1e-3 on log_loss-l1/synthetic, 2.8e-3 against
+#: 1e-3 on hinge-l2/synthetic at load averages of 15): their fit runs its 1 s, then on until
+#: the driver's model (`callback`) has stayed within half the bound for ``UNTIL_BOUND_HOLD``
+#: seconds (the known optimum makes that checkable here, as `tol` = half the bound does for
+#: the certified solvers; a model that merely touched the bound early under load was 2-9x
+#: off it a few ms later); ``UNTIL_BOUND_CAP`` seconds only end a fit that never gets there
 UNTIL_BOUND = {"asip-admm"}
 UNTIL_BOUND_CAP = 30.0
+UNTIL_BOUND_HOLD = 0.3
+
+
+class _UntilBound:
+    """A fit's ``callback``: True once ``least`` seconds have run and the model has stayed
+    within ``bound / 2`` for the last `UNTIL_BOUND_HOLD` seconds of reports."""
+
+    def __init__(self, kind, task, bound, least):
+        self.kind, self.task, self.bound, self.least = kind, task, bound, least
+        self.since = None  # the stage time from which every model was within bound / 2
+
+    def __call__(self, seconds, w):
+        if rel_subopt(self.kind, self.task, w) > self.bound / 2:
+            self.since = None
+            return False
+        self.since = seconds if self.since is None else self.since
+        return seconds >= self.least and seconds - self.since >= UNTIL_BOUND_HOLD
 
 #: (real, synthetic) bound per solver and task:
 #:            log_loss-l2     log_loss-l1     hinge-l2        squared-l2      squared-l1
@@ -137,7 +156,7 @@ def test_solver_reaches_bound(warm_client, solver, task, kind):
               else {"max_time": BUDGET.get(solver, 1.0)})
     if solver in UNTIL_BOUND and bounds:
         bound = bounds[0 if kind == "real" else 1]
-        budget["callback"] = lambda seconds, w: rel_subopt(kind, task, w) <= bound
+        budget["callback"] = _UntilBound(kind, task, bound, BUDGET.get(solver, 1.0))
     est = Est(loss=loss, penalty=penalty, alpha=alpha, solver=solver, random_state=0,
               fit_intercept=False, **budget, **tol)  # the reference has no intercept
     if bounds is None:  # a task the solver does not take: refused before anything runs
