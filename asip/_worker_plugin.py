@@ -71,6 +71,9 @@ class ChannelPlugin(WorkerPlugin):
         self.data = DataPlane(worker, self.run_id, self.n_partitions, self.settings, self.faults,
                               lambda: self.directory)
         self.reports: deque[list] = deque()
+        # [index, incarnation, steps, stats] of ended incarnations, for the next beat: the
+        # beats carry statistics about once a second, a failed one has no summary of its own
+        self.ended: deque[list] = deque()
         self.go = threading.Event()
         self.stop = threading.Event()
         self.stop_reason: str | None = None
@@ -190,12 +193,17 @@ class ChannelPlugin(WorkerPlugin):
         """Close an operator's endpoint (after sending what it pushed); its final statistics."""
         ep = (self.data.current.get(index) if incarnation is None
               else self.data.endpoints.get((index, incarnation)))
+        counter = self.steps.get((index, incarnation), [0])
         if incarnation is not None:
             self.loop.add_callback(self.ready_ops.discard, (index, incarnation))
             self.loop.add_callback(self.steps.pop, (index, incarnation), None)
         if ep is None:
             return {}
-        return self.data.close_from_thread(ep)
+        stats = self.data.close_from_thread(ep)
+        if incarnation is not None:  # its last count and statistics, even if its task fails
+            self.ended.append([index, incarnation, counter[0], stats])
+            self.loop.add_callback(self._beat)
+        return stats
 
     def send_result(self, index: int, incarnation: int, summary: bytes) -> None:
         """An incarnation's summary (what its task returns), if small, also to the directory,
@@ -281,6 +289,8 @@ class ChannelPlugin(WorkerPlugin):
         progress = [[i, inc, counter[0], ep.stats.as_dict() if with_stats else None]
                     for (i, inc), counter in list(self.steps.items())
                     if (ep := self.data.endpoints.get((i, inc))) is not None]
+        while self.ended:
+            progress.append(self.ended.popleft())
         try:
             state = await self._rpc("report", reports=reports, alive=self.data.alive(),
                                     ready=[] if self.go.is_set() else sorted(self.ready_ops),

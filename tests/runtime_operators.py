@@ -12,12 +12,19 @@ import asip
 
 
 class Gossip(asip.Operator):
-    """Broadcasts its index every step and records who it heard from and where it ran."""
+    """Broadcasts its index every step and records who it heard from and where it ran.
 
-    def __init__(self, payload_size: int = 10, to: int | None = None, poll_timeout: float = 0.005):
+    ``quiet_for``: no pushes in the first seconds of the stage. ``stop_after_restart``: a
+    restarted incarnation ends the stage (STOP) after that many steps, so a test waits for
+    the restart instead of racing it against ``max_time``."""
+
+    def __init__(self, payload_size: int = 10, to: int | None = None, poll_timeout: float = 0.005,
+                 quiet_for: float = 0.0, stop_after_restart: int | None = None):
         self.payload_size = payload_size
         self.to = to
         self.poll_timeout = poll_timeout
+        self.quiet_for = quiet_for
+        self.stop_after_restart = stop_after_restart
 
     def setup(self, ctx, partition):
         block = partition[0] if isinstance(partition, tuple) else partition
@@ -29,7 +36,7 @@ class Gossip(asip.Operator):
         self.min_latency = float("inf")
 
     def step(self, ctx):
-        if self.to is None or ctx.index != self.to:
+        if (self.to is None or ctx.index != self.to) and ctx.elapsed >= self.quiet_for:
             ctx.push({"v": np.full(self.payload_size, float(ctx.index)), "step": self.steps},
                      to=self.to)
         for msg in ctx.poll(timeout=self.poll_timeout):
@@ -39,6 +46,10 @@ class Gossip(asip.Operator):
                 self.bad_values += 1
         self.steps += 1
         ctx.report(steps=self.steps)
+        if ctx.incarnation > 0 and self.stop_after_restart is not None \
+                and self.steps >= self.stop_after_restart:
+            return asip.STOP
+        return None
 
     def result(self, ctx):
         senders = sorted(self.heard)

@@ -53,11 +53,17 @@ def test_a_worker_busy_holding_the_gil_is_left_alone(client):
 
 
 def test_steps_and_stats_of_a_failed_incarnation_are_kept(client):
-    res = asip.Stage(Gossip(), data(), client=client, max_time=4.0,
-                     faults=[KillOperator(partition=0, at=0.5)]).run()
+    """Partition 0 pushes from 0.3 s and dies at 0.8 s: its statistics are its last ones,
+    sent when it ended (the beats carry statistics about once a second, and the first beat
+    came before its first push). The restart ends the stage after 20 steps: waited for,
+    not raced against a wall-time budget (it took over 3.5 s at a load of 15)."""
+    res = asip.Stage(Gossip(quiet_for=0.3, stop_after_restart=20), data(), client=client,
+                     max_time=60.0, faults=[KillOperator(partition=0, at=0.8)]).run()
+    assert res.stopped_by == "STOP from partition 0"
     mine = [r for r in res.incarnations if r["partition"] == 0]
     assert [r["incarnation"] for r in mine] == [0, 1]
-    assert mine[0]["steps"] > 0 and mine[0]["stats"]["pushed"] > 0  # from its last beat
+    assert mine[0]["steps"] > 0 and mine[0]["stats"]["pushed"] > 0, mine[0]  # from its end
+    assert mine[1]["steps"] == 20
     assert res.steps[0] == mine[0]["steps"] + mine[1]["steps"]
     assert res.stats["operators"][0]["pushed"] == sum(r["stats"]["pushed"] for r in mine)
     assert res.missing == {}

@@ -35,7 +35,10 @@ def test_operator_temporaries_reuse_the_heap_while_a_stage_runs_and_the_nanny_se
     envs = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
     assert set(envs.values()) == {"65536"}, envs  # distributed's nanny default
     blocks = [np.zeros((2, 2)) for _ in range(2)]
-    res = asip.Stage(MallocProbe(), blocks, client=client, max_time=5.0).run()
+    # the probes stop once every one has measured: max_time only ends a hung stage (at 5 s,
+    # a loaded machine could end it before a peer's first step: a None result)
+    res = asip.Stage(MallocProbe(), blocks, client=client, max_time=60.0).run()
+    assert res.stopped_by.startswith("STOP"), res.stopped_by
     faults = [r["faults"] for r in res.results if r is not None]
     assert faults and max(faults) < PAGES / 8, faults
     deadline = time.monotonic() + _worker_plugin.SETTLE_DELAY + 20  # (settled off the loop)
@@ -43,7 +46,8 @@ def test_operator_temporaries_reuse_the_heap_while_a_stage_runs_and_the_nanny_se
         assert time.monotonic() < deadline, after  # put back: fresh mmaps again
         time.sleep(0.1)
     with dask.config.set({"asip.stage.malloc-mmap-threshold": 0}):
-        res = asip.Stage(MallocProbe(), blocks, client=client, max_time=5.0).run()
+        res = asip.Stage(MallocProbe(), blocks, client=client, max_time=60.0).run()
+    assert res.stopped_by.startswith("STOP"), res.stopped_by
     faults = [r["faults"] for r in res.results if r is not None]
     assert faults and min(faults) > PAGES / 2, faults
 

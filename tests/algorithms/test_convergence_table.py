@@ -48,6 +48,34 @@ BUDGET = {"averaging": 3.0, "saga": 1.5, "admm": 4.0, "gd": 2.0, "asip-svrg": 5.
 #: ends a hung run.
 ITERATIONS = {"admm-async": 150, "admm-async-batched": 150}
 MAX_TIME_CAP = 60.0
+#: solvers with neither a certificate nor a round budget, whose 1 s missed the bound under
+#: load (asip-admm's cells: 3.4e-3 against 1e-3 on log_loss-l1/synthetic, 2.8e-3 against
+#: 1e-3 on hinge-l2/synthetic at load averages of 15; asip-hogwild's log_loss-l2/synthetic
+#: 1.4e-3 against 1e-3 in a full run at load 12; asip-sgd is the same kind; saga stops by
+#: its own tol): their fit runs its 1 s, then on until
+#: the driver's model (`callback`) has stayed within half the bound for ``UNTIL_BOUND_HOLD``
+#: seconds (the known optimum makes that checkable here, as `tol` = half the bound does for
+#: the certified solvers; a model that merely touched the bound early under load was 2-9x
+#: off it a few ms later); ``UNTIL_BOUND_CAP`` seconds only end a fit that never gets there
+UNTIL_BOUND = {"asip-admm", "asip-hogwild", "asip-sgd"}
+UNTIL_BOUND_CAP = 30.0
+UNTIL_BOUND_HOLD = 0.3
+
+
+class _UntilBound:
+    """A fit's ``callback``: True once ``least`` seconds have run and the model has stayed
+    within ``bound / 2`` for the last `UNTIL_BOUND_HOLD` seconds of reports."""
+
+    def __init__(self, kind, task, bound, least):
+        self.kind, self.task, self.bound, self.least = kind, task, bound, least
+        self.since = None  # the stage time from which every model was within bound / 2
+
+    def __call__(self, seconds, w):
+        if rel_subopt(self.kind, self.task, w) > self.bound / 2:
+            self.since = None
+            return False
+        self.since = seconds if self.since is None else self.since
+        return seconds >= self.least and seconds - self.since >= UNTIL_BOUND_HOLD
 
 #: (real, synthetic) bound per solver and task:
 #:            log_loss-l2     log_loss-l1     hinge-l2        squared-l2      squared-l1
@@ -126,7 +154,11 @@ def test_solver_reaches_bound(warm_client, solver, task, kind):
     bounds = BOUNDS[solver][TASK_ORDER.index(task)]
     tol = {"tol": bounds[0 if kind == "real" else 1] / 2} if solver in CERTIFIED and bounds else {}
     budget = ({"max_iter": ITERATIONS[solver], "max_time": MAX_TIME_CAP} if solver in ITERATIONS
+              else {"max_time": UNTIL_BOUND_CAP} if solver in UNTIL_BOUND and bounds
               else {"max_time": BUDGET.get(solver, 1.0)})
+    if solver in UNTIL_BOUND and bounds:
+        bound = bounds[0 if kind == "real" else 1]
+        budget["callback"] = _UntilBound(kind, task, bound, BUDGET.get(solver, 1.0))
     est = Est(loss=loss, penalty=penalty, alpha=alpha, solver=solver, random_state=0,
               fit_intercept=False, **budget, **tol)  # the reference has no intercept
     if bounds is None:  # a task the solver does not take: refused before anything runs
@@ -145,6 +177,8 @@ def test_solver_reaches_bound(warm_client, solver, task, kind):
     assert r <= bound, f"{solver} on {task}/{kind}: relative suboptimality {r:.2e} > {bound:.0e}"
     if solver in ITERATIONS:  # the whole budget ran, not a cap
         assert est.n_iter_ == ITERATIONS[solver], (est.n_iter_, est.stopped_by_)
+    if solver in UNTIL_BOUND:  # stopped at the bound, not by the cap
+        assert est.stopped_by_ == "callback", est.stopped_by_
     # runtime solvers expose their stage; the Dask as_completed baselines have none
     assert (est.stage_result_ is None) == solver.startswith("admm-async")
     assert sum(est.fit_timings_.values()) > 0

@@ -29,7 +29,7 @@ def reference():
     return obj, reference_optimum(obj, ds.X, ds.y)
 
 
-def _fit(solver, d, faults=(), max_time=None):
+def _fit(solver, d, faults=(), max_time=None, callback=None):
     ds = _problem(d)
     # asip-cocoa stops when certified (tol 1e-6; the cap only matters on a loaded machine);
     # asip-sgd runs its budget
@@ -37,7 +37,7 @@ def _fit(solver, d, faults=(), max_time=None):
         max_time = 8.0 if solver == "asip-cocoa" else 1.5
     clf = AsipClassifier(solver=solver, alpha=ALPHA, max_time=max_time,
                          tol=1e-6 if solver == "asip-cocoa" else 0.0,
-                         fit_intercept=False, random_state=0, faults=faults)
+                         fit_intercept=False, random_state=0, faults=faults, callback=callback)
     # the first fit on a fresh cluster compiles the CSR kernels (slow on a loaded machine)
     with warnings.catch_warnings(), dask.config.set({"asip.gang.start-timeout": "120s"}):
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -46,10 +46,13 @@ def _fit(solver, d, faults=(), max_time=None):
 
 
 def _rel(reference, clf):
+    return _rel_of(reference, clf.coef_)
+
+
+def _rel_of(reference, w):
     obj, ref = reference
     ds = _problem(ACTIVE)
-    return float(relative_suboptimality(obj.value(clf.coef_.ravel()[:ACTIVE], ds.X, ds.y),
-                                         ref.f_star))
+    return float(relative_suboptimality(obj.value(np.ravel(w)[:ACTIVE], ds.X, ds.y), ref.f_star))
 
 
 def _bytes_per_message(clf):
@@ -82,7 +85,14 @@ def test_bytes_follow_nonzeros_not_width_and_convergence_is_unchanged(client, re
 
 @pytest.mark.timeout(240)
 def test_dropped_deltas_cost_a_resync_and_the_fit_still_converges(client, reference):
-    clf = _fit("asip-sgd", 10_000, faults=(asip.faults.DropMessages(0.2),), max_time=2.0)
+    """2 s of drops at least, then until the model meets the bound: asip-sgd has no
+    certificate, and its steps in 2 s vary 8x with the load (4,912 to 37,680 at load 16)."""
+    def enough(seconds, w):
+        return seconds >= 2.0 and _rel_of(reference, w) <= 2e-3
+
+    clf = _fit("asip-sgd", 10_000, faults=(asip.faults.DropMessages(0.2),), max_time=30.0,
+               callback=enough)
+    assert clf.stopped_by_ == "callback", clf.stopped_by_  # converged, not capped
     results = clf.stage_result_.results
     assert clf.stage_result_.stats["total"]["dropped_injected"] > 0
     assert sum(r["gaps"] for r in results) > 0  # drops were seen as gaps in the sequence ...
