@@ -1,0 +1,66 @@
+"""asip-admm's default rho (``rho_rule="auto"``): for the hinge with an l2 penalty the
+sqrt(mu L)-type rule floored at an eighth of the alpha-blind one (which alone is several times
+too large there), the alpha-blind rule elsewhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _sim import simulate, split_rows
+
+from asip.algorithms import (Objective, get_loss, get_penalty, make_logistic, reference_optimum,
+                             relative_suboptimality)
+from asip.algorithms import _kernels as K
+from asip.algorithms._admm_core import default_rho
+from asip.algorithms._asip_admm import AUTO_FLOOR, DEFAULTS, auto_rho, init
+from asip.algorithms._base import local_data, make_problem
+
+
+def _parts(scale=1.0):
+    ds = make_logistic(4000, 50)
+    return ds, split_rows(ds.X * scale, ds.y, 2)
+
+
+def _rho(problem, parts, **params):
+    return init(problem, local_data(*parts[0], problem, 0), {**DEFAULTS, **params}).rho
+
+
+def test_auto_is_the_floored_sqrt_rule_for_hinge_l2_only():
+    _, parts = _parts()
+    hinge = make_problem(K.HINGE, K.L2, 0.1, False, parts)
+    assert auto_rho(hinge) == default_rho(hinge, "sqrt") > default_rho(hinge, "legacy") / AUTO_FLOOR
+    assert _rho(hinge, parts) == default_rho(hinge, "sqrt")
+    for rule in ("legacy", "sqrt"):
+        assert _rho(hinge, parts, rho_rule=rule) == default_rho(hinge, rule)
+    assert _rho(hinge, parts, rho=0.5) == 0.5
+    for loss, pen in ((K.LOGISTIC, K.L2), (K.HINGE, K.L1), (K.SQUARED, K.L2)):
+        problem = make_problem(loss, pen, 0.1, False, parts)
+        assert auto_rho(problem) is None
+        assert _rho(problem, parts) == default_rho(problem, "legacy")
+    # unscaled features (rows 100x longer: L / mu 10^4 x larger): the floor decides
+    _, big = _parts(100.0)
+    problem = make_problem(K.HINGE, K.L2, 0.1, False, big)
+    assert _rho(problem, big) == default_rho(problem, "legacy") / AUTO_FLOOR
+    assert _rho(problem, big) > default_rho(problem, "sqrt")
+    with pytest.raises(ValueError, match="unknown rho_rule 'fast' for solver 'asip-admm'"):
+        _rho(problem, big, rho_rule="fast")
+
+
+def _subopt(scale, rule, rounds):
+    ds, parts = _parts(scale)
+    X = ds.X * scale
+    problem = make_problem(K.HINGE, K.L2, 0.1, False, parts)
+    obj = Objective(get_loss("hinge"), get_penalty("l2", 0.1), False)
+    f_star = reference_optimum(obj, X, ds.y).f_star
+    w, *_ = simulate("asip-admm", problem, parts, {"seed": 0, "push_period": 0.0, "rho_rule": rule},
+                     max_time=60.0, max_rounds=rounds)
+    return float(relative_suboptimality(obj.value(np.asarray(w), X, ds.y), f_star))
+
+
+def test_hinge_l2_default_beats_both_rules_alone_in_20_lockstep_rounds():
+    """Synthetic 4,000 x 50, hinge, l2 alpha 0.1 (the paper's), 2 partitions, 20 rounds in
+    lock-step. Measured: as is, auto (= sqrt) 6.2e-6, legacy 4.3e-3; features x30 (where the
+    floor decides), auto 2.0e-5, sqrt 8.1e-4, legacy 1.7e-2."""
+    assert _subopt(1.0, "auto", 20) <= 1e-4 < _subopt(1.0, "legacy", 20)
+    got = {rule: _subopt(30.0, rule, 20) for rule in ("auto", "sqrt", "legacy")}
+    assert got["auto"] <= 1e-4 < min(got["sqrt"], got["legacy"]), got
