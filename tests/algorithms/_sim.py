@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import time
 from typing import NamedTuple
-from unittest import mock
 
 import numpy as np
 
@@ -74,6 +73,19 @@ class _SimTime:
 _TIMED = (_cocoa,)
 
 
+@contextlib.contextmanager
+def _simulated_stopwatches(clock):
+    """`_TIMED` modules read ``clock`` for their stopwatches while the block runs."""
+    saved = [module.time for module in _TIMED]
+    for module in _TIMED:
+        module.time = _SimTime(clock)
+    try:
+        yield
+    finally:
+        for module, original in zip(_TIMED, saved):
+            module.time = original
+
+
 def simulate(solver, problem, parts, params=None, max_time=1.0, max_rounds=10**9, drop=0.0,
              restart=None, seed=0, weights=None, chunk=None, round_time=None, silent=None):
     """Run ``solver``; returns ``(combined model, snapshots, rounds, done)``.
@@ -98,10 +110,7 @@ def simulate(solver, problem, parts, params=None, max_time=1.0, max_rounds=10**9
 
     rounds = 0
     done = False
-    with contextlib.ExitStack() as stack:
-        if round_time is not None:
-            for module in _TIMED:
-                stack.enter_context(mock.patch.object(module, "time", _SimTime(clock)))
+    with _simulated_stopwatches(clock) if round_time is not None else contextlib.nullcontext():
         while not done and clock() < max_time and rounds < max_rounds:
             rounds += 1
             for i, (Xb, yb) in enumerate(parts):
