@@ -123,6 +123,7 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
             if spec.max_steps is not None and steps >= spec.max_steps:
                 reason = "max_steps"
                 break
+        faults.cancel()  # the steps are over: a process fault due later never fires
         if reason in ("max_time", "STOP"):  # the whole stage ends: its queued data never delays that
             plugin.data.stop()
         ctx._flush_report()
