@@ -21,7 +21,7 @@ from asip._exceptions import (
     StageTimeoutError,
 )
 from asip._operator import STOP, Context, Operator
-from asip._stage import Restart, Stage, StageResult, TraceEntry
+from asip._stage import Restart, Stage, StageResult, TimelineEvent, TraceEntry
 from asip._wire import Message
 
 __version__ = "0.1.0"
@@ -41,6 +41,7 @@ __all__ = [
     "Stage",
     "StageResult",
     "StageTimeoutError",
+    "TimelineEvent",
     "TraceEntry",
     "connect",
     "faults",

@@ -232,7 +232,7 @@ class DirectoryPlugin(SchedulerPlugin):
             self._end(index, incarnation - 1, f"retried by dask after {previous[0]} failed")
             cause = self.ended[(index, incarnation - 1)]
             self.restarts.append([index, incarnation, cause, self._elapsed() or 0.0])
-            self._emit("restart", index, incarnation, cause, self._elapsed() or 0.0)
+            self._emit("restart", index, incarnation, cause, self._elapsed() or 0.0, address)
             logger.info("asip %s: partition %d restarted (incarnation %d): %s",
                         self.run_id, index, incarnation, cause)
         self._publish([index, address, incarnation])
@@ -246,6 +246,8 @@ class DirectoryPlugin(SchedulerPlugin):
                 continue
             self.ready.add((index, incarnation))
             self._ready_indices.add(index)
+            if incarnation > 0 and self.go_time is not None:  # a restart's setup is done
+                self._emit("ready", index, incarnation, self._elapsed())
         if self.go_time is None and len(self._ready_indices) == self.n_partitions:
             self.go_time = self.phases["go"] = time()
             # the workers first: the driver's max_time backstop runs from when it hears
@@ -378,7 +380,12 @@ class DirectoryPlugin(SchedulerPlugin):
             if address == worker and index not in self.lost:
                 self._end(index, incarnation, f"worker {worker} lost")
                 self.lost.add(index)
-                self._emit("lost", index, self.ended[(index, incarnation)])
+                self._emit("lost", index, self.ended[(index, incarnation)], self._elapsed())
+
+    def add_worker(self, scheduler: Any, worker: str) -> None:
+        """A worker joined while the stage runs (a nanny's new process): the driver's timeline."""
+        if self.go_time is not None and self.stopped is None:
+            self._emit("joined", worker, self._elapsed())
 
     def remove_client(self, scheduler: Any, client: str) -> None:
         """The driver's client is gone: stop the stage and take it off the cluster."""
@@ -482,7 +489,7 @@ class DirectoryPlugin(SchedulerPlugin):
             if address == addr and index not in self.lost:
                 self._end(index, incarnation, cause)
                 self.lost.add(index)
-                self._emit("lost", index, self.ended[(index, incarnation)])
+                self._emit("lost", index, self.ended[(index, incarnation)], self._elapsed())
         self.hung_kills += 1
         self._emit("hung", addr, cause)
         await self._kill(addr, via_nanny=reachable)

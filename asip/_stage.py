@@ -34,7 +34,7 @@ from asip.faults import validate_faults
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Restart", "Stage", "StageResult", "TraceEntry"]
+__all__ = ["Restart", "Stage", "StageResult", "TimelineEvent", "TraceEntry"]
 
 
 class TraceEntry(NamedTuple):
@@ -53,6 +53,24 @@ class Restart(NamedTuple):
     incarnation: int
     cause: str
     time: float
+
+
+class TimelineEvent(NamedTuple):
+    """One step of a loss and its recovery, at stage time ``time`` (s since the gang started).
+
+    ``kind``: ``"lost"`` (the scheduler removed the operator's worker, or judged it hung),
+    ``"joined"`` (a worker joined the cluster: a nanny's new process), ``"reload"`` (the
+    driver scattered the partition's in-memory data again; ``seconds`` it took),
+    ``"resubmit"`` (the driver resubmitted the operator), ``"restart"`` (the new
+    incarnation registered on ``worker``), ``"ready"`` (its setup is done: it steps).
+    """
+
+    time: float
+    kind: str
+    partition: int | None
+    worker: str | None = None
+    seconds: float | None = None
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,6 +101,8 @@ class StageResult:
     incarnations: list = field(default_factory=list)
     # hung_kills, busy (late heartbeats), trace_thinned, data_reloads (in-memory partitions)
     health: dict = field(default_factory=dict)
+    # what happened around each loss, in order: `TimelineEvent` (stage time, what, where)
+    timeline: list = field(default_factory=list)
 
 
 def _validate_operator(operator: Any) -> None:
@@ -223,6 +243,7 @@ class _Run:
         self.collected: dict[tuple[int, int], dict] = {}  # (partition, incarnation) -> summary
         self.trace = BoundedTrace(_config.nbytes("trace.max-bytes"))
         self.restarts: list[Restart] = []
+        self.timeline: list[TimelineEvent] = []
         self.missing: dict[int, str] = {}
         self.stopped_by: str | None = None
         self.stop_at: float | None = None
@@ -343,6 +364,7 @@ class _Run:
             timings=dict(self.timings),
             missing=dict(sorted(missing.items())),
             incarnations=incarnations,
+            timeline=sorted(self.timeline, key=lambda e: e.time),
             health={"hung_kills": self.summary.get("hung_kills", 0),
                     "busy": self.summary.get("busy", {}),
                     "trace_thinned": self.trace.thinned,
@@ -439,13 +461,17 @@ class _Run:
             worker = self._restart_worker(index, [])
             logger.info("asip: partition %d's data was lost; scattering it again to %s",
                         index, worker)
+            t0 = time.monotonic()
             self.parts.reload(index, self.client, worker)
+            self._note(t0, "reload", index, worker, time.monotonic() - t0)
         blocks = self.parts.futures[index]
         if worker is None:  # a restart: where the failed attempt ran (its thread is free)
             holders = list(self.client.who_has(blocks[:1]).get(blocks[0].key, ()))
             before = self.placed.get(index)
             worker = before if before in holders else self._restart_worker(index, holders)
         self.placed[index] = worker
+        if attempt > 0:
+            self._note(time.monotonic(), "resubmit", index, worker, detail=f"attempt {attempt}")
         future = self.client.submit(
             run_operator, self.spec, index, *blocks,
             key=f"asip-{self.run_id}-op{index}-a{attempt}",
@@ -455,6 +481,12 @@ class _Run:
         )
         future.add_done_callback(lambda _: self.wake.set())
         self.futures[index] = future
+
+    def _note(self, at: float, kind: str, index: int, worker: str | None = None,
+              seconds: float | None = None, detail: str = "") -> None:
+        """A driver-side step of a recovery on the timeline (``at``: this process's monotonic clock)."""
+        if self.go_at is not None:
+            self.timeline.append(TimelineEvent(at - self.go_at, kind, index, worker, seconds, detail))
 
     def _restart_worker(self, index: int, holders: list[str]) -> str | None:
         """Where a restart goes: `plan_placement` against the gang's running operators (a
@@ -553,17 +585,28 @@ class _Run:
                 self.go_at = time.monotonic()
                 self.go_seen = time.time()
             elif kind == "restart":
-                index, incarnation, cause, t = fields
+                index, incarnation, cause, t, *where = fields
                 self.restarts.append(Restart(index, incarnation, cause, t))
+                self.timeline.append(TimelineEvent(t, "restart", index, *where[:1],
+                                                   detail=f"incarnation {incarnation}"))
                 self.lost_since.pop(index, None)
                 self.lost_cause.pop(index, None)
                 self.silent.pop(index, None)
                 if incarnation > self.stage.max_restarts:
                     self._give_up(index, incarnation, cause)
             elif kind == "lost":
-                index, cause = fields
+                index, cause, *at = fields
                 self.lost_since.setdefault(index, time.monotonic())
                 self.lost_cause[index] = cause
+                if at and at[0] is not None:
+                    self.timeline.append(TimelineEvent(at[0], "lost", index, detail=cause))
+            elif kind == "ready":
+                index, incarnation, t = fields
+                self.timeline.append(TimelineEvent(t, "ready", index,
+                                                   detail=f"incarnation {incarnation}"))
+            elif kind == "joined":
+                addr, t = fields
+                self.timeline.append(TimelineEvent(t, "joined", None, addr))
             elif kind == "hung":
                 logger.warning("asip: %s", fields[1])
             elif kind == "silent":  # a late heartbeat: the directory asks the nanny

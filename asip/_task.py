@@ -82,6 +82,7 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
         raise AsipError(f"the asip channel plugin {spec.plugin_name} is not on worker {worker.address}")
     incarnation = None
     steps, reason, error = 0, "stopped", None
+    faults = None
     try:
         reply = plugin.register(index, spec.control_timeout, began)
         incarnation = reply["incarnation"]
@@ -99,6 +100,7 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
                                 f"{spec.start_timeout:g} s (asip.gang.start-timeout)")
             ctx._start(0.0)
         faults = StepFaults(spec.faults, index, incarnation, plugin.stop)
+        faults.start(ctx.elapsed)
         while True:
             if plugin.stop.is_set():
                 reason = plugin.stop_reason or "stopped"
@@ -121,6 +123,7 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
             if spec.max_steps is not None and steps >= spec.max_steps:
                 reason = "max_steps"
                 break
+        faults.cancel()  # the steps are over: a process fault due later never fires
         if reason in ("max_time", "STOP"):  # the whole stage ends: its queued data never delays that
             plugin.data.stop()
         ctx._flush_report()
@@ -131,6 +134,8 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
             logger.exception("asip: partition %d: result() failed", index)
             packed, error = None, f"result() raised {type(exc).__name__}: {exc}"
     finally:
+        if faults is not None:
+            faults.cancel()
         stats = {} if incarnation is None else plugin.unregister(index, incarnation)
     summary = msgpack.packb(
         {"index": index, "incarnation": incarnation, "steps": steps, "reason": reason,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -152,27 +153,52 @@ def validate_faults(faults: Any, n_partitions: int) -> tuple[Fault, ...]:
 
 
 class StepFaults:
-    """Carries out the step-level faults of one operator incarnation, between steps."""
+    """Carries out the faults of one operator incarnation: `KillOperator` and stragglers
+    between steps (they happen in the operator's code), process faults on time."""
 
     def __init__(self, faults: tuple, index: int, incarnation: int, stop: threading.Event):
         mine = [f for f in faults if f.applies_to(index)]
-        self._kills = [f for f in mine if isinstance(f, _TimedFault)
-                       and f.incarnation == incarnation]
+        timed = [f for f in mine if isinstance(f, _TimedFault) and f.incarnation == incarnation]
+        self._kills = [f for f in timed if isinstance(f, KillOperator)]
+        self._process = [f for f in timed if isinstance(f, (KillWorker, HangWorker))]
         self._stragglers = [f for f in mine if isinstance(f, Straggler)]
         self._next_nap = [0.0 for _ in self._stragglers]
         self._stop = stop
+        self._timers: list[threading.Timer] = []
         self.active = bool(self._kills or self._stragglers)
+
+    def start(self, elapsed: float) -> None:
+        """Arm the process faults (`KillWorker`, `HangWorker`) at stage time ``elapsed``: a
+        timer signals the process at ``at`` exactly, in the middle of a step if one is
+        running -- a machine fails when it fails, not where the operator is ready for it
+        (at a step boundary, a kill came up to a whole step late: 0.7-0.9 s on a 250k-row
+        Newton round)."""
+        for fault in self._process:
+            timer = threading.Timer(max(0.0, fault.at - elapsed), _signal_process, (fault,))
+            timer.daemon = True
+            timer.start()
+            self._timers.append(timer)
+
+    def cancel(self) -> None:
+        """The incarnation ended first: its process faults never fire."""
+        for timer in self._timers:
+            timer.cancel()
 
     def before_step(self, elapsed: float) -> None:
         for fault in self._kills:
             if elapsed >= fault.at:
-                if isinstance(fault, KillWorker):
-                    os.kill(os.getpid(), signal.SIGKILL)
-                if isinstance(fault, HangWorker):
-                    os.kill(os.getpid(), signal.SIGSTOP)  # the whole process stops here
                 raise InjectedFault(f"{fault!r} fired at {elapsed:.2f} s")
         now = time.monotonic()
         for k, fault in enumerate(self._stragglers):
             if now >= self._next_nap[k]:
                 self._stop.wait(fault.sleep)  # wakes early if the stage stops
                 self._next_nap[k] = time.monotonic() + fault.every
+
+
+def _signal_process(fault: _TimedFault) -> None:
+    """SIGKILL (`KillWorker`) or SIGSTOP (`HangWorker`) this worker process, said on stderr
+    first: a killed process leaves no other trace of when it died."""
+    sig = signal.SIGKILL if isinstance(fault, KillWorker) else signal.SIGSTOP
+    print(f"asip: {fault!r} fires (pid {os.getpid()}, {time.time():.3f})", file=sys.stderr,
+          flush=True)
+    os.kill(os.getpid(), sig)
