@@ -10,7 +10,7 @@ wall between steps (the task's loop), and the worker process's CPU outside the o
 threads (event loop: links, delivery, heartbeats). Prints per-step means for each fit.
 
 Run:  python benchmarks/step_breakdown.py [--pairs ijcnn1:asip-cocoa,gd reuters:asip-svrg,gd]
-          [--repeats 3] [--budget 0.4] [--malloc 0 "32 MiB"] [--switch 0.005 0.0005]
+          [--task log_loss-l2] [--repeats 3] [--budget 0.4] [--malloc 0 "32 MiB"] [--switch 0.005 0.0005]
           [--profile]
 
 ``--malloc``: run every fit once per value of ``asip.stage.malloc-mmap-threshold``
@@ -186,7 +186,7 @@ def _summarize(name, solver, rep, logs, worker_cpu, variant, run) -> dict:
 
 
 def _print(row) -> None:
-    print(f"{row['name']:7s} {row['solver']:10s} #{row['rep']} malloc {row['variant']} | to 1e-3 "
+    print(f"{row['name']:7s} {row['task']} {row['solver']:10s} #{row['rep']} malloc {row['variant']} | to 1e-3 "
           f"{1e3 * row['ttt_3']:.1f} ms, 1e-6 {1e3 * row['ttt_6']:.1f} ms | message arrival p50 "
           f"{row['arrival_p50']:.2f} ms, age at poll p50 {row['age_p50']:.2f} ms | {row['steps']} steps "
           f"({row['rounds']} rounds); CPU ms: workers {1e3 * row['worker_cpu']:.1f}, "
@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", nargs="+", default=["ijcnn1:asip-cocoa,gd", "reuters:asip-svrg,gd"],
                     help="dataset:solver[,solver] ...")
-    ap.add_argument("--task", default="log_loss-l2")
+    ap.add_argument("--task", default="log_loss-l2", help="task[@alpha] (default log_loss-l2)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--budget", type=float, default=0.4)
     ap.add_argument("--malloc", nargs="+", default=[None],
@@ -228,7 +228,9 @@ def main(argv=None) -> int:
     from fit_timeline import warm_up_solvers
 
     task = parse_task(args.task)
-    print(f"load average at start: {os.getloadavg()}", flush=True)
+    # the task changes a step's cost several-fold (asip-admm on a9a: logistic SDCA's Newton
+    # root vs hinge's closed form), so every line names it
+    print(f"task {task.key} | load average at start: {os.getloadavg()}", flush=True)
     rows = []
     with dask.config.set({"asip.trace.report-interval": TRACE_INTERVAL}), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -263,6 +265,7 @@ def main(argv=None) -> int:
                     cpu1 = sum(g["process_cpu"] for g in got.values())
                     logs = [e for g in got.values() for e in g["log"]]
                     row = _summarize(name, solver, rep, logs, cpu1 - cpu0, variant, run)
+                    row["task"] = task.key
                     rows.append(row)
                     _print(row)
                     if profile:
@@ -277,7 +280,7 @@ def main(argv=None) -> int:
 
 def _medians(rows) -> None:
     """Median per (dataset, solver, malloc value) over the repeats."""
-    print("\nmedians (ms): dataset solver malloc | to 1e-3, 1e-6 | per step cpu, local_step, "
+    print(f"\nmedians (ms), task {rows[0]['task'] if rows else '?'}: dataset solver malloc | to 1e-3, 1e-6 | per step cpu, local_step, "
           "runtime (operator thread) | per round cpu, round | worker CPU per step | Newton round "
           "CPU by index 1-8 | arrival p50, age p50")
     keys = sorted({(r["name"], r["solver"], str(r["variant"])) for r in rows})
