@@ -67,6 +67,7 @@ class Barrier:
         self.contribute_s = 0.0  # seconds the last own contribution took (lean re-push wait)
         self.hellos: set[int] = set()  # restarted peers that asked for our state
         self.hello_at = -float("inf")  # when this (restarted) operator last said hello
+        self.hellos_said = 0  # and how often: it repeats after resend_after, 2x, 4x, ...
 
     @staticmethod
     def message(k: int, current: dict, previous: dict | None, omit=()) -> dict:
@@ -224,7 +225,8 @@ def barrier_step(state, data, inbox, now: float, *, contribute: Callable,
     ``lean``: None, or the contribution's keys only a restarted operator reads; then a
     round's first push is lean (see the module docstring) and re-pushes are full.
     ``schema(problem)``: the solver's message schema; with it a restarted operator says
-    hello (every ``resend_after`` s while it waits) instead of waiting for a re-push.
+    hello at once (again after ``resend_after`` s, then twice that, ... while it waits)
+    instead of waiting for a re-push.
     ``handover(state) -> dict``: the state a peer sends along to a restarted operator
     (``adopt`` finds it under ``fields["handover"]``).
     """
@@ -255,8 +257,10 @@ def _round(state, data, now: float, contribute, reduce, adopt, lean, schema) -> 
         mem["started"] = now
     if mem["phase"] == "rejoin" and rejoin(state, data, now, adopt):
         out = ()
-        if schema is not None and now - bar.hello_at >= params["resend_after"]:
-            bar.hello_at = now
+        # a lost hello is said again, less and less often: each answer may be megabytes
+        gap = params["resend_after"] * 2 ** (bar.hellos_said - 1) if bar.hellos_said else 0.0
+        if schema is not None and now - bar.hello_at >= gap:
+            bar.hello_at, bar.hellos_said = now, bar.hellos_said + 1
             out = (Outgoing(Barrier.hello(schema(state.problem)[0])),)
         return StepOutput(state, out, wait=params["poll_wait"])
     if mem["own"] is None:  # the first contribution of this incarnation

@@ -210,3 +210,16 @@ def test_the_hello_and_its_answer_fit_the_schema_and_hand_over_the_memory():
         assert fresh.mem["t"] == peer["t"] and not fresh.mem["fresh"]
         np.testing.assert_array_equal(fresh.mem["S"], peer["S"])
         np.testing.assert_array_equal(fresh.mem["Y"], peer["Y"])
+
+
+def test_a_lost_hello_is_said_again_less_and_less_often():
+    """Each answer to a hello may be megabytes (a wide model and its memory): a restarted
+    operator that hears nothing repeats it after ``resend_after``, then twice that, ..."""
+    from asip.algorithms._base import local_data
+
+    _, parts, _, _, pb = _case("log_loss", False)
+    params = L.ALGORITHM.merge(None)  # resend_after 0.1, rejoin_wait 0.5
+    fresh = L.init(pb, local_data(*parts[2], pb, 2, incarnation=1), params)
+    said = [i / 100 for i in range(45)
+            if L.local_step(fresh, local_data(*parts[2], pb, 2), [], i / 100).outbox]
+    np.testing.assert_allclose(said, [0.0, 0.1, 0.3], atol=0.011)  # gaps 0.1, 0.2
