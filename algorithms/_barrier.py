@@ -14,7 +14,13 @@ Robustness without acknowledgements:
   ``resend_after`` seconds of waiting;
 * duplicates are harmless (contributions are keyed by round and sender);
 * a restarted operator joins at the lowest round its peers are at
-  (`join_round`), reading what it needs from their messages.
+  (`join_round`), reading what it needs from their messages. It asks for them at
+  once: its first step pushes a *hello* (``"hello": True``, the contribution's fields
+  as placeholders so the schema holds), and a peer answers a hello in its next step
+  with a full push to that operator alone, plus the solver's *handover* (fields
+  prefixed ``r_``: the state every operator holds alike, such as lbfgs's memory) --
+  rather than the rejoiner waiting up to ``resend_after`` for a peer's re-push and
+  the solver starting its memory afresh (lbfgs: 21 rounds instead of 7 after a restart).
 
 A *lean* solver (``barrier_step(lean=...)``, lbfgs at 10^5 features: 0.8 instead of
 3.2 MB a push) sends only what the reduction reads in a round's first push; its
@@ -59,6 +65,9 @@ class Barrier:
         self.pushed_at = -float("inf")
         self.last_message: dict | None = None
         self.contribute_s = 0.0  # seconds the last own contribution took (lean re-push wait)
+        self.hellos: set[int] = set()  # restarted peers that asked for our state
+        self.hello_at = -float("inf")  # when this (restarted) operator last said hello
+        self.hellos_said = 0  # and how often: it repeats after resend_after, 2x, 4x, ...
 
     @staticmethod
     def message(k: int, current: dict, previous: dict | None, omit=()) -> dict:
@@ -71,24 +80,47 @@ class Barrier:
         return out
 
     @staticmethod
-    def schema(contribution: dict, optional=()) -> tuple[dict, dict]:
+    def schema(contribution: dict, optional=(), handover=None) -> tuple[dict, dict]:
         """The message schema for contributions of these fields (key -> type or (dtype,
         shape)); the keys in ``optional`` may be missing from the current contribution
-        (a lean solver's rejoin-only fields)."""
+        (a lean solver's rejoin-only fields); ``handover``: the fields of the state a
+        peer hands a restarted operator (sent as ``r_<key>``)."""
         required = {"k": int, "has_prev": bool}
         required.update({f"c_{key}": v for key, v in contribution.items()
                          if key not in optional})
         extra = {f"p_{key}": v for key, v in contribution.items()}
         extra.update({f"c_{key}": contribution[key] for key in optional})
+        extra.update({f"r_{key}": v for key, v in (handover or {}).items()})
+        extra["hello"] = bool
         return required, extra
+
+    @staticmethod
+    def hello(required: dict) -> dict:
+        """A restarted operator's request for its peers' state: ``required`` (a schema's
+        required fields) filled with zeros, so it passes the schema, and ``hello``."""
+        out = {}
+        for key, kind in required.items():
+            if isinstance(kind, tuple):
+                dtype, shape = kind
+                out[key] = np.zeros(tuple(0 if d is None else d for d in shape), dtype=dtype)
+            else:
+                out[key] = kind()
+        out.update(k=-1, has_prev=False, hello=True)
+        return out
 
     def absorb(self, inbox) -> None:
         for msg in inbox:
             pl = msg.payload
             if "k" not in pl:
                 continue
+            if pl.get("hello"):
+                self.hellos.add(msg.sender)
+                continue
             k = int(pl["k"])
             cur = {key[2:]: v for key, v in pl.items() if key.startswith("c_")}
+            handover = {key[2:]: v for key, v in pl.items() if key.startswith("r_")}
+            if handover:
+                cur["handover"] = handover
             self.table.setdefault(k, {})[msg.sender] = cur
             if pl.get("has_prev"):
                 prev = {key[2:]: v for key, v in pl.items() if key.startswith("p_")}
@@ -176,7 +208,8 @@ def rejoin(state, data, now: float, adopt: Callable) -> bool:
 
 
 def barrier_step(state, data, inbox, now: float, *, contribute: Callable,
-                 reduce: Callable, adopt: Callable, lean=None) -> StepOutput:
+                 reduce: Callable, adopt: Callable, lean=None, schema: Callable | None = None,
+                 handover: Callable | None = None) -> StepOutput:
     """One ``local_step`` of a barrier solver: wait for round ``k``, reduce it, push ``k + 1``.
 
     ``state`` has ``params``, ``barrier`` and ``mem`` (with ``k``, ``own``,
@@ -191,13 +224,45 @@ def barrier_step(state, data, inbox, now: float, *, contribute: Callable,
 
     ``lean``: None, or the contribution's keys only a restarted operator reads; then a
     round's first push is lean (see the module docstring) and re-pushes are full.
+    ``schema(problem)``: the solver's message schema; with it a restarted operator says
+    hello at once (again after ``resend_after`` s, then twice that, ... while it waits)
+    instead of waiting for a re-push.
+    ``handover(state) -> dict``: the state a peer sends along to a restarted operator
+    (``adopt`` finds it under ``fields["handover"]``).
     """
+    state.barrier.absorb(inbox)
+    out = _round(state, data, now, contribute, reduce, adopt, lean, schema)
+    answers = () if out.done else _answer_hellos(state, handover)
+    return out._replace(outbox=answers + tuple(out.outbox)) if answers else out
+
+
+def _answer_hellos(state, handover: Callable | None) -> tuple:
+    """A full push of this operator's round (and ``handover``'s ``r_`` fields) to each
+    restarted peer that said hello; kept for later while there is nothing to send."""
+    mem, bar = state.mem, state.barrier
+    if not bar.hellos or mem["phase"] != "run" or mem["own"] is None:
+        return ()
+    msg = Barrier.message(mem["k"], mem["own"], mem["prev_own"])
+    if handover is not None:
+        msg.update({f"r_{key}": v for key, v in handover(state).items()})
+    out = tuple(Outgoing(msg, to=j) for j in sorted(bar.hellos))
+    bar.hellos.clear()
+    return out
+
+
+def _round(state, data, now: float, contribute, reduce, adopt, lean, schema) -> StepOutput:
+    """`barrier_step` after absorbing the inbox: rejoin, wait or resend, or reduce."""
     mem, params, bar = state.mem, state.params, state.barrier
-    bar.absorb(inbox)
     if mem["started"] is None:
         mem["started"] = now
     if mem["phase"] == "rejoin" and rejoin(state, data, now, adopt):
-        return StepOutput(state, wait=params["poll_wait"])
+        out = ()
+        # a lost hello is said again, less and less often: each answer may be megabytes
+        gap = params["resend_after"] * 2 ** (bar.hellos_said - 1) if bar.hellos_said else 0.0
+        if schema is not None and now - bar.hello_at >= gap:
+            bar.hello_at, bar.hellos_said = now, bar.hellos_said + 1
+            out = (Outgoing(Barrier.hello(schema(state.problem)[0])),)
+        return StepOutput(state, out, wait=params["poll_wait"])
     if mem["own"] is None:  # the first contribution of this incarnation
         mem["own"] = _timed(bar, contribute, state, data)
         return StepOutput(state, push_own(state, now, lean))

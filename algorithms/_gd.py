@@ -138,7 +138,7 @@ def _adopt(state: GDState, data: LocalData, k: int, fields: dict) -> None:
 def local_step(state: GDState, data: LocalData, inbox, now: float) -> StepOutput:
     """Wait for round ``k``'s contributions; when all are in, step and push round ``k+1``'s."""
     return barrier_step(state, data, inbox, now, contribute=_contribution, reduce=_reduce,
-                        adopt=_adopt)
+                        adopt=_adopt, schema=schema)
 
 
 def _reduce(state: GDState, data: LocalData, parts: list, k: int) -> bool:

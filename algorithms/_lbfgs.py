@@ -119,15 +119,37 @@ def _contribution(state: LbfgsState, data: LocalData) -> dict:
 
 
 def _adopt(state: LbfgsState, data: LocalData, k: int, fields: dict) -> bool:
-    """A restarted operator takes a peer's round and point, with an empty memory; False
-    while the peer's message lacks its point (a lean push: its re-push will carry it)."""
+    """A restarted operator takes a peer's round and point, and the memory and line search
+    every operator holds alike when the peer handed them over (`_handover`: then no
+    operator restarts its memory); else an empty memory, which every operator then
+    starts afresh. False while the peer's message lacks its point (a lean push: its
+    re-push will carry it)."""
     if "x" not in fields:
         return False
     mem = state.mem
     mem["k"] = k
     mem["point"] = np.array(fields["x"], dtype=np.float64)
-    mem["base"], mem["S"], mem["Y"], mem["fresh"] = None, [], [], True
+    h = fields.get("handover")
+    if h is None or "base" not in h:
+        mem["base"], mem["S"], mem["Y"], mem["fresh"] = None, [], [], True
+        return True
+    vec = {key: np.array(h[key], dtype=np.float64) for key in ("base", "gbase", "d")}
+    mem.update(vec, fbase=float(h["fbase"]), t=float(h["t"]), fresh=False,
+               S=[np.array(s, dtype=np.float64) for s in h["S"]],
+               Y=[np.array(y, dtype=np.float64) for y in h["Y"]])
     return True
+
+
+def _handover(state: LbfgsState) -> dict:
+    """What a restarted peer needs to take the next step with everyone else: the L-BFGS
+    memory and line search (the same on every operator). Nothing before the first step."""
+    mem, p = state.mem, state.problem.p
+    if mem["base"] is None:
+        return {}
+    pairs = {key: np.array(mem[key], dtype=np.float64).reshape(len(mem[key]), p)
+             for key in ("S", "Y")}
+    return dict(pairs, base=mem["base"], gbase=mem["gbase"], d=mem["d"],
+                fbase=float(mem["fbase"]), t=float(mem["t"]))
 
 
 def warm_up(state: LbfgsState, data: LocalData) -> None:
@@ -144,7 +166,7 @@ def warm_up(state: LbfgsState, data: LocalData) -> None:
 def local_step(state: LbfgsState, data: LocalData, inbox, now: float) -> StepOutput:
     """Wait for round ``k``'s contributions; when all are in, step and push round ``k+1``'s."""
     return barrier_step(state, data, inbox, now, contribute=_contribution, reduce=_reduce,
-                        adopt=_adopt, lean=REJOIN_ONLY)
+                        adopt=_adopt, lean=REJOIN_ONLY, schema=schema, handover=_handover)
 
 
 def _reduce(state: LbfgsState, data: LocalData, parts: list, k: int) -> bool:
@@ -203,7 +225,10 @@ def schema(problem: Problem) -> tuple[dict, dict]:
         fields.update(cert=bool, side=("float64", (C.side_len(problem),)),
                       side_g=("float64", (problem.n_features,)))
     fields.update(NC.fields_schema(problem))
-    return Barrier.schema(fields, optional=REJOIN_ONLY + NC.FIELDS)
+    pairs = ("float64", (None, problem.p))
+    handover = {"S": pairs, "Y": pairs, "base": vec, "gbase": vec, "d": vec, "fbase": float,
+                "t": float}
+    return Barrier.schema(fields, optional=REJOIN_ONLY + NC.FIELDS, handover=handover)
 
 
 def resume(state: LbfgsState, data: LocalData, start: Start) -> LbfgsState:

@@ -140,6 +140,86 @@ def test_a_rounds_first_push_is_lean_and_a_repush_carries_the_rest():
     fresh = L.init(pb, local_data(*parts[2], pb, 2, incarnation=1), params)
     lean = [Msg(j, 0, first[j], 0.0) for j in (1, 0)]  # the first to try is lean
     out = L.local_step(fresh, datas[2], lean, 10.0)
-    assert fresh.mem["phase"] == "rejoin" and out.outbox == ()
+    assert fresh.mem["phase"] == "rejoin"
+    assert [o.payload.get("hello") for o in out.outbox] == [True]  # it asks, nothing more
     L.local_step(fresh, datas[2], [Msg(1, 0, first[1], 0.0), Msg(0, 0, again, 0.0)], 10.1)
     assert fresh.mem["phase"] == "run" and fresh.mem["k"] == 0
+
+
+@pytest.mark.parametrize("solver, extra_rounds", [("lbfgs", 1), ("gd", 1)])
+def test_a_restarted_operator_rejoins_without_a_stall_or_a_fresh_memory(solver, extra_rounds):
+    """A restarted operator says hello and its peers answer at once (no wait of
+    ``resend_after`` for a re-push: 10 rounds at 0.01 s a round), with lbfgs's memory
+    and line search, so no operator starts its memory afresh (it took 21 rounds instead
+    of 7). Rounds, not seconds: the clock is simulated."""
+    ds, parts, _, _, pb = _case("log_loss", False)
+    parts = parts[:2]
+    pb = make_problem(K.LOGISTIC, K.L2, 1e-3, False, parts)
+    runs = {}
+    for name, fault in (("clean", {}), ("restart", {"restart": {1: 6}})):
+        _, snaps, rounds, done = simulate(solver, pb, parts, {"tol": 1e-9}, max_time=100,
+                                          round_time=0.01, **fault)
+        assert done
+        runs[name] = rounds, max(s["k"] for s in snaps)
+    assert runs["restart"][0] <= runs["clean"][0] + extra_rounds, runs  # stalls
+    assert runs["restart"][1] <= runs["clean"][1], runs  # algorithm rounds
+
+
+def test_the_hello_and_its_answer_fit_the_schema_and_hand_over_the_memory():
+    """The hello passes the schema's checks (placeholders), a peer answers it with a full
+    push to that operator alone, and the rejoiner adopts the very state the peer holds."""
+    from _sim import Msg
+
+    from asip._channel import MessageSchema
+    from asip.algorithms._base import local_data
+
+    for fit_intercept in (False, True):
+        _, parts, _, _, pb = _case("log_loss", fit_intercept)
+        params = L.ALGORITHM.merge({"tol": 1e-14})
+        datas = [local_data(*parts[j], pb, j) for j in range(3)]
+        states = [L.init(pb, d, params) for d in datas]
+        boxes = [[] for _ in range(3)]
+        for _ in range(8):  # a few rounds: the peers hold a memory
+            for j in range(3):
+                out = L.local_step(states[j], datas[j], boxes[j], 0.0)
+                assert not out.done
+                boxes[j] = []
+                for o in out.outbox:
+                    for i in range(3):
+                        if i != j:
+                            boxes[i].append(Msg(j, 0, o.payload, 0.0))
+        assert states[0].mem["S"]
+        check = MessageSchema(*L.schema(pb))
+        fresh = L.init(pb, local_data(*parts[2], pb, 2, incarnation=1), params)
+        hello = L.local_step(fresh, datas[2], [], 0.0).outbox
+        assert len(hello) == 1 and hello[0].payload["hello"] is True
+        assert check.violation(hello[0].payload) is None
+        answers = {}
+        for j in (0, 1):
+            out = L.local_step(states[j], datas[j], [Msg(2, 1, hello[0].payload, 0.0)], 0.0)
+            mine = [o for o in out.outbox if o.to == 2]
+            assert len(mine) == 1 and "r_S" in mine[0].payload and "c_x" in mine[0].payload
+            assert check.violation(mine[0].payload) is None
+            answers[j] = mine[0].payload
+        L.local_step(fresh, datas[2], [Msg(j, 0, answers[j], 0.0) for j in (0, 1)], 0.01)
+        low = min((0, 1), key=lambda j: answers[j]["k"])  # it joins the lowest round
+        peer = states[low].mem
+        assert fresh.mem["phase"] == "run" and fresh.mem["k"] == peer["k"]
+        for key in ("point", "base", "gbase", "d"):
+            np.testing.assert_array_equal(fresh.mem[key], peer[key], err_msg=key)
+        assert fresh.mem["t"] == peer["t"] and not fresh.mem["fresh"]
+        np.testing.assert_array_equal(fresh.mem["S"], peer["S"])
+        np.testing.assert_array_equal(fresh.mem["Y"], peer["Y"])
+
+
+def test_a_lost_hello_is_said_again_less_and_less_often():
+    """Each answer to a hello may be megabytes (a wide model and its memory): a restarted
+    operator that hears nothing repeats it after ``resend_after``, then twice that, ..."""
+    from asip.algorithms._base import local_data
+
+    _, parts, _, _, pb = _case("log_loss", False)
+    params = L.ALGORITHM.merge(None)  # resend_after 0.1, rejoin_wait 0.5
+    fresh = L.init(pb, local_data(*parts[2], pb, 2, incarnation=1), params)
+    said = [i / 100 for i in range(45)
+            if L.local_step(fresh, local_data(*parts[2], pb, 2), [], i / 100).outbox]
+    np.testing.assert_allclose(said, [0.0, 0.1, 0.3], atol=0.011)  # gaps 0.1, 0.2
