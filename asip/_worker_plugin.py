@@ -202,8 +202,14 @@ class ChannelPlugin(WorkerPlugin):
         stats = self.data.close_from_thread(ep)
         if incarnation is not None:  # its last count and statistics, even if its task fails
             self.ended.append([index, incarnation, counter[0], stats])
-            self.loop.add_callback(self._beat)
+            self.loop.add_callback(self._start_batch, "ended", self._send_ended)
         return stats
+
+    async def _send_ended(self) -> None:
+        """Beat while ended incarnations wait (each beat takes all of them): the operators
+        that end together on a worker (a whole gang at a stage's end) share a beat or two."""
+        while self.ended:
+            await self._beat()
 
     def send_result(self, index: int, incarnation: int, summary: bytes) -> None:
         """An incarnation's summary (what its task returns), if small, also to the directory,
