@@ -27,12 +27,7 @@ from asip.algorithms import AsipClassifier
 from asip.algorithms._reference import reference_optimum
 from asip.algorithms._objectives import Objective, get_loss, get_penalty
 from asip_bench.data import load_dataset
-from asip_bench.session import TRACE_INTERVAL
-
-#: The model in every report, as the bench's live callback asks for: by default a report
-#: carries it only while it fits ``asip.trace.model-bytes`` (64 KiB, 8k features), so a wider
-#: model's trace_ held its final point only and every target read as reached at the end.
-TRACE_CONFIG = {"asip.trace.model-bytes": 2**62, "asip.trace.report-interval": TRACE_INTERVAL}
+from asip_bench.session import TRACE_CONFIG
 
 
 def rare_features(n: int = 20_000, d: int = 300, nnz: int = 8, power: float = 1.5,

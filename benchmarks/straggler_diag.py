@@ -27,13 +27,7 @@ import asip
 from asip.algorithms import AsipClassifier
 from asip.algorithms._reference import reference_optimum
 from asip_bench.data import load_dataset, parse_task
-from asip_bench.session import TRACE_INTERVAL
-
-#: The model in every report, as the bench's live callback asks for (``report_models``): by
-#: default a report carries it only while it fits ``asip.trace.model-bytes`` (64 KiB), so for
-#: more than 8,192 features (reuters: 8,315) trace_ held the final point only and every
-#: target read as reached at the end of the budget. And the bench's 20 ms report interval.
-TRACE_CONFIG = {"asip.trace.model-bytes": 2**62, "asip.trace.report-interval": TRACE_INTERVAL}
+from asip_bench.session import TRACE_CONFIG
 
 
 def ttt(trace, f_star, target):
