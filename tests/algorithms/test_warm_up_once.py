@@ -61,3 +61,29 @@ def test_the_warm_up_key_follows_what_the_kernels_specialize_on():
     assert key(ds.X, problem=pb._replace(fit_intercept=True)) != base
     assert key(ds.X, problem=pb._replace(loss=K.SQUARED)) != base
     assert O._array_kind(np.asfortranarray(ds.X)) != O._array_kind(ds.X)  # layout counts
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_warm_up_also_loads_the_dashboard_objective_kernel(monkeypatch):
+    """The operator's warm-up runs the local objective's kernel (on one row) before the
+    gang's clock starts: its first call (at `FIRST_OBJECTIVE_AT` in a run) otherwise
+    compiled inside the fit's budget on a fresh install."""
+    from distributed import Client, LocalCluster
+
+    rows = []
+    original = K.loss_sum
+
+    def recorded(X, y, w, loss, fit_intercept):
+        rows.append(len(y))
+        return original(X, y, w, loss, fit_intercept)
+
+    monkeypatch.setattr(K, "loss_sum", recorded)
+    monkeypatch.setattr(O, "_WARMED", set(), raising=False)  # as in a fresh process
+    ds = make_logistic(2_000, 10, random_state=0)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster):
+        # a run shorter than FIRST_OBJECTIVE_AT: the objective is never evaluated in it
+        AsipClassifier(solver="asip-sgd", max_time=0.3 * O.FIRST_OBJECTIVE_AT,
+                       n_partitions=2).fit(ds.X, ds.y)
+    assert rows and set(rows) == {1}, f"loss_sum calls by rows: {rows}"
