@@ -92,6 +92,30 @@ def test_warm_up_reads_one_row_and_changes_nothing():
         np.testing.assert_array_equal(state.mem["point"], np.zeros(pb.p))
 
 
+def test_warm_up_also_runs_the_certificate_kernels_on_one_row(monkeypatch):
+    """The warm-up runs a round's certificate work too (the intercept's side sums, the local
+    Hessian where its certificate applies), on one row: on a fresh install their kernels
+    compiled inside the run."""
+    from asip.algorithms import _newton_cert as NC
+    from asip.algorithms import _primal_cert as PC
+    from asip.algorithms._base import local_data
+
+    rows = {"side": [], "hessian": []}
+    side, hessian = PC.side_parts, NC.local_hessian
+    monkeypatch.setattr(PC, "side_parts", lambda pb, d, w: rows["side"].append(d.n)
+                        or side(pb, d, w))
+    monkeypatch.setattr(NC, "local_hessian", lambda pb, X, y, sw, w, **kw:
+                        rows["hessian"].append(len(y)) or hessian(pb, X, y, sw, w, **kw))
+    ds = make_logistic(500, 8, random_state=0)
+    parts = split_rows(ds.X, ds.y, 2)
+    pb = make_problem(K.LOGISTIC, K.L2, 1e-3, True, parts)
+    data = local_data(*parts[0], pb, 0)
+    state = L.init(pb, data, L.ALGORITHM.merge(None))
+    L.ALGORITHM.warm_up(state, data)
+    assert rows == {"side": [1], "hessian": [1]}, rows
+    assert state.mem["k"] == 0 and not state.mem.get("want_h") and not state.grad.any()
+
+
 @pytest.mark.parametrize("loss, fit_intercept, weighted", [("log_loss", False, False),
                                                            ("log_loss", True, True),
                                                            ("squared_error", True, False)])
