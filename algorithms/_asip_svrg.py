@@ -192,13 +192,15 @@ def _sw(data: LocalData) -> np.ndarray:
 
 def _anchor(state: SvrgState, data: LocalData, ver: int, a: np.ndarray) -> None:
     """Move the own anchor to ``a``: memory, ``G`` and loss sum there (and the intercept's
-    certificate sums)."""
+    certificate sums). ``a`` is copied first: one from a message is read-only, a type of its
+    own to numba, and the kernels compiled again for it inside the run on a fresh install."""
     pb, clock = state.problem, state.clock
+    a = np.array(a, dtype=np.float64, order="C")  # writeable, contiguous: the kernels' type
     t0 = time.perf_counter()
-    clock["f"] = float(anchor_pass(data.X, data.y, _sw(data), np.ascontiguousarray(a), pb.loss,
+    clock["f"] = float(anchor_pass(data.X, data.y, _sw(data), a, pb.loss,
                                    pb.fit_intercept, state.mem, state.grad))
     _spent(clock, "anchor", t0)
-    clock["ver"], clock["anchor"] = int(ver), a.copy()
+    clock["ver"], clock["anchor"] = int(ver), a
     clock["recent"] = (clock.get("recent", []) + [int(ver)])[-RECENT:]
     # the anchors a peer's latest G is at, and the last few (`_improves` linearizes there)
     seen = clock.setdefault("anchors", {})

@@ -70,3 +70,18 @@ def test_snapshot_says_where_the_time_went():
     for key in ("seconds_anchor", "seconds_average", "seconds_epoch", "seconds_epoch_cpu"):
         assert snap[key] >= 0.0, key
     assert snap["seconds_epoch"] > 0.0 and snap["t"] == 3
+
+
+def test_an_anchor_from_a_message_runs_the_kernels_compiled_for_the_own_one():
+    """An anchor that arrives in a message is a read-only array (msgpack's buffer), a type of
+    its own to numba: moving to it must not make the anchor pass compile a second time."""
+    state, data = _svrg_state()
+    a = np.full(state.problem.p, 0.01)
+    received = a.copy()
+    received.flags.writeable = False  # as the channel's decoder delivers arrays
+    S._anchor(state, data, 1, received)
+    # anchor_pass(X, y, sw, a, ...): the anchor is its fourth argument
+    readonly = [sig for sig in S.anchor_pass.signatures if not sig[3].mutable]
+    assert not readonly, f"anchor_pass compiled for read-only arrays: {readonly}"
+    np.testing.assert_array_equal(state.clock["anchor"], a)
+    assert state.clock["anchor"].flags.writeable
