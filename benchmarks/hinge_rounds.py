@@ -82,7 +82,6 @@ def _run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha, roun
     def clock():
         return rounds * round_time
 
-    t0 = time.perf_counter()
     from _sim import Msg
     with _simulated_stopwatches(clock):
         while not done and rounds < max_rounds:
@@ -105,7 +104,6 @@ def _run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha, roun
                     hit3 = rounds
                 if r <= 1e-6:
                     hit6, cpu6 = rounds, max(cpu)
-    wall = time.perf_counter() - t0
     snap = algo.snapshot(states[0])
     return hit3, hit6, rounds if done else None, cpu6, snap.get("rounds"), snap.get("mu")
 
