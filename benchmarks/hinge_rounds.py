@@ -4,7 +4,8 @@
 Run: ``python benchmarks/hinge_rounds.py --datasets a9a,ijcnn1,synthetic-logistic:20000
 [--partitions 2] [--variants 'sdca;newton;newton mu0=0.1'] [--max-rounds 400]``. A variant is
 ``local_solver`` then ``key=value`` params (Python literals; an upper-case key sets that
-`_cocoa` constant for the variant's runs, e.g. ``HINGE_CERT_ROUNDS=inf``, main's behaviour). A round is one ``local_step`` of
+`_cocoa` (or `_hinge_smoothing`) constant for the variant's runs: ``HINGE_CERT_ROUNDS=inf
+BIAS_SHARE=-1`` is main's schedule). A round is one ``local_step`` of
 every partition in turn (each an exchange); the model each round is the one the runtime would
 report (`combine` of the snapshots), its objective against the certified reference; the CPU
 is the busiest partition's thread time in ``local_step`` until 1e-6 (what a worker spends). The slice
@@ -26,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "algor
 
 from _sim import _fix_chunk, _simulated_stopwatches  # noqa: E402
 
-from asip.algorithms import _cocoa  # noqa: E402
+from asip.algorithms import _cocoa, _hinge_smoothing  # noqa: E402
 from asip.algorithms import _kernels as K  # noqa: E402
 from asip.algorithms._base import local_data, make_problem  # noqa: E402
 from asip.algorithms._objectives import Objective, get_loss, get_penalty  # noqa: E402
@@ -56,15 +57,16 @@ def run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha, round
     algo = get_algorithm("asip-cocoa")
     params = dict(params)
     consts = params.pop("_const", {})
-    saved = {k: getattr(_cocoa, k) for k in consts}
+    mods = {k: _cocoa if hasattr(_cocoa, k) else _hinge_smoothing for k in consts}
+    saved = {k: getattr(mods[k], k) for k in consts}
     try:
         for k, v in consts.items():
-            setattr(_cocoa, k, v)
+            setattr(mods[k], k, v)
         return _run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha,
                     round_time, algo)
     finally:
         for k, v in saved.items():
-            setattr(_cocoa, k, v)
+            setattr(mods[k], k, v)
 
 
 def _run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha, round_time, algo):
