@@ -82,3 +82,30 @@ def test_hinge_gap_is_the_smoothed_gap_plus_the_smoothing_bias():
         assert bias <= 0.25 * mu * np.count_nonzero((z > 0) & (z < mu)) + 1e-15
         assert abs(gap - (gap_mu + bias / n)) <= 1e-12 * max(1.0, abs(gap))
     assert HS.smooth_enough(0.25e-6, 1e-6) and not HS.smooth_enough(0.3e-6, 1e-6)
+
+
+@pytest.mark.timeout(120)
+def test_auto_hinge_newton_on_the_cluster_stops_certified(client):
+    """skin_nonskin-like (3 features scaled to ~0-255, rows sorted by label: SDCA damped, so
+    "auto" takes the smoothed hinge's Newton) on the real 2-worker cluster: the stage stops
+    on a certified 1e-6 hinge gap, the model within that gap of f*, and the leader's ``mu``
+    fell from ``mu0`` but stayed above ``mu_min`` (held once the smoothing's part was small)."""
+    from asip.algorithms import AsipClassifier
+
+    ds = make_logistic(4000, 3, random_state=2)
+    X, y = np.abs(np.asarray(ds.X)) * 60.0, np.asarray(ds.y, dtype=np.float64)
+    order = np.argsort(y, kind="stable")
+    X, y = X[order], y[order]
+    est = AsipClassifier(loss="hinge", penalty="l2", alpha=0.1, solver="asip-cocoa", tol=1e-6,
+                         max_time=30.0, random_state=0, fit_intercept=False, n_partitions=2)
+    est.fit(X, y)
+    print(f"stopped by {est.stopped_by_} after {est.stage_result_.elapsed:.2f} s")
+    assert est.stopped_by_ == "tol"
+    lead = est.stage_result_.results[0]
+    assert "mu" in lead  # the Newton local solver on hinge
+    assert _cocoa.DEFAULTS["mu_min"] < lead["mu"] < _cocoa.DEFAULTS["mu0"]
+    obj = Objective(get_loss("hinge"), get_penalty("l2", 0.1), False)
+    ref = reference_optimum(obj, X, y)
+    r = float(relative_suboptimality(obj.value(est.coef_.ravel(), X, y), ref.f_star))
+    assert lead["rel_gap"] <= 1e-6
+    assert r <= lead["rel_gap"] + ref.relative_precision + 1e-12
