@@ -94,7 +94,7 @@ from ._certificate import (GapParts, certificate_parts, certified_model, gap_fro
                            snapshot_fields)
 from ._compact import packed_of, sym_fields, sym_of
 from ._compact import schema_fields as compact_fields
-from ._hinge_smoothing import curvature_floor, next_mu
+from ._hinge_smoothing import curvature_floor, next_mu, smooth_enough, smoothing_bias
 from ._cocoa_newton import MAX_SDCA_DAMPING, LocalNewton, choose_local_solver, sdca_damping
 from ._primal_cert import record_gap, side_len
 from ._sdca_kernels import cocoa_steps, hinge_steps_shrinking, new_shrink_state
@@ -131,6 +131,13 @@ STEP_TIME = 0.001
 #: is the best wbar a round evaluated, so a short fit is decided by its first rounds: a
 #: fixed 20 ms held reuters hinge-l2 at P(0) until its second round (1e-6) at +30 ms
 CERT_RAMP = 0.25
+
+#: Newton on hinge: certificate rounds at most this many of the leader's Newton rounds' wall
+#: time apart (and ``cert_period``): ``mu`` falls only when the leader
+#: closes a certificate (`_hinge_smoothing.next_mu`), so at 20 ms apart the smoothing, not
+#: Newton, set the pace (lock-step, 2 partitions, hinge-l2: exchanges to a certified 1e-6
+#: a9a 63 -> 18, ijcnn1 63 -> 14; Newton rounds 59 -> 9 and 7; `benchmarks/hinge_rounds.py`)
+HINGE_CERT_ROUNDS = 1.0
 
 DEFAULTS = {
     "sigma": None,  # CoCoA+ aggregation: a number, "adaptive" (`_adaptive_sigma`) or None:
@@ -294,7 +301,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
                "half_passes": None, "adapts": _adapts(problem, params),  # fixed for the fit
                "rejoining": data.incarnation > 0 and data.n_partitions > 1},
         cert={"x": Exchange("wbar", p, data.index), "ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
-              "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None},
+              "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None,
+              "bias": {}},
         newton=newton,
         shrink=(new_shrink_state() if newton is None and problem.loss == K.HINGE
                 and params["shrinking"] else None),
@@ -393,6 +401,8 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
             parts = _parts_of(state, msg.sender, pl)
             if parts is not None:
                 cert["answers"][msg.sender] = parts
+                if "hb" in pl:  # hinge Newton: its smoothing's part of the gap
+                    cert.setdefault("bias", {})[msg.sender] = float(pl["hb"])
 
 
 def _view(state: CocoaState) -> np.ndarray:
@@ -703,6 +713,8 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
         payload.update(linc=inc, lver=ver, c=parts.conj_sum, lsum=parts.loss_sum)
         if state.newton is not None:
             payload["cg"] = parts.g
+            if state.newton.hinge:  # the smoothing's part of the gap (`_smooth_enough`)
+                payload["hb"] = state.clock["bias"]
         if parts.side is not None:  # an unpenalized intercept: the sums that balance the duals
             payload.update(side=parts.side, sg=parts.side_g)
     return Outgoing(payload)
@@ -723,6 +735,8 @@ def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray) -> GapParts:
         m = K.margins(K.as_kernel_matrix(data.X) if not isinstance(data.X, tuple) else data.X,
                       np.ascontiguousarray(wbar, dtype=np.float64), pb.fit_intercept)
         dual = -state.newton.deriv(m)
+        # the smoothing's part of this gap (`_smooth_enough`): answered with the parts
+        state.clock["bias"] = smoothing_bias(m, data.y, state.newton.mu)
         return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept, dual,
                                  penalized_intercept=False)
     if state.newton is not None:
@@ -781,15 +795,30 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
             cert.update(best_primal=primal, best=wbar)  # the model while none is certified
         if record_gap(cert, primal, dual, wbar, params["tol"]):
             return True
-        floor = max(params["mu_min"], 0.25 * (params["tol"] or 1e-6) * abs(primal))
-        if state.newton is not None and state.newton.hinge and state.newton.set_mu(
+        target = (params["tol"] or 1e-6) * abs(primal)
+        floor = max(params["mu_min"], 0.25 * target)
+        if state.newton is not None and state.newton.hinge and not _smooth_enough(
+                state, target) and state.newton.set_mu(
                 next_mu(state.newton.mu, cert["gap"], {**params, "mu_min": floor})):
             payload["mu"] = state.newton.mu  # the leader lowers mu; it travels in every push
     if reopen and _cert_opens(state, now):
         wbar = _view(state)
-        cert.update(ver=cert["ver"] + 1, wbar=wbar, at=now, answers={})
+        cert.update(ver=cert["ver"] + 1, wbar=wbar, at=now, answers={}, bias={})
         payload.update(cert["x"].pub.publish(wbar, now, ver=cert["ver"]))
     return False
+
+
+def _smooth_enough(state: CocoaState, target: float) -> bool:
+    """Hinge Newton, at a closed certificate: whether the smoothing's own part of its gap
+    (every partition's `smoothing_bias` at ``wbar``, summed, over ``n``) is small against
+    the ``target`` gap (`smooth_enough`): then ``mu`` stays, and Newton reaches the target on
+    this surrogate (lowering ``mu`` with the gap, ``kappa``, drove it to widths where its
+    rounds stalled: lock-step on synthetic-logistic:20000, hinge-l2, 2 partitions)."""
+    cert = state.cert
+    biases = [state.clock.get("bias")] + [cert["bias"].get(k) for k in cert["answers"]]
+    if any(b is None for b in biases):
+        return False
+    return smooth_enough(sum(biases) / state.problem.n_total, target)
 
 
 def _cert_opens(state: CocoaState, now: float) -> bool:
@@ -797,7 +826,8 @@ def _cert_opens(state: CocoaState, now: float) -> bool:
     certificate pass) since the last, which was closed -- or whose answers are overdue (one
     was lost: ask again, not before a peer's Newton round could have ended). SDCA: the
     period ramps up to ``cert_period`` (`CERT_RAMP`), and the first round waits for every
-    peer's total (or ``cert_period``): its model was the leader's own first slice alone."""
+    peer's total (or ``cert_period``): its model was the leader's own first slice alone.
+    Newton on hinge: at most one of its own rounds' wall time apart (`HINGE_CERT_ROUNDS`)."""
     cert, params = state.cert, state.params
     period = params["cert_period"]
     if state.newton is None:  # SDCA: the model is the best wbar a round evaluated
@@ -805,6 +835,8 @@ def _cert_opens(state: CocoaState, now: float) -> bool:
                 now - state.clock["started"] < period:
             return False  # the first round: at a view with every peer's total in it
         period = min(period, CERT_RAMP * now)
+    elif state.newton.hinge:  # mu falls only at a certificate: one a Newton round (`HINGE_CERT_ROUNDS`)
+        period = min(period, HINGE_CERT_ROUNDS * state.clock.get("round", period))
     period = max(period, 4.0 * cert.get("cost", 0.0))
     stale = now - cert["at"] >= 5 * period + 0.1 + 3.0 * state.clock.get("round", 0.0)
     return (cert["wbar"] is None or stale) and now - cert["at"] >= period
@@ -820,7 +852,7 @@ def schema(problem: Problem) -> tuple[dict, dict]:
                  "side": ("float64", (side_len(problem),)),
                  "sg": ("float64", (problem.n_features,)),
                  "cg": ("float64", (problem.n_features,)),
-                 "x": ("float64", (problem.p,)), "mu": float,
+                 "x": ("float64", (problem.p,)), "mu": float, "hb": float,
                  **compact_fields("H", problem.p * (problem.p + 1) // 2)})
 
 

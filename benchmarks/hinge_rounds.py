@@ -1,0 +1,147 @@
+"""asip-cocoa on hinge-l2 in one process (lock-step, `tests/algorithms/_sim.py`): exchanges to
+1e-3 / 1e-6 relative suboptimality and to the certified stop, local solvers side by side.
+
+Run: ``python benchmarks/hinge_rounds.py --datasets a9a,ijcnn1,synthetic-logistic:20000
+[--partitions 2] [--variants 'sdca;newton;newton mu0=0.1'] [--max-rounds 400]``. A variant is
+``local_solver`` then ``key=value`` params (Python literals; an upper-case key sets that
+`_cocoa` (or `_hinge_smoothing`) constant for the variant's runs: ``HINGE_CERT_ROUNDS=inf
+BIAS_SHARE=-1`` is main's schedule). A round is one ``local_step`` of
+every partition in turn (each an exchange); the model each round is the one the runtime would
+report (`combine` of the snapshots), its objective against the certified reference; the CPU
+is the busiest partition's thread time in ``local_step`` until 1e-6 (what a worker spends). The slice
+of an SDCA step is fixed (``--chunk`` of a pass) so that counts do not depend on the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "algorithms"))
+
+from _sim import _fix_chunk, _simulated_stopwatches  # noqa: E402
+
+from asip.algorithms import _cocoa, _hinge_smoothing  # noqa: E402
+from asip.algorithms import _kernels as K  # noqa: E402
+from asip.algorithms._base import local_data, make_problem  # noqa: E402
+from asip.algorithms._objectives import Objective, get_loss, get_penalty  # noqa: E402
+from asip.algorithms._reference import reference_optimum  # noqa: E402
+from asip.algorithms._solvers import get_algorithm  # noqa: E402
+from asip_bench.data import load_dataset  # noqa: E402
+
+
+def parse_variant(spec: str) -> tuple[str, dict]:
+    words = spec.split()
+    params = {"local_solver": words[0]}
+    for kv in words[1:]:
+        k, _, v = kv.partition("=")
+        if k.isupper():  # a module constant of `_cocoa`, set for this variant's runs
+            params.setdefault("_const", {})[k] = float(v)
+            continue
+        try:
+            params[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            params[k] = v
+    return spec, params
+
+
+def run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha, round_time=1e-3):
+    """Lock-step rounds; returns (rounds to 1e-3, to 1e-6, to the certified stop, the busiest
+    partition's thread CPU seconds in `local_step` to 1e-6, partition 0's Newton rounds, mu)."""
+    algo = get_algorithm("asip-cocoa")
+    params = dict(params)
+    consts = params.pop("_const", {})
+    mods = {k: _cocoa if hasattr(_cocoa, k) else _hinge_smoothing for k in consts}
+    saved = {k: getattr(mods[k], k) for k in consts}
+    try:
+        for k, v in consts.items():
+            setattr(mods[k], k, v)
+        return _run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha,
+                    round_time, algo)
+    finally:
+        for k, v in saved.items():
+            setattr(mods[k], k, v)
+
+
+def _run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha, round_time, algo):
+    bounds = np.linspace(0, X.shape[0], n_parts + 1).astype(int)
+    parts = [(X[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    problem = make_problem(K.HINGE, K.L2, alpha, False, parts)
+    params = algo.merge({"tol": 1e-6, "seed": 0, **params})
+    datas = [local_data(Xb, yb, problem, i) for i, (Xb, yb) in enumerate(parts)]
+    chunk = max(1, int(chunk_frac * datas[0].n))
+    states = [_fix_chunk(algo.init(problem, d, params), chunk) for d in datas]
+    boxes = [[] for _ in parts]
+    rounds, done, hit3, hit6 = 0, False, None, None
+    cpu, cpu6 = [0.0] * n_parts, None
+
+    def clock():
+        return rounds * round_time
+
+    from _sim import Msg
+    with _simulated_stopwatches(clock):
+        while not done and rounds < max_rounds:
+            rounds += 1
+            for i in range(len(parts)):
+                inbox, boxes[i] = boxes[i], []
+                c0 = time.thread_time()
+                out = algo.local_step(states[i], datas[i], inbox, clock())
+                cpu[i] += time.thread_time() - c0
+                states[i] = out.state
+                for o in out.outbox:
+                    for j in range(len(parts)):
+                        if j != i and (o.to is None or o.to == j):
+                            boxes[j].append(Msg(i, 0, o.payload, time.time()))
+                done = done or out.done
+            if hit6 is None:
+                w = algo.combine(problem, [algo.snapshot(s) for s in states])
+                r = (obj.value(w, X, y) - f_star) / abs(f_star)
+                if hit3 is None and r <= 1e-3:
+                    hit3 = rounds
+                if r <= 1e-6:
+                    hit6, cpu6 = rounds, max(cpu)
+    snap = algo.snapshot(states[0])
+    return hit3, hit6, rounds if done else None, cpu6, snap.get("rounds"), snap.get("mu")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--datasets", default="a9a,ijcnn1,synthetic-logistic:20000")
+    ap.add_argument("--partitions", default="2")
+    ap.add_argument("--variants", default="sdca;newton")
+    ap.add_argument("--max-rounds", type=int, default=400)
+    ap.add_argument("--chunk", type=float, default=0.4, help="SDCA slice, fraction of a pass")
+    ap.add_argument("--alpha", type=float, default=0.1)
+    args = ap.parse_args(argv)
+    variants = [parse_variant(v.strip()) for v in args.variants.split(";") if v.strip()]
+    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
+    for name in args.datasets.split(","):
+        if name == "rare":  # CSR, power-law feature frequencies (`sparse_newton.rare_features`)
+            from sparse_newton import rare_features
+            X, y = rare_features()
+        else:
+            data = load_dataset(name)
+            X, y = data.X, data.y
+        obj = Objective(get_loss("hinge"), get_penalty("l2", args.alpha), False)
+        f_star = reference_optimum(obj, X, y).f_star
+        for k in (int(p) for p in args.partitions.split(",")):
+            for label, params in variants:  # a throw-away run first: numba compiles
+                run(X[:2000], y[:2000], k, params, obj, f_star, 3, args.chunk, args.alpha)
+                h3, h6, cert, wall, nr, mu = run(X, y, k, params, obj, f_star,
+                                                 args.max_rounds, args.chunk, args.alpha)
+                fmt = lambda v: "-" if v is None else str(v)  # noqa: E731
+                wall = math.nan if wall is None else wall * 1e3
+                print(f"{name:26s} K={k:2d} {label:34s} 1e-3 {fmt(h3):>4s}  1e-6 {fmt(h6):>4s}"
+                      f"  cert {fmt(cert):>4s}  newton-rounds {fmt(nr):>4s}  mu {mu}"
+                      f"  cpu to 1e-6 {wall:.1f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
