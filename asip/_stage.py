@@ -789,7 +789,12 @@ class _Run:
 
     # ------------------------------------------------------------------ teardown
     def _teardown(self) -> None:
-        """Leave nothing behind: operator tasks, worker and scheduler plugins, mailboxes."""
+        """Leave nothing behind: operator tasks, worker and scheduler plugins, mailboxes.
+
+        When every operator returned, the directory answers before its worker plugins are
+        removed (a round trip to every worker off the fit's path); the next stage's
+        directory waits for that removal before it starts."""
+        returned = not self.futures and 0 < getattr(self, "n", 0) == len(self.outcomes)
         if self.futures:
             self.client.cancel(list(self.futures.values()), force=True)
         self.futures.clear()
@@ -805,8 +810,8 @@ class _Run:
         # from every worker (their beats stop; a hung or unreachable worker must not hold
         # the driver for the 30 s connect timeout), then itself.
         limit = _config.seconds("channel.connect-timeout") * 2
-        try:
-            self.summary = self._rpc("finish", worker_timeout=limit)
+        try:  # every operator returned: the workers' plugins go after the reply
+            self.summary = self._rpc("finish", worker_timeout=limit, background=returned)
             finished = True
         except Exception:
             logger.debug("asip: finish RPC failed; removing the plugins one by one",

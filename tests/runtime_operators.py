@@ -331,3 +331,18 @@ class ProfilerProbe(asip.Operator):
 
     def result(self, ctx):
         return {"callback": self.callback}
+
+
+class PluginsProbe(asip.Operator):
+    """Reports the asip worker plugins and handlers on its worker at setup, then stops."""
+
+    def setup(self, ctx, partition):
+        worker = get_worker()
+        self.plugins = sorted(p for p in worker.plugins if "asip" in p)
+        self.handlers = sorted(h for h in worker.handlers if h.startswith("asip"))
+
+    def step(self, ctx):
+        return asip.STOP
+
+    def result(self, ctx):
+        return {"plugins": self.plugins, "handlers": self.handlers}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import dask
@@ -12,7 +13,7 @@ from distributed import wait
 
 import asip
 from asip.faults import DelayMessages, DropMessages, KillOperator, KillWorker, Straggler
-from runtime_operators import BadPush, Gossip, PollTimer, SlowSetup, StopsEarly
+from runtime_operators import BadPush, Gossip, PluginsProbe, PollTimer, SlowSetup, StopsEarly
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -313,7 +314,7 @@ def test_a_failing_finish_falls_back_to_removing_the_plugins_one_by_one(client, 
 
     calls = []
 
-    def broken(self, worker_timeout=4.0):
+    def broken(self, worker_timeout=4.0, background=False):
         calls.append(worker_timeout)
         raise RuntimeError("finish is broken")
 
@@ -362,3 +363,62 @@ def test_bad_data_is_refused_before_the_stage_touches_the_cluster(client, monkey
     with pytest.raises(asip.AsipError, match="chunked along columns"):
         asip.Stage(SizedResult, da.zeros((4, 4), chunks=(2, 2)), client=client).run()
     assert installs == []
+
+
+def _hold_plugin_teardown(dask_worker=None, hold=True):
+    """On a worker: asip's worker plugin teardown waits while ``hold`` is set."""
+    import asyncio
+
+    from asip._worker_plugin import ChannelPlugin
+
+    dask_worker._asip_test_hold = hold
+    if hold and not hasattr(ChannelPlugin, "_asip_test_teardown"):
+        original = ChannelPlugin._asip_test_teardown = ChannelPlugin.teardown
+
+        async def held(self, worker):
+            while getattr(worker, "_asip_test_hold", False):
+                await asyncio.sleep(0.02)
+            await original(self, worker)
+
+        ChannelPlugin.teardown = held
+    elif not hold and hasattr(ChannelPlugin, "_asip_test_teardown"):
+        ChannelPlugin.teardown = ChannelPlugin._asip_test_teardown
+        del ChannelPlugin._asip_test_teardown
+
+
+def test_a_finished_stage_returns_before_its_worker_plugins_go_and_the_next_waits(client):
+    """Every operator returned: run() does not wait for the workers to remove the stage's
+    plugin (a round trip to every worker), but the next stage starts only once they have:
+    its operators never see the previous stage's plugin."""
+    blocks = [np.zeros((4, 2)) for _ in range(2)]
+    client.run(_hold_plugin_teardown)
+    try:
+        first: dict = {}
+        runner = threading.Thread(target=lambda: first.setdefault(
+            "res", asip.Stage(PluginsProbe(), blocks, client=client, max_time=30.0).run()),
+            daemon=True)
+        with dask.config.set({"asip.channel.connect-timeout": "60s"}):
+            runner.start()
+            runner.join(30)
+        assert "res" in first, "run() waited for the workers to remove the stage's plugin"
+        old = {h for r in first["res"].results for h in r["handlers"]}
+        assert len(old) == 2 and all(len(r["plugins"]) == 1 for r in first["res"].results)
+        held = {h for hs in client.run(lambda dask_worker: [
+            h for h in dask_worker.handlers if h.startswith("asip")]).values() for h in hs}
+        assert held == old, held  # still there: the test holds the plugin's teardown
+
+        second: dict = {}
+        runner = threading.Thread(target=lambda: second.setdefault(
+            "res", asip.Stage(PluginsProbe(), blocks, client=client, max_time=30.0).run()),
+            daemon=True)
+        runner.start()
+        time.sleep(1.0)  # time enough to launch, were it not waiting
+        client.run(_hold_plugin_teardown, hold=False)
+        runner.join(60)
+        assert "res" in second
+        for r in second["res"].results:
+            assert len(r["plugins"]) == 1 and len(r["handlers"]) == 2, r
+            assert not set(r["handlers"]) & old, r
+    finally:
+        client.run(_hold_plugin_teardown, hold=False)
+    assert_clean(client)
