@@ -346,3 +346,14 @@ class PluginsProbe(asip.Operator):
 
     def result(self, ctx):
         return {"plugins": self.plugins, "handlers": self.handlers}
+
+
+class ReportsThenStops(asip.Operator):
+    """Reports ``{"last": 1}`` in its first step and stops the stage."""
+
+    def step(self, ctx):
+        ctx.report(last=1)
+        return asip.STOP
+
+    def result(self, ctx):
+        return {"index": ctx.index}

@@ -13,7 +13,8 @@ from distributed import wait
 
 import asip
 from asip.faults import DelayMessages, DropMessages, KillOperator, KillWorker, Straggler
-from runtime_operators import BadPush, Gossip, PluginsProbe, PollTimer, SlowSetup, StopsEarly
+from runtime_operators import (BadPush, Gossip, PluginsProbe, PollTimer, ReportsThenStops,
+                               SlowSetup, StopsEarly)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -421,4 +422,35 @@ def test_a_finished_stage_returns_before_its_worker_plugins_go_and_the_next_wait
             assert not set(r["handlers"]) & old, r
     finally:
         client.run(_hold_plugin_teardown, hold=False)
+    assert_clean(client)
+
+
+def test_the_finish_goes_as_the_last_result_arrives_not_after_the_driver_took_it_in(
+        client, monkeypatch):
+    """The teardown's finish is sent from the client's loop when the last operator's result
+    reaches it: here the driver thread is held in on_trace (the final reports) until the
+    scheduler (in this process) got the finish; before, the driver sent it only after."""
+    from asip._directory import DirectoryPlugin
+
+    finish = DirectoryPlugin._h_finish
+    finished = threading.Event()
+
+    async def noted(self, *args, **kwargs):
+        finished.set()
+        return await finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(DirectoryPlugin, "_h_finish", noted)
+    waited = []
+
+    def on_trace(entries):
+        if any(e.metrics.get("last") for e in entries) and not waited:
+            waited.append(finished.wait(20))
+
+    blocks = [np.zeros((4, 2)) for _ in range(2)]
+    res = asip.Stage(ReportsThenStops(), blocks, client=client, max_time=30.0,
+                     on_trace=on_trace).run()
+    assert waited == [True], "the finish was not sent while the driver was busy"
+    assert res.missing == {} and sorted(r["index"] for r in res.results) == [0, 1]
+    assert [r["partition"] for r in res.incarnations] == [0, 1]
+    assert "launch_go" in res.timings and res.stopped_by.startswith("STOP")
     assert_clean(client)
