@@ -272,6 +272,7 @@ class _Run:
         # arrives there (`_heard_result`), before the driver thread has taken it in
         self.early_finish: concurrent.futures.Future | None = None
         self.finish_lock = threading.Lock()
+        self.stop_in_flight: asyncio.Task | None = None  # on the loop: the stop being sent
         self.heard_results: dict[int, int] = {}  # on the loop: partition -> incarnation
         self.heard_restarts: dict[int, int] = {}  # on the loop: partition -> newest incarnation
         self.finish_limit = _config.seconds("channel.connect-timeout") * 2
@@ -314,6 +315,9 @@ class _Run:
 
         async def send() -> None:
             try:
+                stopping = self.stop_in_flight  # a stop sent before: it arrives first
+                if stopping is not None and not stopping.done():
+                    await asyncio.wait([stopping], timeout=self.control_timeout)
                 done.set_result(await asyncio.wait_for(
                     finish(worker_timeout=self.finish_limit, background=True),
                     self.control_timeout))
@@ -782,7 +786,12 @@ class _Run:
                     logger.warning("asip: could not send stop to the scheduler", exc_info=True)
 
     async def _send_stop(self, reason: str) -> None:
-        """On the client's event loop: tell the directory to stop every operator."""
+        """On the client's event loop: tell the directory to stop every operator (unless
+        every operator returned and the finish went: nothing is left to stop, and the
+        directory's handlers may be gone)."""
+        if self.early_finish is not None:
+            return
+        self.stop_in_flight = asyncio.current_task()
         try:
             await asyncio.wait_for(
                 getattr(self.client.scheduler, op_name("stop", self.run_id))(reason=reason),

@@ -349,10 +349,15 @@ class PluginsProbe(asip.Operator):
 
 
 class ReportsThenStops(asip.Operator):
-    """Reports ``{"last": 1}`` in its first step and stops the stage."""
+    """Reports ``{"last": 1}`` 50 ms into its first step, ``pause`` s later stops the stage."""
+
+    def __init__(self, pause: float = 0.0):
+        self.pause = pause
 
     def step(self, ctx):
+        time.sleep(0.05)  # (a report at once would wait for the rate limit: to the end)
         ctx.report(last=1)
+        time.sleep(self.pause)
         return asip.STOP
 
     def result(self, ctx):

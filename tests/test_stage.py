@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -429,28 +430,50 @@ def test_the_finish_goes_as_the_last_result_arrives_not_after_the_driver_took_it
         client, monkeypatch):
     """The teardown's finish is sent from the client's loop when the last operator's result
     reaches it: here the driver thread is held in on_trace (the final reports) until the
-    scheduler (in this process) got the finish; before, the driver sent it only after."""
+    directory on the scheduler (in this process) finished; before, the driver sent the
+    finish only after.
+    The driver's stop, due once it takes in the STOP, is not sent after the finish (the
+    scheduler logged a missing handler when it arrived after the directory had gone)."""
     from asip._directory import DirectoryPlugin
 
-    finish = DirectoryPlugin._h_finish
+    close = DirectoryPlugin._h_close
     finished = threading.Event()
 
-    async def noted(self, *args, **kwargs):
+    def noted(self):  # the end of the finish: the directory's handlers go
+        close(self)
         finished.set()
-        return await finish(self, *args, **kwargs)
 
-    monkeypatch.setattr(DirectoryPlugin, "_h_finish", noted)
+    monkeypatch.setattr(DirectoryPlugin, "_h_close", noted)
     waited = []
 
     def on_trace(entries):
         if any(e.metrics.get("last") for e in entries) and not waited:
             waited.append(finished.wait(20))
 
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    records = Records()
+    core = logging.getLogger("distributed.core")  # the scheduler's: in this process
+    level = core.level
+    core.setLevel(logging.WARNING)  # (the test cluster silences it)
+    core.addHandler(records)
     blocks = [np.zeros((4, 2)) for _ in range(2)]
-    res = asip.Stage(ReportsThenStops(), blocks, client=client, max_time=30.0,
-                     on_trace=on_trace).run()
+    try:  # the reports reach the driver before the results: it is held with them unseen
+        res = asip.Stage(ReportsThenStops(pause=0.5), blocks, client=client, max_time=30.0,
+                         on_trace=on_trace).run()
+        assert_clean(client)
+        time.sleep(0.2)  # (a stop sent last would be logged about now)
+    finally:
+        core.removeHandler(records)
+        core.setLevel(level)
     assert waited == [True], "the finish was not sent while the driver was busy"
     assert res.missing == {} and sorted(r["index"] for r in res.results) == [0, 1]
     assert [r["partition"] for r in res.incarnations] == [0, 1]
     assert "launch_go" in res.timings and res.stopped_by.startswith("STOP")
-    assert_clean(client)
+    assert not [m for m in records.messages if "No handler" in m], records.messages
