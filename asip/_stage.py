@@ -311,20 +311,24 @@ class _Run:
                 return
             self.finishing = True  # a stop still in flight may find nothing
             self.early_finish = done
-        finish = getattr(self.client.scheduler, op_name("finish", self.run_id))
 
         async def send() -> None:
             try:
-                stopping = self.stop_in_flight  # a stop sent before: it arrives first
-                if stopping is not None and not stopping.done():
-                    await asyncio.wait([stopping], timeout=self.control_timeout)
-                done.set_result(await asyncio.wait_for(
-                    finish(worker_timeout=self.finish_limit, background=True),
-                    self.control_timeout))
+                done.set_result(await asyncio.wait_for(self._finish(True),
+                                                       self.control_timeout))
             except BaseException as exc:  # the driver falls back to the one-by-one removal
                 done.set_exception(exc)
 
         asyncio.ensure_future(send())
+
+    async def _finish(self, background: bool) -> dict:
+        """On the client's loop: the directory's finish (its summary), after any stop
+        already on its way (which must not arrive when the directory has gone)."""
+        stopping = self.stop_in_flight
+        if stopping is not None and not stopping.done():
+            await asyncio.wait([stopping], timeout=self.control_timeout)
+        return await getattr(self.client.scheduler, op_name("finish", self.run_id))(
+            worker_timeout=self.finish_limit, background=background)
 
     def execute(self) -> StageResult:
         t_start, wall_start = time.monotonic(), time.time()
@@ -866,7 +870,8 @@ class _Run:
             if early is not None:  # sent as the last result arrived
                 self.summary = early.result(timeout=self.control_timeout + 1)
             else:
-                self.summary = self._rpc("finish", worker_timeout=limit, background=returned)
+                self.summary = self.client.sync(self._finish, returned,
+                                                callback_timeout=self.control_timeout)
             finished = True
         except Exception:
             logger.debug("asip: finish RPC failed; removing the plugins one by one",
