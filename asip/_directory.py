@@ -41,6 +41,18 @@ _HANDLERS = ("register", "ready", "report", "poll", "stop", "close", "failed", "
              "finish", "result")
 
 
+#: finished stages still removing their worker plugins (`DirectoryPlugin._h_finish` with
+#: ``background``), in the scheduler's process
+_FINISHING: set[asyncio.Future] = set()
+
+
+async def _settle_finishing(timeout: float) -> None:
+    """Wait (``timeout`` s at most) until the stages that finished before this one have
+    removed their worker plugins: a stage launches on workers without another's leftovers."""
+    if _FINISHING:
+        await asyncio.wait(list(_FINISHING), timeout=timeout)
+
+
 def op_name(kind: str, run_id: str) -> str:
     """The handler name for ``kind`` in run ``run_id`` (scheduler and workers alike)."""
     return f"asip_{kind}_{run_id}"
@@ -95,6 +107,7 @@ class DirectoryPlugin(SchedulerPlugin):
         self.name = f"asip-directory-{run_id}"
 
     async def start(self, scheduler: Any) -> None:
+        await _settle_finishing(self.control_timeout / 2)
         self.scheduler = scheduler
         self.entries: dict[int, tuple[str, int]] = {}  # index -> (worker address, incarnation)
         self.deltas: list[list] = []  # [index, address, incarnation]; version = position + 1
@@ -342,12 +355,26 @@ class DirectoryPlugin(SchedulerPlugin):
             self.stopped = reason
             self._broadcast("stop", reason=reason)
 
-    async def _h_finish(self, worker_timeout: float = 4.0) -> dict:
+    async def _h_finish(self, worker_timeout: float = 4.0, background: bool = False) -> dict:
         """The stage is over, in one round trip from the driver (not four): its summary,
         then its worker plugin removed from every worker (waited for at most
         ``worker_timeout`` s: a hung worker never holds the driver), this run's handlers
-        and this plugin removed from the scheduler."""
+        and this plugin removed from the scheduler.
+
+        ``background`` (every operator has returned): the summary goes back at once and
+        the removal goes on here; the next stage's directory waits for it before it
+        starts (`_settle_finishing`), so no stage launches beside another's leftovers."""
         summary = self._h_summary()
+        if background:
+            task = asyncio.ensure_future(self._clean_up(worker_timeout))
+            _FINISHING.add(task)
+            task.add_done_callback(_FINISHING.discard)
+            return summary
+        await self._clean_up(worker_timeout)
+        return summary
+
+    async def _clean_up(self, worker_timeout: float) -> None:
+        """Remove the worker plugin from every worker, then this run's handlers and plugin."""
         if self.worker_plugin is not None and self.worker_plugin in self.scheduler.worker_plugins:
             removal = asyncio.ensure_future(
                 self.scheduler.unregister_worker_plugin(None, name=self.worker_plugin))
@@ -361,7 +388,6 @@ class DirectoryPlugin(SchedulerPlugin):
             self.scheduler.remove_plugin(name=self.name)
         except ValueError:  # already removed
             pass
-        return summary
 
     def _h_close(self) -> None:
         """The stage is over: stop broadcasting and remove this run's handlers.

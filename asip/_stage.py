@@ -268,6 +268,14 @@ class _Run:
         self.control_timeout = _config.seconds("stage.control-timeout")
         self.silence_timeout = _config.seconds("stage.peer-silence-timeout")
         self.checkpointed_at = time.monotonic()
+        # the teardown's finish, sent from the client's loop as the last operator's result
+        # arrives there (`_heard_result`), before the driver thread has taken it in
+        self.early_finish: concurrent.futures.Future | None = None
+        self.finish_lock = threading.Lock()
+        self.stop_in_flight: asyncio.Task | None = None  # on the loop: the stop being sent
+        self.heard_results: dict[int, int] = {}  # on the loop: partition -> incarnation
+        self.heard_restarts: dict[int, int] = {}  # on the loop: partition -> newest incarnation
+        self.finish_limit = _config.seconds("channel.connect-timeout") * 2
 
     # ------------------------------------------------------------------ control RPCs
     def _rpc(self, kind: str, **kwargs: Any) -> Any:
@@ -276,10 +284,51 @@ class _Run:
 
     def _on_event(self, event: tuple) -> None:
         """On the client's event loop: hand the event to the driver thread."""
-        if event[1][0] == "go":  # launch timings: when the driver's client heard the start
+        kind = event[1][0]
+        if kind == "go":  # launch timings: when the driver's client heard the start
             self.go_heard = time.time()
+        elif kind == "restart":
+            _, index, incarnation, *_ = event[1]
+            self.heard_restarts[index] = max(incarnation, self.heard_restarts.get(index, 0))
+        elif kind == "result":  # (before the driver thread can see it)
+            self._heard_result(event[1][1], event[1][2])
         self.events.append(event[1])
         self.wake.set()
+
+    def _heard_result(self, index: int, incarnation: int) -> None:
+        """On the client's loop: once every partition's newest incarnation has returned,
+        send the teardown's finish at once (every operator returned: the directory answers
+        and removes the workers' plugin after); the driver thread, woken by the same
+        events, finds the answer waiting instead of making the round trip itself."""
+        if incarnation < self.heard_restarts.get(index, 0):
+            return
+        self.heard_results[index] = incarnation
+        if len(self.heard_results) < self.n:
+            return
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        with self.finish_lock:  # the finish goes once: from here, or from the teardown
+            if self.early_finish is not None or not self.installed or self.finishing:
+                return
+            self.finishing = True  # a stop still in flight may find nothing
+            self.early_finish = done
+
+        async def send() -> None:
+            try:
+                done.set_result(await asyncio.wait_for(self._finish(True),
+                                                       self.control_timeout))
+            except BaseException as exc:  # the driver falls back to the one-by-one removal
+                done.set_exception(exc)
+
+        asyncio.ensure_future(send())
+
+    async def _finish(self, background: bool) -> dict:
+        """On the client's loop: the directory's finish (its summary), after any stop
+        already on its way (which must not arrive when the directory has gone)."""
+        stopping = self.stop_in_flight
+        if stopping is not None and not stopping.done():
+            await asyncio.wait([stopping], timeout=self.control_timeout)
+        return await getattr(self.client.scheduler, op_name("finish", self.run_id))(
+            worker_timeout=self.finish_limit, background=background)
 
     def execute(self) -> StageResult:
         t_start, wall_start = time.monotonic(), time.time()
@@ -741,7 +790,12 @@ class _Run:
                     logger.warning("asip: could not send stop to the scheduler", exc_info=True)
 
     async def _send_stop(self, reason: str) -> None:
-        """On the client's event loop: tell the directory to stop every operator."""
+        """On the client's event loop: tell the directory to stop every operator (unless
+        every operator returned and the finish went: nothing is left to stop, and the
+        directory's handlers may be gone)."""
+        if self.early_finish is not None:
+            return
+        self.stop_in_flight = asyncio.current_task()
         try:
             await asyncio.wait_for(
                 getattr(self.client.scheduler, op_name("stop", self.run_id))(reason=reason),
@@ -789,7 +843,12 @@ class _Run:
 
     # ------------------------------------------------------------------ teardown
     def _teardown(self) -> None:
-        """Leave nothing behind: operator tasks, worker and scheduler plugins, mailboxes."""
+        """Leave nothing behind: operator tasks, worker and scheduler plugins, mailboxes.
+
+        When every operator returned, the directory answers before its worker plugins are
+        removed (a round trip to every worker off the fit's path); the next stage's
+        directory waits for that removal before it starts."""
+        returned = not self.futures and 0 < getattr(self, "n", 0) == len(self.outcomes)
         if self.futures:
             self.client.cancel(list(self.futures.values()), force=True)
         self.futures.clear()
@@ -797,16 +856,22 @@ class _Run:
             for blocks in self.parts.futures:  # in-memory blocks this stage scattered (never
                 for f in blocks:  # a caller's futures: those stay the caller's)
                     f.release()
-        self.finishing = True
+        with self.finish_lock:
+            self.finishing = True
+            early = self.early_finish
         if not self.installed:
             self._unsubscribe()
             return
         # One round trip: the directory hands over its summary, removes the worker plugin
         # from every worker (their beats stop; a hung or unreachable worker must not hold
         # the driver for the 30 s connect timeout), then itself.
-        limit = _config.seconds("channel.connect-timeout") * 2
-        try:
-            self.summary = self._rpc("finish", worker_timeout=limit)
+        limit = self.finish_limit
+        try:  # every operator returned: the workers' plugins go after the reply
+            if early is not None:  # sent as the last result arrived
+                self.summary = early.result(timeout=self.control_timeout + 1)
+            else:
+                self.summary = self.client.sync(self._finish, returned,
+                                                callback_timeout=self.control_timeout)
             finished = True
         except Exception:
             logger.debug("asip: finish RPC failed; removing the plugins one by one",

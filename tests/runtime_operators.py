@@ -331,3 +331,34 @@ class ProfilerProbe(asip.Operator):
 
     def result(self, ctx):
         return {"callback": self.callback}
+
+
+class PluginsProbe(asip.Operator):
+    """Reports the asip worker plugins and handlers on its worker at setup, then stops."""
+
+    def setup(self, ctx, partition):
+        worker = get_worker()
+        self.plugins = sorted(p for p in worker.plugins if "asip" in p)
+        self.handlers = sorted(h for h in worker.handlers if h.startswith("asip"))
+
+    def step(self, ctx):
+        return asip.STOP
+
+    def result(self, ctx):
+        return {"plugins": self.plugins, "handlers": self.handlers}
+
+
+class ReportsThenStops(asip.Operator):
+    """Reports ``{"last": 1}`` 50 ms into its first step, ``pause`` s later stops the stage."""
+
+    def __init__(self, pause: float = 0.0):
+        self.pause = pause
+
+    def step(self, ctx):
+        time.sleep(0.05)  # (a report at once would wait for the rate limit: to the end)
+        ctx.report(last=1)
+        time.sleep(self.pause)
+        return asip.STOP
+
+    def result(self, ctx):
+        return {"index": ctx.index}

@@ -110,3 +110,52 @@ def test_many_blocks_of_every_kind_arrive_intact_where_the_plan_put_them(client)
             fs[0].release()
         del parts, fs
     assert _wait_gone(client, keys) == {"scheduler": [], "workers": []}
+
+
+def _count_scheduler_calls(dask_scheduler=None, names=(), stop=False):
+    """Wrap (or, with ``stop``, unwrap and report) the scheduler's handlers ``names``."""
+    counts = getattr(dask_scheduler, "_asip_test_counts", None)
+    if stop:
+        for name, original in dask_scheduler._asip_test_originals.items():
+            dask_scheduler.handlers[name] = original
+        del dask_scheduler._asip_test_counts, dask_scheduler._asip_test_originals
+        return counts
+    counts = dask_scheduler._asip_test_counts = {name: 0 for name in names}
+    originals = dask_scheduler._asip_test_originals = {}
+    for name in names:
+        original = originals[name] = dask_scheduler.handlers[name]
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            counts[_name] += 1
+            return _original(*args, **kwargs)
+
+        dask_scheduler.handlers[name] = counted
+    return counts
+
+
+def test_blocks_for_every_worker_are_registered_with_the_scheduler_at_once(client):
+    """Placing in-memory blocks on two workers asks the scheduler for the workers once and
+    tells it where the blocks are once (client.scatter per worker asked which of its
+    workers run and told it, per worker: two more round trips on the launch's path)."""
+    names = ("ncores", "ncores_running", "update_data", "scatter")
+    client.run_on_scheduler(_count_scheduler_calls, names=names)
+    blocks = [(np.full((50, 4), float(i)), np.full(50, float(i))) for i in range(4)]
+    try:
+        parts = partitions_of(blocks, client)
+    finally:
+        counts = client.run_on_scheduler(_count_scheduler_calls, stop=True)
+    try:
+        assert len(set(parts.placed)) == 2
+        assert counts == {"ncores": 1, "ncores_running": 0, "update_data": 1, "scatter": 0}
+        got = client.gather([fs[0] for fs in parts.futures])
+        for i, (X, y) in enumerate(got):
+            assert X.shape == (50, 4) and (X == i).all() and (y == i).all()
+        holders = client.who_has([fs[0] for fs in parts.futures])
+        assert [tuple(holders[fs[0].key]) for fs in parts.futures] == [
+            (w,) for w in parts.placed]
+    finally:
+        keys = {fs[0].key for fs in parts.futures}
+        for fs in parts.futures:
+            fs[0].release()
+        del parts, fs
+    assert _wait_gone(client, keys) == {"scheduler": [], "workers": []}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import signal
 
 import dask
@@ -35,6 +36,10 @@ def test_the_task_profiler_is_paused_while_a_stage_runs_and_restored_after(clien
     assert _profile_callbacks(client) == {"trigger_profile"}
     res = asip.Stage(ProfilerProbe(), blocks, client=client, max_time=0.3).run()
     assert [r["callback"] for r in res.results] == ["_skip", "_skip"], res.missing
+    # the workers' plugins go right after run() returns (the next stage waits for that)
+    deadline = time.monotonic() + 10
+    while _profile_callbacks(client) != {"trigger_profile"} and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert _profile_callbacks(client) == {"trigger_profile"}
     with dask.config.set({"asip.stage.pause-worker-profiler": False}):
         res = asip.Stage(ProfilerProbe(), blocks, client=client, max_time=0.3).run()

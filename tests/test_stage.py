@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 
 import dask
@@ -12,7 +14,8 @@ from distributed import wait
 
 import asip
 from asip.faults import DelayMessages, DropMessages, KillOperator, KillWorker, Straggler
-from runtime_operators import BadPush, Gossip, PollTimer, SlowSetup, StopsEarly
+from runtime_operators import (BadPush, Gossip, PluginsProbe, PollTimer, ReportsThenStops,
+                               SlowSetup, StopsEarly)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -313,7 +316,7 @@ def test_a_failing_finish_falls_back_to_removing_the_plugins_one_by_one(client, 
 
     calls = []
 
-    def broken(self, worker_timeout=4.0):
+    def broken(self, worker_timeout=4.0, background=False):
         calls.append(worker_timeout)
         raise RuntimeError("finish is broken")
 
@@ -362,3 +365,115 @@ def test_bad_data_is_refused_before_the_stage_touches_the_cluster(client, monkey
     with pytest.raises(asip.AsipError, match="chunked along columns"):
         asip.Stage(SizedResult, da.zeros((4, 4), chunks=(2, 2)), client=client).run()
     assert installs == []
+
+
+def _hold_plugin_teardown(dask_worker=None, hold=True):
+    """On a worker: asip's worker plugin teardown waits while ``hold`` is set."""
+    import asyncio
+
+    from asip._worker_plugin import ChannelPlugin
+
+    dask_worker._asip_test_hold = hold
+    if hold and not hasattr(ChannelPlugin, "_asip_test_teardown"):
+        original = ChannelPlugin._asip_test_teardown = ChannelPlugin.teardown
+
+        async def held(self, worker):
+            while getattr(worker, "_asip_test_hold", False):
+                await asyncio.sleep(0.02)
+            await original(self, worker)
+
+        ChannelPlugin.teardown = held
+    elif not hold and hasattr(ChannelPlugin, "_asip_test_teardown"):
+        ChannelPlugin.teardown = ChannelPlugin._asip_test_teardown
+        del ChannelPlugin._asip_test_teardown
+
+
+def test_a_finished_stage_returns_before_its_worker_plugins_go_and_the_next_waits(client):
+    """Every operator returned: run() does not wait for the workers to remove the stage's
+    plugin (a round trip to every worker), but the next stage starts only once they have:
+    its operators never see the previous stage's plugin."""
+    blocks = [np.zeros((4, 2)) for _ in range(2)]
+    client.run(_hold_plugin_teardown)
+    try:
+        first: dict = {}
+        runner = threading.Thread(target=lambda: first.setdefault(
+            "res", asip.Stage(PluginsProbe(), blocks, client=client, max_time=30.0).run()),
+            daemon=True)
+        with dask.config.set({"asip.channel.connect-timeout": "60s"}):
+            runner.start()
+            runner.join(30)
+        assert "res" in first, "run() waited for the workers to remove the stage's plugin"
+        old = {h for r in first["res"].results for h in r["handlers"]}
+        assert len(old) == 2 and all(len(r["plugins"]) == 1 for r in first["res"].results)
+        held = {h for hs in client.run(lambda dask_worker: [
+            h for h in dask_worker.handlers if h.startswith("asip")]).values() for h in hs}
+        assert held == old, held  # still there: the test holds the plugin's teardown
+
+        second: dict = {}
+        runner = threading.Thread(target=lambda: second.setdefault(
+            "res", asip.Stage(PluginsProbe(), blocks, client=client, max_time=30.0).run()),
+            daemon=True)
+        runner.start()
+        time.sleep(1.0)  # time enough to launch, were it not waiting
+        client.run(_hold_plugin_teardown, hold=False)
+        runner.join(60)
+        assert "res" in second
+        for r in second["res"].results:
+            assert len(r["plugins"]) == 1 and len(r["handlers"]) == 2, r
+            assert not set(r["handlers"]) & old, r
+    finally:
+        client.run(_hold_plugin_teardown, hold=False)
+    assert_clean(client)
+
+
+def test_the_finish_goes_as_the_last_result_arrives_not_after_the_driver_took_it_in(
+        client, monkeypatch):
+    """The teardown's finish is sent from the client's loop when the last operator's result
+    reaches it: here the driver thread is held in on_trace (the final reports) until the
+    directory on the scheduler (in this process) finished; before, the driver sent the
+    finish only after.
+    The driver's stop, due once it takes in the STOP, is not sent after the finish (the
+    scheduler logged a missing handler when it arrived after the directory had gone)."""
+    from asip._directory import DirectoryPlugin
+
+    close = DirectoryPlugin._h_close
+    finished = threading.Event()
+
+    def noted(self):  # the end of the finish: the directory's handlers go
+        close(self)
+        finished.set()
+
+    monkeypatch.setattr(DirectoryPlugin, "_h_close", noted)
+    waited = []
+
+    def on_trace(entries):
+        if any(e.metrics.get("last") for e in entries) and not waited:
+            waited.append(finished.wait(20))
+
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    records = Records()
+    core = logging.getLogger("distributed.core")  # the scheduler's: in this process
+    level = core.level
+    core.setLevel(logging.WARNING)  # (the test cluster silences it)
+    core.addHandler(records)
+    blocks = [np.zeros((4, 2)) for _ in range(2)]
+    try:  # the reports reach the driver before the results: it is held with them unseen
+        res = asip.Stage(ReportsThenStops(pause=0.5), blocks, client=client, max_time=30.0,
+                         on_trace=on_trace).run()
+        assert_clean(client)
+        time.sleep(0.2)  # (a stop sent last would be logged about now)
+    finally:
+        core.removeHandler(records)
+        core.setLevel(level)
+    assert waited == [True], "the finish was not sent while the driver was busy"
+    assert res.missing == {} and sorted(r["index"] for r in res.results) == [0, 1]
+    assert [r["partition"] for r in res.incarnations] == [0, 1]
+    assert "launch_go" in res.timings and res.stopped_by.startswith("STOP")
+    assert not [m for m in records.messages if "No handler" in m], records.messages
