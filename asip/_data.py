@@ -21,7 +21,6 @@ from dask.delayed import Delayed
 from dask.sizeof import sizeof
 from dask.utils import parse_bytes
 from distributed import Future, futures_of, wait
-from distributed.protocol import to_serialize
 
 from asip._exceptions import AsipError
 
@@ -189,16 +188,12 @@ def _scatter(client: Any, data: dict, worker: str | None) -> dict:
 
 
 def _scatter_all(client: Any, by_worker: dict[str, dict]) -> tuple[dict, list[str]]:
-    """Scatter each worker's ``{key: value}`` straight to it, all at once, then tell the
-    scheduler where every block is in one message: two round trips after the driver read
-    the cluster's threads (``client.scatter`` per worker cost three each, in parallel: it
-    asks the scheduler which of the given workers run, then sends, then tells it).
-
-    A block past ``distributed.comm.shard`` (64 MiB) goes in a message of its own: a
-    worker reads a message's first array into one buffer but a later array past the shard
-    size in pieces, copied once more on arrival (a worker given two 77 MB blocks in one
-    message peaked 77 MB above what it then held). The futures, and the workers that
-    could not be reached from this process."""
+    """Scatter each worker's ``{key: value}`` straight to it, all at once (one after the
+    other, each costs three round trips); a block past ``distributed.comm.shard`` (64 MiB)
+    goes in a message of its own: a worker reads a message's first array into one buffer
+    but a later array past the shard size in pieces, copied once more on arrival (a
+    worker given two 77 MB blocks in one message peaked 77 MB above what it then held).
+    The futures, and the workers that could not be reached from this process."""
     shard = parse_bytes(dask.config.get("distributed.comm.shard"))
     sends = []
     for addr, chunk in by_worker.items():
@@ -207,40 +202,22 @@ def _scatter_all(client: Any, by_worker: dict[str, dict]) -> tuple[dict, list[st
         if small:  # blocks below a frame's size: one message for all of them
             sends.append((addr, small))
 
-    async def send(addr: str, block: dict) -> dict:
-        rpc = client.rpc(addr)
-        try:
-            reply = await rpc.update_data(data={k: to_serialize(v) for k, v in block.items()})
-        finally:
-            await rpc.close_rpc()
-        return reply["nbytes"]
-
-    async def scatter() -> list:  # on the client's loop: one thread hop for the whole of it
-        results = await asyncio.gather(*(send(addr, block) for addr, block in sends),
-                                       return_exceptions=True)
-        who_has = {k: [addr] for (addr, block), r in zip(sends, results)
-                   if not isinstance(r, BaseException) for k in block}
-        nbytes = {k: n for r in results if not isinstance(r, BaseException)
-                  for k, n in r.items()}
-        if who_has:  # the scheduler learns keys and sizes, never the data
-            await client.scheduler.update_data(who_has=who_has, nbytes=nbytes, client=client.id)
-        return results
+    async def scatter() -> list:  # on the client's loop: scatter hands back coroutines
+        return await asyncio.gather(
+            *(client.scatter(block, workers=[addr], direct=True, hash=False, asynchronous=True)
+              for addr, block in sends),
+            return_exceptions=True)
 
     futures: dict = {}
     failed: list[str] = []
-    errors = []
-    for (addr, block), result in zip(sends, client.sync(scatter)):
+    for (addr, _), result in zip(sends, client.sync(scatter)):
         if isinstance(result, (OSError, TimeoutError)):
             if addr not in failed:
                 failed.append(addr)
         elif isinstance(result, BaseException):
-            errors.append(result)
+            raise result
         else:
-            for key, value in block.items():  # as client.scatter makes its futures
-                futures[key] = Future(key, client)
-                client.futures[key].finish(type=type(value))
-    if errors:
-        raise errors[0]
+            futures.update(result)
     return futures, failed
 
 
