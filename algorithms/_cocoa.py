@@ -280,9 +280,11 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
     seed = params["seed"]
     seed = None if seed is None else seed * 1_000_003 + data.index * 7919 + data.incarnation
     newton = None
-    if choose_local_solver(params["local_solver"], problem.loss, p, data.X,
-                           _damping(problem, params)) == "newton":
-        newton = LocalNewton.for_partition(problem, _aligned(data.X), data.y, params, seed)
+    choice = choose_local_solver(params["local_solver"], problem.loss, p, data.X,
+                                 _damping(problem, params))
+    if choice in ("newton", "newton-cg"):
+        newton = LocalNewton.for_partition(problem, _aligned(data.X), data.y, params, seed,
+                                           hessian_free=choice == "newton-cg")
     return CocoaState(
         dual=np.zeros(data.n), order=np.arange(data.n, dtype=np.int64),
         cursor=np.array([0, data.n], dtype=np.int64), rng=K.make_rng(seed), u=np.zeros(p), w=np.zeros(p),
@@ -342,7 +344,8 @@ def warm_up(state: CocoaState, data: LocalData) -> None:
         certificate_parts(X, y, trial.w, pb.loss, pb.fit_intercept, trial.dual[:rows],
                           penalized_intercept=True, g=g)
         return
-    newton = LocalNewton.for_partition(pb, X, y, state.params, 0)
+    newton = LocalNewton.for_partition(pb, X, y, state.params, 0,
+                                       hessian_free=state.newton.hessian_free)
     w = np.zeros(pb.p)
     newton.solve(w, [], 0.0, 1, state.params["newton_rtol"], state.params["missing_peers"])
     certificate_parts(X, y, w, pb.loss, pb.fit_intercept, penalized_intercept=False)
@@ -643,7 +646,7 @@ def _newton_round(state: CocoaState, data: LocalData) -> None:
     state.dual[:] = dual
     state.u[:] = g * state.scale
     clock["point"] = True
-    if _hessian_due(clock, H):
+    if H is not None and _hessian_due(clock, H):  # newton-cg: no Hessian, nothing pushed
         clock["H"] = H  # pushed with the round's total (not with a waiting re-push)
 
 

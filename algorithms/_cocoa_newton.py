@@ -48,6 +48,7 @@ import scipy.sparse as sp
 from . import _cd_kernels as C
 from . import _kernels as K
 from . import _losses as _L
+from . import _newton_cg as _CG
 from ._hinge_smoothing import curvature_floor
 
 if TYPE_CHECKING:
@@ -119,9 +120,13 @@ def choose_local_solver(choice: str, loss: int, p: int, X=None, damping: float |
     synthetic-logistic:4000 at alpha 0.01 (Newton 0.63 / 0.69 s; SDCA 1e-3 at 0.19 /
     0.15 s, then stuck) (2026-11-30 10:53-10:57 UTC, load 2.1-3.8).
     """
-    if choice not in ("auto", "newton", "sdca"):
-        raise ValueError(f"local_solver must be 'auto', 'newton' or 'sdca', got {choice!r}")
+    if choice not in ("auto", "newton", "newton-cg", "sdca"):
+        raise ValueError(f"local_solver must be 'auto', 'newton', 'newton-cg' or 'sdca', got "
+                         f"{choice!r}")
     smooth = loss in (K.LOGISTIC, K.SQUARED)
+    if choice == "newton-cg" and not smooth:
+        raise ValueError(f"local_solver='newton-cg' needs log_loss or squared_error, got loss "
+                         f"code {loss!r}")
     if choice == "newton" and not (smooth or loss == K.HINGE):  # hinge: smoothed, `LocalNewton`
         raise ValueError(f"local_solver='newton' needs log_loss, squared_error or hinge, got "
                          f"loss code {loss!r}")
@@ -145,7 +150,9 @@ class LocalNewton:
 
     def __init__(self, X, y, loss: int, fit_intercept: bool, p: int, n_total: int,
                  alpha: float, hessian_rows: int, seed, mu: float | None = None,
-                 floor: float = 0.0):
+                 floor: float = 0.0, hessian_free: bool = False):
+        if hessian_free and loss == K.HINGE:
+            raise ValueError("local_solver='newton-cg' needs log_loss or squared_error")
         self.sparse = isinstance(X, tuple)
         d = p - 1 if fit_intercept else p
         if self.sparse:
@@ -172,16 +179,24 @@ class LocalNewton:
         self.last = None  # (v, margins, phi', gradient, loss sum) where the last solve ended
         self.passes = 0.0
         self.trials = 0  # line-search trials (a loss pass each), all solves together
+        # local_solver="newton-cg" (`_newton_cg`): no p x p matrix; CG's settings, the
+        # squared entries (CSR, for its preconditioner), the damping and its last observation
+        self.hessian_free = bool(hessian_free)
+        self.cg_rtol, self.cg_max = _CG.CG_RTOL, _CG.CG_MAX
+        self.sq, self.lam, self.cg_prev = None, 0.0, None
 
     @classmethod
-    def for_partition(cls, problem: Problem, X, y, params: dict, seed) -> LocalNewton:
+    def for_partition(cls, problem: Problem, X, y, params: dict, seed,
+                      hessian_free: bool = False) -> LocalNewton:
         """The solver asip-cocoa runs on rows ``X, y`` (`_cocoa.init`'s and `warm_up`'s one
         argument list): ``problem``'s loss and sizes, ``params``' ``hessian_rows`` (None:
-        ``max(2000, 4 p)``), ``mu0`` and ``curv_floor`` (`curvature_floor`)."""
+        ``max(2000, 4 p)``), ``mu0`` and ``curv_floor`` (`curvature_floor`); ``hessian_free``:
+        ``local_solver="newton-cg"`` (`_newton_cg`)."""
         p = problem.p
         return cls(X, y, problem.loss, problem.fit_intercept, p, problem.n_total,
                    problem.alpha, params["hessian_rows"] or max(2000, 4 * p), seed,
-                   mu=params["mu0"], floor=curvature_floor(params["curv_floor"], False))
+                   mu=params["mu0"], floor=curvature_floor(params["curv_floor"], False),
+                   hessian_free=hessian_free)
 
     def set_mu(self, mu: float) -> bool:
         """Hinge: adopt the smoothing ``mu`` if it is smaller (mu only decreases, so every
@@ -313,6 +328,8 @@ class LocalNewton:
         ``w0``. Returns ``(v, duals -phi'(x_i^T v), A_j^T duals, H_j, new)``, ``new`` when
         ``H_j`` was recomputed.
         """
+        if self.hessian_free:
+            return _CG.solve_cg(self, w0, peers, c_missing, max_iter, rtol, missing)
         loss, y, n, pen = self.loss, self.y, self.n, self.pen
         v = w0.copy()
         last = self.last  # the previous round ended at w0: its margins and gradient hold

@@ -1,7 +1,8 @@
-"""asip-cocoa's local solvers side by side on sparse, low-dimensional data: SDCA vs Newton.
+"""asip-cocoa's local solvers side by side on sparse data: SDCA vs Newton (vs Newton-CG).
 
 Run: ``python benchmarks/sparse_newton.py --datasets a9a,rare [--partitions 2,4,8,16]
-[--alphas 0.1,1e-4,1/n] [--repeat 3] [--budget 2]``. ``rare``: CSR logistic data with
+[--alphas 0.1,1e-4,1/n] [--solvers sdca,newton,newton-cg,auto] [--baselines gd,admm]
+[--repeat 3] [--budget 2]`` (``--baselines``: other solvers fitted alongside). ``rare``: CSR logistic data with
 power-law feature frequencies (`rare_features`), so many features have a few rows and a
 partition's Hessian misses the features its peers have. Per setting: time to 1e-3 and 1e-6
 (stage time, from the trace) and the certified stop (tol 1e-6; the stage's elapsed), and the
@@ -60,7 +61,8 @@ def main(argv=None):
     ap.add_argument("--datasets", default="a9a,rare")
     ap.add_argument("--partitions", default="2,4,8,16")
     ap.add_argument("--alphas", default="0.1,1e-4,1/n")
-    ap.add_argument("--solvers", default="sdca,newton,auto")
+    ap.add_argument("--solvers", default="sdca,newton,auto")  # asip-cocoa's local solvers
+    ap.add_argument("--baselines", default="")  # other solvers side by side, e.g. gd,admm
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--budget", type=float, default=2.0)
     args = ap.parse_args(argv)
@@ -82,12 +84,14 @@ def main(argv=None):
                 f_star = reference_optimum(obj, X, y).f_star
                 for k in parts:
                     for _ in range(args.repeat):
-                        for solver in args.solvers.split(","):
+                        runs = [("asip-cocoa", {"local_solver": s}, s)
+                                for s in args.solvers.split(",") if s]
+                        runs += [(b, {}, b) for b in args.baselines.split(",") if b]
+                        for algo, sp_, solver in runs:
                             est = AsipClassifier(loss="log_loss", penalty="l2", alpha=alpha,
-                                                 solver="asip-cocoa", fit_intercept=False,
+                                                 solver=algo, fit_intercept=False,
                                                  max_time=args.budget, n_partitions=k,
-                                                 random_state=0, tol=1e-6,
-                                                 solver_params={"local_solver": solver})
+                                                 random_state=0, tol=1e-6, solver_params=sp_)
                             with warnings.catch_warnings(), dask.config.set(TRACE_CONFIG):
                                 warnings.simplefilter("ignore")
                                 est.fit(X, y)
