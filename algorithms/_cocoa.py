@@ -92,7 +92,7 @@ from . import _kernels as K
 from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput
 from ._certificate import (GapParts, certificate_parts, certified_model, gap_from_parts,
                            snapshot_fields)
-from ._compact import packed_of, sym_fields, sym_of
+from ._compact import packed_of, sym_fields, sym_of, vector_fields, vector_of
 from ._compact import schema_fields as compact_fields
 from ._hinge_smoothing import curvature_floor, next_mu
 from ._cocoa_newton import MAX_SDCA_DAMPING, LocalNewton, choose_local_solver, sdca_damping
@@ -373,13 +373,14 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
                 # Newton: news is a peer's moved total, not a waiting peer's re-push (a round
                 # against the same peers again would only re-solve the same model)
                 clock["news"].add(msg.sender)
-            if "x" in pl:  # local_solver="newton": the point u was taken at
+            x = vector_of(pl, "x", state.problem.p)  # sparse where sparse (wide models)
+            if x is not None:  # local_solver="newton": the point u was taken at
                 old = clock["points"].get(msg.sender)
-                if state.newton.hinge and (old is None or not np.array_equal(old[1], pl["x"])):
+                if state.newton.hinge and (old is None or not np.array_equal(old[1], x)):
                     # hinge: a moved point is news even when its total is not (every row
                     # of a one-class partition past the band: u stays at sum_i y_i x_i)
                     clock["news"].add(msg.sender)
-                clock["points"][msg.sender] = (msg.incarnation, np.array(pl["x"]))
+                clock["points"][msg.sender] = (msg.incarnation, np.array(x))
             else:  # a resync full carries no point: this u and the old point don't match
                 clock["points"].pop(msg.sender, None)
         packed = packed_of(pl, "H", state.problem.p)
@@ -391,7 +392,7 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
             if clock["answered"] is None or req > clock["answered"]:
                 clock["answered"] = req
                 clock["answer"] = (req, cert["x"].vector(LEADER).copy())
-        if (current or "cg" in pl) and "lsum" in pl and data.index == LEADER \
+        if (current or "cg" in pl or "cg_idx" in pl) and "lsum" in pl and data.index == LEADER \
                 and int(pl["linc"]) == data.incarnation and int(pl["lver"]) == cert["ver"]:
             parts = _parts_of(state, msg.sender, pl)
             if parts is not None:
@@ -693,7 +694,7 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
     payload = state.peers.fields(state.u, now, **extra)
     payload.update(state.cert["x"].sub.want_field(now))
     if clock.get("point"):  # Newton: u is -grad L_k / alpha at this point
-        payload["x"] = state.w.copy()
+        payload.update(vector_fields("x", state.w))  # sparse where sparse (wide models)
     if state.newton is not None and state.newton.hinge:  # the smoothing it is heading to
         payload["mu"] = state.newton.mu
     if clock.get("H") is not None:
@@ -705,7 +706,7 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
         parts = _parts(state, data, wbar)
         payload.update(linc=inc, lver=ver, c=parts.conj_sum, lsum=parts.loss_sum)
         if state.newton is not None:
-            payload["cg"] = parts.g
+            payload.update(vector_fields("cg", parts.g))
         if parts.side is not None:  # an unpenalized intercept: the sums that balance the duals
             payload.update(side=parts.side, sg=parts.side_g)
     return Outgoing(payload)
@@ -748,7 +749,7 @@ def _parts_of(state: CocoaState, sender: int, pl: dict) -> GapParts | None:
     when an unpenalized intercept's side sums are missing or misshapen."""
     pb = state.problem
     if state.newton is not None:  # the answer's own g (its duals are wbar's)
-        g = pl.get("cg")
+        g = vector_of(pl, "cg", pb.p - int(pb.fit_intercept))
         if g is None or np.shape(g) != (pb.p - int(pb.fit_intercept),):
             return None
         g = np.asarray(g, dtype=np.float64)
@@ -822,8 +823,8 @@ def schema(problem: Problem) -> tuple[dict, dict]:
                  "ver": int, "pc": float, "c": float, "linc": int, "lver": int, "lsum": float,
                  "side": ("float64", (side_len(problem),)),
                  "sg": ("float64", (problem.n_features,)),
-                 "cg": ("float64", (problem.n_features,)),
-                 "x": ("float64", (problem.p,)), "mu": float,
+                 **compact_fields("cg", problem.n_features),
+                 **compact_fields("x", problem.p), "mu": float,
                  **compact_fields("H", problem.p * (problem.p + 1) // 2)})
 
 

@@ -139,7 +139,9 @@ def choose_local_solver(choice: str, loss: int, p: int, X=None, damping: float |
     damped = damping is not None and damping > MAX_SDCA_DAMPING
     if loss == K.HINGE:  # the smoothed hinge: only where SDCA is damped (see above)
         return "newton" if p <= MAX_NEWTON_FEATURES and dense_enough and damped else "sdca"
-    return "newton" if smooth and p <= MAX_NEWTON_FEATURES else "sdca"
+    if smooth and p > MAX_NEWTON_FEATURES:  # wide: Hessian-free on CSR (measured), else SDCA
+        return "newton-cg" if isinstance(X, tuple) else "sdca"
+    return "newton" if smooth else "sdca"
 
 
 class LocalNewton:

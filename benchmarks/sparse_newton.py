@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 from distributed import Client, LocalCluster
 
-from asip.algorithms import AsipClassifier
+from asip.algorithms import AsipClassifier, make_sparse_logistic, relative_suboptimality
 from asip.algorithms._reference import reference_optimum
 from asip.algorithms._objectives import Objective, get_loss, get_penalty
 from asip_bench.data import load_dataset
@@ -49,6 +49,11 @@ def rare_features(n: int = 20_000, d: int = 300, nnz: int = 8, power: float = 1.
     return X, y
 
 
+#: synthetic sparse logistic shapes by name: (rows, features, seed); 30 nonzeros a row
+WIDE = {"wide": (100_000, 1_000_000, 0), "wide-small": (10_000, 100_000, 0),
+        "400k": (400_000, 20_000, 1)}
+
+
 def ttt(trace, f_star, target):
     for t, f in trace:
         if (f - f_star) / abs(f_star) <= target:
@@ -65,6 +70,9 @@ def main(argv=None):
     ap.add_argument("--baselines", default="")  # other solvers side by side, e.g. gd,admm
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--budget", type=float, default=2.0)
+    ap.add_argument("--tol", type=float, default=1e-6)  # the certified stop's
+    # no model in the reports (wide models: 8 bytes a coefficient every 20 ms); certified only
+    ap.add_argument("--no-trace", action="store_true")
     args = ap.parse_args(argv)
     parts = [int(k) for k in args.partitions.split(",")]
     out = defaultdict(list)
@@ -73,6 +81,10 @@ def main(argv=None):
         for name in args.datasets.split(","):
             if name == "rare":
                 X, y = rare_features()
+            elif name in WIDE:  # make_sparse_logistic shapes of benchmarks/wide.py, cocoa_newton.py
+                n, d, seed = WIDE[name]
+                ds = make_sparse_logistic(n, d, nnz_per_row=30, random_state=seed)
+                X, y = ds.X, ds.y
             else:
                 data = load_dataset(name)
                 X, y = data.X, data.y
@@ -91,18 +103,22 @@ def main(argv=None):
                             est = AsipClassifier(loss="log_loss", penalty="l2", alpha=alpha,
                                                  solver=algo, fit_intercept=False,
                                                  max_time=args.budget, n_partitions=k,
-                                                 random_state=0, tol=1e-6, solver_params=sp_)
-                            with warnings.catch_warnings(), dask.config.set(TRACE_CONFIG):
+                                                 random_state=0, tol=args.tol,
+                                                 solver_params=sp_)
+                            cfg = {} if args.no_trace else TRACE_CONFIG
+                            with warnings.catch_warnings(), dask.config.set(cfg):
                                 warnings.simplefilter("ignore")
                                 est.fit(X, y)
-                            tr = np.asarray(est.trace_)
+                            tr = [] if args.no_trace else np.asarray(est.trace_)
                             res = est.stage_result_
                             stop = res.elapsed if est.stopped_by_ == "tol" else math.inf
                             got = (ttt(tr, f_star, 1e-3), ttt(tr, f_star, 1e-6), stop)
+                            rel = float(relative_suboptimality(
+                                obj.value(est.coef_.ravel(), X, y), f_star))
                             out[name, a_spec, k, solver].append(got)
                             print(f"  {name} alpha={a_spec} P={k} {solver}: 1e-3 {got[0]:.3f} s, "
                                   f"1e-6 {got[1]:.3f} s, certified {got[2]:.3f} s "
-                                  f"({est.stopped_by_})", flush=True)
+                                  f"({est.stopped_by_}, final {rel:.1e})", flush=True)
     print(f"summary (medians; load average {os.getloadavg()}):")
     print("| set | alpha | P | local solver | 1e-3 s | 1e-6 s | certified s |")
     print("|---|---|---|---|---|---|---|")

@@ -85,6 +85,15 @@ def test_a_cg_newton_iteration_is_the_dense_newton_one(fit_intercept):
 def test_choice_and_refusals():
     assert choose_local_solver("newton-cg", K.LOGISTIC, 10**6, None) == "newton-cg"
     assert choose_local_solver("newton-cg", K.SQUARED, 10, None) == "newton-cg"
+    # "auto": Hessian-free for smooth losses on CSR wider than the dense Newton's limit; the
+    # narrow models keep the dense-Hessian Newton, dense wide data and hinge keep SDCA
+    X = sp.random(50, 600, density=0.01, format="csr", random_state=0)
+    csr = (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64))
+    assert choose_local_solver("auto", K.LOGISTIC, 600, csr) == "newton-cg"
+    assert choose_local_solver("auto", K.SQUARED, 501, csr) == "newton-cg"
+    assert choose_local_solver("auto", K.LOGISTIC, 500, csr) == "newton"
+    assert choose_local_solver("auto", K.LOGISTIC, 600, None) == "sdca"
+    assert choose_local_solver("auto", K.HINGE, 600, csr) == "sdca"
     with pytest.raises(ValueError, match="newton-cg"):
         choose_local_solver("newton-cg", K.HINGE, 10, None)
     with pytest.raises(ValueError, match="newton-cg"):
