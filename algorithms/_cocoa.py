@@ -49,9 +49,14 @@ peer heard from lately (lockstep among the active peers: a silent straggler drop
 wait and rejoins it when it speaks; with a fraction ``min_news``, from peers holding that
 share of the other rows), or, overdue, from any; peers not heard from are modelled by
 rescaling the rows heard from (``missing_peers``). Rounds contract like
-Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses with at most 500
-coefficients, dense or CSR of any density (hinge: `choose_local_solver`); the estimator
-decides once from the whole ``X`` (`resolve_local_solver`).
+Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which sets SDCA's rate).
+``"newton-cg"`` (smooth losses, `_newton_cg`): the same rounds with no Hessian anywhere --
+every peer's curvature stood in by the own, each Newton iteration by conjugate gradients
+on Hessian-vector products over the own rows, damped by a proximal term grown from the
+stand-in's observed error; ``x_k`` and the certificate's ``g`` go sparse where sparse.
+``"auto"`` (default) picks Newton for smooth losses with at most 500 coefficients, dense
+or CSR of any density, newton-cg for wider CSR (hinge: `choose_local_solver`); the
+estimator decides once from the whole ``X`` (`resolve_local_solver`).
 The model is then the iterates, not ``sum u_k``.
 
 Restart: a restarted operator starts from zero duals for its rows; its first push
@@ -147,7 +152,8 @@ DEFAULTS = {
     "rejoin_wait": 0.3,
     "seed": None,
     "shrinking": True,  # SDCA on hinge: skip rows stuck at a bound (`hinge_steps_shrinking`)
-    "local_solver": "auto",  # "sdca", "newton" (smooth losses) or "auto" (`choose_local_solver`)
+    "local_solver": "auto",  # "sdca", "newton", "newton-cg" (smooth losses) or "auto"
+    # (`choose_local_solver`)
     "newton_iter": None,  # Newton iterations per round, at most (one data pass each); None:
     # `newton_iterations` (2, or 4 where a data pass costs less than the peers' models)
     "newton_rtol": 1e-4,  # ...fewer once the Newton decrement fell by this factor

@@ -98,7 +98,8 @@ def choose_local_solver(choice: str, loss: int, p: int, X=None, damping: float |
 
     ``"auto"``: Newton for the smooth losses when the model has at most
     `MAX_NEWTON_FEATURES` coefficients, dense or CSR of any density (``X``: a kernel matrix;
-    None: dense); SDCA otherwise (hinge, wide data). Sparse data once kept SDCA below
+    None: dense), the Hessian-free ``"newton-cg"`` for wider CSR; SDCA otherwise (hinge,
+    wide dense data). Sparse data once kept SDCA below
     `MIN_NEWTON_DENSITY` nonzeros (a partition's Hessian is blind to rare features its peers
     have); since every partition pushes its Hessian that blind spot lasts one round, and
     Newton reached 1e-6 and the certified stop sooner than SDCA on every sparse set measured:
@@ -109,6 +110,13 @@ def choose_local_solver(choice: str, loss: int, p: int, X=None, damping: float |
     / 0.974 s at 2 / 4 / 8 / 16 partitions, certified 0.046-0.389 s vs 0.158-1.298 s; the
     synthetic at alpha 0.1 likewise but at 16 partitions, certified 0.745 s vs 0.670 s,
     1e-6 0.191 s vs 0.283 s; 2026-11-30 16:25-16:29 UTC, load 12-16).
+    Wider smooth models on CSR take ``"newton-cg"`` (`_newton_cg`: no p x p matrix; dense
+    data wider than `MAX_NEWTON_FEATURES` keeps SDCA, not measured). Measured against SDCA at
+    2 partitions, load 14-17, side by side (`benchmarks/sparse_newton.py`, 2026-11-30
+    19:25-20:03 UTC): reuters log_loss-l2 alpha 0.1, 1e-6 at 0.017 / 0.028 s vs 0.107 /
+    0.093 s (medians of 3, two runs); alpha 1/n 0.186 / 0.431 s vs 0.189 / 0.955 s;
+    400k x 20k (alpha 1e-6) certified 1e-6 at 17.4 / 16.7 s, SDCA not within 25 s;
+    100k x 10^6 (alpha 1/n) certified 1e-3 at 10.6 / 10.3 s vs 10.9 / 13.3 s.
     ``"newton"`` also takes hinge (its smoothed surrogate); "auto" picks it for hinge only
     where SDCA is damped (``damping`` above `MAX_SDCA_DAMPING`) on dense data (or CSR with
     `MIN_NEWTON_DENSITY`) with at most `MAX_NEWTON_FEATURES` coefficients. Measured on 2
