@@ -379,7 +379,7 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
                 # Newton: news is a peer's moved total, not a waiting peer's re-push (a round
                 # against the same peers again would only re-solve the same model)
                 clock["news"].add(msg.sender)
-            x = vector_of(pl, "x", state.problem.p)  # sparse where sparse (wide models)
+            x = _vector_field(pl, "x", state.problem.p)  # sparse where sparse (wide models)
             if x is not None:  # local_solver="newton": the point u was taken at
                 old = clock["points"].get(msg.sender)
                 if state.newton.hinge and (old is None or not np.array_equal(old[1], x)):
@@ -403,6 +403,18 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
             parts = _parts_of(state, msg.sender, pl)
             if parts is not None:
                 cert["answers"][msg.sender] = parts
+
+
+def _vector_field(pl: dict, name: str, size: int) -> np.ndarray | None:
+    """A peer's vector sent by `vector_fields` (dense, or sparse where sparse); None when
+    absent or malformed (an index out of range, index and value lengths that differ)."""
+    idx, val = pl.get(f"{name}_idx"), pl.get(f"{name}_val")
+    if name not in pl and idx is not None and (
+            np.shape(idx) != np.shape(val) or len(idx) and not 0 <= np.min(idx) <= np.max(
+                idx) < size):
+        return None
+    out = vector_of(pl, name, size)
+    return out if out is None or np.shape(out) == (size,) else None
 
 
 def _view(state: CocoaState) -> np.ndarray:
@@ -755,7 +767,7 @@ def _parts_of(state: CocoaState, sender: int, pl: dict) -> GapParts | None:
     when an unpenalized intercept's side sums are missing or misshapen."""
     pb = state.problem
     if state.newton is not None:  # the answer's own g (its duals are wbar's)
-        g = vector_of(pl, "cg", pb.p - int(pb.fit_intercept))
+        g = _vector_field(pl, "cg", pb.p - int(pb.fit_intercept))
         if g is None or np.shape(g) != (pb.p - int(pb.fit_intercept),):
             return None
         g = np.asarray(g, dtype=np.float64)

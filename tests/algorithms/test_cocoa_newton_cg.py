@@ -147,3 +147,18 @@ def test_cluster_fit_of_sorted_wide_sparse_logistic_stops_certified(client):
     gap = est.stage_result_.results[0]["rel_gap"]
     assert gap <= 1e-6
     assert r <= max(gap, 0.0) + ref.relative_precision + 1e-12
+
+
+def test_sparse_point_fields_round_trip_and_malformed_ones_are_dropped():
+    from asip.algorithms._cocoa import _vector_field
+    from asip.algorithms._compact import vector_fields
+
+    w = np.zeros(1000)
+    w[[3, 500, 999]] = [1.0, -2.0, 0.5]
+    fields = vector_fields("x", w)
+    assert "x" not in fields and len(fields["x_idx"]) == 3  # sparse: 36 bytes, not 8000
+    np.testing.assert_array_equal(_vector_field(fields, "x", 1000), w)
+    assert _vector_field({"x_idx": np.array([1000]), "x_val": np.array([1.0])}, "x", 1000) is None
+    assert _vector_field({"x_idx": np.array([1, 2]), "x_val": np.array([1.0])}, "x", 1000) is None
+    assert _vector_field({"x": np.zeros(999)}, "x", 1000) is None
+    assert _vector_field({}, "x", 1000) is None
