@@ -63,6 +63,10 @@ _EPS = float(np.finfo(np.float64).eps)
 #: the largest model (features, intercept included) for which "auto" picks Newton: its p x p
 #: Hessian is built (on a row sample), factored and pushed to the peers when it changes
 MAX_NEWTON_FEATURES = 500
+#: "auto" takes newton-cg (wide CSR, smooth losses) only with at least this many nonzeros a
+#: coefficient: a round pushes the point (O(p) where dense) and takes a few O(nnz) passes;
+#: 100k x 10^6 (3 a column) certified 1e-3 later than SDCA, 6.1 s vs 4.6 s (load 7)
+MIN_CG_NNZ_PER_FEATURE = 10
 #: hinge only: the least fraction of nonzeros of CSR data for which "auto" picks the smoothed
 #: hinge's Newton (the smooth losses take Newton on CSR of any density: `choose_local_solver`)
 MIN_NEWTON_DENSITY = 0.25
@@ -110,13 +114,16 @@ def choose_local_solver(choice: str, loss: int, p: int, X=None, damping: float |
     / 0.974 s at 2 / 4 / 8 / 16 partitions, certified 0.046-0.389 s vs 0.158-1.298 s; the
     synthetic at alpha 0.1 likewise but at 16 partitions, certified 0.745 s vs 0.670 s,
     1e-6 0.191 s vs 0.283 s; 2026-11-30 16:25-16:29 UTC, load 12-16).
-    Wider smooth models on CSR take ``"newton-cg"`` (`_newton_cg`: no p x p matrix; dense
-    data wider than `MAX_NEWTON_FEATURES` keeps SDCA, not measured). Measured against SDCA at
-    2 partitions, load 14-17, side by side (`benchmarks/sparse_newton.py`, 2026-11-30
-    19:25-20:03 UTC): reuters log_loss-l2 alpha 0.1, 1e-6 at 0.017 / 0.028 s vs 0.107 /
-    0.093 s (medians of 3, two runs); alpha 1/n 0.186 / 0.431 s vs 0.189 / 0.955 s;
-    400k x 20k (alpha 1e-6) certified 1e-6 at 17.4 / 16.7 s, SDCA not within 25 s;
-    100k x 10^6 (alpha 1/n) certified 1e-3 at 10.6 / 10.3 s vs 10.9 / 13.3 s.
+    Wider smooth models on CSR with at least `MIN_CG_NNZ_PER_FEATURE` nonzeros a coefficient
+    take ``"newton-cg"`` (`_newton_cg`: no p x p matrix; dense data wider than
+    `MAX_NEWTON_FEATURES` keeps SDCA, not measured). Measured against SDCA at 2 partitions,
+    side by side (`benchmarks/sparse_newton.py`, 2026-11-30): reuters log_loss-l2 (41
+    nonzeros a column) alpha 0.1, 1e-6 at 0.012 s vs 0.055 s (20:08 UTC, load 5.6, medians
+    of 3; 0.017 / 0.028 s vs 0.107 / 0.093 s at load 11-15), alpha 1/n 0.132 s vs 0.123 s
+    (0.186 / 0.431 s vs 0.189 / 0.955 s loaded); 400k x 20k (600 a column, alpha 1e-6)
+    certified 1e-6 at 6.0 / 10.6 s vs 8.9 / 15.8 s (20:09 UTC, load 5-7); 100k x 10^6 (3 a
+    column, alpha 1/n) certified 1e-3 at 6.1 / 6.2 s vs 5.4 / 3.9 s (20:10 UTC, load 7-8;
+    10.6 / 10.3 s vs 10.9 / 13.3 s at load 16): SDCA keeps it.
     ``"newton"`` also takes hinge (its smoothed surrogate); "auto" picks it for hinge only
     where SDCA is damped (``damping`` above `MAX_SDCA_DAMPING`) on dense data (or CSR with
     `MIN_NEWTON_DENSITY`) with at most `MAX_NEWTON_FEATURES` coefficients. Measured on 2
@@ -148,7 +155,8 @@ def choose_local_solver(choice: str, loss: int, p: int, X=None, damping: float |
     if loss == K.HINGE:  # the smoothed hinge: only where SDCA is damped (see above)
         return "newton" if p <= MAX_NEWTON_FEATURES and dense_enough and damped else "sdca"
     if smooth and p > MAX_NEWTON_FEATURES:  # wide: Hessian-free on CSR (measured), else SDCA
-        return "newton-cg" if isinstance(X, tuple) else "sdca"
+        cg = isinstance(X, tuple) and len(X[0]) >= MIN_CG_NNZ_PER_FEATURE * p
+        return "newton-cg" if cg else "sdca"
     return "newton" if smooth else "sdca"
 
 

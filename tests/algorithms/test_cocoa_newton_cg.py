@@ -87,13 +87,15 @@ def test_choice_and_refusals():
     assert choose_local_solver("newton-cg", K.SQUARED, 10, None) == "newton-cg"
     # "auto": Hessian-free for smooth losses on CSR wider than the dense Newton's limit; the
     # narrow models keep the dense-Hessian Newton, dense wide data and hinge keep SDCA
-    X = sp.random(50, 600, density=0.01, format="csr", random_state=0)
+    X = sp.random(2000, 600, density=0.01, format="csr", random_state=0)  # 20 a column
     csr = (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64))
     assert choose_local_solver("auto", K.LOGISTIC, 600, csr) == "newton-cg"
     assert choose_local_solver("auto", K.SQUARED, 501, csr) == "newton-cg"
     assert choose_local_solver("auto", K.LOGISTIC, 500, csr) == "newton"
     assert choose_local_solver("auto", K.LOGISTIC, 600, None) == "sdca"
     assert choose_local_solver("auto", K.HINGE, 600, csr) == "sdca"
+    # a few nonzeros a column (100k x 10^6: 3): a round's O(p) pushes outweigh its passes
+    assert choose_local_solver("auto", K.LOGISTIC, 6000, csr) == "sdca"
     with pytest.raises(ValueError, match="newton-cg"):
         choose_local_solver("newton-cg", K.HINGE, 10, None)
     with pytest.raises(ValueError, match="newton-cg"):
