@@ -49,9 +49,14 @@ peer heard from lately (lockstep among the active peers: a silent straggler drop
 wait and rejoins it when it speaks; with a fraction ``min_news``, from peers holding that
 share of the other rows), or, overdue, from any; peers not heard from are modelled by
 rescaling the rows heard from (``missing_peers``). Rounds contract like
-Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which sets SDCA's rate). ``"auto"`` (default) picks Newton for smooth losses with at most 500
-coefficients, dense or CSR of any density (hinge: `choose_local_solver`); the estimator
-decides once from the whole ``X`` (`resolve_local_solver`).
+Newton's, whatever ``max ||x_i||^2 / (alpha n)`` is (which sets SDCA's rate).
+``"newton-cg"`` (smooth losses, `_newton_cg`): the same rounds with no Hessian anywhere --
+every peer's curvature stood in by the own, each Newton iteration by conjugate gradients
+on Hessian-vector products over the own rows, damped by a proximal term grown from the
+stand-in's observed error; ``x_k`` and the certificate's ``g`` go sparse where sparse.
+``"auto"`` (default) picks Newton for smooth losses with at most 500 coefficients, dense
+or CSR of any density, newton-cg for wider CSR (hinge: `choose_local_solver`); the
+estimator decides once from the whole ``X`` (`resolve_local_solver`).
 The model is then the iterates, not ``sum u_k``.
 
 Restart: a restarted operator starts from zero duals for its rows; its first push
@@ -92,7 +97,7 @@ from . import _kernels as K
 from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput
 from ._certificate import (GapParts, certificate_parts, certified_model, gap_from_parts,
                            snapshot_fields)
-from ._compact import packed_of, sym_fields, sym_of
+from ._compact import packed_of, sym_fields, sym_of, vector_fields, vector_of
 from ._compact import schema_fields as compact_fields
 from ._hinge_smoothing import curvature_floor, next_mu, smooth_enough, smoothing_bias
 from ._cocoa_newton import MAX_SDCA_DAMPING, LocalNewton, choose_local_solver, sdca_damping
@@ -154,7 +159,8 @@ DEFAULTS = {
     "rejoin_wait": 0.3,
     "seed": None,
     "shrinking": True,  # SDCA on hinge: skip rows stuck at a bound (`hinge_steps_shrinking`)
-    "local_solver": "auto",  # "sdca", "newton" (smooth losses) or "auto" (`choose_local_solver`)
+    "local_solver": "auto",  # "sdca", "newton", "newton-cg" (smooth losses) or "auto"
+    # (`choose_local_solver`)
     "newton_iter": None,  # Newton iterations per round, at most (one data pass each); None:
     # `newton_iterations` (2, or 4 where a data pass costs less than the peers' models)
     "newton_rtol": 1e-4,  # ...fewer once the Newton decrement fell by this factor
@@ -287,9 +293,11 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
     seed = params["seed"]
     seed = None if seed is None else seed * 1_000_003 + data.index * 7919 + data.incarnation
     newton = None
-    if choose_local_solver(params["local_solver"], problem.loss, p, data.X,
-                           _damping(problem, params)) == "newton":
-        newton = LocalNewton.for_partition(problem, _aligned(data.X), data.y, params, seed)
+    choice = choose_local_solver(params["local_solver"], problem.loss, p, data.X,
+                                 _damping(problem, params))
+    if choice in ("newton", "newton-cg"):
+        newton = LocalNewton.for_partition(problem, _aligned(data.X), data.y, params, seed,
+                                           hessian_free=choice == "newton-cg")
     return CocoaState(
         dual=np.zeros(data.n), order=np.arange(data.n, dtype=np.int64),
         cursor=np.array([0, data.n], dtype=np.int64), rng=K.make_rng(seed), u=np.zeros(p), w=np.zeros(p),
@@ -350,7 +358,8 @@ def warm_up(state: CocoaState, data: LocalData) -> None:
         certificate_parts(X, y, trial.w, pb.loss, pb.fit_intercept, trial.dual[:rows],
                           penalized_intercept=True, g=g)
         return
-    newton = LocalNewton.for_partition(pb, X, y, state.params, 0)
+    newton = LocalNewton.for_partition(pb, X, y, state.params, 0,
+                                       hessian_free=state.newton.hessian_free)
     w = np.zeros(pb.p)
     newton.solve(w, [], 0.0, 1, state.params["newton_rtol"], state.params["missing_peers"])
     certificate_parts(X, y, w, pb.loss, pb.fit_intercept, penalized_intercept=False)
@@ -378,13 +387,14 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
                 # Newton: news is a peer's moved total, not a waiting peer's re-push (a round
                 # against the same peers again would only re-solve the same model)
                 clock["news"].add(msg.sender)
-            if "x" in pl:  # local_solver="newton": the point u was taken at
+            x = _vector_field(pl, "x", state.problem.p)  # sparse where sparse (wide models)
+            if x is not None:  # local_solver="newton": the point u was taken at
                 old = clock["points"].get(msg.sender)
-                if state.newton.hinge and (old is None or not np.array_equal(old[1], pl["x"])):
+                if state.newton.hinge and (old is None or not np.array_equal(old[1], x)):
                     # hinge: a moved point is news even when its total is not (every row
                     # of a one-class partition past the band: u stays at sum_i y_i x_i)
                     clock["news"].add(msg.sender)
-                clock["points"][msg.sender] = (msg.incarnation, np.array(pl["x"]))
+                clock["points"][msg.sender] = (msg.incarnation, np.array(x))
             else:  # a resync full carries no point: this u and the old point don't match
                 clock["points"].pop(msg.sender, None)
         packed = packed_of(pl, "H", state.problem.p)
@@ -396,13 +406,25 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
             if clock["answered"] is None or req > clock["answered"]:
                 clock["answered"] = req
                 clock["answer"] = (req, cert["x"].vector(LEADER).copy())
-        if (current or "cg" in pl) and "lsum" in pl and data.index == LEADER \
+        if (current or "cg" in pl or "cg_idx" in pl) and "lsum" in pl and data.index == LEADER \
                 and int(pl["linc"]) == data.incarnation and int(pl["lver"]) == cert["ver"]:
             parts = _parts_of(state, msg.sender, pl)
             if parts is not None:
                 cert["answers"][msg.sender] = parts
                 if "hb" in pl:  # hinge Newton: its smoothing's part of the gap
                     cert.setdefault("bias", {})[msg.sender] = float(pl["hb"])
+
+
+def _vector_field(pl: dict, name: str, size: int) -> np.ndarray | None:
+    """A peer's vector sent by `vector_fields` (dense, or sparse where sparse); None when
+    absent or malformed (an index out of range, index and value lengths that differ)."""
+    idx, val = pl.get(f"{name}_idx"), pl.get(f"{name}_val")
+    if name not in pl and idx is not None and (
+            np.shape(idx) != np.shape(val) or len(idx) and not 0 <= np.min(idx) <= np.max(
+                idx) < size):
+        return None
+    out = vector_of(pl, name, size)
+    return out if out is None or np.shape(out) == (size,) else None
 
 
 def _view(state: CocoaState) -> np.ndarray:
@@ -653,7 +675,7 @@ def _newton_round(state: CocoaState, data: LocalData) -> None:
     state.dual[:] = dual
     state.u[:] = g * state.scale
     clock["point"] = True
-    if _hessian_due(clock, H):
+    if H is not None and _hessian_due(clock, H):  # newton-cg: no Hessian, nothing pushed
         clock["H"] = H  # pushed with the round's total (not with a waiting re-push)
 
 
@@ -700,7 +722,7 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
     payload = state.peers.fields(state.u, now, **extra)
     payload.update(state.cert["x"].sub.want_field(now))
     if clock.get("point"):  # Newton: u is -grad L_k / alpha at this point
-        payload["x"] = state.w.copy()
+        payload.update(vector_fields("x", state.w))  # sparse where sparse (wide models)
     if state.newton is not None and state.newton.hinge:  # the smoothing it is heading to
         payload["mu"] = state.newton.mu
     if clock.get("H") is not None:
@@ -712,7 +734,7 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
         parts = _parts(state, data, wbar)
         payload.update(linc=inc, lver=ver, c=parts.conj_sum, lsum=parts.loss_sum)
         if state.newton is not None:
-            payload["cg"] = parts.g
+            payload.update(vector_fields("cg", parts.g))
             if state.newton.hinge:  # the smoothing's part of the gap (`_smooth_enough`)
                 payload["hb"] = state.clock["bias"]
         if parts.side is not None:  # an unpenalized intercept: the sums that balance the duals
@@ -759,7 +781,7 @@ def _parts_of(state: CocoaState, sender: int, pl: dict) -> GapParts | None:
     when an unpenalized intercept's side sums are missing or misshapen."""
     pb = state.problem
     if state.newton is not None:  # the answer's own g (its duals are wbar's)
-        g = pl.get("cg")
+        g = _vector_field(pl, "cg", pb.p - int(pb.fit_intercept))
         if g is None or np.shape(g) != (pb.p - int(pb.fit_intercept),):
             return None
         g = np.asarray(g, dtype=np.float64)
@@ -851,8 +873,8 @@ def schema(problem: Problem) -> tuple[dict, dict]:
                  "ver": int, "pc": float, "c": float, "linc": int, "lver": int, "lsum": float,
                  "side": ("float64", (side_len(problem),)),
                  "sg": ("float64", (problem.n_features,)),
-                 "cg": ("float64", (problem.n_features,)),
-                 "x": ("float64", (problem.p,)), "mu": float, "hb": float,
+                 **compact_fields("cg", problem.n_features),
+                 **compact_fields("x", problem.p), "mu": float, "hb": float,
                  **compact_fields("H", problem.p * (problem.p + 1) // 2)})
 
 

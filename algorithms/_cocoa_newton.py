@@ -48,6 +48,7 @@ import scipy.sparse as sp
 from . import _cd_kernels as C
 from . import _kernels as K
 from . import _losses as _L
+from . import _newton_cg as _CG
 from ._hinge_smoothing import curvature_floor
 
 if TYPE_CHECKING:
@@ -62,6 +63,10 @@ _EPS = float(np.finfo(np.float64).eps)
 #: the largest model (features, intercept included) for which "auto" picks Newton: its p x p
 #: Hessian is built (on a row sample), factored and pushed to the peers when it changes
 MAX_NEWTON_FEATURES = 500
+#: "auto" takes newton-cg (wide CSR, smooth losses) only with at least this many nonzeros a
+#: coefficient: a round pushes the point (O(p) where dense) and takes a few O(nnz) passes;
+#: 100k x 10^6 (3 a column) certified 1e-3 later than SDCA, 6.1 s vs 4.6 s (load 7)
+MIN_CG_NNZ_PER_FEATURE = 10
 #: hinge only: the least fraction of nonzeros of CSR data for which "auto" picks the smoothed
 #: hinge's Newton (the smooth losses take Newton on CSR of any density: `choose_local_solver`)
 MIN_NEWTON_DENSITY = 0.25
@@ -97,7 +102,8 @@ def choose_local_solver(choice: str, loss: int, p: int, X=None, damping: float |
 
     ``"auto"``: Newton for the smooth losses when the model has at most
     `MAX_NEWTON_FEATURES` coefficients, dense or CSR of any density (``X``: a kernel matrix;
-    None: dense); SDCA otherwise (hinge, wide data). Sparse data once kept SDCA below
+    None: dense), the Hessian-free ``"newton-cg"`` for wider CSR; SDCA otherwise (hinge,
+    wide dense data). Sparse data once kept SDCA below
     `MIN_NEWTON_DENSITY` nonzeros (a partition's Hessian is blind to rare features its peers
     have); since every partition pushes its Hessian that blind spot lasts one round, and
     Newton reached 1e-6 and the certified stop sooner than SDCA on every sparse set measured:
@@ -108,6 +114,16 @@ def choose_local_solver(choice: str, loss: int, p: int, X=None, damping: float |
     / 0.974 s at 2 / 4 / 8 / 16 partitions, certified 0.046-0.389 s vs 0.158-1.298 s; the
     synthetic at alpha 0.1 likewise but at 16 partitions, certified 0.745 s vs 0.670 s,
     1e-6 0.191 s vs 0.283 s; 2026-11-30 16:25-16:29 UTC, load 12-16).
+    Wider smooth models on CSR with at least `MIN_CG_NNZ_PER_FEATURE` nonzeros a coefficient
+    take ``"newton-cg"`` (`_newton_cg`: no p x p matrix; dense data wider than
+    `MAX_NEWTON_FEATURES` keeps SDCA, not measured). Measured against SDCA at 2 partitions,
+    side by side (`benchmarks/sparse_newton.py`, 2026-11-30): reuters log_loss-l2 (41
+    nonzeros a column) alpha 0.1, 1e-6 at 0.012 s vs 0.055 s (20:08 UTC, load 5.6, medians
+    of 3; 0.017 / 0.028 s vs 0.107 / 0.093 s at load 11-15), alpha 1/n 0.132 s vs 0.123 s
+    (0.186 / 0.431 s vs 0.189 / 0.955 s loaded); 400k x 20k (600 a column, alpha 1e-6)
+    certified 1e-6 at 6.0 / 10.6 s vs 8.9 / 15.8 s (20:09 UTC, load 5-7); 100k x 10^6 (3 a
+    column, alpha 1/n) certified 1e-3 at 6.1 / 6.2 s vs 5.4 / 3.9 s (20:10 UTC, load 7-8;
+    10.6 / 10.3 s vs 10.9 / 13.3 s at load 16): SDCA keeps it.
     ``"newton"`` also takes hinge (its smoothed surrogate); "auto" picks it for hinge only
     where SDCA is damped (``damping`` above `MAX_SDCA_DAMPING`) on dense data (or CSR with
     `MIN_NEWTON_DENSITY`) with at most `MAX_NEWTON_FEATURES` coefficients. Measured on 2
@@ -119,9 +135,13 @@ def choose_local_solver(choice: str, loss: int, p: int, X=None, damping: float |
     synthetic-logistic:4000 at alpha 0.01 (Newton 0.63 / 0.69 s; SDCA 1e-3 at 0.19 /
     0.15 s, then stuck) (2026-11-30 10:53-10:57 UTC, load 2.1-3.8).
     """
-    if choice not in ("auto", "newton", "sdca"):
-        raise ValueError(f"local_solver must be 'auto', 'newton' or 'sdca', got {choice!r}")
+    if choice not in ("auto", "newton", "newton-cg", "sdca"):
+        raise ValueError(f"local_solver must be 'auto', 'newton', 'newton-cg' or 'sdca', got "
+                         f"{choice!r}")
     smooth = loss in (K.LOGISTIC, K.SQUARED)
+    if choice == "newton-cg" and not smooth:
+        raise ValueError(f"local_solver='newton-cg' needs log_loss or squared_error, got loss "
+                         f"code {loss!r}")
     if choice == "newton" and not (smooth or loss == K.HINGE):  # hinge: smoothed, `LocalNewton`
         raise ValueError(f"local_solver='newton' needs log_loss, squared_error or hinge, got "
                          f"loss code {loss!r}")
@@ -134,7 +154,10 @@ def choose_local_solver(choice: str, loss: int, p: int, X=None, damping: float |
     damped = damping is not None and damping > MAX_SDCA_DAMPING
     if loss == K.HINGE:  # the smoothed hinge: only where SDCA is damped (see above)
         return "newton" if p <= MAX_NEWTON_FEATURES and dense_enough and damped else "sdca"
-    return "newton" if smooth and p <= MAX_NEWTON_FEATURES else "sdca"
+    if smooth and p > MAX_NEWTON_FEATURES:  # wide: Hessian-free on CSR (measured), else SDCA
+        cg = isinstance(X, tuple) and len(X[0]) >= MIN_CG_NNZ_PER_FEATURE * p
+        return "newton-cg" if cg else "sdca"
+    return "newton" if smooth else "sdca"
 
 
 class LocalNewton:
@@ -145,7 +168,9 @@ class LocalNewton:
 
     def __init__(self, X, y, loss: int, fit_intercept: bool, p: int, n_total: int,
                  alpha: float, hessian_rows: int, seed, mu: float | None = None,
-                 floor: float = 0.0):
+                 floor: float = 0.0, hessian_free: bool = False):
+        if hessian_free and loss == K.HINGE:
+            raise ValueError("local_solver='newton-cg' needs log_loss or squared_error")
         self.sparse = isinstance(X, tuple)
         d = p - 1 if fit_intercept else p
         if self.sparse:
@@ -172,16 +197,24 @@ class LocalNewton:
         self.last = None  # (v, margins, phi', gradient, loss sum) where the last solve ended
         self.passes = 0.0
         self.trials = 0  # line-search trials (a loss pass each), all solves together
+        # local_solver="newton-cg" (`_newton_cg`): no p x p matrix; CG's settings, the
+        # squared entries (CSR, for its preconditioner), the damping and its last observation
+        self.hessian_free = bool(hessian_free)
+        self.cg_rtol, self.cg_max = _CG.CG_RTOL, _CG.CG_MAX
+        self.sq, self.lam, self.cg_prev = None, 0.0, None
 
     @classmethod
-    def for_partition(cls, problem: Problem, X, y, params: dict, seed) -> LocalNewton:
+    def for_partition(cls, problem: Problem, X, y, params: dict, seed,
+                      hessian_free: bool = False) -> LocalNewton:
         """The solver asip-cocoa runs on rows ``X, y`` (`_cocoa.init`'s and `warm_up`'s one
         argument list): ``problem``'s loss and sizes, ``params``' ``hessian_rows`` (None:
-        ``max(2000, 4 p)``), ``mu0`` and ``curv_floor`` (`curvature_floor`)."""
+        ``max(2000, 4 p)``), ``mu0`` and ``curv_floor`` (`curvature_floor`); ``hessian_free``:
+        ``local_solver="newton-cg"`` (`_newton_cg`)."""
         p = problem.p
         return cls(X, y, problem.loss, problem.fit_intercept, p, problem.n_total,
                    problem.alpha, params["hessian_rows"] or max(2000, 4 * p), seed,
-                   mu=params["mu0"], floor=curvature_floor(params["curv_floor"], False))
+                   mu=params["mu0"], floor=curvature_floor(params["curv_floor"], False),
+                   hessian_free=hessian_free)
 
     def set_mu(self, mu: float) -> bool:
         """Hinge: adopt the smoothing ``mu`` if it is smaller (mu only decreases, so every
@@ -313,6 +346,8 @@ class LocalNewton:
         ``w0``. Returns ``(v, duals -phi'(x_i^T v), A_j^T duals, H_j, new)``, ``new`` when
         ``H_j`` was recomputed.
         """
+        if self.hessian_free:
+            return _CG.solve_cg(self, w0, peers, c_missing, max_iter, rtol, missing)
         loss, y, n, pen = self.loss, self.y, self.n, self.pen
         v = w0.copy()
         last = self.last  # the previous round ended at w0: its margins and gradient hold

@@ -1,7 +1,8 @@
-"""asip-cocoa's local solvers side by side on sparse, low-dimensional data: SDCA vs Newton.
+"""asip-cocoa's local solvers side by side on sparse data: SDCA vs Newton (vs Newton-CG).
 
 Run: ``python benchmarks/sparse_newton.py --datasets a9a,rare [--partitions 2,4,8,16]
-[--alphas 0.1,1e-4,1/n] [--repeat 3] [--budget 2]``. ``rare``: CSR logistic data with
+[--alphas 0.1,1e-4,1/n] [--solvers sdca,newton,newton-cg,auto] [--baselines gd,admm]
+[--repeat 3] [--budget 2]`` (``--baselines``: other solvers fitted alongside). ``rare``: CSR logistic data with
 power-law feature frequencies (`rare_features`), so many features have a few rows and a
 partition's Hessian misses the features its peers have. Per setting: time to 1e-3 and 1e-6
 (stage time, from the trace) and the certified stop (tol 1e-6; the stage's elapsed), and the
@@ -23,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 from distributed import Client, LocalCluster
 
-from asip.algorithms import AsipClassifier
+from asip.algorithms import AsipClassifier, make_sparse_logistic, relative_suboptimality
 from asip.algorithms._reference import reference_optimum
 from asip.algorithms._objectives import Objective, get_loss, get_penalty
 from asip_bench.data import load_dataset
@@ -48,6 +49,11 @@ def rare_features(n: int = 20_000, d: int = 300, nnz: int = 8, power: float = 1.
     return X, y
 
 
+#: synthetic sparse logistic shapes by name: (rows, features, seed); 30 nonzeros a row
+WIDE = {"wide": (100_000, 1_000_000, 0), "wide-small": (10_000, 100_000, 0),
+        "400k": (400_000, 20_000, 1)}
+
+
 def ttt(trace, f_star, target):
     for t, f in trace:
         if (f - f_star) / abs(f_star) <= target:
@@ -60,9 +66,13 @@ def main(argv=None):
     ap.add_argument("--datasets", default="a9a,rare")
     ap.add_argument("--partitions", default="2,4,8,16")
     ap.add_argument("--alphas", default="0.1,1e-4,1/n")
-    ap.add_argument("--solvers", default="sdca,newton,auto")
+    ap.add_argument("--solvers", default="sdca,newton,auto")  # asip-cocoa's local solvers
+    ap.add_argument("--baselines", default="")  # other solvers side by side, e.g. gd,admm
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--budget", type=float, default=2.0)
+    ap.add_argument("--tol", type=float, default=1e-6)  # the certified stop's
+    # no model in the reports (wide models: 8 bytes a coefficient every 20 ms); certified only
+    ap.add_argument("--no-trace", action="store_true")
     args = ap.parse_args(argv)
     parts = [int(k) for k in args.partitions.split(",")]
     out = defaultdict(list)
@@ -71,6 +81,10 @@ def main(argv=None):
         for name in args.datasets.split(","):
             if name == "rare":
                 X, y = rare_features()
+            elif name in WIDE:  # make_sparse_logistic shapes of benchmarks/wide.py, cocoa_newton.py
+                n, d, seed = WIDE[name]
+                ds = make_sparse_logistic(n, d, nnz_per_row=30, random_state=seed)
+                X, y = ds.X, ds.y
             else:
                 data = load_dataset(name)
                 X, y = data.X, data.y
@@ -82,23 +96,29 @@ def main(argv=None):
                 f_star = reference_optimum(obj, X, y).f_star
                 for k in parts:
                     for _ in range(args.repeat):
-                        for solver in args.solvers.split(","):
+                        runs = [("asip-cocoa", {"local_solver": s}, s)
+                                for s in args.solvers.split(",") if s]
+                        runs += [(b, {}, b) for b in args.baselines.split(",") if b]
+                        for algo, sp_, solver in runs:
                             est = AsipClassifier(loss="log_loss", penalty="l2", alpha=alpha,
-                                                 solver="asip-cocoa", fit_intercept=False,
+                                                 solver=algo, fit_intercept=False,
                                                  max_time=args.budget, n_partitions=k,
-                                                 random_state=0, tol=1e-6,
-                                                 solver_params={"local_solver": solver})
-                            with warnings.catch_warnings(), dask.config.set(TRACE_CONFIG):
+                                                 random_state=0, tol=args.tol,
+                                                 solver_params=sp_)
+                            cfg = {} if args.no_trace else TRACE_CONFIG
+                            with warnings.catch_warnings(), dask.config.set(cfg):
                                 warnings.simplefilter("ignore")
                                 est.fit(X, y)
-                            tr = np.asarray(est.trace_)
+                            tr = [] if args.no_trace else np.asarray(est.trace_)
                             res = est.stage_result_
                             stop = res.elapsed if est.stopped_by_ == "tol" else math.inf
                             got = (ttt(tr, f_star, 1e-3), ttt(tr, f_star, 1e-6), stop)
+                            rel = float(relative_suboptimality(
+                                obj.value(est.coef_.ravel(), X, y), f_star))
                             out[name, a_spec, k, solver].append(got)
                             print(f"  {name} alpha={a_spec} P={k} {solver}: 1e-3 {got[0]:.3f} s, "
                                   f"1e-6 {got[1]:.3f} s, certified {got[2]:.3f} s "
-                                  f"({est.stopped_by_})", flush=True)
+                                  f"({est.stopped_by_}, final {rel:.1e})", flush=True)
     print(f"summary (medians; load average {os.getloadavg()}):")
     print("| set | alpha | P | local solver | 1e-3 s | 1e-6 s | certified s |")
     print("|---|---|---|---|---|---|---|")

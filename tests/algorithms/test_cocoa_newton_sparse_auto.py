@@ -37,13 +37,14 @@ def _rare(n=4000, d=200, nnz=6, seed=0):
 
 def test_auto_picks_newton_on_sparse_smooth_data_of_any_density():
     """a9a's shape (124 coefficients, 11% nonzeros, damping 0.07 at alpha 0.1) takes Newton
-    for the smooth losses; hinge on sparse data and wide data keep SDCA."""
+    for the smooth losses; hinge on sparse data keeps SDCA; wide CSR takes the Hessian-free
+    Newton (`_newton_cg`)."""
     X = sp.random(400, 123, density=0.11, format="csr", random_state=0)
     kernel = K.as_kernel_matrix(X)
     for loss in (K.LOGISTIC, K.SQUARED):
         assert choose_local_solver("auto", loss, 124, kernel, damping=0.07) == "newton"
         assert choose_local_solver("auto", loss, 124, kernel, damping=None) == "newton"
-        assert choose_local_solver("auto", loss, 501, kernel, damping=0.07) == "sdca"
+        assert choose_local_solver("auto", loss, 501, kernel, damping=0.07) == "newton-cg"
     very_sparse = K.as_kernel_matrix(sp.random(400, 300, density=0.01, format="csr",
                                                random_state=1))
     assert choose_local_solver("auto", K.LOGISTIC, 300, very_sparse) == "newton"

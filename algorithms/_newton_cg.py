@@ -1,0 +1,201 @@
+"""Hessian-free local Newton for asip-cocoa's ``local_solver="newton-cg"`` (wide models).
+
+The model ``F_j`` of `_cocoa_newton` with every peer's curvature stood in by this
+partition's own (``c_k H_j``; nothing p x p is built, pushed or factored), each Newton
+iteration solved by Jacobi-preconditioned, truncated conjugate gradients on
+Hessian-vector products over the local rows (``X_j^T (D X_j u)``: two sparse passes,
+O(nnz)). With one curvature for every term the model's quadratic part is a function of
+margins alone, so ``F_j`` along a step (the line search) costs O(rows), not a product.
+
+The stand-in is wrong where partitions differ (rows sorted by label; rare features only a
+peer has): ``F_j``'s steps then overshoot and the rounds can cycle. Damping: a proximal
+term ``(lam / 2) ||v - w0||^2`` (the fixed point is unchanged: at ``v = w0`` it has no
+gradient), ``lam`` grown from the observed model error -- between two rounds the peers'
+gradients moved by ``dg`` while the stand-in predicted ``H_j dw`` for their moved points
+(``dw``); ``lam = ||dg - H_j dw|| / ||dw||`` is the curvature the stand-in misses (0 when it
+is exact), halved each round it is not observed larger.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _kernels as K
+from . import _losses as _L
+
+__all__ = ["pcg", "solve_cg"]
+
+_EPS = float(np.finfo(np.float64).eps)
+#: CG stops once the residual is below this fraction of the Newton gradient (truncated)
+CG_RTOL = 0.1
+#: CG iterations per Newton iteration, at most (two sparse passes each)
+CG_MAX = 50
+#: the damping's decay per round it is not observed larger (``lam <- max(est, lam * DECAY)``)
+DECAY = 0.5
+
+
+def pcg(matvec, b: np.ndarray, diag: np.ndarray, rtol: float, max_iter: int):
+    """``x ~ M^{-1} b`` by conjugate gradients preconditioned with ``diag`` (M's diagonal,
+    positive), from 0, until ``||M x - b|| <= rtol ||b||`` or ``max_iter`` products.
+    Returns ``(x, products)``."""
+    x = np.zeros_like(b)
+    r = b.copy()
+    bn = float(np.linalg.norm(b))
+    if not bn > 0.0:
+        return x, 0
+    z = r / diag
+    d = z.copy()
+    rz = float(r @ z)
+    for it in range(1, max_iter + 1):
+        q = matvec(d)
+        dq = float(d @ q)
+        if not dq > 0.0:  # not positive along d (rounding): stop with what we have
+            return x, it
+        a = rz / dq
+        x += a * d
+        r -= a * q
+        if np.linalg.norm(r) <= rtol * bn:
+            return x, it
+        z = r / diag
+        rz_new = float(r @ z)
+        d *= rz_new / rz
+        d += z
+        rz = rz_new
+    return x, max_iter
+
+
+def _curvature(nw, m):
+    """``(phi''(m_i) / n per row, diag of H_j)``, kept while no margin moved more than
+    ``REFRESH`` since they were taken (squared loss: always)."""
+    from ._cocoa_newton import REFRESH
+
+    c = nw.cache
+    if c is not None and (nw.loss == K.SQUARED or np.max(
+            np.abs(m - c[1]), initial=0.0) <= REFRESH):
+        return c[0], c[2]
+    d = _L.loss_curvature(nw.loss, m, nw.y) * (1.0 / nw.n)
+    if nw.sparse:
+        if nw.sq is None:
+            nw.sq = nw.A.multiply(nw.A).tocsr()
+        diag = nw.sq.T @ d
+    else:
+        diag = np.einsum("ij,ij,i->j", nw.A, nw.A, d)
+    if nw.fi:
+        diag = np.append(diag, d.sum())
+    nw.passes += 1.0  # the curvature and the squared entries' pass
+    nw.cache = (d, m, np.asarray(diag, dtype=np.float64))
+    return nw.cache[0], nw.cache[2]
+
+
+def _damping(nw, d, G, wsum, mw, key):
+    """The proximal weight ``lam`` from the stand-in's error since the last round (see the
+    module docstring); ``G``, ``wsum`` unscaled peer sums, ``mw = X_j wsum``; ``key`` names
+    the peers summed (a changed set: no estimate)."""
+    prev = nw.cg_prev
+    lam = nw.lam * DECAY
+    if prev is not None and prev[0] == key:
+        dw = wsum - prev[2]
+        nd = float(np.linalg.norm(dw))
+        if nd > 0.0:
+            Hdw = nw._rmv(d * (mw - prev[3]))
+            nw.passes += 0.5
+            lam = max(lam, float(np.linalg.norm(G - prev[1] - Hdw)) / nd)
+    nw.cg_prev = (key, G.copy(), wsum.copy(), mw.copy())
+    nw.lam = lam
+    return lam
+
+
+def solve_cg(nw, w0, peers, c_missing: float, max_iter: int, rtol: float,
+             missing: str = "rescale"):
+    """`LocalNewton.solve` without a p x p matrix (``nw`` a `LocalNewton`); every peer's
+    ``H_k`` must be None (modelled by ``c_k H_j``). Same arguments and returns, ``H_j``
+    None and ``new`` False."""
+    loss, y, n, pen = nw.loss, nw.y, nw.n, nw.pen
+    v = w0.copy()
+    last = nw.last
+    reuse = last is not None and np.array_equal(last[0], w0)
+    m = last[1] if reuse else nw._mv(v)
+    if not reuse:
+        nw.passes += 0.5
+    d, diagH = _curvature(nw, m)
+    csum = sum(c_k for *_, c_k in peers)
+    if missing == "rescale":
+        scale = (1.0 + c_missing + csum) / (1.0 + csum)
+        c_missing = 0.0
+    elif missing == "self":
+        scale = 1.0
+    else:
+        raise ValueError(f"missing must be 'rescale' or 'self', got {missing!r}")
+    n = n / scale
+    # the peers' models summed: sum_k [g_k^T v + (c_k/2)(v - w_k)^T H_j (v - w_k)]
+    #   = G^T v + (kappa/2) v^T H_j v - (H_j wsum)^T v + const
+    G, wsum = np.zeros_like(w0), np.zeros_like(w0)
+    for g_k, w_k, H_k, c_k in peers:
+        if H_k is not None:
+            raise ValueError("local_solver='newton-cg' takes no pushed Hessians")
+        G += g_k
+        wsum += c_k * w_k
+    mw = nw._mv(wsum)
+    nw.passes += 0.5
+    lam = _damping(nw, d, G, wsum, mw, (len(peers), csum, c_missing)) if peers else 0.0
+    # missing="self": the absent peers' models sit at w0 (their gradient is added below)
+    wsum, mw = wsum + c_missing * w0, mw + c_missing * m
+    kappa = scale * (csum + c_missing)
+    G, wsum, mw = G * scale, wsum * scale, mw * scale
+    h = scale + kappa  # M = h H_j + diag(pen) + lam I
+    diagM = h * diagH + pen + lam
+    diagM = np.maximum(diagM, 1e-12 * max(float(np.max(diagM, initial=0.0)), 1e-300))
+
+    def matvec(u):
+        nw.passes += 1.0
+        return h * nw._rmv(d * nw._mv(u)) + (pen + lam) * u
+
+    def model(v, m, lsum):  # F_j(v) (plus the proximal term), and its terms' magnitudes
+        a, b = lsum / n, G @ v
+        c = float(d @ (m * (0.5 * kappa * m - mw)))
+        e = 0.5 * (v @ (pen * v))
+        dv = v - w0
+        f = 0.5 * lam * (dv @ dv)
+        return a + b + c + e + f, abs(a) + abs(b) + abs(c) + abs(e) + f
+
+    dec0 = f = rt = None
+    flat = False
+    lsum = last[4] if reuse else None
+    for it in range(max_iter + 1):
+        if it == 0 and reuse:
+            r, g_loss = last[2], last[3]
+        else:
+            r = nw.deriv(m) if rt is None else rt
+            g_loss = nw._rmv(r)
+            nw.passes += 0.5
+        if it == max_iter or flat:
+            break
+        if f is None:
+            G += c_missing * (g_loss / n)
+            if lsum is None:
+                lsum = nw._value(m)
+            f, fmag = model(v, m, lsum)
+        g = g_loss / n + G + nw._rmv(d * (kappa * m - mw)) + pen * v + lam * (v - w0)
+        nw.passes += 0.5
+        step, _ = pcg(matvec, -g, diagM, nw.cg_rtol, nw.cg_max)
+        dec = -(g @ step)
+        if dec0 is None:
+            dec0 = dec
+        if not dec > 1e-300 or dec <= rtol * dec0:
+            break
+        dm = nw._mv(step)
+        nw.passes += 0.5
+        flat = dec <= _EPS * fmag and np.max(np.abs(dm), initial=0.0) <= 1e-3
+        t = 1.0
+        while True:
+            vt, mt = v + t * step, m + t * dm
+            lt, rt = nw.value_deriv(mt)
+            nw.trials += 1
+            ft, fmag_t = model(vt, mt, lt)
+            if flat or ft <= f - 1e-4 * t * dec or t < 1e-10:
+                break
+            t *= 0.5
+        v, m, f, fmag, lsum = vt, mt, ft, fmag_t, lt
+    nw.last = (v.copy(), m, r, g_loss, lsum)
+    dual = _L.loss_dual_clip(loss, -r, y)
+    return v, dual, (-g_loss if np.array_equal(dual, -r) else nw._rmv(dual)), None, False
