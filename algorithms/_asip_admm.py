@@ -6,7 +6,7 @@ operator loops, never waiting for anyone (`_admm_core` holds the updates)::
     x_i <- argmin f_i(x) + (rho/2) ||x - (z_i - y_i/rho)||^2      (SDCA epochs, warm-started)
     z_i <- prox_{R/(N rho)}( mean_j (x_j + y_j / rho) )           (self + latest from each peer)
     y_i <- y_i + rho (x_i - z_i)
-    push (x_i, y_i) if ``push_period`` has passed since the last push
+    push (x_i, y_i) if this step took in a peer's new state, or ``push_period`` has passed
 
 Receivers keep only the *latest* ``(x_j, y_j)`` per sender (ordered by
 incarnation and round), so messages are idempotent state: a dropped one is
@@ -18,20 +18,34 @@ without a lock -- here it is only touched by the operator's own thread.
 
 ``rho`` defaults (``rho_rule="auto"``) to a ``sqrt(mu L)``-type choice for the
 hinge with an l2 penalty, floored at an eighth of the ``alpha``-blind one, and to
-the ``alpha``-blind one otherwise (`_admm_core.default_rho`; see `auto_rho` for
+the ``alpha``-blind one otherwise (`_admm_core.default_rho`, ``rule="auto"``, with
 the measurements). ``relaxation`` (gamma)
 over-relaxes as in the synchronous ``admm`` (each operator sends
 ``x^_i = gamma x_i + (1 - gamma) z_i``), but defaults to 1 (none): with the
 staleness of asynchronous peers, gamma = 1.3 already diverged on a9a hinge and
 1.5 on least squares in the same measurement, where the synchronous ``admm``
-is stable up to 1.8.
+is stable up to 1.8. A step over-relaxes only when every peer's state is new since
+the operator's last step (`_fresh`); against a stale one it takes ``gamma = 1``.
 
-``push_period`` defaults to 10 ms, not the paper's 100 ms: the paper's local
-solve was up to 10,000 SGD steps, ours is one SDCA epoch (well under a
-millisecond on a partition of a few thousand rows), and with 100 ms between
-pushes an operator runs hundreds of rounds against frozen peers (measured:
-1e-2 relative suboptimality after 1 s on a9a, against 1e-12 with 10 ms).
-Pass ``push_period=0.1`` to reproduce the paper's setting.
+Pushes. An operator pushes on the step after it took in news (a peer's new state), so
+the exchange runs at the peers' pace, one answer per state heard, with no wait; and at
+least every ``push_period`` (10 ms; the keep-alive that restarts the exchange after a lost
+message). With pushes every 10 ms only, an operator ran 3-7 one-epoch steps against the
+same peer states (an epoch is 0.3-1.5 ms on these partitions), and the rounds needed grew
+with it: hinge-l2 (alpha 0.1, 2 partitions, a simulated 1.5 ms a step) to 1e-6, a9a 81 ->
+27, ijcnn1 33 -> 12, synthetic-logistic:20000 94 -> 33, reuters 27 -> 11 with the news
+push. The paper's 100 ms period (its local solve was up to 10,000 SGD steps) left a9a at
+1e-2 after 1 s; ``push_period=0`` pushes every step.
+
+Certified stop. Partition 0 leads: every ``cert_period`` s (at least 4x its own
+certificate pass) it sends its current ``z`` (its own and the peers' latest states) with
+a round number; every operator answers on its next step with its duality-gap parts at that
+``z`` (`_primal_cert.parts_at`: the hinge's local SDCA duals, which are feasible whatever
+their age, else the free dual point ``-phi'(z)``). With all answers in, the leader has
+``P(z) - D``, a bound on ``P(z) - P*`` whatever the asynchrony did, and stops the stage
+when ``(P - D) / |P| <= tol`` (default 1e-6; ``tol=0``: no stop) with that ``z`` as the
+model (`combine`). A lost request or answer: the leader opens a new round once the open
+one is overdue.
 
 A restarted operator (incarnation > 0) gets its lost state back from its
 peers by the echo/rejoin protocol the asynchronous solvers share (`_rejoin`):
@@ -44,20 +58,23 @@ it starts from ``x_i = z_i`` (from the peers) and ``y_i = 0``, which costs a
 long detour: the duals are most of what ADMM has learnt (measured on 4
 partitions of a9a: 1.5x the fault-free suboptimality 1.4 s after the restart,
 1.1x with the echo).
-The output (`combine`) applies the ``z`` step once to the mean of all
-operators' final ``(x_i, y_i)``.
+The output (`combine`) is the certified ``z``, else the ``z`` step applied once to the mean
+of all operators' final ``(x_i, y_i)``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import NamedTuple
 
 import numpy as np
 
 from . import _kernels as K
-from ._admm_core import LocalSolver, default_rho, local_solve, setup, z_update
+from . import _primal_cert as C
+from ._admm_core import LocalSolver, local_solve, setup, z_update
 from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput
+from ._certificate import certified_model, snapshot_fields
 from ._rejoin import PeerStates
 
 __all__ = ["ALGORITHM", "AsyncADMMState", "init", "local_step"]
@@ -66,17 +83,21 @@ logger = logging.getLogger(__name__)
 
 DEFAULTS = {
     "rho": None,
-    # default rho: "legacy" (alpha-blind), "sqrt" sqrt(mu L)-type (`_admm_core.default_rho`),
-    # or "auto" (`auto_rho`): for hinge with l2 "sqrt" floored at "legacy" / 8, else "legacy".
-    # "sqrt" wins in lock-step simulation but left a 2 s, 4-operator a9a log_loss fit (alpha
-    # 1e-3) at 0.46 on the cluster, where "legacy" is in the 1e-5 band (test_fault_convergence)
+    # default rho (`_admm_core.default_rho`): "auto" (hinge with l2: "sqrt" floored at
+    # "legacy" / 8; else "legacy"), "legacy" (alpha-blind) or "sqrt" (sqrt(mu L)-type)
     "rho_rule": "auto",
     "relaxation": 1.0,  # over-relaxation gamma in (0, 2); > 1 is unstable with stale peers
     "local_epochs": 1,
     "push_period": 0.01,
     "rejoin_wait": 0.3,
+    "tol": 1e-6,  # stop when the certified relative duality gap at a consensus z is below this
+    "cert_period": 0.02,  # seconds between the leader's certificate rounds, at least; and at
+    # least 4x the leader's own certificate pass
     "seed": None,
 }
+
+#: the partition that opens the certificate rounds and decides the stop
+LEADER = 0
 
 
 class AsyncADMMState(NamedTuple):
@@ -86,57 +107,44 @@ class AsyncADMMState(NamedTuple):
     solver: LocalSolver
     table: PeerStates  # latest (x_j, y_j) per peer and its round k_j (`_rejoin`)
     mem: dict  # x, y, z, k, pushed, started, phase
-
-
-#: ``rho_rule="auto"`` on hinge-l2: the sqrt rule's rho, but at least the alpha-blind one over
-#: this (`auto_rho`)
-AUTO_FLOOR = 8.0
-
-
-def auto_rho(problem: Problem) -> float | None:
-    """``rho_rule="auto"``: for the hinge with a strongly convex penalty ``max(sqrt rule,
-    legacy rule / AUTO_FLOOR)`` (`_admm_core.default_rho`); None elsewhere (the legacy rule).
-
-    The legacy rule's ``L`` is a stand-in for the hinge (no curvature: 1 a row); with alpha
-    0.1 it is 4-10x the sqrt rule's rho on a9a and synthetic data, where lock-step rounds to
-    1e-6 (2 partitions) drop 95 -> 27 and 223 -> 27 (ijcnn1 14 -> 12, reuters 11 -> 11). Where
-    ``L / mu`` is huge (skin_nonskin's unscaled features: 6e5) the sqrt rule alone is 260x
-    below the legacy one and does not reach 1e-3 in 400 rounds; the floor (32x the sqrt rule
-    there) reaches 1e-6 in 47 (legacy: 184). Smooth losses keep the legacy rule (the cluster
-    fault fit under DEFAULTS).
-    """
-    if problem.loss != K.HINGE or problem.mu <= 0:
-        return None
-    return max(default_rho(problem, "sqrt"), default_rho(problem, "legacy") / AUTO_FLOOR)
-
-
-def _setup_params(problem: Problem, params: dict) -> dict:
-    """``params`` for `_admm_core.setup`, with ``rho_rule="auto"`` resolved (`auto_rho`)."""
-    rule = params["rho_rule"]
-    if rule not in ("auto", "legacy", "sqrt"):
-        raise ValueError(f"unknown rho_rule {rule!r} for solver 'asip-admm'; valid rules are "
-                         "['auto', 'legacy', 'sqrt']")
-    if rule != "auto":
-        return params
-    rho = auto_rho(problem) if params["rho"] is None else None
-    return {**params, "rho_rule": "legacy"} if rho is None else {**params, "rho": rho}
+    cert: dict  # certificate rounds (`_certify`): the leader's book, a peer's owed answer
 
 
 def init(problem: Problem, data: LocalData, params: dict) -> AsyncADMMState:
-    rho, solver = setup(problem, data, _setup_params(problem, params), "asip-admm")
+    rho, solver = setup(problem, data, params, "asip-admm")
     p = problem.p
     mem = {"x": np.zeros(p), "y": np.zeros(p), "y_used": np.zeros(p), "z": np.zeros(p), "k": 0,
            "pushed": -np.inf, "started": None,
            "phase": "run" if data.incarnation == 0 else "rejoin"}
+    certify = (C.certifiable(problem, data.sw is not None)
+               and not (data.sw is not None and problem.loss == K.HINGE))
+    cert = {"on": certify, "ver": 0, "wbar": None, "answers": {}, "at": -np.inf,
+            "cost": 0.0, "best_dual": -np.inf, "gap": np.inf, "rel_gap": np.inf,
+            "certified": None, "primal": np.nan, "asked": (-1, 0), "owed": None}
     return AsyncADMMState(problem, params, rho, solver,
-                          PeerStates(("x", "y"), "k", expecting=data.incarnation > 0), mem)
+                          PeerStates(("x", "y"), "k", expecting=data.incarnation > 0), mem, cert)
 
 
-def _absorb(state: AsyncADMMState, inbox) -> tuple:
+def _absorb(state: AsyncADMMState, data: LocalData, inbox) -> tuple:
     """Keep the latest state per sender (`_rejoin.PeerStates`); returns the echoes owed to peers.
 
     A restarted operator takes the first echo of its own state up as its saved round.
+    Certificate traffic: a peer answers the leader's newest request (`_answer`); the leader
+    keeps the answers to its open round.
     """
+    inbox = list(inbox)
+    cert = state.cert
+    for msg in inbox:
+        pl = msg.payload
+        if "cv" in pl and "cz" in pl and msg.sender == LEADER and data.index != LEADER \
+                and (msg.incarnation, int(pl["cv"])) > cert["asked"]:
+            cert["asked"] = (msg.incarnation, int(pl["cv"]))
+            cert["owed"] = (cert["asked"], np.array(pl["cz"], dtype=np.float64))
+        if "av" in pl and data.index == LEADER and cert["wbar"] is not None \
+                and (int(pl.get("ai", -1)), int(pl["av"])) == (data.incarnation, cert["ver"]) \
+                and pl.get("cert"):
+            cert["answers"][msg.sender] = C.decode(state.problem, state.problem.sizes[msg.sender],
+                                                   pl)
     echoes, own = state.table.absorb(inbox)
     mem = state.mem
     if own is not None and mem["phase"] == "rejoin":
@@ -157,7 +165,7 @@ def _z(state: AsyncADMMState, data: LocalData, include_self: bool) -> np.ndarray
 def local_step(state: AsyncADMMState, data: LocalData, inbox, now: float) -> StepOutput:
     """One inexact local solve, a local z step from the latest states, a dual step, maybe a push."""
     mem, params = state.mem, state.params
-    echoes = _absorb(state, inbox)
+    echoes = _absorb(state, data, inbox)
     if mem["started"] is None:
         mem["started"] = now
     waiting = now - mem["started"] < params["rejoin_wait"] and data.n_partitions > 1
@@ -183,7 +191,7 @@ def local_step(state: AsyncADMMState, data: LocalData, inbox, now: float) -> Ste
         mem["phase"] = "run"
     v = mem["z"] - mem["y"] / state.rho
     x = local_solve(state.solver, state.problem, data, v, state.rho, params["local_epochs"])
-    gamma = params["relaxation"]
+    gamma = params["relaxation"] if _fresh(state, data) else 1.0
     # over-relaxation: the z and dual steps see x^ = gamma x + (1 - gamma) z (Eckstein-Bertsekas)
     mem["x"] = x if gamma == 1.0 else gamma * x + (1.0 - gamma) * mem["z"]
     mem["z"] = _z(state, data, include_self=True)
@@ -191,22 +199,88 @@ def local_step(state: AsyncADMMState, data: LocalData, inbox, now: float) -> Ste
     mem["y_used"] = mem["y"]
     mem["y"] = mem["y"] + state.rho * (mem["x"] - mem["z"])
     mem["k"] += 1
-    return StepOutput(state, echoes + _push_state(state, now))
+    extra, done = _certify(state, data, now)
+    return StepOutput(state, echoes + _push_state(state, now, extra), done=done)
 
 
-def _push_state(state: AsyncADMMState, now: float) -> tuple:
-    """``(x_i, y_i, k)`` if ``push_period`` has passed (``k = 0`` announces a restart)."""
+def _fresh(state: AsyncADMMState, data: LocalData) -> bool:
+    """Whether every peer's state is new since this operator's last step (over-relaxation
+    is safe only then: against a stale peer it diverged, see the module docstring)."""
+    seen = state.mem.setdefault("seen", {})
+    now = {j: (pe.incarnation, pe.clock) for j, pe in state.table.peers.items()}
+    fresh = len(now) == data.n_partitions - 1 and all(seen.get(j) != c for j, c in now.items())
+    state.mem["seen"] = now
+    return fresh
+
+
+def _push_state(state: AsyncADMMState, now: float, extra: dict | None = None) -> tuple:
+    """``(x_i, y_i, k)`` if this step took in a peer's new state (news: the answer to it goes
+    out at once, so the exchange runs at the peers' pace) or ``push_period`` has passed (``k =
+    0`` announces a restart), or now with certificate fields ``extra`` (a request or an answer:
+    they must not wait)."""
     mem = state.mem
-    if now - mem["pushed"] < state.params["push_period"]:
+    heard = {j: (pe.incarnation, pe.clock) for j, pe in state.table.peers.items()}
+    news = mem["phase"] == "run" and heard != mem.get("heard")
+    if not extra and not news and now - mem["pushed"] < state.params["push_period"]:
         return ()
-    mem["pushed"] = now
-    return (Outgoing({"x": mem["x"], "y": mem["y_used"], "k": mem["k"]}),)
+    mem["pushed"], mem["heard"] = now, heard
+    return (Outgoing({"x": mem["x"], "y": mem["y_used"], "k": mem["k"], **(extra or {})}),)
+
+
+def _parts(state: AsyncADMMState, data: LocalData, z: np.ndarray):
+    """This partition's duality-gap parts at ``z`` (`_primal_cert.parts_at`): the hinge's
+    local SDCA duals (feasible, and far tighter than its subgradient), else the free dual point
+    ``-phi'`` of ``z`` (one gradient pass)."""
+    pb = state.problem
+    dual = state.solver.dual if pb.loss == K.HINGE else None
+    return C.parts_at(pb, data, z, np.zeros(pb.p), dual)
+
+
+def _certify(state: AsyncADMMState, data: LocalData, now: float) -> tuple[dict, bool]:
+    """One step's certificate work: ``(fields to push now, stop)``.
+
+    A peer answers the leader's newest request with its parts at the requested ``z``
+    (`_answer`). The leader closes its open round once every peer answered (the gap
+    ``P(wbar) - D`` bounds ``P(wbar) - P*`` whatever the asynchrony: any duals are feasible)
+    and opens the next at its current ``z`` (the consensus of its own and the peers' latest
+    states) every ``cert_period`` s, or at once when an open one is overdue (a lost message).
+    """
+    cert, pb = state.cert, state.problem
+    if not cert["on"]:
+        return {}, False
+    if data.index != LEADER:
+        if cert["owed"] is None:
+            return {}, False
+        (inc, ver), z = cert["owed"]
+        cert["owed"] = None
+        return {"ai": inc, "av": ver, **C.encode(pb, _parts(state, data, z))}, False
+    if data.n_partitions == 1 or len(state.table) < data.n_partitions - 1:
+        return {}, False  # the first rounds: the leader's z is its own alone
+    wbar = cert["wbar"]
+    if wbar is not None and len(cert["answers"]) == data.n_partitions - 1:
+        t0 = time.perf_counter()
+        own = _parts(state, data, wbar)
+        cert["cost"] = time.perf_counter() - t0
+        primal, dual, _ = C.relative_gap(pb, [own, *cert["answers"].values()], wbar)
+        cert.update(primal=primal, wbar=None)
+        if C.record_gap(cert, primal, dual, wbar, state.params["tol"]):
+            return {}, True
+    period = max(float(state.params["cert_period"]), 4.0 * cert["cost"])
+    overdue = cert["wbar"] is not None and now - cert["at"] >= 5 * period + 0.1
+    if (cert["wbar"] is None or overdue) and now - cert["at"] >= period:
+        cert.update(ver=cert["ver"] + 1, wbar=state.mem["z"].copy(), at=now, answers={})
+        return {"cv": cert["ver"], "cz": cert["wbar"]}, False
+    return {}, False
 
 
 def schema(problem: Problem) -> tuple[dict, dict]:
-    """An operator's latest ``(x_i, y_i)`` and its round ``k``."""
+    """An operator's latest ``(x_i, y_i)`` and its round ``k``; optional certificate fields:
+    the leader's request ``(cv, cz)``, a peer's answer ``(ai, av)`` (the leader's incarnation
+    and round it answers) with its gap parts
+    (`_primal_cert.fields_schema`)."""
     vec = ("float64", (problem.p,))
-    return {"x": vec, "y": vec, "k": int}, {"echo": bool}
+    return {"x": vec, "y": vec, "k": int}, {"echo": bool, "cv": int, "cz": vec, "ai": int, "av": int,
+                                             **C.fields_schema(problem)}
 
 
 def resume(state: AsyncADMMState, data: LocalData, start: Start) -> AsyncADMMState:
@@ -230,13 +304,21 @@ def resume(state: AsyncADMMState, data: LocalData, start: Start) -> AsyncADMMSta
 
 
 def snapshot(state: AsyncADMMState) -> dict:
+    """The operator's ``(x_i, y_i, z_i)``; the leader's also its latest gap and the certified
+    model (`_certificate.snapshot_fields`)."""
     mem = state.mem
-    return {"x": mem["x"].copy(), "y": mem.get("y_used", mem["y"]).copy(), "z": mem["z"].copy(),
-            "rho": state.rho, "k": int(mem["k"])}
+    snap = {"x": mem["x"].copy(), "y": mem.get("y_used", mem["y"]).copy(),
+            "z": mem["z"].copy(), "rho": state.rho, "k": int(mem["k"])}
+    snap.update(snapshot_fields(state.cert))
+    return snap
 
 
 def combine(problem: Problem, snapshots: list) -> np.ndarray:
-    """``prox_{R/(N rho)}(mean x_i + mean y_i / rho)`` over the operators that reported."""
+    """The certified model if there is one, else ``prox_{R/(N rho)}(mean x_i + mean y_i /
+    rho)`` over the operators that reported."""
+    model = certified_model(snapshots)
+    if model is not None:
+        return model
     got = [s for s in snapshots if s is not None and "x" in s]
     if not got:
         return np.zeros(problem.p)
@@ -246,4 +328,4 @@ def combine(problem: Problem, snapshots: list) -> np.ndarray:
 
 
 ALGORITHM = Algorithm("asip-admm", init, local_step, snapshot, combine, DEFAULTS, schema=schema,
-                      resume=resume)
+                      resume=resume, uses_tol=True)

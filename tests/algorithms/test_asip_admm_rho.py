@@ -11,8 +11,8 @@ from _sim import simulate, split_rows
 from asip.algorithms import (Objective, get_loss, get_penalty, make_logistic, reference_optimum,
                              relative_suboptimality)
 from asip.algorithms import _kernels as K
-from asip.algorithms._admm_core import default_rho
-from asip.algorithms._asip_admm import AUTO_FLOOR, DEFAULTS, auto_rho, init
+from asip.algorithms._admm_core import AUTO_FLOOR, default_rho
+from asip.algorithms._asip_admm import DEFAULTS, init
 from asip.algorithms._base import local_data, make_problem
 
 
@@ -28,22 +28,27 @@ def _rho(problem, parts, **params):
 def test_auto_is_the_floored_sqrt_rule_for_hinge_l2_only():
     _, parts = _parts()
     hinge = make_problem(K.HINGE, K.L2, 0.1, False, parts)
-    assert auto_rho(hinge) == default_rho(hinge, "sqrt") > default_rho(hinge, "legacy") / AUTO_FLOOR
+    assert default_rho(hinge, "auto") == default_rho(hinge, "sqrt") > \
+        default_rho(hinge, "legacy") / AUTO_FLOOR
     assert _rho(hinge, parts) == default_rho(hinge, "sqrt")
     for rule in ("legacy", "sqrt"):
         assert _rho(hinge, parts, rho_rule=rule) == default_rho(hinge, rule)
     assert _rho(hinge, parts, rho=0.5) == 0.5
     for loss, pen in ((K.LOGISTIC, K.L2), (K.HINGE, K.L1), (K.SQUARED, K.L2)):
         problem = make_problem(loss, pen, 0.1, False, parts)
-        assert auto_rho(problem) is None
+        assert default_rho(problem, "auto") == default_rho(problem, "legacy")
         assert _rho(problem, parts) == default_rho(problem, "legacy")
     # unscaled features (rows 100x longer: L / mu 10^4 x larger): the floor decides
     _, big = _parts(100.0)
     problem = make_problem(K.HINGE, K.L2, 0.1, False, big)
     assert _rho(problem, big) == default_rho(problem, "legacy") / AUTO_FLOOR
     assert _rho(problem, big) > default_rho(problem, "sqrt")
-    with pytest.raises(ValueError, match="unknown rho_rule 'fast' for solver 'asip-admm'"):
+    assert default_rho(problem, "auto") == default_rho(problem, "legacy") / AUTO_FLOOR
+    with pytest.raises(ValueError, match="unknown rho_rule 'fast' for solver 'asip-admm'; "
+                                         r"valid rules are \['auto', 'legacy', 'sqrt'\]"):
         _rho(problem, big, rho_rule="fast")
+    with pytest.raises(ValueError, match="unknown rho rule 'fast'"):
+        default_rho(problem, "fast")
 
 
 def _subopt(scale, rule, rounds):
