@@ -28,6 +28,7 @@ __all__ = [
     "data_dir",
     "load_libsvm",
     "make_logistic",
+    "make_power_law_logistic",
     "make_regression",
     "make_sparse_logistic",
 ]
@@ -188,4 +189,33 @@ def make_sparse_logistic(n_samples: int = 100_000, n_features: int = 1_000_000,
     prob = 1.0 / (1.0 + np.exp(-margin))
     y = np.where(rng.uniform(size=n_samples) < prob, 1.0, -1.0)
     return Dataset(X, y, f"synthetic-sparse-logistic-{n_samples}x{n_features}x{nnz_per_row}",
+                   "classification")
+
+
+def make_power_law_logistic(n_samples: int = 20_000, n_features: int = 300,
+                            nnz_per_row: int = 8, power: float = 1.5, sort_by_label: bool = False,
+                            random_state: int = 0) -> Dataset:
+    """Sparse (CSR) binary rows whose columns follow a power law, labels from a logistic model.
+
+    Each row has ``nnz_per_row`` draws of a column with probability ``~ 1/k^power`` (a
+    column drawn twice in a row is one entry of 1), so the last columns appear in a handful
+    of rows: with many partitions some lack features their peers have (the blind spot of
+    a local solver's curvature). Labels in {-1, +1} from ``sigmoid(X beta - mean)``,
+    ``beta ~ N(0, 1)``; ``sort_by_label`` orders the rows by label (partitions that differ).
+    """
+    rng = np.random.default_rng(random_state)
+    prob = 1.0 / np.arange(1, n_features + 1) ** power
+    cols = np.sort(rng.choice(n_features, size=(n_samples, nnz_per_row), p=prob / prob.sum()),
+                   axis=1)
+    X = sp.csr_matrix((np.ones(n_samples * nnz_per_row), cols.ravel(),
+                       np.arange(0, n_samples * nnz_per_row + 1, nnz_per_row)),
+                      shape=(n_samples, n_features))
+    X.sum_duplicates()
+    X.data[:] = 1.0
+    m = X @ rng.standard_normal(n_features)
+    y = np.where(rng.uniform(size=n_samples) < 1.0 / (1.0 + np.exp(-(m - m.mean()))), 1.0, -1.0)
+    if sort_by_label:
+        order = np.argsort(y, kind="stable")
+        X, y = X[order], y[order]
+    return Dataset(X, y, f"synthetic-power-law-logistic-{n_samples}x{n_features}x{nnz_per_row}",
                    "classification")

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 from distributed import Client, LocalCluster
 
+from asip.algorithms._datasets import make_power_law_logistic
 from asip.algorithms import AsipClassifier, make_sparse_logistic, relative_suboptimality
 from asip.algorithms._reference import reference_optimum
 from asip.algorithms._objectives import Objective, get_loss, get_penalty
@@ -33,20 +34,10 @@ from asip_bench.session import TRACE_CONFIG
 
 def rare_features(n: int = 20_000, d: int = 300, nnz: int = 8, power: float = 1.5,
                   seed: int = 0):
-    """CSR rows with ``nnz`` binary entries on columns drawn with probability ``~ 1/(k+1)^power``
-    (the last columns appear in a handful of rows); labels from a logistic model."""
-    rng = np.random.default_rng(seed)
-    prob = 1.0 / np.arange(1, d + 1) ** power
-    prob /= prob.sum()
-    cols = np.sort(rng.choice(d, size=(n, nnz), p=prob), axis=1)
-    X = sp.csr_matrix((np.ones(n * nnz), cols.ravel(), np.arange(0, n * nnz + 1, nnz)),
-                      shape=(n, d))
-    X.sum_duplicates()
-    X.data[:] = 1.0
-    beta = rng.standard_normal(d)
-    m = X @ beta - np.mean(X @ beta)
-    y = np.where(rng.uniform(size=n) < 1.0 / (1.0 + np.exp(-m)), 1.0, -1.0)
-    return X, y
+    """CSR rows with ``nnz`` binary entries on power-law columns (the last columns appear in a
+    handful of rows); labels from a logistic model (`make_power_law_logistic`)."""
+    ds = make_power_law_logistic(n, d, nnz, power, random_state=seed)
+    return ds.X, ds.y
 
 
 #: synthetic sparse logistic shapes by name: (rows, features, seed); 30 nonzeros a row

@@ -13,6 +13,7 @@ import pytest
 import scipy.sparse as sp
 from _sim import simulate
 
+from asip.algorithms._datasets import make_power_law_logistic
 from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty,
                              reference_optimum, relative_suboptimality)
 from asip.algorithms import _kernels as K
@@ -25,20 +26,8 @@ pytestmark = pytest.mark.timeout(180)
 
 def _rare(n=6000, d=800, nnz=10, power=1.2, seed=0, sort=True):
     """CSR logistic rows on power-law columns (rare features), optionally sorted by label."""
-    rng = np.random.default_rng(seed)
-    prob = 1.0 / np.arange(1, d + 1) ** power
-    prob /= prob.sum()
-    cols = np.sort(rng.choice(d, size=(n, nnz), p=prob), axis=1)
-    X = sp.csr_matrix((np.ones(n * nnz), cols.ravel(), np.arange(0, n * nnz + 1, nnz)),
-                      shape=(n, d))
-    X.sum_duplicates()
-    X.data[:] = 1.0
-    m = X @ rng.standard_normal(d)
-    y = np.where(rng.uniform(size=n) < 1 / (1 + np.exp(-(m - m.mean()))), 1.0, -1.0)
-    if sort:
-        order = np.argsort(y, kind="stable")
-        X, y = X[order], y[order]
-    return sp.csr_matrix(X), y
+    ds = make_power_law_logistic(n, d, nnz, power, sort_by_label=sort, random_state=seed)
+    return sp.csr_matrix(ds.X), ds.y
 
 
 def _split(X, y, k):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from asip.algorithms._datasets import make_power_law_logistic
 from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty, reference_optimum,
                              relative_suboptimality)
 from asip.algorithms import _kernels as K
@@ -21,18 +22,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _rare(n=4000, d=200, nnz=6, seed=0):
-    """Binary CSR rows on columns drawn with probability ``~ 1/k^1.5`` (the last columns in a
-    handful of rows), labels from a logistic model."""
-    rng = np.random.default_rng(seed)
-    prob = 1.0 / np.arange(1, d + 1) ** 1.5
-    cols = np.sort(rng.choice(d, size=(n, nnz), p=prob / prob.sum()), axis=1)
-    X = sp.csr_matrix((np.ones(n * nnz), cols.ravel(), np.arange(0, n * nnz + 1, nnz)),
-                      shape=(n, d))
-    X.sum_duplicates()
-    X.data[:] = 1.0
-    m = X @ rng.standard_normal(d)
-    y = np.where(rng.uniform(size=n) < 1.0 / (1.0 + np.exp(-(m - m.mean()))), 1.0, -1.0)
-    return X, y
+    """Binary CSR rows on power-law columns (the last in a handful of rows), logistic labels."""
+    ds = make_power_law_logistic(n, d, nnz, 1.5, random_state=seed)
+    return ds.X, ds.y
 
 
 def test_auto_picks_newton_on_sparse_smooth_data_of_any_density():
