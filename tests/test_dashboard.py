@@ -153,8 +153,10 @@ def test_page_shows_operators_rates_metrics_and_a_kill(dash_client):
     assert rows[0][1] == "0" and "InjectedFault" in summary
     res = stage.join()
     assert len(res.restarts) == 1
-    ended = _summary(_get(link))
-    assert "No asip stage is running" in ended and "1 restarts" in ended
+    # run() returns with the summary; the stage's plugins go right after (the page says
+    # "stopping" until then)
+    ended = _wait_for(link, lambda s: "No asip stage is running" in s, timeout=30)
+    assert "1 restarts" in ended
     run_id = re.search(r"Ended: stage (\w+)", ended).group(1)
     assert "has ended" in _summary(_get(link + f"?stage={run_id}"))
 
