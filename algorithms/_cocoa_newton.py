@@ -24,8 +24,9 @@ exact to second order a round is a Newton step on the whole objective from stale
 points, which stays stable when partitions differ (rows sorted by label). ``H_j`` is
 taken on at most ``hessian_rows`` random rows (dense data; rescaled; CSR: every row, in
 `_cd_kernels.csr_weighted_gram`) and reused while no margin moved more than `REFRESH`;
-each Newton iteration is one data pass with a backtracking line search on ``F_j``
-(none once its decrement is below float64 rounding of ``F_j``: `ROUNDING`; the step is
+each Newton iteration is one data pass with a backtracking line search on ``F_j``'s exact
+change along the step (its value's rounding, set by the peers' terms, hid the decrease
+near the optimum) (none once its decrement is below float64 rounding of ``F_j``: `ROUNDING`; the step is
 then taken as is and the round ends). ``R`` is
 ``(alpha/2) ||v||^2`` over the features: the intercept, if any, is unpenalized, as in
 scikit-learn and asip's `Objective` (its Hessian entry is the loss curvature alone).
