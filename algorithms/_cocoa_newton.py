@@ -24,8 +24,9 @@ exact to second order a round is a Newton step on the whole objective from stale
 points, which stays stable when partitions differ (rows sorted by label). ``H_j`` is
 taken on at most ``hessian_rows`` random rows (dense data; rescaled; CSR: every row, in
 `_cd_kernels.csr_weighted_gram`) and reused while no margin moved more than `REFRESH`;
-each Newton iteration is one data pass with a backtracking line search on ``F_j``
-(none once its decrement is below float64 rounding of ``F_j``: `ROUNDING`; the step is
+each Newton iteration is one data pass with a backtracking line search on ``F_j``'s exact
+change along the step (its value's rounding, set by the peers' terms, hid the decrease
+near the optimum) (none once its decrement is below float64 rounding of ``F_j``: `ROUNDING`; the step is
 then taken as is and the round ends). ``R`` is
 ``(alpha/2) ||v||^2`` over the features: the intercept, if any, is unpenalized, as in
 scikit-learn and asip's `Objective` (its Hessian entry is the loss curvature alone).
@@ -416,15 +417,23 @@ class LocalNewton:
             # converged to rounding: no trial could show the decrease, the full step is taken
             flat = dec <= ROUNDING * _EPS * fmag and np.max(
                 np.abs(dm), initial=0.0) <= FLAT_MOVE * (self.mu if self.hinge else 1.0)
+            # F_j(v + t step) - F_j(v), exactly: the loss sums' difference plus the quadratic
+            # part's expansion along the step. F_j's own value is no test: its peer terms
+            # (``v^T S v / 2``, ``Sb^T v``; hinge: ``1/mu`` band curvature) are ~1e4 where
+            # the decrease is ~1e-13, so their rounding rejected every step of a near-optimal
+            # round, which then left ``v`` unmoved (the peers saw no news: the fit stalled)
+            q1 = (G + S @ v - Sb + pen * v) @ step
+            q2 = step @ (S @ step) + step @ (pen * step)
             t = 1.0
             while True:  # backtracking on F_j; the data term needs only dm
                 vt, mt = v + t * step, m + t * dm
                 lt, rt = self.value_deriv(mt)  # phi' too: the next iteration's, if accepted
                 self.trials += 1
-                ft, fmag_t = model(vt, lt)
-                if flat or ft <= f - 1e-4 * t * dec or t < 1e-10:
+                delta = (lt - lsum) / n + t * q1 + 0.5 * t * t * q2
+                if flat or delta <= -1e-4 * t * dec or t < 1e-10:
                     break
                 t *= 0.5
+            ft, fmag_t = model(vt, lt)
             v, m, f, fmag, lsum = vt, mt, ft, fmag_t, lt
         # r, g_loss (and lsum, when known) are at v on every exit
         self.last = (v.copy(), m, r, g_loss, lsum)
