@@ -385,8 +385,11 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
             if known is None or (msg.incarnation, float(pl["pc"])) > known:
                 clock["peer_passes"][msg.sender] = (msg.incarnation, float(pl["pc"]))
                 clock["half_passes"] = None  # `_lead` recomputes its median once
-        if state.newton is not None and "mu" in pl:  # hinge: the smallest smoothing heard
-            state.newton.set_mu(float(pl["mu"]))
+        if state.newton is not None and "mu" in pl and state.newton.set_mu(float(pl["mu"])):
+            # hinge: the smallest smoothing heard; a lowered mu is news (a new surrogate to
+            # solve): the leader lowers it at a certificate, and when both partitions had
+            # converged at the old mu nobody's total moves, so no round would ever start
+            clock["news"].add(msg.sender)
         if state.newton is not None and current:
             if moved:
                 # Newton: news is a peer's moved total, not a waiting peer's re-push (a round
