@@ -25,9 +25,8 @@ points, which stays stable when partitions differ (rows sorted by label). ``H_j`
 taken on at most ``hessian_rows`` random rows (dense data; rescaled; CSR: every row, in
 `_cd_kernels.csr_weighted_gram`) and reused while no margin moved more than `REFRESH`;
 each Newton iteration is one data pass with a backtracking line search on ``F_j``'s exact
-change along the step (its value's rounding, set by the peers' terms, hid the decrease
-near the optimum) (none once its decrement is below float64 rounding of ``F_j``: `ROUNDING`; the step is
-then taken as is and the round ends). ``R`` is
+change along the step, in the loop `_newton_loop.newton` shared with ``"newton-cg"``
+(`_newton_cg`), which differs in the inner solve and the peers' model. ``R`` is
 ``(alpha/2) ||v||^2`` over the features: the intercept, if any, is unpenalized, as in
 scikit-learn and asip's `Objective` (its Hessian entry is the loss curvature alone).
 
@@ -50,6 +49,8 @@ from . import _cd_kernels as C
 from . import _kernels as K
 from . import _losses as _L
 from . import _newton_cg as _CG
+from . import _newton_loop as _NL
+from ._newton_loop import FLAT_MOVE
 from ._hinge_smoothing import curvature_floor
 
 if TYPE_CHECKING:
@@ -58,8 +59,6 @@ if TYPE_CHECKING:
 __all__ = ["LocalNewton", "choose_local_solver", "sdca_damping"]
 
 logger = logging.getLogger(__name__)
-
-_EPS = float(np.finfo(np.float64).eps)
 
 #: the largest model (features, intercept included) for which "auto" picks Newton: its p x p
 #: Hessian is built (on a row sample), factored and pushed to the peers when it changes
@@ -78,14 +77,6 @@ MIN_NEWTON_DENSITY = 0.25
 MAX_SDCA_DAMPING = 1.0
 #: reuse a round's Hessian while no margin moved more than this since it was taken
 REFRESH = 0.5
-#: no line search once the Newton decrement is below this many float64 roundings of the
-#: model's terms and no margin moves by more than `FLAT_MOVE` (times hinge's ``mu``): no
-#: trial could show the decrease (at tol=0, after convergence, the search ran to
-#: ``t < 1e-10``, up to ~35 loss passes a round, to accept a move below rounding); the
-#: Newton step is taken unchecked (its gradient is exact to far below the model's rounding)
-#: and the round ends. 0: always search
-ROUNDING = 1.0
-FLAT_MOVE = 1e-3
 
 
 def sdca_damping(sigma: float, row_scale: float, alpha: float, n: int) -> float:
@@ -349,21 +340,9 @@ class LocalNewton:
         """
         if self.hessian_free:
             return _CG.solve_cg(self, w0, peers, c_missing, max_iter, rtol, missing)
-        loss, y, n, pen = self.loss, self.y, self.n, self.pen
-        v = w0.copy()
-        last = self.last  # the previous round ended at w0: its margins and gradient hold
-        reuse = last is not None and np.array_equal(last[0], w0)
-        m = last[1] if reuse else self._mv(v)
+        m, reused = _NL.start(self, w0)
         H, new = self.hessian_at(m)
-        if missing == "rescale":  # the loss terms scaled by n / n_heard, none stood in for
-            scale = (1.0 + c_missing + sum(c_k for *_, c_k in peers)) / (
-                1.0 + sum(c_k for *_, c_k in peers))
-            c_missing = 0.0
-        elif missing == "self":
-            scale = 1.0
-        else:
-            raise ValueError(f"missing must be 'rescale' or 'self', got {missing!r}")
-        n = n / scale  # the scaled loss terms: L_j / n becomes scale L_j / n
+        scale, c_missing = _NL.rescaled(peers, c_missing, missing)
         # the peers' quadratic models summed: S = sum H_k, Sb = sum H_k w_k, G = sum g_k
         S, Sb, G = c_missing * H, c_missing * (H @ w0), np.zeros_like(w0)
         for g_k, w_k, H_k, c_k in peers:
@@ -375,68 +354,35 @@ class LocalNewton:
                 S += Hk
                 Sb += Hk @ w_k
             G += g_k
-        if scale != 1.0:
+        if scale != 1.0:  # the loss terms scaled by n / n_heard
             S, Sb, G = S * scale, Sb * scale, G * scale
         M = scale * H + S
-        M[np.diag_indices_from(M)] += pen
+        M[np.diag_indices_from(M)] += self.pen
         if self.hinge:  # an unpenalized intercept with no row on the band has no curvature
             M[np.diag_indices_from(M)] += 1e-9 * max(np.max(np.diag(M)), 1e-300)
         chol = sla.cho_factor(M, check_finite=False) if max_iter > 0 else None
+        v, dual, share = _NL.newton(
+            self, _Dense(S, Sb, G, self.pen, chol), w0.copy(), m, reused, self.n / scale,
+            c_missing, max_iter, rtol, FLAT_MOVE * (self.mu if self.hinge else 1.0))
+        return v, dual, share, H, new
 
-        def model(v, lsum):  # F_j(v), and its terms' magnitudes summed (its rounding scale)
-            a, b, c, d = lsum / n, G @ v, 0.5 * (v @ (S @ v)), Sb @ v
-            e = 0.5 * (v @ (pen * v))
-            return a + b + c - d + e, abs(a) + abs(b) + abs(c) + abs(d) + abs(e)
 
-        dec0 = f = rt = None
-        flat = False  # F_j flat to rounding along the last step: it was taken unchecked
-        lsum = last[4] if reuse else None  # sum_i phi(m_i) at v, once known
-        for it in range(max_iter + 1):
-            if it == 0 and reuse:
-                r, g_loss = last[2], last[3]
-            else:  # phi' at the accepted trial point: taken with its value
-                r = self.deriv(m) if rt is None else rt
-                g_loss = self._rmv(r)
-                self.passes += 0.5
-            if it == max_iter or flat:
-                break
-            if f is None:  # absent peers: their gradient is this partition's at w0
-                G += c_missing * (g_loss / n)
-                if lsum is None:
-                    lsum = self._value(m)
-                f, fmag = model(v, lsum)
-            g = g_loss / n + G + S @ v - Sb + pen * v
-            step = -sla.cho_solve(chol, g, check_finite=False)
-            dec = -(g @ step)
-            if dec0 is None:
-                dec0 = dec
-            if not dec > 1e-300 or dec <= rtol * dec0:
-                break
-            dm = self._mv(step)
-            self.passes += 0.5
-            # converged to rounding: no trial could show the decrease, the full step is taken
-            flat = dec <= ROUNDING * _EPS * fmag and np.max(
-                np.abs(dm), initial=0.0) <= FLAT_MOVE * (self.mu if self.hinge else 1.0)
-            # F_j(v + t step) - F_j(v), exactly: the loss sums' difference plus the quadratic
-            # part's expansion along the step. F_j's own value is no test: its peer terms
-            # (``v^T S v / 2``, ``Sb^T v``; hinge: ``1/mu`` band curvature) are ~1e4 where
-            # the decrease is ~1e-13, so their rounding rejected every step of a near-optimal
-            # round, which then left ``v`` unmoved (the peers saw no news: the fit stalled)
-            q1 = (G + S @ v - Sb + pen * v) @ step
-            q2 = step @ (S @ step) + step @ (pen * step)
-            t = 1.0
-            while True:  # backtracking on F_j; the data term needs only dm
-                vt, mt = v + t * step, m + t * dm
-                lt, rt = self.value_deriv(mt)  # phi' too: the next iteration's, if accepted
-                self.trials += 1
-                delta = (lt - lsum) / n + t * q1 + 0.5 * t * t * q2
-                if flat or delta <= -1e-4 * t * dec or t < 1e-10:
-                    break
-                t *= 0.5
-            ft, fmag_t = model(vt, lt)
-            v, m, f, fmag, lsum = vt, mt, ft, fmag_t, lt
-        # r, g_loss (and lsum, when known) are at v on every exit
-        self.last = (v.copy(), m, r, g_loss, lsum)
-        dual = _L.loss_dual_clip(loss, -r, y)
-        # the pushed share must be exactly A_j^T dual (the certificate pairs them)
-        return v, dual, (-g_loss if np.array_equal(dual, -r) else self._rmv(dual)), H, new
+class _Dense:
+    """`_newton_loop.Model` of the dense `LocalNewton`: the peers' quadratics summed
+    (``S = sum H_k``, ``Sb = sum H_k w_k``, ``G = sum g_k``) and the penalty ``pen``; the
+    inner solve is the Cholesky factor ``chol`` of ``scale H_j + S + diag(pen)``."""
+
+    def __init__(self, S, Sb, G, pen, chol):
+        self.S, self.Sb, self.G, self.pen, self.chol = S, Sb, G, pen, chol
+
+    def rest(self, v, m):
+        Sv, pv = self.S @ v, self.pen * v
+        mag = (abs(self.G @ v) + abs(0.5 * (v @ Sv)) + abs(self.Sb @ v)
+               + abs(0.5 * (v @ pv)))
+        return self.G + Sv - self.Sb + pv, mag
+
+    def solve(self, g):
+        return -sla.cho_solve(self.chol, g, check_finite=False)
+
+    def curvature(self, step, dm):
+        return step @ (self.S @ step) + step @ (self.pen * step)

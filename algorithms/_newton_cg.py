@@ -4,8 +4,9 @@ The model ``F_j`` of `_cocoa_newton` with every peer's curvature stood in by thi
 partition's own (``c_k H_j``; nothing p x p is built, pushed or factored), each Newton
 iteration solved by Jacobi-preconditioned, truncated conjugate gradients on
 Hessian-vector products over the local rows (``X_j^T (D X_j u)``: two sparse passes,
-O(nnz)). With one curvature for every term the model's quadratic part is a function of
-margins alone, so ``F_j`` along a step (the line search) costs O(rows), not a product.
+O(nnz)), in the Newton loop `_newton_loop.newton` the dense solve shares. With one
+curvature for every term the model's quadratic part is a function of margins alone, so
+``F_j``'s change along a step (the line search) costs O(rows), not a product.
 
 The stand-in is wrong where partitions differ (rows sorted by label; rare features only a
 peer has): ``F_j``'s steps then overshoot and the rounds can cycle. Damping: a proximal
@@ -22,10 +23,10 @@ import numpy as np
 
 from . import _kernels as K
 from . import _losses as _L
+from . import _newton_loop as _NL
 
 __all__ = ["pcg", "solve_cg"]
 
-_EPS = float(np.finfo(np.float64).eps)
 #: CG stops once the residual is below this fraction of the Newton gradient (truncated)
 CG_RTOL = 0.1
 #: CG iterations per Newton iteration, at most (two sparse passes each)
@@ -110,23 +111,10 @@ def solve_cg(nw, w0, peers, c_missing: float, max_iter: int, rtol: float,
     """`LocalNewton.solve` without a p x p matrix (``nw`` a `LocalNewton`); every peer's
     ``H_k`` must be None (modelled by ``c_k H_j``). Same arguments and returns, ``H_j``
     None and ``new`` False."""
-    loss, y, n, pen = nw.loss, nw.y, nw.n, nw.pen
-    v = w0.copy()
-    last = nw.last
-    reuse = last is not None and np.array_equal(last[0], w0)
-    m = last[1] if reuse else nw._mv(v)
-    if not reuse:
-        nw.passes += 0.5
+    m, reused = _NL.start(nw, w0)
     d, diagH = _curvature(nw, m)
     csum = sum(c_k for *_, c_k in peers)
-    if missing == "rescale":
-        scale = (1.0 + c_missing + csum) / (1.0 + csum)
-        c_missing = 0.0
-    elif missing == "self":
-        scale = 1.0
-    else:
-        raise ValueError(f"missing must be 'rescale' or 'self', got {missing!r}")
-    n = n / scale
+    scale, c_missing = _NL.rescaled(peers, c_missing, missing)
     # the peers' models summed: sum_k [g_k^T v + (c_k/2)(v - w_k)^T H_j (v - w_k)]
     #   = G^T v + (kappa/2) v^T H_j v - (H_j wsum)^T v + const
     G, wsum = np.zeros_like(w0), np.zeros_like(w0)
@@ -138,64 +126,43 @@ def solve_cg(nw, w0, peers, c_missing: float, max_iter: int, rtol: float,
     mw = nw._mv(wsum)
     nw.passes += 0.5
     lam = _damping(nw, d, G, wsum, mw, (len(peers), csum, c_missing)) if peers else 0.0
-    # missing="self": the absent peers' models sit at w0 (their gradient is added below)
-    wsum, mw = wsum + c_missing * w0, mw + c_missing * m
+    # missing="self": the absent peers' models sit at w0 (their gradient is added by the loop)
+    mw = mw + c_missing * m
     kappa = scale * (csum + c_missing)
-    G, wsum, mw = G * scale, wsum * scale, mw * scale
-    h = scale + kappa  # M = h H_j + diag(pen) + lam I
-    diagM = h * diagH + pen + lam
-    diagM = np.maximum(diagM, 1e-12 * max(float(np.max(diagM, initial=0.0)), 1e-300))
+    model = _Free(nw, G * scale, mw * scale, d, diagH, scale, kappa, lam, w0)
+    v, dual, share = _NL.newton(nw, model, w0.copy(), m, reused, nw.n / scale, c_missing,
+                                max_iter, rtol)
+    return v, dual, share, None, False
 
-    def matvec(u):
-        nw.passes += 1.0
-        return h * nw._rmv(d * nw._mv(u)) + (pen + lam) * u
 
-    def model(v, m, lsum):  # F_j(v) (plus the proximal term), and its terms' magnitudes
-        a, b = lsum / n, G @ v
-        c = float(d @ (m * (0.5 * kappa * m - mw)))
-        e = 0.5 * (v @ (pen * v))
-        dv = v - w0
-        f = 0.5 * lam * (dv @ dv)
-        return a + b + c + e + f, abs(a) + abs(b) + abs(c) + abs(e) + f
+class _Free:
+    """`_newton_loop.Model` of the Hessian-free Newton: the peers' models ``G^T v + (kappa/2)
+    v^T H_j v - mw^T D X_j v`` (``H_j = X_j^T D X_j``, ``D = diag(d)``, ``mw = X_j wsum``: a
+    function of the margins), the penalty and the damping ``(lam / 2) ||v - w0||^2``; the
+    inner solve is PCG on ``M = h H_j + diag(pen) + lam I``, ``h = scale + kappa``."""
 
-    dec0 = f = rt = None
-    flat = False
-    lsum = last[4] if reuse else None
-    for it in range(max_iter + 1):
-        if it == 0 and reuse:
-            r, g_loss = last[2], last[3]
-        else:
-            r = nw.deriv(m) if rt is None else rt
-            g_loss = nw._rmv(r)
-            nw.passes += 0.5
-        if it == max_iter or flat:
-            break
-        if f is None:
-            G += c_missing * (g_loss / n)
-            if lsum is None:
-                lsum = nw._value(m)
-            f, fmag = model(v, m, lsum)
-        g = g_loss / n + G + nw._rmv(d * (kappa * m - mw)) + pen * v + lam * (v - w0)
+    def __init__(self, nw, G, mw, d, diagH, scale, kappa, lam, w0):
+        self.nw, self.G, self.mw, self.d = nw, G, mw, d
+        self.kappa, self.lam, self.w0, self.pen = kappa, lam, w0, nw.pen
+        self.h = scale + kappa
+        diagM = self.h * diagH + self.pen + lam
+        self.diagM = np.maximum(diagM, 1e-12 * max(float(np.max(diagM, initial=0.0)), 1e-300))
+
+    def rest(self, v, m):
+        nw, d, kappa, lam = self.nw, self.d, self.kappa, self.lam
+        dv, pv = v - self.w0, self.pen * v
+        g = self.G + nw._rmv(d * (kappa * m - self.mw)) + pv + lam * dv
         nw.passes += 0.5
-        step, _ = pcg(matvec, -g, diagM, nw.cg_rtol, nw.cg_max)
-        dec = -(g @ step)
-        if dec0 is None:
-            dec0 = dec
-        if not dec > 1e-300 or dec <= rtol * dec0:
-            break
-        dm = nw._mv(step)
-        nw.passes += 0.5
-        flat = dec <= _EPS * fmag and np.max(np.abs(dm), initial=0.0) <= 1e-3
-        t = 1.0
-        while True:
-            vt, mt = v + t * step, m + t * dm
-            lt, rt = nw.value_deriv(mt)
-            nw.trials += 1
-            ft, fmag_t = model(vt, mt, lt)
-            if flat or ft <= f - 1e-4 * t * dec or t < 1e-10:
-                break
-            t *= 0.5
-        v, m, f, fmag, lsum = vt, mt, ft, fmag_t, lt
-    nw.last = (v.copy(), m, r, g_loss, lsum)
-    dual = _L.loss_dual_clip(loss, -r, y)
-    return v, dual, (-g_loss if np.array_equal(dual, -r) else nw._rmv(dual)), None, False
+        mag = (abs(self.G @ v) + abs(float(d @ (m * (0.5 * kappa * m - self.mw))))
+               + abs(0.5 * (v @ pv)) + 0.5 * lam * (dv @ dv))
+        return g, mag
+
+    def _matvec(self, u):
+        self.nw.passes += 1.0
+        return self.h * self.nw._rmv(self.d * self.nw._mv(u)) + (self.pen + self.lam) * u
+
+    def solve(self, g):
+        return pcg(self._matvec, -g, self.diagM, self.nw.cg_rtol, self.nw.cg_max)[0]
+
+    def curvature(self, step, dm):
+        return self.kappa * float(self.d @ (dm * dm)) + step @ ((self.pen + self.lam) * step)

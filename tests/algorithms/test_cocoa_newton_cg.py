@@ -17,6 +17,7 @@ from asip.algorithms._datasets import make_power_law_logistic
 from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty,
                              reference_optimum, relative_suboptimality)
 from asip.algorithms import _kernels as K
+from asip.algorithms import _losses as L
 from asip.algorithms import _newton_cg as CG
 from asip.algorithms._base import make_problem
 from asip.algorithms._cocoa_newton import LocalNewton, choose_local_solver
@@ -69,6 +70,48 @@ def test_a_cg_newton_iteration_is_the_dense_newton_one(fit_intercept):
             out.append(nw.solve(w0, peers, c_missing, 1, 0.0, missing)[0])
     for dense, free in zip(out[:2], out[2:]):
         np.testing.assert_allclose(free, dense, rtol=1e-7, atol=1e-9)
+
+
+def _model_grad(ln, v, g_k, w_k, c_k, d):
+    """``grad F_j(v)`` with one peer modelled by ``c_k H_j`` (``H_j = X^T diag(d) X``, the
+    curvature taken at the round's start), no damping (a first round)."""
+    r = L.loss_deriv(K.LOGISTIC, ln.A @ v, ln.y)
+    return ln.A.T @ r / ln.n + g_k + c_k * (ln.A.T @ (d * (ln.A @ (v - w_k)))) + ln.pen * v
+
+
+def _far_peer_round(seed, far, scale):
+    """One round (2 Newton iterations) on 200 x 5 CSR logistic rows, one peer of as many rows
+    ``far`` from ``w0``, ``F_j``'s gradient at ``w0`` of size ``scale``: ``(trials, how much
+    of that gradient is left)``."""
+    rng = np.random.default_rng(seed)
+    n_j, d = 200, 5
+    X = sp.csr_matrix(rng.normal(size=(n_j, d)))
+    y = np.where(rng.random(n_j) < 0.5, 1.0, -1.0)
+    ln = LocalNewton((X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64)), y,
+                     K.LOGISTIC, False, d, 2 * n_j, 1e-4, 2000, 0, hessian_free=True)
+    ln.cg_rtol, ln.cg_max = 1e-12, 200
+    w0 = rng.normal(size=d)
+    w_k = w0 + far * rng.normal(size=d)
+    curv = L.loss_curvature(K.LOGISTIC, X @ w0, y) / ln.n
+    g_k = scale * rng.normal(size=d) - _model_grad(ln, w0, np.zeros(d), w_k, 1.0, curv)
+    v = ln.solve(w0, [(g_k, w_k, None, 1.0)], 0.0, 2, 1e-4)[0]
+    g0, g1 = (np.linalg.norm(_model_grad(ln, x, g_k, w_k, 1.0, curv)) for x in (w0, v))
+    return ln.trials, g1 / g0
+
+
+def test_line_search_sees_a_decrease_below_the_models_rounding():
+    """A peer's point far from ``w0`` (1e10, 1e11 away) puts ~1e9 into ``F_j``'s value (its
+    ``G^T v`` and margin terms) where a round's decrease is ~1e-8: compared by value, the
+    rounding rejected good steps (before: 8 of these 72 rounds took 4-55 trials, two left
+    the iterate where it was); on ``F_j``'s exact change each takes at most 2 an iteration
+    and removes 90% of the model's gradient."""
+    worst = [(0, 0.0)]
+    for far in (1e10, 1e11):
+        for scale in (1e-2, 1e-3, 1e-4):
+            for seed in range(12):
+                worst.append(_far_peer_round(seed, far, scale))
+    assert max(t for t, _ in worst) <= 4, worst
+    assert max(r for _, r in worst) <= 0.1, worst
 
 
 def test_choice_and_refusals():

@@ -1,5 +1,5 @@
 """`LocalNewton.solve` once converged to float64 rounding (asip-cocoa at ``tol=0``): one loss
-pass a round, the Newton step taken unchecked (`_cocoa_newton.ROUNDING`), and the same
+pass a round, the Newton step taken unchecked (`_newton_loop.ROUNDING`), and the same
 iterates as the full search while its decrease shows."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from asip.algorithms import _cocoa_newton as CN
 from asip.algorithms import _kernels as K
+from asip.algorithms import _newton_loop as NL
 from asip.algorithms import make_logistic, make_regression
 
 
@@ -71,7 +72,7 @@ def test_iterates_are_the_full_searchs_while_its_decrease_shows(monkeypatch, los
     same = 0
     for r in range(25):
         b = guarded.solve(w, peers, 0.0, 1, 0.0)
-        monkeypatch.setattr(CN, "ROUNDING", 0.0)
+        monkeypatch.setattr(NL, "ROUNDING", 0.0)
         a = full.solve(w, peers, 0.0, 1, 0.0)
         monkeypatch.undo()
         if same == r and all(np.array_equal(x, z) for x, z in zip(a, b)):
