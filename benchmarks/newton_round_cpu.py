@@ -1,4 +1,5 @@
-"""CPU per Newton round of asip-cocoa (``local_solver="newton"``), in one process, no cluster.
+"""CPU per Newton round of asip-cocoa (``local_solver="newton"``, or ``"newton-cg"``), in one
+process, no cluster.
 
 The partitions step in turn (lockstep, every push delivered to the peers' next inbox, as
 the tests' `_sim` does) on a simulated clock, so each run does the same rounds whatever
@@ -9,6 +10,7 @@ line-search trials, a loss pass each), and the relative suboptimality reached. T
 
 Run:  python benchmarks/newton_round_cpu.py [--data ijcnn1 a9a] [--task log_loss-l2]
           [--partitions 2] [--rounds 6] [--repeats 5] [--json out.json]
+          [--local-solver newton-cg]
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=6, help="steps per partition")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", help="append the figures here (one JSON line per dataset)")
+    ap.add_argument("--local-solver", default="newton", choices=["newton", "newton-cg"])
     args = ap.parse_args(argv)
 
     from asip.algorithms import _cocoa, reference_optimum, relative_suboptimality
@@ -92,7 +95,8 @@ def main(argv=None) -> int:
         parts = [(data.X[a:b], data.y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
         problem = make_problem(getattr(K, {"log_loss": "LOGISTIC", "hinge": "HINGE"}[task.loss]),
                                K.L2, alpha, False, parts)
-        params = _cocoa.ALGORITHM.merge({"local_solver": "newton", "seed": 0, "tol": 0.0})
+        params = _cocoa.ALGORITHM.merge({"local_solver": args.local_solver, "seed": 0,
+                                          "tol": 0.0})
         per_round: dict = {}
         models = []
         for _ in range(args.repeats):
