@@ -96,15 +96,15 @@ from typing import NamedTuple
 import numpy as np
 from scipy.linalg.blas import dspmv
 
+from . import _cert_round as R
 from . import _kernels as K
 from ._base import AdaptiveCount, Algorithm, LocalData, Outgoing, Problem, StepOutput
-from ._certificate import (GapParts, certificate_parts, certified_model, gap_from_parts,
-                           snapshot_fields)
+from ._certificate import GapParts, certificate_parts, certified_model, snapshot_fields
 from ._compact import packed_of, sym_fields, sym_of, vector_fields, vector_of
 from ._compact import schema_fields as compact_fields
 from ._hinge_smoothing import curvature_floor, next_mu, smooth_enough, smoothing_bias
 from ._cocoa_newton import MAX_SDCA_DAMPING, LocalNewton, choose_local_solver, sdca_damping
-from ._primal_cert import record_gap, side_len
+from ._primal_cert import side_len
 from ._sdca_kernels import cocoa_steps, hinge_steps_shrinking, new_shrink_state
 from ._sparse_exchange import Exchange, schema_fields
 
@@ -313,9 +313,7 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
                "rejoining": data.incarnation > 0 and data.n_partitions > 1,
                # a restarted Newton partition's zero iterate is no model yet (`_seed`)
                "bare": newton is not None and data.incarnation > 0 and data.n_partitions > 1},
-        cert={"x": Exchange("wbar", p, data.index), "ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "best_dual": -np.inf,
-              "gap": np.inf, "rel_gap": np.inf, "primal": np.nan, "certified": None,
-              "bias": {}},
+        cert=R.new_book(x=Exchange("wbar", p, data.index), bias={}),
         newton=newton,
         shrink=(new_shrink_state() if newton is None and problem.loss == K.HINGE
                 and params["shrinking"] else None),
@@ -415,12 +413,9 @@ def _absorb(state: CocoaState, data: LocalData, inbox) -> None:
                 clock["answered"] = req
                 clock["answer"] = (req, cert["x"].vector(LEADER).copy())
         if (current or "cg" in pl or "cg_idx" in pl) and "lsum" in pl and data.index == LEADER \
-                and int(pl["linc"]) == data.incarnation and int(pl["lver"]) == cert["ver"]:
-            parts = _parts_of(state, msg.sender, pl)
-            if parts is not None:
-                cert["answers"][msg.sender] = parts
-                if "hb" in pl:  # hinge Newton: its smoothing's part of the gap
-                    cert.setdefault("bias", {})[msg.sender] = float(pl["hb"])
+                and R.accept(cert, msg.sender, (int(pl["linc"]), int(pl["lver"])),
+                             data.incarnation, _parts_of(state, msg.sender, pl)) and "hb" in pl:
+            cert["bias"][msg.sender] = float(pl["hb"])  # hinge Newton: its smoothing's part
     if clock["bare"] and clock["points"]:
         _seed(state)
 
@@ -472,8 +467,7 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         clock["rejoining"] = False
     if state.newton is not None and data.n_partitions > 1 and (
             clock["answer"] is not None and data.index != LEADER
-            or data.index == LEADER and state.cert["wbar"] is not None
-            and len(state.cert["answers"]) == data.n_partitions - 1):
+            or data.index == LEADER and R.complete(state.cert, data.n_partitions)):
         # certificate work first, a round (as long as a peer's) later: an answer goes out,
         # or the leader closes its round, now -- the certified model lags the iterates by
         # a message, not by two rounds
@@ -824,19 +818,14 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
              reopen: bool = True) -> bool:
     """The leader's round: close the open certificate, open a new one (unless not
     ``reopen``: its model has not moved since); True when certified."""
-    cert, pb, params = state.cert, state.problem, state.params
+    cert, params = state.cert, state.params
     wbar = cert["wbar"]
-    if wbar is not None and len(cert["answers"]) == data.n_partitions - 1:
-        t0 = time.perf_counter()
-        own = _parts(state, data, wbar)
-        cert["cost"] = time.perf_counter() - t0
-        primal, dual, _ = gap_from_parts([own, *cert["answers"].values()], wbar, pb.alpha)
-        # any mix of the partitions' duals is feasible: every such D is a valid bound
-        cert.update(primal=primal, wbar=None)
+    if R.complete(cert, data.n_partitions):
+        if R.close(cert, state.problem, lambda w: _parts(state, data, w), params["tol"]):
+            return True
+        primal = cert["primal"]
         if state.newton is None and primal < cert.get("best_primal", np.inf):
             cert.update(best_primal=primal, best=wbar)  # the model while none is certified
-        if record_gap(cert, primal, dual, wbar, params["tol"]):
-            return True
         target = (params["tol"] or 1e-6) * abs(primal)
         floor = max(params["mu_min"], 0.25 * target)
         if state.newton is not None and state.newton.hinge and not _smooth_enough(
@@ -844,9 +833,8 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
                 next_mu(state.newton.mu, cert["gap"], {**params, "mu_min": floor})):
             payload["mu"] = state.newton.mu  # the leader lowers mu; it travels in every push
     if reopen and _cert_opens(state, now):
-        wbar = _view(state)
-        cert.update(ver=cert["ver"] + 1, wbar=wbar, at=now, answers={}, bias={})
-        payload.update(cert["x"].pub.publish(wbar, now, ver=cert["ver"]))
+        ver = R.open_round(cert, _view(state), now, bias={})
+        payload.update(cert["x"].pub.publish(cert["wbar"], now, ver=ver))
     return False
 
 
@@ -879,9 +867,7 @@ def _cert_opens(state: CocoaState, now: float) -> bool:
         period = min(period, CERT_RAMP * now)
     elif state.newton.hinge:  # mu falls only at a certificate: one a Newton round (`HINGE_CERT_ROUNDS`)
         period = min(period, HINGE_CERT_ROUNDS * state.clock.get("round", period))
-    period = max(period, 4.0 * cert.get("cost", 0.0))
-    stale = now - cert["at"] >= 5 * period + 0.1 + 3.0 * state.clock.get("round", 0.0)
-    return (cert["wbar"] is None or stale) and now - cert["at"] >= period
+    return R.opens(cert, now, period, slack=3.0 * state.clock.get("round", 0.0))
 
 
 def schema(problem: Problem) -> tuple[dict, dict]:
