@@ -37,7 +37,7 @@ with it: hinge-l2 (alpha 0.1, 2 partitions, a simulated 1.5 ms a step) to 1e-6, 
 push. The paper's 100 ms period (its local solve was up to 10,000 SGD steps) left a9a at
 1e-2 after 1 s; ``push_period=0`` pushes every step.
 
-Certified stop. Partition 0 leads: every ``cert_period`` s (at least 4x its own
+Certified stop (`_cert_round`). Partition 0 leads: every ``cert_period`` s (at least 4x its own
 certificate pass) it sends its current ``z`` (its own and the peers' latest states) with
 a round number; every operator answers on its next step with its duality-gap parts at that
 ``z`` (`_primal_cert.parts_at`: the hinge's local SDCA duals, which are feasible whatever
