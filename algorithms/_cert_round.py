@@ -1,15 +1,11 @@
 """The leader's certificate round that asip-admm and asip-cocoa share: open, answers, close.
 
-Partition 0 leads. It opens a round at a model ``wbar`` with a new version; every peer
-answers with its `GapParts` at exactly that ``wbar`` (the version says which); with every
-answer in, the leader adds its own parts and closes the round: ``P(wbar) - D`` bounds
-``P(wbar) - P*`` whatever the asynchrony did (any duals are feasible), and `record_gap`
-keeps the best ``D`` and the certified model. One round is open at a time; one whose
-answers are overdue (a lost request or answer) is opened again at a new ``wbar``.
-
-The book is a dict (`new_book`), so `_certificate.snapshot_fields` reads it. The solvers
-supply what differs: how they compute their parts, the model they certify, how often
-(``period``), and what they do after a closed round.
+The leader opens a round at a model ``wbar`` with a new version; every peer answers with
+its `GapParts` at that ``wbar``; with every answer in, the leader adds its own and closes
+it: ``P(wbar) - D`` bounds ``P(wbar) - P*`` whatever the asynchrony did (any duals are
+feasible). One round is open at a time; an overdue one (a lost message) is opened anew.
+The book is a dict (`_certificate.snapshot_fields` reads it); the solvers supply their
+parts, the model, the period and what follows a closed round.
 """
 
 from __future__ import annotations
