@@ -37,7 +37,7 @@ with it: hinge-l2 (alpha 0.1, 2 partitions, a simulated 1.5 ms a step) to 1e-6, 
 push. The paper's 100 ms period (its local solve was up to 10,000 SGD steps) left a9a at
 1e-2 after 1 s; ``push_period=0`` pushes every step.
 
-Certified stop. Partition 0 leads: every ``cert_period`` s (at least 4x its own
+Certified stop (`_cert_round`). Partition 0 leads: every ``cert_period`` s (at least 4x its own
 certificate pass) it sends its current ``z`` (its own and the peers' latest states) with
 a round number; every operator answers on its next step with its duality-gap parts at that
 ``z`` (`_primal_cert.parts_at`: the hinge's local SDCA duals, which are feasible whatever
@@ -65,12 +65,12 @@ of all operators' final ``(x_i, y_i)``.
 from __future__ import annotations
 
 import logging
-import time
 from typing import NamedTuple
 
 import numpy as np
 
 from . import _kernels as K
+from . import _cert_round as R
 from . import _primal_cert as C
 from ._admm_core import LocalSolver, local_solve, setup, z_update
 from ._base import Algorithm, LocalData, Outgoing, Problem, Start, StepOutput
@@ -118,9 +118,7 @@ def init(problem: Problem, data: LocalData, params: dict) -> AsyncADMMState:
            "phase": "run" if data.incarnation == 0 else "rejoin"}
     certify = (C.certifiable(problem, data.sw is not None)
                and not (data.sw is not None and problem.loss == K.HINGE))
-    cert = {"on": certify, "ver": 0, "wbar": None, "answers": {}, "at": -np.inf,
-            "cost": 0.0, "best_dual": -np.inf, "gap": np.inf, "rel_gap": np.inf,
-            "certified": None, "primal": np.nan, "asked": (-1, 0), "owed": None}
+    cert = R.new_book(on=certify, asked=(-1, 0), owed=None)
     return AsyncADMMState(problem, params, rho, solver,
                           PeerStates(("x", "y"), "k", expecting=data.incarnation > 0), mem, cert)
 
@@ -140,11 +138,9 @@ def _absorb(state: AsyncADMMState, data: LocalData, inbox) -> tuple:
                 and (msg.incarnation, int(pl["cv"])) > cert["asked"]:
             cert["asked"] = (msg.incarnation, int(pl["cv"]))
             cert["owed"] = (cert["asked"], np.array(pl["cz"], dtype=np.float64))
-        if "av" in pl and data.index == LEADER and cert["wbar"] is not None \
-                and (int(pl.get("ai", -1)), int(pl["av"])) == (data.incarnation, cert["ver"]) \
-                and pl.get("cert"):
-            cert["answers"][msg.sender] = C.decode(state.problem, state.problem.sizes[msg.sender],
-                                                   pl)
+        if "av" in pl and data.index == LEADER and pl.get("cert"):
+            R.accept(cert, msg.sender, (int(pl.get("ai", -1)), int(pl["av"])), data.incarnation,
+                     C.decode(state.problem, state.problem.sizes[msg.sender], pl))
     echoes, own = state.table.absorb(inbox)
     mem = state.mem
     if own is not None and mem["phase"] == "rejoin":
@@ -249,28 +245,27 @@ def _certify(state: AsyncADMMState, data: LocalData, now: float) -> tuple[dict, 
     if not cert["on"]:
         return {}, False
     if data.index != LEADER:
-        if cert["owed"] is None:
-            return {}, False
-        (inc, ver), z = cert["owed"]
-        cert["owed"] = None
-        return {"ai": inc, "av": ver, **C.encode(pb, _parts(state, data, z))}, False
+        return _answer(state, data), False
     if data.n_partitions == 1 or len(state.table) < data.n_partitions - 1:
         return {}, False  # the first rounds: the leader's z is its own alone
-    wbar = cert["wbar"]
-    if wbar is not None and len(cert["answers"]) == data.n_partitions - 1:
-        t0 = time.perf_counter()
-        own = _parts(state, data, wbar)
-        cert["cost"] = time.perf_counter() - t0
-        primal, dual, _ = C.relative_gap(pb, [own, *cert["answers"].values()], wbar)
-        cert.update(primal=primal, wbar=None)
-        if C.record_gap(cert, primal, dual, wbar, state.params["tol"]):
-            return {}, True
-    period = max(float(state.params["cert_period"]), 4.0 * cert["cost"])
-    overdue = cert["wbar"] is not None and now - cert["at"] >= 5 * period + 0.1
-    if (cert["wbar"] is None or overdue) and now - cert["at"] >= period:
-        cert.update(ver=cert["ver"] + 1, wbar=state.mem["z"].copy(), at=now, answers={})
-        return {"cv": cert["ver"], "cz": cert["wbar"]}, False
+    if R.complete(cert, data.n_partitions) and R.close(
+            cert, pb, lambda z: _parts(state, data, z), state.params["tol"]):
+        return {}, True
+    if R.opens(cert, now, float(state.params["cert_period"])):
+        ver = R.open_round(cert, state.mem["z"].copy(), now)
+        return {"cv": ver, "cz": cert["wbar"]}, False
     return {}, False
+
+
+def _answer(state: AsyncADMMState, data: LocalData) -> dict:
+    """A peer's answer to the leader's newest request, if one is owed: the leader's
+    ``(incarnation, version)`` and this partition's parts at its ``z`` (`_parts`)."""
+    cert = state.cert
+    if cert["owed"] is None:
+        return {}
+    (inc, ver), z = cert["owed"]
+    cert["owed"] = None
+    return {"ai": inc, "av": ver, **C.encode(state.problem, _parts(state, data, z))}
 
 
 def schema(problem: Problem) -> tuple[dict, dict]:

@@ -1,10 +1,12 @@
-"""asip-cocoa on hinge-l2 in one process (lock-step, `tests/algorithms/_sim.py`): exchanges to
-1e-3 / 1e-6 relative suboptimality and to the certified stop, local solvers side by side.
+"""asip-cocoa on hinge-l2 (``--loss log_loss``: log_loss-l2) in one process (lock-step,
+`tests/algorithms/_sim.py`): exchanges to 1e-3 / 1e-6 relative suboptimality and to the
+certified stop, local solvers side by side.
 
 Run: ``python benchmarks/hinge_rounds.py --datasets a9a,ijcnn1,synthetic-logistic:20000
-[--partitions 2] [--variants 'sdca;newton;newton mu0=0.1'] [--max-rounds 400]``. A variant is
+[--partitions 2] [--variants 'sdca;newton;newton mu0=0.1'] [--max-rounds 400]
+[--round-time 0.001]`` (simulated seconds a round: what ``cert_period`` is measured in). A variant is
 ``local_solver`` then ``key=value`` params (Python literals; an upper-case key sets that
-`_cocoa` (or `_hinge_smoothing`) constant for the variant's runs: ``HINGE_CERT_ROUNDS=inf
+`_cocoa` (or `_hinge_smoothing`) constant for the variant's runs: ``NEWTON_CERT_ROUNDS=inf
 BIAS_SHARE=-1`` is main's schedule). A round is one ``local_step`` of
 every partition in turn (each an exchange); the model each round is the one the runtime would
 report (`combine` of the snapshots), its objective against the certified reference; the CPU
@@ -51,7 +53,8 @@ def parse_variant(spec: str) -> tuple[str, dict]:
     return spec, params
 
 
-def run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha, round_time=1e-3):
+def run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha, round_time=1e-3,
+        loss=K.HINGE):
     """Lock-step rounds; returns (rounds to 1e-3, to 1e-6, to the certified stop, the busiest
     partition's thread CPU seconds in `local_step` to 1e-6, partition 0's Newton rounds, mu)."""
     algo = get_algorithm("asip-cocoa")
@@ -63,16 +66,17 @@ def run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha, round
         for k, v in consts.items():
             setattr(mods[k], k, v)
         return _run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha,
-                    round_time, algo)
+                    round_time, algo, loss)
     finally:
         for k, v in saved.items():
             setattr(mods[k], k, v)
 
 
-def _run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha, round_time, algo):
+def _run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha, round_time, algo,
+         loss):
     bounds = np.linspace(0, X.shape[0], n_parts + 1).astype(int)
     parts = [(X[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-    problem = make_problem(K.HINGE, K.L2, alpha, False, parts)
+    problem = make_problem(loss, K.L2, alpha, False, parts)
     params = algo.merge({"tol": 1e-6, "seed": 0, **params})
     datas = [local_data(Xb, yb, problem, i) for i, (Xb, yb) in enumerate(parts)]
     chunk = max(1, int(chunk_frac * datas[0].n))
@@ -118,6 +122,8 @@ def main(argv=None):
     ap.add_argument("--max-rounds", type=int, default=400)
     ap.add_argument("--chunk", type=float, default=0.4, help="SDCA slice, fraction of a pass")
     ap.add_argument("--alpha", type=float, default=0.1)
+    ap.add_argument("--loss", default="hinge", choices=["hinge", "log_loss"])
+    ap.add_argument("--round-time", type=float, default=1e-3, help="simulated s a round")
     args = ap.parse_args(argv)
     variants = [parse_variant(v.strip()) for v in args.variants.split(";") if v.strip()]
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
@@ -129,13 +135,16 @@ def main(argv=None):
         else:
             data = load_dataset(name)
             X, y = data.X, data.y
-        obj = Objective(get_loss("hinge"), get_penalty("l2", args.alpha), False)
+        obj = Objective(get_loss(args.loss), get_penalty("l2", args.alpha), False)
+        loss = K.HINGE if args.loss == "hinge" else K.LOGISTIC
         f_star = reference_optimum(obj, X, y).f_star
         for k in (int(p) for p in args.partitions.split(",")):
             for label, params in variants:  # a throw-away run first: numba compiles
-                run(X[:2000], y[:2000], k, params, obj, f_star, 3, args.chunk, args.alpha)
+                run(X[:2000], y[:2000], k, params, obj, f_star, 3, args.chunk, args.alpha,
+                    args.round_time, loss)
                 h3, h6, cert, wall, nr, mu = run(X, y, k, params, obj, f_star,
-                                                 args.max_rounds, args.chunk, args.alpha)
+                                                 args.max_rounds, args.chunk, args.alpha,
+                                                 args.round_time, loss)
                 fmt = lambda v: "-" if v is None else str(v)  # noqa: E731
                 wall = math.nan if wall is None else wall * 1e3
                 print(f"{name:26s} K={k:2d} {label:34s} 1e-3 {fmt(h3):>4s}  1e-6 {fmt(h6):>4s}"

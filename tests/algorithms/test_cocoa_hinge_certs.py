@@ -1,5 +1,5 @@
 """asip-cocoa's Newton on hinge: the leader certifies every Newton round
-(`_cocoa.HINGE_CERT_ROUNDS`), so the smoothing ``mu``, which falls only at a certificate,
+(`_cocoa.NEWTON_CERT_ROUNDS`), so the smoothing ``mu``, which falls only at a certificate,
 keeps pace with the rounds; and ``mu`` stays once the smoothing's own part of the gap
 (`_hinge_smoothing.smoothing_bias`) is small against the target (`smooth_enough`)."""
 
@@ -47,11 +47,11 @@ def test_hinge_newton_certifies_in_few_rounds_at_the_default_cert_period(n_parts
 
 
 def test_certificates_20_rounds_apart_do_not_certify_in_those_rounds(monkeypatch):
-    """With ``HINGE_CERT_ROUNDS`` beyond the run (``cert_period`` alone spaces them, main's
+    """With ``NEWTON_CERT_ROUNDS`` beyond the run (``cert_period`` alone spaces them, main's
     schedule) the same fit is not certified in those rounds: the cadence, not a lucky
     problem, makes the difference."""
     X, y, parts, problem, obj = _problem(2)
-    monkeypatch.setattr(_cocoa, "HINGE_CERT_ROUNDS", float("inf"))
+    monkeypatch.setattr(_cocoa, "NEWTON_CERT_ROUNDS", float("inf"))
     _, snaps, rounds, done = simulate(
         "asip-cocoa", problem, parts, {"tol": 1e-6, "seed": 0, "local_solver": "newton"},
         max_time=1.0, max_rounds=55, round_time=1e-3)

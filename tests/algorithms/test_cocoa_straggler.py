@@ -63,7 +63,8 @@ def test_a_round_waits_for_half_the_other_rows_or_until_overdue():
     clock = state.clock
     assert _newton_due(state, data, 0.0)  # the first round
     clock.update(round_at=1.0, round=0.01)
-    assert not _newton_due(state, data, 5.0)  # no news: never (a converged peer set waits)
+    assert not _newton_due(state, data, 1.39)  # no news: wait 4 active windows (0.1 s each)
+    assert _newton_due(state, data, 1.41)  # ... then a round anyway (liveness)
     clock["news"] = {1}  # a quarter of the other rows
     assert not _newton_due(state, data, 1.01)
     assert _newton_due(state, data, 1.05)  # overdue: 4x its round, at least 20 ms
@@ -80,7 +81,9 @@ def test_a_round_waits_for_every_active_peer_and_not_for_a_silent_one():
     X, y, parts = _sparse_logistic(parts=4)
     problem = make_problem(K.LOGISTIC, K.L2, ALPHA, False, parts)
     algo = get_algorithm("asip-cocoa")
-    params = algo.merge({"local_solver": "newton", "seed": 0})
+    # cert_period 0: the leader's first certificate round opens at its first round, not
+    # once it heard every peer (3 stays silent here)
+    params = algo.merge({"local_solver": "newton", "seed": 0, "cert_period": 0.0})
     assert params["min_news"] is None  # the default gate
     datas = [local_data(*part, problem, k) for k, part in enumerate(parts)]
     states = [algo.init(problem, d, params) for d in datas]
@@ -122,7 +125,24 @@ def test_a_round_waits_for_every_active_peer_and_not_for_a_silent_one():
     assert not _newton_due(states[1], datas[1], 0.345)
     assert _newton_due(states[1], datas[1], 0.355)  # twice the window after its round
     clock["news"].clear()
-    assert step(1, 1.0) == 5  # no news: no round, however long
+    assert step(1, 0.54) == 5  # no news: no round for 4 active windows (0.4 s)...
+    assert step(1, 0.56) == 6  # ... then one anyway
+
+
+@pytest.mark.parametrize("min_news", [None, 0.5])
+def test_without_any_news_a_round_runs_anyway_after_quiet_windows(min_news):
+    """Liveness: every push lost, so no partition ever hears a moved total (as when all wait
+    on each other at a fixed point short of ``tol``). A round still runs `QUIET_WINDOWS`
+    active windows after the last (here 4 x `ACTIVE_MIN` = 0.4 s): at 0.01, 0.41 and 0.81 s
+    of a 1 s fit -- where the first round was the only one, and the fit idled to max_time."""
+    X, y, parts = _sparse_logistic(parts=2)
+    problem = make_problem(K.LOGISTIC, K.L2, ALPHA, False, parts)
+    _, snaps, _, done = simulate(
+        "asip-cocoa", problem, parts,
+        {"tol": 0.0, "seed": 0, "local_solver": "newton", "min_news": min_news},
+        max_time=1.0, round_time=0.01, drop=1.0)
+    assert not done
+    assert [s["rounds"] for s in snaps] == [3, 3]
 
 
 @pytest.mark.parametrize("fit_intercept", [False, True])

@@ -1,0 +1,78 @@
+"""The leader's certificate round that asip-admm and asip-cocoa share: open, answers, close.
+
+The leader opens a round at a model ``wbar`` with a new version; every peer answers with
+its `GapParts` at that ``wbar``; with every answer in, the leader adds its own and closes
+it: ``P(wbar) - D`` bounds ``P(wbar) - P*`` whatever the asynchrony did (any duals are
+feasible). One round is open at a time; an overdue one (a lost message) is opened anew.
+The book is a dict (`_certificate.snapshot_fields` reads it); the solvers supply their
+parts, the model, the period and what follows a closed round.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ._base import Problem
+from ._primal_cert import record_gap, relative_gap
+
+__all__ = ["accept", "close", "complete", "new_book", "open_round", "opens"]
+
+#: a round is at least this many of the leader's own certificate passes apart (the
+#: certificates' cost stays under ~20%)
+COST_PERIODS = 4.0
+#: an open round is overdue (ask again) after this many periods and `OVERDUE_SLACK` s
+OVERDUE_PERIODS = 5.0
+OVERDUE_SLACK = 0.1
+
+
+def new_book(**extra) -> dict:
+    """A leader's empty certificate book (``extra``: the solver's own entries)."""
+    return {"ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "cost": 0.0,
+            "best_dual": -np.inf, "gap": np.inf, "rel_gap": np.inf, "primal": np.nan,
+            "certified": None, **extra}
+
+
+def opens(book: dict, now: float, period: float, slack: float = 0.0) -> bool:
+    """Whether the leader opens a round now: ``period`` (and `COST_PERIODS` of its own
+    certificate pass) since the last, which closed -- or whose answers are overdue
+    (`OVERDUE_PERIODS` periods, `OVERDUE_SLACK` and ``slack`` s: one was lost)."""
+    period = max(period, COST_PERIODS * book["cost"])
+    overdue = now - book["at"] >= OVERDUE_PERIODS * period + OVERDUE_SLACK + slack
+    return (book["wbar"] is None or overdue) and now - book["at"] >= period
+
+
+def open_round(book: dict, wbar: np.ndarray, now: float, **reset) -> int:
+    """Open the next round at ``wbar`` (answers to an older one no longer count); its
+    version. ``reset``: the solver's per-round entries, emptied."""
+    book.update(ver=book["ver"] + 1, wbar=wbar, at=now, answers={}, **reset)
+    return book["ver"]
+
+
+def accept(book: dict, sender: int, asked: tuple, incarnation: int, parts) -> bool:
+    """Keep ``sender``'s answer ``parts`` when it answers the open round: ``asked``, the
+    leader's ``(incarnation, version)`` it names, is this leader's and this round's (and
+    the parts decoded: not None)."""
+    if book["wbar"] is None or parts is None or tuple(asked) != (incarnation, book["ver"]):
+        return False
+    book["answers"][sender] = parts
+    return True
+
+
+def complete(book: dict, n_partitions: int) -> bool:
+    """Whether the open round has every peer's answer."""
+    return book["wbar"] is not None and len(book["answers"]) >= n_partitions - 1
+
+
+def close(book: dict, problem: Problem, own_parts, tol: float) -> bool:
+    """Close the complete open round: the leader's parts (``own_parts(wbar)``, timed: the
+    period's floor) and the answers give ``P(wbar)`` and ``D``; True when the relative gap
+    is at most ``tol`` (`record_gap`: the book then holds the certified ``wbar``)."""
+    wbar = book["wbar"]
+    t0 = time.perf_counter()
+    own = own_parts(wbar)
+    book["cost"] = time.perf_counter() - t0
+    primal, dual, _ = relative_gap(problem, [own, *book["answers"].values()], wbar)
+    book.update(primal=primal, wbar=None)
+    return record_gap(book, primal, dual, wbar, tol)
