@@ -83,10 +83,14 @@ def _move_into_pad(pad: Any, data: Any) -> Any:
     return parent[begin:begin + d.size]
 
 
-def shipped(value: Any) -> Any:
-    """A block as `asip._data` scatters it: each numpy array (of a tuple) in `Aligned`."""
+def shipped(value: Any, address: str) -> Any:
+    """A block as `asip._data` scatters it to the worker at ``address``: each numpy array
+    (of a tuple) in `Aligned`; as it is when nothing is serialized on the way (``inproc://``
+    passes the objects themselves, and the worker would keep the wrapper)."""
+    if address.startswith("inproc"):
+        return value
     if isinstance(value, tuple):
-        return tuple(shipped(v) for v in value)
+        return tuple(shipped(v, address) for v in value)
     if isinstance(value, np.ndarray) and not value.dtype.hasobject:
         return Aligned(value)
     return value

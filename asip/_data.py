@@ -67,7 +67,8 @@ class Partitions:
         self.reloads.append(index)
         key = f"{self.prefix}-{index}-r{self.reloads.count(index)}"
         old = self.futures[index]
-        self.futures[index] = [_scatter(client, {key: shipped(self.sources[index])},
+        to = worker or client.scheduler.address  # the scheduler's scheme is the workers'
+        self.futures[index] = [_scatter(client, {key: shipped(self.sources[index], to)},
                                         worker)[key]]
         for f in old:
             f.release()
@@ -239,7 +240,7 @@ def _partitions_in_memory(data: list, client: Any) -> Partitions:
     nthreads = client.nthreads()
     slots = _worker_slots(nthreads, len(data))
     for i, (addr, part) in enumerate(zip(slots, data)):
-        by_worker.setdefault(addr, {})[f"{prefix}-{i}-r0"] = shipped(part)  # arrives aligned
+        by_worker.setdefault(addr, {})[f"{prefix}-{i}-r0"] = shipped(part, addr)
     futures, failed = _scatter_all(client, by_worker)
     for addr in failed:  # unreachable from here: through the scheduler, with a warning
         futures.update(_scatter(client, by_worker[addr], addr))

@@ -161,3 +161,23 @@ def test_dense_blocks_arrive_aligned_for_blas(client):
     finally:
         for fs in parts.futures:
             fs[0].release()
+
+
+@pytest.mark.timeout(60)
+def test_blocks_stay_plain_arrays_in_a_threads_only_cluster():
+    """``inproc://`` passes the objects themselves, unserialized: the workers hold the plain
+    arrays (never the wrapper that aligns them over TCP), placed and reloaded."""
+    blocks = [(np.ones((100, 3)), np.ones(100)), np.zeros((50, 2))]
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=":0", silence_logs=40) as cluster, \
+            Client(cluster) as client:
+        parts = partitions_of(blocks, client)
+        parts.reload(0, client)
+        keys = {fs[0].key for fs in parts.futures}  # the reloaded block's, and the other's
+        held = {}
+        for found in client.run(lambda dask_worker: {
+                k: [type(a) for a in (v if isinstance(v, tuple) else (v,))]
+                for k, v in dask_worker.data.items()}).values():
+            held.update(found)
+        assert keys <= held.keys()
+        assert all(t is np.ndarray for k in keys for t in held[k]), held
