@@ -2,10 +2,11 @@
 
 A worker reads a message's first large array into the buffer that also holds the
 message's header, at whatever offset the header ends: 7 times in 8 the array is not
-8-byte aligned, and numpy then cannot hand it to BLAS. Its fallback loop, on a
-worker's 200 MB block, took 0.05-0.5 s where BLAS takes 9 ms (asip-cocoa's
-certificate pass ``a @ X``: the operator pushed nothing meanwhile, and its peers'
-messages waited in its mailbox). `shipped` wraps each array of a block in `Aligned`,
+8-byte aligned, and numpy then cannot hand it to BLAS. asip-cocoa's certificate
+pass (``a @ X`` on a worker's 200 MB block) took 0.3-2.0 s in 7 of 12 fits at load
+7-11 (aligned: 0.03-0.24 s; 9 ms for the product alone, idle): its operator pushed
+nothing meanwhile and its peers' messages waited in its mailbox, the "no message for
+0.65 s" early in dense fits. `shipped` wraps each array of a block in `Aligned`,
 which travels as the array behind a small pad frame; on arrival the array's bytes
 are moved back into the pad, in place, onto a `ALIGN`-byte boundary, and the worker
 holds a plain numpy array in the memory it arrived in.
