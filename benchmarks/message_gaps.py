@@ -12,10 +12,12 @@ A gap in arrivals that matches the peer's gap in pushes is the peer's operator b
 the channel); a gap in polls with arrivals inside it is the own operator busy (the
 messages wait in its mailbox); a loop stall is the channel's.
 
-Measured 2026-11-30 (load 9-11, main 02c76e1 vs the aligned scatter, 6 fits each): main
-to 1e-6 0.36-2.40 s (median 0.46), longest poll gap per operator median 0.15 s, max 1.98
-s, its longest certificate pass per fit 0.10-1.98 s (``X`` unaligned in every fit);
-aligned 0.41-0.49 s (median 0.47), gaps median 0.16 s, max 0.20 s, passes 0.04-0.08 s.
+Measured 2026-11-30 22:31-22:34 UTC (load 3.2-7.0), main 02c76e1 against the aligned
+scatter (`asip._aligned`), 3 runs x 5-6 fits each, alternating: to 1e-6 main median 0.87 s
+(0.27-1.90, p90 1.26), aligned 0.59 s (0.42-0.92, p90 0.82); longest poll gap per
+operator main median 0.33 s, p90 0.82, max 1.15; aligned 0.22, 0.40, 0.55; longest
+certificate pass per fit main median 0.24 s, max 1.12 (``X`` unaligned in every fit),
+aligned 0.08 s, max 0.25.
 
 Run:  python benchmarks/message_gaps.py [--fits 6] [--rows 500000] [--json out.json]
 
