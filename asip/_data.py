@@ -3,7 +3,8 @@
 Dask collections are persisted (Dask recomputes a lost block from its graph). In-memory
 blocks (numpy / scipy.sparse, or tuples of them) are scattered straight to the workers,
 never through the scheduler nor embedded in a task graph, and re-scattered from the
-driver's copy when the worker holding one dies.
+driver's copy when the worker holding one dies; their numpy arrays arrive aligned, in the
+memory they arrived in (`asip._aligned`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dask.sizeof import sizeof
 from dask.utils import parse_bytes
 from distributed import Future, futures_of, wait
 
+from asip._aligned import shipped
 from asip._exceptions import AsipError
 
 __all__ = ["Partitions", "count_partitions", "partitions_of"]
@@ -65,7 +67,9 @@ class Partitions:
         self.reloads.append(index)
         key = f"{self.prefix}-{index}-r{self.reloads.count(index)}"
         old = self.futures[index]
-        self.futures[index] = [_scatter(client, {key: self.sources[index]}, worker)[key]]
+        to = worker or client.scheduler.address  # the scheduler's scheme is the workers'
+        self.futures[index] = [_scatter(client, {key: shipped(self.sources[index], to)},
+                                        worker)[key]]
         for f in old:
             f.release()
 
@@ -236,7 +240,7 @@ def _partitions_in_memory(data: list, client: Any) -> Partitions:
     nthreads = client.nthreads()
     slots = _worker_slots(nthreads, len(data))
     for i, (addr, part) in enumerate(zip(slots, data)):
-        by_worker.setdefault(addr, {})[f"{prefix}-{i}-r0"] = part
+        by_worker.setdefault(addr, {})[f"{prefix}-{i}-r0"] = shipped(part, addr)
     futures, failed = _scatter_all(client, by_worker)
     for addr in failed:  # unreachable from here: through the scheduler, with a warning
         futures.update(_scatter(client, by_worker[addr], addr))
