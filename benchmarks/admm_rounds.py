@@ -62,7 +62,7 @@ def run(X, y, n_parts, solver, params, obj, f_star, max_rounds, alpha, round_tim
     boxes = [[] for _ in parts]
     later = []  # (round due, receiver, message): ``delay`` holds each one back 0..delay rounds
     rng = np.random.default_rng(1)
-    steps, done, hit3, hit6, ep6, stop = 0, False, None, None, None, None
+    steps, hit3, hit6, ep6, stop = 0, None, None, None, None
 
     def rounds_now():
         if solver == "admm":
