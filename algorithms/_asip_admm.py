@@ -16,7 +16,7 @@ in parallel run the synchronous ADMM's rounds without its barrier, and over-rela
 stable (below). Lock-step rounds to 1e-6 (hinge-l2, alpha 0.1, 2 partitions,
 `benchmarks/admm_rounds.py`), before -> now: a9a 27 -> 21, ijcnn1 12 -> 6,
 synthetic-logistic:20000 33 -> 13 (``admm``: 16, 7, 14); in parallel with messages held
-back 0-2 steps: 49 -> 18, 21 -> 10, 56 -> 26. (A step also does them at its end, from
+back 0-2 steps: 49 -> 18, 21 -> 10, 59 -> 27. (A step also does them at its end, from
 the same states, for the certificate's ``z`` and the snapshot.)
 
 Receivers keep only the *latest* ``(x_j, y_j)`` per sender (ordered by
