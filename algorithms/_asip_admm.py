@@ -43,6 +43,12 @@ steps), and 1.6 needs fewer rounds to 1e-6 than 1 nearly everywhere: in parallel
 23 -> 14, ijcnn1 11 -> 7, synthetic 28 -> 19 (held back: 33 -> 18, 13 -> 10, 37 -> 26).
 The exception is round-robin a9a (19 -> 21 on 2 partitions, 17 -> 26 on 4).
 
+Waiting for news. A step against the same peer states as the last one is of little use
+(Pushes, below), and on shared cores it takes the CPU a peer needs: after a step the next
+poll waits for a message up to ``news_wait`` (2) times the step's own time, at most
+``push_period``, and returns the moment one comes in; a straggler costs the others at most
+that per step.
+
 Pushes. An operator pushes on the step after it took in news (a peer's new state), so
 the exchange runs at the peers' pace, one answer per state heard, with no wait; and at
 least every ``push_period`` (10 ms; the keep-alive that restarts the exchange after a lost
@@ -52,11 +58,6 @@ with it: hinge-l2 (alpha 0.1, 2 partitions, a simulated 1.5 ms a step) to 1e-6, 
 27, ijcnn1 33 -> 12, synthetic-logistic:20000 94 -> 33, reuters 27 -> 11 with the news
 push. The paper's 100 ms period (its local solve was up to 10,000 SGD steps) left a9a at
 1e-2 after 1 s; ``push_period=0`` pushes every step.
-
-Waiting for news. A step against the same peer states as the last one is of little use
-(above), and on shared cores it takes the CPU a peer needs: after a step the next poll waits
-for a message up to ``news_wait`` (2) times the step's own time, at most ``push_period``,
-and returns the moment one comes in; a straggler costs the others at most that per step.
 
 Certified stop. Partition 0 leads: every ``cert_period`` s (at least 4x its own
 certificate pass) it sends its current ``z`` (its own and the peers' latest states) with
