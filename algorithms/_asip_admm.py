@@ -1,12 +1,23 @@
 """ASIP-ADMM: asynchronous consensus ADMM in which every operator keeps its own ``z``.
 
 The asynchronous ADMM of the ASIP paper (the authors' "PORKCHOP"). Each
-operator loops, never waiting for anyone (`_admm_core` holds the updates)::
+operator loops, never waiting for anyone longer than a step or two (`_admm_core` holds the
+updates)::
 
-    x_i <- argmin f_i(x) + (rho/2) ||x - (z_i - y_i/rho)||^2      (SDCA epochs, warm-started)
     z_i <- prox_{R/(N rho)}( mean_j (x_j + y_j / rho) )           (self + latest from each peer)
-    y_i <- y_i + rho (x_i - z_i)
+    y_i <- y_i + rho (x_i - z_i)                                   (x_i: this operator's last)
+    x_i <- argmin f_i(x) + (rho/2) ||x - (z_i - y_i/rho)||^2      (SDCA epochs, warm-started)
     push (x_i, y_i) if this step took in a peer's new state, or ``push_period`` has passed
+
+The z and dual steps come first, with the states that came in since the last step: the
+ASIP code (and this one until 2026-11-30) took them at a step's end, so the peers' news
+reached an x step one step late. With the z of the latest states, two operators that step
+in parallel run the synchronous ADMM's rounds without its barrier, and over-relaxation is
+stable (below). Lock-step rounds to 1e-6 (hinge-l2, alpha 0.1, 2 partitions,
+`benchmarks/admm_rounds.py`), before -> now: a9a 27 -> 21, ijcnn1 12 -> 6,
+synthetic-logistic:20000 33 -> 13 (``admm``: 16, 7, 14); in parallel with messages held
+back 0-2 steps: 49 -> 18, 21 -> 10, 59 -> 27. (A step also does them at its end, from
+the same states, for the certificate's ``z`` and the snapshot.)
 
 Receivers keep only the *latest* ``(x_j, y_j)`` per sender (ordered by
 incarnation and round), so messages are idempotent state: a dropped one is
@@ -21,11 +32,22 @@ hinge with an l2 penalty, floored at an eighth of the ``alpha``-blind one, and t
 the ``alpha``-blind one otherwise (`_admm_core.default_rho`, ``rule="auto"``, with
 the measurements). ``relaxation`` (gamma)
 over-relaxes as in the synchronous ``admm`` (each operator sends
-``x^_i = gamma x_i + (1 - gamma) z_i``), but defaults to 1 (none): with the
-staleness of asynchronous peers, gamma = 1.3 already diverged on a9a hinge and
-1.5 on least squares in the same measurement, where the synchronous ``admm``
-is stable up to 1.8. A step over-relaxes only when every peer's state is new since
-the operator's last step (`_fresh`); against a stale one it takes ``gamma = 1``.
+``x^_i = gamma x_i + (1 - gamma) z_i``), 1.6 by default as there. A step over-relaxes only
+when every peer's state is new since the operator's last step (`_fresh`); against a stale
+one it takes ``gamma = 1``. With the z step at a step's end only, gamma = 1.3 had
+diverged on a9a hinge and 1.5 on least squares (and 1.6 did in simulation: 4 partitions,
+messages held back 0-2 steps); with the z of the latest states none diverged (hinge and
+logistic on a9a, ijcnn1, reuters, synthetic; least squares on synthetic and abalone; 2 and
+4 partitions; round-robin, in parallel, and in parallel with messages held back 0-2
+steps), and 1.6 needs fewer rounds to 1e-6 than 1 nearly everywhere: in parallel hinge a9a
+23 -> 14, ijcnn1 11 -> 7, synthetic 28 -> 19 (held back: 33 -> 18, 13 -> 10, 37 -> 26).
+The exception is round-robin a9a (19 -> 21 on 2 partitions, 17 -> 26 on 4).
+
+Waiting for news. A step against the same peer states as the last one is of little use
+(Pushes, below), and on shared cores it takes the CPU a peer needs: after a step the next
+poll waits for a message up to ``news_wait`` (2) times the step's own time, at most
+``push_period``, and returns the moment one comes in; a straggler costs the others at most
+that per step.
 
 Pushes. An operator pushes on the step after it took in news (a peer's new state), so
 the exchange runs at the peers' pace, one answer per state heard, with no wait; and at
@@ -66,6 +88,7 @@ from __future__ import annotations
 
 import logging
 from typing import NamedTuple
+from time import perf_counter  # the step's own time (``news_wait``)
 
 import numpy as np
 
@@ -86,9 +109,11 @@ DEFAULTS = {
     # default rho (`_admm_core.default_rho`): "auto" (hinge with l2: "sqrt" floored at
     # "legacy" / 8; else "legacy"), "legacy" (alpha-blind) or "sqrt" (sqrt(mu L)-type)
     "rho_rule": "auto",
-    "relaxation": 1.0,  # over-relaxation gamma in (0, 2); > 1 is unstable with stale peers
+    "relaxation": 1.6,  # over-relaxation gamma in (0, 2), taken only against fresh peers
     "local_epochs": 1,
     "push_period": 0.01,
+    "news_wait": 2.0,  # the next poll waits up to this many times the step's own time (at
+    # most push_period) for a peer's state; 0: never waits
     "rejoin_wait": 0.3,
     "tol": 1e-6,  # stop when the certified relative duality gap at a consensus z is below this
     "cert_period": 0.02,  # seconds between the leader's certificate rounds, at least; and at
@@ -112,6 +137,9 @@ class AsyncADMMState(NamedTuple):
 
 def init(problem: Problem, data: LocalData, params: dict) -> AsyncADMMState:
     rho, solver = setup(problem, data, params, "asip-admm")
+    if not params["news_wait"] >= 0:
+        raise ValueError(f"news_wait must be >= 0 for solver 'asip-admm', got "
+                         f"{params['news_wait']!r}")
     p = problem.p
     mem = {"x": np.zeros(p), "y": np.zeros(p), "y_used": np.zeros(p), "z": np.zeros(p), "k": 0,
            "pushed": -np.inf, "started": None,
@@ -178,13 +206,14 @@ def local_step(state: AsyncADMMState, data: LocalData, inbox, now: float) -> Ste
             return StepOutput(state, echoes + _push_state(state, now), wait=0.02)
         state.table.stop_expecting()  # a late echo must not overwrite a running state
         if state.table.recovered:  # redo the dual step of the saved round with today's z
-            mem["y"] = mem["y_used"]
-            mem["z"] = _z(state, data, include_self=True)
-            mem["y"] = mem["y_used"] + state.rho * (mem["x"] - mem["z"])
+            _redo_dual_step(state, data)
         elif state.table:
             mem["z"] = _z(state, data, include_self=False)
             mem["x"] = mem["z"].copy()
         mem["phase"] = "run"
+    t0 = perf_counter()
+    if mem["k"] > 0:  # the last z and dual steps again, with the peers' states new since
+        _redo_dual_step(state, data)
     v = mem["z"] - mem["y"] / state.rho
     x = local_solve(state.solver, state.problem, data, v, state.rho, params["local_epochs"])
     gamma = params["relaxation"] if _fresh(state, data) else 1.0
@@ -196,7 +225,16 @@ def local_step(state: AsyncADMMState, data: LocalData, inbox, now: float) -> Ste
     mem["y"] = mem["y"] + state.rho * (mem["x"] - mem["z"])
     mem["k"] += 1
     extra, done = _certify(state, data, now)
-    return StepOutput(state, echoes + _push_state(state, now, extra), done=done)
+    wait = min(params["news_wait"] * (perf_counter() - t0), params["push_period"])
+    return StepOutput(state, echoes + _push_state(state, now, extra), wait=wait, done=done)
+
+
+def _redo_dual_step(state: AsyncADMMState, data: LocalData) -> None:
+    """The last step's z and dual steps again, with the peers' states that came in since."""
+    mem = state.mem
+    mem["y"] = mem["y_used"]
+    mem["z"] = _z(state, data, include_self=True)
+    mem["y"] = mem["y_used"] + state.rho * (mem["x"] - mem["z"])
 
 
 def _fresh(state: AsyncADMMState, data: LocalData) -> bool:

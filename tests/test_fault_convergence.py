@@ -23,8 +23,8 @@ by the ``wall`` check here, against the same round's fault-free fit, and tested 
 
 Robustness on a shared 2-core machine: the problems are chosen so that the
 fault-free results are stable (a9a, 8,000 rows: ASIP-SGD with ``alpha=0.1``,
-the ASIP paper's l2 setting, ends near 3e-7 and ASIP-ADMM with ``alpha=1e-3``
-near 4e-3 after 2 s, both within about +-30% run to run, with or without two
+the ASIP paper's l2 setting, ends near 3e-7 and ASIP-ADMM with ``alpha=1e-4``
+near 2.5e-3 after 2 s, both within about +-30% run to run, with or without two
 CPU-bound processes beside them), the three scenarios are interleaved round by
 round so that load drifts hit them alike, and medians of 3 fits are compared.
 Before the rejoin fix in ``_asip_sgd`` (the restarted operator gets its old dual
@@ -58,7 +58,9 @@ BUDGET = 2.0
 FAULT_AT = 0.3 * BUDGET
 ROUNDS = 3
 #: solver -> l2 alpha on a9a (8,000 rows) where the fault-free run is stable at BUDGET
-ALPHA = {"asip-sgd": 1e-1, "asip-admm": 1e-3}
+ALPHA = {"asip-sgd": 1e-1, "asip-admm": 1e-4}
+# (asip-admm at 1e-3, near 4e-3 after 2 s until its z step took the peers' news first and
+# over-relaxed, 2026-11-30, now certifies 1e-6 within the budget: no fault left to measure)
 FAULTS = {"KillOperator": KillOperator, "KillWorker": KillWorker}
 
 

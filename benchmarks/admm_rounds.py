@@ -1,0 +1,147 @@
+"""asip-admm and ``admm`` on hinge-l2 in one process (lock-step, `tests/algorithms/_sim.py`):
+rounds to 1e-3 / 1e-6 relative suboptimality and the local SDCA epochs they cost.
+
+Run: ``python benchmarks/admm_rounds.py --datasets a9a,ijcnn1,synthetic-logistic:20000
+[--partitions 2] [--variants 'asip-admm;admm;asip-admm local_epochs=3'] [--max-rounds 300]``.
+A variant is a solver then ``key=value`` params (Python literals; ``rho_x=2`` is twice the
+solver's default ``rho``). A round is one
+``local_step`` of every partition in turn at ``--round-time`` simulated seconds; for
+``admm`` (a barrier) the count is its completed barrier rounds (``k``), not the steps. The
+model each round is the one the runtime would report (`combine` of the snapshots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "algorithms"))
+
+from _sim import Msg  # noqa: E402
+
+from asip.algorithms import _kernels as K  # noqa: E402
+from asip.algorithms._base import local_data, make_problem  # noqa: E402
+from asip.algorithms._objectives import Objective, get_loss, get_penalty  # noqa: E402
+from asip.algorithms._reference import reference_optimum  # noqa: E402
+from asip.algorithms._solvers import get_algorithm  # noqa: E402
+from asip_bench.data import load_dataset  # noqa: E402
+
+
+def parse_variant(spec: str) -> tuple[str, str, dict]:
+    words = spec.split()
+    params = {}
+    for kv in words[1:]:
+        k, _, v = kv.partition("=")
+        try:
+            params[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            params[k] = v
+    return spec, words[0], params
+
+
+def run(X, y, n_parts, solver, params, obj, f_star, max_rounds, alpha, round_time=1.5e-3,
+        loss=K.HINGE, jacobi=False, delay=0):
+    """Lock-step rounds; returns (rounds to 1e-3, to 1e-6, local SDCA epochs of the busiest
+    partition to 1e-6, rounds at the certified stop or None)."""
+    algo = get_algorithm(solver)
+    bounds = np.linspace(0, X.shape[0], n_parts + 1).astype(int)
+    parts = [(X[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    problem = make_problem(loss, K.L2, alpha, False, parts)
+    params = dict(params)
+    if "rho_x" in params:  # a multiple of the solver's default rho
+        from asip.algorithms._admm_core import default_rho
+        params["rho"] = params.pop("rho_x") * default_rho(problem, algo.defaults["rho_rule"])
+    params = algo.merge({"tol": 1e-6, "seed": 0, **params})
+    datas = [local_data(Xb, yb, problem, i) for i, (Xb, yb) in enumerate(parts)]
+    states = [algo.init(problem, d, params) for d in datas]
+    boxes = [[] for _ in parts]
+    later = []  # (round due, receiver, message): ``delay`` holds each one back 0..delay rounds
+    rng = np.random.default_rng(1)
+    steps, hit3, hit6, ep6, stop = 0, None, None, None, None
+
+    def rounds_now():
+        if solver == "admm":
+            return min(int(s.mem["k"]) for s in states)
+        return steps
+
+    def epochs():
+        return max(int(s.mem.get("epochs", 0)) for s in states)
+
+    while rounds_now() < max_rounds and steps < 4 * max_rounds:
+        steps += 1
+        due = [m for m in later if m[0] <= steps]
+        later = [m for m in later if m[0] > steps]
+        for _, j, msg in due:
+            boxes[j].append(msg)
+        inboxes = [list(b) for b in boxes] if jacobi else None
+        for i in range(len(parts)):
+            if jacobi:
+                inbox = inboxes[i]
+                boxes[i] = boxes[i][len(inbox):]
+            else:
+                inbox, boxes[i] = boxes[i], []
+            out = algo.local_step(states[i], datas[i], inbox, steps * round_time)
+            states[i] = out.state
+            for o in out.outbox:
+                for j in range(len(parts)):
+                    if j != i and (o.to is None or o.to == j):
+                        msg = Msg(i, 0, o.payload, time.time())
+                        lag = int(rng.integers(0, delay + 1)) if delay else 0
+                        if lag:
+                            later.append((steps + lag, j, msg))
+                        else:
+                            boxes[j].append(msg)
+            if out.done and stop is None:
+                stop = rounds_now()
+        if hit6 is None:
+            w = algo.combine(problem, [algo.snapshot(s) for s in states])
+            r = (obj.value(w, X, y) - f_star) / abs(f_star)
+            if hit3 is None and r <= 1e-3:
+                hit3 = rounds_now()
+            if r <= 1e-6:
+                hit6, ep6 = rounds_now(), epochs()
+        if hit6 is not None and (stop is not None or params["tol"] == 0):
+            break
+    return hit3, hit6, ep6, stop
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--datasets", default="a9a,ijcnn1,synthetic-logistic:20000")
+    ap.add_argument("--partitions", default="2")
+    ap.add_argument("--variants", default="asip-admm;admm")
+    ap.add_argument("--max-rounds", type=int, default=300)
+    ap.add_argument("--alpha", type=float, default=0.1)
+    ap.add_argument("--loss", default="hinge")
+    ap.add_argument("--round-time", type=float, default=1.5e-3)
+    ap.add_argument("--delay", type=int, default=0, help="hold each message back a random "
+                    "0..delay rounds")
+    ap.add_argument("--jacobi", action="store_true", help="every partition steps on the inbox "
+                    "of the round's start (as operators running in parallel), not round-robin")
+    args = ap.parse_args(argv)
+    variants = [parse_variant(v.strip()) for v in args.variants.split(";") if v.strip()]
+    loss = {"hinge": K.HINGE, "log_loss": K.LOGISTIC, "squared_error": K.SQUARED}[args.loss]
+    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
+          f"{os.getloadavg()[0]:.2f}, {args.loss}-l2 alpha {args.alpha}"
+          f"{', jacobi' if args.jacobi else ', round-robin'}, delay {args.delay}", flush=True)
+    for name in args.datasets.split(","):
+        data = load_dataset(name)
+        X, y = data.X, data.y
+        obj = Objective(get_loss(args.loss), get_penalty("l2", args.alpha), False)
+        f_star = reference_optimum(obj, X, y).f_star
+        for k in (int(p) for p in args.partitions.split(",")):
+            for label, solver, params in variants:
+                h3, h6, ep, stop = run(X, y, k, solver, params, obj, f_star, args.max_rounds,
+                                       args.alpha, args.round_time, loss, args.jacobi, args.delay)
+                fmt = lambda v: "-" if v is None else str(v)  # noqa: E731
+                print(f"{name:26s} K={k:2d} {label:44s} 1e-3 {fmt(h3):>4s}  1e-6 {fmt(h6):>4s}"
+                      f"  epochs {fmt(ep):>4s}  stop {fmt(stop):>4s}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
