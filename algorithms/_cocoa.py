@@ -670,9 +670,13 @@ def _newton_round(state: CocoaState, data: LocalData) -> None:
         if k == data.index:
             continue
         point = clock["points"].get(k)
-        if point is None or not state.peers.sub.synced.get(k, False):
+        if point is None or k not in state.peers.sub.vecs:
             c_missing += size / nj  # not heard from, or no point yet
             continue
+        # a peer out of sync (a lost delta) keeps its last consistent total and point (both
+        # change only with a message applied whole): stale, as a silent peer's, not missing
+        # -- missing, its rows left the model (rescaled: the optimum on the rows heard
+        # from), so each lost message threw the rounds toward another fixed point
         hess = clock["hess"].get(k)
         g_k = -pb.alpha * state.peers.vector(k)
         if hess is not None and hess[0] == point[0]:
@@ -732,9 +736,14 @@ def newton_iterations(newton_iter, n_peers: int, p: int, nnz: int) -> int:
 
 
 def _resyncs(state: CocoaState) -> tuple[Outgoing, ...]:
-    """Fulls of the own total (and, from the leader, of ``wbar``) for peers that asked."""
-    return tuple(Outgoing(fields, to=to) for x in (state.peers, state.cert["x"])
-                 for to, fields in x.resyncs())
+    """Fulls of the own total (and, from the leader, of ``wbar``) for peers that asked.
+    Newton: the own total's carry its point (``w`` is the last push's: a round always
+    pushes), or the peer, holding a total with no point, drops this partition from its
+    model until the next push (under 30% drops that was most rounds: newton-cg never
+    certified)."""
+    point = vector_fields("x", state.w) if state.clock.get("point") else {}
+    return (*(Outgoing({**fields, **point}, to=to) for to, fields in state.peers.resyncs()),
+            *(Outgoing(fields, to=to) for to, fields in state.cert["x"].resyncs()))
 
 
 def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
