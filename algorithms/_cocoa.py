@@ -70,7 +70,9 @@ Traffic: totals and the leader's ``wbar`` travel through the sparse exchange
 (`_sparse_exchange`): the entries that changed since the previous push, numbered;
 a receiver that missed one asks for a full in its next push (an answer that came
 with a delta it could not apply is dropped, and the leader re-asks as for a lost
-answer). On CSR data a push costs the nonzeros a slice touched, not ``d``.
+answer). On CSR data a push costs the nonzeros a slice touched, not ``d``. Newton: a
+peer out of sync stays in the model at its last consistent total and point (stale, as a
+silent one), and a resync full carries its sender's point.
 
 Scope: penalty l2. The intercept (``fit_intercept``): with the Newton local solver it is
 unpenalized, scikit-learn's and `Objective`'s problem (each answer then also carries the
