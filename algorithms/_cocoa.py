@@ -541,7 +541,9 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         state.chunk.update(time.perf_counter() - t0)
         clock["steps"] += n_steps
         clock["ahead"] += n_steps
-    out = _message(state, data, now)
+    # Newton's re-push while it waits goes out full: a peer that lost the round's push is
+    # in sync again at once, not after its request and the resync (a round's stall each)
+    out = _message(state, data, now, full=state.newton is not None and wait > 0)
     clock["pushed"] = now
     done = False
     if data.index == LEADER:
@@ -670,9 +672,13 @@ def _newton_round(state: CocoaState, data: LocalData) -> None:
         if k == data.index:
             continue
         point = clock["points"].get(k)
-        if point is None or not state.peers.sub.synced.get(k, False):
+        if point is None or k not in state.peers.sub.vecs:
             c_missing += size / nj  # not heard from, or no point yet
             continue
+        # a peer out of sync (a lost delta) keeps its last consistent total and point (both
+        # change only with a message applied whole): stale, as a silent peer's, not missing
+        # -- missing, its rows left the model (rescaled: the optimum on the rows heard
+        # from), so each lost message threw the rounds toward another fixed point
         hess = clock["hess"].get(k)
         g_k = -pb.alpha * state.peers.vector(k)
         if hess is not None and hess[0] == point[0]:
@@ -732,18 +738,23 @@ def newton_iterations(newton_iter, n_peers: int, p: int, nnz: int) -> int:
 
 
 def _resyncs(state: CocoaState) -> tuple[Outgoing, ...]:
-    """Fulls of the own total (and, from the leader, of ``wbar``) for peers that asked."""
-    return tuple(Outgoing(fields, to=to) for x in (state.peers, state.cert["x"])
-                 for to, fields in x.resyncs())
+    """Fulls of the own total (and, from the leader, of ``wbar``) for peers that asked.
+    Newton: the own total's carry its point (``w`` is the last push's: a round always
+    pushes), or the peer, holding a total with no point, drops this partition from its
+    model until the next push (under 30% drops that was most rounds: newton-cg never
+    certified)."""
+    point = vector_fields("x", state.w) if state.clock.get("point") else {}
+    return (*(Outgoing({**fields, **point}, to=to) for to, fields in state.peers.resyncs()),
+            *(Outgoing(fields, to=to) for to, fields in state.cert["x"].resyncs()))
 
 
-def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
+def _message(state: CocoaState, data: LocalData, now: float, full: bool = False) -> Outgoing:
     """The own total; with a certificate answer owed, also this partition's `GapParts`: the
     loss sum at the asked model and the dual sums of the duals ``u`` comes from (two passes,
     so only then)."""
     clock = state.clock
     extra = {} if state.newton is not None else {"pc": clock["steps"] / max(data.n, 1)}
-    payload = state.peers.fields(state.u, now, **extra)
+    payload = state.peers.fields(state.u, now, full=full, **extra)
     payload.update(state.cert["x"].sub.want_field(now))
     if clock.get("point"):  # Newton: u is -grad L_k / alpha at this point
         payload.update(vector_fields("x", state.w))  # sparse where sparse (wide models)
