@@ -70,7 +70,9 @@ Traffic: totals and the leader's ``wbar`` travel through the sparse exchange
 (`_sparse_exchange`): the entries that changed since the previous push, numbered;
 a receiver that missed one asks for a full in its next push (an answer that came
 with a delta it could not apply is dropped, and the leader re-asks as for a lost
-answer). On CSR data a push costs the nonzeros a slice touched, not ``d``.
+answer). On CSR data a push costs the nonzeros a slice touched, not ``d``. Newton: a
+peer out of sync stays in the model at its last consistent total and point (stale, as a
+silent one), and a resync full carries its sender's point.
 
 Scope: penalty l2. The intercept (``fit_intercept``): with the Newton local solver it is
 unpenalized, scikit-learn's and `Objective`'s problem (each answer then also carries the
@@ -541,9 +543,7 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         state.chunk.update(time.perf_counter() - t0)
         clock["steps"] += n_steps
         clock["ahead"] += n_steps
-    # Newton's re-push while it waits goes out full: a peer that lost the round's push is
-    # in sync again at once, not after its request and the resync (a round's stall each)
-    out = _message(state, data, now, full=state.newton is not None and wait > 0)
+    out = _message(state, data, now)
     clock["pushed"] = now
     done = False
     if data.index == LEADER:
@@ -748,13 +748,13 @@ def _resyncs(state: CocoaState) -> tuple[Outgoing, ...]:
             *(Outgoing(fields, to=to) for to, fields in state.cert["x"].resyncs()))
 
 
-def _message(state: CocoaState, data: LocalData, now: float, full: bool = False) -> Outgoing:
+def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
     """The own total; with a certificate answer owed, also this partition's `GapParts`: the
     loss sum at the asked model and the dual sums of the duals ``u`` comes from (two passes,
     so only then)."""
     clock = state.clock
     extra = {} if state.newton is not None else {"pc": clock["steps"] / max(data.n, 1)}
-    payload = state.peers.fields(state.u, now, full=full, **extra)
+    payload = state.peers.fields(state.u, now, **extra)
     payload.update(state.cert["x"].sub.want_field(now))
     if clock.get("point"):  # Newton: u is -grad L_k / alpha at this point
         payload.update(vector_fields("x", state.w))  # sparse where sparse (wide models)
