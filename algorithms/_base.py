@@ -140,6 +140,18 @@ class LocalData(NamedTuple):
         """``||[a_i, 1]||^2`` per row (the 1 only with an intercept), computed once."""
         return self.norms.get()
 
+    def first_row(self) -> "LocalData":
+        """This partition cut to its first row, same dtypes and layout: what a solver's
+        `warm_up` runs its kernels on (numba specializes on those, not on the row count)."""
+        X = self.X
+        if isinstance(X, tuple):  # CSR (data, indices, indptr): the row's entries alone
+            lo, hi = int(X[2][0]), int(X[2][1])
+            head = (X[0][lo:hi], X[1][lo:hi], X[2][:2] - lo)
+        else:
+            head = X[:1]
+        return self._replace(X=head, y=self.y[:1], n=1, norms=self.norms.of(head),
+                             sw=None if self.sw is None else self.sw[:1])
+
 
 def make_problem(loss: int, penalty: int, alpha: float, fit_intercept: bool, parts) -> Problem:
     """A `Problem` for row blocks ``parts = [(X_block, y_block), ...]`` held in memory."""

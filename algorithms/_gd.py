@@ -141,10 +141,7 @@ def warm_up(state: GDState, data: LocalData) -> None:
     proximal step, which the operator's default warm-up (a first `local_step`, a whole
     gradient pass) never reached -- it waits for the peers: on a fresh install
     `_kernels.prox_inplace` compiled in the first run (0.22-0.24 s a worker at load 6.6)."""
-    X = data.X
-    head = (X[0], X[1], X[2][:2]) if isinstance(X, tuple) else X[:1]
-    one = data._replace(X=head, y=data.y[:1], n=1, norms=data.norms.of(head),
-                        sw=None if data.sw is None else data.sw[:1])
+    one = data.first_row()
     _contribution(state._replace(grad=np.zeros_like(state.grad), mem=dict(state.mem, k=0)), one)
     p = state.problem.p
     _trial(state.problem, np.zeros(p), np.zeros(p), 1.0)

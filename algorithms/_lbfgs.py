@@ -158,10 +158,7 @@ def warm_up(state: LbfgsState, data: LocalData) -> None:
     gradient, the intercept's certificate sums and, where the Hessian certificate may be
     asked for, the local Hessian -- on a fresh install the certificate's kernels compiled
     inside the run (1.3 s a worker at load 11, in a 1.8 s fit)."""
-    X = data.X
-    head = (X[0], X[1], X[2][:2]) if isinstance(X, tuple) else X[:1]
-    one = data._replace(X=head, y=data.y[:1], n=1, norms=data.norms.of(head),
-                        sw=None if data.sw is None else data.sw[:1])
+    one = data.first_row()
     trial = state._replace(grad=np.zeros_like(state.grad),
                            mem=dict(state.mem, k=0, want_h=state.mem["h_ok"]))
     _contribution(trial, one)

@@ -121,13 +121,6 @@ def _loss_total(d, w: np.ndarray, pb: Problem) -> float:
     return loss_grad(d, w, pb.loss, pb.fit_intercept, np.empty(pb.p))
 
 
-def _first_row(d):
-    """Partition data ``d`` cut to its first row, same dtypes and layout (for warm-ups)."""
-    X = d.X
-    head = (X[0], X[1], X[2][:2]) if isinstance(X, tuple) else X[:1]
-    return d._replace(X=head, y=d.y[:1], n=1, sw=None if d.sw is None else d.sw[:1])
-
-
 class SolverOperator(asip.Operator):
     """Runs the algorithm ``solver`` on one partition ``(X_block, y_block[, w_block])``.
 
@@ -238,7 +231,7 @@ class SolverOperator(asip.Operator):
             self._algo.local_step(copy.deepcopy(self._states[0]), self._datas[0], (), 0.0)
         # and the dashboard objective's pass (`_local_objective`, first at FIRST_OBJECTIVE_AT):
         # on a fresh install its compile came in the run, ~1 s of a worker's budget at load 15
-        d = _first_row(self._datas[0])
+        d = self._datas[0].first_row()
         _loss_total(d, np.zeros(self.problem.p), self.problem)
         _WARMED.add(key)
 
