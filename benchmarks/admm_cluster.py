@@ -5,6 +5,7 @@ of a certified ``fit`` (default ``tol``), alternating the variants' order every 
 Run: ``python benchmarks/admm_cluster.py --datasets a9a,ijcnn1,synthetic-logistic:20000
 --tasks hinge-l2 --variants 'asip-admm;admm;asip-admm relaxation=1.0' --repeats 3``. A variant
 is a solver then ``key=value`` params (Python literals). 2 workers x 1 thread, 2 partitions.
+The trace is the bench's (`asip_bench.session.TRACE_CONFIG`: a model in every report).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main(argv=None):
     from asip.algorithms import AsipClassifier, make_logistic
     from asip_bench.data import ClusterData, compute_reference, load_dataset, parse_task
     from asip_bench.runner import run_asip
+    from asip_bench.session import TRACE_CONFIG
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="a9a,ijcnn1,synthetic-logistic:20000")
@@ -53,8 +55,11 @@ def main(argv=None):
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load {os.getloadavg()}",
           flush=True)
     rows = {}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as lc, Client(lc) as client:
+    # the trace as `asip bench --ttt` takes it: without TRACE_CONFIG reuters' reports carry no
+    # model and every target reads as reached at the end of the budget
+    with dask.config.set(TRACE_CONFIG), LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True,
+            dashboard_address=":0") as lc, Client(lc) as client:
         client.wait_for_workers(2)
         ds = make_logistic(2_000, 20, random_state=1)
         for _, solver, params in variants:  # numba compiles outside the timed fits
