@@ -36,7 +36,7 @@ from numba import njit
 from . import _kernels as K
 from ._base import LocalData, Problem
 
-__all__ = ["AUTO_FLOOR", "LocalSolver", "RHO_RULES", "default_rho", "local_solve", "new_local_solver", "setup", "z_update"]
+__all__ = ["AUTO_FLOOR", "AUTO_MAX_L", "LocalSolver", "RHO_RULES", "default_rho", "local_solve", "new_local_solver", "setup", "z_update"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,11 @@ def z_update(problem: Problem, xbar: np.ndarray, ybar: np.ndarray, rho: float,
 RHO_RULES = ("auto", "legacy", "sqrt")
 #: ``rule="auto"`` on hinge-l2: the sqrt rule's rho, but at least the legacy one over this
 AUTO_FLOOR = 8.0
+#: ``rule="auto"`` on log_loss-l2: the sqrt rule while ``L = curvature mean ||[a_i, 1]||^2`` is
+#: at most this, else (unscaled features) the legacy rule. a9a 3.7, ijcnn1 0.63, synthetic
+#: 20k x 100 25; skin_nonskin (features 0-255) 1.5e4, where the data's own curvature, not
+#: alpha, is what counts: "sqrt" reaches nothing there at alpha 1e-4 or 0.1
+AUTO_MAX_L = 1e3
 
 
 def default_rho(problem: Problem, rule: str = "legacy") -> float:
@@ -123,15 +128,24 @@ def default_rho(problem: Problem, rule: str = "legacy") -> float:
     (2 partitions) drop 95 -> 27 and 223 -> 27 (ijcnn1 14 -> 12, reuters 11 -> 11). Where
     ``L / mu`` is huge (skin_nonskin's unscaled features: 6e5) the sqrt rule alone is 260x
     below the legacy one and does not reach 1e-3 in 400 rounds; the floor (32x the sqrt rule
-    there) reaches 1e-6 in 47 (legacy: 184). Smooth losses keep the legacy rule: "sqrt" wins
-    in lock-step simulation but left a 2 s, 4-operator a9a log_loss fit (alpha 1e-3) at 0.46
-    on the cluster, where "legacy" is in the 1e-5 band (test_fault_convergence).
+    there) reaches 1e-6 in 47 (legacy: 184). For log_loss with a strongly convex penalty the
+    sqrt rule while ``L <= AUTO_MAX_L``, else the legacy rule: lock-step (4
+    partitions, Jacobi, delays 0..2 rounds) rounds to 1e-6 at alpha 1e-4 sqrt / legacy: a9a
+    112 / > 400, ijcnn1 32 / > 400, synthetic 20k 37 / 106, reuters 68 / > 200; at alpha 0.1
+    a9a 10 / 16, synthetic 12 / 53 (2026-11-30, after the z step took the peers' news first;
+    the earlier cluster failure of "sqrt", a9a alpha 1e-3 left at 0.46, no longer shows).
+    skin_nonskin (L 1.5e4): sqrt does not reach 1e-3 in 300 rounds at alpha 1e-4 or 0.1,
+    legacy 1e-6 in 129, hence the bound. Squared error keeps the legacy rule (mixed: a9a 74 / > 400,
+    synthetic 88 / 63).
     """
     if rule not in RHO_RULES:
         raise ValueError(f"unknown rho rule {rule!r}; valid rules are {list(RHO_RULES)}")
     if rule == "auto":
-        if problem.loss != K.HINGE or problem.mu <= 0:
+        if problem.mu <= 0 or problem.loss not in (K.HINGE, K.LOGISTIC):
             return default_rho(problem, "legacy")
+        if problem.loss == K.LOGISTIC:
+            L = (problem.curvature or 1.0) * problem.row_scale
+            return default_rho(problem, "sqrt" if L <= AUTO_MAX_L else "legacy")
         return max(default_rho(problem, "sqrt"), default_rho(problem, "legacy") / AUTO_FLOOR)
     curv = problem.curvature if problem.curvature is not None else 1.0
     if rule == "sqrt" and problem.mu > 0:

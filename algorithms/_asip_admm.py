@@ -28,8 +28,8 @@ instead of zeroing them). The ASIP code's table was written by another thread
 without a lock -- here it is only touched by the operator's own thread.
 
 ``rho`` defaults (``rho_rule="auto"``) to a ``sqrt(mu L)``-type choice for the
-hinge with an l2 penalty, floored at an eighth of the ``alpha``-blind one, and to
-the ``alpha``-blind one otherwise (`_admm_core.default_rho`, ``rule="auto"``, with
+hinge with an l2 penalty, floored at an eighth of the ``alpha``-blind one, for log_loss
+with l2 unless the features are unscaled, and to the ``alpha``-blind one otherwise (`_admm_core.default_rho`, ``rule="auto"``, with
 the measurements). ``relaxation`` (gamma)
 over-relaxes as in the synchronous ``admm`` (each operator sends
 ``x^_i = gamma x_i + (1 - gamma) z_i``), 1.6 by default as there. A step over-relaxes only
@@ -108,7 +108,8 @@ logger = logging.getLogger(__name__)
 DEFAULTS = {
     "rho": None,
     # default rho (`_admm_core.default_rho`): "auto" (hinge with l2: "sqrt" floored at
-    # "legacy" / 8; else "legacy"), "legacy" (alpha-blind) or "sqrt" (sqrt(mu L)-type)
+    # "legacy" / 8; log_loss with l2: "sqrt" if L <= 1e3; else "legacy"), "legacy"
+    # (alpha-blind) or "sqrt" (sqrt(mu L)-type)
     "rho_rule": "auto",
     "relaxation": 1.6,  # over-relaxation gamma in (0, 2), taken only against fresh peers
     "local_epochs": 1,

@@ -4,7 +4,7 @@ rounds to 1e-3 / 1e-6 relative suboptimality and the local SDCA epochs they cost
 Run: ``python benchmarks/admm_rounds.py --datasets a9a,ijcnn1,synthetic-logistic:20000
 [--partitions 2] [--variants 'asip-admm;admm;asip-admm local_epochs=3'] [--max-rounds 300]``.
 A variant is a solver then ``key=value`` params (Python literals; ``rho_x=2`` is twice the
-solver's default ``rho``). A round is one
+``rho`` of the variant's ``rho_rule``, else of the solver's default). A round is one
 ``local_step`` of every partition in turn at ``--round-time`` simulated seconds; for
 ``admm`` (a barrier) the count is its completed barrier rounds (``k``), not the steps. The
 model each round is the one the runtime would report (`combine` of the snapshots).
@@ -53,9 +53,10 @@ def run(X, y, n_parts, solver, params, obj, f_star, max_rounds, alpha, round_tim
     parts = [(X[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
     problem = make_problem(loss, K.L2, alpha, False, parts)
     params = dict(params)
-    if "rho_x" in params:  # a multiple of the solver's default rho
+    if "rho_x" in params:  # a multiple of the rho of the variant's rho_rule (else the default)
         from asip.algorithms._admm_core import default_rho
-        params["rho"] = params.pop("rho_x") * default_rho(problem, algo.defaults["rho_rule"])
+        rule = params.get("rho_rule", algo.defaults["rho_rule"])
+        params["rho"] = params.pop("rho_x") * default_rho(problem, rule)
     params = algo.merge({"tol": 1e-6, "seed": 0, **params})
     datas = [local_data(Xb, yb, problem, i) for i, (Xb, yb) in enumerate(parts)]
     states = [algo.init(problem, d, params) for d in datas]

@@ -1,6 +1,6 @@
 """asip-admm's default rho (``rho_rule="auto"``): for the hinge with an l2 penalty the
 sqrt(mu L)-type rule floored at an eighth of the alpha-blind one (which alone is several times
-too large there), the alpha-blind rule elsewhere."""
+too large there), for log_loss with l2 the sqrt(mu L)-type rule, the alpha-blind rule elsewhere."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from _sim import simulate, split_rows
 from asip.algorithms import (Objective, get_loss, get_penalty, make_logistic, reference_optimum,
                              relative_suboptimality)
 from asip.algorithms import _kernels as K
-from asip.algorithms._admm_core import AUTO_FLOOR, default_rho
+from asip.algorithms._admm_core import AUTO_FLOOR, AUTO_MAX_L, default_rho
 from asip.algorithms._asip_admm import DEFAULTS, init
 from asip.algorithms._base import local_data, make_problem
 
@@ -25,7 +25,7 @@ def _rho(problem, parts, **params):
     return init(problem, local_data(*parts[0], problem, 0), {**DEFAULTS, **params}).rho
 
 
-def test_auto_is_the_floored_sqrt_rule_for_hinge_l2_only():
+def test_auto_is_the_floored_sqrt_rule_for_hinge_l2_the_sqrt_rule_for_log_loss_l2():
     _, parts = _parts()
     hinge = make_problem(K.HINGE, K.L2, 0.1, False, parts)
     assert default_rho(hinge, "auto") == default_rho(hinge, "sqrt") > \
@@ -34,10 +34,17 @@ def test_auto_is_the_floored_sqrt_rule_for_hinge_l2_only():
     for rule in ("legacy", "sqrt"):
         assert _rho(hinge, parts, rho_rule=rule) == default_rho(hinge, rule)
     assert _rho(hinge, parts, rho=0.5) == 0.5
-    for loss, pen in ((K.LOGISTIC, K.L2), (K.HINGE, K.L1), (K.SQUARED, K.L2)):
+    for loss, pen in ((K.HINGE, K.L1), (K.LOGISTIC, K.L1), (K.SQUARED, K.L2)):
         problem = make_problem(loss, pen, 0.1, False, parts)
         assert default_rho(problem, "auto") == default_rho(problem, "legacy")
         assert _rho(problem, parts) == default_rho(problem, "legacy")
+    logistic = make_problem(K.LOGISTIC, K.L2, 1e-4, False, parts)  # no floor
+    assert _rho(logistic, parts) == default_rho(logistic, "sqrt") < \
+        default_rho(logistic, "legacy") / AUTO_FLOOR
+    _, unscaled = _parts(10.0)  # L 100x larger: over AUTO_MAX_L, the legacy rule
+    logistic = make_problem(K.LOGISTIC, K.L2, 1e-4, False, unscaled)
+    assert (logistic.curvature or 1.0) * logistic.row_scale > AUTO_MAX_L
+    assert _rho(logistic, unscaled) == default_rho(logistic, "legacy")
     # unscaled features (rows 100x longer: L / mu 10^4 x larger): the floor decides
     _, big = _parts(100.0)
     problem = make_problem(K.HINGE, K.L2, 0.1, False, big)
@@ -71,3 +78,28 @@ def test_hinge_l2_default_beats_both_rules_alone_in_12_lockstep_rounds():
     assert _subopt(1.0, "auto", 12) <= 1e-4 < _subopt(1.0, "legacy", 12)
     got = {rule: _subopt(30.0, rule, 12) for rule in ("auto", "sqrt", "legacy")}
     assert got["auto"] <= 1e-4 < min(got["sqrt"], got["legacy"]), got
+
+
+def test_log_loss_l2_default_reaches_1e_6_in_60_lockstep_rounds_at_small_alpha():
+    """The 1,000 x 20 data of benchmarks/cold_start.py, log_loss, l2 alpha 1e-4 (the
+    estimators' default), lock-step. Measured 2026-11-30 after 40 rounds: auto (= sqrt) 6.1e-7
+    (2 partitions) / 2.9e-10 (4), the alpha-blind rule (auto before) 0.54 / 0.38; at alpha 0.1
+    both reach round-off in 20 rounds. After 60 (the bound): legacy 0.38 (2 partitions)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 20))
+    y = np.where(X @ rng.normal(size=20) + 0.3 * rng.normal(size=1000) > 0, 1.0, -1.0)
+    for n_parts in (2, 4):
+        parts = split_rows(X, y, n_parts)
+        for alpha, rounds in ((1e-4, 60), (0.1, 20)):
+            problem = make_problem(K.LOGISTIC, K.L2, alpha, False, parts)
+            obj = Objective(get_loss("log_loss"), get_penalty("l2", alpha), False)
+            f_star = reference_optimum(obj, X, y).f_star
+            got = {}
+            for rule in ("auto", "legacy"):
+                w, *_ = simulate("asip-admm", problem, parts,
+                                 {"seed": 0, "push_period": 0.0, "rho_rule": rule},
+                                 max_time=60.0, max_rounds=rounds)
+                got[rule] = float(relative_suboptimality(obj.value(np.asarray(w), X, y), f_star))
+            assert got["auto"] <= 1e-6, (n_parts, alpha, got)
+            if alpha < 1e-3:
+                assert got["legacy"] > 1e-2, (n_parts, alpha, got)
