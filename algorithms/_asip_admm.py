@@ -214,11 +214,14 @@ def local_step(state: AsyncADMMState, data: LocalData, inbox, now: float) -> Ste
             mem["x"] = mem["z"].copy()
         mem["phase"] = "run"
     t0 = perf_counter()
-    if mem["k"] > 0:  # the last z and dual steps again, with the peers' states new since
+    heard = _peer_clocks(state)
+    if mem["k"] > 0 and heard != mem.get("seen"):
+        # the last z and dual steps again, with the peers' states new since (none new: the
+        # last step's end computed exactly these)
         _redo_dual_step(state, data)
     v = mem["z"] - mem["y"] / state.rho
     x = local_solve(state.solver, state.problem, data, v, state.rho, params["local_epochs"])
-    gamma = params["relaxation"] if _fresh(state, data) else 1.0
+    gamma = params["relaxation"] if _fresh(state, data, heard) else 1.0
     # over-relaxation: the z and dual steps see x^ = gamma x + (1 - gamma) z (Eckstein-Bertsekas)
     mem["x"] = x if gamma == 1.0 else gamma * x + (1.0 - gamma) * mem["z"]
     mem["z"] = _z(state, data, include_self=True)
@@ -228,7 +231,8 @@ def local_step(state: AsyncADMMState, data: LocalData, inbox, now: float) -> Ste
     mem["k"] += 1
     extra, done = _certify(state, data, now)
     wait = min(params["news_wait"] * (perf_counter() - t0), params["push_period"])
-    return StepOutput(state, echoes + _push_state(state, now, extra), wait=wait, done=done)
+    return StepOutput(state, echoes + _push_state(state, now, extra, heard), wait=wait,
+                      done=done)
 
 
 def warm_up(state: AsyncADMMState, data: LocalData) -> None:
@@ -250,23 +254,30 @@ def _redo_dual_step(state: AsyncADMMState, data: LocalData) -> None:
     mem["y"] = mem["y_used"] + state.rho * (mem["x"] - mem["z"])
 
 
-def _fresh(state: AsyncADMMState, data: LocalData) -> bool:
-    """Whether every peer's state is new since this operator's last step (over-relaxation
-    is safe only then: against a stale peer it diverged, see the module docstring)."""
-    seen = state.mem.setdefault("seen", {})
-    now = {j: (pe.incarnation, pe.clock) for j, pe in state.table.peers.items()}
-    fresh = len(now) == data.n_partitions - 1 and all(seen.get(j) != c for j, c in now.items())
-    state.mem["seen"] = now
+def _peer_clocks(state: AsyncADMMState) -> dict:
+    """``{peer: (incarnation, round)}`` of the peer states held: a state changes only with these."""
+    return {j: (pe.incarnation, pe.clock) for j, pe in state.table.peers.items()}
+
+
+def _fresh(state: AsyncADMMState, data: LocalData, heard: dict) -> bool:
+    """Whether every peer's state (``heard``: `_peer_clocks`) is new since this operator's last
+    step (over-relaxation is safe only then: against a stale peer it diverged, see the module
+    docstring); the step's z is then of these states (``mem["seen"]``)."""
+    seen = state.mem.get("seen", {})
+    fresh = len(heard) == data.n_partitions - 1 and all(seen.get(j) != c
+                                                        for j, c in heard.items())
+    state.mem["seen"] = heard
     return fresh
 
 
-def _push_state(state: AsyncADMMState, now: float, extra: dict | None = None) -> tuple:
+def _push_state(state: AsyncADMMState, now: float, extra: dict | None = None,
+                heard: dict | None = None) -> tuple:
     """``(x_i, y_i, k)`` if this step took in a peer's new state (news: the answer to it goes
     out at once, so the exchange runs at the peers' pace) or ``push_period`` has passed (``k =
     0`` announces a restart), or now with certificate fields ``extra`` (a request or an answer:
     they must not wait)."""
     mem = state.mem
-    heard = {j: (pe.incarnation, pe.clock) for j, pe in state.table.peers.items()}
+    heard = _peer_clocks(state) if heard is None else heard
     news = mem["phase"] == "run" and heard != mem.get("heard")
     if not extra and not news and now - mem["pushed"] < state.params["push_period"]:
         return ()
