@@ -23,12 +23,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from asip._data import partitions_of
+
 from ._base import Problem, Start
 from ._model import (combine_tasks, combined_over_time, gap_of, latest_snapshots, model_of,
                      n_iter_of, split_tasks)
 from ._solvers import ASYNC_DRIVER_SOLVERS, get_algorithm
 
-__all__ = ["FitClock", "FitOutcome", "final_objective", "get_client", "preload_workers", "run_driver",
+__all__ = ["FitClock", "FitOutcome", "driver_blocks", "final_objective", "get_client", "preload_workers", "run_driver",
            "run_stage"]
 
 logger = logging.getLogger(__name__)
@@ -282,6 +284,15 @@ def warm_start_from(est, algo, problem: Problem, n_tasks: int):
                  for t in range(n_tasks))
 
 
+def driver_blocks(data: list, client) -> list:
+    """The futures of a driver-side solver's blocks: in-memory ones placed as a stage places
+    its partitions (straight to the workers, one a worker slot, aligned on arrival so BLAS
+    takes them: `asip._data`), delayed ones computed on the workers."""
+    if isinstance(data[0], tuple):
+        return [fs[0] for fs in partitions_of(data, client).futures]
+    return client.compute(data)
+
+
 def run_driver(est, solver: str, prep, problem: Problem, params: dict, client) -> FitOutcome:
     """Run a driver-side solver (``admm-async*``: distributed's ``as_completed`` loop)."""
     from ._admm_async import run_admm_async
@@ -293,9 +304,7 @@ def run_driver(est, solver: str, prep, problem: Problem, params: dict, client) -
         Xd = data[0].to_delayed().ravel()
         yd = data[1].to_delayed().ravel()
         data = [dask.delayed(tuple)([xb, yb]) for xb, yb in zip(Xd, yd)]
-    # in-memory blocks go straight to the workers; delayed ones are computed there
-    parts = (client.scatter(data, direct=True, hash=False) if isinstance(data[0], tuple)
-             else client.compute(data))
+    parts = driver_blocks(data, client)
     try:
         res = run_admm_async(client, parts, problem, params, float(est.max_time),
                              batched=solver == "admm-async-batched")
