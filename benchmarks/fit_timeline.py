@@ -245,8 +245,9 @@ def _certified(args, client, task) -> None:
         times: dict = {s: [] for s in names}
         for rep in range(args.repeats + 1):  # the first round is a warm-up, not kept
             for solver in (names if rep % 2 == 0 else names[::-1]):
-                est = AsipClassifier(solver=solver, alpha=task.alpha_for(data.n),
-                                     fit_intercept=False, n_partitions=2, max_time=10.0)
+                est = AsipClassifier(solver=solver, loss=task.loss, penalty=task.penalty,
+                                     alpha=task.alpha_for(data.n), fit_intercept=False,
+                                     n_partitions=2, max_time=10.0)
                 t0 = time.perf_counter()
                 est.fit(X, y)
                 wall = time.perf_counter() - t0
