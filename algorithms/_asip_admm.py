@@ -66,8 +66,9 @@ a round number; every operator answers on its next step with its duality-gap par
 their age, else the free dual point ``-phi'(z)``). With all answers in, the leader has
 ``P(z) - D``, a bound on ``P(z) - P*`` whatever the asynchrony did, and stops the stage
 when ``(P - D) / |P| <= tol`` (default 1e-6; ``tol=0``: no stop) with that ``z`` as the
-model (`combine`). A lost request or answer: the leader opens a new round once the open
-one is overdue.
+model (`combine`). Near ``tol`` the rounds follow the gaps' trend instead of the period
+(`_cert_round.due_by_trend`). A lost request or answer: the leader opens a new round once
+the open one is overdue.
 
 A restarted operator (incarnation > 0) gets its lost state back from its
 peers by the echo/rejoin protocol the asynchronous solvers share (`_rejoin`):
@@ -313,7 +314,7 @@ def _certify(state: AsyncADMMState, data: LocalData, now: float) -> tuple[dict, 
     if R.complete(cert, data.n_partitions) and R.close(
             cert, pb, lambda z: _parts(state, data, z), state.params["tol"]):
         return {}, True
-    if R.opens(cert, now, float(state.params["cert_period"])):
+    if R.opens(cert, now, float(state.params["cert_period"]), tol=state.params["tol"]):
         ver = R.open_round(cert, state.mem["z"].copy(), now)
         return {"cv": ver, "cz": cert["wbar"]}, False
     return {}, False

@@ -17,7 +17,7 @@ import numpy as np
 from ._base import Problem
 from ._primal_cert import record_gap, relative_gap
 
-__all__ = ["accept", "close", "complete", "new_book", "open_round", "opens"]
+__all__ = ["accept", "close", "complete", "due_by_trend", "new_book", "open_round", "opens"]
 
 #: a round is at least this many of the leader's own certificate passes apart (the
 #: certificates' cost stays under ~20%)
@@ -25,22 +25,49 @@ COST_PERIODS = 4.0
 #: an open round is overdue (ask again) after this many periods and `OVERDUE_SLACK` s
 OVERDUE_PERIODS = 5.0
 OVERDUE_SLACK = 0.1
+#: `due_by_trend` times the rounds once the last gap is within this factor of ``tol``
+NEAR = 100.0
 
 
 def new_book(**extra) -> dict:
     """A leader's empty certificate book (``extra``: the solver's own entries)."""
     return {"ver": 0, "wbar": None, "answers": {}, "at": -np.inf, "cost": 0.0,
             "best_dual": -np.inf, "gap": np.inf, "rel_gap": np.inf, "primal": np.nan,
-            "certified": None, **extra}
+            "certified": None, "trend": [], **extra}
 
 
-def opens(book: dict, now: float, period: float, slack: float = 0.0) -> bool:
+def opens(book: dict, now: float, period: float, slack: float = 0.0, tol: float = 0.0) -> bool:
     """Whether the leader opens a round now: ``period`` (and `COST_PERIODS` of its own
     certificate pass) since the last, which closed -- or whose answers are overdue
-    (`OVERDUE_PERIODS` periods, `OVERDUE_SLACK` and ``slack`` s: one was lost)."""
+    (`OVERDUE_PERIODS` periods, `OVERDUE_SLACK` and ``slack`` s: one was lost). With
+    ``tol``, a closed round's successor opens sooner when the gaps' trend says it meets
+    ``tol`` within the period (`due_by_trend`)."""
     period = max(period, COST_PERIODS * book["cost"])
     overdue = now - book["at"] >= OVERDUE_PERIODS * period + OVERDUE_SLACK + slack
-    return (book["wbar"] is None or overdue) and now - book["at"] >= period
+    if book["wbar"] is None:
+        return now - book["at"] >= min(period, due_by_trend(book, tol, period))
+    return overdue and now - book["at"] >= period
+
+
+def due_by_trend(book: dict, tol: float, period: float) -> float:
+    """Seconds after the last round's opening at which the next opens, near the end: once
+    the last gap is within `NEAR` of ``tol``, when the gap, falling at the rate of the last
+    two closed rounds (a straight line in ``log(rel_gap)`` against their opening times), is
+    there; not falling (a plateau, a model that moved back), twice their interval. At least
+    `COST_PERIODS` of the leader's certificate pass (the certificates' cost stays under
+    ~20%), at most ``period``; ``period`` farther out. With the period alone, a model that
+    met ``tol`` just after a round waited up to a period for the next."""
+    trend = book.get("trend", ())
+    if not 0 < tol or len(trend) < 2:
+        return period
+    (t1, g1), (t2, g2) = trend[-2:]
+    if not (np.isfinite(g1) and np.isfinite(g2) and tol < g2 <= NEAR * tol and t2 > t1):
+        return period
+    if g1 > g2:  # log gap falls log(g1 / g2) in t2 - t1 s
+        wait = np.log(g2 / tol) * (t2 - t1) / np.log(g1 / g2)
+    else:
+        wait = 2.0 * (t2 - t1)
+    return min(period, max(wait, COST_PERIODS * book["cost"]))
 
 
 def open_round(book: dict, wbar: np.ndarray, now: float, **reset) -> int:
@@ -75,4 +102,7 @@ def close(book: dict, problem: Problem, own_parts, tol: float) -> bool:
     book["cost"] = time.perf_counter() - t0
     primal, dual, _ = relative_gap(problem, [own, *book["answers"].values()], wbar)
     book.update(primal=primal, wbar=None)
-    return record_gap(book, primal, dual, wbar, tol)
+    done = record_gap(book, primal, dual, wbar, tol)
+    # the gap at this round's model, with its opening time: `due_by_trend`'s last two
+    book["trend"] = [*book.get("trend", ())[-1:], (book["at"], float(book["rel_gap"]))]
+    return done

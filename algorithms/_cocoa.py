@@ -876,7 +876,8 @@ def _cert_opens(state: CocoaState, now: float) -> bool:
     """Whether the leader opens a certificate round now: ``cert_period`` (and 4x its own
     certificate pass) since the last, which was closed -- or whose answers are overdue (one
     was lost: ask again, not before a peer's Newton round could have ended). SDCA: the
-    period ramps up to ``cert_period`` (`CERT_RAMP`). Newton: at most one of its own rounds'
+    period ramps up to ``cert_period`` (`CERT_RAMP`), and near ``tol`` the gaps' trend times
+    the rounds (`_cert_round.due_by_trend`). Newton: at most one of its own rounds'
     wall time apart (`NEWTON_CERT_ROUNDS`). The first round waits for every peer's total
     (or ``cert_period``): its model was the leader's own first slice or round alone (Newton:
     answering it cost each peer a round, lock-step reuters above: certified at exchange 4).
@@ -892,7 +893,10 @@ def _cert_opens(state: CocoaState, now: float) -> bool:
         period = min(period, CERT_RAMP * now)
     else:  # one a Newton round (`NEWTON_CERT_ROUNDS`); hinge: mu falls only at a certificate
         period = min(period, NEWTON_CERT_ROUNDS * state.clock.get("round", period))
-    return R.opens(cert, now, period, slack=3.0 * state.clock.get("round", 0.0))
+    # SDCA: sooner when the gaps' trend meets tol (`_cert_round.due_by_trend`); not Newton,
+    # whose model moves once a round (a round between two of its own re-certifies one model)
+    return R.opens(cert, now, period, slack=3.0 * state.clock.get("round", 0.0),
+                   tol=params["tol"] if state.newton is None else 0.0)
 
 
 def schema(problem: Problem) -> tuple[dict, dict]:
