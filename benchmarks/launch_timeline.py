@@ -7,7 +7,7 @@ scheduler's ``update-graph`` handler (received, done), the worker's ``compute-ta
 (received) and ``execute`` (entered), and the task's own first line. Runs a 2-operator
 stage that returns at once (``Quick``) and a plain ``client.submit(f, k, workers=[w])``
 x 2 + ``gather``, ``--reps`` times back to back (as ``channel.py --fixed``), the two arms
-alternating ``--rounds`` times, and prints each milestone's median (min) in ms from the
+alternating ``--rounds`` times, and prints each milestone's median (min-max) in ms from the
 submit (the client's ``update-graph`` put on its stream; the scheduler shares the
 client's process in a LocalCluster, so its events are labelled ``client``).
 
@@ -33,6 +33,19 @@ class Quick(asip.Operator):
         return asip.STOP
 
 
+def _label(msg) -> str:
+    """A stream message's op; an asip event's kind too (``event:go``)."""
+    if not isinstance(msg, dict):
+        return str(msg)[:20]
+    op = msg.get("op")
+    if op == "event":
+        try:
+            return f"event:{msg['event'][1][1]}"
+        except (KeyError, IndexError, TypeError):
+            pass
+    return op
+
+
 def _instrument(dask_worker=None, dask_scheduler=None) -> None:
     """Patch this process: BatchedSend.send, and the server's stream handlers."""
     import distributed
@@ -49,7 +62,7 @@ def _instrument(dask_worker=None, dask_scheduler=None) -> None:
             if self.next_deadline is not None:
                 from distributed.metrics import time as dtime
                 wait = max(0.0, self.next_deadline - dtime())
-            ops = [m.get("op") if isinstance(m, dict) else str(m)[:20] for m in msgs]
+            ops = [_label(m) for m in msgs]
             log.append((now, "send", f"{self.interval * 1e3:g}ms", ops, wait))
             return send(self, *msgs)
 
@@ -164,11 +177,13 @@ def main() -> None:
                     window = [e for e in events if e[1] < end]
                     rows[arm].append(_milestones(window, t0, args.verbose and i < 2))
         for arm, rs in rows.items():
-            print(f"\n{arm}: ms from the client's update-graph send, median (min) of {len(rs)}")
+            print(f"\n{arm}: ms from the client's update-graph send, median (min-max) "
+                  f"of {len(rs)}")
             for key in rs[0]:
                 vals = [r[key] for r in rs if r.get(key) is not None]
                 if vals:
-                    print(f"  {key:<44}{statistics.median(vals):>8.2f} ({min(vals):.2f})")
+                    print(f"  {key:<44}{statistics.median(vals):>8.2f} "
+                          f"({min(vals):.2f}-{max(vals):.2f})")
 
 
 def _milestones(events, t0, verbose) -> dict:
@@ -207,6 +222,11 @@ def _milestones(events, t0, verbose) -> dict:
     tasks = [e for e in events if e[2] == "task" and e[1] >= t0]
     out["task starts (1st)"] = ms(tasks[0]) if tasks else None
     out["task starts (last)"] = ms(tasks[-1]) if tasks else None
+    go = first("client", "send", "event:go")
+    out["the driver's go event queued"] = ms(go)
+    out["  which would wait (2 ms interval)"] = None if go is None else 1e3 * go[5]
+    res = first("client", "send", "event:result")
+    out["  a result event would wait (2 ms)"] = None if res is None else 1e3 * res[5]
     return out
 
 
