@@ -138,10 +138,13 @@ class DirectoryPlugin(SchedulerPlugin):
     async def close(self) -> None:
         self._h_close()
 
-    def update_graph(self, scheduler: Any, *, tasks: Any = (), **kwargs: Any) -> None:
+    def update_graph(self, scheduler: Any, *, client: Any = None, tasks: Any = (),
+                     **kwargs: Any) -> None:
         """The stage's operator tasks came in: once the scheduler has queued their
         ``compute-task``, send it to the workers now, not at the end of the stream's
-        5 ms batching interval (`asip._batched`)."""
+        5 ms batching interval (`asip._batched`). Other clients' graphs are not read."""
+        if self.client_id is not None and client != self.client_id:
+            return
         prefix = f"asip-{self.run_id}-op"
         ours = [k for k in tasks if isinstance(k, str) and k.startswith(prefix)]
         if ours:  # runs after this update's transitions: the scheduler does them synchronously
