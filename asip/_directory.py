@@ -22,6 +22,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.protocol.pickle import dumps
 from distributed.protocol.serialize import Serialized, deserialize
 
+from asip._batched import flush_workers
 from asip._events import EVENT_TOPIC
 
 try:  # the interval the scheduler asks of its workers (not public API in distributed 2026.8)
@@ -136,6 +137,18 @@ class DirectoryPlugin(SchedulerPlugin):
 
     async def close(self) -> None:
         self._h_close()
+
+    def update_graph(self, scheduler: Any, *, client: Any = None, tasks: Any = (),
+                     **kwargs: Any) -> None:
+        """The stage's operator tasks came in: once the scheduler has queued their
+        ``compute-task``, send it to the workers now, not at the end of the stream's
+        5 ms batching interval (`asip._batched`). Other clients' graphs are not read."""
+        if self.client_id is not None and client != self.client_id:
+            return
+        prefix = f"asip-{self.run_id}-op"
+        ours = [k for k in tasks if isinstance(k, str) and k.startswith(prefix)]
+        if ours:  # runs after this update's transitions: the scheduler does them synchronously
+            scheduler.loop.add_callback(flush_workers, scheduler, ours)
 
     def _remove_handlers(self) -> None:
         for kind in _HANDLERS:

@@ -19,6 +19,7 @@ from distributed import Client, default_client
 
 from asip import _config, _events
 from asip._channel import ChannelStats
+from asip._batched import flush_client
 from asip._checkpoint import write_checkpoint
 from asip._data import count_partitions, partitions_of
 from asip._directory import DirectoryPlugin, op_name
@@ -488,6 +489,9 @@ class _Run:
                            allow_other_workers=True):
             futures = self.client.map(run_operator, [self.spec] * self.n, range(self.n),
                                       *zip(*blocks), key=keys, pure=False)
+        # the graph went to the client's loop to be put on its stream to the scheduler; right
+        # behind it there, send the stream now rather than at its 10 ms interval
+        self.client.loop.add_callback(flush_client, self.client)
         for index, future in enumerate(futures):
             self.attempt[index] = 0
             self.placed[index] = placement[index]

@@ -1,0 +1,147 @@
+"""A gang's launch does not wait for distributed's stream batching (`asip._batched`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from distributed.batched import BatchedSend
+from distributed.comm import connect, listen
+from distributed.comm.core import CommClosedError
+
+import asip
+from asip import _batched
+from asip._batched import flush, flush_client
+
+pytestmark = pytest.mark.timeout(120)
+
+SLOW = 8.0  # s: a batching interval no launch waits for once flushed
+
+
+class Quick(asip.Operator):
+    def step(self, ctx):
+        return asip.STOP
+
+    def result(self, ctx):
+        return {"index": ctx.index}
+
+
+async def _stream_pair(interval: str):
+    """A BatchedSend on a real TCP comm, and a queue of the messages the other end read."""
+    got: asyncio.Queue = asyncio.Queue()
+
+    async def handle(comm):
+        while True:
+            try:
+                for msg in await comm.read():
+                    got.put_nowait(msg)
+            except CommClosedError:
+                return
+
+    listener = listen("tcp://127.0.0.1:0", handle)
+    await listener.start()
+    comm = await connect(listener.contact_address)
+    stream = BatchedSend(interval=interval)
+    stream.start(comm)
+    return listener, stream, got
+
+
+def test_flush_sends_a_message_waiting_for_the_interval_at_once_and_in_order():
+    async def main():
+        listener, stream, got = await _stream_pair(f"{SLOW}s")
+        try:
+            stream.send("a")  # the first batch goes at once; the next waits SLOW s
+            assert await asyncio.wait_for(got.get(), SLOW / 2) == "a"
+            stream.send("b", "c")
+            await asyncio.sleep(0.05)
+            assert got.empty(), "the interval should hold the second batch"
+            assert flush(stream) is True
+            assert [await asyncio.wait_for(got.get(), SLOW / 2) for _ in "bc"] == ["b", "c"]
+            assert flush(stream) is False  # nothing waiting
+        finally:
+            stream.abort()
+            listener.stop()
+
+    asyncio.run(main())
+
+
+def test_flush_leaves_a_stream_without_batchedsends_private_state_alone():
+    """Another distributed's BatchedSend (its private attributes renamed): no flush, no
+    error; the messages go at the interval as without asip."""
+    stream = BatchedSend(interval="10ms")
+    stream.buffer.append("waiting")
+    stream.next_deadline = 1e18
+    del stream.next_deadline
+    assert flush(stream) is False
+    assert stream.buffer == ["waiting"]
+    assert flush(None) is False
+    assert flush_client(object()) is False  # a client without a scheduler stream
+
+
+def _wake(stream) -> None:
+    """Forget the stream's pending deadline (a test's 8 s must not outlive it)."""
+    stream.next_deadline = None
+    stream.waker.set()
+
+
+def _set_worker_streams(interval, dask_scheduler=None):
+    """Set the scheduler's streams to its workers to ``interval`` s; the old intervals."""
+    old = {}
+    for addr, stream in dask_scheduler.stream_comms.items():
+        old[addr], stream.interval = stream.interval, interval
+        _wake(stream)
+    return old
+
+
+def _restore_worker_streams(old, dask_scheduler=None):
+    for addr, interval in old.items():
+        if addr in dask_scheduler.stream_comms:
+            dask_scheduler.stream_comms[addr].interval = interval
+            _wake(dask_scheduler.stream_comms[addr])
+
+
+def _set_client_stream(client, interval):
+    stream = client.scheduler_comm
+    old, stream.interval = stream.interval, interval
+    client.loop.add_callback(_wake, stream)
+    return old
+
+
+@pytest.mark.parametrize("stream", ["client", "workers"])
+def test_a_gang_launched_right_after_other_traffic_does_not_wait_for_the_batch_interval(
+        client, stream):
+    """With the client's stream (or the scheduler's to its workers) batching every 8 s,
+    and a task just sent on it, the gang still starts at once: its ``update-graph`` (its
+    ``compute-task``) is flushed, not held for the rest of the interval."""
+    blocks = [np.ones((4, 2)), np.ones((4, 2))]
+    asip.Stage(Quick, blocks, client=client, max_time=5).run()  # warm: imports, connections
+    workers = sorted(client.nthreads())
+    if stream == "client":
+        old = _set_client_stream(client, SLOW)
+    else:
+        old = client.run_on_scheduler(_set_worker_streams, SLOW)
+    try:
+        # traffic just before the stage, on every slowed stream: the stage's messages come
+        # less than the interval after a batch (or behind one still waiting for it)
+        before = [client.submit(int, i, workers=[w], pure=False) for i, w in enumerate(workers)]
+        res = asip.Stage(Quick, blocks, client=client, max_time=5).run()
+        assert client.gather(before) == [0, 1]  # flushed with the stage's messages
+    finally:
+        if stream == "client":
+            _set_client_stream(client, old)
+        else:
+            client.run_on_scheduler(_restore_worker_streams, old)
+    assert [r["index"] for r in res.results] == [0, 1]
+    # held for the interval, the first task would start about SLOW s after the launch began
+    assert res.timings["launch_first_task"] < SLOW / 2, res.timings
+
+
+def test_a_gang_launches_when_the_streams_cannot_be_flushed(client, monkeypatch):
+    """The fallback: BatchedSend without the private state `_batched` relies on (simulated
+    by asking for one more attribute, which no stream has): the stage runs as before."""
+    monkeypatch.setattr(_batched, "_ATTRIBUTES", _batched._ATTRIBUTES + ("no_such_state",))
+    res = asip.Stage(Quick, [np.ones((4, 2)), np.ones((4, 2))], client=client,
+                     max_time=5).run()
+    assert [r["index"] for r in res.results] == [0, 1]
+    assert not res.missing
