@@ -532,6 +532,8 @@ class _Run:
             allow_other_workers=True,
             pure=False,
         )
+        # as the launch's: the restart's graph goes now, not at the client stream's interval
+        self.client.loop.add_callback(flush_client, self.client)
         future.add_done_callback(lambda _: self.wake.set())
         self.futures[index] = future
 

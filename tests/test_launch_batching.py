@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -13,10 +14,21 @@ from distributed.comm.core import CommClosedError
 import asip
 from asip import _batched
 from asip._batched import flush, flush_client
+from asip.faults import KillOperator
 
 pytestmark = pytest.mark.timeout(120)
 
 SLOW = 8.0  # s: a batching interval no launch waits for once flushed
+
+
+class Steps(asip.Operator):
+    """Steps every 10 ms until the stage ends."""
+
+    def step(self, ctx):
+        time.sleep(0.01)
+
+    def result(self, ctx):
+        return {"index": ctx.index}
 
 
 class Quick(asip.Operator):
@@ -145,3 +157,21 @@ def test_a_gang_launches_when_the_streams_cannot_be_flushed(client, monkeypatch)
                      max_time=5).run()
     assert [r["index"] for r in res.results] == [0, 1]
     assert not res.missing
+
+
+def test_a_restart_does_not_wait_for_the_client_streams_interval(client):
+    """A crashed operator's new task goes to the scheduler at once: with the client's stream
+    batching every 8 s (and the launch's graph sent on it moments before) the restart is
+    back well inside the 3 s stage; held for the interval, it would come after the stage."""
+    blocks = [np.ones((4, 2)), np.ones((4, 2))]
+    asip.Stage(Quick, blocks, client=client, max_time=5).run()  # warm: imports, connections
+    old = _set_client_stream(client, SLOW)
+    try:
+        res = asip.Stage(Steps(), blocks, client=client, max_time=3.0,
+                         faults=[KillOperator(partition=1, at=0.3)]).run()
+    finally:
+        _set_client_stream(client, old)
+    assert [(r.partition, r.incarnation) for r in res.restarts] == [(1, 1)]
+    kinds = {e.kind: e.time for e in res.timeline if e.partition == 1}
+    assert "resubmit" in kinds and "ready" in kinds, res.timeline
+    assert kinds["ready"] - kinds["resubmit"] < SLOW / 4, res.timeline
