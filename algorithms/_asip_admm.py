@@ -200,7 +200,8 @@ def _absorb(state: AsyncADMMState, data: LocalData, inbox) -> tuple:
         if "av" in pl and data.index == LEADER and pl.get("cert"):
             R.accept(cert, msg.sender, (int(pl.get("ai", -1)), int(pl["av"])), data.incarnation,
                      C.decode(state.problem, state.problem.sizes[msg.sender], pl))
-        if "rv" in pl and (int(pl["ri"]), int(pl["rv"])) > state.mem["rv"]:
+        if "rv" in pl and (int(pl["ri"]), int(pl["rv"])) > state.mem["rv"] \
+                and 0.0 < float(pl["rho"]) < np.inf:
             state.mem["rv"] = (int(pl["ri"]), int(pl["rv"]))  # a newer rho (`_balance`)
             state.mem["rho_next"] = float(pl["rho"])
     echoes, own = state.table.absorb(inbox)
