@@ -29,8 +29,8 @@ without a lock -- here it is only touched by the operator's own thread.
 
 ``rho`` starts (``rho_rule="auto"``) at a ``sqrt(mu L)``-type choice for the
 hinge with an l2 penalty, floored at an eighth of the ``alpha``-blind one, for log_loss
-with l2 unless the features are unscaled, and at the ``alpha``-blind one otherwise (`_admm_core.default_rho`, ``rule="auto"``, with
-the measurements); the leader then adapts it (``rho_adapt="balance"``, `_balance`: residual
+with l2 unless the features are unscaled, and at the ``alpha``-blind one otherwise
+(`_admm_core.default_rho`, ``rule="auto"``, with the measurements); the leader then adapts it (``rho_adapt="balance"``, `_balance`: residual
 balancing, rho x/÷ 2, at most ``adapt_max`` times) and every push carries rho with a
 version, so every operator steps with the leader's newest (a changed rho keeps the unscaled
 duals ``y_i`` and rescales the local solver's warm start). The static rule has no
@@ -138,7 +138,8 @@ DEFAULTS = {
 
 #: valid ``rho_adapt`` values: the leader's residual balancing (`_balance`), or none
 RHO_ADAPT = ("balance", None)
-#: residual balancing: rho x/÷ `ADAPT_FACTOR` when one relative residual is `ADAPT_RATIO` x the other
+#: residual balancing: rho x/÷ `ADAPT_FACTOR` when one relative residual is `ADAPT_RATIO`
+#: times the other
 ADAPT_RATIO = 30.0
 ADAPT_FACTOR = 2.0
 
@@ -165,8 +166,9 @@ def init(problem: Problem, data: LocalData, params: dict) -> AsyncADMMState:
         raise ValueError(f"unknown rho_adapt {params['rho_adapt']!r} for solver 'asip-admm'; "
                          f"valid values are {list(RHO_ADAPT)}")
     for key in ("adapt_every", "adapt_max"):
-        if not (isinstance(params[key], (int, np.integer)) and params[key] >= (key == "adapt_every")):
-            raise ValueError(f"{key} must be an integer >= {int(key == 'adapt_every')} for solver "
+        least = int(key == "adapt_every")
+        if not (isinstance(params[key], (int, np.integer)) and params[key] >= least):
+            raise ValueError(f"{key} must be an integer >= {least} for solver "
                              f"'asip-admm', got {params[key]!r}")
     p = problem.p
     mem = {"x": np.zeros(p), "y": np.zeros(p), "y_used": np.zeros(p), "z": np.zeros(p), "k": 0,
@@ -360,15 +362,16 @@ def _balance(state: AsyncADMMState, data: LocalData) -> AsyncADMMState:
         return state
     # every peer's state new since the last look: a straggler's stale x_j (or a z that moved
     # by the leader's own steps alone) says nothing about rho
-    heard, last = _peer_clocks(state), mem.get("looked", {})
-    if any(last.get(j) == c for j, c in heard.items()):
+    heard, looked = _peer_clocks(state), mem.get("looked", {})
+    if any(looked.get(j) == c for j, c in heard.items()):
         return state
     mem["looked"] = heard
     z = mem["z"]
     xs = [pe.state["x"] for pe in state.table.values()] + [mem["x"]]
     ys = [pe.state["y"] for pe in state.table.values()] + [mem["y_used"]]
     n = len(xs)
-    xn = max(np.sqrt(sum(float(np.dot(x, x)) for x in xs)), np.sqrt(n) * float(np.linalg.norm(z)))
+    xn = max(np.sqrt(sum(float(np.dot(x, x)) for x in xs)),
+             np.sqrt(n) * float(np.linalg.norm(z)))
     yn = np.sqrt(sum(float(np.dot(y, y)) for y in ys))
     if xn <= 0.0 or yn <= 0.0:
         return state

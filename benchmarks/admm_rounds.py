@@ -103,7 +103,8 @@ def run(X, y, n_parts, solver, params, obj, f_star, max_rounds, alpha, round_tim
             w = algo.combine(problem, [algo.snapshot(s) for s in states])
             r = (obj.value(w, X, y) - f_star) / abs(f_star)
             if trace:
-                print(f"    round {rounds_now():4d} rel {r:.2e} rho {[float(s.rho) for s in states]}", flush=True)
+                rhos = [float(s.rho) for s in states]
+                print(f"    round {rounds_now():4d} rel {r:.2e} rho {rhos}", flush=True)
             if hit3 is None and r <= 1e-3:
                 hit3 = rounds_now()
             if r <= 1e-6:
