@@ -45,13 +45,13 @@ def parse_variant(spec: str) -> tuple[str, str, dict]:
 
 
 def run(X, y, n_parts, solver, params, obj, f_star, max_rounds, alpha, round_time=1.5e-3,
-        loss=K.HINGE, jacobi=False, delay=0):
+        loss=K.HINGE, jacobi=False, delay=0, intercept=False, trace=False):
     """Lock-step rounds; returns (rounds to 1e-3, to 1e-6, local SDCA epochs of the busiest
     partition to 1e-6, rounds at the certified stop or None)."""
     algo = get_algorithm(solver)
     bounds = np.linspace(0, X.shape[0], n_parts + 1).astype(int)
     parts = [(X[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-    problem = make_problem(loss, K.L2, alpha, False, parts)
+    problem = make_problem(loss, K.L2, alpha, intercept, parts)
     params = dict(params)
     if "rho_x" in params:  # a multiple of the rho of the variant's rho_rule (else the default)
         from asip.algorithms._admm_core import default_rho
@@ -102,6 +102,9 @@ def run(X, y, n_parts, solver, params, obj, f_star, max_rounds, alpha, round_tim
         if hit6 is None:
             w = algo.combine(problem, [algo.snapshot(s) for s in states])
             r = (obj.value(w, X, y) - f_star) / abs(f_star)
+            if trace:
+                rhos = [float(s.rho) for s in states]
+                print(f"    round {rounds_now():4d} rel {r:.2e} rho {rhos}", flush=True)
             if hit3 is None and r <= 1e-3:
                 hit3 = rounds_now()
             if r <= 1e-6:
@@ -111,17 +114,43 @@ def run(X, y, n_parts, solver, params, obj, f_star, max_rounds, alpha, round_tim
     return hit3, hit6, ep6, stop
 
 
+def cold_start_data():
+    """`benchmarks/cold_start.py`'s dense data: 1,000 x 20 Gaussian, labels the sign of a
+    Gaussian model plus noise 0.3 (nearly separable), in {-1, +1}."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 20))
+    y = np.where(X @ rng.normal(size=20) + 0.3 * rng.normal(size=1000) > 0, 1.0, -1.0)
+    return X, y
+
+
+def _load(name):
+    """``make_logistic:NxD`` (`make_logistic`, seed 0), ``cold_start`` (the 1,000 x 20 nearly
+    separable data of `benchmarks/cold_start.py`), else the bench's."""
+    if name == "cold_start":
+        return cold_start_data()
+    if name.startswith("make_logistic:"):
+        from asip.algorithms import make_logistic
+        n, _, d = name.partition(":")[2].partition("x")
+        ds = make_logistic(int(n), int(d), random_state=0)
+        return ds.X, np.asarray(ds.y, dtype=np.float64)
+    data = load_dataset(name)
+    return data.X, data.y
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="a9a,ijcnn1,synthetic-logistic:20000")
     ap.add_argument("--partitions", default="2")
     ap.add_argument("--variants", default="asip-admm;admm")
     ap.add_argument("--max-rounds", type=int, default=300)
-    ap.add_argument("--alpha", type=float, default=0.1)
+    ap.add_argument("--alpha", default="0.1", help="a number or 1/n (the data's rows)")
     ap.add_argument("--loss", default="hinge")
     ap.add_argument("--round-time", type=float, default=1.5e-3)
     ap.add_argument("--delay", type=int, default=0, help="hold each message back a random "
                     "0..delay rounds")
+    ap.add_argument("--intercept", action="store_true", help="fit an intercept (the estimators' "
+                    "default)")
+    ap.add_argument("--trace", action="store_true", help="print every round's suboptimality")
     ap.add_argument("--jacobi", action="store_true", help="every partition steps on the inbox "
                     "of the round's start (as operators running in parallel), not round-robin")
     args = ap.parse_args(argv)
@@ -129,16 +158,18 @@ def main(argv=None):
     loss = {"hinge": K.HINGE, "log_loss": K.LOGISTIC, "squared_error": K.SQUARED}[args.loss]
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
           f"{os.getloadavg()[0]:.2f}, {args.loss}-l2 alpha {args.alpha}"
-          f"{', jacobi' if args.jacobi else ', round-robin'}, delay {args.delay}", flush=True)
+          f"{', jacobi' if args.jacobi else ', round-robin'}, delay {args.delay}"
+          f"{', intercept' if args.intercept else ''}", flush=True)
     for name in args.datasets.split(","):
-        data = load_dataset(name)
-        X, y = data.X, data.y
-        obj = Objective(get_loss(args.loss), get_penalty("l2", args.alpha), False)
+        X, y = _load(name)
+        alpha = 1.0 / X.shape[0] if args.alpha == "1/n" else float(args.alpha)
+        obj = Objective(get_loss(args.loss), get_penalty("l2", alpha), args.intercept)
         f_star = reference_optimum(obj, X, y).f_star
         for k in (int(p) for p in args.partitions.split(",")):
             for label, solver, params in variants:
                 h3, h6, ep, stop = run(X, y, k, solver, params, obj, f_star, args.max_rounds,
-                                       args.alpha, args.round_time, loss, args.jacobi, args.delay)
+                                       alpha, args.round_time, loss, args.jacobi, args.delay,
+                                       args.intercept, args.trace)
                 fmt = lambda v: "-" if v is None else str(v)  # noqa: E731
                 print(f"{name:26s} K={k:2d} {label:44s} 1e-3 {fmt(h3):>4s}  1e-6 {fmt(h6):>4s}"
                       f"  epochs {fmt(ep):>4s}  stop {fmt(stop):>4s}", flush=True)

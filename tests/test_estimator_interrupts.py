@@ -34,7 +34,8 @@ def AsipClassifier(**params):
     params.setdefault("fit_intercept", False)
     if params.get("solver") == "asip-admm":  # the alpha-blind rho these tests were sized for:
         # the default (alpha-following since 2026-11-30) reaches round-off within 1 s at 1e-4
-        params.setdefault("solver_params", {"rho_rule": "legacy"})
+        # (and kept: the leader's adaptation, since 2026-12-01, would move it)
+        params.setdefault("solver_params", {"rho_rule": "legacy", "rho_adapt": None})
     return _Classifier(**params)
 
 

@@ -119,7 +119,8 @@ def fit(client, ds, solver, alpha, fault):
     faults = () if fault is None else (FAULTS[fault](partition=1, at=FAULT_AT),)
     # asip-admm: the alpha-blind rho this was sized for (the default follows alpha since
     # 2026-11-30 and certifies 1e-6 at 1e-4 within the budget: no fault left to measure)
-    params = {"rho_rule": "legacy"} if solver == "asip-admm" else None
+    # (kept: the leader's adaptation, since 2026-12-01, would move it)
+    params = {"rho_rule": "legacy", "rho_adapt": None} if solver == "asip-admm" else None
     clf = AsipClassifier(alpha=alpha, solver=solver, max_time=BUDGET, n_partitions=4,
                          random_state=0, faults=faults, fit_intercept=False, solver_params=params)
     before = transitions_to_memory(client)

@@ -1,6 +1,8 @@
 """asip-admm's default rho (``rho_rule="auto"``): for the hinge with an l2 penalty the
 sqrt(mu L)-type rule floored at an eighth of the alpha-blind one (which alone is several times
-too large there), for log_loss with l2 the sqrt(mu L)-type rule, the alpha-blind rule elsewhere."""
+too large there), for log_loss with l2 the sqrt(mu L)-type rule, the alpha-blind rule elsewhere.
+The rules alone: the simulations here turn the leader's adaptation off (``rho_adapt=None``;
+`test_asip_admm_adapt.py`)."""
 
 from __future__ import annotations
 
@@ -64,7 +66,8 @@ def _subopt(scale, rule, rounds):
     problem = make_problem(K.HINGE, K.L2, 0.1, False, parts)
     obj = Objective(get_loss("hinge"), get_penalty("l2", 0.1), False)
     f_star = reference_optimum(obj, X, ds.y).f_star
-    w, *_ = simulate("asip-admm", problem, parts, {"seed": 0, "push_period": 0.0, "rho_rule": rule},
+    w, *_ = simulate("asip-admm", problem, parts, {"seed": 0, "push_period": 0.0, "rho_rule": rule,
+                                                 "rho_adapt": None},
                      max_time=60.0, max_rounds=rounds)
     return float(relative_suboptimality(obj.value(np.asarray(w), X, ds.y), f_star))
 
@@ -97,7 +100,8 @@ def test_log_loss_l2_default_reaches_1e_6_in_60_lockstep_rounds_at_small_alpha()
             got = {}
             for rule in ("auto", "legacy"):
                 w, *_ = simulate("asip-admm", problem, parts,
-                                 {"seed": 0, "push_period": 0.0, "rho_rule": rule},
+                                 {"seed": 0, "push_period": 0.0, "rho_rule": rule,
+                                  "rho_adapt": None},
                                  max_time=60.0, max_rounds=rounds)
                 got[rule] = float(relative_suboptimality(obj.value(np.asarray(w), X, y), f_star))
             assert got["auto"] <= 1e-6, (n_parts, alpha, got)
