@@ -30,8 +30,8 @@ from ._model import (combine_tasks, combined_over_time, gap_of, latest_snapshots
                      n_iter_of, split_tasks)
 from ._solvers import ASYNC_DRIVER_SOLVERS, get_algorithm
 
-__all__ = ["FitClock", "FitOutcome", "driver_blocks", "final_objective", "get_client", "preload_workers", "run_driver",
-           "run_stage"]
+__all__ = ["FitClock", "FitOutcome", "driver_blocks", "final_objective", "get_client",
+           "preload_workers", "run_driver", "run_stage"]
 
 logger = logging.getLogger(__name__)
 

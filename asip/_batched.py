@@ -10,10 +10,7 @@ previous stage's releases on both streams, so the gang's ``update-graph`` and th
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["flush", "flush_client", "flush_workers"]
 
