@@ -3,8 +3,10 @@ operator's last step and result() -> its result event at the driver -> the finis
 
 Wraps (monkeypatching, this process and the workers by ``client.run``) the solver operator's
 step/result, the worker plugin's stop and result hooks, the directory's stop and result
-handlers and the driver's event, collect and teardown; every mark is ``time.time()`` (one
-host: one clock), printed in ms from the leader's STOP step end. Medians over ``--repeats``.
+handlers, the scheduler's and the client's "task in memory", and the driver's event, collect
+and teardown; every mark is ``time.time()`` (one host: one clock), printed in ms from the
+leader's STOP step end. Medians over ``--repeats``. ``--ab`` alternates two result paths in
+one run (a reuters model, ~380 kB, is over the 64 KiB result-event limit: it is gathered).
 
 Run:  python benchmarks/end_timeline.py [--data reuters] [--solver asip-cocoa] [--repeats 8]
 """
@@ -66,15 +68,7 @@ def _install_worker(dask_worker=None):
           after=lambda s, a, k, o: m("result_end", a[0].index))
     _wrap(WP.ChannelPlugin, "_set_stopped", before=lambda s, a, k: m("peer_stop_heard"))
     _wrap(WP.ChannelPlugin, "unregister", before=lambda s, a, k: m("unregister", a[0]))
-    send = WP.ChannelPlugin.send_result
-    if not getattr(send, "_end_wrapped", False):
-        def send_result(self, index, incarnation, summary):
-            m("send_result", index)
-            if getattr(WP, "_END_OLD", False) and len(summary) > WP.RESULT_EVENT_BYTES:
-                return None  # before the change: a large summary sent no event at all
-            return send(self, index, incarnation, summary)
-        send_result._end_wrapped = True
-        WP.ChannelPlugin.send_result = send_result
+    _wrap(WP.ChannelPlugin, "send_result", before=lambda s, a, k: m("send_result", a[0]))
 
 
 def _fetch_worker(dask_worker=None):
@@ -143,12 +137,6 @@ def _set_event_bytes(n, dask_worker=None):
     WP.RESULT_EVENT_BYTES = n
 
 
-def _set_old_send(old, dask_worker=None):
-    from asip import _worker_plugin as WP
-
-    WP._END_OLD = old
-
-
 def _direct_gather(client, direct):
     orig = type(client).gather
 
@@ -171,10 +159,9 @@ def main(argv=None) -> int:
     ap.add_argument("--solver", default="asip-cocoa")
     ap.add_argument("--task", default="log_loss-l2")
     ap.add_argument("--repeats", type=int, default=8)
-    ap.add_argument("--ab", choices=["notice", "event", "direct"], help="alternate fits: "
-                    "as is (A) and B: results up to 8 MiB as events (event), gathered from the "
-                    "workers directly (direct); notice: A = a large result announces nothing "
-                    "(before 2026-12-01), B = as is")
+    ap.add_argument("--ab", choices=["event", "direct"], help="alternate fits: as is (A) and "
+                    "B: results up to 8 MiB as events (event) or gathered from the workers "
+                    "directly (direct)")
     args = ap.parse_args(argv)
 
     from distributed import Client, LocalCluster
@@ -209,9 +196,7 @@ def main(argv=None) -> int:
             client.run_on_scheduler(_fetch_scheduler)
             LOG.clear()
             arm = "B" if args.ab and rep % 2 else "A"
-            if args.ab == "notice":
-                client.run(_set_old_send, arm == "A")
-            elif args.ab == "event":
+            if args.ab == "event":
                 client.run(_set_event_bytes, (8 << 20) if arm == "B" else (64 << 10))
             elif args.ab == "direct":
                 client.gather = _direct_gather(client, arm == "B")
@@ -221,7 +206,7 @@ def main(argv=None) -> int:
             t0 = time.time()
             est.fit(X, y)
             _mark("fit_return")
-            time.sleep(0.05)
+            time.sleep(0.05)  # the background removal of the stage's plugins ends
             marks = [e for w in client.run(_fetch_worker).values() for e in w]
             marks += client.run_on_scheduler(_fetch_scheduler) + LOG
             stops = [e for e in marks if e[0] == "stop_step_end"]
@@ -231,12 +216,10 @@ def main(argv=None) -> int:
             leader = stops[0][1]
             origin = min(e[2] for e in stops)
             rel = {}
-            for kind, i, t in marks:
+            for kind, i, t in marks:  # the first of each, but the peer's last step
                 tag = kind if i is None else f"{kind}[{'L' if i == leader else 'P'}]"
-                if tag not in rel or kind.startswith("step_end"):  # last stopping step
+                if tag not in rel or kind.startswith("step_end"):
                     rel[tag] = 1e3 * (t - origin)
-                    if kind in ("drv_teardown_end", "stage_return", "fit_return"):
-                        rel[tag] = 1e3 * (t - origin)
             rel["fit_total"] = 1e3 * (time.time() - t0) - 50.0  # less the sleep above
             last = max(v for k, v in rel.items() if k.startswith("send_result"))
             rel["z_return_after_last_op_return"] = rel["fit_return"] - last
