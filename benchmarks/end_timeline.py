@@ -6,7 +6,9 @@ step/result, the worker plugin's stop and result hooks, the directory's stop and
 handlers, the scheduler's and the client's "task in memory", and the driver's event, collect
 and teardown; every mark is ``time.time()`` (one host: one clock), printed in ms from the
 leader's STOP step end. Medians over ``--repeats``. ``--ab`` alternates two result paths in
-one run (a reuters model, ~380 kB, is over the 64 KiB result-event limit: it is gathered).
+one run (reuters: summaries of 200-270 kB, over the 64 KiB result-event limit: gathered).
+Full (generation 2) garbage collections of this process, which hosts the LocalCluster's
+scheduler, are printed with the fit they fall in.
 
 Run:  python benchmarks/end_timeline.py [--data reuters] [--solver asip-cocoa] [--repeats 8]
 """
@@ -153,6 +155,18 @@ ORDER = ["stop_step_end", "dir_stop", "drv_stop", "peer_stop_heard", "step_end_s
          "drv_teardown_end", "stage_return", "fit_return"]
 
 
+GC_PAUSES: list = []  # (start, seconds) of this process's full (generation 2) collections
+
+
+def _gc_callback(phase, info, _started=[0.0]):
+    if info.get("generation") != 2:
+        return
+    if phase == "start":
+        _started[0] = time.time()
+    else:
+        GC_PAUSES.append((_started[0], time.time() - _started[0]))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="reuters")
@@ -191,7 +205,11 @@ def main(argv=None) -> int:
                 _mark("client_key_in_memory", int(str(key).split("-op")[1].split("-")[0]))
             return in_memory(key=key, **k)
         handlers["key-in-memory"] = key_in_memory
+        import gc
+
+        gc.callbacks.append(_gc_callback)  # the scheduler runs in this process (LocalCluster)
         for rep in range(args.repeats + 1):
+            GC_PAUSES.clear()
             client.run(_fetch_worker)
             client.run_on_scheduler(_fetch_scheduler)
             LOG.clear()
@@ -224,6 +242,9 @@ def main(argv=None) -> int:
             last = max(v for k, v in rel.items() if k.startswith("send_result"))
             rel["z_return_after_last_op_return"] = rel["fit_return"] - last
             rel["arm"] = arm
+            for at, secs in GC_PAUSES:
+                print(f"   full gc in the driver/scheduler process at {1e3 * (at - t0):.1f} ms "
+                      f"from the fit's call, {1e3 * secs:.1f} ms long")
             print(f"#{rep} {arm} fit {1e3 * sum(est.fit_timings_.values()):.1f} ms, "
                   f"{ {k: round(1e3 * v, 1) for k, v in est.fit_timings_.items()} } "
                   f"stopped_by {est.stopped_by_}", flush=True)
