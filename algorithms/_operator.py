@@ -10,6 +10,7 @@ each ``step`` it does exactly this::
     for o in out.outbox: ctx.push(o.payload, to=o.to)   # never blocks
     ctx.report(**metrics(algo.snapshot(state)))          # every ``report_every`` s (more
                                                          # often early: `report_interval_at`)
+                                                         # when ``ctx.report_due``
                                                          # (+ "objective", its local value)
     return asip.STOP if out.done else None
 
@@ -262,7 +263,11 @@ class SolverOperator(asip.Operator):
             wait = out.wait if wait is None else min(wait, out.wait)
         self._wait = wait or 0.0
         done = all(self._done)
-        if done or now - self._reported >= report_interval_at(self.report_every, now):
+        # only when the runtime sends it now (`Context.report_due`): its own clock runs from
+        # the last send, this one from a step's start, and a report it held back went out
+        # only with the next one built, a period later (the trace lagged the model ~5 ms)
+        if done or (now - self._reported >= report_interval_at(self.report_every, now)
+                    and ctx.report_due):
             self._reported = now
             snap = self._snapshot()
             if now >= self._objective_at:  # for the /asip dashboard's plot; kept in

@@ -238,9 +238,20 @@ class Context:
         raises `MessageError` (models stay with the operators; return them from ``result``).
         """
         self._pending_report = metrics
-        if time.monotonic() - self._last_report >= report_interval_at(
-                self._spec.settings.report_interval, self.elapsed):
+        if self.report_due:
             self._flush_report()
+
+    @property
+    def report_due(self) -> bool:
+        """True when a `report` now would go out at once (the rate limit has passed).
+
+        An operator that builds its report on its own period should build it only when this
+        holds: one built earlier is held back until the *next* ``report`` call, and an
+        operator reporting every ``t / 8`` s delivered it a whole period late (the trace saw
+        a model ~5 ms after the operators had it on 20-40 ms fits).
+        """
+        return time.monotonic() - self._last_report >= report_interval_at(
+            self._spec.settings.report_interval, self.elapsed)
 
     def _flush_report(self) -> None:
         if self._pending_report is None:

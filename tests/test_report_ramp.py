@@ -48,3 +48,27 @@ def test_a_fits_trace_has_points_early(client):
         est = AsipClassifier(solver="gd", max_time=0.5, tol=0, n_partitions=2,
                              fit_intercept=False).fit(ds.X, ds.y)
     assert (est.trace_[:, 0] < 0.1).sum() >= 4, est.trace_[:8]
+
+
+def test_a_solver_builds_no_report_the_runtime_holds_back(client):
+    """Every report a solver's operator builds goes out at once: one the runtime's rate
+    limit held back (its clock runs from the last send, the operator's from a step's start)
+    went out only with the next one built, a period later, and the trace lagged the model."""
+    from asip.algorithms import make_logistic
+    from asip.algorithms._base import make_problem
+    from asip.algorithms._kernels import LOGISTIC, L2
+    from solver_operators import CountingSolver
+
+    ds = make_logistic(4_000, 20, random_state=0)
+    parts = [(ds.X[:2000], ds.y[:2000]), (ds.X[2000:], ds.y[2000:])]
+    problem = make_problem(LOGISTIC, L2, 1e-3, False, parts)
+    # the operator builds every 50 ms (half the interval) once the ramp is past: before, the
+    # runtime held every other one back
+    with dask.config.set({"asip.trace.report-interval": "100ms"}):
+        res = asip.Stage(CountingSolver("gd", problem, {"tol": 0}), parts, client=client,
+                         max_time=1.0).run()
+    for i in (0, 1):
+        sent = sum(e.partition == i for e in res.trace)
+        built = res.results[i]["built"]
+        assert built >= 8, built
+        assert sent >= built, (sent, built)  # the final flush adds one when nothing was held
