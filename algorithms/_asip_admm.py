@@ -267,7 +267,7 @@ def local_step(state: AsyncADMMState, data: LocalData, inbox, now: float) -> Ste
     mem["y_used"] = mem["y"]
     mem["y"] = mem["y"] + state.rho * (mem["x"] - mem["z"])
     mem["k"] += 1
-    state = _balance(state, data)
+    state = _balance(state, data, heard)
     extra, done = _certify(state, data, now)
     wait = min(params["news_wait"] * (perf_counter() - t0), params["push_period"])
     return StepOutput(state, echoes + _push_state(state, now, extra, heard), wait=wait,
@@ -302,11 +302,15 @@ def _fresh(state: AsyncADMMState, data: LocalData, heard: dict) -> bool:
     """Whether every peer's state (``heard``: `_peer_clocks`) is new since this operator's last
     step (over-relaxation is safe only then: against a stale peer it diverged, see the module
     docstring); the step's z is then of these states (``mem["seen"]``)."""
-    seen = state.mem.get("seen", {})
-    fresh = len(heard) == data.n_partitions - 1 and all(seen.get(j) != c
-                                                        for j, c in heard.items())
+    fresh = _all_new(heard, state.mem.get("seen", {}), data.n_partitions)
     state.mem["seen"] = heard
     return fresh
+
+
+def _all_new(heard: dict, before: dict, n_partitions: int) -> bool:
+    """Whether ``heard`` (`_peer_clocks`) holds a state from every peer, each new since
+    ``before`` (an earlier `_peer_clocks`)."""
+    return len(heard) == n_partitions - 1 and all(before.get(j) != c for j, c in heard.items())
 
 
 def _push_state(state: AsyncADMMState, now: float, extra: dict | None = None,
@@ -340,7 +344,7 @@ def _set_rho(state: AsyncADMMState, rho: float) -> AsyncADMMState:
     return state._replace(rho=float(rho))
 
 
-def _balance(state: AsyncADMMState, data: LocalData) -> AsyncADMMState:
+def _balance(state: AsyncADMMState, data: LocalData, heard: dict) -> AsyncADMMState:
     """The leader's residual balancing (Boyd et al. 2011 sec. 3.4.1, with relative residuals as
     Wohlberg 2017): every ``adapt_every`` steps, once every peer's state is new since its last
     look, with the primal residual ``r = ||x_j - z||`` (stacked over its own and the peers'
@@ -358,13 +362,12 @@ def _balance(state: AsyncADMMState, data: LocalData) -> AsyncADMMState:
     zp = mem.pop("z_prev", None)
     if (k + 1) % every == 0:
         mem["z_prev"] = mem["z"].copy()
-    if k % every != 0 or zp is None or mem["changes"] >= params["adapt_max"] \
-            or len(state.table) < data.n_partitions - 1:
+    if k % every != 0 or zp is None or mem["changes"] >= params["adapt_max"]:
         return state
-    # every peer's state new since the last look: a straggler's stale x_j (or a z that moved
-    # by the leader's own steps alone) says nothing about rho
-    heard, looked = _peer_clocks(state), mem.get("looked", {})
-    if any(looked.get(j) == c for j, c in heard.items()):
+    # every peer's state new since the last look (``heard``: this step's `_peer_clocks`): a
+    # straggler's stale x_j (or a z that moved by the leader's own steps alone) says nothing
+    # about rho
+    if not _all_new(heard, mem.get("looked", {}), data.n_partitions):
         return state
     mem["looked"] = heard
     z = mem["z"]
