@@ -9,24 +9,17 @@ Run: ``python benchmarks/admm_small.py [--alpha 1e-4] [--losses hinge,log_loss] 
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import statistics
 import time
-import warnings
 
 import dask
 import numpy as np
 from distributed import Client, LocalCluster
 
 
-def parse_variant(spec: str) -> tuple[str, str, dict]:
-    words = spec.split()
-    return spec, words[0], {k: ast.literal_eval(v) for k, _, v in
-                            (kv.partition("=") for kv in words[1:])}
-
-
 def main(argv=None):
+    from admm_cluster import parse_variant, timed_fit
     from admm_rounds import cold_start_data
     from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty, make_logistic,
                                  reference_optimum)
@@ -64,11 +57,7 @@ def main(argv=None):
                     est = AsipClassifier(loss=loss, solver=solver, alpha=args.alpha,
                                          fit_intercept=args.intercept, n_partitions=2,
                                          max_time=10.0, solver_params=params or None)
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        t0 = time.perf_counter()
-                        est.fit(X, y)
-                        wall = time.perf_counter() - t0
+                    wall = timed_fit(est, X, y)
                     w = np.append(est.coef_.ravel(), est.intercept_) if args.intercept \
                         else est.coef_.ravel()
                     rel = (obj.value(w, X, y) - f_star) / abs(f_star)
