@@ -90,7 +90,8 @@ long detour: the duals are most of what ADMM has learnt (measured on 4
 partitions of a9a: 1.5x the fault-free suboptimality 1.4 s after the restart,
 1.1x with the echo).
 The output (`combine`) is the certified ``z``, else the ``z`` step applied once to the mean
-of all operators' final ``(x_i, y_i)``.
+of all operators' final ``(x_i, y_i)``; while the operators run (the trace: each one's
+latest report), an operator's own ``z`` where it is made of newer states than those reports.
 """
 
 from __future__ import annotations
