@@ -14,7 +14,9 @@ hold the last one they heard. The protocol, written once here:
 3. the restarted operator takes the first echo as its own lost state
    (`PeerStates.absorb` returns it once, while `expecting` it) and waits --
    up to the solver's ``rejoin_wait`` -- until it has that echo and a state
-   from every peer (`PeerStates.ready`) before it takes a step.
+   from every peer (`PeerStates.ready`) before it takes a step. A solver may go on
+   expecting after that wait (asip-admm does): an echo that comes later means a peer still
+   uses the old state and ignores the new incarnation's clock below it.
 
 A solver supplies the state's field names, its clock key, and what to do with
 the recovered state; `PeerStates` does the ordering, the echoes and the
