@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["freeze", "holders", "release"]
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _holders = 0  # embedded clients whose connect() froze the collector and have not closed
 
 
@@ -35,12 +35,16 @@ def freeze() -> bool:
     """Collect, then freeze every object alive now; False (and nothing done) when the
     application froze objects itself. The caller calls `release` once when it is done."""
     global _holders
+    if _holders == 0 and gc.get_freeze_count() > 0:
+        logger.debug("asip: %d objects already frozen by the application: its gc policy "
+                     "is left alone", gc.get_freeze_count())
+        return False
+    # outside the lock: a finalizer it runs may close a dropped embedded client, whose
+    # close (on that client's loop thread, while this one waits) calls `release`
+    gc.collect()
     with _lock:
-        if _holders == 0 and gc.get_freeze_count() > 0:
-            logger.debug("asip: %d objects already frozen by the application: its gc policy "
-                         "is left alone", gc.get_freeze_count())
+        if _holders == 0 and gc.get_freeze_count() > 0:  # the application froze meanwhile
             return False
-        gc.collect()
         gc.freeze()
         _holders += 1
         logger.debug("asip: froze %d objects in the driver's collector", gc.get_freeze_count())
