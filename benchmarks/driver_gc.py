@@ -99,9 +99,12 @@ def _summary(rows) -> None:
         full = [1e3 * s for r in sub for f in r["fits"] for _, s in f["full"]]
         gct = [1e3 * f["gc_total"] for r in sub for f in r["fits"]]
         p90 = sorted(walls)[int(0.9 * (len(walls) - 1))]
+        slow_gc = sum(1e3 * f["wall"] > 2 * med and bool(f["full"])
+                      for r in sub for f in r["fits"])
         print(f"{arm:3s}: {len(walls)} fits in {len(sub)} processes; median {med:.1f} ms, "
               f"p90 {p90:.1f}, longest {max(walls):.1f}; over 2x median: "
-              f"{sum(w > 2 * med for w in walls)}; full collections inside fits: {len(full)}"
+              f"{sum(w > 2 * med for w in walls)} ({slow_gc} with a full collection inside); "
+              f"full collections inside fits: {len(full)}"
               + (f" (median {statistics.median(full):.1f} ms, longest {max(full):.1f})"
                  if full else "")
               + f"; all collections inside a fit: median {statistics.median(gct):.2f} ms, "
