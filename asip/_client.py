@@ -75,6 +75,10 @@ class _EmbeddedClient(Client):
                 _driver_gc.release()
 
 
+# shown as distributed's own: its repr, and the client id it builds from the class name
+_EmbeddedClient.__name__ = _EmbeddedClient.__qualname__ = "Client"
+
+
 def _add_dashboard_page(client: Client) -> None:
     """Register the page's scheduler plugin and tell the user where it is."""
     from asip.dashboard import DashboardPlugin, page_link

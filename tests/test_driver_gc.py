@@ -11,7 +11,7 @@ import weakref
 
 import dask
 import pytest
-from distributed import LocalCluster
+from distributed import Client, LocalCluster
 
 import asip
 from asip import _driver_gc
@@ -49,6 +49,8 @@ def test_embedded_cluster_freezes_until_its_client_closes(unfrozen):
     dead = weakref.ref(cycle)
     with asip.connect(**OPTIONS) as client:
         assert client.status == "running"
+        assert isinstance(client, Client)
+        assert repr(client).startswith("<Client: ") and client.id.startswith("Client-")
         assert gc.get_freeze_count() > 10_000  # the imports' objects, at least
         assert _driver_gc.holders() == 1
         assert not _tracked(alive)
