@@ -2,8 +2,8 @@
 
 `asip.connect()` with no address runs the scheduler in the user's process, next to
 ~240k objects tracked by the cycle collector from the imports alone (scikit-learn,
-scipy, numba, bokeh): a full collection there took 150-190 ms, and one falling into
-a small fit froze its worker -> scheduler -> client hops (a 60 ms fit took 190-265 ms).
+scipy, numba, bokeh): a full collection there took 150-420 ms, and one falling into
+a small fit froze its worker -> scheduler -> client hops (a 70 ms fit took 210-530 ms).
 Those objects live as long as the process, so once the cluster is up, collect once
 (no garbage is kept) and `gc.freeze()` what is alive: later full collections walk only
 what came after. The freeze is process-global, so asip takes it only if nothing is
