@@ -92,7 +92,7 @@ def main(argv=None) -> int:
             if rep >= 2:
                 for k, v in zip(PIECES, (t1 - t0, t2 - t1, ncores, transfer, update, t4 - t3)):
                     res[k].append(v)
-            time.sleep(0.02)
+            time.sleep(0.05)  # the releases above land before the next placement
     print(f"load average at end: {os.getloadavg()}")
     for k, v in res.items():
         v = sorted(v)
