@@ -30,6 +30,9 @@ def cluster(cfg: BenchConfig, threads_per_worker: int | None = None):
     """A client on ``cfg.scheduler``, or on a fresh local process cluster (closed afterwards)."""
     from distributed import Client, LocalCluster
 
+    from asip import _driver_gc
+    from asip._config import flag
+
     if cfg.scheduler:
         with Client(cfg.scheduler) as client:
             yield client
@@ -42,7 +45,13 @@ def cluster(cfg: BenchConfig, threads_per_worker: int | None = None):
                       env={"PYTHONWARNINGS": "ignore"}) as lc, \
             Client(lc) as client:
         client.wait_for_workers(cfg.workers, timeout=60)
-        yield client
+        # the scheduler lives in this process, as `asip.connect()`'s does: the same gc policy
+        held = flag("driver.gc-freeze") and _driver_gc.freeze()
+        try:
+            yield client
+        finally:
+            if held:
+                _driver_gc.release()
 
 
 def _record(run, ttt_targets) -> dict:
