@@ -84,8 +84,18 @@ REFRESH = 0.5
 #: (10,000 x 100: a ~3.5 ms Gram on one core). A sampled Hessian's error (~sqrt(p / rows))
 #: bounds what a round gains on the peers' models: 2 partitions of synthetic-logistic:20000
 #: (p = 100, 2,000 sampled rows), parallel lock-step rounds to 1e-6, 4 -> 2 at alpha 0.1,
-#: 4 -> 3 at 1/n; ijcnn1 at 1/n 11 -> 8 (`benchmarks/newton_exchanges.py`)
+#: 4 -> 3 at 1/n; ijcnn1 at 1/n 11 -> 8 (`benchmarks/newton_exchanges.py`). On the 2 x 1
+#: cluster (`benchmarks/fit_timeline.py`, alternating with ``hessian_rows=2000``, 2026-12-01
+#: 04:19-04:33 UTC, load 2-5) the busiest partition's rounds to 1e-6 fell 3 -> 2 (alpha 0.1,
+#: every fit), 4 -> 3 (1/n), ijcnn1 1/n 7 -> 5; the first round's CPU rose ~4.5 -> ~8.7 ms
+#: (the every-row Gram), and the wall time to 1e-6 was unchanged within the noise (medians
+#: of 16, 62.4 vs 62.3 ms after the first step at load 2.5)
 FULL_GRAM = 1e8
+#: a dense Gram on every row is summed over blocks of this many rows: each block's scaled
+#: copy is ~1.6 MB at p = 100, not the partition's 8 MB (10,000 x 100); in the workers the
+#: first round's CPU had a tail of 15-24 ms in 3 of 10 fits with one copy, 1 of 12 in blocks
+#: (median 8.7 vs 9.4 ms; synthetic-logistic:20000, 2 x 1 cluster, load 2.5-3.4)
+GRAM_BLOCK = 2048
 
 
 def sdca_damping(sigma: float, row_scale: float, alpha: float, n: int) -> float:
@@ -319,8 +329,10 @@ class LocalNewton:
         else:
             rows = np.flatnonzero(c)
             used = len(rows)
-            if used == nk:
-                C.dense_weighted_gram(self.A, c, self.fi, H)
+            if used == nk:  # in blocks of rows: a small scaled copy each (`GRAM_BLOCK`)
+                for a in range(0, nk, GRAM_BLOCK):
+                    C.dense_weighted_gram(self.A[a:a + GRAM_BLOCK], c[a:a + GRAM_BLOCK],
+                                          self.fi, H)
             else:
                 C.dense_weighted_gram(np.ascontiguousarray(self.A[rows]), c[rows], self.fi, H)
         self.passes += used / max(nk, 1)
