@@ -176,7 +176,9 @@ DEFAULTS = {
     "newton_iter": None,  # Newton iterations per round, at most (one data pass each); None:
     # `newton_iterations` (2, or 4 where a data pass costs less than the peers' models)
     "newton_rtol": 1e-4,  # ...fewer once the Newton decrement fell by this factor
-    "hessian_rows": None,  # rows sampled for a Hessian, at most; None: max(2000, 4 p) (dense)
+    "hessian_rows": None,  # rows sampled for a Hessian, at most; None: max(2000, 4 p) (dense),
+    # and every row at a round's end on dense smooth partitions of rows x p^2 <= 1e8
+    # (`_cocoa_newton.FULL_GRAM`)
     "min_news": None,  # Newton: a round once every active peer moved (None: lockstep among
     # the peers heard from within `ACTIVE_ROUNDS` rounds, `_newton_due`), or a fraction: once
     # peers with this share of the other rows moved

@@ -23,7 +23,9 @@ it, and a peer's pushed Hessian replaces the stand-in ``c_k H_j``: with every mo
 exact to second order a round is a Newton step on the whole objective from stale
 points, which stays stable when partitions differ (rows sorted by label). ``H_j`` is
 taken on at most ``hessian_rows`` random rows (dense data; rescaled; CSR: every row, in
-`_cd_kernels.csr_weighted_gram`) and reused while no margin moved more than `REFRESH`;
+`_cd_kernels.csr_weighted_gram`; dense and smooth where cheap, `FULL_GRAM`: on every row
+at the round's end point, `LocalNewton.end_hessian`) and reused while no margin moved more
+than `REFRESH`;
 each Newton iteration is one data pass with a backtracking line search on ``F_j``'s exact
 change along the step, in the loop `_newton_loop.newton` shared with ``"newton-cg"``
 (`_newton_cg`), which differs in the inner solve and the peers' model. ``R`` is
@@ -77,6 +79,23 @@ MIN_NEWTON_DENSITY = 0.25
 MAX_SDCA_DAMPING = 1.0
 #: reuse a round's Hessian while no margin moved more than this since it was taken
 REFRESH = 0.5
+#: dense data, smooth losses, ``hessian_rows=None``: a partition's Hessian is taken on every
+#: row, at the end of a round (`LocalNewton.end_hessian`), when ``rows x p^2`` is at most this
+#: (10,000 x 100: a ~3.5 ms Gram on one core). A sampled Hessian's error (~sqrt(p / rows))
+#: bounds what a round gains on the peers' models: 2 partitions of synthetic-logistic:20000
+#: (p = 100, 2,000 sampled rows), parallel lock-step rounds to 1e-6, 4 -> 2 at alpha 0.1,
+#: 4 -> 3 at 1/n; ijcnn1 at 1/n 11 -> 8 (`benchmarks/newton_exchanges.py`). On the 2 x 1
+#: cluster (`benchmarks/fit_timeline.py`, alternating with ``hessian_rows=2000``, 2026-12-01
+#: 04:19-04:33 UTC, load 2-5) the busiest partition's rounds to 1e-6 fell 3 -> 2 (alpha 0.1,
+#: every fit), 4 -> 3 (1/n), ijcnn1 1/n 7 -> 5; the first round's CPU rose ~4.5 -> ~8.7 ms
+#: (the every-row Gram), and the wall time to 1e-6 was unchanged within the noise (medians
+#: of 16, 62.4 vs 62.3 ms after the first step at load 2.5)
+FULL_GRAM = 1e8
+#: a dense Gram on every row is summed over blocks of this many rows: each block's scaled
+#: copy is ~1.6 MB at p = 100, not the partition's 8 MB (10,000 x 100); in the workers the
+#: first round's CPU had a tail of 15-24 ms in 3 of 10 fits with one copy, 1 of 12 in blocks
+#: (median 8.7 vs 9.4 ms; synthetic-logistic:20000, 2 x 1 cluster, load 2.5-3.4)
+GRAM_BLOCK = 2048
 
 
 def sdca_damping(sigma: float, row_scale: float, alpha: float, n: int) -> float:
@@ -160,7 +179,7 @@ class LocalNewton:
 
     def __init__(self, X, y, loss: int, fit_intercept: bool, p: int, n_total: int,
                  alpha: float, hessian_rows: int, seed, mu: float | None = None,
-                 floor: float = 0.0, hessian_free: bool = False):
+                 floor: float = 0.0, hessian_free: bool = False, full_hessian: bool = False):
         if hessian_free and loss == K.HINGE:
             raise ValueError("local_solver='newton-cg' needs log_loss or squared_error")
         self.sparse = isinstance(X, tuple)
@@ -185,7 +204,9 @@ class LocalNewton:
         self.hinge = loss == K.HINGE
         self.mu = float(mu if mu is not None else 1.0) if self.hinge else None
         self.floor = float(floor)
-        self.cache = None  # (H, the margins where it was taken, mu)
+        self.cache = None  # (H, the margins where it was taken, mu, on every row)
+        # the round's Hessian retaken on every row at its end point (`end_hessian`)
+        self.full_hessian = bool(full_hessian) and not self.hinge and not self.sparse
         self.last = None  # (v, margins, phi', gradient, loss sum) where the last solve ended
         self.passes = 0.0
         self.trials = 0  # line-search trials (a loss pass each), all solves together
@@ -200,13 +221,16 @@ class LocalNewton:
                       hessian_free: bool = False) -> LocalNewton:
         """The solver asip-cocoa runs on rows ``X, y`` (`_cocoa.init`'s and `warm_up`'s one
         argument list): ``problem``'s loss and sizes, ``params``' ``hessian_rows`` (None:
-        ``max(2000, 4 p)``), ``mu0`` and ``curv_floor`` (`curvature_floor`); ``hessian_free``:
-        ``local_solver="newton-cg"`` (`_newton_cg`)."""
+        ``max(2000, 4 p)``, and on dense data with a smooth loss every row at a round's end
+        while ``rows x p^2 <= FULL_GRAM``: `end_hessian`), ``mu0`` and ``curv_floor``
+        (`curvature_floor`); ``hessian_free``: ``local_solver="newton-cg"`` (`_newton_cg`)."""
         p = problem.p
+        full = (params["hessian_rows"] is None and problem.loss in (K.LOGISTIC, K.SQUARED)
+                and len(y) * p * p <= FULL_GRAM)
         return cls(X, y, problem.loss, problem.fit_intercept, p, problem.n_total,
                    problem.alpha, params["hessian_rows"] or max(2000, 4 * p), seed,
                    mu=params["mu0"], floor=curvature_floor(params["curv_floor"], False),
-                   hessian_free=hessian_free)
+                   hessian_free=hessian_free, full_hessian=full)
 
     def set_mu(self, mu: float) -> bool:
         """Hinge: adopt the smoothing ``mu`` if it is smaller (mu only decreases, so every
@@ -253,11 +277,12 @@ class LocalNewton:
             return self._gram_of(self._hinge_weights(m))
         return self._gram_of(self._smooth_weights(m))
 
-    def _smooth_weights(self, m):
+    def _smooth_weights(self, m, every_row: bool = False):
         """Smooth losses: ``phi''(m_i) / n`` on at most ``hessian_rows`` random rows (dense
-        data; rescaled), 0 on the others. CSR: every row (rare features need each one)."""
+        data; rescaled), 0 on the others. CSR (rare features need each one) or
+        ``every_row``: every row."""
         nk = len(self.y)
-        if self.sparse or nk <= self.hessian_rows:
+        if self.sparse or every_row or nk <= self.hessian_rows:
             return _L.loss_curvature(self.loss, m, self.y) * (1.0 / self.n)
         rows = np.sort(self.rng.choice(nk, self.hessian_rows, replace=False))
         c = np.zeros(nk)
@@ -304,8 +329,10 @@ class LocalNewton:
         else:
             rows = np.flatnonzero(c)
             used = len(rows)
-            if used == nk:
-                C.dense_weighted_gram(self.A, c, self.fi, H)
+            if used == nk:  # in blocks of rows: a small scaled copy each (`GRAM_BLOCK`)
+                for a in range(0, nk, GRAM_BLOCK):
+                    C.dense_weighted_gram(self.A[a:a + GRAM_BLOCK], c[a:a + GRAM_BLOCK],
+                                          self.fi, H)
             else:
                 C.dense_weighted_gram(np.ascontiguousarray(self.A[rows]), c[rows], self.fi, H)
         self.passes += used / max(nk, 1)
@@ -321,7 +348,19 @@ class LocalNewton:
         if c is not None and c[2] == self.mu and (self.loss == K.SQUARED or np.max(
                 np.abs(m - c[1]), initial=0.0) <= REFRESH * (self.mu if self.hinge else 1.0)):
             return c[0], False
-        self.cache = (self._hessian(m), m, self.mu)
+        self.cache = (self._hessian(m), m, self.mu, self.sparse or len(self.y) <= self.hessian_rows)
+        return self.cache[0], True
+
+    def end_hessian(self):
+        """``full_hessian``: the Hessian a round pushes, retaken on every row at the round's
+        end point (where the next round starts, so it is the one that round reuses) unless
+        the cached one is such a Hessian within `REFRESH` of it (squared loss: any). Peers
+        model this partition by it: a sampled one's error, ~sqrt(p / hessian_rows), held
+        their rounds to a linear rate (see `FULL_GRAM`). Returns ``(H, new)``."""
+        c, m = self.cache, self.last[1]
+        if c[3] and (self.loss == K.SQUARED or np.max(np.abs(m - c[1]), initial=0.0) <= REFRESH):
+            return c[0], False
+        self.cache = (self._gram_of(self._smooth_weights(m, every_row=True)), m, self.mu, True)
         return self.cache[0], True
 
     def solve(self, w0, peers, c_missing: float, max_iter: int, rtol: float,
@@ -336,7 +375,7 @@ class LocalNewton:
         on the rows heard from), or by this partition at ``w0`` (``"self"``: a fixed point of
         its own per partition). ``max_iter=0``: no step, only ``H_j`` and the duals at
         ``w0``. Returns ``(v, duals -phi'(x_i^T v), A_j^T duals, H_j, new)``, ``new`` when
-        ``H_j`` was recomputed.
+        ``H_j`` was recomputed (``full_hessian``: ``H_j`` at ``v``, on every row, `end_hessian`).
         """
         if self.hessian_free:
             return _CG.solve_cg(self, w0, peers, c_missing, max_iter, rtol, missing)
@@ -364,6 +403,9 @@ class LocalNewton:
         v, dual, share = _NL.newton(
             self, _Dense(S, Sb, G, self.pen, chol), w0.copy(), m, reused, self.n / scale,
             c_missing, max_iter, rtol, FLAT_MOVE * (self.mu if self.hinge else 1.0))
+        if self.full_hessian and max_iter > 0:
+            H, new_end = self.end_hessian()
+            new = new or new_end
         return v, dual, share, H, new
 
 
