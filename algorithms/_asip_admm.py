@@ -539,6 +539,12 @@ def combine(problem: Problem, snapshots: list) -> np.ndarray:
                 best, best_key = s, key
     if best is not None:
         return np.array(best["z"], dtype=np.float64)
+    return z_of_reports(problem, got)
+
+
+def z_of_reports(problem: Problem, got: list) -> np.ndarray:
+    """The ``z`` step applied once to the mean of the reported ``(x_i, y_i)`` (``got``: the
+    snapshots that have them, at least one)."""
     xbar = np.mean([s["x"] for s in got], axis=0)
     ybar = np.mean([s["y"] for s in got], axis=0)
     return z_update(problem, xbar, ybar, float(got[0]["rho"]), problem.n_partitions)

@@ -29,17 +29,13 @@ TARGETS = (1e-3, 1e-6)
 
 def mean_combine(problem, snapshots):
     """asip-admm's ``combine`` before the freshest z: the z step on the mean of the reports."""
-    from asip.algorithms._admm_core import z_update
+    from asip.algorithms._asip_admm import z_of_reports
     from asip.algorithms._certificate import certified_model
     model = certified_model(snapshots)
     if model is not None:
         return model
     got = [s for s in snapshots if s is not None and "x" in s]
-    if not got:
-        return np.zeros(problem.p)
-    return z_update(problem, np.mean([s["x"] for s in got], axis=0),
-                    np.mean([s["y"] for s in got], axis=0), float(got[0]["rho"]),
-                    problem.n_partitions)
+    return z_of_reports(problem, got) if got else np.zeros(problem.p)
 
 
 def crossings(algo, problem, trace, objective, X, y, f_star) -> dict:
