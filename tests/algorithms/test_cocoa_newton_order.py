@@ -58,7 +58,8 @@ def test_a_due_round_runs_before_the_owed_answer_which_goes_out_with_its_push():
     assert answered >= 2
 
 
-def test_the_first_certificate_round_waits_for_a_round_with_every_peer_total():
+def test_the_first_certificate_round_waits_for_a_round_with_every_peer_total(monkeypatch):
+    monkeypatch.setattr(_cocoa, "NEWTON_FIRST_CERT_WAIT", 1.0)  # off by default
     algo, states, datas = _newton_pair()
     period = _cocoa.DEFAULTS["cert_period"]
     _step(algo, states, datas, 0, [], 0.001)  # the leader's first round: no peer heard
