@@ -17,7 +17,7 @@ from asip.algorithms import _kernels as K
 from asip.algorithms._base import make_problem
 
 PARAMS = {"tol": 1e-14, "seed": 0, "cert_period": 0.0, "local_solver": "newton"}
-KILL = 3  # the round the partition restarts in
+KILL = 2  # the round the partition restarts in (mid-run: a round in, rounds come first)
 
 
 def _setup(n=1500, d=15, alpha=1e-3, n_parts=3, seed=3):

@@ -113,10 +113,11 @@ def test_a_round_waits_for_every_active_peer_and_not_for_a_silent_one():
     assert step(1, 0.12) == 3  # 3 silent for 0.11 s > 0.1 s: out of the wait set
     assert step(0, 0.12) == 1  # the straggler wakes: its first round
     assert step(2, 0.12, (1,)) == 3
-    assert step(1, 0.13, (0, 2)) == 3  # the certificate answer 0 asked for goes first
-    assert step(1, 0.131) == 4  # then 0's and 2's news, 3 silent: due
+    assert step(1, 0.13, (0, 2)) == 4  # 0's and 2's news, 3 silent: due; 0's answer with it
+    assert any("lver" in pl for _, pl in sent[1]), "0's certificate request went unanswered"
+    assert step(1, 0.131) == 4
     assert step(0, 0.13, (1, 2)) == 2
-    assert step(2, 0.13, (0, 1)) == 3  # its answer
+    assert step(2, 0.13, (0, 1)) == 4  # due: the round first, its answer with the push
     assert step(2, 0.132) == 4
     assert step(1, 0.14, (2,)) == 4  # 0 spoke 10 ms ago: back in the wait set
     assert step(1, 0.15, (0,)) == 5
