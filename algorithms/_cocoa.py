@@ -159,13 +159,6 @@ NEWTON_CERT_ROUNDS = 1.0
 #: with its push); else the certificate work took a step of its own and the round waited
 #: a step behind it
 NEWTON_ROUND_FIRST = 1.0
-#: Newton: the leader's first certificate round waits for a round of its own with every
-#: peer's total in its model, past ``cert_period`` (`_cert_opens`): under load the leader
-#: certified its own first-round point (rel gap 25.7 on ijcnn1 at 1/n), ~2 ms on each
-#: partition. Off: no lock-step count changes (there the peers' totals come in time) and the
-#: certified fits on the 2 x 1 cluster were within the noise either way (a9a log_loss-l2
-#: 62-75 ms on, 62-67 off, main 57-64; 2026-12-01 05:18-05:20 UTC, load 1.7-4)
-NEWTON_FIRST_CERT_WAIT = 0.0
 
 DEFAULTS = {
     "sigma": None,  # CoCoA+ aggregation: a number, "adaptive" (`_adaptive_sigma`) or None:
@@ -527,7 +520,6 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         wait = 0.005
     elif state.newton is not None:
         before, t0, c0 = state.newton.passes, time.perf_counter(), time.thread_time()
-        clock["round_peers"] = len(state.peers)  # peers whose totals this round's model has
         _newton_round(state, data)
         took = time.perf_counter() - t0
         # a peer's round takes about as long: its certificate answer may take that long too
@@ -896,9 +888,6 @@ def _cert_opens(state: CocoaState, now: float) -> bool:
     wall time apart (`NEWTON_CERT_ROUNDS`). The first round waits for every peer's total
     (or ``cert_period``): its model was the leader's own first slice or round alone (Newton:
     answering it cost each peer a round, lock-step reuters above: certified at exchange 4).
-    With `NEWTON_FIRST_CERT_WAIT` (off) Newton waits past ``cert_period`` too, for a round of
-    its own with every peer's total in its model: its first-round point's gap is hopeless,
-    and the round needs every peer's answer anyway, which comes with the peer's total.
     Not on hinge Newton, whose ``mu`` falls only at a certificate (lock-step a9a, 2 and 4
     partitions: certified at 23 exchanges with the wait, 16-18 without)."""
     cert, params = state.cert, state.params
@@ -907,10 +896,6 @@ def _cert_opens(state: CocoaState, now: float) -> bool:
     if cert["ver"] == 0 and not hinge and len(state.peers) < state.problem.n_partitions - 1 \
             and now - state.clock["started"] < period:
         return False  # the first round: at a view with every peer's total in it
-    if NEWTON_FIRST_CERT_WAIT and cert["ver"] == 0 and state.newton is not None and not hinge \
-            and state.clock.get(
-            "round_peers", 0) < state.problem.n_partitions - 1:
-        return False  # Newton: not before a round of the leader's had every peer's total
     if state.newton is None:  # SDCA: the model is the best wbar a round evaluated
         period = min(period, CERT_RAMP * now)
     else:  # one a Newton round (`NEWTON_CERT_ROUNDS`); hinge: mu falls only at a certificate

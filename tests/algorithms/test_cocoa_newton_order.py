@@ -1,7 +1,6 @@
 """asip-cocoa's Newton: the order of a step's work. A due round runs before an owed
 certificate answer (or the leader's close), which goes out with the round's push
-(`_cocoa.NEWTON_ROUND_FIRST`); and the leader opens its first certificate round only after a
-round of its own had every peer's total in its model, never at its first-round point alone.
+(`_cocoa.NEWTON_ROUND_FIRST`).
 
 Parallel lock-step (every partition steps on the pushes of the exchange before, as
 `benchmarks/newton_exchanges.py`), 2 partitions of a small logistic problem."""
@@ -11,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from _sim import Msg, split_rows
 
-from asip.algorithms import _cocoa, make_logistic
+from asip.algorithms import make_logistic
 from asip.algorithms import _kernels as K
 from asip.algorithms._base import local_data, make_problem
 from asip.algorithms._solvers import get_algorithm
@@ -56,17 +55,3 @@ def test_a_due_round_runs_before_the_owed_answer_which_goes_out_with_its_push():
                 break
         boxes = nxt
     assert answered >= 2
-
-
-def test_the_first_certificate_round_waits_for_a_round_with_every_peer_total(monkeypatch):
-    monkeypatch.setattr(_cocoa, "NEWTON_FIRST_CERT_WAIT", 1.0)  # off by default
-    algo, states, datas = _newton_pair()
-    period = _cocoa.DEFAULTS["cert_period"]
-    _step(algo, states, datas, 0, [], 0.001)  # the leader's first round: no peer heard
-    out, _ = _step(algo, states, datas, 0, [], 0.001 + 1.5 * period)  # the peer is late
-    assert states[0].cert["ver"] == 0, "opened at the leader's first-round point"
-    assert all("ver" not in m.payload for m in out)
-    to_leader, _ = _step(algo, states, datas, 1, [], 0.002 + 1.5 * period)
-    out, _ = _step(algo, states, datas, 0, to_leader, 0.003 + 1.5 * period)
-    assert _rounds(states[0]) == 2 and states[0].cert["ver"] == 1  # its round with the peer's
-    assert any("ver" in m.payload for m in out)
