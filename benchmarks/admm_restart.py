@@ -31,8 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "algorithms"))
 
-from _sim import Msg  # noqa: E402
-from admm_rounds import _load, parse_variant  # noqa: E402
+from admm_rounds import _load, deliver_due, parse_variant, post, take_inbox  # noqa: E402
 
 from asip.algorithms import _kernels as K  # noqa: E402
 from asip.algorithms._base import local_data, make_problem  # noqa: E402
@@ -60,10 +59,7 @@ def run(X, y, obj, f_star, loss, alpha, n_parts, solver, params, rounds, fault=N
     rng = np.random.default_rng(seed)
     trace, last_rho = [], None
     for k in range(1, rounds + 1):
-        due = [m for m in later if m[0] <= k]
-        later = [m for m in later if m[0] > k]
-        for _, j, msg in due:
-            boxes[j].append(msg)
+        later = deliver_due(later, boxes, k)
         down = fault is not None and fault[0] <= k < fault[0] + fault[1]
         if fault is not None and k == fault[0] + fault[1]:
             inc[1] += 1
@@ -76,22 +72,10 @@ def run(X, y, obj, f_star, loss, alpha, n_parts, solver, params, rounds, fault=N
         for i in range(n_parts):
             if (down and i == 1) or (skip and rng.random() < skip):
                 continue
-            if jacobi:
-                inbox = inboxes[i]
-                boxes[i] = boxes[i][len(inbox):]
-            else:
-                inbox, boxes[i] = boxes[i], []
-            out = algo.local_step(states[i], datas[i], inbox, k * round_time)
+            out = algo.local_step(states[i], datas[i], take_inbox(boxes, inboxes, i),
+                                  k * round_time)
             states[i] = out.state
-            for o in out.outbox:
-                for j in range(n_parts):
-                    if j != i and (o.to is None or o.to == j):
-                        msg = Msg(i, inc[i], o.payload, time.time())
-                        lag = int(rng.integers(0, delay + 1)) if delay else 0
-                        if lag:
-                            later.append((k + lag, j, msg))
-                        else:
-                            boxes[j].append(msg)
+            post(out.outbox, i, inc[i], boxes, later, k, delay, rng)
         if verbose and states[0].rho != last_rho:
             last_rho = states[0].rho
             print(f"      round {k}: leader rho {states[0].rho:.4g} "

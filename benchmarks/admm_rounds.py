@@ -44,6 +44,40 @@ def parse_variant(spec: str) -> tuple[str, str, dict]:
     return spec, words[0], params
 
 
+def deliver_due(later: list, boxes: list, k: int) -> list:
+    """Put the held-back messages due by round ``k`` into their receivers' ``boxes``; returns
+    those still held back."""
+    for _, j, msg in [m for m in later if m[0] <= k]:
+        boxes[j].append(msg)
+    return [m for m in later if m[0] > k]
+
+
+def take_inbox(boxes: list, inboxes: list | None, i: int) -> list:
+    """Partition ``i``'s inbox for this step: with ``inboxes`` (parallel, Jacobi) what it held
+    at the round's start, else (round-robin) everything in its box now."""
+    if inboxes is not None:
+        inbox = inboxes[i]
+        boxes[i] = boxes[i][len(inbox):]
+    else:
+        inbox, boxes[i] = boxes[i], []
+    return inbox
+
+
+def post(outbox, i: int, incarnation: int, boxes: list, later: list, k: int, delay: int,
+         rng) -> None:
+    """Route partition ``i``'s pushes of round ``k`` to its peers, each held back a random
+    0..``delay`` rounds (into ``later``) or delivered at once."""
+    for o in outbox:
+        for j in range(len(boxes)):
+            if j != i and (o.to is None or o.to == j):
+                msg = Msg(i, incarnation, o.payload, time.time())
+                lag = int(rng.integers(0, delay + 1)) if delay else 0
+                if lag:
+                    later.append((k + lag, j, msg))
+                else:
+                    boxes[j].append(msg)
+
+
 def run(X, y, n_parts, solver, params, obj, f_star, max_rounds, alpha, round_time=1.5e-3,
         loss=K.HINGE, jacobi=False, delay=0, intercept=False, trace=False):
     """Lock-step rounds; returns (rounds to 1e-3, to 1e-6, local SDCA epochs of the busiest
@@ -75,28 +109,13 @@ def run(X, y, n_parts, solver, params, obj, f_star, max_rounds, alpha, round_tim
 
     while rounds_now() < max_rounds and steps < 4 * max_rounds:
         steps += 1
-        due = [m for m in later if m[0] <= steps]
-        later = [m for m in later if m[0] > steps]
-        for _, j, msg in due:
-            boxes[j].append(msg)
+        later = deliver_due(later, boxes, steps)
         inboxes = [list(b) for b in boxes] if jacobi else None
         for i in range(len(parts)):
-            if jacobi:
-                inbox = inboxes[i]
-                boxes[i] = boxes[i][len(inbox):]
-            else:
-                inbox, boxes[i] = boxes[i], []
-            out = algo.local_step(states[i], datas[i], inbox, steps * round_time)
+            out = algo.local_step(states[i], datas[i], take_inbox(boxes, inboxes, i),
+                                  steps * round_time)
             states[i] = out.state
-            for o in out.outbox:
-                for j in range(len(parts)):
-                    if j != i and (o.to is None or o.to == j):
-                        msg = Msg(i, 0, o.payload, time.time())
-                        lag = int(rng.integers(0, delay + 1)) if delay else 0
-                        if lag:
-                            later.append((steps + lag, j, msg))
-                        else:
-                            boxes[j].append(msg)
+            post(out.outbox, i, 0, boxes, later, steps, delay, rng)
             if out.done and stop is None:
                 stop = rounds_now()
         if hit6 is None:
