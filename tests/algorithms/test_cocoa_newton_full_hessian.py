@@ -93,3 +93,10 @@ def test_two_exchanges_reach_1e6_where_a_sample_does_not(monkeypatch):
     monkeypatch.setattr(_cocoa, "NEWTON_ROUND_FIRST", 0.0)
     assert _rel_after(2, {}) <= 1e-6
     assert _rel_after(2, {"hessian_rows": 2000}) > 1e-6  # the sample: a linear rate
+
+
+def test_float32_grams_reach_1e6_in_two_exchanges_too(monkeypatch):
+    # every Gram in float32 (`_cocoa_newton.F32_MIN_P`; D = 40 is below it by default)
+    monkeypatch.setattr(_cocoa, "NEWTON_ROUND_FIRST", 0.0)
+    monkeypatch.setattr(_cocoa_newton, "F32_MIN_P", 1)
+    assert _rel_after(2, {}) <= 1e-6
