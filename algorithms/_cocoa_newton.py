@@ -103,6 +103,9 @@ GRAM_BLOCK = 2048
 #: shapes the steps (every gradient is exact), and a factor that fails falls back to float64
 #: (`LocalNewton.solve`). Narrower models keep float64: their Gram costs little either way
 F32_MIN_P = 64
+#: ... and where a peer's float32 Hessian leaves the model indefinite, its diagonal raised by
+#: this share of its largest entry (float32's rounding, ~1e-7, with room)
+F32_LIFT = 1e-6
 
 
 def sdca_damping(sigma: float, row_scale: float, alpha: float, n: int) -> float:
@@ -416,13 +419,18 @@ class LocalNewton:
         try:
             S, Sb, G, chol = self._factored(H, w0, peers, scale, c_missing, max_iter)
         except np.linalg.LinAlgError:
-            if not self.f32:
-                raise
-            # a float32 Gram's rounding broke definiteness (`F32_MIN_P`): float64 from now on
-            logger.info("float32 Hessian not positive definite: retaken in float64")
-            self.f32, self.A32, self.cache = False, None, None
-            H, new = self.hessian_at(m)
-            S, Sb, G, chol = self._factored(H, w0, peers, scale, c_missing, max_iter)
+            factored = None
+            if self.f32:  # the own float32 Gram's rounding (`F32_MIN_P`): float64 from now on
+                logger.info("float32 Hessian not positive definite: retaken in float64")
+                self.f32, self.A32, self.cache = False, None, None
+                H, new = self.hessian_at(m)
+                try:
+                    factored = self._factored(H, w0, peers, scale, c_missing, max_iter)
+                except np.linalg.LinAlgError:
+                    pass
+            # else a peer's float32 Hessian: the model's diagonal lifted by that rounding
+            S, Sb, G, chol = factored or self._factored(H, w0, peers, scale, c_missing,
+                                                        max_iter, F32_LIFT)
         v, dual, share = _NL.newton(
             self, _Dense(S, Sb, G, self.pen, chol), w0.copy(), m, reused, self.n / scale,
             c_missing, max_iter, rtol, FLAT_MOVE * (self.mu if self.hinge else 1.0))
@@ -431,10 +439,12 @@ class LocalNewton:
             new = new or new_end
         return v, dual, share, H, new
 
-    def _factored(self, H, w0, peers, scale: float, c_missing: float, max_iter: int):
+    def _factored(self, H, w0, peers, scale: float, c_missing: float, max_iter: int,
+                  lift: float = 0.0):
         """The peers' quadratic models summed (``S = sum H_k``, ``Sb = sum H_k w_k``,
         ``G = sum g_k``, scaled by ``scale``) and the Cholesky factor of
-        ``scale H + S + diag(pen)`` (None for ``max_iter=0``), for `solve`."""
+        ``scale H + S + diag(pen)`` (None for ``max_iter=0``), its diagonal raised by
+        ``lift`` times its largest entry (the steps' model only), for `solve`."""
         S, Sb, G = c_missing * H, c_missing * (H @ w0), np.zeros_like(w0)
         for g_k, w_k, H_k, c_k in peers:
             if isinstance(H_k, tuple):  # peers summed by the caller
@@ -449,8 +459,8 @@ class LocalNewton:
             S, Sb, G = S * scale, Sb * scale, G * scale
         M = scale * H + S
         M[np.diag_indices_from(M)] += self.pen
-        if self.hinge:  # an unpenalized intercept with no row on the band has no curvature
-            M[np.diag_indices_from(M)] += 1e-9 * max(np.max(np.diag(M)), 1e-300)
+        if self.hinge or lift:  # hinge: an unpenalized intercept off the band has no curvature
+            M[np.diag_indices_from(M)] += max(lift, 1e-9) * max(np.max(np.diag(M)), 1e-300)
         chol = sla.cho_factor(M, check_finite=False) if max_iter > 0 else None
         return S, Sb, G, chol
 

@@ -70,3 +70,40 @@ def test_an_indefinite_float32_factor_is_retaken_in_float64(monkeypatch, fit_int
     want = exact.solve(np.zeros(p), [], 1.0, 2, 1e-4)
     np.testing.assert_array_equal(v, want[0])
     np.testing.assert_array_equal(H, want[3])
+
+
+def test_a_peers_indefinite_hessian_is_lifted_by_float32s_rounding():
+    # the peers' summed Hessian (as `_cocoa._newton_round` hands it) short of definite by
+    # more than the penalty, as a float32 Gram's rounding can leave it: the model's diagonal
+    # is raised by `F32_LIFT` of its largest entry, and the step still descends
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(N, 1)) * 1e3 + 1e-3 * rng.normal(size=(N, F32_MIN_P + 6))
+    y = np.sign(rng.normal(size=N))
+    p = X.shape[1]
+    ln = _solver(X, y, False, alpha=1e-3)
+    exact = _plain_gram(X, np.full(N, 0.25 / N_TOTAL), False)  # at w = 0, every row
+    S = exact - 2e-3 * np.eye(p)
+    peers = [(np.zeros(p), None, (S, np.zeros(p)), 1.0)]
+    v, dual, share, H, _ = ln.solve(np.zeros(p), peers, 0.0, 2, 1e-4)
+    assert not ln.f32 and np.all(np.isfinite(v)) and np.any(v != 0.0)
+    # F_j fell: its loss and penalty plus the peer's quadratic model
+    def f(w):
+        m = X @ w
+        return (np.logaddexp(0.0, -y * m).sum() / N_TOTAL + 0.5 * w @ S @ w
+                + 0.5e-3 * w @ w)
+    assert f(v) < f(np.zeros(p))
+
+
+def test_a_float64_partition_lifts_a_peers_indefinite_hessian_too(monkeypatch):
+    # a partition whose own Gram is float64 (narrow, or past `FULL_GRAM`) with a peer's
+    # float32 one: no own Gram to retake, the lift alone
+    monkeypatch.setattr(_cocoa_newton, "F32_MIN_P", 10**9)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(N, 1)) * 1e3 + 1e-3 * rng.normal(size=(N, 70))
+    y = np.sign(rng.normal(size=N))
+    ln = _solver(X, y, False, alpha=1e-3)
+    assert not ln.f32
+    S = _plain_gram(X, np.full(N, 0.25 / N_TOTAL), False) - 2e-3 * np.eye(70)
+    v, *_ = ln.solve(np.zeros(70), [(np.zeros(70), None, (S, np.zeros(70)), 1.0)], 0.0, 2,
+                     1e-4)
+    assert np.all(np.isfinite(v)) and np.any(v != 0.0)
