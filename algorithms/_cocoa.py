@@ -144,6 +144,11 @@ STEP_TIME = 0.001
 #: is the best wbar a round evaluated, so a short fit is decided by its first rounds: a
 #: fixed 20 ms held reuters hinge-l2 at P(0) until its second round (1e-6) at +30 ms
 CERT_RAMP = 0.25
+#: ... and at most this many of `_cert_round.balanced_period` (``sqrt(2 c t)``, ``c`` the
+#: leader's certificate pass): where a pass is cheap, rounds far more often than
+#: ``cert_period``, so the reported model trails the operators' by less (inf: the ramp and
+#: ``cert_period`` alone, main's schedule before 2026-12-01)
+CERT_BALANCE = 1.0
 
 #: Newton: certificate rounds at most this many of the leader's Newton rounds' wall time
 #: apart (and ``cert_period``). Hinge: ``mu`` falls only when the leader closes a
@@ -896,8 +901,10 @@ def _cert_opens(state: CocoaState, now: float) -> bool:
     if cert["ver"] == 0 and not hinge and len(state.peers) < state.problem.n_partitions - 1 \
             and now - state.clock["started"] < period:
         return False  # the first round: at a view with every peer's total in it
-    if state.newton is None:  # SDCA: the model is the best wbar a round evaluated
-        period = min(period, CERT_RAMP * now)
+    if state.newton is None:  # SDCA: the model is the best wbar a round evaluated, so it
+        # trails the operators' by the rounds' spacing: as often as their cost allows
+        period = min(period, CERT_RAMP * now,
+                     CERT_BALANCE * R.balanced_period(cert["cost"], now))
     else:  # one a Newton round (`NEWTON_CERT_ROUNDS`); hinge: mu falls only at a certificate
         period = min(period, NEWTON_CERT_ROUNDS * state.clock.get("round", period))
     # SDCA: sooner when the gaps' trend meets tol (`_cert_round.due_by_trend`); not Newton,
