@@ -11,7 +11,7 @@ stopwatch ``--cost`` s (default: its real time), what the cadence is tied to. Pr
 variant, exchanges to 1e-3 / 1e-6 of the reported and the operators' model, the certified
 stop, rounds opened, the summed lag (exchanges the reported model reached each decade
 1e-1..1e-6 after the operators'), and the certificate passes' share of the partitions'
-real CPU in ``local_step``.
+real CPU in ``local_step`` (and the leader's last pass).
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ def run(X, y, n_parts, params, consts, obj, f_star, max_rounds, chunk_frac, alph
     lag = sum(rep.get(d, rounds) - own.get(d, rounds) for d in DECADES)
     return dict(rep3=rep.get(1e-3), rep6=rep.get(1e-6), own3=own.get(1e-3),
                 own6=own.get(1e-6), cert=rounds if done else None,
-                opened=states[0].cert["ver"], lag=lag, share=cert_cpu[0] / max(cpu, 1e-12))
+                opened=states[0].cert["ver"], lag=lag, share=cert_cpu[0] / max(cpu, 1e-12),
+                cost=states[0].cert["cost"])
 
 
 def main(argv=None):
@@ -167,7 +168,8 @@ def main(argv=None):
                 print(f"{name:26s} K={k:2d} {label:28s} reported 1e-3 {fmt(r['rep3']):>4s} "
                       f"1e-6 {fmt(r['rep6']):>4s} | own 1e-3 {fmt(r['own3']):>4s} 1e-6 "
                       f"{fmt(r['own6']):>4s} | cert {fmt(r['cert']):>4s} rounds "
-                      f"{r['opened']:4d} lag {r['lag']:4d} cert-cpu {100 * r['share']:.1f}%",
+                      f"{r['opened']:4d} lag {r['lag']:4d} cert-cpu {100 * r['share']:.1f}% pass "
+                      f"{1e3 * r['cost']:.2f} ms",
                       flush=True)
 
 

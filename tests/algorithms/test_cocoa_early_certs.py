@@ -111,3 +111,22 @@ def test_expensive_rounds_stay_apart(monkeypatch):
     gaps = [b - a for (a, _), (b, _) in zip(opened, opened[1:])]
     assert len(gaps) >= 3 and min(gaps) >= R.COST_PERIODS * 0.0032 - 1e-12, opened
     assert sum(t > 0.1 for t, _ in opened) <= 6, opened
+
+
+def test_short_rounds_ask_a_silent_peer_again_no_sooner():
+    """Rounds `balanced_period` apart do not make an unanswered round overdue sooner: a
+    peer starved past ~0.1 s (a loaded machine) is asked anew only after `OVERDUE_PERIODS`
+    of the ramped period, as before (else each starved answer would be thrown away)."""
+    algo, states, datas = _two_partitions()
+    _lock_step(algo, states, datas, 120)  # past the ramp: a round every ~1 ms
+    ver, now = states[0].cert["ver"], 0.120
+    while states[0].cert["ver"] == ver:  # the leader alone: the peer falls silent
+        now += 0.001
+        _step(algo, states, datas, 0, [], now)
+    opened = states[0].cert["at"]
+    ver, t = states[0].cert["ver"], opened
+    while states[0].cert["ver"] == ver and t < opened + 1.0:
+        t += 0.001
+        _step(algo, states, datas, 0, [], t)
+    period = min(C.DEFAULTS["cert_period"], C.CERT_RAMP * opened)
+    assert t - opened >= R.OVERDUE_PERIODS * period + R.OVERDUE_SLACK - 1e-9, (opened, t)
