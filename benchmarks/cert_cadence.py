@@ -4,8 +4,8 @@ operators' own (``sum u_k``), the rounds it took, and what they cost.
 
 Run: ``python benchmarks/cert_cadence.py --datasets a9a,ijcnn1,synthetic-logistic:20000,reuters
 [--partitions 2,4] [--variants 'main CERT_BALANCE=inf;new'] [--cost 0.00013]``. A variant is a
-label, then ``key=value`` words: an upper-case key sets that `_cocoa` / `_cert_round` constant for its
-runs, others are solver params (Python literals). An exchange is one ``local_step`` of every
+label, then ``key=value`` words: an upper-case key sets that `_cocoa` / `_cert_round` constant
+for its runs, others are solver params (Python literals). An exchange is one ``local_step`` of every
 partition in turn at ``--round-time`` simulated s; a certificate pass costs the leader's
 stopwatch ``--cost`` s (default: its real time), what the cadence is tied to. Prints, per
 variant, exchanges to 1e-3 / 1e-6 of the reported and the operators' model, the certified
