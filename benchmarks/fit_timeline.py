@@ -11,6 +11,7 @@ the lag between them (how late the trace saw it). Medians over ``--repeats``.
 
 Run:  python benchmarks/fit_timeline.py [--pairs ijcnn1:asip-cocoa,gd a9a:asip-svrg,gd]
           [--repeats 5] [--budget 0.4] [--steps] [--json out.json] [--own]
+          [--balance inf,1]
       python benchmarks/fit_timeline.py --certified   # wall time of fit() to its own stop
 
 ``--certified``: no instrumentation; each solver's ``fit`` with its default ``tol`` (the
@@ -81,6 +82,12 @@ def _instrument(dask_worker=None) -> None:
                     getattr(ctx, "_last_entry", None) is not entry))
 
     cls.setup, cls._warm_up, cls.step = _setup, _warm_up, _step
+
+
+def _set_balance(value: float, dask_worker=None) -> None:
+    from asip.algorithms import _cocoa
+
+    _cocoa.CERT_BALANCE = value
 
 
 def _fetch(dask_worker=None):
@@ -172,11 +179,14 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", action="store_true", help="print every operator step of the "
                     "first repeat")
     ap.add_argument("--json", help="write every fit's figures here")
+    ap.add_argument("--balance", help="asip-cocoa: `_cocoa.CERT_BALANCE` values (e.g. inf,1), "
+                    "each fit alternated over them on the same cluster (solver@value)")
     ap.add_argument("--own", action="store_true", help="asip-cocoa SDCA: also the operators' "
                     "own model's (sum u_k) times and the leader's certificate rounds")
     ap.add_argument("--certified", action="store_true", help="time fit() to its certified "
                     "stop instead (default tol), no instrumentation")
     args = ap.parse_args(argv)
+    balances = [float(v) for v in args.balance.split(",")] if args.balance else [None]
 
     import dask
     from distributed import Client, LocalCluster
@@ -229,9 +239,12 @@ def main(argv=None) -> int:
             objective = task.objective(data.n)
             run_asip(cdata, task, names[0], 0.3, tol=0)  # the bench's per-dataset warm-up
             client.run(_fetch)
+            arms = [(s, b) for s in names for b in balances]
             for rep in range(args.repeats):
-                order = names if rep % 2 == 0 else names[::-1]
-                for solver in order:
+                order = arms if rep % 2 == 0 else arms[::-1]
+                for solver, balance in order:
+                    if balance is not None:  # asip-cocoa's SDCA cadence, on the workers
+                        client.run(_set_balance, balance)
                     live = LiveObjective(data, task, lambda *a: None)
                     wall_of_fit.clear()
                     run = run_asip(cdata, task, solver, args.budget, live=live, tol=0)
@@ -242,7 +255,8 @@ def main(argv=None) -> int:
                     _Problem.last = captured["problem"]
                     true = _true_crossings(algo, 2, logs, objective, data.X, data.y, f_star,
                                            fit_wall)
-                    rec = _record(name, solver, rep, run, logs, fit_wall, true)
+                    rec = _record(name, solver if balance is None else f"{solver}@{balance:g}",
+                                  rep, run, logs, fit_wall, true)
                     if args.own:
                         t6 = rec["trace_1e-06"]
                         own, closes = _own_and_rounds(
