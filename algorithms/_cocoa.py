@@ -26,8 +26,9 @@ skip rows whose dual is stuck at a bound
 within a few passes); the duals are those of the steps taken, so the certificate is
 unchanged.
 
-Certified stop (`_cert_round`). Partition 0 leads: every ``cert_period`` s (Newton: every
-own round, `NEWTON_CERT_ROUNDS`; no more often than four times its own certificate pass)
+Certified stop (`_cert_round`). Partition 0 leads: every ``cert_period`` s (SDCA: sooner
+where its certificate pass is cheap, `CERT_BALANCE`; Newton: every own round,
+`NEWTON_CERT_ROUNDS`; no more often than four times its own certificate pass)
 it announces its view as ``wbar`` with a version; every operator answers with its loss sum at exactly that ``wbar`` and
 its conjugate sum ``c_k = sum phi_i*(-a_i)`` together with the ``u_k`` of the same
 duals. With all answers in, the leader has ``P(wbar)`` and a dual value
@@ -144,6 +145,11 @@ STEP_TIME = 0.001
 #: is the best wbar a round evaluated, so a short fit is decided by its first rounds: a
 #: fixed 20 ms held reuters hinge-l2 at P(0) until its second round (1e-6) at +30 ms
 CERT_RAMP = 0.25
+#: ... and at most this many of `_cert_round.balanced_period` (``sqrt(2 c t)``, ``c`` the
+#: leader's certificate pass): where a pass is cheap, rounds far more often than
+#: ``cert_period``, so the reported model trails the operators' by less (inf: the ramp and
+#: ``cert_period`` alone, main's schedule before 2026-12-01)
+CERT_BALANCE = 1.0
 
 #: Newton: certificate rounds at most this many of the leader's Newton rounds' wall time
 #: apart (and ``cert_period``). Hinge: ``mu`` falls only when the leader closes a
@@ -883,8 +889,9 @@ def _cert_opens(state: CocoaState, now: float) -> bool:
     """Whether the leader opens a certificate round now: ``cert_period`` (and 4x its own
     certificate pass) since the last, which was closed -- or whose answers are overdue (one
     was lost: ask again, not before a peer's Newton round could have ended). SDCA: the
-    period ramps up to ``cert_period`` (`CERT_RAMP`), and near ``tol`` the gaps' trend times
-    the rounds (`_cert_round.due_by_trend`). Newton: at most one of its own rounds'
+    period ramps up to ``cert_period`` (`CERT_RAMP`), is at most ``sqrt(2 c t)`` for a pass of
+    ``c`` s (`CERT_BALANCE`, `_cert_round.balanced_period`), and near ``tol`` the gaps' trend
+    times the rounds (`_cert_round.due_by_trend`). Newton: at most one of its own rounds'
     wall time apart (`NEWTON_CERT_ROUNDS`). The first round waits for every peer's total
     (or ``cert_period``): its model was the leader's own first slice or round alone (Newton:
     answering it cost each peer a round, lock-step reuters above: certified at exchange 4).
@@ -896,13 +903,19 @@ def _cert_opens(state: CocoaState, now: float) -> bool:
     if cert["ver"] == 0 and not hinge and len(state.peers) < state.problem.n_partitions - 1 \
             and now - state.clock["started"] < period:
         return False  # the first round: at a view with every peer's total in it
-    if state.newton is None:  # SDCA: the model is the best wbar a round evaluated
-        period = min(period, CERT_RAMP * now)
+    slack = 3.0 * state.clock.get("round", 0.0)
+    if state.newton is None:  # SDCA: the model is the best wbar a round evaluated, so it
+        # trails the operators' by the rounds' spacing: as often as their cost allows
+        ramped = min(period, CERT_RAMP * now)
+        period = min(ramped, CERT_BALANCE * R.balanced_period(cert["cost"], now))
+        # ... but an answer is no sooner overdue (lost) than at the ramped period: on a
+        # loaded machine a starved peer's answer must not be asked anew, and again
+        slack += R.OVERDUE_PERIODS * (ramped - period)
     else:  # one a Newton round (`NEWTON_CERT_ROUNDS`); hinge: mu falls only at a certificate
         period = min(period, NEWTON_CERT_ROUNDS * state.clock.get("round", period))
     # SDCA: sooner when the gaps' trend meets tol (`_cert_round.due_by_trend`); not Newton,
     # whose model moves once a round (a round between two of its own re-certifies one model)
-    return R.opens(cert, now, period, slack=3.0 * state.clock.get("round", 0.0),
+    return R.opens(cert, now, period, slack=slack,
                    tol=params["tol"] if state.newton is None else 0.0)
 
 

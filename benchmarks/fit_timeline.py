@@ -10,7 +10,8 @@ times to each target: the bench's (the trace, from the ``fit`` call), the operat
 the lag between them (how late the trace saw it). Medians over ``--repeats``.
 
 Run:  python benchmarks/fit_timeline.py [--pairs ijcnn1:asip-cocoa,gd a9a:asip-svrg,gd]
-          [--repeats 5] [--budget 0.4] [--steps] [--json out.json]
+          [--repeats 5] [--budget 0.4] [--steps] [--json out.json] [--own]
+          [--balance inf,1]
       python benchmarks/fit_timeline.py --certified   # wall time of fit() to its own stop
 
 ``--certified``: no instrumentation; each solver's ``fit`` with its default ``tol`` (the
@@ -83,6 +84,12 @@ def _instrument(dask_worker=None) -> None:
     cls.setup, cls._warm_up, cls.step = _setup, _warm_up, _step
 
 
+def _set_balance(value: float, dask_worker=None) -> None:
+    from asip.algorithms import _cocoa
+
+    _cocoa.CERT_BALANCE = value
+
+
 def _fetch(dask_worker=None):
     from asip.algorithms import _operator as O
 
@@ -117,6 +124,32 @@ def _true_crossings(algo, problem_n, logs, objective, X, y, f_star, fit_wall):
     return out
 
 
+def _own_and_rounds(logs, objective, X, y, f_star, fit_wall, until):
+    """asip-cocoa SDCA: times (from the fit call) the operators' own model, ``sum u_k`` of
+    their latest snapshots, first reached each target, and the times the leader closed a
+    certificate round (its snapshot's ``primal`` changed) up to ``until`` s."""
+    steps = sorted((e for e in logs if e[0] == "step"), key=lambda e: e[3])
+    latest: dict = {}
+    own, closes, primal = {}, [], None
+    for e in steps:
+        _, index, t0, t1, _, _, snap, _, _, _ = e
+        if t1 - fit_wall > until:
+            break
+        latest[index] = snap
+        if index == 0 and snap.get("primal") is not None and snap["primal"] != primal:
+            primal = snap["primal"]
+            closes.append(t1 - fit_wall)
+        if len(latest) < 2 or len(own) == len(TARGETS) or any(
+                "u" not in s or "x" in s for s in latest.values()):
+            continue
+        w = np.sum([np.asarray(s["u"], dtype=np.float64) for s in latest.values()], axis=0)
+        rel = (objective.value(w, X, y) - f_star) / abs(f_star)
+        for target in TARGETS:
+            if target not in own and rel <= target:
+                own[target] = t1 - fit_wall
+    return own, closes
+
+
 class _Problem:
     last = None
 
@@ -146,9 +179,14 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", action="store_true", help="print every operator step of the "
                     "first repeat")
     ap.add_argument("--json", help="write every fit's figures here")
+    ap.add_argument("--balance", help="asip-cocoa: `_cocoa.CERT_BALANCE` values (e.g. inf,1), "
+                    "each fit alternated over them on the same cluster (solver@value)")
+    ap.add_argument("--own", action="store_true", help="asip-cocoa SDCA: also the operators' "
+                    "own model's (sum u_k) times and the leader's certificate rounds")
     ap.add_argument("--certified", action="store_true", help="time fit() to its certified "
                     "stop instead (default tol), no instrumentation")
     args = ap.parse_args(argv)
+    balances = [float(v) for v in args.balance.split(",")] if args.balance else [None]
 
     import dask
     from distributed import Client, LocalCluster
@@ -201,9 +239,12 @@ def main(argv=None) -> int:
             objective = task.objective(data.n)
             run_asip(cdata, task, names[0], 0.3, tol=0)  # the bench's per-dataset warm-up
             client.run(_fetch)
+            arms = [(s, b) for s in names for b in balances]
             for rep in range(args.repeats):
-                order = names if rep % 2 == 0 else names[::-1]
-                for solver in order:
+                order = arms if rep % 2 == 0 else arms[::-1]
+                for solver, balance in order:
+                    if balance is not None:  # asip-cocoa's SDCA cadence, on the workers
+                        client.run(_set_balance, balance)
                     live = LiveObjective(data, task, lambda *a: None)
                     wall_of_fit.clear()
                     run = run_asip(cdata, task, solver, args.budget, live=live, tol=0)
@@ -214,7 +255,22 @@ def main(argv=None) -> int:
                     _Problem.last = captured["problem"]
                     true = _true_crossings(algo, 2, logs, objective, data.X, data.y, f_star,
                                            fit_wall)
-                    rec = _record(name, solver, rep, run, logs, fit_wall, true)
+                    rec = _record(name, solver if balance is None else f"{solver}@{balance:g}",
+                                  rep, run, logs, fit_wall, true)
+                    if args.own:
+                        t6 = rec["trace_1e-06"]
+                        own, closes = _own_and_rounds(
+                            logs, objective, data.X, data.y, f_star, fit_wall,
+                            t6 if t6 is not None and math.isfinite(t6) else args.budget)
+                        gaps = np.diff(closes)
+                        rec.update({f"own_{tg:g}": own.get(tg, math.inf) for tg in TARGETS},
+                                   closes=len(closes), close_gap_ms=1e3 * float(
+                                       np.median(gaps)) if len(gaps) else math.nan)
+                        print(f"  own 1e-3 {_fmt(rec['own_0.001'])} 1e-6 "
+                              f"{_fmt(rec['own_1e-06'])} | trace 1e-3 "
+                              f"{_fmt(rec['trace_0.001'])} 1e-6 {_fmt(rec['trace_1e-06'])} | "
+                              f"rounds closed to trace 1e-6 {len(closes)}, median "
+                              f"{rec['close_gap_ms']:.1f} ms apart", flush=True)
                     records.append(rec)
                     _print(rec)
                     if args.steps and rep == 0:
