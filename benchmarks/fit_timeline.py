@@ -15,7 +15,8 @@ Run:  python benchmarks/fit_timeline.py [--pairs ijcnn1:asip-cocoa,gd a9a:asip-s
       python benchmarks/fit_timeline.py --certified   # wall time of fit() to its own stop
 
 ``--certified``: no instrumentation; each solver's ``fit`` with its default ``tol`` (the
-certified stop) as a user calls it, timed from the call to its return, alternating.
+certified stop) as a user calls it, timed from the call to its return, alternating (with
+``--balance``, also over asip-cocoa's ``CERT_BALANCE`` values, and their paired ratio).
 
 Instrumentation: the workers' ``SolverOperator`` is wrapped (setup, warm-up, step) by
 ``client.run``; a step's record costs a snapshot of the operator (~10 us at these sizes).
@@ -225,7 +226,7 @@ def main(argv=None) -> int:
         client.wait_for_workers(2)
         warm_up_solvers(args.pairs)
         if args.certified:
-            _certified(args, client, task)
+            _certified(args, client, task, balances)
             print(f"load average at end: {os.getloadavg()}")
             return 0
         client.run(_instrument)
@@ -284,8 +285,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def _certified(args, client, task) -> None:
-    """Wall time of ``fit`` to its certified stop, per solver, alternating; medians."""
+def _certified(args, client, task, balances) -> None:
+    """Wall time of ``fit`` to its certified stop, per solver (and asip-cocoa's
+    ``CERT_BALANCE`` value, set on the workers), alternating; medians, and with two
+    values the paired ratio (the second's over the first's within each repeat)."""
     from asip.algorithms import AsipClassifier
     from asip_bench.data import ClusterData, compute_reference, load_dataset
 
@@ -298,9 +301,13 @@ def _certified(args, client, task) -> None:
         cdata = ClusterData(client, data, 2)
         X, y = cdata.asip_input()
         objective = task.objective(data.n)
-        times: dict = {s: [] for s in names}
+        arms = [(s, b) for s in names for b in balances]
+        times: dict = {arm: [] for arm in arms}
         for rep in range(args.repeats + 1):  # the first round is a warm-up, not kept
-            for solver in (names if rep % 2 == 0 else names[::-1]):
+            for solver, balance in (arms if rep % 2 == 0 else arms[::-1]):
+                if balance is not None:  # asip-cocoa's SDCA cadence, on the workers
+                    client.run(_set_balance, balance)
+                label = solver if balance is None else f"{solver}@{balance:g}"
                 est = AsipClassifier(solver=solver, loss=task.loss, penalty=task.penalty,
                                      alpha=task.alpha_for(data.n), fit_intercept=False,
                                      n_partitions=2, max_time=10.0)
@@ -309,13 +316,21 @@ def _certified(args, client, task) -> None:
                 wall = time.perf_counter() - t0
                 rel = (objective.value(est.coef_.ravel(), data.X, data.y) - f_star) / abs(f_star)
                 if rep:
-                    times[solver].append(wall)
-                print(f"{name:7s} {solver:10s} #{rep} fit {1e3 * wall:7.1f} ms  "
+                    times[(solver, balance)].append(wall)
+                print(f"{name:7s} {label:10s} #{rep} fit {1e3 * wall:7.1f} ms  "
                       f"{est.stopped_by_} n_iter {est.n_iter_} rel {rel:.1e} timings "
                       f"{ {k: round(1e3 * v, 1) for k, v in est.fit_timings_.items()} }",
                       flush=True)
-        for solver in names:
-            rows.append((name, solver, statistics.median(times[solver]), times[solver]))
+        for solver, balance in arms:
+            label = solver if balance is None else f"{solver}@{balance:g}"
+            all_ = times[(solver, balance)]
+            rows.append((name, label, statistics.median(all_), all_))
+        if len(balances) == 2:
+            for solver in names:
+                pairs = [b / a for a, b in zip(times[(solver, balances[0])],
+                                               times[(solver, balances[1])])]
+                print(f"{name:7s} {solver}: paired ratio @{balances[1]:g} / @{balances[0]:g} "
+                      f"{statistics.median(pairs):.2f} over {len(pairs)} repeats", flush=True)
         cdata.close()
     print("\nmedian wall time of fit() to its certified stop:")
     for name, solver, med, all_ in rows:
