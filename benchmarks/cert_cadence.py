@@ -16,7 +16,6 @@ real CPU in ``local_step`` (and the leader's last pass).
 
 from __future__ import annotations
 
-import argparse
 import ast
 import contextlib
 import os
@@ -28,6 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "algorithms"))
 
 from _sim import Msg, _fix_chunk, _SimTime  # noqa: E402
+from hinge_rounds import lockstep_parser, print_start  # noqa: E402
 
 from asip.algorithms import _cert_round as R  # noqa: E402
 from asip.algorithms import _cocoa  # noqa: E402
@@ -138,21 +138,14 @@ def run(X, y, n_parts, params, consts, obj, f_star, max_rounds, chunk_frac, alph
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--datasets", default="a9a,ijcnn1,synthetic-logistic:20000,reuters")
-    ap.add_argument("--partitions", default="2")
-    ap.add_argument("--variants", default="now")
-    ap.add_argument("--max-rounds", type=int, default=400)
-    ap.add_argument("--chunk", type=float, default=0.4, help="SDCA slice, fraction of a pass")
-    ap.add_argument("--alpha", type=float, default=0.1)
+    ap = lockstep_parser("a9a,ijcnn1,synthetic-logistic:20000,reuters", "now")
     ap.add_argument("--round-time", type=float, default=1e-3, help="simulated s an exchange")
     ap.add_argument("--cost", type=float, default=None,
                     help="s the leader's certificate pass costs (default: its real time)")
     args = ap.parse_args(argv)
     variants = [(v.strip(), *parse_variant(v.strip())) for v in args.variants.split(";")
                 if v.strip()]
-    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
-          f"{os.getloadavg()[0]:.2f}", flush=True)
+    print_start()
     fmt = lambda v: "-" if v is None else str(v)  # noqa: E731
     for name in args.datasets.split(","):
         data = load_dataset(name)

@@ -114,20 +114,31 @@ def _run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha, roun
     return hit3, hit6, rounds if done else None, cpu6, snap.get("rounds"), snap.get("mu")
 
 
-def main(argv=None):
+def lockstep_parser(datasets: str, variants: str) -> argparse.ArgumentParser:
+    """The options the lock-step asip-cocoa scripts share (this one, `cert_cadence.py`)."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--datasets", default="a9a,ijcnn1,synthetic-logistic:20000")
+    ap.add_argument("--datasets", default=datasets)
     ap.add_argument("--partitions", default="2")
-    ap.add_argument("--variants", default="sdca;newton")
+    ap.add_argument("--variants", default=variants)
     ap.add_argument("--max-rounds", type=int, default=400)
     ap.add_argument("--chunk", type=float, default=0.4, help="SDCA slice, fraction of a pass")
     ap.add_argument("--alpha", type=float, default=0.1)
+    return ap
+
+
+def print_start() -> None:
+    """The run's first line: UTC time and load."""
+    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
+
+
+def main(argv=None):
+    ap = lockstep_parser("a9a,ijcnn1,synthetic-logistic:20000", "sdca;newton")
     ap.add_argument("--loss", default="hinge", choices=["hinge", "log_loss"])
     ap.add_argument("--round-time", type=float, default=1e-3, help="simulated s a round")
     args = ap.parse_args(argv)
     variants = [parse_variant(v.strip()) for v in args.variants.split(";") if v.strip()]
-    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
-          f"{os.getloadavg()[0]:.2f}", flush=True)
+    print_start()
     for name in args.datasets.split(","):
         if name == "rare":  # CSR, power-law feature frequencies (`sparse_newton.rare_features`)
             from sparse_newton import rare_features
