@@ -26,13 +26,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "algorithms"))
 
-from _sim import Msg, _fix_chunk, _SimTime  # noqa: E402
-from hinge_rounds import lockstep_parser, print_start  # noqa: E402
+from _sim import _SimTime  # noqa: E402
+from hinge_rounds import exchange, lockstep_parser, lockstep_setup, print_start  # noqa: E402
 
 from asip.algorithms import _cert_round as R  # noqa: E402
 from asip.algorithms import _cocoa  # noqa: E402
 from asip.algorithms import _kernels as K  # noqa: E402
-from asip.algorithms._base import local_data, make_problem  # noqa: E402
 from asip.algorithms._objectives import Objective, get_loss, get_penalty  # noqa: E402
 from asip.algorithms._reference import reference_optimum  # noqa: E402
 from asip.algorithms._solvers import get_algorithm  # noqa: E402
@@ -81,17 +80,12 @@ def _patched(clock, cost, consts):
 def run(X, y, n_parts, params, consts, obj, f_star, max_rounds, chunk_frac, alpha, round_time,
         cost):
     algo = get_algorithm("asip-cocoa")
-    bounds = np.linspace(0, X.shape[0], n_parts + 1).astype(int)
-    parts = [(X[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-    problem = make_problem(K.HINGE, K.L2, alpha, False, parts)
-    params = algo.merge({"tol": 1e-6, "seed": 0, **params})
-    datas = [local_data(Xb, yb, problem, i) for i, (Xb, yb) in enumerate(parts)]
-    chunk = max(1, int(chunk_frac * datas[0].n))
-    states = [_fix_chunk(algo.init(problem, d, params), chunk) for d in datas]
-    boxes = [[] for _ in parts]
+    problem, datas, states = lockstep_setup(algo, X, y, n_parts, K.HINGE, alpha, params,
+                                            chunk_frac)
+    boxes = [[] for _ in datas]
     rounds, done = 0, False
     rep, own = {}, {}  # decade -> first exchange the reported / operators' model met it
-    cpu, cert_cpu = 0.0, [0.0]
+    cpu, cert_cpu = [0.0] * n_parts, [0.0]
     parts_fn = _cocoa._parts
 
     def timed_parts(*a, **kw):
@@ -109,17 +103,7 @@ def run(X, y, n_parts, params, consts, obj, f_star, max_rounds, chunk_frac, alph
         with _patched(clock, cost, consts):
             while not done and rounds < max_rounds:
                 rounds += 1
-                for i in range(len(parts)):
-                    inbox, boxes[i] = boxes[i], []
-                    c0 = time.thread_time()
-                    out = algo.local_step(states[i], datas[i], inbox, clock())
-                    cpu += time.thread_time() - c0
-                    states[i] = out.state
-                    for o in out.outbox:
-                        for j in range(len(parts)):
-                            if j != i and (o.to is None or o.to == j):
-                                boxes[j].append(Msg(i, 0, o.payload, time.time()))
-                    done = done or out.done
+                done = exchange(algo, states, datas, boxes, clock(), cpu) or done
                 if len(rep) < len(DECADES):
                     w = algo.combine(problem, [algo.snapshot(s) for s in states])
                     u = np.sum([s.u for s in states], axis=0)
@@ -133,7 +117,7 @@ def run(X, y, n_parts, params, consts, obj, f_star, max_rounds, chunk_frac, alph
     lag = sum(rep.get(d, rounds) - own.get(d, rounds) for d in DECADES)
     return dict(rep3=rep.get(1e-3), rep6=rep.get(1e-6), own3=own.get(1e-3),
                 own6=own.get(1e-6), cert=rounds if done else None,
-                opened=states[0].cert["ver"], lag=lag, share=cert_cpu[0] / max(cpu, 1e-12),
+                opened=states[0].cert["ver"], lag=lag, share=cert_cpu[0] / max(sum(cpu), 1e-12),
                 cost=states[0].cert["cost"])
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "algorithms"))
 
-from _sim import _fix_chunk, _simulated_stopwatches  # noqa: E402
+from _sim import Msg, _fix_chunk, _simulated_stopwatches  # noqa: E402
 
 from asip.algorithms import _cocoa, _hinge_smoothing  # noqa: E402
 from asip.algorithms import _kernels as K  # noqa: E402
@@ -72,37 +72,56 @@ def run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha, round
             setattr(mods[k], k, v)
 
 
-def _run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha, round_time, algo,
-         loss):
+def lockstep_setup(algo, X, y, n_parts: int, loss: int, alpha: float, params: dict,
+                   chunk_frac: float | None = None):
+    """``X, y`` cut into ``n_parts`` equal row blocks: the problem, each block's local data
+    and its operator's initial state (SDCA slices of ``chunk_frac`` of a pass, if given)."""
     bounds = np.linspace(0, X.shape[0], n_parts + 1).astype(int)
     parts = [(X[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
     problem = make_problem(loss, K.L2, alpha, False, parts)
     params = algo.merge({"tol": 1e-6, "seed": 0, **params})
     datas = [local_data(Xb, yb, problem, i) for i, (Xb, yb) in enumerate(parts)]
-    chunk = max(1, int(chunk_frac * datas[0].n))
-    states = [_fix_chunk(algo.init(problem, d, params), chunk) for d in datas]
-    boxes = [[] for _ in parts]
+    states = [algo.init(problem, d, params) for d in datas]
+    if chunk_frac is not None:
+        chunk = max(1, int(chunk_frac * datas[0].n))
+        states = [_fix_chunk(s, chunk) for s in states]
+    return problem, datas, states
+
+
+def exchange(algo, states: list, datas: list, boxes: list, now: float, cpu: list) -> bool:
+    """One lock-step exchange, partitions in turn: each takes its inbox and steps at ``now``
+    (its thread CPU added to ``cpu[i]``), its pushes land in the peers' boxes at once.
+    Returns whether any partition said done."""
+    done = False
+    for i in range(len(states)):
+        inbox, boxes[i] = boxes[i], []
+        c0 = time.thread_time()
+        out = algo.local_step(states[i], datas[i], inbox, now)
+        cpu[i] += time.thread_time() - c0
+        states[i] = out.state
+        for o in out.outbox:
+            for j in range(len(states)):
+                if j != i and (o.to is None or o.to == j):
+                    boxes[j].append(Msg(i, 0, o.payload, time.time()))
+        done = done or out.done
+    return done
+
+
+def _run(X, y, n_parts, params, obj, f_star, max_rounds, chunk_frac, alpha, round_time, algo,
+         loss):
+    problem, datas, states = lockstep_setup(algo, X, y, n_parts, loss, alpha, params,
+                                            chunk_frac)
+    boxes = [[] for _ in datas]
     rounds, done, hit3, hit6 = 0, False, None, None
     cpu, cpu6 = [0.0] * n_parts, None
 
     def clock():
         return rounds * round_time
 
-    from _sim import Msg
     with _simulated_stopwatches(clock):
         while not done and rounds < max_rounds:
             rounds += 1
-            for i in range(len(parts)):
-                inbox, boxes[i] = boxes[i], []
-                c0 = time.thread_time()
-                out = algo.local_step(states[i], datas[i], inbox, clock())
-                cpu[i] += time.thread_time() - c0
-                states[i] = out.state
-                for o in out.outbox:
-                    for j in range(len(parts)):
-                        if j != i and (o.to is None or o.to == j):
-                            boxes[j].append(Msg(i, 0, o.payload, time.time()))
-                done = done or out.done
+            done = exchange(algo, states, datas, boxes, clock(), cpu) or done
             if hit6 is None:
                 w = algo.combine(problem, [algo.snapshot(s) for s in states])
                 r = (obj.value(w, X, y) - f_star) / abs(f_star)

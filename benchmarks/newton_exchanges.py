@@ -19,15 +19,15 @@ import os
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "algorithms"))
 
 from _sim import Msg, _simulated_stopwatches  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hinge_rounds import lockstep_setup  # noqa: E402
+
 from asip.algorithms import _cocoa, _cocoa_newton  # noqa: E402
 from asip.algorithms import _kernels as K  # noqa: E402
-from asip.algorithms._base import local_data, make_problem  # noqa: E402
 from asip.algorithms._objectives import Objective, get_loss, get_penalty  # noqa: E402
 from asip.algorithms._reference import reference_optimum  # noqa: E402
 from asip.algorithms._solvers import get_algorithm  # noqa: E402
@@ -37,18 +37,13 @@ def run(X, y, k, params, obj, f_star, alpha, max_ex=12, verbose=True):
     """Exchanges until the model is within 1e-6 of ``f_star`` (or ``max_ex``); returns
     ``(exchange, busiest partition's thread CPU seconds until then)`` or None."""
     algo = get_algorithm("asip-cocoa")
-    bounds = np.linspace(0, X.shape[0], k + 1).astype(int)
-    parts = [(X[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-    problem = make_problem(K.LOGISTIC, K.L2, alpha, False, parts)
-    params = algo.merge({"tol": 1e-6, "seed": 0, **params})
-    datas = [local_data(Xb, yb, problem, i) for i, (Xb, yb) in enumerate(parts)]
-    states = [algo.init(problem, d, params) for d in datas]
-    boxes = [[] for _ in parts]
+    problem, datas, states = lockstep_setup(algo, X, y, k, K.LOGISTIC, alpha, params)
+    boxes = [[] for _ in datas]
     ex, hit, cpu = 0, None, [0.0] * k
     with _simulated_stopwatches(lambda: ex * 2e-3):
         while ex < max_ex:
             ex += 1
-            nxt, kinds, done = [[] for _ in parts], [], False
+            nxt, kinds, done = [[] for _ in datas], [], False
             for i in range(k):
                 before = states[i].clock.get("rounds", (0,))[0]
                 c0 = time.thread_time()
