@@ -120,6 +120,32 @@ def test_full_passes_match_numpy(kind, fi, loss):
     np.testing.assert_allclose(K.row_sqnorms(Xk), (X * X).sum(axis=1), rtol=1e-12)
 
 
+@pytest.mark.parametrize("form", ["C", "F", "csr"])
+@pytest.mark.parametrize("fi", [False, True])
+@pytest.mark.parametrize("shape", [(40, 7), (3000, 100)])
+def test_margins_blas_equal_the_kernel_to_rounding(form, fi, shape):
+    """BLAS margins on dense arrays (either order), the kernel's on CSR: the kernel's values
+    to 1e-12 of the terms' magnitudes."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal(shape)
+    X[rng.random(shape) < 0.3] = 0.0
+    w = rng.standard_normal(shape[1] + fi)
+    Xk = K.as_kernel_matrix(sp.csr_matrix(X) if form == "csr" else X)
+    arg = Xk if form != "F" else np.asfortranarray(X)
+    got, ref = K.margins_blas(arg, w, fi), K.margins(Xk, w, fi)
+    assert got.shape == ref.shape == (shape[0],) and got.dtype == np.float64
+    scale = np.abs(aug(X, fi)) @ np.abs(w)
+    assert np.all(np.abs(got - ref) <= 1e-12 * scale)
+
+
+def test_margins_blas_refuses_bad_input():
+    X = np.ones((4, 3))
+    with pytest.raises(ValueError, match="float64"):
+        K.margins_blas(X.astype(np.float32), np.ones(3), False)
+    with pytest.raises(ValueError, match="intercept"):
+        K.margins_blas(X, np.ones(3), True)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("fi", [False, True])
 def test_power_sqnorm_matches_spectral_norm(kind, fi):
