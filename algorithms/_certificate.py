@@ -122,7 +122,7 @@ def certificate_parts(X, y, w, loss: int, fit_intercept: bool, dual: np.ndarray 
     Xk = K.as_kernel_matrix(X) if not isinstance(X, tuple) else X
     y = np.ascontiguousarray(y, dtype=np.float64)
     w = np.ascontiguousarray(w, dtype=np.float64)
-    m = K.margins(Xk, w, fit_intercept)
+    m = K.margins_blas(Xk, w, fit_intercept)  # BLAS on dense rows
     a = dual_point(loss, m, y) if dual is None else np.ascontiguousarray(dual, dtype=np.float64)
     d = w.shape[0] - int(fit_intercept)
     side_w = None  # the second row weighting an unpenalized intercept needs

@@ -802,8 +802,9 @@ def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray) -> GapParts:
         # hinge: the smoothed duals -phi_mu'(x_i^T wbar), feasible hinge duals that go to the
         # optimal ones with mu (the subgradient's jump at the kink would not); the gap is
         # the true hinge gap of wbar
-        m = K.margins(K.as_kernel_matrix(data.X) if not isinstance(data.X, tuple) else data.X,
-                      np.ascontiguousarray(wbar, dtype=np.float64), pb.fit_intercept)
+        m = K.margins_blas(K.as_kernel_matrix(data.X) if not isinstance(data.X, tuple)
+                           else data.X, np.ascontiguousarray(wbar, dtype=np.float64),
+                           pb.fit_intercept)
         dual = -state.newton.deriv(m)
         # the smoothing's part of this gap (`_smooth_enough`): answered with the parts
         state.clock["bias"] = smoothing_bias(m, data.y, state.newton.mu)

@@ -171,7 +171,7 @@ def _round_a(state: NewtonState, data: LocalData) -> dict:
     """Loss sums, gradient share, Hessian diagonal and gap parts at the common iterate."""
     pb, mem = state.problem, state.mem
     w = mem["w"]
-    mem["m"] = np.asarray(K.margins(data.X, w, pb.fit_intercept))
+    mem["m"] = np.asarray(K.margins_blas(data.X, w, pb.fit_intercept))
     sloss = C.row_curvature(pb.loss, mem["m"], data.y, _mu(pb, mem), mem["a"], mem["D"],
                             mem["floor"])
     parts = certificate_parts(data.X, data.y, w, pb.loss, pb.fit_intercept, dual=mem["a"])
@@ -536,7 +536,7 @@ def _adopt(state: NewtonState, data: LocalData, k: int, fields: dict) -> None:
     mem["lam"] = float(fields.get("lam", mem["lam"]))
     mem["l1"] = float(fields.get("l1", mem["l1"]))
     if ph == _C:  # the trial losses need the margins at w
-        mem["m"] = np.asarray(K.margins(data.X, mem["w"], state.problem.fit_intercept))
+        mem["m"] = np.asarray(K.margins_blas(data.X, mem["w"], state.problem.fit_intercept))
         mem["dbar"] = np.array(fields["dbar"], dtype=np.float64)
         mem["F"], mem["delta"] = float(fields["F"]), float(fields["delta"])
     if ph == _B:  # no local model without round A's sums: a zero direction
