@@ -246,15 +246,21 @@ def cd_dense(H, G, w, n_coef, alpha, lam, max_pass, tol, delta):
     return passes
 
 
-def dense_weighted_gram(A, D, fit_intercept, H) -> None:
+def dense_weighted_gram(A, D, fit_intercept, H, A32=None) -> None:
     """``H += X~^T diag(D) X~`` from dense rows, as `csr_weighted_gram` from CSR ones
     (``D >= 0``): a BLAS symmetric rank-k update of ``diag(sqrt D) A`` (half a product's
-    flops), its upper triangle mirrored."""
+    flops), its upper triangle mirrored. With ``A32``, a float32 copy of the same rows, the
+    ``X^T X`` part is a float32 product added to ``H`` in float64 (~3x less CPU; the
+    intercept's row and column stay float64)."""
     import scipy.linalg as sla
 
     d = A.shape[1]
-    U = sla.blas.dsyrk(1.0, (A * np.sqrt(D)[:, None]).T, trans=0)  # upper triangle
-    H[:d, :d] += np.triu(U) + np.triu(U, 1).T
+    if A32 is not None:
+        B = A32 * np.sqrt(D).astype(np.float32)[:, None]
+        H[:d, :d] += B.T @ B  # numpy: a symmetric rank-k update, both triangles
+    else:
+        U = sla.blas.dsyrk(1.0, (A * np.sqrt(D)[:, None]).T, trans=0)  # upper triangle
+        H[:d, :d] += np.triu(U) + np.triu(U, 1).T
     if fit_intercept:
         col = A.T @ D
         H[:d, d] += col

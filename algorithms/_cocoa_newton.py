@@ -218,6 +218,7 @@ class LocalNewton:
         # the round's Hessian retaken on every row at its end point (`end_hessian`)
         self.full_hessian = bool(full_hessian) and not self.hinge and not self.sparse
         # its Grams in float32 (`F32_MIN_P`): the rows' float32 copy, made at the first one
+        # (None whenever f32 is off: `solve`'s float64 retake drops both)
         self.f32, self.A32 = self.full_hessian and p >= F32_MIN_P, None
         self.last = None  # (v, margins, phi', gradient, loss sum) where the last solve ended
         self.passes = 0.0
@@ -338,39 +339,21 @@ class LocalNewton:
             C.csr_weighted_gram(*self.csr, np.ascontiguousarray(c, dtype=np.float64),
                                 self.fi, H)
             used = np.count_nonzero(c)
-        elif self.f32:
-            used = self._gram_f32(c, H)
-        else:
+        else:  # in blocks of rows: a small scaled copy each (`GRAM_BLOCK`); float32
+            # products from the rows' float32 copy (`F32_MIN_P`), made at the first Gram
             rows = np.flatnonzero(c)
             used = len(rows)
-            if used == nk:  # in blocks of rows: a small scaled copy each (`GRAM_BLOCK`)
-                for a in range(0, nk, GRAM_BLOCK):
-                    C.dense_weighted_gram(self.A[a:a + GRAM_BLOCK], c[a:a + GRAM_BLOCK],
-                                          self.fi, H)
-            else:
-                C.dense_weighted_gram(np.ascontiguousarray(self.A[rows]), c[rows], self.fi, H)
+            if self.f32 and self.A32 is None:
+                self.A32 = np.ascontiguousarray(self.A, dtype=np.float32)
+            A, A32, cr = self.A, self.A32, c
+            if used < nk:
+                A, cr = np.ascontiguousarray(A[rows]), c[rows]
+                A32 = None if A32 is None else A32[rows]
+            for a in range(0, used, GRAM_BLOCK):
+                C.dense_weighted_gram(A[a:a + GRAM_BLOCK], cr[a:a + GRAM_BLOCK], self.fi, H,
+                                      None if A32 is None else A32[a:a + GRAM_BLOCK])
         self.passes += used / max(nk, 1)
         return H
-
-    def _gram_f32(self, c, H) -> int:
-        """``H += X~^T diag(c) X~`` by float32 products (`F32_MIN_P`) over the rows with
-        ``c_i != 0``, in blocks of `GRAM_BLOCK` rows summed in float64; the intercept's
-        row and column in float64. Returns the rows used."""
-        if self.A32 is None:
-            self.A32 = np.ascontiguousarray(self.A, dtype=np.float32)
-        rows = np.flatnonzero(c)
-        A32, cr = (self.A32, c) if len(rows) == len(c) else (self.A32[rows], c[rows])
-        s = np.sqrt(cr).astype(np.float32)
-        d = A32.shape[1]
-        for a in range(0, len(cr), GRAM_BLOCK):
-            B = A32[a:a + GRAM_BLOCK] * s[a:a + GRAM_BLOCK, None]
-            H[:d, :d] += B.T @ B  # numpy: a symmetric rank-k update, both triangles
-        if self.fi:
-            col = self.A.T @ c
-            H[:d, d] += col
-            H[d, :d] += col
-            H[d, d] += c.sum()
-        return len(rows)
 
     def hessian_at(self, m):
         """This partition's loss Hessian near the margins ``m``: the last one while no margin
