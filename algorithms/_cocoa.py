@@ -165,6 +165,10 @@ NEWTON_CERT_ROUNDS = 1.0
 #: with its push); else the certificate work took a step of its own and the round waited
 #: a step behind it
 NEWTON_ROUND_FIRST = 1.0
+#: Newton, smooth losses: the leader closes a complete certificate round before a due round
+#: (`_close_first`), so a certified ``wbar`` stops the fit without a round's wait; the round
+#: then runs and the next certificate round opens at its model, as before (0: after it)
+NEWTON_CLOSE_FIRST = 1.0
 
 DEFAULTS = {
     "sigma": None,  # CoCoA+ aggregation: a number, "adaptive" (`_adaptive_sigma`) or None:
@@ -486,6 +490,8 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
             # restarted: announce the zero total (peers drop the old one) and wait for theirs
             return StepOutput(state, (_message(state, data, now), *_resyncs(state)), wait=0.02)
         clock["rejoining"] = False
+    if _close_first(state, data, now):
+        return StepOutput(state, (_message(state, data, now), *_resyncs(state)), done=True)
     if state.newton is not None and data.n_partitions > 1 and (
             clock["answer"] is not None and data.index != LEADER
             or data.index == LEADER and R.complete(state.cert, data.n_partitions)) and not (
@@ -565,6 +571,20 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
     if mi is not None and clock["steps"] >= mi * data.n:
         done = True
     return StepOutput(state, (out, *_resyncs(state)), wait=wait, done=done)
+
+
+def _close_first(state: CocoaState, data: LocalData, now: float) -> bool:
+    """Newton on a smooth loss, the leader with every answer in and a round due: close the
+    certificate round now (`NEWTON_CLOSE_FIRST`), not after the round; True when that
+    certified. The round, and the opening of the next certificate round at its model, follow
+    as before; only the close moved (the round does not change ``wbar``). A round first made
+    the certified stop wait for it: in a lock-step fit (`benchmarks/newton_exchanges.py`) the
+    close that certifies comes in a step whose round is due (every peer moved)."""
+    if not (NEWTON_CLOSE_FIRST and data.index == LEADER and state.newton is not None
+            and not state.newton.hinge and data.n_partitions > 1
+            and R.complete(state.cert, data.n_partitions) and _newton_due(state, data, now)):
+        return False
+    return _certify(state, data, {}, now, reopen=False)
 
 
 def _adapts(problem: Problem, params: dict) -> bool:

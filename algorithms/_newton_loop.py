@@ -60,10 +60,13 @@ class Model(Protocol):
 
 def start(nw, w0: np.ndarray) -> tuple[np.ndarray, bool]:
     """``(margins at w0, reused)``: the last solve's when it ended at ``w0`` (its margins,
-    derivatives, gradient and loss sum then hold), else a new margin pass."""
+    derivatives, gradient and loss sum then hold), else a new margin pass (none at the zero
+    model, a fit's first round: its margins are zero)."""
     last = nw.last
     if last is not None and np.array_equal(last[0], w0):
         return last[1], True
+    if not w0.any():
+        return np.zeros(len(nw.y)), False
     nw.passes += 0.5
     return nw._mv(w0), False
 
