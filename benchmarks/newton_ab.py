@@ -1,12 +1,13 @@
-"""asip-cocoa (Newton) with an `_cocoa` or `_cocoa_newton` constant at two values, alternating on one 2 x 1 local
-cluster: time to 1e-6 in the trace and fit() to its certified stop.
+"""asip-cocoa (Newton) with an `_cocoa` or `_cocoa_newton` constant at two values, alternating
+on one 2 x 1 local cluster: time to 1e-6 in the trace and fit() to its certified stop.
 
 The constant is set on the workers (``client.run``) before each fit. Each repeat runs both
-arms (ABAB, then BABA) on every pair: the trace's fit as ``asip bench
---ttt`` runs it (`asip_bench.runner.run_asip`: ``tol=0``, the bench's report interval, the live
-callback; its first time at or below 1e-6 relative suboptimality, from the ``fit`` call), then
-``fit`` with the default ``tol`` timed from the call to its return. Prints every fit, the load
-average, per arm the medians and the paired ratio new / old (below 1: the default sooner).
+arms (ABAB, then BABA) on every pair: the trace's fit as ``asip bench --ttt`` runs it
+(`asip_bench.runner.run_asip`: ``tol=0``, the bench's report interval, the live callback; its
+first time at or below 1e-6 relative suboptimality, from the ``fit`` call), then ``fit`` with
+the default ``tol`` timed from the call to its return. Prints every fit, the load average, per
+arm the medians and the paired ratio new / old (below 1: the new value sooner). A knob of the
+certified stop alone leaves the ``tol=0`` fit as it was: its ratio shows the run's noise.
 
 Run:  python benchmarks/newton_ab.py --knob NEWTON_CLOSE_FIRST --old 0 --new 1
           [--pairs synthetic-logistic:20000@1/n ijcnn1@0.1] [--repeats 6]
@@ -25,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 TARGET = 1e-6
 
+
 def _first_at(trace, f_star: float) -> float:
     """The trace's first time at or below `TARGET` relative suboptimality (inf: never)."""
     for t, f in trace:
@@ -32,16 +34,19 @@ def _first_at(trace, f_star: float) -> float:
             return float(t)
     return math.inf
 
+
 def _set(name: str, value: float, dask_worker=None) -> None:
     """On a worker: the `_cocoa` (or else `_cocoa_newton`) constant ``name`` to ``value``."""
     from asip.algorithms import _cocoa, _cocoa_newton
 
     setattr(_cocoa if hasattr(_cocoa, name) else _cocoa_newton, name, value)
 
+
 def _task(spec: str):
     """``dataset@alpha`` (``1/n`` or a number) -> (dataset, asip_bench task key)."""
     name, _, alpha = spec.partition("@")
     return name, "log_loss-l2-1/n" if alpha == "1/n" else f"log_loss-l2@{alpha or '0.1'}"
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,7 +55,8 @@ def main(argv=None) -> int:
                                                     "ijcnn1@0.1", "ijcnn1@1/n", "a9a@0.1"])
     ap.add_argument("--repeats", type=int, default=6)
     ap.add_argument("--budget", type=float, default=0.4)
-    ap.add_argument("--knob", default="NEWTON_CLOSE_FIRST", help="an `_cocoa` or `_cocoa_newton` constant")
+    ap.add_argument("--knob", default="NEWTON_CLOSE_FIRST",
+                    help="an `_cocoa` or `_cocoa_newton` constant")
     ap.add_argument("--old", type=float, default=0.0, help="its value in the old arm")
     ap.add_argument("--new", type=float, default=1.0, help="... in the new arm")
     args = ap.parse_args(argv)
@@ -109,6 +115,7 @@ def main(argv=None) -> int:
     for spec, what, old, new, ratio, n in summary:
         print(f"{spec:30s} {what:5s} {1e3 * old:8.1f} {1e3 * new:8.1f}  {ratio:.2f} ({n})")
     return 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())
