@@ -26,6 +26,7 @@ from asip._directory import DirectoryPlugin, op_name
 from asip._exceptions import AsipError, OperatorFailedError
 from asip._gang import check_slots, plan_placement, wait_for_gang
 from asip._operator import Operator
+from asip._respawn import RespawnHold, hold_name
 from asip._results import unpack_result
 from asip._task import OperatorSpec, run_operator
 from asip._trace import BoundedTrace
@@ -277,6 +278,7 @@ class _Run:
         self.heard_results: dict[int, int] = {}  # on the loop: partition -> incarnation
         self.heard_restarts: dict[int, int] = {}  # on the loop: partition -> newest incarnation
         self.finish_limit = _config.seconds("channel.connect-timeout") * 2
+        self.respawn_hold = False  # a `RespawnHold` is installed on the nannies
 
     # ------------------------------------------------------------------ control RPCs
     def _rpc(self, kind: str, **kwargs: Any) -> Any:
@@ -449,13 +451,17 @@ class _Run:
                                 pause_profiler=_config.flag("stage.pause-worker-profiler"),
                                 malloc_mmap_threshold=_config.nbytes("stage.malloc-mmap-threshold"))
         client = self.client
+        plugins = [directory, channel]
+        hold = _config.seconds("stage.respawn-hold")
+        if hold > 0:  # a nanny's new process does not take a core from the recovery
+            plugins.append(RespawnHold(self.run_id, hold))
+        self.respawn_hold = hold > 0
 
-        async def install() -> None:  # both at once: one round trip, not two
+        async def install() -> None:  # all at once: one round trip, not one each
             # on the client's loop, register_plugin hands back its coroutine (the client's
-            # `asynchronous` is true there); both plugins say idempotent = False
+            # `asynchronous` is true there); the plugins say idempotent = False
             results = await asyncio.gather(
-                client.register_plugin(directory, name=directory.name),
-                client.register_plugin(channel, name=channel.name),
+                *(client.register_plugin(p, name=p.name) for p in plugins),
                 return_exceptions=True)
             self.installed_at = time.monotonic()
             for result in results:
@@ -865,8 +871,10 @@ class _Run:
         with self.finish_lock:
             self.finishing = True
             early = self.early_finish
+        releasing = self._release_respawns()  # alongside the finish: no round trip added
         if not self.installed:
             self._unsubscribe()
+            self._await_release(releasing)
             return
         # One round trip: the directory hands over its summary, removes the worker plugin
         # from every worker (their beats stop; a hung or unreachable worker must not hold
@@ -884,6 +892,7 @@ class _Run:
                          exc_info=True)
             finished = False
         self._unsubscribe()
+        self._await_release(releasing)
         if finished:
             self.installed = False
             return
@@ -900,6 +909,31 @@ class _Run:
         self._unregister(self.client.scheduler.unregister_scheduler_plugin,
                          f"asip-directory-{self.run_id}", limit)
         self.installed = False
+
+    def _release_respawns(self) -> concurrent.futures.Future | None:
+        """Remove the stage's `RespawnHold` from the nannies (on the client's loop): a
+        respawn held back starts now."""
+        if not self.respawn_hold:
+            return None
+        self.respawn_hold = False
+
+        async def remove() -> None:
+            await self.client.scheduler.unregister_nanny_plugin(name=hold_name(self.run_id))
+
+        try:
+            return asyncio.run_coroutine_threadsafe(remove(), self.client.loop.asyncio_loop)
+        except RuntimeError as exc:  # the client's loop is gone; the hold ends by itself
+            logger.warning("asip: removing the nannies' respawn hold: %r", exc)
+            return None
+
+    def _await_release(self, releasing: concurrent.futures.Future | None) -> None:
+        """Wait for `_release_respawns` (sent before the finish, so the two overlap)."""
+        if releasing is None:
+            return
+        try:
+            releasing.result(timeout=self.finish_limit)
+        except Exception as exc:  # the hold ends by itself (asip.stage.respawn-hold)
+            logger.warning("asip: removing the nannies' respawn hold: %r", exc)
 
     def _unsubscribe(self) -> None:
         if self.subscribed:
