@@ -5,8 +5,10 @@ the lost operators on the survivors (its partitions reloaded there), so the new 
 serves no operator of this stage; but its start -- Python, numpy, distributed, asip
 imported -- takes a core for ~2 s, the core the survivors need for the recovery and
 the rest of the fit. On 2 cores (dense 500k x 100 logistic, ``lbfgs``, KillWorker at 30%,
-load 2.3-3.9) a respawn held 3 s cut the time to 1e-6 after the kill to 0.44-0.59x in 5
-of 6 alternating pairs (ratio to fault-free 2.45x -> 1.40x).
+load 5-6, `benchmarks/kill_respawn.py`, arms alternating) the held respawn made the time to
+1e-6 with the kill 0.66x and 0.77x (paired medians, n = 10 twice) of the respawn at once:
+the 200 MB reload 0.23 -> 0.14 s, ready -> 1e-6 0.48 -> 0.32 s; ratio to fault-free
+2.4x -> 1.7-1.9x.
 
 So each stage installs this nanny plugin: on the nannies it holds a respawn until the
 stage ends, ``hold`` seconds at most, and only while other workers are alive (the last

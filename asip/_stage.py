@@ -279,6 +279,7 @@ class _Run:
         self.heard_restarts: dict[int, int] = {}  # on the loop: partition -> newest incarnation
         self.finish_limit = _config.seconds("channel.connect-timeout") * 2
         self.respawn_hold = False  # a `RespawnHold` is installed on the nannies
+        self.hold_removal: asyncio.Future | None = None  # on the loop, sent with the finish
 
     # ------------------------------------------------------------------ control RPCs
     def _rpc(self, kind: str, **kwargs: Any) -> Any:
@@ -314,8 +315,11 @@ class _Run:
                 return
             self.finishing = True  # a stop still in flight may find nothing
             self.early_finish = done
+            release, self.respawn_hold = self.respawn_hold, False
 
         async def send() -> None:
+            if release:  # alongside the finish (not awaited: the hold also ends by itself)
+                self.hold_removal = asyncio.ensure_future(self._remove_hold())  # (kept)
             try:
                 done.set_result(await asyncio.wait_for(self._finish(True),
                                                        self.control_timeout))
@@ -871,7 +875,8 @@ class _Run:
         with self.finish_lock:
             self.finishing = True
             early = self.early_finish
-        releasing = self._release_respawns()  # alongside the finish: no round trip added
+            release, self.respawn_hold = self.respawn_hold, False
+        releasing = self._release_respawns() if release else None  # alongside the finish
         if not self.installed:
             self._unsubscribe()
             self._await_release(releasing)
@@ -910,18 +915,19 @@ class _Run:
                          f"asip-directory-{self.run_id}", limit)
         self.installed = False
 
-    def _release_respawns(self) -> concurrent.futures.Future | None:
-        """Remove the stage's `RespawnHold` from the nannies (on the client's loop): a
-        respawn held back starts now."""
-        if not self.respawn_hold:
-            return None
-        self.respawn_hold = False
-
-        async def remove() -> None:
-            await self.client.scheduler.unregister_nanny_plugin(name=hold_name(self.run_id))
-
+    async def _remove_hold(self) -> None:
+        """On the client's loop: remove the stage's `RespawnHold` from the nannies (a
+        respawn held back starts now; the held nanny itself sees the directory gone)."""
         try:
-            return asyncio.run_coroutine_threadsafe(remove(), self.client.loop.asyncio_loop)
+            await self.client.scheduler.unregister_nanny_plugin(name=hold_name(self.run_id))
+        except Exception as exc:  # the hold ends by itself (asip.stage.respawn-hold)
+            logger.warning("asip: removing the nannies' respawn hold: %r", exc)
+
+    def _release_respawns(self) -> concurrent.futures.Future | None:
+        """`_remove_hold` from the driver thread (no early finish was sent)."""
+        try:
+            return asyncio.run_coroutine_threadsafe(self._remove_hold(),
+                                                    self.client.loop.asyncio_loop)
         except RuntimeError as exc:  # the client's loop is gone; the hold ends by itself
             logger.warning("asip: removing the nannies' respawn hold: %r", exc)
             return None
@@ -932,7 +938,7 @@ class _Run:
             return
         try:
             releasing.result(timeout=self.finish_limit)
-        except Exception as exc:  # the hold ends by itself (asip.stage.respawn-hold)
+        except Exception as exc:  # (a timeout: `_remove_hold` logs its own errors)
             logger.warning("asip: removing the nannies' respawn hold: %r", exc)
 
     def _unsubscribe(self) -> None:
