@@ -26,6 +26,7 @@ from asip._directory import DirectoryPlugin, op_name
 from asip._exceptions import AsipError, OperatorFailedError
 from asip._gang import check_slots, plan_placement, wait_for_gang
 from asip._operator import Operator
+from asip._respawn import RespawnHold, hold_name
 from asip._results import unpack_result
 from asip._task import OperatorSpec, run_operator
 from asip._trace import BoundedTrace
@@ -277,6 +278,8 @@ class _Run:
         self.heard_results: dict[int, int] = {}  # on the loop: partition -> incarnation
         self.heard_restarts: dict[int, int] = {}  # on the loop: partition -> newest incarnation
         self.finish_limit = _config.seconds("channel.connect-timeout") * 2
+        self.respawn_hold = False  # a `RespawnHold` is installed on the nannies
+        self.hold_removal: asyncio.Future | None = None  # on the loop, sent with the finish
 
     # ------------------------------------------------------------------ control RPCs
     def _rpc(self, kind: str, **kwargs: Any) -> Any:
@@ -312,8 +315,11 @@ class _Run:
                 return
             self.finishing = True  # a stop still in flight may find nothing
             self.early_finish = done
+            release, self.respawn_hold = self.respawn_hold, False
 
         async def send() -> None:
+            if release:  # alongside the finish (not awaited: the hold also ends by itself)
+                self.hold_removal = asyncio.ensure_future(self._remove_hold())  # (kept)
             try:
                 done.set_result(await asyncio.wait_for(self._finish(True),
                                                        self.control_timeout))
@@ -449,13 +455,17 @@ class _Run:
                                 pause_profiler=_config.flag("stage.pause-worker-profiler"),
                                 malloc_mmap_threshold=_config.nbytes("stage.malloc-mmap-threshold"))
         client = self.client
+        plugins = [directory, channel]
+        hold = _config.seconds("stage.respawn-hold")
+        if hold > 0:  # a nanny's new process does not take a core from the recovery
+            plugins.append(RespawnHold(self.run_id, hold))
+        self.respawn_hold = hold > 0
 
-        async def install() -> None:  # both at once: one round trip, not two
+        async def install() -> None:  # all at once: one round trip, not one each
             # on the client's loop, register_plugin hands back its coroutine (the client's
-            # `asynchronous` is true there); both plugins say idempotent = False
+            # `asynchronous` is true there); the plugins say idempotent = False
             results = await asyncio.gather(
-                client.register_plugin(directory, name=directory.name),
-                client.register_plugin(channel, name=channel.name),
+                *(client.register_plugin(p, name=p.name) for p in plugins),
                 return_exceptions=True)
             self.installed_at = time.monotonic()
             for result in results:
@@ -865,8 +875,11 @@ class _Run:
         with self.finish_lock:
             self.finishing = True
             early = self.early_finish
+            release, self.respawn_hold = self.respawn_hold, False
+        releasing = self._release_respawns() if release else None  # alongside the finish
         if not self.installed:
             self._unsubscribe()
+            self._await_release(releasing)
             return
         # One round trip: the directory hands over its summary, removes the worker plugin
         # from every worker (their beats stop; a hung or unreachable worker must not hold
@@ -884,6 +897,7 @@ class _Run:
                          exc_info=True)
             finished = False
         self._unsubscribe()
+        self._await_release(releasing)
         if finished:
             self.installed = False
             return
@@ -900,6 +914,32 @@ class _Run:
         self._unregister(self.client.scheduler.unregister_scheduler_plugin,
                          f"asip-directory-{self.run_id}", limit)
         self.installed = False
+
+    async def _remove_hold(self) -> None:
+        """On the client's loop: remove the stage's `RespawnHold` from the nannies (a
+        respawn held back starts now; the held nanny itself sees the directory gone)."""
+        try:
+            await self.client.scheduler.unregister_nanny_plugin(name=hold_name(self.run_id))
+        except Exception as exc:  # the hold ends by itself (asip.stage.respawn-hold)
+            logger.warning("asip: removing the nannies' respawn hold: %r", exc)
+
+    def _release_respawns(self) -> concurrent.futures.Future | None:
+        """`_remove_hold` from the driver thread (no early finish was sent)."""
+        try:
+            return asyncio.run_coroutine_threadsafe(self._remove_hold(),
+                                                    self.client.loop.asyncio_loop)
+        except RuntimeError as exc:  # the client's loop is gone; the hold ends by itself
+            logger.warning("asip: removing the nannies' respawn hold: %r", exc)
+            return None
+
+    def _await_release(self, releasing: concurrent.futures.Future | None) -> None:
+        """Wait for `_release_respawns` (sent before the finish, so the two overlap)."""
+        if releasing is None:
+            return
+        try:
+            releasing.result(timeout=self.finish_limit)
+        except Exception as exc:  # (a timeout: `_remove_hold` logs its own errors)
+            logger.warning("asip: removing the nannies' respawn hold: %r", exc)
 
     def _unsubscribe(self) -> None:
         if self.subscribed:

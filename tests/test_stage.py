@@ -29,6 +29,7 @@ def asip_leftovers(client) -> dict:
             "plugins": [p for p in dask_scheduler.plugins if "asip" in p],
             "handlers": [h for h in dask_scheduler.handlers if h.startswith("asip")],
             "worker_plugins": [p for p in dask_scheduler.worker_plugins if "asip" in p],
+            "nanny_plugins": [p for p in dask_scheduler.nanny_plugins if "asip" in p],
         }
 
     def on_worker(dask_worker):

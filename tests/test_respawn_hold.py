@@ -1,0 +1,81 @@
+"""A nanny whose worker a real SIGKILL took starts its new process only when the stage ends
+(`asip._respawn`), unless no other worker is alive to take the lost operators."""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import pytest
+from distributed import Client
+
+import asip
+from asip.faults import KillWorker
+from conftest import _local_cluster
+from runtime_operators import Gossip
+from test_stage import assert_clean
+
+pytestmark = pytest.mark.timeout(240)
+
+KILL_AT = 0.5
+
+
+def _run_and_count_processes(client, cluster, n_parts: int, hold: str):
+    """A stage with partition ``n_parts - 1``'s worker SIGKILLed at `KILL_AT` s; the
+    worker processes alive 1.5 s after the kill (the nannies run in this process)."""
+    parts = [np.random.default_rng(i).random((200, 3)) for i in range(n_parts)]
+    seen = []
+
+    def sample(entries):
+        if not seen and max(e.time for e in entries) >= KILL_AT + 1.5:
+            seen.append(sum(n.is_alive() for n in cluster.workers.values()))
+
+    with dask.config.set({"asip.stage.respawn-hold": hold}):
+        res = asip.Stage(Gossip(), parts, client=client, max_time=KILL_AT + 3.0,
+                         on_trace=sample, faults=[KillWorker(n_parts - 1, at=KILL_AT)]).run()
+    assert [(r.partition, r.incarnation) for r in res.restarts] == [(n_parts - 1, 1)]
+    assert seen, "no report came 1.5 s after the kill"
+    return res, seen[0]
+
+
+def test_the_killed_workers_respawn_waits_for_the_stage_end(_fault_cluster, fresh_cluster):
+    """The lost operator restarted on the survivor; no new process took a core meanwhile;
+    once the stage ended the nanny started it and nothing of the hold is left."""
+    client = fresh_cluster
+    res, alive = _run_and_count_processes(client, _fault_cluster, 2, "10s")
+    assert alive == 1, "the nanny respawned its worker while the stage ran"
+    assert not [e for e in res.timeline if e.kind == "joined"]
+    assert res.stopped_by == "max_time" and not res.missing
+    assert res.results[1]["incarnation"] == 1 and res.results[1]["counts"].sum() > 0
+    client.wait_for_workers(2, timeout=120)  # the hold ended with the stage
+    assert_clean(client)
+
+
+def test_respawn_hold_0_respawns_at_once(_fault_cluster, fresh_cluster):
+    client = fresh_cluster
+    _, alive = _run_and_count_processes(client, _fault_cluster, 2, "0")
+    assert alive == 2
+    client.wait_for_workers(2, timeout=120)
+    assert_clean(client)
+
+
+class _Back(Exception):
+    """The restarted operator reported: the stage has shown what it had to."""
+
+
+def test_the_last_workers_respawn_is_never_held():
+    """With no other worker alive, the lost operator can only go to the new process: it
+    starts at once, and the operator is back long before the hold (60 s) would end."""
+    parts = [np.random.default_rng(0).random((200, 3))]
+
+    def back(entries):
+        if any(e.incarnation == 1 for e in entries):
+            raise _Back()
+
+    with _local_cluster(1, 1) as cluster, Client(cluster) as client, \
+            dask.config.set({"asip.stage.respawn-hold": "60s"}):
+        stage = asip.Stage(Gossip(), parts, client=client, max_time=45.0, on_trace=back,
+                           faults=[KillWorker(0, at=KILL_AT)])
+        with pytest.raises(_Back):
+            stage.run()
+        assert [(r.partition, r.incarnation) for r in stage.result.restarts] == [(0, 1)]
+        assert_clean(client)
