@@ -62,6 +62,10 @@ synthetic 5 / 19 -> 1 / 13, reuters 3 / 5 -> 1 / 1 (4 and 8 partitions: the same
 the certified stop's rounds stay. Only where a partition's labels look like a random
 sample's (`_oneshot_applies`): skin_nonskin's label-sorted rows took 36 rounds instead of 23.
 Round-robin on 4 partitions of a 4,000 x 50 synthetic set it cost rounds (15 -> 24).
+On a 2 x 1 LocalCluster (`benchmarks/admm_oneshot.py`, 8 pairs alternating, load 3.6-5.1,
+2026-12-01 10:01 and 10:04 UTC) the trace's 1e-3 came 3.9x sooner on a9a, 1.7-2.5x on
+synthetic, 3.9-8.3x on reuters (ijcnn1 within the noise) and reuters' 1e-6 4.5-6.3x sooner
+(39-54 -> 8-10 ms); the other sets' 1e-6 and every certified fit moved within the noise.
 
 Waiting for news. A step against the same peer states as the last one is of little use
 (Pushes, below), and on shared cores it takes the CPU a peer needs: after a step the next
