@@ -51,6 +51,22 @@ steps), and 1.6 needs fewer rounds to 1e-6 than 1 nearly everywhere: in parallel
 23 -> 14, ijcnn1 11 -> 7, synthetic 28 -> 19 (held back: 33 -> 18, 13 -> 10, 37 -> 26).
 The exception is round-robin a9a (19 -> 21 on 2 partitions, 17 -> 26 on 4).
 
+One-shot start (hinge-l2, ``oneshot_epochs``, `_oneshot`). The first step solves the
+partition's own problem ``f_i + (alpha / N)/2 ||x||^2`` by ``oneshot_epochs`` (4) SDCA epochs
+and sends ``x_i`` with ``y_i = (alpha / N) x_i`` (``-grad f_i`` there), so the first exchange's
+``z`` is the mean of the local models (one-shot averaging: a9a 2.7e-5 of the optimum with exact
+local models, synthetic-logistic:20000 2.9e-4, ijcnn1 2.2e-3) and the duals already match it;
+the local SDCA duals carry on as the warm start. Parallel lock-step rounds (2 partitions,
+alpha 0.1) to 1e-3 / 1e-6, cold -> one-shot: a9a 5 / 14 -> 1 / 11, ijcnn1 3 / 7 -> 2 / 5,
+synthetic 5 / 19 -> 1 / 13, reuters 3 / 5 -> 1 / 1 (4 and 8 partitions: the same or fewer);
+the certified stop's rounds stay. Only where a partition's labels look like a random
+sample's (`_oneshot_applies`): skin_nonskin's label-sorted rows took 36 rounds instead of 23.
+Round-robin on 4 partitions of a 4,000 x 50 synthetic set it cost rounds (15 -> 24).
+On a 2 x 1 LocalCluster (`benchmarks/admm_oneshot.py`, 8 pairs alternating, load 3.6-5.1,
+2026-12-01 10:01 and 10:04 UTC) the trace's 1e-3 came 3.9x sooner on a9a, 1.7-2.5x on
+synthetic, 3.9-8.3x on reuters (ijcnn1 within the noise) and reuters' 1e-6 4.5-6.3x sooner
+(39-54 -> 8-10 ms); the other sets' 1e-6 and every certified fit moved within the noise.
+
 Waiting for news. A step against the same peer states as the last one is of little use
 (Pushes, below), and on shared cores it takes the CPU a peer needs: after a step the next
 poll waits for a message up to ``news_wait`` (2) times the step's own time, at most
@@ -128,6 +144,8 @@ DEFAULTS = {
     "rho_rule": "auto",
     "relaxation": 1.6,  # over-relaxation gamma in (0, 2), taken only against fresh peers
     "local_epochs": 1,
+    "oneshot_epochs": 4,  # hinge-l2: SDCA epochs on the partition's own problem before the first
+    # exchange (`_oneshot`): the start is the average of the local models
     "push_period": 0.01,
     "news_wait": 2.0,  # the next poll waits up to this many times the step's own time (at
     # most push_period) for a peer's state; 0: never waits
@@ -149,6 +167,9 @@ RHO_ADAPT = ("balance", None)
 #: times the other
 ADAPT_RATIO = 30.0
 ADAPT_FACTOR = 2.0
+
+#: `_oneshot_applies`: the least share of a partition's rows each label must have
+ONESHOT_MIN_SHARE = 0.05
 
 #: the partition that opens the certificate rounds and decides the stop
 LEADER = 0
@@ -172,8 +193,7 @@ def init(problem: Problem, data: LocalData, params: dict) -> AsyncADMMState:
     if params["rho_adapt"] not in RHO_ADAPT:
         raise ValueError(f"unknown rho_adapt {params['rho_adapt']!r} for solver 'asip-admm'; "
                          f"valid values are {list(RHO_ADAPT)}")
-    for key in ("adapt_every", "adapt_max"):
-        least = int(key == "adapt_every")
+    for key, least in (("adapt_every", 1), ("adapt_max", 0), ("oneshot_epochs", 0)):
         if not (isinstance(params[key], (int, np.integer)) and params[key] >= least):
             raise ValueError(f"{key} must be an integer >= {least} for solver "
                              f"'asip-admm', got {params[key]!r}")
@@ -183,7 +203,8 @@ def init(problem: Problem, data: LocalData, params: dict) -> AsyncADMMState:
            "phase": "run" if data.incarnation == 0 else "rejoin",
            # rho's version (`_balance`): (the leader's incarnation that set it, count); a
            # restarted operator (the leader too) takes the first it hears
-           "rv": (0, 0) if data.incarnation == 0 else (-1, 0), "changes": 0}
+           "rv": (0, 0) if data.incarnation == 0 else (-1, 0), "changes": 0,
+           "oneshot": _oneshot_applies(problem, data, params)}
     certify = (C.certifiable(problem, data.sw is not None)
                and not (data.sw is not None and problem.loss == K.HINGE))
     cert = R.new_book(on=certify, asked=(-1, 0), owed=None)
@@ -266,6 +287,8 @@ def local_step(state: AsyncADMMState, data: LocalData, inbox, now: float) -> Ste
         # the last z and dual steps again, with the peers' states new since (none new: the
         # last step's end computed exactly these)
         _redo_dual_step(state, data)
+    if mem.pop("oneshot", False):
+        return _oneshot(state, data, now, heard, t0)
     v = mem["z"] - mem["y"] / state.rho
     x = local_solve(state.solver, state.problem, data, v, state.rho, params["local_epochs"])
     gamma = params["relaxation"] if _fresh(state, data, heard) else 1.0
@@ -284,12 +307,59 @@ def local_step(state: AsyncADMMState, data: LocalData, inbox, now: float) -> Ste
                       done=done)
 
 
+def _oneshot_applies(problem: Problem, data: LocalData, params: dict) -> bool:
+    """Whether the first step is `_oneshot`: a fresh operator (not restarted), hinge with l2
+    (measured there), and this partition's rows look like a random sample: both labels, each
+    on at least `ONESHOT_MIN_SHARE` of its rows, and in no long runs (`_labels_shuffled`).
+    Local models average well only from partitions that are samples of the same rows:
+    skin_nonskin's label-sorted rows (its second partition all one label) went from 23 to 36
+    lock-step rounds to 1e-6 with a one-shot start."""
+    if data.incarnation != 0 or params["oneshot_epochs"] <= 0 or problem.loss != K.HINGE \
+            or problem.mu <= 0:
+        return False
+    share = float(np.mean(data.y > 0))
+    return ONESHOT_MIN_SHARE <= share <= 1.0 - ONESHOT_MIN_SHARE and _labels_shuffled(data.y)
+
+
+def _labels_shuffled(y: np.ndarray) -> bool:
+    """Whether the labels change from row to row at least half as often as in a random order
+    (``2 q (1 - q)`` of the rows, ``q`` the positive share): sorted rows change a few times."""
+    pos = np.asarray(y) > 0
+    q = float(np.mean(pos))
+    changes = int(np.count_nonzero(pos[1:] != pos[:-1]))
+    return changes >= 0.5 * 2.0 * q * (1.0 - q) * (len(pos) - 1)
+
+
+def _oneshot(state: AsyncADMMState, data: LocalData, now: float, heard: dict,
+             t0: float) -> StepOutput:
+    """The first step: ``x_i`` the partition's own model, ``argmin f_i + (mu / N)/2 ||x||^2``
+    by ``oneshot_epochs`` SDCA epochs, with ``y_i = (mu / N) x_i`` (``-grad f_i`` there, by
+    its SDCA duals), so the ``z`` of these states is the mean of the local models (one-shot
+    averaging) and the duals match it; the local solver keeps its duals for the next x step."""
+    mem, params, pb = state.mem, state.params, state.problem
+    reg = pb.mu / data.n_partitions
+    x = local_solve(state.solver, pb, data, np.zeros(pb.p), reg, params["oneshot_epochs"])
+    np.multiply(state.solver.dvec, reg / state.rho, out=state.solver.dvec)  # x - v at rho
+    mem["x"], mem["y"] = x, reg * x
+    mem["z"] = _z(state, data, include_self=True)
+    mem["y_used"] = mem["y"]
+    mem["y"] = mem["y_used"] + state.rho * (mem["x"] - mem["z"])
+    mem["k"] += 1
+    mem["seen"] = heard
+    mem["zk"] = _stamp(data, mem["k"], heard)
+    extra, done = _certify(state, data, now)
+    wait = min(params["news_wait"] * (perf_counter() - t0), params["push_period"])
+    return StepOutput(state, _push_state(state, now, extra, heard), wait=wait, done=done)
+
+
 def warm_up(state: AsyncADMMState, data: LocalData) -> None:
     """Load (or compile) the kernels before the gang's clock: the default warm-up (one step
     on a copy) and, on the first row, the certificate's parts, which only a round in the run
     reached -- on a fresh install they compiled there (3.05 s of one worker's 4.1 s run,
     `benchmarks/cold_start.py log_loss:asip-admm`, 2026-11-30)."""
-    local_step(copy.deepcopy(state), data, (), 0.0)
+    trial = copy.deepcopy(state)
+    trial.mem["oneshot"] = False  # the same kernels; its epochs only cost time here
+    local_step(trial, data, (), 0.0)
     pb, one = state.problem, data.first_row()
     dual = state.solver.dual[:1] if pb.loss == K.HINGE else None
     C.parts_at(pb, one, np.zeros(pb.p), np.zeros(pb.p), dual)
@@ -478,6 +548,7 @@ def resume(state: AsyncADMMState, data: LocalData, start: Start) -> AsyncADMMSta
     version (`_balance`), which this run starts from unless ``rho`` is given.
     """
     mem, p = state.mem, state.problem.p
+    mem["oneshot"] = False  # a given start is the start
     own = start.own(data.index)
     if own is not None and all(np.shape(own.get(key)) == (p,) for key in ("x", "y", "z")):
         mem["x"], mem["z"] = np.array(own["x"], dtype=np.float64), np.array(own["z"], dtype=np.float64)
