@@ -446,17 +446,18 @@ class _Run:
         # before anything is installed: no event of this run can arrive unheard
         _events.listen(self.client, self.run_id, self._on_event)
         self.subscribed = True
+        hold = _config.seconds("stage.respawn-hold")
         directory = DirectoryPlugin(
             self.run_id, self.n, client_id=self.client.id, worker_plugin=plugin_name(self.run_id),
             silence_timeout=self.silence_timeout,
             kill_timeout=_config.seconds("stage.hung-worker-kill-timeout"),
-            control_timeout=self.control_timeout)
+            control_timeout=self.control_timeout,
+            nanny_plugin=hold_name(self.run_id) if hold > 0 else None)
         channel = ChannelPlugin(self.run_id, self.n, settings, faults,
                                 pause_profiler=_config.flag("stage.pause-worker-profiler"),
                                 malloc_mmap_threshold=_config.nbytes("stage.malloc-mmap-threshold"))
         client = self.client
         plugins = [directory, channel]
-        hold = _config.seconds("stage.respawn-hold")
         if hold > 0:  # a nanny's new process does not take a core from the recovery
             plugins.append(RespawnHold(self.run_id, hold))
         self.respawn_hold = hold > 0
