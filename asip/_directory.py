@@ -18,6 +18,8 @@ from collections import deque
 from time import time
 from typing import Any
 
+import dask
+from dask.utils import parse_timedelta
 from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.protocol.pickle import dumps
 from distributed.protocol.serialize import Serialized, deserialize
@@ -496,12 +498,17 @@ class DirectoryPlugin(SchedulerPlugin):
         return sorted(i for i, (a, _) in self.entries.items() if a == addr and i not in self.lost)
 
     async def _nanny_sample(self, addr: str) -> dict | None:
+        """The nanny's look at its worker process (`process_sample`), or an error within
+        distributed's connect timeout: a pooled connection to the nanny (the stage's nanny
+        plugins were sent over one) hangs on a link that drops packets instead of failing
+        to connect, and a sample takes milliseconds when the nanny is there."""
         ws = self.scheduler.workers.get(addr)
         if ws is None or not ws.nanny:
             return None
+        connect = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
         reply = await asyncio.wait_for(
             self.scheduler.rpc(ws.nanny).run(function=dumps(process_sample)),
-            self.control_timeout)
+            min(self.control_timeout, connect))
         result = reply.get("result") if isinstance(reply, dict) else None
         if isinstance(result, Serialized):  # the scheduler's RPCs leave results serialized
             result = deserialize(result.header, result.frames)
