@@ -118,7 +118,14 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
             ctx._ep.stats.steps += 1  # live, for the dashboard
             if outcome is STOP:
                 reason = "STOP"
-                plugin.loop.add_callback(plugin._fire, "stop", reason=f"STOP from partition {index}")
+                why = f"STOP from partition {index}"
+                plugin.loop.add_callback(plugin._fire, "stop", reason=why)
+                # this worker's other operators stop now, not when the scheduler's broadcast
+                # of it comes back: from the data plane's stop (below) their polls return at
+                # once, and until then they stepped in a tight loop (a restarted lbfgs
+                # operator: 1,200-4,700 steps after the leader's STOP, starving the loop)
+                plugin.stop_reason = plugin.stop_reason or why
+                plugin.stop.set()
                 break
             if spec.max_steps is not None and steps >= spec.max_steps:
                 reason = "max_steps"

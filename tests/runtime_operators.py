@@ -362,3 +362,23 @@ class ReportsThenStops(asip.Operator):
 
     def result(self, ctx):
         return {"index": ctx.index}
+
+
+class WaitsForNews(asip.Operator):
+    """Every step polls with a timeout (as a barrier solver waiting for its peers); partition
+    0 returns asip.STOP after ``after`` seconds. The result counts the steps taken."""
+
+    def __init__(self, after: float = 0.3, wait: float = 0.05):
+        self.after, self.wait, self.steps = after, wait, 0
+
+    def setup(self, ctx, partition):
+        self.steps = 0
+
+    def step(self, ctx):
+        ctx.poll(self.wait)
+        self.steps += 1
+        if ctx.index == 0 and ctx.elapsed >= self.after:
+            return asip.STOP
+
+    def result(self, ctx):
+        return {"steps": self.steps, "elapsed": ctx.elapsed}
