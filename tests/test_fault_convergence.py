@@ -40,6 +40,8 @@ would test the noise. (With ``alpha=3e-2`` the fault-free median moved between
 
 from __future__ import annotations
 
+import importlib
+
 import time
 import warnings
 from collections import Counter
@@ -234,8 +236,12 @@ def test_asip_sgd_stays_stable_under_channel_delay(cluster_2x2):
         warnings.simplefilter("ignore")
         # warm first: after the kill tests a restarted worker may still be loading its
         # imports and kernels, inside the 2 s budget (the fit without delay once ended at
-        # 1.9e-2 in a full CI run; alone it ends at 7e-5 to 3e-4)
+        # 1.9e-2 in a full CI run; alone it ends at 7e-5 to 3e-4). Since a killed worker's
+        # respawn waits for its stage's end (asip.stage.respawn-hold) the new process
+        # starts right before this test: its imports are waited for here (one ended at
+        # 0.18 in CI, 2026-12-01), then its kernels load in a short fit
         cluster_2x2.wait_for_workers(2, timeout=60)
+        cluster_2x2.run(lambda: importlib.import_module("asip.algorithms._asip_sgd") and None)
         AsipClassifier(alpha=alpha, solver="asip-sgd", max_time=0.3, n_partitions=4,
                        random_state=0, fit_intercept=False).fit(ds.X, ds.y)
         for delay in (0.0, 50.0):
