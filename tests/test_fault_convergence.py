@@ -236,10 +236,11 @@ def test_asip_sgd_stays_stable_under_channel_delay(cluster_2x2):
         warnings.simplefilter("ignore")
         # warm first: after the kill tests a restarted worker may still be loading its
         # imports and kernels, inside the 2 s budget (the fit without delay once ended at
-        # 1.9e-2 in a full CI run; alone it ends at 7e-5 to 3e-4). Since a killed worker's
-        # respawn waits for its stage's end (asip.stage.respawn-hold) the new process
+        # 1.9e-2 in a full CI run; alone it ends at 7e-5 to 3e-4). With a killed worker's
+        # respawn held to its stage's end (asip.stage.respawn-hold, opt-in) the new process
         # starts right before this test: its imports are waited for here (one ended at
-        # 0.18 in CI, 2026-12-01), then its kernels load in a short fit
+        # 0.18 in CI, 2026-12-01, with the hold on by default), then its kernels load in a
+        # short fit
         cluster_2x2.wait_for_workers(2, timeout=60)
         cluster_2x2.run(lambda: importlib.import_module("asip.algorithms._asip_sgd") and None)
         AsipClassifier(alpha=alpha, solver="asip-sgd", max_time=0.3, n_partitions=4,
