@@ -294,12 +294,7 @@ def local_step(state: AsyncADMMState, data: LocalData, inbox, now: float) -> Ste
     gamma = params["relaxation"] if _fresh(state, data, heard) else 1.0
     # over-relaxation: the z and dual steps see x^ = gamma x + (1 - gamma) z (Eckstein-Bertsekas)
     mem["x"] = x if gamma == 1.0 else gamma * x + (1.0 - gamma) * mem["z"]
-    mem["z"] = _z(state, data, include_self=True)
-    # (x_i, y_i) travel as the pair the z step uses: y_i is the dual this x step saw
-    mem["y_used"] = mem["y"]
-    mem["y"] = mem["y"] + state.rho * (mem["x"] - mem["z"])
-    mem["k"] += 1
-    mem["zk"] = _stamp(data, mem["k"], heard)
+    _z_and_dual_step(state, data, heard)
     state = _balance(state, data, heard)
     extra, done = _certify(state, data, now)
     wait = min(params["news_wait"] * (perf_counter() - t0), params["push_period"])
@@ -348,12 +343,8 @@ def _oneshot(state: AsyncADMMState, data: LocalData, now: float, heard: dict,
     mem["x"], mem["y"] = x, reg * x
     if pb.fit_intercept:  # unpenalized: at the optimum its duals sum to 0, so each starts there
         mem["y"][-1] = 0.0
-    mem["z"] = _z(state, data, include_self=True)
-    mem["y_used"] = mem["y"]
-    mem["y"] = mem["y_used"] + state.rho * (mem["x"] - mem["z"])
-    mem["k"] += 1
     mem["seen"] = heard
-    mem["zk"] = _stamp(data, mem["k"], heard)
+    _z_and_dual_step(state, data, heard)
     extra, done = _certify(state, data, now)
     wait = min(params["news_wait"] * (perf_counter() - t0), params["push_period"])
     return StepOutput(state, _push_state(state, now, extra, heard), wait=wait, done=done)
@@ -370,6 +361,18 @@ def warm_up(state: AsyncADMMState, data: LocalData) -> None:
     pb, one = state.problem, data.first_row()
     dual = state.solver.dual[:1] if pb.loss == K.HINGE else None
     C.parts_at(pb, one, np.zeros(pb.p), np.zeros(pb.p), dual)
+
+
+def _z_and_dual_step(state: AsyncADMMState, data: LocalData, heard: dict) -> None:
+    """A step's z and dual steps after its x (``mem["x"]``), and its round: ``k`` and the
+    rounds its z is made of (``heard``: `_peer_clocks`)."""
+    mem = state.mem
+    mem["z"] = _z(state, data, include_self=True)
+    # (x_i, y_i) travel as the pair the z step uses: y_i is the dual this x step saw
+    mem["y_used"] = mem["y"]
+    mem["y"] = mem["y_used"] + state.rho * (mem["x"] - mem["z"])
+    mem["k"] += 1
+    mem["zk"] = _stamp(data, mem["k"], heard)
 
 
 def _redo_dual_step(state: AsyncADMMState, data: LocalData) -> None:
