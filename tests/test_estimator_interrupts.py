@@ -182,11 +182,22 @@ def test_warm_start_from_the_previous_fit_and_from_a_mismatched_checkpoint(clien
     alpha = ALPHA[solver]
     clf = AsipClassifier(alpha=alpha, solver=solver, max_time=0.5, random_state=0,
                          warm_start=True)
+    r0 = rel(np.zeros(ds.X.shape[1]))
     r1 = rel(clf.fit(ds.X, ds.y).coef_)
+    first1 = float(relative_suboptimality(clf.trace_[0, 1], rel.f_star))
     r2 = rel(clf.fit(ds.X, ds.y).coef_)  # carries on: as if it had run 1 s
+    first2 = float(relative_suboptimality(clf.trace_[0, 1], rel.f_star))
     r3 = rel(clf.fit(ds.X, ds.y).coef_)
-    print(f"\nasip-admm warm-started 0.5 s fits: {r1:.1e} -> {r2:.1e} -> {r3:.1e}")
-    assert r3 < r2 < r1 / 2
+    first3 = float(relative_suboptimality(clf.trace_[0, 1], rel.f_star))
+    print(f"\nasip-admm warm-started 0.5 s fits (first report -> end): zero {r0:.1e}; "
+          f"{first1:.1e} -> {r1:.1e}; {first2:.1e} -> {r2:.1e}; {first3:.1e} -> {r3:.1e}")
+    # each fit starts where the last ended (its first report, a round from that model with
+    # fresh duals, within 4x of it: 1.2-1.4x measured), not at zero (100x and more);
+    # how far a 0.5 s budget gets is the machine's business (a halving per fit failed in CI
+    # on 2026-12-01 at 0.0065 -> 0.0038), so only progress is asked for
+    assert r0 / 100 < first1, "the first fit's first report is already near the optimum"
+    assert first2 < 4 * r1 and first3 < 4 * r2, "a warm fit did not start at the last model"
+    assert r3 < r2 < r1
     # a checkpoint of another model (an intercept more) cannot start this one
     path = tmp_path / "other.ckpt"
     AsipClassifier(alpha=alpha, solver=solver, max_time=0.3, fit_intercept=True,
