@@ -191,8 +191,8 @@ DEFAULTS = {
     # `newton_iterations` (2, or 4 where a data pass costs less than the peers' models)
     "newton_rtol": 1e-4,  # ...fewer once the Newton decrement fell by this factor
     "hessian_rows": None,  # rows sampled for a Hessian, at most; None: max(2000, 4 p) (dense),
-    # and every row at a round's end on dense smooth partitions of rows x p^2 <= 1e8
-    # (`_cocoa_newton.FULL_GRAM`)
+    # and every row at a round's end on smooth partitions whose Gram is at most 1e8 products
+    # (dense rows x p^2, CSR the squared row nonzeros: `_cocoa_newton.FULL_GRAM`)
     "min_news": None,  # Newton: a round once every active peer moved (None: lockstep among
     # the peers heard from within `ACTIVE_ROUNDS` rounds, `_newton_due`), or a fraction: once
     # peers with this share of the other rows moved

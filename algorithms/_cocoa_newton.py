@@ -23,9 +23,9 @@ it, and a peer's pushed Hessian replaces the stand-in ``c_k H_j``: with every mo
 exact to second order a round is a Newton step on the whole objective from stale
 points, which stays stable when partitions differ (rows sorted by label). ``H_j`` is
 taken on at most ``hessian_rows`` random rows (dense data; rescaled; CSR: every row, in
-`_cd_kernels.csr_weighted_gram`; dense and smooth where cheap, `FULL_GRAM`: on every row
-at the round's end point, `LocalNewton.end_hessian`) and reused while no margin moved more
-than `REFRESH`;
+`_cd_kernels.csr_weighted_gram`; smooth losses where cheap, dense or CSR, `FULL_GRAM`: on
+every row at the round's end point, `LocalNewton.end_hessian`) and reused while no margin
+moved more than `REFRESH`;
 each Newton iteration is one data pass with a backtracking line search on ``F_j``'s exact
 change along the step, in the loop `_newton_loop.newton` shared with ``"newton-cg"``
 (`_newton_cg`), which differs in the inner solve and the peers' model. ``R`` is
@@ -58,7 +58,7 @@ from ._hinge_smoothing import curvature_floor
 if TYPE_CHECKING:
     from ._base import Problem
 
-__all__ = ["LocalNewton", "choose_local_solver", "sdca_damping"]
+__all__ = ["LocalNewton", "choose_local_solver", "gram_cost", "sdca_damping"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,18 +79,28 @@ MIN_NEWTON_DENSITY = 0.25
 MAX_SDCA_DAMPING = 1.0
 #: reuse a round's Hessian while no margin moved more than this since it was taken
 REFRESH = 0.5
-#: dense data, smooth losses, ``hessian_rows=None``: a partition's Hessian is taken on every
-#: row, at the end of a round (`LocalNewton.end_hessian`), when ``rows x p^2`` is at most this
-#: (10,000 x 100: a ~3.5 ms Gram on one core). A sampled Hessian's error (~sqrt(p / rows))
-#: bounds what a round gains on the peers' models: 2 partitions of synthetic-logistic:20000
-#: (p = 100, 2,000 sampled rows), parallel lock-step rounds to 1e-6, 4 -> 2 at alpha 0.1,
-#: 4 -> 3 at 1/n; ijcnn1 at 1/n 11 -> 8 (`benchmarks/newton_exchanges.py`). On the 2 x 1
-#: cluster (`benchmarks/fit_timeline.py`, alternating with ``hessian_rows=2000``, 2026-12-01
-#: 04:19-04:33 UTC, load 2-5) the busiest partition's rounds to 1e-6 fell 3 -> 2 (alpha 0.1,
-#: every fit), 4 -> 3 (1/n), ijcnn1 1/n 7 -> 5; the first round's CPU rose ~4.5 -> ~8.7 ms
-#: (the every-row Gram), and the wall time to 1e-6 was unchanged within the noise (medians
-#: of 16, 62.4 vs 62.3 ms after the first step at load 2.5)
+#: smooth losses, ``hessian_rows=None``: a partition's Hessian is taken on every row, at the end of
+#: a round (`LocalNewton.end_hessian`), when its Gram's products (`gram_cost`: dense ``rows x p^2``,
+#: CSR the rows' squared nonzeros summed) are at most this (10,000 x 100: a ~3.5 ms Gram on one
+#: core; a9a's 16,280-row half, ~14 nonzeros a row: 3.6e6, ~2 ms). A sampled Hessian's error
+#: (~sqrt(p / rows)) bounds what a round gains on the peers' models: 2 partitions of
+#: synthetic-logistic:20000 (p = 100, 2,000 sampled rows), parallel lock-step rounds to 1e-6, 4 -> 2
+#: at alpha 0.1, 4 -> 3 at 1/n; ijcnn1 at 1/n 11 -> 8 (`benchmarks/newton_exchanges.py`). On the 2 x
+#: 1 cluster (`benchmarks/fit_timeline.py`, alternating with ``hessian_rows=2000``, 2026-12-01
+#: 04:19-04:33 UTC, load 2-5) the busiest partition's rounds to 1e-6 fell 3 -> 2 (alpha 0.1, every
+#: fit), 4 -> 3 (1/n), ijcnn1 1/n 7 -> 5; the first round's CPU rose ~4.5 -> ~8.7 ms (the every-row
+#: Gram), and the wall time to 1e-6 was unchanged within the noise (medians of 16, 62.4 vs 62.3 ms
+#: after the first step at load 2.5). CSR took its Hessian on every row already, but at a round's
+#: start, and reused it while no margin moved by `REFRESH`: a9a at alpha 0.1 pushed the zero model's
+#: from its first round, the peers' models of its round-1 point were off by that much, and round 2
+#: gained 14x (1.7e-3 -> 1.25e-4, 1e-6 at exchange 3); with the end point's, 1.7e-3 -> 4.3e-7 (1e-6
+#: at exchange 2; 8 partitions 3 -> 2), alpha 1/n 10 -> 9 exchanges (4 partitions: 12 -> 8), 1e-4
+#: 9 -> 8 (4: 12 -> 10; 8: 10 -> 8) (`benchmarks/newton_exchanges.py`). Synthetic CSR already
+#: below 1e-5 after round 1 ended round 2 2-30x higher (e.g. 2.8e-10 -> 1.3e-9) and round 3 lower
 FULL_GRAM = 1e8
+#: CSR takes the end point's Hessian too (under `FULL_GRAM`); 0: its start-of-round one, as
+#: before 2026-12-01 (`benchmarks/newton_ab.py --knob CSR_END_HESSIAN`)
+CSR_END_HESSIAN = 1.0
 #: a dense Gram on every row is summed over blocks of this many rows: each block's scaled
 #: copy is ~1.6 MB at p = 100, not the partition's 8 MB (10,000 x 100); in the workers the
 #: first round's CPU had a tail of 15-24 ms in 3 of 10 fits with one copy, 1 of 12 in blocks
@@ -181,6 +191,15 @@ def choose_local_solver(choice: str, loss: int, p: int, X=None, damping: float |
     return "newton" if smooth else "sdca"
 
 
+def gram_cost(X, p: int) -> float:
+    """The products of a Gram on every row of ``X`` (dense, or CSR as its kernel triple):
+    ``rows x p^2`` dense, the rows' squared nonzero counts summed on CSR."""
+    if isinstance(X, tuple):
+        nnz = np.diff(np.asarray(X[2], dtype=np.int64)).astype(np.float64)
+        return float(nnz @ nnz)
+    return float(len(X)) * p * p
+
+
 class LocalNewton:
     """The partition's rows as a (dense or CSR) matrix plus the round's Newton solve.
 
@@ -216,10 +235,12 @@ class LocalNewton:
         self.floor = float(floor)
         self.cache = None  # (H, the margins where it was taken, mu, on every row)
         # the round's Hessian retaken on every row at its end point (`end_hessian`)
-        self.full_hessian = bool(full_hessian) and not self.hinge and not self.sparse
-        # its Grams in float32 (`F32_MIN_P`): the rows' float32 copy, made at the first one
-        # (None whenever f32 is off: `solve`'s float64 retake drops both)
-        self.f32, self.A32 = self.full_hessian and p >= F32_MIN_P, None
+        self.full_hessian = bool(full_hessian and not self.hinge
+                                 and (CSR_END_HESSIAN or not self.sparse))
+        # dense: its Grams in float32 (`F32_MIN_P`): the rows' float32 copy, made at the
+        # first one (None whenever f32 is off: `solve`'s float64 retake drops both)
+        self.f32 = self.full_hessian and not self.sparse and p >= F32_MIN_P
+        self.A32 = None
         self.last = None  # (v, margins, phi', gradient, loss sum) where the last solve ended
         self.passes = 0.0
         self.trials = 0  # line-search trials (a loss pass each), all solves together
@@ -234,12 +255,12 @@ class LocalNewton:
                       hessian_free: bool = False) -> LocalNewton:
         """The solver asip-cocoa runs on rows ``X, y`` (`_cocoa.init`'s and `warm_up`'s one
         argument list): ``problem``'s loss and sizes, ``params``' ``hessian_rows`` (None:
-        ``max(2000, 4 p)``, and on dense data with a smooth loss every row at a round's end
-        while ``rows x p^2 <= FULL_GRAM``: `end_hessian`), ``mu0`` and ``curv_floor``
+        ``max(2000, 4 p)``, and with a smooth loss every row at a round's end while
+        `gram_cost` is at most `FULL_GRAM`: `end_hessian`), ``mu0`` and ``curv_floor``
         (`curvature_floor`); ``hessian_free``: ``local_solver="newton-cg"`` (`_newton_cg`)."""
         p = problem.p
         full = (params["hessian_rows"] is None and problem.loss in (K.LOGISTIC, K.SQUARED)
-                and len(y) * p * p <= FULL_GRAM)
+                and gram_cost(X, p) <= FULL_GRAM)
         return cls(X, y, problem.loss, problem.fit_intercept, p, problem.n_total,
                    problem.alpha, params["hessian_rows"] or max(2000, 4 * p), seed,
                    mu=params["mu0"], floor=curvature_floor(params["curv_floor"], False),
@@ -372,8 +393,9 @@ class LocalNewton:
         """``full_hessian``: the Hessian a round pushes, retaken on every row at the round's
         end point (where the next round starts, so it is the one that round reuses) unless
         the cached one is such a Hessian within `REFRESH` of it (squared loss: any). Peers
-        model this partition by it: a sampled one's error, ~sqrt(p / hessian_rows), held
-        their rounds to a linear rate (see `FULL_GRAM`). Returns ``(H, new)``."""
+        model this partition by it: a sampled one's error, ~sqrt(p / hessian_rows), or a
+        start point's (CSR: the zero model's, from a first round), held their rounds to a
+        linear rate (see `FULL_GRAM`). Returns ``(H, new)``."""
         c, m = self.cache, self.last[1]
         if c[3] and (self.loss == K.SQUARED or np.max(np.abs(m - c[1]), initial=0.0) <= REFRESH):
             return c[0], False
