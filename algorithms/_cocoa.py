@@ -165,6 +165,9 @@ NEWTON_CERT_ROUNDS = 1.0
 #: with its push); else the certificate work took a step of its own and the round waited
 #: a step behind it
 NEWTON_ROUND_FIRST = 1.0
+#: Newton: `newton_iterations` counts the own Hessian's Gram in a round's cost (0: the peers'
+#: models alone, as before 2026-12-01; `benchmarks/newton_ab.py --knob NEWTON_ITER_HESSIAN`)
+NEWTON_ITER_HESSIAN = 1.0
 #: Newton, smooth losses: the leader closes a complete certificate round before a due round
 #: (`_close_first`), so a certified ``wbar`` stops the fit without a round's wait; the round
 #: then runs and the next certificate round opens at its model, as before (0: after it)
@@ -188,7 +191,7 @@ DEFAULTS = {
     "local_solver": "auto",  # "sdca", "newton", "newton-cg" (smooth losses) or "auto"
     # (`choose_local_solver`)
     "newton_iter": None,  # Newton iterations per round, at most (one data pass each); None:
-    # `newton_iterations` (2, or 4 where a data pass costs less than the peers' models)
+    # `newton_iterations` (2, or 4 where a data pass costs less than the Hessians)
     "newton_rtol": 1e-4,  # ...fewer once the Newton decrement fell by this factor
     "hessian_rows": None,  # rows sampled for a Hessian, at most; None: max(2000, 4 p) (dense),
     # and every row at a round's end on smooth partitions whose Gram is at most 1e8 products
@@ -731,7 +734,8 @@ def _newton_round(state: CocoaState, data: LocalData) -> None:
         clock["bare"] = False
     if "iters" not in clock:
         nnz = len(data.X[0]) if isinstance(data.X, tuple) else data.n * pb.p
-        clock["iters"] = newton_iterations(params["newton_iter"], pb.n_partitions - 1, pb.p, nnz)
+        clock["iters"] = newton_iterations(params["newton_iter"], pb.n_partitions - 1, pb.p, nnz,
+                                           state.newton.hessian_products())
     v, dual, g, H, new = state.newton.solve(state.w, peers, c_missing, clock["iters"],
                                             params["newton_rtol"], params["missing_peers"])
     state.w[:] = v
@@ -757,17 +761,23 @@ def _hessian_due(clock: dict, H: np.ndarray) -> bool:
     return True
 
 
-def newton_iterations(newton_iter, n_peers: int, p: int, nnz: int) -> int:
+def newton_iterations(newton_iter, n_peers: int, p: int, nnz: int, hessian: float = 0.0) -> int:
     """Newton iterations per round: ``newton_iter``, or for None 2 -- and 4 where a data
     pass (``nnz`` entries of the partition) costs less than assembling the peers' models
-    (``n_peers`` p x p Hessians). Then a round's cost is its peers' messages and models,
-    not its passes, and two more iterations on the own rows save rounds (lockstep, a9a at
-    16 partitions under the straggler: 1e-3 after 5 rounds instead of 7 at alpha 1/n, 6 at
-    1e-4, for the same CPU); on large partitions (20k x 100 at 2 partitions) they are a
-    third more work for as many rounds (2026-11-29)."""
+    (``n_peers`` p x p Hessians) and the own Hessian (``hessian`` products: its Gram,
+    `LocalNewton.hessian_products`). Then a round's cost is its Hessians and messages, not
+    its passes, and two more iterations on the own rows save rounds (lockstep, a9a at 16
+    partitions under the straggler: 1e-3 after 5 rounds instead of 7 at alpha 1/n, 6 at
+    1e-4, for the same CPU); on large partitions (20k x 100 at 2 partitions, a sampled
+    Hessian) they were a third more work for as many rounds (2026-11-29). Counting the own
+    Gram (2026-12-01, parallel lock-step, 2 partitions, `benchmarks/newton_exchanges.py`;
+    the loop stops early once the decrement fell by ``newton_rtol``): a9a 1/n 9 -> 6
+    exchanges to 1e-6 (passes 23.5 -> 21.5), at 0.1 and 4 partitions 3 -> 2; ijcnn1 1/n 5 ->
+    4 (passes 13.6 -> 14.6 / 17.6); synthetic-logistic:20000 and the others at 0.1 as many
+    exchanges, at most 2 passes more."""
     if newton_iter is not None:
         return int(newton_iter)
-    return 4 if nnz <= n_peers * p * p else 2
+    return 4 if nnz <= n_peers * p * p + NEWTON_ITER_HESSIAN * hessian else 2
 
 
 def _resyncs(state: CocoaState) -> tuple[Outgoing, ...]:

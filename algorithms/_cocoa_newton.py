@@ -266,6 +266,17 @@ class LocalNewton:
                    mu=params["mu0"], floor=curvature_floor(params["curv_floor"], False),
                    hessian_free=hessian_free, full_hessian=full)
 
+    def hessian_products(self) -> float:
+        """The products of one own Hessian (`gram_cost` of the rows it is taken on): what a
+        round's Hessian work costs beside a data pass; 0 for newton-cg (none) and hinge
+        (its band sample varies)."""
+        if self.hessian_free or self.hinge:
+            return 0.0
+        if self.sparse:
+            return gram_cost(self.csr, self.p)
+        rows = len(self.y) if self.full_hessian else min(len(self.y), self.hessian_rows)
+        return float(rows) * self.p * self.p
+
     def set_mu(self, mu: float) -> bool:
         """Hinge: adopt the smoothing ``mu`` if it is smaller (mu only decreases, so every
         partition ends on the same surrogate); True when it changed. The last solve's

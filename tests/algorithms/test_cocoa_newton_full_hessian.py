@@ -131,10 +131,10 @@ def _one_hot(n=3000, groups=14, cats=6, seed=3):
     return X, y
 
 
-def _lockstep_rel(X, y, exchanges):
+def _lockstep_rel(X, y, exchanges, alpha=ALPHA, **params):
     """Parallel lock-step exchanges of 2 partitions (each steps on the peer's pushes of the
     previous one, as on a cluster, `benchmarks/newton_exchanges.py`); the combined model's
-    relative suboptimality."""
+    relative suboptimality after each."""
     import time
 
     from _sim import Msg
@@ -142,12 +142,14 @@ def _lockstep_rel(X, y, exchanges):
     from asip.algorithms._base import local_data
 
     parts = split_rows(X, y, 2)
-    pb = make_problem(K.LOGISTIC, K.L2, ALPHA, False, parts)
+    pb = make_problem(K.LOGISTIC, K.L2, alpha, False, parts)
     algo = _cocoa.ALGORITHM
-    params = algo.merge({"local_solver": "newton", "tol": 0, "seed": 0})
+    params = algo.merge({"local_solver": "newton", "tol": 0, "seed": 0, **params})
+    obj = Objective(get_loss("log_loss"), get_penalty("l2", alpha), False)
+    f_star = reference_optimum(obj, X, y).f_star
     datas = [local_data(Xb, yb, pb, i) for i, (Xb, yb) in enumerate(parts)]
     states = [algo.init(pb, d, params) for d in datas]
-    boxes = [[], []]
+    boxes, rels = [[], []], []
     for ex in range(1, exchanges + 1):
         nxt = [[], []]
         for i in range(2):
@@ -155,16 +157,41 @@ def _lockstep_rel(X, y, exchanges):
             states[i] = out.state
             nxt[1 - i] += [Msg(i, 0, o.payload, time.time()) for o in out.outbox]
         boxes = nxt
-    obj = Objective(get_loss("log_loss"), get_penalty("l2", ALPHA), False)
-    f_star = reference_optimum(obj, X, y).f_star
-    w = algo.combine(pb, [algo.snapshot(s) for s in states])
-    return (obj.value(w, X, y) - f_star) / abs(f_star)
+        w = algo.combine(pb, [algo.snapshot(s) for s in states])
+        rels.append((obj.value(w, X, y) - f_star) / abs(f_star))
+    return rels
 
 
 def test_csr_reaches_1e6_in_two_lockstep_exchanges_with_the_end_hessian(monkeypatch):
     # a9a-like one-hot CSR, first round 5.3e-4 off: with round 1's zero-model Hessian the
     # peers' models kept round 2 at 1.4e-5; with its end point's, 8.7e-7
+    # (2 Newton iterations a round: with 4, `_cocoa.newton_iterations`' default here, round 1
+    # ends closer and both reach 1e-6 at round 2)
     X, y = _one_hot()
-    assert _lockstep_rel(X, y, 2) <= 1e-6
+    assert _lockstep_rel(X, y, 2, newton_iter=2)[-1] <= 1e-6
     monkeypatch.setattr(_cocoa_newton, "CSR_END_HESSIAN", 0.0)
-    assert _lockstep_rel(X, y, 2) > 1e-5
+    assert _lockstep_rel(X, y, 2, newton_iter=2)[-1] > 1e-5
+
+
+def test_the_iterations_count_the_own_hessian():
+    """`_cocoa.newton_iterations`: 4 a round where a data pass costs less than the round's
+    Hessians, the own Gram included (`LocalNewton.hessian_products`), else 2."""
+    ln, _ = _solver(csr=True)  # 3000 x 40, every row: a Gram of 3000 x 40^2 products
+    assert ln.hessian_products() == 3000 * D * D
+    nnz = 3000 * D
+    assert _cocoa.newton_iterations(None, 1, D, nnz, ln.hessian_products()) == 4
+    assert _cocoa.newton_iterations(None, 1, D, nnz) == 2  # the peers' models alone
+    sampled, _ = _solver({"hessian_rows": 2000})
+    assert sampled.hessian_products() == 2000 * D * D
+    # 500k x 100 dense at 2 partitions (a sampled Hessian): the passes cost, still 2
+    assert _cocoa.newton_iterations(None, 1, 100, 250_000 * 100, 2000 * 100 * 100) == 2
+
+
+def test_csr_at_small_alpha_reaches_1e6_in_fewer_lockstep_exchanges(monkeypatch):
+    # one-hot CSR at alpha 1/n: 4 Newton iterations a round (a pass costs less than the
+    # round's Gram) reach 1e-6 at exchange 4; 2 (the peers' models alone) at exchange 5
+    X, y = _one_hot(n=4000, groups=14, cats=8, seed=0)
+    alpha = 1.0 / X.shape[0]
+    assert _lockstep_rel(X, y, 4, alpha)[-1] <= 1e-6
+    monkeypatch.setattr(_cocoa, "NEWTON_ITER_HESSIAN", 0.0)
+    assert _lockstep_rel(X, y, 4, alpha)[-1] > 1e-6
