@@ -11,6 +11,7 @@ certified stop alone leaves the ``tol=0`` fit as it was: its ratio shows the run
 
 Run:  python benchmarks/newton_ab.py --knob NEWTON_CLOSE_FIRST --old 0 --new 1
           [--pairs synthetic-logistic:20000@1/n ijcnn1@0.1] [--repeats 6]
+      python benchmarks/newton_ab.py --knob CSR_END_HESSIAN,NEWTON_ITER_HESSIAN  # two at once
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=6)
     ap.add_argument("--budget", type=float, default=0.4)
     ap.add_argument("--knob", default="NEWTON_CLOSE_FIRST",
-                    help="an `_cocoa` or `_cocoa_newton` constant")
+                    help="an `_cocoa` or `_cocoa_newton` constant (several: comma-separated, "
+                         "each set to the arm's value)")
     ap.add_argument("--old", type=float, default=0.0, help="its value in the old arm")
     ap.add_argument("--new", type=float, default=1.0, help="... in the new arm")
     args = ap.parse_args(argv)
@@ -87,7 +89,8 @@ def main(argv=None) -> int:
             got = {arm: {"trace": [], "cert": []} for arm in arms}
             for rep in range(args.repeats):
                 for arm in (("old", "new") if rep % 2 == 0 else ("new", "old")):
-                    client.run(_set, args.knob, arms[arm])
+                    for knob in args.knob.split(","):
+                        client.run(_set, knob, arms[arm])
                     live = LiveObjective(data, task, lambda *a: None)
                     run = run_asip(cdata, task, "asip-cocoa", args.budget, live=live, tol=0)
                     t6 = _first_at(run.trace, f_star)
