@@ -51,8 +51,8 @@ from distributed import Client, LocalCluster
 
 from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty,
                              reference_optimum, relative_suboptimality)
-from _ready import ready
 from asip.faults import KillOperator, KillWorker
+from _ready import ready
 from test_stage import assert_clean
 
 BUDGET = 2.0
