@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dask
 import pytest
+from _ready import ready
 from distributed import Client, LocalCluster
 
 @pytest.fixture(scope="session")
@@ -44,10 +45,10 @@ def cluster_2x1():
 
 @pytest.fixture
 def client(cluster_2x1):
-    """A client on the shared 2x1 cluster; waits until both workers are back after kills."""
+    """A client on the shared 2x1 cluster, once both workers are back (after a kill or a
+    restart) and have loaded asip."""
     with Client(cluster_2x1) as c:
-        c.wait_for_workers(2, timeout=30)
-        yield c
+        yield ready(c, 2, timeout=30)
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +62,6 @@ def fresh_cluster(_fault_cluster):
     """A client on a 2x1 cluster apart from the shared one, for tests that kill processes or
     change cluster state: one cluster for the session (a cluster start costs seconds; it was
     one per module), and a new client per test, once both workers are back (restarted by
-    their nannies after a kill)."""
+    their nannies after a kill) and have loaded asip."""
     with Client(_fault_cluster) as c:
-        c.wait_for_workers(2, timeout=120)
-        yield c
+        yield ready(c, 2, timeout=120)

@@ -40,8 +40,6 @@ would test the noise. (With ``alpha=3e-2`` the fault-free median moved between
 
 from __future__ import annotations
 
-import importlib
-
 import time
 import warnings
 from collections import Counter
@@ -54,6 +52,7 @@ from distributed import Client, LocalCluster
 from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty,
                              reference_optimum, relative_suboptimality)
 from asip.faults import KillOperator, KillWorker
+from _ready import ready
 from test_stage import assert_clean
 
 BUDGET = 2.0
@@ -117,7 +116,7 @@ def suboptimality_at(clf, f_star: float, t: float) -> float:
 
 
 def fit(client, ds, solver, alpha, fault):
-    client.wait_for_workers(2, timeout=60)
+    ready(client)  # the last fit's killed worker back, its imports done
     faults = () if fault is None else (FAULTS[fault](partition=1, at=FAULT_AT),)
     # asip-admm: the alpha-blind rho this was sized for (the default follows alpha since
     # 2026-11-30 and certifies 1e-6 at 1e-4 within the budget: no fault left to measure)
@@ -241,12 +240,11 @@ def test_asip_sgd_stays_stable_under_channel_delay(cluster_2x2):
         # starts right before this test: its imports are waited for here (one ended at
         # 0.18 in CI, 2026-12-01, with the hold on by default), then its kernels load in a
         # short fit
-        cluster_2x2.wait_for_workers(2, timeout=60)
-        cluster_2x2.run(lambda: importlib.import_module("asip.algorithms._asip_sgd") and None)
+        ready(cluster_2x2)
         AsipClassifier(alpha=alpha, solver="asip-sgd", max_time=0.3, n_partitions=4,
                        random_state=0, fit_intercept=False).fit(ds.X, ds.y)
         for delay in (0.0, 50.0):
-            cluster_2x2.wait_for_workers(2, timeout=60)
+            ready(cluster_2x2)
             clf = AsipClassifier(alpha=alpha, solver="asip-sgd", max_time=BUDGET, n_partitions=4,
                                  random_state=0, fit_intercept=False,
                                  faults=(DelayMessages(delay),) if delay else ()).fit(ds.X, ds.y)

@@ -1,8 +1,10 @@
 """The shared table: every solver x every task, on real and synthetic data, on the 2-worker cluster.
 
-Each cell fits the estimator with a small time budget and checks the relative
-suboptimality ``(f(w) - f*) / |f*|`` against the certified scipy/scikit-learn
-optimum (`asip.algorithms.reference_optimum`). Bounds are stated per solver,
+Each cell fits the estimator with a small budget (iterations for the driver-side
+ADMMs; seconds for the others, then on until the model stays within half the bound,
+capped at 30 s: how far a fixed number of seconds gets is the machine's load) and
+checks the relative suboptimality ``(f(w) - f*) / |f*|`` against the certified
+scipy/scikit-learn optimum (`asip.algorithms.reference_optimum`). Bounds are stated per solver,
 task and data kind (real, synthetic): tight for the deterministic baselines on
 well-conditioned problems, looser for the stochastic and asynchronous solvers
 and for the l1 problems on real data (a9a and abalone are ill-conditioned).
@@ -58,6 +60,11 @@ MAX_TIME_CAP = 60.0
 #: the certified solvers; a model that merely touched the bound early under load was 2-9x
 #: off it a few ms later); ``UNTIL_BOUND_CAP`` seconds only end a fit that never gets there
 UNTIL_BOUND = {"asip-hogwild", "asip-sgd"}  # asip-admm: certified since 2026-11-30
+#: every other time-budgeted cell (the certified solvers, saga, averaging) runs the same way:
+#: its ``BUDGET``, then on until within half the bound (or certified), as a fixed budget
+#: missed the bound under load (gd's squared-l2/real cell: 8.2e-3 against 1e-3 after 89
+#: rounds in 2 s at a load average of 13-16, 2026-12-01); a cell that passed at its budget
+#: stops there as before
 UNTIL_BOUND_CAP = 30.0
 UNTIL_BOUND_HOLD = 0.3
 
@@ -154,9 +161,9 @@ def test_solver_reaches_bound(warm_client, solver, task, kind):
     bounds = BOUNDS[solver][TASK_ORDER.index(task)]
     tol = {"tol": bounds[0 if kind == "real" else 1] / 2} if solver in CERTIFIED and bounds else {}
     budget = ({"max_iter": ITERATIONS[solver], "max_time": MAX_TIME_CAP} if solver in ITERATIONS
-              else {"max_time": UNTIL_BOUND_CAP} if solver in UNTIL_BOUND and bounds
+              else {"max_time": UNTIL_BOUND_CAP} if bounds
               else {"max_time": BUDGET.get(solver, 1.0)})
-    if solver in UNTIL_BOUND and bounds:
+    if solver not in ITERATIONS and bounds:
         bound = bounds[0 if kind == "real" else 1]
         budget["callback"] = _UntilBound(kind, task, bound, BUDGET.get(solver, 1.0))
     est = Est(loss=loss, penalty=penalty, alpha=alpha, solver=solver, random_state=0,

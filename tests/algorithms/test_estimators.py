@@ -252,7 +252,11 @@ def test_killed_operator_restarts_and_the_fit_still_converges(client, solver, bo
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(ds.X, ds.y)
     assert [(r.partition, r.incarnation) for r in clf.restarts_] == [(1, 1)]
-    assert rel("log_loss", "l2", 1e-2, ds.X, ds.y, clf.coef_) <= bound
+    r = rel("log_loss", "l2", 1e-2, ds.X, ds.y, clf.coef_)
+    print(f"\n{solver} through a KillOperator: relative suboptimality {r:.1e} (bound "
+          f"{bound:.0e}, restarted at {clf.restarts_[0].time:.2f} s, stopped by "
+          f"{clf.stopped_by_}, n_iter {clf.n_iter_})")
+    assert r <= bound
     # the stage behind the fit is the estimator's to inspect
     res = clf.stage_result_
     assert isinstance(res, asip.StageResult) and res.restarts == clf.restarts_
