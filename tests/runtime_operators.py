@@ -272,6 +272,24 @@ class Reporter(asip.Operator):
         return {"offset": self.offset}
 
 
+class TimedReporter(Reporter):
+    """A `Reporter` that also returns when each of its ``report`` calls began and ended: a
+    report the rate limit held back can then be checked against the limit at that time."""
+
+    def setup(self, ctx, partition):
+        super().setup(ctx, partition)
+        self.calls = []
+
+    def step(self, ctx):
+        time.sleep(0.01)
+        began = ctx.elapsed
+        ctx.report(w=np.full(2, self.offset + began * (ctx.index + 1)))
+        self.calls.append((began, ctx.elapsed))
+
+    def result(self, ctx):
+        return {"offset": self.offset, "calls": self.calls}
+
+
 class OddResults(asip.Operator):
     """Partition 0 returns a nested, list-bearing result; partition 1's result() raises."""
 

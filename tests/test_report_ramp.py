@@ -11,7 +11,7 @@ import pytest
 
 import asip
 from asip._operator import REPORT_FLOOR, report_interval_at
-from runtime_operators import Reporter
+from runtime_operators import TimedReporter
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -25,14 +25,25 @@ def test_report_interval_ramps_up_to_the_configured_one():
 
 def test_reports_come_often_early_and_never_faster_than_the_ramp(client):
     X = da.random.RandomState(0).random_sample((400, 3), chunks=(200, 3))
-    # Reporter reports every step (a 10 ms sleep each); the fixed 200 ms period let one
-    # report out in the first 100 ms
+    # TimedReporter reports every step (a 10 ms sleep each); the fixed 200 ms period let one
+    # report out in the first 100 ms, and held back every call of the next 200 ms
     with dask.config.set({"asip.trace.report-interval": "200ms"}):
-        res = asip.Stage(Reporter(), X, client=client, max_time=0.6).run()
+        res = asip.Stage(TimedReporter(), X, client=client, max_time=0.6).run()
     for i in (0, 1):
         times = sorted(e.time for e in res.trace if e.partition == i)[:-1]  # not the final
-        print(f"\npartition {i}: {sum(t < 0.1 for t in times)} reports in the first 0.1 s")
-        assert sum(t < 0.1 for t in times) >= 4, times
+        calls = res.results[i]["calls"]
+        held = [(began, ended) for began, ended in calls[:-1]  # the last: the final flush's
+                if not any(began <= t <= ended for t in times)]
+        print(f"\npartition {i}: {sum(t < 0.1 for t in times)} reports in the first 0.1 s, "
+              f"{len(calls)} report calls, {len(held)} held back")
+        assert len(times) >= 2 and held, (times, calls)  # the limit was at work
+        # a call was held back only while the ramp's interval at its time had not passed
+        # since the last report out (the call's stage times bound the limit's own check:
+        # counts of reports in a time window were the machine's speed)
+        for began, ended in held:
+            last = max((t for t in times if t <= began), default=None)
+            assert last is not None and began - last < report_interval_at(0.2, ended), (
+                began, last, times)
         for t0, t1 in zip(times, times[1:]):  # the rate limit holds, by the ramp at t1
             assert t1 - t0 >= report_interval_at(0.2, t1) - 1e-4, (t0, t1)
         last = {e.partition: e for e in res.trace}

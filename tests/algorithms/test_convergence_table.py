@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 import pytest
 from _problems import TASKS, dataset, rel_subopt
+from _until_bound import UntilBound
 from _warm import warm_up
 
 from asip.algorithms import SOLVERS, AsipClassifier, AsipRegressor
@@ -55,7 +56,7 @@ MAX_TIME_CAP = 60.0
 #: 1e-3 on hinge-l2/synthetic at load averages of 15; asip-hogwild's log_loss-l2/synthetic
 #: 1.4e-3 against 1e-3 in a full run at load 12; asip-sgd is the same kind; saga stops by
 #: its own tol): their fit runs its 1 s, then on until
-#: the driver's model (`callback`) has stayed within half the bound for ``UNTIL_BOUND_HOLD``
+#: the driver's model (`callback`) has stayed within half the bound for ``_until_bound.HOLD``
 #: seconds (the known optimum makes that checkable here, as `tol` = half the bound does for
 #: the certified solvers; a model that merely touched the bound early under load was 2-9x
 #: off it a few ms later); ``UNTIL_BOUND_CAP`` seconds only end a fit that never gets there
@@ -66,23 +67,7 @@ UNTIL_BOUND = {"asip-hogwild", "asip-sgd"}  # asip-admm: certified since 2026-11
 #: rounds in 2 s at a load average of 13-16, 2026-12-01); a cell that passed at its budget
 #: stops there as before
 UNTIL_BOUND_CAP = 30.0
-UNTIL_BOUND_HOLD = 0.3
 
-
-class _UntilBound:
-    """A fit's ``callback``: True once ``least`` seconds have run and the model has stayed
-    within ``bound / 2`` for the last `UNTIL_BOUND_HOLD` seconds of reports."""
-
-    def __init__(self, kind, task, bound, least):
-        self.kind, self.task, self.bound, self.least = kind, task, bound, least
-        self.since = None  # the stage time from which every model was within bound / 2
-
-    def __call__(self, seconds, w):
-        if rel_subopt(self.kind, self.task, w) > self.bound / 2:
-            self.since = None
-            return False
-        self.since = seconds if self.since is None else self.since
-        return seconds >= self.least and seconds - self.since >= UNTIL_BOUND_HOLD
 
 #: (real, synthetic) bound per solver and task:
 #:            log_loss-l2     log_loss-l1     hinge-l2        squared-l2      squared-l1
@@ -165,7 +150,8 @@ def test_solver_reaches_bound(warm_client, solver, task, kind):
               else {"max_time": BUDGET.get(solver, 1.0)})
     if solver not in ITERATIONS and bounds:
         bound = bounds[0 if kind == "real" else 1]
-        budget["callback"] = _UntilBound(kind, task, bound, BUDGET.get(solver, 1.0))
+        budget["callback"] = UntilBound(lambda w: rel_subopt(kind, task, w), bound,
+                                        BUDGET.get(solver, 1.0))
     est = Est(loss=loss, penalty=penalty, alpha=alpha, solver=solver, random_state=0,
               fit_intercept=False, **budget, **tol)  # the reference has no intercept
     if bounds is None:  # a task the solver does not take: refused before anything runs

@@ -130,13 +130,14 @@ def test_synthetic_generators_follow_the_dask_demo():
 
 
 def test_libsvm_loader_maps_labels_or_explains_missing(tmp_path, monkeypatch):
+    shared = data_dir()  # $ASIP_DATA_DIR if set (a worktree's ../shared is not the clone's)
     monkeypatch.setenv("ASIP_DATA_DIR", str(tmp_path))
     assert data_dir() == tmp_path
     with pytest.raises(DataUnavailable, match="ASIP_DATA_DIR"):
         load_libsvm("a9a")
     with pytest.raises(ValueError, match="valid names"):
         load_libsvm("covtype")
-    monkeypatch.delenv("ASIP_DATA_DIR")
+    monkeypatch.setenv("ASIP_DATA_DIR", str(shared))
     try:
         ds = load_libsvm("a9a", n_samples=500)
     except DataUnavailable as exc:
