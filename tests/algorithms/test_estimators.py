@@ -141,7 +141,10 @@ def test_string_labels_proba_and_intercept(client):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_array_equal(clf.predict(X), np.where(proba[:, 1] > 0.5, "spam", "ham"))
     assert clf.score(X, labels) == pytest.approx(np.mean(clf.predict(X) == labels))
-    assert rel("log_loss", "l2", 1e-3, X, y, clf.coef_, True, clf.intercept_[0]) < 1e-6
+    r = rel("log_loss", "l2", 1e-3, X, y, clf.coef_, True, clf.intercept_[0])
+    print(f"\nsaga, string labels: relative suboptimality {r:.1e} (bound 1e-06, stopped by "
+          f"{clf.stopped_by_}, n_iter {clf.n_iter_})")
+    assert r < 1e-6
     hinge = AsipClassifier(loss="hinge", solver="gd", max_time=0.3)
     assert not hasattr(hinge, "predict_proba")
 
