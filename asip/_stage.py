@@ -204,6 +204,8 @@ class Stage:
             self.result = run.execute()
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt) or run.go_at is not None:
+                if run.go_at is not None and not run.elapsed:  # `_supervise` did not time it
+                    run.elapsed = time.monotonic() - run.go_at
                 self.result = run.partial_result(
                     "interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {exc!r}")
             run.futures.clear()  # this frame stays in the traceback: hold no operator task

@@ -276,6 +276,8 @@ def test_ctrl_c_stops_everything_and_keeps_the_partial_result(client):
     assert time.monotonic() - t < 20
     assert stage.result is not None and stage.result.stopped_by == "interrupted"
     assert all(r is not None for r in stage.result.results)
+    # its run time too: from the gang's start to the stop, not the 0.0 of a run never timed
+    assert 0 < stage.result.elapsed < time.monotonic() - t, stage.result.elapsed
     assert_clean(client)
 
 
