@@ -124,8 +124,7 @@ def run_operator(spec: OperatorSpec, index: int, *blocks: Any) -> bytes:
                 # of it comes back: from the data plane's stop (below) their polls return at
                 # once, and until then they stepped in a tight loop (a restarted lbfgs
                 # operator: 1,200-4,700 steps after the leader's STOP, starving the loop)
-                plugin.stop_reason = plugin.stop_reason or why
-                plugin.stop.set()
+                plugin.stop_locally(why)
                 break
             if spec.max_steps is not None and steps >= spec.max_steps:
                 reason = "max_steps"

@@ -100,8 +100,7 @@ class ChannelPlugin(WorkerPlugin):
             if _malloc.release():  # the last stage here: thresholds back and free memory
                 self.loop.call_later(SETTLE_DELAY, _settle_malloc)  # returned, after the finish
         self.closed = True
-        self.stop_reason = self.stop_reason or "teardown"
-        self.stop.set()
+        self.stop_locally("teardown")
         self.go.set()
         for name in self._handlers:
             worker.handlers.pop(name, None)
@@ -235,6 +234,12 @@ class ChannelPlugin(WorkerPlugin):
         elif kind == "stop":
             self._set_stopped(reason or "stopped")
         return None
+
+    def stop_locally(self, reason: str) -> None:
+        """Stop this worker's operators now, from any thread (an event), keeping a reason
+        that came first: a local STOP or the teardown, ahead of the scheduler's broadcast."""
+        self.stop_reason = self.stop_reason or reason
+        self.stop.set()
 
     def _set_stopped(self, reason: str) -> None:
         self.stop_reason = reason
