@@ -284,9 +284,7 @@ def test_killed_operator_restarts_and_the_fit_still_converges(client, solver, bo
     assert (res.stopped_by == stage_says or stopped_itself) and len(res.results) == 2
     assert res.stats["total"]["consumed"] > 0 and res.timings["launch"] > 0
     assert set(clf.fit_timings_) == {"client", "prepare", "solve", "finish"}
-    # a stage ended by an exception (StopFit) keeps elapsed 0.0: its last report says how long
-    ran = max(e.time for e in res.trace) if clf.stopped_by_ == "callback" else res.elapsed
-    assert clf.fit_timings_["solve"] >= ran > (0.3 if stopped_itself else 2.0)
+    assert clf.fit_timings_["solve"] >= res.elapsed > (0.3 if stopped_itself else 2.0)
 
 
 @pytest.mark.timeout(120)
