@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from asip._data import partitions_of
+from asip._exceptions import StopStage
 
 from ._base import Problem, Start
 from ._model import (combine_tasks, combined_over_time, gap_of, latest_snapshots, model_of,
@@ -36,10 +37,6 @@ __all__ = ["FitClock", "FitOutcome", "driver_blocks", "final_objective", "get_cl
 logger = logging.getLogger(__name__)
 
 _embedded_client = None
-
-
-class StopFit(Exception):
-    """Raised in the stage's trace hook when ``callback`` returns True: a requested early stop."""
 
 
 def get_client():
@@ -185,9 +182,7 @@ def run_stage(est, solver: str, prep, problem: Problem, params: dict, n_tasks: i
                 snapshots[i] = r
         if not any(snapshots):
             raise  # the stage never got going: nothing to keep
-        stopped = isinstance(exc, StopFit)
-        stopped_by = "callback" if stopped else (
-            partial.stopped_by if partial else f"error: {type(exc).__name__}")
+        stopped_by = partial.stopped_by if partial else f"error: {type(exc).__name__}"
         try:
             out = _outcome(algo, problem, n_tasks, snapshots, trace, None, stopped_by,
                            list(partial.restarts) if partial else [], partial,
@@ -196,7 +191,7 @@ def run_stage(est, solver: str, prep, problem: Problem, params: dict, n_tasks: i
             logger.exception("%s: could not keep the model of the interrupted fit",
                              type(est).__name__)
             raise exc
-        return out if stopped else out._replace(error=exc)
+        return out._replace(error=exc)
     results = list(res.results)
     missing = getattr(res, "missing", None)
     if missing:  # nothing lost silently: say which partitions are not in the model
@@ -245,7 +240,7 @@ def _trace_hook(est, algo, problem: Problem, n_tasks: int, seen: list, progress)
             clock[0] = max(clock[0], float(e.time))
         w = combine_tasks(algo, problem, latest, n_tasks)
         if callback(clock[0], w):
-            raise StopFit()
+            raise StopStage("callback")  # a normal stop: the operators' results come back
 
     return on_trace
 

@@ -19,6 +19,7 @@ from asip._exceptions import (
     MessageError,
     OperatorFailedError,
     StageTimeoutError,
+    StopStage,
 )
 from asip._operator import STOP, Context, Operator
 from asip._stage import Restart, Stage, StageResult, TimelineEvent, TraceEntry
@@ -41,6 +42,7 @@ __all__ = [
     "Stage",
     "StageResult",
     "StageTimeoutError",
+    "StopStage",
     "TimelineEvent",
     "TraceEntry",
     "connect",

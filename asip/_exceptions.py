@@ -8,6 +8,7 @@ __all__ = [
     "MessageError",
     "OperatorFailedError",
     "StageTimeoutError",
+    "StopStage",
 ]
 
 
@@ -33,3 +34,16 @@ class StageTimeoutError(AsipError):
     `Stage.run` no longer raises it: such partitions are listed in
     ``StageResult.missing`` with that reason, next to the results that did return.
     """
+
+
+class StopStage(Exception):
+    """Raise in a stage's ``on_trace`` to end the stage now, as a normal stop.
+
+    Every operator is stopped and its result collected, and `Stage.run` returns the
+    `StageResult` with ``stopped_by`` set to ``reason``: a stop decided on the driver
+    (enough accuracy, a user's callback), not an error, so nothing is re-raised.
+    """
+
+    def __init__(self, reason: str = "on_trace") -> None:
+        super().__init__(reason)
+        self.reason = str(reason)

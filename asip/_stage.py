@@ -23,7 +23,7 @@ from asip._batched import flush_client
 from asip._checkpoint import write_checkpoint
 from asip._data import count_partitions, partitions_of
 from asip._directory import DirectoryPlugin, op_name
-from asip._exceptions import AsipError, OperatorFailedError
+from asip._exceptions import AsipError, OperatorFailedError, StopStage
 from asip._gang import check_slots, plan_placement, wait_for_gang
 from asip._operator import Operator
 from asip._respawn import RespawnHold, hold_name
@@ -142,8 +142,10 @@ class Stage:
     oversubscribe : bool
         Allow more operators than worker threads (operators then share cores).
     on_trace : callable, optional
-        Called on the driver with each batch of new `TraceEntry`; an exception in it
-        stops the stage (cleanly) and is re-raised.
+        Called on the driver with each batch of new `TraceEntry`. Raising `asip.StopStage`
+        in it ends the stage as a normal stop (the result is returned, ``stopped_by`` is its
+        reason, and ``on_trace`` is not called again); any other exception stops the stage
+        (cleanly) and is re-raised.
     checkpoint : path, optional
         Every ``checkpoint_every`` seconds, and once more when the stage ends (also on
         Ctrl-C or an error), write each partition's latest report to this file
@@ -267,7 +269,7 @@ class _Run:
         self.latest: dict[int, tuple] = {}  # partition -> (time, incarnation, packed report)
         self.summary: dict = {}
         self.events: deque = deque()
-        self.quiet = False  # stopping on an error: no more user callbacks
+        self.quiet = False  # stopping on an error or a StopStage: no more user callbacks
         self.wake = threading.Event()
         self.control_timeout = _config.seconds("stage.control-timeout")
         self.silence_timeout = _config.seconds("stage.peer-silence-timeout")
@@ -697,8 +699,19 @@ class _Run:
                 for t, i, inc, packed in fields[0]:
                     if (entry := self._add_report(t, i, inc, packed)) is not None:
                         new.append(entry)
-        if new and notify and self.stage.on_trace is not None:
-            self.stage.on_trace(new)
+        if notify:
+            self._notify(new)
+
+    def _notify(self, entries: list[TraceEntry]) -> None:
+        """Hand new trace entries to ``on_trace``; its `StopStage` stops the stage as a
+        normal stop named by its reason (not an error), after which it is not called again."""
+        if not entries or self.stage.on_trace is None or self.quiet:
+            return
+        try:
+            self.stage.on_trace(entries)
+        except StopStage as stop:
+            self.quiet = True
+            self._stop(stop.reason)
 
     def _add_report(self, t: float, i: int, inc: int, packed: bytes) -> TraceEntry | None:
         """Add one report to the trace; None if it was there already (it can come twice)."""
@@ -757,8 +770,8 @@ class _Run:
         report = summary.get("report")
         if report is not None:  # the final report, in case its beat did not arrive
             new = self._add_report(*report)
-            if new is not None and self.stage.on_trace is not None and not self.quiet:
-                self.stage.on_trace([new])
+            if new is not None:
+                self._notify([new])
         if summary.get("error"):
             self.missing[index] = summary["error"]
             logger.warning("asip: partition %d returned no result: %s", index, summary["error"])

@@ -281,6 +281,27 @@ def test_ctrl_c_stops_everything_and_keeps_the_partial_result(client):
     assert_clean(client)
 
 
+@pytest.mark.timeout(120)
+def test_stop_stage_raised_in_on_trace_is_a_normal_stop_with_every_result(client):
+    """`asip.StopStage` from ``on_trace`` (a stop decided on the driver, e.g. a fit's
+    callback) ends the stage like any stop: ``run`` returns every operator's result under
+    the given reason, and ``on_trace`` is not called after it asked to stop."""
+    calls = []
+
+    def enough(entries):
+        calls.append(len(entries))
+        if len(calls) == 3:
+            raise asip.StopStage("enough accuracy")
+
+    t = time.monotonic()
+    res = asip.Stage(Gossip(), data(), client=client, max_time=60.0, on_trace=enough).run()
+    assert res.stopped_by == "enough accuracy"
+    assert time.monotonic() - t < 20 and 0 < res.elapsed < time.monotonic() - t
+    assert all(r is not None for r in res.results) and not res.missing
+    assert len(calls) == 3  # not called again once it asked to stop
+    assert_clean(client)
+
+
 def test_hostile_messages_are_counted_and_dropped_never_executed(client, tmp_path):
     from runtime_operators import Saboteur
 
