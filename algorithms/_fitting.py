@@ -36,24 +36,39 @@ __all__ = ["FitClock", "FitOutcome", "driver_blocks", "final_objective", "get_cl
 
 logger = logging.getLogger(__name__)
 
-_embedded_client = None
+_embedded_clients: dict = {}  # processes (bool) -> the embedded client of that kind
 
 
 def get_client():
-    """The default distributed client, else an embedded asip cluster (made once, then reused)."""
-    global _embedded_client
+    """The default distributed client, else an embedded asip cluster (made once, then reused):
+    worker processes, or threads of this process with ``asip.driver.embedded-workers:
+    threads`` (in-memory input then stays in place, and no copy is scattered)."""
     from distributed import default_client
 
     try:
         return default_client()
     except ValueError:
         pass
-    if _embedded_client is None or _embedded_client.status != "running":
+    processes = embedded_processes()
+    client = _embedded_clients.get(processes)
+    if client is None or client.status != "running":
         import asip
 
-        logger.info("no dask client found: starting an embedded cluster with asip.connect()")
-        _embedded_client = asip.connect()
-    return _embedded_client
+        logger.info("no dask client found: starting an embedded cluster with "
+                    "asip.connect(processes=%s)", processes)
+        client = _embedded_clients[processes] = asip.connect(processes=processes)
+    return client
+
+
+def embedded_processes() -> bool:
+    """Whether the embedded cluster's workers are processes (``asip.driver.embedded-workers``)."""
+    import dask
+
+    kind = str(dask.config.get("asip.driver.embedded-workers")).strip().lower()
+    if kind not in ("processes", "threads"):
+        raise ValueError("asip.driver.embedded-workers must be 'processes' or 'threads', "
+                         f"got {kind!r}")
+    return kind == "processes"
 
 
 #: what an operator's unpickling imports on a worker (the whole of asip.algorithms:

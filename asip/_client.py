@@ -31,6 +31,14 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
     logged, and printed when stderr is a terminal. Extra keyword arguments go to
     `Client` (and from there to `LocalCluster`), e.g. ``security=``.
 
+    ``processes=False`` runs the workers as threads of this process instead: in-memory
+    input then stays where it is (a partition is a view of the caller's array, placed
+    without a copy), and the kernels, which release the GIL, still run in parallel. Their
+    workers get no memory limit unless one is passed (``memory_limit=``): distributed's
+    monitor would read this whole process's memory, the caller's arrays included, and
+    pause the workers or spill partitions that are only views. Faults that signal a
+    worker process (`asip.faults.KillWorker`, `asip.faults.HangWorker`) are refused there.
+
     The embedded cluster's scheduler runs in this process: once it is up, ``connect``
     collects and `gc.freeze()`-s the objects alive then (imports, the scheduler's startup
     state), so a later full collection no longer stalls a small fit for ~150 ms; closing
@@ -52,6 +60,8 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
             import asip.dashboard  # noqa: F401  (adds /asip before the scheduler starts)
         default = ":0" if dashboard else None
         options = {"dashboard_address": default, "processes": True, **kwargs}
+        if not options["processes"]:  # the monitor would see the driver's RSS (see above)
+            options.setdefault("memory_limit", 0)
         client = _EmbeddedClient(n_workers=n_workers, threads_per_worker=threads_per_worker,
                                  **options)
     if dashboard:

@@ -32,7 +32,7 @@ from asip._task import OperatorSpec, run_operator
 from asip._trace import BoundedTrace
 from asip._wire import unpack_payload
 from asip._worker_plugin import ChannelPlugin, ChannelSettings, plugin_name
-from asip.faults import validate_faults
+from asip.faults import refuse_process_faults, validate_faults
 
 logger = logging.getLogger(__name__)
 
@@ -346,6 +346,7 @@ class _Run:
         stage = self.stage
         self.n = count_partitions(stage.data)  # checked before anything touches the cluster
         faults = validate_faults(stage.faults, self.n)
+        refuse_process_faults(faults, self.client)
         settings = ChannelSettings.from_config()
         self.interval = _config.seconds("gang.poll-interval")
         installing = None
@@ -459,7 +460,8 @@ class _Run:
             nanny_plugin=hold_name(self.run_id) if hold > 0 else None)
         channel = ChannelPlugin(self.run_id, self.n, settings, faults,
                                 pause_profiler=_config.flag("stage.pause-worker-profiler"),
-                                malloc_mmap_threshold=_config.nbytes("stage.malloc-mmap-threshold"))
+                                malloc_mmap_threshold=_config.nbytes("stage.malloc-mmap-threshold"),
+                                single_thread_blas=_config.flag("stage.single-thread-blas"))
         client = self.client
         plugins = [directory, channel]
         if hold > 0:  # a nanny's new process does not take a core from the recovery

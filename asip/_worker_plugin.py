@@ -16,7 +16,7 @@ from typing import Any
 from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.utils import offload, sync
 
-from asip import _malloc, _profiler
+from asip import _blas, _malloc, _profiler
 from asip._dataplane import ChannelSettings, DataPlane, Endpoint
 from asip._directory import op_name
 
@@ -48,10 +48,12 @@ class ChannelPlugin(WorkerPlugin):
     idempotent = False
 
     def __init__(self, run_id: str, n_partitions: int, settings: ChannelSettings, faults: tuple,
-                 pause_profiler: bool = True, malloc_mmap_threshold: int = 0):
+                 pause_profiler: bool = True, malloc_mmap_threshold: int = 0,
+                 single_thread_blas: bool = True):
         self.run_id = run_id
         self.pause_profiler = pause_profiler  # asip.stage.pause-worker-profiler (`asip._profiler`)
         self.malloc_mmap_threshold = malloc_mmap_threshold  # asip.stage.malloc-mmap-threshold
+        self.single_thread_blas = single_thread_blas  # asip.stage.single-thread-blas (`asip._blas`)
         self.n_partitions = n_partitions
         self.settings = settings
         self.faults = tuple(faults)
@@ -63,6 +65,7 @@ class ChannelPlugin(WorkerPlugin):
         self.address = worker.address
         self.profiler_paused = self.pause_profiler and _profiler.pause(worker)
         self.malloc_held = _malloc.hold(getattr(self, "malloc_mmap_threshold", 0))
+        self.blas_held = _blas.hold(getattr(self, "single_thread_blas", True))
         self.loop = worker.loop
         self.directory: dict[int, tuple[str, int]] = {}
         self.dir_version = 0  # directory deltas applied without a gap
@@ -99,6 +102,9 @@ class ChannelPlugin(WorkerPlugin):
             self.malloc_held = False
             if _malloc.release():  # the last stage here: thresholds back and free memory
                 self.loop.call_later(SETTLE_DELAY, _settle_malloc)  # returned, after the finish
+        if getattr(self, "blas_held", False):
+            self.blas_held = False
+            _blas.release()
         self.closed = True
         self.stop_locally("teardown")
         self.go.set()

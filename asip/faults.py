@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,9 @@ __all__ = [
     "KillWorker",
     "Straggler",
 ]
+
+
+_PROCESS_MARK = uuid.uuid4().hex  # a worker that answers with it runs in this very process
 
 
 class InjectedFault(AsipError):
@@ -150,6 +154,31 @@ def validate_faults(faults: Any, n_partitions: int) -> tuple[Fault, ...]:
                 f"{fault!r} names partition {fault.partition}, but the stage has {n_partitions}"
             )
     return faults
+
+
+def process_mark() -> str:
+    """This process's mark (run on the workers: an in-process worker answers the driver's)."""
+    return _PROCESS_MARK
+
+
+def refuse_process_faults(faults: tuple, client: Any) -> None:
+    """Raise ValueError, before anything starts, when ``faults`` signal worker processes
+    (`KillWorker`, `HangWorker`) and some worker runs in this process: the SIGKILL or
+    SIGSTOP would hit the driver itself. One round trip, only when there are such faults."""
+    process = sorted({type(f).__name__ for f in faults
+                      if isinstance(f, (KillWorker, HangWorker))})
+    if not process:
+        return
+    # a worker that cannot answer (one dying or restarting) is no worker of this process
+    marks = client.run(process_mark, on_error="return")
+    here = sorted(addr for addr, mark in marks.items() if mark == _PROCESS_MARK)
+    if here:
+        raise ValueError(
+            f"{' and '.join(process)} {'needs' if len(process) == 1 else 'need'} worker "
+            f"processes, but this cluster's workers {', '.join(here)} run in the driver's "
+            "process (processes=False): the signal would stop the driver itself. Use "
+            "asip.connect() (worker processes, with nannies) for process faults, or "
+            "KillOperator to fail an operator in place")
 
 
 class StepFaults:

@@ -26,7 +26,7 @@ scikit-learn's one-core lbfgs, and a KillWorker at 30% of the run.
   default unpenalized intercept): time to 1e-3 and 1e-6 (from the fit's trace) and the wall
   time of the certified ``fit(tol=1e-6)``, asip-cocoa side by side with gd and admm.
 
-Run:  python benchmarks/cocoa_newton.py [--sections defaults ttt crossover kill]
+Run:  python benchmarks/cocoa_newton.py [--sections defaults ttt crossover kill] [--threads]
       python benchmarks/cocoa_newton.py --sections kill --kill-problems dense \
           --kill-solvers auto asip-cocoa --repeats 3          # ~10 fits a solver
       python benchmarks/cocoa_newton.py --sections ttt --sizes 20000   # one shape, ~1 min
@@ -256,6 +256,9 @@ def main() -> None:
     ap.add_argument("--kill-solvers", nargs="+", default=["auto", "asip-svrg", "asip-cocoa-sdca"],
                     choices=list(KILL_SOLVERS))
     ap.add_argument("--repeats", type=int, default=3, help="fits per kill-section cell")
+    ap.add_argument("--threads", action="store_true",
+                    help="workers as threads of this process (asip.connect(processes=False): "
+                         "in-memory data stays in place; no kill section)")
     args = ap.parse_args()
     import os
 
@@ -265,7 +268,7 @@ def main() -> None:
         import dask  # its process is not back within 15 s, which happens on a loaded machine)
 
         dask.config.set({"distributed.deploy.lost-worker-timeout": "1h"})
-    client = asip.connect(n_workers=2)
+    client = asip.connect(n_workers=2, processes=not args.threads)
     print(f"cluster: {client}; load average {os.getloadavg()}", flush=True)
     rows = []
     for section in args.sections:

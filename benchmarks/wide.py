@@ -31,6 +31,7 @@ Sections (``--sections``, all by default):
 Run:  python benchmarks/wide.py                  (everything; ~5 min on an idle 2-core machine)
       python benchmarks/wide.py --sections wide     (the 10^6 target, ~1.5 min)
       python benchmarks/wide.py --sections sklearn  (1M x 10^5 vs scikit-learn, ~3 min)
+      python benchmarks/wide.py --sections sklearn --threads  (the workers in this process)
       python benchmarks/wide.py --quick          (10x smaller shapes, 10 s memory run)
       python benchmarks/wide.py --sections pass     (one lbfgs data pass against scipy, ~10 s)
 """
@@ -436,6 +437,9 @@ def main(argv=None) -> None:
                     help="solvers run for --budget s in the wide section")
     ap.add_argument("--vs", nargs="+", default=["lbfgs", "asip-svrg"],
                     help="asip solvers timed against scikit-learn in the sklearn section")
+    ap.add_argument("--threads", action="store_true",
+                    help="the 2 workers as threads of this process (in-memory input stays in "
+                         "place; no memory limit: the monitor would read this whole process)")
     args = ap.parse_args(argv)
     print(f"# benchmarks/wide.py {' '.join(args.sections)}; load average "
           f"{' '.join('%.1f' % v for v in os.getloadavg())}")
@@ -443,8 +447,9 @@ def main(argv=None) -> None:
     if needs_cluster:
         from distributed import Client, LocalCluster
 
+        kind = {"processes": False, "memory_limit": 0} if args.threads else {}
         with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
-                          silence_logs=40) as cluster, Client(cluster):
+                          silence_logs=40, **kind) as cluster, Client(cluster):
             for name in args.sections:
                 SECTIONS[name](args)
     else:

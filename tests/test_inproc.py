@@ -1,0 +1,174 @@
+"""Workers in the driver's process (``asip.connect(processes=False)``): fits, memory, refused faults.
+
+Real in-process LocalClusters (threads of this process, ``inproc://`` comms). A process
+fault there would signal the driver itself, so the refusal is checked in a child process:
+before the refusal existed, the child died of its own SIGKILL (or froze on SIGSTOP).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import dask
+import numpy as np
+import pytest
+from distributed import default_client
+
+import asip
+from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty, make_logistic,
+                             reference_optimum, relative_suboptimality)
+from asip.algorithms._fitting import get_client
+from asip.faults import process_mark
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def inproc_client():
+    """Two one-thread workers in this process."""
+    with asip.connect(n_workers=2, processes=False, dashboard=False, silence_logs=40,
+                      set_as_default=False) as c:
+        yield c
+
+
+def test_the_workers_run_in_the_driver_s_process_and_hold_views_of_the_caller_s_array(
+        inproc_client):
+    assert set(inproc_client.run(process_mark).values()) == {process_mark()}
+    X = np.arange(4000.0).reshape(400, 10)
+    blocks = [X[:200], X[200:]]
+    res = asip.Stage(_Address(), blocks, client=inproc_client, max_steps=1).run()
+    assert [r["address"] for r in res.results] == [b.ctypes.data for b in blocks]
+
+
+class _Address(asip.Operator):
+    """Reports where its partition's bytes lie: the caller's own, when nothing copied them."""
+
+    def setup(self, ctx, partition):
+        self.address = int(partition.ctypes.data)
+
+    def step(self, ctx):
+        return asip.STOP
+
+    def result(self, ctx):
+        return {"address": self.address}
+
+
+def _blas_threads() -> list:
+    from threadpoolctl import threadpool_info
+
+    return sorted(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+
+
+class _BlasThreads(asip.Operator):
+    """Reports the BLAS pools' thread counts its process has while the stage runs."""
+
+    def setup(self, ctx, partition):
+        self.threads = _blas_threads()
+
+    def step(self, ctx):
+        return asip.STOP
+
+    def result(self, ctx):
+        return {"threads": self.threads}
+
+
+def test_blas_runs_one_thread_an_operator_while_a_stage_runs_in_the_driver_s_process(
+        inproc_client):
+    """Two operators' BLAS pools of one thread per core each oversubscribed the cores
+    (asip-cocoa's Gram products: 1.57x the wall time); the nanny's workers get one thread
+    from their environment, in-process workers from the stage."""
+    before = _blas_threads()
+    if not before or max(before) == 1:
+        pytest.skip("BLAS already runs one thread in this process")
+    res = asip.Stage(_BlasThreads(), [np.zeros((4, 2)), np.zeros((4, 2))],
+                     client=inproc_client, max_steps=1).run()
+    assert [max(r["threads"]) for r in res.results] == [1, 1]
+    assert _blas_threads() == before  # the pools' own sizes back after the stage
+
+
+def test_in_process_workers_have_no_memory_limit_so_the_driver_s_arrays_never_pause_them(
+        inproc_client):
+    """distributed's monitor would read the whole process's RSS (the caller's arrays too)
+    against each worker's share of the machine's memory, then pause or spill."""
+    limits = inproc_client.run(lambda dask_worker: (
+        dask_worker.memory_manager.memory_limit,
+        "memory_monitor" in dask_worker.periodic_callbacks))
+    assert set(limits.values()) == {(None, False)}
+
+
+def test_a_limit_the_user_passes_is_kept():
+    with asip.connect(n_workers=1, processes=False, dashboard=False, silence_logs=40,
+                      memory_limit="4 GiB", set_as_default=False) as c:
+        assert set(c.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
+                   .values()) == {4 * 2**30}
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "asip-svrg", "asip-cocoa"])
+def test_a_fit_on_in_process_workers_reaches_the_optimum(inproc_client, solver):
+    ds = make_logistic(4000, 20, random_state=0)
+    alpha = 1e-3
+    obj = Objective(get_loss("log_loss"), get_penalty("l2", alpha), False)
+    ref = reference_optimum(obj, ds.X, ds.y)
+    with inproc_client.as_current():
+        est = AsipClassifier(alpha=alpha, fit_intercept=False, solver=solver, tol=1e-8,
+                             max_time=30, random_state=0).fit(ds.X, ds.y)
+    rel = relative_suboptimality(obj.value(est.coef_.ravel(), ds.X, ds.y), ref.f_star)
+    assert rel <= 1e-6, (solver, rel, est.stopped_by_)
+
+
+_REFUSAL = textwrap.dedent("""
+    import asip
+    from asip.algorithms import AsipClassifier, make_logistic
+    from asip.faults import {fault}
+
+    if __name__ == "__main__":
+        ds = make_logistic(2000, 10, random_state=0)
+        with asip.connect(n_workers=2, processes=False, dashboard=False,
+                          silence_logs=40) as client, client.as_current():
+            try:
+                AsipClassifier(solver="asip-svrg", max_time=3,
+                               faults=[{fault}(0, at=0.0)]).fit(ds.X, ds.y)
+            except ValueError as exc:
+                print("refused:", exc, flush=True)
+            est = AsipClassifier(solver="lbfgs").fit(ds.X, ds.y)  # the cluster still works
+            print("then fitted:", est.stopped_by_, flush=True)
+""")
+
+
+@pytest.mark.parametrize("fault", ["KillWorker", "HangWorker"])
+def test_a_process_fault_on_in_process_workers_is_refused_and_the_driver_lives(fault, tmp_path):
+    script = tmp_path / "refusal.py"
+    script.write_text(_REFUSAL.format(fault=fault))
+    try:
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                             timeout=120)
+    except subprocess.TimeoutExpired as exc:  # SIGSTOP: the driver froze
+        pytest.fail(f"the driver hung: {exc}")
+    assert out.returncode == 0, (out.returncode, out.stderr[-3000:])
+    assert (f"refused: {fault} needs worker processes, but this cluster's workers"
+            in out.stdout), out.stdout
+    assert "run in the driver's process" in out.stdout and "asip.connect()" in out.stdout
+    assert "then fitted: tol" in out.stdout, out.stdout
+
+
+def test_the_estimators_embedded_cluster_runs_in_this_process_when_configured_so():
+    with pytest.raises(ValueError):  # the test needs the embedded cluster, not a default
+        default_client()
+    ds = make_logistic(2000, 10, random_state=0)
+    with dask.config.set({"asip.driver.embedded-workers": "threads"}):
+        est = AsipClassifier(solver="lbfgs").fit(ds.X, ds.y)
+        client = get_client()
+    try:
+        assert est.stopped_by_ == "tol"
+        assert set(client.run(process_mark).values()) == {process_mark()}
+        assert est.stage_result_.timings["data"] < 1.0
+    finally:
+        client.close()
+
+
+def test_an_unknown_kind_of_embedded_workers_is_a_clear_error():
+    with dask.config.set({"asip.driver.embedded-workers": "thread"}), \
+            pytest.raises(ValueError, match="'processes' or 'threads', got 'thread'"):
+        get_client()
