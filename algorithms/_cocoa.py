@@ -108,7 +108,8 @@ from ._compact import schema_fields as compact_fields
 from ._hinge_smoothing import curvature_floor, next_mu, smooth_enough, smoothing_bias
 from ._cocoa_newton import MAX_SDCA_DAMPING, LocalNewton, choose_local_solver, sdca_damping
 from ._primal_cert import side_len
-from ._sdca_kernels import cocoa_steps, hinge_steps_shrinking, new_shrink_state
+from ._sdca_kernels import (BLOCK_ROWS, cocoa_steps, hinge_steps_blocks, hinge_steps_shrinking,
+                            new_shrink_state, shuffled_rows)
 from ._sparse_exchange import Exchange, schema_fields
 
 __all__ = ["ALGORITHM", "CocoaState", "combine", "init", "local_step", "resolve_local_solver",
@@ -140,6 +141,12 @@ QUIET_WINDOWS = 4.0
 HINGE_STEP_TIME = 0.0005
 #: ... and on the other losses
 STEP_TIME = 0.001
+#: SDCA on hinge with shrinking: the operator keeps a copy of its rows in one random order
+#: and a pass reads it in blocks of consecutive rows (`_sdca_kernels.hinge_steps_blocks`),
+#: where a fresh random row order each pass read rows cold (0: that, main's before 2026-12-01)
+HINGE_LAYOUT = 1.0
+#: ... where the copy is at most this many bytes
+LAYOUT_MAX_BYTES = 1 << 30
 #: SDCA's certificate rounds early in a run: at stage time ``t`` one every ``CERT_RAMP * t``
 #: s at least (and 4x the leader's own certificate pass), up to ``cert_period``. SDCA's model
 #: is the best wbar a round evaluated, so a short fit is decided by its first rounds: a
@@ -233,6 +240,8 @@ class CocoaState(NamedTuple):
     cert: dict  # the leader's certificate state (see `_certify`)
     newton: LocalNewton | None = None  # the local solver when it is Newton, else SDCA
     shrink: np.ndarray | None = None  # SDCA on hinge with shrinking: `hinge_steps_shrinking`'s
+    rows: tuple | None = None  # (X, y, sqn) in one random order and the block order:
+    # `HINGE_LAYOUT` (the duals then follow these rows)
 
 
 def validate(problem: Problem, params: dict) -> None:
@@ -329,9 +338,11 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
     if choice in ("newton", "newton-cg"):
         newton = LocalNewton.for_partition(problem, _aligned(data.X), data.y, params, seed,
                                            hessian_free=choice == "newton-cg")
+    shrink = (new_shrink_state() if newton is None and problem.loss == K.HINGE
+              and params["shrinking"] else None)
     return CocoaState(
         dual=np.zeros(data.n), order=np.arange(data.n, dtype=np.int64),
-        cursor=np.array([0, data.n], dtype=np.int64), rng=K.make_rng(seed), u=np.zeros(p), w=np.zeros(p),
+        cursor=np.array([0, data.n, 0], dtype=np.int64), rng=K.make_rng(seed), u=np.zeros(p), w=np.zeros(p),
         peers=Exchange("u", p, data.index, keep_total=True), problem=problem, params=params, sigma=sigma,
         scale=1.0 / (problem.alpha * problem.n_total),
         chunk=AdaptiveCount(_step_time(problem, params)),
@@ -343,9 +354,26 @@ def init(problem: Problem, data: LocalData, params: dict) -> CocoaState:
                "bare": newton is not None and data.incarnation > 0 and data.n_partitions > 1},
         cert=R.new_book(x=Exchange("wbar", p, data.index), bias={}),
         newton=newton,
-        shrink=(new_shrink_state() if newton is None and problem.loss == K.HINGE
-                and params["shrinking"] else None),
+        shrink=shrink,
+        rows=_shuffled(data, seed) if shrink is not None and HINGE_LAYOUT
+        and _nbytes(data.X) <= LAYOUT_MAX_BYTES else None,
     )
+
+
+def _shuffled(data: LocalData, seed) -> tuple:
+    """`HINGE_LAYOUT`'s rows ``(X, y, sqn)`` in one random order, and the blocks' order."""
+    blocks = np.arange(-(-data.n // BLOCK_ROWS), dtype=np.int64)
+    return (*shuffled_rows(data.X, data.y, data.sqn, seed), blocks)
+
+
+def _nbytes(X) -> int:
+    """A kernel matrix's bytes."""
+    return sum(a.nbytes for a in X) if isinstance(X, tuple) else X.nbytes
+
+
+def _rows(state: CocoaState, data: LocalData) -> tuple:
+    """The rows SDCA steps on and its duals follow: the shuffled copy, else the partition's."""
+    return state.rows[:3] if state.rows is not None else (data.X, data.y, data.sqn)
 
 
 #: rows a Newton warm-up steps on: numba compiles for the data's types, not its size
@@ -382,7 +410,9 @@ def warm_up(state: CocoaState, data: LocalData) -> None:
         X = data.X[:rows]
     y = data.y[:rows]
     if state.newton is None:
-        trial = copy.deepcopy(state)
+        trial = copy.deepcopy(state._replace(rows=None))
+        if state.rows is not None:  # read-only rows shared, not copied (O(nnz))
+            trial = trial._replace(rows=(*state.rows[:3], state.rows[3].copy()))
         local_step(trial, data, (), 0.0)
         # and the certificate answer's kernels (their first call cost 4-7 ms in the run)
         g = trial.u[:pb.p - int(pb.fit_intercept)] * (pb.alpha * pb.n_total)
@@ -552,7 +582,12 @@ def local_step(state: CocoaState, data: LocalData, inbox, now: float) -> StepOut
         sigma = _adaptive_sigma(state) if adaptive else state.sigma
         u0 = state.u.copy() if adaptive else None
         t0 = time.perf_counter()
-        if state.shrink is not None:
+        if state.rows is not None:
+            X, y, sqn, blocks = state.rows
+            hinge_steps_blocks(X, y, pb.fit_intercept, n_steps, state.rng, state.order, blocks,
+                               state.cursor, state.dual, sqn, state.scale, sigma, state.w,
+                               state.u, state.shrink)
+        elif state.shrink is not None:
             hinge_steps_shrinking(data.X, data.y, pb.fit_intercept, n_steps, state.rng,
                                   state.order, state.cursor, state.dual, data.sqn, state.scale,
                                   sigma, state.w, state.u, state.shrink)
@@ -845,7 +880,8 @@ def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray) -> GapParts:
                                  penalized_intercept=False)
     # SDCA: sum_i a_i x_i is alpha n u, kept by the steps -- one pass (the margins), not two
     g = state.u[:pb.p - int(pb.fit_intercept)] * (pb.alpha * pb.n_total)
-    return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept, state.dual,
+    X, y, _ = _rows(state, data)  # the rows the duals follow
+    return certificate_parts(X, y, wbar, pb.loss, pb.fit_intercept, state.dual,
                              penalized_intercept=True, g=g)
 
 
