@@ -1,0 +1,56 @@
+"""Each partition's share of the network's recent steps, so asynchronous SGD weights data, not speed.
+
+An operator that applies every peer's step deltas (`_asip_hogwild`) mixes the
+partitions' gradients in proportion to how many steps each one takes: a
+partition stepping 3x as fast as its peer counts 3x in the fixed point (measured:
+1.4e-3 relative suboptimality with iid halves, 3e-3 with 4 partitions at rates
+1:2:4:8, whatever the number of steps; 1e-5 at equal rates). A `StepShare`
+records, at each call, this operator's cumulative steps and those it has heard
+from every peer, and reports how many each partition took within the last
+``window`` seconds; `balance` turns that into the factor on this operator's
+gradient weight that makes every partition's pull per unit of prox step its
+share of the rows, as if all stepped at one rate.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+__all__ = ["StepShare", "balance"]
+
+
+class StepShare:
+    """Cumulative steps per partition (own exact, peers' as heard), sampled over a sliding window."""
+
+    __slots__ = ("window", "heard", "samples")
+
+    def __init__(self, n_partitions: int, window: float):
+        self.window = window
+        self.heard = np.zeros(n_partitions, dtype=np.int64)  # steps per partition, cumulative
+        self.samples: deque = deque()  # (stage time, copy of heard)
+
+    def record(self, now: float) -> np.ndarray:
+        """Sample ``heard`` at ``now``; the steps per partition since the window's start."""
+        self.samples.append((now, self.heard.copy()))
+        while len(self.samples) > 2 and self.samples[1][0] <= now - self.window:
+            self.samples.popleft()  # keep one sample at or before the window's start as its base
+        return self.samples[-1][1] - self.samples[0][1]
+
+
+def balance(recent: np.ndarray, index: int, sizes, cap: float) -> float:
+    """The factor on partition ``index``'s weight ``N n_i / n`` that makes its steps pull as
+    its rows' share of the partitions that stepped (``recent > 0``), at any step rate.
+
+    1 at equal rates; ``(n / (N n_active)) / share_i`` in general, at most ``cap`` (a
+    straggler's first steps after a pause must stay short enough to be stable); 1 until
+    the window has steps of its own.
+    """
+    total = recent.sum()
+    if recent[index] <= 0 or total <= 0:
+        return 1.0
+    sizes = np.asarray(sizes, dtype=np.float64)
+    active = sizes[recent > 0].sum()
+    factor = sizes.sum() / (len(sizes) * active) * total / recent[index]
+    return float(min(factor, cap))
