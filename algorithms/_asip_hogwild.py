@@ -43,10 +43,10 @@ Rates: every replica applies every operator's steps, so the partitions mix in
 proportion to the steps each one takes -- an operator stepping 3x as fast counted
 3x in the fixed point (1.3e-3 relative suboptimality with iid halves, for ever; on
 a loaded cluster a model that wandered between 5e-6 and 1e-3 as the rates moved).
-Each operator therefore multiplies its weight by `_step_share.balance`: the
+Each operator therefore multiplies its step by `_step_share.balance`: the
 partitions' step counts over the last ``rate_window`` seconds (its own, and its
 peers' as heard in their pushes) make every partition pull as its share of the
-rows per unit of prox step, whatever its rate (capped so that a step stays below
+rows, whatever its rate (capped so that a step stays below
 ``1 / l_max``; ``rate_window=0``: the old step-count weighting).
 
 On sparse (CSR) data a step costs O(nnz of its rows), not O(d):
@@ -186,14 +186,14 @@ def local_step(state: HogwildState, data: LocalData, inbox, now: float) -> StepO
         clock["mode"] = "normal"
     pb = state.problem
     T_peers = float(sum(pe[3] for pe in state.peers.values()))
-    weight = state.weight * _balance(state, data, T_peers, now)
+    speed = _balance(state, data, T_peers, now)
     t0 = time.perf_counter()
     # CSR data: O(nnz of the rows) per step (lazy prox and average); dense: the plain loop
     steps = K.sgd_steps_lazy if isinstance(data.X, tuple) else K.sgd_steps
     steps(data.X, data.y, pb.loss, pb.fit_intercept, state.chunk.count,
-                params["batch_size"], state.rng, weight, state.x, state.S, state.P,
+                params["batch_size"], state.rng, state.weight, state.x, state.S, state.P,
                 state.count, T_peers, state.eta0, pb.mu, state.tau, pb.penalty, pb.alpha,
-                state.xsum, state.wsum)
+                state.xsum, state.wsum, speed)
     state.chunk.update(time.perf_counter() - t0)
     out = resyncs
     if now - clock["pushed"] >= params["push_period"]:
@@ -208,7 +208,7 @@ def local_step(state: HogwildState, data: LocalData, inbox, now: float) -> StepO
 
 
 def _balance(state: HogwildState, data: LocalData, T_peers: float, now: float) -> float:
-    """The factor on this operator's gradient weight that offsets its step rate (`_step_share`)."""
+    """The factor on this operator's step (gradient and prox) that offsets its rate (`_step_share`)."""
     if not state.params["rate_window"]:
         return 1.0
     state.share.heard[data.index] = state.count[0]

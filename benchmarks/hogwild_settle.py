@@ -10,7 +10,8 @@ balance, the default), ``hogwild-unbalanced`` (``rate_window=0``: each partition
 weighted by its step count, as before), ``asip-sgd``, ``asip-svrg``.
 
 Run: ``python benchmarks/hogwild_settle.py [--tasks log_loss-l2@1e-2,hinge-l2@1e-2]
-[--splits equal:2,equal:4,unequal] [--seeds 6] [--budget 6] [--arms hogwild,hogwild-unbalanced]``
+[--splits equal:2,equal:4,unequal] [--seeds 6] [--budget 6] [--arms hogwild,hogwild-unbalanced]
+[--data abalone] [--threads 1]`` (``ASIP_DATA_DIR``: the LIBSVM files)
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ import numpy as np
 from distributed import Client, LocalCluster
 from sklearn.exceptions import ConvergenceWarning
 
-from asip.algorithms import (AsipClassifier, AsipRegressor, Objective,
-                             get_loss, get_penalty, make_logistic, make_regression,
+from asip.algorithms import (AsipClassifier, AsipRegressor, Objective, get_loss, get_penalty,
+                             load_libsvm, make_logistic, make_regression,
                              reference_optimum, relative_suboptimality)
 
 ARMS = {"hogwild": ("asip-hogwild", {}), "hogwild-unbalanced": ("asip-hogwild", {"rate_window": 0.0}),
@@ -35,12 +36,17 @@ ARMS = {"hogwild": ("asip-hogwild", {}), "hogwild-unbalanced": ("asip-hogwild", 
 AT = (0.5, 1.0, 2.0, 4.0, 6.0)  # stage seconds the suboptimality is printed at
 
 
-def problem(task: str, n: int):
-    """``(X, y, objective, f_star, estimator class)`` for ``loss-penalty@alpha``."""
+def problem(task: str, n: int, data: str):
+    """``(X, y, objective, f_star, estimator class, ...)`` for ``loss-penalty@alpha`` on
+    ``data``: "synthetic" (``n`` x 20) or a LIBSVM set (its first ``n`` rows, dense)."""
     name, alpha = task.split("@")
     loss, pen = name.rsplit("-", 1)
     loss = {"squared": "squared_error"}.get(loss, loss)
-    ds = (make_regression if loss == "squared_error" else make_logistic)(n, 20, random_state=2)
+    if data == "synthetic":
+        ds = (make_regression if loss == "squared_error" else make_logistic)(n, 20, random_state=2)
+    else:
+        ds = load_libsvm(data, n_samples=n)
+        ds = ds._replace(X=ds.X.toarray() if hasattr(ds.X, "toarray") else ds.X)
     obj = Objective(get_loss(loss), get_penalty(pen, float(alpha)))
     est = AsipRegressor if loss == "squared_error" else AsipClassifier
     return ds.X, ds.y, obj, reference_optimum(obj, ds.X, ds.y).f_star, est, loss, pen, float(alpha)
@@ -97,12 +103,14 @@ def main(argv=None) -> None:
     ap.add_argument("--arms", default="hogwild-unbalanced,hogwild")
     ap.add_argument("--budget", type=float, default=6.0)
     ap.add_argument("--n", type=int, default=6000)
+    ap.add_argument("--data", default="synthetic", help="synthetic or a LIBSVM set (abalone...)")
+    ap.add_argument("--threads", type=int, default=2, help="threads per worker (2 workers)")
     args = ap.parse_args(argv)
     arms = args.arms.split(",")
-    with LocalCluster(n_workers=2, threads_per_worker=2, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=args.threads, dashboard_address=None,
                       silence_logs=40) as cluster, Client(cluster):
         for task in args.tasks.split(","):
-            X, y, obj, f_star, est, loss, pen, alpha = problem(task, args.n)
+            X, y, obj, f_star, est, loss, pen, alpha = problem(task, args.n, args.data)
             for split in args.splits.split(","):
                 got = {a: [] for a in arms}
                 print(f"# {task} {split} {chunks(split, args.n)}: {time.strftime('%H:%M:%S', time.gmtime())}"
