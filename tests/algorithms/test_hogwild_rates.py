@@ -23,6 +23,7 @@ from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty, m
                              reference_optimum, relative_suboptimality)
 from asip.algorithms import _kernels as K
 from asip.algorithms._base import make_problem
+from asip.algorithms._step_share import StepShare, balance
 
 #: 2 ms slices on the simulated clock (a push every other round)
 WORK = {"round_time": 0.006, "max_time": float("inf")}
@@ -37,6 +38,29 @@ def _parts(split: str):
     X, y = ds.X[order], ds.y[order]
     b = np.cumsum([0, 1200, 1200, 1200, 400])
     return [(X[b[i]:b[i + 1]], y[b[i]:b[i + 1]]) for i in range(4)], ds._replace(X=X, y=y)
+
+
+def test_balance_evens_out_the_rates_and_caps_a_straggler():
+    """Rates 1:3 on equal halves: steps 2x and 2/3x (equal pull per unit time); a partition
+    silent in the window leaves the others at 1; a near-silent one is capped; no own
+    steps yet: 1."""
+    sizes = (500, 500)
+    assert balance(np.array([100, 300]), 0, sizes, cap=10.0) == pytest.approx(2.0)
+    assert balance(np.array([100, 300]), 1, sizes, cap=10.0) == pytest.approx(2 / 3)
+    assert balance(np.array([300, 0, 300]), 0, (500, 500, 500), cap=10.0) == pytest.approx(1.0)
+    assert balance(np.array([1, 1000]), 0, sizes, cap=4.0) == 4.0
+    assert balance(np.array([0, 1000]), 0, sizes, cap=4.0) == 1.0
+    # unequal sizes at equal rates: 1, the weight N n_i / n already counts the rows
+    assert balance(np.array([200, 200]), 1, (900, 100), cap=10.0) == pytest.approx(1.0)
+
+
+def test_step_share_counts_the_steps_of_the_last_window():
+    share = StepShare(2, window=0.25)
+    for k in range(100):  # partition 0 steps 10 per 10 ms, partition 1 heard 30 per 10 ms
+        share.heard += (10, 30)
+        recent = share.record(0.01 * k)
+    assert recent.tolist() == [250, 750]  # 25 intervals: the base sample at 0.74 s
+    assert len(share.samples) == 26
 
 
 @pytest.mark.timeout(120)
