@@ -22,7 +22,13 @@ from collections import deque
 
 import numpy as np
 
-__all__ = ["StepShare", "balance"]
+__all__ = ["MAX_SPEEDUP", "StepShare", "balance"]
+
+#: the largest factor `balance` gives a slow partition's steps: it evens out rates up to
+#: 1:5 between two partitions; without it, at alpha 1e-4 (constant steps) an operator whose
+#: window had just counted a stall stepped up to 15x as long and took the model from 3e-4
+#: to 1.5e-1 (1 of 6 fits on 4 partitions, 2x2 cluster, load 10)
+MAX_SPEEDUP = 3.0
 
 
 class StepShare:
@@ -48,8 +54,8 @@ def balance(recent: np.ndarray, index: int, sizes, cap: float) -> float:
     partitions that stepped (``recent > 0``), at any step rate.
 
     1 at equal rates; ``(n / (N n_active)) / share_i`` in general, at most ``cap`` (a
-    straggler's first steps after a pause must stay short enough to be stable); 1 until
-    the window has steps of its own.
+    straggler's first steps after a pause must stay short enough to be stable) and
+    `MAX_SPEEDUP`; 1 until the window has steps of its own.
     """
     total = recent.sum()
     if recent[index] <= 0 or total <= 0:
@@ -57,4 +63,4 @@ def balance(recent: np.ndarray, index: int, sizes, cap: float) -> float:
     sizes = np.asarray(sizes, dtype=np.float64)
     active = sizes[recent > 0].sum()
     factor = sizes.sum() / (len(sizes) * active) * total / recent[index]
-    return float(min(factor, cap))
+    return float(min(factor, cap, MAX_SPEEDUP))

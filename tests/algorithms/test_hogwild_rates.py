@@ -23,7 +23,7 @@ from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty, m
                              reference_optimum, relative_suboptimality)
 from asip.algorithms import _kernels as K
 from asip.algorithms._base import make_problem
-from asip.algorithms._step_share import StepShare, balance
+from asip.algorithms._step_share import MAX_SPEEDUP, StepShare, balance
 
 #: 2 ms slices on the simulated clock (a push every other round)
 WORK = {"round_time": 0.006, "max_time": float("inf")}
@@ -48,7 +48,8 @@ def test_balance_evens_out_the_rates_and_caps_a_straggler():
     assert balance(np.array([100, 300]), 0, sizes, cap=10.0) == pytest.approx(2.0)
     assert balance(np.array([100, 300]), 1, sizes, cap=10.0) == pytest.approx(2 / 3)
     assert balance(np.array([300, 0, 300]), 0, (500, 500, 500), cap=10.0) == pytest.approx(1.0)
-    assert balance(np.array([1, 1000]), 0, sizes, cap=4.0) == 4.0
+    assert balance(np.array([1, 1000]), 0, sizes, cap=2.5) == 2.5
+    assert balance(np.array([1, 1000]), 0, sizes, cap=100.0) == MAX_SPEEDUP
     assert balance(np.array([0, 1000]), 0, sizes, cap=4.0) == 1.0
     # unequal sizes at equal rates: 1, the weight N n_i / n already counts the rows
     assert balance(np.array([200, 200]), 1, (900, 100), cap=10.0) == pytest.approx(1.0)
