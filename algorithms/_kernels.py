@@ -809,7 +809,7 @@ def rda_steps_lazy(X, y, loss, fit_intercept, n_steps, batch, rng, G, t, share, 
 
 @njit(**_JIT)
 def sgd_steps(X, y, loss, fit_intercept, n_steps, batch, rng, weight, x, S, P, count,
-              T_peers, eta0, mu, tau, pen, alpha, xsum, wsum):
+              T_peers, eta0, mu, tau, pen, alpha, xsum, wsum, speed=1.0):
     """Proximal mini-batch SGD that also records every displacement it makes.
 
     Each step draws ``batch`` rows uniformly with replacement, takes
@@ -819,7 +819,8 @@ def sgd_steps(X, y, loss, fit_intercept, n_steps, batch, rng, weight, x, S, P, c
 
     with ``eta = eta0 / (1 + eta0 mu T)`` when ``mu > 0`` (strongly convex: the
     ``1/(mu T)`` schedule) and ``eta = eta0 / sqrt(1 + T / tau)`` otherwise,
-    ``T = count + T_peers``. ``S`` and ``P`` are cumulative, so a peer that
+    ``T = count + T_peers``, times ``speed`` (the step rate balance of `_step_share`: it
+    scales the gradient and the prox alike). ``S`` and ``P`` are cumulative, so a peer that
     applies the difference between two of them applies exactly these updates,
     none lost or doubled. ``xsum``/``wsum`` keep a T-weighted iterate average.
     """
@@ -830,7 +831,7 @@ def sgd_steps(X, y, loss, fit_intercept, n_steps, batch, rng, weight, x, S, P, c
     dv = np.empty(batch)
     for _ in range(n_steps):
         T = count[0] + T_peers
-        eta = _sgd_step_size(eta0, mu, tau, T)
+        eta = speed * _sgd_step_size(eta0, mu, tau, T)
         c = eta * weight / batch
         _draw_batch(X, y, loss, fit_intercept, x, rng, n, c, idx, dv)
         for k in range(batch):
@@ -876,7 +877,7 @@ def _soft_sum(v, a, t, lam, W, LW):
 
 @njit(**_JIT)
 def sgd_steps_lazy(X, y, loss, fit_intercept, n_steps, batch, rng, weight, x, S, P, count,
-                   T_peers, eta0, mu, tau, pen, alpha, xsum, wsum):
+                   T_peers, eta0, mu, tau, pen, alpha, xsum, wsum, speed=1.0):
     """`sgd_steps` for a CSR matrix at O(nnz of the rows) per step instead of O(d).
 
     The same iterates (up to rounding) by just-in-time updates: with l2 the
@@ -903,7 +904,7 @@ def sgd_steps_lazy(X, y, loss, fit_intercept, n_steps, batch, rng, weight, x, S,
     dv = np.empty(batch)
     for t in range(1, n_steps + 1):
         T = count[0] + T_peers
-        eta = _sgd_step_size(eta0, mu, tau, T)
+        eta = speed * _sgd_step_size(eta0, mu, tau, T)
         c = eta * weight / batch
         for k in range(batch):
             idx[k] = _randint(rng, n)

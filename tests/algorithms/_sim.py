@@ -10,14 +10,15 @@ rounds ``first..last`` (a straggler: its inbox piles up meanwhile). The cluster 
 A fixed amount of work, whatever the machine's load: ``chunk=k`` makes each
 time-sliced solver's ``local_step`` (asip-sgd, asip-hogwild, asip-cocoa's
 SDCA: an `AdaptiveCount` sizing its slice by wall time) take exactly ``k``
-inner steps, and ``round_time=s`` runs the clock the solvers see (``now``: push
-periods, resends, rejoin waits, and ``max_time``) at ``s`` simulated seconds a
-round. With both, a run is a budget in steps, not in wall time: on a loaded
-machine it is slower, never shorter. With ``round_time``, asip-cocoa's and the
-certificate rounds' (`_cert_round`) stopwatches (``time.perf_counter``,
-``time.thread_time``: the certificate pass whose 4x floors the certificate period, a
-Newton round's length) read that clock too, so a loaded machine's
-slower pass does not space the certificates out (it did: 128 exchanges instead of 43-63).
+inner steps (a list: ``k`` per partition, operators stepping at unequal rates), and
+``round_time=s`` runs the clock the solvers see (``now``: push periods, resends, rejoin
+waits, and ``max_time``) at ``s`` simulated seconds a round. With both, a run is a
+budget in steps, not in wall time: on a loaded machine it is slower, never shorter.
+With ``round_time``, asip-cocoa's and the certificate rounds' (`_cert_round`)
+stopwatches (``time.perf_counter``, ``time.thread_time``: the certificate pass whose 4x
+floors the certificate period, a Newton round's length) read that clock too, so a loaded
+machine's slower pass does not space the certificates out (it did: 128 exchanges instead
+of 43-63).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class FixedCount(AdaptiveCount):
         pass
 
 
-def _fix_chunk(state, chunk: int | None):
+def _fix_chunk(state, chunk, index: int):
+    chunk = chunk[index] if isinstance(chunk, (list, tuple)) else chunk
     if chunk is None or not isinstance(getattr(state, "chunk", None), AdaptiveCount):
         return state
     return state._replace(chunk=FixedCount(state.chunk.target, start=chunk))
@@ -92,7 +94,8 @@ def simulate(solver, problem, parts, params=None, max_time=1.0, max_rounds=10**9
     """Run ``solver``; returns ``(combined model, snapshots, rounds, done)``.
 
     ``weights``: per partition, its row weights (`LocalData.sw`), or None. ``chunk``: inner
-    steps per ``local_step`` of a time-sliced solver (None: sized by wall time, as deployed).
+    steps per ``local_step`` of a time-sliced solver, or a list of them per partition (None:
+    sized by wall time, as deployed).
     ``round_time``: simulated seconds per round (None: the wall clock); ``max_time`` is on
     the same clock. ``silent``: per partition, the rounds it sleeps through."""
     algo = get_algorithm(solver)
@@ -102,7 +105,7 @@ def simulate(solver, problem, parts, params=None, max_time=1.0, max_rounds=10**9
     incarnation = [0] * len(parts)
     weights = weights or [None] * len(parts)
     datas = [local_data(Xb, yb, problem, i, sw=weights[i]) for i, (Xb, yb) in enumerate(parts)]
-    states = [_fix_chunk(algo.init(problem, d, params), chunk) for d in datas]
+    states = [_fix_chunk(algo.init(problem, d, params), chunk, d.index) for d in datas]
     boxes = [[] for _ in parts]
     t0 = time.monotonic()
 
@@ -118,7 +121,7 @@ def simulate(solver, problem, parts, params=None, max_time=1.0, max_rounds=10**9
                 if restart.get(i) == rounds:
                     incarnation[i] += 1
                     datas[i] = local_data(Xb, yb, problem, i, incarnation[i], sw=weights[i])
-                    states[i] = _fix_chunk(algo.init(problem, datas[i], params), chunk)
+                    states[i] = _fix_chunk(algo.init(problem, datas[i], params), chunk, i)
                     boxes[i] = []
                 first, last = (silent or {}).get(i, (0, -1))
                 if first <= rounds <= last:
