@@ -62,23 +62,31 @@ def _blas_threads() -> list:
 
 
 class _BlasThreads(asip.Operator):
-    """Reports the BLAS pools' thread counts its process has while the stage runs."""
+    """Reports the BLAS pools' thread counts its process has while the stage runs (read in a
+    step: steps start at the gang's go, once every worker's plugin is set up)."""
 
     def setup(self, ctx, partition):
-        self.threads = _blas_threads()
+        self.threads = None
 
     def step(self, ctx):
+        self.threads = _blas_threads()
         return asip.STOP
 
     def result(self, ctx):
         return {"threads": self.threads}
 
 
+@pytest.mark.parametrize("driver_env", ["clean", "after worker processes"])
 def test_blas_runs_one_thread_an_operator_while_a_stage_runs_in_the_driver_s_process(
-        inproc_client):
+        inproc_client, monkeypatch, driver_env):
     """Two operators' BLAS pools of one thread per core each oversubscribed the cores
     (asip-cocoa's Gram products: 1.57x the wall time); the nanny's workers get one thread
-    from their environment, in-process workers from the stage."""
+    from their environment, in-process workers from the stage. A driver that started worker
+    processes has the nanny's ``OMP_NUM_THREADS=1`` & co. in its own environment, while its
+    pools keep the size they were loaded with: the pools are what counts."""
+    if driver_env != "clean":
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            monkeypatch.setenv(name, "1")
     before = _blas_threads()
     if not before or max(before) == 1:
         pytest.skip("BLAS already runs one thread in this process")
