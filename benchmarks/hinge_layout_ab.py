@@ -29,14 +29,6 @@ from newton_ab import _set  # noqa: E402
 TARGETS = (1e-3, 1e-6)
 
 
-def _first_at(trace, f_star: float, target: float) -> float:
-    """The trace's first time at or below ``target`` relative suboptimality (inf: never)."""
-    for t, f in trace:
-        if (f - f_star) / abs(f_star) <= target:
-            return float(t)
-    return math.inf
-
-
 def _median(values) -> float:
     return statistics.median(values) if values else math.nan
 
@@ -88,7 +80,8 @@ def main(argv=None) -> int:
                         client.run(_set, args.knob, arms[arm])
                     live = LiveObjective(data, task, lambda *a: None)
                     run = run_asip(cdata, task, solver, args.budget, live=live, tol=0)
-                    times = [_first_at(run.trace, f_star, t) for t in TARGETS]
+                    run.f_star = f_star
+                    times = [run.time_to(t) for t in TARGETS]
                     got[arm].append(times)
                     print(f"{name:26s} {arm:9s} #{rep} 1e-3 {1e3 * times[0]:7.1f} ms  1e-6 "
                           f"{1e3 * times[1]:7.1f} ms | load {os.getloadavg()[0]:.1f}", flush=True)

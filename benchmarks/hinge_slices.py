@@ -22,7 +22,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from hinge_layout_ab import _first_at  # noqa: E402
 from newton_ab import _set  # noqa: E402
 
 KERNELS = {"hinge_steps_blocks": 7, "hinge_steps_shrinking": 6}  # name: cursor's position
@@ -122,7 +121,8 @@ def main(argv=None) -> int:
                     client.run(_set, args.knob, arms[arm])
                     live = LiveObjective(data, task, lambda *a: None)
                     run = run_asip(cdata, task, "asip-cocoa", args.budget, live=live, tol=0)
-                    t6 = _first_at(run.trace, f_star, 1e-6)
+                    run.f_star = f_star
+                    t6 = run.time_to(1e-6)
                     window = t6 if math.isfinite(t6) else args.budget
                     ops = [f for f in (_operator_figures(r, window)
                                        for r in client.run(_take).values()) if f]

@@ -28,14 +28,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 TARGET = 1e-6
 
 
-def _first_at(trace, f_star: float) -> float:
-    """The trace's first time at or below `TARGET` relative suboptimality (inf: never)."""
-    for t, f in trace:
-        if (f - f_star) / abs(f_star) <= TARGET:
-            return float(t)
-    return math.inf
-
-
 def _set(name: str, value: float, dask_worker=None) -> None:
     """On a worker: the `_cocoa` (or else `_cocoa_newton`) constant ``name`` to ``value``."""
     from asip.algorithms import _cocoa, _cocoa_newton
@@ -93,7 +85,8 @@ def main(argv=None) -> int:
                         client.run(_set, knob, arms[arm])
                     live = LiveObjective(data, task, lambda *a: None)
                     run = run_asip(cdata, task, "asip-cocoa", args.budget, live=live, tol=0)
-                    t6 = _first_at(run.trace, f_star)
+                    run.f_star = f_star
+                    t6 = run.time_to(TARGET)
                     est = AsipClassifier(solver="asip-cocoa", loss=task.loss,
                                          penalty=task.penalty, alpha=task.alpha_for(data.n),
                                          fit_intercept=False, n_partitions=2, max_time=10.0)
