@@ -7,8 +7,11 @@ want the newest information. A message pushed with ``latest=`` *conflates*: it
 replaces the one still waiting from the same sender under the same slot, so a
 "push my latest state" protocol holds at most one message per peer and slot.
 Once the stage stops a mailbox accepts nothing more (counted as ``dropped_at_stop``).
-Only the worker's event loop puts; only the owning operator thread polls; every
-counter is written under the mailbox's lock, so nothing is lost between threads.
+The worker's event loop puts, and so does an operator thread of this process handing
+its push over directly (`asip._handover`); only the owning operator thread polls. The
+counters a put writes are written under the stats' lock (`ChannelStats.lock`, which is
+the mailbox's), and so are the loop's writes to the ones it shares with puts
+(`ChannelStats.charge`), so nothing is lost between threads.
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ class ChannelStats:
     rejected: int = 0  # well-formed messages that broke this operator's ctx.expect() schema
     refused: int = 0  # push() calls rejected with MessageError on the sender
     direct: int = 0  # pushes written to a peer's socket by the pushing thread itself (no loop hop)
+    handed: int = 0  # pushes put into mailboxes of this process by the pushing thread (no loop hop)
     yielded: int = 0  # push() calls that waited (<= 50 ms) for a lagging, crowded worker event loop
     polls: int = 0
     consumed: int = 0  # messages handed to the operator by poll()
@@ -106,6 +110,15 @@ class ChannelStats:
     # Sent by this operator: from push until written to a peer worker's connection or put
     # in a local mailbox (outbox and link queue; the age's sender-side share).
     queued_hist: list = field(default_factory=_hist)
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()  # the mailbox's: put() writes counters from any thread
+
+    def charge(self, **counts: int) -> None:
+        """Add to counters that `Mailbox.put` also writes, under the lock (any thread)."""
+        with self.lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -223,7 +236,7 @@ class Mailbox:
         self._bytes = 0
         self._capacity = capacity_bytes
         self._fifo = itertools.count()
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(stats.lock)
         self.stats = stats
         self.closed = False
         self.stopped = False
@@ -251,7 +264,7 @@ class Mailbox:
 
     def put(self, message: Message, nbytes: int, now: float | None = None,
             notify: bool = True) -> bool:
-        """Add a message (from the event loop); False if the mailbox is already closed.
+        """Add a message (any thread); False if the mailbox is already closed.
         Once the stage stops nothing more is accepted (counted as ``dropped_at_stop``).
         ``notify=False``: don't wake a waiting `poll` yet; the caller calls `notify` once
         it has put a whole batch (one wake-up per batch, not per message, so the woken

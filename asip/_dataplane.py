@@ -10,7 +10,9 @@ one item per peer *worker* (multicast: encoded once, receivers listed) to that
 peer's `PeerLink`, which writes it in the same callback unless the link's window of
 unacknowledged batches is full. A small push to partitions on one peer worker skips
 the loop when nothing of its worker's waits before it (`DataPlane._direct`): the
-pushing thread writes it to the link's socket itself (see `asip._links`). Incoming
+pushing thread writes it to the link's socket itself (see `asip._links`); a push whose
+receivers all run on workers of this very process (in-process workers) is put into their
+mailboxes by the pushing thread (`asip._handover`). Incoming
 links are read by `DataPlane.handle_stream`, msgpack and raw array frames only; over
 plain TCP by an asyncio transport (`_LinkProtocol`) that delivers, acknowledges and
 wakes the receivers in the callback that read the bytes.
@@ -47,6 +49,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from asip._channel import MESSAGE_OVERHEAD, ChannelStats, Mailbox, _bucket
 from asip._directory import op_name
+from asip._handover import hand_over, register, unregister
 from asip._exceptions import MessageError
 from asip._links import ACK_DELAY, ACK_EVERY, BATCH_BYTES, DIRECT_BYTES, PeerLink, drive
 from asip._stream import FrameReader, StreamError, frame, read_message, take_socket
@@ -85,12 +88,14 @@ class ChannelSettings:
 
     def __init__(self, limits: Limits, mailbox_bytes: int, peer_queue_bytes: int,
                  connect_timeout: float, reconnect_delay: float, report_interval: float,
-                 outbox_bytes: int | None = None, direct_bytes: int = DIRECT_BYTES):
+                 outbox_bytes: int | None = None, direct_bytes: int = DIRECT_BYTES,
+                 handover: bool = True):
         self.limits = limits
         self.mailbox_bytes = mailbox_bytes
         self.peer_queue_bytes = peer_queue_bytes
         self.outbox_bytes = outbox_bytes if outbox_bytes is not None else 4 * peer_queue_bytes
         self.direct_bytes = direct_bytes  # pushes up to this size may skip the loop (0: none)
+        self.handover = handover  # pushes to workers of this process skip the loop (`_handover`)
         self.connect_timeout = connect_timeout
         self.reconnect_delay = reconnect_delay
         self.report_interval = report_interval
@@ -108,7 +113,8 @@ class ChannelSettings:
                    _config.seconds("channel.reconnect-delay"),
                    _config.seconds("trace.report-interval"),
                    _config.nbytes("channel.outbox-bytes"),
-                   _config.nbytes("channel.direct-bytes"))
+                   _config.nbytes("channel.direct-bytes"),
+                   _config.flag("channel.in-process-handover"))
 
 
 class _MessageFaults:
@@ -177,6 +183,10 @@ class DataPlane:
         self._loop_thread = threading.get_ident()  # pushes made on the loop take the loop path
         self._requested_at = 0.0  # when the pending _drain was asked for (monotonic)
         self._drained = threading.Event()  # set when a _drain starts: pushers waiting go on
+        # per sender, pushes handed over by its thread (`_handover`), not yet charged by the loop:
+        # [copies sent, dropped injected, undeliverable, pushes, {queued-age bucket: count}]
+        self._handed: dict[Endpoint, list] = {}
+        register(self)
 
     # ------------------------------------------------------------------ endpoints (loop)
     def open(self, index: int, incarnation: int) -> Endpoint:
@@ -201,7 +211,7 @@ class DataPlane:
             self._drop_queued()
         else:
             self._route_from(ep)
-        self._count_outbox_drops()
+        self.settle_thread_counts()
         for link in self.links.values():
             link.settle(ep.stats)
         ep.closed = True
@@ -215,7 +225,7 @@ class DataPlane:
         # drops of messages whose receiver had left this worker: charged to whoever leaves next
         ep.stats.undeliverable += self.undeliverable
         ep.stats.malformed += self.malformed
-        ep.stats.dropped_at_stop += self.late
+        ep.stats.charge(dropped_at_stop=self.late)
         self.undeliverable = self.malformed = self.late = 0
         return ep.mailbox.snapshot()
 
@@ -279,6 +289,7 @@ class DataPlane:
     def close(self) -> None:
         """Teardown (loop only): close links and mailboxes, forget queued pushes."""
         self.closed = True
+        unregister(self)
         self.stop()
         for link in self.links.values():
             link.close()
@@ -304,8 +315,10 @@ class DataPlane:
             with self._lock:
                 self._outbox_dropped[ep][2] += 1
             return
-        parts = wire_item(encoded, self.settings.limits)  # here, off the event loop
         now = time.time()
+        if self.settings.handover and hand_over(self, ep, encoded, targets, now):
+            return
+        parts = wire_item(encoded, self.settings.limits)  # here, off the event loop
         if self._direct(ep, encoded, targets, parts, now):
             return
         size = encoded.nbytes + MESSAGE_OVERHEAD
@@ -429,14 +442,37 @@ class DataPlane:
         """Charge pushes dropped before routing: each counts once, whatever its fan-out."""
         for ep, (overflow, conflated, at_stop) in dropped.items():
             ep.stats.sent += overflow + conflated + at_stop
-            ep.stats.dropped_overflow += overflow
-            ep.stats.conflated += conflated
-            ep.stats.dropped_at_stop += at_stop
+            ep.stats.charge(dropped_overflow=overflow, conflated=conflated,
+                            dropped_at_stop=at_stop)
 
-    def _count_outbox_drops(self) -> None:
+    def settle_thread_counts(self) -> None:
+        """Charge what operator threads left for the loop to count (loop only): pushes
+        dropped before routing, and the sender's side of the pushes they handed over."""
         with self._lock:
             dropped, self._outbox_dropped = self._outbox_dropped, defaultdict(lambda: [0, 0, 0])
+            handed, self._handed = self._handed, {}
         self._count_drops(dropped)
+        for ep, (sent, injected, lost, pushes, queued) in handed.items():
+            stats = ep.stats
+            stats.sent += sent
+            stats.handed += pushes
+            stats.dropped_injected += injected
+            stats.undeliverable += lost
+            for bucket, n in queued.items():
+                stats.queued_hist[bucket] += n
+
+    def charge_handed(self, ep: Endpoint, sent: int, injected: int, lost: int,
+                      queued_bucket: int) -> None:
+        """Leave the sender's counts of one handed-over push for the loop (any thread)."""
+        with self._lock:
+            counts = self._handed.get(ep)
+            if counts is None:
+                counts = self._handed[ep] = [0, 0, 0, 0, {}]
+            counts[0] += sent
+            counts[1] += injected
+            counts[2] += lost
+            counts[3] += 1
+            counts[4][queued_bucket] = counts[4].get(queued_bucket, 0) + 1
 
     def _drop_queued(self) -> None:
         """After the stop (loop): drop what waits in the outbox and in every peer link."""
@@ -445,7 +481,7 @@ class DataPlane:
             self._outbox.clear()
             self._outbox_bytes = 0
         self._count_drops(_at_stop(items))
-        self._count_outbox_drops()
+        self.settle_thread_counts()
         for link in self.links.values():
             link.drop_queued()
 
@@ -686,7 +722,7 @@ class DataPlane:
                 if ep is None:
                     self.late += 1
                 else:
-                    ep.stats.dropped_at_stop += 1
+                    ep.stats.charge(dropped_at_stop=1)
 
     def _receive(self, entry: Any, now: float, directory: dict, woken: set) -> None:
         if not isinstance(entry, (list, tuple)) or len(entry) < 2:

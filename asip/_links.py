@@ -156,7 +156,7 @@ class PeerLink:
                 slot: Any = None, pushed_at: float = 0.0) -> None:
         """Queue one wire item for this peer (``copies`` receivers), dropping at the edge."""
         if self.plane.stopped:
-            stats.dropped_at_stop += copies  # the stage stopped: data never delays the end
+            stats.charge(dropped_at_stop=copies)  # the stage stopped: data never delays the end
             return
         if self.closed or (self.comm is None and self.retry_at
                            and asyncio.get_running_loop().time() < self.retry_at):
@@ -166,13 +166,13 @@ class PeerLink:
         old = self.queue.pop(key, None)
         if old is not None:
             self.bytes -= old[2]
-            old[0].conflated += old[3]
+            old[0].charge(conflated=old[3])
         size = nbytes + MESSAGE_OVERHEAD
         bound = self.plane.settings.peer_queue_bytes
         while self.queue and self.bytes + size > bound:
             _, (s, _, dropped, n, _) = self.queue.popitem(last=False)
             self.bytes -= dropped
-            s.dropped_overflow += n
+            s.charge(dropped_overflow=n)
         self.queue[key] = (stats, item, size, copies, pushed_at or time.time())
         self.bytes += size
 
@@ -182,7 +182,7 @@ class PeerLink:
 
     def _drop_all(self, field: str) -> None:
         for stats, _, _, copies, _ in self.queue.values():
-            setattr(stats, field, getattr(stats, field) + copies)
+            stats.charge(**{field: copies})
         self.queue.clear()
         self.bytes = 0
 

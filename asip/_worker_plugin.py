@@ -303,6 +303,8 @@ class ChannelPlugin(WorkerPlugin):
             reports.append(self.reports.popleft())
         self._beats = getattr(self, "_beats", 0) + 1
         with_stats = self._beats % 10 == 1  # statistics about once a second, steps every beat
+        if with_stats:
+            self.data.settle_thread_counts()  # what operator threads left for the loop to count
         progress = [[i, inc, counter[0], ep.stats.as_dict() if with_stats else None]
                     for (i, inc), counter in list(self.steps.items())
                     if (ep := self.data.endpoints.get((i, inc))) is not None]

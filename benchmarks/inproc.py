@@ -35,6 +35,7 @@ import os
 import statistics
 import time
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -137,27 +138,35 @@ TASKS = {"log_loss-l2": ("log_loss", 1e-4), "hinge-l2": ("hinge", 0.1)}
 TARGETS = {"asip-sgd": 1e-3}  # plain SGD does not reach 1e-6 in --budget s; the others: 1e-6
 
 
-def async_matrix(clients, args) -> None:
-    for name in args.datasets:
+def async_cases(datasets, tasks, solvers, budget: float):
+    """``(label, measure)`` of each async case: ``measure(client)`` fits and returns the
+    time to the target from the fit's trace (see the module doc)."""
+    for name in datasets:
         ds = load_libsvm(name)
-        for task in args.tasks:
+        for task in tasks:
             loss, alpha = TASKS[task]
             obj = Objective(get_loss(loss), get_penalty("l2", alpha), False)
             ref = reference_optimum(obj, ds.X, ds.y)
-            for solver in args.async_solvers:
+            for solver in solvers:
                 target = TARGETS.get(solver, 1e-6)
 
-                def measure(client, solver=solver, loss=loss, alpha=alpha, target=target):
+                def measure(client, ds=ds, ref=ref, solver=solver, loss=loss, alpha=alpha,
+                            target=target):
                     _, est = _timed_fit(client, ds.X, ds.y, loss=loss, alpha=alpha,
                                         fit_intercept=False, solver=solver, tol=target,
-                                        max_time=args.budget)
+                                        max_time=budget)
                     return _time_to(est, ref.f_star, target)
 
-                try:
-                    side_by_side(f"async {name} {task} {solver} time to {target:.0e}",
-                                 clients, args.pairs, measure)
-                except ValueError as exc:  # e.g. asip-svrg on hinge: not this solver's task
-                    print(f"async {name} {task} {solver}: not run ({exc})", flush=True)
+                yield f"async {name} {task} {solver} time to {target:.0e}", measure
+
+
+def async_matrix(clients, args) -> None:
+    for label, measure in async_cases(args.datasets, args.tasks, args.async_solvers,
+                                      args.budget):
+        try:
+            side_by_side(label, clients, args.pairs, measure)
+        except ValueError as exc:  # e.g. asip-svrg on hinge: not this solver's task
+            print(f"{label}: not run ({exc})", flush=True)
 
 
 SECTIONS = {"crossover": crossover, "defaults": defaults, "sparse": sparse,
@@ -179,19 +188,25 @@ def main(argv=None) -> None:
     ap.add_argument("--budget", type=float, default=10.0, help="max_time of an async fit")
     ap.add_argument("--quick", action="store_true", help="sparse section 10x smaller")
     args = ap.parse_args(argv)
-    import asip
-
     print(f"# benchmarks/inproc.py {' '.join(args.sections)}; load {_load()}", flush=True)
-    clients = {"processes": asip.connect(n_workers=args.workers, dashboard=False),
-               "threads": asip.connect(n_workers=args.workers, processes=False,
-                                       dashboard=False)}
-    try:
+    with two_clusters(args.workers) as clients:
         for name in args.sections:
             SECTIONS[name](clients, args)
+    print(f"load at the end: {_load()}")
+
+
+@contextmanager
+def two_clusters(workers: int):
+    """The two arms' clients, ``{"processes": ..., "threads": ...}``, closed on exit."""
+    import asip
+
+    clients = {"processes": asip.connect(n_workers=workers, dashboard=False),
+               "threads": asip.connect(n_workers=workers, processes=False, dashboard=False)}
+    try:
+        yield clients
     finally:
         for client in clients.values():
             client.close()
-    print(f"load at the end: {_load()}")
 
 
 if __name__ == "__main__":

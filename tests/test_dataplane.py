@@ -24,19 +24,22 @@ def settings(mailbox=1 << 20, peer_queue=1 << 20, outbox=4 << 20, reconnect=0.2)
     return ChannelSettings(LIMITS, mailbox, peer_queue, 2.0, reconnect, 0.1, outbox)
 
 
-def with_workers(test, **kw):
-    """Run ``test(a, b, directory)`` with a data plane on each of two real workers.
+def with_workers(test, faults=(), protocol="tcp://", **kw):
+    """Run ``test(a, b, directory)`` with a data plane on each of two real workers of this
+    process (over ``protocol``), with injected ``faults``.
 
     Partitions 0 and 1 live on worker A, 2 and 3 on worker B (incarnation 0)."""
+    net = {"host": "127.0.0.1"} if protocol == "tcp://" else {"protocol": protocol}
+
     async def main():
-        async with Scheduler(dashboard_address=":0", host="127.0.0.1", port=0) as s, \
-                Worker(s.address, nthreads=1, host="127.0.0.1", dashboard=False) as wa, \
-                Worker(s.address, nthreads=1, host="127.0.0.1", dashboard=False) as wb:
+        async with Scheduler(dashboard_address=":0", port=0, **net) as s, \
+                Worker(s.address, nthreads=1, dashboard=False, **net) as wa, \
+                Worker(s.address, nthreads=1, dashboard=False, **net) as wb:
             directory = {0: (wa.address, 0), 1: (wa.address, 0), 2: (wb.address, 0),
                          3: (wb.address, 0)}
             planes = []
             for w in (wa, wb):
-                p = DataPlane(w, RUN, 4, settings(**kw), (), lambda: directory)
+                p = DataPlane(w, RUN, 4, settings(**kw), faults, lambda: directory)
                 w.handlers[p.deliver_op] = p.handle_stream
                 planes.append(p)
             a, b = planes
