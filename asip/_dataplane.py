@@ -302,7 +302,9 @@ class DataPlane:
 
     # ------------------------------------------------------------------ operator threads
     def submit(self, ep: Endpoint, encoded: Encoded, targets: tuple | None) -> None:
-        """Hand a push to the event loop (any thread); never blocks on the network.
+        """Hand a push to the event loop (any thread), or straight to its receivers'
+        mailboxes when they all run in this process (`asip._handover`); never blocks on
+        the network.
 
         The outbox is bounded by ``asip.channel.outbox-bytes``: past it the oldest
         pushes are dropped and counted against their senders. After the stop a push
