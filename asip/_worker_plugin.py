@@ -115,7 +115,9 @@ class ChannelPlugin(WorkerPlugin):
 
     @property
     def stats(self) -> dict:
-        """The live statistics of each partition open on this worker (the dashboard's)."""
+        """The live statistics of each partition open on this worker (the dashboard's; event
+        loop: what operator threads left for the loop to count is charged first)."""
+        self.data.settle_thread_counts()
         return {j: ep.stats for j, ep in list(self.data.current.items())}
 
     @property
