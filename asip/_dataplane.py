@@ -4,7 +4,9 @@ One owner: the worker's event loop owns every piece of state here (endpoints,
 links, counters). Operator threads touch only this: they append pushes to one
 locked outbox (`DataPlane.submit`, which wakes the loop once per burst), poll
 their own `Mailbox` under its lock, and bump their own sender counters
-(``pushed``, ``refused``) that nothing else writes. The loop drains the outbox in
+(``pushed``, ``refused``) that nothing else writes; a push to workers of this process
+they put into the receivers' mailboxes themselves, leaving its sender counts (under
+the outbox's lock) for the loop (`asip._handover`). The loop drains the outbox in
 one callback: it delivers same-worker copies straight into mailboxes and hands
 one item per peer *worker* (multicast: encoded once, receivers listed) to that
 peer's `PeerLink`, which writes it in the same callback unless the link's window of
