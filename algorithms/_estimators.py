@@ -19,14 +19,13 @@ estimators' parameters, checks and predictions only; the work is done by
 The Dask client is looked up at fit time -- ``distributed.default_client()``,
 else an embedded ``asip.connect()`` cluster created once per process -- never
 passed as a parameter (``clone`` deep-copies parameters). That cluster's workers
-are processes, the data scattered into them; with ``asip.driver.embedded-workers:
-threads`` (``dask.config.set``, or ``DASK_ASIP__DRIVER__EMBEDDED_WORKERS=threads``)
-they are threads of this process, where in-memory ``X`` stays in place, nothing
-copied (lbfgs to 1e-3 on dense 100k-300k x 100: 2.3-2.9x sooner; 1M x 10^5 sparse:
-1.6x), but asip-cocoa ran 0.5-0.8x as fast on 2 loaded cores (its short rounds wait
-on messages, and there the scheduler, the workers and the client share one event-loop
-thread and the GIL), and ``KillWorker``/``HangWorker`` are refused. A
-default client from ``asip.connect(processes=False)`` does the same for any size.
+are threads of this process (``asip.driver.embedded-workers: threads``, the default),
+where in-memory ``X`` stays in place, nothing copied: the kernels release the GIL, and
+operators on them hand their pushes to each other without the event loop
+(`asip._handover`). With ``processes`` (``dask.config.set``, or
+``DASK_ASIP__DRIVER__EMBEDDED_WORKERS=processes``) they are worker processes, the data
+scattered into them; a fit that injects ``KillWorker``/``HangWorker`` gets those
+whatever the setting.
 
 A fit cut short -- Ctrl-C, an exception raised in ``callback``, a stage that
 fails -- keeps the model so far (``coef_``, ``trace_``, ..., ``stopped_by_``
@@ -49,6 +48,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
+
+from asip.faults import process_faults
 
 from . import _kernels as K
 from ._auto import choose_solver
@@ -236,7 +237,7 @@ class _AsipLinearModel(BaseEstimator):
         """
         t_fit = time.perf_counter()
         objective = self._check_params()
-        client = get_client()
+        client = get_client(process_faults=bool(process_faults(self.faults)))
         preload_workers(client)  # the workers' imports overlap the input checks
         t_client = time.perf_counter()
         prep = prepare(self, X, y, sample_weight, client)

@@ -39,17 +39,19 @@ logger = logging.getLogger(__name__)
 _embedded_clients: dict = {}  # processes (bool) -> the embedded client of that kind
 
 
-def get_client():
+def get_client(process_faults: bool = False):
     """The default distributed client, else an embedded asip cluster (made once, then reused):
-    worker processes, or threads of this process with ``asip.driver.embedded-workers:
-    threads`` (in-memory input then stays in place, and no copy is scattered)."""
+    threads of this process (``asip.driver.embedded-workers: threads``, the default:
+    in-memory input stays in place, no copy is scattered), or worker processes. A fit that
+    injects process faults (``process_faults``: `KillWorker`, `HangWorker`) gets worker
+    processes whatever the setting: the signal must hit a worker, not the driver."""
     from distributed import default_client
 
     try:
         return default_client()
     except ValueError:
         pass
-    processes = embedded_processes()
+    processes = process_faults or embedded_processes()
     client = _embedded_clients.get(processes)
     if client is None or client.status != "running":
         import asip

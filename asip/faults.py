@@ -161,12 +161,16 @@ def process_mark() -> str:
     return _PROCESS_MARK
 
 
+def process_faults(faults) -> list:
+    """The faults in ``faults`` that signal a worker process (`KillWorker`, `HangWorker`)."""
+    return [f for f in faults or () if isinstance(f, (KillWorker, HangWorker))]
+
+
 def refuse_process_faults(faults: tuple, client: Any) -> None:
     """Raise ValueError, before anything starts, when ``faults`` signal worker processes
     (`KillWorker`, `HangWorker`) and some worker runs in this process: the SIGKILL or
     SIGSTOP would hit the driver itself. One round trip, only when there are such faults."""
-    process = sorted({type(f).__name__ for f in faults
-                      if isinstance(f, (KillWorker, HangWorker))})
+    process = sorted({type(f).__name__ for f in process_faults(faults)})
     if not process:
         return
     # a worker that cannot answer (one dying or restarting) is no worker of this process

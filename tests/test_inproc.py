@@ -20,7 +20,7 @@ import asip
 from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty, make_logistic,
                              reference_optimum, relative_suboptimality)
 from asip.algorithms._fitting import get_client
-from asip.faults import process_mark
+from asip.faults import KillWorker, process_mark
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -161,17 +161,34 @@ def test_a_process_fault_on_in_process_workers_is_refused_and_the_driver_lives(f
     assert "then fitted: tol" in out.stdout, out.stdout
 
 
-def test_the_estimators_embedded_cluster_runs_in_this_process_when_configured_so():
+def test_the_estimators_embedded_cluster_runs_in_this_process_by_default():
     with pytest.raises(ValueError):  # the test needs the embedded cluster, not a default
         default_client()
     ds = make_logistic(2000, 10, random_state=0)
-    with dask.config.set({"asip.driver.embedded-workers": "threads"}):
-        est = AsipClassifier(solver="lbfgs").fit(ds.X, ds.y)
-        client = get_client()
+    est = AsipClassifier(solver="lbfgs").fit(ds.X, ds.y)
+    client = get_client()
     try:
         assert est.stopped_by_ == "tol"
         assert set(client.run(process_mark).values()) == {process_mark()}
         assert est.stage_result_.timings["data"] < 1.0
+    finally:
+        client.close()
+
+
+def test_a_fit_with_process_faults_gets_worker_processes_from_the_threads_default():
+    """KillWorker on a worker of this process would signal the driver (refused): the
+    estimators' embedded cluster for such a fit is one of worker processes."""
+    with pytest.raises(ValueError):
+        default_client()
+    ds = make_logistic(4000, 10, random_state=0)
+    est = AsipClassifier(solver="asip-svrg", max_time=20, tol=1e-6, random_state=0,
+                         faults=[KillWorker(1, at=0.0)]).fit(ds.X, ds.y)
+    client = get_client(process_faults=True)
+    try:
+        assert est.stopped_by_ == "tol", est.stopped_by_
+        assert len(est.stage_result_.restarts) >= 1
+        marks = set(client.run(process_mark).values())
+        assert marks and process_mark() not in marks  # worker processes, none of them us
     finally:
         client.close()
 
