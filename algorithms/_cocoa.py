@@ -175,6 +175,10 @@ NEWTON_ROUND_FIRST = 1.0
 #: Newton: `newton_iterations` counts the own Hessian's Gram in a round's cost (0: the peers'
 #: models alone, as before 2026-12-01; `benchmarks/newton_ab.py --knob NEWTON_ITER_HESSIAN`)
 NEWTON_ITER_HESSIAN = 1.0
+#: Newton, smooth losses: a certificate answer at the partition's own round end point (the
+#: leader's, at every close: ``wbar`` is its view) takes the round's margins, duals and
+#: gradient (`LocalNewton.end_point`) instead of two data passes (0: the passes, as before)
+NEWTON_CERT_REUSE = 1.0
 #: Newton, smooth losses: the leader closes a complete certificate round before a due round
 #: (`_close_first`), so a certified ``wbar`` stops the fit without a round's wait; the round
 #: then runs and the next certificate round opens at its model, as before (0: after it)
@@ -876,6 +880,13 @@ def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray) -> GapParts:
         return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept, dual,
                                  penalized_intercept=False)
     if state.newton is not None:
+        # the leader's own answer is at its own round's end point: its margins, duals and
+        # their sum kept by the round (`NEWTON_CERT_REUSE`), no data pass
+        kept = state.newton.end_point(wbar) if NEWTON_CERT_REUSE else None
+        if kept is not None:
+            m, dual, g = kept
+            return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept, dual,
+                                     penalized_intercept=False, g=g, margins=m)
         return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept,
                                  penalized_intercept=False)
     # SDCA: sum_i a_i x_i is alpha n u, kept by the steps -- one pass (the margins), not two
