@@ -175,9 +175,10 @@ NEWTON_ROUND_FIRST = 1.0
 #: Newton: `newton_iterations` counts the own Hessian's Gram in a round's cost (0: the peers'
 #: models alone, as before 2026-12-01; `benchmarks/newton_ab.py --knob NEWTON_ITER_HESSIAN`)
 NEWTON_ITER_HESSIAN = 1.0
-#: Newton, smooth losses: a certificate answer at the partition's own round end point (the
-#: leader's, at every close: ``wbar`` is its view) takes the round's margins, duals and
-#: gradient (`LocalNewton.end_point`) instead of two data passes (0: the passes, as before)
+#: Newton, smooth losses: the leader's own certificate parts at ``wbar`` (its view, a round's
+#: end point when it opened the certificate round) from that round's margins, duals and
+#: gradient, kept at the opening (`LocalNewton.end_point`), not two data passes at the close
+#: (a round later in lock-step); 0: the passes, as before
 NEWTON_CERT_REUSE = 1.0
 #: Newton, smooth losses: the leader closes a complete certificate round before a due round
 #: (`_close_first`), so a certified ``wbar`` stops the fit without a round's wait; the round
@@ -859,9 +860,10 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
     return Outgoing(payload)
 
 
-def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray) -> GapParts:
+def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray, sums=None) -> GapParts:
     """This partition's `GapParts` at ``wbar`` and its current duals (Newton: the duals of
-    ``wbar``, whose ``g`` then travels with the answer). The intercept, if any:
+    ``wbar``, whose ``g`` then travels with the answer; ``sums``: ``wbar``'s margins, duals
+    and ``g`` as a round kept them, `LocalNewton.end_point`, which save both passes). The intercept, if any:
     unpenalized with the Newton local solver (the parts then carry the per-class sums that
     make the duals feasible, `gap_from_parts`), a penalized constant feature with SDCA."""
     pb = state.problem
@@ -880,11 +882,8 @@ def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray) -> GapParts:
         return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept, dual,
                                  penalized_intercept=False)
     if state.newton is not None:
-        # the leader's own answer is at its own round's end point: its margins, duals and
-        # their sum kept by the round (`NEWTON_CERT_REUSE`), no data pass
-        kept = state.newton.end_point(wbar) if NEWTON_CERT_REUSE else None
-        if kept is not None:
-            m, dual, g = kept
+        if sums is not None:  # the leader's, at the round end point it opened wbar at
+            m, dual, g = sums
             return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept, dual,
                                      penalized_intercept=False, g=g, margins=m)
         return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept,
@@ -933,7 +932,15 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
     cert, params = state.cert, state.params
     wbar = cert["wbar"]
     if R.complete(cert, data.n_partitions):
-        if R.close(cert, state.problem, lambda w: _parts(state, data, w), params["tol"]):
+        # the own parts from the sums kept at wbar's opening (`NEWTON_CERT_REUSE`) once a
+        # close timed the two passes: ``cost``, the rounds' floor, stays what an answer costs
+        cost, sums = cert["cost"], cert.pop("kept", None)
+        sums = sums if cost > 0.0 and NEWTON_CERT_REUSE else None
+        closed = R.close(cert, state.problem, lambda w: _parts(state, data, w, sums),
+                         params["tol"])
+        if sums is not None:
+            cert["cost"] = cost
+        if closed:
             return True
         primal = cert["primal"]
         if state.newton is None and primal < cert.get("best_primal", np.inf):
@@ -946,6 +953,8 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
             payload["mu"] = state.newton.mu  # the leader lowers mu; it travels in every push
     if reopen and _cert_opens(state, now):
         ver = R.open_round(cert, _view(state), now, bias={})
+        if state.newton is not None:  # wbar is the round's end point: its sums, kept
+            cert["kept"] = state.newton.end_point(cert["wbar"])
         payload.update(cert["x"].pub.publish(cert["wbar"], now, ver=ver))
     return False
 

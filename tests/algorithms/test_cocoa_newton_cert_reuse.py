@@ -22,10 +22,10 @@ from asip.algorithms._solvers import get_algorithm
 N, D, ALPHA = 3000, 12, 0.1
 
 
-def _pair(X, y, loss: int, fit_intercept: bool):
+def _pair(X, y, loss: int, fit_intercept: bool, alpha: float = ALPHA):
     """2 Newton partitions of ``X, y`` (certifying at 1e-6): the algorithm, states and data."""
     parts = split_rows(X, y, 2)
-    problem = make_problem(loss, K.L2, ALPHA, fit_intercept, parts)
+    problem = make_problem(loss, K.L2, alpha, fit_intercept, parts)
     algo = get_algorithm("asip-cocoa")
     params = algo.merge({"local_solver": "newton", "tol": 1e-6, "seed": 0})
     datas = [local_data(Xb, yb, problem, i) for i, (Xb, yb) in enumerate(parts)]
@@ -76,14 +76,16 @@ def _assert_same_parts(got, want):
 @pytest.mark.parametrize("kind", ["dense", "csr"])
 @pytest.mark.parametrize("loss", [K.LOGISTIC, K.SQUARED])
 @pytest.mark.parametrize("fit_intercept", [False, True])
-def test_an_answer_at_the_own_round_end_takes_no_data_pass(monkeypatch, kind, loss,
-                                                            fit_intercept):
+def test_parts_at_the_round_end_from_its_kept_sums_take_no_data_pass(monkeypatch, kind, loss,
+                                                                     fit_intercept):
     state, data = _partition(kind, loss, fit_intercept)
     wbar = state.w.copy()  # the leader's wbar: its view, the round's end point
     want = certificate_parts(data.X, data.y, wbar, loss, fit_intercept,
                              penalized_intercept=False)
+    sums = state.newton.end_point(wbar)  # kept when the leader opens a round at wbar
+    state.newton.solve(wbar, [], 1.0, 2, 1e-4)  # the next round (it moves on from wbar)
     passes = _Passes(monkeypatch)
-    got = _cocoa._parts(state, data, wbar)
+    got = _cocoa._parts(state, data, wbar, sums)
     assert passes.margins == 0
     # an unpenalized intercept's side sum over one class is the one pass left
     assert passes.sums == (1 if fit_intercept else 0)
@@ -95,23 +97,30 @@ def test_an_answer_elsewhere_takes_its_passes(monkeypatch, kind):
     state, data = _partition(kind, K.LOGISTIC, False)
     wbar = state.w * 0.9  # a peer's point (what every non-leader answers at)
     want = certificate_parts(data.X, data.y, wbar, K.LOGISTIC, False, penalized_intercept=False)
+    assert state.newton.end_point(wbar) is None  # not the round's end point: no sums
     passes = _Passes(monkeypatch)
     got = _cocoa._parts(state, data, wbar)
     assert (passes.margins, passes.sums) == (1, 1)
     _assert_same_parts(got, want)
 
 
-def _lockstep(max_exchanges=20):
+def _lockstep(passes, alpha=1e-3, max_exchanges=40):
     """Parallel lock-step exchanges of 2 partitions until the leader says done: the leader's
-    relative gaps as it closed them, and the certified model's relative suboptimality."""
+    relative gaps as it closed them, its certificate cost (the rounds' floor) after each
+    close, its closes that took the margins pass (counted by ``passes``), and the certified
+    model's relative suboptimality."""
+    closes_by_passes = 0
     ds = make_logistic(4000, 20, random_state=3)
-    algo, states, datas = _pair(np.ascontiguousarray(ds.X), ds.y, K.LOGISTIC, False)
+    algo, states, datas = _pair(np.ascontiguousarray(ds.X), ds.y, K.LOGISTIC, False, alpha)
     problem = states[0].problem
-    boxes, gaps, done = [[], []], [], False
+    boxes, gaps, costs, done = [[], []], [], [], False
     for ex in range(1, max_exchanges + 1):
         nxt = [[], []]
         for i in range(2):
+            passes.margins = 0
             out = algo.local_step(states[i], datas[i], boxes[i], ex * 0.01)
+            if i == 0:  # a Newton round takes its margins by its own products, not this
+                closes_by_passes += passes.margins
             states[i] = out.state
             if i == 0:
                 done = out.done
@@ -120,21 +129,28 @@ def _lockstep(max_exchanges=20):
         rel = algo.snapshot(states[0]).get("rel_gap")
         if rel is not None and (not gaps or gaps[-1] != rel):
             gaps.append(rel)
+            costs.append(states[0].cert["cost"])
         boxes = nxt
         if done:
             break
     assert done, "not certified"
-    obj = Objective(get_loss("log_loss"), get_penalty("l2", ALPHA), False)
+    obj = Objective(get_loss("log_loss"), get_penalty("l2", alpha), False)
     f_star = reference_optimum(obj, ds.X, ds.y).f_star
     w = algo.combine(problem, [algo.snapshot(s) for s in states])
-    return gaps, (obj.value(w, ds.X, ds.y) - f_star) / abs(f_star)
+    return gaps, costs, closes_by_passes, (obj.value(w, ds.X, ds.y) - f_star) / abs(f_star)
 
 
-def test_the_kept_sums_give_the_same_gaps_and_stop(monkeypatch):
-    gaps, rel = _lockstep()
+def test_the_leaders_closes_take_no_passes_and_give_the_same_gaps_and_stop(monkeypatch):
+    passes = _Passes(monkeypatch)
+    gaps, costs, by_passes, rel = _lockstep(passes)
     assert rel <= 1e-6 and gaps[-1] <= 1e-6
+    # the first close took the two passes (timed: the rounds' floor, what a peer's answer
+    # costs); the later ones took none and left that floor as it was
+    assert len(gaps) >= 2 and by_passes == 1
+    assert costs[0] > 0.0 and all(c == costs[0] for c in costs)
     monkeypatch.setattr(_cocoa, "NEWTON_CERT_REUSE", 0.0)
-    old, old_rel = _lockstep()
+    old, _, old_by_passes, old_rel = _lockstep(passes)
+    assert old_by_passes == len(old)
     assert len(gaps) == len(old)  # closed as often, certified at the same close
     # each gap as the two passes give it, up to float64 rounding of the primal's terms
     np.testing.assert_allclose(gaps, old, rtol=0, atol=1e-12)
