@@ -933,13 +933,18 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
     wbar = cert["wbar"]
     if R.complete(cert, data.n_partitions):
         # the own parts from the sums kept at wbar's opening (`NEWTON_CERT_REUSE`) once a
-        # close timed the two passes: ``cost``, the rounds' floor, stays what an answer costs
-        cost, sums = cert["cost"], cert.pop("kept", None)
-        sums = sums if cost > 0.0 and NEWTON_CERT_REUSE else None
+        # close timed the two passes: then ``cost``, the rounds' floor, is what an answer's
+        # passes cost (their CPU, measured once: a wall time taken in a load spike would
+        # hold the floor up for the whole fit), not the kept sums' few vector operations
+        sums = cert.pop("kept", None)
+        sums = sums if "answer_cpu" in cert and NEWTON_CERT_REUSE else None
+        c0 = time.thread_time()
         closed = R.close(cert, state.problem, lambda w: _parts(state, data, w, sums),
                          params["tol"])
         if sums is not None:
-            cert["cost"] = cost
+            cert["cost"] = cert["answer_cpu"]
+        elif state.newton is not None:
+            cert["answer_cpu"] = time.thread_time() - c0
         if closed:
             return True
         primal = cert["primal"]

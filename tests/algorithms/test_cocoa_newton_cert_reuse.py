@@ -107,8 +107,8 @@ def test_an_answer_elsewhere_takes_its_passes(monkeypatch, kind):
 def _lockstep(passes, alpha=1e-3, max_exchanges=40):
     """Parallel lock-step exchanges of 2 partitions until the leader says done: the leader's
     relative gaps as it closed them, its certificate cost (the rounds' floor) after each
-    close, its closes that took the margins pass (counted by ``passes``), and the certified
-    model's relative suboptimality."""
+    close, its closes that took the margins pass (counted by ``passes``), the certified
+    model's relative suboptimality and the leader's certificate book."""
     closes_by_passes = 0
     ds = make_logistic(4000, 20, random_state=3)
     algo, states, datas = _pair(np.ascontiguousarray(ds.X), ds.y, K.LOGISTIC, False, alpha)
@@ -137,19 +137,20 @@ def _lockstep(passes, alpha=1e-3, max_exchanges=40):
     obj = Objective(get_loss("log_loss"), get_penalty("l2", alpha), False)
     f_star = reference_optimum(obj, ds.X, ds.y).f_star
     w = algo.combine(problem, [algo.snapshot(s) for s in states])
-    return gaps, costs, closes_by_passes, (obj.value(w, ds.X, ds.y) - f_star) / abs(f_star)
+    rel = (obj.value(w, ds.X, ds.y) - f_star) / abs(f_star)
+    return gaps, costs, closes_by_passes, rel, states[0].cert
 
 
 def test_the_leaders_closes_take_no_passes_and_give_the_same_gaps_and_stop(monkeypatch):
     passes = _Passes(monkeypatch)
-    gaps, costs, by_passes, rel = _lockstep(passes)
+    gaps, costs, by_passes, rel, book = _lockstep(passes)
     assert rel <= 1e-6 and gaps[-1] <= 1e-6
-    # the first close took the two passes (timed: the rounds' floor, what a peer's answer
-    # costs); the later ones took none and left that floor as it was
+    # the first close took the two passes (their CPU: the later rounds' floor, what a peer's
+    # answer costs); the later ones took none and set that floor
     assert len(gaps) >= 2 and by_passes == 1
-    assert costs[0] > 0.0 and all(c == costs[0] for c in costs)
+    assert 0.0 < book["answer_cpu"] == costs[-1] and all(c == costs[1] for c in costs[1:])
     monkeypatch.setattr(_cocoa, "NEWTON_CERT_REUSE", 0.0)
-    old, _, old_by_passes, old_rel = _lockstep(passes)
+    old, _, old_by_passes, old_rel, _ = _lockstep(passes)
     assert old_by_passes == len(old)
     assert len(gaps) == len(old)  # closed as often, certified at the same close
     # each gap as the two passes give it, up to float64 rounding of the primal's terms
