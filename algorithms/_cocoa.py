@@ -863,9 +863,9 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
 def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray, sums=None) -> GapParts:
     """This partition's `GapParts` at ``wbar`` and its current duals (Newton: the duals of
     ``wbar``, whose ``g`` then travels with the answer; ``sums``: ``wbar``'s margins, duals
-    and ``g`` as a round kept them, `LocalNewton.end_point`, which save both passes). The intercept, if any:
-    unpenalized with the Newton local solver (the parts then carry the per-class sums that
-    make the duals feasible, `gap_from_parts`), a penalized constant feature with SDCA."""
+    and ``g`` as a round kept them, `LocalNewton.end_point`: no data pass). The intercept,
+    if any: unpenalized with the Newton local solver (the parts then carry the per-class sums
+    that make the duals feasible, `gap_from_parts`), a penalized constant feature with SDCA."""
     pb = state.problem
     # Newton: the duals -phi'(x_i^T wbar) that wbar itself gives (free with its margins): the
     # gap then measures wbar alone, not how far the peers' iterates are from it
@@ -958,8 +958,8 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
             payload["mu"] = state.newton.mu  # the leader lowers mu; it travels in every push
     if reopen and _cert_opens(state, now):
         ver = R.open_round(cert, _view(state), now, bias={})
-        if state.newton is not None:  # wbar is the round's end point: its sums, kept
-            cert["kept"] = state.newton.end_point(cert["wbar"])
+        if state.newton is not None and NEWTON_CERT_REUSE:  # at a round's end point: its
+            cert["kept"] = state.newton.end_point(cert["wbar"])  # sums (n + n + p floats)
         payload.update(cert["x"].pub.publish(cert["wbar"], now, ver=ver))
     return False
 
