@@ -109,20 +109,23 @@ def dual_point(loss: int, margins: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def certificate_parts(X, y, w, loss: int, fit_intercept: bool, dual: np.ndarray | None = None,
-                      penalized_intercept: bool = False, g: np.ndarray | None = None) -> GapParts:
+                      penalized_intercept: bool = False, g: np.ndarray | None = None,
+                      margins: np.ndarray | None = None) -> GapParts:
     """A partition's `GapParts` at model ``w`` and duals ``dual`` (default: `dual_point` of ``w``).
 
     ``X`` is a kernel matrix (`_kernels.as_kernel_matrix`) or anything it accepts.
     Two passes over the rows (CSR with an unpenalized intercept: three).
     ``penalized_intercept``: certify the problem whose intercept is a constant feature
     penalized like the others (asip-cocoa's with SDCA). ``g``: ``sum_i a_i x_i`` over the
-    features when the caller keeps it (SDCA's share ``alpha n u``), which saves the pass that
-    would sum it (only with ``dual`` given and no unpenalized intercept).
+    features when the caller keeps it (SDCA's share ``alpha n u``; a Newton round's gradient
+    pass), which saves the pass that would sum it (only with ``dual`` given). ``margins``:
+    ``x_i^T w`` when the caller has them (a Newton round's end point), which saves that pass.
     """
     Xk = K.as_kernel_matrix(X) if not isinstance(X, tuple) else X
     y = np.ascontiguousarray(y, dtype=np.float64)
     w = np.ascontiguousarray(w, dtype=np.float64)
-    m = K.margins_blas(Xk, w, fit_intercept)  # BLAS on dense rows
+    m = (K.margins_blas(Xk, w, fit_intercept) if margins is None  # BLAS on dense rows
+         else np.ascontiguousarray(margins, dtype=np.float64))
     a = dual_point(loss, m, y) if dual is None else np.ascontiguousarray(dual, dtype=np.float64)
     d = w.shape[0] - int(fit_intercept)
     side_w = None  # the second row weighting an unpenalized intercept needs
@@ -132,14 +135,14 @@ def certificate_parts(X, y, w, loss: int, fit_intercept: bool, dual: np.ndarray 
     g_known = g
     g, side_g = np.zeros(d), np.zeros(d)
     if g_known is not None:
-        if dual is None or side_w is not None or np.shape(g_known) != (d,):
-            raise ValueError("certificate_parts: g is taken only with the duals it sums and "
-                             f"no unpenalized intercept, shape ({d},); got {np.shape(g_known)}")
+        if dual is None or np.shape(g_known) != (d,):
+            raise ValueError("certificate_parts: g is taken only with the duals it sums, "
+                             f"shape ({d},); got {np.shape(g_known)}")
         g[:] = g_known
     else:  # dense: a BLAS gemv each, 0.3-0.8x the time of one 2-row gemm (np.stack(...) @ X)
         _weighted_rows(Xk, a, g)
-        if side_w is not None:
-            _weighted_rows(Xk, side_w, side_g)
+    if side_w is not None:
+        _weighted_rows(Xk, side_w, side_g)
     # the loss sum from the margins already taken (one pass fewer than `K.loss_sum`)
     parts = GapParts(len(y), float(_L.loss_value(loss, m, y).sum()),
                      float(conjugate_sum(loss, y, a)), g)

@@ -175,6 +175,11 @@ NEWTON_ROUND_FIRST = 1.0
 #: Newton: `newton_iterations` counts the own Hessian's Gram in a round's cost (0: the peers'
 #: models alone, as before 2026-12-01; `benchmarks/newton_ab.py --knob NEWTON_ITER_HESSIAN`)
 NEWTON_ITER_HESSIAN = 1.0
+#: Newton, smooth losses: the leader's own certificate parts at ``wbar`` (its view, a round's
+#: end point when it opened the certificate round) from that round's margins, duals and
+#: gradient, kept at the opening (`LocalNewton.end_point`), not two data passes at the close
+#: (a round later in lock-step); 0: the passes, as before
+NEWTON_CERT_REUSE = 1.0
 #: Newton, smooth losses: the leader closes a complete certificate round before a due round
 #: (`_close_first`), so a certified ``wbar`` stops the fit without a round's wait; the round
 #: then runs and the next certificate round opens at its model, as before (0: after it)
@@ -855,11 +860,12 @@ def _message(state: CocoaState, data: LocalData, now: float) -> Outgoing:
     return Outgoing(payload)
 
 
-def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray) -> GapParts:
+def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray, sums=None) -> GapParts:
     """This partition's `GapParts` at ``wbar`` and its current duals (Newton: the duals of
-    ``wbar``, whose ``g`` then travels with the answer). The intercept, if any:
-    unpenalized with the Newton local solver (the parts then carry the per-class sums that
-    make the duals feasible, `gap_from_parts`), a penalized constant feature with SDCA."""
+    ``wbar``, whose ``g`` then travels with the answer; ``sums``: ``wbar``'s margins, duals
+    and ``g`` as a round kept them, `LocalNewton.end_point`: no data pass). The intercept,
+    if any: unpenalized with the Newton local solver (the parts then carry the per-class sums
+    that make the duals feasible, `gap_from_parts`), a penalized constant feature with SDCA."""
     pb = state.problem
     # Newton: the duals -phi'(x_i^T wbar) that wbar itself gives (free with its margins): the
     # gap then measures wbar alone, not how far the peers' iterates are from it
@@ -876,6 +882,10 @@ def _parts(state: CocoaState, data: LocalData, wbar: np.ndarray) -> GapParts:
         return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept, dual,
                                  penalized_intercept=False)
     if state.newton is not None:
+        if sums is not None:  # the leader's, at the round end point it opened wbar at
+            m, dual, g = sums
+            return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept, dual,
+                                     penalized_intercept=False, g=g, margins=m)
         return certificate_parts(data.X, data.y, wbar, pb.loss, pb.fit_intercept,
                                  penalized_intercept=False)
     # SDCA: sum_i a_i x_i is alpha n u, kept by the steps -- one pass (the margins), not two
@@ -922,7 +932,20 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
     cert, params = state.cert, state.params
     wbar = cert["wbar"]
     if R.complete(cert, data.n_partitions):
-        if R.close(cert, state.problem, lambda w: _parts(state, data, w), params["tol"]):
+        # the own parts from the sums kept at wbar's opening (`NEWTON_CERT_REUSE`) once a
+        # close timed the two passes: then ``cost``, the rounds' floor, is what an answer's
+        # passes cost (their CPU, measured once: a wall time taken in a load spike would
+        # hold the floor up for the whole fit), not the kept sums' few vector operations
+        sums = cert.pop("kept", None)
+        sums = sums if "answer_cpu" in cert and NEWTON_CERT_REUSE else None
+        c0 = time.thread_time()
+        closed = R.close(cert, state.problem, lambda w: _parts(state, data, w, sums),
+                         params["tol"])
+        if sums is not None:
+            cert["cost"] = cert["answer_cpu"]
+        elif state.newton is not None:
+            cert["answer_cpu"] = time.thread_time() - c0
+        if closed:
             return True
         primal = cert["primal"]
         if state.newton is None and primal < cert.get("best_primal", np.inf):
@@ -935,6 +958,8 @@ def _certify(state: CocoaState, data: LocalData, payload: dict, now: float,
             payload["mu"] = state.newton.mu  # the leader lowers mu; it travels in every push
     if reopen and _cert_opens(state, now):
         ver = R.open_round(cert, _view(state), now, bias={})
+        if state.newton is not None and NEWTON_CERT_REUSE:  # at a round's end point: its
+            cert["kept"] = state.newton.end_point(cert["wbar"])  # sums (n + n + p floats)
         payload.update(cert["x"].pub.publish(cert["wbar"], now, ver=ver))
     return False
 

@@ -413,6 +413,21 @@ class LocalNewton:
         self.cache = (self._gram_of(self._smooth_weights(m, every_row=True)), m, self.mu, True)
         return self.cache[0], True
 
+    def end_point(self, w):
+        """``(margins, duals, g)`` of the last solve's end point when it is ``w`` (the
+        margins ``x_i^T w``, the duals ``-phi'`` there and their ``sum_i a_i x_i`` over the
+        features, all kept by the round), else None: a certificate answer at the own point
+        then takes no data pass (`_cocoa._parts`). None for hinge (its answer's duals are
+        the smoothed ones at ``mu``) and where clipping moved a dual (``g`` would not sum it)."""
+        last = self.last
+        if self.hinge or last is None or not np.array_equal(last[0], w):
+            return None
+        _, m, r, g_loss, _ = last
+        dual = _L.loss_dual_clip(self.loss, -r, self.y)
+        if not np.array_equal(dual, -r):
+            return None
+        return m, dual, -g_loss[:self.p - int(self.fi)]
+
     def solve(self, w0, peers, c_missing: float, max_iter: int, rtol: float,
               missing: str = "rescale"):
         """Newton on ``F_j`` from ``v = w0``.
