@@ -7,9 +7,11 @@ cluster of its own, whose worker processes (a nanny's respawns too) put ``PATH``
 (the driver is this tree). Per pair, each arm: a fault-free fit, then one with
 ``KillWorker(1)`` at 0.3 x the median of the last 4 fault-free fits (the load drifts).
 Printed: time to 1e-6 and the rounds (``n_iter_``) of every fit, kill / fault-free per
-arm, and the paired ratio of the kill times (this tree / the other). A kill that came
-after 1e-6 is left out of the medians. Problems and solvers as `cocoa_newton.py`'s
-``kill`` section (dense 500k x 100 or sparse 400k x 20k logistic, alpha 1e-6, 2 workers).
+arm, the time from the restarted operator's ``ready`` to 1e-6 (the part a solver's rejoin
+decides; the reload before it swings 0.2-1.8 s at load 5-9), and the paired ratio of the
+kill times (this tree / the other). A kill that came after 1e-6 is left out of the
+medians. Problems and solvers as `cocoa_newton.py`'s ``kill`` section (dense 500k x 100
+or sparse 400k x 20k logistic, alpha 1e-6, 2 workers).
 
 Run:  python benchmarks/kill_ab.py --against /tmp/main --problems dense --solvers auto --pairs 6
 """
@@ -79,6 +81,7 @@ def run(clients: dict, problem: str, solver: str, pairs: int, budget: float = 20
     kills = {arm: [] for arm in arms}
     free = {arm: [] for arm in arms}
     rounds = {arm: [] for arm in arms}
+    after = {arm: [] for arm in arms}  # ready (the restarted operator's setup done) -> 1e-6
     for i in range(pairs):
         at = 0.3 * float(np.median(recent[-4:]))
         for arm in (arms if i % 2 == 0 else arms[::-1]):
@@ -89,6 +92,9 @@ def run(clients: dict, problem: str, solver: str, pairs: int, budget: float = 20
             lost = next((e.time for e in est.stage_result_.timeline if e.kind == "lost"), None)
             fired = len(est.restarts_) >= 1 and lost is not None and lost <= t6
             kills[arm].append(t6 if fired else math.nan)
+            ready = next((e.time for e in est.stage_result_.timeline if e.kind == "ready"),
+                         math.nan)
+            after[arm].append(t6 - ready if fired else math.nan)
             rounds[arm].append((est.n_iter_, est0.n_iter_))
             print(f"  {problem} {est.solver_} pair {i} {arm}: fault-free {t0:.2f} s "
                   f"({est0.n_iter_} rounds); kill at {at:.2f} s -> to 1e-6 {t6:.2f} s "
@@ -99,7 +105,8 @@ def run(clients: dict, problem: str, solver: str, pairs: int, budget: float = 20
         mk, mf = float(np.nanmedian(kills[arm])), float(np.median(free[arm]))
         more = sum(k > f for k, f in rounds[arm])
         lines.append(f"{arm}: kill median {mk:.2f} s, fault-free median {mf:.2f} s -> "
-                     f"{mk / mf:.2f}x, {more}/{pairs} killed fits took more rounds")
+                     f"{mk / mf:.2f}x, ready -> 1e-6 median {np.nanmedian(after[arm]):.2f} s, "
+                     f"{more}/{pairs} killed fits took more rounds")
     a, b = arms
     paired = [x / y for x, y in zip(kills[a], kills[b])]
     return (f"{problem} {solver}: " + "; ".join(lines)
