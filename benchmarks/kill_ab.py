@@ -108,11 +108,10 @@ def run(clients: dict, problem: str, solver: str, pairs: int, budget: float = 20
                      f"{mk / mf:.2f}x, ready -> 1e-6 median {np.nanmedian(after[arm]):.2f} s, "
                      f"{more}/{pairs} killed fits took more rounds")
     a, b = arms
-    paired = [x / y for x, y in zip(kills[a], kills[b])]
-    return (f"{problem} {solver}: " + "; ".join(lines)
-            + f"; paired kill {a}/{b} median {np.nanmedian(paired):.2f} "
-            f"({', '.join(f'{r:.2f}' for r in paired)}); n={pairs}; "
-            f"load {os.getloadavg()[0]:.1f}")
+    ratios = [x / y for x, y in zip(kills[a], kills[b])]  # nan: a kill left out
+    each = ", ".join(f"{r:.2f}" for r in ratios)
+    lines.append(f"paired kill {a}/{b} median {np.nanmedian(ratios):.2f} ({each})")
+    return f"{problem} {solver}: {'; '.join(lines)}; n={pairs}; load {os.getloadavg()[0]:.1f}"
 
 
 def main() -> None:
