@@ -12,10 +12,12 @@ is not a descent direction restarts the memory.
 
 Stopping: certified, as ``gd``: each round's sums give a duality gap at the evaluated point
 for free (`_primal_cert`), and the stage stops when ``gap / |P| <= tol``. A restarted
-operator joins at its peers' round and point with an empty memory (the point comes with a
-peer's re-push: a round's first push carries only the gradient sums, `_barrier`'s lean
-messages); its contribution says so (``fresh``), and then every operator clears its memory
-and takes that point as the new base, so all keep deciding on the same numbers.
+operator says hello and joins at its peers' round and point with their memory and line
+search, from their answers (`_barrier`'s handover: a killed fit takes the fault-free
+fit's rounds). Without an answer within ``rejoin_wait`` it joins from a peer's re-push (a
+round's first push carries only the gradient sums, `_barrier`'s lean messages) with an
+empty memory; its contribution says so (``fresh``), and then every operator clears its
+memory and takes that point as the new base, so all keep deciding on the same numbers.
 
 References
 ----------

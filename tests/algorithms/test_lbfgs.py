@@ -142,7 +142,8 @@ def test_snapshot_carries_the_objective_of_its_own_model(loss, fit_intercept, we
 def test_a_rounds_first_push_is_lean_and_a_repush_carries_the_rest():
     """A round's first push carries what the reduction reads (no point, no previous round:
     at 10^5 features 0.8 instead of 3.2 MB); a re-push, after waiting at least twice the
-    contribution's own time, carries both, and a restarted operator adopts only from it."""
+    contribution's own time, carries both, and a restarted operator that hears no answer to
+    its hello adopts only from it, once ``rejoin_wait`` is over."""
     from asip.algorithms._base import local_data
 
     ds, parts, _, _, pb = _case("log_loss", False)
@@ -167,6 +168,8 @@ def test_a_rounds_first_push_is_lean_and_a_repush_carries_the_rest():
     assert fresh.mem["phase"] == "rejoin"
     assert [o.payload.get("hello") for o in out.outbox] == [True]  # it asks, nothing more
     L.local_step(fresh, datas[2], [Msg(1, 0, first[1], 0.0), Msg(0, 0, again, 0.0)], 10.1)
+    assert fresh.mem["phase"] == "rejoin"  # it waits for its hello's answers
+    L.local_step(fresh, datas[2], [], 10.0 + params["rejoin_wait"])
     assert fresh.mem["phase"] == "run" and fresh.mem["k"] == 0
 
 
@@ -234,6 +237,56 @@ def test_the_hello_and_its_answer_fit_the_schema_and_hand_over_the_memory():
         assert fresh.mem["t"] == peer["t"] and not fresh.mem["fresh"]
         np.testing.assert_array_equal(fresh.mem["S"], peer["S"])
         np.testing.assert_array_equal(fresh.mem["Y"], peer["Y"])
+
+
+def _rounds_then_a_rejoiner(n_rounds: int = 8):
+    """Three lbfgs operators after ``n_rounds`` all-reduced rounds (a memory held), and a
+    restarted partition 2 that has said hello: (problem, datas, states, fresh, hello)."""
+    from _sim import Msg
+
+    from asip.algorithms._base import local_data
+
+    _, parts, _, _, pb = _case("log_loss", False)
+    params = L.ALGORITHM.merge({"tol": 1e-14})
+    datas = [local_data(*parts[j], pb, j) for j in range(3)]
+    states = [L.init(pb, d, params) for d in datas]
+    boxes = [[] for _ in range(3)]
+    for _ in range(n_rounds):
+        for j in range(3):
+            out = L.local_step(states[j], datas[j], boxes[j], 0.0)
+            boxes[j] = []
+            for o in out.outbox:
+                boxes[(j + 1) % 3].append(Msg(j, 0, o.payload, 0.0))
+                boxes[(j + 2) % 3].append(Msg(j, 0, o.payload, 0.0))
+    fresh = L.init(pb, local_data(*parts[2], pb, 2, incarnation=1), params)
+    hello = L.local_step(fresh, datas[2], [], 0.0).outbox[0].payload
+    return pb, datas, states, fresh, hello
+
+
+def test_a_rejoiner_joins_from_the_answer_not_from_a_plain_repush():
+    """A peer waiting out the loss re-pushes its round to every partition; a re-push that
+    reaches the restarted operator before the answer to its hello, or right behind it in
+    the same step, has no memory: joining from it started every operator's memory afresh
+    (one kill in three on a real cluster). It joins from the answers, with the memory."""
+    from _sim import Msg
+
+    _, datas, states, fresh, hello = _rounds_then_a_rejoiner()
+    answers, repushes = {}, {}
+    for j in (0, 1):
+        states[j].barrier.contribute_s = 0.0
+        out = L.local_step(states[j], datas[j], [Msg(2, 1, hello, 0.0)], 1.0)
+        answers[j] = next(o.payload for o in out.outbox if o.to == 2)
+        repushes[j] = next(o.payload for o in out.outbox if o.to is None)  # same step
+        assert "r_S" not in repushes[j] and "c_x" in repushes[j]
+    L.local_step(fresh, datas[2], [Msg(0, 0, repushes[0], 0.0), Msg(1, 0, repushes[1], 0.0)],
+                 0.01)
+    assert fresh.mem["phase"] == "rejoin"  # a re-push first: it waits for the answers
+    L.local_step(fresh, datas[2], [Msg(j, 0, p, 0.0) for j in (0, 1)
+                                   for p in (answers[j], repushes[j])], 0.02)
+    peer = states[min((0, 1), key=lambda j: answers[j]["k"])].mem
+    assert fresh.mem["phase"] == "run" and peer["S"]
+    np.testing.assert_array_equal(fresh.mem["S"], peer["S"])
+    np.testing.assert_array_equal(fresh.mem["Y"], peer["Y"])
 
 
 def test_a_lost_hello_is_said_again_less_and_less_often():
