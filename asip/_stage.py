@@ -284,6 +284,7 @@ class _Run:
         self.finish_limit = _config.seconds("channel.connect-timeout") * 2
         self.respawn_hold = False  # a `RespawnHold` is installed on the nannies
         self.hold_removal: asyncio.Future | None = None  # on the loop, sent with the finish
+        self.hold_installing: asyncio.Future | None = None  # on the loop: the hold's install
 
     # ------------------------------------------------------------------ control RPCs
     def _rpc(self, kind: str, **kwargs: Any) -> Any:
@@ -464,13 +465,17 @@ class _Run:
                                 single_thread_blas=_config.flag("stage.single-thread-blas"))
         client = self.client
         plugins = [directory, channel]
-        if hold > 0:  # a nanny's new process does not take a core from the recovery
-            plugins.append(RespawnHold(self.run_id, hold))
-        self.respawn_hold = hold > 0
+        respawn_hold = RespawnHold(self.run_id, hold) if hold > 0 else None
+        self.respawn_hold = respawn_hold is not None
 
         async def install() -> None:  # all at once: one round trip, not one each
             # on the client's loop, register_plugin hands back its coroutine (the client's
             # `asynchronous` is true there); the plugins say idempotent = False
+            if respawn_hold is not None:  # a nanny's new process does not take a core from
+                # the recovery; not waited for: the launch needs it only if a worker dies
+                # in its first milliseconds (`_remove_hold` waits for it)
+                self.hold_installing = asyncio.ensure_future(
+                    client.register_plugin(respawn_hold, name=respawn_hold.name))
             results = await asyncio.gather(
                 *(client.register_plugin(p, name=p.name) for p in plugins),
                 return_exceptions=True)
@@ -937,6 +942,8 @@ class _Run:
         """On the client's loop: remove the stage's `RespawnHold` from the nannies (a
         respawn held back starts now; the held nanny itself sees the directory gone)."""
         try:
+            if self.hold_installing is not None:  # removed after it landed, not before
+                await self.hold_installing
             await self.client.scheduler.unregister_nanny_plugin(name=hold_name(self.run_id))
         except Exception as exc:  # the hold ends by itself (asip.stage.respawn-hold)
             logger.warning("asip: removing the nannies' respawn hold: %r", exc)
