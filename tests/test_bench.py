@@ -283,6 +283,29 @@ def test_quick_profile_end_to_end(tmp_path):
     assert {str(p) for p in pngs} == set(summary["plots"])
 
 
+@pytest.mark.timeout(120)
+def test_in_process_workers(tmp_path):
+    """``--in-process``: the matrix runs on workers that are threads of the bench's process (the
+    estimators' default cluster); the kill fault, which needs a worker process, is refused."""
+    pytest.importorskip("rich", reason="the benchmark's dependencies are asip[bench]")
+    from asip_bench import main
+
+    with pytest.raises(SystemExit, match="--in-process cannot run the kill fault"):
+        config.config_from_args(["--in-process", "--faults", "kill"])
+    cfg = config.config_from_args(["--ttt", "--in-process", "--sections", "matrix"])
+    assert cfg.in_process and not config.config_from_args(["--ttt"]).in_process
+    out = tmp_path / "bench"
+    argv = ["--ttt", "--in-process", "--sections", "matrix", "--solvers", "asip-cocoa,gd",
+            "--datasets", "synthetic-logistic:1500", "--tasks", "log_loss-l2", "--budget", "0.3",
+            "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["machine"]["workers_kind"] == "in-process"
+    runs = [r for r in payload["runs"] if r["kind"] == "matrix"]
+    assert {r["solver"] for r in runs if r["status"] == "ok"} == {"asip-cocoa", "gd"}
+    assert all(r["time_to"]["1e-3"] is not None for r in runs)
+
+
 def test_cli_dispatch(capsys):
     from asip.cli import main
 

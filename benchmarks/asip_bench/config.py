@@ -64,6 +64,9 @@ class BenchConfig:
     tol: float | None = 0.0
     workers: int = 2
     threads_per_worker: int = 1
+    # workers that are threads of the bench's process (as the estimators' own cluster is by
+    # default) instead of worker processes
+    in_process: bool = False
     partitions: int | None = None
     scheduler: str | None = None
     faults: list = field(default_factory=lambda: ["straggler", "kill"])
@@ -218,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "default, its own stopping test)")
     p.add_argument("--workers", type=int, help="worker processes of the local cluster")
     p.add_argument("--threads-per-worker", type=int)
+    p.add_argument("--in-process", action="store_true", default=None,
+                   help="workers that are threads of this process, as the estimators' own "
+                   "cluster is by default (the kill fault needs worker processes)")
     p.add_argument("--partitions", type=int, help="data partitions (default: worker threads)")
     p.add_argument("--scheduler", help="use this cluster (tcp://host:8786) instead of a local one")
     p.add_argument("--faults", type=_csv(str), help="straggler,kill or none")
@@ -262,7 +268,7 @@ def config_from_args(argv: list[str] | None = None) -> BenchConfig:
     if args.budget is not None:
         cfg.budgets, cfg.fault_budget = [args.budget], args.budget
     for key in ("datasets", "tasks", "budgets", "ttt_targets", "tol", "workers",
-                "threads_per_worker", "partitions", "scheduler", "fault_tasks", "fault_budget",
+                "threads_per_worker", "in_process", "partitions", "scheduler", "fault_tasks", "fault_budget",
                 "fault_partitions",
                 "sections", "scaling_partitions", "scaling_factors", "scaling_rows",
                 "crossover_sizes", "crossover_task", "out", "progress", "seed", "from_json",
@@ -283,6 +289,10 @@ def config_from_args(argv: list[str] | None = None) -> BenchConfig:
         bad = set(cfg.faults) - {"straggler", "kill"}
         if bad:
             raise SystemExit(f"asip bench: unknown faults {sorted(bad)}; use straggler, kill, none")
+    if (cfg.in_process and "kill" in cfg.faults and "faults" in cfg.sections
+            and not cfg.scheduler):
+        raise SystemExit("asip bench: --in-process cannot run the kill fault (it kills a worker "
+                         "process); add --faults straggler or --sections matrix")
     bad = set(cfg.sections) - {"matrix", "faults", "crossover", "fixed-cost", "scaling"}
     if bad:
         raise SystemExit(f"asip bench: unknown sections {sorted(bad)}")

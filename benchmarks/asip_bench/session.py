@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def cluster(cfg: BenchConfig, threads_per_worker: int | None = None):
-    """A client on ``cfg.scheduler``, or on a fresh local process cluster (closed afterwards)."""
+    """A client on ``cfg.scheduler``, or on a fresh local cluster (closed afterwards): worker
+    processes, or with ``cfg.in_process`` workers that are threads of this process."""
     from distributed import Client, LocalCluster
 
     from asip import _driver_gc
@@ -37,12 +38,13 @@ def cluster(cfg: BenchConfig, threads_per_worker: int | None = None):
         with Client(cfg.scheduler) as client:
             yield client
         return
+    # a nanny's environment: worker processes only
+    env = {} if cfg.in_process else {"env": {"PYTHONWARNINGS": "ignore"}}
     with LocalCluster(n_workers=cfg.workers,
                       threads_per_worker=threads_per_worker or cfg.threads_per_worker,
-                      processes=True, dashboard_address=":0",
+                      processes=not cfg.in_process, dashboard_address=":0",
                       # injected kills log "Compute Failed" errors; the runs record failures
-                      silence_logs=logging.CRITICAL,
-                      env={"PYTHONWARNINGS": "ignore"}) as lc, \
+                      silence_logs=logging.CRITICAL, **env) as lc, \
             Client(lc) as client:
         client.wait_for_workers(cfg.workers, timeout=60)
         # the scheduler lives in this process, as `asip.connect()`'s does: the same gc policy
@@ -168,11 +170,13 @@ def _run(cfg: BenchConfig, command: str = "asip bench") -> int:
     json_path = cfg.out / "results.json"
     meta = machine()
     meta["command"] = command
+    meta["workers_kind"] = "in-process" if cfg.in_process else "processes"
     t0 = time.monotonic()
     console.print(f"[bold]asip bench[/] ({cfg.profile}): {len(cfg.datasets)} datasets, "
                   f"{len(cfg.tasks)} tasks, {len(cfg.solvers)} solvers, budgets "
                   f"{', '.join(f'{b:g}' for b in cfg.budgets)} s, {cfg.workers} workers x "
-                  f"{cfg.threads_per_worker} threads; output in {cfg.out}/")
+                  f"{cfg.threads_per_worker} threads"
+                  f"{' in this process' if cfg.in_process else ''}; output in {cfg.out}/")
     state: dict = {"session": None, "previous": ({}, {})}
     if cfg.resume:
         state["previous"] = resumable(json_path)
