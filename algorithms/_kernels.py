@@ -58,6 +58,7 @@ __all__ = [
     "prox_inplace",
     "rda_steps",
     "rda_steps_lazy",
+    "rmatvec",
     "row_sqnorms",
     "saga_steps",
     "saga_steps_lazy",
@@ -72,6 +73,12 @@ LOGISTIC, HINGE, SQUARED = _L.LOGISTIC, _L.HINGE, _L.SQUARED
 L2, L1 = 0, 1
 
 _JIT = {"nogil": True, "cache": True}
+
+#: CSR products outside the kernels (asip-cocoa's Newton, certificate answers) by `margins` and
+#: `rmatvec`, not scipy's or numpy's (``A @ v``, ``A.T @ r``, ``bincount``), which hold the GIL:
+#: the estimators' default workers are threads of one process, whose operators then took turns
+#: (0: scipy's and numpy's, as before 2026-12-01; `benchmarks/nogil_ab.py`)
+NOGIL_SPARSE = 1.0
 
 
 # ---------------------------------------------------------------------- data form
@@ -418,6 +425,16 @@ def margins(X, w, fit_intercept):
     """``A w + b`` for every row."""
     out = np.empty(n_rows(X))
     sweep_margins(X, w, fit_intercept, out, 0)
+    return out
+
+
+@njit(**_JIT)
+def rmatvec(X, d, n_coef):
+    """``A^T d`` over the ``n_coef`` features, summed row by row as scipy's ``A.T @ d`` (bit
+    for bit, but for the sign of a zero): scipy's sparse products hold the GIL, so two
+    operators that are threads of one process ran theirs one at a time."""
+    out = np.zeros(n_coef)
+    sweep_scatter(X, d, False, out, 0)
     return out
 
 

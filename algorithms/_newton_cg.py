@@ -75,7 +75,11 @@ def _curvature(nw, m):
             np.abs(m - c[1]), initial=0.0) <= REFRESH):
         return c[0], c[2]
     d = _L.loss_curvature(nw.loss, m, nw.y) * (1.0 / nw.n)
-    if nw.sparse:
+    if nw.sparse and nw.kx is not None:  # the squared entries' nogil product
+        if nw.sq is None:
+            nw.sq = (nw.kx[0] * nw.kx[0], *nw.kx[1:])
+        diag = K.rmatvec(nw.sq, d, nw.p - int(nw.fi))
+    elif nw.sparse:
         if nw.sq is None:
             nw.sq = nw.A.multiply(nw.A).tocsr()
         diag = nw.sq.T @ d
