@@ -65,6 +65,7 @@ __all__ = [
     "sdca_steps",
     "sgd_steps",
     "sgd_steps_lazy",
+    "weighted_gram_matvec",
 ]
 
 logger = logging.getLogger(__name__)
@@ -435,6 +436,35 @@ def rmatvec(X, d, n_coef):
     operators that are threads of one process ran theirs one at a time."""
     out = np.zeros(n_coef)
     sweep_scatter(X, d, False, out, 0)
+    return out
+
+
+@njit(**_JIT)
+def weighted_gram_matvec(X, d, u, fit_intercept, r, n_coef):
+    """``A^T (d * m)`` over the ``n_coef`` features, ``m = A u + b`` (``b = u[-1]`` with an
+    intercept), in one pass over the rows: each row's margin and its scatter while the row
+    is in cache (`margins` then `rmatvec` read it twice). Leaves ``r = d * m``: the same
+    numbers as those two kernels, bit for bit."""
+    out = np.zeros(n_coef)
+    data, indices, indptr = X
+    b = u[u.shape[0] - 1] if fit_intercept else 0.0
+    for i in range(r.shape[0]):
+        s = 0.0
+        lo, hi = np.uint64(indptr[i]), np.uint64(indptr[i + 1])
+        k = lo
+        while k < hi:
+            s += data[k] * u[indices[k]]
+            k += np.uint64(1)
+        if fit_intercept:
+            s += b
+        a = d[i] * s
+        r[i] = a
+        if a == 0.0:
+            continue
+        k = lo
+        while k < hi:
+            out[indices[k]] += a * data[k]
+            k += np.uint64(1)
     return out
 
 

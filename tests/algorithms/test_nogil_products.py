@@ -55,6 +55,20 @@ def test_rmatvec_of_no_rows_is_zero():
 
 
 @pytest.mark.parametrize("fi", [False, True])
+def test_weighted_gram_matvec_is_both_products_in_one_pass(fi):
+    """``A^T (d * (A u + b))`` and ``d * (A u + b)`` as scipy's two products give them."""
+    A = _csr()
+    rng = np.random.default_rng(12)
+    u, d = rng.standard_normal(A.shape[1] + int(fi)), rng.random(A.shape[0])
+    d[[0, 9]] = 0.0  # rows of no curvature
+    r = np.empty(A.shape[0])
+    got = K.weighted_gram_matvec(K.as_kernel_matrix(A), d, u, fi, r, A.shape[1])
+    want_r = d * (A @ (u[:-1] if fi else u) + (u[-1] if fi else 0.0))
+    assert np.array_equal(r, want_r)
+    assert np.array_equal(got, A.T @ want_r)
+
+
+@pytest.mark.parametrize("fi", [False, True])
 def test_local_newton_products_and_solve_equal_scipys(fi, monkeypatch):
     """With the knob on and off (scipy's products): the same margins, transposed products,
     preconditioner and Newton-CG iterate, bit for bit."""
