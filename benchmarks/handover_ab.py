@@ -50,13 +50,13 @@ def rotated(label: str, arms: tuple, pairs: int, on) -> dict:
     for k in range(pairs):
         for arm in arms[k % len(arms):] + arms[:k % len(arms)]:
             times[arm].append(on(arm))
-        print(f"  {label} round {k}: " + ", ".join(f"{a} {times[a][-1]:.3f} s" for a in arms)
+        print(f"  {label} round {k}: " + ", ".join(f"{a} {times[a][-1]:.4f} s" for a in arms)
               + f"; load {_load()}", flush=True)
     return times
 
 
 def _medians(times: dict) -> str:
-    return ", ".join(f"{a} {statistics.median(t):.3f} s" for a, t in times.items())
+    return ", ".join(f"{a} {statistics.median(t):.4f} s" for a, t in times.items())
 
 
 def case(label: str, clients: dict, pairs: int, measure) -> None:
@@ -73,9 +73,10 @@ def case(label: str, clients: dict, pairs: int, measure) -> None:
           f"{_ratio(times['processes'], times['threads'])}; load {_load()}", flush=True)
 
 
-def run(argv, case_fn, doc: str, **defaults) -> None:
+def run(argv, case_fn, doc: str, metric=None, **defaults) -> None:
     """The options these A/B scripts share (``defaults`` override their defaults), then
-    ``case_fn(label, clients, pairs, measure)`` on every async case, both clusters up."""
+    ``case_fn(label, clients, pairs, measure)`` on every async case, both clusters up
+    (``metric``: see `inproc.async_cases`)."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2, help="one-thread workers a cluster")
@@ -87,7 +88,8 @@ def run(argv, case_fn, doc: str, **defaults) -> None:
     args = ap.parse_args(argv)
     print(f"# {ap.prog}; load {_load()}", flush=True)
     with two_clusters(args.workers) as clients:
-        for label, measure in async_cases(args.datasets, args.tasks, args.solvers, args.budget):
+        for label, measure in async_cases(args.datasets, args.tasks, args.solvers, args.budget,
+                                          metric):
             try:
                 case_fn(label, clients, args.pairs, measure)
             except ValueError as exc:  # e.g. asip-svrg on hinge: not this solver's task
