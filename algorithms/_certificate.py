@@ -200,8 +200,10 @@ def _balanced(parts, conj: float, g: np.ndarray, n: int) -> tuple[float, np.ndar
 
 
 def _weighted_rows(Xk, a, out) -> None:
-    """``out += sum_i a_i x_i`` over the features."""
-    if isinstance(Xk, tuple):
+    """``out += sum_i a_i x_i`` over the features (CSR: `_kernels.NOGIL_SPARSE`)."""
+    if isinstance(Xk, tuple) and K.NOGIL_SPARSE:
+        out += K.rmatvec(Xk, a, out.shape[0])
+    elif isinstance(Xk, tuple):
         data, indices, indptr = Xk
         out += np.bincount(indices, weights=data * np.repeat(a, np.diff(indptr)),
                            minlength=out.shape[0])

@@ -219,8 +219,11 @@ class LocalNewton:
             self.csr = (np.ascontiguousarray(data, dtype=np.float64),
                         np.ascontiguousarray(indices, dtype=np.int64),
                         np.ascontiguousarray(indptr, dtype=np.int64))
+            # the rows as the nogil kernels take them (`_kernels.NOGIL_SPARSE`), else None
+            self.kx = ((self.csr[0], K.column_indices(indices, d), self.csr[2])
+                       if K.NOGIL_SPARSE else None)
         else:
-            self.A = X
+            self.A, self.kx = X, None
         self.y = np.ascontiguousarray(y, dtype=np.float64)  # (numba's kernels take it)
         self.loss, self.fi, self.p = loss, fit_intercept, p
         self.n, self.alpha = float(n_total), float(alpha)
@@ -306,13 +309,20 @@ class LocalNewton:
             return _L.smooth_deriv(self.loss, m, self.y, self.mu)
         return _L.loss_deriv(self.loss, m, self.y)
 
-    # the design matrix with the constant column, without building it
+    # the design matrix with the constant column, without building it; CSR by the nogil
+    # kernels (`_kernels.NOGIL_SPARSE`), the same sums in the same order as scipy's
     def _mv(self, v):
+        if self.sparse and self.kx is not None:
+            return K.margins(self.kx, np.ascontiguousarray(v, dtype=np.float64), self.fi)
         m = self.A @ (v[:-1] if self.fi else v)
         return m + v[-1] if self.fi else m
 
     def _rmv(self, r):
-        g = self.A.T @ r
+        if self.sparse and self.kx is not None:
+            g = K.rmatvec(self.kx, np.ascontiguousarray(r, dtype=np.float64),
+                          self.p - int(self.fi))
+        else:
+            g = self.A.T @ r
         return np.append(g, r.sum()) if self.fi else np.asarray(g)
 
     def _hessian(self, m):

@@ -58,12 +58,14 @@ __all__ = [
     "prox_inplace",
     "rda_steps",
     "rda_steps_lazy",
+    "rmatvec",
     "row_sqnorms",
     "saga_steps",
     "saga_steps_lazy",
     "sdca_steps",
     "sgd_steps",
     "sgd_steps_lazy",
+    "weighted_gram_matvec",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,12 @@ LOGISTIC, HINGE, SQUARED = _L.LOGISTIC, _L.HINGE, _L.SQUARED
 L2, L1 = 0, 1
 
 _JIT = {"nogil": True, "cache": True}
+
+#: CSR products outside the kernels (asip-cocoa's Newton, certificate answers) by `margins` and
+#: `rmatvec`, not scipy's or numpy's (``A @ v``, ``A.T @ r``, ``bincount``), which hold the GIL:
+#: the estimators' default workers are threads of one process, whose operators then took turns
+#: (0: scipy's and numpy's, as before 2026-12-01; `benchmarks/nogil_ab.py`)
+NOGIL_SPARSE = 1.0
 
 
 # ---------------------------------------------------------------------- data form
@@ -418,6 +426,45 @@ def margins(X, w, fit_intercept):
     """``A w + b`` for every row."""
     out = np.empty(n_rows(X))
     sweep_margins(X, w, fit_intercept, out, 0)
+    return out
+
+
+@njit(**_JIT)
+def rmatvec(X, d, n_coef):
+    """``A^T d`` over the ``n_coef`` features, summed row by row as scipy's ``A.T @ d`` (bit
+    for bit, but for the sign of a zero): scipy's sparse products hold the GIL, so two
+    operators that are threads of one process ran theirs one at a time."""
+    out = np.zeros(n_coef)
+    sweep_scatter(X, d, False, out, 0)
+    return out
+
+
+@njit(**_JIT)
+def weighted_gram_matvec(X, d, u, fit_intercept, r, n_coef):
+    """``A^T (d * m)`` over the ``n_coef`` features, ``m = A u + b`` (``b = u[-1]`` with an
+    intercept), in one pass over the rows: each row's margin and its scatter while the row
+    is in cache (`margins` then `rmatvec` read it twice). Leaves ``r = d * m``: the same
+    numbers as those two kernels, bit for bit."""
+    out = np.zeros(n_coef)
+    data, indices, indptr = X
+    b = u[u.shape[0] - 1] if fit_intercept else 0.0
+    for i in range(r.shape[0]):
+        s = 0.0
+        lo, hi = np.uint64(indptr[i]), np.uint64(indptr[i + 1])
+        k = lo
+        while k < hi:
+            s += data[k] * u[indices[k]]
+            k += np.uint64(1)
+        if fit_intercept:
+            s += b
+        a = d[i] * s
+        r[i] = a
+        if a == 0.0:
+            continue
+        k = lo
+        while k < hi:
+            out[indices[k]] += a * data[k]
+            k += np.uint64(1)
     return out
 
 

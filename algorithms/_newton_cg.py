@@ -75,7 +75,11 @@ def _curvature(nw, m):
             np.abs(m - c[1]), initial=0.0) <= REFRESH):
         return c[0], c[2]
     d = _L.loss_curvature(nw.loss, m, nw.y) * (1.0 / nw.n)
-    if nw.sparse:
+    if nw.sparse and nw.kx is not None:  # the squared entries' nogil product
+        if nw.sq is None:
+            nw.sq = (nw.kx[0] * nw.kx[0], *nw.kx[1:])
+        diag = K.rmatvec(nw.sq, d, nw.p - int(nw.fi))
+    elif nw.sparse:
         if nw.sq is None:
             nw.sq = nw.A.multiply(nw.A).tocsr()
         diag = nw.sq.T @ d
@@ -158,8 +162,16 @@ class _Free:
         return g, mag
 
     def _matvec(self, u):
-        self.nw.passes += 1.0
-        return self.h * self.nw._rmv(self.d * self.nw._mv(u)) + (self.pen + self.lam) * u
+        nw = self.nw
+        nw.passes += 1.0
+        if nw.kx is None:
+            return self.h * nw._rmv(self.d * nw._mv(u)) + (self.pen + self.lam) * u
+        # CSR: both passes in one (`_kernels.weighted_gram_matvec`), the same numbers
+        r = np.empty(len(self.d))
+        g = K.weighted_gram_matvec(nw.kx, self.d, u, nw.fi, r, nw.p - int(nw.fi))
+        if nw.fi:
+            g = np.append(g, r.sum())
+        return self.h * g + (self.pen + self.lam) * u
 
     def solve(self, g):
         return pcg(self._matvec, -g, self.diagM, self.nw.cg_rtol, self.nw.cg_max)[0]

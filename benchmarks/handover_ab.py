@@ -40,6 +40,25 @@ def _ratio(a: list, b: list) -> str:
             f"n={len(ratios)})")
 
 
+def rotated(label: str, arms: tuple, pairs: int, on) -> dict:
+    """One warm-up ``on(arm)`` each (imports and compiled kernels, not timed), then ``pairs``
+    rounds of ``on(arm) -> seconds`` on every arm, the order rotated each round; prints each
+    round. Returns each arm's seconds."""
+    for arm in arms:
+        on(arm)
+    times: dict[str, list] = {arm: [] for arm in arms}
+    for k in range(pairs):
+        for arm in arms[k % len(arms):] + arms[:k % len(arms)]:
+            times[arm].append(on(arm))
+        print(f"  {label} round {k}: " + ", ".join(f"{a} {times[a][-1]:.4f} s" for a in arms)
+              + f"; load {_load()}", flush=True)
+    return times
+
+
+def _medians(times: dict) -> str:
+    return ", ".join(f"{a} {statistics.median(t):.4f} s" for a, t in times.items())
+
+
 def case(label: str, clients: dict, pairs: int, measure) -> None:
     """``measure(client) -> seconds`` on the three arms, rotated each round; prints rounds
     and medians."""
@@ -48,37 +67,38 @@ def case(label: str, clients: dict, pairs: int, measure) -> None:
         with dask.config.set({"asip.channel.in-process-handover": arm != "threads-loop"}):
             return measure(client)
 
-    for arm in ARMS:  # warm-up: imports and compiled kernels, not timed
-        on(arm)
-    times: dict[str, list] = {arm: [] for arm in ARMS}
-    for k in range(pairs):
-        for arm in ARMS[k % 3:] + ARMS[:k % 3]:
-            times[arm].append(on(arm))
-        print(f"  {label} round {k}: " + ", ".join(f"{a} {times[a][-1]:.3f} s" for a in ARMS)
-              + f"; load {_load()}", flush=True)
-    medians = ", ".join(f"{a} {statistics.median(times[a]):.3f} s" for a in ARMS)
-    print(f"{label}: median {medians}; paired threads-loop/threads "
+    times = rotated(label, ARMS, pairs, on)
+    print(f"{label}: median {_medians(times)}; paired threads-loop/threads "
           f"{_ratio(times['threads-loop'], times['threads'])}; processes/threads "
           f"{_ratio(times['processes'], times['threads'])}; load {_load()}", flush=True)
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def run(argv, case_fn, doc: str, metric=None, **defaults) -> None:
+    """The options these A/B scripts share (``defaults`` override their defaults), then
+    ``case_fn(label, clients, pairs, measure)`` on every async case, both clusters up
+    (``metric``: see `inproc.async_cases`)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2, help="one-thread workers a cluster")
     ap.add_argument("--datasets", nargs="+", default=["a9a", "ijcnn1"])
     ap.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     ap.add_argument("--solvers", nargs="+", default=["asip-cocoa"])
     ap.add_argument("--budget", type=float, default=10.0, help="max_time of a fit")
+    ap.set_defaults(**defaults)
     args = ap.parse_args(argv)
-    print(f"# benchmarks/handover_ab.py; load {_load()}", flush=True)
+    print(f"# {ap.prog}; load {_load()}", flush=True)
     with two_clusters(args.workers) as clients:
-        for label, measure in async_cases(args.datasets, args.tasks, args.solvers, args.budget):
+        for label, measure in async_cases(args.datasets, args.tasks, args.solvers, args.budget,
+                                          metric):
             try:
-                case(label, clients, args.pairs, measure)
+                case_fn(label, clients, args.pairs, measure)
             except ValueError as exc:  # e.g. asip-svrg on hinge: not this solver's task
                 print(f"{label}: not run ({exc})", flush=True)
     print(f"load at the end: {_load()}")
+
+
+def main(argv=None) -> None:
+    run(argv, case, __doc__)
 
 
 if __name__ == "__main__":
