@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 
 import numpy as np
 from numba import njit, vectorize
@@ -43,14 +44,6 @@ __all__ = [
     "curvature",
     "deriv",
     "dual_clip",
-    "loss_conjugate",
-    "loss_curvature",
-    "loss_deriv",
-    "loss_dual_clip",
-    "loss_value",
-    "smooth_curvature",
-    "smooth_deriv",
-    "smooth_value",
     "smoothed",
     "value",
     "value_deriv",
@@ -202,48 +195,66 @@ def value_deriv_rows(loss, m, y, mu, v, d):
             v[i], d[i] = value_deriv(loss, m[i], y[i])
 
 
-# numpy-facing ufuncs over the same scalar functions (broadcasting like any ufunc)
-_SIG = ["float64(int64, float64, float64)"]
+# numpy-facing ufuncs over the same scalar functions (broadcasting like any ufunc), built
+# on first use (`__getattr__`): each costs a cache load and an uncached LLVM wrapper (~30 ms,
+# the first one numba's ~0.4 s setup), and a default fit uses one or two of the eight.
+_SIG = "float64(int64, float64, float64)"
+_SIG_MU = "float64(int64, float64, float64, float64)"
 
 
-@vectorize(_SIG, cache=True)
-def loss_value(loss, m, y):
+def _loss_value(loss, m, y):
     return value(loss, m, y)
 
 
-@vectorize(_SIG, cache=True)
-def loss_deriv(loss, m, y):
+def _loss_deriv(loss, m, y):
     return deriv(loss, m, y)
 
 
-@vectorize(_SIG, cache=True)
-def loss_curvature(loss, m, y):
+def _loss_curvature(loss, m, y):
     return curvature(loss, m, y)
 
 
-@vectorize(_SIG, cache=True)
-def loss_conjugate(loss, u, y):
+def _loss_conjugate(loss, u, y):
     return conjugate(loss, u, y)
 
 
-@vectorize(_SIG, cache=True)
-def loss_dual_clip(loss, a, y):
+def _loss_dual_clip(loss, a, y):
     return dual_clip(loss, a, y)
 
 
-_SIG_MU = ["float64(int64, float64, float64, float64)"]
-
-
-@vectorize(_SIG_MU, cache=True)
-def smooth_value(loss, m, y, mu):
+def _smooth_value(loss, m, y, mu):
     return smoothed(loss, m, y, mu)[0]
 
 
-@vectorize(_SIG_MU, cache=True)
-def smooth_deriv(loss, m, y, mu):
+def _smooth_deriv(loss, m, y, mu):
     return smoothed(loss, m, y, mu)[1]
 
 
-@vectorize(_SIG_MU, cache=True)
-def smooth_curvature(loss, m, y, mu):
+def _smooth_curvature(loss, m, y, mu):
     return smoothed(loss, m, y, mu)[2]
+
+
+#: ufunc name -> (its scalar function, its one signature)
+_UFUNCS = {"loss_value": (_loss_value, _SIG), "loss_deriv": (_loss_deriv, _SIG),
+           "loss_curvature": (_loss_curvature, _SIG), "loss_conjugate": (_loss_conjugate, _SIG),
+           "loss_dual_clip": (_loss_dual_clip, _SIG), "smooth_value": (_smooth_value, _SIG_MU),
+           "smooth_deriv": (_smooth_deriv, _SIG_MU),
+           "smooth_curvature": (_smooth_curvature, _SIG_MU)}
+__all__ += sorted(_UFUNCS)  # defined on first access, by `__getattr__`
+_ufunc_lock = threading.Lock()  # in-process workers may ask for the same one at once
+
+
+def __getattr__(name: str):
+    """The ufunc ``name`` (`loss_value`, ..., `smooth_curvature`), built on first access."""
+    if name not in _UFUNCS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _ufunc_lock:
+        if name not in globals():
+            func, sig = _UFUNCS[name]
+            func.__name__ = func.__qualname__ = name  # the ufunc's name, as if defined here
+            globals()[name] = vectorize([sig], cache=True)(func)
+    return globals()[name]
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_UFUNCS))
