@@ -42,10 +42,12 @@ __all__ = [
     "SQUARED",
     "conjugate",
     "curvature",
+    "curvature_rows",
     "deriv",
     "dual_clip",
     "smoothed",
     "value",
+    "value_column_sums",
     "value_deriv",
     "value_deriv_rows",
 ]
@@ -195,9 +197,33 @@ def value_deriv_rows(loss, m, y, mu, v, d):
             v[i], d[i] = value_deriv(loss, m[i], y[i])
 
 
+@njit(**_JIT)
+def curvature_rows(loss, m, y):
+    """``phi''(m_i, y_i)`` per row, what `loss_curvature` gives: a cached kernel, where the
+    ufunc's wrapper is built (uncached, ~30-150 ms) in each process that first calls it."""
+    out = np.empty(m.shape[0])
+    for i in range(m.shape[0]):
+        out[i] = curvature(loss, m[i], y[i])
+    return out
+
+
+@njit(**_JIT)
+def value_column_sums(loss, M, y, sw):
+    """``sum_i s_i phi(M_ik, y_i)`` for each column ``k`` of margins ``M`` (rows x points;
+    ``sw`` None: every weight 1), the sums of `loss_value`'s rows up to rounding: a cached
+    kernel for the trace's objective, instead of the ufunc's uncached wrapper."""
+    out = np.zeros(M.shape[1])
+    for i in range(M.shape[0]):
+        s = 1.0 if sw is None else sw[i]
+        for k in range(M.shape[1]):
+            out[k] += value(loss, M[i, k], y[i]) * s
+    return out
+
+
 # numpy-facing ufuncs over the same scalar functions (broadcasting like any ufunc), built
-# on first use (`__getattr__`): each costs a cache load and an uncached LLVM wrapper (~30 ms,
-# the first one numba's ~0.4 s setup), and a default fit uses one or two of the eight.
+# on first use (`__getattr__`): each costs a cache load and an uncached LLVM wrapper (30-150
+# ms; at import, the first also paid numba's ~0.3 s setup), and a default fit needs none of
+# the eight (`curvature_rows`, `value_column_sums` above are what it uses).
 _SIG = "float64(int64, float64, float64)"
 _SIG_MU = "float64(int64, float64, float64, float64)"
 

@@ -18,6 +18,7 @@ import logging
 
 import numpy as np
 
+from . import _losses as _L
 from ._base import Problem, mean_of
 
 __all__ = ["MODEL_FLAG", "combine_tasks", "combined_over_time", "evaluate_trace",
@@ -184,10 +185,8 @@ def _block_loss_sums(objective, W: np.ndarray, X, y, sw, rows: int = 20_000):
             M = np.asarray(row_block(X, a, min(a + rows, X.shape[0])) @ W[t, :d])
             if objective.fit_intercept:
                 M = M + W[t, -1][None, :]
-            vals = objective.loss.value(M, yt[a:a + rows, None])
-            if sw is not None:
-                vals = vals * sw[a:a + rows, None]
-            out += vals.sum(axis=0)
+            out += _L.value_column_sums(objective.loss.code, M, yt[a:a + rows],
+                                        None if sw is None else sw[a:a + rows])
     return out
 
 

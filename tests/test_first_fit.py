@@ -1,6 +1,7 @@
 """A fresh script's first default fit pays only for what it uses: the estimators' embedded
 cluster starts no Bokeh dashboard unless configured (and has the /asip page when it is),
-importing asip.algorithms builds none of the numpy-facing loss ufuncs, and a scheduler
+neither importing asip.algorithms nor a default fit builds the numpy-facing loss ufuncs
+(uncached LLVM wrappers), and a scheduler
 without a dashboard keeps its HTTP endpoints off distributed's default port 8787."""
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ if __name__ == "__main__":
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/asip", timeout=30).status
     except Exception as exc:
         page = repr(exc)
+    import asip.algorithms._losses as L
     print("RESULT " + json.dumps({"stopped_by": est.stopped_by_, "bokeh": "bokeh" in sys.modules,
-                                  "page": page}))
+                                  "page": page, "ufuncs": sorted(set(L._UFUNCS) & set(vars(L)))}))
 """
 
 
@@ -54,12 +56,14 @@ def _first_fit(**env: str) -> dict:
 
 def test_the_embedded_cluster_s_dashboard_follows_the_setting_and_the_fit_certifies():
     """By default the first fit imports no Bokeh and serves no /asip page (the scheduler's
-    plain HTTP server answers 404), and still certifies; ``asip.driver.embedded-dashboard:
-    true`` gives the estimators' cluster the page."""
+    plain HTTP server answers 404), builds none of the loss ufuncs (cached kernels instead),
+    and still certifies; ``asip.driver.embedded-dashboard: true`` gives the estimators'
+    cluster the page."""
     res = _first_fit()
     assert res["stopped_by"] == "tol"
     assert res["bokeh"] is False
     assert "404" in str(res["page"])
+    assert res["ufuncs"] == []
     res = _first_fit(DASK_ASIP__DRIVER__EMBEDDED_DASHBOARD="true")
     assert res["stopped_by"] == "tol"
     assert res["bokeh"] is True
@@ -110,3 +114,17 @@ def test_connect_without_dashboard_keeps_off_port_8787():
                 assert health.read() == b"ok"
     finally:
         blocker.close()
+
+
+@pytest.mark.parametrize("loss", [0, 1, 2])
+def test_the_kernels_replacing_the_ufuncs_give_their_values(loss):
+    """`curvature_rows` is `loss_curvature` bit for bit; `value_column_sums` sums `loss_value`
+    (weighted or not) row after row, as ``.sum(axis=0)`` does over several columns."""
+    from asip.algorithms import _losses as L
+
+    rng = np.random.default_rng(loss)
+    M, y, sw = 3 * rng.normal(size=(500, 3)), np.sign(rng.normal(size=500)), rng.random(500)
+    assert np.array_equal(L.curvature_rows(loss, M[:, 0], y), L.loss_curvature(loss, M[:, 0], y))
+    vals = L.loss_value(loss, M, y[:, None])
+    assert np.array_equal(L.value_column_sums(loss, M, y, None), vals.sum(axis=0))
+    assert np.array_equal(L.value_column_sums(loss, M, y, sw), (vals * sw[:, None]).sum(axis=0))
