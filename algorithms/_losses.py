@@ -47,9 +47,9 @@ __all__ = [
     "dual_clip",
     "smoothed",
     "value",
-    "value_column_sums",
     "value_deriv",
     "value_deriv_rows",
+    "value_rows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -208,22 +208,21 @@ def curvature_rows(loss, m, y):
 
 
 @njit(**_JIT)
-def value_column_sums(loss, M, y, sw):
-    """``sum_i s_i phi(M_ik, y_i)`` for each column ``k`` of margins ``M`` (rows x points;
-    ``sw`` None: every weight 1), the sums of `loss_value`'s rows up to rounding: a cached
-    kernel for the trace's objective, instead of the ufunc's uncached wrapper."""
-    out = np.zeros(M.shape[1])
+def value_rows(loss, M, y):
+    """``phi(M_ik, y_i)`` for margins ``M`` (rows x points), what ``loss_value(loss, M,
+    y[:, None])`` gives: a cached kernel for the trace's objective, instead of the ufunc's
+    uncached wrapper."""
+    out = np.empty(M.shape)
     for i in range(M.shape[0]):
-        s = 1.0 if sw is None else sw[i]
         for k in range(M.shape[1]):
-            out[k] += value(loss, M[i, k], y[i]) * s
+            out[i, k] = value(loss, M[i, k], y[i])
     return out
 
 
 # numpy-facing ufuncs over the same scalar functions (broadcasting like any ufunc), built
 # on first use (`__getattr__`): each costs a cache load and an uncached LLVM wrapper (30-150
 # ms; at import, the first also paid numba's ~0.3 s setup), and a default fit needs none of
-# the eight (`curvature_rows`, `value_column_sums` above are what it uses).
+# the eight (`curvature_rows`, `value_rows` above are what it uses).
 _SIG = "float64(int64, float64, float64)"
 _SIG_MU = "float64(int64, float64, float64, float64)"
 

@@ -185,8 +185,10 @@ def _block_loss_sums(objective, W: np.ndarray, X, y, sw, rows: int = 20_000):
             M = np.asarray(row_block(X, a, min(a + rows, X.shape[0])) @ W[t, :d])
             if objective.fit_intercept:
                 M = M + W[t, -1][None, :]
-            out += _L.value_column_sums(objective.loss.code, M, yt[a:a + rows],
-                                        None if sw is None else sw[a:a + rows])
+            vals = _L.value_rows(objective.loss.code, M, yt[a:a + rows])
+            if sw is not None:
+                vals = vals * sw[a:a + rows, None]
+            out += vals.sum(axis=0)
     return out
 
 
@@ -262,7 +264,8 @@ def _objective_at_zero(objective, W: np.ndarray, y, sw) -> float:
     total = 0.0
     for t in range(W.shape[0]):
         b = float(W[t, -1]) if objective.fit_intercept else 0.0
-        vals = objective.loss.value(np.full(y.shape[0], b), task_labels(y, t, W.shape[0]))
+        vals = _L.value_rows(objective.loss.code, np.full((y.shape[0], 1), b),
+                             task_labels(y, t, W.shape[0]))[:, 0]
         total += float((vals if sw is None else vals * sw).sum()) / y.shape[0]
         total += objective.penalty.value(W[t, : W.shape[1] - int(objective.fit_intercept)])
     return total

@@ -22,6 +22,10 @@ import asip
 
 pytestmark = pytest.mark.timeout(240)
 
+#: `asip.algorithms._losses`' numpy-facing ufuncs
+UFUNCS = ("loss_value", "loss_deriv", "loss_curvature", "loss_conjugate", "loss_dual_clip",
+          "smooth_value", "smooth_deriv", "smooth_curvature")
+
 #: a user's first script; prints what it left imported and what its cluster serves
 FIRST_FIT = r"""
 import json, sys, urllib.request
@@ -40,13 +44,14 @@ if __name__ == "__main__":
         page = repr(exc)
     import asip.algorithms._losses as L
     print("RESULT " + json.dumps({"stopped_by": est.stopped_by_, "bokeh": "bokeh" in sys.modules,
-                                  "page": page, "ufuncs": sorted(set(L._UFUNCS) & set(vars(L)))}))
+                                  "page": page, "ufuncs": sorted(set(UFUNCS) & set(vars(L)))}))
 """
 
 
 def _first_fit(**env: str) -> dict:
     """Run `FIRST_FIT` in a fresh interpreter with ``env`` added; what it printed."""
-    out = subprocess.run([sys.executable, "-c", FIRST_FIT], capture_output=True, text=True,
+    script = f"UFUNCS = {UFUNCS!r}\n{FIRST_FIT}"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=200, env={**os.environ, **env}, cwd=os.path.dirname(__file__))
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -73,9 +78,7 @@ def test_the_embedded_cluster_s_dashboard_follows_the_setting_and_the_fit_certif
 def test_import_builds_no_loss_ufunc():
     """Importing asip.algorithms builds none of `_losses`' ufuncs (each an LLVM build); the
     first access builds one with its name and one float64 loop, the values the kernels'."""
-    names = ("loss_value", "loss_deriv", "loss_curvature", "loss_conjugate", "loss_dual_clip",
-             "smooth_value", "smooth_deriv", "smooth_curvature")
-    probe = (f"import asip.algorithms._losses as L; print([n for n in {names!r} "
+    probe = (f"import asip.algorithms._losses as L; print([n for n in {UFUNCS!r} "
              "if n in vars(L)])")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=120, check=True).stdout
@@ -118,13 +121,10 @@ def test_connect_without_dashboard_keeps_off_port_8787():
 
 @pytest.mark.parametrize("loss", [0, 1, 2])
 def test_the_kernels_replacing_the_ufuncs_give_their_values(loss):
-    """`curvature_rows` is `loss_curvature` bit for bit; `value_column_sums` sums `loss_value`
-    (weighted or not) row after row, as ``.sum(axis=0)`` does over several columns."""
+    """`curvature_rows` and `value_rows` are `loss_curvature` and `loss_value` bit for bit."""
     from asip.algorithms import _losses as L
 
     rng = np.random.default_rng(loss)
-    M, y, sw = 3 * rng.normal(size=(500, 3)), np.sign(rng.normal(size=500)), rng.random(500)
+    M, y = 3 * rng.normal(size=(500, 3)), np.sign(rng.normal(size=500))
     assert np.array_equal(L.curvature_rows(loss, M[:, 0], y), L.loss_curvature(loss, M[:, 0], y))
-    vals = L.loss_value(loss, M, y[:, None])
-    assert np.array_equal(L.value_column_sums(loss, M, y, None), vals.sum(axis=0))
-    assert np.array_equal(L.value_column_sums(loss, M, y, sw), (vals * sw[:, None]).sum(axis=0))
+    assert np.array_equal(L.value_rows(loss, M, y), L.loss_value(loss, M, y[:, None]))
