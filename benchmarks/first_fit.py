@@ -69,12 +69,19 @@ caching.Cache.load_overload = load_overload
 
 
 class Compiles(event.Listener):
+    # seconds of the outermost compiles (numba compiles one function at a time, under its
+    # lock, the callees nested inside their caller's event), and how many functions
+
+    def __init__(self):
+        self.started = []
+
     def on_start(self, ev):
-        self.t = time.perf_counter()
+        self.started.append(time.perf_counter())
 
     def on_end(self, ev):
-        if ev.data["dispatcher"]._compiling_counter.counter <= 1:  # outermost only
-            numba["compile"] += time.perf_counter() - self.t
+        t = self.started.pop()
+        if not self.started:
+            numba["compile"] += time.perf_counter() - t
         numba["compiles"] += 1
 
 
