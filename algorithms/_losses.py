@@ -42,12 +42,19 @@ __all__ = [
     "SQUARED",
     "conjugate",
     "curvature",
-    "curvature_rows",
+    "ROW_CURVATURE",
+    "ROW_DERIV",
+    "ROW_DUAL_CLIP",
+    "ROW_SMOOTH_DERIV",
+    "ROW_SMOOTH_VALUE",
+    "ROW_VALUE",
     "deriv",
     "dual_clip",
     "smoothed",
     "value",
     "value_deriv",
+    "loss_rows",
+    "rows",
     "value_deriv_rows",
     "value_rows",
 ]
@@ -197,14 +204,38 @@ def value_deriv_rows(loss, m, y, mu, v, d):
             v[i], d[i] = value_deriv(loss, m[i], y[i])
 
 
+#: what `loss_rows` gives per row: `value`, `deriv`, `curvature`, `dual_clip`, and
+#: hinge's smoothed value and derivative (`smoothed`; other losses: themselves)
+ROW_VALUE, ROW_DERIV, ROW_CURVATURE, ROW_DUAL_CLIP, ROW_SMOOTH_VALUE, ROW_SMOOTH_DERIV = range(6)
+
+
 @njit(**_JIT)
-def curvature_rows(loss, m, y):
-    """``phi''(m_i, y_i)`` per row, what `loss_curvature` gives: a cached kernel, where the
-    ufunc's wrapper is built (uncached, ~30-150 ms) in each process that first calls it."""
+def loss_rows(kind, loss, m, y, mu):
+    """Per row ``i`` the ``kind`` (`ROW_VALUE`, ...) of ``(m_i, y_i)``: bit for bit the ufunc
+    of that name (`loss_value`, ..., `smooth_deriv`) over 1-D float64 arrays, as one cached
+    kernel, where each ufunc's wrapper is built (uncached, 30-150 ms) in every process that
+    first calls it. Call it through `rows`."""
     out = np.empty(m.shape[0])
     for i in range(m.shape[0]):
-        out[i] = curvature(loss, m[i], y[i])
+        if kind == ROW_VALUE:
+            out[i] = value(loss, m[i], y[i])
+        elif kind == ROW_DERIV:
+            out[i] = deriv(loss, m[i], y[i])
+        elif kind == ROW_CURVATURE:
+            out[i] = curvature(loss, m[i], y[i])
+        elif kind == ROW_DUAL_CLIP:
+            out[i] = dual_clip(loss, m[i], y[i])
+        elif kind == ROW_SMOOTH_VALUE:
+            out[i] = smoothed(loss, m[i], y[i], mu)[0]
+        else:
+            out[i] = smoothed(loss, m[i], y[i], mu)[1]
     return out
+
+
+def rows(kind: int, loss: int, m, y, mu: float = 1.0) -> np.ndarray:
+    """`loss_rows` of 1-D ``m`` and ``y``, cast to float64 as the ufuncs cast their input."""
+    return loss_rows(kind, loss, np.asarray(m, dtype=np.float64),
+                     np.asarray(y, dtype=np.float64), float(mu))
 
 
 @njit(**_JIT)
@@ -222,7 +253,7 @@ def value_rows(loss, M, y):
 # numpy-facing ufuncs over the same scalar functions (broadcasting like any ufunc), built
 # on first use (`__getattr__`): each costs a cache load and an uncached LLVM wrapper (30-150
 # ms; at import, the first also paid numba's ~0.3 s setup), and a default fit needs none of
-# the eight (`curvature_rows`, `value_rows` above are what it uses).
+# the eight (`rows`, `value_rows` above are what the solvers use).
 _SIG = "float64(int64, float64, float64)"
 _SIG_MU = "float64(int64, float64, float64, float64)"
 

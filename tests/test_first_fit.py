@@ -121,10 +121,19 @@ def test_connect_without_dashboard_keeps_off_port_8787():
 
 @pytest.mark.parametrize("loss", [0, 1, 2])
 def test_the_kernels_replacing_the_ufuncs_give_their_values(loss):
-    """`curvature_rows` and `value_rows` are `loss_curvature` and `loss_value` bit for bit."""
+    """`rows` of each kind and `value_rows` are the ufuncs of their names bit for bit, on
+    float64 input and on float32 or strided input, which the ufuncs cast."""
     from asip.algorithms import _losses as L
 
     rng = np.random.default_rng(loss)
-    M, y = 3 * rng.normal(size=(500, 3)), np.sign(rng.normal(size=500))
-    assert np.array_equal(L.curvature_rows(loss, M[:, 0], y), L.loss_curvature(loss, M[:, 0], y))
+    M, y, mu = 3 * rng.normal(size=(500, 3)), np.sign(rng.normal(size=500)), 0.3
     assert np.array_equal(L.value_rows(loss, M, y), L.loss_value(loss, M, y[:, None]))
+    kinds = {L.ROW_VALUE: L.loss_value, L.ROW_DERIV: L.loss_deriv,
+             L.ROW_CURVATURE: L.loss_curvature, L.ROW_DUAL_CLIP: L.loss_dual_clip}
+    smooth = {L.ROW_SMOOTH_VALUE: L.smooth_value, L.ROW_SMOOTH_DERIV: L.smooth_deriv}
+    for m in (M[:, 0], M[:, 1].astype(np.float32), M[::2, 2]):
+        yy = y[: len(m)]
+        for kind, ufunc in kinds.items():
+            assert np.array_equal(L.rows(kind, loss, m, yy), ufunc(loss, m, yy)), kind
+        for kind, ufunc in smooth.items():
+            assert np.array_equal(L.rows(kind, loss, m, yy, mu), ufunc(loss, m, yy, mu)), kind
