@@ -59,23 +59,11 @@ def get_client(process_faults: bool = False):
         from asip._config import flag
 
         dashboard = flag("driver.embedded-dashboard")
-        _start_numba()  # before connect's gc freeze, which then holds numba's objects too
         logger.info("no dask client found: starting an embedded cluster with "
                     "asip.connect(processes=%s, dashboard=%s)", processes, dashboard)
         client = _embedded_clients[processes] = asip.connect(processes=processes,
                                                              dashboard=dashboard)
     return client
-
-
-def _start_numba() -> None:
-    """Set numba's compiler up (its typing and lowering registries: ~55k objects, 0.1-0.3 s)
-    by loading one small cached kernel that a dense fit uses anyway. Before the embedded
-    cluster freezes the driver's collector, so those objects are frozen with the imports':
-    set up later, in the fit, they were walked by every full collection (and the exit's,
-    +0.1 s at load 5)."""
-    from . import _kernels as K
-
-    K.loss_sum(np.zeros((1, 1)), np.ones(1), np.zeros(1), K.LOGISTIC, False)
 
 
 def embedded_processes() -> bool:
