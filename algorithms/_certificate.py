@@ -144,7 +144,7 @@ def certificate_parts(X, y, w, loss: int, fit_intercept: bool, dual: np.ndarray 
     if side_w is not None:
         _weighted_rows(Xk, side_w, side_g)
     # the loss sum from the margins already taken (one pass fewer than `K.loss_sum`)
-    parts = GapParts(len(y), float(_L.loss_value(loss, m, y).sum()),
+    parts = GapParts(len(y), float(_L.rows(_L.ROW_VALUE, loss, m, y).sum()),
                      float(conjugate_sum(loss, y, a)), g)
     if not fit_intercept:
         return parts

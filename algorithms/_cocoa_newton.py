@@ -292,8 +292,8 @@ class LocalNewton:
     def _value(self, m):
         """``sum_i phi(m_i)`` (hinge: the smoothed ``phi_mu``)."""
         if self.hinge:
-            return _L.smooth_value(self.loss, m, self.y, self.mu).sum()
-        return _L.loss_value(self.loss, m, self.y).sum()
+            return _L.rows(_L.ROW_SMOOTH_VALUE, self.loss, m, self.y, self.mu).sum()
+        return _L.rows(_L.ROW_VALUE, self.loss, m, self.y).sum()
 
     def value_deriv(self, m):
         """``(sum_i phi(m_i), phi'(m_i) per row)`` in one pass, bit for bit `_value` and
@@ -306,8 +306,8 @@ class LocalNewton:
     def deriv(self, m):
         """``phi'(m_i)`` per row (hinge: ``phi_mu'``, so ``-phi_mu'`` are feasible duals)."""
         if self.hinge:
-            return _L.smooth_deriv(self.loss, m, self.y, self.mu)
-        return _L.loss_deriv(self.loss, m, self.y)
+            return _L.rows(_L.ROW_SMOOTH_DERIV, self.loss, m, self.y, self.mu)
+        return _L.rows(_L.ROW_DERIV, self.loss, m, self.y)
 
     # the design matrix with the constant column, without building it; CSR by the nogil
     # kernels (`_kernels.NOGIL_SPARSE`), the same sums in the same order as scipy's
@@ -338,10 +338,10 @@ class LocalNewton:
         ``every_row``: every row."""
         nk = len(self.y)
         if self.sparse or every_row or nk <= self.hessian_rows:
-            return _L.loss_curvature(self.loss, m, self.y) * (1.0 / self.n)
+            return _L.rows(_L.ROW_CURVATURE, self.loss, m, self.y) * (1.0 / self.n)
         rows = np.sort(self.rng.choice(nk, self.hessian_rows, replace=False))
         c = np.zeros(nk)
-        c[rows] = _L.loss_curvature(self.loss, m[rows], self.y[rows]) * (
+        c[rows] = _L.rows(_L.ROW_CURVATURE, self.loss, m[rows], self.y[rows]) * (
             (nk / self.hessian_rows) / self.n)
         return c
 
@@ -433,7 +433,7 @@ class LocalNewton:
         if self.hinge or last is None or not np.array_equal(last[0], w):
             return None
         _, m, r, g_loss, _ = last
-        dual = _L.loss_dual_clip(self.loss, -r, self.y)
+        dual = _L.rows(_L.ROW_DUAL_CLIP, self.loss, -r, self.y)
         if not np.array_equal(dual, -r):
             return None
         return m, dual, -g_loss[:self.p - int(self.fi)]

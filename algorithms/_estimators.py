@@ -25,7 +25,9 @@ operators on them hand their pushes to each other without the event loop
 (`asip._handover`). With ``processes`` (``dask.config.set``, or
 ``DASK_ASIP__DRIVER__EMBEDDED_WORKERS=processes``) they are worker processes, the data
 scattered into them; a fit that injects ``KillWorker``/``HangWorker`` gets those
-whatever the setting.
+whatever the setting. That cluster starts no Bokeh dashboard (its import and server were
+most of a fresh script's first fit) unless ``asip.driver.embedded-dashboard`` is true;
+``asip.connect()``, made the default client, has one with its ``/asip`` page.
 
 A fit cut short -- Ctrl-C, an exception raised in ``callback``, a stage that
 fails -- keeps the model so far (``coef_``, ``trace_``, ..., ``stopped_by_``

@@ -44,7 +44,8 @@ def get_client(process_faults: bool = False):
     threads of this process (``asip.driver.embedded-workers: threads``, the default:
     in-memory input stays in place, no copy is scattered), or worker processes. A fit that
     injects process faults (``process_faults``: `KillWorker`, `HangWorker`) gets worker
-    processes whatever the setting: the signal must hit a worker, not the driver."""
+    processes whatever the setting: the signal must hit a worker, not the driver. It
+    has no Bokeh dashboard unless ``asip.driver.embedded-dashboard`` is true."""
     from distributed import default_client
 
     try:
@@ -55,10 +56,13 @@ def get_client(process_faults: bool = False):
     client = _embedded_clients.get(processes)
     if client is None or client.status != "running":
         import asip
+        from asip._config import flag
 
+        dashboard = flag("driver.embedded-dashboard")
         logger.info("no dask client found: starting an embedded cluster with "
-                    "asip.connect(processes=%s)", processes)
-        client = _embedded_clients[processes] = asip.connect(processes=processes)
+                    "asip.connect(processes=%s, dashboard=%s)", processes, dashboard)
+        client = _embedded_clients[processes] = asip.connect(processes=processes,
+                                                             dashboard=dashboard)
     return client
 
 

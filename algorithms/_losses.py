@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 
 import numpy as np
 from numba import njit, vectorize
@@ -41,20 +42,21 @@ __all__ = [
     "SQUARED",
     "conjugate",
     "curvature",
+    "ROW_CURVATURE",
+    "ROW_DERIV",
+    "ROW_DUAL_CLIP",
+    "ROW_SMOOTH_DERIV",
+    "ROW_SMOOTH_VALUE",
+    "ROW_VALUE",
     "deriv",
     "dual_clip",
-    "loss_conjugate",
-    "loss_curvature",
-    "loss_deriv",
-    "loss_dual_clip",
-    "loss_value",
-    "smooth_curvature",
-    "smooth_deriv",
-    "smooth_value",
     "smoothed",
     "value",
     "value_deriv",
+    "loss_rows",
+    "rows",
     "value_deriv_rows",
+    "value_rows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -202,48 +204,113 @@ def value_deriv_rows(loss, m, y, mu, v, d):
             v[i], d[i] = value_deriv(loss, m[i], y[i])
 
 
-# numpy-facing ufuncs over the same scalar functions (broadcasting like any ufunc)
-_SIG = ["float64(int64, float64, float64)"]
+#: what `loss_rows` gives per row: `value`, `deriv`, `curvature`, `dual_clip`, and
+#: hinge's smoothed value and derivative (`smoothed`; other losses: themselves)
+ROW_VALUE, ROW_DERIV, ROW_CURVATURE, ROW_DUAL_CLIP, ROW_SMOOTH_VALUE, ROW_SMOOTH_DERIV = range(6)
 
 
-@vectorize(_SIG, cache=True)
-def loss_value(loss, m, y):
+@njit(**_JIT)
+def loss_rows(kind, loss, m, y, mu):
+    """Per row ``i`` the ``kind`` (`ROW_VALUE`, ...) of ``(m_i, y_i)``: bit for bit the ufunc
+    of that name (`loss_value`, ..., `smooth_deriv`) over 1-D float64 arrays, as one cached
+    kernel, where each ufunc's wrapper is built (uncached, 30-150 ms) in every process that
+    first calls it. Call it through `rows`."""
+    out = np.empty(m.shape[0])
+    for i in range(m.shape[0]):
+        if kind == ROW_VALUE:
+            out[i] = value(loss, m[i], y[i])
+        elif kind == ROW_DERIV:
+            out[i] = deriv(loss, m[i], y[i])
+        elif kind == ROW_CURVATURE:
+            out[i] = curvature(loss, m[i], y[i])
+        elif kind == ROW_DUAL_CLIP:
+            out[i] = dual_clip(loss, m[i], y[i])
+        elif kind == ROW_SMOOTH_VALUE:
+            out[i] = smoothed(loss, m[i], y[i], mu)[0]
+        else:
+            out[i] = smoothed(loss, m[i], y[i], mu)[1]
+    return out
+
+
+def rows(kind: int, loss: int, m, y, mu: float = 1.0) -> np.ndarray:
+    """`loss_rows` of 1-D ``m`` and ``y``, cast to float64 as the ufuncs cast their input."""
+    return loss_rows(kind, loss, np.asarray(m, dtype=np.float64),
+                     np.asarray(y, dtype=np.float64), float(mu))
+
+
+@njit(**_JIT)
+def value_rows(loss, M, y):
+    """``phi(M_ik, y_i)`` for margins ``M`` (rows x points), what ``loss_value(loss, M,
+    y[:, None])`` gives: a cached kernel for the trace's objective, instead of the ufunc's
+    uncached wrapper."""
+    out = np.empty(M.shape)
+    for i in range(M.shape[0]):
+        for k in range(M.shape[1]):
+            out[i, k] = value(loss, M[i, k], y[i])
+    return out
+
+
+# numpy-facing ufuncs over the same scalar functions (broadcasting like any ufunc), built
+# on first use (`__getattr__`): each costs a cache load and an uncached LLVM wrapper (30-150
+# ms; at import, the first also paid numba's ~0.3 s setup), and a default fit needs none of
+# the eight (`rows`, `value_rows` above are what the solvers use).
+_SIG = "float64(int64, float64, float64)"
+_SIG_MU = "float64(int64, float64, float64, float64)"
+
+
+def _loss_value(loss, m, y):
     return value(loss, m, y)
 
 
-@vectorize(_SIG, cache=True)
-def loss_deriv(loss, m, y):
+def _loss_deriv(loss, m, y):
     return deriv(loss, m, y)
 
 
-@vectorize(_SIG, cache=True)
-def loss_curvature(loss, m, y):
+def _loss_curvature(loss, m, y):
     return curvature(loss, m, y)
 
 
-@vectorize(_SIG, cache=True)
-def loss_conjugate(loss, u, y):
+def _loss_conjugate(loss, u, y):
     return conjugate(loss, u, y)
 
 
-@vectorize(_SIG, cache=True)
-def loss_dual_clip(loss, a, y):
+def _loss_dual_clip(loss, a, y):
     return dual_clip(loss, a, y)
 
 
-_SIG_MU = ["float64(int64, float64, float64, float64)"]
-
-
-@vectorize(_SIG_MU, cache=True)
-def smooth_value(loss, m, y, mu):
+def _smooth_value(loss, m, y, mu):
     return smoothed(loss, m, y, mu)[0]
 
 
-@vectorize(_SIG_MU, cache=True)
-def smooth_deriv(loss, m, y, mu):
+def _smooth_deriv(loss, m, y, mu):
     return smoothed(loss, m, y, mu)[1]
 
 
-@vectorize(_SIG_MU, cache=True)
-def smooth_curvature(loss, m, y, mu):
+def _smooth_curvature(loss, m, y, mu):
     return smoothed(loss, m, y, mu)[2]
+
+
+#: ufunc name -> (its scalar function, its one signature)
+_UFUNCS = {"loss_value": (_loss_value, _SIG), "loss_deriv": (_loss_deriv, _SIG),
+           "loss_curvature": (_loss_curvature, _SIG), "loss_conjugate": (_loss_conjugate, _SIG),
+           "loss_dual_clip": (_loss_dual_clip, _SIG), "smooth_value": (_smooth_value, _SIG_MU),
+           "smooth_deriv": (_smooth_deriv, _SIG_MU),
+           "smooth_curvature": (_smooth_curvature, _SIG_MU)}
+__all__ += sorted(_UFUNCS)  # defined on first access, by `__getattr__`
+_ufunc_lock = threading.Lock()  # in-process workers may ask for the same one at once
+
+
+def __getattr__(name: str):
+    """The ufunc ``name`` (`loss_value`, ..., `smooth_curvature`), built on first access."""
+    if name not in _UFUNCS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _ufunc_lock:
+        if name not in globals():
+            func, sig = _UFUNCS[name]
+            func.__name__ = func.__qualname__ = name  # the ufunc's name, as if defined here
+            globals()[name] = vectorize([sig], cache=True)(func)
+    return globals()[name]
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_UFUNCS))

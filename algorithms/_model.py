@@ -18,6 +18,7 @@ import logging
 
 import numpy as np
 
+from . import _losses as _L
 from ._base import Problem, mean_of
 
 __all__ = ["MODEL_FLAG", "combine_tasks", "combined_over_time", "evaluate_trace",
@@ -184,7 +185,7 @@ def _block_loss_sums(objective, W: np.ndarray, X, y, sw, rows: int = 20_000):
             M = np.asarray(row_block(X, a, min(a + rows, X.shape[0])) @ W[t, :d])
             if objective.fit_intercept:
                 M = M + W[t, -1][None, :]
-            vals = objective.loss.value(M, yt[a:a + rows, None])
+            vals = _L.value_rows(objective.loss.code, M, yt[a:a + rows])
             if sw is not None:
                 vals = vals * sw[a:a + rows, None]
             out += vals.sum(axis=0)
@@ -263,7 +264,8 @@ def _objective_at_zero(objective, W: np.ndarray, y, sw) -> float:
     total = 0.0
     for t in range(W.shape[0]):
         b = float(W[t, -1]) if objective.fit_intercept else 0.0
-        vals = objective.loss.value(np.full(y.shape[0], b), task_labels(y, t, W.shape[0]))
+        vals = _L.value_rows(objective.loss.code, np.full((y.shape[0], 1), b),
+                             task_labels(y, t, W.shape[0]))[:, 0]
         total += float((vals if sw is None else vals * sw).sum()) / y.shape[0]
         total += objective.penalty.value(W[t, : W.shape[1] - int(objective.fit_intercept)])
     return total

@@ -78,7 +78,7 @@ def local_hessian(problem, X: np.ndarray, y: np.ndarray, sw, w: np.ndarray,
     H = np.zeros((problem.p, problem.p))
     for a in range(0, X.shape[0], block):
         Xc = X[a:a + block]
-        c = _L.loss_curvature(problem.loss, Xc @ coef + b, y[a:a + block])
+        c = _L.rows(_L.ROW_CURVATURE, problem.loss, Xc @ coef + b, y[a:a + block])
         if sw is not None:
             c = c * sw[a:a + block]
         C.dense_weighted_gram(Xc, c, fi, H)

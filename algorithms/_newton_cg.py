@@ -74,7 +74,7 @@ def _curvature(nw, m):
     if c is not None and (nw.loss == K.SQUARED or np.max(
             np.abs(m - c[1]), initial=0.0) <= REFRESH):
         return c[0], c[2]
-    d = _L.loss_curvature(nw.loss, m, nw.y) * (1.0 / nw.n)
+    d = _L.rows(_L.ROW_CURVATURE, nw.loss, m, nw.y) * (1.0 / nw.n)
     if nw.sparse and nw.kx is not None:  # the squared entries' nogil product
         if nw.sq is None:
             nw.sq = (nw.kx[0] * nw.kx[0], *nw.kx[1:])

@@ -135,6 +135,6 @@ def newton(nw, model: Model, v: np.ndarray, m: np.ndarray, reused: bool, n: floa
         v, m, lsum = vt, mt, lt
     # r, g_loss (and lsum, when known) are at v on every exit
     nw.last = (v.copy(), m, r, g_loss, lsum)
-    dual = _L.loss_dual_clip(nw.loss, -r, nw.y)
+    dual = _L.rows(_L.ROW_DUAL_CLIP, nw.loss, -r, nw.y)
     # the pushed share must be exactly A_j^T dual (the certificate pairs them)
     return v, dual, (-g_loss if np.array_equal(dual, -r) else nw._rmv(dual))

@@ -25,7 +25,9 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
     the client (closing the client closes it): one worker process per core by default
     (at most 8), one thread each, each with a nanny so a killed worker comes back, and
     the Dask dashboard on a free port (``dashboard_address=":0"``; pass another
-    ``dashboard_address`` to choose). With an address (``"tcp://host:8786"``), connect
+    ``dashboard_address`` to choose). ``dashboard=False`` starts no Bokeh dashboard
+    (nor imports Bokeh, ~0.5 s of a first fit): the scheduler keeps only its plain HTTP
+    endpoints, on a free port. With an address (``"tcp://host:8786"``), connect
     to that scheduler. Either way, with ``dashboard=True`` the scheduler's dashboard gets
     the ``/asip`` page (`asip.dashboard`; the scheduler needs bokeh) and its link is
     logged, and printed when stderr is a terminal. Extra keyword arguments go to
@@ -58,8 +60,9 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
             n_workers = max(1, min(os.cpu_count() or 1, 8))
         if dashboard:
             import asip.dashboard  # noqa: F401  (adds /asip before the scheduler starts)
-        default = ":0" if dashboard else None
-        options = {"dashboard_address": default, "processes": True, **kwargs}
+            options = {"dashboard_address": ":0", "processes": True, **kwargs}
+        else:
+            options = {"processes": True, **_without_dashboard(kwargs)}
         if not options["processes"]:  # the monitor would see the driver's RSS (see above)
             options.setdefault("memory_limit", 0)
         client = _EmbeddedClient(n_workers=n_workers, threads_per_worker=threads_per_worker,
@@ -69,6 +72,16 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
     if address is None and not client.asynchronous and flag("driver.gc-freeze"):
         client._asip_gc_hold = _driver_gc.freeze()  # last: the dashboard's bokeh objects too
     return client
+
+
+def _without_dashboard(kwargs: dict) -> dict:
+    """`LocalCluster` options for a scheduler without the Bokeh dashboard: its plain HTTP
+    endpoints (health, metrics) on a free port, not distributed's default 8787, whose
+    clash with another cluster warns; an explicit ``dashboard_address`` is kept."""
+    if "dashboard_address" in kwargs:
+        return kwargs
+    scheduler_kwargs = {"dashboard_address": ":0", **kwargs.get("scheduler_kwargs", {})}
+    return {**kwargs, "dashboard_address": None, "scheduler_kwargs": scheduler_kwargs}
 
 
 class _EmbeddedClient(Client):
