@@ -10,9 +10,12 @@ load 5-6, `benchmarks/kill_respawn.py`, arms alternating) the held respawn made 
 the 200 MB reload 0.23 -> 0.14 s, ready -> 1e-6 0.48 -> 0.32 s; ratio to fault-free
 2.4x -> 1.7-1.9x.
 
-So each stage installs this nanny plugin: on the nannies it holds a respawn until the
-stage ends, ``hold`` seconds at most, and only while other workers are alive (the last
-worker's respawn is where the lost operators must go). The stage's end: its plugin removed
+So each stage installs this nanny plugin (``asip.stage.respawn-hold``, on by default): on
+the nannies it holds a respawn until the stage ends, ``hold`` seconds at most, and only
+while other workers are alive (the last worker's respawn is where the lost operators must
+go). With ``asip.stage.respawn-wait`` (opt-in) the stage then waits, off its clock, for the
+new process to be up and warm (`asip._respawned`), so the next stage never runs beside
+its start. The stage's end: its plugin removed
 from the nanny (the scheduler sends that only to nannies with a live worker) or, for the
 held nanny, its directory's handlers gone from the scheduler (`asip._directory`), asked
 every `POLL` s.
