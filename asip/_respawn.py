@@ -77,8 +77,17 @@ def _holds(nanny) -> dict:
 def _wrap(nanny, holds: dict) -> None:
     """Make the nanny's restart after its worker's exit (`Nanny._on_worker_exit`, which
     then calls ``instantiate``) wait in `_hold`; a first start or a requested restart
-    (``client.restart``) calls ``instantiate`` without it and is never held."""
+    (``client.restart``) calls ``instantiate`` without it and is never held. And let a
+    stage's hold be removed from a nanny that never got it: one whose worker was down
+    while the stage installed it (the scheduler sends the removal to every nanny with a
+    live worker, and distributed logs a KeyError traceback for a plugin it lacks)."""
     on_exit, instantiate = nanny._on_worker_exit, nanny.instantiate
+    plugin_remove = nanny.handlers["plugin_remove"]
+
+    async def _plugin_remove(name: str):
+        if name.startswith(hold_name("")) and name not in nanny.plugins:
+            return {"status": "OK"}
+        return await plugin_remove(name=name)
     exiting = {"now": False}
 
     async def _on_worker_exit(exitcode):
@@ -96,6 +105,7 @@ def _wrap(nanny, holds: dict) -> None:
         return await instantiate()
 
     nanny._on_worker_exit, nanny.instantiate = _on_worker_exit, _instantiate
+    nanny.handlers["plugin_remove"] = _plugin_remove
 
 
 async def _hold(nanny, holds: dict) -> None:

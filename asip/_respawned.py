@@ -48,18 +48,19 @@ def wait_for_respawns(client, nannies: list[str], operator: bytes, limit: float)
 
 
 async def _respawned(client, nannies: list[str], operator: bytes) -> None:
-    """On the client's loop: the answering nannies' new workers, registered, then warmed."""
+    """On the client's loop (where the client's methods hand back coroutines): the
+    answering nannies' new workers, registered, then warmed."""
     answers = await asyncio.gather(*(_answers(client, n) for n in nannies))
     waiting = {n for n, ok in zip(nannies, answers) if ok}
     workers: list[str] = []
     while waiting:
-        by_nanny = await client._run_on_scheduler(_workers_by_nanny)
+        by_nanny = await client.run_on_scheduler(_workers_by_nanny)
         workers += [by_nanny[n] for n in waiting if n in by_nanny]
         waiting -= set(by_nanny)
         if waiting:
             await asyncio.sleep(POLL)
     if workers:
-        await client._run(_load, operator, workers=workers, on_error="return")
+        await client.run(_load, operator, workers=workers, on_error="return")
 
 
 async def _answers(client, nanny: str) -> bool:

@@ -77,23 +77,25 @@ def run(problem: str, solver: str, pairs: int, budget: float = 20.0) -> str:
                 got[arm][k].append(v)
             recent.append(t0)
             print(f"  {problem} {est.solver_} pair {i} {arm:>8}: fault-free {t0:.2f} s, fit() "
-                  f"{wall0:.2f} s; kill at {at:.2f} s -> to 1e-6 {t6:.2f} s, fit() {wall:.2f} s (respawn wait "
-                  f"{est.stage_result_.timings.get('respawn_wait', 0.0):.2f} s)"
+                  f"{wall0:.2f} s; kill at {at:.2f} s -> to 1e-6 {t6:.2f} s, fit() {wall:.2f} s "
+                  f"(respawn wait {est.stage_result_.timings.get('respawn_wait', 0.0):.2f} s)"
                   f"{'' if fired else ' (no kill before 1e-6: left out)'}; next fit found "
                   f"{found} workers: to 1e-6 {tn:.2f} s, fit() {walln:.2f} s; {_phases(est)}; "
                   f"load {os.getloadavg()[0]:.1f}", flush=True)
     lines = []
     for arm, g in got.items():
         med = {k: float(np.nanmedian(v)) for k, v in g.items()}
-        lines.append(f"{arm}: fault-free {med['free']:.2f} s, fit() {med['free_wall']:.2f} s, kill {med['kill']:.2f} s "
-                     f"({med['kill'] / med['free']:.2f}x), kill fit() {med['kill_wall']:.2f} s, "
+        lines.append(f"{arm}: fault-free {med['free']:.2f} s, fit() {med['free_wall']:.2f} s, "
+                     f"kill {med['kill']:.2f} s ({med['kill'] / med['free']:.2f}x), kill fit() "
+                     f"{med['kill_wall']:.2f} s, "
                      f"next {med['next']:.2f} s, next fit() {med['next_wall']:.2f} s")
     for arm in list(ARMS)[1:]:
         for k in keys:
             ratios = [b / a for a, b in zip(got["before"][k], got[arm][k])]
             lines.append(f"paired {k} {arm}/before median {np.nanmedian(ratios):.2f} "
                          f"({', '.join(f'{r:.2f}' for r in ratios)})")
-    return f"{problem} {solver}: " + "; ".join(lines) + f"; n={pairs}; load {os.getloadavg()[0]:.1f}"
+    load = os.getloadavg()[0]
+    return f"{problem} {solver}: " + "; ".join(lines) + f"; n={pairs}; load {load:.1f}"
 
 
 if __name__ == "__main__":

@@ -106,3 +106,28 @@ def test_with_respawn_wait_a_killed_stage_returns_with_the_new_process_up_and_wa
     assert all(loaded.values()), f"a worker has not loaded the operator: {loaded}"
     assert res.timings["respawn_wait"] > 0
     assert_clean(client)
+
+
+def test_a_stage_beside_a_held_respawn_ends_without_a_nanny_error(_fault_cluster, fresh_cluster,
+                                                                 caplog):
+    """The next stage starts while the killed worker's new process is still starting (the
+    hold released at the first stage's end): its hold reaches only the nanny with a live
+    worker; removing it at its end from the other, whose worker joined meanwhile, is no
+    error (distributed logged 'Nanny plugin ... failed to teardown' with a KeyError)."""
+    client = fresh_cluster
+    parts = [np.random.default_rng(i).random((200, 3)) for i in range(2)]
+    with dask.config.set({"asip.stage.respawn-hold": "10s"}):
+        asip.Stage(Gossip(), parts, client=client, max_time=KILL_AT + 0.5,
+                   faults=[KillWorker(1, at=KILL_AT)]).run()
+        alive = sum(n.is_alive() for n in _fault_cluster.workers.values())
+
+        def back(entries):
+            if len(client.scheduler_info()["workers"]) == 2:
+                raise _Back()
+
+        with caplog.at_level("ERROR", logger="distributed.nanny"), pytest.raises(_Back):
+            asip.Stage(Gossip(), parts, client=client, max_time=60.0, on_trace=back,
+                       oversubscribe=True).run()
+    assert alive == 1, "the killed worker was back before the next stage: nothing tested"
+    assert not [r for r in caplog.records if "teardown" in r.getMessage()]
+    assert_clean(client)
