@@ -459,6 +459,8 @@ class _Run:
         _events.listen(self.client, self.run_id, self._on_event)
         self.subscribed = True
         hold = _config.seconds("stage.respawn-hold")
+        if getattr(getattr(self.client, "cluster", None), "processes", None) is False:
+            hold = 0.0  # workers in this process: no nanny respawns one (and no round trips)
         directory = DirectoryPlugin(
             self.run_id, self.n, client_id=self.client.id, worker_plugin=plugin_name(self.run_id),
             silence_timeout=self.silence_timeout,
