@@ -12,9 +12,9 @@ imports done), at most ``asip.stage.respawn-wait`` s. A nanny that does not answ
 with its host) is not waited for. The wait is in ``StageResult.timings["respawn_wait"]``.
 
 Opt-in: the user then waits for the whole respawn. Dense lbfgs, KillWorker at 30%, 2
-cores, load 7-8 (`benchmarks/kill_defaults.py`, held respawn, arms alternating): the next
-fit's time to 1e-6 0.5x, but the killed fit's ``fit()`` 2.8-3.5x (3-7 s of wait) and the
-two fits' wall times together about doubled.
+cores, load 3-8 (`benchmarks/kill_defaults.py`, held respawn, arms alternating, 3 runs):
+the next fit's time to 1e-6 0.35-0.82x, but the killed fit's ``fit()`` 2.7-3.5x (3-9 s of
+wait), the two fits' wall times together up to twice as long.
 """
 
 from __future__ import annotations
