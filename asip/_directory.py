@@ -117,6 +117,8 @@ class DirectoryPlugin(SchedulerPlugin):
         await _settle_finishing(self.control_timeout / 2)
         self.scheduler = scheduler
         self.entries: dict[int, tuple[str, int]] = {}  # index -> (worker address, incarnation)
+        self.nannies: dict[str, str] = {}  # worker address -> its nanny's (operators' workers)
+        self.respawning: set[str] = set()  # nannies whose operators' worker was removed
         self.deltas: list[list] = []  # [index, address, incarnation]; version = position + 1
         self._unsent = 0  # deltas[-_unsent:] not broadcast yet
         self.ready: set[tuple[int, int]] = set()  # (index, incarnation) that finished setup
@@ -255,6 +257,9 @@ class DirectoryPlugin(SchedulerPlugin):
         previous = self.entries.get(index)
         incarnation = 0 if previous is None else previous[1] + 1
         self.entries[index] = (address, incarnation)
+        ws = self.scheduler.workers.get(address)
+        if ws is not None and ws.nanny:
+            self.nannies[address] = ws.nanny
         if self.go_time is None:
             self.phases.setdefault("first_register", time())
             if len(self.entries) == self.n_partitions:
@@ -352,6 +357,7 @@ class DirectoryPlugin(SchedulerPlugin):
             "hung_kills": self.hung_kills,
             "busy": dict(self.busy),
             "phases": dict(self.phases),
+            "respawning": sorted(self.respawning),
         }
 
     def dashboard_state(self, cursor: int = 0) -> dict:
@@ -421,6 +427,8 @@ class DirectoryPlugin(SchedulerPlugin):
     # ------------------------------------------------------------------ cluster events
     def remove_worker(self, scheduler: Any, worker: str, **kwargs: Any) -> None:
         self.suspects.discard(worker)
+        if worker in self.nannies:  # its nanny starts a new process (`asip._respawned`)
+            self.respawning.add(self.nannies.pop(worker))
         for index, (address, incarnation) in self.entries.items():
             if address == worker and index not in self.lost:
                 self._end(index, incarnation, f"worker {worker} lost")

@@ -10,9 +10,12 @@ load 5-6, `benchmarks/kill_respawn.py`, arms alternating) the held respawn made 
 the 200 MB reload 0.23 -> 0.14 s, ready -> 1e-6 0.48 -> 0.32 s; ratio to fault-free
 2.4x -> 1.7-1.9x.
 
-So each stage installs this nanny plugin: on the nannies it holds a respawn until the
-stage ends, ``hold`` seconds at most, and only while other workers are alive (the last
-worker's respawn is where the lost operators must go). The stage's end: its plugin removed
+So each stage installs this nanny plugin (``asip.stage.respawn-hold``, on by default): on
+the nannies it holds a respawn until the stage ends, ``hold`` seconds at most, and only
+while other workers are alive (the last worker's respawn is where the lost operators must
+go). With ``asip.stage.respawn-wait`` (opt-in) the stage then waits, off its clock, for the
+new process to be up and warm (`asip._respawned`), so the next stage never runs beside
+its start. The stage's end: its plugin removed
 from the nanny (the scheduler sends that only to nannies with a live worker) or, for the
 held nanny, its directory's handlers gone from the scheduler (`asip._directory`), asked
 every `POLL` s.
@@ -74,8 +77,17 @@ def _holds(nanny) -> dict:
 def _wrap(nanny, holds: dict) -> None:
     """Make the nanny's restart after its worker's exit (`Nanny._on_worker_exit`, which
     then calls ``instantiate``) wait in `_hold`; a first start or a requested restart
-    (``client.restart``) calls ``instantiate`` without it and is never held."""
+    (``client.restart``) calls ``instantiate`` without it and is never held. And let a
+    stage's hold be removed from a nanny that never got it: one whose worker was down
+    while the stage installed it (the scheduler sends the removal to every nanny with a
+    live worker, and distributed logs a KeyError traceback for a plugin it lacks)."""
     on_exit, instantiate = nanny._on_worker_exit, nanny.instantiate
+    plugin_remove = nanny.handlers["plugin_remove"]
+
+    async def _plugin_remove(name: str):
+        if name.startswith(hold_name("")) and name not in nanny.plugins:
+            return {"status": "OK"}
+        return await plugin_remove(name=name)
     exiting = {"now": False}
 
     async def _on_worker_exit(exitcode):
@@ -93,6 +105,7 @@ def _wrap(nanny, holds: dict) -> None:
         return await instantiate()
 
     nanny._on_worker_exit, nanny.instantiate = _on_worker_exit, _instantiate
+    nanny.handlers["plugin_remove"] = _plugin_remove
 
 
 async def _hold(nanny, holds: dict) -> None:

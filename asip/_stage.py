@@ -27,6 +27,7 @@ from asip._exceptions import AsipError, OperatorFailedError, StopStage
 from asip._gang import check_slots, plan_placement, wait_for_gang
 from asip._operator import Operator
 from asip._respawn import RespawnHold, hold_name
+from asip._respawned import wait_for_respawns
 from asip._results import unpack_result
 from asip._task import OperatorSpec, run_operator
 from asip._trace import BoundedTrace
@@ -96,7 +97,8 @@ class StageResult:
     # the launch's start: both done); teardown; launch_first_task, launch_last_task,
     # launch_first_register, launch_all_registered, launch_go (from the launch's start),
     # launch_first_started / launch_all_started (the start reached the first / last worker),
-    # launch_go_heard / launch_go_seen (the start event reached the driver's client / thread)
+    # launch_go_heard / launch_go_seen (the start event reached the driver's client / thread);
+    # respawn_wait (after the teardown: the lost workers' new processes up and warm)
     timings: dict = field(default_factory=dict)
     missing: dict = field(default_factory=dict)  # partition -> why it has no result
     # one dict per incarnation: partition, incarnation, steps, stats, ended (cause or None)
@@ -400,6 +402,10 @@ class _Run:
             if stage.checkpoint is not None and self.latest:
                 self._write_checkpoint()
             self.timings["teardown"] = time.monotonic() - t_down
+        if self.summary.get("respawning"):  # off the stage's clock: no next stage beside
+            self.timings["respawn_wait"] = wait_for_respawns(  # the new processes' imports
+                self.client, self.summary["respawning"], self.spec.operator,
+                _config.seconds("stage.respawn-wait"))
         if self.stopped_by is None:  # every operator ended by itself: report why
             reasons = sorted({o["reason"] for o in self.outcomes.values()})
             self.stopped_by = reasons[0] if len(reasons) == 1 else ", ".join(reasons)
@@ -453,6 +459,8 @@ class _Run:
         _events.listen(self.client, self.run_id, self._on_event)
         self.subscribed = True
         hold = _config.seconds("stage.respawn-hold")
+        if getattr(getattr(self.client, "cluster", None), "processes", None) is False:
+            hold = 0.0  # workers in this process: no nanny respawns one (and no round trips)
         directory = DirectoryPlugin(
             self.run_id, self.n, client_id=self.client.id, worker_plugin=plugin_name(self.run_id),
             silence_timeout=self.silence_timeout,

@@ -36,18 +36,22 @@ def _phases(est) -> str:
     return ", ".join(out)
 
 
-def run(problem: str, solver: str, pairs: int, budget: float = 20.0) -> str:
-    import dask
+def setup(problem: str):
+    """The default client, its workers, ``problem``'s dataset, alpha and reference optimum."""
     from distributed import default_client
 
-    from asip.faults import KillWorker
-
     client = default_client()
-    n_workers = len(client.nthreads())
     make, alpha = KILL_PROBLEMS[problem]
     ds = make()
     obj = Objective(get_loss("log_loss"), get_penalty("l2", alpha), False)
-    ref = reference_optimum(obj, ds.X, ds.y)
+    return client, len(client.nthreads()), ds, alpha, reference_optimum(obj, ds.X, ds.y)
+
+
+def run(problem: str, solver: str, pairs: int, budget: float = 20.0) -> str:
+    import dask
+    from asip.faults import KillWorker
+
+    client, n_workers, ds, alpha, ref = setup(problem)
 
     def fit(arm, faults=()):
         client.wait_for_workers(n_workers, timeout=120)  # the killed one is back
@@ -88,11 +92,12 @@ def run(problem: str, solver: str, pairs: int, budget: float = 20.0) -> str:
             f"{np.median(fpaired):.2f}; n={pairs}; load {os.getloadavg()[0]:.1f}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def cli(run, doc: str, solvers: list[str]) -> None:
+    """``--problems``, ``--solvers``, ``--pairs``; a 2-worker cluster that keeps a killed
+    worker's nanny; ``run(problem, solver, pairs)``'s rows printed at the end."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--problems", nargs="+", default=["dense"], choices=list(KILL_PROBLEMS))
-    ap.add_argument("--solvers", nargs="+", default=["auto", "asip-cocoa"],
-                    choices=list(KILL_SOLVERS))
+    ap.add_argument("--solvers", nargs="+", default=solvers, choices=list(KILL_SOLVERS))
     ap.add_argument("--pairs", type=int, default=6)
     args = ap.parse_args()
     import dask
@@ -108,4 +113,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(run, __doc__, ["auto", "asip-cocoa"])

@@ -236,9 +236,9 @@ def test_asip_sgd_stays_stable_under_channel_delay(cluster_2x2):
         # warm first: after the kill tests a restarted worker may still be loading its
         # imports and kernels, inside the 2 s budget (the fit without delay once ended at
         # 1.9e-2 in a full CI run; alone it ends at 7e-5 to 3e-4). With a killed worker's
-        # respawn held to its stage's end (asip.stage.respawn-hold, opt-in) the new process
-        # starts right before this test: its imports are waited for here (one ended at
-        # 0.18 in CI, 2026-12-01, with the hold on by default), then its kernels load in a
+        # respawn held to its stage's end (asip.stage.respawn-hold, the default) the new
+        # process starts right before this test: its imports are waited for here (one
+        # ended at 0.18 in CI, 2026-12-01, with the hold on), then its kernels load in a
         # short fit
         ready(cluster_2x2)
         AsipClassifier(alpha=alpha, solver="asip-sgd", max_time=0.3, n_partitions=4,

@@ -197,3 +197,23 @@ def test_an_unknown_kind_of_embedded_workers_is_a_clear_error():
     with dask.config.set({"asip.driver.embedded-workers": "thread"}), \
             pytest.raises(ValueError, match="'processes' or 'threads', got 'thread'"):
         get_client()
+
+
+def test_no_respawn_hold_goes_to_a_cluster_whose_workers_run_here(inproc_client):
+    """No nanny respawns a worker of this process: a stage installs no respawn hold there
+    (its install and removal were two round trips on every stage), whatever the setting."""
+    seen = []
+
+    def nanny_plugins(dask_scheduler=None):
+        return sorted(dask_scheduler.nanny_plugins)
+
+    def look(entries):
+        if not seen:
+            seen.append(inproc_client.run_on_scheduler(nanny_plugins))
+
+    from runtime_operators import Gossip
+
+    parts = [np.random.default_rng(i).random((200, 3)) for i in range(2)]
+    with dask.config.set({"asip.stage.respawn-hold": "10s"}):
+        asip.Stage(Gossip(), parts, client=inproc_client, max_time=0.5, on_trace=look).run()
+    assert seen and not [name for name in seen[0] if "respawn-hold" in name], seen

@@ -29,7 +29,7 @@ def _run_and_count_processes(client, cluster, n_parts: int, hold: str):
         if not seen and max(e.time for e in entries) >= KILL_AT + 1.5:
             seen.append(sum(n.is_alive() for n in cluster.workers.values()))
 
-    with dask.config.set({"asip.stage.respawn-hold": hold}):
+    with dask.config.set({} if hold is None else {"asip.stage.respawn-hold": hold}):
         res = asip.Stage(Gossip(), parts, client=client, max_time=KILL_AT + 3.0,
                          on_trace=sample, faults=[KillWorker(n_parts - 1, at=KILL_AT)]).run()
     assert [(r.partition, r.incarnation) for r in res.restarts] == [(n_parts - 1, 1)]
@@ -37,11 +37,12 @@ def _run_and_count_processes(client, cluster, n_parts: int, hold: str):
     return res, seen[0]
 
 
-def test_the_killed_workers_respawn_waits_for_the_stage_end(_fault_cluster, fresh_cluster):
+@pytest.mark.parametrize("hold", ["10s", None])  # None: the default
+def test_the_killed_workers_respawn_waits_for_the_stage_end(_fault_cluster, fresh_cluster, hold):
     """The lost operator restarted on the survivor; no new process took a core meanwhile;
     once the stage ended the nanny started it and nothing of the hold is left."""
     client = fresh_cluster
-    res, alive = _run_and_count_processes(client, _fault_cluster, 2, "10s")
+    res, alive = _run_and_count_processes(client, _fault_cluster, 2, hold)
     assert alive == 1, "the nanny respawned its worker while the stage ran"
     assert not [e for e in res.timeline if e.kind == "joined"]
     assert res.stopped_by == "max_time" and not res.missing
@@ -79,3 +80,54 @@ def test_the_last_workers_respawn_is_never_held():
             stage.run()
         assert [(r.partition, r.incarnation) for r in stage.result.restarts] == [(0, 1)]
         assert_clean(client)
+
+
+def _has_imported(module: str) -> bool:
+    """Run on a worker: whether it has imported ``module``."""
+    import sys
+
+    return module in sys.modules
+
+
+def test_with_respawn_wait_a_killed_stage_returns_with_the_new_process_up_and_warm(
+        _fault_cluster, fresh_cluster):
+    """With ``asip.stage.respawn-wait`` (the respawn held to the stage's end, then waited
+    for): once ``run()`` returns, the killed worker's new process is registered and has
+    imported the operator's module, so a next stage never runs beside its start."""
+    client = fresh_cluster
+    parts = [np.random.default_rng(i).random((200, 3)) for i in range(2)]
+    with dask.config.set({"asip.stage.respawn-wait": "60s"}):
+        res = asip.Stage(Gossip(), parts, client=client, max_time=KILL_AT + 0.5,
+                         faults=[KillWorker(1, at=KILL_AT)]).run()
+    workers = client.scheduler_info()["workers"]  # no wait_for_workers: as run() left it
+    loaded = client.run(_has_imported, Gossip.__module__)
+    assert [(r.partition, r.incarnation) for r in res.restarts] == [(1, 1)]
+    assert len(workers) == 2, f"the killed worker's new process is not up: {list(workers)}"
+    assert all(loaded.values()), f"a worker has not loaded the operator: {loaded}"
+    assert res.timings["respawn_wait"] > 0
+    assert_clean(client)
+
+
+def test_a_stage_beside_a_held_respawn_ends_without_a_nanny_error(_fault_cluster, fresh_cluster,
+                                                                 caplog):
+    """The next stage starts while the killed worker's new process is still starting (the
+    hold released at the first stage's end): its hold reaches only the nanny with a live
+    worker; removing it at its end from the other, whose worker joined meanwhile, is no
+    error (distributed logged 'Nanny plugin ... failed to teardown' with a KeyError)."""
+    client = fresh_cluster
+    parts = [np.random.default_rng(i).random((200, 3)) for i in range(2)]
+    with dask.config.set({"asip.stage.respawn-hold": "10s"}):
+        asip.Stage(Gossip(), parts, client=client, max_time=KILL_AT + 0.5,
+                   faults=[KillWorker(1, at=KILL_AT)]).run()
+        alive = sum(n.is_alive() for n in _fault_cluster.workers.values())
+
+        def back(entries):
+            if len(client.scheduler_info()["workers"]) == 2:
+                raise _Back()
+
+        with caplog.at_level("ERROR", logger="distributed.nanny"), pytest.raises(_Back):
+            asip.Stage(Gossip(), parts, client=client, max_time=60.0, on_trace=back,
+                       oversubscribe=True).run()
+    assert alive == 1, "the killed worker was back before the next stage: nothing tested"
+    assert not [r for r in caplog.records if "teardown" in r.getMessage()]
+    assert_clean(client)
