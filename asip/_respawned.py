@@ -7,9 +7,9 @@ first operator task, imports what the operator needs (numpy, scipy, numba, asip.
 beside those imports, on a worker fewer or a core short: a budgeted fit right after a
 killed one ended 20x further from f*. So a stage that lost workers, after its clock has
 stopped (its trace, ``elapsed`` and budget are untouched), waits until each lost worker's
-nanny has a worker registered again and that worker has loaded the stage's operator (its
-imports done), at most ``asip.stage.respawn-wait`` s. A nanny that does not answer (gone
-with its host) is not waited for. The wait is in ``StageResult.timings["respawn_wait"]``.
+nanny has a worker registered again and that worker has imported the stage's operator's
+module by name (its imports done; nothing is unpickled), at most ``asip.stage.respawn-wait``
+s. A nanny that does not answer (gone with its host) is not waited for. The wait is in ``StageResult.timings["respawn_wait"]``.
 
 Opt-in: the user then waits for the whole respawn. Dense lbfgs, KillWorker at 30%, 2
 cores, load 3-8 (`benchmarks/kill_defaults.py`, held respawn, arms alternating, 3 runs):
@@ -20,11 +20,11 @@ wait), the two fits' wall times together up to twice as long.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
-import pickle
 import time
 
-__all__ = ["wait_for_respawns"]
+__all__ = ["operator_modules", "wait_for_respawns"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,22 +32,29 @@ POLL = 0.05  # seconds between looks at the scheduler's workers
 PING = 2.0  # seconds a lost worker's nanny has to answer before it is not waited for
 
 
-def wait_for_respawns(client, nannies: list[str], operator: bytes, limit: float) -> float:
+def operator_modules(operator) -> tuple[str, ...]:
+    """The modules a new worker imports for ``operator`` (an Operator subclass or instance):
+    asip's runtime, and the operator's own module unless it lives in the driver's script."""
+    cls = operator if isinstance(operator, type) else type(operator)
+    return ("asip",) + ((cls.__module__,) if cls.__module__ != "__main__" else ())
+
+
+def wait_for_respawns(client, nannies: list[str], modules: tuple[str, ...],
+                      limit: float) -> float:
     """Wait (at most ``limit`` s) until every answering nanny of ``nannies`` has a worker
-    registered that has unpickled ``operator`` (the stage's pickled operator: its modules
-    imported); the seconds waited."""
+    registered that has imported ``modules`` (`operator_modules`); the seconds waited."""
     t0 = time.monotonic()
     if not nannies or limit <= 0:
         return 0.0
     try:
-        client.sync(_respawned, client, nannies, operator, callback_timeout=limit)
+        client.sync(_respawned, client, nannies, modules, callback_timeout=limit)
     except Exception as exc:  # (a timeout included) the next stage places on what is there
         logger.warning("asip: the lost workers' new processes were not up and warm within "
                        "%.1f s (asip.stage.respawn-wait): %r", limit, exc)
     return time.monotonic() - t0
 
 
-async def _respawned(client, nannies: list[str], operator: bytes) -> None:
+async def _respawned(client, nannies: list[str], modules: tuple[str, ...]) -> None:
     """On the client's loop (where the client's methods hand back coroutines): the
     answering nannies' new workers, registered, then warmed."""
     answers = await asyncio.gather(*(_answers(client, n) for n in nannies))
@@ -60,7 +67,7 @@ async def _respawned(client, nannies: list[str], operator: bytes) -> None:
         if waiting:
             await asyncio.sleep(POLL)
     if workers:
-        await client.run(_load, operator, workers=workers, on_error="return")
+        await client.run(_load, modules, workers=workers, on_error="return")
 
 
 async def _answers(client, nanny: str) -> bool:
@@ -77,6 +84,7 @@ def _workers_by_nanny(dask_scheduler=None) -> dict:
     return {ws.nanny: addr for addr, ws in dask_scheduler.workers.items() if ws.nanny}
 
 
-def _load(operator: bytes) -> None:
+def _load(modules: tuple[str, ...]) -> None:
     """Run on a new worker: import what the stage's operator needs."""
-    pickle.loads(operator)
+    for name in modules:
+        importlib.import_module(name)

@@ -27,7 +27,7 @@ from asip._exceptions import AsipError, OperatorFailedError, StopStage
 from asip._gang import check_slots, plan_placement, wait_for_gang
 from asip._operator import Operator
 from asip._respawn import RespawnHold, hold_name
-from asip._respawned import wait_for_respawns
+from asip._respawned import operator_modules, wait_for_respawns
 from asip._results import unpack_result
 from asip._task import OperatorSpec, run_operator
 from asip._trace import BoundedTrace
@@ -404,7 +404,7 @@ class _Run:
             self.timings["teardown"] = time.monotonic() - t_down
         if self.summary.get("respawning"):  # off the stage's clock: no next stage beside
             self.timings["respawn_wait"] = wait_for_respawns(  # the new processes' imports
-                self.client, self.summary["respawning"], self.spec.operator,
+                self.client, self.summary["respawning"], operator_modules(self.stage.operator),
                 _config.seconds("stage.respawn-wait"))
         if self.stopped_by is None:  # every operator ended by itself: report why
             reasons = sorted({o["reason"] for o in self.outcomes.values()})
