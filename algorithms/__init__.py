@@ -24,6 +24,9 @@ from ._datasets import (DataUnavailable, data_dir, load_libsvm, make_logistic, m
 from ._objectives import Objective, get_loss, get_penalty, relative_suboptimality
 from ._operator import SolverOperator
 from ._solvers import SOLVERS, get_algorithm
+from ._numba_warmup import start as _start_numba_warmup
+
+_start_numba_warmup()  # numba's set-up in the background (see `_numba_warmup`)
 
 # Imported on first use: workers unpickle `SolverOperator` (and import this package)
 # without paying for scikit-learn and scipy.optimize, which only the driver needs.

@@ -15,7 +15,13 @@ script does: ``from asip.algorithms import AsipClassifier``, ``make_classificati
   are not seen), with counts;
 * ``to fit's return`` (spawn to the fit's end: the issue's "< 1 s") and ``process exit``
   (the cluster's close at exit included), and the CPU seconds of the whole process;
+* ``second fit``: the same fit again, right after (a later fit: the cluster up, kernels loaded);
 * the heavy packages left imported (bokeh, pandas, ...), from the first run.
+
+``--warm SECONDS`` times a notebook instead: the imports and the data, then (with
+``--client``, first the estimators' embedded cluster's start, ``client first``) a wait of
+SECONDS, then the first fit; ``numba loads`` / ``compiles`` then count those during the fit
+only (a background warm-up finishing inside the fit counts).
 
 ``--cold`` points numba's cache at an empty directory per run (a fresh install);
 ``--processes`` sets ``asip.driver.embedded-workers: processes``. ``--path A --path B`` runs
@@ -25,6 +31,7 @@ beside each run.
 
 Run:  python benchmarks/first_fit.py --runs 8
       python benchmarks/first_fit.py --runs 8 --cold --path /tmp/main-checkout --path .
+      python benchmarks/first_fit.py --runs 8 --warm 2 --client --path /tmp/main-checkout --path .
 """
 
 from __future__ import annotations
@@ -98,16 +105,34 @@ t = time.perf_counter()
 from sklearn.datasets import make_classification
 X, y = make_classification(n_samples=1000, n_features=20, random_state=0)
 out["make_classification"] = time.perf_counter() - t
-if __name__ == "__main__":
-    t = time.perf_counter()
+
+
+def fit():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est = AsipClassifier().fit(X, y)
+        return AsipClassifier().fit(X, y)
+
+
+if __name__ == "__main__":
+    if WARM is not None:  # a notebook: the fit comes a while after the imports
+        if CLIENT:
+            from asip.algorithms._fitting import get_client
+
+            t = time.perf_counter()
+            get_client()
+            out["client first"] = time.perf_counter() - t
+        time.sleep(WARM)
+        numba.update({"load": 0.0, "loads": 0, "compile": 0.0, "compiles": 0})
+    t = time.perf_counter()
+    est = fit()
     out["fit"] = time.perf_counter() - t
     out["to fit's return"] = time.time() - START
     out.update(est.fit_timings_)
     out["numba loads"], out["numba compiles"] = numba["load"], numba["compile"]
     out["cpu"] = cpu()
+    t = time.perf_counter()
+    fit()
+    out["second fit"] = time.perf_counter() - t
     out["counts"] = {"loads": numba["loads"], "compiles": numba["compiles"]}
     out["stopped_by"], out["solver"] = est.stopped_by_, est.solver_
     heavy = ("bokeh", "pandas", "pyarrow", "scipy.stats", "scipy.optimize", "matplotlib",
@@ -120,10 +145,12 @@ if __name__ == "__main__":
 RETURN = "to fit's return"
 PHASES = ("interpreter", "import asip.algorithms", "AsipClassifier", "make_classification",
           "client", "prepare", "solve", "finish", "fit", "numba loads", "numba compiles",
-          "to fit's return", "process exit", "cpu")
+          "to fit's return", "second fit", "process exit", "cpu")
+WARM_PHASES = ("client first",)
 
 
-def run_once(path: str | None, cold: bool, processes: bool, scratch: str) -> dict:
+def run_once(path: str | None, cold: bool, processes: bool, scratch: str,
+             warm: float | None = None, client: bool = False) -> dict:
     """One fresh interpreter's first fit: its phases (seconds), or the error it printed."""
     env = dict(os.environ)
     if path is not None:
@@ -134,7 +161,7 @@ def run_once(path: str | None, cold: bool, processes: bool, scratch: str) -> dic
     if processes:
         env["DASK_ASIP__DRIVER__EMBEDDED_WORKERS"] = "processes"
     start = time.time()
-    code = f"START = {start!r}\n{CHILD}"
+    code = f"START = {start!r}\nWARM = {warm!r}\nCLIENT = {client!r}\n{CHILD}"
     proc = subprocess.run([sys.executable, "-c", code], cwd=scratch, env=env,
                           capture_output=True, text=True, timeout=600)
     end = time.time()
@@ -156,36 +183,44 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="an empty numba cache per run")
     ap.add_argument("--processes", action="store_true",
                     help="asip.driver.embedded-workers: processes")
+    ap.add_argument("--warm", type=float, default=None, metavar="SECONDS",
+                    help="a notebook: wait this long after the imports, then fit")
+    ap.add_argument("--client", action="store_true",
+                    help="with --warm: start the embedded cluster before the wait")
     ap.add_argument("--path", action="append", default=None,
                     help="an arm: this directory first on PYTHONPATH (repeat for A/B)")
     args = ap.parse_args()
     arms = args.path or [None]
     results: dict = {a: [] for a in arms}
     print(f"first default fit, 1000 x 20; {args.runs} runs per arm, cold={args.cold}, "
-          f"processes={args.processes}; arms {arms}", flush=True)
+          f"processes={args.processes}, warm={args.warm}, client={args.client}; arms {arms}",
+          flush=True)
     with tempfile.TemporaryDirectory(prefix="asip-first-fit-") as scratch:
         for i in range(args.runs):
             for arm in arms:
                 load = os.getloadavg()[0]
-                out = run_once(arm, args.cold, args.processes, scratch)
+                out = run_once(arm, args.cold, args.processes, scratch, args.warm,
+                               args.client)
                 out["load"] = load
                 results[arm].append(out)
                 print(f"run {i} {os.path.basename(os.path.abspath(arm)) if arm else 'default'}: "
-                      f"to fit's return {out[RETURN]:.3f} s, "
+                      f"fit {out['fit']:.3f} s, to fit's return {out[RETURN]:.3f} s, "
                       f"exit {out['process exit']:.3f} s, cpu {out['cpu']:.2f} s, "
-                      f"{out['solver']} stopped by {out['stopped_by']}, load {load:.1f}",
+                      f"{out['solver']} stopped by {out['stopped_by']}, numba {out['counts']}, "
+                      f"load {load:.1f}",
                       flush=True)
+    phases = PHASES + (WARM_PHASES if args.warm is not None and args.client else ())
     for arm in arms:
         runs = results[arm]
         print(f"\n== arm {arm or 'default'}: asip from {runs[0]['asip']}")
         print(f"   loads {summary([r['load'] for r in runs])}; numba counts "
               f"{runs[0]['counts']}; heavy modules {runs[0]['modules']}")
-        for phase in PHASES:
+        for phase in phases:
             print(f"   {phase:24s} {summary([r[phase] for r in runs])}")
     if len(arms) == 2:
         a, b = (results[x] for x in arms)
         print(f"\n== paired ratios {arms[1]} / {arms[0]}: median (min-max), n={len(a)}")
-        for phase in PHASES:
+        for phase in phases:
             ratios = [rb[phase] / ra[phase] for ra, rb in zip(a, b) if ra[phase] > 1e-6]
             if ratios:
                 print(f"   {phase:24s} {summary(ratios)}")

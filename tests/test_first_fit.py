@@ -2,7 +2,8 @@
 cluster starts no Bokeh dashboard unless configured (and has the /asip page when it is),
 neither importing asip.algorithms nor a default fit builds the numpy-facing loss ufuncs
 (uncached LLVM wrappers), and a scheduler
-without a dashboard keeps its HTTP endpoints off distributed's default port 8787."""
+without a dashboard keeps its HTTP endpoints off distributed's default port 8787. A first
+fit a while after the import (a notebook) finds numba set up and its kernels loaded."""
 
 from __future__ import annotations
 
@@ -73,6 +74,63 @@ def test_the_embedded_cluster_s_dashboard_follows_the_setting_and_the_fit_certif
     assert res["stopped_by"] == "tol"
     assert res["bokeh"] is True
     assert res["page"] == 200
+
+
+#: after the import, wait for any numba warm-up thread; then count the kernels numba loads
+#: from its cache or compiles during a first default fit on 1,000 x 20 dense rows
+WARM_FIT = r"""
+import json, threading, warnings
+from numba.core import caching, event
+import asip.algorithms
+from asip.algorithms import AsipClassifier
+from sklearn.datasets import make_classification
+
+if __name__ == "__main__":
+    X, y = make_classification(n_samples=1000, n_features=20, random_state=0)
+    for t in threading.enumerate():
+        if t.name == "asip-numba-warmup":
+            t.join()
+    counts = {"loads": 0, "compiles": 0}
+    load = caching.Cache.load_overload
+
+    def counted(self, *args, **kwargs):
+        counts["loads"] += 1
+        return load(self, *args, **kwargs)
+
+    caching.Cache.load_overload = counted
+
+    class Compiles(event.Listener):
+        def on_start(self, ev):
+            counts["compiles"] += 1
+
+        def on_end(self, ev):
+            pass
+
+    event.register("numba:compile", Compiles())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = AsipClassifier().fit(X, y)
+    print("RESULT " + json.dumps({**counts, "stopped_by": est.stopped_by_}))
+"""
+
+
+def _warm_fit(**env: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", WARM_FIT], capture_output=True, text=True,
+                         timeout=200, env={**os.environ, **env}, cwd=os.path.dirname(__file__))
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line.removeprefix("RESULT "))
+    raise AssertionError(f"the script failed (rc {out.returncode}):\n{out.stderr[-3000:]}")
+
+
+def test_a_first_fit_after_the_import_s_warm_up_loads_no_kernel():
+    """Importing asip.algorithms starts a thread that sets numba up and loads a default dense
+    fit's kernels: once it is done, the first default fit loads (and compiles) none; with
+    ``asip.driver.numba-warmup: false`` the fit loads them itself."""
+    res = _warm_fit()
+    assert res == {"loads": 0, "compiles": 0, "stopped_by": "tol"}
+    res = _warm_fit(DASK_ASIP__DRIVER__NUMBA_WARMUP="false")
+    assert res["loads"] >= 1 and res["stopped_by"] == "tol"
 
 
 def test_import_builds_no_loss_ufunc():
