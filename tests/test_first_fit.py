@@ -49,15 +49,19 @@ if __name__ == "__main__":
 """
 
 
-def _first_fit(**env: str) -> dict:
-    """Run `FIRST_FIT` in a fresh interpreter with ``env`` added; what it printed."""
-    script = f"UFUNCS = {UFUNCS!r}\n{FIRST_FIT}"
+def _run_script(script: str, **env: str) -> dict:
+    """Run ``script`` in a fresh interpreter with ``env`` added; what it printed as RESULT."""
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=200, env={**os.environ, **env}, cwd=os.path.dirname(__file__))
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line.removeprefix("RESULT "))
     raise AssertionError(f"the script failed (rc {out.returncode}):\n{out.stderr[-3000:]}")
+
+
+def _first_fit(**env: str) -> dict:
+    """Run `FIRST_FIT` in a fresh interpreter with ``env`` added; what it printed."""
+    return _run_script(f"UFUNCS = {UFUNCS!r}\n{FIRST_FIT}", **env)
 
 
 def test_the_embedded_cluster_s_dashboard_follows_the_setting_and_the_fit_certifies():
@@ -114,22 +118,13 @@ if __name__ == "__main__":
 """
 
 
-def _warm_fit(**env: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", WARM_FIT], capture_output=True, text=True,
-                         timeout=200, env={**os.environ, **env}, cwd=os.path.dirname(__file__))
-    for line in out.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line.removeprefix("RESULT "))
-    raise AssertionError(f"the script failed (rc {out.returncode}):\n{out.stderr[-3000:]}")
-
-
 def test_a_first_fit_after_the_import_s_warm_up_loads_no_kernel():
     """Importing asip.algorithms starts a thread that sets numba up and loads a default dense
     fit's kernels: once it is done, the first default fit loads (and compiles) none; with
     ``asip.driver.numba-warmup: false`` the fit loads them itself."""
-    res = _warm_fit()
+    res = _run_script(WARM_FIT)
     assert res == {"loads": 0, "compiles": 0, "stopped_by": "tol"}
-    res = _warm_fit(DASK_ASIP__DRIVER__NUMBA_WARMUP="false")
+    res = _run_script(WARM_FIT, DASK_ASIP__DRIVER__NUMBA_WARMUP="false")
     assert res["loads"] >= 1 and res["stopped_by"] == "tol"
 
 
