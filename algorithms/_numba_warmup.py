@@ -3,13 +3,16 @@
 The first numba kernel a process calls pays numba's one-time set-up (its typing and
 lowering registries, the runtime's LLVM module, extension entry points: 0.3-0.5 s, most of
 it holding the GIL) before its own cache load (~5 ms). Importing `asip.algorithms` builds no
-kernel, so a script's import stays short; this module then does that set-up, and loads the
-kernels a default dense fit calls (`lbfgs`: the loss and gradient sums, the intercept's
-certificate pass, the Hessian certificate's curvature rows, the trace's objective), in a
-thread of its own. A notebook's first fit, run a moment after the import, then finds them
-loaded; a fit that comes sooner waits on numba's compile lock for what is left, no longer
-than it would have loaded them itself. A fresh cache compiles them there (what the fit would
-have done). Off with ``asip.driver.numba-warmup: false``.
+kernel, so a script's import stays short. In an interactive session (a notebook, IPython,
+the python prompt), where the first fit comes a while after the import, this module does
+that set-up, and loads the kernels a default dense fit calls (`lbfgs`: the loss and
+gradient sums, the intercept's certificate pass, the Hessian certificate's curvature rows,
+the trace's objective), in a thread of its own: the first fit then finds them loaded, and
+one that comes sooner waits on numba's compile lock for what is left. A fresh cache compiles
+them there (what the fit would have done). Not in a script or a worker: there the thread
+only contended for the GIL with the imports that follow (a fresh script's first fit
+returned later: 4.50 -> 5.09 s, paired 1.16x, n=8, load 5.5; `benchmarks/first_fit.py`).
+``asip.driver.numba-warmup``: ``auto`` (interactive sessions), ``true`` or ``false``.
 
 The thread is not a daemon: an interpreter that exits meanwhile waits for it (a daemon
 inside LLVM while the interpreter tears numba down could crash the exit), and a fork
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 
 import numpy as np
@@ -28,7 +32,7 @@ from . import _kernels as K
 from . import _losses as L
 from . import _primal_cert as C
 
-__all__ = ["THREAD_NAME", "start", "wait"]
+__all__ = ["THREAD_NAME", "interactive", "start", "wait", "wanted"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +61,32 @@ def _run() -> None:
         logger.debug("numba warm-up failed: %r", exc)
 
 
-def start() -> threading.Thread | None:
-    """Start the warm-up thread once per process (None when ``asip.driver.numba-warmup`` is
-    off); later calls return the same thread."""
-    global _thread
+def interactive() -> bool:
+    """Whether this process is an interactive session: the python prompt (or ``python -i``),
+    IPython or a Jupyter kernel."""
+    if hasattr(sys, "ps1") or sys.flags.interactive:
+        return True
+    ipython = sys.modules.get("IPython")  # imported by IPython and Jupyter, never by us
+    return getattr(ipython, "get_ipython", lambda: None)() is not None
+
+
+def wanted() -> bool:
+    """Whether ``asip.driver.numba-warmup`` asks for the warm-up in this process."""
+    import dask
+
     from asip._config import flag
 
+    if str(dask.config.get("asip.driver.numba-warmup")).strip().lower() == "auto":
+        return interactive()
+    return flag("driver.numba-warmup")
+
+
+def start() -> threading.Thread | None:
+    """Start the warm-up thread once per process where it is `wanted` (else None); later
+    calls return the same thread."""
+    global _thread
     with _lock:
-        if _thread is None and flag("driver.numba-warmup"):
+        if _thread is None and wanted():
             _thread = threading.Thread(target=_run, name=THREAD_NAME)
             _thread.start()
         return _thread

@@ -18,7 +18,8 @@ script does: ``from asip.algorithms import AsipClassifier``, ``make_classificati
 * ``second fit``: the same fit again, right after (a later fit: the cluster up, kernels loaded);
 * the heavy packages left imported (bokeh, pandas, ...), from the first run.
 
-``--warm SECONDS`` times a notebook instead: the imports and the data, then (with
+``--warm SECONDS`` times a notebook instead, an interactive interpreter (``python -i``,
+reading an empty stdin once the code ran): the imports and the data, then (with
 ``--client``, first the estimators' embedded cluster's start, ``client first``) a wait of
 SECONDS, then the first fit; ``numba loads`` / ``compiles`` then count those during the fit
 only (a background warm-up finishing inside the fit counts).
@@ -162,7 +163,8 @@ def run_once(path: str | None, cold: bool, processes: bool, scratch: str,
         env["DASK_ASIP__DRIVER__EMBEDDED_WORKERS"] = "processes"
     start = time.time()
     code = f"START = {start!r}\nWARM = {warm!r}\nCLIENT = {client!r}\n{CHILD}"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=scratch, env=env,
+    cmd = [sys.executable, *(["-i"] if warm is not None else []), "-c", code]
+    proc = subprocess.run(cmd, cwd=scratch, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=600)
     end = time.time()
     for line in proc.stdout.splitlines():
