@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
+import weakref
 from typing import Any
 
 from distributed import Client
@@ -15,6 +17,11 @@ from asip._config import flag
 logger = logging.getLogger(__name__)
 
 __all__ = ["connect"]
+
+#: seconds the exit gives each embedded client still open to close (its cluster included)
+EXIT_CLOSE_TIMEOUT = 10.0
+
+_open_embedded: weakref.WeakSet = weakref.WeakSet()  # embedded clients, closed at exit
 
 
 def connect(address: str | None = None, *, n_workers: int | None = None,
@@ -67,6 +74,7 @@ def connect(address: str | None = None, *, n_workers: int | None = None,
             options.setdefault("memory_limit", 0)
         client = _EmbeddedClient(n_workers=n_workers, threads_per_worker=threads_per_worker,
                                  **options)
+        _open_embedded.add(client)
     if dashboard:
         _add_dashboard_page(client)
     if address is None and not client.asynchronous and flag("driver.gc-freeze"):
@@ -96,6 +104,26 @@ class _EmbeddedClient(Client):
             if self._asip_gc_hold:
                 self._asip_gc_hold = False
                 _driver_gc.release()
+
+
+def _close_embedded_clients() -> None:
+    """At exit: close each embedded client still open, the client before its cluster.
+
+    Registered after distributed's own exit hooks (this module imports distributed first),
+    so it runs before them: distributed's closed the cluster first, removing its workers
+    while the client still held tasks on them -- warned as lost computed tasks, logged as
+    an ERROR for lost scattered data. Closing the client first lets the scheduler forget
+    them; a close that hangs is given up after `EXIT_CLOSE_TIMEOUT` s."""
+    for client in list(_open_embedded):
+        if client.asynchronous:  # its close is a coroutine for its own loop to run
+            continue
+        try:
+            client.close(timeout=EXIT_CLOSE_TIMEOUT)
+        except Exception as exc:  # exiting anyway: distributed's hooks still close the rest
+            logger.debug("asip: closing the embedded client at exit: %r", exc)
+
+
+atexit.register(_close_embedded_clients)
 
 
 # shown as distributed's own: its repr, and the client id it builds from the class name

@@ -244,6 +244,7 @@ class _Run:
         self.client = stage.client or _default_client()
         self.run_id = uuid.uuid4().hex[:12]
         self.futures: dict[int, Any] = {}
+        self.submitted: list = []  # every operator task's future, released at the teardown
         self.parts: Any = None  # the data's futures, per partition (asip._data.Partitions)
         self.attempt: dict[int, int] = {}
         self.placed: dict[int, str | None] = {}  # partition -> the worker its latest attempt asked for
@@ -527,6 +528,7 @@ class _Run:
             self.placed[index] = placement[index]
             future.add_done_callback(lambda _: self.wake.set())
             self.futures[index] = future
+        self.submitted.extend(futures)
 
     def _holders(self) -> list[list[str]]:
         """Each partition's holders: known for blocks this stage scattered (no round trip),
@@ -566,6 +568,7 @@ class _Run:
         self.client.loop.add_callback(flush_client, self.client)
         future.add_done_callback(lambda _: self.wake.set())
         self.futures[index] = future
+        self.submitted.append(future)
 
     def _note(self, at: float, kind: str, index: int, worker: str | None = None,
               seconds: float | None = None, detail: str = "") -> None:
@@ -899,10 +902,7 @@ class _Run:
         if self.futures:
             self.client.cancel(list(self.futures.values()), force=True)
         self.futures.clear()
-        if self.parts is not None and self.parts.sources is not None:
-            for blocks in self.parts.futures:  # in-memory blocks this stage scattered (never
-                for f in blocks:  # a caller's futures: those stay the caller's)
-                    f.release()
+        self._release_tasks()
         with self.finish_lock:
             self.finishing = True
             early = self.early_finish
@@ -945,6 +945,37 @@ class _Run:
         self._unregister(self.client.scheduler.unregister_scheduler_plugin,
                          f"asip-directory-{self.run_id}", limit)
         self.installed = False
+
+    def _release_tasks(self) -> None:
+        """Release every operator task this run submitted, and the in-memory blocks it
+        scattered (never a caller's futures: those stay the caller's), now and on the
+        client's loop, and send the releases to the scheduler at once.
+
+        The operators' results come in the directory's events, so a fit returned before the
+        client heard that their tasks had ended: until then each future was held by its done
+        callback and its task stayed on the scheduler. A script exiting right after its fit
+        closed the cluster under them (distributed warned of lost computed tasks and logged
+        lost scattered data as an ERROR) and fired the done callbacks after the interpreter
+        had shut its executors down (tornado ERROR tracebacks).
+        """
+        futures, self.submitted = self.submitted, []
+        if self.parts is not None and self.parts.sources is not None:
+            futures += [f for blocks in self.parts.futures for f in blocks]
+        if not futures:
+            return
+        client = self.client
+
+        async def release() -> None:
+            for f in futures:
+                f.release()  # queues the client's release of its key on this loop
+            await asyncio.sleep(0)  # those run: each state cancelled, its release queued
+            await asyncio.sleep(0)  # the done callbacks waiting on those states run
+            flush_client(client)  # not at the stream's 10 ms interval
+
+        try:
+            client.sync(release, callback_timeout=self.control_timeout)
+        except Exception as exc:  # a closed client: its close released them
+            logger.debug("asip: releasing the stage's tasks: %r", exc)
 
     async def _remove_hold(self) -> None:
         """On the client's loop: remove the stage's `RespawnHold` from the nannies (a
