@@ -12,53 +12,46 @@ import pytest
 
 pytestmark = pytest.mark.timeout(240)
 
-#: a user's script: ``N`` default fits, then the end of the script (``CONNECT``: inside
-#: ``with asip.connect(processes=False)``, the user's own client, closed by the block)
+#: a user's script: ``N`` default fits, then the end of the script
 FITS_THEN_EXIT = r"""
 from asip.algorithms import AsipClassifier
 from sklearn.datasets import make_classification
 
 if __name__ == "__main__":
     X, y = make_classification(n_samples=1000, n_features=20, random_state=0)
-    if CONNECT:
-        import asip
-
-        with asip.connect(processes=False, dashboard=False):
-            for _ in range(N):
-                AsipClassifier().fit(X, y)
-    else:
-        for _ in range(N):
-            AsipClassifier().fit(X, y)
+    for _ in range(N):
+        AsipClassifier().fit(X, y)
     print("FITTED")
 """
 
-#: what distributed logs when closing a worker drops a task a client still wants
-LOST = "lose already computed task"
+#: what distributed logs when closing a worker drops a task (or data) a client still wants
+LOST = ("lose already computed task", "lose scattered data")
+#: a nanny whose worker process took over 4 s to close (at load 8-12, on 9ab15bc as well)
+SLOW_CLOSE = "Worker process still alive after"
 
 
-def _stderr_of_fits(n: int, connect: bool = False, **env: str) -> str:
+def _stderr_of_fits(n: int, **env: str) -> str:
     """Run `FITS_THEN_EXIT` in a fresh interpreter (``env`` added); its stderr."""
-    script = f"N = {n}\nCONNECT = {connect}\n{FITS_THEN_EXIT}"
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         stdin=subprocess.DEVNULL, timeout=200, env={**os.environ, **env},
-                         cwd=os.path.dirname(__file__))
+    out = subprocess.run([sys.executable, "-c", f"N = {n}\n{FITS_THEN_EXIT}"],
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=200,
+                         env={**os.environ, **env}, cwd=os.path.dirname(__file__))
     assert out.returncode == 0 and "FITTED" in out.stdout, out.stderr[-3000:]
     return out.stderr
 
 
-@pytest.mark.parametrize("setting", ["threads", "processes", "connect"])
-def test_a_script_that_fits_and_exits_writes_nothing_to_stderr(setting):
-    """Two default fits, then exit: on the estimators' embedded cluster (workers as threads,
-    the default, or as processes) and on the user's ``asip.connect()`` closed by ``with``.
-    The exit used to warn that removing each worker lost a computed operator task (every
-    run: the cluster closed while the client still wanted the last fit's tasks), and about
-    1 run in 3 logged tornado ERROR tracebacks (the tasks' done callbacks, fired by the
-    close, found the interpreter's executors shut down)."""
-    env = {"DASK_ASIP__DRIVER__EMBEDDED_WORKERS": "processes"} if setting == "processes" else {}
-    err = _stderr_of_fits(2, connect=setting == "connect", **env)
-    assert LOST not in err, err[-3000:]
+@pytest.mark.parametrize("workers", ["threads", "processes"])
+def test_a_script_that_fits_and_exits_writes_nothing_to_stderr(workers):
+    """Two default fits on the estimators' embedded cluster, then exit. On 9ab15bc the exit
+    warned that removing the workers lost the last fit's operator tasks (and logged its
+    scattered partitions lost as an ERROR): the cluster closed while the client still
+    wanted them (9 runs in 10 with threads, 3 in 5 with processes); and 1 run in 2 logged
+    tornado ERROR tracebacks (the tasks' done callbacks, fired by the close, found the
+    interpreter's executors shut down)."""
+    err = _stderr_of_fits(2, DASK_ASIP__DRIVER__EMBEDDED_WORKERS=workers)
+    assert not any(lost in err for lost in LOST), err[-3000:]
     assert "ERROR" not in err and "Traceback" not in err, err[-3000:]
-    assert err.strip() == "", err[-3000:]
+    left = [line for line in err.splitlines() if SLOW_CLOSE not in line]
+    assert left == [], err[-3000:]
 
 
 def _operator_tasks(dask_scheduler) -> list[str]:
@@ -75,7 +68,7 @@ def test_a_fit_returns_with_its_operator_tasks_released(client):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((1000, 20))
     y = (X[:, 0] + 0.5 * rng.standard_normal(1000) > 0).astype(int)
-    for _ in range(4):
+    for _ in range(6):  # on 9ab15bc, 1 fit in 5 returned with its tasks gone
         AsipClassifier().fit(X, y)
         assert [k for k in client.refcount if "-op" in str(k)] == []
         assert client.run_on_scheduler(_operator_tasks) == []
