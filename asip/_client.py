@@ -113,10 +113,13 @@ def _close_embedded_clients() -> None:
     so it runs before them: distributed's closed the cluster first, removing its workers
     while the client still held tasks on them -- warned as lost computed tasks, logged as
     an ERROR for lost scattered data. Closing the client first lets the scheduler forget
-    them; a close that hangs is given up after `EXIT_CLOSE_TIMEOUT` s."""
+    them; a close that hangs is given up after `EXIT_CLOSE_TIMEOUT` s. The driver's gc
+    freeze is kept: unfrozen, the interpreter's last collections walked the ~240k objects
+    (the exit took ~1 s longer)."""
     for client in list(_open_embedded):
         if client.asynchronous:  # its close is a coroutine for its own loop to run
             continue
+        client._asip_gc_hold = False  # its close leaves the freeze alone
         try:
             client.close(timeout=EXIT_CLOSE_TIMEOUT)
         except Exception as exc:  # exiting anyway: distributed's hooks still close the rest
