@@ -26,8 +26,9 @@ if __name__ == "__main__":
 
 #: what distributed logs when closing a worker drops a task (or data) a client still wants
 LOST = ("lose already computed task", "lose scattered data")
-#: a nanny whose worker process took over 4 s to close (at load 8-12, on 9ab15bc as well)
-SLOW_CLOSE = "Worker process still alive after"
+#: load, not the exit: a nanny whose worker process took over 4 s to close (at load 8-12, on
+#: 9ab15bc as well), an event loop that a loaded machine kept from running for seconds
+LOAD_ONLY = ("Worker process still alive after", "Event loop was unresponsive")
 
 
 def _stderr_of_fits(n: int, **env: str) -> str:
@@ -50,7 +51,7 @@ def test_a_script_that_fits_and_exits_writes_nothing_to_stderr(workers):
     err = _stderr_of_fits(2, DASK_ASIP__DRIVER__EMBEDDED_WORKERS=workers)
     assert not any(lost in err for lost in LOST), err[-3000:]
     assert "ERROR" not in err and "Traceback" not in err, err[-3000:]
-    left = [line for line in err.splitlines() if SLOW_CLOSE not in line]
+    left = [line for line in err.splitlines() if not any(s in line for s in LOAD_ONLY)]
     assert left == [], err[-3000:]
 
 
