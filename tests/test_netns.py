@@ -41,6 +41,9 @@ from distributed import Client
 import asip
 from netns_topology import SubnetInUse, Topology, probe_netns
 
+# the cut is timed against heartbeats and silence timeouts of a few seconds
+pytestmark = pytest.mark.exclusive
+
 MAX_TIME = 8.0  # the stage's budget (s)
 CUT_AT = 2.0  # stage time at which w2's link goes down (s)
 SILENCE = 2.0  # asip.stage.peer-silence-timeout for this test (default 5 s)
