@@ -7,7 +7,8 @@ kernel, so a script's import stays short. In an interactive session (a notebook,
 the python prompt), where the first fit comes a while after the import, this module does
 that set-up, and loads the kernels a default dense fit calls (`lbfgs`: the loss and
 gradient sums, the intercept's certificate pass, the Hessian certificate's curvature rows,
-the trace's objective), in a thread of its own: the first fit then finds them loaded, and
+the trace's objective), in a thread of its own (in IPython once the importing cell has
+finished, not beside the rest of it): the first fit then finds them loaded, and
 one that comes sooner waits on numba's compile lock for what is left. A fresh cache compiles
 them there (what the fit would have done). Not in a script or a worker: there the thread
 only contended for the GIL with the imports that follow (a fresh script's first fit
@@ -21,6 +22,7 @@ waits for it too (the child would inherit numba's compile lock held).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -59,15 +61,16 @@ def _run() -> None:
         _load_default_kernels()
     except Exception as exc:  # an optimisation only: the fit loads (or fails) as before
         logger.debug("numba warm-up failed: %r", exc)
+    if gc.isenabled():
+        # numba's set-up leaves cyclic garbage; left for the embedded cluster's gc.collect()
+        # (asip._driver_gc), freeing it made the first fit's cluster start ~0.1 s longer
+        gc.collect()
 
 
 def interactive() -> bool:
     """Whether this process is an interactive session: the python prompt (or ``python -i``),
     IPython or a Jupyter kernel."""
-    if hasattr(sys, "ps1") or sys.flags.interactive:
-        return True
-    ipython = sys.modules.get("IPython")  # imported by IPython and Jupyter, never by us
-    return getattr(ipython, "get_ipython", lambda: None)() is not None
+    return hasattr(sys, "ps1") or bool(sys.flags.interactive) or _ipython_shell() is not None
 
 
 def wanted() -> bool:
@@ -81,15 +84,42 @@ def wanted() -> bool:
     return flag("driver.numba-warmup")
 
 
-def start() -> threading.Thread | None:
-    """Start the warm-up thread once per process where it is `wanted` (else None); later
-    calls return the same thread."""
+def _ipython_shell():
+    """The running IPython shell (a Jupyter kernel's included), or None."""
+    ipython = sys.modules.get("IPython")  # imported by IPython and Jupyter, never by us
+    return getattr(ipython, "get_ipython", lambda: None)()
+
+
+def _start_thread() -> threading.Thread:
     global _thread
     with _lock:
-        if _thread is None and wanted():
+        if _thread is None:
             _thread = threading.Thread(target=_run, name=THREAD_NAME)
             _thread.start()
         return _thread
+
+
+def _start_after_the_cell(*_args) -> None:
+    """IPython's ``post_run_cell`` hook, once: the cell that imported asip has finished."""
+    shell = _ipython_shell()
+    if shell is not None:
+        shell.events.unregister("post_run_cell", _start_after_the_cell)
+    _start_thread()
+
+
+def start() -> threading.Thread | None:
+    """Start the warm-up once per process where it is `wanted`: at once, or in IPython (a
+    notebook) when the importing cell has finished; the thread (None while deferred or not
+    wanted). In IPython the rest of the importing cell would otherwise share the GIL with it:
+    the cell's later imports (scikit-learn's, say) took 1.4-1.6x longer."""
+    if _thread is not None or not wanted():
+        return _thread
+    shell = _ipython_shell()
+    if shell is not None and hasattr(shell, "events"):
+        if _start_after_the_cell not in shell.events.callbacks.get("post_run_cell", ()):
+            shell.events.register("post_run_cell", _start_after_the_cell)
+        return None
+    return _start_thread()
 
 
 def wait() -> None:

@@ -132,6 +132,35 @@ def test_an_interactive_first_fit_after_the_import_s_warm_up_loads_no_kernel():
     assert res["loads"] >= 1 and res["stopped_by"] == "tol"
 
 
+#: a notebook's cells in an IPython shell: the importing cell (with a later import in it),
+#: then what the shell runs between cells
+IPYTHON_CELLS = r"""
+import json, threading
+from IPython.core.interactiveshell import InteractiveShell
+
+shell = InteractiveShell.instance()
+shell.run_cell("import asip.algorithms, threading\n"
+               "in_cell = [t.name for t in threading.enumerate()]\n"
+               "import sklearn.linear_model")
+after = [t for t in threading.enumerate() if t.name == "asip-numba-warmup"]
+for t in after:
+    t.join()
+from asip.algorithms import _kernels
+print("RESULT " + json.dumps({"in_cell": "asip-numba-warmup" in shell.user_ns["in_cell"],
+                              "after_cell": len(after),
+                              "loaded": len(_kernels.loss_sum.signatures) > 0}))
+"""
+
+
+def test_in_ipython_the_warm_up_starts_once_the_importing_cell_has_finished():
+    """In IPython (a Jupyter kernel's shell) the warm-up thread starts after the cell that
+    imported asip.algorithms, not beside the rest of that cell (whose later imports then
+    shared the GIL with it); it starts then, and loads the default fit's kernels."""
+    pytest.importorskip("IPython")
+    res = _run_script(IPYTHON_CELLS)
+    assert res == {"in_cell": False, "after_cell": 1, "loaded": True}
+
+
 def test_import_builds_no_loss_ufunc():
     """Importing asip.algorithms builds none of `_losses`' ufuncs (each an LLVM build); the
     first access builds one with its name and one float64 loop, the values the kernels'."""
