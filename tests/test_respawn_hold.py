@@ -97,8 +97,8 @@ def test_with_respawn_wait_a_killed_stage_returns_with_the_new_process_up_and_wa
     client = fresh_cluster
     parts = [np.random.default_rng(i).random((200, 3)) for i in range(2)]
     with dask.config.set({"asip.stage.respawn-wait": "60s"}):
-        res = asip.Stage(Gossip(), parts, client=client, max_time=KILL_AT + 0.5,
-                         faults=[KillWorker(1, at=KILL_AT)]).run()
+        res = asip.Stage(Gossip(), parts, client=client, max_time=KILL_AT + 2.0,
+                         faults=[KillWorker(1, at=KILL_AT)]).run()  # the restart in the run
     workers = client.scheduler_info()["workers"]  # no wait_for_workers: as run() left it
     loaded = client.run(_has_imported, Gossip.__module__)
     assert [(r.partition, r.incarnation) for r in res.restarts] == [(1, 1)]
