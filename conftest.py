@@ -1,5 +1,6 @@
 """The whole run's turn lock (tests/ and examples/): under pytest-xdist, a test marked
-``exclusive`` runs with no other test beside it (see ``tests/_exclusive.py``)."""
+``exclusive`` runs with no other test beside it (see ``tests/_exclusive.py``); and the test
+process's BLAS pools held at one thread (``own_blas_pools`` gives a test their own sizes)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,50 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))  # as tests/conftest.py's
 from _exclusive import turn  # noqa: E402
+
+
+_blas = None  # threadpoolctl's controller of the test process's BLAS pools
+_blas_limit = None  # its limit to one thread, while held
+
+
+def pytest_sessionstart(session) -> None:
+    """The test process's BLAS pools held at one thread, as the nanny's workers run theirs.
+    The driver-side math of the tests (in-process solver runs, reference optima) ran on
+    OpenBLAS pools of one thread per core; on 2 loaded cores their threads spin against the
+    other processes: a 300 x 300 Cholesky took 0.27-0.52 s, not 1 ms, at a load of 13."""
+    global _blas, _blas_limit
+    import numpy  # noqa: F401  (BLAS loads with the modules that use it: limit every pool)
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    _blas = ThreadpoolController().select(user_api="blas")
+    _blas_limit = _blas.limit(limits=1)
+    _free_blas_control()
+
+
+def _free_blas_control() -> None:
+    """threadpoolctl (3.8) lets only the thread that set OpenBLAS's pool size set it again
+    while that thread lives: give it up, so a stage's threads here (asip._blas) can."""
+    import threadpoolctl
+
+    clear = getattr(getattr(threadpoolctl, "OpenBLASController", None),
+                    "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
+@pytest.fixture
+def own_blas_pools():
+    """The test process's BLAS pools at the sizes they were loaded with, for this test."""
+    global _blas_limit
+    _blas_limit.restore_original_limits()
+    _free_blas_control()
+    try:
+        yield
+    finally:
+        _free_blas_control()
+        _blas_limit = _blas.limit(limits=1)
+        _free_blas_control()
 
 
 @pytest.hookimpl(wrapper=True)

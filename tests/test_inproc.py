@@ -78,7 +78,7 @@ class _BlasThreads(asip.Operator):
 
 @pytest.mark.parametrize("driver_env", ["clean", "after worker processes"])
 def test_blas_runs_one_thread_an_operator_while_a_stage_runs_in_the_driver_s_process(
-        inproc_client, monkeypatch, driver_env):
+        inproc_client, monkeypatch, driver_env, own_blas_pools):
     """Two operators' BLAS pools of one thread per core each oversubscribed the cores
     (asip-cocoa's Gram products: 1.57x the wall time); the nanny's workers get one thread
     from their environment, in-process workers from the stage. A driver that started worker
