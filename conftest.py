@@ -25,9 +25,12 @@ def pytest_sessionstart(session) -> None:
     OpenBLAS pools of one thread per core; on 2 loaded cores their threads spin against the
     other processes: a 300 x 300 Cholesky took 0.27-0.52 s, not 1 ms, at a load of 13."""
     global _blas, _blas_limit
-    import numpy  # noqa: F401  (BLAS loads with the modules that use it: limit every pool)
-    import scipy.linalg  # noqa: F401
+    import importlib
+
     from threadpoolctl import ThreadpoolController
+
+    for module in ("numpy", "scipy.linalg"):  # each loads its own OpenBLAS: limit both
+        importlib.import_module(module)
 
     _blas = ThreadpoolController().select(user_api="blas")
     _blas_limit = _blas.limit(limits=1)
