@@ -272,8 +272,10 @@ class LocalNewton:
     def hessian_products(self) -> float:
         """The products of one own Hessian (`gram_cost` of the rows it is taken on): what a
         round's Hessian work costs beside a data pass; 0 for newton-cg (none) and hinge
-        (its band sample varies)."""
-        if self.hessian_free or self.hinge:
+        without an off-band curvature floor (its band varies). Hinge with a floor takes every
+        row, as the smooth losses (`_hinge_weights`): counted, its rounds take 4 Newton
+        iterations where their passes are cheap (`_cocoa.newton_iterations`)."""
+        if self.hessian_free or self.hinge and self.floor == 0.0:
             return 0.0
         if self.sparse:
             return gram_cost(self.csr, self.p)
