@@ -272,8 +272,10 @@ class LocalNewton:
     def hessian_products(self) -> float:
         """The products of one own Hessian (`gram_cost` of the rows it is taken on): what a
         round's Hessian work costs beside a data pass; 0 for newton-cg (none) and hinge
-        (its band sample varies)."""
-        if self.hessian_free or self.hinge:
+        without an off-band curvature floor (its band varies). Hinge with a floor takes every
+        row, as the smooth losses (`_hinge_weights`): counted, its rounds take 4 Newton
+        iterations where their passes are cheap (`_cocoa.newton_iterations`)."""
+        if self.hessian_free or self.hinge and self.floor == 0.0:
             return 0.0
         if self.sparse:
             return gram_cost(self.csr, self.p)
@@ -401,14 +403,26 @@ class LocalNewton:
         """This partition's loss Hessian near the margins ``m``: the last one while no margin
         moved by more than `REFRESH` since it was taken (logistic curvature then changed by
         at most e^REFRESH; squared loss: always), else a new one. Hinge: a new one when
-        ``mu`` changed or a margin moved by more than ``REFRESH mu`` (a row crossed into or
-        out of the band, whose width is ``mu``). Returns ``(H, new)``."""
+        ``mu`` changed, a margin moved by more than ``REFRESH mu`` or a row entered or left
+        the band (`_same_band`: a row at its edge crosses with a far smaller move, and a
+        Hessian without a band row's ``1/mu``, pushed to the peers, held their models of this
+        partition wrong along that row for good: the rounds circled the optimum ~1e-10 apart
+        and the fit ran to ``max_time``). Returns ``(H, new)``."""
         c = self.cache
         if c is not None and c[2] == self.mu and (self.loss == K.SQUARED or np.max(
-                np.abs(m - c[1]), initial=0.0) <= REFRESH * (self.mu if self.hinge else 1.0)):
+                np.abs(m - c[1]), initial=0.0) <= REFRESH * (self.mu if self.hinge else 1.0)
+                ) and (not self.hinge or self._same_band(m, c[1])):
             return c[0], False
         self.cache = (self._hessian(m), m, self.mu, self.sparse or len(self.y) <= self.hessian_rows)
         return self.cache[0], True
+
+    def _same_band(self, m, m_old) -> bool:
+        """Hinge: whether the same rows lie on the curved band (``0 < 1 - y_i m_i < mu``) at
+        margins ``m`` as at ``m_old``."""
+        def band(margins):
+            z = 1.0 - self.y * margins
+            return (z > 0.0) & (z < self.mu)
+        return np.array_equal(band(m), band(m_old))
 
     def end_hessian(self):
         """``full_hessian``: the Hessian a round pushes, retaken on every row at the round's
