@@ -89,6 +89,7 @@ def _has_imported(module: str) -> bool:
     return module in sys.modules
 
 
+@pytest.mark.exclusive  # the restart must land inside the stage's window after the kill
 def test_with_respawn_wait_a_killed_stage_returns_with_the_new_process_up_and_warm(
         _fault_cluster, fresh_cluster):
     """With ``asip.stage.respawn-wait`` (the respawn held to the stage's end, then waited

@@ -141,6 +141,7 @@ def test_the_default_hinge_problem_certifies_in_fewer_lockstep_exchanges():
     assert rounds <= 110, rounds
 
 
+@pytest.mark.exclusive  # six fits' certified stop: a claim about the fit, not the load
 @pytest.mark.timeout(240)
 def test_default_hinge_fits_on_small_dense_data_all_certify(client):
     """The brief's problem, default settings (auto: the smoothed hinge's Newton, 2 partitions
