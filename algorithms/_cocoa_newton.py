@@ -53,7 +53,7 @@ from . import _losses as _L
 from . import _newton_cg as _CG
 from . import _newton_loop as _NL
 from ._newton_loop import FLAT_MOVE
-from ._hinge_smoothing import curvature_floor
+from ._hinge_smoothing import curvature_floor, on_band
 
 if TYPE_CHECKING:
     from ._base import Problem
@@ -359,8 +359,8 @@ class LocalNewton:
                         np.empty(nk), c, self.floor)
         self.passes += 0.5  # the curvature pass over every row
         if not self.sparse and self.floor > 0.0 and nk > self.hessian_rows:
-            z = 1.0 - self.y * m  # off the band (0 < z < mu): the majorizer's rows
-            off = np.flatnonzero(((z <= 0.0) | (z >= self.mu)) & (c > 0.0))
+            z = 1.0 - self.y * m  # off the band: the majorizer's rows
+            off = np.flatnonzero(~on_band(z, self.mu) & (c > 0.0))
             if len(off) > self.hessian_rows:
                 # the off-band majorizer share on a row sample (rescaled), every band row exact
                 keep = self.rng.choice(len(off), self.hessian_rows, replace=False)
@@ -419,10 +419,8 @@ class LocalNewton:
     def _same_band(self, m, m_old) -> bool:
         """Hinge: whether the same rows lie on the curved band (``0 < 1 - y_i m_i < mu``) at
         margins ``m`` as at ``m_old``."""
-        def band(margins):
-            z = 1.0 - self.y * margins
-            return (z > 0.0) & (z < self.mu)
-        return np.array_equal(band(m), band(m_old))
+        return np.array_equal(on_band(1.0 - self.y * m, self.mu),
+                              on_band(1.0 - self.y * m_old, self.mu))
 
     def end_hessian(self):
         """``full_hessian``: the Hessian a round pushes, retaken on every row at the round's

@@ -47,6 +47,12 @@ def curvature_floor(floor, full_hessian: bool) -> float:
     return floor
 
 
+def on_band(z, mu: float):
+    """Which rows lie on the smoothed hinge's curved band, ``0 < z_i < mu`` with
+    ``z_i = 1 - y_i m_i`` (a boolean mask): the rows whose curvature is ``1/mu``."""
+    return (z > 0.0) & (z < mu)
+
+
 def smoothing_bias(m, y, mu: float) -> float:
     """``sum_i z_i (1 - z_i / mu)`` over the band rows (``z_i = 1 - y_i m_i`` in ``(0, mu)``):
     how much of the hinge duality gap at margins ``m`` (with the smoothed duals
@@ -57,7 +63,7 @@ def smoothing_bias(m, y, mu: float) -> float:
     (``b_i = 1`` where ``phi - phi_mu = mu / 2``, 0 where both vanish) and ``z (1 - z / mu)
     <= mu / 4`` on it. So only the band rows tie the attainable gap to ``mu``."""
     z = 1.0 - np.asarray(y, dtype=np.float64) * np.asarray(m, dtype=np.float64)
-    band = z[(z > 0.0) & (z < mu)]
+    band = z[on_band(z, mu)]
     return float(np.sum(band * (1.0 - band / mu)))
 
 
