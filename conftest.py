@@ -34,18 +34,6 @@ def pytest_sessionstart(session) -> None:
 
     _blas = ThreadpoolController().select(user_api="blas")
     _blas_limit = _blas.limit(limits=1)
-    _free_blas_control()
-
-
-def _free_blas_control() -> None:
-    """threadpoolctl (3.8) lets only the thread that set OpenBLAS's pool size set it again
-    while that thread lives: give it up, so a stage's threads here (asip._blas) can."""
-    import threadpoolctl
-
-    clear = getattr(getattr(threadpoolctl, "OpenBLASController", None),
-                    "clear_controlling_thread", None)
-    if clear is not None:
-        clear(force=True)
 
 
 @pytest.fixture
@@ -53,13 +41,10 @@ def own_blas_pools():
     """The test process's BLAS pools at the sizes they were loaded with, for this test."""
     global _blas_limit
     _blas_limit.restore_original_limits()
-    _free_blas_control()
     try:
         yield
     finally:
-        _free_blas_control()
         _blas_limit = _blas.limit(limits=1)
-        _free_blas_control()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -13,6 +13,16 @@ has one thread (the nanny's workers). The pools' sizes are read, not the environ
 driver that started worker processes has ``OMP_NUM_THREADS=1`` and the like in its own
 ``os.environ`` too (distributed's nanny sets them there for its children), though its pools
 were sized when BLAS loaded.
+
+threadpoolctl 3.8 lets only the thread that last set OpenBLAS's pool size set it again while
+that thread lives (``OpenBLASController.clear_controlling_thread``); other threads' settings
+are silently dropped. The stage sets the pools from the workers' event loop: a driver whose
+main thread had limited BLAS (``threadpool_limits``, scikit-learn) made the hold a no-op (the
+operators ran the user's pool size against each other), and the hold left the loop thread in
+control, so the user's limits after a fit were dropped while the cluster lived. So each change
+here first frees the control and gives it up after: nobody owns the pools afterwards, and any
+thread (the user's first) can set them again. A pool that someone resized during the hold
+keeps their size: the stage's end puts back only the pools still at one thread.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ __all__ = ["hold", "release"]
 
 _lock = threading.Lock()
 _holds = 0
-_limit: Any = None  # threadpoolctl's limit while held (None: nothing was changed)
+_held: list = []  # (pool's controller, its size before the hold) of each pool the hold resized
 _pools: Any = None  # (modules imported then, threadpoolctl's controller of the BLAS pools)
 
 
@@ -47,35 +57,62 @@ def _blas_pools() -> Any:
     return _pools[1]
 
 
+def _clear_control() -> Any:
+    """threadpoolctl's ``OpenBLASController.clear_controlling_thread`` (3.8 on), else None:
+    before 3.8 any thread's setting took effect."""
+    import threadpoolctl
+
+    return getattr(getattr(threadpoolctl, "OpenBLASController", None),
+                   "clear_controlling_thread", None)
+
+
+def _resize(sizes: list) -> None:
+    """Set each ``(pool, size)`` whatever thread set the pools last, and leave no thread in
+    control of them afterwards (see the module's docstring)."""
+    clear = _clear_control()
+    if clear is not None:
+        clear(force=True)
+    try:
+        for lib, size in sizes:
+            lib.set_num_threads(size)
+    finally:
+        if clear is not None:
+            clear()  # only if still ours: a thread that took control meanwhile keeps it
+    missed = [(lib.internal_api, lib.num_threads, size) for lib, size in sizes
+              if lib.num_threads != size]
+    if missed:  # another thread took control between the clear and the setting
+        logger.debug("asip: BLAS pools (library, size, wanted) not resized: %s", missed)
+
+
 def hold(enabled: bool = True) -> bool:
     """Hold the process's BLAS pools at one thread for one stage (until every `hold` has its
     `release`); ``enabled`` False changes nothing. Returns whether this call holds them."""
-    global _holds, _limit
+    global _holds, _held
     if not enabled:
         return False
     with _lock:
         if _holds == 0:
             try:
-                blas = _blas_pools()
-                if any(lib.num_threads > 1 for lib in blas.lib_controllers):
-                    _limit = blas.limit(limits=1)
+                _held = [(lib, lib.num_threads) for lib in _blas_pools().lib_controllers
+                         if lib.num_threads > 1]
+                _resize([(lib, 1) for lib, _ in _held])
             except Exception as exc:  # no threadpoolctl, or a pool it cannot drive
                 logger.debug("asip: could not hold BLAS at one thread: %r", exc)
-                _limit = None
+                _held = []
         _holds += 1
     return True
 
 
 def release() -> None:
-    """Undo one `hold`; the last one puts the pools' sizes back."""
-    global _holds, _limit
+    """Undo one `hold`; the last one puts back the sizes of the pools still at one thread."""
+    global _holds, _held
     with _lock:
         if _holds <= 0:
             return
         _holds -= 1
-        if _holds == 0 and _limit is not None:
-            limit, _limit = _limit, None
+        if _holds == 0 and _held:
+            held, _held = _held, []
             try:
-                limit.restore_original_limits()
+                _resize([(lib, size) for lib, size in held if lib.num_threads == 1])
             except Exception as exc:
                 logger.debug("asip: could not put BLAS's thread pools back: %r", exc)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import dask
 import numpy as np
@@ -17,6 +19,7 @@ import pytest
 from distributed import default_client
 
 import asip
+from asip import _blas
 from asip.algorithms import (AsipClassifier, Objective, get_loss, get_penalty, make_logistic,
                              reference_optimum, relative_suboptimality)
 from asip.algorithms._fitting import get_client
@@ -68,9 +71,8 @@ class _BlasThreads(asip.Operator):
     def setup(self, ctx, partition):
         self.threads = None
 
-    def step(self, ctx):
+    def step(self, ctx):  # no STOP: one operator's would end the stage before the other's step
         self.threads = _blas_threads()
-        return asip.STOP
 
     def result(self, ctx):
         return {"threads": self.threads}
@@ -93,7 +95,115 @@ def test_blas_runs_one_thread_an_operator_while_a_stage_runs_in_the_driver_s_pro
     res = asip.Stage(_BlasThreads(), [np.zeros((4, 2)), np.zeros((4, 2))],
                      client=inproc_client, max_steps=1).run()
     assert [max(r["threads"]) for r in res.results] == [1, 1]
+    _wait_blas_released()
     assert _blas_threads() == before  # the pools' own sizes back after the stage
+
+
+def _wait_blas_released() -> None:
+    """Until the stage's hold is released here: a stage returns once every operator
+    returned, and its worker plugins (which release the hold) are removed after that."""
+    deadline = time.monotonic() + 30
+    while _blas._holds and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with _blas._lock:  # the last release's resizing done
+        assert _blas._holds == 0
+
+
+def _user_size(before: list) -> int:
+    """A BLAS pool size the user picks: more than one thread, not the pools' own size."""
+    from threadpoolctl import threadpool_limits
+
+    if not before or max(before) == 1:
+        pytest.skip("BLAS already runs one thread in this process")
+    size = 2 if min(before) > 2 else 3
+    with threadpool_limits(limits=size, user_api="blas"):
+        if set(_blas_threads()) != {size}:
+            pytest.skip(f"BLAS here does not take {size} threads")
+    return size
+
+
+def _limit_blas(size: int, form: str):
+    """The user's main thread limits BLAS (``threadpool_limits`` called, or entered)."""
+    from threadpoolctl import threadpool_limits
+
+    limit = threadpool_limits(limits=size, user_api="blas")
+    if form == "entered":
+        limit.__enter__()
+    return limit
+
+
+def _unlimit_blas(limit, form: str) -> None:
+    if form == "entered":
+        limit.__exit__(None, None, None)
+    else:
+        limit.restore_original_limits()
+
+
+@pytest.mark.parametrize("form", ["entered", "called"])
+def test_blas_runs_one_thread_an_operator_though_the_user_s_main_thread_limited_it_first(
+        inproc_client, own_blas_pools, form):
+    """threadpoolctl 3.8 lets only the thread that last set OpenBLAS's pool size set it
+    again while it lives: the user's main thread had limited BLAS (scikit-learn does too),
+    so the stage's hold from the workers' loop was dropped and the operators ran the user's
+    pool size against each other. Afterwards the user's limit is as they set it."""
+    before = _blas_threads()
+    user = _user_size(before)
+    limit = _limit_blas(user, form)
+    try:
+        assert set(_blas_threads()) == {user}
+        res = asip.Stage(_BlasThreads(), [np.zeros((4, 2)), np.zeros((4, 2))],
+                         client=inproc_client, max_steps=1).run()
+        _wait_blas_released()
+        assert [max(r["threads"]) for r in res.results] == [1, 1]
+        assert set(_blas_threads()) == {user}
+    finally:
+        _unlimit_blas(limit, form)
+    assert _blas_threads() == before
+
+
+def test_the_user_s_main_thread_limits_blas_after_a_stage_ran_in_its_process(
+        inproc_client, own_blas_pools):
+    """The stage's hold had left the workers' loop thread in control of OpenBLAS's pool
+    size: the user's limits after a fit were dropped while the cluster lived."""
+    before = _blas_threads()
+    user = _user_size(before)
+    asip.Stage(_BlasThreads(), [np.zeros((4, 2)), np.zeros((4, 2))],
+               client=inproc_client, max_steps=1).run()
+    _wait_blas_released()
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=user, user_api="blas"):
+        assert set(_blas_threads()) == {user}
+    assert _blas_threads() == before
+
+
+def test_a_blas_limit_the_user_sets_while_a_stage_holds_the_pools_stands_after_the_stage(
+        own_blas_pools):
+    """A stage's release puts back only the pools still at its one thread: a user's limit
+    taken meanwhile (a fit returns before its workers' plugins release the hold) stands."""
+    before = _blas_threads()
+    user = _user_size(before)
+    held, release, released = threading.Event(), threading.Event(), threading.Event()
+
+    def stage_thread():  # alive while the user sets their limit, as the workers' loop is
+        _blas.hold()
+        held.set()
+        release.wait(30)
+        _blas.release()
+        released.set()
+
+    thread = threading.Thread(target=stage_thread, daemon=True)
+    thread.start()
+    assert held.wait(30)
+    assert max(_blas_threads()) == 1
+    limit = _limit_blas(user, "called")
+    try:
+        release.set()
+        assert released.wait(30)
+        assert set(_blas_threads()) == {user}
+    finally:
+        _unlimit_blas(limit, "called")  # to the sizes it found: the hold's
+        thread.join()
 
 
 def test_in_process_workers_have_no_memory_limit_so_the_driver_s_arrays_never_pause_them(
