@@ -14,15 +14,17 @@ driver that started worker processes has ``OMP_NUM_THREADS=1`` and the like in i
 ``os.environ`` too (distributed's nanny sets them there for its children), though its pools
 were sized when BLAS loaded.
 
-threadpoolctl 3.8 lets only the thread that last set OpenBLAS's pool size set it again while
-that thread lives (``OpenBLASController.clear_controlling_thread``); other threads' settings
-are silently dropped. The stage sets the pools from the workers' event loop: a driver whose
-main thread had limited BLAS (``threadpool_limits``, scikit-learn) made the hold a no-op (the
-operators ran the user's pool size against each other), and the hold left the loop thread in
-control, so the user's limits after a fit were dropped while the cluster lived. So each change
-here first frees the control and gives it up after: nobody owns the pools afterwards, and any
-thread (the user's first) can set them again. A pool that someone resized during the hold
-keeps their size: the stage's end puts back only the pools still at one thread.
+threadpoolctl 3.8 lets only the thread in control of OpenBLAS's pool size (the first to set
+it, until it gives the control up or ends) set it; other threads' settings are silently
+dropped (``OpenBLASController.clear_controlling_thread``). The stage sets the pools from the
+workers' event loop: a driver whose main thread had limited BLAS (``threadpool_limits``
+called, or its ``with`` block open) made the hold a no-op, the operators running the user's
+pool size against each other (asip-cocoa, dense 100k x 100: 2.9x the wall time, ``benchmarks/blas_hold.py``);
+and the hold left the loop thread in control, so the limits the main thread took after a fit
+(the user's, scikit-learn's KMeans's) were dropped while the cluster lived. So each change here frees the control first and gives it up after:
+no thread owns the pools afterwards, and any (the user's main thread too) can set them. A
+pool that someone resized during the hold keeps their size: the stage's end puts back only
+the pools still at one thread.
 """
 
 from __future__ import annotations
