@@ -19,12 +19,13 @@ it, until it gives the control up or ends) set it; other threads' settings are s
 dropped (``OpenBLASController.clear_controlling_thread``). The stage sets the pools from the
 workers' event loop: a driver whose main thread had limited BLAS (``threadpool_limits``
 called, or its ``with`` block open) made the hold a no-op, the operators running the user's
-pool size against each other (asip-cocoa, dense 100k x 100: 2.9x the wall time, ``benchmarks/blas_hold.py``);
-and the hold left the loop thread in control, so the limits the main thread took after a fit
-(the user's, scikit-learn's KMeans's) were dropped while the cluster lived. So each change here frees the control first and gives it up after:
-no thread owns the pools afterwards, and any (the user's main thread too) can set them. A
-pool that someone resized during the hold keeps their size: the stage's end puts back only
-the pools still at one thread.
+pool size against each other (asip-cocoa, dense 100k x 100: 2.9x the wall time,
+``benchmarks/blas_hold.py``); and the hold left the loop thread in control, so the limits the
+main thread took after a fit (the user's, scikit-learn's KMeans's) were dropped while the
+cluster lived. So each change here frees the control first and gives it up after: no thread
+owns the pools afterwards, and any (the user's main thread too) can set them. A pool that
+someone resized during the hold keeps their size: the stage's end puts back only the pools
+still at one thread.
 """
 
 from __future__ import annotations
