@@ -143,6 +143,10 @@ class DirectoryPlugin(SchedulerPlugin):
             scheduler.handlers[op_name(kind, self.run_id)] = getattr(self, f"_h_{kind}")
         if self.silence_timeout > 0:
             self._spawn(self._watch_heartbeats())
+        if self.respawn_hold > 0:  # (imported here: asip._respawn reads directories)
+            from asip._respawn import install
+
+            install(scheduler)
 
     async def close(self) -> None:
         self._h_close()

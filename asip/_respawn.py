@@ -10,9 +10,11 @@ load 5-6, `benchmarks/kill_respawn.py`, arms alternating) the held respawn made 
 the 200 MB reload 0.23 -> 0.14 s, ready -> 1e-6 0.48 -> 0.32 s; ratio to fault-free
 2.4x -> 1.7-1.9x.
 
-So the first stage with a hold (``asip.stage.respawn-hold``, on by default) installs this
-nanny plugin, once per cluster (`ensure_installed`: a stage's install and removal were a
-broadcast to every nanny each, ~2 ms of a small stage's ~25). Between stages it is inert.
+So a stage with a hold (``asip.stage.respawn-hold``, on by default) has its directory put
+this nanny plugin on every nanny that lacks it (`install`, on the scheduler): once per
+nanny, not a broadcast to every nanny at each stage's install and removal (~2 ms of a
+small stage's ~25), and a nanny whose worker was down then gets it at a later stage.
+Between stages it is inert.
 When a worker dies, its nanny asks the scheduler which stages run with a hold (their
 directories, `asip._directory`, carry it) and holds the respawn while any of them runs,
 their longest hold at most, and only while other workers are alive (the last worker's
@@ -36,7 +38,7 @@ from distributed.protocol.pickle import dumps
 
 from asip._directory import DirectoryPlugin, op_name
 
-__all__ = ["HOLD_NAME", "RespawnHold", "ensure_installed"]
+__all__ = ["HOLD_NAME", "RespawnHold", "install"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +46,9 @@ HOLD_NAME = "asip-respawn-hold"  # one per cluster, whatever stages run
 POLL = 0.1  # seconds between looks at whether the stages still run
 ASK_TIMEOUT = 2.0  # seconds the scheduler has to answer a nanny (no answer: respawn at once)
 
-# client -> the scheduler address its hold went to (a stage's install, not yet failed)
-_INSTALLED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# on the scheduler: scheduler -> the nannies the hold was sent to (and not failed)
+_ON_NANNIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SENDING: set = set()  # the sends in flight (asyncio holds only weak references to tasks)
 
 
 class RespawnHold(NannyPlugin):
@@ -54,7 +57,6 @@ class RespawnHold(NannyPlugin):
 
     name = HOLD_NAME
     restart = False  # (a NannyPlugin that says True restarts the worker when added)
-    idempotent = True  # registered again (another client): the scheduler keeps the first
 
     def setup(self, nanny) -> None:
         _wrap(nanny)
@@ -64,24 +66,33 @@ class RespawnHold(NannyPlugin):
         nanny._asip_hold = False
 
 
-def ensure_installed(client: Any) -> asyncio.Future | None:
-    """On the client's loop: install `RespawnHold` unless this client already did on this
-    scheduler; the install's future (not waited for: a stage needs it only if a worker
-    dies), or None. A failed install is logged and tried again by the next stage."""
-    address = client.scheduler.address
-    if _INSTALLED.get(client) == address:
-        return None
-    _INSTALLED[client] = address
+def install(scheduler: Any) -> None:
+    """On the scheduler, as a stage with a hold starts: `RespawnHold` among distributed's
+    nanny plugins (a nanny that starts later gets it from there) and sent to each live
+    worker's nanny that has not had it (distributed's register reaches only those, once);
+    the sends are not waited for (the stage needs the hold only if a worker dies)."""
+    sent = _ON_NANNIES.setdefault(scheduler, set())
+    if HOLD_NAME not in scheduler.nanny_plugins:  # the first stage, or a user removed it
+        sent.clear()
+        scheduler.nanny_plugins[HOLD_NAME] = dumps(RespawnHold())
+    missing = sorted({ws.nanny for ws in scheduler.workers.values() if ws.nanny} - sent)
+    if missing:
+        sent.update(missing)
+        task = asyncio.ensure_future(_send(scheduler, missing, sent))
+        _SENDING.add(task)
+        task.add_done_callback(_SENDING.discard)
 
-    def landed(future: asyncio.Future) -> None:
-        if future.cancelled() or future.exception() is not None:
-            _INSTALLED.pop(client, None)
-            logger.warning("asip: installing the nannies' respawn hold: %r",
-                           None if future.cancelled() else future.exception())
 
-    installing = asyncio.ensure_future(client.register_plugin(RespawnHold(), name=HOLD_NAME))
-    installing.add_done_callback(landed)
-    return installing
+async def _send(scheduler: Any, nannies: list[str], sent: set) -> None:
+    """Add the hold to ``nannies``; one that fails is sent again by a later stage."""
+    plugin = scheduler.nanny_plugins.get(HOLD_NAME)
+    replies = await asyncio.gather(
+        *(scheduler.rpc(addr).plugin_add(plugin=plugin, name=HOLD_NAME) for addr in nannies),
+        return_exceptions=True)
+    for addr, reply in zip(nannies, replies):
+        if isinstance(reply, BaseException) or reply.get("status") != "OK":
+            sent.discard(addr)
+            logger.warning("asip: the respawn hold did not reach nanny %s: %r", addr, reply)
 
 
 def _wrap(nanny) -> None:

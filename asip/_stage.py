@@ -17,7 +17,7 @@ import dask
 import msgpack
 from distributed import Client, default_client
 
-from asip import _config, _events, _respawn
+from asip import _config, _events
 from asip._channel import ChannelStats
 from asip._batched import flush_client
 from asip._checkpoint import write_checkpoint
@@ -284,9 +284,6 @@ class _Run:
         self.heard_results: dict[int, int] = {}  # on the loop: partition -> incarnation
         self.heard_restarts: dict[int, int] = {}  # on the loop: partition -> newest incarnation
         self.finish_limit = _config.seconds("channel.connect-timeout") * 2
-        # on the loop: this client's first install of the respawn hold (kept: asyncio holds
-        # only a weak reference to a task)
-        self.hold_installing: asyncio.Future | None = None
 
     # ------------------------------------------------------------------ control RPCs
     def _rpc(self, kind: str, **kwargs: Any) -> Any:
@@ -474,9 +471,6 @@ class _Run:
         async def install() -> None:  # all at once: one round trip, not one each
             # on the client's loop, register_plugin hands back its coroutine (the client's
             # `asynchronous` is true there); the plugins say idempotent = False
-            if hold > 0:  # a nanny's new process does not take a core from the recovery:
-                # once per cluster, and the launch does not wait for it
-                self.hold_installing = _respawn.ensure_installed(client)
             results = await asyncio.gather(
                 *(client.register_plugin(p, name=p.name) for p in plugins),
                 return_exceptions=True)

@@ -173,6 +173,26 @@ def test_the_hold_is_installed_once_and_stays_between_stages(_fault_cluster, fre
     assert_clean(client)
 
 
+def test_a_nanny_whose_worker_was_down_at_the_first_stage_gets_the_hold_later():
+    """distributed's nanny plugins reach the nannies of live workers: one whose worker was
+    being respawned when the first stage installed the hold gets it at a later stage."""
+    with _local_cluster(2, 1) as cluster, Client(cluster) as client, \
+            dask.config.set({"asip.stage.respawn-hold": "10s"}):
+        ready(client, 2, timeout=120)
+        victim = sorted(client.scheduler_info()["workers"])[1]
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        os.kill(pid, signal.SIGKILL)
+        while victim in client.scheduler_info()["workers"]:
+            time.sleep(0.01)
+        asip.Stage(StopsEarly(after=0.0), [np.ones((10, 3))], client=client,
+                   max_time=5.0).run()
+        holds = [n.plugins.get(HOLD_NAME) for n in cluster.workers.values()]
+        assert sum(h is not None for h in holds) == 1, f"not one nanny down: {holds}"
+        ready(client, 2, timeout=120)
+        _quick_stage(client)
+        assert all(_holds_on_nannies(cluster)), "the respawned worker's nanny has no hold"
+
+
 def test_a_hold_installed_before_a_restart_still_holds(_fault_cluster, fresh_cluster):
     """The hold stays on the nannies through ``client.restart()`` (new worker processes)
     and holds the next stage's killed worker's respawn without being installed again."""
