@@ -86,8 +86,9 @@ class DirectoryPlugin(SchedulerPlugin):
         and removes itself from the cluster (a lease).
     worker_plugin : str, optional
         Name of the stage's worker plugin, removed when the driver is lost.
-    nanny_plugin : str, optional
-        Name of the stage's nanny plugin (`asip._respawn`), removed when the driver is lost.
+    respawn_hold : float
+        While the stage runs, a nanny whose worker died respawns it at most this many
+        seconds later (`asip._respawn` asks every directory; 0 = at once).
     silence_timeout, kill_timeout : float
         A worker whose heartbeat is this late is judged (0 = never); a hung one gets
         ``kill_timeout`` s to close before its nanny SIGKILLs it.
@@ -102,12 +103,12 @@ class DirectoryPlugin(SchedulerPlugin):
     def __init__(self, run_id: str, n_partitions: int, client_id: str | None = None,
                  worker_plugin: str | None = None, silence_timeout: float = 5.0,
                  kill_timeout: float = 0.5, control_timeout: float = 30.0,
-                 nanny_plugin: str | None = None):
+                 respawn_hold: float = 0.0):
         self.run_id = run_id
         self.n_partitions = n_partitions
         self.client_id = client_id
         self.worker_plugin = worker_plugin
-        self.nanny_plugin = nanny_plugin
+        self.respawn_hold = respawn_hold
         self.silence_timeout = silence_timeout
         self.kill_timeout = kill_timeout
         self.control_timeout = control_timeout
@@ -142,6 +143,10 @@ class DirectoryPlugin(SchedulerPlugin):
             scheduler.handlers[op_name(kind, self.run_id)] = getattr(self, f"_h_{kind}")
         if self.silence_timeout > 0:
             self._spawn(self._watch_heartbeats())
+        if self.respawn_hold > 0:  # (imported here: asip._respawn reads directories)
+            from asip._respawn import install
+
+            install(scheduler)
 
     async def close(self) -> None:
         self._h_close()
@@ -456,12 +461,6 @@ class DirectoryPlugin(SchedulerPlugin):
                 await self.scheduler.unregister_worker_plugin(None, name=self.worker_plugin)
             except Exception as exc:  # already gone
                 logger.debug("asip: removing %s: %r", self.worker_plugin, exc)
-        # the stage's nanny plugin (`asip._respawn`), which only the driver removes otherwise
-        if self.nanny_plugin is not None and self.nanny_plugin in self.scheduler.nanny_plugins:
-            try:
-                await self.scheduler.unregister_nanny_plugin(None, name=self.nanny_plugin)
-            except Exception as exc:  # already gone
-                logger.debug("asip: removing %s: %r", self.nanny_plugin, exc)
         self.client_id = None
         self._h_close()
         try:

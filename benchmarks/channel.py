@@ -1,7 +1,8 @@
 """Channel benchmark: asip push→poll against a bare persistent distributed comm, side by side.
 
 Run:  python benchmarks/channel.py [--iterations 500] [--rounds 1] [--quick]
-      python benchmarks/channel.py --fixed 20   (only: a small stage's fixed cost by phase)
+      python benchmarks/channel.py --fixed 20 [--in-process]   (only: a small stage's fixed
+      cost by phase; --in-process: on 2 workers that are threads of this process)
 
 Prints one-way latency (p50, p99; half the ping-pong round trip) and messages/s for
 100-float and 100k-float payloads between two worker processes, next to the floor
@@ -239,10 +240,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer iterations (CI smoke)")
     parser.add_argument("--fixed", type=int, default=0, metavar="REPS",
                         help="only: the fixed cost of a 2-operator stage, phase by phase")
+    parser.add_argument("--in-process", action="store_true",
+                        help="with --fixed: workers that are threads of this process")
     args = parser.parse_args()
     if args.quick:
         args.iterations, args.flood_seconds = 100, 0.5
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=not args.in_process,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         if args.fixed:
             fixed_cost(client, args.fixed)

@@ -1,7 +1,12 @@
 """A nanny whose worker a real SIGKILL took starts its new process only when the stage ends
-(`asip._respawn`), unless no other worker is alive to take the lost operators."""
+(`asip._respawn`), unless no other worker is alive to take the lost operators; the hold is
+installed once per cluster and holds nothing between stages."""
 
 from __future__ import annotations
+
+import os
+import signal
+import time
 
 import dask
 import numpy as np
@@ -9,9 +14,11 @@ import pytest
 from distributed import Client
 
 import asip
+from asip._respawn import HOLD_NAME
 from asip.faults import KillWorker
+from _ready import ready
 from conftest import _local_cluster
-from runtime_operators import Gossip
+from runtime_operators import Gossip, StopsEarly
 from test_stage import assert_clean
 
 pytestmark = pytest.mark.timeout(240)
@@ -131,4 +138,94 @@ def test_a_stage_beside_a_held_respawn_ends_without_a_nanny_error(_fault_cluster
                        oversubscribe=True).run()
     assert alive == 1, "the killed worker was back before the next stage: nothing tested"
     assert not [r for r in caplog.records if "teardown" in r.getMessage()]
+    assert_clean(client)
+
+
+def _holds_on_nannies(cluster, timeout: float = 10.0) -> list:
+    """Every nanny's installed hold, once each has one (the stage does not wait for it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        holds = [n.plugins.get(HOLD_NAME) for n in cluster.workers.values()]
+        if all(holds) or time.monotonic() > deadline:
+            return holds
+        time.sleep(0.05)
+
+
+def _quick_stage(client) -> None:
+    parts = [np.ones((10, 3)), np.ones((10, 3))]
+    asip.Stage(StopsEarly(after=0.0), parts, client=client, max_time=5.0).run()
+
+
+def test_the_hold_is_installed_once_and_stays_between_stages(_fault_cluster, fresh_cluster):
+    """A stage's hold is not installed on the nannies and removed again each stage (two
+    broadcasts to every nanny, ~2 ms of a small stage): the first stage installs it, later
+    ones, from this client or another, find it there."""
+    client = fresh_cluster
+    _quick_stage(client)
+    first = _holds_on_nannies(_fault_cluster)
+    assert all(first), f"no respawn hold on a nanny after a stage: {first}"
+    _quick_stage(client)
+    with Client(_fault_cluster) as other:
+        _quick_stage(other)
+    assert _holds_on_nannies(_fault_cluster) == first, "the hold was installed again"
+    assert [p for p in client.run_on_scheduler(
+        lambda dask_scheduler: list(dask_scheduler.nanny_plugins)) if "asip" in p] == [HOLD_NAME]
+    assert_clean(client)
+
+
+def test_a_nanny_whose_worker_was_down_at_the_first_stage_gets_the_hold_later():
+    """distributed's nanny plugins reach the nannies of live workers: one whose worker was
+    being respawned when the first stage installed the hold gets it at a later stage."""
+    with _local_cluster(2, 1) as cluster, Client(cluster) as client, \
+            dask.config.set({"asip.stage.respawn-hold": "10s"}):
+        ready(client, 2, timeout=120)
+        victim = sorted(client.scheduler_info()["workers"])[1]
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        os.kill(pid, signal.SIGKILL)
+        while victim in client.scheduler_info()["workers"]:
+            time.sleep(0.01)
+        asip.Stage(StopsEarly(after=0.0), [np.ones((10, 3))], client=client,
+                   max_time=5.0).run()
+        holds = [n.plugins.get(HOLD_NAME) for n in cluster.workers.values()]
+        assert sum(h is not None for h in holds) == 1, f"not one nanny down: {holds}"
+        ready(client, 2, timeout=120)
+        _quick_stage(client)
+        assert all(_holds_on_nannies(cluster)), "the respawned worker's nanny has no hold"
+
+
+def test_a_hold_installed_before_a_restart_still_holds(_fault_cluster, fresh_cluster):
+    """The hold stays on the nannies through ``client.restart()`` (new worker processes)
+    and holds the next stage's killed worker's respawn without being installed again."""
+    client = fresh_cluster
+    _quick_stage(client)
+    installed = _holds_on_nannies(_fault_cluster)
+    client.restart()
+    ready(client, 2, timeout=120)
+    res, alive = _run_and_count_processes(client, _fault_cluster, 2, "10s")
+    assert alive == 1, "the nanny respawned its worker while the stage ran"
+    assert res.stopped_by == "max_time" and not res.missing
+    assert _holds_on_nannies(_fault_cluster) == installed and all(installed)
+    client.wait_for_workers(2, timeout=120)  # the hold ended with the stage
+    assert_clean(client)
+
+
+def test_between_stages_a_killed_worker_respawns_at_once(_fault_cluster, fresh_cluster):
+    """The hold left on the nannies holds only while a stage runs: a worker killed after a
+    stage with a 60 s hold is back well before that."""
+    client = fresh_cluster
+    with dask.config.set({"asip.stage.respawn-hold": "60s"}):
+        _quick_stage(client)
+    assert all(_holds_on_nannies(_fault_cluster)), "no respawn hold on the nannies"
+    victim = sorted(client.scheduler_info()["workers"])[0]
+    pid = client.run(os.getpid, workers=[victim])[victim]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 45.0
+    while time.monotonic() < deadline:
+        workers = client.scheduler_info()["workers"]
+        if len(workers) == 2 and victim not in workers:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the killed worker was not respawned within 45 s (the hold is 60 s)")
+    ready(client, 2, timeout=120)
     assert_clean(client)

@@ -13,6 +13,7 @@ import pytest
 from distributed import wait
 
 import asip
+from asip._respawn import HOLD_NAME
 from asip.faults import DelayMessages, DropMessages, KillOperator, KillWorker, Straggler
 from runtime_operators import (BadPush, Gossip, PluginsProbe, PollTimer, ReportsThenStops,
                                SlowSetup, StopsEarly)
@@ -29,7 +30,9 @@ def asip_leftovers(client) -> dict:
             "plugins": [p for p in dask_scheduler.plugins if "asip" in p],
             "handlers": [h for h in dask_scheduler.handlers if h.startswith("asip")],
             "worker_plugins": [p for p in dask_scheduler.worker_plugins if "asip" in p],
-            "nanny_plugins": [p for p in dask_scheduler.nanny_plugins if "asip" in p],
+            # the respawn hold stays: once per cluster, inert between stages (asip._respawn)
+            "nanny_plugins": [p for p in dask_scheduler.nanny_plugins
+                              if "asip" in p and p != HOLD_NAME],
         }
 
     def on_worker(dask_worker):
