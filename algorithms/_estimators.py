@@ -436,7 +436,8 @@ class AsipClassifier(ClassifierMixin, _AsipLinearModel):
         to 100 rows. Multiclass: the sum of the classes' objectives. Evaluated when
         first read (a pass over the data where the solver does not know the objective:
         no part of ``fit``'s time); until then the estimator holds the training data
-        (no copy). ``asip.driver.lazy-trace: false`` evaluates it in ``fit``.
+        (``X`` as given, or its float64 conversion; a dask ``X`` needs its client
+        then). ``asip.driver.lazy-trace: false`` evaluates it in ``fit``.
     restarts_ : list
         Operator restarts during the fit (``asip.Restart`` tuples).
     stage_result_ : asip.StageResult or None

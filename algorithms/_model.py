@@ -243,8 +243,9 @@ class PendingTrace:
     """``trace_`` evaluated when first read, not in ``fit``: the pass over the data it may
     take (a dask compute on the cluster for dask input) is no part of the fit's return.
 
-    Holds the points and the training data (references, no copy) until then, and nothing
-    but the evaluated trace after. ``last_time``: the trace's last time, read without it.
+    Holds the points and the training data (references, no copy; a dask ``X`` is evaluated
+    with the client it has then) until then, and nothing but the evaluated trace after.
+    ``last_time``: the trace's last time, read without evaluating it.
     """
 
     def __init__(self, objective, points: list, X, y, sw=None, known=None):
@@ -259,10 +260,6 @@ class PendingTrace:
             self._value = evaluate_trace(objective, points, X, y, sw, known=known)
             self._args = None  # the data is the user's again
         return self._value
-
-    @property
-    def evaluated(self) -> bool:
-        return self._value is not None
 
     def __getstate__(self) -> dict:  # pickled (or deep-copied): the trace, not the data
         self.value()
