@@ -87,14 +87,17 @@ def _seed(random_state) -> int | None:
 def _trace(objective, out, n_tasks: int, prep) -> PendingTrace:
     """``trace_``: the objective at the outcome's points, taken from the solver where it
     knows it (the reports' ``objective_w``, the final model's `final_objective`: no pass
-    over the data for those); evaluated in ``fit`` only if ``asip.driver.lazy-trace`` is
-    false, else when first read."""
+    over the data for those). Over a dask ``X`` (with ``asip.driver.lazy-trace``) that pass,
+    a compute on the cluster, is taken when ``trace_`` is first read, not in ``fit``; over
+    in-memory data, which the caller may change in place afterwards, in ``fit``."""
     known = list(out.objectives) if out.objectives is not None else [None] * len(out.points)
     if known:
         final = final_objective(out, n_tasks)
         known[-1] = final if final is not None else known[-1]
-    trace = PendingTrace(objective, out.points, prep.X, prep.y, prep.sw, known=known)
-    if not flag("driver.lazy-trace"):
+    deferred = flag("driver.lazy-trace") and is_dask(prep.X)
+    trace = PendingTrace(objective, out.points, prep.X, prep.y, prep.sw, known=known,
+                         deferred=deferred)
+    if not deferred:
         trace.value()
     return trace
 
@@ -433,11 +436,12 @@ class AsipClassifier(ClassifierMixin, _AsipLinearModel):
     trace_ : ndarray of shape (k, 2)
         ``[seconds, objective]`` at the reports that carried the model (every report
         while the model is small, see ``asip.trace.model-bytes``) and at the end; up
-        to 100 rows. Multiclass: the sum of the classes' objectives. Evaluated when
-        first read (a pass over the data where the solver does not know the objective:
-        no part of ``fit``'s time); until then the estimator holds the training data
-        (``X`` as given, or its float64 conversion; a dask ``X`` needs its client
-        then). ``asip.driver.lazy-trace: false`` evaluates it in ``fit``.
+        to 100 rows. Multiclass: the sum of the classes' objectives. Where the solver
+        does not know the objective it takes a pass over the data: for a dask ``X``, a
+        compute on the cluster taken when ``trace_`` is first read (no part of
+        ``fit``'s time; until then the estimator holds ``X``, and its client must
+        still be open); ``asip.driver.lazy-trace: false`` takes it in ``fit``, as it
+        always is for in-memory data.
     restarts_ : list
         Operator restarts during the fit (``asip.Restart`` tuples).
     stage_result_ : asip.StageResult or None
@@ -447,7 +451,7 @@ class AsipClassifier(ClassifierMixin, _AsipLinearModel):
     fit_timings_ : dict
         Seconds spent in ``fit``: ``client`` (finding or starting the cluster),
         ``prepare`` (input checks, placing the data), ``solve`` (the stage or driver
-        loop) and ``finish`` (model; the trace only if ``asip.driver.lazy-trace`` is off).
+        loop) and ``finish`` (model; the trace, but for a dask ``X``'s, see ``trace_``).
     stopped_by_ : str
         Why the solver stopped: "tol" (certified), "max_iter", "max_time",
         "callback", "interrupted", "error: ...", "STOP from partition i".

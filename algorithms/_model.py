@@ -240,24 +240,33 @@ def evaluate_trace(objective, points: list, X, y, sw=None, known=None) -> np.nda
 
 
 class PendingTrace:
-    """``trace_`` evaluated when first read, not in ``fit``: the pass over the data it may
-    take (a dask compute on the cluster for dask input) is no part of the fit's return.
+    """``trace_``, evaluated once: in ``fit``, or (``deferred``: a dask ``X``) when first read,
+    so that the pass over the data it may take (a compute on the cluster) is no part of the
+    fit's return.
 
-    Holds the points and the training data (references, no copy; a dask ``X`` is evaluated
-    with the client it has then) until then, and nothing but the evaluated trace after.
-    ``last_time``: the trace's last time, read without evaluating it.
+    Holds the points and the training data (references, no copy) until then, and nothing but
+    the evaluated trace after. ``last_time``: the trace's last time, read without evaluating.
     """
 
-    def __init__(self, objective, points: list, X, y, sw=None, known=None):
+    def __init__(self, objective, points: list, X, y, sw=None, known=None, deferred=False):
         self._args: tuple | None = (objective, points, X, y, sw, known)
         self._value: np.ndarray | None = None
+        self.deferred = deferred
         self.last_time = float(points[-1][0]) if points else float("nan")
 
     def value(self) -> np.ndarray:
         """The ``[[time, f(w)], ...]`` of `evaluate_trace`, evaluated once."""
         if self._value is None:
             objective, points, X, y, sw, known = self._args
-            self._value = evaluate_trace(objective, points, X, y, sw, known=known)
+            try:
+                self._value = evaluate_trace(objective, points, X, y, sw, known=known)
+            except Exception as exc:
+                if not self.deferred:
+                    raise
+                raise RuntimeError(
+                    "trace_ is evaluated over the dask X when first read "
+                    "(asip.driver.lazy-trace) and that pass failed: keep X's client open "
+                    "until trace_ is read, or set asip.driver.lazy-trace: false") from exc
             self._args = None  # the data is the user's again
         return self._value
 
