@@ -51,6 +51,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from asip._config import flag
 from asip.faults import process_faults
 
 from . import _kernels as K
@@ -59,7 +60,7 @@ from ._base import Problem, Start
 from ._fitting import (FitClock, final_objective, get_client, is_driver_solver,
                        preload_workers, run_driver, run_stage)
 from ._inputs import check_predict_input, is_dask, prepare
-from ._model import evaluate_trace
+from ._model import PendingTrace
 from ._objectives import PENALTIES, Objective, get_loss, get_penalty
 from ._solvers import ASYNC_DRIVER_SOLVERS, RUNTIME_SOLVERS, SOLVERS, get_algorithm
 
@@ -83,15 +84,22 @@ def _seed(random_state) -> int | None:
                      f"{random_state!r}")
 
 
-def _trace(objective, out, n_tasks: int, prep) -> np.ndarray:
+def _trace(objective, out, n_tasks: int, prep) -> PendingTrace:
     """``trace_``: the objective at the outcome's points, taken from the solver where it
     knows it (the reports' ``objective_w``, the final model's `final_objective`: no pass
-    over the data for those)."""
+    over the data for those). Over a dask ``X`` (with ``asip.driver.lazy-trace``) that pass,
+    a compute on the cluster, is taken when ``trace_`` is first read, not in ``fit``; over
+    in-memory data, which the caller may change in place afterwards, in ``fit``."""
     known = list(out.objectives) if out.objectives is not None else [None] * len(out.points)
     if known:
         final = final_objective(out, n_tasks)
         known[-1] = final if final is not None else known[-1]
-    return evaluate_trace(objective, out.points, prep.X, prep.y, prep.sw, known=known)
+    deferred = flag("driver.lazy-trace") and is_dask(prep.X)
+    trace = PendingTrace(objective, out.points, prep.X, prep.y, prep.sw, known=known,
+                         deferred=deferred)
+    if not deferred:
+        trace.value()
+    return trace
 
 
 class _AsipLinearModel(BaseEstimator):
@@ -275,7 +283,7 @@ class _AsipLinearModel(BaseEstimator):
         self.n_iter_ = int(out.n_iter)
         self.gap_ = out.gap
         self._set_model(np.asarray(out.w, dtype=np.float64), problem)
-        self.trace_ = _trace(objective, out, n_tasks, prep)
+        self._trace = _trace(objective, out, n_tasks, prep)
         # what warm_start=True starts the next fit from (when there is no checkpoint file)
         self._warm = Start(np.array(out.w, dtype=np.float64), out.snapshots)
         self.fit_timings_ = {"client": t_client - t_fit, **clock.timings()}
@@ -283,11 +291,20 @@ class _AsipLinearModel(BaseEstimator):
             where = (f"; it is also saved in {os.fspath(self.checkpoint)!r}"
                      if self.checkpoint else "")
             warnings.warn(f"{type(self).__name__}.fit was interrupted by {out.error!r} after "
-                          f"{self.trace_[-1, 0]:.2f} s: coef_ holds the model so far{where}",
+                          f"{self._trace.last_time:.2f} s: coef_ holds the model so far{where}",
                           UserWarning, stacklevel=2)
             raise out.error
         self._warn_budget(solver, out.stopped_by)
         return self
+
+    @property
+    def trace_(self) -> np.ndarray:
+        """``[seconds, objective]`` of the fit (see the class docstring), evaluated when
+        first read (``asip.driver.lazy-trace``)."""
+        trace = self.__dict__.get("_trace")
+        if trace is None:
+            raise AttributeError(f"{type(self).__name__} is not fitted: it has no trace_")
+        return trace.value()
 
     def _warn_budget(self, solver: str, stopped_by: str) -> None:
         """ConvergenceWarning when a solver with a stopping test ran out of time or iterations."""
@@ -419,7 +436,12 @@ class AsipClassifier(ClassifierMixin, _AsipLinearModel):
     trace_ : ndarray of shape (k, 2)
         ``[seconds, objective]`` at the reports that carried the model (every report
         while the model is small, see ``asip.trace.model-bytes``) and at the end; up
-        to 100 rows. Multiclass: the sum of the classes' objectives.
+        to 100 rows. Multiclass: the sum of the classes' objectives. Where the solver
+        does not know the objective it takes a pass over the data: for a dask ``X``, a
+        compute on the cluster taken when ``trace_`` is first read (no part of
+        ``fit``'s time; until then the estimator holds ``X``, and its client must
+        still be open); ``asip.driver.lazy-trace: false`` takes it in ``fit``, as it
+        always is for in-memory data.
     restarts_ : list
         Operator restarts during the fit (``asip.Restart`` tuples).
     stage_result_ : asip.StageResult or None
@@ -429,7 +451,7 @@ class AsipClassifier(ClassifierMixin, _AsipLinearModel):
     fit_timings_ : dict
         Seconds spent in ``fit``: ``client`` (finding or starting the cluster),
         ``prepare`` (input checks, placing the data), ``solve`` (the stage or driver
-        loop) and ``finish`` (model, trace evaluation).
+        loop) and ``finish`` (model; the trace, but for a dask ``X``'s, see ``trace_``).
     stopped_by_ : str
         Why the solver stopped: "tol" (certified), "max_iter", "max_time",
         "callback", "interrupted", "error: ...", "STOP from partition i".

@@ -21,8 +21,8 @@ import numpy as np
 from . import _losses as _L
 from ._base import Problem, mean_of
 
-__all__ = ["MODEL_FLAG", "combine_tasks", "combined_over_time", "evaluate_trace",
-           "known_objective", "latest_snapshots", "model_of", "n_iter_of", "split_tasks", "stack_tasks"]
+__all__ = ["MODEL_FLAG", "PendingTrace", "combine_tasks", "combined_over_time",
+           "evaluate_trace", "known_objective", "latest_snapshots", "model_of", "n_iter_of", "split_tasks", "stack_tasks"]
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +237,42 @@ def evaluate_trace(objective, points: list, X, y, sw=None, known=None) -> np.nda
         values[todo] = _evaluate(objective, [points[i] for i in todo], X, y, sw)
     values = np.where(np.isfinite(values), values, values[same])
     return np.column_stack([times, values])
+
+
+class PendingTrace:
+    """``trace_``, evaluated once: in ``fit``, or (``deferred``: a dask ``X``) when first read,
+    so that the pass over the data it may take (a compute on the cluster) is no part of the
+    fit's return.
+
+    Holds the points and the training data (references, no copy) until then, and nothing but
+    the evaluated trace after. ``last_time``: the trace's last time, read without evaluating.
+    """
+
+    def __init__(self, objective, points: list, X, y, sw=None, known=None, deferred=False):
+        self._args: tuple | None = (objective, points, X, y, sw, known)
+        self._value: np.ndarray | None = None
+        self.deferred = deferred
+        self.last_time = float(points[-1][0]) if points else float("nan")
+
+    def value(self) -> np.ndarray:
+        """The ``[[time, f(w)], ...]`` of `evaluate_trace`, evaluated once."""
+        if self._value is None:
+            objective, points, X, y, sw, known = self._args
+            try:
+                self._value = evaluate_trace(objective, points, X, y, sw, known=known)
+            except Exception as exc:
+                if not self.deferred:
+                    raise
+                raise RuntimeError(
+                    "trace_ is evaluated over the dask X when first read "
+                    "(asip.driver.lazy-trace) and that pass failed: keep X's client open "
+                    "until trace_ is read, or set asip.driver.lazy-trace: false") from exc
+            self._args = None  # the data is the user's again
+        return self._value
+
+    def __getstate__(self) -> dict:  # pickled (or deep-copied): the trace, not the data
+        self.value()
+        return dict(self.__dict__)
 
 
 def _evaluate(objective, points: list, X, y, sw) -> np.ndarray:
