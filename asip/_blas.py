@@ -98,7 +98,8 @@ def hold(enabled: bool = True) -> bool:
             try:
                 _held = [(lib, lib.num_threads) for lib in _blas_pools().lib_controllers
                          if lib.num_threads > 1]
-                _resize([(lib, 1) for lib, _ in _held])
+                if _held:  # (every pool at one thread, the nanny's workers: nothing to do)
+                    _resize([(lib, 1) for lib, _ in _held])
             except Exception as exc:  # no threadpoolctl, or a pool it cannot drive
                 logger.debug("asip: could not hold BLAS at one thread: %r", exc)
                 _held = []
