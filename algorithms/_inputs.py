@@ -242,7 +242,8 @@ def csr_blocks_sqnorm_stats(blocks: list) -> tuple[float, float]:
     adds the blocks' sums as the checks of a dask array of the same row blocks do, so either
     input gives the same `Problem`."""
     nnz = sum(int(b.indptr[-1]) for b in blocks)
-    threads = min(len(blocks), os.cpu_count() or 1, max(nnz // PARALLEL_NNZ, 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = min(len(blocks), cores or 1, max(nnz // PARALLEL_NNZ, 1))
     if threads > 1:
         with ThreadPoolExecutor(threads, thread_name_prefix="asip-checks") as pool:
             stats = np.array(list(pool.map(csr_sqnorm_stats, blocks)))

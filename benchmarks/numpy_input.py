@@ -10,9 +10,11 @@ threads of this process (``wide.py --threads``, the estimators' default). Arms: 
 runs every arm once, the order rotated and reversed every other round. Per arm: medians of
 the fit's wall time and of its phases (``prepare``: the input checks; ``data``, ``launch``,
 ``run``: the stage's); paired ratios of the wall and prepare times against ``numpy``.
-``--prepare-only``: ``prepare`` alone, old against new (``--old`` needed), no cluster.
+``--prepare-only``: ``prepare`` alone, old against new (``--old`` needed), no cluster, with
+the process's CPU time beside the wall time (the CPU time is what a loaded machine moves
+least). ``--verbose``: a line for every fit.
 
-Run:  python benchmarks/numpy_input.py [--old /tmp/main-tree] [--rounds 8] [--quick]
+Run:  python benchmarks/numpy_input.py [--old /tmp/main-tree] [--rounds 8] [--quick] [--verbose]
       python benchmarks/numpy_input.py --old /tmp/main-tree --prepare-only [--rounds 20]
 """
 
@@ -73,16 +75,19 @@ def prepare_only(args, data, old) -> None:
     res: dict = {a: [] for a in arms}
     for i in range(args.rounds):
         for a in _order(list(arms), i):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             arms[a](est, X, y, None, None)
-            res[a].append({"prepare": time.perf_counter() - t0})
+            res[a].append({"prepare": time.perf_counter() - t0, "cpu": time.process_time() - c0})
     print(f"\n## prepare alone, {len(y):,} rows ({args.rounds} rounds, load "
-          f"{os.getloadavg()[0]:.1f})\n")
-    print("| arm | median ms | min ms | paired old / new |\n|---|---|---|---|")
+          f"{os.getloadavg()[0]:.1f}; cpu: this process's CPU time, all its threads)\n")
+    print("| arm | median ms | min ms | paired / new | cpu median ms | paired cpu / new |\n"
+          "|---|---|---|---|---|---|")
     for a in arms:
         v = [r["prepare"] * 1e3 for r in res[a]]
         print(f"| {a} | {statistics.median(v):.1f} | {min(v):.1f} | "
-              f"{_ratios(res, 'numpy', a, 'prepare')} |")
+              f"{_ratios(res, 'numpy', a, 'prepare')} | "
+              f"{statistics.median(r['cpu'] * 1e3 for r in res[a]):.1f} | "
+              f"{_ratios(res, 'numpy', a, 'cpu')} |")
 
 
 def fits(args, ds, old) -> None:
@@ -115,6 +120,9 @@ def fits(args, ds, old) -> None:
         for i in range(args.rounds):
             for a in _order(arms, i):
                 res[a].append(one(a, Xp, yp) if a == "persisted" else one(a, ds.X, ds.y))
+                if args.verbose:
+                    print(f"round {i} {a}: " + ", ".join(f"{p} {res[a][-1][p]:.3f}"
+                                                         for p in PHASES), flush=True)
         _estimators.prepare = new.prepare
     print(f"\n## lbfgs fit(tol=1e-3), {ds.X.shape[0]:,} x {ds.X.shape[1]:,}, 2 threads "
           f"({args.rounds} rounds, load {load0:.1f} -> {os.getloadavg()[0]:.1f})\n")
@@ -133,6 +141,7 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="10x smaller shapes")
     ap.add_argument("--prepare-only", action="store_true", help="prepare alone, no cluster")
+    ap.add_argument("--verbose", action="store_true", help="a line for every fit")
     args = ap.parse_args(argv)
     if args.prepare_only and not args.old:
         ap.error("--prepare-only compares two trees: give --old")
