@@ -26,8 +26,8 @@ import logging
 import numbers
 import os
 import sys
+import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -236,20 +236,50 @@ PARALLEL_NNZ = 1 << 20
 
 
 def csr_blocks_sqnorm_stats(blocks: list) -> tuple[float, float]:
-    """`csr_sqnorm_stats` of the CSR row blocks of one matrix, combined: the blocks in
-    threads of their own (the pass releases the GIL; a driver's cores sat idle while one
-    thread read 360 MB: 25-40 ms of a fit's preparation at 1M rows x 30 nonzeros). The sum
+    """`csr_sqnorm_stats` of the CSR row blocks of one matrix, combined: the blocks read side
+    by side (`each_block`; the pass releases the GIL: a driver's cores sat idle while one
+    thread read 360 MB, 25-40 ms of a fit's preparation at 1M rows x 30 nonzeros). The sum
     adds the blocks' sums as the checks of a dask array of the same row blocks do, so either
     input gives the same `Problem`."""
     nnz = sum(int(b.indptr[-1]) for b in blocks)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = min(len(blocks), cores or 1, max(nnz // PARALLEL_NNZ, 1))
-    if threads > 1:
-        with ThreadPoolExecutor(threads, thread_name_prefix="asip-checks") as pool:
-            stats = np.array(list(pool.map(csr_sqnorm_stats, blocks)))
-    else:
-        stats = np.array([csr_sqnorm_stats(b) for b in blocks])
+    stats = np.array(each_block(csr_sqnorm_stats, blocks, threads))
     return float(stats[:, 0].sum()), float(stats[:, 1].max())
+
+
+def each_block(fn, blocks: list, threads: int) -> list:
+    """``[fn(b) for b in blocks]``, this thread and ``threads - 1`` helpers taking the next
+    block in turn. This thread never waits for a helper to start: on a loaded machine a
+    thread's wake-up can take longer than its share of the work, and a helper that starts
+    after the last block was taken finds nothing to do. It waits only for blocks a helper
+    took; the first exception (in block order) is raised here."""
+    out: list = [None] * len(blocks)
+    done = [threading.Event() for _ in blocks]
+    todo = list(range(len(blocks)))[::-1]  # popped from the end: in order
+    lock = threading.Lock()
+
+    def drain() -> None:
+        while True:
+            with lock:
+                if not todo:
+                    return
+                i = todo.pop()
+            try:
+                out[i] = (fn(blocks[i]), None)
+            except BaseException as exc:  # raised by the caller's thread
+                out[i] = (None, exc)
+            done[i].set()
+
+    for _ in range(threads - 1):
+        threading.Thread(target=drain, name="asip-checks", daemon=True).start()
+    drain()
+    for ev in done:
+        ev.wait()
+    for _, exc in out:
+        if exc is not None:
+            raise exc
+    return [value for value, _ in out]
 
 
 def csr_finite_sqnorm_stats(X) -> tuple[bool, float, float]:

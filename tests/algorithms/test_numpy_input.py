@@ -76,3 +76,23 @@ def test_numpy_and_dask_input_of_the_same_row_blocks_give_the_same_problem(
     assert all(np.shares_memory(blk[0].data, X.data) for blk in mem.data)
     assert all(np.shares_memory(blk[0].indices, X.indices) for blk in mem.data)
     np.testing.assert_array_equal(mem.y, y)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_each_block_keeps_the_order_and_raises_the_first_error(threads):
+    """`each_block` returns ``fn`` of every block in order, whichever thread ran it, and
+    raises the error of the first failing block, after every taken block is done."""
+    import threading
+
+    ran: list = []
+
+    def fn(b):
+        ran.append(threading.current_thread().name)
+        if b < 0:
+            raise ValueError(f"bad block {b}")
+        return b * b
+
+    assert I.each_block(fn, list(range(7)), threads) == [b * b for b in range(7)]
+    assert len(ran) == 7
+    with pytest.raises(ValueError, match="bad block -2"):
+        I.each_block(fn, [1, -2, 3, -4], threads)
