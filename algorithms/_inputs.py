@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import logging
 import numbers
-import os
 import sys
-import threading
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
@@ -170,7 +168,7 @@ def memory_sqnorm_stats(est, X, blocks: list) -> tuple[float, float]:
     and its finiteness check in the same pass: a NaN or inf entry makes a square, so the sum,
     non-finite; then scikit-learn's own check raises its own error (an overflowing square
     of finite entries is left to `row_norm_scale`). A CSR ``X`` is read a row block of
-    ``blocks`` at a time, the blocks side by side (`csr_blocks_sqnorm_stats`)."""
+    ``blocks`` at a time (`csr_blocks_sqnorm_stats`)."""
     if sp.issparse(X):
         sq_sum, sq_top = csr_blocks_sqnorm_stats(blocks)
     else:
@@ -230,56 +228,12 @@ def csr_sqnorm_stats(X) -> tuple[float, float]:
     return csr_finite_sqnorm_stats(X)[1:]
 
 
-#: nonzeros a thread of `csr_blocks_sqnorm_stats` gets at least (a thread's start costs
-#: ~0.1 ms: ~1M nonzeros' pass)
-PARALLEL_NNZ = 1 << 20
-
-
 def csr_blocks_sqnorm_stats(blocks: list) -> tuple[float, float]:
-    """`csr_sqnorm_stats` of the CSR row blocks of one matrix, combined: the blocks read side
-    by side (`each_block`; the pass releases the GIL: a driver's cores sat idle while one
-    thread read 360 MB, 25-40 ms of a fit's preparation at 1M rows x 30 nonzeros). The sum
-    adds the blocks' sums as the checks of a dask array of the same row blocks do, so either
-    input gives the same `Problem`."""
-    nnz = sum(int(b.indptr[-1]) for b in blocks)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = min(len(blocks), cores or 1, max(nnz // PARALLEL_NNZ, 1))
-    stats = np.array(each_block(csr_sqnorm_stats, blocks, threads))
+    """`csr_sqnorm_stats` of the CSR row blocks of one matrix, combined. The sum adds the
+    blocks' sums as the checks of a dask array of the same row blocks do, so either input
+    gives the same `Problem` (the same step sizes whichever way the data came)."""
+    stats = np.array([csr_sqnorm_stats(b) for b in blocks])
     return float(stats[:, 0].sum()), float(stats[:, 1].max())
-
-
-def each_block(fn, blocks: list, threads: int) -> list:
-    """``[fn(b) for b in blocks]``, this thread and ``threads - 1`` helpers taking the next
-    block in turn. This thread never waits for a helper to start: on a loaded machine a
-    thread's wake-up can take longer than its share of the work, and a helper that starts
-    after the last block was taken finds nothing to do. It waits only for blocks a helper
-    took; the first exception (in block order) is raised here."""
-    out: list = [None] * len(blocks)
-    done = [threading.Event() for _ in blocks]
-    todo = list(range(len(blocks)))[::-1]  # popped from the end: in order
-    lock = threading.Lock()
-
-    def drain() -> None:
-        while True:
-            with lock:
-                if not todo:
-                    return
-                i = todo.pop()
-            try:
-                out[i] = (fn(blocks[i]), None)
-            except BaseException as exc:  # raised by the caller's thread
-                out[i] = (None, exc)
-            done[i].set()
-
-    for _ in range(threads - 1):
-        threading.Thread(target=drain, name="asip-checks", daemon=True).start()
-    drain()
-    for ev in done:
-        ev.wait()
-    for _, exc in out:
-        if exc is not None:
-            raise exc
-    return [value for value, _ in out]
 
 
 def csr_finite_sqnorm_stats(X) -> tuple[bool, float, float]:

@@ -55,15 +55,11 @@ def test_x_is_read_once_for_finiteness_and_keeps_sklearns_errors(monkeypatch, sp
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("parallel_nnz", [1, I.PARALLEL_NNZ])
-def test_numpy_and_dask_input_of_the_same_row_blocks_give_the_same_problem(
-        client, monkeypatch, parallel_nnz):
+def test_numpy_and_dask_input_of_the_same_row_blocks_give_the_same_problem(client):
     """The row-norm sum adds the row blocks' sums, as the checks of a dask array of the same
-    blocks do (the blocks read side by side, or one after the other): the same step sizes
-    whichever way the data came."""
+    blocks do: the same step sizes whichever way the data came."""
     import dask.array as da
 
-    monkeypatch.setattr(I, "PARALLEL_NNZ", parallel_nnz)
     X, y = _sparse_problem()
     Xd = da.from_array(X.toarray(), chunks=(1000, X.shape[1])).map_blocks(
         sp.csr_matrix, meta=sp.csr_matrix((0, X.shape[1])))
@@ -76,23 +72,3 @@ def test_numpy_and_dask_input_of_the_same_row_blocks_give_the_same_problem(
     assert all(np.shares_memory(blk[0].data, X.data) for blk in mem.data)
     assert all(np.shares_memory(blk[0].indices, X.indices) for blk in mem.data)
     np.testing.assert_array_equal(mem.y, y)
-
-
-@pytest.mark.parametrize("threads", [1, 2, 5])
-def test_each_block_keeps_the_order_and_raises_the_first_error(threads):
-    """`each_block` returns ``fn`` of every block in order, whichever thread ran it, and
-    raises the error of the first failing block, after every taken block is done."""
-    import threading
-
-    ran: list = []
-
-    def fn(b):
-        ran.append(threading.current_thread().name)
-        if b < 0:
-            raise ValueError(f"bad block {b}")
-        return b * b
-
-    assert I.each_block(fn, list(range(7)), threads) == [b * b for b in range(7)]
-    assert len(ran) == 7
-    with pytest.raises(ValueError, match="bad block -2"):
-        I.each_block(fn, [1, -2, 3, -4], threads)
