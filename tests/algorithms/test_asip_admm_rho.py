@@ -54,7 +54,7 @@ def test_auto_is_the_floored_sqrt_rule_for_hinge_l2_the_sqrt_rule_for_log_loss_l
     assert _rho(problem, big) > default_rho(problem, "sqrt")
     assert default_rho(problem, "auto") == default_rho(problem, "legacy") / AUTO_FLOOR
     with pytest.raises(ValueError, match="unknown rho_rule 'fast' for solver 'asip-admm'; "
-                                         r"valid rules are \['auto', 'legacy', 'sqrt'\]"):
+                                         r"valid rules are \['auto', 'legacy', 'scaled', 'sqrt'\]"):
         _rho(problem, big, rho_rule="fast")
     with pytest.raises(ValueError, match="unknown rho rule 'fast'"):
         default_rho(problem, "fast")
