@@ -36,7 +36,7 @@ from numba import njit
 from . import _kernels as K
 from ._base import LocalData, Problem
 
-__all__ = ["AUTO_FLOOR", "AUTO_MAX_L", "LocalSolver", "RHO_RULES", "default_rho", "local_solve", "new_local_solver", "setup", "z_update"]
+__all__ = ["AUTO_FLOOR", "AUTO_MAX_L", "LocalSolver", "RHO_RULES", "SCALED_LOG_LOSS", "default_rho", "local_solve", "new_local_solver", "setup", "z_update"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,12 @@ AUTO_FLOOR = 8.0
 #: there, adapted, costs 67 / 116 lock-step rounds to 1e-6 at alpha 0.1 / 1e-4 against 49 / 49
 #: from this bound's "legacy" (2 partitions, round-robin, 2026-12-01), so it stays
 AUTO_MAX_L = 1e3
+#: ``rule="scaled"`` on log_loss-l2 with ``L > AUTO_MAX_L``: the legacy rule's rho times this.
+#: ``admm``'s lock-step rounds to 1e-6 on skin_nonskin (20,000 rows, 2 partitions, alpha 0.1
+#: and 1/n alike, 2026-12-02) by multiple of the legacy rho: 0.1 76, 0.2 38, 0.3 25, 0.5 40,
+#: 1 84, 3 none in 150; 0.3 is ``sqrt(mu L) / N`` with the Hessian's own extreme eigenvalues
+#: at the optimum (44 and 5.6e3) in place of alpha and the bound L
+SCALED_LOG_LOSS = 0.3
 
 
 def default_rho(problem: Problem, rule: str = "legacy") -> float:
@@ -125,14 +131,15 @@ def default_rho(problem: Problem, rule: str = "legacy") -> float:
     or ``alpha = 0``) it falls back to the legacy rule.
 
     ``rule="scaled"`` (``admm``'s default): the sqrt rule where ``alpha`` is what limits the
-    problem's curvature from below, else the auto rule's choices: the hinge's floor, and
-    for log_loss and squared error with l2 the legacy rule when ``L > AUTO_MAX_L`` (unscaled
+    problem's curvature from below, else the auto rule's choices: the hinge's floor, and for
+    log_loss and squared error with l2 the legacy rule when ``L > AUTO_MAX_L`` (unscaled
     features, where the data term is strongly convex on its own: skin_nonskin's Hessian at
-    the optimum has eigenvalues 44 to 5.6e3 against alpha 0.1). ``admm``'s lock-step
-    rounds to 1e-6 on skin_nonskin (2 partitions, round-robin, 2026-12-02), sqrt -> scaled:
-    log_loss-l2 none in 400 -> 78, hinge-l2 none in 400 -> 25. It is "auto" but for squared
-    error, where ``admm`` (no adaptation) keeps the sqrt rule on scaled data: a9a / synthetic
-    rounds to 1e-6 sqrt 8 / 5, legacy 30 / 46.
+    the optimum has eigenvalues 44 to 5.6e3 against alpha 0.1), for log_loss times
+    `SCALED_LOG_LOSS`. ``admm``'s lock-step rounds to 1e-6 on skin_nonskin (2 partitions,
+    round-robin, 2026-12-02), sqrt -> scaled: log_loss-l2 none in 400 -> 25 on 20,000 rows (84
+    at the legacy rho), hinge-l2 none in 400 -> 25. It is "auto" but for squared error, where
+    ``admm`` (no adaptation) keeps the sqrt rule on scaled data (a9a / synthetic rounds to 1e-6
+    sqrt 8 / 5, legacy 30 / 46), and the log_loss factor (asip-admm's leader adapts rho).
 
     ``rule="auto"`` (asip-admm's default): for the hinge with a strongly convex penalty
     ``max(sqrt rule, legacy rule / AUTO_FLOOR)``, else the legacy rule. The legacy rule's
@@ -159,7 +166,10 @@ def default_rho(problem: Problem, rule: str = "legacy") -> float:
             return default_rho(problem, "legacy")
         if problem.loss in smooth:
             L = (problem.curvature or 1.0) * problem.row_scale
-            return default_rho(problem, "sqrt" if L <= AUTO_MAX_L else "legacy")
+            if L <= AUTO_MAX_L:
+                return default_rho(problem, "sqrt")
+            factor = SCALED_LOG_LOSS if rule == "scaled" and problem.loss == K.LOGISTIC else 1.0
+            return factor * default_rho(problem, "legacy")
         return max(default_rho(problem, "sqrt"), default_rho(problem, "legacy") / AUTO_FLOOR)
     curv = problem.curvature if problem.curvature is not None else 1.0
     if rule == "sqrt" and problem.mu > 0:
