@@ -130,16 +130,16 @@ def default_rho(problem: Problem, rule: str = "legacy") -> float:
     problems reach 1e-6 or better either way). Without strong convexity (l1,
     or ``alpha = 0``) it falls back to the legacy rule.
 
-    ``rule="scaled"`` (``admm``'s default): the sqrt rule where ``alpha`` is what limits the
-    problem's curvature from below, else the auto rule's choices: the hinge's floor, and for
-    log_loss and squared error with l2 the legacy rule when ``L > AUTO_MAX_L`` (unscaled
-    features, where the data term is strongly convex on its own: skin_nonskin's Hessian at
-    the optimum has eigenvalues 44 to 5.6e3 against alpha 0.1), for log_loss times
-    `SCALED_LOG_LOSS`. ``admm``'s lock-step rounds to 1e-6 on skin_nonskin (2 partitions,
-    round-robin, 2026-12-02), sqrt -> scaled: log_loss-l2 none in 400 -> 25 on 20,000 rows (84
-    at the legacy rho), hinge-l2 none in 400 -> 25. It is "auto" but for squared error, where
-    ``admm`` (no adaptation) keeps the sqrt rule on scaled data (a9a / synthetic rounds to 1e-6
-    sqrt 8 / 5, legacy 30 / 46), and the log_loss factor (asip-admm's leader adapts rho).
+    ``rule="scaled"`` (``admm``'s default): the sqrt rule while ``L <= AUTO_MAX_L`` (with
+    ``curvature`` 1 for the hinge). Beyond, on unscaled features, the data term is strongly
+    convex on its own and ``alpha`` says little (skin_nonskin's Hessian at the optimum has
+    eigenvalues 44 to 5.6e3 against alpha 0.1): the hinge takes the auto rule (the floor),
+    log_loss `SCALED_LOG_LOSS` times the legacy rule, squared error the legacy rule. ``admm``'s
+    lock-step rounds to 1e-6 on skin_nonskin (2 partitions, round-robin, 2026-12-02), sqrt ->
+    scaled: log_loss-l2 none in 400 -> 25 on 20,000 rows (84 at the legacy rho), hinge-l2
+    none in 400 -> 25. On scaled features nothing changes: the auto rule's floor cost admm
+    3 rounds on synthetic hinge-l2 (14 -> 17), and its legacy rule for squared error 8 -> 30
+    (a9a) and 5 -> 46 (synthetic).
 
     ``rule="auto"`` (asip-admm's default): for the hinge with a strongly convex penalty
     ``max(sqrt rule, legacy rule / AUTO_FLOOR)``, else the legacy rule. The legacy rule's
@@ -160,16 +160,19 @@ def default_rho(problem: Problem, rule: str = "legacy") -> float:
     """
     if rule not in RHO_RULES:
         raise ValueError(f"unknown rho rule {rule!r}; valid rules are {list(RHO_RULES)}")
-    if rule in ("auto", "scaled"):
-        smooth = (K.LOGISTIC,) if rule == "auto" else (K.LOGISTIC, K.SQUARED)
-        if problem.mu <= 0 or problem.loss not in (K.HINGE,) + smooth:
+    if rule == "scaled":
+        if problem.mu <= 0 or (problem.curvature or 1.0) * problem.row_scale <= AUTO_MAX_L:
+            return default_rho(problem, "sqrt")
+        if problem.loss == K.HINGE:
+            return default_rho(problem, "auto")
+        factor = SCALED_LOG_LOSS if problem.loss == K.LOGISTIC else 1.0
+        return factor * default_rho(problem, "legacy")
+    if rule == "auto":
+        if problem.mu <= 0 or problem.loss not in (K.HINGE, K.LOGISTIC):
             return default_rho(problem, "legacy")
-        if problem.loss in smooth:
+        if problem.loss == K.LOGISTIC:
             L = (problem.curvature or 1.0) * problem.row_scale
-            if L <= AUTO_MAX_L:
-                return default_rho(problem, "sqrt")
-            factor = SCALED_LOG_LOSS if rule == "scaled" and problem.loss == K.LOGISTIC else 1.0
-            return factor * default_rho(problem, "legacy")
+            return default_rho(problem, "sqrt" if L <= AUTO_MAX_L else "legacy")
         return max(default_rho(problem, "sqrt"), default_rho(problem, "legacy") / AUTO_FLOOR)
     curv = problem.curvature if problem.curvature is not None else 1.0
     if rule == "sqrt" and problem.mu > 0:

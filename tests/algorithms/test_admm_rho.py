@@ -1,5 +1,5 @@
 """``admm``'s default rho (``rho_rule="scaled"``): the sqrt(mu L)-type rule, except on unscaled
-features (squared error: the alpha-blind rule; log_loss: 0.3 times it) and the hinge's floor.
+features (squared error: the alpha-blind rule; log_loss: 0.3 times it; hinge: its floor).
 skin_nonskin's raw 0-255 features left the sqrt rule at 0.11 (log_loss) / 0.23 (hinge) after 60
 rounds."""
 
