@@ -9,8 +9,10 @@ Round ``k`` on every operator (see `_admm_core` for the three updates)::
 
 This is the BSP ADMM of the ASIP paper (and of dask-glm), with the driver
 reduce replaced by an all-reduce over the channel, and two standard
-improvements: ``rho`` from `_admm_core.default_rho` (``sqrt(mu L)``-type for
-l2), and over-relaxation (Eckstein & Bertsekas 1992; Boyd et al. 2011, sec.
+improvements: ``rho`` from `_admm_core.default_rho` (``rho_rule="scaled"``:
+``sqrt(mu L)``-type for l2, but the alpha-blind rule where the features are
+unscaled, as skin_nonskin's 0-255 are: the sqrt rule alone reached no target
+there in 8 s), and over-relaxation (Eckstein & Bertsekas 1992; Boyd et al. 2011, sec.
 3.4.3): the z and dual steps use ``x^_i = gamma x_i + (1 - gamma) z^{k-1}``
 with ``gamma = relaxation = 1.6`` (measured on 4 partitions, 100 rounds: 2-4x
 lower suboptimality than ``gamma = 1`` on a9a logistic/hinge and synthetic
@@ -48,7 +50,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULTS = {
     "rho": None,
-    "rho_rule": "sqrt",  # default rho: "sqrt" sqrt(mu L)-type (see `_admm_core.default_rho`), "legacy"
+    # default rho (`_admm_core.default_rho`): "scaled" (sqrt(mu L)-type for l2 unless the
+    # features are unscaled, where alpha says little about the curvature), "sqrt", "legacy", "auto"
+    "rho_rule": "scaled",
     "relaxation": 1.6,  # over-relaxation gamma in (0, 2): x^ = gamma x + (1 - gamma) z
     "local_epochs": 3,
     "tol": 1e-6,  # stop when the relative duality gap is below this

@@ -36,7 +36,7 @@ from numba import njit
 from . import _kernels as K
 from ._base import LocalData, Problem
 
-__all__ = ["AUTO_FLOOR", "AUTO_MAX_L", "LocalSolver", "RHO_RULES", "default_rho", "local_solve", "new_local_solver", "setup", "z_update"]
+__all__ = ["AUTO_FLOOR", "AUTO_MAX_L", "LocalSolver", "RHO_RULES", "SCALED_LOG_LOSS", "default_rho", "local_solve", "new_local_solver", "setup", "z_update"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,17 +96,26 @@ def z_update(problem: Problem, xbar: np.ndarray, ybar: np.ndarray, rho: float,
 
 
 #: valid ``rho_rule`` values (`default_rho`)
-RHO_RULES = ("auto", "legacy", "sqrt")
+RHO_RULES = ("auto", "legacy", "scaled", "sqrt")
 #: ``rule="auto"`` on hinge-l2: the sqrt rule's rho, but at least the legacy one over this
 AUTO_FLOOR = 8.0
 #: ``rule="auto"`` on log_loss-l2: the sqrt rule while ``L = curvature mean ||[a_i, 1]||^2`` is
-#: at most this, else (unscaled features) the legacy rule. a9a 3.7, ijcnn1 0.63, synthetic
+#: at most this, else (unscaled features) `SCALED_LOG_LOSS` times the legacy rule. a9a 3.7, ijcnn1 0.63, synthetic
 #: 20k x 100 25; skin_nonskin (features 0-255) 1.5e4, where the data's own curvature, not
 #: alpha, is what counts: "sqrt" reaches nothing there at alpha 1e-4 or 0.1. It only picks
 #: where asip-admm starts since its leader adapts rho (`_asip_admm._balance`); starting at "sqrt"
 #: there, adapted, costs 67 / 116 lock-step rounds to 1e-6 at alpha 0.1 / 1e-4 against 49 / 49
 #: from this bound's "legacy" (2 partitions, round-robin, 2026-12-01), so it stays
 AUTO_MAX_L = 1e3
+#: ``rule="auto"`` and ``"scaled"`` on log_loss-l2 with ``L > AUTO_MAX_L``: the legacy rule's
+#: rho times this. asip-admm (adapted) lock-step rounds to 1e-6 on skin_nonskin 20,000 rows,
+#: the legacy rho -> this: 52 -> 16 (round-robin), 128 -> 31 (parallel, messages held back
+#: 0-2 rounds; 4 partitions 137 -> 53), alpha 1/n 53 -> 16.
+#: ``admm``'s lock-step rounds to 1e-6 on skin_nonskin (20,000 rows, 2 partitions, alpha 0.1
+#: and 1/n alike, 2026-12-02) by multiple of the legacy rho: 0.1 76, 0.2 38, 0.3 25, 0.5 40,
+#: 1 84, 3 none in 150; 0.3 is ``sqrt(mu L) / N`` with the Hessian's own extreme eigenvalues
+#: at the optimum (44 and 5.6e3) in place of alpha and the bound L
+SCALED_LOG_LOSS = 0.3
 
 
 def default_rho(problem: Problem, rule: str = "legacy") -> float:
@@ -124,6 +133,17 @@ def default_rho(problem: Problem, rule: str = "legacy") -> float:
     problems reach 1e-6 or better either way). Without strong convexity (l1,
     or ``alpha = 0``) it falls back to the legacy rule.
 
+    ``rule="scaled"`` (``admm``'s default): the sqrt rule while ``L <= AUTO_MAX_L`` (with
+    ``curvature`` 1 for the hinge). Beyond, on unscaled features, the data term is strongly
+    convex on its own and ``alpha`` says little (skin_nonskin's Hessian at the optimum has
+    eigenvalues 44 to 5.6e3 against alpha 0.1): the auto rule (the hinge's floor, log_loss
+    `SCALED_LOG_LOSS` times the legacy rule, squared error the legacy rule). ``admm``'s
+    lock-step rounds to 1e-6 on skin_nonskin (2 partitions, round-robin, 2026-12-02), sqrt ->
+    scaled: log_loss-l2 none in 400 -> 25 on 20,000 rows (84 at the legacy rho), hinge-l2
+    none in 400 -> 25. On scaled features nothing changes: the auto rule's floor cost admm
+    3 rounds on synthetic hinge-l2 (14 -> 17), and its legacy rule for squared error 8 -> 30
+    (a9a) and 5 -> 46 (synthetic).
+
     ``rule="auto"`` (asip-admm's default): for the hinge with a strongly convex penalty
     ``max(sqrt rule, legacy rule / AUTO_FLOOR)``, else the legacy rule. The legacy rule's
     ``L`` is a stand-in for the hinge (no curvature: 1 a row); with alpha 0.1 it is 4-10x the
@@ -132,23 +152,28 @@ def default_rho(problem: Problem, rule: str = "legacy") -> float:
     ``L / mu`` is huge (skin_nonskin's unscaled features: 6e5) the sqrt rule alone is 260x
     below the legacy one and does not reach 1e-3 in 400 rounds; the floor (32x the sqrt rule
     there) reaches 1e-6 in 47 (legacy: 184). For log_loss with a strongly convex penalty the
-    sqrt rule while ``L <= AUTO_MAX_L``, else the legacy rule: lock-step (4
+    sqrt rule while ``L <= AUTO_MAX_L``, else `SCALED_LOG_LOSS` times the legacy rule: lock-step (4
     partitions, Jacobi, delays 0..2 rounds) rounds to 1e-6 at alpha 1e-4 sqrt / legacy: a9a
     112 / > 400, ijcnn1 32 / > 400, synthetic 20k 37 / 106, reuters 68 / > 200; at alpha 0.1
     a9a 10 / 16, synthetic 12 / 53 (2026-11-30, after the z step took the peers' news first;
     the earlier cluster failure of "sqrt", a9a alpha 1e-3 left at 0.46, no longer shows).
     skin_nonskin (L 1.5e4): sqrt does not reach 1e-3 in 300 rounds at alpha 1e-4 or 0.1,
-    legacy 1e-6 in 129, hence the bound. Squared error keeps the legacy rule (mixed: a9a 74 / > 400,
+    legacy 1e-6 in 129 (0.3x legacy: see `SCALED_LOG_LOSS`), hence the bound. Squared error keeps the legacy rule (mixed: a9a 74 / > 400,
     synthetic 88 / 63).
     """
     if rule not in RHO_RULES:
         raise ValueError(f"unknown rho rule {rule!r}; valid rules are {list(RHO_RULES)}")
+    if rule == "scaled":
+        if problem.mu <= 0 or (problem.curvature or 1.0) * problem.row_scale <= AUTO_MAX_L:
+            return default_rho(problem, "sqrt")
+        return default_rho(problem, "auto")
     if rule == "auto":
         if problem.mu <= 0 or problem.loss not in (K.HINGE, K.LOGISTIC):
             return default_rho(problem, "legacy")
         if problem.loss == K.LOGISTIC:
             L = (problem.curvature or 1.0) * problem.row_scale
-            return default_rho(problem, "sqrt" if L <= AUTO_MAX_L else "legacy")
+            return (default_rho(problem, "sqrt") if L <= AUTO_MAX_L
+                    else SCALED_LOG_LOSS * default_rho(problem, "legacy"))
         return max(default_rho(problem, "sqrt"), default_rho(problem, "legacy") / AUTO_FLOOR)
     curv = problem.curvature if problem.curvature is not None else 1.0
     if rule == "sqrt" and problem.mu > 0:

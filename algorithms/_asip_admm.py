@@ -29,7 +29,8 @@ without a lock -- here it is only touched by the operator's own thread.
 
 ``rho`` starts (``rho_rule="auto"``) at a ``sqrt(mu L)``-type choice for the
 hinge with an l2 penalty, floored at an eighth of the ``alpha``-blind one, for log_loss
-with l2 unless the features are unscaled, and at the ``alpha``-blind one otherwise
+with l2 unless the features are unscaled (there at 0.3x the ``alpha``-blind one), and at the
+``alpha``-blind one otherwise
 (`_admm_core.default_rho`, ``rule="auto"``, with the measurements); the leader then adapts it (``rho_adapt="balance"``, `_balance`: residual
 balancing, rho x/÷ 2, at most ``adapt_max`` times) and every push carries rho with a
 version, so every operator steps with the leader's newest (a changed rho keeps the unscaled
@@ -139,8 +140,8 @@ logger = logging.getLogger(__name__)
 DEFAULTS = {
     "rho": None,
     # starting rho (`_admm_core.default_rho`): "auto" (hinge with l2: "sqrt" floored at
-    # "legacy" / 8; log_loss with l2: "sqrt" if L <= 1e3; else "legacy"), "legacy"
-    # (alpha-blind) or "sqrt" (sqrt(mu L)-type); the leader adapts it (rho_adapt)
+    # "legacy" / 8; log_loss with l2: "sqrt" if L <= 1e3, else 0.3 "legacy"; else "legacy"),
+    # "legacy" (alpha-blind), "sqrt" (sqrt(mu L)-type) or "scaled" (admm's); the leader adapts it
     "rho_rule": "auto",
     "relaxation": 1.6,  # over-relaxation gamma in (0, 2), taken only against fresh peers
     "local_epochs": 1,

@@ -443,3 +443,85 @@ def test_fault_partitions():
     assert cfg.fault_partitions == 4 and _faults_apart(cfg, 2)
     assert not _faults_apart(config.config_from_args(["--sections", "matrix",
                                                       "--fault-partitions", "4"]), 2)
+
+
+def test_decide_budget_reruns_the_baselines_a_goal_depends_on():
+    """``--decide-budget``: a baseline that reached no target where asip did is re-run when its
+    bound leaves a goal undecided; the re-run's time replaces the bound, labelled as such."""
+    from asip_bench.analysis import DECIDED, describe, targets, time_to_target
+    from asip_bench.decide import undecided
+
+    runs = []
+    for ds in ("a", "b"):
+        runs.append(_ttt_run(ds, "asip-cocoa", "asip", [(0.1, 1e-4), (0.5, 1e-7)]))
+        runs.append(_ttt_run(ds, "gd", "asip", [(1.0, 1e-7)]))  # 2x: the gd goals are decided
+    runs.append(_ttt_run("a", "admm", "asip", [(8.0, 1e-4)], budget=8.0))  # >= 16x
+    runs.append(_ttt_run("b", "admm", "asip", [(8.0, 1e-2)], budget=8.0))  # >= 16x
+    runs.append(_ttt_run("b", "dask-glm:lbfgs", "dask-glm", [(8.0, 1e-2)], budget=8.0))
+    runs.append(_ttt_run("b", "dask-glm:admm", "dask-glm", [(8.0, 1e-2)], budget=8.0))
+    # every pair's bound is above the admm goal's 3x and the mean's 5x: nothing to decide
+    assert undecided(runs, (1e-3, 1e-6), 30.0) == []
+    runs[0].trace[-1][0] = 3.0  # asip at 3 s on a: admm >= 2.67x there; the mean >= 6.5x
+    assert undecided(runs, (1e-3, 1e-6), 30.0) == [("a", "log_loss-l2", "asip", "admm")]
+    runs[2].trace[-1][0] = 2.0  # and at 2 s on b: admm >= 4x (>= 3x), the mean >= 3.3x (< 5x)
+    glm = [("b", "log_loss-l2", "dask-glm", "dask-glm:admm"),
+           ("b", "log_loss-l2", "dask-glm", "dask-glm:lbfgs")]  # >= 4x against 10x
+    assert undecided(runs, (1e-3, 1e-6), 30.0) == [("a", "log_loss-l2", "asip", "admm"),
+                                                   ("b", "log_loss-l2", "asip", "admm")] + glm
+    assert undecided(runs, (1e-3, 1e-6), 8.0) == []  # the re-run must be longer
+    # the re-runs read in the matrix runs' place, labelled, and the goal is decided
+    runs += [Run("a", "log_loss-l2", "admm", "asip", kind=DECIDED, budget=30.0, f_star=1.0,
+                 trace=[[12.0, 1.0 + 1e-7]]),
+             Run("b", "log_loss-l2", "admm", "asip", kind=DECIDED, budget=30.0, f_star=1.0,
+                 trace=[[20.0, 1.0 + 1e-7]])]
+    assert undecided(runs, (1e-3, 1e-6), 30.0) == glm
+    rows = time_to_target(runs, (1e-3, 1e-6))
+    cell = rows[0]["targets"][1e-6]
+    assert cell["ratios"]["admm"] == {"value": pytest.approx(4.0), "bound": "="}
+    assert describe(cell["admm"], cell["ratios"]["admm"], name=False) == \
+        "12 s (30 s re-run), 4x"
+    assert rows[0]["solvers"]["admm"]["rerun"] == 30.0 and rows[0]["solvers"]["gd"]["rerun"] is None
+    admm = [t for t in targets({"time_to_target": rows})
+            if t["name"].startswith("asip async best vs admm, time to 1e-6 (30 s re-run)")]
+    assert [t["measured"] for t in admm] == ["4x", "6.32x"]  # worst pair, then the geo. mean
+    assert admm[0]["met"] is True and admm[1]["met"] is True
+    # the matrix's own readings (suboptimality at the budget) are not the re-runs'
+    from asip_bench.analysis import subopt_table
+    assert subopt_table(runs, [8.0])[8.0]["a / log_loss-l2"]["admm"] == pytest.approx(1e-4)
+
+
+@pytest.mark.timeout(180)
+def test_decide_budget_end_to_end(tmp_path):
+    """A real run (workers in this process) that keeps an earlier matrix (``--resume``) where
+    ``admm`` reached no target in 0.3 s: only that run is re-run, for 3 s; its times are read."""
+    pytest.importorskip("rich", reason="the benchmark's dependencies are asip[bench]")
+    from asip_bench import main
+    from asip_bench.data import load_dataset
+    from asip_bench.output import write_json
+
+    with pytest.raises(SystemExit, match="--decide-budget must be longer"):
+        config.config_from_args(["--budget", "2", "--decide-budget", "1"])
+    data = load_dataset("synthetic-logistic:1500")
+    task = parse_task("log_loss-l2")
+    ref = compute_reference(data, task)
+    f = ref["f_star"]
+    earlier = [Run(data.name, task.key, "asip-cocoa", "asip", budget=0.3, f_star=f,
+                   trace=[[0.1, f * (1 + 1e-7)]]),
+               Run(data.name, task.key, "admm", "asip", budget=0.3, f_star=f,
+                   trace=[[0.3, f * (1 + 1e-2)]])]
+    out = tmp_path / "bench"
+    out.mkdir()
+    write_json(out / "results.json", {"runs": [r.as_dict() for r in earlier],
+                                       "references": {f"{data.name} / {task.key}": ref}})
+    argv = ["--ttt", "--in-process", "--sections", "matrix", "--solvers", "asip-cocoa,admm",
+            "--datasets", data.name, "--tasks", task.key, "--budget", "0.3",
+            "--decide-budget", "3", "--resume", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    payload = json.loads((out / "results.json").read_text())
+    decided = [r for r in payload["runs"] if r["kind"] == "decided"]
+    assert [(r["solver"], r["budget"], r["status"]) for r in decided] == [("admm", 3.0, "ok")]
+    assert decided[0]["time_to"]["1e-6"] is not None  # admm gets there within 3 s
+    (row,) = payload["summary"]["time_to_target"]
+    reading = row["targets"]["1e-06"]["admm"]
+    assert reading["rerun"] == 3.0 and reading["seconds"] == decided[0]["time_to"]["1e-6"]
+    assert "(3 s re-run)" in (out / "headline.md").read_text()

@@ -18,7 +18,10 @@ Conventions, stated once:
   above 1, asip is sooner. A solver that never reached the target is
   reported as "not reached (> its horizon)", its budget or last trace point;
   the ratio then is a bound, never a made-up number: ``>=`` (only asip got
-  there: ``peer horizon / asip time``) or ``<=`` (only the peer did).
+  there: ``peer horizon / asip time``) or ``<=`` (only the peer did);
+* a matrix run re-run with a longer budget to decide such a bound (``--decide-budget``,
+  `asip_bench.decide`; kind `DECIDED`) takes the matrix run's place in the time-to-target
+  readings only, labelled "(S s re-run)" wherever its time or horizon is shown.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from .config import SOLVER_VARIANTS, is_asynchronous
 from .data import PAPER_TASKS
 from .records import REL_FLOOR, Run
 
-__all__ = ["COMPARATORS", "STRAGGLER_COMPARATORS", "TARGETS_TTT", "best_of", "describe", "fmt_target", "l1_within",
-           "paper_ratios", "straggler_closeness", "subopt_table", "summarize", "time_to_target",
+__all__ = ["COMPARATORS", "DECIDED", "STRAGGLER_COMPARATORS", "TARGETS_TTT", "best_of", "describe",
+           "fmt_target", "goal_pairs", "l1_within", "paper_ratios", "rerun_label", "straggler_closeness", "subopt_table", "summarize", "time_to_target",
            "ttt_goals", "ttt_ratio"]
 
 #: the relative suboptimalities whose first crossing is timed (``--ttt-targets`` overrides)
@@ -43,6 +46,8 @@ SYNCHRONOUS = ("gd", "admm", "lbfgs")
 #: the straggler tables' columns: the synchronous solvers (the peers do not run there)
 STRAGGLER_COMPARATORS = ("gd", "admm", "lbfgs", "sync best")
 _L2_TASKS = ("log_loss-l2", "hinge-l2", "log_loss-l2-1/n")
+#: the kind of a matrix run re-run with a longer budget to decide a bound (`asip_bench.decide`)
+DECIDED = "decided"
 #: issue 12's time-to-target goals: (runs, comparator, target, tasks (None: all), least ratio
 #: on every pair, least geometric mean (None: no such goal))
 TTT_GOALS = (
@@ -78,6 +83,26 @@ def _index(runs: list[Run], kind: str = "matrix") -> dict:
         if r.kind == kind and r.ok:
             out[(r.dataset, r.task)][r.solver] = r
     return out
+
+
+def _timed_index(runs: list[Run], kind: str) -> dict:
+    """`_index`, with each matrix run's `DECIDED` re-run (if any) in its place."""
+    idx = _index(runs, kind)
+    if kind == "matrix":
+        for key, by_solver in _index(runs, DECIDED).items():
+            if key in idx:
+                idx[key].update(by_solver)
+    return idx
+
+
+def _rerun(r: Run) -> float | None:
+    """The budget of ``r`` if it is a `DECIDED` re-run, else None."""
+    return float(r.budget) if r.kind == DECIDED else None
+
+
+def rerun_label(budget: float | None) -> str:
+    """What marks a time read off a `DECIDED` re-run of ``budget`` seconds ("" for none)."""
+    return "" if budget is None else f" ({budget:g} s re-run)"
 
 
 def best_of(runs: dict, family: str, key) -> tuple[str | None, float]:
@@ -175,23 +200,24 @@ def _horizon(r: Run) -> float:
 def _reading(members: list[Run], target: float) -> dict:
     """The fastest of ``members`` to ``target``, or, if none got there, a lower bound on it.
 
-    ``{"ran", "solver", "seconds", "reached", "horizon", "stopped"}``:
+    ``{"ran", "solver", "seconds", "reached", "horizon", "stopped", "rerun"}``:
     ``seconds`` is the first trace time at or below the target (None if
     never); ``horizon`` the time by which none of them had reached it (the
     shortest `_horizon`), the lower bound a not-reached time carries;
-    ``stopped`` whether that run stopped itself there.
+    ``stopped`` whether that run stopped itself there; ``rerun`` the budget of the
+    run read if it is a `DECIDED` re-run, else None.
     """
     if not members:
         return {"ran": False, "solver": None, "seconds": None, "reached": False, "horizon": None,
-                "stopped": False}
+                "stopped": False, "rerun": None}
     best = min(members, key=lambda r: (r.time_to(target), r.solver))
     t = best.time_to(target)
     if math.isfinite(t):
         return {"ran": True, "solver": best.solver, "seconds": t, "reached": True,
-                "horizon": _horizon(best), "stopped": False}
+                "horizon": _horizon(best), "stopped": False, "rerun": _rerun(best)}
     first = min(members, key=_horizon)
     return {"ran": True, "solver": None, "seconds": None, "reached": False,
-            "horizon": _horizon(first), "stopped": _stopped_early(first)}
+            "horizon": _horizon(first), "stopped": _stopped_early(first), "rerun": _rerun(first)}
 
 
 def ttt_ratio(peer: dict, asip: dict) -> dict:
@@ -223,6 +249,7 @@ def describe(reading: dict, ratio: dict | None = None, name: bool = True) -> str
         text = f"not reached (stopped at {reading['horizon']:.3g} s)"
     else:
         text = f"not reached (> {reading['horizon']:.3g} s)"
+    text += rerun_label(reading.get("rerun"))
     if ratio is not None and ratio["bound"] is not None:
         text += f", {_fmt_bound(ratio['value'], ratio['bound'])}"
     return text
@@ -235,13 +262,13 @@ def time_to_target(runs: list[Run], ttt_targets=TARGETS_TTT, kind: str = "matrix
     not reached by its ``horizon``). Under ``targets[target]`` are the
     readings of asip's best *asynchronous* solver (``async``), of ``gd``,
     ``admm``, ``lbfgs`` and the fastest of them (``sync best``), and of dask-glm's and
-    scikit-learn's best, and under ``ratios`` each one's `ttt_ratio` to asip's.
-    A target below the reference's certified precision is not read
+    scikit-learn's best, and under ``ratios`` each one's `ttt_ratio` to asip's; a matrix
+    run's `DECIDED` re-run is read in its place. A target below the reference's certified precision is not read
     (``certified: False``, no ratios). ``kind`` picks the runs: the fault-free
     matrix, or the ``straggler`` or ``kill`` runs.
     """
     rows = []
-    for (ds, task), by_solver in sorted(_index(runs, kind).items()):
+    for (ds, task), by_solver in sorted(_timed_index(runs, kind).items()):
         precision = max((r.f_star_precision for r in by_solver.values()), default=0.0)
         solvers = {}
         for name, r in sorted(by_solver.items()):
@@ -250,7 +277,7 @@ def time_to_target(runs: list[Run], ttt_targets=TARGETS_TTT, kind: str = "matrix
                 t = r.time_to(target)
                 times[target] = t if math.isfinite(t) else None
             solvers[name] = {"family": r.family, "budget": r.budget, "horizon": _horizon(r),
-                             "times": times}
+                             "times": times, "rerun": _rerun(r)}
         row = {"dataset": ds, "task": task, "f_star_precision": precision, "solvers": solvers,
                "targets": {}}
         groups = {
@@ -444,24 +471,13 @@ def ttt_goals(summary: dict) -> list[dict]:
     """
     out = []
     for kind, comparator, target, tasks, least, least_mean in TTT_GOALS:
-        rows = summary.get("time_to_target" if kind == "matrix" else f"time_to_target_{kind}", [])
-        pairs, neither = [], 0
-        for row in rows:
-            cell = _cell(row, target)
-            # a task at another strength (``log_loss-l2@1e-4``) counts as its kind
-            if cell is None or (tasks is not None and row["task"].split("@")[0] not in tasks):
-                continue
-            if not cell[comparator]["ran"] or not cell["async"]["ran"] or not cell["certified"]:
-                continue
-            ratio = cell["ratios"][comparator]
-            if ratio["bound"] is None:
-                neither += 1
-            else:
-                pairs.append((row, ratio))
+        pairs, neither = goal_pairs(summary, kind, comparator, target, tasks)
         if not pairs:
             continue
         where = " under the straggler" if kind == "straggler" else ""
-        name = f"asip async best vs {comparator}{where}, time to {fmt_target(target)}"
+        reruns = {_cell(row, target)[comparator].get("rerun") for row, _ in pairs} - {None}
+        name = (f"asip async best vs {comparator}{where}, time to {fmt_target(target)}"
+                + "".join(rerun_label(b) for b in sorted(reruns)))
         apart = f"; {neither} more where neither reached it" if neither else ""
         verdicts = [_pair_verdict(r["value"], r["bound"], least) for _, r in pairs]
         failing = [p for p, v in zip(pairs, verdicts) if v is False]
@@ -489,6 +505,27 @@ def ttt_goals(summary: dict) -> list[dict]:
                          else f"{mean:.3g}x (mixed bounds)"),
             "met": mean_met, "shortfall": _shortfall(mean_met, mean_ratio, least_mean)})
     return out
+
+
+def goal_pairs(summary: dict, kind: str, comparator: str, target: float,
+               tasks) -> tuple[list, int]:
+    """A `TTT_GOALS` goal's pairs: ``([(row, ratio), ...], pairs where neither side reached
+    the target)``, over the rows of its ``kind`` whose task is one of ``tasks`` (None: all)."""
+    rows = summary.get("time_to_target" if kind == "matrix" else f"time_to_target_{kind}", [])
+    pairs, neither = [], 0
+    for row in rows:
+        cell = _cell(row, target)
+        # a task at another strength (``log_loss-l2@1e-4``) counts as its kind
+        if cell is None or (tasks is not None and row["task"].split("@")[0] not in tasks):
+            continue
+        if not cell[comparator]["ran"] or not cell["async"]["ran"] or not cell["certified"]:
+            continue
+        ratio = cell["ratios"][comparator]
+        if ratio["bound"] is None:
+            neither += 1
+        else:
+            pairs.append((row, ratio))
+    return pairs, neither
 
 
 def straggler_closeness(runs: list[Run], budget: float) -> list[dict]:

@@ -95,6 +95,9 @@ class BenchConfig:
     sections: list = field(default_factory=lambda: ["matrix", "faults", "crossover",
                                                    "fixed-cost", "scaling"])
     resume: bool = False  # keep the runs already in ``out/results.json``; run only the others
+    # seconds of a second run of each baseline whose unreached target leaves a time-to-target
+    # goal undecided (`asip_bench.decide`); None: no such runs
+    decide_budget: float | None = None
 
     @property
     def max_budget(self) -> float:
@@ -214,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budgets", type=_csv(float), help="seconds, e.g. 2,5,10")
     p.add_argument("--budget", type=float, help="one budget in seconds for the matrix and the "
                    "fault runs (sets --budgets and --fault-budget)")
+    p.add_argument("--decide-budget", type=float, metavar="S",
+                   help="after the matrix, re-run for S seconds each baseline (gd, admm, "
+                   "dask-glm) that reached no target where asip's best asynchronous solver did "
+                   "and whose missing time leaves a time-to-target goal undecided; the tables "
+                   "and goals read its time, labelled '(S s re-run)'")
     p.add_argument("--ttt-targets", type=_csv(float), help="relative suboptimalities to time "
                    "each solver to (default 1e-3,1e-6)")
     p.add_argument("--tol", type=float, help="tol of asip's estimators in the matrix and fault "
@@ -272,7 +280,7 @@ def config_from_args(argv: list[str] | None = None) -> BenchConfig:
                 "fault_partitions",
                 "sections", "scaling_partitions", "scaling_factors", "scaling_rows",
                 "crossover_sizes", "crossover_task", "out", "progress", "seed", "from_json",
-                "reference_timeout", "resume"):
+                "reference_timeout", "resume", "decide_budget"):
         value = getattr(args, key)
         if value is not None:
             setattr(cfg, key, value)
@@ -299,6 +307,9 @@ def config_from_args(argv: list[str] | None = None) -> BenchConfig:
     if not cfg.budgets or min(cfg.budgets) <= 0:
         raise SystemExit("asip bench: budgets must be positive seconds")
     cfg.budgets = sorted(cfg.budgets)
+    if cfg.decide_budget is not None and not cfg.decide_budget > cfg.max_budget:
+        raise SystemExit("asip bench: --decide-budget must be longer than the matrix's budget "
+                         f"({cfg.max_budget:g} s)")
     if cfg.tol is not None and cfg.tol < 0:
         cfg.tol = None  # the estimators' default
     if not cfg.ttt_targets or not all(0 < t < 1 for t in cfg.ttt_targets):

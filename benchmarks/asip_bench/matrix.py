@@ -13,6 +13,7 @@ Every finished run is checkpointed (`Session.on_section_done`); with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import traceback
 
@@ -26,7 +27,7 @@ from .data import ClusterData, DataUnavailable, Task, compute_reference, load_da
 from .records import Run
 from .runner import LiveObjective, run_asip
 
-__all__ = ["Session", "run_key", "run_matrix", "warm_dataset", "warm_up"]
+__all__ = ["Session", "placed", "run_key", "run_matrix", "run_one", "warm_dataset", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
@@ -225,14 +226,10 @@ def run_matrix(session: Session, sections: list[str]) -> None:
     tasks = [parse_task(t) for t in cfg.tasks]
     fault_tasks = [parse_task(t) for t in cfg.fault_tasks]
     for spec in cfg.datasets:
-        try:
-            with session.progress.run("data", f"load {spec}"):
-                data = load_dataset(spec, cfg.seed)
-        except DataUnavailable as exc:
-            session.note(f"skipped dataset {spec}: {exc}")
-            continue
-        cdata = ClusterData(session.client, data, session.n_partitions)
-        try:
+        with placed(session, spec) as cdata:
+            if cdata is None:
+                continue
+            data = cdata.data
             if "matrix" in sections or "faults" in sections:
                 warm_dataset(session, cdata)
             if "matrix" in sections:
@@ -247,8 +244,24 @@ def run_matrix(session: Session, sections: list[str]) -> None:
                 for task in data.tasks(fault_tasks):
                     _fault_runs(session, cdata, task)
                 session.on_section_done()
-        finally:
-            cdata.close()
+
+
+@contextlib.contextmanager
+def placed(session: Session, spec: str):
+    """Dataset ``spec`` loaded and placed on the cluster (released afterwards); None, with a
+    note, when its shared file is missing."""
+    try:
+        with session.progress.run("data", f"load {spec}"):
+            data = load_dataset(spec, session.cfg.seed)
+    except DataUnavailable as exc:
+        session.note(f"skipped dataset {spec}: {exc}")
+        yield None
+        return
+    cdata = ClusterData(session.client, data, session.n_partitions)
+    try:
+        yield cdata
+    finally:
+        cdata.close()
 
 
 def _fault_runs(session: Session, cdata: ClusterData, task: Task) -> None:

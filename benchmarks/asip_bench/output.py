@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import COMPARATORS, STRAGGLER_COMPARATORS, describe, fmt_target
+from .analysis import COMPARATORS, STRAGGLER_COMPARATORS, describe, fmt_target, rerun_label
 
 __all__ = ["machine", "write_json", "write_markdown"]
 
@@ -146,7 +146,8 @@ def _solver_rows(rows: list[dict]) -> list[str]:
                 v = row["solvers"].get(name)
                 t = None if v is None else v["times"].get(target)
                 cells.append("-" if v is None else (f"{t:.3g} s" if t is not None
-                                                    else f"> {v['horizon']:.3g} s"))
+                                                    else f"> {v['horizon']:.3g} s")
+                             + rerun_label(v.get("rerun")))
             lines.append(f"| {row['dataset']} / {row['task']} | {fmt_target(target)} | "
                          + " | ".join(cells) + " |")
     return lines

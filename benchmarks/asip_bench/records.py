@@ -30,7 +30,7 @@ class Run:
     task: str
     solver: str
     family: str  # "asip", "sklearn" or "dask-glm"
-    kind: str = "matrix"  # matrix | straggler | kill | scaling | crossover | fixed-cost
+    kind: str = "matrix"  # matrix | straggler | kill | scaling | crossover | fixed-cost | decided
     budget: float = 0.0
     status: str = "ok"  # ok | skipped | error | hung (a peer call that never returned)
     note: str = ""

@@ -8,7 +8,7 @@ from collections import defaultdict
 from rich.console import Console
 from rich.table import Table
 
-from .analysis import COMPARATORS, STRAGGLER_COMPARATORS, describe, fmt_target
+from .analysis import COMPARATORS, STRAGGLER_COMPARATORS, describe, fmt_target, rerun_label
 from .config import ASIP_NAMES
 from .progress import fmt_rel
 
@@ -85,12 +85,14 @@ def ttt_solver_table(console: Console, rows: list[dict]) -> None:
                 if r is None:
                     return "-"
                 s = r["times"].get(target)
-                return f"{s:.3g}s" if s is not None else f"> {r['horizon']:.3g}s"
+                return (f"{s:.3g}s" if s is not None else f"> {r['horizon']:.3g}s") + \
+                    rerun_label(r.get("rerun"))
 
             def best(key):
                 c = cell[key]
                 return "-" if not c["ran"] else (f"{c['seconds']:.3g}s" if c["reached"]
-                                                 else f"> {c['horizon']:.3g}s")
+                                                 else f"> {c['horizon']:.3g}s") + \
+                    rerun_label(c.get("rerun"))
 
             table.add_row(f"{row['dataset']} / {row['task']}", fmt_target(target),
                           *[t(n) for n in names], best("dask-glm best"), best("sklearn best"))

@@ -14,6 +14,7 @@ from rich.console import Console
 from .analysis import fmt_target, summarize, targets
 from .config import BenchConfig, config_from_args
 from .experiments import run_crossover, run_fixed_cost, run_scaling
+from .decide import run_decided
 from .matrix import Session, run_matrix, warm_up
 from .output import machine, write_json, write_markdown
 from .plots import write_plots
@@ -233,6 +234,8 @@ def _sections(cfg: BenchConfig, console, state: dict, checkpoint) -> Session:
             if {"matrix", "faults"} & set(here):
                 warm_up(session, sparse=sparse)
                 run_matrix(session, here)
+            if cfg.decide_budget and "matrix" in here:
+                run_decided(session)
             if "crossover" in cfg.sections:
                 session.sections["crossover"] = run_crossover(session)
             if "fixed-cost" in cfg.sections:

@@ -13,7 +13,7 @@ from _sim import simulate, split_rows
 from asip.algorithms import (Objective, get_loss, get_penalty, make_logistic, reference_optimum,
                              relative_suboptimality)
 from asip.algorithms import _kernels as K
-from asip.algorithms._admm_core import AUTO_FLOOR, AUTO_MAX_L, default_rho
+from asip.algorithms._admm_core import AUTO_FLOOR, AUTO_MAX_L, SCALED_LOG_LOSS, default_rho
 from asip.algorithms._asip_admm import DEFAULTS, init
 from asip.algorithms._base import local_data, make_problem
 
@@ -43,10 +43,10 @@ def test_auto_is_the_floored_sqrt_rule_for_hinge_l2_the_sqrt_rule_for_log_loss_l
     logistic = make_problem(K.LOGISTIC, K.L2, 1e-4, False, parts)  # no floor
     assert _rho(logistic, parts) == default_rho(logistic, "sqrt") < \
         default_rho(logistic, "legacy") / AUTO_FLOOR
-    _, unscaled = _parts(10.0)  # L 100x larger: over AUTO_MAX_L, the legacy rule
+    _, unscaled = _parts(10.0)  # L 100x larger: over AUTO_MAX_L, 0.3x the legacy rule
     logistic = make_problem(K.LOGISTIC, K.L2, 1e-4, False, unscaled)
     assert (logistic.curvature or 1.0) * logistic.row_scale > AUTO_MAX_L
-    assert _rho(logistic, unscaled) == default_rho(logistic, "legacy")
+    assert _rho(logistic, unscaled) == SCALED_LOG_LOSS * default_rho(logistic, "legacy")
     # unscaled features (rows 100x longer: L / mu 10^4 x larger): the floor decides
     _, big = _parts(100.0)
     problem = make_problem(K.HINGE, K.L2, 0.1, False, big)
@@ -54,7 +54,7 @@ def test_auto_is_the_floored_sqrt_rule_for_hinge_l2_the_sqrt_rule_for_log_loss_l
     assert _rho(problem, big) > default_rho(problem, "sqrt")
     assert default_rho(problem, "auto") == default_rho(problem, "legacy") / AUTO_FLOOR
     with pytest.raises(ValueError, match="unknown rho_rule 'fast' for solver 'asip-admm'; "
-                                         r"valid rules are \['auto', 'legacy', 'sqrt'\]"):
+                                         r"valid rules are \['auto', 'legacy', 'scaled', 'sqrt'\]"):
         _rho(problem, big, rho_rule="fast")
     with pytest.raises(ValueError, match="unknown rho rule 'fast'"):
         default_rho(problem, "fast")
