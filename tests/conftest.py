@@ -7,6 +7,9 @@ import pytest
 from _ready import ready
 from distributed import Client, LocalCluster
 
+from asip.testing import TEST_CONFIG
+
+
 @pytest.fixture(scope="session")
 def a9a_8000():
     """a9a's first 8,000 rows (the shared LIBSVM data); skips, saying why, without it."""
@@ -23,7 +26,11 @@ def a9a_8000():
 # loaded cores, where one restart can take that long, and the fault cluster below lives the
 # whole session, so a timer from an early kill must never fire during a later test's restart:
 # keep the nanny, since the nanny restarts the worker.
-dask.config.set({"distributed.deploy.lost-worker-timeout": "1h"})
+# The gang's start timeout is the one `asip.testing` gives its users' CI (120 s, not 30 s): a
+# fresh worker's first fit loads its kernels in the operators' setup, and at a load of 22 the
+# first fit of test_report_ramp was still in setup after 30 s (GangSchedulingError, 1 of 3 runs).
+dask.config.set({"distributed.deploy.lost-worker-timeout": "1h",
+                 "asip.gang.start-timeout": TEST_CONFIG["asip.gang.start-timeout"]})
 
 
 def _local_cluster(n_workers: int, threads_per_worker: int) -> LocalCluster:

@@ -20,7 +20,7 @@ from distributed import Client
 
 import asip
 from asip.dashboard import StageMonitor, page_link
-from asip.faults import KillOperator, KillWorker
+from asip.faults import KillWorker
 
 from _browser import Chromium, find_chromium
 from dashboard_operators import GossipUntil
@@ -56,8 +56,10 @@ class _Background:
 
     def __init__(self, client: Client, max_time: float = 60.0, **kwargs):
         self.result = self.error = None
-        self.stop_file = os.path.join(tempfile.mkdtemp(prefix="asip-dash-"), "stop")
-        operator = GossipUntil(self.stop_file, poll_timeout=0.005)
+        folder = tempfile.mkdtemp(prefix="asip-dash-")
+        self.stop_file = os.path.join(folder, "stop")
+        self.kill_file = os.path.join(folder, "kill")  # see `kill`
+        operator = GossipUntil(self.stop_file, self.kill_file, poll_timeout=0.005)
         self.thread = threading.Thread(target=self._run, args=(client, operator, max_time,
                                                                kwargs), daemon=True)
         self.thread.start()
@@ -68,6 +70,10 @@ class _Background:
                                      **kwargs).run()
         except BaseException as exc:  # re-raised by join()
             self.error = exc
+
+    def kill(self) -> None:
+        """Partition 1's operator raises `InjectedFault` at its next step."""
+        open(self.kill_file, "w").close()
 
     def join(self, timeout: float = 60.0):
         open(self.stop_file, "w").close()
@@ -121,7 +127,9 @@ def test_connect_serves_the_page_and_empty_states(dash_client):
 
 def test_page_shows_operators_rates_metrics_and_a_kill(dash_client):
     link = page_link(dash_client.dashboard_link)
-    stage = _Background(dash_client, faults=[KillOperator(1, at=2.0)])
+    # the kill comes once the running stage has been checked: a KillOperator at a stage time
+    # (2 s) came before the page had shown incarnation 0 running, on a loaded machine
+    stage = _Background(dash_client)
     summary = _wait_for(link, lambda s: [r[2] for r in _rows(s).values()] == ["running"] * 2)
     assert all(r[0].startswith("tcp://") and r[1] == "0" for r in _rows(summary).values())
 
@@ -147,6 +155,7 @@ def test_page_shows_operators_rates_metrics_and_a_kill(dash_client):
     assert all_moving(seen), seen  # steps/s, msgs in/out per s, bytes/s from the workers
     assert seen["metrics"]["steps"] == [0, 1]  # Gossip's ctx.report(steps=...) is plotted
 
+    stage.kill()
     summary = _wait_for(link, lambda s: "restarted as incarnation 1" in s)
     rows = _rows(summary)
     assert rows[1][1] == "1" and rows[1][3] == "1"  # partition 1: incarnation 1, one restart
