@@ -168,9 +168,11 @@ def memory_sqnorm_stats(est, X, blocks: list) -> tuple[float, float]:
     and its finiteness check in the same pass: a NaN or inf entry makes a square, so the sum,
     non-finite; then scikit-learn's own check raises its own error (an overflowing square
     of finite entries is left to `row_norm_scale`). A CSR ``X`` is read a row block of
-    ``blocks`` at a time (`csr_blocks_sqnorm_stats`)."""
+    ``blocks`` at a time by the dask path's own per-block checks (`block_stats`), summed as
+    that path sums them: numpy and dask input of the same row blocks give the same `Problem`."""
     if sp.issparse(X):
-        sq_sum, sq_top = csr_blocks_sqnorm_stats(blocks)
+        stats = np.array([block_stats(b) for b in blocks])
+        sq_sum, sq_top = float(stats[:, 1].sum()), float(stats[:, 2].max())
     else:
         sq = np.einsum("ij,ij->i", X, X)
         sq_sum, sq_top = float(sq.sum()), float(sq.max())
@@ -226,14 +228,6 @@ def csr_sqnorm_stats(X) -> tuple[float, float]:
     temporaries (`csr_row_sqnorms` squares all the nonzeros into a new array first: 240 MB
     and ~0.2 s of a fit's preparation at 1M rows x 30 nonzeros)."""
     return csr_finite_sqnorm_stats(X)[1:]
-
-
-def csr_blocks_sqnorm_stats(blocks: list) -> tuple[float, float]:
-    """`csr_sqnorm_stats` of the CSR row blocks of one matrix, combined. The sum adds the
-    blocks' sums as the checks of a dask array of the same row blocks do, so either input
-    gives the same `Problem` (the same step sizes whichever way the data came)."""
-    stats = np.array([csr_sqnorm_stats(b) for b in blocks])
-    return float(stats[:, 0].sum()), float(stats[:, 1].max())
 
 
 def csr_finite_sqnorm_stats(X) -> tuple[bool, float, float]:
