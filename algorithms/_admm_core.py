@@ -163,16 +163,14 @@ def default_rho(problem: Problem, rule: str = "legacy") -> float:
     """
     if rule not in RHO_RULES:
         raise ValueError(f"unknown rho rule {rule!r}; valid rules are {list(RHO_RULES)}")
+    scaled = (problem.curvature or 1.0) * problem.row_scale <= AUTO_MAX_L  # L within the bound
     if rule == "scaled":
-        if problem.mu <= 0 or (problem.curvature or 1.0) * problem.row_scale <= AUTO_MAX_L:
-            return default_rho(problem, "sqrt")
-        return default_rho(problem, "auto")
+        return default_rho(problem, "sqrt" if problem.mu <= 0 or scaled else "auto")
     if rule == "auto":
         if problem.mu <= 0 or problem.loss not in (K.HINGE, K.LOGISTIC):
             return default_rho(problem, "legacy")
         if problem.loss == K.LOGISTIC:
-            L = (problem.curvature or 1.0) * problem.row_scale
-            return (default_rho(problem, "sqrt") if L <= AUTO_MAX_L
+            return (default_rho(problem, "sqrt") if scaled
                     else SCALED_LOG_LOSS * default_rho(problem, "legacy"))
         return max(default_rho(problem, "sqrt"), default_rho(problem, "legacy") / AUTO_FLOOR)
     curv = problem.curvature if problem.curvature is not None else 1.0
